@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUST_SRC := $(shell find rust/src -name '*.rs' 2>/dev/null) rust/Cargo.toml rust/Cargo.lock
+
+.PHONY: setup demo test test-py test-rust lint bench bench-peers clean
+
+setup: $(STAMP)
+
+# The virtual environment holds every Python dependency and the native core,
+# built in release mode by maturin (pip's PEP 517 build of this project).
+$(STAMP): pyproject.toml $(RUST_SRC)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m rainbridge.demo
+
+test: $(STAMP) test-rust test-py
+
+test-rust:
+	cd rust && cargo test --release --locked -q
+
+test-py: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check python tests
+	cd rust && cargo clippy --release --locked -- -D warnings
+
+bench: $(STAMP)
+	$(BIN)/python -m rainbridge.bench psi --n 1048576
+
+# Peer libraries for side-by-side figures live in their own environment:
+# the product never imports them.
+bench-peers: $(STAMP)
+	bash scripts/bench-peers-env.sh
+
+clean:
+	rm -rf $(VENV) rust/target
