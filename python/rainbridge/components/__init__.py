@@ -1,0 +1,47 @@
+"""Components: the steps a user composes into a job (see docs/JOBS.md)."""
+
+from __future__ import annotations
+
+from rainbridge.components.base import Component, ComponentContext, ComponentParamError
+from rainbridge.errors import JobSpecError
+
+_REGISTRY: dict[str, type[Component]] = {}
+
+
+def register(cls: type[Component]) -> type[Component]:
+    """Make a component type usable in job files."""
+    _REGISTRY[cls.type] = cls
+    return cls
+
+
+def get_component(type_name: str) -> Component:
+    """The component registered as ``type_name``."""
+    _load_builtins()
+    try:
+        return _REGISTRY[type_name]()
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise JobSpecError(f"unknown component type {type_name!r} (known: {known})") from None
+
+
+def list_components() -> list[Component]:
+    _load_builtins()
+    return [cls() for _, cls in sorted(_REGISTRY.items())]
+
+
+def _load_builtins() -> None:
+    if _REGISTRY:
+        return
+    from rainbridge.components.psi import PsiComponent
+
+    register(PsiComponent)
+
+
+__all__ = [
+    "Component",
+    "ComponentContext",
+    "ComponentParamError",
+    "get_component",
+    "list_components",
+    "register",
+]

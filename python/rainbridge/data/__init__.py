@@ -1,0 +1,26 @@
+"""Columnar data access: datasets are read in place (CSV or Parquet) through Arrow.
+
+A :class:`DatasetRef` records where a dataset lives and its shape; nothing here copies a
+dataset. Readers stream record batches so memory stays bounded by the batch size, not by the
+file's size.
+"""
+
+from rainbridge.data.dataset import (
+    DatasetRef,
+    detect_format,
+    inspect_dataset,
+    iter_batches,
+    read_columns,
+    read_ids,
+)
+from rainbridge.data.output import write_table_atomic
+
+__all__ = [
+    "DatasetRef",
+    "detect_format",
+    "inspect_dataset",
+    "iter_batches",
+    "read_columns",
+    "read_ids",
+    "write_table_atomic",
+]

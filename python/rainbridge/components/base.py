@@ -1,0 +1,94 @@
+"""What every component declares and what it is given when it runs."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from rainbridge.components.spec import ComponentSpec
+from rainbridge.data import DatasetRef
+from rainbridge.errors import JobSpecError
+from rainbridge.net.channel import Channel
+
+
+class ComponentParamError(JobSpecError):
+    """A component's parameters are invalid; ``loc`` points into the component's spec."""
+
+    def __init__(self, message: str, loc: tuple[Any, ...] = ("params",)) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+@dataclass
+class ComponentContext:
+    """Everything one party's role of one component may touch.
+
+    ``inputs`` holds only this party's own data; ``channels`` only the component's peers.
+    Outputs go under ``out_dir`` and only if this party is a named receiver.
+    """
+
+    job_id: str
+    party: str
+    spec: ComponentSpec
+    params: BaseModel
+    inputs: Mapping[str, DatasetRef]
+    channels: Mapping[str, Channel]
+    out_dir: Path
+    progress: Callable[[float], None] = field(default=lambda f: None)
+
+
+class Component(abc.ABC):
+    """A step of a job: declares parameters and output names, runs one party's role."""
+
+    #: the ``type`` used in job files
+    type: ClassVar[str]
+    #: one-line description (shown by ``rainbridge components``)
+    summary: ClassVar[str]
+    #: pydantic model of the parameters (validated when the job is loaded)
+    Params: ClassVar[type[BaseModel]]
+    #: names of the outputs the component can produce
+    outputs: ClassVar[tuple[str, ...]]
+    min_parties: ClassVar[int] = 2
+
+    def parse_params(self, raw: Mapping[str, Any]) -> BaseModel:
+        try:
+            return self.Params.model_validate(dict(raw))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ("params", *err["loc"])
+            field_name = ".".join(str(x) for x in err["loc"]) or "params"
+            raise ComponentParamError(
+                f"params.{field_name}: {err['msg'].removeprefix('Value error, ')}", loc
+            ) from None
+
+    def check(self, spec: ComponentSpec) -> None:
+        """Validate a component spec beyond its schema (raises ComponentParamError)."""
+        self.parse_params(spec.params)
+        if len(spec.inputs) < self.min_parties:
+            raise ComponentParamError(
+                f"{self.type} needs inputs from at least {self.min_parties} parties",
+                ("inputs",),
+            )
+        for name in spec.outputs:
+            if name not in self.outputs:
+                raise ComponentParamError(
+                    f"{self.type} has no output {name!r} (it has: {', '.join(self.outputs)})",
+                    ("outputs", name),
+                )
+
+    @abc.abstractmethod
+    async def run(self, ctx: ComponentContext) -> dict[str, Any]:
+        """Run this party's role; return a JSON-able summary (outputs written, stats)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "summary": self.summary,
+            "outputs": list(self.outputs),
+            "params": self.Params.model_json_schema(),
+        }

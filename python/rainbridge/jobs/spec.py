@@ -1,0 +1,209 @@
+"""The job format: parties, components, their inputs, parameters and outputs.
+
+A job is a small DAG of components written in YAML or JSON (see docs/JOBS.md)::
+
+    name: align-customers
+    parties: [bank, telecom]
+    components:
+      - id: psi
+        type: psi
+        inputs:
+          bank: {dataset: customers, id: customer_id}
+          telecom: {dataset: subscribers, id: phone_hash}
+        params: {curve: curve25519}
+        outputs:
+          intersection:
+            receivers: [bank]
+            format: parquet
+            columns: {bank: [age, income]}
+
+A malformed file is refused with a :class:`~rainbridge.errors.JobSpecError` that names the
+line and the field at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from rainbridge.components.spec import (
+    NAME_PATTERN as _NAME,
+)
+from rainbridge.components.spec import (
+    ComponentSpec,
+    _Strict,
+)
+from rainbridge.errors import JobSpecError
+
+MAX_JOB_BYTES = 1 << 20
+
+
+class JobSpec(_Strict):
+    """A whole job as submitted."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    parties: list[str] = Field(min_length=1)
+    components: list[ComponentSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if len(set(self.parties)) != len(self.parties):
+            raise ValueError("parties: a party is named twice")
+        for p in self.parties:
+            if not re.match(_NAME, p):
+                raise ValueError(f"parties: {p!r} is not a valid party name")
+        seen: dict[str, ComponentSpec] = {}
+        for c in self.components:
+            if c.id in seen:
+                raise ValueError(f"components: id {c.id!r} is used twice")
+            for party, ref in c.inputs.items():
+                if party not in self.parties:
+                    raise ValueError(f"component {c.id!r}: input party {party!r} is not in parties")
+                if ref.from_ is not None:
+                    src, _, out = ref.from_.partition(".")
+                    if src not in seen or out not in seen[src].outputs:
+                        raise ValueError(
+                            f"component {c.id!r}: input {ref.from_!r} is not an output of an "
+                            "earlier component"
+                        )
+                    if party not in seen[src].outputs[out].receivers:
+                        raise ValueError(
+                            f"component {c.id!r}: party {party!r} does not receive {ref.from_!r}"
+                        )
+            for name, out in c.outputs.items():
+                for r in out.receivers:
+                    if r not in c.inputs:
+                        raise ValueError(
+                            f"component {c.id!r}: output {name!r} receiver {r!r} takes no part "
+                            "in the component"
+                        )
+                for r in out.columns:
+                    if r not in out.receivers:
+                        raise ValueError(
+                            f"component {c.id!r}: output {name!r} lists columns for {r!r}, "
+                            "which does not receive it"
+                        )
+            seen[c.id] = c
+        return self
+
+    def datasets_of(self, party: str) -> set[str]:
+        """Names of the registered datasets this job reads at ``party``."""
+        return {
+            ref.dataset
+            for c in self.components
+            for p, ref in c.inputs.items()
+            if p == party and ref.dataset is not None
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON form: what every party agrees to run."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (the deepest one that exists)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(key):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            node = node.value[key] if key < len(node.value) else None
+            if node is not None:
+                line = node.start_mark.line + 1
+        else:
+            break
+        if node is None:
+            break
+    return line
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for k in loc:
+        if isinstance(k, int):
+            out += f"[{k}]"
+        elif k in ("function-after", "model-after") or str(k).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(k)
+    return out or "(top level)"
+
+
+def parse_job(text: str, source: str = "<job>") -> JobSpec:
+    """Parse and validate a job from YAML or JSON text.
+
+    Raises
+    ------
+    JobSpecError
+        With ``source:line: field: problem`` for the first problem found.
+    """
+    if len(text.encode()) > MAX_JOB_BYTES:
+        raise JobSpecError(f"{source}: the job file is larger than {MAX_JOB_BYTES} bytes")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise JobSpecError(f"{source}{where}: not valid YAML or JSON: {problem}") from None
+    if not isinstance(data, dict):
+        raise JobSpecError(f"{source}:1: a job must be a mapping with name, parties, components")
+    try:
+        job = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
+        line = _line_of(node, loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        where = f":{line}" if line else ""
+        raise JobSpecError(f"{source}{where}: {_field_path(loc)}: {msg}") from None
+    _check_components(job, node, source)
+    return job
+
+
+def _check_components(job: JobSpec, node: yaml.Node | None, source: str) -> None:
+    from rainbridge.components import get_component
+
+    for i, c in enumerate(job.components):
+        try:
+            comp = get_component(c.type)
+        except JobSpecError as exc:
+            line = _line_of(node, ("components", i, "type"))
+            raise JobSpecError(f"{source}:{line}: components[{i}].type: {exc}") from None
+        try:
+            comp.check(c)
+        except JobSpecError as exc:
+            line = _line_of(node, ("components", i, *getattr(exc, "loc", ("params",))))
+            raise JobSpecError(f"{source}:{line}: components[{i}]: {exc}") from None
+
+
+def load_job(source: str | Path) -> JobSpec:
+    """Load a job from a file path (``.yaml``, ``.yml`` or ``.json``)."""
+    p = Path(source)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobSpecError(f"job file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobSpecError(f"job file {p} cannot be read: {exc}") from None
+    return parse_job(text, source=str(p))
