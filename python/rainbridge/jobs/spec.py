@@ -32,16 +32,21 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from rainbridge.components.spec import (
-    NAME_PATTERN as _NAME,
-)
-from rainbridge.components.spec import (
-    ComponentSpec,
-    _Strict,
-)
+from rainbridge.components.spec import NAME_PATTERN as _NAME
+from rainbridge.components.spec import ComponentSpec, InputRef, OutputSpec, _Strict
 from rainbridge.errors import JobSpecError
 
+__all__ = ["ComponentSpec", "InputRef", "JobSpec", "OutputSpec", "load_job", "parse_job"]
+
 MAX_JOB_BYTES = 1 << 20
+
+
+class JobSpecProblem(JobSpecError):
+    """A cross-field problem found after the schema check; ``loc`` points at the field."""
+
+    def __init__(self, message: str, loc: tuple[Any, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class JobSpec(_Strict):
@@ -54,41 +59,47 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        # Raised as JobSpecError (not ValueError) so the location survives pydantic.
+        def bad(msg: str, *loc: Any) -> JobSpecProblem:
+            return JobSpecProblem(msg, loc)
+
         if len(set(self.parties)) != len(self.parties):
-            raise ValueError("parties: a party is named twice")
+            raise bad("a party is named twice", "parties")
         for p in self.parties:
             if not re.match(_NAME, p):
-                raise ValueError(f"parties: {p!r} is not a valid party name")
+                raise bad(f"{p!r} is not a valid party name", "parties")
         seen: dict[str, ComponentSpec] = {}
-        for c in self.components:
+        for i, c in enumerate(self.components):
+            at = ("components", i)
             if c.id in seen:
-                raise ValueError(f"components: id {c.id!r} is used twice")
+                raise bad(f"component id {c.id!r} is used twice", *at, "id")
             for party, ref in c.inputs.items():
                 if party not in self.parties:
-                    raise ValueError(f"component {c.id!r}: input party {party!r} is not in parties")
+                    raise bad(f"input party {party!r} is not in parties", *at, "inputs", party)
                 if ref.from_ is not None:
                     src, _, out = ref.from_.partition(".")
                     if src not in seen or out not in seen[src].outputs:
-                        raise ValueError(
-                            f"component {c.id!r}: input {ref.from_!r} is not an output of an "
-                            "earlier component"
+                        raise bad(
+                            f"{ref.from_!r} is not an output of an earlier component",
+                            *at, "inputs", party, "from",
                         )
                     if party not in seen[src].outputs[out].receivers:
-                        raise ValueError(
-                            f"component {c.id!r}: party {party!r} does not receive {ref.from_!r}"
+                        raise bad(
+                            f"party {party!r} does not receive {ref.from_!r}",
+                            *at, "inputs", party, "from",
                         )
             for name, out in c.outputs.items():
                 for r in out.receivers:
                     if r not in c.inputs:
-                        raise ValueError(
-                            f"component {c.id!r}: output {name!r} receiver {r!r} takes no part "
-                            "in the component"
+                        raise bad(
+                            f"receiver {r!r} takes no part in component {c.id!r}",
+                            *at, "outputs", name, "receivers",
                         )
                 for r in out.columns:
                     if r not in out.receivers:
-                        raise ValueError(
-                            f"component {c.id!r}: output {name!r} lists columns for {r!r}, "
-                            "which does not receive it"
+                        raise bad(
+                            f"columns are listed for {r!r}, which does not receive {name!r}",
+                            *at, "outputs", name, "columns", r,
                         )
             seen[c.id] = c
         return self
@@ -170,6 +181,10 @@ def parse_job(text: str, source: str = "<job>") -> JobSpec:
         raise JobSpecError(f"{source}:1: a job must be a mapping with name, parties, components")
     try:
         job = JobSpec.model_validate(data)
+    except JobSpecProblem as exc:
+        line = _line_of(node, exc.loc)
+        where = f":{line}" if line else ""
+        raise JobSpecError(f"{source}{where}: {_field_path(exc.loc)}: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
