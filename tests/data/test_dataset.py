@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rainbridge.data import inspect_dataset, read_columns, read_ids, write_table_atomic
-from rainbridge.errors import DataError
+from rainbridge.errors import ConfigError, DataError
 
 
 def test_csv_and_parquet(tmp_path: Path) -> None:
@@ -39,10 +39,9 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="cannot read"):
         inspect_dataset("b", bad, "id")
+    (tmp_path / "x.xlsx").write_text("x")
     with pytest.raises(DataError, match="format"):
-        inspect_dataset("c", tmp_path / "x.xlsx", "id") if (tmp_path / "x.xlsx").write_text(
-            "x"
-        ) else None
+        inspect_dataset("c", tmp_path / "x.xlsx", "id")
 
 
 def test_overlong_and_null_ids_refused(tmp_path: Path) -> None:
@@ -60,6 +59,6 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     t = pa.table({"a": [1]})
     out = write_table_atomic(t, tmp_path / "o" / "x.csv", "csv")
     assert out.read_text().startswith('"a"')
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError):
         write_table_atomic(t, tmp_path / "y.bin", "xlsx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]

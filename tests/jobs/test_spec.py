@@ -74,13 +74,16 @@ def test_json_job(tmp_path: Path) -> None:
 
 
 def test_from_reference_must_be_an_earlier_output() -> None:
-    text = GOOD + """\
+    text = (
+        GOOD
+        + """\
   - id: again
     type: psi
     inputs:
       bank: {from: psi.intersection, id: customer_id}
       telecom: {from: psi.intersection, id: customer_id}
 """
+    )
     with pytest.raises(JobSpecError, match="does not receive"):
         parse_job(text)
     ok = text.replace("receivers: [bank]", "receivers: [bank, telecom]")

@@ -50,5 +50,3 @@ class ComponentSpec(_Strict):
     @property
     def parties(self) -> list[str]:
         return sorted(self.inputs)
-
-

@@ -81,25 +81,38 @@ class JobSpec(_Strict):
                     if src not in seen or out not in seen[src].outputs:
                         raise bad(
                             f"{ref.from_!r} is not an output of an earlier component",
-                            *at, "inputs", party, "from",
+                            *at,
+                            "inputs",
+                            party,
+                            "from",
                         )
                     if party not in seen[src].outputs[out].receivers:
                         raise bad(
                             f"party {party!r} does not receive {ref.from_!r}",
-                            *at, "inputs", party, "from",
+                            *at,
+                            "inputs",
+                            party,
+                            "from",
                         )
             for name, out in c.outputs.items():
                 for r in out.receivers:
                     if r not in c.inputs:
                         raise bad(
                             f"receiver {r!r} takes no part in component {c.id!r}",
-                            *at, "outputs", name, "receivers",
+                            *at,
+                            "outputs",
+                            name,
+                            "receivers",
                         )
                 for r in out.columns:
                     if r not in out.receivers:
                         raise bad(
                             f"columns are listed for {r!r}, which does not receive {name!r}",
-                            *at, "outputs", name, "columns", r,
+                            *at,
+                            "outputs",
+                            name,
+                            "columns",
+                            r,
                         )
             seen[c.id] = c
         return self

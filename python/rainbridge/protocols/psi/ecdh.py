@@ -357,9 +357,7 @@ class _Leader(_Role):
     async def run(self) -> tuple[int, pa.Array | None]:
         plan = self.plan
         order = plan.set_order()
-        self.full = {
-            s: np.empty((plan.sizes[s], plan.t), dtype=np.uint8) for s in order
-        }
+        self.full = {s: np.empty((plan.sizes[s], plan.t), dtype=np.uint8) for s in order}
         # hop queues: (set, hop) -> batches coming back from chain[hop]
         self.queues: dict[tuple[str, int], asyncio.Queue[tuple[int, bytes]]] = {
             (s, h): asyncio.Queue() for s in order for h in range(len(plan.chain(s)))
@@ -532,9 +530,7 @@ class _Follower(_Role):
         (size,) = struct.unpack_from("<Q", msg)
         positions = np.frombuffer(msg, dtype="<i8", offset=8)
         receiver = plan.party in plan.receivers
-        if size > n or (receiver and len(positions) != size) or (
-            not receiver and len(positions)
-        ):
+        if size > n or (receiver and len(positions) != size) or (not receiver and len(positions)):
             raise ProtocolViolationError(f"leader {plan.leader!r} sent an inconsistent result")
         if len(positions) and (
             positions.min() < 0 or positions.max() >= n or np.any(np.diff(positions) <= 0)
