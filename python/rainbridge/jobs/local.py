@@ -73,3 +73,43 @@ def run_local(
 ) -> dict[str, dict[str, Any]]:
     """Blocking form of :func:`run_local_async`."""
     return asyncio.run(run_local_async(job, datasets, out_dir, timeout=timeout))
+
+
+def datasets_from_args(job: JobSpec, pairs: list[str]) -> dict[str, dict[str, DatasetRef]]:
+    """Map ``PARTY.DATASET=PATH`` arguments to inspected datasets for :func:`run_local`.
+
+    The ID column of each dataset is taken from the job's inputs. Every dataset the job reads
+    must be given; a missing or unknown one is refused with its name.
+    """
+    from rainbridge.data import inspect_dataset
+    from rainbridge.errors import ConfigError
+
+    given: dict[tuple[str, str], str] = {}
+    for arg in pairs:
+        key, sep, path = arg.partition("=")
+        party, dot, name = key.partition(".")
+        if not sep or not dot or not party or not name or not path:
+            raise ConfigError(f"--dataset {arg!r}: expected PARTY.DATASET=PATH")
+        given[(party, name)] = path
+    out: dict[str, dict[str, DatasetRef]] = {p: {} for p in job.parties}
+    for party in job.parties:
+        for name in sorted(job.datasets_of(party)):
+            if (party, name) not in given:
+                raise ConfigError(
+                    f"job {job.name!r} reads dataset {name!r} at {party!r}: "
+                    f"give it with --dataset {party}.{name}=PATH"
+                )
+            id_col = next(
+                (
+                    ref.id
+                    for c in job.components
+                    for p, ref in c.inputs.items()
+                    if p == party and ref.dataset == name and ref.id
+                ),
+                None,
+            )
+            out[party][name] = inspect_dataset(name, given.pop((party, name)), id_col)
+    if given:
+        extra = ", ".join(f"{p}.{n}" for p, n in given)
+        raise ConfigError(f"--dataset {extra}: the job does not read these datasets")
+    return out
