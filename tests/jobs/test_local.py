@@ -86,7 +86,7 @@ def test_missing_id_column_names_file_and_column(tmp_path: Path) -> None:
 
 def test_dataset_arguments_checked(tmp_path: Path) -> None:
     job = parse_job(JOB)
-    with pytest.raises(ConfigError, match="bank.customers"):
+    with pytest.raises(ConfigError, match=r"bank\.customers"):
         datasets_from_args(job, [])
-    with pytest.raises(ConfigError, match="PARTY.DATASET=PATH"):
+    with pytest.raises(ConfigError, match=r"PARTY\.DATASET=PATH"):
         datasets_from_args(job, ["nonsense"])
