@@ -10,7 +10,7 @@ _REGISTRY: dict[str, type[Component]] = {}
 
 def register(cls: type[Component]) -> type[Component]:
     """Make a component type usable in job files."""
-    _REGISTRY[cls.type] = cls
+    _REGISTRY[cls.type_name] = cls
     return cls
 
 

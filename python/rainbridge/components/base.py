@@ -46,7 +46,7 @@ class Component(abc.ABC):
     """A step of a job: declares parameters and output names, runs one party's role."""
 
     #: the ``type`` used in job files
-    type: ClassVar[str]
+    type_name: ClassVar[str]
     #: one-line description (shown by ``rainbridge components``)
     summary: ClassVar[str]
     #: pydantic model of the parameters (validated when the job is loaded)
@@ -71,13 +71,13 @@ class Component(abc.ABC):
         self.parse_params(spec.params)
         if len(spec.inputs) < self.min_parties:
             raise ComponentParamError(
-                f"{self.type} needs inputs from at least {self.min_parties} parties",
+                f"{self.type_name} needs inputs from at least {self.min_parties} parties",
                 ("inputs",),
             )
         for name in spec.outputs:
             if name not in self.outputs:
                 raise ComponentParamError(
-                    f"{self.type} has no output {name!r} (it has: {', '.join(self.outputs)})",
+                    f"{self.type_name} has no output {name!r} (it has: {', '.join(self.outputs)})",
                     ("outputs", name),
                 )
 
@@ -87,7 +87,7 @@ class Component(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "type": self.type,
+            "type": self.type_name,
             "summary": self.summary,
             "outputs": list(self.outputs),
             "params": self.Params.model_json_schema(),

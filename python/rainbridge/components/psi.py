@@ -34,7 +34,7 @@ class PsiParams(BaseModel):
 
 
 class PsiComponent(Component):
-    type = "psi"
+    type_name = "psi"
     summary = "Private set intersection on an ID column (ECDH-PSI, 2 or more parties)"
     Params = PsiParams
     outputs = ("intersection",)

@@ -84,6 +84,14 @@ def _resolve_input(
     return inspect_dataset(ref.from_, info["path"], ref.id, info["format"])
 
 
+def _component_progress(progress: ProgressFn | None, cid: str) -> Callable[[float], None]:
+    def report(fraction: float) -> None:
+        if progress is not None:
+            progress(cid, fraction)
+
+    return report
+
+
 async def run_party(
     job: JobSpec,
     party: str,
@@ -133,7 +141,7 @@ async def run_party(
                 inputs={party: _resolve_input(c, party, datasets, produced)},
                 channels={p: TaggedChannel(channels[p], f"{c.id}/") for p in peers},
                 out_dir=out_dir,
-                progress=(lambda f, cid=c.id: progress(cid, f)) if progress else (lambda f: None),
+                progress=_component_progress(progress, c.id),
             )
             summary = await comp.run(ctx)
             produced[c.id] = summary

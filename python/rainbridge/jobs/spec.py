@@ -77,8 +77,8 @@ class JobSpec(_Strict):
                 if party not in self.parties:
                     raise bad(f"input party {party!r} is not in parties", *at, "inputs", party)
                 if ref.from_ is not None:
-                    src, _, out = ref.from_.partition(".")
-                    if src not in seen or out not in seen[src].outputs:
+                    src, _, out_name = ref.from_.partition(".")
+                    if src not in seen or out_name not in seen[src].outputs:
                         raise bad(
                             f"{ref.from_!r} is not an output of an earlier component",
                             *at,
@@ -86,7 +86,7 @@ class JobSpec(_Strict):
                             party,
                             "from",
                         )
-                    if party not in seen[src].outputs[out].receivers:
+                    if party not in seen[src].outputs[out_name].receivers:
                         raise bad(
                             f"party {party!r} does not receive {ref.from_!r}",
                             *at,
