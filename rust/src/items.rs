@@ -1,0 +1,60 @@
+//! Batches of variable-length items in Arrow layout: one data buffer, n + 1 offsets.
+
+use crate::error::{CoreError, Result};
+
+/// A validated view of `n` items: `data[offsets[i]..offsets[i + 1]]`.
+pub struct Items<'a> {
+    data: &'a [u8],
+    offsets: &'a [i64],
+}
+
+impl<'a> Items<'a> {
+    /// Checks that offsets are non-decreasing, non-negative and within `data`.
+    pub fn new(data: &'a [u8], offsets: &'a [i64]) -> Result<Self> {
+        if offsets.is_empty() {
+            return Err(CoreError::Shape("offsets must hold n + 1 entries (got 0)".into()));
+        }
+        let mut prev = offsets[0];
+        if prev < 0 {
+            return Err(CoreError::Shape("offsets must be non-negative".into()));
+        }
+        for &o in &offsets[1..] {
+            if o < prev {
+                return Err(CoreError::Shape("offsets must be non-decreasing".into()));
+            }
+            prev = o;
+        }
+        if prev as u64 > data.len() as u64 {
+            return Err(CoreError::Shape(format!(
+                "offsets reach byte {prev} but the data buffer holds {}",
+                data.len()
+            )));
+        }
+        Ok(Items { data, offsets })
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// Splits a flat buffer of 32-byte elements, refusing a ragged length.
+pub fn elements(buf: &[u8]) -> Result<&[[u8; 32]]> {
+    if buf.len() % 32 != 0 {
+        return Err(CoreError::Shape(format!(
+            "element buffer of {} bytes is not a multiple of 32",
+            buf.len()
+        )));
+    }
+    let (chunks, rest) = buf.as_chunks::<32>();
+    debug_assert!(rest.is_empty());
+    Ok(chunks)
+}

@@ -1,0 +1,247 @@
+//! The Python module `rainbridge._core`: buffers in, `bytes` out, the GIL released around
+//! every batch. The one place where a `CoreError` becomes a Python exception.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::error::CoreError;
+use crate::items::Items;
+use crate::{ristretto, x25519};
+
+create_exception!(_core, InvalidElementError, PyValueError);
+
+fn to_py(e: CoreError) -> PyErr {
+    match e {
+        CoreError::InvalidElement { .. } | CoreError::InvalidScalar(_) => {
+            InvalidElementError::new_err(e.to_string())
+        }
+        CoreError::Shape(_) => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// A read-only byte view of any C-contiguous buffer (bytes, memoryview, numpy array).
+struct Bytes(PyBuffer<u8>);
+
+impl Bytes {
+    fn new(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
+        let buf = PyBuffer::<u8>::get(obj).or_else(|_| {
+            // numpy arrays of other dtypes: view their raw bytes
+            let mv = obj.py().import("builtins")?.getattr("memoryview")?.call1((obj,))?;
+            let flat = mv.call_method1("cast", ("B",))?;
+            PyBuffer::<u8>::get(&flat)
+        });
+        let buf = buf.map_err(|_| {
+            PyValueError::new_err(format!("{what} must be a contiguous bytes-like buffer"))
+        })?;
+        if !buf.is_c_contiguous() {
+            return Err(PyValueError::new_err(format!("{what} must be C-contiguous")));
+        }
+        Ok(Bytes(buf))
+    }
+
+    fn slice(&self) -> &[u8] {
+        // SAFETY: the buffer is C-contiguous and kept alive (exported) by `self.0` for the
+        // borrow's lifetime; Python code mutating it concurrently is the caller's race, as
+        // with any buffer-protocol consumer (numpy included).
+        unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes()) }
+    }
+}
+
+struct Offsets(PyBuffer<i64>);
+
+impl Offsets {
+    fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let buf = PyBuffer::<i64>::get(obj).map_err(|_| {
+            PyValueError::new_err("offsets must be a contiguous int64 array of n + 1 entries")
+        })?;
+        if !buf.is_c_contiguous() {
+            return Err(PyValueError::new_err("offsets must be C-contiguous"));
+        }
+        Ok(Offsets(buf))
+    }
+
+    fn slice(&self) -> &[i64] {
+        // SAFETY: as for `Bytes::slice`; the buffer's item type was checked to be i64.
+        unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const i64, self.0.item_count()) }
+    }
+}
+
+fn scalar32(k: &[u8]) -> PyResult<[u8; 32]> {
+    k.try_into().map_err(|_| InvalidElementError::new_err("a scalar must be exactly 32 bytes"))
+}
+
+fn backend_arg(backend: Option<&str>) -> PyResult<x25519::Backend> {
+    match backend {
+        None => Ok(x25519::detect()),
+        Some("portable") => Ok(x25519::Backend::Portable),
+        Some("avx512ifma") if crate::x25519_ifma::available() => Ok(x25519::Backend::Ifma),
+        Some("avx512ifma") => Err(PyValueError::new_err("this CPU has no AVX-512 IFMA")),
+        Some(other) => Err(PyValueError::new_err(format!(
+            "unknown backend {other:?} (use 'portable' or 'avx512ifma')"
+        ))),
+    }
+}
+
+fn bytes_out(py: Python<'_>, r: crate::Result<Vec<u8>>) -> PyResult<Py<PyBytes>> {
+    let v = r.map_err(to_py)?;
+    Ok(PyBytes::new(py, &v).unbind())
+}
+
+#[pyfunction]
+fn x25519_backend() -> &'static str {
+    x25519::detect().name()
+}
+
+#[pyfunction]
+fn x25519_random_scalar(py: Python<'_>) -> Py<PyBytes> {
+    PyBytes::new(py, &x25519::random_scalar()).unbind()
+}
+
+#[pyfunction]
+fn x25519_hash_to_point(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyBytes>> {
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let r = py.allow_threads(|| Items::new(ds, os).map(|it| x25519::hash_batch(&it)));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+#[pyo3(signature = (scalar, points, backend=None))]
+fn x25519_mul(
+    py: Python<'_>,
+    scalar: &[u8],
+    points: &Bound<'_, PyAny>,
+    backend: Option<&str>,
+) -> PyResult<Py<PyBytes>> {
+    let (k, be) = (scalar32(scalar)?, backend_arg(backend)?);
+    let p = Bytes::new(points, "points")?;
+    let ps = p.slice();
+    let r = py.allow_threads(|| x25519::mul_batch(be, &k, ps));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+#[pyo3(signature = (scalar, data, offsets, backend=None))]
+fn x25519_hash_mul(
+    py: Python<'_>,
+    scalar: &[u8],
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+    backend: Option<&str>,
+) -> PyResult<Py<PyBytes>> {
+    let (k, be) = (scalar32(scalar)?, backend_arg(backend)?);
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let r = py.allow_threads(|| Items::new(ds, os).and_then(|it| x25519::hash_mul_batch(be, &k, &it)));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+fn ristretto_random_scalar(py: Python<'_>) -> Py<PyBytes> {
+    PyBytes::new(py, &ristretto::random_scalar()).unbind()
+}
+
+#[pyfunction]
+fn ristretto_hash_to_group(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+    dst: &[u8],
+) -> PyResult<Py<PyBytes>> {
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let r = py.allow_threads(|| Items::new(ds, os).and_then(|it| ristretto::hash_to_group_batch(&it, dst)));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+fn ristretto_hash_mul(
+    py: Python<'_>,
+    scalar: &[u8],
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+    dst: &[u8],
+) -> PyResult<Py<PyBytes>> {
+    let k = scalar32(scalar)?;
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let r = py.allow_threads(|| Items::new(ds, os).and_then(|it| ristretto::hash_mul_batch(&k, &it, dst)));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+fn ristretto_mul(py: Python<'_>, scalar: &[u8], points: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+    let k = scalar32(scalar)?;
+    let p = Bytes::new(points, "points")?;
+    let ps = p.slice();
+    let r = py.allow_threads(|| ristretto::mul_batch(&k, ps));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+fn ristretto_validate(py: Python<'_>, points: &Bound<'_, PyAny>) -> PyResult<()> {
+    let p = Bytes::new(points, "points")?;
+    let ps = p.slice();
+    py.allow_threads(|| ristretto::validate_batch(ps)).map_err(to_py)
+}
+
+#[pyfunction]
+fn ristretto_from_uniform_bytes(py: Python<'_>, buf: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+    let b = Bytes::new(buf, "buf")?;
+    let bs = b.slice();
+    let r = py.allow_threads(|| ristretto::from_uniform_bytes_batch(bs));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+fn ristretto_base_mul(py: Python<'_>, scalar: &[u8]) -> PyResult<Py<PyBytes>> {
+    let k = scalar32(scalar)?;
+    let r = ristretto::base_mul(&k).map_err(to_py)?;
+    Ok(PyBytes::new(py, &r).unbind())
+}
+
+#[pyfunction]
+fn expand_message_xmd_sha512(py: Python<'_>, msg: &[u8], dst: &[u8], length: usize) -> PyResult<Py<PyBytes>> {
+    if dst.is_empty() || dst.len() > 255 || length == 0 || length > 255 * 64 {
+        return Err(PyValueError::new_err("dst must be 1..=255 bytes and length 1..=16320"));
+    }
+    Ok(PyBytes::new(py, &crate::hash::expand_message_xmd_sha512_vec(msg, dst, length)).unbind())
+}
+
+#[pyfunction]
+fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("version", env!("CARGO_PKG_VERSION"))?;
+    d.set_item("x25519_backend", x25519::detect().name())?;
+    d.set_item("avx512ifma", crate::x25519_ifma::available())?;
+    d.set_item("threads", rayon::current_num_threads())?;
+    d.set_item("debug", cfg!(debug_assertions))?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("InvalidElementError", m.py().get_type::<InvalidElementError>())?;
+    m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_backend, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_random_scalar, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_hash_to_point, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_hash_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_random_scalar, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_hash_to_group, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_hash_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_validate, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_from_uniform_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_base_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(expand_message_xmd_sha512, m)?)?;
+    Ok(())
+}

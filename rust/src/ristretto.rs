@@ -1,0 +1,128 @@
+//! ristretto255 (RFC 9496) batches on curve25519-dalek: hash-to-group, validated decoding,
+//! scalar multiplication.
+
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::Identity;
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+use crate::hash::expand_message_xmd_sha512;
+use crate::items::{elements, Items};
+
+/// Items per rayon task: large enough to amortise scheduling, small enough to balance.
+const CHUNK: usize = 256;
+
+/// A canonical, non-zero scalar (we refuse rather than reduce: a peer's or caller's
+/// non-canonical scalar is a bug or an attack).
+pub fn scalar(bytes: &[u8; 32]) -> Result<Scalar> {
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(*bytes))
+        .ok_or(CoreError::InvalidScalar("not canonical (must be below the group order)"))?;
+    if s == Scalar::ZERO {
+        return Err(CoreError::InvalidScalar("zero"));
+    }
+    Ok(s)
+}
+
+/// Decodes an element, refusing non-canonical encodings, non-points and the identity.
+pub fn decode(bytes: &[u8; 32], index: usize) -> Result<RistrettoPoint> {
+    let p = CompressedRistretto(*bytes)
+        .decompress()
+        .ok_or(CoreError::InvalidElement { index, reason: "not a canonical ristretto255 encoding" })?;
+    if p == RistrettoPoint::identity() {
+        return Err(CoreError::InvalidElement { index, reason: "identity element" });
+    }
+    Ok(p)
+}
+
+pub fn hash_to_group(item: &[u8], dst: &[u8]) -> RistrettoPoint {
+    let uniform = expand_message_xmd_sha512::<64>(item, dst);
+    RistrettoPoint::from_uniform_bytes(&uniform)
+}
+
+fn check_dst(dst: &[u8]) -> Result<()> {
+    if dst.is_empty() || dst.len() > 255 {
+        return Err(CoreError::Shape("domain separation tag must be 1 to 255 bytes".into()));
+    }
+    Ok(())
+}
+
+pub fn hash_to_group_batch(items: &Items<'_>, dst: &[u8]) -> Result<Vec<u8>> {
+    check_dst(dst)?;
+    let mut out = vec![0u8; items.len() * 32];
+    out.par_chunks_mut(32 * CHUNK).enumerate().for_each(|(c, buf)| {
+        for (k, slot) in buf.chunks_exact_mut(32).enumerate() {
+            let p = hash_to_group(items.get(c * CHUNK + k), dst);
+            slot.copy_from_slice(p.compress().as_bytes());
+        }
+    });
+    Ok(out)
+}
+
+pub fn hash_mul_batch(k: &[u8; 32], items: &Items<'_>, dst: &[u8]) -> Result<Vec<u8>> {
+    check_dst(dst)?;
+    let s = scalar(k)?;
+    let mut out = vec![0u8; items.len() * 32];
+    out.par_chunks_mut(32 * CHUNK).enumerate().for_each(|(c, buf)| {
+        for (j, slot) in buf.chunks_exact_mut(32).enumerate() {
+            let p = hash_to_group(items.get(c * CHUNK + j), dst) * s;
+            slot.copy_from_slice(p.compress().as_bytes());
+        }
+    });
+    Ok(out)
+}
+
+pub fn mul_batch(k: &[u8; 32], points: &[u8]) -> Result<Vec<u8>> {
+    let s = scalar(k)?;
+    let pts = elements(points)?;
+    let mut out = vec![0u8; points.len()];
+    out.par_chunks_mut(32 * CHUNK)
+        .zip(pts.par_chunks(CHUNK))
+        .enumerate()
+        .try_for_each(|(c, (buf, src))| -> Result<()> {
+            for (j, (slot, p)) in buf.chunks_exact_mut(32).zip(src).enumerate() {
+                let q = decode(p, c * CHUNK + j)? * s;
+                slot.copy_from_slice(q.compress().as_bytes());
+            }
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+pub fn validate_batch(points: &[u8]) -> Result<()> {
+    let pts = elements(points)?;
+    pts.par_chunks(CHUNK).enumerate().try_for_each(|(c, src)| -> Result<()> {
+        for (j, p) in src.iter().enumerate() {
+            decode(p, c * CHUNK + j)?;
+        }
+        Ok(())
+    })
+}
+
+pub fn from_uniform_bytes_batch(buf: &[u8]) -> Result<Vec<u8>> {
+    if buf.len() % 64 != 0 {
+        return Err(CoreError::Shape("uniform bytes must be a multiple of 64".into()));
+    }
+    let mut out = vec![0u8; buf.len() / 2];
+    out.par_chunks_mut(32).zip(buf.par_chunks(64)).for_each(|(slot, u)| {
+        let arr: &[u8; 64] = u.try_into().expect("64-byte chunk");
+        slot.copy_from_slice(RistrettoPoint::from_uniform_bytes(arr).compress().as_bytes());
+    });
+    Ok(out)
+}
+
+pub fn base_mul(k: &[u8; 32]) -> Result<[u8; 32]> {
+    let s = scalar(k)?;
+    Ok(RistrettoPoint::mul_base(&s).compress().to_bytes())
+}
+
+pub fn random_scalar() -> [u8; 32] {
+    loop {
+        let mut wide = [0u8; 64];
+        getrandom::getrandom(&mut wide).expect("operating system randomness");
+        let s = Scalar::from_bytes_mod_order_wide(&wide);
+        if s != Scalar::ZERO {
+            return s.to_bytes();
+        }
+    }
+}
