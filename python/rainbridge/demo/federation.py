@@ -1,0 +1,157 @@
+"""A federation of real node processes on loopback, driven through the ``rainbridge`` CLI.
+
+Used by the demo and by the integration tests: each node is a separate process with its own
+directory, certificate, database and data, and every step goes through the same commands a
+user types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class NodeProc:
+    name: str
+    dir: Path
+    info: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def api(self) -> str:
+        return str(self.info["api"])
+
+
+@dataclass
+class Federation:
+    """Nodes under ``base``; call :meth:`start`, then use :meth:`cli`, then :meth:`stop`."""
+
+    base: Path
+    names: list[str]
+    timeout: float = 30.0
+    nodes: dict[str, NodeProc] = field(default_factory=dict)
+
+    def cli(
+        self, *args: str, node: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "rainbridge.cli", *args]
+        if node is not None:
+            cmd += ["--dir", str(self.nodes[node].dir)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return r
+
+    def cli_json(self, *args: str, node: str | None = None) -> Any:
+        return json.loads(self.cli(*args, "--json", node=node).stdout)
+
+    def init(self) -> None:
+        for n in self.names:
+            d = self.base / n
+            info = json.loads(
+                self.cli(
+                    "node",
+                    "init",
+                    "--name",
+                    n,
+                    "--dir",
+                    str(d),
+                    "--timeout",
+                    str(self.timeout),
+                    "--json",
+                ).stdout
+            )
+            self.nodes[n] = NodeProc(n, d, info)
+
+    def start(self) -> None:
+        if not self.nodes:
+            self.init()
+        for _n, node in self.nodes.items():
+            node.log = node.dir / "node.log"
+            with open(node.log, "ab") as log:
+                node.proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "rainbridge.cli",
+                        "node",
+                        "start",
+                        "--dir",
+                        str(node.dir),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # the node and its workers form one process group
+                )
+        for node in self.nodes.values():
+            self._wait_ready(node)
+
+    def _wait_ready(self, node: NodeProc) -> None:
+        token = (node.dir / "api.token").read_text().strip()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if node.proc is not None and node.proc.poll() is not None:
+                raise RuntimeError(
+                    f"node {node.name} exited: {node.log and node.log.read_text()[-2000:]}"
+                )
+            try:
+                r = httpx.get(node.api + "/v1/node", headers={"Authorization": f"Bearer {token}"})
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"node {node.name} did not start")
+
+    def pin_all(self) -> None:
+        """Every node pins every other (mutual pinning, as a real federation does)."""
+        for a, _na in self.nodes.items():
+            for b, nb in self.nodes.items():
+                if a != b:
+                    self.cli(
+                        "peer",
+                        "add",
+                        b,
+                        "--url",
+                        nb.info["data_plane"],
+                        "--fingerprint",
+                        nb.info["fingerprint"],
+                        node=a,
+                    )
+
+    def kill(self, name: str) -> None:
+        """Kill a node and its workers at once (SIGKILL to its process group)."""
+        node = self.nodes[name]
+        if node.proc is not None and node.proc.poll() is None:
+            os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            if node.proc is not None and node.proc.poll() is None:
+                os.killpg(node.proc.pid, signal.SIGTERM)
+        for node in self.nodes.values():
+            if node.proc is not None:
+                try:
+                    node.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(node.proc.pid, signal.SIGKILL)
+                    node.proc.wait()
+
+    def __enter__(self) -> Federation:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

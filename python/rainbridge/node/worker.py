@@ -1,0 +1,168 @@
+"""A job's worker process: runs this party's roles with channels to every peer.
+
+Started by the node as ``python -m rainbridge.node.worker CONTEXT.json``. For each peer, the
+party whose name sorts first dials the peer's data plane over mutual TLS; the other waits for
+the stream its node relays to this worker's Unix socket. Progress goes to stdout as JSON
+lines; the outcome to the result file. On failure the worker tells its peers (an abort frame)
+so they stop at once instead of waiting for their timeout, and leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rainbridge.crypto.certs import TlsIdentity
+from rainbridge.data import DatasetRef
+from rainbridge.errors import ChannelError, ChannelTimeoutError, RainbridgeError
+from rainbridge.jobs.execute import run_party
+from rainbridge.jobs.spec import JobSpec
+from rainbridge.net.channel import Channel
+from rainbridge.net.stream import StreamChannel
+from rainbridge.net.tls import Peer, connect
+
+
+def pair_session(job_id: str, a: str, b: str) -> str:
+    x, y = sorted((a, b))
+    return f"job:{job_id}/{x}-{y}"
+
+
+async def _dial(ctx: dict[str, Any], identity: TlsIdentity, peer: str) -> Channel:
+    info = ctx["peers"][peer]
+    deadline = time.monotonic() + ctx["timeout"]
+    delay = 0.05
+    while True:
+        try:
+            return await connect(
+                info["host"],
+                info["port"],
+                identity,
+                Peer(peer, info["fingerprint"], info["cert_pem"]),
+                session_id=pair_session(ctx["job_id"], ctx["party"], peer),
+                local=ctx["party"],
+                timeout=ctx["timeout"],
+            )
+        except ChannelError as exc:
+            # The peer's node may not have started its side yet: retry until the timeout.
+            if "not running here" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+
+async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asyncio.Server]:
+    me = ctx["party"]
+    identity = TlsIdentity.load(ctx["node_dir"])
+    incoming: dict[str, asyncio.Future[Channel]] = {
+        p: asyncio.get_running_loop().create_future() for p in ctx["peers"] if p < me
+    }
+
+    async def on_relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = json.loads(await asyncio.wait_for(reader.readline(), 10))
+            peer = str(head["peer"])
+            fut = incoming.get(peer)
+            if (
+                fut is None
+                or fut.done()
+                or head["session"] != pair_session(ctx["job_id"], me, peer)
+            ):
+                writer.close()
+                return
+        except (ValueError, KeyError, TimeoutError, OSError):
+            writer.close()
+            return
+        fut.set_result(
+            StreamChannel(
+                reader,
+                writer,
+                session_id=head["session"],
+                local=me,
+                peer=peer,
+                timeout=ctx["timeout"],
+            )
+        )
+
+    sock = Path(ctx["socket"])
+    with contextlib.suppress(OSError):
+        sock.unlink()
+    server = await asyncio.start_unix_server(on_relay, str(sock))
+    channels: dict[str, Channel] = {}
+    dials = {p: asyncio.create_task(_dial(ctx, identity, p)) for p in ctx["peers"] if p > me}
+    try:
+        for p, task in dials.items():
+            channels[p] = await task
+        for p, fut in incoming.items():
+            try:
+                channels[p] = await asyncio.wait_for(fut, ctx["timeout"])
+            except TimeoutError:
+                raise ChannelTimeoutError(
+                    f"peer {p!r} did not connect within {ctx['timeout']:g} s"
+                ) from None
+    except BaseException:
+        for t in dials.values():
+            t.cancel()
+        for ch in channels.values():
+            await ch.close()
+        server.close()
+        raise
+    return channels, server
+
+
+def _progress(component: str, fraction: float) -> None:
+    print(json.dumps({"component": component, "fraction": round(fraction, 4)}), flush=True)
+
+
+async def run(ctx: dict[str, Any]) -> dict[str, Any]:
+    job = JobSpec.model_validate(ctx["spec"])
+    datasets = {n: DatasetRef.from_dict(d) for n, d in ctx["datasets"].items()}
+    channels, server = await open_channels(ctx)
+    try:
+        result = await run_party(
+            job,
+            ctx["party"],
+            channels,
+            datasets,
+            Path(ctx["out_dir"]),
+            job_id=ctx["job_id"],
+            progress=_progress,
+        )
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, RainbridgeError) else type(exc).__name__
+        for ch in channels.values():
+            if isinstance(ch, StreamChannel):
+                await ch.abort(f"{ctx['party']} failed: {reason}"[:300])
+        raise
+    finally:
+        server.close()
+    for ch in channels.values():
+        await ch.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    ctx = json.loads(Path(args[0]).read_text())
+    out = Path(ctx["result"])
+    try:
+        result = asyncio.run(run(ctx))
+    except RainbridgeError as exc:
+        out.write_text(json.dumps({"ok": False, "error": {"code": exc.code, "message": str(exc)}}))
+        return 1
+    except Exception as exc:  # a bug: report its type, keep the details in the node's log
+        print(f"worker error: {exc!r}", file=sys.stderr)
+        out.write_text(
+            json.dumps({"ok": False, "error": {"code": "internal", "message": type(exc).__name__}})
+        )
+        return 2
+    out.write_text(json.dumps({"ok": True, "result": result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
