@@ -1,0 +1,280 @@
+"""Real node processes over loopback mutual TLS, driven through the CLI like a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from rainbridge.crypto.certs import TlsIdentity, create_identity
+from rainbridge.demo.federation import Federation
+from rainbridge.errors import AuthenticationError, PeerDisconnectedError
+from rainbridge.net.frames import FLAG_FIRST, FLAG_LAST, encode_header, session_key
+from rainbridge.net.tls import Peer, connect
+
+pytestmark = pytest.mark.slow
+
+JOB = """\
+name: {name}
+parties: [{parties}]
+components:
+  - id: psi
+    type: psi
+    inputs:
+{inputs}
+    outputs:
+      intersection:
+        receivers: [{receivers}]
+        columns: {{bank: [age]}}
+"""
+DATASETS = {"bank": "customers", "telecom": "subscribers", "tax": "taxpayers"}
+
+
+def job_file(
+    tmp: Path,
+    name: str,
+    parties: list[str],
+    receivers: list[str],
+    datasets: dict[str, str] | None = None,
+) -> str:
+    ds = {**DATASETS, **(datasets or {})}
+    inputs = "\n".join(f"      {p}: {{dataset: {ds[p]}, id: customer_id}}" for p in parties)
+    p = tmp / f"{name}.yaml"
+    p.write_text(
+        JOB.format(
+            name=name, parties=", ".join(parties), inputs=inputs, receivers=", ".join(receivers)
+        )
+    )
+    return str(p)
+
+
+def write_data(base: Path, rows: dict[str, range]) -> dict[str, list[str]]:
+    ids: dict[str, list[str]] = {}
+    for party, r in rows.items():
+        vals = [f"c{i:07d}" for i in r]
+        ids[party] = vals
+        (base / "data").mkdir(parents=True, exist_ok=True)
+        (base / "data" / f"{party}.csv").write_text(
+            "customer_id,age\n" + "".join(f"{v},{i % 90}\n" for i, v in enumerate(vals))
+        )
+    return ids
+
+
+@pytest.fixture(scope="module")
+def fed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Federation, dict[str, list[str]]]]:
+    base = tmp_path_factory.mktemp("fed")
+    ids = write_data(
+        base, {"bank": range(0, 6000), "telecom": range(3000, 9000), "tax": range(0, 10000, 2)}
+    )
+    f = Federation(base, ["bank", "telecom", "tax"], timeout=8)
+    f.start()
+    try:
+        f.pin_all()
+        for party, ds in DATASETS.items():
+            f.cli(
+                "dataset",
+                "add",
+                ds,
+                "--path",
+                str(base / "data" / f"{party}.csv"),
+                "--id",
+                "customer_id",
+                node=party,
+            )
+        yield f, ids
+    finally:
+        f.stop()
+
+
+def test_three_party_psi_job(fed: tuple[Federation, dict[str, list[str]]], tmp_path: Path) -> None:
+    f, ids = fed
+    row = f.cli_json(
+        "job",
+        "submit",
+        job_file(tmp_path, "three", ["bank", "telecom", "tax"], ["bank", "telecom"]),
+        node="bank",
+    )
+    assert row["status"] == "succeeded", row
+    common = sorted(set(ids["bank"]) & set(ids["telecom"]) & set(ids["tax"]))
+    res = f.cli_json("job", "result", row["id"], node="bank")["result"]
+    out = res["components"]["psi"]["outputs"]["intersection"]
+    table = pq.read_table(out["path"])
+    assert table.column("customer_id").to_pylist() == common
+    assert table.column_names == ["customer_id", "age"]
+    # the telecom received its file too; the tax bureau learned only the size
+    deadline = time.monotonic() + 10
+    while (st := f.cli_json("job", "status", row["id"], node="tax"))["status"] != "succeeded":
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    tax = f.cli_json("job", "result", row["id"], node="tax")["result"]["components"]["psi"]
+    assert tax["intersection_size"] == len(common) and "outputs" not in tax
+    tel = f.cli_json("job", "result", row["id"], node="telecom")["result"]["components"]["psi"]
+    assert pq.read_table(tel["outputs"]["intersection"]["path"]).num_rows == len(common)
+    assert not (f.nodes["tax"].dir / "outputs" / row["id"]).exists()
+    assert res["bytes_sent"] > 0
+
+
+def test_unregistered_dataset_refused_with_reason(
+    fed: tuple[Federation, dict[str, list[str]]], tmp_path: Path
+) -> None:
+    f, _ = fed
+    job = job_file(tmp_path, "nodata", ["bank", "telecom"], ["bank"], {"telecom": "nosuch"})
+    r = f.cli("job", "submit", job, node="bank", check=False)
+    assert r.returncode == 4
+    assert "telecom" in r.stderr and "'nosuch' is not registered at 'telecom'" in r.stderr
+
+
+def test_dataset_without_id_column_refused(
+    fed: tuple[Federation, dict[str, list[str]]], tmp_path: Path
+) -> None:
+    f, _ = fed
+    bad = tmp_path / "bad.csv"
+    bad.write_text("cid,age\n1,2\n")
+    r = f.cli(
+        "dataset", "add", "bad", "--path", str(bad), "--id", "customer_id", node="bank", check=False
+    )
+    assert r.returncode == 2
+    assert "bad.csv" in r.stderr and "'customer_id'" in r.stderr
+
+
+def test_wrong_fingerprint_and_unknown_certificate_refused(
+    fed: tuple[Federation, dict[str, list[str]]], tmp_path: Path
+) -> None:
+    f, _ = fed
+    tel = f.nodes["telecom"].info
+    r = f.cli(
+        "peer",
+        "add",
+        "telecom2",
+        "--url",
+        tel["data_plane"],
+        "--fingerprint",
+        "ab" * 32,
+        node="bank",
+        check=False,
+    )
+    assert r.returncode == 5 or r.returncode == 4, r.stderr
+    assert "fingerprint" in r.stderr
+    # a node that nobody pinned cannot open a session at the bank's data plane
+    mallory = create_identity(tmp_path / "mallory", "telecom")
+    bank = f.nodes["bank"].info
+    host, port = bank["data_plane"].rsplit(":", 1)
+    bank_peer = Peer("bank", bank["fingerprint"], (f.nodes["bank"].dir / "node.crt").read_text())
+    with pytest.raises(AuthenticationError):
+        asyncio.run(
+            connect(host, int(port), mallory, bank_peer, session_id="control:x", local="telecom")
+        )
+
+
+def test_oversized_frame_refused(fed: tuple[Federation, dict[str, list[str]]]) -> None:
+    f, _ = fed
+    bank = f.nodes["bank"].info
+    host, port = bank["data_plane"].rsplit(":", 1)
+    bank_peer = Peer("bank", bank["fingerprint"], (f.nodes["bank"].dir / "node.crt").read_text())
+    telecom = TlsIdentity.load(f.nodes["telecom"].dir)
+
+    async def attack() -> None:
+        ch = await connect(
+            host, int(port), telecom, bank_peer, session_id="control:big", local="telecom"
+        )
+        # announce a 1 TiB message: the bank must refuse it before allocating anything
+        ch.writer.write(
+            encode_header(
+                FLAG_FIRST | FLAG_LAST, session_key("control:big"), 0, 1 << 40, b"control", 16
+            )
+        )
+        ch.writer.write(b"\x00" * 16)
+        await ch.writer.drain()
+        with pytest.raises(PeerDisconnectedError):
+            await ch.recv("reply", timeout=5)
+
+    asyncio.run(attack())
+    assert f.cli_json("node", "info", node="bank")["name"] == "bank"  # still serving
+
+
+def test_unknown_peer_job_refused(tmp_path: Path) -> None:
+    write_data(tmp_path, {"bank": range(10), "telecom": range(5, 15)})
+    f = Federation(tmp_path, ["bank", "telecom"], timeout=5)
+    f.start()
+    try:
+        tel = f.nodes["telecom"].info
+        # the bank pins the telecom, but the telecom does not know the bank
+        f.cli(
+            "peer",
+            "add",
+            "telecom",
+            "--url",
+            tel["data_plane"],
+            "--fingerprint",
+            tel["fingerprint"],
+            node="bank",
+        )
+        for party in ("bank", "telecom"):
+            f.cli(
+                "dataset",
+                "add",
+                DATASETS[party],
+                "--path",
+                str(tmp_path / "data" / f"{party}.csv"),
+                "--id",
+                "customer_id",
+                node=party,
+            )
+        r = f.cli(
+            "job",
+            "submit",
+            job_file(tmp_path, "unk", ["bank", "telecom"], ["bank"]),
+            node="bank",
+            check=False,
+        )
+        assert r.returncode == 4
+        assert "telecom" in r.stderr and "refused" in r.stderr
+    finally:
+        f.stop()
+
+
+def test_killing_a_party_mid_psi_fails_cleanly(tmp_path: Path) -> None:
+    ids = write_data(tmp_path, {"bank": range(0, 400_000), "telecom": range(200_000, 600_000)})
+    f = Federation(tmp_path, ["bank", "telecom"], timeout=8)
+    f.start()
+    try:
+        f.pin_all()
+        for party in ("bank", "telecom"):
+            f.cli(
+                "dataset",
+                "add",
+                DATASETS[party],
+                "--path",
+                str(tmp_path / "data" / f"{party}.csv"),
+                "--id",
+                "customer_id",
+                node=party,
+            )
+        job = job_file(tmp_path, "kill", ["bank", "telecom"], ["bank", "telecom"])
+        row = f.cli_json("job", "submit", job, "--no-wait", node="bank")
+        deadline = time.monotonic() + 30
+        while True:
+            st = f.cli_json("job", "status", row["id"], node="bank")
+            if st["status"] == "running" and st["progress"].get("psi", 0) > 0.05:
+                break
+            assert st["status"] in ("starting", "running"), st
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        killed_at = time.monotonic()
+        f.kill("telecom")
+        while (st := f.cli_json("job", "status", row["id"], node="bank"))["status"] == "running":
+            assert time.monotonic() - killed_at < 20, "bank did not notice within the timeout"
+            time.sleep(0.2)
+        assert st["status"] == "failed"
+        assert "telecom" in st["error"]
+        out = f.nodes["bank"].dir / "outputs" / row["id"]
+        assert not out.exists() or not any(out.iterdir()), "partial output left behind"
+        assert len(ids["bank"]) == 400_000
+    finally:
+        f.stop()
