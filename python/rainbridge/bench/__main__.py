@@ -1,0 +1,50 @@
+"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519} ...``.
+
+Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rainbridge.bench")
+    sub = ap.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("psi", help="two-party ECDH-PSI over loopback mutual TLS, with peers")
+    p.add_argument("--n", type=int, default=1 << 20, help="items at party a")
+    p.add_argument("--m", type=int, default=0, help="items at party b (default: n)")
+    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--curve", default="curve25519", choices=["curve25519", "ristretto255"])
+    p.add_argument("--batch", type=int, default=1 << 16)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument(
+        "--peers",
+        default="none",
+        help="comma list: openmined, spu-ecdh, spu-ecdh-fourq, spu-kkrt, spu-rr22",
+    )
+    p.add_argument("--peer-repeat", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--out", help="also write the JSON here")
+    x = sub.add_parser("x25519", help="core throughput: IFMA, portable, OpenSSL")
+    x.add_argument("--n", type=int, default=1 << 18)
+    x.add_argument("--repeat", type=int, default=3)
+    x.add_argument("--out")
+    args = ap.parse_args(argv)
+    if args.what == "psi":
+        from rainbridge.bench.psi import bench
+    else:
+        from rainbridge.bench.x25519 import bench
+    result = bench(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Shared pieces of the benchmarks: deterministic inputs, machine facts, process helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def make_ids(n: int, m: int, overlap: float, side: str, seed: int = 1) -> pa.Array:
+    """IDs of party ``a`` (n of them) or ``b`` (m), ``overlap`` * min(n, m) in common.
+
+    IDs look like 18-character customer numbers; the common ones are the same strings at both
+    parties, the rest are disjoint. Deterministic for a given seed, and made without a Python
+    object per ID.
+    """
+    common = int(min(n, m) * overlap)
+    if side == "a":
+        nums = np.concatenate([np.arange(common), np.arange(common, n) + (1 << 40)])
+    else:
+        nums = np.concatenate([np.arange(common), np.arange(common, m) + (1 << 41)])
+    rng = np.random.default_rng(seed + (0 if side == "a" else 1))
+    nums = nums[rng.permutation(len(nums))]
+    digits = pc.utf8_lpad(pa.array(nums.astype(np.int64)).cast(pa.string()), 16, "0")
+    return pc.binary_join_element_wise(pa.scalar("CN"), digits, "").cast(pa.large_string())
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            info["memory_gib"] = round(kib / (1 << 20), 1)
+    except OSError:
+        pass
+    try:
+        from rainbridge.crypto.groups import build_info
+
+        info["core"] = build_info()
+    except ImportError:
+        info["core"] = None
+    return info
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run_json(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a command that prints one JSON document last; return it (or an error record)."""
+    try:
+        r = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
+    lines = [ln for ln in r.stdout.strip().splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return dict(json.loads(lines[-1]))
+
+
+def median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else float("nan")
+
+
+PY = sys.executable

@@ -1,0 +1,85 @@
+"""One party of the PSI benchmark, as its own process (``python -m rainbridge.bench.party``).
+
+Party ``a`` listens on loopback and prints its port; party ``b`` connects. Both are pinned
+to each other's certificates (mutual TLS 1.3). Each prints one JSON line: protocol seconds
+(from connection to result), bytes each way, intersection size and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from rainbridge.bench.common import make_ids, peak_rss_mib
+from rainbridge.crypto.certs import TlsIdentity
+from rainbridge.net.tls import Peer, accept_one, connect
+from rainbridge.protocols.psi import EcdhPsiParams, run_role
+
+NAMES = {"a": "alice", "b": "bob"}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    me, other = ("a", "b") if args.side == "a" else ("b", "a")
+    ident = TlsIdentity.load(f"{args.keys}/{me}")
+    peer_ident = TlsIdentity.load(f"{args.keys}/{other}")
+    peer = Peer(NAMES[other], peer_ident.fingerprint, peer_ident.cert_pem)
+    ids = make_ids(args.n, args.m, args.overlap, args.side)
+    session = "bench"
+    if me == "a":
+
+        def announce(port: int) -> None:
+            print(json.dumps({"port": port}), flush=True)
+
+        ch = await accept_one(
+            "127.0.0.1",
+            0,
+            ident,
+            peer,
+            session_id=session,
+            local=NAMES[me],
+            on_listening=announce,
+            timeout=600,
+        )
+    else:
+        ch = await connect(
+            "127.0.0.1", args.port, ident, peer, session_id=session, local=NAMES[me], timeout=600
+        )
+    t0 = time.perf_counter()
+    res = await run_role(
+        NAMES[me],
+        {NAMES[other]: ch},
+        ids,
+        EcdhPsiParams(curve=args.curve, receivers=(NAMES["a"],), batch_size=args.batch),
+    )
+    seconds = time.perf_counter() - t0
+    await ch.close()
+    return {
+        "party": NAMES[me],
+        "seconds": round(seconds, 3),
+        "bytes_sent": ch.bytes_sent,
+        "bytes_received": ch.bytes_received,
+        "intersection": res.size,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--side", choices=["a", "b"], required=True)
+    ap.add_argument("--keys", required=True)
+    ap.add_argument("--n", type=int, required=True)
+    ap.add_argument("--m", type=int, required=True)
+    ap.add_argument("--overlap", type=float, default=0.5)
+    ap.add_argument("--curve", default="curve25519")
+    ap.add_argument("--batch", type=int, default=1 << 16)
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    print(json.dumps(asyncio.run(main_async(args))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
