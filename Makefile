@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUST_SRC := $(shell find rust/src -name '*.rs' 2>/dev/null) rust/Cargo.toml rust/Cargo.lock
 
-.PHONY: setup demo test test-py test-rust lint bench bench-peers clean
+.PHONY: setup demo test test-py test-rust lint lint-py bench bench-peers clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml $(RUST_SRC)
 demo: $(STAMP)
 	$(BIN)/python -m rainbridge.demo
 
-test: $(STAMP) test-rust test-py
+test: $(STAMP) lint-py test-rust test-py
+
+lint-py: $(STAMP)
+	$(BIN)/ruff check python tests
 
 test-rust:
 	cd rust && cargo test --release --locked -q
