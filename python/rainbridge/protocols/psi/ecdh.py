@@ -206,6 +206,8 @@ async def run_role(
     config = _config(party, list(channels), params)
     ids = to_large_string(ids)
     uniq = distinct(ids)
+    if len(uniq) == len(ids):
+        uniq = ids  # already distinct: keep one copy in memory, not two
     leader = config["leader"]
     if party != leader and leader not in channels:
         raise ParameterMismatchError(f"PSI leader {leader!r} has no channel at {party!r}")
@@ -362,8 +364,10 @@ class _Leader(_Role):
         self.queues: dict[tuple[str, int], asyncio.Queue[tuple[int, bytes]]] = {
             (s, h): asyncio.Queue() for s in order for h in range(len(plan.chain(s)))
         }
+        # Bounded: a follower's own set arrives faster than the leader masks it; the bound
+        # keeps memory flat (back pressure reaches the follower through the socket).
         self.own: dict[str, asyncio.Queue[tuple[int, bytes]]] = {
-            c: asyncio.Queue() for c in plan.others
+            c: asyncio.Queue(maxsize=4) for c in plan.others
         }
         async with asyncio.TaskGroup() as tg:
             for c in plan.others:
@@ -477,8 +481,7 @@ class _Follower(_Role):
     async def run(self) -> tuple[int, pa.Array | None]:
         n = len(self.uniq)
         # A secret random order: positions the leader later names reveal nothing about rows.
-        perm = np.random.default_rng(secrets.randbits(128)).permutation(n)
-        self.shuffled = self.uniq.take(pa.array(perm)) if n else self.uniq
+        self.perm = np.random.default_rng(secrets.randbits(128)).permutation(n)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.send_own())
             tg.create_task(self.serve())
@@ -489,7 +492,9 @@ class _Follower(_Role):
         me = plan.party
         for b in range(plan.nbatches(me)):
             lo = b * plan.batch
-            values = await self.hash_mul(self.shuffled.slice(lo, plan.batch_len(me, b)))
+            # Taken batch by batch, so the shuffled set is never held whole.
+            rows = pa.array(self.perm[lo : lo + plan.batch_len(me, b)])
+            values = await self.hash_mul(self.uniq.take(rows))
             header = _HDR.pack(_OWN, plan.parties.index(me), b, 0)
             await self.send(plan.leader, "psi/up", header + values)
 
@@ -524,7 +529,7 @@ class _Follower(_Role):
     async def result(self) -> tuple[int, pa.Array | None]:
         plan = self.plan
         msg = await self.channels[plan.leader].recv("psi/result")
-        n = len(self.shuffled)
+        n = len(self.uniq)
         if len(msg) < 8 or (len(msg) - 8) % 8:
             raise ProtocolViolationError(f"leader {plan.leader!r} sent a malformed PSI result")
         (size,) = struct.unpack_from("<Q", msg)
@@ -538,4 +543,4 @@ class _Follower(_Role):
             raise ProtocolViolationError(f"leader {plan.leader!r} sent invalid result positions")
         if not receiver:
             return int(size), None
-        return int(size), self.shuffled.take(pa.array(positions.astype(np.int64)))
+        return int(size), self.uniq.take(pa.array(self.perm[positions.astype(np.int64)]))

@@ -14,7 +14,9 @@ def _keys(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values[:, :8]).view("<u8").reshape(-1)
 
 
-def match(probe: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def match(
+    probe: np.ndarray, table: np.ndarray, chunk: int = 1 << 20
+) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``(i, j)`` with ``probe[i] == table[j]`` (all ``t`` bytes equal).
 
     Both inputs are ``(n, t)`` uint8 arrays with ``t >= 8`` and distinct rows (distinct
@@ -29,6 +31,24 @@ def match(probe: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     tk = _keys(table)
     order = np.argsort(tk, kind="stable")
     sorted_keys = tk[order]
+    del tk
+    if len(probe) > chunk:
+        # Probe in slices so temporary arrays stay small whatever the set sizes.
+        parts = [
+            _match_sorted(probe[lo : lo + chunk], table, order, sorted_keys)
+            for lo in range(0, len(probe), chunk)
+        ]
+        starts = range(0, len(probe), chunk)
+        ii = np.concatenate([p[0] + lo for p, lo in zip(parts, starts, strict=True)])
+        jj = np.concatenate([p[1] for p in parts])
+        return ii.astype(np.int64), jj.astype(np.int64)
+    return _match_sorted(probe, table, order, sorted_keys)
+
+
+def _match_sorted(
+    probe: np.ndarray, table: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    empty = np.zeros(0, dtype=np.int64)
     pk = _keys(probe)
     left = np.searchsorted(sorted_keys, pk, side="left")
     right = np.searchsorted(sorted_keys, pk, side="right")
