@@ -58,3 +58,20 @@ pub fn elements(buf: &[u8]) -> Result<&[[u8; 32]]> {
     debug_assert!(rest.is_empty());
     Ok(chunks)
 }
+
+/// A 64-bit SipHash of every item, for finding duplicates by sorting (callers confirm equal
+/// hashes by comparing the items themselves, so a collision can never merge two items).
+pub fn hash64_batch(items: &Items<'_>) -> Vec<u64> {
+    use rayon::prelude::*;
+    use std::hash::Hasher;
+    (0..items.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(|i| {
+            // DefaultHasher::new() is SipHash-1-3 with fixed keys: the same in every process.
+            let mut h = std::hash::DefaultHasher::new();
+            h.write(items.get(i));
+            h.finish()
+        })
+        .collect()
+}

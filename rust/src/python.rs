@@ -91,6 +91,22 @@ fn bytes_out(py: Python<'_>, r: crate::Result<Vec<u8>>) -> PyResult<Py<PyBytes>>
 }
 
 #[pyfunction]
+fn items_hash64(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyBytes>> {
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let r = py.allow_threads(|| {
+        Items::new(ds, os).map(|it| {
+            crate::items::hash64_batch(&it).iter().flat_map(|h| h.to_le_bytes()).collect()
+        })
+    });
+    bytes_out(py, r)
+}
+
+#[pyfunction]
 fn x25519_backend() -> &'static str {
     x25519::detect().name()
 }
@@ -231,6 +247,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidElementError", m.py().get_type::<InvalidElementError>())?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_backend, m)?)?;
+    m.add_function(wrap_pyfunction!(items_hash64, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_random_scalar, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_hash_to_point, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_mul, m)?)?;

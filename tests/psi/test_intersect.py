@@ -37,3 +37,20 @@ def test_match_confirms_full_width_on_key_collision() -> None:
     probe = np.frombuffer(base + b"\x03\x04" + base + b"\x09\x09", dtype=np.uint8).reshape(2, 10)
     ii, jj = match(probe, table)
     assert ii.tolist() == [0] and jj.tolist() == [1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "ü", "", "long" * 20, "x"]) | st.text(max_size=5)))
+def test_distinct_ids_groups_rows_exactly(values: list[str]) -> None:
+    import pyarrow as pa
+
+    from rainbridge.protocols.psi.items import _distinct_exact, distinct_ids
+
+    ids = pa.array(values, type=pa.large_string())
+    for d in (distinct_ids(ids), _distinct_exact(ids)):
+        vals = d.values.to_pylist()
+        assert sorted(vals) == sorted(set(values))
+        for k, v in enumerate(vals):
+            mask = np.zeros(len(vals), dtype=bool)
+            mask[k] = True
+            assert d.rows(mask).tolist() == [i for i, x in enumerate(values) if x == v]

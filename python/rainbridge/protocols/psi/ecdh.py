@@ -57,7 +57,7 @@ from rainbridge.crypto import groups as _groups
 from rainbridge.errors import ParameterMismatchError, ProtocolViolationError, RainbridgeError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.psi.intersect import match, truncation_bytes
-from rainbridge.protocols.psi.items import as_items, distinct, rows_in, to_large_string
+from rainbridge.protocols.psi.items import as_items, distinct_ids, to_large_string
 
 PROTOCOL = "ecdh-psi"
 VERSION = 1
@@ -205,9 +205,8 @@ async def run_role(
     t0 = time.perf_counter()
     config = _config(party, list(channels), params)
     ids = to_large_string(ids)
-    uniq = distinct(ids)
-    if len(uniq) == len(ids):
-        uniq = ids  # already distinct: keep one copy in memory, not two
+    grouped = distinct_ids(ids)  # duplicates count once and travel once
+    uniq = grouped.values
     leader = config["leader"]
     if party != leader and leader not in channels:
         raise ParameterMismatchError(f"PSI leader {leader!r} has no channel at {party!r}")
@@ -261,10 +260,10 @@ async def run_role(
     runner = _Leader if party == leader else _Follower
     role = runner(plan, channels, suite, key, uniq, advance)
     try:
-        size, members = await role.run()
+        size, common = await role.run()
     except BaseExceptionGroup as group:
         raise first_error(group) from None
-    indices = rows_in(ids, members) if members is not None else None
+    indices = grouped.rows(common) if common is not None else None
     return PsiResult(
         size=size,
         indices=indices,
@@ -349,14 +348,14 @@ class _Role:
                 f"peer {peer!r} sent a {what} batch of {got} bytes; expected {count * width}"
             )
 
-    async def run(self) -> tuple[int, pa.Array | None]:
+    async def run(self) -> tuple[int, np.ndarray | None]:
         raise NotImplementedError
 
 
 class _Leader(_Role):
     """Routes every set through every party, then intersects."""
 
-    async def run(self) -> tuple[int, pa.Array | None]:
+    async def run(self) -> tuple[int, np.ndarray | None]:
         plan = self.plan
         order = plan.set_order()
         self.full = {s: np.empty((plan.sizes[s], plan.t), dtype=np.uint8) for s in order}
@@ -454,7 +453,7 @@ class _Leader(_Role):
         arr = np.frombuffer(values, dtype=np.uint8).reshape(-1, self.plan.t)
         self.full[s][lo : lo + len(arr)] = arr
 
-    async def finish(self) -> tuple[int, pa.Array | None]:
+    async def finish(self) -> tuple[int, np.ndarray | None]:
         plan = self.plan
         mine = self.full[plan.leader]
         in_all = np.ones(len(mine), dtype=bool)
@@ -471,14 +470,13 @@ class _Leader(_Role):
             positions = np.sort(jj[in_all[ii]]) if s in plan.receivers else np.zeros(0, np.int64)
             payload = struct.pack("<Q", size) + positions.astype("<i8").tobytes()
             await self.send(s, "psi/result", payload)
-        members = self.uniq.filter(pa.array(in_all)) if len(mine) else self.uniq
-        return size, members
+        return size, in_all
 
 
 class _Follower(_Role):
     """Sends its own set in a secret random order and adds its key to routed sets."""
 
-    async def run(self) -> tuple[int, pa.Array | None]:
+    async def run(self) -> tuple[int, np.ndarray | None]:
         n = len(self.uniq)
         # A secret random order: positions the leader later names reveal nothing about rows.
         self.perm = np.random.default_rng(secrets.randbits(128)).permutation(n)
@@ -526,7 +524,7 @@ class _Follower(_Role):
             reply = _HDR.pack(_MASKED, si, b, hop) + values
             await self.send(plan.leader, "psi/up", reply)
 
-    async def result(self) -> tuple[int, pa.Array | None]:
+    async def result(self) -> tuple[int, np.ndarray | None]:
         plan = self.plan
         msg = await self.channels[plan.leader].recv("psi/result")
         n = len(self.uniq)
@@ -543,4 +541,6 @@ class _Follower(_Role):
             raise ProtocolViolationError(f"leader {plan.leader!r} sent invalid result positions")
         if not receiver:
             return int(size), None
-        return int(size), self.uniq.take(pa.array(self.perm[positions.astype(np.int64)]))
+        common = np.zeros(n, dtype=bool)
+        common[self.perm[positions.astype(np.int64)]] = True
+        return int(size), common

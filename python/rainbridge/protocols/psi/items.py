@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rainbridge import _core
+
 
 @dataclass(frozen=True)
 class Items:
@@ -46,14 +48,55 @@ def as_items(arr: pa.Array) -> Items:
     return Items(data=data, offsets=offsets)
 
 
-def distinct(ids: pa.Array) -> pa.Array:
-    """The distinct IDs, in order of first occurrence."""
-    return pc.unique(ids) if len(ids) else ids
+@dataclass(frozen=True)
+class Distinct:
+    """The distinct IDs of a column and, when there were duplicates, each row's group."""
+
+    values: pa.Array
+    #: per row, the index of its value in ``values``; None when every row is distinct
+    group: np.ndarray | None
+
+    def rows(self, mask: np.ndarray) -> np.ndarray:
+        """Ascending row indices whose value is selected by ``mask`` (over ``values``)."""
+        if self.group is None:
+            return np.flatnonzero(mask).astype(np.int64)
+        return np.flatnonzero(mask[self.group]).astype(np.int64)
 
 
-def rows_in(ids: pa.Array, members: pa.Array) -> np.ndarray:
-    """Row indices (ascending, int64) of ``ids`` whose value is in ``members``."""
-    if len(ids) == 0 or len(members) == 0:
-        return np.zeros(0, dtype=np.int64)
-    mask = pc.is_in(ids, value_set=members)
-    return np.flatnonzero(mask.to_numpy(zero_copy_only=False)).astype(np.int64)
+def distinct_ids(ids: pa.Array) -> Distinct:
+    """Group equal IDs without a hash table of strings (which costs ~100 bytes per row).
+
+    Rows are sorted by a 64-bit hash computed in the core; neighbours with equal hashes are
+    then compared as strings, so only true duplicates are merged. In the astronomically rare
+    case of two different IDs sharing a hash, fall back to Arrow's exact (heavier) grouping.
+    """
+    n = len(ids)
+    if n < 2:
+        return Distinct(ids, None)
+    items = as_items(ids)
+    h = np.frombuffer(_core.items_hash64(items.data, items.offsets), dtype="<u8")
+    order = np.argsort(h, kind="stable")
+    same = h[order[1:]] == h[order[:-1]]
+    del h
+    if not same.any():
+        return Distinct(ids, None)
+    pairs = np.flatnonzero(same)
+    left = ids.take(pa.array(order[pairs]))
+    right = ids.take(pa.array(order[pairs + 1]))
+    equal = pc.equal(left, right).to_numpy(zero_copy_only=False)
+    if not equal.all():
+        return _distinct_exact(ids)
+    is_new = np.ones(n, dtype=bool)
+    is_new[pairs + 1] = False
+    group = np.empty(n, dtype=np.int64)
+    group[order] = np.cumsum(is_new) - 1
+    first_rows = order[is_new]  # stable sort: the first row of each run is its first occurrence
+    return Distinct(ids.take(pa.array(first_rows)), group)
+
+
+def _distinct_exact(ids: pa.Array) -> Distinct:
+    enc = pc.dictionary_encode(ids)
+    return Distinct(
+        enc.dictionary.cast(pa.large_string()),
+        enc.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+    )
