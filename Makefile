@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP) lint-py test-rust test-py
 
 lint-py: $(STAMP)
-	$(BIN)/ruff check python tests
+	$(BIN)/ruff check --no-cache python tests
 
 test-rust:
 	cd rust && cargo test --release --locked -q
@@ -32,7 +32,7 @@ test-py: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check python tests
+	$(BIN)/ruff check --no-cache python tests
 	cd rust && cargo clippy --release --locked -- -D warnings
 
 bench: $(STAMP)

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rainbridge.net.local import LocalChannel
 
 from rainbridge.errors import ParameterMismatchError, PeerDisconnectedError, ProtocolViolationError
+from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.psi import EcdhPsiParams, PsiResult, run_role
 
 
