@@ -33,7 +33,7 @@ test-py: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache python tests
-	cd rust && cargo clippy --release --locked -- -D warnings
+	cd rust && cargo fmt --check && cargo clippy --release --locked --all-targets -- -D warnings
 
 bench: $(STAMP)
 	$(BIN)/python -m rainbridge.bench psi --n 1048576

@@ -29,7 +29,7 @@ pub fn expand_message_xmd_sha512<const LEN: usize>(msg: &[u8], dst: &[u8]) -> [u
 
 /// Longer outputs (several blocks), for the published expander vectors and later OPRF needs.
 pub fn expand_message_xmd_sha512_vec(msg: &[u8], dst: &[u8], len: usize) -> Vec<u8> {
-    assert!(len <= 255 * 64 && len <= 65535 && !dst.is_empty() && dst.len() <= 255);
+    assert!(len <= 255 * 64 && !dst.is_empty() && dst.len() <= 255);
     let ell = len.div_ceil(64);
     let dst_len = [dst.len() as u8];
     let mut h = Sha512::new();

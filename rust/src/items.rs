@@ -12,7 +12,9 @@ impl<'a> Items<'a> {
     /// Checks that offsets are non-decreasing, non-negative and within `data`.
     pub fn new(data: &'a [u8], offsets: &'a [i64]) -> Result<Self> {
         if offsets.is_empty() {
-            return Err(CoreError::Shape("offsets must hold n + 1 entries (got 0)".into()));
+            return Err(CoreError::Shape(
+                "offsets must hold n + 1 entries (got 0)".into(),
+            ));
         }
         let mut prev = offsets[0];
         if prev < 0 {
@@ -48,7 +50,7 @@ impl<'a> Items<'a> {
 
 /// Splits a flat buffer of 32-byte elements, refusing a ragged length.
 pub fn elements(buf: &[u8]) -> Result<&[[u8; 32]]> {
-    if buf.len() % 32 != 0 {
+    if !buf.len().is_multiple_of(32) {
         return Err(CoreError::Shape(format!(
             "element buffer of {} bytes is not a multiple of 32",
             buf.len()

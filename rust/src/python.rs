@@ -29,7 +29,11 @@ impl Bytes {
     fn new(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
         let buf = PyBuffer::<u8>::get(obj).or_else(|_| {
             // numpy arrays of other dtypes: view their raw bytes
-            let mv = obj.py().import("builtins")?.getattr("memoryview")?.call1((obj,))?;
+            let mv = obj
+                .py()
+                .import("builtins")?
+                .getattr("memoryview")?
+                .call1((obj,))?;
             let flat = mv.call_method1("cast", ("B",))?;
             PyBuffer::<u8>::get(&flat)
         });
@@ -37,7 +41,9 @@ impl Bytes {
             PyValueError::new_err(format!("{what} must be a contiguous bytes-like buffer"))
         })?;
         if !buf.is_c_contiguous() {
-            return Err(PyValueError::new_err(format!("{what} must be C-contiguous")));
+            return Err(PyValueError::new_err(format!(
+                "{what} must be C-contiguous"
+            )));
         }
         Ok(Bytes(buf))
     }
@@ -70,7 +76,8 @@ impl Offsets {
 }
 
 fn scalar32(k: &[u8]) -> PyResult<[u8; 32]> {
-    k.try_into().map_err(|_| InvalidElementError::new_err("a scalar must be exactly 32 bytes"))
+    k.try_into()
+        .map_err(|_| InvalidElementError::new_err("a scalar must be exactly 32 bytes"))
 }
 
 fn backend_arg(backend: Option<&str>) -> PyResult<x25519::Backend> {
@@ -100,7 +107,10 @@ fn items_hash64(
     let (ds, os) = (d.slice(), o.slice());
     let r = py.allow_threads(|| {
         Items::new(ds, os).map(|it| {
-            crate::items::hash64_batch(&it).iter().flat_map(|h| h.to_le_bytes()).collect()
+            crate::items::hash64_batch(&it)
+                .iter()
+                .flat_map(|h| h.to_le_bytes())
+                .collect()
         })
     });
     bytes_out(py, r)
@@ -155,7 +165,8 @@ fn x25519_hash_mul(
     let (k, be) = (scalar32(scalar)?, backend_arg(backend)?);
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r = py.allow_threads(|| Items::new(ds, os).and_then(|it| x25519::hash_mul_batch(be, &k, &it)));
+    let r =
+        py.allow_threads(|| Items::new(ds, os).and_then(|it| x25519::hash_mul_batch(be, &k, &it)));
     bytes_out(py, r)
 }
 
@@ -173,7 +184,9 @@ fn ristretto_hash_to_group(
 ) -> PyResult<Py<PyBytes>> {
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r = py.allow_threads(|| Items::new(ds, os).and_then(|it| ristretto::hash_to_group_batch(&it, dst)));
+    let r = py.allow_threads(|| {
+        Items::new(ds, os).and_then(|it| ristretto::hash_to_group_batch(&it, dst))
+    });
     bytes_out(py, r)
 }
 
@@ -188,12 +201,18 @@ fn ristretto_hash_mul(
     let k = scalar32(scalar)?;
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r = py.allow_threads(|| Items::new(ds, os).and_then(|it| ristretto::hash_mul_batch(&k, &it, dst)));
+    let r = py.allow_threads(|| {
+        Items::new(ds, os).and_then(|it| ristretto::hash_mul_batch(&k, &it, dst))
+    });
     bytes_out(py, r)
 }
 
 #[pyfunction]
-fn ristretto_mul(py: Python<'_>, scalar: &[u8], points: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+fn ristretto_mul(
+    py: Python<'_>,
+    scalar: &[u8],
+    points: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyBytes>> {
     let k = scalar32(scalar)?;
     let p = Bytes::new(points, "points")?;
     let ps = p.slice();
@@ -205,7 +224,8 @@ fn ristretto_mul(py: Python<'_>, scalar: &[u8], points: &Bound<'_, PyAny>) -> Py
 fn ristretto_validate(py: Python<'_>, points: &Bound<'_, PyAny>) -> PyResult<()> {
     let p = Bytes::new(points, "points")?;
     let ps = p.slice();
-    py.allow_threads(|| ristretto::validate_batch(ps)).map_err(to_py)
+    py.allow_threads(|| ristretto::validate_batch(ps))
+        .map_err(to_py)
 }
 
 #[pyfunction]
@@ -224,11 +244,22 @@ fn ristretto_base_mul(py: Python<'_>, scalar: &[u8]) -> PyResult<Py<PyBytes>> {
 }
 
 #[pyfunction]
-fn expand_message_xmd_sha512(py: Python<'_>, msg: &[u8], dst: &[u8], length: usize) -> PyResult<Py<PyBytes>> {
+fn expand_message_xmd_sha512(
+    py: Python<'_>,
+    msg: &[u8],
+    dst: &[u8],
+    length: usize,
+) -> PyResult<Py<PyBytes>> {
     if dst.is_empty() || dst.len() > 255 || length == 0 || length > 255 * 64 {
-        return Err(PyValueError::new_err("dst must be 1..=255 bytes and length 1..=16320"));
+        return Err(PyValueError::new_err(
+            "dst must be 1..=255 bytes and length 1..=16320",
+        ));
     }
-    Ok(PyBytes::new(py, &crate::hash::expand_message_xmd_sha512_vec(msg, dst, length)).unbind())
+    Ok(PyBytes::new(
+        py,
+        &crate::hash::expand_message_xmd_sha512_vec(msg, dst, length),
+    )
+    .unbind())
 }
 
 #[pyfunction]
@@ -244,7 +275,10 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("InvalidElementError", m.py().get_type::<InvalidElementError>())?;
+    m.add(
+        "InvalidElementError",
+        m.py().get_type::<InvalidElementError>(),
+    )?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_backend, m)?)?;
     m.add_function(wrap_pyfunction!(items_hash64, m)?)?;

@@ -16,8 +16,9 @@ const CHUNK: usize = 256;
 /// A canonical, non-zero scalar (we refuse rather than reduce: a peer's or caller's
 /// non-canonical scalar is a bug or an attack).
 pub fn scalar(bytes: &[u8; 32]) -> Result<Scalar> {
-    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(*bytes))
-        .ok_or(CoreError::InvalidScalar("not canonical (must be below the group order)"))?;
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(*bytes)).ok_or(
+        CoreError::InvalidScalar("not canonical (must be below the group order)"),
+    )?;
     if s == Scalar::ZERO {
         return Err(CoreError::InvalidScalar("zero"));
     }
@@ -28,9 +29,15 @@ pub fn scalar(bytes: &[u8; 32]) -> Result<Scalar> {
 pub fn decode(bytes: &[u8; 32], index: usize) -> Result<RistrettoPoint> {
     let p = CompressedRistretto(*bytes)
         .decompress()
-        .ok_or(CoreError::InvalidElement { index, reason: "not a canonical ristretto255 encoding" })?;
+        .ok_or(CoreError::InvalidElement {
+            index,
+            reason: "not a canonical ristretto255 encoding",
+        })?;
     if p == RistrettoPoint::identity() {
-        return Err(CoreError::InvalidElement { index, reason: "identity element" });
+        return Err(CoreError::InvalidElement {
+            index,
+            reason: "identity element",
+        });
     }
     Ok(p)
 }
@@ -42,7 +49,9 @@ pub fn hash_to_group(item: &[u8], dst: &[u8]) -> RistrettoPoint {
 
 fn check_dst(dst: &[u8]) -> Result<()> {
     if dst.is_empty() || dst.len() > 255 {
-        return Err(CoreError::Shape("domain separation tag must be 1 to 255 bytes".into()));
+        return Err(CoreError::Shape(
+            "domain separation tag must be 1 to 255 bytes".into(),
+        ));
     }
     Ok(())
 }
@@ -50,12 +59,14 @@ fn check_dst(dst: &[u8]) -> Result<()> {
 pub fn hash_to_group_batch(items: &Items<'_>, dst: &[u8]) -> Result<Vec<u8>> {
     check_dst(dst)?;
     let mut out = vec![0u8; items.len() * 32];
-    out.par_chunks_mut(32 * CHUNK).enumerate().for_each(|(c, buf)| {
-        for (k, slot) in buf.chunks_exact_mut(32).enumerate() {
-            let p = hash_to_group(items.get(c * CHUNK + k), dst);
-            slot.copy_from_slice(p.compress().as_bytes());
-        }
-    });
+    out.par_chunks_mut(32 * CHUNK)
+        .enumerate()
+        .for_each(|(c, buf)| {
+            for (k, slot) in buf.chunks_exact_mut(32).enumerate() {
+                let p = hash_to_group(items.get(c * CHUNK + k), dst);
+                slot.copy_from_slice(p.compress().as_bytes());
+            }
+        });
     Ok(out)
 }
 
@@ -63,12 +74,14 @@ pub fn hash_mul_batch(k: &[u8; 32], items: &Items<'_>, dst: &[u8]) -> Result<Vec
     check_dst(dst)?;
     let s = scalar(k)?;
     let mut out = vec![0u8; items.len() * 32];
-    out.par_chunks_mut(32 * CHUNK).enumerate().for_each(|(c, buf)| {
-        for (j, slot) in buf.chunks_exact_mut(32).enumerate() {
-            let p = hash_to_group(items.get(c * CHUNK + j), dst) * s;
-            slot.copy_from_slice(p.compress().as_bytes());
-        }
-    });
+    out.par_chunks_mut(32 * CHUNK)
+        .enumerate()
+        .for_each(|(c, buf)| {
+            for (j, slot) in buf.chunks_exact_mut(32).enumerate() {
+                let p = hash_to_group(items.get(c * CHUNK + j), dst) * s;
+                slot.copy_from_slice(p.compress().as_bytes());
+            }
+        });
     Ok(out)
 }
 
@@ -91,23 +104,33 @@ pub fn mul_batch(k: &[u8; 32], points: &[u8]) -> Result<Vec<u8>> {
 
 pub fn validate_batch(points: &[u8]) -> Result<()> {
     let pts = elements(points)?;
-    pts.par_chunks(CHUNK).enumerate().try_for_each(|(c, src)| -> Result<()> {
-        for (j, p) in src.iter().enumerate() {
-            decode(p, c * CHUNK + j)?;
-        }
-        Ok(())
-    })
+    pts.par_chunks(CHUNK)
+        .enumerate()
+        .try_for_each(|(c, src)| -> Result<()> {
+            for (j, p) in src.iter().enumerate() {
+                decode(p, c * CHUNK + j)?;
+            }
+            Ok(())
+        })
 }
 
 pub fn from_uniform_bytes_batch(buf: &[u8]) -> Result<Vec<u8>> {
-    if buf.len() % 64 != 0 {
-        return Err(CoreError::Shape("uniform bytes must be a multiple of 64".into()));
+    if !buf.len().is_multiple_of(64) {
+        return Err(CoreError::Shape(
+            "uniform bytes must be a multiple of 64".into(),
+        ));
     }
     let mut out = vec![0u8; buf.len() / 2];
-    out.par_chunks_mut(32).zip(buf.par_chunks(64)).for_each(|(slot, u)| {
-        let arr: &[u8; 64] = u.try_into().expect("64-byte chunk");
-        slot.copy_from_slice(RistrettoPoint::from_uniform_bytes(arr).compress().as_bytes());
-    });
+    out.par_chunks_mut(32)
+        .zip(buf.par_chunks(64))
+        .for_each(|(slot, u)| {
+            let arr: &[u8; 64] = u.try_into().expect("64-byte chunk");
+            slot.copy_from_slice(
+                RistrettoPoint::from_uniform_bytes(arr)
+                    .compress()
+                    .as_bytes(),
+            );
+        });
     Ok(out)
 }
 

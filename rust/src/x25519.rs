@@ -101,23 +101,28 @@ pub fn mul_batch(backend: Backend, k: &[u8; 32], points: &[u8]) -> Result<Vec<u8
 pub fn hash_mul_batch(backend: Backend, k: &[u8; 32], items: &Items<'_>) -> Result<Vec<u8>> {
     let n = items.len();
     let mut out = vec![0u8; n * 32];
-    out.par_chunks_mut(32 * CHUNK).enumerate().try_for_each(|(c, buf)| {
-        let lo = c * CHUNK;
-        let hashed: Vec<[u8; 32]> =
-            (lo..lo + buf.len() / 32).map(|i| hash_to_point(items.get(i))).collect();
-        mul_into(backend, k, &hashed, buf);
-        check(buf, lo)
-    })?;
+    out.par_chunks_mut(32 * CHUNK)
+        .enumerate()
+        .try_for_each(|(c, buf)| {
+            let lo = c * CHUNK;
+            let hashed: Vec<[u8; 32]> = (lo..lo + buf.len() / 32)
+                .map(|i| hash_to_point(items.get(i)))
+                .collect();
+            mul_into(backend, k, &hashed, buf);
+            check(buf, lo)
+        })?;
     Ok(out)
 }
 
 pub fn hash_batch(items: &Items<'_>) -> Vec<u8> {
     let mut out = vec![0u8; items.len() * 32];
-    out.par_chunks_mut(32 * CHUNK).enumerate().for_each(|(c, buf)| {
-        for (j, slot) in buf.chunks_exact_mut(32).enumerate() {
-            slot.copy_from_slice(&hash_to_point(items.get(c * CHUNK + j)));
-        }
-    });
+    out.par_chunks_mut(32 * CHUNK)
+        .enumerate()
+        .for_each(|(c, buf)| {
+            for (j, slot) in buf.chunks_exact_mut(32).enumerate() {
+                slot.copy_from_slice(&hash_to_point(items.get(c * CHUNK + j)));
+            }
+        });
     out
 }
 

@@ -70,8 +70,14 @@ fn iterate(be: Backend, rounds: usize) -> [u8; 32] {
 fn rfc7748_iterated() {
     let v = load("rfc7748.json");
     for be in backends() {
-        assert_eq!(hex::encode(iterate(be, 1)), v["iterated"]["1"].as_str().unwrap());
-        assert_eq!(hex::encode(iterate(be, 1000)), v["iterated"]["1000"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(iterate(be, 1)),
+            v["iterated"]["1"].as_str().unwrap()
+        );
+        assert_eq!(
+            hex::encode(iterate(be, 1000)),
+            v["iterated"]["1000"].as_str().unwrap()
+        );
     }
 }
 
@@ -129,9 +135,13 @@ fn ifma_equals_portable_on_random_batches() {
             s = Sha512::digest(s).into();
             let mut u: [u8; 32] = s[..32].try_into().unwrap();
             match i % 5 {
-                0 => u[31] |= 0x80,                    // top bit set: must be ignored
-                1 => u = [0xff; 32],                   // non-canonical, >= p
-                2 => { u = [0xff; 32]; u[0] = 0xed; u[31] = 0x7f } // exactly p
+                0 => u[31] |= 0x80,  // top bit set: must be ignored
+                1 => u = [0xff; 32], // non-canonical, >= p
+                2 => {
+                    u = [0xff; 32];
+                    u[0] = 0xed;
+                    u[31] = 0x7f
+                } // exactly p
                 _ => {}
             }
             if u.iter().all(|&b| b == 0xff) || i % 5 == 2 {
@@ -160,19 +170,27 @@ fn hash_mul_is_hash_then_mul_and_commutes() {
         let hb = x25519::hash_mul_batch(be, &b, &items).unwrap();
         assert_eq!(hab, x25519::mul_batch(be, &a, &hb).unwrap());
     }
-    assert_eq!(&x25519::hash_batch(&items)[..32], &sha2::Sha256::digest(b"alice")[..]);
+    assert_eq!(
+        &x25519::hash_batch(&items)[..32],
+        &sha2::Sha256::digest(b"alice")[..]
+    );
 }
 
 #[test]
 fn bad_shapes_are_errors_not_panics() {
     let k = [1u8; 32];
-    assert!(matches!(x25519::mul_batch(Backend::Portable, &k, &[0u8; 33]), Err(CoreError::Shape(_))));
+    assert!(matches!(
+        x25519::mul_batch(Backend::Portable, &k, &[0u8; 33]),
+        Err(CoreError::Shape(_))
+    ));
     assert!(Items::new(b"abc", &[]).is_err());
     assert!(Items::new(b"abc", &[0, 4]).is_err());
     assert!(Items::new(b"abc", &[2, 1]).is_err());
     assert!(Items::new(b"abc", &[-1, 1]).is_err());
     assert!(Items::new(b"abc", &[0, 3]).is_ok());
-    assert!(x25519::mul_batch(Backend::Portable, &k, &[]).unwrap().is_empty());
+    assert!(x25519::mul_batch(Backend::Portable, &k, &[])
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -225,7 +243,9 @@ fn rfc9496_from_uniform_bytes() {
     }
     let eq = &v["equivalent_uniform_bytes"];
     for input in eq["inputs"].as_array().unwrap() {
-        let out = ristretto::from_uniform_bytes_batch(&hex::decode(input.as_str().unwrap()).unwrap()).unwrap();
+        let out =
+            ristretto::from_uniform_bytes_batch(&hex::decode(input.as_str().unwrap()).unwrap())
+                .unwrap();
         assert_eq!(hex::encode(out), eq["element"].as_str().unwrap());
     }
 }
@@ -233,8 +253,14 @@ fn rfc9496_from_uniform_bytes() {
 #[test]
 fn scalars_must_be_canonical_and_nonzero() {
     let p = RISTRETTO_BASEPOINT_POINT.compress().to_bytes();
-    assert!(matches!(ristretto::mul_batch(&[0u8; 32], &p), Err(CoreError::InvalidScalar(_))));
-    assert!(matches!(ristretto::mul_batch(&[0xff; 32], &p), Err(CoreError::InvalidScalar(_))));
+    assert!(matches!(
+        ristretto::mul_batch(&[0u8; 32], &p),
+        Err(CoreError::InvalidScalar(_))
+    ));
+    assert!(matches!(
+        ristretto::mul_batch(&[0xff; 32], &p),
+        Err(CoreError::InvalidScalar(_))
+    ));
     assert!(ristretto::mul_batch(&ristretto::random_scalar(), &p).is_ok());
 }
 
@@ -246,7 +272,10 @@ fn expand_message_xmd_vectors() {
         let msg = case["msg"].as_str().unwrap().as_bytes();
         let want = case["out"].as_str().unwrap();
         assert_eq!(hex::encode(expand_message_xmd_sha512::<32>(msg, dst)), want);
-        assert_eq!(hex::encode(expand_message_xmd_sha512_vec(msg, dst, 32)), want);
+        assert_eq!(
+            hex::encode(expand_message_xmd_sha512_vec(msg, dst, 32)),
+            want
+        );
     }
     // the fixed-size and general forms agree at 64 bytes
     assert_eq!(
@@ -264,7 +293,10 @@ fn ristretto_hash_mul_commutes() {
     let (a, b) = (ristretto::random_scalar(), ristretto::random_scalar());
     let ha = ristretto::hash_mul_batch(&a, &items, dst).unwrap();
     let hb = ristretto::hash_mul_batch(&b, &items, dst).unwrap();
-    assert_eq!(ristretto::mul_batch(&b, &ha).unwrap(), ristretto::mul_batch(&a, &hb).unwrap());
+    assert_eq!(
+        ristretto::mul_batch(&b, &ha).unwrap(),
+        ristretto::mul_batch(&a, &hb).unwrap()
+    );
     let h = ristretto::hash_to_group_batch(&items, dst).unwrap();
     assert_eq!(ristretto::mul_batch(&a, &h).unwrap(), ha);
 }
