@@ -24,6 +24,7 @@ test: $(STAMP) lint-py test-rust test-py
 
 lint-py: $(STAMP)
 	$(BIN)/ruff check --no-cache python tests
+	$(BIN)/mypy python/rainbridge
 
 test-rust:
 	cd rust && cargo test --release --locked -q

@@ -120,14 +120,16 @@ class LocalChannel(Channel):
         if item is _CLOSED:
             self._peer_gone = True
             raise PeerDisconnectedError(f"peer {self.peer!r} closed the session")
-        got, payload = item  # type: ignore[misc]
+        assert isinstance(item, tuple)
+        got: str = item[0]
+        payload: bytes = item[1]
         if got != tag:
             raise ProtocolViolationError(
                 f"peer {self.peer!r} sent {got!r} where {tag!r} was expected"
             )
         frames = max(1, -(-len(payload) // DEFAULT_MAX_FRAME))
         self.bytes_received += len(payload) + frames * _FRAME_OVERHEAD
-        return payload  # type: ignore[no-any-return]
+        return payload
 
     async def close(self) -> None:
         if not self._closed:

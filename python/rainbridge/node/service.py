@@ -481,7 +481,7 @@ class NodeService:
         self.workers[job_id] = proc
         self.storage.update_job(job_id, status="running")
         self.storage.log("job_started", {"pid": proc.pid}, job_id)
-        self._spawn(self._watch(job_id, proc, Path(context["result"])))
+        self._spawn(self._watch(job_id, proc, job_dir / "result.json"))
 
     async def _watch(self, job_id: str, proc: asyncio.subprocess.Process, result: Path) -> None:
         assert proc.stdout is not None and proc.stderr is not None
