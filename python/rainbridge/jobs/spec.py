@@ -36,7 +36,15 @@ from rainbridge.components.spec import NAME_PATTERN as _NAME
 from rainbridge.components.spec import ComponentSpec, InputRef, OutputSpec, _Strict
 from rainbridge.errors import JobSpecError
 
-__all__ = ["ComponentSpec", "InputRef", "JobSpec", "OutputSpec", "load_job", "parse_job"]
+__all__ = [
+    "ComponentSpec",
+    "InputRef",
+    "JobSpec",
+    "JobSpecProblem",
+    "OutputSpec",
+    "load_job",
+    "parse_job",
+]
 
 MAX_JOB_BYTES = 1 << 20
 
