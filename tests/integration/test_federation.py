@@ -278,3 +278,40 @@ def test_killing_a_party_mid_psi_fails_cleanly(tmp_path: Path) -> None:
         assert len(ids["bank"]) == 400_000
     finally:
         f.stop()
+
+
+def test_cancel_stops_every_party(tmp_path: Path) -> None:
+    write_data(tmp_path, {"bank": range(0, 300_000), "telecom": range(150_000, 450_000)})
+    f = Federation(tmp_path, ["bank", "telecom"], timeout=8)
+    f.start()
+    try:
+        f.pin_all()
+        for party in ("bank", "telecom"):
+            f.cli(
+                "dataset",
+                "add",
+                DATASETS[party],
+                "--path",
+                str(tmp_path / "data" / f"{party}.csv"),
+                "--id",
+                "customer_id",
+                node=party,
+            )
+        job = job_file(tmp_path, "cancel", ["bank", "telecom"], ["bank", "telecom"])
+        row = f.cli_json("job", "submit", job, "--no-wait", node="bank")
+        deadline = time.monotonic() + 30
+        while f.cli_json("job", "status", row["id"], node="telecom")["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert f.cli_json("job", "cancel", row["id"], node="bank")["status"] == "cancelled"
+        while (st := f.cli_json("job", "status", row["id"], node="telecom"))["status"] == "running":
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+        assert st["status"] in ("aborted", "failed"), st
+        for party in ("bank", "telecom"):
+            out = f.nodes[party].dir / "outputs" / row["id"]
+            assert not out.exists() or not any(out.iterdir())
+        listed = f.cli_json("job", "list", node="bank")
+        assert [j["status"] for j in listed if j["id"] == row["id"]] == ["cancelled"]
+    finally:
+        f.stop()
