@@ -1,15 +1,43 @@
 #!/usr/bin/env bash
-# Peer libraries for side-by-side benchmarks, in their own virtual environment (.venv-peers):
-# the product never imports them, and SecretFlow's spu pins its own numpy and jax.
+# Peer libraries for side-by-side benchmarks, in their own virtual environment (.venv-peers,
+# never the product's .venv): the product never imports them, and SecretFlow's spu pins its
+# own numpy and jax.
+#
+#   openmined-psi 2.0.6  OpenMined's PSI (ECDH over P-256, client/server); its wheel provides
+#                        the module `private_set_intersection` (there is no `openmined_psi`).
+#   spu 0.9.5            SecretFlow's PSI (spu.psi.psi_execute over spu.libspu.link brpc
+#                        links: ECDH over Curve25519 or FourQ, KKRT, RR22).
+#
+# Both install from wheels for CPython 3.11 on x86_64 Linux. Idempotent: when both import,
+# nothing is downloaded. PEERS_VENV picks another directory (e.g. to try a fresh install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
-if [ ! -x .venv-peers/bin/python ]; then
-  "$PY" -m venv .venv-peers
+VENV=${PEERS_VENV:-.venv-peers}
+OPENMINED_VERSION=2.0.6
+SPU_VERSION=0.9.5
+
+check() {
+  "$VENV/bin/python" - <<EOF 2>/dev/null
+import importlib.metadata as md
+import private_set_intersection.python
+import spu.libspu.link
+import spu.psi
+assert md.version("openmined_psi") == "$OPENMINED_VERSION", md.version("openmined_psi")
+assert md.version("spu") == "$SPU_VERSION", md.version("spu")
+print("peers ready: openmined-psi", md.version("openmined_psi"), "spu", md.version("spu"))
+EOF
+}
+
+if [ -x "$VENV/bin/python" ] && check; then
+  exit 0
 fi
-.venv-peers/bin/python -m pip install -q --upgrade pip
-# OpenMined PSI (ECDH over P-256, client/server) and SecretFlow's PSI (inside spu 0.9.5:
-# ECDH over Curve25519/FourQ, KKRT, RR22 between two processes over brpc links).
-.venv-peers/bin/python -m pip install -q openmined-psi "spu==0.9.5" psutil
-.venv-peers/bin/python -c "import openmined_psi, spu.psi; print('peers ready')" 2>/dev/null \
-  || .venv-peers/bin/python -c "import private_set_intersection.python as psi; import spu.psi; print('peers ready')"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "openmined-psi==$OPENMINED_VERSION" "spu==$SPU_VERSION"
+check || {
+  echo "bench-peers: the peer libraries installed but do not import; see the output above" >&2
+  exit 1
+}

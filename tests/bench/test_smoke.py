@@ -3,43 +3,78 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The harness drives the native core; without a built core there is nothing to smoke-test.
+pytest.importorskip("rainbridge._core")
+
+
+def _bench(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    r = subprocess.run(
+        [sys.executable, "-m", "rainbridge.bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    return dict(json.loads(r.stdout))
 
 
 def test_psi_bench_smoke() -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rainbridge.bench",
-            "psi",
-            "--n",
-            "300",
-            "--m",
-            "200",
-            "--batch",
-            "64",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    out = json.loads(r.stdout)
-    run = out["rainbridge"]["runs"][0]
+    out = _bench("psi", "--n", "200", "--batch", "64")
+    assert out["benchmark"] == "psi" and out["ok"] is True
+    assert out["n"] == out["m"] == 200
+    assert out["expected_intersection"] == 100
+    assert out["machine"]["cores"] >= 1
+    ours = out["rainbridge"]
+    run = ours["runs"][0]
     assert "error" not in run, run
-    assert run["intersection"] == out["expected_intersection"] == 100
-    assert run["bytes_a_to_b"] > 0 and run["peak_rss_mib"]["a"] > 0
+    assert run["intersection"] == 100
+    assert run["bytes_a_to_b"] > 0 and run["bytes_b_to_a"] > 0
+    assert run["peak_rss_mib"]["a"] > 0 and run["peak_rss_mib"]["b"] > 0
+    assert ours["median_seconds"] > 0
+    assert out["peers"] == {}
+
+
+def test_psi_bench_unequal_sizes_and_missing_peer_env(tmp_path: Path) -> None:
+    # A missing peer environment is reported in the JSON, not raised: ours still counts.
+    out = _bench(
+        "psi",
+        "--n",
+        "300",
+        "--m",
+        "200",
+        "--batch",
+        "64",
+        "--peers",
+        "openmined",
+        "--out",
+        str(tmp_path / "psi.json"),
+        env={"RAINBRIDGE_PEERS_PYTHON": str(tmp_path / "no-such-python")},
+    )
+    assert out["rainbridge"]["runs"][0]["intersection"] == out["expected_intersection"] == 100
+    peer = out["peers"]["openmined"]
+    assert "error" in peer["runs"][0] and peer["ratio_peer_over_ours"] is None
+    assert json.loads((tmp_path / "psi.json").read_text()) == out
+
+
+def test_ids_csv_matches_arrow_ids(tmp_path: Path) -> None:
+    from rainbridge.bench.common import make_ids, write_ids_csv
+
+    ids = make_ids(50, 40, 0.5, "b")
+    write_ids_csv(ids, tmp_path / "b.csv")
+    lines = (tmp_path / "b.csv").read_text().splitlines()
+    assert lines[0] == "id" and lines[1:] == ids.to_pylist()
+    assert all(len(x) == 18 and x.startswith("CN") for x in lines[1:])
 
 
 def test_x25519_bench_smoke() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "rainbridge.bench", "x25519", "--n", "64", "--repeat", "1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    out = json.loads(r.stdout)
+    out = _bench("x25519", "--n", "64", "--repeat", "1")
     assert out["portable"]["mul_per_s"] > 0 and out["openssl_one_thread"]["mul_per_s"] > 0

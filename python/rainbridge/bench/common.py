@@ -40,6 +40,22 @@ def make_ids(n: int, m: int, overlap: float, side: str, seed: int = 1) -> pa.Arr
     )
 
 
+def write_ids_csv(ids: pa.Array, path: str | os.PathLike[str]) -> None:
+    """Write IDs from :func:`make_ids` as a one-column CSV (header ``id``) for the peers.
+
+    The peers then read the very strings our parties use, in the same order. The IDs are
+    fixed-width, so the file is the data buffer with a newline appended to each row.
+    """
+    width = 18
+    data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[: width * len(ids)]
+    rows = np.empty((len(ids), width + 1), dtype=np.uint8)
+    rows[:, :width] = data.reshape(len(ids), width)
+    rows[:, width] = ord("\n")
+    with open(path, "wb") as f:
+        f.write(b"id\n")
+        f.write(rows.tobytes())
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cores": os.cpu_count(),
@@ -63,7 +79,29 @@ def machine() -> dict[str, Any]:
         info["core"] = build_info()
     except ImportError:
         info["core"] = None
+    info["source"] = source_version()
     return info
+
+
+def source_version() -> str | None:
+    """The git commit measured, with ``+dirty`` when the working tree has changes (the core
+    and protocol change under the benchmark; a figure must say which code made it)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def peak_rss_mib() -> float:

@@ -5,23 +5,32 @@ loopback mutual TLS; peers (openmined-psi, SecretFlow's PSI) on the same sizes i
 from __future__ import annotations
 
 import json
+import math
+import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from rainbridge.bench.common import PY, machine, median, run_json
+from rainbridge.bench.common import PY, machine, make_ids, median, run_json, write_ids_csv
 from rainbridge.crypto.certs import create_identity
 
 ROOT = Path(__file__).resolve().parents[3]
-PEERS_PY = ROOT / ".venv-peers" / "bin" / "python"
 PEER_SCRIPTS = Path(__file__).resolve().parent / "peers"
+SPU_PROTOCOLS = ("ecdh", "ecdh-fourq", "kkrt", "rr22")
+PEERS = ("openmined", *(f"spu-{p}" for p in SPU_PROTOCOLS))
 
 
 def run_ours(
     n: int, m: int, overlap: float, curve: str, batch: int, keys: Path, timeout: float
 ) -> dict[str, Any]:
+    """One run of our two parties, each its own process, pinned to each other over mutual TLS.
+
+    Party a listens on an ephemeral loopback port and prints it; b connects to it. Each makes
+    its own IDs (deterministic, before its clock starts) and reports its seconds from the
+    connected channel to its result, its bytes and its peak RSS.
+    """
     common = ["--keys", str(keys), "--n", str(n), "--m", str(m), "--overlap", str(overlap),
               "--curve", curve, "--batch", str(batch)]  # fmt: skip
     t0 = time.perf_counter()
@@ -53,7 +62,8 @@ def run_ours(
         return {"error": f"timed out after {timeout:g} s"}
     wall = time.perf_counter() - t0
     if a.returncode or b.returncode:
-        return {"error": (err_a or err_b).strip().splitlines()[-1:]}
+        lines = (err_a or err_b).strip().splitlines() or ["failed"]
+        return {"error": f"party exited {a.returncode}/{b.returncode}: {lines[-1][:300]}"}
     ra, rb = json.loads(out_a.strip().splitlines()[-1]), json.loads(out_b.strip().splitlines()[-1])
     return {
         "seconds": max(ra["seconds"], rb["seconds"]),
@@ -65,22 +75,45 @@ def run_ours(
     }
 
 
-def run_peer(peer: str, n: int, m: int, overlap: float, timeout: float) -> dict[str, Any]:
-    if not PEERS_PY.exists():
-        return {"error": "peer environment missing (run `make bench-peers`)"}
+def peers_python() -> Path:
+    """The peer environment's interpreter (``make bench-peers`` makes ``.venv-peers``)."""
+    override = os.environ.get("RAINBRIDGE_PEERS_PYTHON")
+    return Path(override) if override else ROOT / ".venv-peers" / "bin" / "python"
+
+
+def peer_command(peer: str) -> list[str] | None:
+    """The command that runs ``peer`` (without its inputs), or None for an unknown name."""
     if peer == "openmined":
-        cmd = [str(PEERS_PY), str(PEER_SCRIPTS / "openmined_run.py")]
-    elif peer.startswith("spu-"):
-        cmd = [str(PEERS_PY), str(PEER_SCRIPTS / "spu_run.py"), "--protocol", peer[4:]]
-    else:
-        return {"error": f"unknown peer {peer!r}"}
-    cmd += ["--n", str(n), "--m", str(m), "--overlap", str(overlap)]
-    return run_json(cmd, timeout)
+        return [str(peers_python()), str(PEER_SCRIPTS / "openmined_psi_run.py")]
+    if peer.startswith("spu-") and peer[4:] in SPU_PROTOCOLS:
+        return [str(peers_python()), str(PEER_SCRIPTS / "spu_psi_run.py"), "--protocol", peer[4:]]
+    return None
+
+
+def run_peer(peer: str, a_csv: Path, b_csv: Path, expected: int, timeout: float) -> dict[str, Any]:
+    """One run of ``peer`` on the CSV files of our own inputs; its JSON line or an error."""
+    cmd = peer_command(peer)
+    if cmd is None:
+        return {"error": f"unknown peer {peer!r} (use: {', '.join(PEERS)})"}
+    if not peers_python().exists():
+        return {"error": "peer environment missing (run `make bench-peers`)"}
+    cmd += ["--a", str(a_csv), "--b", str(b_csv), "--expected", str(expected),
+            "--timeout", str(timeout)]  # fmt: skip
+    return run_json(cmd, timeout + 60)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    # NaN (no good run) must not reach json.dumps: it would print invalid JSON.
+    if math.isnan(num) or math.isnan(den) or den <= 0:
+        return None
+    return round(num / den, 2)
 
 
 def bench(args: Any) -> dict[str, Any]:
+    """Run our two parties ``args.repeat`` times, then each requested peer on the same IDs."""
     n, m = args.n, args.m or args.n
     expected = int(min(n, m) * args.overlap)
+    peers_wanted = [p for p in args.peers.split(",") if p and p != "none"]
     with tempfile.TemporaryDirectory() as tmp:
         keys = Path(tmp)
         create_identity(keys / "a", "alice")
@@ -89,32 +122,50 @@ def bench(args: Any) -> dict[str, Any]:
             run_ours(n, m, args.overlap, args.curve, args.batch, keys, args.timeout)
             for _ in range(args.repeat)
         ]
-    ok = [r for r in runs if "error" not in r]
-    for r in ok:
-        if r["intersection"] != expected:
-            r["error"] = f"intersection {r['intersection']} != expected {expected}"
-    ours: dict[str, Any] = {
-        "curve": args.curve,
-        "runs": runs,
-        "median_seconds": median([r["seconds"] for r in ok]),
-        "max_peak_rss_mib": max((max(r["peak_rss_mib"].values()) for r in ok), default=None),
-    }
-    peers: dict[str, Any] = {}
-    for peer in [p for p in args.peers.split(",") if p and p != "none"]:
-        pr = [run_peer(peer, n, m, args.overlap, args.timeout) for _ in range(args.peer_repeat)]
-        good = [r for r in pr if "error" not in r]
-        med = median([r["seconds"] for r in good])
-        peers[peer] = {
-            "runs": pr,
-            "median_seconds": med,
-            "ratio_peer_over_ours": round(med / ours["median_seconds"], 2) if good else None,
+        for r in runs:
+            if "error" not in r and r["intersection"] != expected:
+                r["error"] = f"intersection {r['intersection']} != expected {expected}"
+        ok = [r for r in runs if "error" not in r]
+        ours: dict[str, Any] = {
+            "curve": args.curve,
+            "runs": runs,
+            "median_seconds": median([r["seconds"] for r in ok]) if ok else None,
+            "median_process_wall_seconds": (
+                median([r["process_wall_seconds"] for r in ok]) if ok else None
+            ),
+            "max_peak_rss_mib": max((max(r["peak_rss_mib"].values()) for r in ok), default=None),
         }
+        peers: dict[str, Any] = {}
+        if peers_wanted:
+            # The peers read the very strings our parties made, from files written here
+            # (outside anyone's timing).
+            a_csv, b_csv = keys / "a.csv", keys / "b.csv"
+            write_ids_csv(make_ids(n, m, args.overlap, "a"), a_csv)
+            write_ids_csv(make_ids(n, m, args.overlap, "b"), b_csv)
+            for peer in peers_wanted:
+                pr = [
+                    run_peer(peer, a_csv, b_csv, expected, args.timeout)
+                    for _ in range(args.peer_repeat)
+                ]
+                good = [r for r in pr if "error" not in r]
+                med = median([r["seconds"] for r in good]) if good else float("nan")
+                peers[peer] = {
+                    "runs": pr,
+                    "median_seconds": None if math.isnan(med) else med,
+                    "max_peak_rss_mib": max(
+                        (max(r["peak_rss_mib"].values()) for r in good), default=None
+                    ),
+                    "ratio_peer_over_ours": _ratio(
+                        med, ours["median_seconds"] if ok else float("nan")
+                    ),
+                }
     return {
         "benchmark": "psi",
         "n": n,
         "m": m,
         "overlap": args.overlap,
         "expected_intersection": expected,
+        "ok": bool(ok) and len(ok) == len(runs),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "rainbridge": ours,
