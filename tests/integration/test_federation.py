@@ -139,7 +139,7 @@ def test_dataset_without_id_column_refused(
     r = f.cli(
         "dataset", "add", "bad", "--path", str(bad), "--id", "customer_id", node="bank", check=False
     )
-    assert r.returncode == 2
+    assert r.returncode == 3
     assert "bad.csv" in r.stderr and "'customer_id'" in r.stderr
 
 

@@ -27,7 +27,7 @@ def client(tmp_path: Path) -> TestClient:
 
 def test_token_required(client: TestClient) -> None:
     r = client.get("/v1/node", headers={"Authorization": "Bearer wrong"})
-    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token"
     info = client.get("/v1/node").json()
     assert info["name"] == "bank" and len(info["fingerprint"]) == 64
 

@@ -1,4 +1,8 @@
-"""A node's configuration: its name, directory, ports and database, kept in ``DIR/node.json``."""
+"""A node's configuration: its name, directory, ports and database, kept in ``DIR/node.json``.
+
+The directory also holds the node's private key, its API token and its job folders, so it is
+created readable by its owner only (mode 0700); the token file is mode 0600.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free on ``host`` now (for ``node init`` without explicit ports)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -36,6 +41,8 @@ class NodeConfig:
     db_url: str = ""
     #: seconds a protocol waits for a peer's message before the job fails
     timeout: float = 60.0
+    #: seconds a control request (propose, start, abort) may take at a peer
+    control_timeout: float = 15.0
 
     @property
     def path(self) -> Path:
@@ -55,6 +62,7 @@ class NodeConfig:
 
     def save(self) -> None:
         d = asdict(self)
+        d.pop("dir")  # the directory is wherever the file is: nodes can be moved
         (self.path / CONFIG_FILE).write_text(json.dumps(d, indent=2) + "\n")
 
     @classmethod
@@ -68,11 +76,25 @@ class NodeConfig:
             ) from None
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{p}: cannot read the node configuration: {exc}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: invalid node configuration (expected a JSON object)")
         d["dir"] = str(Path(directory).resolve())
         try:
-            return cls(**d)
+            cfg = cls(**d)
         except TypeError as exc:
             raise ConfigError(f"{p}: invalid node configuration: {exc}") from None
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Refuse values that would fail later in a less clear way."""
+        check_name(self.name)
+        for what, port in (("api_port", self.api_port), ("data_port", self.data_port)):
+            if not isinstance(port, int) or not 0 <= port < 65536:
+                raise ConfigError(f"{what} {port!r}: expected a port number (0 to 65535)")
+        for what, t in (("timeout", self.timeout), ("control_timeout", self.control_timeout)):
+            if not isinstance(t, int | float) or t <= 0:
+                raise ConfigError(f"{what} {t!r}: expected a positive number of seconds")
 
     def token(self) -> str:
         try:
@@ -82,14 +104,23 @@ class NodeConfig:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    """A node, peer or dataset name: short, starting with a letter, no path characters."""
+    if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(
             f"node name {name!r}: use letters, digits, '_', '.', '-', starting with a letter"
         )
     return name
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed, readable by its owner only."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def write_token(directory: Path) -> str:
+    """Generate the API bearer token and store it in ``directory`` with mode 0600."""
     token = secrets.token_urlsafe(32)
     p = directory / TOKEN_FILE
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,37 +1,117 @@
-"""Running a node: the REST API and the data plane in one event loop, stopped gracefully."""
+"""Running a node: the REST API and the data plane in one event loop, stopped gracefully.
+
+``rainbridge node start`` builds a :class:`NodeServer` from the node's configuration and runs
+it until SIGINT or SIGTERM. This module owns the signals (uvicorn's own handlers re-raise the
+signal after its shutdown, which would kill the process before the workers are stopped): the
+first signal stops accepting requests, fails the running jobs with "node stopped", tells the
+other parties, stops the workers and closes the data plane; a second signal exits at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import socket
+from collections.abc import Iterator
 
 import uvicorn
 
+from rainbridge.errors import ConfigError
 from rainbridge.node.api import create_app
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.service import NodeService
 
+log = logging.getLogger("rainbridge.node.server")
 
-async def serve(config: NodeConfig) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn handles the signals), then stop workers."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    service = NodeService(config)
-    await service.start()
-    app = create_app(service, config.token())
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.api_host,
-            port=config.api_port,
-            log_level="warning",
-            timeout_graceful_shutdown=5,
-        )
-    )
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # NodeServer handles SIGINT/SIGTERM itself (see the module docstring).
+        yield
+
+
+def bind_api(host: str, port: int) -> socket.socket:
+    """Bind the API's socket before anything starts, so a busy port is a clear error.
+
+    Raises
+    ------
+    ConfigError
+        The address cannot be bound (port in use, unknown host).
+    """
     try:
-        await server.serve()
-    finally:
-        await service.stop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen for the REST API on {host}:{port}: {exc.strerror or exc} "
+            f"(is the node already running? change api_port in node.json)"
+        ) from None
+    return sock
+
+
+class NodeServer:
+    """The REST API (uvicorn) and the node's service in one asyncio loop.
+
+    Parameters
+    ----------
+    config : NodeConfig
+        The node's configuration.
+    """
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self._stopping = False
+        self.uvicorn: _Uvicorn | None = None
+
+    async def serve(self) -> None:
+        """Serve until :meth:`shutdown` (or a signal), then stop every job and the data plane."""
+        token = self.config.token()
+        sock = bind_api(self.config.api_host, self.config.api_port)
+        try:
+            service = NodeService(self.config)
+            await service.start()
+        except BaseException:
+            sock.close()
+            raise
+        app = create_app(service, token)
+        self.uvicorn = _Uvicorn(
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                timeout_graceful_shutdown=5,
+                lifespan="off",
+            )
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.shutdown)
+        log.info("node %s: REST API on http://%s:%d", self.config.name, *sock.getsockname()[:2])
+        try:
+            await self.uvicorn.serve(sockets=[sock])
+        finally:
+            log.info("node %s: stopping", self.config.name)
+            await service.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            sock.close()
+            log.info("node %s: stopped", self.config.name)
+
+    def shutdown(self) -> None:
+        """Begin a graceful stop; a second call forces uvicorn to drop open connections."""
+        if self.uvicorn is None:
+            return
+        if self._stopping:
+            self.uvicorn.force_exit = True
+        self._stopping = True
+        self.uvicorn.should_exit = True
 
 
 def run(config: NodeConfig) -> None:
-    asyncio.run(serve(config))
+    """Run a node in the foreground until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(NodeServer(config).serve())

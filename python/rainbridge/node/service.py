@@ -1,47 +1,47 @@
-"""The node's logic: peers, datasets, job proposals and decisions, workers, the data plane.
+"""What a node does, independent of how it is reached: peers, datasets and the life of a job.
 
-One data-plane port serves every peer over mutual TLS. A connection carries either a control
-exchange (session ``control:…``: propose, start, abort) or one job's protocol messages
-between two parties (session ``job:<id>/<a>-<b>``). Jobs run in worker processes; the
-worker of the party whose name sorts first dials its peer's data plane itself, and the
-accepting node relays that authenticated stream to its own worker over a Unix socket, so the
-frame checks happen end to end while each node keeps a single listening port.
+A job's life at the node that submits it (the initiator)::
+
+    proposed ──(a party refuses or is unreachable)──▶ refused
+        │ every party accepts
+        ▼
+    starting ─▶ running ─▶ succeeded | failed | cancelled | aborted
+
+and at every other party: ``accepted`` (or ``refused``) on the proposal, then ``starting``
+when the initiator says start, and the same ends. A party that fails tells the others why,
+in its worker's abort frames and in a control ``abort``, so they stop at once and record the
+reason. The REST API (:mod:`rainbridge.node.api`) and the tests drive this class.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import signal
-import sys
-import uuid
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from rainbridge.crypto.certs import TlsIdentity, fingerprint_pem, normalise_fingerprint
 from rainbridge.data import inspect_dataset
 from rainbridge.errors import (
     AuthenticationError,
-    AuthorizationError,
-    ChannelError,
     ConfigError,
-    DataError,
     JobRefusedError,
     RainbridgeError,
 )
 from rainbridge.jobs.spec import JobSpec, parse_job
-from rainbridge.net.tls import Peer, TlsChannel, TlsListener, connect, fetch_certificate
-from rainbridge.node.config import NodeConfig
+from rainbridge.net.tls import fetch_certificate
+from rainbridge.node.config import NodeConfig, check_name, private_dir
+from rainbridge.node.dataplane import DataPlane
+from rainbridge.node.proposals import check_job
+from rainbridge.node.runner import FINAL, Runner
+from rainbridge.node.sessions import new_job_id, valid_job_id
 from rainbridge.node.storage import JobRow, PeerRow, Storage
-from rainbridge.node.worker import pair_session
 
 log = logging.getLogger("rainbridge.node")
 
-ACTIVE = ("starting", "running")
-FINAL = ("succeeded", "failed", "refused", "aborted", "cancelled")
+#: longest reason a peer may put into this node's records
+_MAX_REASON = 500
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -53,50 +53,64 @@ def parse_url(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _reason(exc: BaseException) -> str:
+    """A failure to reach a peer, as a decision's reason."""
+    if isinstance(exc, AuthenticationError):
+        return str(exc)  # already says which side refused which certificate
+    if isinstance(exc, RainbridgeError):
+        return f"unreachable: {exc}"
+    return f"unreachable: {type(exc).__name__}"
+
+
 class NodeService:
-    """Everything a node does, independent of how it is reached (REST API, tests)."""
+    """One party's node: its state, its data plane and its job workers.
+
+    Parameters
+    ----------
+    config : NodeConfig
+        The node's configuration; its directory holds the key, certificate and database.
+    """
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.name = config.name
         self.storage = Storage(config.database_url)
         self.identity = TlsIdentity.load(config.dir)
-        self.listener = TlsListener(
-            self.identity,
-            self.pinned,
-            self.name,
-            self._on_channel,
-            accept=self._accept,
-            timeout=config.timeout,
-        )
-        self.workers: dict[str, asyncio.subprocess.Process] = {}
+        self.runner = Runner(config, self.storage, self._on_worker_failure)
+        self.dataplane = DataPlane(config, self.identity, self.storage, self.runner, self._handle)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.data_port = config.data_port
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.data_port = await self.listener.start(self.config.data_host, self.config.data_port)
-        for d in ("run", "jobs", "outputs"):
-            (self.config.path / d).mkdir(exist_ok=True)
-        # Jobs that were running when the node last stopped cannot resume.
-        for row in self.storage.jobs(limit=1000):
-            if row.status in ACTIVE or row.status in ("proposed", "accepted"):
+        """Open the data plane; fail jobs that were under way when the node last stopped."""
+        for d in ("jobs", "outputs"):
+            private_dir(self.config.path / d)
+        for row in self.storage.jobs(limit=10_000):
+            if row.status not in FINAL:
                 self.storage.update_job(row.id, status="failed", error="the node restarted")
-        log.info("node %s: data plane on %s:%d", self.name, self.config.data_host, self.data_port)
+        port = await self.dataplane.start()
+        log.info("node %s: data plane on %s:%d", self.name, self.config.data_host, port)
 
-    async def stop(self) -> None:
-        for job_id in list(self.workers):
-            self._kill(job_id)
-        await self.listener.close()
+    async def stop(self, reason: str | None = None) -> None:
+        """Stop every job (telling the other parties why), then the data plane."""
+        reason = reason or f"node {self.name!r} stopped"
+        running = self.runner.running()
+        for job_id in running:
+            self._end(job_id, "failed", reason)
+        await asyncio.gather(
+            *(self._tell_parties(job_id, reason) for job_id in running),
+            return_exceptions=True,
+        )
+        await self.runner.stop_all()
+        await self.dataplane.close()
         for t in list(self._tasks):
             t.cancel()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
-        return t
 
     def info(self) -> dict[str, Any]:
         from rainbridge import __version__
@@ -104,20 +118,27 @@ class NodeService:
         return {
             "name": self.name,
             "fingerprint": self.identity.fingerprint,
-            "data_plane": f"{self.config.data_host}:{self.data_port}",
+            "data_plane": f"{self.config.data_host}:{self.dataplane.port}",
             "version": __version__,
         }
 
     # -- peers -----------------------------------------------------------------------------
 
-    def pinned(self) -> dict[str, Peer]:
-        return {p.name: Peer(p.name, p.fingerprint, p.cert_pem) for p in self.storage.peers()}
-
     async def add_peer(
         self, name: str, url: str, fingerprint: str, cert_pem: str | None = None
     ) -> dict[str, Any]:
-        from rainbridge.node.config import check_name
+        """Pin a peer: its certificate must have ``fingerprint`` (fetched from ``url`` if not
+        given).
 
+        Raises
+        ------
+        ConfigError
+            Invalid name, URL or fingerprint, or this node's own name.
+        AuthenticationError
+            The certificate does not have the given fingerprint.
+        ChannelError
+            Nothing answers at ``url`` (and no certificate was given).
+        """
         check_name(name)
         if name == self.name:
             raise ConfigError(f"{name!r} is this node's own name")
@@ -125,264 +146,190 @@ class NodeService:
         fp = normalise_fingerprint(fingerprint)
         if cert_pem is None:
             cert_pem = await fetch_certificate(host, port)
-        if fingerprint_pem(cert_pem) != fp:
+        try:
+            actual = fingerprint_pem(cert_pem)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"the certificate given for {name!r} is not a PEM certificate"
+            ) from None
+        if actual != fp:
             raise AuthenticationError(
-                f"the certificate presented at {host}:{port} does not have the fingerprint "
-                f"given for {name!r}; check both with the peer's operator"
+                f"the certificate of {name!r} at {host}:{port} does not have the fingerprint "
+                f"given; check both with the peer's operator"
             )
-        row = PeerRow(name=name, host=host, port=port, fingerprint=fp, cert_pem=cert_pem)
-        row = self.storage.put_peer(row)
-        self.listener.reload()
+        row = self.storage.put_peer(
+            PeerRow(name=name, host=host, port=port, fingerprint=fp, cert_pem=cert_pem)
+        )
+        self.dataplane.reload()
         self.storage.log("peer_added", {"peer": name, "fingerprint": fp})
         return row.to_dict()
 
     # -- datasets --------------------------------------------------------------------------
 
     def add_dataset(self, name: str, path: str, id_column: str | None) -> dict[str, Any]:
-        from rainbridge.node.config import check_name
+        """Register a CSV or Parquet file in place: its schema and row count are recorded.
 
+        Raises
+        ------
+        DataError
+            The file is missing or unreadable, or lacks ``id_column`` (both are named).
+        """
         check_name(name)
         ref = inspect_dataset(name, path, id_column)
         row = self.storage.put_dataset(ref)
         self.storage.log("dataset_added", {"dataset": name, "rows": ref.num_rows})
         return row.to_dict()
 
-    # -- jobs: checks ----------------------------------------------------------------------
+    # -- jobs: this node's checks ----------------------------------------------------------
 
     def check_job(self, job: JobSpec, initiator: str) -> None:
-        """Refuse a job this node must not run, saying why (no partial acceptance)."""
-        if self.name not in job.parties:
-            raise AuthorizationError(f"{self.name!r} is not a party of job {job.name!r}")
-        known = {p.name for p in self.storage.peers()}
-        for p in job.parties:
-            if p != self.name and p not in known:
-                raise AuthorizationError(f"{p!r} is not a known peer of {self.name!r}")
-        if initiator != self.name and initiator not in job.parties:
-            raise AuthorizationError(f"initiator {initiator!r} is not a party of the job")
-        datasets = self.storage.dataset_refs()
-        for c in job.components:
-            ref = c.inputs.get(self.name)
-            if ref is None or ref.dataset is None:
-                continue
-            ds = datasets.get(ref.dataset)
-            if ds is None:
-                raise AuthorizationError(
-                    f"dataset {ref.dataset!r} is not registered at {self.name!r} "
-                    f"(component {c.id!r})"
-                )
-            wanted = [ref.id] if ref.id else []
-            for out in c.outputs.values():
-                wanted += out.columns.get(self.name, [])
-            missing = [col for col in wanted if col not in ds.columns]
-            if missing:
-                raise DataError(
-                    f"dataset {ds.name!r} ({ds.path}) has no column "
-                    f"{', '.join(map(repr, missing))} (component {c.id!r})"
-                )
+        """Refuse a job this node must not run, saying why (see :mod:`.proposals`)."""
+        check_job(
+            job,
+            node=self.name,
+            initiator=initiator,
+            peers={p.name for p in self.storage.peers()},
+            datasets=self.storage.dataset_refs(),
+        )
 
-    # -- jobs: initiator -------------------------------------------------------------------
+    # -- jobs: as initiator ----------------------------------------------------------------
 
     async def submit(self, spec: dict[str, Any] | str) -> dict[str, Any]:
+        """Validate a job, propose it to every party and start it once all accept.
+
+        Raises
+        ------
+        JobSpecError
+            The job is malformed (the message names the field).
+        AuthorizationError, DataError
+            This node refuses it (see :func:`~rainbridge.node.proposals.check_job`).
+        JobRefusedError
+            Another party refused it or could not be reached; every reason is given.
+        """
         text = spec if isinstance(spec, str) else json.dumps(spec)
         job = parse_job(text, source="job")
         self.check_job(job, self.name)
-        job_id = uuid.uuid4().hex[:16]
-        row = JobRow(
-            id=job_id,
-            name=job.name,
-            spec=job.to_dict(),
-            digest=job.digest(),
-            initiator=self.name,
-            status="proposed",
-            progress={},
-            decisions={self.name: {"accept": True}},
+        job_id = new_job_id()
+        digest = job.digest()
+        self.storage.put_job(
+            JobRow(
+                id=job_id,
+                name=job.name,
+                spec=job.to_dict(),
+                digest=digest,
+                initiator=self.name,
+                status="proposed",
+                progress={},
+            )
         )
-        self.storage.put_job(row)
-        self.storage.log("job_proposed", {"digest": row.digest, "parties": job.parties}, job_id)
+        self.storage.decide(job_id, self.name, True)
+        self.storage.log("job_proposed", {"digest": digest, "parties": job.parties}, job_id)
         others = [p for p in job.parties if p != self.name]
+        proposal = {"type": "propose", "job_id": job_id, "spec": job.to_dict(), "digest": digest}
         replies = await asyncio.gather(
-            *(
-                self._control(
-                    p,
-                    {
-                        "type": "propose",
-                        "job_id": job_id,
-                        "spec": job.to_dict(),
-                        "digest": row.digest,
-                    },
-                )
-                for p in others
-            ),
-            return_exceptions=True,
+            *(self.dataplane.request(p, proposal) for p in others), return_exceptions=True
         )
-        decisions: dict[str, Any] = {self.name: {"accept": True}}
+        refused: dict[str, str] = {}
         for p, r in zip(others, replies, strict=True):
             if isinstance(r, BaseException):
-                decisions[p] = {"accept": False, "reason": f"unreachable: {r}"}
+                accept, said = False, _reason(r)
             else:
-                decisions[p] = {"accept": bool(r.get("accept")), "reason": r.get("reason")}
-        refused = {p: d["reason"] for p, d in decisions.items() if not d["accept"]}
+                accept = r.get("accept") is True
+                said = "" if accept else str(r.get("reason") or "no reason given")[:_MAX_REASON]
+            self.storage.decide(job_id, p, accept, said or None)
+            if not accept:
+                refused[p] = said
         if refused:
             why = "; ".join(f"{p}: {r}" for p, r in refused.items())
-            self.storage.update_job(job_id, status="refused", decisions=decisions, error=why)
+            self._end(job_id, "refused", why)
             self.storage.log("job_refused", {"by": refused}, job_id)
-            for p in others:
-                if decisions[p]["accept"]:
-                    self._spawn(
-                        self._control_quiet(
-                            p,
-                            {
-                                "type": "abort",
-                                "job_id": job_id,
-                                "reason": "refused by another party",
-                            },
-                        )
-                    )
+            accepted = [p for p in others if p not in refused]
+            self._spawn(self._tell_parties(job_id, f"refused by {', '.join(refused)}", accepted))
             raise JobRefusedError(f"job {job.name!r} was refused: {why}")
-        self.storage.update_job(job_id, status="starting", decisions=decisions)
+        self.storage.update_job(job_id, status="starting")
         self.storage.log("job_accepted", {"parties": job.parties}, job_id)
         started = await asyncio.gather(
-            *(self._control(p, {"type": "start", "job_id": job_id}) for p in others),
+            *(self.dataplane.request(p, {"type": "start", "job_id": job_id}) for p in others),
             return_exceptions=True,
         )
         failed = [
-            f"{p}: {r if isinstance(r, BaseException) else r.get('reason')}"
+            f"{p}: {_reason(r) if isinstance(r, BaseException) else r.get('reason')}"
             for p, r in zip(others, started, strict=True)
-            if isinstance(r, BaseException) or not r.get("ok")
+            if isinstance(r, BaseException) or r.get("ok") is not True
         ]
         if failed:
-            why = "; ".join(failed)
-            self.storage.update_job(job_id, status="failed", error=f"could not start: {why}")
-            for p in others:
-                self._spawn(
-                    self._control_quiet(
-                        p, {"type": "abort", "job_id": job_id, "reason": "start failed"}
-                    )
-                )
-            raise JobRefusedError(f"job {job.name!r} could not start: {why}")
+            why = f"could not start: {'; '.join(failed)}"
+            self._end(job_id, "failed", why)
+            self._spawn(self._tell_parties(job_id, "the job could not start everywhere"))
+            raise JobRefusedError(f"job {job.name!r} {why}")
         await self._start_worker(job_id)
-        return self.storage.job(job_id).to_dict()
+        return self.storage.job_dict(job_id)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Stop a job here and tell the other parties (a finished job is left as it is)."""
         row = self.storage.job(job_id)
-        if row.status in FINAL:
-            return row.to_dict()
-        self._kill(job_id)
-        self.storage.update_job(job_id, status="cancelled", error="cancelled by the user")
-        self.storage.log("job_cancelled", {}, job_id)
-        for p in row.spec.get("parties", []):
-            if p != self.name:
-                self._spawn(
-                    self._control_quiet(
-                        p,
-                        {
-                            "type": "abort",
-                            "job_id": job_id,
-                            "reason": f"cancelled at {self.name!r}",
-                        },
-                    )
-                )
-        return self.storage.job(job_id).to_dict()
+        if row.status not in FINAL:
+            self._end(job_id, "cancelled", "cancelled by the user")
+            await asyncio.gather(
+                self.runner.stop(job_id),
+                self._tell_parties(job_id, f"cancelled at {self.name!r}"),
+            )
+        return self.storage.job_dict(job_id)
 
-    async def _control(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        row = self.storage.peer(peer)
-        ch = await connect(
-            row.host,
-            row.port,
-            self.identity,
-            Peer(row.name, row.fingerprint, row.cert_pem),
-            session_id=f"control:{uuid.uuid4().hex}",
-            local=self.name,
-            timeout=self.config.timeout,
-        )
-        try:
-            await ch.send_json("control", msg)
-            reply = await ch.recv_json("reply")
-        finally:
-            await ch.close()
-        if not isinstance(reply, dict):
-            raise ChannelError(f"peer {peer!r} sent a malformed reply")
-        return reply
+    # -- the other parties -----------------------------------------------------------------
 
-    async def _control_quiet(self, peer: str, msg: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
-            await self._control(peer, msg)
+    def _end(self, job_id: str, status: str, error: str) -> None:
+        self.storage.update_job(job_id, status=status, error=error)
+        self.storage.log(f"job_{status}", {"reason": error}, job_id)
 
-    # -- data plane: incoming --------------------------------------------------------------
-
-    def _accept(self, peer: str, session: str) -> str | None:
-        if session.startswith("control:"):
-            return None
-        if not session.startswith("job:"):
-            return "unknown kind of session"
-        job_id = session[4:].split("/", 1)[0]
+    async def _tell_parties(
+        self, job_id: str, reason: str, parties: Iterable[str] | None = None
+    ) -> None:
         row = self.storage.find_job(job_id)
         if row is None:
-            return "no such job here"
-        parties = row.spec.get("parties", [])
-        if peer not in parties or session != pair_session(job_id, peer, self.name):
-            return "this peer takes no part in that job"
-        if row.status not in ACTIVE:
-            return f"job not running here (it is {row.status})"
-        return None
+            return
+        targets = [p for p in (row.parties if parties is None else parties) if p != self.name]
+        msg = {"type": "abort", "job_id": job_id, "reason": reason[:_MAX_REASON]}
+        await asyncio.gather(*(self.dataplane.tell(p, msg) for p in targets))
 
-    async def _on_channel(self, ch: TlsChannel) -> None:
-        if ch.session_id.startswith("control:"):
-            await self._serve_control(ch)
-        else:
-            await self._relay(ch)
+    async def _on_worker_failure(self, job_id: str, reason: str) -> None:
+        await self._tell_parties(job_id, f"failed at {self.name!r}: {reason}")
 
-    async def _serve_control(self, ch: TlsChannel) -> None:
-        try:
-            msg = await ch.recv_json("control", timeout=10)
-            reply = await self._handle_control(ch.peer, msg)
-            await ch.send_json("reply", reply)
-        except RainbridgeError as exc:
-            log.warning("control exchange with %s failed: %s", ch.peer, exc)
-        finally:
-            await ch.close()
+    # -- requests from peers ---------------------------------------------------------------
 
-    async def _handle_control(self, peer: str, msg: Any) -> dict[str, Any]:
-        if not isinstance(msg, dict):
-            return {"ok": False, "reason": "malformed request"}
+    async def _handle(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """Answer a pinned peer's control request (the data plane authenticated ``peer``)."""
         kind = msg.get("type")
         job_id = str(msg.get("job_id", ""))
-        if not job_id.isalnum() or len(job_id) > 64:
+        if not valid_job_id(job_id):
             return {"ok": False, "accept": False, "reason": "invalid job id"}
         if kind == "propose":
             return self._on_propose(peer, job_id, msg)
         row = self.storage.find_job(job_id)
-        if row is None or peer not in row.spec.get("parties", []):
+        if row is None or peer not in row.parties:
             return {"ok": False, "reason": "no such job here"}
         if kind == "start":
-            if row.initiator != peer:
-                return {"ok": False, "reason": "only the initiator starts a job"}
-            if row.status != "accepted":
-                return {"ok": False, "reason": f"job is {row.status}, not accepted"}
-            self.storage.update_job(job_id, status="starting")
-            await self._start_worker(job_id)
-            return {"ok": True}
+            return await self._on_start(peer, row)
         if kind == "abort":
-            if row.status not in FINAL:
-                self._kill(job_id)
-                reason = str(msg.get("reason", ""))[:300]
-                self.storage.update_job(job_id, status="aborted", error=f"{peer}: {reason}")
-                self.storage.log("job_aborted", {"by": peer, "reason": reason}, job_id)
+            await self._on_abort(peer, row, str(msg.get("reason", ""))[:_MAX_REASON])
             return {"ok": True}
-        return {"ok": False, "reason": f"unknown request {kind!r}"}
+        return {"ok": False, "reason": f"unknown request {str(kind)[:40]!r}"}
 
     def _on_propose(self, peer: str, job_id: str, msg: dict[str, Any]) -> dict[str, Any]:
         if self.storage.find_job(job_id) is not None:
             return {"accept": False, "reason": "job id already used"}
         try:
             job = parse_job(json.dumps(msg.get("spec")), source="proposal")
+        except RainbridgeError as exc:
+            self.storage.log("proposal_refused", {"from": peer, "reason": str(exc)}, job_id)
+            return {"accept": False, "reason": str(exc)}
+        reason: str | None = None
+        try:
             if job.digest() != msg.get("digest"):
                 raise ConfigError("the job's digest does not match its content")
             self.check_job(job, peer)
         except RainbridgeError as exc:
             reason = str(exc)
-            self.storage.log("job_refused", {"from": peer, "reason": reason}, job_id)
-            return {"accept": False, "reason": reason}
         self.storage.put_job(
             JobRow(
                 id=job_id,
@@ -390,68 +337,50 @@ class NodeService:
                 spec=job.to_dict(),
                 digest=job.digest(),
                 initiator=peer,
-                status="accepted",
+                status="accepted" if reason is None else "refused",
                 progress={},
-                decisions={},
+                error=reason,
             )
         )
+        self.storage.decide(job_id, self.name, reason is None, reason)
+        if reason is not None:
+            self.storage.log("job_refused", {"from": peer, "reason": reason}, job_id)
+            log.info("refused job %s from %s: %s", job_id, peer, reason)
+            return {"accept": False, "reason": reason}
         self.storage.log("job_accepted", {"from": peer, "digest": job.digest()}, job_id)
         return {"accept": True}
 
-    async def _relay(self, ch: TlsChannel) -> None:
-        """Pipe an authenticated job stream to this node's worker for that job."""
-        job_id = ch.session_id[4:].split("/", 1)[0]
-        sock = self._socket_path(job_id)
-        deadline = asyncio.get_running_loop().time() + self.config.timeout
-        while True:
-            try:
-                r, w = await asyncio.open_unix_connection(str(sock))
-                break
-            except OSError:
-                row = self.storage.find_job(job_id)
-                if (
-                    asyncio.get_running_loop().time() > deadline
-                    or row is None
-                    or (row.status not in ACTIVE)
-                ):
-                    await ch.abort("the job's worker is not running")
-                    return
-                await asyncio.sleep(0.05)
-        w.write(json.dumps({"peer": ch.peer, "session": ch.session_id}).encode() + b"\n")
-        await w.drain()
+    async def _on_start(self, peer: str, row: JobRow) -> dict[str, Any]:
+        if row.initiator != peer:
+            return {"ok": False, "reason": "only the initiator starts a job"}
+        if row.status != "accepted":
+            return {"ok": False, "reason": f"job is {row.status}, not accepted"}
+        self.storage.update_job(row.id, status="starting")
+        for p in row.parties:
+            if p != self.name:
+                self.storage.decide(row.id, p, True)  # the initiator vouches all accepted
+        try:
+            await self._start_worker(row.id)
+        except RainbridgeError as exc:
+            return {"ok": False, "reason": str(exc)}
+        return {"ok": True}
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(1 << 16):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pump(ch.reader, w), pump(r, ch.writer))
+    async def _on_abort(self, peer: str, row: JobRow, reason: str) -> None:
+        if row.status in FINAL:
+            return
+        self._end(row.id, "aborted", f"{peer}: {reason}" if reason else f"aborted by {peer}")
+        self._spawn(self.runner.stop(row.id))
 
     # -- workers ---------------------------------------------------------------------------
-
-    def _socket_path(self, job_id: str) -> Path:
-        return self.config.path / "run" / f"{job_id}.sock"
 
     async def _start_worker(self, job_id: str) -> None:
         row = self.storage.job(job_id)
         job = JobSpec.model_validate(row.spec)
         peers = {p.name: p for p in self.storage.peers()}
-        job_dir = self.config.path / "jobs" / job_id
-        job_dir.mkdir(parents=True, exist_ok=True)
+        datasets = self.storage.dataset_refs()
         context = {
-            "job_id": job_id,
             "party": self.name,
-            "node_dir": str(self.config.path),
             "spec": row.spec,
-            "timeout": self.config.timeout,
-            "socket": str(self._socket_path(job_id)),
-            "out_dir": str(self.config.path / "outputs" / job_id),
-            "result": str(job_dir / "result.json"),
             "peers": {
                 p: {
                     "host": peers[p].host,
@@ -463,70 +392,16 @@ class NodeService:
                 if p != self.name
             },
             "datasets": {
-                name: ref.to_dict()
-                for name, ref in self.storage.dataset_refs().items()
-                if name in job.datasets_of(self.name)
+                name: datasets[name].to_dict()
+                for name in job.datasets_of(self.name)
+                if name in datasets
             },
         }
-        ctx_path = job_dir / "context.json"
-        ctx_path.write_text(json.dumps(context))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "rainbridge.node.worker",
-            str(ctx_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self.workers[job_id] = proc
-        self.storage.update_job(job_id, status="running")
-        self.storage.log("job_started", {"pid": proc.pid}, job_id)
-        self._spawn(self._watch(job_id, proc, job_dir / "result.json"))
-
-    async def _watch(self, job_id: str, proc: asyncio.subprocess.Process, result: Path) -> None:
-        assert proc.stdout is not None and proc.stderr is not None
-        progress: dict[str, float] = {}
-        while line := await proc.stdout.readline():
-            try:
-                msg = json.loads(line)
-                progress[str(msg["component"])] = float(msg["fraction"])
-                self.storage.update_job(job_id, progress=dict(progress))
-            except (ValueError, KeyError, TypeError):
-                continue
-        stderr = (await proc.stderr.read()).decode(errors="replace")
-        code = await proc.wait()
-        self.workers.pop(job_id, None)
-        with contextlib.suppress(OSError):
-            self._socket_path(job_id).unlink()
-        row = self.storage.find_job(job_id)
-        if row is None or row.status in ("cancelled", "aborted"):
-            return
-        outcome: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            outcome = json.loads(result.read_text())
-        if code == 0 and outcome.get("ok"):
-            self.storage.update_job(
-                job_id, status="succeeded", result=outcome["result"], progress=progress
-            )
-            self.storage.log("job_succeeded", {"outputs": _outputs(outcome["result"])}, job_id)
-        else:
-            err = outcome.get("error") or {
-                "code": "worker",
-                "message": f"worker exited with {code}: {stderr.strip().splitlines()[-1:]}",
-            }
-            self.storage.update_job(job_id, status="failed", error=err["message"])
-            self.storage.log("job_failed", err, job_id)
-
-    def _kill(self, job_id: str) -> None:
-        proc = self.workers.pop(job_id, None)
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-
-
-def _outputs(result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        f"{cid}.{name}": {"path": o.get("path"), "rows": o.get("rows")}
-        for cid, comp in result.get("components", {}).items()
-        for name, o in comp.get("outputs", {}).items()
-    }
+        try:
+            await self.runner.start(job_id, context)
+        except OSError as exc:
+            why = f"could not start the job's worker at {self.name!r}: {exc.strerror or exc}"
+            log.exception("job %s", job_id)
+            self._end(job_id, "failed", why)
+            self._spawn(self._tell_parties(job_id, why))
+            raise RainbridgeError(why) from None

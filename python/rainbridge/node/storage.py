@@ -1,4 +1,11 @@
-"""The node's state through SQLAlchemy: SQLite by default, any SQL database by URL."""
+"""The node's state through SQLAlchemy: SQLite by default, any SQL database by URL.
+
+Tables: ``peers`` (pinned certificates), ``datasets`` (files registered in place: path,
+schema, row count), ``jobs`` (spec, digest, status, progress, result), ``job_parties`` (each
+party's decision on a job, with its reason) and ``events`` (an append-only log that the
+signed ledger builds on). Only portable column types are used, so a PostgreSQL URL works
+as well as the default SQLite file.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from rainbridge.data import DatasetRef
@@ -69,22 +87,28 @@ class JobRow(Base):
     initiator: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    decisions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
-    def to_dict(self, full: bool = False) -> dict[str, Any]:
+    @property
+    def parties(self) -> list[str]:
+        return list(self.spec.get("parties", []))
+
+    def to_dict(
+        self, decisions: dict[str, Any] | None = None, full: bool = False
+    ) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "digest": self.digest,
             "initiator": self.initiator,
-            "parties": self.spec.get("parties", []),
+            "parties": self.parties,
+            "components": [c.get("id") for c in self.spec.get("components", [])],
             "status": self.status,
             "progress": self.progress,
-            "decisions": self.decisions,
+            "decisions": decisions or {},
             "error": self.error,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
@@ -93,6 +117,17 @@ class JobRow(Base):
             d["spec"] = self.spec
             d["result"] = self.result
         return d
+
+
+class JobPartyRow(Base):
+    """One party's decision on a job, as this node learned it."""
+
+    __tablename__ = "job_parties"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    party: Mapped[str] = mapped_column(String(64), primary_key=True)
+    accept: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 class EventRow(Base):
@@ -112,9 +147,15 @@ class Storage:
     def __init__(self, url: str) -> None:
         try:
             self.engine = create_engine(url)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
             Base.metadata.create_all(self.engine)
         except Exception as exc:
-            raise ConfigError(f"cannot open the node database: {exc}") from None
+            # The driver's message may carry the URL's password: name only the backend.
+            raise ConfigError(
+                f"cannot open the node database ({url.split(':', 1)[0]}): "
+                f"{type(exc).__name__}; check the URL and that the server is running"
+            ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -167,6 +208,23 @@ class Storage:
         with self.session() as s:
             s.merge(row)
 
+    def decide(self, job_id: str, party: str, accept: bool, reason: str | None = None) -> None:
+        """Record ``party``'s decision on a job (replacing an earlier one)."""
+        with self.session() as s:
+            s.merge(JobPartyRow(job_id=job_id, party=party, accept=accept, reason=reason))
+
+    def decisions(self, job_id: str) -> dict[str, dict[str, Any]]:
+        with self.session() as s:
+            q = select(JobPartyRow).where(JobPartyRow.job_id == job_id)
+            return {r.party: {"accept": r.accept, "reason": r.reason} for r in s.scalars(q)}
+
+    def job_dict(self, job_id: str, full: bool = False) -> dict[str, Any]:
+        """A job as the API shows it, with every party's decision."""
+        return self.job(job_id).to_dict(self.decisions(job_id), full=full)
+
+    def job_dicts(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [row.to_dict(self.decisions(row.id)) for row in self.jobs(limit)]
+
     def job(self, job_id: str) -> JobRow:
         with self.session() as s:
             row = s.get(JobRow, job_id)
@@ -189,6 +247,8 @@ class Storage:
             if row is None:
                 raise NotFoundError(f"no job {job_id!r} at this node")
             for k, v in fields.items():
+                if k not in JobRow.__table__.columns:
+                    raise AttributeError(f"jobs has no column {k!r}")
                 setattr(row, k, v)
             row.updated_at = _now()
         return row
@@ -212,3 +272,13 @@ class Storage:
                 }
                 for e in s.scalars(q)
             ]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The API, the data plane and the job watchers write from one process while the CLI
+    # may read: WAL lets readers proceed, and a busy timeout beats "database is locked".
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

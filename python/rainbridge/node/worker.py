@@ -3,8 +3,9 @@
 Started by the node as ``python -m rainbridge.node.worker CONTEXT.json``. For each peer, the
 party whose name sorts first dials the peer's data plane over mutual TLS; the other waits for
 the stream its node relays to this worker's Unix socket. Progress goes to stdout as JSON
-lines; the outcome to the result file. On failure the worker tells its peers (an abort frame)
-so they stop at once instead of waiting for their timeout, and leaves no output behind.
+lines; the outcome to the result file. On failure, or when its node stops it (SIGTERM), the
+worker tells its peers why (an abort frame) so they stop at once instead of waiting for their
+timeout, and leaves no output behind.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,10 @@ from rainbridge.jobs.spec import JobSpec
 from rainbridge.net.channel import Channel
 from rainbridge.net.stream import StreamChannel
 from rainbridge.net.tls import Peer, connect
+from rainbridge.node.sessions import NOT_RUNNING, pair_session
 
-
-def pair_session(job_id: str, a: str, b: str) -> str:
-    x, y = sorted((a, b))
-    return f"job:{job_id}/{x}-{y}"
+#: seconds between two progress lines of one component (the node stores each)
+_PROGRESS_INTERVAL = 0.1
 
 
 async def _dial(ctx: dict[str, Any], identity: TlsIdentity, peer: str) -> Channel:
@@ -49,7 +51,7 @@ async def _dial(ctx: dict[str, Any], identity: TlsIdentity, peer: str) -> Channe
             )
         except ChannelError as exc:
             # The peer's node may not have started its side yet: retry until the timeout.
-            if "not running here" not in str(exc) or time.monotonic() > deadline:
+            if NOT_RUNNING not in str(exc) or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
@@ -114,11 +116,23 @@ async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asynci
     return channels, server
 
 
+_last_progress: dict[str, float] = {}
+
+
 def _progress(component: str, fraction: float) -> None:
+    now = time.monotonic()
+    if fraction < 1.0 and now - _last_progress.get(component, 0.0) < _PROGRESS_INTERVAL:
+        return
+    _last_progress[component] = now
     print(json.dumps({"component": component, "fraction": round(fraction, 4)}), flush=True)
 
 
 async def run(ctx: dict[str, Any]) -> dict[str, Any]:
+    # The node stops a worker with SIGTERM (cancel, a peer's abort, shutdown): turn it into a
+    # cancellation so the peers hear why instead of seeing the connection drop.
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     job = JobSpec.model_validate(ctx["spec"])
     datasets = {n: DatasetRef.from_dict(d) for n, d in ctx["datasets"].items()}
     channels, server = await open_channels(ctx)
@@ -133,10 +147,16 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
             progress=_progress,
         )
     except BaseException as exc:
-        reason = str(exc) if isinstance(exc, RainbridgeError) else type(exc).__name__
+        if isinstance(exc, asyncio.CancelledError):
+            reason = "stopped by its node"
+        elif isinstance(exc, RainbridgeError):
+            reason = f"failed: {exc}"
+        else:
+            reason = f"failed: internal error ({type(exc).__name__})"
         for ch in channels.values():
             if isinstance(ch, StreamChannel):
-                await ch.abort(f"{ctx['party']} failed: {reason}"[:300])
+                with contextlib.suppress(Exception):
+                    await ch.abort(reason[:300])
         raise
     finally:
         server.close()
@@ -151,11 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(ctx["result"])
     try:
         result = asyncio.run(run(ctx))
+    except asyncio.CancelledError:
+        stopped = {"code": "cancelled", "message": "stopped by its node"}
+        out.write_text(json.dumps({"ok": False, "error": stopped}))
+        return 3
     except RainbridgeError as exc:
         out.write_text(json.dumps({"ok": False, "error": {"code": exc.code, "message": str(exc)}}))
         return 1
-    except Exception as exc:  # a bug: report its type, keep the details in the node's log
-        print(f"worker error: {exc!r}", file=sys.stderr)
+    except Exception as exc:  # a bug: report its type, keep the details in the worker's log
+        traceback.print_exc()
         out.write_text(
             json.dumps({"ok": False, "error": {"code": "internal", "message": type(exc).__name__}})
         )
