@@ -3,10 +3,19 @@
 Peers authenticate each other by the SHA-256 fingerprint of the DER certificate, exchanged
 out of band (``rainbridge node init`` prints it, ``rainbridge peer add`` takes it): no
 certificate authority is trusted, so none can be subverted to impersonate a peer.
+
+What this protects against: impersonation by anyone without the pinned certificate's private
+key (a CA-issued certificate for the same name is worthless here); a private key readable by
+other local users (written 0600, atomically, never world-readable even for an instant); a
+mismatched or unreadable key pair (refused when loading, with a message, instead of an
+opaque TLS error); stale identities (certificates carry a validity period, checked by both
+ends of every connection). Keys are ECDSA P-256, which every OpenSSL build negotiates in TLS
+1.3 (Ed25519 certificates are not accepted by all of them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -32,6 +41,7 @@ def fingerprint_der(der: bytes) -> str:
 
 
 def fingerprint_pem(pem: bytes | str) -> str:
+    """SHA-256 fingerprint of a PEM certificate; ``ConfigError`` if it is not one."""
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         cert = x509.load_pem_x509_certificate(data)
@@ -49,10 +59,12 @@ def normalise_fingerprint(fp: str) -> str:
 
 
 def same_fingerprint(a: str, b: str) -> bool:
+    """Whether two fingerprints (any accepted spelling) are equal; constant time."""
     return hmac.compare_digest(normalise_fingerprint(a), normalise_fingerprint(b))
 
 
 def der_to_pem(der: bytes) -> str:
+    """PEM text of a DER certificate."""
     cert = x509.load_der_x509_certificate(der)
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -72,13 +84,69 @@ class TlsIdentity:
     def fingerprint(self) -> str:
         return fingerprint_pem(self.cert_pem)
 
+    @property
+    def not_valid_after(self) -> dt.datetime:
+        """When the certificate expires (UTC)."""
+        return _load_pem_cert(self.cert_path.read_bytes(), self.cert_path).not_valid_after_utc
+
     @classmethod
     def load(cls, directory: str | Path) -> TlsIdentity:
+        """The identity in ``directory`` (``node.crt`` and ``node.key``), checked.
+
+        Raises
+        ------
+        ConfigError
+            The files are missing or unreadable, or the key does not belong to the certificate.
+        """
         d = Path(directory)
         ident = cls(d / CERT_FILE, d / KEY_FILE)
         if not ident.cert_path.is_file() or not ident.key_path.is_file():
             raise ConfigError(f"{d}: no node identity here (run `rainbridge node init`)")
+        cert = _load_pem_cert(ident.cert_path.read_bytes(), ident.cert_path)
+        try:
+            key = serialization.load_pem_private_key(ident.key_path.read_bytes(), None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"{ident.key_path}: not an unencrypted PEM private key ({exc})"
+            ) from None
+        pub = serialization.PublicFormat.SubjectPublicKeyInfo
+        enc = serialization.Encoding.DER
+        if key.public_key().public_bytes(enc, pub) != cert.public_key().public_bytes(enc, pub):
+            raise ConfigError(
+                f"{ident.key_path} is not the key of {ident.cert_path}; restore the pair "
+                "or create a new identity (and have peers pin its fingerprint)"
+            )
         return ident
+
+
+def _load_pem_cert(data: bytes, where: object) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a PEM certificate ({exc})") from None
+
+
+def check_validity(der: bytes, peer: str, *, now: dt.datetime | None = None) -> None:
+    """Refuse a certificate outside its validity period (``AuthenticationError``).
+
+    OpenSSL checks this too when the certificate is in its trust store; this check also
+    covers fingerprint-only pinning and gives a message that says what is wrong.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise AuthenticationError(f"peer {peer!r} presented an unreadable certificate") from None
+    now = now or dt.datetime.now(dt.UTC)
+    if now > cert.not_valid_after_utc:
+        raise AuthenticationError(
+            f"peer {peer!r} presented a certificate that expired on "
+            f"{cert.not_valid_after_utc:%Y-%m-%d}; it must create a new identity"
+        )
+    if now < cert.not_valid_before_utc:
+        raise AuthenticationError(
+            f"peer {peer!r} presented a certificate not valid before "
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check both clocks)"
+        )
 
 
 def create_identity(
@@ -91,7 +159,24 @@ def create_identity(
 ) -> TlsIdentity:
     """Generate an ECDSA P-256 key and a self-signed certificate for node ``name``.
 
-    ``now`` is injectable so tests can make certificates that are expired or not yet valid.
+    Parameters
+    ----------
+    directory
+        Where ``node.key`` (mode 0600) and ``node.crt`` are written; created if missing.
+        An identity already there is replaced (its peers must pin the new fingerprint).
+    name
+        The node's name: the certificate's CN and a DNS SAN.
+    now
+        The issuing time; injectable so tests can make expired or not-yet-valid certificates.
+    days
+        Validity period (default two years).
+    hosts
+        More SANs (IP addresses or DNS names), by default the loopback ones for demos.
+
+    Returns
+    -------
+    TlsIdentity
+        Its ``fingerprint`` is what peers pin.
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -121,19 +206,38 @@ def create_identity(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
     key_path = d / KEY_FILE
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
     cert_path = d / CERT_FILE
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(key_path, key_pem, 0o600)
+    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return TlsIdentity(cert_path, key_path)
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically, the file having ``mode`` from its creation.
+
+    A temporary file created with ``mode`` and renamed over ``path``: an existing file with
+    looser permissions is replaced, not reused, and a crash leaves the old file or the new
+    one, never half of either.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # exactly ``mode``, whatever the umask
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def check_pinned(der: bytes | None, expected: str, peer: str) -> None:

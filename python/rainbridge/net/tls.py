@@ -10,8 +10,20 @@ refuses a hello whose claimed name does not match the certificate, or whose sess
 not expect.
 
 What this protects against: an active network attacker (impersonation, tampering, replay
-across sessions), an unknown or revoked node, a plaintext client. What it does not: a pinned
-peer that misbehaves inside a session — that is the protocols' business.
+across sessions), an unknown or unpinned node, a client without a certificate, an expired
+certificate, a plaintext client, a peer claiming another's name, a connection meant for
+another session or node. Every refusal is an
+:class:`~rainbridge.errors.AuthenticationError` (or a typed ``ChannelError``) at the
+refused end; the server records why in :attr:`TlsListener.refusals`. Framing, bounds and
+timeouts inside the session are :mod:`rainbridge.net.stream`'s. What it does not protect
+against: a pinned peer that misbehaves inside a session — that is the protocols' business.
+
+Why the server needs the pinned peers' certificates and not only their fingerprints:
+Python's ``ssl`` can ask a client for a certificate only while verifying it against a trust
+store, so the pinned certificates are that store (each self-signed certificate is its own
+anchor); the fingerprint is compared after the handshake all the same. A client may pin a
+server by fingerprint alone (``Peer(name, fingerprint)``): the handshake proves the server
+holds the key of the certificate it shows, and the fingerprint and validity are checked.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from typing import Any
 from rainbridge.crypto.certs import (
     TlsIdentity,
     check_pinned,
+    check_validity,
     der_to_pem,
     fingerprint_der,
     same_fingerprint,
@@ -40,26 +53,39 @@ from rainbridge.errors import (
     ProtocolViolationError,
 )
 from rainbridge.net.channel import DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE, DEFAULT_TIMEOUT_S
+from rainbridge.net.frames import VERSION as FRAME_VERSION
 from rainbridge.net.stream import StreamChannel
 
 HELLO_VERSION = 1
 MAX_HELLO = 4096
+MAX_SESSION_ID = 200
 _LEN = struct.Struct("<I")
+#: stream buffer: a whole default frame fits, so reading one does not stall on flow control
+_STREAM_LIMIT = 1 << 20
 
 
 class TlsChannel(StreamChannel):
-    """A :class:`StreamChannel` over an authenticated TLS connection."""
+    """A :class:`StreamChannel` over an authenticated TLS connection.
 
+    ``bytes_sent``/``bytes_received`` count frame bytes (header, tag, payload); TLS adds
+    about 22 bytes per 16 KiB record, and the handshake and hello are not counted.
+    """
+
+    #: SHA-256 fingerprint of the peer's certificate, as verified
     peer_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
 class Peer:
-    """A pinned peer: its name, certificate (PEM) and the certificate's fingerprint."""
+    """A pinned peer: its name, its certificate's fingerprint and the certificate (PEM).
+
+    ``cert_pem`` may be left empty where this node only dials the peer (the fingerprint
+    alone pins it); a listener needs it (see the module docstring).
+    """
 
     name: str
     fingerprint: str
-    cert_pem: str
+    cert_pem: str = ""
 
 
 def server_context(identity: TlsIdentity, peers: Mapping[str, Peer]) -> ssl.SSLContext:
@@ -71,7 +97,7 @@ def server_context(identity: TlsIdentity, peers: Mapping[str, Peer]) -> ssl.SSLC
     # at the hello with a clear error (and to let `peer add` fetch our certificate);
     # a client with an unknown certificate fails the handshake itself.
     ctx.verify_mode = ssl.CERT_OPTIONAL
-    pems = "".join(p.cert_pem for p in peers.values())
+    pems = "".join(p.cert_pem for p in peers.values() if p.cert_pem)
     if pems:
         ctx.load_verify_locations(cadata=pems)
     return ctx
@@ -82,7 +108,8 @@ def client_context(identity: TlsIdentity | None, peer: Peer | None) -> ssl.SSLCo
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.check_hostname = False  # identity is the pinned certificate, not a host name
-    if peer is None:
+    if peer is None or not peer.cert_pem:
+        # No trust store: the fingerprint (and validity) checked after the handshake pin it.
         ctx.verify_mode = ssl.CERT_NONE
     else:
         ctx.verify_mode = ssl.CERT_REQUIRED
@@ -135,17 +162,43 @@ async def connect(
 ) -> TlsChannel:
     """Open a mutually authenticated channel to ``peer`` for ``session_id``.
 
+    Parameters
+    ----------
+    host, port
+        The peer's data plane.
+    identity
+        This node's certificate and key.
+    peer
+        Who must answer: its name and pinned fingerprint (and certificate, if known).
+    session_id
+        The session (at most 200 characters); the server must expect it.
+    local
+        This node's name; the server checks it against our certificate.
+    timeout
+        The channel's receive timeout.
+    connect_timeout
+        Bound on the TCP connect, the handshake and the hello.
+    max_frame, max_message
+        Frame and message bounds (both ends must use the same ``max_frame``).
+
     Raises
     ------
     AuthenticationError
-        The server's certificate is not the one pinned for ``peer``, or it refused ours.
+        The server's certificate is not the one pinned for ``peer`` or is expired, or the
+        server refused our certificate or our claimed name.
+    ChannelError
+        The server refused the session (unknown session, wrong node name).
+    ChannelTimeoutError
+        No answer within ``connect_timeout``.
     PeerDisconnectedError
         Nothing listens there, or the connection dropped.
     """
+    if not session_id or len(session_id) > MAX_SESSION_ID:
+        raise ChannelError(f"a session id is 1 to {MAX_SESSION_ID} characters")
     ctx = client_context(identity, peer)
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=None),
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=None, limit=_STREAM_LIMIT),
             connect_timeout,
         )
     except TimeoutError:
@@ -166,13 +219,25 @@ async def connect(
             f"could not reach peer {peer.name!r} at {host}:{port}: {exc.strerror or exc}"
         ) from None
     try:
-        check_pinned(_peer_der(writer), peer.fingerprint, peer.name)
+        der = _peer_der(writer)
+        check_pinned(der, peer.fingerprint, peer.name)
+        assert der is not None
+        check_validity(der, peer.name)
         await _send_hello(
-            writer, {"v": HELLO_VERSION, "session": session_id, "from": local, "to": peer.name}
+            writer,
+            {
+                "v": HELLO_VERSION,
+                "frame": FRAME_VERSION,
+                "session": session_id,
+                "from": local,
+                "to": peer.name,
+            },
         )
         reply = await _recv_hello(reader, peer.name, connect_timeout)
     except (ChannelError, OSError, ssl.SSLError) as exc:
         writer.close()
+        if isinstance(exc, AuthenticationError | ChannelTimeoutError | ProtocolViolationError):
+            raise
         if isinstance(exc, PeerDisconnectedError | ssl.SSLError | OSError):
             # TLS 1.3 reports a refused client certificate only after the handshake.
             raise AuthenticationError(
@@ -185,6 +250,14 @@ async def connect(
         msg = str(reply.get("message", "refused"))[:300]
         err = AuthenticationError if code == "authentication" else ChannelError
         raise err(f"peer {peer.name!r} refused the session: {msg}")
+    if reply.get("from") != peer.name or reply.get("session") != session_id:
+        # The certificate is pinned, so this is a misconfigured peer, not an attacker; still,
+        # a channel must never join two parties that disagree on who and what it is for.
+        writer.close()
+        raise ChannelError(
+            f"peer {peer.name!r} answered as {str(reply.get('from'))[:80]!r} for another "
+            "session; check its configuration"
+        )
     ch = TlsChannel(
         reader,
         writer,
@@ -205,7 +278,29 @@ AcceptFn = Callable[[str, str], str | None]
 
 
 class TlsListener:
-    """Accepts authenticated channels from pinned peers and hands them to a callback."""
+    """Accepts authenticated channels from pinned peers and hands them to a callback.
+
+    Parameters
+    ----------
+    identity
+        This node's certificate and key.
+    peers
+        The pinned peers by name (with their certificates), or a function returning them,
+        consulted on every connection (so unpinning takes effect at once; call
+        :meth:`reload` after pinning a new peer).
+    local
+        This node's name; a hello addressed to another is refused.
+    on_channel
+        ``async (channel) -> None``, called with each accepted :class:`TlsChannel`;
+        ``channel.peer`` and ``channel.session_id`` say who and what for.
+    accept
+        ``(peer_name, session_id) -> None | reason``: refuse sessions this node does not
+        expect (the reason goes back to the client).
+    timeout, max_frame, max_message
+        For the accepted channels.
+    hello_timeout
+        Bound on the TLS handshake and the hello.
+    """
 
     def __init__(
         self,
@@ -230,6 +325,7 @@ class TlsListener:
         self.max_frame = max_frame
         self.max_message = max_message
         self.server: asyncio.Server | None = None
+        self.port = 0
         self.refusals: list[str] = []  # recent refusal reasons, for logs and tests
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -240,9 +336,15 @@ class TlsListener:
         """Listen; returns the bound port (pass 0 for an ephemeral one)."""
         self._ctx = server_context(self.identity, self.peers())
         self.server = await asyncio.start_server(
-            self._handle, host, port, ssl=self._ctx, ssl_handshake_timeout=self.hello_timeout
+            self._handle,
+            host,
+            port,
+            ssl=self._ctx,
+            ssl_handshake_timeout=self.hello_timeout,
+            limit=_STREAM_LIMIT,
         )
-        return int(self.server.sockets[0].getsockname()[1])
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        return self.port
 
     def reload(self) -> None:
         """Trust newly pinned peers for later handshakes.
@@ -250,7 +352,7 @@ class TlsListener:
         A removed peer stays in OpenSSL's store until restart, but is refused all the same:
         every connection's fingerprint is looked up in the current set after the handshake.
         """
-        pems = "".join(p.cert_pem for p in self.peers().values())
+        pems = "".join(p.cert_pem for p in self.peers().values() if p.cert_pem)
         if pems and getattr(self, "_ctx", None) is not None:
             self._ctx.load_verify_locations(cadata=pems)
 
@@ -272,6 +374,11 @@ class TlsListener:
             self._tasks.add(task)
         try:
             await self._handle_inner(reader, writer)
+        except (ChannelError, OSError, ssl.SSLError) as exc:
+            # A client that vanished mid-hello, or a callback's channel error: nothing to
+            # answer, and not worth a traceback in the event loop's log.
+            self._refuse(f"connection ended: {exc}")
+            writer.close()
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -281,7 +388,19 @@ class TlsListener:
     ) -> None:
         der = _peer_der(writer)
         if not der:
+            # Allowed through the handshake only so `peer add` can fetch our certificate:
+            # a session needs a certificate. Say so, so the client fails with a reason.
             self._refuse("a client presented no certificate")
+            with contextlib.suppress(Exception):
+                await _send_hello(
+                    writer,
+                    {
+                        "v": HELLO_VERSION,
+                        "ok": False,
+                        "code": "authentication",
+                        "message": "a client certificate is required",
+                    },
+                )
             writer.close()
             return
         fp = fingerprint_der(der)
@@ -300,11 +419,15 @@ class TlsListener:
         code = "refused"
         if name is None:
             reason, code = "certificate not pinned here", "authentication"
+        elif (expired := _validity_problem(der, name)) is not None:
+            reason, code = expired, "authentication"
         elif claimed != name:
             reason, code = f"certificate belongs to {name!r}, not {claimed!r}", "authentication"
         elif hello.get("to") != self.local:
             reason = f"this node is {self.local!r}, not {hello.get('to')!r}"
-        elif not session or len(session) > 200:
+        elif hello.get("frame", FRAME_VERSION) != FRAME_VERSION:
+            reason = f"this node speaks frame version {FRAME_VERSION}"
+        elif not session or len(session) > MAX_SESSION_ID:
             reason = "invalid session id"
         elif self.accept is not None:
             reason = self.accept(name, session)
@@ -317,7 +440,9 @@ class TlsListener:
             writer.close()
             return
         assert name is not None
-        await _send_hello(writer, {"v": HELLO_VERSION, "ok": True})
+        await _send_hello(
+            writer, {"v": HELLO_VERSION, "ok": True, "from": self.local, "session": session}
+        )
         ch = TlsChannel(
             reader,
             writer,
@@ -330,6 +455,33 @@ class TlsListener:
         )
         ch.peer_fingerprint = fp
         await self.on_channel(ch)
+
+
+def _validity_problem(der: bytes, name: str) -> str | None:
+    try:
+        check_validity(der, name)
+    except AuthenticationError as exc:
+        return str(exc)
+    return None
+
+
+async def serve(
+    host: str,
+    port: int,
+    identity: TlsIdentity,
+    trusted: Mapping[str, Peer] | Callable[[], Mapping[str, Peer]],
+    local: str,
+    on_channel: OnChannel,
+    **options: Any,
+) -> TlsListener:
+    """Start a :class:`TlsListener` on ``host:port`` (0: ephemeral) and return it.
+
+    ``options`` are :class:`TlsListener`'s (``accept``, ``timeout``, ``max_frame``...). The
+    bound port is ``listener.port``; stop with ``await listener.close()``.
+    """
+    listener = TlsListener(identity, trusted, local, on_channel, **options)
+    await listener.start(host, port)
+    return listener
 
 
 async def accept_one(
@@ -367,6 +519,7 @@ async def accept_one(
             f"peer {peer.name!r} did not connect within {accept_timeout:g} s"
         ) from None
     finally:
+        # Stop listening; the accepted channel lives on (its handler task has finished).
         if listener.server is not None:
             listener.server.close()
 
