@@ -97,11 +97,27 @@ class LocalChannel(Channel):
         ab: asyncio.Queue[object] = asyncio.Queue()
         ba: asyncio.Queue[object] = asyncio.Queue()
         return (
-            cls(session_id, a, b, ba, ab, timeout=timeout, max_message=max_message,
-                max_frame=max_frame),
-            cls(session_id, b, a, ab, ba, timeout=timeout, max_message=max_message,
-                max_frame=max_frame),
-        )  # fmt: skip
+            cls(
+                session_id,
+                a,
+                b,
+                ba,
+                ab,
+                timeout=timeout,
+                max_message=max_message,
+                max_frame=max_frame,
+            ),
+            cls(
+                session_id,
+                b,
+                a,
+                ab,
+                ba,
+                timeout=timeout,
+                max_message=max_message,
+                max_frame=max_frame,
+            ),
+        )
 
     @classmethod
     def mesh(
@@ -120,9 +136,13 @@ class LocalChannel(Channel):
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 out[a][b], out[b][a] = cls.pair(
-                    session_id, a, b, timeout=timeout, max_message=max_message,
+                    session_id,
+                    a,
+                    b,
+                    timeout=timeout,
+                    max_message=max_message,
                     max_frame=max_frame,
-                )  # fmt: skip
+                )
         return out
 
     # -- messages --------------------------------------------------------------------------
