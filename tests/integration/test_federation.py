@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -313,5 +316,64 @@ def test_cancel_stops_every_party(tmp_path: Path) -> None:
             assert not out.exists() or not any(out.iterdir())
         listed = f.cli_json("job", "list", node="bank")
         assert [j["status"] for j in listed if j["id"] == row["id"]] == ["cancelled"]
+    finally:
+        f.stop()
+
+
+def _pids_of_workers(f: Federation, node: str, job_id: str) -> list[int]:
+    n = f.nodes[node]
+    token = (n.dir / "api.token").read_text().strip()
+    r = httpx.get(
+        n.api + "/v1/events",
+        params={"job_id": job_id},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return [e["detail"]["pid"] for e in r.json() if e["kind"] == "job_started"]
+
+
+def test_sigterm_stops_the_node_gracefully(tmp_path: Path) -> None:
+    write_data(tmp_path, {"bank": range(0, 300_000), "telecom": range(150_000, 450_000)})
+    f = Federation(tmp_path, ["bank", "telecom"], timeout=8)
+    f.start()
+    try:
+        f.pin_all()
+        for party in ("bank", "telecom"):
+            f.cli(
+                "dataset",
+                "add",
+                DATASETS[party],
+                "--path",
+                str(tmp_path / "data" / f"{party}.csv"),
+                "--id",
+                "customer_id",
+                node=party,
+            )
+        job = job_file(tmp_path, "term", ["bank", "telecom"], ["bank", "telecom"])
+        row = f.cli_json("job", "submit", job, "--no-wait", node="bank")
+        deadline = time.monotonic() + 30
+        while f.cli_json("job", "status", row["id"], node="telecom")["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        workers = _pids_of_workers(f, "bank", row["id"])
+        assert workers
+        bank = f.nodes["bank"].proc
+        assert bank is not None
+        bank.send_signal(signal.SIGTERM)  # the node alone, not its process group
+        assert bank.wait(timeout=15) == 0
+        log = (f.nodes["bank"].dir / "node.log").read_text()
+        assert "stopped" in log and "Traceback" not in log
+        for pid in workers:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        while (st := f.cli_json("job", "status", row["id"], node="telecom"))["status"] in (
+            "starting",
+            "running",
+        ):
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+        assert st["status"] in ("aborted", "failed"), st
+        assert "bank" in st["error"] and "stopped" in st["error"], st
+        for party in ("bank", "telecom"):
+            out = f.nodes[party].dir / "outputs" / row["id"]
+            assert not out.exists() or not any(out.iterdir())
     finally:
         f.stop()

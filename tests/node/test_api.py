@@ -84,3 +84,54 @@ def test_parse_url() -> None:
     assert parse_url("[::1]:99") == ("::1", 99)
     with pytest.raises(ConfigError):
         parse_url("host:99999")
+
+
+def test_errors_are_json_with_a_code(client: TestClient) -> None:
+    r = client.post("/v1/datasets", json={"path": "x"})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_request" and "name" in r.json()["error"]["message"]
+    r = client.get("/v1/nowhere")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "http_404"
+    r = client.get("/v1/node", headers={"Authorization": ""})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_unexpected_errors_are_logged_not_returned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_identity(tmp_path, "bank")
+    token = write_token(tmp_path)
+    service = NodeService(NodeConfig(name="bank", dir=str(tmp_path)))
+
+    def boom() -> None:
+        raise RuntimeError("secret detail /etc/shadow")
+
+    service.info = boom  # type: ignore[assignment,method-assign]
+    c = TestClient(create_app(service, token), raise_server_exceptions=False)
+    r = c.get("/v1/node", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 500
+    assert r.json() == {
+        "error": {"code": "internal", "message": "internal error (see the node's log)"}
+    }
+    assert "secret detail" in caplog.text
+
+
+def test_job_refused_locally_leaves_no_job_and_events_are_listed(
+    client: TestClient, tmp_path: Path
+) -> None:
+    csv = tmp_path / "c.csv"
+    csv.write_text("customer_id\na\n")
+    client.post("/v1/datasets", json={"name": "customers", "path": str(csv)})
+    spec = {
+        "name": "solo",
+        "parties": ["bank"],
+        "components": [
+            {"id": "psi", "type": "psi", "inputs": {"bank": {"dataset": "nope", "id": "x"}}}
+        ],
+    }
+    r = client.post("/v1/jobs", json={"spec": spec})
+    assert r.status_code in (400, 403), r.json()
+    assert client.get("/v1/jobs").json() == []
+    kinds = [e["kind"] for e in client.get("/v1/events").json()]
+    assert kinds == ["dataset_added"]
+    assert client.get("/openapi.json").status_code == 200

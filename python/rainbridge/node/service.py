@@ -94,7 +94,7 @@ class NodeService:
 
     async def stop(self, reason: str | None = None) -> None:
         """Stop every job (telling the other parties why), then the data plane."""
-        reason = reason or f"node {self.name!r} stopped"
+        reason = reason or "node stopped"
         running = self.runner.running()
         for job_id in running:
             self._end(job_id, "failed", reason)
@@ -272,7 +272,7 @@ class NodeService:
             self._end(job_id, "cancelled", "cancelled by the user")
             await asyncio.gather(
                 self.runner.stop(job_id),
-                self._tell_parties(job_id, f"cancelled at {self.name!r}"),
+                self._tell_parties(job_id, "cancelled by the user"),
             )
         return self.storage.job_dict(job_id)
 
@@ -285,6 +285,7 @@ class NodeService:
     async def _tell_parties(
         self, job_id: str, reason: str, parties: Iterable[str] | None = None
     ) -> None:
+        """Abort ``job_id`` at the other parties; each records "<this node>: <reason>"."""
         row = self.storage.find_job(job_id)
         if row is None:
             return
@@ -293,7 +294,7 @@ class NodeService:
         await asyncio.gather(*(self.dataplane.tell(p, msg) for p in targets))
 
     async def _on_worker_failure(self, job_id: str, reason: str) -> None:
-        await self._tell_parties(job_id, f"failed at {self.name!r}: {reason}")
+        await self._tell_parties(job_id, f"failed: {reason}")
 
     # -- requests from peers ---------------------------------------------------------------
 
@@ -400,7 +401,7 @@ class NodeService:
         try:
             await self.runner.start(job_id, context)
         except OSError as exc:
-            why = f"could not start the job's worker at {self.name!r}: {exc.strerror or exc}"
+            why = f"could not start the job's worker: {exc.strerror or exc}"
             log.exception("job %s", job_id)
             self._end(job_id, "failed", why)
             self._spawn(self._tell_parties(job_id, why))
