@@ -16,3 +16,29 @@ pub mod x25519_ifma;
 mod python;
 
 pub use error::{CoreError, Result};
+
+/// The CPU features relevant to the kernels that this machine has (for `build_info`).
+pub fn cpu_features() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let mut v = Vec::new();
+        for (name, present) in [
+            ("avx2", has!("avx2")),
+            ("bmi2", has!("bmi2")),
+            ("adx", has!("adx")),
+            ("avx512f", has!("avx512f")),
+            ("avx512vl", has!("avx512vl")),
+            ("avx512ifma", has!("avx512ifma")),
+        ] {
+            if present {
+                v.push(name);
+            }
+        }
+        v
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}

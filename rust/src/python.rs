@@ -1,9 +1,11 @@
 //! The Python module `rainbridge._core`: buffers in, `bytes` out, the GIL released around
 //! every batch. The one place where a `CoreError` becomes a Python exception.
 
+use std::borrow::Cow;
+
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -22,30 +24,36 @@ fn to_py(e: CoreError) -> PyErr {
     }
 }
 
+fn memoryview<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    obj.py()
+        .import("builtins")?
+        .getattr("memoryview")?
+        .call1((obj,))
+}
+
 /// A read-only byte view of any C-contiguous buffer (bytes, memoryview, numpy array).
 struct Bytes(PyBuffer<u8>);
 
 impl Bytes {
     fn new(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
-        let buf = PyBuffer::<u8>::get(obj).or_else(|_| {
-            // numpy arrays of other dtypes: view their raw bytes
-            let mv = obj
-                .py()
-                .import("builtins")?
-                .getattr("memoryview")?
-                .call1((obj,))?;
-            let flat = mv.call_method1("cast", ("B",))?;
-            PyBuffer::<u8>::get(&flat)
-        });
-        let buf = buf.map_err(|_| {
-            PyValueError::new_err(format!("{what} must be a contiguous bytes-like buffer"))
-        })?;
-        if !buf.is_c_contiguous() {
-            return Err(PyValueError::new_err(format!(
-                "{what} must be C-contiguous"
-            )));
+        if let Ok(buf) = PyBuffer::<u8>::get(obj) {
+            if !buf.is_c_contiguous() {
+                return Err(PyValueError::new_err(format!(
+                    "{what} must be C-contiguous"
+                )));
+            }
+            return Ok(Bytes(buf));
         }
-        Ok(Bytes(buf))
+        // Other item types (numpy int8, pyarrow buffers): view their raw bytes.
+        let mv = memoryview(obj).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what} must be a bytes-like object (buffer protocol)"
+            ))
+        })?;
+        let flat = mv
+            .call_method1("cast", ("B",))
+            .map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))?;
+        Ok(Bytes(PyBuffer::<u8>::get(&flat)?))
     }
 
     fn slice(&self) -> &[u8] {
@@ -56,22 +64,63 @@ impl Bytes {
     }
 }
 
-struct Offsets(PyBuffer<i64>);
+/// `n + 1` int64 offsets: an int64 array (numpy, `array('q')`) or a byte buffer holding
+/// little-endian int64s. Any other item type is refused rather than reinterpreted.
+struct Offsets(PyBuffer<u8>);
 
 impl Offsets {
     fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let buf = PyBuffer::<i64>::get(obj).map_err(|_| {
-            PyValueError::new_err("offsets must be a contiguous int64 array of n + 1 entries")
-        })?;
-        if !buf.is_c_contiguous() {
-            return Err(PyValueError::new_err("offsets must be C-contiguous"));
+        const WHAT: &str =
+            "offsets must be a C-contiguous int64 array (or bytes of little-endian int64) of n + 1 entries";
+        let bad = || PyValueError::new_err(WHAT);
+        let mv = memoryview(obj).map_err(|_| PyTypeError::new_err(WHAT))?;
+        if !mv.getattr("c_contiguous")?.extract::<bool>()? {
+            return Err(bad());
+        }
+        let format: String = mv.getattr("format")?.extract()?;
+        let itemsize: usize = mv.getattr("itemsize")?.extract()?;
+        // Native (`@`/`=`/none) or explicitly little-endian 8-byte signed ints, or raw bytes.
+        let int64 = itemsize == 8
+            && cfg!(target_endian = "little")
+            && matches!(
+                format.as_str(),
+                "q" | "l" | "@q" | "@l" | "=q" | "=l" | "<q" | "<l"
+            );
+        let raw = itemsize == 1 && matches!(format.as_str(), "B" | "b" | "c" | "@B" | "@b");
+        if !(int64 || raw) {
+            return Err(bad());
+        }
+        let flat = if raw {
+            mv
+        } else {
+            mv.call_method1("cast", ("B",))?
+        };
+        let buf = PyBuffer::<u8>::get(&flat).map_err(|_| bad())?;
+        if buf.len_bytes() % 8 != 0 {
+            return Err(PyValueError::new_err(
+                "offsets given as bytes must be a whole number of 8-byte little-endian int64s",
+            ));
         }
         Ok(Offsets(buf))
     }
 
-    fn slice(&self) -> &[i64] {
-        // SAFETY: as for `Bytes::slice`; the buffer's item type was checked to be i64.
-        unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const i64, self.0.item_count()) }
+    fn slice(&self) -> Cow<'_, [i64]> {
+        // SAFETY: the buffer is C-contiguous and held exported by `self.0` while borrowed.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes())
+        };
+        // SAFETY: any 8 bytes are a valid i64; `align_to` only yields an aligned middle part.
+        let (pre, mid, post) = unsafe { bytes.align_to::<i64>() };
+        if pre.is_empty() && post.is_empty() && cfg!(target_endian = "little") {
+            Cow::Borrowed(mid)
+        } else {
+            Cow::Owned(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            )
+        }
     }
 }
 
@@ -106,7 +155,7 @@ fn items_hash64(
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
     let r = py.allow_threads(|| {
-        Items::new(ds, os).map(|it| {
+        Items::new(ds, &os).map(|it| {
             crate::items::hash64_batch(&it)
                 .iter()
                 .flat_map(|h| h.to_le_bytes())
@@ -134,7 +183,7 @@ fn x25519_hash_to_point(
 ) -> PyResult<Py<PyBytes>> {
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r = py.allow_threads(|| Items::new(ds, os).map(|it| x25519::hash_batch(&it)));
+    let r = py.allow_threads(|| Items::new(ds, &os).map(|it| x25519::hash_batch(&it)));
     bytes_out(py, r)
 }
 
@@ -166,8 +215,14 @@ fn x25519_hash_mul(
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
     let r =
-        py.allow_threads(|| Items::new(ds, os).and_then(|it| x25519::hash_mul_batch(be, &k, &it)));
+        py.allow_threads(|| Items::new(ds, &os).and_then(|it| x25519::hash_mul_batch(be, &k, &it)));
     bytes_out(py, r)
+}
+
+#[pyfunction]
+fn x25519_base(py: Python<'_>, scalar: &[u8]) -> PyResult<Py<PyBytes>> {
+    let k = scalar32(scalar)?;
+    Ok(PyBytes::new(py, &x25519::base(&k)).unbind())
 }
 
 #[pyfunction]
@@ -185,7 +240,7 @@ fn ristretto_hash_to_group(
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
     let r = py.allow_threads(|| {
-        Items::new(ds, os).and_then(|it| ristretto::hash_to_group_batch(&it, dst))
+        Items::new(ds, &os).and_then(|it| ristretto::hash_to_group_batch(&it, dst))
     });
     bytes_out(py, r)
 }
@@ -202,7 +257,7 @@ fn ristretto_hash_mul(
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
     let r = py.allow_threads(|| {
-        Items::new(ds, os).and_then(|it| ristretto::hash_mul_batch(&k, &it, dst))
+        Items::new(ds, &os).and_then(|it| ristretto::hash_mul_batch(&k, &it, dst))
     });
     bytes_out(py, r)
 }
@@ -268,6 +323,8 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("version", env!("CARGO_PKG_VERSION"))?;
     d.set_item("x25519_backend", x25519::detect().name())?;
     d.set_item("avx512ifma", crate::x25519_ifma::available())?;
+    d.set_item("target_features", crate::cpu_features())?;
+    d.set_item("target_arch", std::env::consts::ARCH)?;
     d.set_item("threads", rayon::current_num_threads())?;
     d.set_item("debug", cfg!(debug_assertions))?;
     Ok(d)
@@ -285,6 +342,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(x25519_random_scalar, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_hash_to_point, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_base, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_hash_mul, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_random_scalar, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_hash_to_group, m)?)?;

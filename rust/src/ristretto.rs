@@ -85,33 +85,41 @@ pub fn hash_mul_batch(k: &[u8; 32], items: &Items<'_>, dst: &[u8]) -> Result<Vec
     Ok(out)
 }
 
+/// `k * P` for every encoded `P`; refuses (with the index of the first one) any encoding that
+/// is not canonical, not a point, or the identity.
 pub fn mul_batch(k: &[u8; 32], points: &[u8]) -> Result<Vec<u8>> {
     let s = scalar(k)?;
     let pts = elements(points)?;
     let mut out = vec![0u8; points.len()];
-    out.par_chunks_mut(32 * CHUNK)
+    // As in x25519: the lowest failing chunk's first bad element is the batch's first.
+    let err = out
+        .par_chunks_mut(32 * CHUNK)
         .zip(pts.par_chunks(CHUNK))
         .enumerate()
-        .try_for_each(|(c, (buf, src))| -> Result<()> {
+        .find_map_first(|(c, (buf, src))| {
             for (j, (slot, p)) in buf.chunks_exact_mut(32).zip(src).enumerate() {
-                let q = decode(p, c * CHUNK + j)? * s;
-                slot.copy_from_slice(q.compress().as_bytes());
+                match decode(p, c * CHUNK + j) {
+                    Ok(p) => slot.copy_from_slice((p * s).compress().as_bytes()),
+                    Err(e) => return Some(e),
+                }
             }
-            Ok(())
-        })?;
-    Ok(out)
+            None
+        });
+    err.map_or(Ok(out), Err)
 }
 
+/// Checks every element as [`mul_batch`] would, naming the first bad one.
 pub fn validate_batch(points: &[u8]) -> Result<()> {
     let pts = elements(points)?;
-    pts.par_chunks(CHUNK)
+    let err = pts
+        .par_chunks(CHUNK)
         .enumerate()
-        .try_for_each(|(c, src)| -> Result<()> {
-            for (j, p) in src.iter().enumerate() {
-                decode(p, c * CHUNK + j)?;
-            }
-            Ok(())
-        })
+        .find_map_first(|(c, src)| {
+            src.iter()
+                .enumerate()
+                .find_map(|(j, p)| decode(p, c * CHUNK + j).err())
+        });
+    err.map_or(Ok(()), Err)
 }
 
 pub fn from_uniform_bytes_batch(buf: &[u8]) -> Result<Vec<u8>> {

@@ -60,17 +60,16 @@ pub fn hash_to_point(item: &[u8]) -> [u8; 32] {
     Sha256::digest(item).into()
 }
 
+/// The index of the first all-zero result in `out` (batch index `base + j`), as an error.
 fn check(out: &[u8], base: usize) -> Result<()> {
-    for (j, r) in out.chunks_exact(32).enumerate() {
-        // A constant-time all-zero test is not needed: the output is public to the caller.
-        if r.iter().all(|&b| b == 0) {
-            return Err(CoreError::InvalidElement {
-                index: base + j,
-                reason: "X25519 result is all zero (low-order point)",
-            });
-        }
+    // A constant-time test is not needed: the output is handed to the caller anyway.
+    match out.chunks_exact(32).position(|r| r.iter().all(|&b| b == 0)) {
+        Some(j) => Err(CoreError::InvalidElement {
+            index: base + j,
+            reason: "X25519 result is all zero (low-order point)",
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Multiplies `inputs` (n u-coordinates) by `k` into `out`, with the chosen back end.
@@ -85,33 +84,41 @@ fn mul_into(backend: Backend, k: &[u8; 32], inputs: &[[u8; 32]], out: &mut [u8])
     }
 }
 
+/// X25519(k, u) for every 32-byte u in `points`; refuses (with the index of the first one)
+/// any u whose result is all zero.
 pub fn mul_batch(backend: Backend, k: &[u8; 32], points: &[u8]) -> Result<Vec<u8>> {
     let pts = elements(points)?;
     let mut out = vec![0u8; points.len()];
-    out.par_chunks_mut(32 * CHUNK)
+    // `find_map_first`: chunks run in parallel, but the error reported is the lowest chunk's,
+    // and each chunk reports its own first bad element, so the index is the batch's first.
+    let err = out
+        .par_chunks_mut(32 * CHUNK)
         .zip(pts.par_chunks(CHUNK))
         .enumerate()
-        .try_for_each(|(c, (buf, src))| {
+        .find_map_first(|(c, (buf, src))| {
             mul_into(backend, k, src, buf);
-            check(buf, c * CHUNK)
-        })?;
-    Ok(out)
+            check(buf, c * CHUNK).err()
+        });
+    err.map_or(Ok(out), Err)
 }
 
+/// X25519(k, SHA-256(item)) for every item, in one pass; refuses all-zero results as
+/// [`mul_batch`] does (a SHA-256 image of low order has negligible probability).
 pub fn hash_mul_batch(backend: Backend, k: &[u8; 32], items: &Items<'_>) -> Result<Vec<u8>> {
     let n = items.len();
     let mut out = vec![0u8; n * 32];
-    out.par_chunks_mut(32 * CHUNK)
+    let err = out
+        .par_chunks_mut(32 * CHUNK)
         .enumerate()
-        .try_for_each(|(c, buf)| {
+        .find_map_first(|(c, buf)| {
             let lo = c * CHUNK;
             let hashed: Vec<[u8; 32]> = (lo..lo + buf.len() / 32)
                 .map(|i| hash_to_point(items.get(i)))
                 .collect();
             mul_into(backend, k, &hashed, buf);
-            check(buf, lo)
-        })?;
-    Ok(out)
+            check(buf, lo).err()
+        });
+    err.map_or(Ok(out), Err)
 }
 
 pub fn hash_batch(items: &Items<'_>) -> Vec<u8> {
@@ -126,6 +133,12 @@ pub fn hash_batch(items: &Items<'_>) -> Vec<u8> {
     out
 }
 
+/// X25519(k, 9): the public key of `k` (portable; one fixed-base multiplication).
+pub fn base(k: &[u8; 32]) -> [u8; 32] {
+    MontgomeryPoint::mul_base_clamped(*k).to_bytes()
+}
+
+/// 32 bytes from the operating system (clamped when used, as RFC 7748 says).
 pub fn random_scalar() -> [u8; 32] {
     let mut k = [0u8; 32];
     getrandom::getrandom(&mut k).expect("operating system randomness");

@@ -327,6 +327,27 @@ pub fn available() -> bool {
     }
 }
 
+/// Eight ladders with eight clamped scalars, one per lane (the batch API uses one scalar for
+/// all lanes; this checks that lanes are independent). Callers must have checked [`available`].
+pub fn ladder_lanes(ks_clamped: &[[u8; 32]; 8], us: &[[u8; 32]; 8]) -> [[u8; 32]; 8] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(
+            available(),
+            "IFMA back end used on a CPU without AVX-512 IFMA"
+        );
+        let mut out = [[0u8; 32]; 8];
+        // SAFETY: `available()` was asserted above, so the CPU has AVX-512F and IFMA.
+        unsafe { imp::ladder8(ks_clamped, us, &mut out) };
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ks_clamped, us);
+        unreachable!("IFMA back end used on a non-x86 CPU");
+    }
+}
+
 /// X25519 of every u in `inputs` by the clamped scalar `k`, into `out` (32 bytes each).
 /// Callers must have checked [`available`].
 pub fn mul_batch(k_clamped: &[u8; 32], inputs: &[[u8; 32]], out: &mut [u8]) {

@@ -119,40 +119,173 @@ fn wycheproof_x25519() {
     assert!(checked >= 518);
 }
 
+/// A deterministic stream of 32-byte values (SHA-512 in counter mode).
+struct Stream([u8; 64]);
+
+impl Stream {
+    fn next32(&mut self) -> [u8; 32] {
+        self.0 = Sha512::digest(self.0).into();
+        self.0[..32].try_into().unwrap()
+    }
+}
+
+fn le32(x: &[u64; 4]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, w) in x.iter().enumerate() {
+        out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// u-coordinates where ladders go wrong: 0, 1, the low-order points, p - 1, p, p + 1,
+/// 2^255 - 1 (non-canonical), and each with the ignored top bit set.
+fn edge_us() -> Vec<[u8; 32]> {
+    let p = [u64::MAX - 18, u64::MAX, u64::MAX, u64::MAX >> 1];
+    let mut v = vec![
+        [0u8; 32],
+        le32(&[1, 0, 0, 0]),
+        le32(&[2, 0, 0, 0]),
+        le32(&[9, 0, 0, 0]),
+        le32(&[p[0] - 1, p[1], p[2], p[3]]),
+        le32(&p),
+        le32(&[p[0] + 1, p[1], p[2], p[3]]),
+        le32(&[p[0] + 18, p[1], p[2], p[3]]),
+        le32(&[u64::MAX, u64::MAX, u64::MAX, u64::MAX >> 1]),
+        le32(&[(1 << 52) - 1, 0, 0, 0]),
+        le32(&[u64::MAX, u64::MAX, u64::MAX, 0]),
+        h32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        h32("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    ];
+    let with_top: Vec<[u8; 32]> = v
+        .iter()
+        .map(|u| {
+            let mut t = *u;
+            t[31] |= 0x80;
+            t
+        })
+        .collect();
+    v.extend(with_top);
+    v
+}
+
 #[test]
-fn ifma_equals_portable_on_random_batches() {
+fn ifma_equals_portable_on_random_and_edge_inputs() {
     if !x25519_ifma::available() {
         return;
     }
-    let mut seed = [7u8; 64];
-    for round in 0..40 {
-        seed = Sha512::digest(seed).into();
-        let k: [u8; 32] = seed[..32].try_into().unwrap();
-        let n = 1 + (round * 37) % 300; // ragged tails included
-        let mut pts = Vec::with_capacity(n * 32);
-        let mut s = seed;
-        for i in 0..n {
-            s = Sha512::digest(s).into();
-            let mut u: [u8; 32] = s[..32].try_into().unwrap();
-            match i % 5 {
-                0 => u[31] |= 0x80,  // top bit set: must be ignored
-                1 => u = [0xff; 32], // non-canonical, >= p
-                2 => {
-                    u = [0xff; 32];
-                    u[0] = 0xed;
-                    u[31] = 0x7f
-                } // exactly p
+    let mut rng = Stream([7u8; 64]);
+    let edges = edge_us();
+    let mut lanes_checked = 0;
+    // Eight different scalars per call: every lane independent of the others.
+    for round in 0..1000 {
+        let ks: [[u8; 32]; 8] = std::array::from_fn(|_| x25519::clamp(&rng.next32()));
+        let us: [[u8; 32]; 8] = std::array::from_fn(|lane| {
+            let mut u = rng.next32();
+            match (round + lane) % 4 {
+                0 => u[31] |= 0x80,                               // top bit set: ignored
+                1 => u = edges[(round * 8 + lane) % edges.len()], // edge cases
+                2 => u[31] = 0xff,                                // often >= p: reduced
                 _ => {}
             }
-            if u.iter().all(|&b| b == 0xff) || i % 5 == 2 {
-                // u = p or 2^256-1 reduce to 0 or 18 and may be low order; keep it valid
-                u[1] ^= 0x55;
+            u
+        });
+        let got = x25519_ifma::ladder_lanes(&ks, &us);
+        for lane in 0..8 {
+            assert_eq!(
+                got[lane],
+                x25519::x25519(&ks[lane], &us[lane]),
+                "round {round} lane {lane}"
+            );
+            lanes_checked += 1;
+        }
+    }
+    assert_eq!(lanes_checked, 8000);
+    // Whole batches with ragged tails, one scalar: the same bytes and the same errors.
+    for round in 0..40 {
+        let k = rng.next32();
+        let n = 1 + (round * 37) % 300;
+        let mut pts = Vec::with_capacity(n * 32);
+        for i in 0..n {
+            let mut u = rng.next32();
+            if i % 3 == 0 {
+                u[31] |= 0x80;
             }
             pts.extend_from_slice(&u);
+        }
+        if round % 4 == 3 {
+            // a low-order point somewhere: both back ends must name the same index
+            let at = (round * 13) % n;
+            pts[32 * at..32 * at + 32].copy_from_slice(&edges[1]);
         }
         let a = x25519::mul_batch(Backend::Portable, &k, &pts);
         let b = x25519::mul_batch(Backend::Ifma, &k, &pts);
         assert_eq!(a, b, "round {round}");
+    }
+}
+
+#[test]
+fn batch_equals_one_at_a_time_and_first_bad_index_is_named() {
+    let mut rng = Stream([9u8; 64]);
+    let k = rng.next32();
+    let n = 2000;
+    let mut pts: Vec<u8> = (0..n).flat_map(|_| rng.next32()).collect();
+    for be in backends() {
+        let out = x25519::mul_batch(be, &k, &pts).unwrap();
+        for i in (0..n).step_by(97) {
+            let u: [u8; 32] = pts[32 * i..32 * i + 32].try_into().unwrap();
+            assert_eq!(
+                out[32 * i..32 * i + 32],
+                x25519::x25519(&k, &u),
+                "{be:?} {i}"
+            );
+        }
+    }
+    // low-order inputs at 1500 and 700 (in different rayon chunks): 700 is named
+    for at in [1500, 700] {
+        pts[32 * at..32 * at + 32].copy_from_slice(&[0u8; 32]);
+    }
+    for be in backends() {
+        match x25519::mul_batch(be, &k, &pts) {
+            Err(CoreError::InvalidElement { index, .. }) => assert_eq!(index, 700, "{be:?}"),
+            other => panic!("{be:?}: {other:?}"),
+        }
+    }
+    // the same for ristretto255
+    let s = ristretto::random_scalar();
+    let mut rp: Vec<u8> = (0..n as u64)
+        .flat_map(|i| {
+            (RISTRETTO_BASEPOINT_POINT * Scalar::from(i + 1))
+                .compress()
+                .to_bytes()
+        })
+        .collect();
+    let out = ristretto::mul_batch(&s, &rp).unwrap();
+    let sc = Scalar::from_canonical_bytes(s).unwrap();
+    for i in (0..n).step_by(101) {
+        let want = RISTRETTO_BASEPOINT_POINT * Scalar::from(i as u64 + 1) * sc;
+        assert_eq!(out[32 * i..32 * i + 32], want.compress().to_bytes());
+    }
+    rp[32 * 1800] ^= 1; // most likely invalid; the identity below certainly is
+    rp[32 * 900..32 * 900 + 32].copy_from_slice(&[0u8; 32]);
+    for r in [
+        ristretto::mul_batch(&s, &rp).map(|_| ()),
+        ristretto::validate_batch(&rp),
+    ] {
+        match r {
+            Err(CoreError::InvalidElement { index, .. }) => assert_eq!(index, 900),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn x25519_base_is_mul_by_nine() {
+    let mut rng = Stream([3u8; 64]);
+    let mut nine = [0u8; 32];
+    nine[0] = 9;
+    for _ in 0..50 {
+        let k = rng.next32();
+        assert_eq!(x25519::base(&k), x25519::x25519(&k, &nine));
     }
 }
 
@@ -266,22 +399,79 @@ fn scalars_must_be_canonical_and_nonzero() {
 
 #[test]
 fn expand_message_xmd_vectors() {
-    let v = load("expand_message_xmd_sha512.json");
-    let dst = v["dst"].as_str().unwrap().as_bytes();
-    for case in v["cases"].as_array().unwrap() {
+    // RFC 9380 Appendix K.3: five messages, 32- and 128-byte outputs.
+    let v = load("expand_message_xmd_SHA512_38.json");
+    assert_eq!(v["hash"], "SHA512");
+    let dst = v["DST"].as_str().unwrap().as_bytes();
+    let tests = v["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 10);
+    for case in tests {
         let msg = case["msg"].as_str().unwrap().as_bytes();
-        let want = case["out"].as_str().unwrap();
-        assert_eq!(hex::encode(expand_message_xmd_sha512::<32>(msg, dst)), want);
+        let len = usize::from_str_radix(
+            case["len_in_bytes"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        let want = case["uniform_bytes"].as_str().unwrap();
         assert_eq!(
-            hex::encode(expand_message_xmd_sha512_vec(msg, dst, 32)),
+            hex::encode(expand_message_xmd_sha512_vec(msg, dst, len)),
             want
         );
+        if len == 32 {
+            assert_eq!(hex::encode(expand_message_xmd_sha512::<32>(msg, dst)), want);
+        }
     }
-    // the fixed-size and general forms agree at 64 bytes
+    // the fixed-size and general forms agree at 64 bytes (what hash-to-ristretto255 uses)
     assert_eq!(
         expand_message_xmd_sha512::<64>(b"x", b"DST").to_vec(),
         expand_message_xmd_sha512_vec(b"x", b"DST", 64)
     );
+}
+
+/// RFC 9497 Appendix A.1 (ristretto255-SHA512): BlindedElement = Blind * HashToGroup(Input)
+/// with the suite's groupDST, EvaluationElement = skSm * BlindedElement (modes 0 and 1),
+/// pkSm = skSm * B. This pins our hash_to_group to RFC 9497's HashToGroup exactly.
+#[test]
+fn rfc9497_ristretto255_blind_and_evaluate() {
+    let v = load("rfc9497_ristretto255.json");
+    let mut checked = 0;
+    for suite in v["suites"].as_array().unwrap() {
+        let mode = suite["mode"].as_u64().unwrap();
+        let dst = hex::decode(suite["groupDST"].as_str().unwrap()).unwrap();
+        let sk = h32(suite["skSm"].as_str().unwrap());
+        if let Some(pk) = suite["pkSm"].as_str() {
+            assert_eq!(hex::encode(ristretto::base_mul(&sk).unwrap()), pk);
+        }
+        for vector in suite["vectors"].as_array().unwrap() {
+            let field = |k: &str| -> Vec<String> {
+                vector[k]
+                    .as_str()
+                    .unwrap()
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect()
+            };
+            let (inputs, blinds) = (field("Input"), field("Blind"));
+            let (blinded, evaluated) = (field("BlindedElement"), field("EvaluationElement"));
+            for i in 0..inputs.len() {
+                let input = hex::decode(&inputs[i]).unwrap();
+                let offsets = [0i64, input.len() as i64];
+                let items = Items::new(&input, &offsets).unwrap();
+                let out = ristretto::hash_mul_batch(&h32(&blinds[i]), &items, &dst).unwrap();
+                assert_eq!(hex::encode(&out), blinded[i], "mode {mode}");
+                if mode != 2 {
+                    // POPRF evaluates with a tweaked key; modes 0 and 1 with skSm itself
+                    let ev = ristretto::mul_batch(&sk, &out).unwrap();
+                    assert_eq!(hex::encode(ev), evaluated[i], "mode {mode}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 10);
 }
 
 #[test]
