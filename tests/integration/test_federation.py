@@ -237,7 +237,26 @@ def test_unknown_peer_job_refused(tmp_path: Path) -> None:
             check=False,
         )
         assert r.returncode == 4
-        assert "telecom" in r.stderr and "refused" in r.stderr
+        assert "telecom" in r.stderr and "refused the connection" in r.stderr
+        (refused,) = f.cli_json("job", "list", node="bank")
+        assert refused["status"] == "refused"
+        assert refused["decisions"]["telecom"]["accept"] is False
+        # once the telecom pins the bank, the same job is accepted and runs
+        bank = f.nodes["bank"].info
+        f.cli(
+            "peer",
+            "add",
+            "bank",
+            "--url",
+            bank["data_plane"],
+            "--fingerprint",
+            bank["fingerprint"],
+            node="telecom",
+        )
+        row = f.cli_json(
+            "job", "submit", job_file(tmp_path, "unk", ["bank", "telecom"], ["bank"]), node="bank"
+        )
+        assert row["status"] == "succeeded", row
     finally:
         f.stop()
 
@@ -377,3 +396,36 @@ def test_sigterm_stops_the_node_gracefully(tmp_path: Path) -> None:
             assert not out.exists() or not any(out.iterdir())
     finally:
         f.stop()
+
+
+def test_a_party_failing_stops_the_others_without_leaking_its_details(
+    fed: tuple[Federation, dict[str, list[str]]], tmp_path: Path
+) -> None:
+    f, _ = fed
+    # registered, then the file goes away: the telecom's worker fails on reading it
+    doomed = tmp_path / "doomed.csv"
+    doomed.write_text("customer_id,age\nc0000001,3\n")
+    f.cli("dataset", "add", "doomed", "--path", str(doomed), "--id", "customer_id", node="telecom")
+    doomed.unlink()
+    job = job_file(tmp_path, "doomed", ["bank", "telecom", "tax"], ["bank"], {"telecom": "doomed"})
+    r = f.cli("job", "submit", job, node="bank", check=False)
+    assert r.returncode == 6, r.stderr
+    job_id = r.stdout.split()[1].rstrip(":")
+    deadline = time.monotonic() + 20
+    status = {}
+    for party in ("bank", "telecom", "tax"):
+        while (st := f.cli_json("job", "status", job_id, node=party))["status"] in (
+            "starting",
+            "running",
+        ):
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+        status[party] = st
+        assert st["status"] in ("failed", "aborted"), st
+        out = f.nodes[party].dir / "outputs" / job_id
+        assert not out.exists() or not any(out.iterdir())
+    assert "doomed.csv" in status["telecom"]["error"]  # the telecom's own record has it all
+    for party in ("bank", "tax"):
+        err = status[party]["error"]
+        assert "telecom" in err and "data error" in err, err
+        assert "doomed.csv" not in err, err  # another institution's path never crosses

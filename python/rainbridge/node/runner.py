@@ -37,7 +37,7 @@ _MAX_SOCKET_PATH = 100
 #: at most this many progress writes per second and component reach the database
 _PROGRESS_INTERVAL = 0.2
 
-OnFailure = Callable[[str, str], Awaitable[None]]
+OnFailure = Callable[[str, str, str], Awaitable[None]]
 
 
 class Runner:
@@ -50,8 +50,8 @@ class Runner:
     storage : Storage
         Where job status, progress and results are recorded.
     on_failure : callable
-        ``await on_failure(job_id, reason)`` when a worker fails on its own (not when it was
-        stopped on purpose), so the node can tell the other parties why.
+        ``await on_failure(job_id, code, message)`` when a worker fails on its own (not when it
+        was stopped on purpose), so the node can tell the other parties why.
     """
 
     def __init__(self, config: NodeConfig, storage: Storage, on_failure: OnFailure) -> None:
@@ -188,7 +188,7 @@ class Runner:
         self.storage.log("job_failed", {"code": err.get("code"), "message": message}, job_id)
         log.warning("job %s failed: %s", job_id, message)
         try:
-            await self.on_failure(job_id, message)
+            await self.on_failure(job_id, str(err.get("code", "worker")), message)
         except Exception:
             log.exception("could not report the failure of job %s", job_id)
 

@@ -37,6 +37,7 @@ from rainbridge.node.proposals import check_job
 from rainbridge.node.runner import FINAL, Runner
 from rainbridge.node.sessions import new_job_id, valid_job_id
 from rainbridge.node.storage import JobRow, PeerRow, Storage
+from rainbridge.node.worker import public_reason
 
 log = logging.getLogger("rainbridge.node")
 
@@ -293,8 +294,8 @@ class NodeService:
         msg = {"type": "abort", "job_id": job_id, "reason": reason[:_MAX_REASON]}
         await asyncio.gather(*(self.dataplane.tell(p, msg) for p in targets))
 
-    async def _on_worker_failure(self, job_id: str, reason: str) -> None:
-        await self._tell_parties(job_id, f"failed: {reason}")
+    async def _on_worker_failure(self, job_id: str, code: str, message: str) -> None:
+        await self._tell_parties(job_id, public_reason(code, message))
 
     # -- requests from peers ---------------------------------------------------------------
 

@@ -32,6 +32,28 @@ from rainbridge.node.sessions import NOT_RUNNING, pair_session
 
 #: seconds between two progress lines of one component (the node stores each)
 _PROGRESS_INTERVAL = 0.1
+#: errors about the session itself, whose message is the peers' business too; any other
+#: (a local file, a column, a bug) is told to peers by its code only, so that a failure
+#: never hands another institution this node's paths or data details
+_SHARED_CODES = frozenset(
+    {
+        "channel",
+        "peer_disconnected",
+        "timeout",
+        "protocol_violation",
+        "parameter_mismatch",
+        "invalid_element",
+        "authentication",
+        "cancelled",
+    }
+)
+
+
+def public_reason(code: str, message: str) -> str:
+    """What the other parties are told when this party's part of a job fails."""
+    if code in _SHARED_CODES:
+        return f"failed: {message}"
+    return f"failed ({code} error; the details are in its node's record of the job)"
 
 
 async def _dial(ctx: dict[str, Any], identity: TlsIdentity, peer: str) -> Channel:
@@ -150,9 +172,9 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
         if isinstance(exc, asyncio.CancelledError):
             reason = "stopped by its node"
         elif isinstance(exc, RainbridgeError):
-            reason = f"failed: {exc}"
+            reason = public_reason(exc.code, str(exc))
         else:
-            reason = f"failed: internal error ({type(exc).__name__})"
+            reason = public_reason("internal", "")
         for ch in channels.values():
             if isinstance(ch, StreamChannel):
                 with contextlib.suppress(Exception):
