@@ -1,0 +1,132 @@
+"""What every command shares: exit codes, output, options and the REST API client."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from rainbridge.errors import RainbridgeError
+
+#: exit code of each error code (``RainbridgeError.code``, as the API returns it)
+EXIT_CODES = {
+    "config": 2,
+    "job_spec": 2,
+    "parameter_mismatch": 2,
+    "invalid_request": 2,
+    "data": 3,
+    "unauthorized": 4,
+    "invalid_token": 4,
+    "job_refused": 4,
+    "authentication": 4,
+    "channel": 5,
+    "peer_disconnected": 5,
+    "protocol_violation": 5,
+    "timeout": 5,
+    "unreachable": 5,
+    "job_failed": 6,
+    "not_found": 7,
+}
+#: statuses a job never leaves, and those of them that mean it did not succeed
+FINAL = ("succeeded", "failed", "refused", "aborted", "cancelled")
+UNSUCCESSFUL = ("failed", "refused", "aborted", "cancelled")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def exit_code(code: str) -> int:
+    return EXIT_CODES.get(code, 1)
+
+
+def fail_with(exc: RainbridgeError) -> NoReturn:
+    fail(str(exc), exit_code(exc.code))
+
+
+def emit(obj: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json or text is None:
+        click.echo(json.dumps(obj, indent=2, default=str))
+    else:
+        click.echo(text)
+
+
+class Api:
+    """A thin client of a running node's REST API.
+
+    Parameters
+    ----------
+    directory : str
+        The node's directory (its configuration gives the API address and the token).
+    url : str or None
+        The API's address; overrides the directory's configuration.
+    """
+
+    def __init__(self, directory: str, url: str | None = None) -> None:
+        from rainbridge.node.config import NodeConfig
+
+        self.config: NodeConfig | None = None
+        token = os.environ.get("RAINBRIDGE_TOKEN", "").strip()
+        try:
+            if url is None or not token:
+                self.config = NodeConfig.load(directory)
+            self.url = (url or (self.config.api_url if self.config else "")).rstrip("/")
+            self.token = token or (self.config.token() if self.config else "")
+        except RainbridgeError as exc:
+            if url is not None:
+                fail(f"{exc}; or set RAINBRIDGE_TOKEN to the node's API token", 2)
+            fail_with(exc)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        import httpx
+
+        try:
+            r = httpx.request(
+                method,
+                self.url + path,
+                json=body,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=120,
+            )
+        except httpx.HTTPError:
+            hint = (
+                f" (start it with `rainbridge node start --dir {self.config.dir}`)"
+                if self.config is not None
+                else ""
+            )
+            fail(f"no node answers at {self.url}{hint}", 5)
+        try:
+            data = r.json()
+        except ValueError:
+            fail(f"the node answered {r.status_code} without JSON", 1)
+        if r.status_code >= 400:
+            err = data.get("error", {}) if isinstance(data, dict) else {}
+            code = str(err.get("code", ""))
+            fail(str(err.get("message", r.text)), exit_code(code))
+        return data
+
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    default=lambda: os.environ.get("RAINBRIDGE_DIR", "."),
+    show_default="$RAINBRIDGE_DIR or .",
+    help="The node's directory.",
+)
+api_option = click.option(
+    "--api",
+    "api_url",
+    default=lambda: os.environ.get("RAINBRIDGE_API") or None,
+    show_default="$RAINBRIDGE_API, else from --dir",
+    help="The node's REST API, e.g. http://127.0.0.1:8700.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def api_command(f: Any) -> Any:
+    """Options of every command that talks to a running node."""
+    return dir_option(api_option(json_option(f)))

@@ -1,0 +1,206 @@
+"""``rainbridge job``, ``run --local`` and ``components``: submit and follow jobs, simulate."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from rainbridge.cli.common import (
+    EXIT_CODES,
+    FINAL,
+    UNSUCCESSFUL,
+    Api,
+    api_command,
+    emit,
+    fail,
+    fail_with,
+    json_option,
+)
+from rainbridge.errors import RainbridgeError
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+@click.group("job")
+def job() -> None:
+    """Submit jobs and follow them."""
+
+
+def job_fraction(row: dict[str, Any]) -> float:
+    """A job's overall progress: the mean over all its components (not yet begun = 0)."""
+    prog = row.get("progress") or {}
+    comps = row.get("components") or list(prog)
+    if row.get("status") == "succeeded":
+        return 1.0
+    if not comps:
+        return 0.0
+    return sum(float(prog.get(c, 0.0)) for c in comps) / len(comps)
+
+
+def _bar(row: dict[str, Any], width: int = 30) -> str:
+    frac = job_fraction(row)
+    filled = int(frac * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {frac:4.0%} {row['status']}"
+
+
+def _wait(api: Api, job_id: str, show: bool) -> dict[str, Any]:
+    """Poll a job until it ends; draw a progress bar on a terminal."""
+    last = ""
+    while True:
+        row = api.call("GET", f"/v1/jobs/{job_id}")
+        if show:
+            bar = _bar(row)
+            if bar != last:
+                click.echo(f"\r{bar:<48}", nl=False, err=True)
+                last = bar
+        if row["status"] in FINAL:
+            if show:
+                click.echo("", err=True)
+            return dict(row)
+        time.sleep(0.3)
+
+
+@job.command("submit")
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--wait/--no-wait", default=True, help="Follow the job until it ends.")
+@api_command
+def job_submit(
+    job_file: str, wait: bool, directory: str, api_url: str | None, as_json: bool
+) -> None:
+    """Propose a job to every party; it runs once all accept.
+
+    With --wait (the default) a progress bar follows it, and the exit code says how it ended.
+    """
+    from rainbridge.jobs.spec import load_job
+
+    try:
+        spec = load_job(job_file)
+    except RainbridgeError as exc:
+        fail_with(exc)
+    api = Api(directory, api_url)
+    row = api.call("POST", "/v1/jobs", {"spec": spec.to_dict()})
+    if not as_json:
+        click.echo(f"job {row['id']} accepted by {', '.join(row['parties'])}", err=True)
+    if wait:
+        row = _wait(api, row["id"], show=not as_json and sys.stderr.isatty())
+    emit(
+        row,
+        as_json,
+        f"job {row['id']}: {row['status']}" + (f" ({row['error']})" if row.get("error") else ""),
+    )
+    if row["status"] in UNSUCCESSFUL:
+        sys.exit(EXIT_CODES["job_failed"])
+
+
+@job.command("status")
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Follow the job until it ends.")
+@api_command
+def job_status(job_id: str, wait: bool, directory: str, api_url: str | None, as_json: bool) -> None:
+    """Show a job's status, progress and the parties' decisions."""
+    api = Api(directory, api_url)
+    if wait:
+        row = _wait(api, job_id, show=not as_json and sys.stderr.isatty())
+    else:
+        row = api.call("GET", f"/v1/jobs/{job_id}")
+    lines = [f"job {row['id']} ({row['name']}) {_bar(row)}"]
+    for party, d in (row.get("decisions") or {}).items():
+        said = "accepted" if d.get("accept") else f"refused: {d.get('reason')}"
+        lines.append(f"  {party:12} {said}")
+    if row.get("error"):
+        lines.append(f"  error: {row['error']}")
+    emit(row, as_json, "\n".join(lines))
+
+
+def _describe_result(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for cid, comp in result.get("components", {}).items():
+        facts = ", ".join(
+            f"{k} {v}" for k, v in comp.items() if isinstance(v, int | float | str) and k != "type"
+        )
+        lines.append(f"{cid}: {facts}" if facts else cid)
+        for name, o in comp.get("outputs", {}).items():
+            lines.append(f"  {name}: {o.get('rows')} rows -> {o.get('path')}")
+    lines.append(
+        f"sent {result.get('bytes_sent', 0):,} B, received {result.get('bytes_received', 0):,} B"
+    )
+    return lines
+
+
+@job.command("result")
+@click.argument("job_id")
+@api_command
+def job_result(job_id: str, directory: str, api_url: str | None, as_json: bool) -> None:
+    """Show what a finished job produced at this node."""
+    out = Api(directory, api_url).call("GET", f"/v1/jobs/{job_id}/result")
+    if out["status"] != "succeeded":
+        if as_json:
+            emit(out, True)
+        else:
+            click.echo(
+                f"job {job_id} is {out['status']}"
+                + (f": {out['error']}" if out.get("error") else ""),
+                err=True,
+            )
+        sys.exit(EXIT_CODES["job_failed"] if out["status"] in UNSUCCESSFUL else 0)
+    emit(out, as_json, "\n".join(_describe_result(out["result"] or {})))
+
+
+@job.command("list")
+@api_command
+def job_list(directory: str, api_url: str | None, as_json: bool) -> None:
+    """List recent jobs at this node."""
+    rows = Api(directory, api_url).call("GET", "/v1/jobs")
+    emit(rows, as_json, "\n".join(f"{r['id']}  {r['status']:10} {r['name']}" for r in rows))
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@api_command
+def job_cancel(job_id: str, directory: str, api_url: str | None, as_json: bool) -> None:
+    """Stop a job here and tell the other parties."""
+    row = Api(directory, api_url).call("POST", f"/v1/jobs/{job_id}/cancel")
+    emit(row, as_json, f"job {row['id']}: {row['status']}")
+
+
+# -- local simulation and catalogue ---------------------------------------------------------
+
+
+@click.command("run")
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--local", is_flag=True, required=True, help="Every party in this process.")
+@click.option("--dataset", "datasets", multiple=True, help="PARTY.DATASET=PATH (repeat).")
+@click.option("--out", default="out", show_default=True, help="Outputs go to OUT/<party>/.")
+@json_option
+def run_cmd(job_file: str, local: bool, datasets: tuple[str, ...], out: str, as_json: bool) -> None:
+    """Run a job with every party in one process (no nodes): same components, same outputs."""
+    from rainbridge.jobs.local import datasets_from_args, run_local
+    from rainbridge.jobs.spec import load_job
+
+    if not local:
+        fail("only --local runs are done here; submit to a node with `rainbridge job submit`", 2)
+    try:
+        spec = load_job(job_file)
+        data = datasets_from_args(spec, list(datasets))
+        results = run_local(spec, data, out)
+    except RainbridgeError as exc:
+        fail_with(exc)
+    if as_json:
+        emit(results, True)
+        return
+    for party, res in results.items():
+        for line in _describe_result(res):
+            click.echo(f"{party}: {line}")
+
+
+@click.command("components")
+@json_option
+def components(as_json: bool) -> None:
+    """List the components a job can use, with their parameters."""
+    from rainbridge.components import list_components
+
+    items = [c.describe() for c in list_components()]
+    emit(items, as_json, "\n".join(f"{c['type']:12} {c['summary']}" for c in items))

@@ -1,0 +1,230 @@
+"""``rainbridge node``, ``peer`` and ``dataset``: run a node, pin peers, register data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rainbridge.cli.common import (
+    Api,
+    api_command,
+    dir_option,
+    emit,
+    fail,
+    fail_with,
+    json_option,
+)
+from rainbridge.errors import RainbridgeError
+
+# -- node ---------------------------------------------------------------------------------
+
+
+@click.group("node")
+def node() -> None:
+    """Create and run this party's node."""
+
+
+@node.command("init")
+@click.option("--name", required=True, help="This party's name, as peers will know it.")
+@dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Data-plane address.")
+@click.option("--data-port", type=int, default=0, help="Data-plane port (0: pick a free one).")
+@click.option(
+    "--api-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="REST API address (keep it on loopback unless a proxy guards it).",
+)
+@click.option("--api-port", type=int, default=0, help="REST API port (0: pick a free one).")
+@click.option("--db", default="", help="SQLAlchemy URL (default: SQLite in the directory).")
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds a job waits for a peer's message before it fails.",
+)
+@json_option
+def node_init(
+    name: str,
+    directory: str,
+    host: str,
+    data_port: int,
+    api_host: str,
+    api_port: int,
+    db: str,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Create a node: key, self-signed certificate, API token and configuration.
+
+    Prints what a peer needs to pin this node: the data-plane address and the certificate's
+    SHA-256 fingerprint.
+    """
+    from rainbridge.crypto.certs import create_identity
+    from rainbridge.node.config import (
+        CONFIG_FILE,
+        NodeConfig,
+        check_name,
+        free_port,
+        private_dir,
+        write_token,
+    )
+
+    try:
+        check_name(name)
+        d = Path(directory).resolve()
+        if (d / CONFIG_FILE).exists():
+            fail(f"{d} already holds a node", 2)
+        cfg = NodeConfig(
+            name=name,
+            dir=str(d),
+            api_host=api_host,
+            api_port=api_port or free_port(api_host),
+            data_host=host,
+            data_port=data_port or free_port(host),
+            db_url=db,
+            timeout=timeout,
+        )
+        cfg.check()
+        private_dir(d)
+        ident = create_identity(d, name, hosts=("localhost", "127.0.0.1", host))
+        write_token(d)
+        cfg.save()
+    except RainbridgeError as exc:
+        fail_with(exc)
+    except OSError as exc:
+        fail(f"cannot create the node in {directory}: {exc.strerror or exc}", 2)
+    if api_host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            f"warning: the REST API will listen on {api_host}, not only on loopback; "
+            "anyone who can reach it and holds the token controls the node",
+            err=True,
+        )
+    out = {
+        "name": name,
+        "dir": str(d),
+        "fingerprint": ident.fingerprint,
+        "data_plane": cfg.data_url,
+        "api": cfg.api_url,
+    }
+    emit(
+        out,
+        as_json,
+        f"node {name!r} created in {d}\n"
+        f"  data plane  {cfg.data_url}   (give peers this address and the fingerprint)\n"
+        f"  fingerprint {ident.fingerprint}\n"
+        f"  REST API    {cfg.api_url}   (token in {d / 'api.token'})\n"
+        f"start it with: rainbridge node start --dir {d}",
+    )
+
+
+@node.command("start")
+@dir_option
+def node_start(directory: str) -> None:
+    """Run the node (REST API and data plane) until SIGINT or SIGTERM.
+
+    On a stop signal, running jobs fail with "node stopped", the other parties are told, the
+    workers are stopped and no partial output is left.
+    """
+    from rainbridge.node.config import NodeConfig
+    from rainbridge.node.server import run
+
+    try:
+        cfg = NodeConfig.load(directory)
+        click.echo(f"node {cfg.name!r}: API {cfg.api_url}, data plane {cfg.data_url}", err=True)
+        run(cfg)
+    except RainbridgeError as exc:
+        fail_with(exc)
+    except OSError as exc:
+        fail(f"cannot start the node: {exc.strerror or exc}", 2)
+
+
+@node.command("info")
+@api_command
+def node_info(directory: str, api_url: str | None, as_json: bool) -> None:
+    """Show the running node's name, fingerprint and data plane."""
+    info = Api(directory, api_url).call("GET", "/v1/node")
+    emit(info, as_json, "\n".join(f"{k:12} {v}" for k, v in info.items()))
+
+
+# -- peers --------------------------------------------------------------------------------
+
+
+@click.group("peer")
+def peer() -> None:
+    """Pin the peers this node works with."""
+
+
+@peer.command("add")
+@click.argument("name")
+@click.option("--url", required=True, help="The peer's data plane, HOST:PORT.")
+@click.option("--fingerprint", required=True, help="SHA-256 of the peer's certificate.")
+@click.option(
+    "--cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The peer's certificate (PEM); fetched from --url if not given.",
+)
+@api_command
+def peer_add(
+    name: str,
+    url: str,
+    fingerprint: str,
+    cert: str | None,
+    directory: str,
+    api_url: str | None,
+    as_json: bool,
+) -> None:
+    """Pin a peer: only a certificate with FINGERPRINT will be accepted as NAME."""
+    body = {"name": name, "url": url, "fingerprint": fingerprint}
+    if cert:
+        body["cert_pem"] = Path(cert).read_text()
+    out = Api(directory, api_url).call("POST", "/v1/peers", body)
+    emit(out, as_json, f"peer {name!r} pinned at {out['url']}")
+
+
+@peer.command("list")
+@api_command
+def peer_list(directory: str, api_url: str | None, as_json: bool) -> None:
+    """List pinned peers."""
+    rows = Api(directory, api_url).call("GET", "/v1/peers")
+    emit(rows, as_json, "\n".join(f"{r['name']:16} {r['url']:22} {r['fingerprint']}" for r in rows))
+
+
+# -- datasets -----------------------------------------------------------------------------
+
+
+@click.group("dataset")
+def dataset() -> None:
+    """Register the data this node may compute on (read in place, never copied)."""
+
+
+@dataset.command("add")
+@click.argument("name")
+@click.option("--path", required=True, help="A CSV or Parquet file (read in place).")
+@click.option("--id", "id_column", help="The column that identifies a row.")
+@api_command
+def dataset_add(
+    name: str,
+    path: str,
+    id_column: str | None,
+    directory: str,
+    api_url: str | None,
+    as_json: bool,
+) -> None:
+    """Register a dataset: its schema and row count are recorded, the file stays where it is."""
+    out = Api(directory, api_url).call(
+        "POST",
+        "/v1/datasets",
+        {"name": name, "path": str(Path(path).resolve()), "id_column": id_column},
+    )
+    emit(out, as_json, f"dataset {name!r}: {out['num_rows']} rows, {len(out['columns'])} columns")
+
+
+@dataset.command("list")
+@api_command
+def dataset_list(directory: str, api_url: str | None, as_json: bool) -> None:
+    """List registered datasets."""
+    rows = Api(directory, api_url).call("GET", "/v1/datasets")
+    emit(rows, as_json, "\n".join(f"{r['name']:16} {r['num_rows']:>10} {r['path']}" for r in rows))
