@@ -31,6 +31,20 @@ fn memoryview<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         .call1((obj,))
 }
 
+/// The bytes of a C-contiguous buffer.
+///
+/// # Safety
+/// `buf` must be C-contiguous; the slice must not outlive `buf`.
+unsafe fn raw_bytes(buf: &PyBuffer<u8>) -> &[u8] {
+    let (ptr, len) = (buf.buf_ptr() as *const u8, buf.len_bytes());
+    if len == 0 || ptr.is_null() {
+        // an empty buffer may export a null pointer, which a slice must never hold
+        return &[];
+    }
+    // SAFETY: exported, C-contiguous, `len` bytes from `ptr` (the caller's contract).
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
 /// A read-only byte view of any C-contiguous buffer (bytes, memoryview, numpy array).
 struct Bytes(PyBuffer<u8>);
 
@@ -60,7 +74,7 @@ impl Bytes {
         // SAFETY: the buffer is C-contiguous and kept alive (exported) by `self.0` for the
         // borrow's lifetime; Python code mutating it concurrently is the caller's race, as
         // with any buffer-protocol consumer (numpy included).
-        unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes()) }
+        unsafe { raw_bytes(&self.0) }
     }
 }
 
@@ -106,9 +120,7 @@ impl Offsets {
 
     fn slice(&self) -> Cow<'_, [i64]> {
         // SAFETY: the buffer is C-contiguous and held exported by `self.0` while borrowed.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes())
-        };
+        let bytes = unsafe { raw_bytes(&self.0) };
         // SAFETY: any 8 bytes are a valid i64; `align_to` only yields an aligned middle part.
         let (pre, mid, post) = unsafe { bytes.align_to::<i64>() };
         if pre.is_empty() && post.is_empty() && cfg!(target_endian = "little") {
