@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
+import sys
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -271,3 +275,43 @@ def test_suite_configuration_errors() -> None:
 def test_x25519_random_scalars_differ() -> None:
     s = get_suite("curve25519")
     assert len({s.random_scalar() for _ in range(16)}) == 16
+
+
+def spins_during(fn: Any) -> int:
+    """How often a spinning Python thread counted while ``fn()`` ran. With a short switch
+    interval a GIL-holding ``fn`` lets it count only for an interval or two (a few thousand)."""
+    count = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.01)
+        before = count[0]
+        fn()
+        return count[0] - before
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(old)
+
+
+def test_spins_during_detects_a_gil_holding_call() -> None:
+    # the control: a regular expression backtracks for a while holding the GIL
+    assert spins_during(lambda: re.match(r"(a|aa)*c", "a" * 30)) < 250_000
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_the_gil_is_released_while_the_core_works(name: str) -> None:
+    s = get_suite(name)
+    k = s.random_scalar()
+    n = 40_000 if name == "curve25519" else 8_000  # a few hundred milliseconds
+    data, offsets = items([i.to_bytes(4, "little") for i in range(n)])
+    points = s.hash_to_group(data, offsets)
+    assert spins_during(lambda: s.mul(k, points)) > 500_000
