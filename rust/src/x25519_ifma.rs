@@ -7,7 +7,9 @@
 //! partial products of radix-2^52 schoolbook multiplication.
 //!
 //! Invariant between operations ("normalised"): limbs 0..3 < 2^52, limb 4 < 2^47 + 2^6, so
-//! every limb is a valid IFMA input and the value is below 2^255 + 2^214 < 2p.
+//! every limb is a valid IFMA input and the value is below 2^255 + 2^214 < 2p. The tests drive
+//! every operation with limbs at (and beyond: limb 4 up to 2^47 + 2^12) these bounds against
+//! a plain big-integer reference.
 //!
 //! Constant time: the ladder's conditional swaps are mask blends computed from the scalar
 //! bits; there is no secret-dependent branch or memory index. The same function as the
@@ -170,7 +172,9 @@ mod imp {
         for k in 0..4 {
             c[k + 1] = _mm512_add_epi64(c[k + 1], h[k]);
         }
-        // h[4] sits at 2^260 again, z10 at 2^520 = 608^2.
+        // h[4] sits at 2^260 again, z10 at 2^520 = 608^2. (Within the normalised bounds
+        // column 9 stays below 2^44, so z10 is zero; the fold keeps `reduce` correct for any
+        // columns below 2^57 all the same.)
         c[0] = _mm512_madd52lo_epu64(c[0], h[4], c608);
         c[0] = _mm512_madd52lo_epu64(c[0], z10, splat(608 * 608));
         normalise(c)
@@ -267,6 +271,34 @@ mod imp {
         }
     }
 
+    /// Field operations on raw limbs (within the normalised bounds), for stress tests.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn field_op8(
+        op: super::FieldOp,
+        a: &[[u64; 5]; 8],
+        b: &[[u64; 5]; 8],
+        out: &mut [[u8; 32]; 8],
+    ) {
+        let vec = |x: &[[u64; 5]; 8]| {
+            let mut v = [_mm512_setzero_si512(); 5];
+            for (i, limb) in v.iter_mut().enumerate() {
+                let lanes: [u64; 8] = std::array::from_fn(|lane| x[lane][i]);
+                *limb = _mm512_loadu_si512(lanes.as_ptr() as *const _);
+            }
+            Fe(v)
+        };
+        let (a, b) = (vec(a), vec(b));
+        let r = match op {
+            super::FieldOp::Add => add(&a, &b),
+            super::FieldOp::Sub => sub(&a, &b),
+            super::FieldOp::Mul => mul(&a, &b),
+            super::FieldOp::Sqr => sqr(&a),
+            super::FieldOp::MulA24 => mul_small(&a, 121665),
+            super::FieldOp::Invert => invert(&a),
+        };
+        store(&r, out);
+    }
+
     /// X25519 of eight u-coordinates by eight clamped scalars.
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub(super) unsafe fn ladder8(ks: &[[u8; 32]; 8], us: &[[u8; 32]; 8], out: &mut [[u8; 32]; 8]) {
@@ -311,6 +343,44 @@ mod imp {
         let z2f = blend(swap, &z2, &z3);
         let r = mul(&x2f, &invert(&z2f));
         store(&r, out);
+    }
+}
+
+/// A field operation of the 8-lane arithmetic, exposed for stress tests only.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum FieldOp {
+    Add,
+    Sub,
+    Mul,
+    Sqr,
+    MulA24,
+    Invert,
+}
+
+/// Applies `op` lane by lane to raw radix-2^52 limbs (limbs 0..3 below 2^52, limb 4 below
+/// 2^47 + 2^12: the bounds the arithmetic keeps between operations) and returns canonical
+/// encodings. For tests that drive every limb to its bound, which random ladders rarely do.
+#[doc(hidden)]
+pub fn field_op_lanes(op: FieldOp, a: &[[u64; 5]; 8], b: &[[u64; 5]; 8]) -> [[u8; 32]; 8] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(
+            available(),
+            "IFMA back end used on a CPU without AVX-512 IFMA"
+        );
+        for x in a.iter().chain(b.iter()) {
+            assert!(x[..4].iter().all(|&l| l < 1 << 52) && x[4] < (1 << 47) + (1 << 12));
+        }
+        let mut out = [[0u8; 32]; 8];
+        // SAFETY: `available()` was asserted above, so the CPU has AVX-512F and IFMA.
+        unsafe { imp::field_op8(op, a, b, &mut out) };
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (op, a, b);
+        unreachable!("IFMA back end used on a non-x86 CPU");
     }
 }
 

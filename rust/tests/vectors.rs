@@ -490,3 +490,201 @@ fn ristretto_hash_mul_commutes() {
     let h = ristretto::hash_to_group_batch(&items, dst).unwrap();
     assert_eq!(ristretto::mul_batch(&a, &h).unwrap(), ha);
 }
+
+/// Arithmetic mod p = 2^255 - 19 on little-endian u64 words, straight from the definitions:
+/// the reference the 8-lane IFMA field operations are checked against.
+mod reference {
+    pub fn reduce(x: &[u64]) -> [u64; 4] {
+        let mut x = x.to_vec();
+        loop {
+            // x = lo + 2^255 * hi = lo + 19 * hi (mod p)
+            let mut hi: Vec<u64> = (0..x.len())
+                .map(|i| (x[i] >> 63) | (x.get(i + 1).copied().unwrap_or(0) << 1))
+                .skip(3)
+                .collect();
+            while hi.last() == Some(&0) {
+                hi.pop();
+            }
+            if hi.is_empty() {
+                break;
+            }
+            x.truncate(4);
+            x.resize(4, 0);
+            x[3] &= u64::MAX >> 1;
+            let mut carry = 0u128;
+            for i in 0..hi.len().max(4) + 1 {
+                if i >= x.len() {
+                    x.push(0);
+                }
+                let t = x[i] as u128 + 19 * hi.get(i).copied().unwrap_or(0) as u128 + carry;
+                x[i] = t as u64;
+                carry = t >> 64;
+            }
+        }
+        x.resize(4, 0);
+        let p = [u64::MAX - 18, u64::MAX, u64::MAX, u64::MAX >> 1];
+        let ge = (0..4)
+            .rev()
+            .find(|&i| x[i] != p[i])
+            .is_none_or(|i| x[i] > p[i]);
+        if ge {
+            let mut borrow = 0i128;
+            for i in 0..4 {
+                let t = x[i] as i128 - p[i] as i128 - borrow;
+                x[i] = t as u64;
+                borrow = (t < 0) as i128;
+            }
+        }
+        [x[0], x[1], x[2], x[3]]
+    }
+
+    pub fn from_limbs(l: &[u64; 5]) -> [u64; 4] {
+        // value < 2^261: five words, then reduce
+        let mut w = [0u64; 5];
+        for (i, &limb) in l.iter().enumerate() {
+            let (bit, word) = (52 * i % 64, 52 * i / 64);
+            w[word] |= limb << bit;
+            if bit > 12 && word + 1 < 5 {
+                w[word + 1] |= limb >> (64 - bit);
+            }
+        }
+        reduce(&w)
+    }
+
+    pub fn mul(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
+        let mut z = [0u64; 8];
+        for i in 0..4 {
+            let mut carry = 0u128;
+            for j in 0..4 {
+                let t = z[i + j] as u128 + a[i] as u128 * b[j] as u128 + carry;
+                z[i + j] = t as u64;
+                carry = t >> 64;
+            }
+            z[i + 4] = carry as u64;
+        }
+        reduce(&z)
+    }
+
+    pub fn add(a: &[u64; 4], b: &[u64; 4]) -> [u64; 4] {
+        let mut z = [0u64; 5];
+        let mut carry = 0u128;
+        for i in 0..4 {
+            let t = a[i] as u128 + b[i] as u128 + carry;
+            z[i] = t as u64;
+            carry = t >> 64;
+        }
+        z[4] = carry as u64;
+        reduce(&z)
+    }
+
+    pub fn neg(a: &[u64; 4]) -> [u64; 4] {
+        // p - a for a canonical a (0 maps to p, which reduces to 0)
+        let p = [u64::MAX - 18, u64::MAX, u64::MAX, u64::MAX >> 1];
+        let mut z = [0u64; 4];
+        let mut borrow = 0i128;
+        for i in 0..4 {
+            let t = p[i] as i128 - a[i] as i128 - borrow;
+            z[i] = t as u64;
+            borrow = (t < 0) as i128;
+        }
+        reduce(&z)
+    }
+
+    pub fn invert(a: &[u64; 4]) -> [u64; 4] {
+        // a^(p - 2), bit by bit from the top
+        let e = [u64::MAX - 20, u64::MAX, u64::MAX, u64::MAX >> 1];
+        let mut r = [1, 0, 0, 0];
+        for i in (0..255).rev() {
+            r = mul(&r, &r);
+            if (e[i / 64] >> (i % 64)) & 1 == 1 {
+                r = mul(&r, a);
+            }
+        }
+        r
+    }
+
+    pub fn bytes(x: &[u64; 4]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for i in 0..4 {
+            out[8 * i..8 * i + 8].copy_from_slice(&x[i].to_le_bytes());
+        }
+        out
+    }
+}
+
+#[test]
+fn ifma_field_ops_at_their_limb_bounds() {
+    use x25519_ifma::FieldOp;
+    if !x25519_ifma::available() {
+        return;
+    }
+    const M52: u64 = (1 << 52) - 1;
+    const TOP: u64 = (1 << 47) + (1 << 12) - 1; // the largest top limb the bounds allow
+    let mut rng = Stream([11u8; 64]);
+    let mut limb = |i: usize| -> u64 {
+        let r = u64::from_le_bytes(rng.next32()[..8].try_into().unwrap());
+        let top = i == 4;
+        match r % 8 {
+            0 => 0,
+            1 => 1,
+            2 | 3 => {
+                if top {
+                    TOP
+                } else {
+                    M52
+                }
+            }
+            4 => {
+                if top {
+                    (1 << 47) - 1
+                } else {
+                    1 << 51
+                }
+            }
+            5 if top => 1 << 47,
+            _ => (r >> 12) % if top { TOP + 1 } else { M52 + 1 },
+        }
+    };
+    let mut checked = 0;
+    for round in 0..600 {
+        let a: [[u64; 5]; 8] = std::array::from_fn(|_| std::array::from_fn(&mut limb));
+        let b: [[u64; 5]; 8] = std::array::from_fn(|_| std::array::from_fn(&mut limb));
+        let ops: &[FieldOp] = if round % 20 == 0 {
+            &[FieldOp::Invert]
+        } else {
+            &[
+                FieldOp::Add,
+                FieldOp::Sub,
+                FieldOp::Mul,
+                FieldOp::Sqr,
+                FieldOp::MulA24,
+            ]
+        };
+        for &op in ops {
+            let got = x25519_ifma::field_op_lanes(op, &a, &b);
+            for lane in 0..8 {
+                let (x, y) = (
+                    reference::from_limbs(&a[lane]),
+                    reference::from_limbs(&b[lane]),
+                );
+                let want = match op {
+                    FieldOp::Add => reference::add(&x, &y),
+                    FieldOp::Sub => reference::add(&x, &reference::neg(&y)),
+                    FieldOp::Mul => reference::mul(&x, &y),
+                    FieldOp::Sqr => reference::mul(&x, &x),
+                    FieldOp::MulA24 => reference::mul(&x, &[121665, 0, 0, 0]),
+                    FieldOp::Invert => reference::invert(&x),
+                };
+                assert_eq!(
+                    got[lane],
+                    reference::bytes(&want),
+                    "{op:?} round {round} lane {lane}: {:?} {:?}",
+                    a[lane],
+                    b[lane]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20_000);
+}
