@@ -61,6 +61,17 @@ pub fn elements(buf: &[u8]) -> Result<&[[u8; 32]]> {
     Ok(chunks)
 }
 
+/// Checks that an output buffer holds exactly `n` 32-byte elements.
+pub fn check_out(out: &[u8], n: usize) -> Result<()> {
+    if out.len() != 32 * n {
+        return Err(CoreError::Shape(format!(
+            "output buffer of {} bytes does not hold {n} elements of 32 bytes",
+            out.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A 64-bit SipHash of every item, for finding duplicates by sorting (callers confirm equal
 /// hashes by comparing the items themselves, so a collision can never merge two items).
 pub fn hash64_batch(items: &Items<'_>) -> Vec<u64> {

@@ -158,6 +158,22 @@ fn bytes_out(py: Python<'_>, r: crate::Result<Vec<u8>>) -> PyResult<Py<PyBytes>>
     Ok(PyBytes::new(py, &v).unbind())
 }
 
+/// A new `bytes` of `len` bytes that `fill` writes in place with the GIL released, so a large
+/// batch is never held twice (once in Rust, once copied into Python).
+fn bytes_filled<F>(py: Python<'_>, len: usize, fill: F) -> PyResult<Py<PyBytes>>
+where
+    F: FnOnce(&mut [u8]) -> crate::Result<()> + Send,
+{
+    PyBytes::new_with(py, len, |buf| py.allow_threads(|| fill(buf)).map_err(to_py))
+        .map(Bound::unbind)
+}
+
+/// Validates a batch of items (O(n), with the GIL released).
+fn items<'a>(py: Python<'_>, data: &'a [u8], offsets: &'a [i64]) -> PyResult<Items<'a>> {
+    py.allow_threads(|| Items::new(data, offsets))
+        .map_err(to_py)
+}
+
 #[pyfunction]
 fn items_hash64(
     py: Python<'_>,
@@ -195,8 +211,8 @@ fn x25519_hash_to_point(
 ) -> PyResult<Py<PyBytes>> {
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r = py.allow_threads(|| Items::new(ds, &os).map(|it| x25519::hash_batch(&it)));
-    bytes_out(py, r)
+    let it = items(py, ds, &os)?;
+    bytes_filled(py, 32 * it.len(), |out| x25519::hash_batch_into(&it, out))
 }
 
 #[pyfunction]
@@ -210,8 +226,7 @@ fn x25519_mul(
     let (k, be) = (scalar32(scalar)?, backend_arg(backend)?);
     let p = Bytes::new(points, "points")?;
     let ps = p.slice();
-    let r = py.allow_threads(|| x25519::mul_batch(be, &k, ps));
-    bytes_out(py, r)
+    bytes_filled(py, ps.len(), |out| x25519::mul_batch_into(be, &k, ps, out))
 }
 
 #[pyfunction]
@@ -226,9 +241,10 @@ fn x25519_hash_mul(
     let (k, be) = (scalar32(scalar)?, backend_arg(backend)?);
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r =
-        py.allow_threads(|| Items::new(ds, &os).and_then(|it| x25519::hash_mul_batch(be, &k, &it)));
-    bytes_out(py, r)
+    let it = items(py, ds, &os)?;
+    bytes_filled(py, 32 * it.len(), |out| {
+        x25519::hash_mul_batch_into(be, &k, &it, out)
+    })
 }
 
 #[pyfunction]
@@ -251,10 +267,10 @@ fn ristretto_hash_to_group(
 ) -> PyResult<Py<PyBytes>> {
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r = py.allow_threads(|| {
-        Items::new(ds, &os).and_then(|it| ristretto::hash_to_group_batch(&it, dst))
-    });
-    bytes_out(py, r)
+    let it = items(py, ds, &os)?;
+    bytes_filled(py, 32 * it.len(), |out| {
+        ristretto::hash_to_group_batch_into(&it, dst, out)
+    })
 }
 
 #[pyfunction]
@@ -268,10 +284,10 @@ fn ristretto_hash_mul(
     let k = scalar32(scalar)?;
     let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
     let (ds, os) = (d.slice(), o.slice());
-    let r = py.allow_threads(|| {
-        Items::new(ds, &os).and_then(|it| ristretto::hash_mul_batch(&k, &it, dst))
-    });
-    bytes_out(py, r)
+    let it = items(py, ds, &os)?;
+    bytes_filled(py, 32 * it.len(), |out| {
+        ristretto::hash_mul_batch_into(&k, &it, dst, out)
+    })
 }
 
 #[pyfunction]
@@ -283,8 +299,7 @@ fn ristretto_mul(
     let k = scalar32(scalar)?;
     let p = Bytes::new(points, "points")?;
     let ps = p.slice();
-    let r = py.allow_threads(|| ristretto::mul_batch(&k, ps));
-    bytes_out(py, r)
+    bytes_filled(py, ps.len(), |out| ristretto::mul_batch_into(&k, ps, out))
 }
 
 #[pyfunction]

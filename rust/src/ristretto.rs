@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::hash::expand_message_xmd_sha512;
-use crate::items::{elements, Items};
+use crate::items::{check_out, elements, Items};
 
 /// Items per rayon task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 256;
@@ -56,9 +56,17 @@ fn check_dst(dst: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// HashToGroup(item) (RFC 9497, with `dst`) for every item, encoded.
 pub fn hash_to_group_batch(items: &Items<'_>, dst: &[u8]) -> Result<Vec<u8>> {
-    check_dst(dst)?;
     let mut out = vec![0u8; items.len() * 32];
+    hash_to_group_batch_into(items, dst, &mut out)?;
+    Ok(out)
+}
+
+/// [`hash_to_group_batch`] into `out` (32 bytes per item).
+pub fn hash_to_group_batch_into(items: &Items<'_>, dst: &[u8], out: &mut [u8]) -> Result<()> {
+    check_dst(dst)?;
+    check_out(out, items.len())?;
     out.par_chunks_mut(32 * CHUNK)
         .enumerate()
         .for_each(|(c, buf)| {
@@ -67,7 +75,7 @@ pub fn hash_to_group_batch(items: &Items<'_>, dst: &[u8]) -> Result<Vec<u8>> {
                 slot.copy_from_slice(p.compress().as_bytes());
             }
         });
-    Ok(out)
+    Ok(())
 }
 
 /// Encodes `2 * q` for every `q` into `out`, sharing one field inversion across the chunk
@@ -87,10 +95,23 @@ fn half(s: &Scalar) -> Scalar {
     s * Scalar::from(2u64).invert()
 }
 
+/// `k * HashToGroup(item)` for every item, in one pass.
 pub fn hash_mul_batch(k: &[u8; 32], items: &Items<'_>, dst: &[u8]) -> Result<Vec<u8>> {
-    check_dst(dst)?;
-    let h = half(&scalar(k)?);
     let mut out = vec![0u8; items.len() * 32];
+    hash_mul_batch_into(k, items, dst, &mut out)?;
+    Ok(out)
+}
+
+/// [`hash_mul_batch`] into `out` (32 bytes per item).
+pub fn hash_mul_batch_into(
+    k: &[u8; 32],
+    items: &Items<'_>,
+    dst: &[u8],
+    out: &mut [u8],
+) -> Result<()> {
+    check_dst(dst)?;
+    check_out(out, items.len())?;
+    let h = half(&scalar(k)?);
     out.par_chunks_mut(32 * CHUNK)
         .enumerate()
         .for_each(|(c, buf)| {
@@ -99,15 +120,22 @@ pub fn hash_mul_batch(k: &[u8; 32], items: &Items<'_>, dst: &[u8]) -> Result<Vec
                 .collect();
             double_and_compress_into(&qs, buf);
         });
-    Ok(out)
+    Ok(())
 }
 
 /// `k * P` for every encoded `P`; refuses (with the index of the first one) any encoding that
 /// is not canonical, not a point, or the identity.
 pub fn mul_batch(k: &[u8; 32], points: &[u8]) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; points.len()];
+    mul_batch_into(k, points, &mut out)?;
+    Ok(out)
+}
+
+/// [`mul_batch`] into `out` (as long as `points`). On error `out` holds no useful data.
+pub fn mul_batch_into(k: &[u8; 32], points: &[u8], out: &mut [u8]) -> Result<()> {
     let h = half(&scalar(k)?);
     let pts = elements(points)?;
-    let mut out = vec![0u8; points.len()];
+    check_out(out, pts.len())?;
     // As in x25519: the lowest failing chunk's first bad element is the batch's first.
     let err = out
         .par_chunks_mut(32 * CHUNK)
@@ -127,7 +155,7 @@ pub fn mul_batch(k: &[u8; 32], points: &[u8]) -> Result<Vec<u8>> {
                 Err(e) => Some(e),
             }
         });
-    err.map_or(Ok(out), Err)
+    err.map_or(Ok(()), Err)
 }
 
 /// Checks every element as [`mul_batch`] would, naming the first bad one.

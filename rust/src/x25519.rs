@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, Result};
-use crate::items::{elements, Items};
+use crate::items::{check_out, elements, Items};
 
 /// Items per rayon task (a multiple of the 8 IFMA lanes).
 const CHUNK: usize = 256;
@@ -87,8 +87,15 @@ fn mul_into(backend: Backend, k: &[u8; 32], inputs: &[[u8; 32]], out: &mut [u8])
 /// X25519(k, u) for every 32-byte u in `points`; refuses (with the index of the first one)
 /// any u whose result is all zero.
 pub fn mul_batch(backend: Backend, k: &[u8; 32], points: &[u8]) -> Result<Vec<u8>> {
-    let pts = elements(points)?;
     let mut out = vec![0u8; points.len()];
+    mul_batch_into(backend, k, points, &mut out)?;
+    Ok(out)
+}
+
+/// [`mul_batch`] into `out` (as long as `points`). On error `out` holds no useful data.
+pub fn mul_batch_into(backend: Backend, k: &[u8; 32], points: &[u8], out: &mut [u8]) -> Result<()> {
+    let pts = elements(points)?;
+    check_out(out, pts.len())?;
     // `find_map_first`: chunks run in parallel, but the error reported is the lowest chunk's,
     // and each chunk reports its own first bad element, so the index is the batch's first.
     let err = out
@@ -99,14 +106,25 @@ pub fn mul_batch(backend: Backend, k: &[u8; 32], points: &[u8]) -> Result<Vec<u8
             mul_into(backend, k, src, buf);
             check(buf, c * CHUNK).err()
         });
-    err.map_or(Ok(out), Err)
+    err.map_or(Ok(()), Err)
 }
 
 /// X25519(k, SHA-256(item)) for every item, in one pass; refuses all-zero results as
 /// [`mul_batch`] does (a SHA-256 image of low order has negligible probability).
 pub fn hash_mul_batch(backend: Backend, k: &[u8; 32], items: &Items<'_>) -> Result<Vec<u8>> {
-    let n = items.len();
-    let mut out = vec![0u8; n * 32];
+    let mut out = vec![0u8; items.len() * 32];
+    hash_mul_batch_into(backend, k, items, &mut out)?;
+    Ok(out)
+}
+
+/// [`hash_mul_batch`] into `out` (32 bytes per item).
+pub fn hash_mul_batch_into(
+    backend: Backend,
+    k: &[u8; 32],
+    items: &Items<'_>,
+    out: &mut [u8],
+) -> Result<()> {
+    check_out(out, items.len())?;
     let err = out
         .par_chunks_mut(32 * CHUNK)
         .enumerate()
@@ -118,11 +136,19 @@ pub fn hash_mul_batch(backend: Backend, k: &[u8; 32], items: &Items<'_>) -> Resu
             mul_into(backend, k, &hashed, buf);
             check(buf, lo).err()
         });
-    err.map_or(Ok(out), Err)
+    err.map_or(Ok(()), Err)
 }
 
+/// SHA-256(item) for every item: the suite's hash to the curve.
 pub fn hash_batch(items: &Items<'_>) -> Vec<u8> {
     let mut out = vec![0u8; items.len() * 32];
+    hash_batch_into(items, &mut out).expect("output sized for the items");
+    out
+}
+
+/// [`hash_batch`] into `out` (32 bytes per item).
+pub fn hash_batch_into(items: &Items<'_>, out: &mut [u8]) -> Result<()> {
+    check_out(out, items.len())?;
     out.par_chunks_mut(32 * CHUNK)
         .enumerate()
         .for_each(|(c, buf)| {
@@ -130,7 +156,7 @@ pub fn hash_batch(items: &Items<'_>) -> Vec<u8> {
                 slot.copy_from_slice(&hash_to_point(items.get(c * CHUNK + j)));
             }
         });
-    out
+    Ok(())
 }
 
 /// X25519(k, 9): the public key of `k` (portable; one fixed-base multiplication).

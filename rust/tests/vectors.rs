@@ -324,6 +324,18 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(x25519::mul_batch(Backend::Portable, &k, &[])
         .unwrap()
         .is_empty());
+    // an output buffer of the wrong size is refused, never overrun
+    let mut short = [0u8; 32];
+    assert!(matches!(
+        x25519::mul_batch_into(Backend::Portable, &k, &[9u8; 64], &mut short),
+        Err(CoreError::Shape(_))
+    ));
+    let pts = RISTRETTO_BASEPOINT_POINT.compress().to_bytes();
+    let mut long = [0u8; 64];
+    assert!(matches!(
+        ristretto::mul_batch_into(&Scalar::ONE.to_bytes(), &pts, &mut long),
+        Err(CoreError::Shape(_))
+    ));
 }
 
 #[test]
