@@ -90,16 +90,22 @@ def peer_command(peer: str) -> list[str] | None:
     return None
 
 
-def run_peer(peer: str, a_csv: Path, b_csv: Path, expected: int, timeout: float) -> dict[str, Any]:
+def run_peer(
+    peer: str, a_csv: Path, b_csv: Path, expected: int, n: int, m: int, timeout: float
+) -> dict[str, Any]:
     """One run of ``peer`` on the CSV files of our own inputs; its JSON line or an error."""
     cmd = peer_command(peer)
     if cmd is None:
         return {"error": f"unknown peer {peer!r} (use: {', '.join(PEERS)})"}
     if not peers_python().exists():
         return {"error": "peer environment missing (run `make bench-peers`)"}
+    # SecretFlow's runner kills a hung attempt and tries once more: give an attempt a limit
+    # that grows with the input (FourQ, the slowest, needs about 45 s per 2^20 here), so a
+    # hang costs minutes, not the whole --timeout.
+    attempt = min(timeout, 120 + 2e-4 * (n + m))
     cmd += ["--a", str(a_csv), "--b", str(b_csv), "--expected", str(expected),
-            "--timeout", str(timeout)]  # fmt: skip
-    return run_json(cmd, timeout + 60)
+            "--timeout", str(round(attempt))]  # fmt: skip
+    return run_json(cmd, 2 * attempt + 60)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -144,7 +150,7 @@ def bench(args: Any) -> dict[str, Any]:
             write_ids_csv(make_ids(n, m, args.overlap, "b"), b_csv)
             for peer in peers_wanted:
                 pr = [
-                    run_peer(peer, a_csv, b_csv, expected, args.timeout)
+                    run_peer(peer, a_csv, b_csv, expected, n, m, args.timeout)
                     for _ in range(args.peer_repeat)
                 ]
                 good = [r for r in pr if "error" not in r]
