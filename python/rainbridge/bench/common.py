@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -74,11 +75,17 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
+        from rainbridge import _core
         from rainbridge.crypto.groups import build_info
 
         info["core"] = build_info()
+        # The core is rebuilt under a running checkout; when it was built tells which code
+        # a figure measured better than the commit alone.
+        built = os.path.getmtime(_core.__file__)
+        info["core"]["built"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(built))
     except ImportError:
         info["core"] = None
+    info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     info["source"] = source_version()
     return info
 
