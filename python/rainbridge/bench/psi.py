@@ -118,6 +118,8 @@ def _ratio(num: float, den: float) -> float | None:
 def bench(args: Any) -> dict[str, Any]:
     """Run our two parties ``args.repeat`` times, then each requested peer on the same IDs."""
     n, m = args.n, args.m or args.n
+    # Before the runs, so that the load average says how busy the machine was beforehand.
+    host = machine()
     expected = int(min(n, m) * args.overlap)
     peers_wanted = [p for p in args.peers.split(",") if p and p != "none"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +174,7 @@ def bench(args: Any) -> dict[str, Any]:
         "overlap": args.overlap,
         "expected_intersection": expected,
         "ok": bool(ok) and len(ok) == len(runs),
-        "machine": machine(),
+        "machine": host,
         "date": time.strftime("%Y-%m-%d"),
         "rainbridge": ours,
         "peers": peers,
