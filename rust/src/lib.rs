@@ -11,6 +11,7 @@ pub mod items;
 pub mod ristretto;
 pub mod x25519;
 pub mod x25519_ifma;
+pub mod x25519_u64;
 
 #[cfg(feature = "python")]
 mod python;

@@ -346,17 +346,7 @@ mod imp {
     }
 }
 
-/// A field operation of the 8-lane arithmetic, exposed for stress tests only.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug)]
-pub enum FieldOp {
-    Add,
-    Sub,
-    Mul,
-    Sqr,
-    MulA24,
-    Invert,
-}
+pub use crate::x25519::FieldOp;
 
 /// Applies `op` lane by lane to raw radix-2^52 limbs (limbs 0..3 below 2^52, limb 4 below
 /// 2^47 + 2^12: the bounds the arithmetic keeps between operations) and returns canonical

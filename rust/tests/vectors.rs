@@ -224,6 +224,25 @@ fn ifma_equals_portable_on_random_and_edge_inputs() {
 }
 
 #[test]
+fn portable_ladder_equals_curve25519_dalek() {
+    use curve25519_dalek::montgomery::MontgomeryPoint;
+    let mut rng = Stream([5u8; 64]);
+    let edges = edge_us();
+    for i in 0..5000 {
+        let k = rng.next32();
+        let mut u = rng.next32();
+        match i % 4 {
+            0 => u[31] |= 0x80,
+            1 => u = edges[i % edges.len()],
+            2 => u[31] = 0xff,
+            _ => {}
+        }
+        let want = MontgomeryPoint(u).mul_clamped(k).to_bytes();
+        assert_eq!(x25519::x25519(&k, &u), want, "case {i}");
+    }
+}
+
+#[test]
 fn batch_equals_one_at_a_time_and_first_bad_index_is_named() {
     let mut rng = Stream([9u8; 64]);
     let k = rng.next32();
@@ -626,7 +645,7 @@ mod reference {
 
 #[test]
 fn ifma_field_ops_at_their_limb_bounds() {
-    use x25519_ifma::FieldOp;
+    use x25519::FieldOp;
     if !x25519_ifma::available() {
         return;
     }
@@ -699,4 +718,69 @@ fn ifma_field_ops_at_their_limb_bounds() {
         }
     }
     assert!(checked > 20_000);
+}
+
+#[test]
+fn portable_field_ops_at_their_word_bounds() {
+    use _core::x25519_u64;
+    use x25519::FieldOp;
+    let mut rng = Stream([13u8; 64]);
+    // values where folds and borrows happen: near 0, near p, 2p, 2^255 and 2^256
+    let specials: Vec<[u64; 4]> = vec![
+        [0, 0, 0, 0],
+        [1, 0, 0, 0],
+        [37, 0, 0, 0],
+        [38, 0, 0, 0],
+        [u64::MAX - 18, u64::MAX, u64::MAX, u64::MAX >> 1], // p
+        [u64::MAX - 17, u64::MAX, u64::MAX, u64::MAX >> 1], // p + 1
+        [u64::MAX, u64::MAX, u64::MAX, u64::MAX >> 1],      // 2^255 - 1
+        [0, 0, 0, 1 << 63],                                 // 2^255
+        [u64::MAX - 37, u64::MAX, u64::MAX, u64::MAX],      // 2p
+        [u64::MAX - 38, u64::MAX, u64::MAX, u64::MAX],
+        [u64::MAX, u64::MAX, u64::MAX, u64::MAX], // 2^256 - 1
+        [u64::MAX, 0, u64::MAX, 0],
+        [0, u64::MAX, 0, u64::MAX],
+    ];
+    let mut pick = |i: usize| -> [u64; 4] {
+        let r = rng.next32();
+        if i.is_multiple_of(3) {
+            let w = |j: usize| u64::from_le_bytes(r[8 * j..8 * j + 8].try_into().unwrap());
+            [w(0), w(1), w(2), w(3)]
+        } else {
+            specials[r[0] as usize % specials.len()]
+        }
+    };
+    let mut checked = 0;
+    for i in 0..3000 {
+        let (a, b) = (pick(i), pick(i + 1));
+        let (x, y) = (reference::reduce(&a), reference::reduce(&b));
+        let ops: &[FieldOp] = if i % 30 == 0 {
+            &[FieldOp::Invert]
+        } else {
+            &[
+                FieldOp::Add,
+                FieldOp::Sub,
+                FieldOp::Mul,
+                FieldOp::Sqr,
+                FieldOp::MulA24,
+            ]
+        };
+        for &op in ops {
+            let want = match op {
+                FieldOp::Add => reference::add(&x, &y),
+                FieldOp::Sub => reference::add(&x, &reference::neg(&y)),
+                FieldOp::Mul => reference::mul(&x, &y),
+                FieldOp::Sqr => reference::mul(&x, &x),
+                FieldOp::MulA24 => reference::mul(&x, &[121665, 0, 0, 0]),
+                FieldOp::Invert => reference::invert(&x),
+            };
+            assert_eq!(
+                x25519_u64::field_op(op, &a, &b),
+                reference::bytes(&want),
+                "{op:?} {a:?} {b:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 14_000);
 }

@@ -5,9 +5,9 @@ Two suites share one small interface (:class:`GroupSuite`):
 * ``curve25519`` (the default) — X25519 (RFC 7748) with SHA-256(item) taken directly as the
   u-coordinate: the ``<Curve25519, SHA-256, DIRECT_HASH_AS_POINT_X>`` suite of China's
   privacy-computing interconnection standard, also SecretFlow's ECDH-PSI. Computed by an 8-lane
-  AVX-512 IFMA ladder where the CPU has it, by curve25519-dalek's ladder elsewhere
+  AVX-512 IFMA ladder where the CPU has it, by a portable radix-2^64 ladder elsewhere
   (``RAINBRIDGE_DISABLE_IFMA=1``, read at every call, forces the portable path; :func:`backend`
-  says which runs).
+  says which runs). Both are constant time and checked against curve25519-dalek.
 * ``ristretto255`` — RFC 9496 on curve25519-dalek, hashing to the group as RFC 9497's
   ``HashToGroup`` does: ``from_uniform_bytes(expand_message_xmd(item, dst, 64))`` with SHA-512
   and a domain-separation tag.
