@@ -173,7 +173,8 @@ fn encode(a: &Fe) -> [u8; 32] {
     (t[1], c) = adc(r[1], 0, c);
     (t[2], c) = adc(r[2], 0, c);
     t[3] = r[3] + c;
-    let ge_p = (t[3] >> 63).wrapping_neg();
+    // black_box: otherwise the compiler turns this select into a branch on the result
+    let ge_p = std::hint::black_box((t[3] >> 63).wrapping_neg());
     t[3] &= u64::MAX >> 1;
     let mut out = [0u8; 32];
     for i in 0..4 {
@@ -221,7 +222,7 @@ pub fn x25519(k: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
     for t in (0..255).rev() {
         let bit = ((k[t >> 3] >> (t & 7)) & 1) as u64;
         swap ^= bit;
-        let mask = swap.wrapping_neg();
+        let mask = std::hint::black_box(swap.wrapping_neg());
         cswap(mask, &mut x2, &mut x3);
         cswap(mask, &mut z2, &mut z3);
         swap = bit;
