@@ -13,7 +13,13 @@ use crate::error::CoreError;
 use crate::items::Items;
 use crate::{ristretto, x25519};
 
-create_exception!(_core, InvalidElementError, PyValueError);
+// Qualified as `rainbridge._core.InvalidElementError` so that it pickles across processes.
+create_exception!(
+    rainbridge._core,
+    InvalidElementError,
+    PyValueError,
+    "A received group element or a scalar is invalid (non-canonical, not in the group, the identity, low order, or a scalar out of range)."
+);
 
 fn to_py(e: CoreError) -> PyErr {
     match e {

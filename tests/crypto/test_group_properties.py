@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import pickle
 import re
 import sys
 import threading
@@ -315,3 +316,11 @@ def test_the_gil_is_released_while_the_core_works(name: str) -> None:
     data, offsets = items([i.to_bytes(4, "little") for i in range(n)])
     points = s.hash_to_group(data, offsets)
     assert spins_during(lambda: s.mul(k, points)) > 500_000
+
+
+def test_core_error_is_a_value_error_that_pickles() -> None:
+    # job workers hand errors across processes
+    assert issubclass(_core.InvalidElementError, ValueError)
+    assert _core.InvalidElementError.__module__ == "rainbridge._core"
+    e = pickle.loads(pickle.dumps(_core.InvalidElementError("index 3")))
+    assert isinstance(e, _core.InvalidElementError) and str(e) == "index 3"
