@@ -164,6 +164,9 @@ def test_buffer_kinds_are_accepted(name: str) -> None:
         assert s.hash_mul(k, d, offsets) == want
     for o in (offsets.tobytes(), offsets.tolist(), memoryview(offsets), offsets.astype(np.int32)):
         assert s.hash_mul(k, data, o) == want
+    # little-endian int64 bytes at an odd address (copied, not reinterpreted, by the core)
+    unaligned = memoryview(b"x" + offsets.tobytes())[1:]
+    assert s.hash_mul(k, data, unaligned) == want
     # offsets that start past 0 (a slice of a larger Arrow array)
     assert s.hash_mul(k, b"zz" + data, offsets + 2) == want
     points = s.hash_to_group(data, offsets)
