@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rainbridge.crypto.certs import TlsIdentity, create_identity
+from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.node.config import NodeConfig, write_token
+from rainbridge.node.keys import init_node_keys
 from rainbridge.node.service import NodeService
 from rainbridge.node.storage import PeerRow
 
 
-def make_config(directory: Path, name: str) -> NodeConfig:
+def make_config(directory: Path, name: str, suite: str = "standard") -> NodeConfig:
     directory.mkdir(parents=True, exist_ok=True)
-    create_identity(directory, name)
+    init_node_keys(directory, name, suite)
     write_token(directory)
-    cfg = NodeConfig(name=name, dir=str(directory), timeout=5)
+    cfg = NodeConfig(name=name, dir=str(directory), timeout=5, crypto_suite=suite)
     cfg.save()
     return cfg
 

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from rainbridge.crypto.certs import create_identity
 from rainbridge.errors import ConfigError
 from rainbridge.node.api import create_app
 from rainbridge.node.config import NodeConfig, write_token
+from rainbridge.node.keys import init_node_keys
 from rainbridge.node.service import NodeService, parse_url
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    create_identity(tmp_path, "bank")
+    init_node_keys(tmp_path, "bank")
     token = write_token(tmp_path)
     cfg = NodeConfig(name="bank", dir=str(tmp_path))
     cfg.save()
@@ -99,7 +99,7 @@ def test_errors_are_json_with_a_code(client: TestClient) -> None:
 def test_unexpected_errors_are_logged_not_returned(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    create_identity(tmp_path, "bank")
+    init_node_keys(tmp_path, "bank")
     token = write_token(tmp_path)
     service = NodeService(NodeConfig(name="bank", dir=str(tmp_path)))
 
@@ -133,5 +133,5 @@ def test_job_refused_locally_leaves_no_job_and_events_are_listed(
     assert r.status_code in (400, 403), r.json()
     assert client.get("/v1/jobs").json() == []
     kinds = [e["kind"] for e in client.get("/v1/events").json()]
-    assert kinds == ["dataset_added"]
+    assert kinds == ["ledger_created", "dataset_added"]
     assert client.get("/openapi.json").status_code == 200

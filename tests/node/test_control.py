@@ -28,6 +28,14 @@ def telecom(node_factory: Factory, tmp_path: Path, csv_file: Path) -> NodeServic
     node = node_factory("telecom")
     pin(node, "bank", create_identity(tmp_path / "bank-id", "bank"))
     node.add_dataset("subscribers", str(csv_file), "customer_id")
+    for peer in ("bank", "tax"):
+        node.add_grant(
+            dataset="subscribers",
+            peer=peer,
+            columns=["customer_id"],
+            components=["psi"],
+            receivers=["bank", "telecom", "tax"],
+        )
     return node
 
 
@@ -54,6 +62,7 @@ def test_refuses_an_unregistered_dataset_and_records_why(
     row = node.storage.job_dict("j1")
     assert row["status"] == "refused" and "nosuch" in row["error"]
     assert [e["kind"] for e in node.storage.events("j1")] == ["job_refused"]
+    assert node.storage.events("j1")[0]["actor"] == "peer:bank"
 
 
 def test_refuses_a_proposal_naming_an_unknown_party(

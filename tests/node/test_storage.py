@@ -8,12 +8,21 @@ import pytest
 
 from rainbridge.data import DatasetRef
 from rainbridge.errors import ConfigError, NotFoundError
+from rainbridge.node.keys import init_node_keys
+from rainbridge.node.ledger import Ledger
 from rainbridge.node.storage import JobRow, PeerRow, Storage
 
 
 @pytest.fixture
 def storage(tmp_path: Path) -> Storage:
-    return Storage(f"sqlite:///{tmp_path / 'node.db'}")
+    s = Storage(f"sqlite:///{tmp_path / 'node.db'}")
+    Ledger(s, "bank", init_node_keys(tmp_path, "bank"), tmp_path)  # attaches itself
+    return s
+
+
+def test_log_needs_a_ledger(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no ledger"):
+        Storage(f"sqlite:///{tmp_path / 'x.db'}").log("peer_added", {})
 
 
 def _job(job_id: str = "j1", status: str = "proposed") -> JobRow:
@@ -59,7 +68,8 @@ def test_jobs_decisions_and_events(storage: Storage) -> None:
     assert "spec" not in d and "spec" in storage.job_dict("j1", full=True)
     storage.log("job_refused", {"by": "telecom"}, "j1")
     storage.log("peer_added", {"peer": "tax"})
-    assert [e["kind"] for e in storage.events()] == ["job_refused", "peer_added"]
+    kinds = [e["kind"] for e in storage.events()]
+    assert kinds == ["ledger_created", "job_refused", "peer_added"]
     assert [e["detail"] for e in storage.events("j1")] == [{"by": "telecom"}]
     assert [j["id"] for j in storage.job_dicts()] == ["j1"]
 

@@ -45,6 +45,18 @@ def node() -> None:
     show_default=True,
     help="Seconds a job waits for a peer's message before it fails.",
 )
+@click.option(
+    "--crypto-suite",
+    type=click.Choice(["standard", "gm"]),
+    default="standard",
+    show_default=True,
+    help="standard: SHA-256/Ed25519/AES-GCM; gm (国密): SM3/SM2/SM4-GCM.",
+)
+@click.option(
+    "--master-key-file",
+    default=None,
+    help="Where the master key lives (default DIR/master.key; $RAINBRIDGE_MASTER_KEY wins).",
+)
 @json_option
 def node_init(
     name: str,
@@ -55,14 +67,18 @@ def node_init(
     api_port: int,
     db: str,
     timeout: float,
+    crypto_suite: str,
+    master_key_file: str | None,
     as_json: bool,
 ) -> None:
-    """Create a node: key, self-signed certificate, API token and configuration.
+    """Create a node: keys, self-signed certificate, API token and configuration.
+
+    Keys are encrypted at rest under a master key: ``$RAINBRIDGE_MASTER_KEY`` if set, else
+    the file ``--master-key-file`` (created if missing; default DIR/master.key).
 
     Prints what a peer needs to pin this node: the data-plane address and the certificate's
     SHA-256 fingerprint.
     """
-    from rainbridge.crypto.certs import create_identity
     from rainbridge.node.config import (
         CONFIG_FILE,
         NodeConfig,
@@ -71,6 +87,7 @@ def node_init(
         private_dir,
         write_token,
     )
+    from rainbridge.node.keys import init_node_keys
 
     try:
         check_name(name)
@@ -86,10 +103,14 @@ def node_init(
             data_port=data_port or free_port(host),
             db_url=db,
             timeout=timeout,
+            crypto_suite=crypto_suite,
+            master_key_file=master_key_file or "",
         )
         cfg.check()
         private_dir(d)
-        ident = create_identity(d, name, hosts=("localhost", "127.0.0.1", host))
+        ident = init_node_keys(
+            d, name, crypto_suite, cfg.master_key_file, hosts=("localhost", "127.0.0.1", host)
+        ).identity
         write_token(d)
         cfg.save()
     except RainbridgeError as exc:

@@ -29,6 +29,12 @@ def list_components() -> list[Component]:
     return [cls() for _, cls in sorted(_REGISTRY.items())]
 
 
+def component_types() -> list[str]:
+    """The names of every registered component type (what grants name as purposes)."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
 def _load_builtins() -> None:
     if _REGISTRY:
         return
@@ -41,6 +47,7 @@ __all__ = [
     "Component",
     "ComponentContext",
     "ComponentParamError",
+    "component_types",
     "get_component",
     "list_components",
     "register",

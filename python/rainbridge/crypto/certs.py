@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from rainbridge.audit import verify_ledger as _verifier
 from rainbridge.errors import AuthenticationError, ConfigError
 
 KEY_FILE = "node.key"
+#: the ledger-key extension's OID, shared with the stand-alone verifier
+LEDGER_KEY_OID = _verifier.LEDGER_KEY_OID
 CERT_FILE = "node.crt"
 
 
@@ -75,6 +79,8 @@ class TlsIdentity:
 
     cert_path: Path
     key_path: Path
+    #: the password of an encrypted key file (derived from the node's master key)
+    key_password: bytes | None = None
 
     @property
     def cert_pem(self) -> str:
@@ -90,8 +96,10 @@ class TlsIdentity:
         return _load_pem_cert(self.cert_path.read_bytes(), self.cert_path).not_valid_after_utc
 
     @classmethod
-    def load(cls, directory: str | Path) -> TlsIdentity:
+    def load(cls, directory: str | Path, key_password: bytes | None = None) -> TlsIdentity:
         """The identity in ``directory`` (``node.crt`` and ``node.key``), checked.
+
+        ``key_password`` opens an encrypted key file (see :mod:`rainbridge.node.keys`).
 
         Raises
         ------
@@ -99,15 +107,16 @@ class TlsIdentity:
             The files are missing or unreadable, or the key does not belong to the certificate.
         """
         d = Path(directory)
-        ident = cls(d / CERT_FILE, d / KEY_FILE)
+        ident = cls(d / CERT_FILE, d / KEY_FILE, key_password)
         if not ident.cert_path.is_file() or not ident.key_path.is_file():
             raise ConfigError(f"{d}: no node identity here (run `rainbridge node init`)")
         cert = _load_pem_cert(ident.cert_path.read_bytes(), ident.cert_path)
         try:
-            key = serialization.load_pem_private_key(ident.key_path.read_bytes(), None)
-        except (ValueError, TypeError) as exc:
+            key = serialization.load_pem_private_key(ident.key_path.read_bytes(), key_password)
+        except (ValueError, TypeError):
             raise ConfigError(
-                f"{ident.key_path}: not an unencrypted PEM private key ({exc})"
+                f"{ident.key_path}: cannot open the node's private key "
+                f"({'wrong master key?' if key_password else 'it may need the master key'})"
             ) from None
         pub = serialization.PublicFormat.SubjectPublicKeyInfo
         enc = serialization.Encoding.DER
@@ -156,6 +165,10 @@ def create_identity(
     now: dt.datetime | None = None,
     days: int = 730,
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    ledger_key: tuple[str, bytes] | None = None,
+    key_password: bytes | None = None,
+    key_file: str = KEY_FILE,
+    cert_file: str = CERT_FILE,
 ) -> TlsIdentity:
     """Generate an ECDSA P-256 key and a self-signed certificate for node ``name``.
 
@@ -172,6 +185,13 @@ def create_identity(
         Validity period (default two years).
     hosts
         More SANs (IP addresses or DNS names), by default the loopback ones for demos.
+    ledger_key
+        ``(algorithm, public key)`` of the node's ledger-signing key, carried in a
+        non-critical extension so that pinning the certificate also pins that key.
+    key_password
+        Encrypt the key file (PKCS#8, best available encryption) under this password.
+    key_file, cert_file
+        File names in ``directory`` (a rotation writes new ones before switching).
 
     Returns
     -------
@@ -194,7 +214,7 @@ def create_identity(
             sans.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
             sans.append(x509.DNSName(h))
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -204,21 +224,39 @@ def create_identity(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    )
+    if ledger_key is not None:
+        builder = builder.add_extension(ledger_key_extension(*ledger_key), critical=False)
+    cert = builder.sign(key, hashes.SHA256())
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(key_password)
+        if key_password
+        else serialization.NoEncryption()
     )
     key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    key_path = d / KEY_FILE
-    cert_path = d / CERT_FILE
+    key_path = d / key_file
+    cert_path = d / cert_file
     _write_private(key_path, key_pem, 0o600)
     _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return TlsIdentity(cert_path, key_path)
+    return TlsIdentity(cert_path, key_path, key_password)
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
+def ledger_key_extension(alg: str, public_key: bytes) -> x509.UnrecognizedExtension:
+    """The extension that binds a ledger-signing key to a node certificate.
+
+    Its value is a DER OCTET STRING around ``{"alg": ..., "key": hex}``; the stand-alone
+    verifier (:mod:`rainbridge.audit.verify_ledger`) reads it with ``cryptography`` alone.
+    """
+    body = json.dumps({"alg": alg, "key": public_key.hex()}, separators=(",", ":")).encode()
+    # DER length: short form below 128 bytes, else one length byte (a key is far below 256)
+    length = bytes([len(body)]) if len(body) < 0x80 else bytes([0x81, len(body)])
+    der = b"\x04" + length + body
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier(LEDGER_KEY_OID), der)
+
+
+def _write_private(path: Path, data: bytes, mode: int, sync: bool = True) -> None:
     """Write ``data`` to ``path`` atomically, the file having ``mode`` from its creation.
 
     A temporary file created with ``mode`` and renamed over ``path``: an existing file with
@@ -232,7 +270,8 @@ def _write_private(path: Path, data: bytes, mode: int) -> None:
             os.fchmod(f.fileno(), mode)  # exactly ``mode``, whatever the umask
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:  # a file rewritten on every ledger append is left to the OS
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

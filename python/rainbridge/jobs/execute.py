@@ -92,6 +92,13 @@ def _component_progress(progress: ProgressFn | None, cid: str) -> Callable[[floa
     return report
 
 
+def _moved(channels: Mapping[str, Channel]) -> tuple[int, int]:
+    return (
+        sum(ch.bytes_sent for ch in channels.values()),
+        sum(ch.bytes_received for ch in channels.values()),
+    )
+
+
 async def run_party(
     job: JobSpec,
     party: str,
@@ -143,7 +150,13 @@ async def run_party(
                 out_dir=out_dir,
                 progress=_component_progress(progress, c.id),
             )
+            sent0, recv0 = _moved(channels)
+            cpu0 = time.process_time()
             summary = await comp.run(ctx)
+            sent1, recv1 = _moved(channels)
+            # what metering bills: this party's traffic and CPU time in this component
+            summary["bytes"] = (sent1 - sent0) + (recv1 - recv0)
+            summary["cpu_seconds"] = round(time.process_time() - cpu0, 6)
             produced[c.id] = summary
             written += [Path(o["path"]) for o in summary.get("outputs", {}).values()]
             if progress:

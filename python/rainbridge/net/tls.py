@@ -92,7 +92,7 @@ def server_context(identity: TlsIdentity, peers: Mapping[str, Peer]) -> ssl.SSLC
     """TLS 1.3 server context that requires a client certificate from ``peers``."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(identity.cert_path, identity.key_path)
+    ctx.load_cert_chain(identity.cert_path, identity.key_path, identity.key_password)
     # CERT_OPTIONAL: a client without a certificate completes the handshake only to be refused
     # at the hello with a clear error (and to let `peer add` fetch our certificate);
     # a client with an unknown certificate fails the handshake itself.
@@ -115,7 +115,7 @@ def client_context(identity: TlsIdentity | None, peer: Peer | None) -> ssl.SSLCo
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cadata=peer.cert_pem)
     if identity is not None:
-        ctx.load_cert_chain(identity.cert_path, identity.key_path)
+        ctx.load_cert_chain(identity.cert_path, identity.key_path, identity.key_password)
     return ctx
 
 
@@ -355,6 +355,12 @@ class TlsListener:
         pems = "".join(p.cert_pem for p in self.peers().values() if p.cert_pem)
         if pems and getattr(self, "_ctx", None) is not None:
             self._ctx.load_verify_locations(cadata=pems)
+
+    def set_identity(self, identity: TlsIdentity) -> None:
+        """Present ``identity`` from the next handshake on; open connections keep theirs."""
+        self.identity = identity
+        if getattr(self, "_ctx", None) is not None:
+            self._ctx.load_cert_chain(identity.cert_path, identity.key_path, identity.key_password)
 
     async def close(self) -> None:
         if self.server is not None:

@@ -1,7 +1,10 @@
 """The node's REST API (FastAPI), for users, tools and the console.
 
-Every ``/v1`` request carries the node's bearer token (``DIR/api.token``, written by
-``rainbridge node init``). Errors are JSON ``{"error": {"code", "message"}}``: a
+Every ``/v1`` request carries a user's bearer token (the first admin's is ``DIR/api.token``,
+written by ``rainbridge node init``; ``rainbridge user add`` makes more). Each endpoint is
+allowed to some roles only (:data:`rainbridge.node.users.PERMISSIONS`): a user whose role
+may not is answered 403 ``unauthorized``. Every write is attributed to its user in the
+ledger. Errors are JSON ``{"error": {"code", "message"}}``: a
 :class:`~rainbridge.errors.RainbridgeError` keeps its code and its message (written for
 users: it names the input at fault and never echoes secrets) with the HTTP status of
 :data:`STATUS`; an unexpected failure is logged here with its traceback and answered with a
@@ -10,18 +13,22 @@ generic message. The OpenAPI description is at ``/docs``.
 
 from __future__ import annotations
 
-import hmac
+import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rainbridge.errors import RainbridgeError
+from rainbridge.node import metering
 from rainbridge.node.service import NodeService
+from rainbridge.node.storage import UserRow
+from rainbridge.node.users import require
 
 log = logging.getLogger("rainbridge.node.api")
 
@@ -60,12 +67,53 @@ class PeerIn(BaseModel):
 
 
 class DatasetIn(BaseModel):
-    """A file to register in place (CSV or Parquet, by extension)."""
+    """A file to register in place (CSV or Parquet, by extension), with its catalogue entry."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=64)
     path: str = Field(max_length=4096, description="a path on the node's machine")
     id_column: str | None = Field(default=None, max_length=255)
+    owner: str = Field(default="", max_length=64, description="default: the user")
+    sensitivity: Literal["public", "internal", "confidential", "secret"] = "internal"
+    description: str = Field(default="", max_length=4000)
+
+
+class PublishIn(BaseModel):
+    """What peers may see of a dataset in the catalogue (metadata only, never rows)."""
+
+    model_config = ConfigDict(extra="forbid")
+    columns: list[str] = Field(max_length=10_000)
+    description: str | None = Field(default=None, max_length=4000)
+    publish_rows: bool = Field(default=False, description="show the row count")
+    published: bool = True
+
+
+class GrantIn(BaseModel):
+    """A data owner's permission for a peer to use a dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field(max_length=64)
+    peer: str = Field(max_length=64)
+    columns: list[str] = Field(max_length=10_000, description="columns, or ['*']")
+    components: list[str] = Field(max_length=100, description="component types, or ['*']")
+    receivers: list[str] = Field(max_length=100, description="parties that may get outputs")
+    max_calls: int | None = Field(default=None, ge=0)
+    max_rows: int | None = Field(default=None, ge=0)
+    expires_at: dt.datetime | None = None
+    approval: Literal["auto", "manual"] = "auto"
+
+
+class UserIn(BaseModel):
+    """A new API user; the answer carries its token, shown only once."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=64)
+    role: Literal["admin", "owner", "analyst", "auditor"]
+
+
+class DeclineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
 
 
 class JobIn(BaseModel):
@@ -88,20 +136,36 @@ class _ApiError(Exception):
         self.code, self.message = code, message
 
 
-def create_app(service: NodeService, token: str) -> FastAPI:
-    """The REST API of ``service``, guarded by ``token``."""
+def create_app(service: NodeService, token: str | None = None) -> FastAPI:
+    """The REST API of ``service``; ``token``, if given, is (re)made the admin's."""
     app = FastAPI(
         title=f"Rainbridge node {service.name}",
         version="1",
-        description="Peers, datasets and jobs of one Rainbridge node. "
-        "Send `Authorization: Bearer <token>` (the token is in the node's api.token).",
+        description="Peers, datasets, grants, jobs, ledger and metering of one Rainbridge "
+        "node. Send `Authorization: Bearer <token>` (a user's token; the first admin's is "
+        "in the node's api.token).",
     )
-    expected = token.encode()
+    if token:
+        service.users.ensure("admin", "admin", token)
 
-    def auth(authorization: str = Header(default="")) -> None:
+    def auth(authorization: str = Header(default="")) -> UserRow:
         scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        if scheme.lower() != "bearer":
             raise _ApiError("invalid_token", "missing or wrong API token")
+        try:
+            return service.users.authenticate(given.strip())
+        except RainbridgeError:
+            raise _ApiError("invalid_token", "missing or wrong API token") from None
+
+    def may(action: str) -> Callable[..., UserRow]:
+        def check(user: UserRow = Depends(auth)) -> UserRow:
+            require(user, action)
+            return user
+
+        return check
+
+    def actor(user: UserRow) -> str:
+        return f"user:{user.name}"
 
     @app.exception_handler(RainbridgeError)
     async def on_error(request: Request, exc: RainbridgeError) -> JSONResponse:
@@ -129,62 +193,216 @@ def create_app(service: NodeService, token: str) -> FastAPI:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal error (see the node's log)")
 
-    guarded = [Depends(auth)]
+    @app.get("/v1/me", tags=["users"])
+    async def me(user: UserRow = Depends(auth)) -> dict[str, Any]:
+        """Who the token belongs to, and its role."""
+        return user.to_dict()
 
-    @app.get("/v1/node", dependencies=guarded, tags=["node"])
-    async def node() -> dict[str, Any]:
+    @app.get("/v1/node", tags=["node"])
+    async def node(user: UserRow = Depends(may("node.read"))) -> dict[str, Any]:
         """This node's name, certificate fingerprint, data-plane address and version."""
         return service.info()
 
-    @app.get("/v1/peers", dependencies=guarded, tags=["peers"])
-    async def peers() -> list[dict[str, Any]]:
+    @app.get("/v1/users", tags=["users"])
+    async def users(user: UserRow = Depends(may("users.read"))) -> list[dict[str, Any]]:
+        """The node's API users and their roles."""
+        return [u.to_dict() for u in service.users.list()]
+
+    @app.post("/v1/users", status_code=201, tags=["users"])
+    async def add_user(body: UserIn, user: UserRow = Depends(may("users.write"))) -> dict[str, Any]:
+        """Create a user; the answer carries its token, which is shown only this once."""
+        row, tok = service.users.add(body.name, body.role)
+        service.storage.log("user_added", {"user": row.name, "role": row.role}, actor=actor(user))
+        return {**row.to_dict(), "token": tok}
+
+    @app.post("/v1/users/{name}/disable", tags=["users"])
+    async def disable_user(
+        name: str, user: UserRow = Depends(may("users.write"))
+    ) -> dict[str, Any]:
+        """Disable a user: its token stops working at once."""
+        row = service.users.disable(name)
+        service.storage.log("user_disabled", {"user": name}, actor=actor(user))
+        return row.to_dict()
+
+    @app.get("/v1/peers", tags=["peers"])
+    async def peers(user: UserRow = Depends(may("peers.read"))) -> list[dict[str, Any]]:
         """The pinned peers."""
         return [p.to_dict() for p in service.storage.peers()]
 
-    @app.post("/v1/peers", dependencies=guarded, status_code=201, tags=["peers"])
-    async def add_peer(body: PeerIn) -> dict[str, Any]:
+    @app.post("/v1/peers", status_code=201, tags=["peers"])
+    async def add_peer(body: PeerIn, user: UserRow = Depends(may("peers.write"))) -> dict[str, Any]:
         """Pin a peer; its certificate must have the given fingerprint."""
-        return await service.add_peer(body.name, body.url, body.fingerprint, body.cert_pem)
+        return await service.add_peer(
+            body.name, body.url, body.fingerprint, body.cert_pem, actor=actor(user)
+        )
 
-    @app.get("/v1/datasets", dependencies=guarded, tags=["datasets"])
-    async def datasets() -> list[dict[str, Any]]:
-        """The registered datasets, with schema and row count."""
+    @app.post("/v1/peers/{name}/revoke", tags=["peers"])
+    async def revoke_peer(name: str, user: UserRow = Depends(may("peers.write"))) -> dict[str, Any]:
+        """Unpin a peer: its connections are refused and its running jobs stopped."""
+        return await service.revoke_peer(name, actor=actor(user))
+
+    @app.get("/v1/datasets", tags=["datasets"])
+    async def datasets(
+        user: UserRow = Depends(may("datasets.read")),
+    ) -> list[dict[str, Any]]:
+        """The registered datasets, with schema, row count and catalogue entry."""
         return [d.to_dict() for d in service.storage.datasets()]
 
-    @app.post("/v1/datasets", dependencies=guarded, status_code=201, tags=["datasets"])
-    async def add_dataset(body: DatasetIn) -> dict[str, Any]:
+    @app.post("/v1/datasets", status_code=201, tags=["datasets"])
+    async def add_dataset(
+        body: DatasetIn, user: UserRow = Depends(may("datasets.write"))
+    ) -> dict[str, Any]:
         """Register a file in place (never copied): its schema and row count are recorded."""
-        return service.add_dataset(body.name, body.path, body.id_column)
+        return service.add_dataset(
+            body.name,
+            body.path,
+            body.id_column,
+            owner=body.owner,
+            sensitivity=body.sensitivity,
+            description=body.description,
+            actor=actor(user),
+        )
 
-    @app.get("/v1/jobs", dependencies=guarded, tags=["jobs"])
-    async def jobs(limit: int = 100) -> list[dict[str, Any]]:
+    @app.post("/v1/datasets/{name}/publish", tags=["datasets"])
+    async def publish(
+        name: str, body: PublishIn, user: UserRow = Depends(may("datasets.write"))
+    ) -> dict[str, Any]:
+        """Choose what peers see of a dataset in the catalogue (安全发布)."""
+        return service.publish_dataset(
+            name,
+            body.columns,
+            description=body.description,
+            publish_rows=body.publish_rows,
+            published=body.published,
+            actor=actor(user),
+        )
+
+    @app.get("/v1/catalogue", tags=["catalogue"])
+    async def catalogue(
+        user: UserRow = Depends(may("catalogue.read")),
+    ) -> list[dict[str, Any]]:
+        """This node's published catalogue, as peers see it."""
+        return service.catalogue()
+
+    @app.get("/v1/catalogue/{peer}", tags=["catalogue"])
+    async def peer_catalogue(
+        peer: str, user: UserRow = Depends(may("catalogue.read"))
+    ) -> list[dict[str, Any]]:
+        """A peer's published catalogue (metadata only), fetched over the data plane."""
+        return await service.peer_catalogue(peer)
+
+    @app.get("/v1/grants", tags=["grants"])
+    async def grants(
+        user: UserRow = Depends(may("grants.read")),
+        dataset: str | None = None,
+        peer: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Grants of this node's datasets, with their usage."""
+        return [g.to_dict() for g in service.grants(dataset, peer)]
+
+    @app.post("/v1/grants", status_code=201, tags=["grants"])
+    async def add_grant(
+        body: GrantIn, user: UserRow = Depends(may("grants.write"))
+    ) -> dict[str, Any]:
+        """Let a peer use a dataset: columns, components, receivers, quota, expiry."""
+        return service.add_grant(**body.model_dump(), actor=actor(user))
+
+    @app.post("/v1/grants/{grant_id}/revoke", tags=["grants"])
+    async def revoke_grant(
+        grant_id: str, user: UserRow = Depends(may("grants.write"))
+    ) -> dict[str, Any]:
+        """Revoke a grant: new jobs are refused and running ones under it stopped."""
+        return await service.revoke_grant(grant_id, actor=actor(user))
+
+    @app.get("/v1/jobs", tags=["jobs"])
+    async def jobs(
+        user: UserRow = Depends(may("jobs.read")),
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """Recent jobs at this node, newest first."""
         return service.storage.job_dicts(limit=max(1, min(limit, 1000)))
 
-    @app.post("/v1/jobs", dependencies=guarded, status_code=201, tags=["jobs"])
-    async def submit(body: JobIn) -> dict[str, Any]:
+    @app.post("/v1/jobs", status_code=201, tags=["jobs"])
+    async def submit(body: JobIn, user: UserRow = Depends(may("jobs.submit"))) -> dict[str, Any]:
         """Validate a job, propose it to every party, and start it once all accept."""
-        return await service.submit(body.spec)
+        return await service.submit(body.spec, actor=actor(user))
 
-    @app.get("/v1/jobs/{job_id}", dependencies=guarded, tags=["jobs"])
-    async def job(job_id: str) -> dict[str, Any]:
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    async def job(job_id: str, user: UserRow = Depends(may("jobs.read"))) -> dict[str, Any]:
         """A job's status, progress per component, every party's decision and any error."""
         return service.storage.job_dict(job_id)
 
-    @app.get("/v1/jobs/{job_id}/result", dependencies=guarded, tags=["jobs"])
-    async def result(job_id: str) -> dict[str, Any]:
+    @app.get("/v1/jobs/{job_id}/result", tags=["jobs"])
+    async def result(job_id: str, user: UserRow = Depends(may("jobs.read"))) -> dict[str, Any]:
         """What the job produced at this node (outputs with paths and sizes, bytes moved)."""
         row = service.storage.job(job_id)
         return {"id": row.id, "status": row.status, "error": row.error, "result": row.result}
 
-    @app.post("/v1/jobs/{job_id}/cancel", dependencies=guarded, tags=["jobs"])
-    async def cancel(job_id: str) -> dict[str, Any]:
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
+    async def cancel(job_id: str, user: UserRow = Depends(may("jobs.cancel"))) -> dict[str, Any]:
         """Stop a job here and tell the other parties; a finished job is left as it is."""
-        return await service.cancel(job_id)
+        return await service.cancel(job_id, actor=actor(user))
 
-    @app.get("/v1/events", dependencies=guarded, tags=["node"])
-    async def events(job_id: str | None = None) -> list[dict[str, Any]]:
-        """The node's event log (peers pinned, datasets added, decisions, job outcomes)."""
-        return service.storage.events(job_id)
+    @app.post("/v1/jobs/{job_id}/approve", tags=["jobs"])
+    async def approve(job_id: str, user: UserRow = Depends(may("jobs.approve"))) -> dict[str, Any]:
+        """Approve a job held under a grant in manual-approval mode."""
+        return await service.approve(job_id, actor=actor(user))
+
+    @app.post("/v1/jobs/{job_id}/decline", tags=["jobs"])
+    async def decline(
+        job_id: str, body: DeclineIn, user: UserRow = Depends(may("jobs.approve"))
+    ) -> dict[str, Any]:
+        """Refuse a job held for approval; the other parties are told."""
+        return await service.decline(job_id, body.reason, actor=actor(user))
+
+    @app.get("/v1/events", tags=["ledger"])
+    async def events(
+        user: UserRow = Depends(may("jobs.read")),
+        job_id: str | None = None,
+        since: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The node's ledger as events (peers pinned, datasets added, decisions, outcomes)."""
+        return service.storage.events(job_id, limit=max(1, min(limit, 10_000)), since=since)
+
+    @app.get("/v1/ledger", tags=["ledger"])
+    async def ledger(
+        user: UserRow = Depends(may("ledger.read")),
+        job_id: str | None = None,
+        since: int = 0,
+        limit: int = 1000,
+    ) -> dict[str, Any]:
+        """Signed ledger entries as stored (entry, hash, signature) and the signed head."""
+        rows = service.storage.ledger_rows(
+            job_id=job_id, since=since, limit=max(1, min(limit, 10_000))
+        )
+        return {"head": service.ledger.head(), "entries": rows}
+
+    @app.get("/v1/ledger/verify", tags=["ledger"])
+    async def verify(user: UserRow = Depends(may("ledger.read"))) -> dict[str, Any]:
+        """Check the whole ledger: chain, signatures, key hand-overs, job records, head."""
+        return service.ledger.verify().to_dict()
+
+    @app.get("/v1/metering", tags=["metering"])
+    async def meter(
+        user: UserRow = Depends(may("metering.read")),
+        since: str | None = None,
+        until: str | None = None,
+        format: Literal["json", "csv"] = "json",
+    ) -> Response:
+        """Usage per peer, grant and component type in [since, until); JSON or CSV."""
+        rep = metering.report(
+            service.storage,
+            metering.parse_day(since, "since"),
+            metering.parse_day(until, "until"),
+        )
+        if format == "csv":
+            return PlainTextResponse(metering.report_csv(rep), media_type="text/csv")
+        return JSONResponse(rep)
+
+    @app.post("/v1/keys/rotate", tags=["node"])
+    async def rotate(user: UserRow = Depends(may("keys.rotate"))) -> dict[str, Any]:
+        """New TLS and ledger keys without a restart; pinned peers are told and re-pin."""
+        return await service.rotate_keys(actor=actor(user))
 
     return app

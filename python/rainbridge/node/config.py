@@ -43,6 +43,11 @@ class NodeConfig:
     timeout: float = 60.0
     #: seconds a control request (propose, start, abort) may take at a peer
     control_timeout: float = 15.0
+    #: ``standard`` (SHA-256, Ed25519, AES-256-GCM) or ``gm`` (SM3, SM2, SM4-GCM)
+    crypto_suite: str = "standard"
+    #: where the master key is read from when $RAINBRIDGE_MASTER_KEY is not set
+    #: (default: master.key in the node directory)
+    master_key_file: str = ""
 
     @property
     def path(self) -> Path:
@@ -95,6 +100,8 @@ class NodeConfig:
         for what, t in (("timeout", self.timeout), ("control_timeout", self.control_timeout)):
             if not isinstance(t, int | float) or t <= 0:
                 raise ConfigError(f"{what} {t!r}: expected a positive number of seconds")
+        if self.crypto_suite not in ("standard", "gm"):
+            raise ConfigError(f"crypto_suite {self.crypto_suite!r}: expected standard or gm")
 
     def token(self) -> str:
         try:

@@ -92,6 +92,11 @@ class DataPlane:
         """Trust newly pinned peers' certificates from the next handshake on."""
         self.listener.reload()
 
+    def set_identity(self, identity: TlsIdentity) -> None:
+        """Present ``identity`` from the next handshake on (a key rotation)."""
+        self.identity = identity
+        self.listener.set_identity(identity)
+
     # -- requests to peers -----------------------------------------------------------------
 
     async def request(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ _MAX_SOCKET_PATH = 100
 _PROGRESS_INTERVAL = 0.2
 
 OnFailure = Callable[[str, str, str], Awaitable[None]]
+OnEnded = Callable[[str], Awaitable[None]]
 
 
 class Runner:
@@ -52,12 +53,28 @@ class Runner:
     on_failure : callable
         ``await on_failure(job_id, code, message)`` when a worker fails on its own (not when it
         was stopped on purpose), so the node can tell the other parties why.
+    on_ended : callable, optional
+        ``await on_ended(job_id)`` once a worker has exited and its outcome is recorded,
+        whatever it was (metering and the job record hang on it).
+    key_password : bytes, optional
+        The password of the node's TLS key file, passed to each worker on its stdin.
     """
 
-    def __init__(self, config: NodeConfig, storage: Storage, on_failure: OnFailure) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        on_failure: OnFailure,
+        *,
+        on_ended: OnEnded | None = None,
+        key_password: bytes | None = None,
+    ) -> None:
         self.config = config
         self.storage = storage
         self.on_failure = on_failure
+        self.on_ended = on_ended
+        #: handed to each worker on its stdin (never in its context file or environment)
+        self.key_password = key_password
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self.run_dir = self._pick_run_dir()
@@ -102,10 +119,15 @@ class Runner:
                 "-m",
                 "rainbridge.node.worker",
                 str(ctx_path),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
             )
+        assert proc.stdin is not None
+        proc.stdin.write((self.key_password or b"") + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await proc.stdin.drain()
+        proc.stdin.close()
         self.procs[job_id] = proc
         self.storage.update_job(job_id, status="running")
         self.storage.log("job_started", {"pid": proc.pid}, job_id)
@@ -139,6 +161,11 @@ class Runner:
             progress = await self._follow_progress(job_id, proc)
             code = await proc.wait()
             await self._finish(job_id, code, progress)
+            if self.on_ended is not None:
+                try:
+                    await self.on_ended(job_id)
+                except Exception:
+                    log.exception("job %s: recording its end failed", job_id)
         finally:
             self.procs.pop(job_id, None)
             self._watchers.pop(job_id, None)
@@ -172,7 +199,14 @@ class Runner:
             self.storage.update_job(
                 job_id, status="succeeded", result=outcome["result"], progress=progress
             )
-            self.storage.log("job_succeeded", {"outputs": _outputs(outcome["result"])}, job_id)
+            self.storage.log(
+                "job_succeeded",
+                {
+                    "outputs": _outputs(outcome["result"]),
+                    "seconds": outcome["result"].get("seconds"),
+                },
+                job_id,
+            )
             return
         # Anything but success: no output may remain, whatever the worker managed to write.
         shutil.rmtree(self.out_dir(job_id), ignore_errors=True)

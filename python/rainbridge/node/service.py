@@ -11,38 +11,76 @@ and at every other party: ``accepted`` (or ``refused``) on the proposal, then ``
 when the initiator says start, and the same ends. A party that fails tells the others why,
 in its worker's abort frames and in a control ``abort``, so they stop at once and record the
 reason. The REST API (:mod:`rainbridge.node.api`) and the tests drive this class.
+
+Governance: every proposal is checked against this node's grants (:mod:`.grants`); a grant
+in ``manual`` approval mode holds the job as ``pending_approval`` until the dataset's owner
+approves or declines it here, and the initiator starts the job once every party accepted.
+Quotas are consumed when a job starts; revoking a grant stops the jobs running under it.
+Every event is appended to the signed ledger (:mod:`.ledger`) with the user or peer behind
+it, and when a job ends its parties countersign one job record (:mod:`.records`) and meter
+what it used (:mod:`.metering`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
-from rainbridge.crypto.certs import TlsIdentity, fingerprint_pem, normalise_fingerprint
+from sqlalchemy import select
+
+from rainbridge.audit.verify_ledger import ROTATION_DOMAIN, ledger_key_of, verify_signature
+from rainbridge.components import component_types
+from rainbridge.crypto.certs import fingerprint_pem, normalise_fingerprint
 from rainbridge.data import inspect_dataset
 from rainbridge.errors import (
     AuthenticationError,
     ConfigError,
     JobRefusedError,
+    NotFoundError,
     RainbridgeError,
 )
 from rainbridge.jobs.spec import JobSpec, parse_job
 from rainbridge.net.tls import fetch_certificate
+from rainbridge.node import records
 from rainbridge.node.config import NodeConfig, check_name, private_dir
 from rainbridge.node.dataplane import DataPlane
+from rainbridge.node.grants import (
+    GrantCheck,
+    GrantError,
+    check_grants,
+    new_grant_id,
+    validate_grant,
+    why_not,
+)
+from rainbridge.node.keys import NodeKeys, load_master_key
+from rainbridge.node.ledger import Ledger
+from rainbridge.node.metering import meter_job
 from rainbridge.node.proposals import check_job
-from rainbridge.node.runner import FINAL, Runner
+from rainbridge.node.runner import ACTIVE, FINAL, Runner
 from rainbridge.node.sessions import new_job_id, valid_job_id
-from rainbridge.node.storage import JobRow, PeerRow, Storage
+from rainbridge.node.storage import (
+    CertificateRow,
+    DatasetRow,
+    GrantRow,
+    JobPartyRow,
+    JobRow,
+    PeerRow,
+    Storage,
+)
+from rainbridge.node.users import Users
 from rainbridge.node.worker import public_reason
 
 log = logging.getLogger("rainbridge.node")
 
 #: longest reason a peer may put into this node's records
 _MAX_REASON = 500
+#: statuses of a job waiting for a data owner's decision
+PENDING = "pending_approval"
+SENSITIVITY = ("public", "internal", "confidential", "secret")
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -76,10 +114,26 @@ class NodeService:
         self.config = config
         self.name = config.name
         self.storage = Storage(config.database_url)
-        self.identity = TlsIdentity.load(config.dir)
-        self.runner = Runner(config, self.storage, self._on_worker_failure)
+        self.keys = NodeKeys.load(config.path, config.crypto_suite, config.master_key_file)
+        self.ledger = Ledger(self.storage, self.name, self.keys, config.path)
+        self.users = Users(self.storage)
+        token_file = config.path / "api.token"
+        if token_file.is_file():  # the token `node init` wrote is the first admin's
+            self.users.ensure("admin", "admin", token_file.read_text().strip())
+        self.runner = Runner(
+            config,
+            self.storage,
+            self._on_worker_failure,
+            on_ended=self._on_job_ended,
+            key_password=self.keys.identity.key_password,
+        )
         self.dataplane = DataPlane(config, self.identity, self.storage, self.runner, self._handle)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._finalizing: set[str] = set()
+
+    @property
+    def identity(self) -> Any:
+        return self.keys.identity
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -120,13 +174,20 @@ class NodeService:
             "name": self.name,
             "fingerprint": self.identity.fingerprint,
             "data_plane": f"{self.config.data_host}:{self.dataplane.port}",
+            "crypto_suite": self.keys.suite.name,
+            "ledger_key": self.keys.ledger_key.alg,
             "version": __version__,
         }
 
     # -- peers -----------------------------------------------------------------------------
 
     async def add_peer(
-        self, name: str, url: str, fingerprint: str, cert_pem: str | None = None
+        self,
+        name: str,
+        url: str,
+        fingerprint: str,
+        cert_pem: str | None = None,
+        actor: str = "node",
     ) -> dict[str, Any]:
         """Pin a peer: its certificate must have ``fingerprint`` (fetched from ``url`` if not
         given).
@@ -161,13 +222,41 @@ class NodeService:
         row = self.storage.put_peer(
             PeerRow(name=name, host=host, port=port, fingerprint=fp, cert_pem=cert_pem)
         )
+        self.storage.keep_certificate(name, fp, cert_pem)
         self.dataplane.reload()
-        self.storage.log("peer_added", {"peer": name, "fingerprint": fp})
+        self.storage.log("peer_added", {"peer": name, "fingerprint": fp}, actor=actor)
         return row.to_dict()
+
+    async def revoke_peer(self, name: str, actor: str = "node") -> dict[str, Any]:
+        """Unpin ``name``: its connections are refused from now on and its jobs stopped."""
+        row = self.storage.peer(name)
+        now = dt.datetime.now(dt.UTC)
+        with self.storage.session() as s:
+            s.delete(s.get(PeerRow, name))
+            for c in s.scalars(select(CertificateRow).where(CertificateRow.owner == name)):
+                c.revoked_at = c.revoked_at or now
+        self.storage.log(
+            "peer_revoked", {"peer": name, "fingerprint": row.fingerprint}, actor=actor
+        )
+        for job_id in self.runner.running():
+            job = self.storage.find_job(job_id)
+            if job is not None and name in job.parties:
+                await self._stop_job(job_id, f"peer {name} was revoked at {self.name}")
+        return {"name": name, "revoked": True}
 
     # -- datasets --------------------------------------------------------------------------
 
-    def add_dataset(self, name: str, path: str, id_column: str | None) -> dict[str, Any]:
+    def add_dataset(
+        self,
+        name: str,
+        path: str,
+        id_column: str | None,
+        *,
+        owner: str = "",
+        sensitivity: str = "internal",
+        description: str = "",
+        actor: str = "node",
+    ) -> dict[str, Any]:
         """Register a CSV or Parquet file in place: its schema and row count are recorded.
 
         Raises
@@ -176,27 +265,171 @@ class NodeService:
             The file is missing or unreadable, or lacks ``id_column`` (both are named).
         """
         check_name(name)
+        if sensitivity not in SENSITIVITY:
+            raise ConfigError(f"sensitivity {sensitivity!r}: expected {', '.join(SENSITIVITY)}")
         ref = inspect_dataset(name, path, id_column)
-        row = self.storage.put_dataset(ref)
-        self.storage.log("dataset_added", {"dataset": name, "rows": ref.num_rows})
+        self.storage.put_dataset(ref)
+        with self.storage.session() as s:
+            row = s.get(DatasetRow, name)
+            assert row is not None
+            row.owner = owner or actor.removeprefix("user:")
+            row.sensitivity, row.description = sensitivity, description
+        self.storage.log(
+            "dataset_added",
+            {"dataset": name, "rows": ref.num_rows, "columns": sorted(ref.columns)},
+            actor=actor,
+        )
+        return row.to_dict()
+
+    def publish_dataset(
+        self,
+        name: str,
+        columns: list[str],
+        *,
+        description: str | None = None,
+        publish_rows: bool = False,
+        published: bool = True,
+        actor: str = "node",
+    ) -> dict[str, Any]:
+        """Choose what peers see of ``name`` in the catalogue (安全发布): metadata, no rows."""
+        with self.storage.session() as s:
+            row = s.get(DatasetRow, name)
+            if row is None:
+                raise NotFoundError(f"no dataset {name!r} at this node")
+            unknown = [c for c in columns if c not in row.columns]
+            if unknown:
+                raise ConfigError(f"dataset {name!r} has no column {', '.join(map(repr, unknown))}")
+            row.published, row.published_columns = published, list(dict.fromkeys(columns))
+            row.publish_rows = publish_rows
+            if description is not None:
+                row.description = description
+        self.storage.log(
+            "dataset_published" if published else "dataset_unpublished",
+            {"dataset": name, "columns": columns, "rows_shown": publish_rows},
+            actor=actor,
+        )
+        return row.to_dict()
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        """The published metadata of this node's datasets, as peers see it."""
+        return [d.public_metadata() for d in self.storage.datasets() if d.published]
+
+    async def peer_catalogue(self, peer: str) -> list[dict[str, Any]]:
+        """A peer's published catalogue, fetched over the data plane."""
+        reply = await self.dataplane.request(peer, {"type": "catalogue"})
+        items = reply.get("datasets")
+        if not isinstance(items, list):
+            raise ConfigError(f"peer {peer!r} sent no catalogue")
+        return [d for d in items if isinstance(d, dict)][:10_000]
+
+    # -- grants ----------------------------------------------------------------------------
+
+    def add_grant(
+        self,
+        *,
+        dataset: str,
+        peer: str,
+        columns: list[str],
+        components: list[str],
+        receivers: list[str],
+        max_calls: int | None = None,
+        max_rows: int | None = None,
+        expires_at: dt.datetime | None = None,
+        approval: str = "auto",
+        actor: str = "node",
+    ) -> dict[str, Any]:
+        """Let ``peer`` use ``dataset`` as described (see :mod:`.grants`)."""
+        refs = self.storage.dataset_refs()
+        if dataset not in refs:
+            raise NotFoundError(f"no dataset {dataset!r} at this node")
+        check_name(peer)
+        if expires_at is not None and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=dt.UTC)
+        validate_grant(
+            dataset=refs[dataset],
+            peer=peer,
+            columns=columns,
+            components=components,
+            receivers=receivers,
+            max_calls=max_calls,
+            max_rows=max_rows,
+            expires_at=expires_at,
+            approval=approval,
+            known_components=component_types(),
+        )
+        row = GrantRow(
+            id=new_grant_id(),
+            dataset=dataset,
+            peer=peer,
+            columns=list(columns),
+            components=list(components),
+            receivers=list(receivers),
+            max_calls=max_calls,
+            max_rows=max_rows,
+            expires_at=expires_at,
+            approval=approval,
+            created_by=actor,
+            calls_used=0,
+            rows_used=0,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        with self.storage.session() as s:
+            s.add(row)
+        d = row.to_dict()
+        self.storage.log("grant_added", {k: d[k] for k in _GRANT_TERMS}, actor=actor)
+        return d
+
+    def grants(self, dataset: str | None = None, peer: str | None = None) -> list[GrantRow]:
+        with self.storage.session() as s:
+            q = select(GrantRow).order_by(GrantRow.created_at)
+            if dataset:
+                q = q.where(GrantRow.dataset == dataset)
+            if peer:
+                q = q.where(GrantRow.peer == peer)
+            return list(s.scalars(q))
+
+    async def revoke_grant(self, grant_id: str, actor: str = "node") -> dict[str, Any]:
+        """Revoke at once: new jobs are refused, running ones under it stopped."""
+        with self.storage.session() as s:
+            row = s.get(GrantRow, grant_id)
+            if row is None:
+                raise NotFoundError(f"no grant {grant_id!r} at this node")
+            if row.revoked_at is None:
+                row.revoked_at = dt.datetime.now(dt.UTC)
+        self.storage.log(
+            "grant_revoked",
+            {"grant": grant_id, "dataset": row.dataset, "peer": row.peer},
+            actor=actor,
+        )
+        for job in self.storage.jobs(limit=10_000):
+            if job.status in FINAL or grant_id not in _grant_ids(job.grants):
+                continue
+            why = f"grant {grant_id} on dataset {row.dataset!r} was revoked by its owner"
+            await self._stop_job(job.id, why)
         return row.to_dict()
 
     # -- jobs: this node's checks ----------------------------------------------------------
 
-    def check_job(self, job: JobSpec, initiator: str) -> None:
-        """Refuse a job this node must not run, saying why (see :mod:`.proposals`)."""
+    def check_job(self, job: JobSpec, initiator: str) -> GrantCheck:
+        """Refuse a job this node must not run, saying why (see :mod:`.proposals` and
+        :mod:`.grants`); returns the grants that cover it."""
+        datasets = self.storage.dataset_refs()
         check_job(
             job,
             node=self.name,
             initiator=initiator,
             peers={p.name for p in self.storage.peers()},
-            datasets=self.storage.dataset_refs(),
+            datasets=datasets,
         )
+        return check_grants(job, node=self.name, datasets=datasets, grants=self.grants())
 
     # -- jobs: as initiator ----------------------------------------------------------------
 
-    async def submit(self, spec: dict[str, Any] | str) -> dict[str, Any]:
+    async def submit(self, spec: dict[str, Any] | str, actor: str = "node") -> dict[str, Any]:
         """Validate a job, propose it to every party and start it once all accept.
+
+        A party whose grant asks for approval holds the job: it is then returned as
+        ``pending_approval`` and starts when the last owner approves.
 
         Raises
         ------
@@ -209,7 +442,13 @@ class NodeService:
         """
         text = spec if isinstance(spec, str) else json.dumps(spec)
         job = parse_job(text, source="job")
-        self.check_job(job, self.name)
+        try:
+            check = self.check_job(job, self.name)
+        except RainbridgeError as exc:
+            self.storage.log(
+                "job_refused_locally", {"name": job.name, "reason": str(exc)}, actor=actor
+            )
+            raise
         job_id = new_job_id()
         digest = job.digest()
         self.storage.put_job(
@@ -221,34 +460,56 @@ class NodeService:
                 initiator=self.name,
                 status="proposed",
                 progress={},
+                grants=check.grants,
+                submitted_by=actor,
             )
         )
-        self.storage.decide(job_id, self.name, True)
-        self.storage.log("job_proposed", {"digest": digest, "parties": job.parties}, job_id)
+        own_pending = bool(check.manual)
+        self._decide(job_id, self.name, not own_pending, pending=own_pending)
+        self.storage.log(
+            "job_proposed",
+            {"name": job.name, "digest": digest, "parties": job.parties, "grants": check.grants},
+            job_id,
+            actor=actor,
+        )
         others = [p for p in job.parties if p != self.name]
         proposal = {"type": "propose", "job_id": job_id, "spec": job.to_dict(), "digest": digest}
         replies = await asyncio.gather(
             *(self.dataplane.request(p, proposal) for p in others), return_exceptions=True
         )
         refused: dict[str, str] = {}
+        pending: list[str] = [self.name] if own_pending else []
         for p, r in zip(others, replies, strict=True):
             if isinstance(r, BaseException):
-                accept, said = False, _reason(r)
+                accept, said, held = False, _reason(r), False
             else:
                 accept = r.get("accept") is True
+                held = r.get("pending") is True and not accept
                 said = "" if accept else str(r.get("reason") or "no reason given")[:_MAX_REASON]
-            self.storage.decide(job_id, p, accept, said or None)
-            if not accept:
+            self._decide(job_id, p, accept, said or None, pending=held)
+            if held:
+                pending.append(p)
+            elif not accept:
                 refused[p] = said
         if refused:
             why = "; ".join(f"{p}: {r}" for p, r in refused.items())
             self._end(job_id, "refused", why)
-            self.storage.log("job_refused", {"by": refused}, job_id)
             accepted = [p for p in others if p not in refused]
             self._spawn(self._tell_parties(job_id, f"refused by {', '.join(refused)}", accepted))
             raise JobRefusedError(f"job {job.name!r} was refused: {why}")
+        if pending:
+            self.storage.update_job(job_id, status=PENDING)
+            self.storage.log("job_pending_approval", {"by": pending}, job_id)
+            return self.storage.job_dict(job_id)
+        await self._start_everywhere(job_id)
+        return self.storage.job_dict(job_id)
+
+    async def _start_everywhere(self, job_id: str) -> None:
+        """Every party accepted: tell them to start, then start here."""
+        row = self.storage.job(job_id)
+        others = [p for p in row.parties if p != self.name]
         self.storage.update_job(job_id, status="starting")
-        self.storage.log("job_accepted", {"parties": job.parties}, job_id)
+        self.storage.log("job_accepted", {"parties": row.parties}, job_id)
         started = await asyncio.gather(
             *(self.dataplane.request(p, {"type": "start", "job_id": job_id}) for p in others),
             return_exceptions=True,
@@ -262,26 +523,93 @@ class NodeService:
             why = f"could not start: {'; '.join(failed)}"
             self._end(job_id, "failed", why)
             self._spawn(self._tell_parties(job_id, "the job could not start everywhere"))
-            raise JobRefusedError(f"job {job.name!r} {why}")
+            raise JobRefusedError(f"job {row.name!r} {why}")
         await self._start_worker(job_id)
+
+    async def _on_party_decided(self, job_id: str) -> None:
+        """A held job: start it once every party accepted (at the initiator)."""
+        row = self.storage.find_job(job_id)
+        if row is None or row.status != PENDING:
+            return
+        decisions = self.storage.decisions(job_id)
+        if all(decisions.get(p, {}).get("accept") for p in row.parties):
+            try:
+                await self._start_everywhere(job_id)
+            except RainbridgeError as exc:
+                log.info("job %s could not start: %s", job_id, exc)
+
+    async def approve(self, job_id: str, actor: str = "node") -> dict[str, Any]:
+        """The data owner's approval of a job held under a ``manual`` grant."""
+        row = self.storage.job(job_id)
+        if row.status != PENDING or self.storage.decisions(job_id).get(self.name, {}).get("accept"):
+            raise ConfigError(f"job {job_id} is not waiting for this node's approval")
+        job = JobSpec.model_validate(row.spec)
+        try:
+            check = self.check_job(job, row.initiator)  # the grants may have changed since
+        except RainbridgeError as exc:
+            await self.decline(job_id, f"no longer allowed: {exc}", actor)
+            raise
+        self.storage.update_job(job_id, grants=check.grants)
+        self._decide(job_id, self.name, True)
+        self.storage.log("job_approved", {"grants": check.grants}, job_id, actor=actor)
+        if row.initiator == self.name:
+            await self._on_party_decided(job_id)
+        else:
+            self.storage.update_job(job_id, status="accepted")
+            reply = await self.dataplane.request(
+                row.initiator, {"type": "approved", "job_id": job_id}
+            )
+            if reply.get("ok") is not True:
+                raise JobRefusedError(
+                    f"the initiator did not take the approval: {reply.get('reason')}"
+                )
         return self.storage.job_dict(job_id)
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
+    async def decline(self, job_id: str, reason: str, actor: str = "node") -> dict[str, Any]:
+        """The data owner's refusal of a job held for approval."""
+        row = self.storage.job(job_id)
+        if row.status != PENDING:
+            raise ConfigError(f"job {job_id} is not waiting for approval")
+        why = f"declined by the owner at {self.name}" + (f": {reason}" if reason else "")
+        self._decide(job_id, self.name, False, why[:_MAX_REASON])
+        self._end(job_id, "refused", why[:_MAX_REASON], actor=actor)
+        await self._tell_parties(job_id, why)
+        return self.storage.job_dict(job_id)
+
+    async def cancel(self, job_id: str, actor: str = "node") -> dict[str, Any]:
         """Stop a job here and tell the other parties (a finished job is left as it is)."""
         row = self.storage.job(job_id)
         if row.status not in FINAL:
-            self._end(job_id, "cancelled", "cancelled by the user")
+            self._end(job_id, "cancelled", "cancelled by the user", actor=actor)
             await asyncio.gather(
                 self.runner.stop(job_id),
                 self._tell_parties(job_id, "cancelled by the user"),
             )
         return self.storage.job_dict(job_id)
 
+    async def _stop_job(self, job_id: str, why: str) -> None:
+        row = self.storage.find_job(job_id)
+        if row is None or row.status in FINAL:
+            return
+        self._end(job_id, "cancelled" if row.status in ACTIVE else "refused", why)
+        await asyncio.gather(self.runner.stop(job_id), self._tell_parties(job_id, why))
+
     # -- the other parties -----------------------------------------------------------------
 
-    def _end(self, job_id: str, status: str, error: str) -> None:
+    def _decide(
+        self,
+        job_id: str,
+        party: str,
+        accept: bool,
+        reason: str | None = None,
+        *,
+        pending: bool = False,
+    ) -> None:
+        self.storage.decide(job_id, party, accept, "pending approval" if pending else reason)
+
+    def _end(self, job_id: str, status: str, error: str, actor: str = "node") -> None:
         self.storage.update_job(job_id, status=status, error=error)
-        self.storage.log(f"job_{status}", {"reason": error}, job_id)
+        self.storage.log(f"job_{status}", {"reason": error}, job_id, actor=actor)
 
     async def _tell_parties(
         self, job_id: str, reason: str, parties: Iterable[str] | None = None
@@ -302,6 +630,11 @@ class NodeService:
     async def _handle(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         """Answer a pinned peer's control request (the data plane authenticated ``peer``)."""
         kind = msg.get("type")
+        if kind == "catalogue":
+            self.storage.log("catalogue_browsed", {}, actor=f"peer:{peer}")
+            return {"ok": True, "datasets": self.catalogue()}
+        if kind == "rotate_key":
+            return self._on_rotate_key(peer, msg)
         job_id = str(msg.get("job_id", ""))
         if not valid_job_id(job_id):
             return {"ok": False, "accept": False, "reason": "invalid job id"}
@@ -315,6 +648,19 @@ class NodeService:
         if kind == "abort":
             await self._on_abort(peer, row, str(msg.get("reason", ""))[:_MAX_REASON])
             return {"ok": True}
+        if kind == "approved":
+            if row.initiator != self.name or row.status != PENDING:
+                return {"ok": False, "reason": f"job is {row.status}, not pending approval"}
+            self._decide(job_id, peer, True)
+            self.storage.log("job_approved_by_peer", {"peer": peer}, job_id, actor=f"peer:{peer}")
+            self._spawn(self._on_party_decided(job_id))
+            return {"ok": True}
+        if kind == "job_report":
+            return self._on_report(peer, row, msg.get("part"))
+        if kind == "countersign":
+            return self._on_countersign(peer, row, msg.get("record"))
+        if kind == "job_record":
+            return self._on_record(peer, row, msg.get("record"), msg.get("signatures"))
         return {"ok": False, "reason": f"unknown request {str(kind)[:40]!r}"}
 
     def _on_propose(self, peer: str, job_id: str, msg: dict[str, Any]) -> dict[str, Any]:
@@ -323,15 +669,20 @@ class NodeService:
         try:
             job = parse_job(json.dumps(msg.get("spec")), source="proposal")
         except RainbridgeError as exc:
-            self.storage.log("proposal_refused", {"from": peer, "reason": str(exc)}, job_id)
+            self.storage.log(
+                "proposal_refused", {"from": peer, "reason": str(exc)}, job_id, f"peer:{peer}"
+            )
             return {"accept": False, "reason": str(exc)}
         reason: str | None = None
+        check = GrantCheck()
         try:
             if job.digest() != msg.get("digest"):
                 raise ConfigError("the job's digest does not match its content")
-            self.check_job(job, peer)
+            check = self.check_job(job, peer)
         except RainbridgeError as exc:
             reason = str(exc)
+        held = reason is None and bool(check.manual)
+        status = "refused" if reason is not None else PENDING if held else "accepted"
         self.storage.put_job(
             JobRow(
                 id=job_id,
@@ -339,17 +690,26 @@ class NodeService:
                 spec=job.to_dict(),
                 digest=job.digest(),
                 initiator=peer,
-                status="accepted" if reason is None else "refused",
+                status=status,
                 progress={},
                 error=reason,
+                grants=check.grants,
+                submitted_by=f"peer:{peer}",
             )
         )
-        self.storage.decide(job_id, self.name, reason is None, reason)
+        self._decide(job_id, self.name, reason is None and not held, reason, pending=held)
+        body = {"from": peer, "name": job.name, "digest": job.digest(), "grants": check.grants}
         if reason is not None:
-            self.storage.log("job_refused", {"from": peer, "reason": reason}, job_id)
+            self.storage.log("job_refused", {**body, "reason": reason}, job_id, f"peer:{peer}")
             log.info("refused job %s from %s: %s", job_id, peer, reason)
             return {"accept": False, "reason": reason}
-        self.storage.log("job_accepted", {"from": peer, "digest": job.digest()}, job_id)
+        if held:
+            self.storage.log(
+                "job_pending_approval", {**body, "datasets": check.manual}, job_id, f"peer:{peer}"
+            )
+            why = f"awaiting approval by the owner of {', '.join(map(repr, check.manual))}"
+            return {"accept": False, "pending": True, "reason": why}
+        self.storage.log("job_accepted", body, job_id, f"peer:{peer}")
         return {"accept": True}
 
     async def _on_start(self, peer: str, row: JobRow) -> dict[str, Any]:
@@ -370,14 +730,58 @@ class NodeService:
     async def _on_abort(self, peer: str, row: JobRow, reason: str) -> None:
         if row.status in FINAL:
             return
-        self._end(row.id, "aborted", f"{peer}: {reason}" if reason else f"aborted by {peer}")
+        self._end(
+            row.id,
+            "aborted",
+            f"{peer}: {reason}" if reason else f"aborted by {peer}",
+            actor=f"peer:{peer}",
+        )
         self._spawn(self.runner.stop(row.id))
 
     # -- workers ---------------------------------------------------------------------------
 
+    def _consume_grants(self, row: JobRow) -> None:
+        """Count this call against every grant the job uses, re-checking each first."""
+        job = JobSpec.model_validate(row.spec)
+        datasets = self.storage.dataset_refs()
+        now = dt.datetime.now(dt.UTC)
+        with self.storage.session() as s:
+            for dataset, per_peer in (row.grants or {}).items():
+                rows = datasets[dataset].num_rows if dataset in datasets else 0
+                for grant_id in set(per_peer.values()):
+                    g = s.get(GrantRow, grant_id)
+                    if g is None:
+                        raise GrantError(f"grant {grant_id} no longer exists")
+                    comp_types = [c.type for c in job.components if self.name in c.inputs]
+                    why = why_not(
+                        g,
+                        component_type=comp_types[0] if comp_types else "*",
+                        columns=[],
+                        receivers=[],
+                        rows=rows,
+                        now=now,
+                    )
+                    if why is not None:
+                        raise GrantError(f"cannot start: {why}")
+                    g.calls_used += 1
+                    g.rows_used += rows
+        for dataset, per_peer in (row.grants or {}).items():
+            rows = datasets[dataset].num_rows if dataset in datasets else 0
+            self.storage.log(
+                "dataset_read",
+                {"dataset": dataset, "rows": rows, "grants": per_peer},
+                row.id,
+            )
+
     async def _start_worker(self, job_id: str) -> None:
         row = self.storage.job(job_id)
         job = JobSpec.model_validate(row.spec)
+        try:
+            self._consume_grants(row)
+        except RainbridgeError as exc:
+            self._end(job_id, "failed", str(exc))
+            self._spawn(self._tell_parties(job_id, str(exc)))
+            raise
         peers = {p.name: p for p in self.storage.peers()}
         datasets = self.storage.dataset_refs()
         context = {
@@ -407,3 +811,235 @@ class NodeService:
             self._end(job_id, "failed", why)
             self._spawn(self._tell_parties(job_id, why))
             raise RainbridgeError(why) from None
+
+    # -- the end of a job: metering, outputs, the countersigned record ---------------------
+
+    async def _on_job_ended(self, job_id: str) -> None:
+        """The worker of ``job_id`` exited: meter, record outputs, report to the initiator."""
+        row = self.storage.find_job(job_id)
+        if row is None:
+            return
+        datasets = self.storage.dataset_refs()
+        rows = {d: datasets[d].num_rows for d in (row.grants or {}) if d in datasets}
+        job = JobSpec.model_validate(row.spec)
+        for d in job.datasets_of(self.name):
+            if d in datasets:
+                rows.setdefault(d, datasets[d].num_rows)
+        result = row.result if row.status == "succeeded" else None
+        meter_job(
+            self.storage,
+            job_id=job_id,
+            node=self.name,
+            spec=row.spec,
+            status=row.status,
+            grants=row.grants or {},
+            rows=rows,
+            result=result,
+        )
+        part = records.make_part(
+            party=self.name, status=row.status, grants=row.grants or {}, rows=rows, result=result
+        )
+        for name, out in part["outputs"].items():
+            self.storage.log("output_released", {"output": name, **out}, job_id)
+        self._store_report(job_id, self.name, part)
+        if row.initiator == self.name:
+            await self._maybe_finalize(job_id)
+            self._spawn(self._finalize_later(job_id))
+        else:
+            reply = await self._ask(
+                row.initiator, {"type": "job_report", "job_id": job_id, "part": part}
+            )
+            if reply.get("ok") is not True:
+                log.info("job %s: the initiator did not take the report: %s", job_id, reply)
+
+    async def _ask(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.dataplane.request(peer, msg)
+        except RainbridgeError as exc:
+            return {"ok": False, "reason": str(exc)}
+
+    def _store_report(self, job_id: str, party: str, part: dict[str, Any]) -> None:
+        with self.storage.session() as s:
+            row = s.get(JobPartyRow, (job_id, party))
+            if row is None:
+                row = JobPartyRow(job_id=job_id, party=party, accept=True)
+                s.add(row)
+            row.report = part
+
+    def _reports(self, job_id: str) -> dict[str, dict[str, Any] | None]:
+        with self.storage.session() as s:
+            q = select(JobPartyRow).where(JobPartyRow.job_id == job_id)
+            return {r.party: r.report for r in s.scalars(q)}
+
+    def _on_report(self, peer: str, row: JobRow, part: Any) -> dict[str, Any]:
+        if row.initiator != self.name:
+            return {"ok": False, "reason": "reports go to the initiator"}
+        if not isinstance(part, dict) or part.get("party") != peer:
+            return {"ok": False, "reason": "malformed report"}
+        if len(json.dumps(part)) > 64 << 10:
+            return {"ok": False, "reason": "report too large"}
+        self._store_report(row.id, peer, part)
+        self._spawn(self._maybe_finalize(row.id))
+        return {"ok": True}
+
+    async def _finalize_later(self, job_id: str) -> None:
+        # a party that never reports (crashed, unreachable) must not keep the record open
+        await asyncio.sleep(self.config.control_timeout)
+        await self._maybe_finalize(job_id, force=True)
+
+    async def _maybe_finalize(self, job_id: str, force: bool = False) -> None:
+        """At the initiator: once every party reported, have the record countersigned."""
+        row = self.storage.find_job(job_id)
+        if row is None or row.status not in FINAL or job_id in self._finalizing:
+            return
+        if self.storage.ledger_rows(job_id=job_id, kind="job_record"):
+            return
+        reports = self._reports(job_id)
+        parts = {p: reports.get(p) for p in row.parties}
+        if reports.get(self.name) is None or (not force and None in parts.values()):
+            return
+        self._finalizing.add(job_id)
+        try:
+            record = records.make_record(self.storage.job_dict(job_id), parts)
+            sigs = {self.name: self._sign_record(record)}
+            others = [p for p in row.parties if p != self.name]
+            replies = await asyncio.gather(
+                *(
+                    self._ask(p, {"type": "countersign", "job_id": job_id, "record": record})
+                    for p in others
+                )
+            )
+            missing = {}
+            for p, r in zip(others, replies, strict=True):
+                if r.get("ok") is True:
+                    sigs[p] = {"key": str(r.get("key")), "sig": str(r.get("sig"))}
+                else:
+                    missing[p] = str(r.get("reason"))[:_MAX_REASON]
+            problems = (
+                records.signatures_problems(record, sigs, self.ledger.certificates())
+                if not missing
+                else []
+            )
+            if missing or problems:
+                self.storage.log(
+                    "job_record_incomplete",
+                    {
+                        "record": record,
+                        "signatures": sigs,
+                        "missing": missing,
+                        "problems": problems[:5],
+                    },
+                    job_id,
+                )
+                return
+            self.storage.log("job_record", {"record": record, "signatures": sigs}, job_id)
+            msg = {"type": "job_record", "job_id": job_id, "record": record, "signatures": sigs}
+            await asyncio.gather(*(self._ask(p, msg) for p in others))
+        finally:
+            self._finalizing.discard(job_id)
+
+    def _sign_record(self, record: dict[str, Any]) -> dict[str, str]:
+        sig = self.keys.ledger_key.sign(records.record_message(record))
+        return {"key": self.keys.fingerprint, "sig": sig.hex()}
+
+    def _on_countersign(self, peer: str, row: JobRow, record: Any) -> dict[str, Any]:
+        if row.initiator != peer:
+            return {"ok": False, "reason": "only the initiator asks for countersignatures"}
+        own = self._reports(row.id).get(self.name)
+        why = records.countersign_problem(
+            record, job=self.storage.job_dict(row.id), party=self.name, own_part=own
+        )
+        if why is not None:
+            self.storage.log("countersign_refused", {"reason": why}, row.id, f"peer:{peer}")
+            return {"ok": False, "reason": why}
+        return {"ok": True, **self._sign_record(record)}
+
+    def _on_record(self, peer: str, row: JobRow, record: Any, sigs: Any) -> dict[str, Any]:
+        if row.initiator != peer:
+            return {"ok": False, "reason": "only the initiator distributes the record"}
+        if self.storage.ledger_rows(job_id=row.id, kind="job_record"):
+            return {"ok": True}  # already recorded: a repeat is harmless
+        own = self._reports(row.id).get(self.name)
+        why = records.countersign_problem(
+            record, job=self.storage.job_dict(row.id), party=self.name, own_part=own
+        )
+        if why is None and isinstance(sigs, dict):
+            problems = records.signatures_problems(record, sigs, self.ledger.certificates())
+            why = "; ".join(problems) if problems else None
+        elif why is None:
+            why = "malformed signatures"
+        if why is not None:
+            self.storage.log("job_record_refused", {"reason": why}, row.id, f"peer:{peer}")
+            return {"ok": False, "reason": why}
+        self.storage.log("job_record", {"record": record, "signatures": sigs}, row.id)
+        return {"ok": True}
+
+    # -- keys ------------------------------------------------------------------------------
+
+    async def rotate_keys(self, actor: str = "node") -> dict[str, Any]:
+        """New TLS and ledger keys without a restart; peers are told and re-pin.
+
+        Peers are told first, over connections made with the old certificate, with the
+        hand-over signed by the old ledger key; then this node switches. Old certificates stay
+        in the history so old entries and records still verify.
+        """
+        master = load_master_key(self.config.path, self.config.master_key_file)
+        old = self.keys.fingerprint
+        new_keys, handover = self.keys.rotate(self.name, master)
+        msg = {
+            "type": "rotate_key",
+            "cert_pem": new_keys.identity.cert_pem,
+            "handover_sig": handover,
+        }
+        told: dict[str, Any] = {}
+        for p in self.storage.peers():
+            r = await self._ask(p.name, msg)
+            told[p.name] = r.get("ok") is True or r.get("reason")
+        self.ledger.rotate(new_keys, handover, actor)
+        self.keys = new_keys
+        self.runner.key_password = new_keys.identity.key_password
+        self.dataplane.set_identity(new_keys.identity)
+        return {"old": old, "new": new_keys.fingerprint, "peers_told": told}
+
+    def _on_rotate_key(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        try:
+            row = self.storage.peer(peer)
+            pem = str(msg.get("cert_pem", ""))
+            new_fp = fingerprint_pem(pem)
+            alg, key = ledger_key_of(row.cert_pem)
+            sig = bytes.fromhex(str(msg.get("handover_sig", "")))
+        except (RainbridgeError, ValueError, TypeError):
+            return {"ok": False, "reason": "malformed key rotation"}
+        if not verify_signature(alg, key, sig, ROTATION_DOMAIN + bytes.fromhex(new_fp)):
+            self.storage.log("peer_rotation_refused", {"peer": peer}, actor=f"peer:{peer}")
+            return {"ok": False, "reason": "the hand-over is not signed by the pinned key"}
+        self.storage.keep_certificate(peer, new_fp, pem)
+        with self.storage.session() as s:
+            p = s.get(PeerRow, peer)
+            assert p is not None
+            p.fingerprint, p.cert_pem = new_fp, pem
+        self.dataplane.reload()
+        self.storage.log(
+            "peer_key_rotated",
+            {"peer": peer, "old": row.fingerprint, "new": new_fp},
+            actor=f"peer:{peer}",
+        )
+        return {"ok": True}
+
+
+_GRANT_TERMS = (
+    "id",
+    "dataset",
+    "peer",
+    "columns",
+    "components",
+    "receivers",
+    "max_calls",
+    "max_rows",
+    "expires_at",
+    "approval",
+)
+
+
+def _grant_ids(grants: dict[str, Any] | None) -> set[str]:
+    return {g for per in (grants or {}).values() for g in per.values()}

@@ -1,10 +1,14 @@
 """The node's state through SQLAlchemy: SQLite by default, any SQL database by URL.
 
-Tables: ``peers`` (pinned certificates), ``datasets`` (files registered in place: path,
-schema, row count), ``jobs`` (spec, digest, status, progress, result), ``job_parties`` (each
-party's decision on a job, with its reason) and ``events`` (an append-only log that the
-signed ledger builds on). Only portable column types are used, so a PostgreSQL URL works
-as well as the default SQLite file.
+Tables: ``peers`` (pinned certificates), ``certificates`` (every certificate ever seen, ours
+and peers', to verify old signatures), ``datasets`` (files registered in place: path, schema,
+row count, and the catalogue's metadata), ``grants`` (an owner's permission for a peer to use
+a dataset, with its usage), ``users`` (API users, roles, token hashes), ``jobs`` (spec,
+digest, status, progress, result, grants used), ``job_parties`` (each party's decision and
+its signed report), ``ledger`` (the hash-chained, signed log; see
+:mod:`rainbridge.node.ledger`) and ``metering`` (what each job used, per peer, grant and
+component). Only portable column types are used, so a PostgreSQL URL works as well as the
+default SQLite file.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -59,6 +64,17 @@ class PeerRow(Base):
         }
 
 
+class CertificateRow(Base):
+    """A certificate this node or a peer has used: old signatures verify under it."""
+
+    __tablename__ = "certificates"
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    pem: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class DatasetRow(Base):
     __tablename__ = "datasets"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -68,6 +84,13 @@ class DatasetRow(Base):
     columns: Mapped[dict[str, str]] = mapped_column(JSON)
     num_rows: Mapped[int] = mapped_column(Integer)
     added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # the catalogue: who owns it, how sensitive, and what peers may see of it
+    owner: Mapped[str] = mapped_column(String(64), default="")
+    sensitivity: Mapped[str] = mapped_column(String(16), default="internal")
+    description: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+    published_columns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    publish_rows: Mapped[bool] = mapped_column(Boolean, default=False)
 
     def ref(self) -> DatasetRef:
         return DatasetRef(
@@ -75,7 +98,137 @@ class DatasetRow(Base):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.ref().to_dict(), "added_at": self.added_at.isoformat()}
+        return {
+            **self.ref().to_dict(),
+            "added_at": self.added_at.isoformat(),
+            "owner": self.owner,
+            "sensitivity": self.sensitivity,
+            "description": self.description,
+            "published": self.published,
+            "published_columns": list(self.published_columns or []),
+            "publish_rows": self.publish_rows,
+        }
+
+    def public_metadata(self) -> dict[str, Any]:
+        """What peers browsing the catalogue see: never the path, never rows."""
+        cols = [c for c in (self.published_columns or []) if c in self.columns]
+        d: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "sensitivity": self.sensitivity,
+            "owner": self.owner,
+            "id_column": self.id_column if self.id_column in cols else None,
+            "columns": {c: self.columns[c] for c in cols},
+        }
+        if self.publish_rows:
+            d["num_rows"] = self.num_rows
+        return d
+
+
+class GrantRow(Base):
+    """An owner's permission for ``peer`` to use ``dataset`` in jobs, with its usage."""
+
+    __tablename__ = "grants"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    peer: Mapped[str] = mapped_column(String(64), index=True)
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    components: Mapped[list[str]] = mapped_column(JSON)
+    receivers: Mapped[list[str]] = mapped_column(JSON)
+    max_calls: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    approval: Mapped[str] = mapped_column(String(16), default="auto")
+    calls_used: Mapped[int] = mapped_column(Integer, default=0)
+    rows_used: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "dataset": self.dataset,
+            "peer": self.peer,
+            "columns": list(self.columns),
+            "components": list(self.components),
+            "receivers": list(self.receivers),
+            "max_calls": self.max_calls,
+            "max_rows": self.max_rows,
+            "expires_at": _iso(self.expires_at),
+            "approval": self.approval,
+            "calls_used": self.calls_used,
+            "rows_used": self.rows_used,
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+            "revoked_at": _iso(self.revoked_at),
+            "active": self.revoked_at is None,
+        }
+
+
+class UserRow(Base):
+    """A user of the REST API: a role and the SHA-256 of a bearer token (never the token)."""
+
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "created_at": _iso(self.created_at),
+            "disabled": self.disabled,
+        }
+
+
+class MeterRow(Base):
+    """What one job used at this node, per counterparty, grant and component."""
+
+    __tablename__ = "metering"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    peer: Mapped[str] = mapped_column(String(64))
+    grant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    component: Mapped[str] = mapped_column(String(64))
+    component_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    calls: Mapped[int] = mapped_column(Integer, default=1)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(Integer, default=0)
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "at": _iso(self.at),
+            "peer": self.peer,
+            "grant_id": self.grant_id,
+            "component": self.component,
+            "component_type": self.component_type,
+            "status": self.status,
+            "calls": self.calls,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "cpu_seconds": round(self.cpu_seconds, 6),
+        }
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:  # SQLite returns naive datetimes: they were stored as UTC
+        t = t.replace(tzinfo=dt.UTC)
+    return t.isoformat()
+
+
+def utc(t: dt.datetime) -> dt.datetime:
+    """``t`` as an aware UTC datetime (SQLite hands back naive ones)."""
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
 class JobRow(Base):
@@ -91,6 +244,10 @@ class JobRow(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: the grants this node's datasets are used under, ``{dataset: {peer: grant id}}``
+    grants: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: who submitted it (initiator) or which peer proposed it
+    submitted_by: Mapped[str] = mapped_column(String(64), default="")
 
     @property
     def parties(self) -> list[str]:
@@ -110,6 +267,8 @@ class JobRow(Base):
             "progress": self.progress,
             "decisions": decisions or {},
             "error": self.error,
+            "grants": self.grants or {},
+            "submitted_by": self.submitted_by,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
@@ -128,17 +287,23 @@ class JobPartyRow(Base):
     accept: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: the party's signed report of the job's end (collected by the initiator)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
-class EventRow(Base):
-    """Append-only log of what happened at this node (the signed ledger builds on it)."""
+class LedgerRow(Base):
+    """One signed ledger entry, stored as the exact bytes that were hashed."""
 
-    __tablename__ = "events"
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    kind: Mapped[str] = mapped_column(String(32))
-    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    detail: Mapped[str] = mapped_column(Text)
+    __tablename__ = "ledger"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    entry: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64))
+    sig: Mapped[str] = mapped_column(Text)
+
+    def stored(self) -> dict[str, Any]:
+        return {"entry": json.loads(self.entry), "hash": self.hash, "sig": self.sig}
 
 
 class Storage:
@@ -157,6 +322,8 @@ class Storage:
                 f"{type(exc).__name__}; check the URL and that the server is running"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: where :meth:`log` appends (attached by the node once its keys are open)
+        self.ledger: Any = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -253,25 +420,72 @@ class Storage:
             row.updated_at = _now()
         return row
 
-    def log(self, kind: str, detail: dict[str, Any], job_id: str | None = None) -> None:
-        with self.session() as s:
-            s.add(EventRow(kind=kind, job_id=job_id, detail=json.dumps(detail, sort_keys=True)))
+    # ledger
+    def log(
+        self, kind: str, detail: dict[str, Any], job_id: str | None = None, actor: str = "node"
+    ) -> None:
+        """Append an event to the node's signed ledger (see :mod:`rainbridge.node.ledger`)."""
+        if self.ledger is None:
+            raise ConfigError("this storage has no ledger attached")
+        self.ledger.append(kind, detail, job_id, actor)
 
-    def events(self, job_id: str | None = None) -> list[dict[str, Any]]:
-        with self.session() as s:
-            q = select(EventRow).order_by(EventRow.seq)
-            if job_id:
-                q = q.where(EventRow.job_id == job_id)
-            return [
+    def events(
+        self, job_id: str | None = None, limit: int = 1000, since: int = 0
+    ) -> list[dict[str, Any]]:
+        """Ledger entries (oldest first) in the event shape the API lists."""
+        out = []
+        for st in self.ledger_rows(job_id=job_id, limit=limit, since=since):
+            e = st["entry"]
+            out.append(
                 {
-                    "seq": e.seq,
-                    "at": e.at.isoformat(),
-                    "kind": e.kind,
-                    "job_id": e.job_id,
-                    "detail": json.loads(e.detail),
+                    "seq": e["seq"],
+                    "at": e["at"],
+                    "kind": e["kind"],
+                    "job_id": e["job"],
+                    "actor": e["actor"],
+                    "detail": e["body"],
+                    "hash": st["hash"],
                 }
-                for e in s.scalars(q)
-            ]
+            )
+        return out
+
+    def ledger_rows(
+        self,
+        job_id: str | None = None,
+        limit: int | None = None,
+        since: int = 0,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        with self.session() as s:
+            q = select(LedgerRow).where(LedgerRow.seq > since).order_by(LedgerRow.seq)
+            if job_id:
+                q = q.where(LedgerRow.job_id == job_id)
+            if kind:
+                q = q.where(LedgerRow.kind == kind)
+            if limit:
+                q = q.limit(limit)
+            return [r.stored() for r in s.scalars(q)]
+
+    def ledger_tail(self) -> LedgerRow | None:
+        with self.session() as s:
+            return s.scalars(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).first()
+
+    # certificates
+    def keep_certificate(self, owner: str, fingerprint: str, pem: str) -> None:
+        with self.session() as s:
+            if s.get(CertificateRow, fingerprint) is None:
+                s.add(CertificateRow(fingerprint=fingerprint, owner=owner, pem=pem))
+
+    def certificates(self) -> dict[str, str]:
+        with self.session() as s:
+            return {r.fingerprint: r.pem for r in s.scalars(select(CertificateRow))}
+
+    def certificate_rows(self, owner: str | None = None) -> list[CertificateRow]:
+        with self.session() as s:
+            q = select(CertificateRow).order_by(CertificateRow.added_at)
+            if owner:
+                q = q.where(CertificateRow.owner == owner)
+            return list(s.scalars(q))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -81,7 +81,7 @@ async def _dial(ctx: dict[str, Any], identity: TlsIdentity, peer: str) -> Channe
 
 async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asyncio.Server]:
     me = ctx["party"]
-    identity = TlsIdentity.load(ctx["node_dir"])
+    identity = TlsIdentity.load(ctx["node_dir"], ctx.get("key_password"))
     incoming: dict[str, asyncio.Future[Channel]] = {
         p: asyncio.get_running_loop().create_future() for p in ctx["peers"] if p < me
     }
@@ -190,6 +190,9 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     ctx = json.loads(Path(args[0]).read_text())
+    # the node writes the TLS key's password on stdin: it never touches the disk
+    password = sys.stdin.buffer.readline().rstrip(b"\n") if not sys.stdin.isatty() else b""
+    ctx["key_password"] = password or None
     out = Path(ctx["result"])
     try:
         result = asyncio.run(run(ctx))

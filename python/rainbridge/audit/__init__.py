@@ -1,0 +1,1 @@
+"""Audit: the stand-alone verifier of exported ledger bundles (see :mod:`.verify_ledger`)."""

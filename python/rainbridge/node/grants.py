@@ -1,0 +1,200 @@
+"""Grants: an owner's permission for a peer to use one of its datasets, and their checks.
+
+A grant says that ``peer`` may take part in jobs that use ``dataset`` at this node:
+
+- ``columns``: which of its columns a job may touch (the id column it joins on and every
+  column it releases), ``["*"]`` for all;
+- ``components``: which component types (purposes), e.g. ``["psi"]``, ``["*"]`` for all;
+- ``receivers``: which parties may receive outputs derived from it (this node always may);
+- ``max_calls`` / ``max_rows``: a quota, counted when a job starts (a call reads every row of
+  the dataset);
+- ``expires_at``: after it, the grant allows nothing;
+- ``approval``: ``auto``, or ``manual`` to hold every job under it for the owner's approval.
+
+Every job proposal (a peer's, or this node's own submission) is checked against the grants
+of every dataset of this node it touches, for every other party of the component that reads
+it. A refusal names the dataset, the peer and the grant at fault and says what is missing or
+exceeded; it never echoes other grants' content to the proposer. Revoking a grant takes
+effect at once: new proposals are refused and running jobs under it are stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rainbridge.data import DatasetRef
+from rainbridge.errors import AuthorizationError, ConfigError
+from rainbridge.jobs.spec import JobSpec
+from rainbridge.node.storage import GrantRow, utc
+
+APPROVAL_MODES = ("auto", "manual")
+ALL = "*"
+
+
+class GrantError(AuthorizationError):
+    """No grant allows what a job asks of a dataset; the message says which and why."""
+
+    code = "unauthorized"
+
+
+def new_grant_id() -> str:
+    return "g-" + secrets.token_hex(6)
+
+
+@dataclass
+class GrantCheck:
+    """The outcome of checking a job: which grant covers each (dataset, peer)."""
+
+    #: ``{dataset: {peer: grant id}}``
+    grants: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: datasets whose grant asks the owner to approve each job by hand
+    manual: list[str] = field(default_factory=list)
+    #: rows each dataset contributes per call (for the quota)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def grant_ids(self) -> list[str]:
+        return sorted({g for per in self.grants.values() for g in per.values()})
+
+
+def _allows(allowed: Sequence[str], wanted: str) -> bool:
+    return ALL in allowed or wanted in allowed
+
+
+def why_not(
+    g: GrantRow,
+    *,
+    component_type: str,
+    columns: Sequence[str],
+    receivers: Sequence[str],
+    rows: int,
+    now: dt.datetime,
+) -> str | None:
+    """None if ``g`` allows the use, else what it does not allow (for the refusal)."""
+    if g.revoked_at is not None:
+        return f"grant {g.id} was revoked on {utc(g.revoked_at):%Y-%m-%d %H:%M} UTC"
+    if g.expires_at is not None and now >= utc(g.expires_at):
+        return f"grant {g.id} expired on {utc(g.expires_at):%Y-%m-%d %H:%M} UTC"
+    if not _allows(g.components, component_type):
+        return f"grant {g.id} does not allow component {component_type!r}"
+    bad_cols = [c for c in columns if not _allows(g.columns, c)]
+    if bad_cols:
+        return f"grant {g.id} does not allow column {', '.join(map(repr, bad_cols))}"
+    bad_recv = [r for r in receivers if not _allows(g.receivers, r)]
+    if bad_recv:
+        return f"grant {g.id} does not allow {', '.join(map(repr, bad_recv))} to receive outputs"
+    if g.max_calls is not None and g.calls_used + 1 > g.max_calls:
+        return f"grant {g.id} quota exceeded: {g.calls_used} of {g.max_calls} calls used"
+    if g.max_rows is not None and g.rows_used + rows > g.max_rows:
+        return (
+            f"grant {g.id} quota exceeded: {g.rows_used} of {g.max_rows} rows used, "
+            f"this job reads {rows}"
+        )
+    return None
+
+
+def check_grants(
+    job: JobSpec,
+    *,
+    node: str,
+    datasets: Mapping[str, DatasetRef],
+    grants: Sequence[GrantRow],
+    now: dt.datetime | None = None,
+) -> GrantCheck:
+    """Find the grant that covers each use of this node's datasets by ``job``.
+
+    Raises
+    ------
+    GrantError
+        A dataset is used with a party no grant covers; the message names the dataset, the
+        peer and the closest grant's reason (or that there is none).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    out = GrantCheck()
+    by_key: dict[tuple[str, str], list[GrantRow]] = {}
+    for g in grants:
+        by_key.setdefault((g.dataset, g.peer), []).append(g)
+    for c in job.components:
+        ref = c.inputs.get(node)
+        if ref is None or ref.dataset is None:
+            continue
+        ds = datasets.get(ref.dataset)
+        if ds is None:
+            continue  # check_job refuses unregistered datasets with its own message
+        receivers = sorted({r for o in c.outputs.values() for r in o.receivers} - {node})
+        others = sorted((set(c.parties) | set(receivers)) - {node})
+        id_col = ref.id or ds.id_column
+        columns = list(
+            dict.fromkeys(
+                ([id_col] if id_col else [])
+                + [col for o in c.outputs.values() for col in o.columns.get(node, [])]
+            )
+        )
+        out.rows[ds.name] = ds.num_rows
+        for peer in others:
+            candidates = by_key.get((ds.name, peer), [])
+            reasons = []
+            chosen: GrantRow | None = None
+            for g in sorted(candidates, key=lambda g: g.created_at):
+                why = why_not(
+                    g,
+                    component_type=c.type,
+                    columns=columns,
+                    receivers=receivers,
+                    rows=ds.num_rows,
+                    now=now,
+                )
+                if why is None:
+                    chosen = g
+                    break
+                reasons.append(why)
+            if chosen is None:
+                detail = "; ".join(reasons) if reasons else "there is no grant"
+                raise GrantError(
+                    f"{node!r} does not allow {peer!r} to use dataset {ds.name!r} in component "
+                    f"{c.id!r} ({c.type}): {detail}"
+                )
+            out.grants.setdefault(ds.name, {})[peer] = chosen.id
+            if chosen.approval == "manual" and ds.name not in out.manual:
+                out.manual.append(ds.name)
+    return out
+
+
+def validate_grant(
+    *,
+    dataset: DatasetRef,
+    peer: str,
+    columns: Sequence[str],
+    components: Sequence[str],
+    receivers: Sequence[str],
+    max_calls: int | None,
+    max_rows: int | None,
+    expires_at: dt.datetime | None,
+    approval: str,
+    known_components: Sequence[str],
+) -> None:
+    """Refuse a grant that names what does not exist (ConfigError, naming it)."""
+    if not columns:
+        raise ConfigError("a grant must name its columns (or '*' for all)")
+    unknown = [c for c in columns if c != ALL and c not in dataset.columns]
+    if unknown:
+        raise ConfigError(f"dataset {dataset.name!r} has no column {', '.join(map(repr, unknown))}")
+    if not components:
+        raise ConfigError("a grant must name its components (purposes), or '*' for all")
+    bad = [c for c in components if c != ALL and c not in known_components]
+    if bad:
+        raise ConfigError(
+            f"unknown component {', '.join(map(repr, bad))}; known: {', '.join(known_components)}"
+        )
+    if not receivers:
+        raise ConfigError("a grant must name who may receive outputs (e.g. the peer itself)")
+    for what, q in (("max_calls", max_calls), ("max_rows", max_rows)):
+        if q is not None and q < 0:
+            raise ConfigError(f"{what} must be zero or more")
+    if approval not in APPROVAL_MODES:
+        raise ConfigError(f"approval {approval!r}: expected auto or manual")
+    if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
+        raise ConfigError("expires_at is in the past")
+    _ = peer

@@ -1,0 +1,212 @@
+"""The node's ledger (存证): an append-only, hash-chained log, every entry signed.
+
+Each entry records one event (a job proposed, accepted, refused, started, a dataset read, an
+output released, a grant changed, a key rotated, a user added, ...) with who did it
+(``actor``: ``user:NAME``, ``peer:NAME`` or ``node``)::
+
+    {"v": 1, "node": "bank", "seq": 42, "prev": <hash of entry 41>, "at": "...Z",
+     "kind": "job_accepted", "job": "<id>" | null, "actor": "user:alice",
+     "body": {...}, "suite": "standard" | "gm", "key": <certificate fingerprint>}
+
+stored with ``hash = H(domain ‖ canonical JSON)`` (SHA-256, or SM3 under the 国密 suite) and
+the node's ledger-key signature of that hash (Ed25519, or SM2). A signed **head** (the last
+seq and hash) is rewritten after every append in ``DIR/ledger.head``, so that entries deleted
+at the end are detected too. When a job ends, its parties countersign one **job record** (what
+was run, on which datasets under which grants, what each party released, what it used) and
+each appends the same record with every signature (:mod:`rainbridge.node.records`).
+
+The checks are those of the stand-alone verifier (:mod:`rainbridge.audit.verify_ledger`),
+which ``export`` ships inside every bundle. Threat model: whoever can write the database or
+the files but lacks the ledger key cannot edit, insert, delete, reorder or replay an entry
+undetected; a holder of the key could rewrite its own ledger, which is why job records are
+signed by every party and kept at each (and could be anchored externally: see
+docs/GOVERNANCE.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from rainbridge.audit import verify_ledger as v
+from rainbridge.crypto.certs import _write_private
+from rainbridge.errors import ConfigError
+from rainbridge.node.keys import NodeKeys, certificate_history
+from rainbridge.node.storage import LedgerRow, Storage
+
+HEAD_FILE = "ledger.head"
+#: largest body an entry may carry (a job record of many parties fits easily)
+MAX_BODY_BYTES = 256 << 10
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Ledger:
+    """Appends signed entries to ``storage``'s ledger table, in one chain.
+
+    Parameters
+    ----------
+    storage : Storage
+        The node's database.
+    node : str
+        This node's name (every entry carries it).
+    keys : NodeKeys
+        The current ledger key (replaced by :meth:`rotate`).
+    directory : Path
+        The node directory, where the signed head is kept.
+    """
+
+    def __init__(self, storage: Storage, node: str, keys: NodeKeys, directory: Path) -> None:
+        self.storage = storage
+        self.node = node
+        self.keys = keys
+        self.directory = directory
+        self._lock = threading.Lock()
+        tail = storage.ledger_tail()
+        self._seq = tail.seq if tail else 0
+        self._prev = tail.hash if tail else v.GENESIS
+        storage.keep_certificate(node, keys.fingerprint, keys.identity.cert_pem)
+        storage.ledger = self
+        if tail is None:
+            self.append(
+                "ledger_created", {"suite": keys.suite.name, "certificate": keys.fingerprint}
+            )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        job_id: str | None = None,
+        actor: str = "node",
+    ) -> dict[str, Any]:
+        """Sign and store one entry; returns it as stored (``entry``, ``hash``, ``sig``)."""
+        with self._lock:
+            entry: dict[str, Any] = {
+                "v": 1,
+                "node": self.node,
+                "seq": self._seq + 1,
+                "prev": self._prev,
+                "at": _now_iso(),
+                "kind": kind,
+                "job": job_id,
+                "actor": actor,
+                "body": body,
+                "suite": self.keys.suite.name,
+                "key": self.keys.fingerprint,
+            }
+            text = v.canonical(entry)
+            if len(text) > MAX_BODY_BYTES:
+                raise ConfigError(f"ledger entry {kind!r} is too large ({len(text)} bytes)")
+            digest = self.keys.suite.hash(v.ENTRY_DOMAIN + text)
+            sig = self.keys.ledger_key.sign(digest)
+            row = LedgerRow(
+                seq=entry["seq"],
+                kind=kind,
+                job_id=job_id,
+                entry=text.decode(),
+                hash=digest.hex(),
+                sig=sig.hex(),
+            )
+            try:
+                with self.storage.session() as s:
+                    s.add(row)
+            except IntegrityError:
+                raise ConfigError(
+                    "another process appended to this node's ledger; run one node per directory"
+                ) from None
+            self._seq, self._prev = entry["seq"], digest.hex()
+            self._write_head()
+            return row.stored()
+
+    def _write_head(self) -> None:
+        head = {"node": self.node, "seq": self._seq, "hash": self._prev}
+        sig = self.keys.ledger_key.sign(v.HEAD_DOMAIN + v.canonical(head))
+        signed = {**head, "key": self.keys.fingerprint, "sig": sig.hex()}
+        _write_private(self.directory / HEAD_FILE, json.dumps(signed).encode(), 0o600, sync=False)
+
+    def head(self) -> dict[str, Any] | None:
+        try:
+            obj = json.loads((self.directory / HEAD_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
+
+    def rotate(self, new_keys: NodeKeys, handover_sig: str, actor: str) -> dict[str, Any]:
+        """Record the hand-over to ``new_keys`` (signed by the old key), then switch."""
+        self.storage.keep_certificate(self.node, new_keys.fingerprint, new_keys.identity.cert_pem)
+        stored = self.append(
+            "key_rotated",
+            {
+                "old_key": self.keys.fingerprint,
+                "new_key": new_keys.fingerprint,
+                "handover_sig": handover_sig,
+            },
+            actor=actor,
+        )
+        with self._lock:
+            self.keys = new_keys
+            self._write_head()
+        return stored
+
+    # -- reading and checking ---------------------------------------------------------------
+
+    def certificates(self) -> dict[str, str]:
+        """Every certificate an entry or countersignature here may name."""
+        return {**certificate_history(self.directory), **self.storage.certificates()}
+
+    def verify(self, expected_fingerprint: str | None = None) -> v.Report:
+        """Check the whole chain, the job records and the head (see the verifier)."""
+        with self._lock:
+            entries = self.storage.ledger_rows()
+            head = self.head()
+        return v.verify_entries(entries, self.certificates(), head or {}, expected_fingerprint)
+
+    def export(self, out: Path, entries: Iterable[dict[str, Any]] | None = None) -> Path:
+        """Write a bundle that ``verify_ledger.py`` (shipped inside it) checks alone."""
+        return export_bundle(
+            out,
+            list(entries) if entries is not None else self.storage.ledger_rows(),
+            self.certificates(),
+            self.head(),
+            self.node,
+        )
+
+
+def export_bundle(
+    out: Path,
+    entries: list[dict[str, Any]],
+    certs: dict[str, str],
+    head: dict[str, Any] | None,
+    node: str,
+) -> Path:
+    """The bundle directory: entries, head, certificates and the stand-alone verifier."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "entries.jsonl", "w") as f:
+        for st in entries:
+            f.write(json.dumps(st, ensure_ascii=False, separators=(",", ":")) + "\n")
+    if head is not None:
+        (out / "head.json").write_text(json.dumps(head, indent=2) + "\n")
+    cdir = out / "certs"
+    cdir.mkdir(exist_ok=True)
+    for fp, pem in certs.items():
+        (cdir / f"{fp}.pem").write_text(pem)
+    here = Path(v.__file__).resolve()
+    shutil.copyfile(here, out / "verify_ledger.py")
+    shutil.copyfile(here.parent.parent / "crypto" / "sm2_pure.py", out / "sm2_pure.py")
+    (out / "README.txt").write_text(
+        f"Ledger of Rainbridge node {node}: {len(entries)} entries.\n"
+        "Check it with only Python 3.11 and the `cryptography` package:\n\n"
+        "    python verify_ledger.py . --fingerprint <the node's pinned fingerprint>\n"
+    )
+    return out
