@@ -80,16 +80,7 @@ def fed(
     try:
         f.pin_all()
         for party, ds in DATASETS.items():
-            f.cli(
-                "dataset",
-                "add",
-                ds,
-                "--path",
-                str(base / "data" / f"{party}.csv"),
-                "--id",
-                "customer_id",
-                node=party,
-            )
+            f.add_dataset(party, ds, str(base / "data" / f"{party}.csv"))
         yield f, ids
     finally:
         f.stop()
@@ -219,16 +210,7 @@ def test_unknown_peer_job_refused(tmp_path: Path) -> None:
             node="bank",
         )
         for party in ("bank", "telecom"):
-            f.cli(
-                "dataset",
-                "add",
-                DATASETS[party],
-                "--path",
-                str(tmp_path / "data" / f"{party}.csv"),
-                "--id",
-                "customer_id",
-                node=party,
-            )
+            f.add_dataset(party, DATASETS[party], str(tmp_path / "data" / f"{party}.csv"))
         r = f.cli(
             "job",
             "submit",
@@ -268,16 +250,7 @@ def test_killing_a_party_mid_psi_fails_cleanly(tmp_path: Path) -> None:
     try:
         f.pin_all()
         for party in ("bank", "telecom"):
-            f.cli(
-                "dataset",
-                "add",
-                DATASETS[party],
-                "--path",
-                str(tmp_path / "data" / f"{party}.csv"),
-                "--id",
-                "customer_id",
-                node=party,
-            )
+            f.add_dataset(party, DATASETS[party], str(tmp_path / "data" / f"{party}.csv"))
         job = job_file(tmp_path, "kill", ["bank", "telecom"], ["bank", "telecom"])
         row = f.cli_json("job", "submit", job, "--no-wait", node="bank")
         deadline = time.monotonic() + 30
@@ -309,16 +282,7 @@ def test_cancel_stops_every_party(tmp_path: Path) -> None:
     try:
         f.pin_all()
         for party in ("bank", "telecom"):
-            f.cli(
-                "dataset",
-                "add",
-                DATASETS[party],
-                "--path",
-                str(tmp_path / "data" / f"{party}.csv"),
-                "--id",
-                "customer_id",
-                node=party,
-            )
+            f.add_dataset(party, DATASETS[party], str(tmp_path / "data" / f"{party}.csv"))
         job = job_file(tmp_path, "cancel", ["bank", "telecom"], ["bank", "telecom"])
         row = f.cli_json("job", "submit", job, "--no-wait", node="bank")
         deadline = time.monotonic() + 30
@@ -357,16 +321,7 @@ def test_sigterm_stops_the_node_gracefully(tmp_path: Path) -> None:
     try:
         f.pin_all()
         for party in ("bank", "telecom"):
-            f.cli(
-                "dataset",
-                "add",
-                DATASETS[party],
-                "--path",
-                str(tmp_path / "data" / f"{party}.csv"),
-                "--id",
-                "customer_id",
-                node=party,
-            )
+            f.add_dataset(party, DATASETS[party], str(tmp_path / "data" / f"{party}.csv"))
         job = job_file(tmp_path, "term", ["bank", "telecom"], ["bank", "telecom"])
         row = f.cli_json("job", "submit", job, "--no-wait", node="bank")
         deadline = time.monotonic() + 30
@@ -405,7 +360,7 @@ def test_a_party_failing_stops_the_others_without_leaking_its_details(
     # registered, then the file goes away: the telecom's worker fails on reading it
     doomed = tmp_path / "doomed.csv"
     doomed.write_text("customer_id,age\nc0000001,3\n")
-    f.cli("dataset", "add", "doomed", "--path", str(doomed), "--id", "customer_id", node="telecom")
+    f.add_dataset("telecom", "doomed", doomed)
     doomed.unlink()
     job = job_file(tmp_path, "doomed", ["bank", "telecom", "tax"], ["bank"], {"telecom": "doomed"})
     r = f.cli("job", "submit", job, node="bank", check=False)

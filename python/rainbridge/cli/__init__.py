@@ -8,7 +8,7 @@ in ``--dir``'s configuration; the bearer token comes from ``$RAINBRIDGE_TOKEN``,
 Exit codes (see :data:`EXIT_CODES`): 0 success; 1 unexpected; 2 bad configuration, job file
 or arguments; 3 data problem; 4 refused (authorization, authentication, a party said no);
 5 a peer, a channel or the node is unreachable or failed; 6 the job failed, was cancelled or
-aborted; 7 not found.
+aborted; 7 not found; 8 ``ledger verify`` found tampering.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import click
 
 from rainbridge.cli.common import EXIT_CODES
+from rainbridge.cli.governance import catalogue, grant, ledger, metering, user
 from rainbridge.cli.jobs import components, job, run_cmd
 from rainbridge.cli.nodes import dataset, node, peer
 
@@ -28,5 +29,17 @@ def main() -> None:
     """Rainbridge: privacy-preserving computation between institutions' nodes."""
 
 
-for _command in (node, peer, dataset, job, run_cmd, components):
+for _command in (
+    node,
+    peer,
+    dataset,
+    job,
+    run_cmd,
+    components,
+    user,
+    grant,
+    catalogue,
+    ledger,
+    metering,
+):
     main.add_command(_command)

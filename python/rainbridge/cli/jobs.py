@@ -82,7 +82,13 @@ def job_submit(
         fail_with(exc)
     api = Api(directory, api_url)
     row = api.call("POST", "/v1/jobs", {"spec": spec.to_dict()})
-    if not as_json:
+    if not as_json and row["status"] == "pending_approval":
+        held = [p for p, d in row["decisions"].items() if d.get("reason") == "pending approval"]
+        click.echo(
+            f"job {row['id']} is waiting for approval by the data owner at {', '.join(held)}",
+            err=True,
+        )
+    elif not as_json:
         click.echo(f"job {row['id']} accepted by {', '.join(row['parties'])}", err=True)
     if wait:
         row = _wait(api, row["id"], show=not as_json and sys.stderr.isatty())
@@ -93,6 +99,27 @@ def job_submit(
     )
     if row["status"] in UNSUCCESSFUL:
         sys.exit(EXIT_CODES["job_failed"])
+
+
+@job.command("approve")
+@click.argument("job_id")
+@api_command
+def job_approve(job_id: str, directory: str, api_url: str | None, as_json: bool) -> None:
+    """Approve a job held under a grant in manual-approval mode (a data owner)."""
+    row = Api(directory, api_url).call("POST", f"/v1/jobs/{job_id}/approve")
+    emit(row, as_json, f"job {job_id}: approved here; now {row['status']}")
+
+
+@job.command("decline")
+@click.argument("job_id")
+@click.option("--reason", default="", help="Told to the other parties.")
+@api_command
+def job_decline(
+    job_id: str, reason: str, directory: str, api_url: str | None, as_json: bool
+) -> None:
+    """Refuse a job held for approval."""
+    row = Api(directory, api_url).call("POST", f"/v1/jobs/{job_id}/decline", {"reason": reason})
+    emit(row, as_json, f"job {job_id}: declined")
 
 
 @job.command("status")

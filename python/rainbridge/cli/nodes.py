@@ -170,6 +170,18 @@ def node_info(directory: str, api_url: str | None, as_json: bool) -> None:
     emit(info, as_json, "\n".join(f"{k:12} {v}" for k, v in info.items()))
 
 
+@node.command("rotate-keys")
+@api_command
+def node_rotate_keys(directory: str, api_url: str | None, as_json: bool) -> None:
+    """New TLS and ledger keys, without a restart; pinned peers are told and re-pin.
+
+    The old certificate is kept so that entries it signed still verify.
+    """
+    out = Api(directory, api_url).call("POST", "/v1/keys/rotate")
+    told = ", ".join(f"{p}: {'ok' if ok is True else ok}" for p, ok in out["peers_told"].items())
+    emit(out, as_json, f"new fingerprint {out['new']} (was {out['old']}); peers: {told or '-'}")
+
+
 # -- peers --------------------------------------------------------------------------------
 
 
@@ -213,6 +225,15 @@ def peer_list(directory: str, api_url: str | None, as_json: bool) -> None:
     emit(rows, as_json, "\n".join(f"{r['name']:16} {r['url']:22} {r['fingerprint']}" for r in rows))
 
 
+@peer.command("revoke")
+@click.argument("name")
+@api_command
+def peer_revoke(name: str, directory: str, api_url: str | None, as_json: bool) -> None:
+    """Unpin a peer at once: its connections are refused and its running jobs stopped."""
+    out = Api(directory, api_url).call("POST", f"/v1/peers/{name}/revoke")
+    emit(out, as_json, f"peer {name!r} revoked")
+
+
 # -- datasets -----------------------------------------------------------------------------
 
 
@@ -225,11 +246,22 @@ def dataset() -> None:
 @click.argument("name")
 @click.option("--path", required=True, help="A CSV or Parquet file (read in place).")
 @click.option("--id", "id_column", help="The column that identifies a row.")
+@click.option("--owner", default="", help="Its owner (default: the API user).")
+@click.option(
+    "--sensitivity",
+    type=click.Choice(["public", "internal", "confidential", "secret"]),
+    default="internal",
+    show_default=True,
+)
+@click.option("--description", default="", help="What it holds (shown in the catalogue).")
 @api_command
 def dataset_add(
     name: str,
     path: str,
     id_column: str | None,
+    owner: str,
+    sensitivity: str,
+    description: str,
     directory: str,
     api_url: str | None,
     as_json: bool,
@@ -238,7 +270,14 @@ def dataset_add(
     out = Api(directory, api_url).call(
         "POST",
         "/v1/datasets",
-        {"name": name, "path": str(Path(path).resolve()), "id_column": id_column},
+        {
+            "name": name,
+            "path": str(Path(path).resolve()),
+            "id_column": id_column,
+            "owner": owner,
+            "sensitivity": sensitivity,
+            "description": description,
+        },
     )
     emit(out, as_json, f"dataset {name!r}: {out['num_rows']} rows, {len(out['columns'])} columns")
 
@@ -249,3 +288,32 @@ def dataset_list(directory: str, api_url: str | None, as_json: bool) -> None:
     """List registered datasets."""
     rows = Api(directory, api_url).call("GET", "/v1/datasets")
     emit(rows, as_json, "\n".join(f"{r['name']:16} {r['num_rows']:>10} {r['path']}" for r in rows))
+
+
+@dataset.command("publish")
+@click.argument("name")
+@click.option("--columns", required=True, help="Comma-separated columns peers may see.")
+@click.option("--description", help="Replace the description.")
+@click.option("--show-rows", is_flag=True, help="Show the row count to peers.")
+@click.option("--unpublish", is_flag=True, help="Withdraw it from the catalogue.")
+@api_command
+def dataset_publish(
+    name: str,
+    columns: str,
+    description: str | None,
+    show_rows: bool,
+    unpublish: bool,
+    directory: str,
+    api_url: str | None,
+    as_json: bool,
+) -> None:
+    """Publish a dataset's metadata to peers' catalogue browsing (never its rows)."""
+    body = {
+        "columns": [c.strip() for c in columns.split(",") if c.strip()],
+        "description": description,
+        "publish_rows": show_rows,
+        "published": not unpublish,
+    }
+    out = Api(directory, api_url).call("POST", f"/v1/datasets/{name}/publish", body)
+    state = "published" if out["published"] else "unpublished"
+    emit(out, as_json, f"dataset {name!r} {state}: {', '.join(out['published_columns'])}")

@@ -1,14 +1,18 @@
 """``make demo``: a bank, a telecom operator and a tax bureau align their common customers.
 
 Three nodes start as separate processes on loopback, each with its own directory,
-certificate and synthetic data; they pin each other's certificates, register their data, and
-the bank submits a three-party PSI job over mutual TLS. A short report follows and the nodes
-stop. Everything happens through the ``rainbridge`` CLI, as a user would type it.
+certificate and synthetic data; they pin each other's certificates, register their data,
+publish its metadata and grant each other its use (which columns, for which purpose, to
+whom, how often). A job outside those grants is refused with the reason; the bank's
+three-party PSI job runs over mutual TLS under them. The demo ends by verifying every
+node's signed ledger (with the countersigned job record) and printing the metering report.
+Everything happens through the ``rainbridge`` CLI, as a user would type it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 import sys
 import time
@@ -21,8 +25,110 @@ ROOT = Path(__file__).resolve().parents[3]
 DATASETS = {"bank": "customers", "telecom": "subscribers", "tax": "taxpayers"}
 
 
+#: the grants each owner gives: (dataset owner, peer, columns, receivers, quota)
+GRANTS = [
+    ("bank", "telecom", "customer_id,age,monthly_income,default_12m", "bank,telecom", 10),
+    ("bank", "tax", "customer_id", "bank,telecom", 10),
+    ("telecom", "bank", "customer_id,tenure_months,monthly_spend", "bank,telecom", 10),
+    ("telecom", "tax", "customer_id", "bank,telecom", 10),
+    ("tax", "bank", "customer_id", "bank,telecom", 5),
+    ("tax", "telecom", "customer_id", "bank,telecom", 5),
+]
+
+REFUSED_JOB = """name: telecom-spend-to-tax
+parties: [bank, telecom, tax]
+components:
+  - id: psi
+    type: psi
+    inputs:
+      bank: {dataset: customers, id: customer_id}
+      telecom: {dataset: subscribers, id: customer_id}
+      tax: {dataset: taxpayers, id: customer_id}
+    outputs:
+      intersection:
+        receivers: [bank, tax]
+"""
+
+
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
+
+
+def _governance(fed: Federation, base: Path) -> None:
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date().isoformat()
+    print("5. each owner grants the others the use of its data: columns, purpose (psi),")
+    print("   who may receive outputs, a quota and an expiry; the tax bureau publishes metadata")
+    for owner, peer, cols, receivers, calls in GRANTS:
+        g = fed.cli_json(
+            "grant",
+            "add",
+            DATASETS[owner],
+            "--peer",
+            peer,
+            "--columns",
+            cols,
+            "--components",
+            "psi",
+            "--receivers",
+            receivers,
+            "--max-calls",
+            str(calls),
+            "--expires",
+            expires,
+            node=owner,
+        )
+        print(f"   {owner:8} {g['id']}  {DATASETS[owner]:12} -> {peer:8} columns {cols}")
+    fed.cli(
+        "dataset",
+        "publish",
+        "taxpayers",
+        "--columns",
+        "customer_id,annual_taxable_income,tax_paid",
+        "--description",
+        "registered taxpayers, one row per person",
+        "--show-rows",
+        node="tax",
+    )
+    (entry,) = fed.cli_json("catalogue", "tax", node="bank")
+    print(
+        f"   the bank browses the tax bureau's catalogue: {entry['name']} "
+        f"({entry['num_rows']:,} rows; columns {', '.join(entry['columns'])}) — no rows"
+    )
+    bad = base / "refused-job.yaml"
+    bad.write_text(REFUSED_JOB)
+    r = fed.cli("job", "submit", str(bad), node="bank", check=False)
+    print("6. a job outside the grants (the intersection sent to the tax bureau) is refused:")
+    print(f"   {r.stderr.strip().removeprefix('error: ')[:300]}")
+
+
+def _audit(fed: Federation, job_id: str) -> bool:
+    print("\nAudit")
+    deadline = time.monotonic() + 30
+    ok = True
+    for party in DATASETS:
+        # the countersigned record lands once every party has reported and signed
+        while True:
+            rep = fed.cli_json("ledger", "verify", node=party)
+            if rep["job_records"] >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        state = "intact" if rep["ok"] else f"FAILED: {rep['problems'][:3]}"
+        ok &= bool(rep["ok"]) and rep["job_records"] >= 1
+        print(
+            f"  ledger of {party:8} {rep['entries']:3} signed entries, "
+            f"{rep['job_records']} job record countersigned by all 3 parties: {state}"
+        )
+    print("\nMetering (per peer, grant and component, at each node)")
+    for party in DATASETS:
+        rep = fed.cli_json("metering", "report", node=party)
+        for line in rep["lines"]:
+            print(
+                f"  {party:8} used by {line['peer']:8} grant {line['grant_id'] or '-':15} "
+                f"{line['calls']} call(s), {line['rows']:,} rows, {_mib(line['bytes'])}, "
+                f"{line['cpu_seconds']:.2f} CPU s"
+            )
+    _ = job_id
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows[party] = out["num_rows"]
             print(f"   {party:8} {ds:12} {out['num_rows']:>8,} rows  {len(out['columns'])} columns")
-        print(f"5. the bank submits {Path(args.job).name}: every party checks and accepts it")
+        _governance(fed, base)
+        print(f"7. the bank submits {Path(args.job).name}: every party checks its grants, accepts")
         t_job = time.perf_counter()
         r = fed.cli("job", "submit", args.job, node="bank", check=False)
         wall = time.perf_counter() - t_job
@@ -77,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             if line.startswith("job "):
                 print(f"   {line}")
         if r.returncode != 0:
-            print(f"the job did not succeed: {r.stdout.strip()}", file=sys.stderr)
+            print(f"the job did not succeed: {r.stdout.strip()} {r.stderr.strip()}", file=sys.stderr)
             return 1
         job_id = r.stdout.split()[1].rstrip(":")
         results = {}
@@ -103,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {party:8} sent {_mib(res['bytes_sent']):>10}, received "
                 f"{_mib(res['bytes_received']):>10}; {dest}"
             )
+        if not _audit(fed, job_id):
+            print("a ledger did not verify", file=sys.stderr)
+            return 1
         print(f"\ndemo finished in {time.perf_counter() - t0:.1f} s; nodes stopping")
     finally:
         fed.stop()

@@ -130,6 +130,38 @@ class Federation:
                         node=a,
                     )
 
+    def add_dataset(
+        self,
+        party: str,
+        name: str,
+        path: str | Path,
+        id_column: str = "customer_id",
+        grant_to: list[str] | None = None,
+        components: str = "psi",
+    ) -> dict[str, Any]:
+        """Register a dataset at ``party`` and grant its use to the other nodes (or
+        ``grant_to``): every column, ``components``, any receiver, no quota."""
+        out = self.cli_json(
+            "dataset", "add", name, "--path", str(path), "--id", id_column, node=party
+        )
+        for peer in self.names if grant_to is None else grant_to:
+            if peer != party:
+                self.cli(
+                    "grant",
+                    "add",
+                    name,
+                    "--peer",
+                    peer,
+                    "--columns",
+                    "*",
+                    "--components",
+                    components,
+                    "--receivers",
+                    "*",
+                    node=party,
+                )
+        return dict(out)
+
     def kill(self, name: str) -> None:
         """Kill a node and its workers at once (SIGKILL to its process group)."""
         node = self.nodes[name]

@@ -2,8 +2,9 @@
 
 A grant says that ``peer`` may take part in jobs that use ``dataset`` at this node:
 
-- ``columns``: which of its columns a job may touch (the id column it joins on and every
-  column it releases), ``["*"]`` for all;
+- ``columns``: which of its columns may enter a joint computation (for PSI, the id column
+  it joins on; columns a party appends to its *own* copy of an output never leave it and
+  need no grant), ``["*"]`` for all;
 - ``components``: which component types (purposes), e.g. ``["psi"]``, ``["*"]`` for all;
 - ``receivers``: which parties may receive outputs derived from it (this node always may);
 - ``max_calls`` / ``max_rows``: a quota, counted when a job starts (a call reads every row of
@@ -126,12 +127,7 @@ def check_grants(
         receivers = sorted({r for o in c.outputs.values() for r in o.receivers} - {node})
         others = sorted((set(c.parties) | set(receivers)) - {node})
         id_col = ref.id or ds.id_column
-        columns = list(
-            dict.fromkeys(
-                ([id_col] if id_col else [])
-                + [col for o in c.outputs.values() for col in o.columns.get(node, [])]
-            )
-        )
+        columns = [id_col] if id_col else []
         out.rows[ds.name] = ds.num_rows
         for peer in others:
             candidates = by_key.get((ds.name, peer), [])

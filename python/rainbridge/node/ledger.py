@@ -210,3 +210,37 @@ def export_bundle(
         "    python verify_ledger.py . --fingerprint <the node's pinned fingerprint>\n"
     )
     return out
+
+
+def _open_directory(directory: str | Path) -> tuple[Storage, Path, str]:
+    from rainbridge.node.config import NodeConfig
+
+    cfg = NodeConfig.load(directory)
+    return Storage(cfg.database_url), cfg.path, cfg.name
+
+
+def _read_head(directory: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads((directory / HEAD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def verify_directory(directory: str | Path, expected_fingerprint: str | None = None) -> v.Report:
+    """Verify a node's ledger from its directory, without its keys (read-only)."""
+    storage, path, _ = _open_directory(directory)
+    certs = {**certificate_history(path), **storage.certificates()}
+    head = _read_head(path)
+    rep = v.verify_entries(storage.ledger_rows(), certs, head or {}, expected_fingerprint)
+    if head is None:
+        rep.problems.append(f"no signed head ({HEAD_FILE}) in the node directory")
+    return rep
+
+
+def export_directory(directory: str | Path, out: Path) -> tuple[Path, int]:
+    """Export a node's ledger bundle from its directory (read-only); returns path and size."""
+    storage, path, name = _open_directory(directory)
+    entries = storage.ledger_rows()
+    certs = {**certificate_history(path), **storage.certificates()}
+    return export_bundle(out, entries, certs, _read_head(path), name), len(entries)
