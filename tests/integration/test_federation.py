@@ -13,11 +13,12 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from rainbridge.crypto.certs import TlsIdentity, create_identity
+from rainbridge.crypto.certs import create_identity
 from rainbridge.demo.federation import Federation
 from rainbridge.errors import AuthenticationError, PeerDisconnectedError
 from rainbridge.net.frames import FLAG_FIRST, FLAG_LAST, encode_header, session_key
 from rainbridge.net.tls import Peer, connect
+from rainbridge.node.keys import NodeKeys
 
 pytestmark = pytest.mark.slow
 
@@ -171,7 +172,7 @@ def test_oversized_frame_refused(fed: tuple[Federation, dict[str, list[str]]]) -
     bank = f.nodes["bank"].info
     host, port = bank["data_plane"].rsplit(":", 1)
     bank_peer = Peer("bank", bank["fingerprint"], (f.nodes["bank"].dir / "node.crt").read_text())
-    telecom = TlsIdentity.load(f.nodes["telecom"].dir)
+    telecom = NodeKeys.load(f.nodes["telecom"].dir, "standard").identity
 
     async def attack() -> None:
         ch = await connect(

@@ -115,9 +115,10 @@ class NodeKeys:
     identity: TlsIdentity
     ledger_key: SigningKey
 
-    @property
-    def fingerprint(self) -> str:
-        return self.identity.fingerprint
+    def __post_init__(self) -> None:
+        # captured once: the identity's files are replaced in place by a rotation
+        self.cert_pem = self.identity.cert_pem
+        self.fingerprint = fingerprint_pem(self.cert_pem)
 
     # -- creation and loading ----------------------------------------------------------------
 

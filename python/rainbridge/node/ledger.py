@@ -74,7 +74,7 @@ class Ledger:
         tail = storage.ledger_tail()
         self._seq = tail.seq if tail else 0
         self._prev = tail.hash if tail else v.GENESIS
-        storage.keep_certificate(node, keys.fingerprint, keys.identity.cert_pem)
+        storage.keep_certificate(node, keys.fingerprint, keys.cert_pem)
         storage.ledger = self
         if tail is None:
             self.append(
@@ -144,7 +144,7 @@ class Ledger:
 
     def rotate(self, new_keys: NodeKeys, handover_sig: str, actor: str) -> dict[str, Any]:
         """Record the hand-over to ``new_keys`` (signed by the old key), then switch."""
-        self.storage.keep_certificate(self.node, new_keys.fingerprint, new_keys.identity.cert_pem)
+        self.storage.keep_certificate(self.node, new_keys.fingerprint, new_keys.cert_pem)
         stored = self.append(
             "key_rotated",
             {

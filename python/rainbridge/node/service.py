@@ -172,7 +172,7 @@ class NodeService:
 
         return {
             "name": self.name,
-            "fingerprint": self.identity.fingerprint,
+            "fingerprint": self.keys.fingerprint,
             "data_plane": f"{self.config.data_host}:{self.dataplane.port}",
             "crypto_suite": self.keys.suite.name,
             "ledger_key": self.keys.ledger_key.alg,
@@ -988,7 +988,7 @@ class NodeService:
         new_keys, handover = self.keys.rotate(self.name, master)
         msg = {
             "type": "rotate_key",
-            "cert_pem": new_keys.identity.cert_pem,
+            "cert_pem": new_keys.cert_pem,
             "handover_sig": handover,
         }
         told: dict[str, Any] = {}
