@@ -45,6 +45,12 @@ class InvalidElementError(CryptoError):
     code = "invalid_element"
 
 
+class InvalidSignatureError(CryptoError):
+    """A signature does not verify under the key it names."""
+
+    code = "invalid_signature"
+
+
 class ChannelError(RainbridgeError):
     """The channel to a peer failed; the session is over."""
 

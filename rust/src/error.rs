@@ -12,6 +12,8 @@ pub enum CoreError {
     InvalidScalar(&'static str),
     /// Buffers do not describe a valid batch (lengths, offsets).
     Shape(String),
+    /// A key (or a distinguishing ID) is malformed or out of range.
+    InvalidKey(&'static str),
 }
 
 impl fmt::Display for CoreError {
@@ -22,6 +24,7 @@ impl fmt::Display for CoreError {
             }
             CoreError::InvalidScalar(reason) => write!(f, "invalid scalar: {reason}"),
             CoreError::Shape(msg) => f.write_str(msg),
+            CoreError::InvalidKey(reason) => write!(f, "invalid key: {reason}"),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod hash;
 pub mod items;
 pub mod ristretto;
+pub mod sm2;
 pub mod x25519;
 pub mod x25519_ifma;
 pub mod x25519_u64;

@@ -26,7 +26,7 @@ fn to_py(e: CoreError) -> PyErr {
         CoreError::InvalidElement { .. } | CoreError::InvalidScalar(_) => {
             InvalidElementError::new_err(e.to_string())
         }
-        CoreError::Shape(_) => PyValueError::new_err(e.to_string()),
+        CoreError::Shape(_) | CoreError::InvalidKey(_) => PyValueError::new_err(e.to_string()),
     }
 }
 
@@ -351,6 +351,58 @@ fn expand_message_xmd_sha512(
 }
 
 #[pyfunction]
+fn sm2_random_private_key(py: Python<'_>) -> Py<PyBytes> {
+    PyBytes::new(py, &crate::sm2::random_private_key()).unbind()
+}
+
+#[pyfunction]
+fn sm2_public_key(py: Python<'_>, private_key: &[u8]) -> PyResult<Py<PyBytes>> {
+    bytes_out(py, crate::sm2::public_key(private_key))
+}
+
+#[pyfunction]
+fn sm2_sign(
+    py: Python<'_>,
+    private_key: &[u8],
+    distid: &[u8],
+    message: &[u8],
+) -> PyResult<Py<PyBytes>> {
+    let r = py.allow_threads(|| crate::sm2::sign(private_key, distid, message));
+    bytes_out(py, r)
+}
+
+#[pyfunction]
+fn sm2_sign_with_nonce(
+    py: Python<'_>,
+    private_key: &[u8],
+    distid: &[u8],
+    message: &[u8],
+    nonce: &[u8],
+) -> PyResult<Py<PyBytes>> {
+    bytes_out(
+        py,
+        crate::sm2::sign_with_nonce(private_key, distid, message, nonce),
+    )
+}
+
+#[pyfunction]
+fn sm2_verify(
+    py: Python<'_>,
+    public_key: &[u8],
+    distid: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> PyResult<bool> {
+    py.allow_threads(|| crate::sm2::verify(public_key, distid, message, signature))
+        .map_err(to_py)
+}
+
+#[pyfunction]
+fn sm2_za(py: Python<'_>, public_key: &[u8], distid: &[u8]) -> PyResult<Py<PyBytes>> {
+    bytes_out(py, crate::sm2::za(public_key, distid).map(|z| z.to_vec()))
+}
+
+#[pyfunction]
 fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("version", env!("CARGO_PKG_VERSION"))?;
@@ -385,5 +437,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ristretto_from_uniform_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_base_mul, m)?)?;
     m.add_function(wrap_pyfunction!(expand_message_xmd_sha512, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_random_private_key, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_public_key, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_sign_with_nonce, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_za, m)?)?;
     Ok(())
 }

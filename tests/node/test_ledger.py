@@ -22,9 +22,9 @@ from rainbridge.node.service import NodeService
 Tamper = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> NodeService:
-    n = NodeService(make_config(tmp_path / "bank", "bank"))
+@pytest.fixture(params=["standard", "gm"])
+def node(tmp_path: Path, request: pytest.FixtureRequest) -> NodeService:
+    n = NodeService(make_config(tmp_path / "bank", "bank", request.param))
     for i in range(6):
         n.storage.log("dataset_added", {"dataset": f"d{i}", "rows": i}, actor="user:alice")
     record = {"job_id": "jobA", "parties": ["bank"], "status": "succeeded", "parts": {}}
@@ -43,6 +43,10 @@ def _rows(node: NodeService) -> list[dict[str, Any]]:
 
 
 def test_an_untouched_ledger_verifies(node: NodeService, tmp_path: Path) -> None:
+    suite = node.keys.suite.name
+    first = _rows(node)[0]["entry"]
+    assert first["suite"] == suite and first["kind"] == "ledger_created"
+    assert node.keys.ledger_key.alg == ("sm2" if suite == "gm" else "ed25519")
     rep = node.ledger.verify(node.keys.fingerprint)
     assert rep.ok, rep.problems
     assert (rep.entries, rep.job_records, rep.node) == (9, 1, "bank")
@@ -195,7 +199,7 @@ def test_the_standalone_files_import_only_the_stdlib_and_cryptography(
 def test_forging_a_whole_ledger_under_another_key_fails_the_pinned_fingerprint(
     node: NodeService, tmp_path: Path
 ) -> None:
-    other = NodeService(make_config(tmp_path / "mallory", "bank"))  # same name, other key
+    other = NodeService(make_config(tmp_path / "mallory", "bank", node.keys.suite.name))
     other.storage.log("dataset_added", {"dataset": "fake"})
     path, _ = export_directory(other.config.path, tmp_path / "forged")
     assert v.verify_bundle(path).ok  # consistent in itself...

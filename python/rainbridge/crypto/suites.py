@@ -122,11 +122,7 @@ class Suite:
 
                 return sm4_gcm_decrypt(key[:16], nonce, body, aad)
             return AESGCM(key).decrypt(nonce, body, aad)
-        except (InvalidTag, ValueError):
-            raise CryptoError(
-                "cannot decrypt a sealed key: wrong master key, or the file was altered"
-            ) from None
-        except CryptoError:
+        except (InvalidTag, ValueError, CryptoError):
             raise CryptoError(
                 "cannot decrypt a sealed key: wrong master key, or the file was altered"
             ) from None

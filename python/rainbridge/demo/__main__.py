@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             if line.startswith("job "):
                 print(f"   {line}")
         if r.returncode != 0:
-            print(f"the job did not succeed: {r.stdout.strip()} {r.stderr.strip()}", file=sys.stderr)
+            print(
+                f"the job did not succeed: {r.stdout.strip()} {r.stderr.strip()}", file=sys.stderr
+            )
             return 1
         job_id = r.stdout.split()[1].rstrip(":")
         results = {}

@@ -180,24 +180,28 @@ class NodeKeys:
         """
         suite = get_suite(suite_name)
         master = load_master_key(directory, master_key_file)
-        identity = TlsIdentity.load(directory, _tls_password(suite, master))
         path = directory / LEDGER_KEY_FILE
         try:
             sealed = json.loads(path.read_text())
-            if sealed.get("suite") != suite.name:
-                raise ConfigError(
-                    f"{path}: sealed under the {sealed.get('suite')!r} suite, but the node is "
-                    f"configured for {suite.name!r}"
-                )
+        except FileNotFoundError:
+            raise ConfigError(f"{directory}: no ledger key (run `rainbridge node init`)") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: unreadable ledger key ({type(exc).__name__})") from None
+        if not isinstance(sealed, dict) or sealed.get("suite") != suite.name:
+            got = sealed.get("suite") if isinstance(sealed, dict) else None
+            raise ConfigError(
+                f"{path}: sealed under the {got!r} suite, but the node is configured for "
+                f"{suite.name!r}"
+            )
+        identity = TlsIdentity.load(directory, _tls_password(suite, master))
+        try:
             raw = suite.unseal(
                 derive(suite, master, "ledger-key"),
                 base64.b64decode(sealed["sealed"]),
                 _aad(identity.fingerprint),
             )
             ledger_key = suite.load_signing_key(str(sealed["alg"]), raw)
-        except FileNotFoundError:
-            raise ConfigError(f"{directory}: no ledger key (run `rainbridge node init`)") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: unreadable ledger key ({type(exc).__name__})") from None
         return cls(directory, suite, identity, ledger_key)
 
