@@ -133,7 +133,8 @@ def check_grants(
             candidates = by_key.get((ds.name, peer), [])
             reasons = []
             chosen: GrantRow | None = None
-            for g in sorted(candidates, key=lambda g: g.created_at):
+            # a grant that needs no approval is preferred; then the oldest
+            for g in sorted(candidates, key=lambda g: (g.approval == "manual", g.created_at)):
                 why = why_not(
                     g,
                     component_type=c.type,

@@ -207,22 +207,23 @@ class NodeKeys:
 
     # -- rotation ---------------------------------------------------------------------------
 
-    def rotate(self, name: str, master: bytes) -> tuple[NodeKeys, str]:
-        """New TLS and ledger keys; returns them and the old key's hand-over signature.
-
-        The new files are written under temporary names, then renamed over the current ones,
-        so a crash leaves either the old identity or the new one.
-        """
+    def prepare_rotation(self, name: str, master: bytes) -> tuple[NodeKeys, str]:
+        """New TLS and ledger keys under temporary names, and the old key's hand-over
+        signature; nothing in use changes until :meth:`commit_rotation`."""
         nxt = NodeKeys._write(
             self.directory, name, self.suite, master, f"{KEY_FILE}.next", f"{CERT_FILE}.next", {}
         )
         handover = self.ledger_key.sign(ROTATION_DOMAIN + bytes.fromhex(nxt.fingerprint))
+        return nxt, handover.hex()
+
+    def commit_rotation(self, nxt: NodeKeys) -> NodeKeys:
+        """Rename the prepared files over the current ones (each rename is atomic)."""
         d = self.directory
         os.replace(d / f"{KEY_FILE}.next", d / KEY_FILE)
         os.replace(d / f"{CERT_FILE}.next", d / CERT_FILE)
         os.replace(d / f"{LEDGER_KEY_FILE}.next", d / LEDGER_KEY_FILE)
         identity = TlsIdentity(d / CERT_FILE, d / KEY_FILE, nxt.identity.key_password)
-        return NodeKeys(d, self.suite, identity, nxt.ledger_key), handover.hex()
+        return NodeKeys(d, self.suite, identity, nxt.ledger_key)
 
 
 def _tls_password(suite: Suite, master: bytes) -> bytes:

@@ -985,16 +985,17 @@ class NodeService:
         """
         master = load_master_key(self.config.path, self.config.master_key_file)
         old = self.keys.fingerprint
-        new_keys, handover = self.keys.rotate(self.name, master)
+        prepared, handover = self.keys.prepare_rotation(self.name, master)
         msg = {
             "type": "rotate_key",
-            "cert_pem": new_keys.cert_pem,
+            "cert_pem": prepared.cert_pem,
             "handover_sig": handover,
         }
         told: dict[str, Any] = {}
-        for p in self.storage.peers():
+        for p in self.storage.peers():  # over connections still made with the old key
             r = await self._ask(p.name, msg)
             told[p.name] = r.get("ok") is True or r.get("reason")
+        new_keys = self.keys.commit_rotation(prepared)
         self.ledger.rotate(new_keys, handover, actor)
         self.keys = new_keys
         self.runner.key_password = new_keys.identity.key_password
