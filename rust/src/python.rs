@@ -350,6 +350,32 @@ fn expand_message_xmd_sha512(
     .unbind())
 }
 
+/// An SM2 private key held in the core, so that signing many messages does not recompute the
+/// public key and Z_A each time.
+#[pyclass(frozen, module = "rainbridge._core")]
+struct Sm2Signer(crate::sm2::Signer);
+
+#[pymethods]
+impl Sm2Signer {
+    #[new]
+    fn new(private_key: &[u8], distid: &[u8]) -> PyResult<Self> {
+        crate::sm2::Signer::new(private_key, distid).map(Sm2Signer).map_err(to_py)
+    }
+
+    fn sign(&self, py: Python<'_>, message: &[u8]) -> PyResult<Py<PyBytes>> {
+        let r = py.allow_threads(|| self.0.sign(message));
+        bytes_out(py, r)
+    }
+
+    fn public_key(&self, py: Python<'_>) -> Py<PyBytes> {
+        PyBytes::new(py, &self.0.public_key()).unbind()
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "Sm2Signer(<secret>)"
+    }
+}
+
 #[pyfunction]
 fn sm2_random_private_key(py: Python<'_>) -> Py<PyBytes> {
     PyBytes::new(py, &crate::sm2::random_private_key()).unbind()
@@ -437,6 +463,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ristretto_from_uniform_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_base_mul, m)?)?;
     m.add_function(wrap_pyfunction!(expand_message_xmd_sha512, m)?)?;
+    m.add_class::<Sm2Signer>()?;
     m.add_function(wrap_pyfunction!(sm2_random_private_key, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_public_key, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_sign, m)?)?;

@@ -111,11 +111,28 @@ pub fn za(public_key: &[u8], distid: &[u8]) -> Result<[u8; 32]> {
 
 /// A signature (r || s, 64 bytes) of `message` under `private_key` with identity `distid`.
 pub fn sign(private_key: &[u8], distid: &[u8], message: &[u8]) -> Result<Vec<u8>> {
-    let sk = signing_key(private_key, distid)?;
-    let sig: Signature = sk
-        .try_sign_with_rng(&mut sm2::elliptic_curve::rand_core::OsRng, message)
-        .map_err(|_| CoreError::InvalidKey("SM2 signing failed"))?;
-    Ok(sig.to_bytes().to_vec())
+    Signer::new(private_key, distid)?.sign(message)
+}
+
+/// A private key ready to sign many messages: the public key and Z_A are computed once.
+pub struct Signer(SigningKey);
+
+impl Signer {
+    pub fn new(private_key: &[u8], distid: &[u8]) -> Result<Self> {
+        Ok(Signer(signing_key(private_key, distid)?))
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let sig: Signature = self
+            .0
+            .try_sign_with_rng(&mut sm2::elliptic_curve::rand_core::OsRng, message)
+            .map_err(|_| CoreError::InvalidKey("SM2 signing failed"))?;
+        Ok(sig.to_bytes().to_vec())
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.verifying_key().to_encoded_point(false).as_bytes().to_vec()
+    }
 }
 
 /// Whether `signature` is a valid signature of `message` under `public_key` and `distid`.

@@ -78,3 +78,14 @@ def test_ids_csv_matches_arrow_ids(tmp_path: Path) -> None:
 def test_x25519_bench_smoke() -> None:
     out = _bench("x25519", "--n", "64", "--repeat", "1")
     assert out["portable"]["mul_per_s"] > 0 and out["openssl_one_thread"]["mul_per_s"] > 0
+
+
+def test_governance_bench_smoke() -> None:
+    out = _bench("governance", "--n", "50", "--repeat", "1", "--grants", "5")
+    assert out["benchmark"] == "governance"
+    by_suite = {r["suite"]: r for r in out["results"]}
+    assert set(by_suite) == {"standard", "gm"}
+    assert by_suite["gm"]["signature"] == "sm2"
+    for r in by_suite.values():
+        assert r["signed_appends_per_s"] > 0 and r["job_step_ms"] > 0
+        assert r["verify_entries"] >= 50

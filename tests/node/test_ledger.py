@@ -35,6 +35,7 @@ def node(tmp_path: Path, request: pytest.FixtureRequest) -> NodeService:
         "jobA",
     )
     n.storage.log("job_succeeded", {"reason": ""}, "jobB")
+    n.ledger.flush()  # the signed head names the last entry
     return n
 
 
@@ -103,7 +104,7 @@ TAMPERINGS: dict[str, tuple[Tamper, str]] = {
     "edit": (_edit, "does not match its hash"),
     "edit+rehash": (_edit_and_rehash, "signature does not verify"),
     "delete": (_delete, "expected seq"),
-    "truncate": (_truncate, "signed head names entry"),
+    "truncate": (_truncate, "signed head names entry 9, the ledger ends at 7"),
     "reorder": (_reorder, "does not follow the previous entry"),
     "forge-signature": (_forge_signature, "signature does not verify"),
     "replay-record-into-another-job": (_replay_record_into_another_job, "another job"),
@@ -201,6 +202,7 @@ def test_forging_a_whole_ledger_under_another_key_fails_the_pinned_fingerprint(
 ) -> None:
     other = NodeService(make_config(tmp_path / "mallory", "bank", node.keys.suite.name))
     other.storage.log("dataset_added", {"dataset": "fake"})
+    other.ledger.flush()
     path, _ = export_directory(other.config.path, tmp_path / "forged")
     assert v.verify_bundle(path).ok  # consistent in itself...
     rep = v.verify_bundle(path, node.keys.fingerprint)  # ...but not the pinned node's
@@ -247,3 +249,24 @@ def test_a_forged_handover_is_detected(node: NodeService) -> None:
     body["handover_sig"] = "00" * 64
     rep = v.verify_entries(rows, node.ledger.certificates(), None)
     assert any("hand-over" in p for p in rep.problems)
+
+
+def test_the_head_follows_appends_in_the_background(node: NodeService) -> None:
+    import time
+
+    node.storage.log("dataset_added", {"dataset": "late"})
+    deadline = time.monotonic() + 5
+    while (node.ledger.head() or {}).get("seq") != 10:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # a head that lags (a crash between an append and the next head write) is no tampering
+    rows = _rows(node)
+    head = node.ledger.head()
+    assert head is not None
+    assert v.verify_entries(rows, node.ledger.certificates(), head).ok
+    node.storage.log("dataset_added", {"dataset": "later"})
+    assert v.verify_entries(_rows(node), node.ledger.certificates(), head).ok
+    # but a head pointing at an entry with another hash is
+    forged = {**head, "hash": "00" * 32}
+    rep = v.verify_entries(rows, node.ledger.certificates(), forged)
+    assert any("not the one in the ledger" in p for p in rep.problems)

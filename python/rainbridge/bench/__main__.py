@@ -1,4 +1,4 @@
-"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519} ...``.
+"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance} ...``.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -32,9 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--n", type=int, default=1 << 18)
     x.add_argument("--repeat", type=int, default=3)
     x.add_argument("--out")
+    g = sub.add_parser("governance", help="signed ledger appends and grant checks per job step")
+    g.add_argument("--n", type=int, default=5000, help="ledger appends per run")
+    g.add_argument("--repeat", type=int, default=3)
+    g.add_argument("--grants", type=int, default=50, help="grants in the table")
+    g.add_argument("--suites", default="standard,gm")
+    g.add_argument("--out")
     args = ap.parse_args(argv)
     if args.what == "psi":
         from rainbridge.bench.psi import bench
+    elif args.what == "governance":
+        from rainbridge.bench.governance import bench
     else:
         from rainbridge.bench.x25519 import bench
     result = bench(args)

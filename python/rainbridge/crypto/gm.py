@@ -70,9 +70,10 @@ class Sm2PrivateKey:
 
     def __init__(self, raw: bytes) -> None:
         try:
-            self._public = Sm2PublicKey(_core.sm2_public_key(bytes(raw)))
+            self._signer = _core.Sm2Signer(bytes(raw), DEFAULT_DISTID)
         except ValueError as exc:
             raise CryptoError(str(exc)) from None
+        self._public = Sm2PublicKey(self._signer.public_key())
         self._raw = bytes(raw)
 
     @classmethod
@@ -91,6 +92,8 @@ class Sm2PrivateKey:
 
     def sign(self, message: bytes, distid: bytes = DEFAULT_DISTID) -> bytes:
         """A signature ``r || s`` (64 bytes), hedged: fresh randomness and the key."""
+        if distid == DEFAULT_DISTID:
+            return self._signer.sign(message)
         return _core.sm2_sign(self._raw, distid, message)
 
     def __repr__(self) -> str:  # never show the key

@@ -159,6 +159,7 @@ class NodeService:
         )
         await self.runner.stop_all()
         await self.dataplane.close()
+        self.ledger.flush()
         for t in list(self._tasks):
             t.cancel()
 
