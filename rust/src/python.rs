@@ -359,7 +359,9 @@ struct Sm2Signer(crate::sm2::Signer);
 impl Sm2Signer {
     #[new]
     fn new(private_key: &[u8], distid: &[u8]) -> PyResult<Self> {
-        crate::sm2::Signer::new(private_key, distid).map(Sm2Signer).map_err(to_py)
+        crate::sm2::Signer::new(private_key, distid)
+            .map(Sm2Signer)
+            .map_err(to_py)
     }
 
     fn sign(&self, py: Python<'_>, message: &[u8]) -> PyResult<Py<PyBytes>> {

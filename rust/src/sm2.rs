@@ -131,7 +131,11 @@ impl Signer {
     }
 
     pub fn public_key(&self) -> Vec<u8> {
-        self.0.verifying_key().to_encoded_point(false).as_bytes().to_vec()
+        self.0
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec()
     }
 }
 

@@ -303,18 +303,18 @@ def verify_entries(
         prev, expect_seq = given_hash, seq + 1
     rep.last_key, rep.head = key, prev
     if head is not None:
-        seq = head.get("seq")
+        head_seq = head.get("seq")
         if rep.entries == 0:
             rep.problems.append("the ledger is empty")
-        elif not isinstance(seq, int) or seq < 1 or seq > expect_seq - 1:
+        elif not isinstance(head_seq, int) or head_seq < 1 or head_seq > expect_seq - 1:
             rep.problems.append(
-                f"the signed head names entry {seq}, the ledger ends at {expect_seq - 1} "
+                f"the signed head names entry {head_seq}, the ledger ends at {expect_seq - 1} "
                 "(entries deleted at the end)"
             )
-        elif hashes_by_seq.get(seq) != head.get("hash"):
-            rep.problems.append(f"the signed head's entry {seq} is not the one in the ledger")
+        elif hashes_by_seq.get(head_seq) != head.get("hash"):
+            rep.problems.append(f"the signed head's entry {head_seq} is not the one in the ledger")
         msg = HEAD_DOMAIN + canonical(
-            {"node": head.get("node"), "seq": seq, "hash": head.get("hash")}
+            {"node": head.get("node"), "seq": head_seq, "hash": head.get("hash")}
         )
         why = _check_signed(certs, str(head.get("key")), str(head.get("sig")), msg)
         if why or head.get("key") not in keys_used or head.get("node") != rep.node:

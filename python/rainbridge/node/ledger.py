@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from rainbridge.audit import verify_ledger as v
@@ -48,7 +49,7 @@ from rainbridge.node.storage import LedgerRow, Storage
 HEAD_FILE = "ledger.head"
 #: longest time the signed head may lag the last append
 HEAD_INTERVAL = 0.01
-_INSERT = LedgerRow.__table__.insert()
+_INSERT = insert(LedgerRow)
 #: largest body an entry may carry (a job record of many parties fits easily)
 MAX_BODY_BYTES = 256 << 10
 
