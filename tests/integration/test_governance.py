@@ -40,6 +40,36 @@ def csv(path: Path, ids: range) -> Path:
     return path
 
 
+def grant(
+    f: Federation,
+    owner: str,
+    dataset: str,
+    peer: str,
+    columns: str,
+    components: str,
+    receivers: str,
+    *extra: str,
+) -> dict:
+    """``grant add`` at ``owner``; returns the grant."""
+    return dict(
+        f.cli_json(
+            "grant",
+            "add",
+            dataset,
+            "--peer",
+            peer,
+            "--columns",
+            columns,
+            "--components",
+            components,
+            "--receivers",
+            receivers,
+            *extra,
+            node=owner,
+        )
+    )
+
+
 def wait_for(f: Federation, node: str, job_id: str, statuses: tuple[str, ...]) -> dict:
     deadline = time.monotonic() + 30
     while (st := f.cli_json("job", "status", job_id, node=node))["status"] not in statuses:
@@ -57,34 +87,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
         f.pin_all()
         f.add_dataset("bank", "customers", csv(base / "b.csv", range(0, 2000)), grant_to=[])
         f.add_dataset("bank", "big", csv(base / "bb.csv", range(0, 300_000)), grant_to=[])
-        f.cli(
-            "grant",
-            "add",
-            "customers",
-            "--peer",
-            "telecom",
-            "--columns",
-            "customer_id",
-            "--components",
-            "psi",
-            "--receivers",
-            "bank",
-            node="bank",
-        )
-        f.cli(
-            "grant",
-            "add",
-            "big",
-            "--peer",
-            "telecom",
-            "--columns",
-            "*",
-            "--components",
-            "*",
-            "--receivers",
-            "*",
-            node="bank",
-        )
+        grant(f, "bank", "customers", "telecom", "customer_id", "psi", "bank")
+        grant(f, "bank", "big", "telecom", "*", "*", "*")
         f.cli(
             "dataset",
             "add",
@@ -124,23 +128,18 @@ def test_a_job_without_the_counterpartys_grant_is_refused_with_its_reason(
 def test_manual_approval_then_the_job_runs_and_is_countersigned(
     fed: Federation, tmp_path: Path
 ) -> None:
-    g = fed.cli_json(
-        "grant",
-        "add",
+    g = grant(
+        fed,
+        "telecom",
         "subscribers",
-        "--peer",
         "bank",
-        "--columns",
         "customer_id",
-        "--components",
         "psi",
-        "--receivers",
         "bank",
         "--max-calls",
         "2",
         "--approval",
         "manual",
-        node="telecom",
     )
     row = fed.cli_json("job", "submit", job(tmp_path, "held"), "--no-wait", node="bank")
     assert row["status"] == "pending_approval"
@@ -180,20 +179,7 @@ def test_manual_approval_then_the_job_runs_and_is_countersigned(
 
 
 def test_revoking_a_grant_stops_a_running_job(fed: Federation, tmp_path: Path) -> None:
-    g = fed.cli_json(
-        "grant",
-        "add",
-        "towers",
-        "--peer",
-        "bank",
-        "--columns",
-        "*",
-        "--components",
-        "psi",
-        "--receivers",
-        "bank",
-        node="telecom",
-    )
+    g = grant(fed, "telecom", "towers", "bank", "*", "psi", "bank")
     row = fed.cli_json(
         "job", "submit", job(tmp_path, "revoked", "big", "towers"), "--no-wait", node="bank"
     )
@@ -241,20 +227,7 @@ def test_key_rotation_live_then_peer_revocation(fed: Federation, tmp_path: Path)
     pinned = {p["name"]: p for p in fed.cli_json("peer", "list", node="bank")}
     assert pinned["telecom"]["fingerprint"] == out["new"]
     # the rotated telecom keeps serving: a job still runs
-    fed.cli(
-        "grant",
-        "add",
-        "subscribers",
-        "--peer",
-        "bank",
-        "--columns",
-        "*",
-        "--components",
-        "psi",
-        "--receivers",
-        "bank",
-        node="telecom",
-    )
+    grant(fed, "telecom", "subscribers", "bank", "*", "psi", "bank")
     row = fed.cli_json("job", "submit", job(tmp_path, "rotated"), node="bank")
     assert row["status"] == "succeeded", row
     for node in ("bank", "telecom"):

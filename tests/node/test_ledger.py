@@ -270,3 +270,23 @@ def test_the_head_follows_appends_in_the_background(node: NodeService) -> None:
     forged = {**head, "hash": "00" * 32}
     rep = v.verify_entries(rows, node.ledger.certificates(), forged)
     assert any("not the one in the ledger" in p for p in rep.problems)
+
+
+def test_the_cli_exits_8_on_tampering_and_0_when_intact(node: NodeService, tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "rainbridge.cli", "ledger", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    d = str(node.config.path)
+    ok = cli("verify", "--dir", d, "--fingerprint", node.keys.fingerprint)
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: ledger of bank: 9 entries"), ok
+    out = cli("export", "--dir", d, "--out", str(tmp_path / "b"), "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["entries"] == 9
+    assert cli("verify", "--bundle", str(tmp_path / "b")).returncode == 0
+    with node.storage.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger SET entry = replace(entry, 'alice', 'mallory')"))
+    bad = cli("verify", "--dir", d)
+    assert bad.returncode == 8 and "FAILED: ledger of bank" in bad.stdout
+    assert "does not match its hash (edited)" in bad.stdout
+    missing = cli("verify", "--dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "not a node directory" in missing.stderr
