@@ -101,3 +101,13 @@ def test_tokens_are_stored_hashed(admin: TestClient, tmp_path: Path) -> None:
 def test_every_action_has_known_roles() -> None:
     for action, roles in PERMISSIONS.items():
         assert roles <= set(ROLES) and "admin" in roles, action
+
+
+def test_a_disabled_bootstrap_admin_stays_disabled_after_a_restart(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path / "bank", "bank")
+    node = NodeService(cfg)
+    node.users.add("root", "admin")
+    node.users.disable("admin")
+    again = NodeService(cfg)  # a restart reads api.token again
+    (admin,) = [u for u in again.users.list() if u.name == "admin"]
+    assert admin.disabled

@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[3]
 DATASETS = {"bank": "customers", "telecom": "subscribers", "tax": "taxpayers"}
 
 
-#: the grants each owner gives: (dataset owner, peer, columns, receivers, quota)
+#: the grants each owner gives: (dataset owner, peer, columns, receivers, quota). PSI joins
+#: on the id column only; the columns each receiver appends to its copy stay its own.
 GRANTS = [
-    ("bank", "telecom", "customer_id,age,monthly_income,default_12m", "bank,telecom", 10),
+    ("bank", "telecom", "customer_id", "bank,telecom", 10),
     ("bank", "tax", "customer_id", "bank,telecom", 10),
-    ("telecom", "bank", "customer_id,tenure_months,monthly_spend", "bank,telecom", 10),
+    ("telecom", "bank", "customer_id", "bank,telecom", 10),
     ("telecom", "tax", "customer_id", "bank,telecom", 10),
     ("tax", "bank", "customer_id", "bank,telecom", 5),
     ("tax", "telecom", "customer_id", "bank,telecom", 5),

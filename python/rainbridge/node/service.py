@@ -746,6 +746,12 @@ class NodeService:
         job = JobSpec.model_validate(row.spec)
         datasets = self.storage.dataset_refs()
         now = dt.datetime.now(dt.UTC)
+        # the component type each of this node's datasets is read by (what its grant allows)
+        read_by = {
+            c.inputs[self.name].dataset: c.type
+            for c in job.components
+            if self.name in c.inputs and c.inputs[self.name].dataset
+        }
         with self.storage.session() as s:
             for dataset, per_peer in (row.grants or {}).items():
                 rows = datasets[dataset].num_rows if dataset in datasets else 0
@@ -753,10 +759,9 @@ class NodeService:
                     g = s.get(GrantRow, grant_id)
                     if g is None:
                         raise GrantError(f"grant {grant_id} no longer exists")
-                    comp_types = [c.type for c in job.components if self.name in c.inputs]
                     why = why_not(
                         g,
-                        component_type=comp_types[0] if comp_types else "*",
+                        component_type=read_by.get(dataset, ""),
                         columns=[],
                         receivers=[],
                         rows=rows,

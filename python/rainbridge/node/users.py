@@ -108,13 +108,11 @@ class Users:
         return row, token
 
     def ensure(self, name: str, role: str, token: str) -> None:
-        """Make ``name`` exist with ``role`` and ``token`` (the bootstrap admin)."""
+        """Create ``name`` with ``role`` and ``token`` unless it exists (the bootstrap admin:
+        once created, disabling it or changing it is not undone by a restart)."""
         with self.storage.session() as s:
-            row = s.get(UserRow, name)
-            if row is None:
+            if s.get(UserRow, name) is None:
                 s.add(UserRow(name=name, role=role, token_hash=token_hash(token)))
-            else:
-                row.role, row.token_hash, row.disabled = role, token_hash(token), False
 
     def disable(self, name: str) -> UserRow:
         with self.storage.session() as s:
