@@ -1,0 +1,363 @@
+"""Two-party arithmetic on additive shares over Z_2^64 (semi-honest, dealer-assisted).
+
+A secret ``x`` is held as ``x0 + x1 = x (mod 2^64)``: party 0 holds ``x0``, party 1 ``x1``;
+either share alone is uniformly random. Fixed-point secrets carry ``frac`` fractional bits.
+
+Security model: semi-honest (honest-but-curious) parties; correlated randomness comes from a
+dealer that colludes with neither (:mod:`.correlated`). What leaks: the shapes of every
+value and the sequence of operations (the program is public); the values revealed on
+purpose (:meth:`Mpc.reveal`), to whom the program says. Nothing else: every message is a
+value masked by fresh randomness unknown to its receiver.
+
+Costs: addition and multiplication by a public value are local; a multiplication or a
+matrix product is one round (both parties open two masked values); a comparison is eight
+rounds of binary AND gates on 64-bit words (a Kogge-Stone carry circuit over the shares,
+then one multiplication to turn the sign bit back into an arithmetic share).
+
+Fixed-point products are truncated locally (SecureML, Mohassel and Zhang 2017): each party
+shifts its own share, which is exact up to one unit in the last place with probability
+1 - |x|/2^63 for a product |x| < 2^62 — keep |values| well below 2^(62-2f) (at f = 16,
+about 10^9) and the chance of a large error is under 2^-20 per element.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.net.channel import Channel
+from rainbridge.protocols.mpc.correlated import Provider
+from rainbridge.protocols.mpc.prg import random_ring
+from rainbridge.protocols.mpc.ring import DEFAULT_FRAC_BITS, Ring, check_frac_bits, decode, encode
+
+_ONE = np.uint64(1)
+#: largest message of shares; larger opens are split (the channel's frames stay small anyway)
+_MAX_OPEN_WORDS = 1 << 24
+
+
+def _mv(a: Ring) -> memoryview:
+    """A byte view of an array (no copy when it is contiguous already)."""
+    return np.ascontiguousarray(a).data.cast("B")
+
+
+@dataclass
+class Secret:
+    """This party's share of a secret array; ``frac`` fractional bits (0: an integer)."""
+
+    share: Ring
+    frac: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.share.shape)
+
+    def __len__(self) -> int:
+        return len(self.share)
+
+    def __getitem__(self, idx: Any) -> Secret:
+        return Secret(self.share[idx], self.frac)
+
+
+class Mpc:
+    """One party's end of a two-party computation.
+
+    Parameters
+    ----------
+    party : int
+        0 or 1.
+    channel : Channel
+        To the other party.
+    provider : Provider
+        Correlated randomness (a dealer's, see :mod:`.correlated`).
+    frac_bits : int
+        Fractional bits of fixed-point values (precision 2^-frac_bits).
+    """
+
+    def __init__(
+        self, party: int, channel: Channel, provider: Provider, frac_bits: int = DEFAULT_FRAC_BITS
+    ) -> None:
+        if party not in (0, 1):
+            raise ConfigError("a two-party computation has parties 0 and 1")
+        self.party = party
+        self.ch = channel
+        self.provider = provider
+        self.frac = check_frac_bits(frac_bits)
+        self._step = 0
+        self.rounds = 0
+
+    # -- moving values ---------------------------------------------------------------------
+
+    def _tag(self, what: str) -> str:
+        self._step += 1
+        return f"mpc/{what}/{self._step}"
+
+    async def _exchange(self, what: str, arrays: Sequence[Ring]) -> list[Ring]:
+        """Send this party's arrays, receive the other party's of the same shapes."""
+        tag = self._tag(what)
+        flat = [np.ascontiguousarray(a, dtype=np.uint64).reshape(-1) for a in arrays]
+        total = sum(len(a) for a in flat)
+        self.rounds += 1
+        out = np.empty(total, dtype=np.uint64)
+        pos = 0
+        # split very large exchanges so neither side ever holds a multi-GiB message
+        buf = np.concatenate(flat) if len(flat) > 1 else flat[0]
+        while pos < total or total == 0:
+            end = min(total, pos + _MAX_OPEN_WORDS)
+            await self.ch.send(tag, _mv(buf[pos:end]))
+            got = await self.ch.recv_into(tag, _mv(out[pos:end]))
+            if got != (end - pos) * 8:
+                raise ProtocolViolationError(
+                    f"the other party sent {got} bytes for {tag}, expected {(end - pos) * 8}"
+                )
+            pos = end
+            if total == 0:
+                break
+        res, pos = [], 0
+        for a in arrays:
+            n = int(np.prod(a.shape, dtype=np.int64)) if a.shape else 1
+            res.append(out[pos : pos + n].reshape(a.shape))
+            pos += n
+        return res
+
+    async def input(
+        self,
+        values: npt.ArrayLike | None,
+        owner: int,
+        shape: tuple[int, ...] | None = None,
+        *,
+        integer: bool = False,
+    ) -> Secret:
+        """Secret-share ``values`` held by ``owner`` (the other party passes ``shape``)."""
+        frac = 0 if integer else self.frac
+        tag = self._tag("input")
+        if self.party == owner:
+            if values is None:
+                raise ConfigError("the owner of an input must give its values")
+            x = encode(values, frac)
+            r = random_ring(x.shape)
+            await self.ch.send(tag, _mv(r))
+            return Secret(x - r, frac)
+        if shape is None:
+            raise ConfigError("the other party must know the input's shape")
+        share = np.empty(shape, dtype=np.uint64)
+        got = await self.ch.recv_into(tag, _mv(share))
+        if got != share.nbytes:
+            raise ProtocolViolationError(f"an input share of {got} bytes, expected {share.nbytes}")
+        return Secret(share, frac)
+
+    async def reveal(self, x: Secret, to: int | None = None) -> np.ndarray | None:
+        """Open ``x`` to party ``to`` (or to both); others get None."""
+        if to is None:
+            (other,) = await self._exchange("reveal", [x.share])
+            return decode(x.share + other, x.frac)
+        tag = self._tag("reveal")
+        self.rounds += 1
+        if self.party == to:
+            other = np.empty(x.shape, dtype=np.uint64)
+            got = await self.ch.recv_into(tag, _mv(other))
+            if got != other.nbytes:
+                raise ProtocolViolationError("a revealed share has the wrong size")
+            return decode(x.share + other, x.frac)
+        await self.ch.send(tag, _mv(x.share))
+        return None
+
+    # -- local operations ------------------------------------------------------------------
+
+    def _align(self, x: Secret, y: Secret) -> tuple[Secret, Secret]:
+        if x.frac == y.frac:
+            return x, y
+        # an integer meets a fixed-point value: scale the integer up (local)
+        if x.frac < y.frac:
+            return Secret(x.share << np.uint64(y.frac - x.frac), y.frac), y
+        return x, Secret(y.share << np.uint64(x.frac - y.frac), x.frac)
+
+    def add(self, x: Secret, y: Secret) -> Secret:
+        x, y = self._align(x, y)
+        return Secret(x.share + y.share, x.frac)
+
+    def sub(self, x: Secret, y: Secret) -> Secret:
+        x, y = self._align(x, y)
+        return Secret(x.share - y.share, x.frac)
+
+    def neg(self, x: Secret) -> Secret:
+        return Secret(-x.share, x.frac)  # wraps modulo 2^64
+
+    def add_public(self, x: Secret, c: npt.ArrayLike) -> Secret:
+        enc = encode(c, x.frac)
+        return Secret(x.share + enc if self.party == 0 else x.share.copy(), x.frac)
+
+    def mul_public_int(self, x: Secret, c: npt.ArrayLike) -> Secret:
+        k = np.asarray(c, dtype=np.int64).view(np.uint64)
+        return Secret(x.share * k, x.frac)
+
+    def mul_public(self, x: Secret, c: npt.ArrayLike) -> Secret:
+        """``x · c`` for a public real ``c`` (encoded at this engine's precision)."""
+        k = encode(c, self.frac)
+        return self.truncate(Secret(x.share * k, x.frac + self.frac), self.frac)
+
+    def truncate(self, x: Secret, bits: int) -> Secret:
+        """Divide by 2^bits (local; see the module docstring for its error)."""
+        if bits == 0:
+            return x
+        if self.party == 0:
+            share = (x.share.view(np.int64) >> np.int64(bits)).view(np.uint64)
+        else:
+            share = -((-x.share).view(np.int64) >> np.int64(bits)).view(np.uint64)
+        return Secret(share, x.frac - bits)
+
+    def sum(self, x: Secret, axis: int | None = None) -> Secret:
+        return Secret(np.asarray(np.sum(x.share, axis=axis, dtype=np.uint64)), x.frac)
+
+    # -- multiplication --------------------------------------------------------------------
+
+    async def mul(self, x: Secret, y: Secret) -> Secret:
+        """Element-wise product (Beaver); fixed-point products are truncated back."""
+        if x.shape != y.shape:
+            x_s, y_s = np.broadcast_arrays(x.share, y.share)
+            x, y = (
+                Secret(np.ascontiguousarray(x_s), x.frac),
+                Secret(np.ascontiguousarray(y_s), y.frac),
+            )
+        a, b, c = await self.provider.triple("mul", x.shape, y.shape)
+        e, f = await self._open_masked([x.share - a, y.share - b])
+        z = c + e * b + f * a
+        if self.party == 0:
+            z = z + e * f
+        return self._rescale(Secret(z, x.frac + y.frac))
+
+    async def matmul(self, x: Secret, y: Secret) -> Secret:
+        """Matrix product of an (n, k) and a (k, m) secret (Beaver matrix triple)."""
+        if x.share.ndim != 2 or y.share.ndim != 2 or x.shape[1] != y.shape[0]:
+            raise ConfigError(f"cannot multiply matrices of shapes {x.shape} and {y.shape}")
+        a, b, c = await self.provider.triple("matmul", x.shape, y.shape)
+        e, f = await self._open_masked([x.share - a, y.share - b])
+        z = c + np.matmul(e, b) + np.matmul(a, f)
+        if self.party == 0:
+            z = z + np.matmul(e, f)
+        return self._rescale(Secret(z, x.frac + y.frac))
+
+    def _rescale(self, z: Secret) -> Secret:
+        return self.truncate(z, z.frac - self.frac) if z.frac > self.frac else z
+
+    async def _open_masked(self, masked: Sequence[Ring]) -> list[Ring]:
+        others = await self._exchange("open", masked)
+        return [m + o for m, o in zip(masked, others, strict=True)]
+
+    async def square(self, x: Secret) -> Secret:
+        return await self.mul(x, x)
+
+    # -- comparison ------------------------------------------------------------------------
+
+    async def _and(self, pairs: Sequence[tuple[Ring, Ring]]) -> list[Ring]:
+        """Binary AND of XOR-shared 64-bit words, many pairs in one round."""
+        trip = [await self.provider.triple("and", p[0].shape, p[0].shape) for p in pairs]
+        masked: list[Ring] = []
+        for (x, y), (a, b, _c) in zip(pairs, trip, strict=True):
+            masked += [x ^ a, y ^ b]
+        others = await self._exchange("and", masked)
+        out = []
+        for i, (_pair, (a, b, c)) in enumerate(zip(pairs, trip, strict=True)):
+            e = masked[2 * i] ^ others[2 * i]
+            f = masked[2 * i + 1] ^ others[2 * i + 1]
+            z = c ^ (e & b) ^ (f & a)
+            if self.party == 0:
+                z = z ^ (e & f)
+            out.append(z)
+        return out
+
+    async def ltz(self, x: Secret) -> Secret:
+        """1 where ``x < 0`` else 0, as an integer secret (the sign bit)."""
+        zero = np.zeros_like(x.share)
+        # binary sharings of the two arithmetic shares: (x0, 0) and (0, x1)
+        s0 = x.share if self.party == 0 else zero
+        s1 = zero if self.party == 0 else x.share
+        p = s0 ^ s1
+        (g,) = await self._and([(s0, s1)])
+        p_orig = p
+        shift = 1
+        while shift < 64:
+            s = np.uint64(shift)
+            if shift < 32:
+                g_new, p = await self._and([(p, g << s), (p, p << s)])
+            else:
+                (g_new,) = await self._and([(p, g << s)])
+            g = g ^ g_new
+            shift *= 2
+        msb = ((p_orig ^ (g << _ONE)) >> np.uint64(63)) & _ONE
+        return await self._bit_to_arith(msb)
+
+    async def _bit_to_arith(self, bit: Ring) -> Secret:
+        """XOR-shared bits to additive shares: b = b0 + b1 - 2·b0·b1."""
+        zero = np.zeros_like(bit)
+        b0 = Secret(bit if self.party == 0 else zero, 0)
+        b1 = Secret(zero if self.party == 0 else bit, 0)
+        prod = await self.mul(b0, b1)
+        return Secret(b0.share + b1.share - np.uint64(2) * prod.share, 0)
+
+    async def lt(self, x: Secret, y: Secret) -> Secret:
+        return await self.ltz(self.sub(x, y))
+
+    async def gt(self, x: Secret, y: Secret) -> Secret:
+        return await self.ltz(self.sub(y, x))
+
+    async def ge(self, x: Secret, y: Secret) -> Secret:
+        return self.one_minus(await self.lt(x, y))
+
+    async def le(self, x: Secret, y: Secret) -> Secret:
+        return self.one_minus(await self.gt(x, y))
+
+    def one_minus(self, b: Secret) -> Secret:
+        """1 - b for an integer secret bit."""
+        one = _ONE if self.party == 0 else np.uint64(0)
+        return Secret(one - b.share, 0)
+
+    async def sign(self, x: Secret) -> Secret:
+        """-1, or 1 (0 counts as positive), as an integer secret."""
+        neg = await self.ltz(x)
+        one = _ONE if self.party == 0 else np.uint64(0)
+        return Secret(one - np.uint64(2) * neg.share, 0)
+
+    async def where(self, b: Secret, x: Secret, y: Secret) -> Secret:
+        """``x`` where the secret bit ``b`` is 1, else ``y`` (one multiplication)."""
+        d = self.sub(x, y)
+        return self.add(y, await self.mul(b, d))
+
+    async def maximum(self, x: Secret, y: Secret) -> Secret:
+        return await self.where(await self.gt(x, y), x, y)
+
+    async def minimum(self, x: Secret, y: Secret) -> Secret:
+        return await self.where(await self.lt(x, y), x, y)
+
+    async def relu(self, x: Secret) -> Secret:
+        return await self.mul(self.one_minus(await self.ltz(x)), x)
+
+    async def abs(self, x: Secret) -> Secret:
+        return await self.mul(await self.sign(x), x)
+
+    async def max(self, x: Secret, axis: int = 0) -> Secret:
+        """The maximum along ``axis`` by a tree of comparisons (log2 n rounds of them)."""
+        return await self._reduce(x, axis, self.maximum)
+
+    async def min(self, x: Secret, axis: int = 0) -> Secret:
+        return await self._reduce(x, axis, self.minimum)
+
+    async def _reduce(self, x: Secret, axis: int, op: object) -> Secret:
+        share = np.moveaxis(x.share, axis, 0)
+        cur = Secret(share, x.frac)
+        while cur.shape[0] > 1:
+            n = cur.shape[0]
+            half = n // 2
+            a, b = cur[:half], cur[half : 2 * half]
+            best = await op(a, b)  # type: ignore[operator]
+            if n % 2:
+                best = Secret(np.concatenate([best.share, cur.share[2 * half :]]), best.frac)
+            cur = best
+        return Secret(cur.share[0], cur.frac)
+
+    async def close(self) -> None:
+        await self.provider.close()
