@@ -89,3 +89,14 @@ def test_governance_bench_smoke() -> None:
     for r in by_suite.values():
         assert r["signed_appends_per_s"] > 0 and r["job_step_ms"] > 0
         assert r["verify_entries"] >= 50
+
+
+def test_mpc_bench_smoke_over_tls_with_messages_larger_than_socket_buffers() -> None:
+    # 400,000 elements: each opening is two 3.2 MB messages sent by both parties at once,
+    # which deadlocks unless each party receives while it sends
+    out = _bench("mpc", "--n", "400000", "--reps", "1", "--n-cmp", "2000")
+    assert out["benchmark"] == "mpc" and out["ok"] is True, out
+    ours = out["rainbridge"]
+    assert ours["fixed_point_mul_per_s"] > 0 and ours["comparisons_per_s"] > 0
+    run = ours["runs"][0]
+    assert run["bytes_p0_to_p1"] > 2 * 8 * 400_000 and run["dealer_bytes"] > 8 * 400_000

@@ -1,4 +1,4 @@
-"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance} ...``.
+"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance,mpc} ...``.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -38,8 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--grants", type=int, default=50, help="grants in the table")
     g.add_argument("--suites", default="standard,gm")
     g.add_argument("--out")
+    mp = sub.add_parser("mpc", help="secure multiplications and comparisons per second")
+    mp.add_argument("--n", type=int, default=1 << 20, help="elements per multiplication")
+    mp.add_argument("--reps", type=int, default=3, help="multiplications of n elements")
+    mp.add_argument("--n-cmp", type=int, default=1 << 18, help="elements compared")
+    mp.add_argument("--repeat", type=int, default=1)
+    mp.add_argument("--timeout", type=float, default=600)
+    mp.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.what == "psi":
+    if args.what == "mpc":
+        from rainbridge.bench.mpc import bench
+    elif args.what == "psi":
         from rainbridge.bench.psi import bench
     elif args.what == "governance":
         from rainbridge.bench.governance import bench

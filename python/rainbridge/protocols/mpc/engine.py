@@ -22,6 +22,7 @@ about 10^9) and the chance of a large error is under 2^-20 per element.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from rainbridge.protocols.mpc.ring import DEFAULT_FRAC_BITS, Ring, check_frac_bi
 
 _ONE = np.uint64(1)
 #: largest message of shares; larger opens are split (the channel's frames stay small anyway)
-_MAX_OPEN_WORDS = 1 << 24
+_MAX_OPEN_WORDS = 1 << 21
 
 
 def _mv(a: Ring) -> memoryview:
@@ -108,8 +109,12 @@ class Mpc:
         buf = np.concatenate(flat) if len(flat) > 1 else flat[0]
         while pos < total or total == 0:
             end = min(total, pos + _MAX_OPEN_WORDS)
-            await self.ch.send(tag, _mv(buf[pos:end]))
-            got = await self.ch.recv_into(tag, _mv(out[pos:end]))
+            # both parties send at once: receive while sending, or two large messages
+            # would each wait for the other's reader (transport back pressure)
+            _, got = await asyncio.gather(
+                self.ch.send(tag, _mv(buf[pos:end])),
+                self.ch.recv_into(tag, _mv(out[pos:end])),
+            )
             if got != (end - pos) * 8:
                 raise ProtocolViolationError(
                     f"the other party sent {got} bytes for {tag}, expected {(end - pos) * 8}"

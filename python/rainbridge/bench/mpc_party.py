@@ -1,0 +1,122 @@
+"""One process of the MPC benchmark: the dealer, party 0 or party 1 (mutual TLS on loopback).
+
+The dealer listens for party 1, then for party 0 (printing each port); party 1 connects to
+the dealer and listens for party 0 (printing its port); party 0 connects to both. Each party
+then runs the workload and prints one JSON line with its timings and bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import numpy as np
+
+from rainbridge.bench.common import peak_rss_mib
+from rainbridge.crypto.certs import TlsIdentity
+from rainbridge.net.channel import Channel
+from rainbridge.net.tls import Peer, accept_one, connect
+from rainbridge.protocols.mpc import DealerClient, Mpc, SeedProvider, receive_seed, run_dealer
+
+NAMES = ("p0", "p1", "dealer")
+
+
+def _peer(keys: str, name: str) -> Peer:
+    ident = TlsIdentity.load(f"{keys}/{name}")
+    return Peer(name, ident.fingerprint, ident.cert_pem)
+
+
+async def _listen(keys: str, me: str, peer: str) -> Channel:
+    def announce(port: int) -> None:
+        print(json.dumps({"listening_for": peer, "port": port}), flush=True)
+
+    return await accept_one(
+        "127.0.0.1",
+        0,
+        TlsIdentity.load(f"{keys}/{me}"),
+        _peer(keys, peer),
+        session_id=f"mpc/{min(me, peer)}-{max(me, peer)}",
+        local=me,
+        on_listening=announce,
+        timeout=600,
+    )
+
+
+async def _dial(keys: str, me: str, peer: str, port: int) -> Channel:
+    return await connect(
+        "127.0.0.1",
+        port,
+        TlsIdentity.load(f"{keys}/{me}"),
+        _peer(keys, peer),
+        session_id=f"mpc/{min(me, peer)}-{max(me, peer)}",
+        local=me,
+        timeout=600,
+    )
+
+
+async def workload(mpc: Mpc, n: int, reps: int, n_cmp: int) -> dict[str, float]:
+    rng = np.random.default_rng(7 + mpc.party)
+    x = rng.normal(scale=100, size=n)
+    a = await mpc.input(x if mpc.party == 0 else None, 0, (n,))
+    b = await mpc.input(x if mpc.party == 1 else None, 1, (n,))
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        await mpc.mul(a, b)
+    t_mul = time.perf_counter() - t0
+    c = a[:n_cmp]
+    t0 = time.perf_counter()
+    await mpc.ltz(c)
+    t_cmp = time.perf_counter() - t0
+    return {"mul_seconds": t_mul, "cmp_seconds": t_cmp}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    if args.role == "dealer":
+        to1 = await _listen(args.keys, "dealer", "p1")
+        to0 = await _listen(args.keys, "dealer", "p0")
+        served = await run_dealer(to0, to1)
+        return {"role": "dealer", "requests": served, "bytes_sent": to1.bytes_sent + to0.bytes_sent}
+    if args.role == "p1":
+        dealer = await _dial(args.keys, "p1", "dealer", args.dealer_port)
+        other = await _listen(args.keys, "p1", "p0")
+        provider: DealerClient | SeedProvider = DealerClient(await receive_seed(dealer), dealer)
+        party = 1
+    else:
+        dealer = await _dial(args.keys, "p0", "dealer", args.dealer_port)
+        other = await _dial(args.keys, "p0", "p1", args.peer_port)
+        provider = SeedProvider(await receive_seed(dealer))
+        party = 0
+    mpc = Mpc(party, other, provider, args.frac)
+    out = await workload(mpc, args.n, args.reps, args.n_cmp)
+    await mpc.close()
+    await other.close()
+    return {
+        "role": args.role,
+        **out,
+        "bytes_sent": other.bytes_sent,
+        "bytes_received": other.bytes_received,
+        "rounds": mpc.rounds,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--role", choices=NAMES, required=True)
+    ap.add_argument("--keys", required=True)
+    ap.add_argument("--dealer-port", type=int, default=0)
+    ap.add_argument("--peer-port", type=int, default=0)
+    ap.add_argument("--n", type=int, default=1 << 20)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--n-cmp", type=int, default=1 << 18)
+    ap.add_argument("--frac", type=int, default=16)
+    args = ap.parse_args()
+    print(json.dumps(asyncio.run(main_async(args))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
