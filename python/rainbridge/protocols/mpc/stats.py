@@ -1,0 +1,190 @@
+"""Joint statistics over a vertically partitioned table: two parties, rows aligned (after
+PSI), each holding some columns; only the party the job names learns the result.
+
+The statistics are computed exactly on integers: each party encodes its columns as integers
+at a public scale (``round(v · 10^decimals)``), products and sums are exact in Z_2^64, and
+the receiver divides in plaintext. Exact as long as every sum stays below 2^63 in absolute
+value — e.g. values up to 10^6 (after scaling) over 10^7 rows for sums of squares — beyond
+that a result wraps around (a variance then comes out negative).
+
+What the receiver learns is the **sufficient statistics** of what it asked for: the row
+count, per-column sums, sums of squares and cross products (for means, variances,
+covariances and correlations), per-group counts and sums (for GROUP BY). The other party
+learns nothing (every message it sees is masked), except the row count and shapes, which
+both know from the alignment. A party's statistics of its own columns are computed by it
+alone and secret-shared (no multiplication needed); only cross-party terms use the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from rainbridge.errors import ConfigError
+from rainbridge.protocols.mpc.engine import Mpc, Secret
+
+
+def to_integers(values: npt.ArrayLike, decimals: int) -> npt.NDArray[np.int64]:
+    """Columns as integers at 10^decimals (what a party shares)."""
+    a = np.asarray(values, dtype=np.float64)
+    scaled = np.rint(a * 10.0**decimals)
+    if not np.all(np.isfinite(scaled)) or np.any(np.abs(scaled) >= 2.0**62):
+        raise ConfigError("a value is missing, infinite or too large for exact statistics")
+    return scaled.astype(np.int64)
+
+
+@dataclass
+class Moments:
+    """What the receiver gets: n, Σx, and Σ x_i·x_j over the columns of both parties."""
+
+    n: int
+    names: list[str]
+    sums: npt.NDArray[np.float64]
+    products: npt.NDArray[np.float64]
+
+    def mean(self) -> npt.NDArray[np.float64]:
+        return self.sums / self.n
+
+    def covariance(self) -> npt.NDArray[np.float64]:
+        mu = self.mean()
+        return (self.products - self.n * np.outer(mu, mu)) / (self.n - 1)
+
+    def variance(self) -> npt.NDArray[np.float64]:
+        return np.diag(self.covariance()).copy()
+
+    def correlation(self) -> npt.NDArray[np.float64]:
+        cov = self.covariance()
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return cov / np.outer(sd, sd)
+
+
+async def moments(
+    mpc: Mpc,
+    mine: npt.NDArray[np.int64],
+    my_names: list[str],
+    their_shape: tuple[int, int],
+    their_names: list[str],
+    receiver: int,
+    decimals: tuple[int, int] = (0, 0),
+) -> Moments | None:
+    """Σx and Σxxᵀ over party 0's columns followed by party 1's, revealed to ``receiver``.
+
+    Parameters
+    ----------
+    mine : (n, d_me) int64
+        This party's columns, integers (see :func:`to_integers`), rows in the aligned order.
+    their_shape : (n, d_other)
+        The other party's columns' shape (public).
+    decimals : (party 0's, party 1's)
+        The scales, to turn the integer results back into the columns' units.
+    """
+    n = mine.shape[0]
+    if their_shape[0] != n:
+        raise ConfigError("the parties' aligned tables have different row counts")
+    x = np.ascontiguousarray(mine, dtype=np.int64)
+    d0 = x.shape[1] if mpc.party == 0 else their_shape[1]
+    d1 = their_shape[1] if mpc.party == 0 else x.shape[1]
+    # each party's own blocks, computed locally and shared
+    own_sum = x.sum(axis=0, dtype=np.int64)
+    own_gram = (x.T @ x).astype(np.int64)
+    s0 = await mpc.input(own_sum if mpc.party == 0 else None, 0, (d0,), integer=True)
+    s1 = await mpc.input(own_sum if mpc.party == 1 else None, 1, (d1,), integer=True)
+    g0 = await mpc.input(own_gram if mpc.party == 0 else None, 0, (d0, d0), integer=True)
+    g1 = await mpc.input(own_gram if mpc.party == 1 else None, 1, (d1, d1), integer=True)
+    # the cross block X0ᵀ X1: each private matrix enters as a sharing, one matrix product
+    a = await mpc.input(x.T if mpc.party == 0 else None, 0, (d0, n), integer=True)
+    b = await mpc.input(x if mpc.party == 1 else None, 1, (n, d1), integer=True)
+    cross = await mpc.matmul(a, b)
+    sums = Secret(np.concatenate([s0.share, s1.share]), 0)
+    top = np.concatenate([g0.share, cross.share], axis=1)
+    bottom = np.concatenate([cross.share.T, g1.share], axis=1)
+    gram = Secret(np.concatenate([top, bottom], axis=0), 0)
+    s = await mpc.reveal(sums, to=receiver)
+    g = await mpc.reveal(gram, to=receiver)
+    if mpc.party != receiver:
+        return None
+    assert s is not None and g is not None
+    scale = np.array([10.0 ** -decimals[0]] * d0 + [10.0 ** -decimals[1]] * d1)
+    names = my_names + their_names if mpc.party == 0 else their_names + my_names
+    return Moments(
+        n=n,
+        names=names,
+        sums=s.astype(np.float64) * scale,
+        products=g.astype(np.float64) * np.outer(scale, scale),
+    )
+
+
+@dataclass
+class GroupSums:
+    """Per group: the row count and the sums of the value columns."""
+
+    groups: list[str]
+    counts: npt.NDArray[np.int64]
+    sums: npt.NDArray[np.float64]  # (groups, value columns)
+
+    def means(self) -> npt.NDArray[np.float64]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.sums / self.counts[:, None]
+
+
+async def group_sums(
+    mpc: Mpc,
+    *,
+    key_party: int,
+    keys: npt.NDArray[np.int64] | None,
+    groups: list[str],
+    values: npt.NDArray[np.int64] | None,
+    value_shape: tuple[int, int],
+    receiver: int,
+    decimals: int = 0,
+    min_group_size: int = 1,
+) -> GroupSums | None:
+    """GROUP BY a key column of ``key_party`` with SUM/COUNT of the other party's values.
+
+    ``keys`` are group indices (0..len(groups)-1) at the key party; ``values`` the other
+    party's integer columns. One secret matrix product: one-hot(keys)ᵀ · values. Groups with
+    fewer than ``min_group_size`` rows are suppressed (their count and sums are withheld);
+    the key party knows the counts already, so the test is done by it on plaintext.
+    """
+    g = len(groups)
+    n, m = value_shape
+    if mpc.party == key_party:
+        assert keys is not None
+        if keys.shape != (n,) or (n and (keys.min() < 0 or keys.max() >= g)):
+            raise ConfigError("group keys must be indices of the listed groups, one per row")
+        onehot_t = np.zeros((g, n), dtype=np.int64)
+        onehot_t[keys, np.arange(n)] = 1
+        counts = onehot_t.sum(axis=1)
+        keep = counts >= min_group_size
+    else:
+        onehot_t = None
+        counts = np.zeros(g, dtype=np.int64)
+        keep = np.ones(g, dtype=bool)
+    a = await mpc.input(onehot_t, key_party, (g, n), integer=True)
+    b = await mpc.input(values, 1 - key_party, (n, m), integer=True)
+    sums = await mpc.matmul(a, b)
+    # the key party zeroes the shares of suppressed groups' sums and shares the counts
+    kept = await mpc.input(
+        keep.astype(np.int64) if mpc.party == key_party else None, key_party, (g,), integer=True
+    )
+    cnt = await mpc.input(
+        np.where(keep, counts, 0) if mpc.party == key_party else None,
+        key_party,
+        (g,),
+        integer=True,
+    )
+    masked = await mpc.mul(Secret(np.repeat(kept.share[:, None], m, axis=1), 0), sums)
+    s = await mpc.reveal(masked, to=receiver)
+    c = await mpc.reveal(cnt, to=receiver)
+    if mpc.party != receiver:
+        return None
+    assert s is not None and c is not None
+    shown = c > 0
+    return GroupSums(
+        groups=[grp for grp, ok in zip(groups, shown, strict=True) if ok],
+        counts=np.asarray(c[shown], dtype=np.int64),
+        sums=np.asarray(s[shown], dtype=np.float64) * 10.0**-decimals,
+    )

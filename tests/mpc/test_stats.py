@@ -1,0 +1,70 @@
+"""Joint statistics over a vertically split table against numpy on the joined plaintext."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mpc_helpers import run2
+
+from rainbridge.protocols.mpc import Mpc
+from rainbridge.protocols.mpc.stats import group_sums, moments, to_integers
+
+
+def test_moments_match_numpy_on_the_joined_table() -> None:
+    rng = np.random.default_rng(11)
+    n = 500
+    bank = np.column_stack([rng.normal(50_000, 9_000, n), rng.integers(18, 80, n)])
+    telecom = np.column_stack([rng.normal(120, 30, n)])
+    bank_i, tel_i = to_integers(bank, 2), to_integers(telecom, 2)
+
+    async def prog(m: Mpc) -> object:
+        if m.party == 0:
+            return await moments(m, bank_i, ["income", "age"], tel_i.shape, ["spend"], 1, (2, 2))
+        return await moments(m, tel_i, ["spend"], bank_i.shape, ["income", "age"], 1, (2, 2))
+
+    r0, r1, _ = run2(prog)
+    assert r0 is None  # the bank learns nothing
+    z = np.column_stack([bank_i / 100, tel_i / 100])  # what the parties encoded
+    assert r1.names == ["income", "age", "spend"] and r1.n == n
+    assert np.allclose(r1.mean(), z.mean(axis=0), rtol=1e-12)
+    assert np.allclose(r1.covariance(), np.cov(z, rowvar=False), rtol=1e-9)
+    assert np.allclose(r1.correlation(), np.corrcoef(z, rowvar=False), atol=1e-9)
+    assert np.allclose(r1.variance(), z.var(axis=0, ddof=1), rtol=1e-9)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    keys=st.lists(st.integers(0, 4), min_size=1, max_size=60),
+    k=st.integers(1, 5),
+)
+def test_group_by_with_keys_at_one_party_and_values_at_the_other(keys: list[int], k: int) -> None:
+    key = np.array(keys)
+    n = len(key)
+    vals = np.column_stack([np.arange(n) * 3 - 7, np.arange(n) % 5]).astype(np.int64)
+    groups = ["A", "B", "C", "D", "E"]
+
+    async def prog(m: Mpc) -> object:
+        return await group_sums(
+            m,
+            key_party=0,
+            keys=key if m.party == 0 else None,
+            groups=groups,
+            values=vals if m.party == 1 else None,
+            value_shape=vals.shape,
+            receiver=0,
+            min_group_size=k,
+        )
+
+    res, other, _ = run2(prog)
+    assert other is None
+    want = {
+        groups[g]: (int((key == g).sum()), vals[key == g].sum(axis=0))
+        for g in range(5)
+        if (key == g).sum() >= k
+    }
+    assert res.groups == list(want)  # small groups suppressed, in order
+    for i, grp in enumerate(res.groups):
+        assert res.counts[i] == want[grp][0]
+        assert np.array_equal(res.sums[i], want[grp][1])
+    assert np.allclose(res.means(), res.sums / res.counts[:, None])
