@@ -39,8 +39,10 @@ def _load_builtins() -> None:
     if _REGISTRY:
         return
     from rainbridge.components.psi import PsiComponent
+    from rainbridge.components.stats import StatsComponent
 
     register(PsiComponent)
+    register(StatsComponent)
 
 
 __all__ = [

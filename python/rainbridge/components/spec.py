@@ -15,18 +15,23 @@ class _Strict(BaseModel):
 
 
 class InputRef(_Strict):
-    """One party's input to a component: a registered dataset or an earlier output."""
+    """One party's input to a component: a registered dataset, an earlier output, or a role
+    without data (``role: dealer``, the party that serves correlated randomness)."""
 
     dataset: str | None = Field(default=None, pattern=NAME_PATTERN)
     id: str | None = None
     from_: str | None = Field(default=None, alias="from", pattern=_FROM_PATTERN)
+    role: Literal["dealer"] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
     def _one_source(self) -> InputRef:
-        if (self.dataset is None) == (self.from_ is None):
-            raise ValueError("give exactly one of 'dataset' or 'from' (component.output)")
+        given = [x for x in (self.dataset, self.from_, self.role) if x is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'dataset', 'from' (component.output) or 'role' (dealer)"
+            )
         return self
 
 

@@ -64,8 +64,10 @@ class TaggedChannel(Channel):
 
 def _resolve_input(
     c: ComponentSpec, party: str, datasets: Mapping[str, DatasetRef], produced: dict[str, Any]
-) -> DatasetRef:
+) -> DatasetRef | None:
     ref = c.inputs[party]
+    if ref.role is not None:
+        return None  # a role without data (the dealer)
     if ref.dataset is not None:
         try:
             ds = datasets[ref.dataset]
@@ -145,7 +147,11 @@ async def run_party(
                 party=party,
                 spec=c,
                 params=comp.parse_params(c.params),
-                inputs={party: _resolve_input(c, party, datasets, produced)},
+                inputs={
+                    p: ref
+                    for p, ref in {party: _resolve_input(c, party, datasets, produced)}.items()
+                    if ref is not None
+                },
                 channels={p: TaggedChannel(channels[p], f"{c.id}/") for p in peers},
                 out_dir=out_dir,
                 progress=_component_progress(progress, c.id),

@@ -1,0 +1,97 @@
+"""The ``stats`` component in a whole job (PSI, then statistics), against pandas-style
+numpy on the joined plaintext."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pytest
+
+from rainbridge.data import inspect_dataset
+from rainbridge.errors import JobSpecError, ParameterMismatchError
+from rainbridge.jobs import parse_job
+from rainbridge.jobs.local import run_local
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB = (ROOT / "examples" / "jobs" / "stats-2party.yaml").read_text()
+
+
+def _data(tmp: Path) -> tuple[dict, dict]:
+    rng = np.random.default_rng(2)
+    ids = np.arange(400)
+    bank = {
+        "customer_id": [f"c{i:04d}" for i in ids[:300]],
+        "monthly_income": np.round(rng.normal(9000, 2000, 300), 2),
+        "age": rng.integers(18, 80, 300),
+    }
+    t_ids = ids[100:400]
+    tel = {
+        "customer_id": [f"c{i:04d}" for i in t_ids],
+        "monthly_spend": np.round(rng.normal(120, 30, 300), 2),
+        "prepaid": rng.integers(0, 2, 300),
+    }
+    for name, cols in (("bank", bank), ("tel", tel)):
+        lines = [",".join(cols)] + [",".join(str(cols[c][i]) for c in cols) for i in range(300)]
+        (tmp / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    return bank, tel
+
+
+def test_stats_job_matches_the_joined_plaintext(tmp_path: Path) -> None:
+    bank, tel = _data(tmp_path)
+    ds = {
+        "bank": {"customers": inspect_dataset("customers", tmp_path / "bank.csv", "customer_id")},
+        "telecom": {
+            "subscribers": inspect_dataset("subscribers", tmp_path / "tel.csv", "customer_id")
+        },
+    }
+    res = run_local(parse_job(JOB), ds, tmp_path / "out")
+    assert res["tax"]["components"]["stats"]["role"] == "dealer"
+    assert "result" not in res["telecom"]["components"]["stats"]  # only the bank learns it
+    rows = res["bank"]["components"]["stats"]["result"]
+    table = pacsv.read_csv(tmp_path / "out" / "bank" / "stats.result.csv").to_pylist()
+    assert len(table) == len(rows)
+    got = {(r["statistic"], r["column"], r["column2"], r["group"]): r["value"] for r in rows}
+    # the join: ids 100..299, in both tables' order
+    b = {k: np.asarray(v)[100:300] for k, v in bank.items()}
+    t = {k: np.asarray(v)[:200] for k, v in tel.items()}
+    assert got[("count", "monthly_income", "", "")] == 200
+    assert got[("mean", "monthly_income", "", "")] == pytest.approx(b["monthly_income"].mean())
+    assert got[("std", "monthly_spend", "", "")] == pytest.approx(t["monthly_spend"].std(ddof=1))
+    want = np.corrcoef(b["monthly_income"], t["monthly_spend"])[0, 1]
+    assert got[("corr", "monthly_income", "monthly_spend", "")] == pytest.approx(want)
+    for g in (0, 1):
+        sel = t["prepaid"] == g
+        assert got[("count", "", "", str(g))] == sel.sum()
+        assert got[("mean", "monthly_income", "", str(g))] == pytest.approx(
+            b["monthly_income"][sel].mean()
+        )
+
+
+def test_misaligned_tables_are_refused(tmp_path: Path) -> None:
+    _data(tmp_path)
+    job = JOB.replace("telecom: {from: psi.intersection}", "telecom: {dataset: subscribers}")
+    ds = {
+        "bank": {"customers": inspect_dataset("customers", tmp_path / "bank.csv", "customer_id")},
+        "telecom": {
+            "subscribers": inspect_dataset("subscribers", tmp_path / "tel.csv", "customer_id")
+        },
+    }
+    with pytest.raises(ParameterMismatchError, match="not aligned"):
+        run_local(parse_job(job), ds, tmp_path / "out")
+    assert not (tmp_path / "out" / "bank" / "stats.result.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("tax: {role: dealer}", "tax: {from: psi.intersection}"), "does not receive"),
+        (("receivers: [bank]\n        format: csv", "receivers: [bank, telecom]"), "one receiver"),
+        (("group_by: {party: telecom", "group_by: {party: tax"), "group_by.party"),
+        (("telecom: [monthly_spend]", "tax: [x]"), "not a data party"),
+    ],
+)
+def test_bad_stats_specs_are_refused_with_the_field(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(JobSpecError, match=message):
+        parse_job(JOB.replace(*change))
