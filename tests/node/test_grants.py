@@ -214,3 +214,45 @@ def test_metering_rows_and_billing_report(telecom: NodeService) -> None:
     assert metering.report(telecom.storage, since=future)["lines"] == []
     with pytest.raises(ConfigError, match="since 'soon'"):
         metering.parse_day("soon", "since")
+
+
+def test_a_later_component_over_an_earlier_output_needs_the_grant_too(
+    telecom: NodeService,
+) -> None:
+    job = {
+        "name": "j",
+        "parties": ["bank", "telecom", "tax"],
+        "components": [
+            {
+                "id": "psi",
+                "type": "psi",
+                "inputs": {
+                    "bank": {"dataset": "customers", "id": "customer_id"},
+                    "telecom": {"dataset": "subscribers", "id": "customer_id"},
+                },
+                "outputs": {"intersection": {"receivers": ["bank", "telecom"]}},
+            },
+            {
+                "id": "stats",
+                "type": "stats",
+                "inputs": {
+                    "bank": {"from": "psi.intersection"},
+                    "telecom": {"from": "psi.intersection"},
+                    "tax": {"role": "dealer"},
+                },
+                "params": {"columns": {"bank": ["income"], "telecom": ["age"]}},
+                "outputs": {"result": {"receivers": ["bank"]}},
+            },
+        ],
+    }
+    grant(telecom)  # psi on customer_id only
+    r = propose(telecom, job, "j1")
+    assert r["accept"] is False
+    assert "component 'psi' (psi, stats)" in r["reason"]
+    assert "does not allow component 'stats'" in r["reason"]
+    g = grant(telecom, components=["psi", "stats"])
+    r = propose(telecom, job, "j2")
+    assert r["accept"] is False and f"grant {g['id']} does not allow column 'age'" in r["reason"]
+    g = grant(telecom, components=["psi", "stats"], columns=["customer_id", "age"])
+    assert propose(telecom, job, "j3") == {"accept": True}
+    assert telecom.storage.job_dict("j3")["grants"] == {"subscribers": {"bank": g["id"]}}

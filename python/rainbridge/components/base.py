@@ -81,6 +81,13 @@ class Component(abc.ABC):
                     ("outputs", name),
                 )
 
+    def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
+        """The columns of ``party``'s data that enter the joint computation (what a grant's
+        ``columns`` must allow). By default: the ID column it joins on."""
+        ref = spec.inputs.get(party)
+        col = (ref.id if ref is not None else None) or id_column
+        return [col] if col else []
+
     @abc.abstractmethod
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
         """Run this party's role; return a JSON-able summary (outputs written, stats)."""

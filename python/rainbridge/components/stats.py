@@ -89,6 +89,14 @@ class StatsComponent(Component):
                 "group_by.party must be a data party", ("params", "group_by", "party")
             )
 
+    def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
+        params = self.parse_params(spec.params)
+        assert isinstance(params, StatsParams)
+        cols = list(params.columns.get(party, []))
+        if params.group_by is not None and params.group_by.party == party:
+            cols.append(params.group_by.column)
+        return cols
+
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
         params = ctx.params
         assert isinstance(params, StatsParams)

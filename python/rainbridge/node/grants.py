@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from rainbridge.data import DatasetRef
 from rainbridge.errors import AuthorizationError, ConfigError
-from rainbridge.jobs.spec import JobSpec
+from rainbridge.jobs.spec import ComponentSpec, JobSpec
 from rainbridge.node.storage import GrantRow, utc
 
 APPROVAL_MODES = ("auto", "manual")
@@ -117,46 +117,92 @@ def check_grants(
     by_key: dict[tuple[str, str], list[GrantRow]] = {}
     for g in grants:
         by_key.setdefault((g.dataset, g.peer), []).append(g)
+    # what the job needs of each (dataset, peer): every component that reads the dataset here,
+    # directly or through an earlier component's output, with its columns and receivers
+    needs: dict[tuple[str, str], _Need] = {}
     for c in job.components:
-        ref = c.inputs.get(node)
-        if ref is None or ref.dataset is None:
+        if node not in c.inputs:
             continue
-        ds = datasets.get(ref.dataset)
+        ds = datasets.get(source_dataset(job, c.id, node) or "")
         if ds is None:
-            continue  # check_job refuses unregistered datasets with its own message
+            continue  # no dataset of this node (a dealer), or check_job refuses it
         receivers = sorted({r for o in c.outputs.values() for r in o.receivers} - {node})
-        others = sorted((set(c.parties) | set(receivers)) - {node})
-        id_col = ref.id or ds.id_column
-        columns = [id_col] if id_col else []
+        # a party with a role and no data (the dealer) sees nothing derived from the data
+        users = {p for p, r in c.inputs.items() if r.role is None}
+        others = sorted((users | set(receivers)) - {node})
+        columns = columns_used(c, node, ds)
         out.rows[ds.name] = ds.num_rows
         for peer in others:
-            candidates = by_key.get((ds.name, peer), [])
-            reasons = []
-            chosen: GrantRow | None = None
-            # a grant that needs no approval is preferred; then the oldest
-            for g in sorted(candidates, key=lambda g: (g.approval == "manual", g.created_at)):
-                why = why_not(
-                    g,
-                    component_type=c.type,
-                    columns=columns,
-                    receivers=receivers,
-                    rows=ds.num_rows,
-                    now=now,
-                )
-                if why is None:
-                    chosen = g
-                    break
-                reasons.append(why)
-            if chosen is None:
-                detail = "; ".join(reasons) if reasons else "there is no grant"
-                raise GrantError(
-                    f"{node!r} does not allow {peer!r} to use dataset {ds.name!r} in component "
-                    f"{c.id!r} ({c.type}): {detail}"
-                )
-            out.grants.setdefault(ds.name, {})[peer] = chosen.id
-            if chosen.approval == "manual" and ds.name not in out.manual:
-                out.manual.append(ds.name)
+            need = needs.setdefault((ds.name, peer), _Need(first=c.id))
+            need.types.add(c.type)
+            need.columns.update(columns)
+            need.receivers.update(receivers)
+    for (name, peer), need in needs.items():
+        rows = datasets[name].num_rows
+        reasons: list[str] = []
+        chosen: GrantRow | None = None
+        # a grant that needs no approval is preferred; then the oldest
+        for g in sorted(
+            by_key.get((name, peer), []), key=lambda g: (g.approval == "manual", g.created_at)
+        ):
+            types = sorted(need.types)
+            why = None
+            for t in types:  # validity and every purpose first, then columns, receivers, quota
+                why = why or why_not(g, component_type=t, columns=[], receivers=[], rows=0, now=now)
+            why = why or why_not(
+                g,
+                component_type=types[0],
+                columns=sorted(need.columns),
+                receivers=sorted(need.receivers),
+                rows=rows,
+                now=now,
+            )
+            if why is None:
+                chosen = g
+                break
+            reasons.append(why)
+        if chosen is None:
+            detail = "; ".join(reasons) if reasons else "there is no grant"
+            kinds = ", ".join(sorted(need.types))
+            raise GrantError(
+                f"{node!r} does not allow {peer!r} to use dataset {name!r} in component "
+                f"{need.first!r} ({kinds}): {detail}"
+            )
+        out.grants.setdefault(name, {})[peer] = chosen.id
+        if chosen.approval == "manual" and name not in out.manual:
+            out.manual.append(name)
     return out
+
+
+@dataclass
+class _Need:
+    first: str
+    types: set[str] = field(default_factory=set)
+    columns: set[str] = field(default_factory=set)
+    receivers: set[str] = field(default_factory=set)
+
+
+def source_dataset(job: JobSpec, component_id: str, node: str) -> str | None:
+    """The registered dataset of ``node`` that a component's input there derives from."""
+    by_id = {c.id: c for c in job.components}
+    seen: set[str] = set()
+    cid: str | None = component_id
+    while cid is not None and cid not in seen:
+        seen.add(cid)
+        ref = by_id[cid].inputs.get(node)
+        if ref is None or ref.role is not None:
+            return None
+        if ref.dataset is not None:
+            return ref.dataset
+        cid = (ref.from_ or "").partition(".")[0] or None
+    return None
+
+
+def columns_used(c: ComponentSpec, node: str, ds: DatasetRef) -> list[str]:
+    """The columns of ``node``'s data that enter component ``c``'s joint computation."""
+    from rainbridge.components import get_component
+
+    return get_component(c.type).columns_used(c, node, ds.id_column)
 
 
 def validate_grant(

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from rainbridge.errors import ConfigError
 from rainbridge.jobs.spec import JobSpec
+from rainbridge.node.grants import source_dataset
 from rainbridge.node.storage import MeterRow, Storage
 
 REPORT_COLUMNS = (
@@ -52,10 +53,10 @@ def meter_job(
     for c in job.components:
         if node not in c.inputs:
             continue
-        ref = c.inputs[node]
-        dataset = ref.dataset
+        dataset = source_dataset(job, c.id, node)
         receivers = {r for o in c.outputs.values() for r in o.receivers}
-        others = sorted((set(c.parties) | receivers) - {node})
+        users = {p for p, r in c.inputs.items() if r.role is None}
+        others = sorted((users | receivers) - {node})
         summary = comps.get(c.id, {})
         share = max(1, len(others))
         for peer in others:
