@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 import pyarrow.parquet as pq
 import pytest
@@ -388,3 +389,69 @@ def test_a_party_failing_stops_the_others_without_leaking_its_details(
         err = status[party]["error"]
         assert "telecom" in err and "data error" in err, err
         assert "doomed.csv" not in err, err  # another institution's path never crosses
+
+
+STATS_JOB = """name: joint-age
+parties: [bank, telecom, tax]
+components:
+  - id: psi
+    type: psi
+    inputs:
+      bank: {dataset: customers, id: customer_id}
+      telecom: {dataset: subscribers, id: customer_id}
+    outputs:
+      intersection:
+        receivers: [bank, telecom]
+        columns: {bank: [age], telecom: [age]}
+  - id: stats
+    type: stats
+    inputs:
+      bank: {from: psi.intersection}
+      telecom: {from: psi.intersection}
+      tax: {role: dealer}
+    params:
+      columns: {bank: [age]}
+      statistics: [count, mean, std]
+      group_by: {party: telecom, column: age}
+      min_group_size: 20
+      decimals: 0
+    outputs:
+      result: {receivers: [bank], format: csv}
+"""
+
+
+def test_stats_job_between_nodes_with_a_dealer(
+    fed: tuple[Federation, dict[str, list[str]]], tmp_path: Path
+) -> None:
+    f, ids = fed
+    # the psi-only grants of the fixture do not cover a stats step: refused with the reason
+    job = tmp_path / "stats.yaml"
+    job.write_text(STATS_JOB)
+    r = f.cli("job", "submit", str(job), node="bank", check=False)
+    assert r.returncode == 4 and "does not allow component 'stats'" in r.stderr, r.stderr
+    for owner, ds, peer in (("bank", "customers", "telecom"), ("telecom", "subscribers", "bank")):
+        f.cli(
+            "grant", "add", ds, "--peer", peer, "--columns", "customer_id,age",
+            "--components", "psi,stats", "--receivers", "bank,telecom", node=owner,
+        )  # fmt: skip
+    row = f.cli_json("job", "submit", str(job), node="bank")
+    assert row["status"] == "succeeded", row
+    res = f.cli_json("job", "result", row["id"], node="bank")["result"]["components"]["stats"]
+    got = {(x["statistic"], x["column"], x["group"]): x["value"] for x in res["result"]}
+    # plaintext reference: ages are the row index mod 90 in each party's own file
+    bank_age = {v: i % 90 for i, v in enumerate(ids["bank"])}
+    tel_age = {v: i % 90 for i, v in enumerate(ids["telecom"])}
+    common = sorted(set(bank_age) & set(tel_age))
+    ages = np.array([bank_age[c] for c in common], dtype=float)
+    assert got[("count", "age", "")] == len(common)
+    assert got[("mean", "age", "")] == pytest.approx(ages.mean())
+    assert got[("std", "age", "")] == pytest.approx(ages.std(ddof=1))
+    groups = np.array([tel_age[c] for c in common])
+    for g in {str(x) for x in groups}:
+        sel = groups == int(g)
+        if sel.sum() >= 20:
+            assert got[("mean", "age", g)] == pytest.approx(ages[sel].mean())
+        else:
+            assert ("count", "", g) not in got  # small groups withheld
+    tel = f.cli_json("job", "result", row["id"], node="telecom")["result"]["components"]["stats"]
+    assert "result" not in tel and "outputs" not in tel

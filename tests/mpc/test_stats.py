@@ -68,3 +68,17 @@ def test_group_by_with_keys_at_one_party_and_values_at_the_other(keys: list[int]
         assert res.counts[i] == want[grp][0]
         assert np.array_equal(res.sums[i], want[grp][1])
     assert np.allclose(res.means(), res.sums / res.counts[:, None])
+
+
+def test_a_party_without_columns_still_takes_part() -> None:
+    mine = np.arange(12, dtype=np.int64).reshape(6, 2)
+    empty = np.zeros((6, 0), dtype=np.int64)
+
+    async def prog(m: Mpc) -> object:
+        if m.party == 0:
+            return await moments(m, mine, ["a", "b"], empty.shape, [], 0)
+        return await moments(m, empty, [], mine.shape, ["a", "b"], 0)
+
+    res, _, _ = run2(prog)
+    assert res.names == ["a", "b"] and np.array_equal(res.sums, mine.sum(axis=0))
+    assert np.array_equal(res.products, mine.T @ mine)

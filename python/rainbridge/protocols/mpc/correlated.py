@@ -25,7 +25,7 @@ import numpy as np
 from rainbridge.errors import ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.mpc.prg import SEED_BYTES, Prg, new_seed
-from rainbridge.protocols.mpc.ring import Ring
+from rainbridge.protocols.mpc.ring import Ring, byte_view
 
 Shape = tuple[int, ...]
 Triple = tuple[Ring, Ring, Ring]
@@ -92,7 +92,7 @@ class DealerClient(Provider):
         a1, b1 = self.prg.ring(sa), self.prg.ring(sb)
         await self.dealer.send_json("mpc/req", {"kind": kind, "a": list(a), "b": list(b)})
         c1 = np.empty(sc, dtype=np.uint64)
-        got = await self.dealer.recv_into("mpc/corr", c1.data.cast("B"))
+        got = await self.dealer.recv_into("mpc/corr", byte_view(c1))
         if got != c1.nbytes:
             raise ProtocolViolationError(
                 f"the dealer sent {got} bytes of correlated randomness, expected {c1.nbytes}"
@@ -156,5 +156,5 @@ async def run_dealer(to0: Channel, to1: Channel) -> int:
             c1 = _product(kind, a0 ^ a1, b0 ^ b1) ^ c0
         else:
             c1 = _product(kind, a0 + a1, b0 + b1) - c0
-        await to1.send("mpc/corr", np.ascontiguousarray(c1, dtype=np.uint64).data.cast("B"))
+        await to1.send("mpc/corr", byte_view(np.asarray(c1, dtype=np.uint64)))
         served += 1

@@ -34,16 +34,21 @@ from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.mpc.correlated import Provider
 from rainbridge.protocols.mpc.prg import random_ring
-from rainbridge.protocols.mpc.ring import DEFAULT_FRAC_BITS, Ring, check_frac_bits, decode, encode
+from rainbridge.protocols.mpc.ring import (
+    DEFAULT_FRAC_BITS,
+    Ring,
+    byte_view,
+    check_frac_bits,
+    decode,
+    encode,
+)
 
 _ONE = np.uint64(1)
 #: largest message of shares; larger opens are split (the channel's frames stay small anyway)
 _MAX_OPEN_WORDS = 1 << 21
 
 
-def _mv(a: Ring) -> memoryview:
-    """A byte view of an array (no copy when it is contiguous already)."""
-    return np.ascontiguousarray(a).data.cast("B")
+_mv = byte_view
 
 
 @dataclass

@@ -45,3 +45,12 @@ def decode(ring: Ring, frac_bits: int) -> npt.NDArray[np.float64] | npt.NDArray[
     if frac_bits == 0:
         return signed.copy()
     return signed.astype(np.float64) / float(1 << frac_bits)
+
+
+def byte_view(a: Ring) -> memoryview:
+    """A writable byte view of an array, no copy when it is contiguous; empty arrays (a party
+    with no columns) get an empty view, which memoryview cannot cast."""
+    c = np.ascontiguousarray(a)
+    if c.size == 0:
+        return memoryview(bytearray())
+    return c.data.cast("B")
