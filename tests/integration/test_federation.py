@@ -455,3 +455,35 @@ def test_stats_job_between_nodes_with_a_dealer(
             assert ("count", "", g) not in got  # small groups withheld
     tel = f.cli_json("job", "result", row["id"], node="telecom")["result"]["components"]["stats"]
     assert "result" not in tel and "outputs" not in tel
+
+
+def test_sql_query_between_nodes(fed: tuple[Federation, dict[str, list[str]]]) -> None:
+    f, ids = fed
+    for owner, ds, peer in (("bank", "customers", "telecom"), ("telecom", "subscribers", "bank")):
+        f.cli(
+            "grant", "add", ds, "--peer", peer, "--columns", "customer_id,age",
+            "--components", "psi,stats", "--receivers", "bank,telecom", node=owner,
+        )  # fmt: skip
+    query = (
+        "SELECT t.age AS tel_age, COUNT(*) AS n, AVG(b.age) AS bank_age "
+        "FROM bank.customers b JOIN telecom.subscribers t ON b.customer_id = t.customer_id "
+        "WHERE b.age < 45 GROUP BY t.age"
+    )
+    out = f.cli_json("sql", query, "--dealer", "tax", "--min-group-size", "3", node="bank")
+    assert out["columns"] == ["tel_age", "n", "bank_age"]
+    bank_age = {v: i % 90 for i, v in enumerate(ids["bank"])}
+    tel_age = {v: i % 90 for i, v in enumerate(ids["telecom"])}
+    want: dict[str, list[int]] = {}
+    for c in set(bank_age) & set(tel_age):
+        if bank_age[c] < 45:
+            want.setdefault(str(tel_age[c]), []).append(bank_age[c])
+    shown = {k: v for k, v in want.items() if len(v) >= 3}
+    assert {r[0] for r in out["rows"]} == set(shown)
+    for g, n, avg in out["rows"]:
+        assert n == len(shown[g]) and avg == pytest.approx(np.mean(shown[g]))
+    median = (
+        "SELECT MEDIAN(b.age) FROM bank.customers b "
+        "JOIN telecom.subscribers t ON b.customer_id = t.customer_id"
+    )
+    bad = f.cli("sql", median, "--dealer", "tax", node="bank", check=False)
+    assert bad.returncode == 2 and "unsupported" in bad.stderr

@@ -19,6 +19,7 @@ from rainbridge.cli.common import EXIT_CODES
 from rainbridge.cli.governance import catalogue, grant, ledger, metering, user
 from rainbridge.cli.jobs import components, job, run_cmd
 from rainbridge.cli.nodes import dataset, node, peer
+from rainbridge.cli.sql import sql_cmd
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -41,5 +42,6 @@ for _command in (
     catalogue,
     ledger,
     metering,
+    sql_cmd,
 ):
     main.add_command(_command)

@@ -46,7 +46,7 @@ def _bar(row: dict[str, Any], width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {frac:4.0%} {row['status']}"
 
 
-def _wait(api: Api, job_id: str, show: bool) -> dict[str, Any]:
+def wait_for_job(api: Api, job_id: str, show: bool) -> dict[str, Any]:
     """Poll a job until it ends; draw a progress bar on a terminal."""
     last = ""
     while True:
@@ -91,7 +91,7 @@ def job_submit(
     elif not as_json:
         click.echo(f"job {row['id']} accepted by {', '.join(row['parties'])}", err=True)
     if wait:
-        row = _wait(api, row["id"], show=not as_json and sys.stderr.isatty())
+        row = wait_for_job(api, row["id"], show=not as_json and sys.stderr.isatty())
     emit(
         row,
         as_json,
@@ -130,7 +130,7 @@ def job_status(job_id: str, wait: bool, directory: str, api_url: str | None, as_
     """Show a job's status, progress and the parties' decisions."""
     api = Api(directory, api_url)
     if wait:
-        row = _wait(api, job_id, show=not as_json and sys.stderr.isatty())
+        row = wait_for_job(api, job_id, show=not as_json and sys.stderr.isatty())
     else:
         row = api.call("GET", f"/v1/jobs/{job_id}")
     lines = [f"job {row['id']} ({row['name']}) {_bar(row)}"]

@@ -22,6 +22,16 @@ from rainbridge.errors import DataError
 from rainbridge.protocols.psi import EcdhPsiParams, run_role
 
 
+class RowFilter(BaseModel):
+    """Keep a party's rows where ``column op value`` (applied by that party, before PSI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    op: Literal["=", "!=", "<", "<=", ">", ">="]
+    value: float | int | str | bool
+
+
 class PsiParams(BaseModel):
     """Parameters of the ``psi`` component."""
 
@@ -31,6 +41,18 @@ class PsiParams(BaseModel):
     curve: Literal["curve25519", "ristretto255"] = "curve25519"
     truncate: bool = True
     batch_size: int = Field(default=1 << 16, ge=1, le=1 << 22)
+    #: per party, conditions (all must hold) on its own rows: a local WHERE before the join
+    filters: dict[str, list[RowFilter]] = Field(default_factory=dict)
+
+
+_OPS = {
+    "=": pc.equal,
+    "!=": pc.not_equal,
+    "<": pc.less,
+    "<=": pc.less_equal,
+    ">": pc.greater,
+    ">=": pc.greater_equal,
+}
 
 
 class PsiComponent(Component):
@@ -47,6 +69,12 @@ class PsiComponent(Component):
                     f"psi input of {party!r} needs 'id' (the ID column)", ("inputs", party)
                 )
 
+    def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
+        params = self.parse_params(spec.params)
+        assert isinstance(params, PsiParams)
+        cols = super().columns_used(spec, party, id_column)
+        return cols + [f.column for f in params.filters.get(party, []) if f.column not in cols]
+
     def receivers(self, spec: ComponentSpec) -> tuple[str, ...]:
         out = spec.outputs.get("intersection")
         return tuple(out.receivers) if out else tuple(sorted(spec.inputs))
@@ -59,6 +87,10 @@ class PsiComponent(Component):
         if not id_col:
             raise DataError(f"dataset {ref.name!r}: no ID column named for PSI")
         ids = read_ids(ref, id_col)
+        keep = self._filtered_rows(ref, params.filters.get(ctx.party, []))
+        all_ids = ids
+        if keep is not None:
+            ids = ids.take(keep)
         result = await run_role(
             ctx.party,
             ctx.channels,
@@ -72,10 +104,13 @@ class PsiComponent(Component):
             progress=ctx.progress,
         )
         summary: dict[str, Any] = {"intersection_size": result.size, "stats": result.stats}
+        if keep is not None:
+            summary["rows_after_filter"] = len(ids)
         out_spec = ctx.spec.outputs.get("intersection")
         if out_spec is not None and ctx.party in out_spec.receivers and result.indices is not None:
             columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
-            table = self._output_table(ref, id_col, ids, result.indices, columns)
+            rows = result.indices if keep is None else keep.to_numpy()[result.indices]
+            table = self._output_table(ref, id_col, all_ids, rows, columns)
             path = Path(ctx.out_dir) / f"{ctx.spec.id}.intersection.{out_spec.format}"
             write_table_atomic(table, path, out_spec.format)
             summary["outputs"] = {
@@ -87,6 +122,29 @@ class PsiComponent(Component):
                 }
             }
         return summary
+
+    @staticmethod
+    def _filtered_rows(ref: Any, filters: list[RowFilter]) -> pa.Array | None:
+        """Indices of the rows that pass every filter (None: no filter)."""
+        if not filters:
+            return None
+        cols = list(dict.fromkeys(f.column for f in filters))
+        missing = [c for c in cols if c not in ref.columns]
+        if missing:
+            raise DataError(f"dataset {ref.name!r} has no column {', '.join(map(repr, missing))}")
+        table = read_columns(ref, cols)
+        mask = None
+        for f in filters:
+            col = table.column(f.column)
+            try:
+                cond = _OPS[f.op](col, pa.scalar(f.value).cast(col.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise DataError(
+                    f"filter on {f.column!r}: cannot compare a {col.type} column with {f.value!r}"
+                ) from None
+            cond = pc.fill_null(cond, False)
+            mask = cond if mask is None else pc.and_(mask, cond)
+        return pc.indices_nonzero(mask)
 
     @staticmethod
     def _output_table(

@@ -53,7 +53,12 @@ class StatsParams(BaseModel):
     group_by: GroupBy | None = None
     decimals: int = Field(default=2, ge=0, le=6, description="precision of the values")
     min_group_size: int = Field(default=1, ge=1)
-    id: str = Field(default="customer_id", description="the aligned ID column")
+    id: str | dict[str, str] = Field(
+        default="customer_id", description="the aligned ID column (or one per data party)"
+    )
+
+    def id_of(self, party: str) -> str:
+        return self.id if isinstance(self.id, str) else self.id.get(party, "customer_id")
 
 
 class StatsComponent(Component):
@@ -117,7 +122,7 @@ class StatsComponent(Component):
         mine = params.columns.get(ctx.party, [])
         # agree on the alignment and the shapes before any share moves
         digest = hashlib.sha256(
-            "\n".join(table.column(params.id).cast(pa.string()).to_pylist()).encode()
+            "\n".join(table.column(params.id_of(ctx.party)).cast(pa.string()).to_pylist()).encode()
         ).hexdigest()
         await ch.send_json("stats/hello", {"rows": n, "ids": digest, "columns": mine})
         theirs = await ch.recv_json("stats/hello")
@@ -257,7 +262,7 @@ class StatsComponent(Component):
     @staticmethod
     def _read(ctx: ComponentContext, params: StatsParams) -> pa.Table:
         ref = ctx.inputs[ctx.party]
-        wanted = [params.id, *params.columns.get(ctx.party, [])]
+        wanted = [params.id_of(ctx.party), *params.columns.get(ctx.party, [])]
         if params.group_by is not None and params.group_by.party == ctx.party:
             wanted.append(params.group_by.column)
         missing = [c for c in dict.fromkeys(wanted) if c not in ref.columns]
@@ -283,6 +288,8 @@ def _row(stat: str, col: str, col2: str, group: str, value: float) -> dict[str, 
 
 def _moment_rows(res: Any, statistics: Sequence[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    if "count" in statistics:
+        rows.append(_row("count", "", "", "", float(res.n)))  # the joined rows
     mean, var = res.mean(), res.variance()
     cov, corr = res.covariance(), res.correlation()
     for i, c in enumerate(res.names):

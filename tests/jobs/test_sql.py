@@ -1,0 +1,134 @@
+"""The SQL front end: queries planned into PSI + stats jobs, answers against the plaintext
+join, and refusals that name the clause."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rainbridge.data import inspect_dataset
+from rainbridge.jobs import parse_job
+from rainbridge.jobs.local import run_local
+from rainbridge.jobs.sql import SqlError, plan_sql, result_table
+
+
+def _tables(tmp: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(9)
+    bank = {
+        "id": np.arange(0, 300),
+        "balance": np.round(rng.normal(5000, 1500, 300), 2),
+        "amount": rng.integers(0, 30000, 300),
+    }
+    tel = {
+        "uid": np.arange(100, 400),
+        "plan": rng.choice(np.array(["basic", "plus", "max"]), 300),
+        "spend": np.round(rng.normal(100, 20, 300), 2),
+    }
+    for name, cols in (("bank", bank), ("tel", tel)):
+        keys = list(cols)
+        lines = [",".join(keys)] + [",".join(str(cols[k][i]) for k in keys) for i in range(300)]
+        (tmp / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    return bank, tel
+
+
+def _run(tmp: Path, query: str) -> tuple[list[str], list[list[object]]]:
+    plan = plan_sql(query, dealer="tax", receiver="bank", min_group_size=1)
+    ds = {
+        "bank": {"loans": inspect_dataset("loans", tmp / "bank.csv", "id")},
+        "telecom": {"users": inspect_dataset("users", tmp / "tel.csv", "uid")},
+    }
+    res = run_local(parse_job(json.dumps(plan.job)), ds, tmp / "out")
+    return result_table(plan, res["bank"]["components"]["stats"]["result"])
+
+
+def test_group_by_with_a_where_on_each_side(tmp_path: Path) -> None:
+    bank, tel = _tables(tmp_path)
+    headers, rows = _run(
+        tmp_path,
+        "SELECT t.plan, COUNT(*), AVG(b.balance) AS avg_balance, SUM(b.amount) "
+        "FROM bank.loans b JOIN telecom.users t ON b.id = t.uid "
+        "WHERE b.amount > 10000 AND 90 <= t.spend GROUP BY t.plan",
+    )
+    assert headers == ["t.plan", "COUNT(*)", "avg_balance", "SUM(b.amount)"]
+    # plaintext: the join on id = uid, both filters, grouped by plan
+    b_idx = {int(i): k for k, i in enumerate(bank["id"])}
+    want: dict[str, list[tuple[float, int]]] = {}
+    for k, uid in enumerate(tel["uid"]):
+        j = b_idx.get(int(uid))
+        if j is None or not bank["amount"][j] > 10000 or not tel["spend"][k] >= 90:
+            continue
+        want.setdefault(str(tel["plan"][k]), []).append((bank["balance"][j], bank["amount"][j]))
+    assert {r[0] for r in rows} == set(want)
+    for plan_name, count, avg, total in rows:
+        vals = want[str(plan_name)]
+        assert count == len(vals)
+        assert avg == pytest.approx(np.mean([v[0] for v in vals]))
+        assert total == pytest.approx(sum(v[1] for v in vals))
+
+
+def test_ungrouped_moments_and_correlation(tmp_path: Path) -> None:
+    bank, tel = _tables(tmp_path)
+    _, rows = _run(
+        tmp_path,
+        "SELECT COUNT(*), STDDEV(b.balance), CORR(b.balance, t.spend) "
+        "FROM bank.loans b JOIN telecom.users t ON b.id = t.uid",
+    )
+    (row,) = rows
+    bal = bank["balance"][100:300]
+    spend = tel["spend"][:200]
+    assert row[0] == 200
+    assert row[1] == pytest.approx(bal.std(ddof=1))
+    assert row[2] == pytest.approx(np.corrcoef(bal, spend)[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("SELECT COUNT(*) FROM bank.loans b", "join exactly two tables"),
+        ("DELETE FROM bank.loans", "only SELECT"),
+        ("SELECT COUNT(*) FROM bank.a x JOIN bank.b y ON x.id = y.id", "two different parties"),
+        (
+            "SELECT MEDIAN(b.balance) FROM bank.loans b JOIN telecom.users t ON b.id = t.uid",
+            "unsupported",
+        ),
+        (
+            "SELECT COUNT(*) FROM bank.loans b JOIN telecom.users t ON b.id = t.uid "
+            "WHERE b.amount > t.spend",
+            "expected a constant",
+        ),
+        (
+            "SELECT COUNT(*) FROM bank.loans b JOIN telecom.users t ON b.id = t.uid "
+            "WHERE b.amount > 1 OR t.spend < 2",
+            "joined by AND",
+        ),
+        (
+            "SELECT t.plan, AVG(t.spend) FROM bank.loans b JOIN telecom.users t "
+            "ON b.id = t.uid GROUP BY t.plan",
+            "aggregate the other party",
+        ),
+        (
+            "SELECT b.balance FROM bank.loans b JOIN telecom.users t ON b.id = t.uid",
+            "must be the GROUP BY column",
+        ),
+        (
+            "SELECT COUNT(*) FROM bank.loans b LEFT JOIN telecom.users t ON b.id = t.uid",
+            "inner JOIN",
+        ),
+        ("SELECT COUNT(*) FROM bank.loans b JOIN telecom.users t ON b.id = t.uid LIMIT 3", "LIMIT"),
+        ("SELECT FROM WHERE", "cannot parse"),
+    ],
+)
+def test_refused_queries_name_the_clause(query: str, reason: str) -> None:
+    with pytest.raises(SqlError, match=reason):
+        plan_sql(query, dealer="tax", receiver="bank")
+
+
+def test_the_dealer_and_receiver_are_checked() -> None:
+    q = "SELECT COUNT(*) FROM bank.loans b JOIN telecom.users t ON b.id = t.uid"
+    with pytest.raises(SqlError, match="third party"):
+        plan_sql(q, dealer="telecom", receiver="bank")
+    with pytest.raises(SqlError, match="not 'tax'"):
+        plan_sql(q, dealer="tax", receiver="tax")
