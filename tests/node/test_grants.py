@@ -256,3 +256,47 @@ def test_a_later_component_over_an_earlier_output_needs_the_grant_too(
     g = grant(telecom, components=["psi", "stats"], columns=["customer_id", "age"])
     assert propose(telecom, job, "j3") == {"accept": True}
     assert telecom.storage.job_dict("j3")["grants"] == {"subscribers": {"bank": g["id"]}}
+
+
+def test_the_owners_group_size_threshold_is_enforced(telecom: NodeService) -> None:
+    job = {
+        "name": "j",
+        "parties": ["bank", "telecom", "tax"],
+        "components": [
+            {
+                "id": "psi",
+                "type": "psi",
+                "inputs": {
+                    "bank": {"dataset": "customers", "id": "customer_id"},
+                    "telecom": {"dataset": "subscribers", "id": "customer_id"},
+                },
+                "outputs": {"intersection": {"receivers": ["bank", "telecom"]}},
+            },
+            {
+                "id": "stats",
+                "type": "stats",
+                "inputs": {
+                    "bank": {"from": "psi.intersection"},
+                    "telecom": {"from": "psi.intersection"},
+                    "tax": {"role": "dealer"},
+                },
+                "params": {
+                    "columns": {"bank": ["income"]},
+                    "group_by": {"party": "telecom", "column": "age"},
+                    "min_group_size": 5,
+                },
+                "outputs": {"result": {"receivers": ["bank"]}},
+            },
+        ],
+    }
+    grant(telecom, components=["psi", "stats"], columns=["*"])
+    assert propose(telecom, job, "j1") == {"accept": True}
+    out = telecom.set_dataset_policy("subscribers", min_group_size=10, actor="user:olivia")
+    assert out["min_group_size"] == 10
+    r = propose(telecom, job, "j2")
+    assert r["accept"] is False and r["reason"] == (
+        "dataset 'subscribers' at 'telecom' requires groups of at least 10 rows; "
+        "component 'stats' asks min_group_size 5"
+    )
+    with pytest.raises(ConfigError):
+        telecom.set_dataset_policy("subscribers", min_group_size=0)

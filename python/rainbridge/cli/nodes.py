@@ -317,3 +317,22 @@ def dataset_publish(
     out = Api(directory, api_url).call("POST", f"/v1/datasets/{name}/publish", body)
     state = "published" if out["published"] else "unpublished"
     emit(out, as_json, f"dataset {name!r} {state}: {', '.join(out['published_columns'])}")
+
+
+@dataset.command("policy")
+@click.argument("name")
+@click.option(
+    "--min-group-size",
+    type=int,
+    required=True,
+    help="Grouped results over it must have groups at least this large (k-anonymity).",
+)
+@api_command
+def dataset_policy(
+    name: str, min_group_size: int, directory: str, api_url: str | None, as_json: bool
+) -> None:
+    """Set the owner's rules for results computed over a dataset."""
+    out = Api(directory, api_url).call(
+        "POST", f"/v1/datasets/{name}/policy", {"min_group_size": min_group_size}
+    )
+    emit(out, as_json, f"dataset {name!r}: grouped results need groups of {min_group_size}+")

@@ -88,6 +88,13 @@ class PublishIn(BaseModel):
     published: bool = True
 
 
+class PolicyIn(BaseModel):
+    """A data owner's rules for results over a dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_group_size: int = Field(ge=1, description="k-anonymity threshold for grouped results")
+
+
 class GrantIn(BaseModel):
     """A data owner's permission for a peer to use a dataset."""
 
@@ -275,6 +282,15 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
             publish_rows=body.publish_rows,
             published=body.published,
             actor=actor(user),
+        )
+
+    @app.post("/v1/datasets/{name}/policy", tags=["datasets"])
+    async def policy(
+        name: str, body: PolicyIn, user: UserRow = Depends(may("datasets.write"))
+    ) -> dict[str, Any]:
+        """Set the owner's k-anonymity threshold for grouped results over the dataset."""
+        return service.set_dataset_policy(
+            name, min_group_size=body.min_group_size, actor=actor(user)
         )
 
     @app.get("/v1/catalogue", tags=["catalogue"])

@@ -182,6 +182,22 @@ class _Need:
     receivers: set[str] = field(default_factory=set)
 
 
+def check_group_thresholds(job: JobSpec, *, node: str, thresholds: Mapping[str, int]) -> None:
+    """Refuse a grouped result over this node's data with groups smaller than its owner
+    allows (the dataset's ``min_group_size``, a k-anonymity threshold)."""
+    for c in job.components:
+        if node not in c.inputs or "group_by" not in c.params:
+            continue
+        ds = source_dataset(job, c.id, node)
+        need = thresholds.get(ds or "", 1)
+        asked = int(c.params.get("min_group_size", 1))
+        if asked < need:
+            raise GrantError(
+                f"dataset {ds!r} at {node!r} requires groups of at least {need} rows; "
+                f"component {c.id!r} asks min_group_size {asked}"
+            )
+
+
 def source_dataset(job: JobSpec, component_id: str, node: str) -> str | None:
     """The registered dataset of ``node`` that a component's input there derives from."""
     by_id = {c.id: c for c in job.components}

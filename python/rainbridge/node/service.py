@@ -52,6 +52,7 @@ from rainbridge.node.grants import (
     GrantCheck,
     GrantError,
     check_grants,
+    check_group_thresholds,
     new_grant_id,
     validate_grant,
     why_not,
@@ -311,6 +312,24 @@ class NodeService:
         )
         return row.to_dict()
 
+    def set_dataset_policy(
+        self, name: str, *, min_group_size: int, actor: str = "node"
+    ) -> dict[str, Any]:
+        """The owner's rules for results over ``name`` (its k-anonymity threshold)."""
+        if min_group_size < 1:
+            raise ConfigError("min_group_size must be 1 or more")
+        with self.storage.session() as s:
+            row = s.get(DatasetRow, name)
+            if row is None:
+                raise NotFoundError(f"no dataset {name!r} at this node")
+            row.min_group_size = min_group_size
+        self.storage.log(
+            "dataset_policy_changed",
+            {"dataset": name, "min_group_size": min_group_size},
+            actor=actor,
+        )
+        return row.to_dict()
+
     def catalogue(self) -> list[dict[str, Any]]:
         """The published metadata of this node's datasets, as peers see it."""
         return [d.public_metadata() for d in self.storage.datasets() if d.published]
@@ -421,6 +440,11 @@ class NodeService:
             initiator=initiator,
             peers={p.name for p in self.storage.peers()},
             datasets=datasets,
+        )
+        check_group_thresholds(
+            job,
+            node=self.name,
+            thresholds={d.name: d.min_group_size for d in self.storage.datasets()},
         )
         return check_grants(job, node=self.name, datasets=datasets, grants=self.grants())
 

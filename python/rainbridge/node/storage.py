@@ -91,6 +91,8 @@ class DatasetRow(Base):
     published: Mapped[bool] = mapped_column(Boolean, default=False)
     published_columns: Mapped[list[str]] = mapped_column(JSON, default=list)
     publish_rows: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the owner's k-anonymity threshold: grouped results over it need groups this large
+    min_group_size: Mapped[int] = mapped_column(Integer, default=1)
 
     def ref(self) -> DatasetRef:
         return DatasetRef(
@@ -107,6 +109,7 @@ class DatasetRow(Base):
             "published": self.published,
             "published_columns": list(self.published_columns or []),
             "publish_rows": self.publish_rows,
+            "min_group_size": self.min_group_size,
         }
 
     def public_metadata(self) -> dict[str, Any]:
