@@ -139,6 +139,33 @@ def _statistics(fed: Federation) -> bool:
     return True
 
 
+SQL = (
+    "SELECT t.prepaid, COUNT(*) AS customers, AVG(b.monthly_income) AS avg_income, "
+    "SUM(b.monthly_income) AS total_income "
+    "FROM bank.customers b JOIN telecom.subscribers t ON b.customer_id = t.customer_id "
+    "WHERE b.age >= 30 AND t.monthly_spend < 250 GROUP BY t.prepaid"
+)
+
+
+def _sql(fed: Federation) -> bool:
+    print("\n9. the telecom's owner requires groups of at least 50 customers in any grouped")
+    print("   result over its data; the bank's analyst asks in SQL (each WHERE applied by the")
+    print("   column's owner before the join):")
+    fed.cli("dataset", "policy", "subscribers", "--min-group-size", "50", node="telecom")
+    refused = fed.cli("sql", SQL, "--dealer", "tax", node="bank", check=False)
+    if refused.returncode == 0:
+        print("a query under the owner's threshold was not refused", file=sys.stderr)
+        return False
+    print(f"   with the default group size: {refused.stderr.strip().removeprefix('error: ')[:160]}")
+    print(f"   {SQL}")
+    r = fed.cli("sql", SQL, "--dealer", "tax", "--min-group-size", "50", node="bank", check=False)
+    if r.returncode != 0:
+        print(f"the SQL query failed: {r.stderr.strip()}", file=sys.stderr)
+        return False
+    print("\n".join(f"   {line}" for line in r.stdout.rstrip().splitlines()))
+    return True
+
+
 def _audit(fed: Federation, job_id: str) -> bool:
     print("\nAudit")
     deadline = time.monotonic() + 30
@@ -252,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_mib(res['bytes_received']):>10}; {dest}"
             )
         if not _statistics(fed):
+            return 1
+        if not _sql(fed):
             return 1
         if not _audit(fed, job_id):
             print("a ledger did not verify", file=sys.stderr)
