@@ -234,10 +234,18 @@ class Mpc:
                 Secret(np.ascontiguousarray(y_s), y.frac),
             )
         a, b, c = await self.provider.triple("mul", x.shape, y.shape)
-        e, f = await self._open_masked([x.share - a, y.share - b])
-        z = c + e * b + f * a
+        # both masked values in one buffer: one message, no concatenation
+        masked = np.empty((2, *x.shape), dtype=np.uint64)
+        np.subtract(x.share, a, out=masked[0])
+        np.subtract(y.share, b, out=masked[1])
+        (other,) = await self._exchange("open", [masked])
+        masked += other
+        e, f = masked[0], masked[1]
+        z = e * b
+        z += c
+        z += f * a
         if self.party == 0:
-            z = z + e * f
+            z += e * f
         return self._rescale(Secret(z, x.frac + y.frac))
 
     async def matmul(self, x: Secret, y: Secret) -> Secret:

@@ -27,10 +27,16 @@ class Prg:
         if len(seed) != SEED_BYTES:
             raise ValueError("a PRG seed is 16 bytes")
         self._enc = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+        self._zeros = bytearray()
 
     def words(self, n: int) -> Ring:
-        raw = self._enc.update(bytes(8 * n))
-        return np.frombuffer(raw, dtype=np.uint64).copy()
+        # encrypt zeros straight into the result: no temporary plaintext or ciphertext copy
+        if len(self._zeros) < 8 * n:
+            self._zeros = bytearray(8 * n)
+        out = np.empty(n + 2, dtype=np.uint64)  # update_into wants 15 spare bytes
+        written = self._enc.update_into(memoryview(self._zeros)[: 8 * n], out.data.cast("B"))
+        assert written == 8 * n
+        return out[:n]
 
     def ring(self, shape: tuple[int, ...]) -> Ring:
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
