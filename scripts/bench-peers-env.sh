@@ -7,6 +7,7 @@
 #                        the module `private_set_intersection` (there is no `openmined_psi`).
 #   spu 0.9.5            SecretFlow's PSI (spu.psi.psi_execute over spu.libspu.link brpc
 #                        links: ECDH over Curve25519 or FourQ, KKRT, RR22).
+#   mpyc 0.11            MPyC (Shamir sharing, three parties) for the MPC benchmark.
 #
 # Both install from wheels for CPython 3.11 on x86_64 Linux. Idempotent: when both import,
 # nothing is downloaded. PEERS_VENV picks another directory (e.g. to try a fresh install).
@@ -16,6 +17,7 @@ PY=${PY:-python3}
 VENV=${PEERS_VENV:-.venv-peers}
 OPENMINED_VERSION=2.0.6
 SPU_VERSION=0.9.5
+MPYC_VERSION=0.11
 
 check() {
   "$VENV/bin/python" - <<EOF 2>/dev/null
@@ -23,9 +25,12 @@ import importlib.metadata as md
 import private_set_intersection.python
 import spu.libspu.link
 import spu.psi
+import mpyc
+assert md.version("mpyc") == "$MPYC_VERSION", md.version("mpyc")
 assert md.version("openmined_psi") == "$OPENMINED_VERSION", md.version("openmined_psi")
 assert md.version("spu") == "$SPU_VERSION", md.version("spu")
-print("peers ready: openmined-psi", md.version("openmined_psi"), "spu", md.version("spu"))
+print("peers ready: openmined-psi", md.version("openmined_psi"), "spu", md.version("spu"),
+      "mpyc", md.version("mpyc"))
 EOF
 }
 
@@ -36,7 +41,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q "openmined-psi==$OPENMINED_VERSION" "spu==$SPU_VERSION"
+"$VENV/bin/python" -m pip install -q "openmined-psi==$OPENMINED_VERSION" "spu==$SPU_VERSION" \
+  "mpyc==$MPYC_VERSION"
 check || {
   echo "bench-peers: the peer libraries installed but do not import; see the output above" >&2
   exit 1

@@ -4,6 +4,7 @@ parties and a dealer as three processes over loopback mutual TLS 1.3."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -11,7 +12,38 @@ from pathlib import Path
 from typing import Any
 
 from rainbridge.bench.common import PY, machine, median
+from rainbridge.bench.psi import PEER_SCRIPTS, peers_python
 from rainbridge.crypto.certs import create_identity
+
+
+def run_mpyc(n: int, nfx: int, ncmp: int, timeout: float) -> dict[str, Any]:
+    """MPyC, three processes on loopback (its own transport), party 0's JSON line."""
+    py = peers_python()
+    if not py.exists():
+        return {"error": "peer environment missing (run `make bench-peers`)"}
+    env = {**os.environ, "BENCH_N": str(n), "BENCH_NFX": str(nfx), "BENCH_NCMP": str(ncmp)}
+    script = str(PEER_SCRIPTS / "mpyc_run.py")
+    procs = [
+        subprocess.Popen(
+            [str(py), script, "-M3", f"-I{i}", "--no-log"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in (1, 2, 0)
+    ]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        return {"error": f"timed out after {timeout:g} s"}
+    out, err = outs[-1]
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if procs[-1].returncode or not lines:
+        return {"error": (err.strip().splitlines() or ["failed"])[-1][:300]}
+    return dict(json.loads(lines[-1]))
 
 
 def _start(role: str, keys: Path, extra: list[str]) -> subprocess.Popen[str]:
@@ -78,6 +110,12 @@ def bench(args: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         for _ in range(args.repeat):
             runs.append(run_once(keys, work, args.timeout))
+    peers: dict[str, Any] = {}
+    if "mpyc" in [p.strip() for p in args.peers.split(",")]:
+        peers["mpyc"] = [
+            run_mpyc(args.peer_n, args.peer_n_fixed, args.peer_n_cmp, args.timeout)
+            for _ in range(args.repeat)
+        ]
     ok = [r for r in runs if "error" not in r]
     mul_s = median([r["mul_seconds"] for r in ok])
     cmp_s = median([r["cmp_seconds"] for r in ok])
@@ -94,6 +132,15 @@ def bench(args: Any) -> dict[str, Any]:
             "fixed_point_mul_per_s": round(args.n * args.reps / mul_s) if ok else None,
             "comparisons_per_s": round(args.n_cmp / cmp_s) if ok else None,
             "runs": runs,
+        },
+        "peers": {
+            name: {
+                key: round(median([r[key] for r in rs if key in r]))
+                for key in ("integer_mul_per_s", "fixed_point_mul_per_s", "comparisons_per_s")
+                if any(key in r for r in rs)
+            }
+            | {"runs": rs}
+            for name, rs in peers.items()
         },
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
