@@ -95,3 +95,26 @@ def test_misaligned_tables_are_refused(tmp_path: Path) -> None:
 def test_bad_stats_specs_are_refused_with_the_field(change: tuple[str, str], message: str) -> None:
     with pytest.raises(JobSpecError, match=message):
         parse_job(JOB.replace(*change))
+
+
+def test_stats_with_differential_privacy(tmp_path: Path) -> None:
+    bank, tel = _data(tmp_path)
+    dp = (
+        "      dp: {epsilon: 1000000, bounds: "
+        "{monthly_income: 20000, age: 100, monthly_spend: 400}}\n"
+    )
+    job = JOB.replace("      min_group_size: 10\n", "      min_group_size: 10\n" + dp)
+    ds = {
+        "bank": {"customers": inspect_dataset("customers", tmp_path / "bank.csv", "customer_id")},
+        "telecom": {
+            "subscribers": inspect_dataset("subscribers", tmp_path / "tel.csv", "customer_id")
+        },
+    }
+    res = run_local(parse_job(job), ds, tmp_path / "out")
+    rows = res["bank"]["components"]["stats"]["result"]
+    got = {(r["statistic"], r["column"], r["column2"], r["group"]): r["value"] for r in rows}
+    spend = np.asarray(tel["monthly_spend"])[:200]
+    # a huge epsilon: the noise is far below the values' scale
+    assert got[("mean", "monthly_spend", "", "")] == pytest.approx(spend.mean(), rel=1e-3)
+    with pytest.raises(JobSpecError, match="dp.bounds must give a bound for 'age'"):
+        parse_job(job.replace("age: 100, ", ""))

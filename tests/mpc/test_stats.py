@@ -82,3 +82,48 @@ def test_a_party_without_columns_still_takes_part() -> None:
     res, _, _ = run2(prog)
     assert res.names == ["a", "b"] and np.array_equal(res.sums, mine.sum(axis=0))
     assert np.array_equal(res.products, mine.T @ mine)
+
+
+def test_dp_noise_is_added_by_the_other_party_and_scales_with_epsilon() -> None:
+    rng = np.random.default_rng(4)
+    a = to_integers(np.clip(rng.normal(50, 10, (400, 1)), -100, 100), 0)
+    b = to_integers(np.clip(rng.normal(5, 2, (400, 1)), -10, 10), 0)
+    bounds = np.array([100.0, 10.0])
+
+    def run(eps: float) -> object:
+        async def prog(m: Mpc) -> object:
+            if m.party == 0:
+                return await moments(m, a, ["a"], b.shape, ["b"], 0, dp=(eps, bounds))
+            return await moments(m, b, ["b"], a.shape, ["a"], 0, dp=(eps, bounds))
+
+        return run2(prog)[0]
+
+    exact_sum = np.array([a.sum(), b.sum()], dtype=float)
+    loose = run(1e9)
+    assert np.allclose(loose.sums, exact_sum, atol=1)  # negligible noise
+    errs = [np.abs(run(1.0).sums - exact_sum) for _ in range(3)]
+    # per-value epsilon is 1/5 (2 sums + 3 Gram entries): scale B/0.2, i.e. 500 and 50
+    assert all(np.any(e > 0) for e in errs)
+    assert max(float(e[0]) for e in errs) < 500 * 20 and max(float(e[1]) for e in errs) < 50 * 20
+
+
+def test_dp_group_counts_and_sums_are_noisy_only_for_the_receiver() -> None:
+    key = np.array([0, 1] * 200)
+    vals = np.ones((400, 1), dtype=np.int64) * 7
+
+    async def prog(m: Mpc) -> object:
+        return await group_sums(
+            m,
+            key_party=0,
+            keys=key if m.party == 0 else None,
+            groups=["x", "y"],
+            values=vals if m.party == 1 else None,
+            value_shape=vals.shape,
+            receiver=0,
+            dp=(0.5, np.array([10.0])),
+        )
+
+    res, _, _ = run2(prog)
+    assert list(res.counts) == [200, 200]  # the key party receives: its own counts, exact
+    assert not np.array_equal(res.sums[:, 0], [1400.0, 1400.0])  # the values' owner adds noise
+    assert np.all(np.abs(res.sums[:, 0] - 1400.0) < 40 * 20)

@@ -300,3 +300,53 @@ def test_the_owners_group_size_threshold_is_enforced(telecom: NodeService) -> No
     )
     with pytest.raises(ConfigError):
         telecom.set_dataset_policy("subscribers", min_group_size=0)
+
+
+def _stats_job(dp: dict[str, Any] | None, receiver: str = "bank") -> dict[str, Any]:
+    params: dict[str, Any] = {"columns": {"bank": ["income"], "telecom": ["age"]}}
+    if dp is not None:
+        params["dp"] = dp
+    return {
+        "name": "j",
+        "parties": ["bank", "telecom", "tax"],
+        "components": [
+            {
+                "id": "psi",
+                "type": "psi",
+                "inputs": {
+                    "bank": {"dataset": "customers", "id": "customer_id"},
+                    "telecom": {"dataset": "subscribers", "id": "customer_id"},
+                },
+                "outputs": {"intersection": {"receivers": ["bank", "telecom"]}},
+            },
+            {
+                "id": "stats",
+                "type": "stats",
+                "inputs": {
+                    "bank": {"from": "psi.intersection"},
+                    "telecom": {"from": "psi.intersection"},
+                    "tax": {"role": "dealer"},
+                },
+                "params": params,
+                "outputs": {"result": {"receivers": [receiver]}},
+            },
+        ],
+    }
+
+
+def test_the_owners_privacy_budget_is_required_and_spent(telecom: NodeService) -> None:
+    grant(telecom, components=["psi", "stats"], columns=["*"], receivers=["*"])
+    telecom.set_dataset_policy("subscribers", dp_budget=1.0, actor="user:olivia")
+    r = propose(telecom, _stats_job(None), "j1")
+    assert r["accept"] is False and "requires differential privacy" in r["reason"]
+    dp = {"epsilon": 0.6, "bounds": {"income": 1e5, "age": 100}}
+    assert propose(telecom, _stats_job(dp), "j2") == {"accept": True}
+    telecom._consume_grants(telecom.storage.job("j2"))  # starting it spends the budget
+    (ds,) = [d for d in telecom.storage.datasets() if d.name == "subscribers"]
+    assert ds.dp_spent == pytest.approx(0.6)
+    r = propose(telecom, _stats_job(dp), "j3")
+    assert r["accept"] is False and "0.6 of 1 spent, this job needs 0.6" in r["reason"]
+    # a result that stays with the telecom (its own data's owner) needs no budget
+    assert propose(telecom, _stats_job(None, receiver="telecom"), "j4") == {"accept": True}
+    kinds = [e["kind"] for e in telecom.storage.events("j2")]
+    assert "privacy_budget_spent" in kinds

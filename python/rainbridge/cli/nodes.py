@@ -324,15 +324,27 @@ def dataset_publish(
 @click.option(
     "--min-group-size",
     type=int,
-    required=True,
     help="Grouped results over it must have groups at least this large (k-anonymity).",
+)
+@click.option(
+    "--dp-budget",
+    type=float,
+    help="Total epsilon that statistics released to other parties may spend (then required).",
 )
 @api_command
 def dataset_policy(
-    name: str, min_group_size: int, directory: str, api_url: str | None, as_json: bool
+    name: str,
+    min_group_size: int | None,
+    dp_budget: float | None,
+    directory: str,
+    api_url: str | None,
+    as_json: bool,
 ) -> None:
     """Set the owner's rules for results computed over a dataset."""
     out = Api(directory, api_url).call(
-        "POST", f"/v1/datasets/{name}/policy", {"min_group_size": min_group_size}
+        "POST",
+        f"/v1/datasets/{name}/policy",
+        {"min_group_size": min_group_size, "dp_budget": dp_budget},
     )
-    emit(out, as_json, f"dataset {name!r}: grouped results need groups of {min_group_size}+")
+    budget = f"ε {out['dp_spent']:g} of {out['dp_budget']:g} spent" if out["dp_budget"] else "no DP"
+    emit(out, as_json, f"dataset {name!r}: groups of {out['min_group_size']}+, {budget}")

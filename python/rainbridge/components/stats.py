@@ -9,6 +9,11 @@ for what the sufficient statistics reveal). Optionally ``group_by`` a column of 
 party (its distinct values are the groups) with sums and means of the other party's
 columns; groups smaller than ``min_group_size`` are suppressed.
 
+With ``dp`` (``epsilon`` and a bound per column), values are clipped to their bounds by
+their owners and the party that does not receive adds Laplace noise inside the MPC
+(:mod:`rainbridge.protocols.mpc.dp`); a dataset's owner may require it and cap the total ε
+spent on the dataset (``rainbridge dataset policy --dp-budget``).
+
 The result is a long table — ``statistic, column, column2, group, value`` — in CSV or
 Parquet at the receiver, and the same rows (up to 1,000) in the job's result summary.
 """
@@ -30,6 +35,7 @@ from rainbridge.components.spec import ComponentSpec
 from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError, ParameterMismatchError
 from rainbridge.protocols.mpc import DealerClient, Mpc, SeedProvider, receive_seed, run_dealer
+from rainbridge.protocols.mpc.dp import clip
 from rainbridge.protocols.mpc.stats import group_sums, moments, to_integers
 
 Statistic = Literal["count", "sum", "mean", "var", "std", "cov", "corr"]
@@ -43,6 +49,16 @@ class GroupBy(BaseModel):
     column: str
 
 
+class DpParams(BaseModel):
+    """Differential privacy of the released statistics (Laplace, added inside the MPC)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epsilon: float = Field(gt=0, le=100, description="privacy budget this job spends")
+    bounds: dict[str, float] = Field(
+        description="each used column's bound B: values are clipped to [-B, B]"
+    )
+
+
 class StatsParams(BaseModel):
     """Parameters of the ``stats`` component."""
 
@@ -53,6 +69,7 @@ class StatsParams(BaseModel):
     group_by: GroupBy | None = None
     decimals: int = Field(default=2, ge=0, le=6, description="precision of the values")
     min_group_size: int = Field(default=1, ge=1)
+    dp: DpParams | None = None
     id: str | dict[str, str] = Field(
         default="customer_id", description="the aligned ID column (or one per data party)"
     )
@@ -93,6 +110,14 @@ class StatsComponent(Component):
             raise ComponentParamError(
                 "group_by.party must be a data party", ("params", "group_by", "party")
             )
+        if params.dp is not None:
+            used = [c for cols in params.columns.values() for c in cols]
+            missing = [c for c in used if c not in params.dp.bounds]
+            if missing:
+                raise ComponentParamError(
+                    f"dp.bounds must give a bound for {', '.join(map(repr, missing))}",
+                    ("params", "dp", "bounds"),
+                )
 
     def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
         params = self.parse_params(spec.params)
@@ -135,10 +160,13 @@ class StatsComponent(Component):
         seed = await receive_seed(ctx.channels[dealer])
         provider = SeedProvider(seed) if me == 0 else DealerClient(seed, ctx.channels[dealer])
         mpc = Mpc(me, ch, provider)
-        values = to_integers(
-            np.column_stack([self._numeric(table, c) for c in mine]) if mine else np.zeros((n, 0)),
-            params.decimals,
-        )
+        raw = np.column_stack([self._numeric(table, c) for c in mine]) if mine else np.zeros((n, 0))
+        dp_all = None
+        if params.dp is not None:
+            raw = clip(raw, [params.dp.bounds[c] for c in mine])  # each owner clips its own
+            order = (mine + their_cols) if me == 0 else (their_cols + mine)
+            dp_all = (params.dp.epsilon, np.array([params.dp.bounds[c] for c in order]))
+        values = to_integers(raw, params.decimals)
         rows: list[dict[str, Any]] = []
         res = await moments(
             mpc,
@@ -148,6 +176,7 @@ class StatsComponent(Component):
             their_cols,
             receiver,
             (params.decimals, params.decimals),
+            dp=dp_all,
         )
         ctx.progress(0.6)
         if res is not None:
@@ -225,6 +254,7 @@ class StatsComponent(Component):
                 receiver=receiver,
                 decimals=params.decimals,
                 min_group_size=params.min_group_size,
+                dp=_group_dp(params, value_cols),
             )
         else:
             got = await ch.recv_json("stats/groups")
@@ -248,6 +278,7 @@ class StatsComponent(Component):
                 receiver=receiver,
                 decimals=params.decimals,
                 min_group_size=params.min_group_size,
+                dp=_group_dp(params, value_cols),
             )
         if res is None:
             return []
@@ -280,6 +311,12 @@ class StatsComponent(Component):
         if col.null_count:
             raise DataError(f"column {column!r} has {col.null_count} missing values")
         return pc.cast(col, pa.float64()).to_numpy()
+
+
+def _group_dp(params: StatsParams, value_cols: list[str]) -> tuple[float, Any] | None:
+    if params.dp is None:
+        return None
+    return params.dp.epsilon, np.array([params.dp.bounds[c] for c in value_cols])
 
 
 def _row(stat: str, col: str, col2: str, group: str, value: float) -> dict[str, Any]:

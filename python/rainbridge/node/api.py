@@ -92,7 +92,12 @@ class PolicyIn(BaseModel):
     """A data owner's rules for results over a dataset."""
 
     model_config = ConfigDict(extra="forbid")
-    min_group_size: int = Field(ge=1, description="k-anonymity threshold for grouped results")
+    min_group_size: int | None = Field(
+        default=None, ge=1, description="k-anonymity threshold for grouped results"
+    )
+    dp_budget: float | None = Field(
+        default=None, gt=0, description="total epsilon releases to other parties may spend"
+    )
 
 
 class GrantIn(BaseModel):
@@ -288,9 +293,9 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
     async def policy(
         name: str, body: PolicyIn, user: UserRow = Depends(may("datasets.write"))
     ) -> dict[str, Any]:
-        """Set the owner's k-anonymity threshold for grouped results over the dataset."""
+        """Set the owner's k-anonymity threshold and differential-privacy budget."""
         return service.set_dataset_policy(
-            name, min_group_size=body.min_group_size, actor=actor(user)
+            name, min_group_size=body.min_group_size, dp_budget=body.dp_budget, actor=actor(user)
         )
 
     @app.get("/v1/catalogue", tags=["catalogue"])

@@ -198,6 +198,49 @@ def check_group_thresholds(job: JobSpec, *, node: str, thresholds: Mapping[str, 
             )
 
 
+def dp_costs(job: JobSpec, *, node: str) -> list[tuple[str, str, float | None]]:
+    """(dataset, component, epsilon spent or None) for every statistics release over this
+    node's data whose result goes to another party (a grouped release counts twice)."""
+    out = []
+    for c in job.components:
+        if c.type != "stats" or node not in c.inputs or c.inputs[node].role is not None:
+            continue
+        receivers = {r for o in c.outputs.values() for r in o.receivers}
+        if receivers <= {node}:
+            continue  # the result stays with this node: its own data
+        ds = source_dataset(job, c.id, node)
+        dp = c.params.get("dp")
+        eps = float(dp["epsilon"]) if isinstance(dp, dict) and "epsilon" in dp else None
+        if eps is not None and "group_by" in c.params:
+            eps *= 2  # the moments and the grouped sums are two releases
+        if ds is not None:
+            out.append((ds, c.id, eps))
+    return out
+
+
+def check_privacy_budgets(
+    job: JobSpec, *, node: str, budgets: Mapping[str, tuple[float | None, float]]
+) -> None:
+    """Refuse a release over a dataset whose owner requires differential privacy, without
+    it or beyond the budget left (``budgets``: dataset -> (budget or None, spent))."""
+    spend: dict[str, float] = {}
+    for ds, cid, eps in dp_costs(job, node=node):
+        budget, spent = budgets.get(ds, (None, 0.0))
+        if budget is None:
+            continue
+        if eps is None:
+            raise GrantError(
+                f"dataset {ds!r} at {node!r} requires differential privacy: give component "
+                f"{cid!r} a dp epsilon (budget left {budget - spent:g})"
+            )
+        spend[ds] = spend.get(ds, 0.0) + eps
+        if spent + spend[ds] > budget + 1e-12:
+            raise GrantError(
+                f"privacy budget of dataset {ds!r} at {node!r}: {spent:g} of {budget:g} spent, "
+                f"this job needs {spend[ds]:g}"
+            )
+
+
 def source_dataset(job: JobSpec, component_id: str, node: str) -> str | None:
     """The registered dataset of ``node`` that a component's input there derives from."""
     by_id = {c.id: c for c in job.components}

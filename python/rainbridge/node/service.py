@@ -53,6 +53,8 @@ from rainbridge.node.grants import (
     GrantError,
     check_grants,
     check_group_thresholds,
+    check_privacy_budgets,
+    dp_costs,
     new_grant_id,
     validate_grant,
     why_not,
@@ -313,19 +315,30 @@ class NodeService:
         return row.to_dict()
 
     def set_dataset_policy(
-        self, name: str, *, min_group_size: int, actor: str = "node"
+        self,
+        name: str,
+        *,
+        min_group_size: int | None = None,
+        dp_budget: float | None = None,
+        actor: str = "node",
     ) -> dict[str, Any]:
-        """The owner's rules for results over ``name`` (its k-anonymity threshold)."""
-        if min_group_size < 1:
+        """The owner's rules for results over ``name``: its k-anonymity threshold and its
+        differential-privacy budget (once set, releases to other parties must use DP)."""
+        if min_group_size is not None and min_group_size < 1:
             raise ConfigError("min_group_size must be 1 or more")
+        if dp_budget is not None and dp_budget <= 0:
+            raise ConfigError("dp_budget must be a positive epsilon")
         with self.storage.session() as s:
             row = s.get(DatasetRow, name)
             if row is None:
                 raise NotFoundError(f"no dataset {name!r} at this node")
-            row.min_group_size = min_group_size
+            if min_group_size is not None:
+                row.min_group_size = min_group_size
+            if dp_budget is not None:
+                row.dp_budget = dp_budget
         self.storage.log(
             "dataset_policy_changed",
-            {"dataset": name, "min_group_size": min_group_size},
+            {"dataset": name, "min_group_size": row.min_group_size, "dp_budget": row.dp_budget},
             actor=actor,
         )
         return row.to_dict()
@@ -441,10 +454,12 @@ class NodeService:
             peers={p.name for p in self.storage.peers()},
             datasets=datasets,
         )
+        rows = self.storage.datasets()
         check_group_thresholds(
-            job,
-            node=self.name,
-            thresholds={d.name: d.min_group_size for d in self.storage.datasets()},
+            job, node=self.name, thresholds={d.name: d.min_group_size for d in rows}
+        )
+        check_privacy_budgets(
+            job, node=self.name, budgets={d.name: (d.dp_budget, d.dp_spent) for d in rows}
         )
         return check_grants(job, node=self.name, datasets=datasets, grants=self.grants())
 
@@ -795,6 +810,26 @@ class NodeService:
                         raise GrantError(f"cannot start: {why}")
                     g.calls_used += 1
                     g.rows_used += rows
+        costs = [(d, c, e) for d, c, e in dp_costs(job, node=self.name) if e is not None]
+        if costs:
+            with self.storage.session() as s:
+                for d, _cid, eps in costs:
+                    ds_row = s.get(DatasetRow, d)
+                    if ds_row is None:
+                        continue
+                    if (
+                        ds_row.dp_budget is not None
+                        and ds_row.dp_spent + eps > ds_row.dp_budget + 1e-12
+                    ):
+                        raise GrantError(
+                            f"cannot start: the privacy budget of {d!r} is spent "
+                            f"({ds_row.dp_spent:g} of {ds_row.dp_budget:g})"
+                        )
+                    ds_row.dp_spent += eps
+            for d, cid, eps in costs:
+                self.storage.log(
+                    "privacy_budget_spent", {"dataset": d, "component": cid, "epsilon": eps}, row.id
+                )
         for dataset, per_peer in (row.grants or {}).items():
             rows = datasets[dataset].num_rows if dataset in datasets else 0
             self.storage.log(

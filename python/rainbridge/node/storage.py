@@ -93,6 +93,9 @@ class DatasetRow(Base):
     publish_rows: Mapped[bool] = mapped_column(Boolean, default=False)
     #: the owner's k-anonymity threshold: grouped results over it need groups this large
     min_group_size: Mapped[int] = mapped_column(Integer, default=1)
+    #: the owner's differential-privacy budget for released statistics (None: not required)
+    dp_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dp_spent: Mapped[float] = mapped_column(Float, default=0.0)
 
     def ref(self) -> DatasetRef:
         return DatasetRef(
@@ -110,6 +113,8 @@ class DatasetRow(Base):
             "published_columns": list(self.published_columns or []),
             "publish_rows": self.publish_rows,
             "min_group_size": self.min_group_size,
+            "dp_budget": self.dp_budget,
+            "dp_spent": self.dp_spent,
         }
 
     def public_metadata(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rainbridge.errors import ConfigError
+from rainbridge.protocols.mpc.dp import group_noise, moment_noise
 from rainbridge.protocols.mpc.engine import Mpc, Secret
 
 
@@ -69,6 +70,7 @@ async def moments(
     their_names: list[str],
     receiver: int,
     decimals: tuple[int, int] = (0, 0),
+    dp: tuple[float, npt.NDArray[np.float64]] | None = None,
 ) -> Moments | None:
     """Σx and Σxxᵀ over party 0's columns followed by party 1's, revealed to ``receiver``.
 
@@ -80,6 +82,10 @@ async def moments(
         The other party's columns' shape (public).
     decimals : (party 0's, party 1's)
         The scales, to turn the integer results back into the columns' units.
+    dp : (epsilon, bounds of every column, party 0's then party 1's), optional
+        Differential privacy (:mod:`.dp`): the party that does not receive adds Laplace
+        noise to its shares of the sums and the Gram matrix before they are revealed. The
+        columns must already be clipped to the bounds by their owners.
     """
     n = mine.shape[0]
     if their_shape[0] != n:
@@ -102,6 +108,12 @@ async def moments(
     top = np.concatenate([g0.share, cross.share], axis=1)
     bottom = np.concatenate([cross.share.T, g1.share], axis=1)
     gram = Secret(np.concatenate([top, bottom], axis=0), 0)
+    if dp is not None and mpc.party != receiver:
+        eps, bounds = dp
+        units = np.array([10.0 ** decimals[0]] * d0 + [10.0 ** decimals[1]] * d1)
+        n_sums, n_gram = moment_noise(np.asarray(bounds, dtype=float), eps, units)
+        sums = Secret(sums.share + n_sums.view(np.uint64), 0)
+        gram = Secret(gram.share + n_gram.view(np.uint64), 0)
     s = await mpc.reveal(sums, to=receiver)
     g = await mpc.reveal(gram, to=receiver)
     if mpc.party != receiver:
@@ -141,6 +153,7 @@ async def group_sums(
     receiver: int,
     decimals: int = 0,
     min_group_size: int = 1,
+    dp: tuple[float, npt.NDArray[np.float64]] | None = None,
 ) -> GroupSums | None:
     """GROUP BY a key column of ``key_party`` with SUM/COUNT of the other party's values.
 
@@ -148,6 +161,8 @@ async def group_sums(
     party's integer columns. One secret matrix product: one-hot(keys)ᵀ · values. Groups with
     fewer than ``min_group_size`` rows are suppressed (their count and sums are withheld);
     the key party knows the counts already, so the test is done by it on plaintext.
+    With ``dp`` (epsilon, bounds of the value columns), the party that does not receive adds
+    Laplace noise to the sums and the counts it contributes (:mod:`.dp`).
     """
     g = len(groups)
     n, m = value_shape
@@ -163,6 +178,13 @@ async def group_sums(
         onehot_t = None
         counts = np.zeros(g, dtype=np.int64)
         keep = np.ones(g, dtype=bool)
+    noise_sums = noise_counts = None
+    if dp is not None and mpc.party != receiver:
+        noise_sums, noise_counts = group_noise(
+            np.asarray(dp[1], dtype=float), dp[0], np.full(m, 10.0**decimals), g
+        )
+    if noise_counts is not None and mpc.party == key_party:
+        counts = np.maximum(counts + noise_counts, 0)  # the key party shares noisy counts
     a = await mpc.input(onehot_t, key_party, (g, n), integer=True)
     b = await mpc.input(values, 1 - key_party, (n, m), integer=True)
     sums = await mpc.matmul(a, b)
@@ -177,6 +199,8 @@ async def group_sums(
         integer=True,
     )
     masked = await mpc.mul(Secret(np.repeat(kept.share[:, None], m, axis=1), 0), sums)
+    if noise_sums is not None:
+        masked = Secret(masked.share + (noise_sums * keep[:, None]).view(np.uint64), 0)
     s = await mpc.reveal(masked, to=receiver)
     c = await mpc.reveal(cnt, to=receiver)
     if mpc.party != receiver:
