@@ -99,10 +99,7 @@ def test_bad_stats_specs_are_refused_with_the_field(change: tuple[str, str], mes
 
 def test_stats_with_differential_privacy(tmp_path: Path) -> None:
     _, tel = _data(tmp_path)
-    dp = (
-        "      dp: {epsilon: 100, bounds: "
-        "{monthly_income: 20000, age: 100, monthly_spend: 400}}\n"
-    )
+    dp = "      dp: {epsilon: 100, bounds: {monthly_income: 20000, age: 100, monthly_spend: 400}}\n"
     job = JOB.replace("      min_group_size: 10\n", "      min_group_size: 10\n" + dp)
     ds = {
         "bank": {"customers": inspect_dataset("customers", tmp_path / "bank.csv", "customer_id")},
