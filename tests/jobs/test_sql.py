@@ -132,3 +132,14 @@ def test_the_dealer_and_receiver_are_checked() -> None:
         plan_sql(q, dealer="telecom", receiver="bank")
     with pytest.raises(SqlError, match="not 'tax'"):
         plan_sql(q, dealer="tax", receiver="tax")
+
+
+def test_count_alone_with_a_filter(tmp_path: Path) -> None:
+    bank, _ = _tables(tmp_path)
+    headers, rows = _run(
+        tmp_path,
+        "SELECT COUNT(*) AS n FROM bank.loans b JOIN telecom.users t ON b.id = t.uid "
+        "WHERE b.amount > 20000",
+    )
+    joined = (bank["id"] >= 100) & (bank["amount"] > 20000)  # telecom has ids 100..399
+    assert headers == ["n"] and rows == [[float(joined.sum())]]
