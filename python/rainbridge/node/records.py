@@ -24,6 +24,8 @@ from typing import Any
 from rainbridge.audit.verify_ledger import RECORD_DOMAIN, canonical, check_record
 
 RECORD_STATUSES = ("succeeded", "unsuccessful")
+#: longest reason a peer may put into this node's records (refusals, aborts, missing parts)
+MAX_PEER_REASON = 500
 
 
 def file_sha256(path: str | Path) -> str | None:

@@ -33,19 +33,16 @@ from typing import Any
 from sqlalchemy import select
 
 from rainbridge.audit.verify_ledger import ROTATION_DOMAIN, ledger_key_of, verify_signature
-from rainbridge.components import component_types
 from rainbridge.crypto.certs import fingerprint_pem, normalise_fingerprint
-from rainbridge.data import inspect_dataset
 from rainbridge.errors import (
     AuthenticationError,
     ConfigError,
     JobRefusedError,
-    NotFoundError,
     RainbridgeError,
 )
 from rainbridge.jobs.spec import JobSpec, parse_job
 from rainbridge.net.tls import fetch_certificate
-from rainbridge.node import records
+from rainbridge.node.closing import JobClosing
 from rainbridge.node.config import NodeConfig, check_name, private_dir
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import (
@@ -55,21 +52,19 @@ from rainbridge.node.grants import (
     check_group_thresholds,
     check_privacy_budgets,
     dp_costs,
-    new_grant_id,
-    validate_grant,
     why_not,
 )
 from rainbridge.node.keys import NodeKeys, load_master_key
 from rainbridge.node.ledger import Ledger
-from rainbridge.node.metering import meter_job
+from rainbridge.node.owners import DataOwnerOps
 from rainbridge.node.proposals import check_job
+from rainbridge.node.records import MAX_PEER_REASON as _MAX_REASON
 from rainbridge.node.runner import ACTIVE, FINAL, Runner
 from rainbridge.node.sessions import new_job_id, valid_job_id
 from rainbridge.node.storage import (
     CertificateRow,
     DatasetRow,
     GrantRow,
-    JobPartyRow,
     JobRow,
     PeerRow,
     Storage,
@@ -79,11 +74,8 @@ from rainbridge.node.worker import public_reason
 
 log = logging.getLogger("rainbridge.node")
 
-#: longest reason a peer may put into this node's records
-_MAX_REASON = 500
 #: statuses of a job waiting for a data owner's decision
 PENDING = "pending_approval"
-SENSITIVITY = ("public", "internal", "confidential", "secret")
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -104,8 +96,11 @@ def _reason(exc: BaseException) -> str:
     return f"unreachable: {type(exc).__name__}"
 
 
-class NodeService:
+class NodeService(DataOwnerOps, JobClosing):
     """One party's node: its state, its data plane and its job workers.
+
+    The data owner's operations are in :mod:`.owners`, the end of a job (metering and the
+    countersigned record) in :mod:`.closing`.
 
     Parameters
     ----------
@@ -247,199 +242,6 @@ class NodeService:
             if job is not None and name in job.parties:
                 await self._stop_job(job_id, f"peer {name} was revoked at {self.name}")
         return {"name": name, "revoked": True}
-
-    # -- datasets --------------------------------------------------------------------------
-
-    def add_dataset(
-        self,
-        name: str,
-        path: str,
-        id_column: str | None,
-        *,
-        owner: str = "",
-        sensitivity: str = "internal",
-        description: str = "",
-        actor: str = "node",
-    ) -> dict[str, Any]:
-        """Register a CSV or Parquet file in place: its schema and row count are recorded.
-
-        Raises
-        ------
-        DataError
-            The file is missing or unreadable, or lacks ``id_column`` (both are named).
-        """
-        check_name(name)
-        if sensitivity not in SENSITIVITY:
-            raise ConfigError(f"sensitivity {sensitivity!r}: expected {', '.join(SENSITIVITY)}")
-        ref = inspect_dataset(name, path, id_column)
-        self.storage.put_dataset(ref)
-        with self.storage.session() as s:
-            row = s.get(DatasetRow, name)
-            assert row is not None
-            row.owner = owner or actor.removeprefix("user:")
-            row.sensitivity, row.description = sensitivity, description
-        self.storage.log(
-            "dataset_added",
-            {"dataset": name, "rows": ref.num_rows, "columns": sorted(ref.columns)},
-            actor=actor,
-        )
-        return row.to_dict()
-
-    def publish_dataset(
-        self,
-        name: str,
-        columns: list[str],
-        *,
-        description: str | None = None,
-        publish_rows: bool = False,
-        published: bool = True,
-        actor: str = "node",
-    ) -> dict[str, Any]:
-        """Choose what peers see of ``name`` in the catalogue (安全发布): metadata, no rows."""
-        with self.storage.session() as s:
-            row = s.get(DatasetRow, name)
-            if row is None:
-                raise NotFoundError(f"no dataset {name!r} at this node")
-            unknown = [c for c in columns if c not in row.columns]
-            if unknown:
-                raise ConfigError(f"dataset {name!r} has no column {', '.join(map(repr, unknown))}")
-            row.published, row.published_columns = published, list(dict.fromkeys(columns))
-            row.publish_rows = publish_rows
-            if description is not None:
-                row.description = description
-        self.storage.log(
-            "dataset_published" if published else "dataset_unpublished",
-            {"dataset": name, "columns": columns, "rows_shown": publish_rows},
-            actor=actor,
-        )
-        return row.to_dict()
-
-    def set_dataset_policy(
-        self,
-        name: str,
-        *,
-        min_group_size: int | None = None,
-        dp_budget: float | None = None,
-        actor: str = "node",
-    ) -> dict[str, Any]:
-        """The owner's rules for results over ``name``: its k-anonymity threshold and its
-        differential-privacy budget (once set, releases to other parties must use DP)."""
-        if min_group_size is not None and min_group_size < 1:
-            raise ConfigError("min_group_size must be 1 or more")
-        if dp_budget is not None and dp_budget <= 0:
-            raise ConfigError("dp_budget must be a positive epsilon")
-        with self.storage.session() as s:
-            row = s.get(DatasetRow, name)
-            if row is None:
-                raise NotFoundError(f"no dataset {name!r} at this node")
-            if min_group_size is not None:
-                row.min_group_size = min_group_size
-            if dp_budget is not None:
-                row.dp_budget = dp_budget
-        self.storage.log(
-            "dataset_policy_changed",
-            {"dataset": name, "min_group_size": row.min_group_size, "dp_budget": row.dp_budget},
-            actor=actor,
-        )
-        return row.to_dict()
-
-    def catalogue(self) -> list[dict[str, Any]]:
-        """The published metadata of this node's datasets, as peers see it."""
-        return [d.public_metadata() for d in self.storage.datasets() if d.published]
-
-    async def peer_catalogue(self, peer: str) -> list[dict[str, Any]]:
-        """A peer's published catalogue, fetched over the data plane."""
-        reply = await self.dataplane.request(peer, {"type": "catalogue"})
-        items = reply.get("datasets")
-        if not isinstance(items, list):
-            raise ConfigError(f"peer {peer!r} sent no catalogue")
-        return [d for d in items if isinstance(d, dict)][:10_000]
-
-    # -- grants ----------------------------------------------------------------------------
-
-    def add_grant(
-        self,
-        *,
-        dataset: str,
-        peer: str,
-        columns: list[str],
-        components: list[str],
-        receivers: list[str],
-        max_calls: int | None = None,
-        max_rows: int | None = None,
-        expires_at: dt.datetime | None = None,
-        approval: str = "auto",
-        actor: str = "node",
-    ) -> dict[str, Any]:
-        """Let ``peer`` use ``dataset`` as described (see :mod:`.grants`)."""
-        refs = self.storage.dataset_refs()
-        if dataset not in refs:
-            raise NotFoundError(f"no dataset {dataset!r} at this node")
-        check_name(peer)
-        if expires_at is not None and expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=dt.UTC)
-        validate_grant(
-            dataset=refs[dataset],
-            peer=peer,
-            columns=columns,
-            components=components,
-            receivers=receivers,
-            max_calls=max_calls,
-            max_rows=max_rows,
-            expires_at=expires_at,
-            approval=approval,
-            known_components=component_types(),
-        )
-        row = GrantRow(
-            id=new_grant_id(),
-            dataset=dataset,
-            peer=peer,
-            columns=list(columns),
-            components=list(components),
-            receivers=list(receivers),
-            max_calls=max_calls,
-            max_rows=max_rows,
-            expires_at=expires_at,
-            approval=approval,
-            created_by=actor,
-            calls_used=0,
-            rows_used=0,
-            created_at=dt.datetime.now(dt.UTC),
-        )
-        with self.storage.session() as s:
-            s.add(row)
-        d = row.to_dict()
-        self.storage.log("grant_added", {k: d[k] for k in _GRANT_TERMS}, actor=actor)
-        return d
-
-    def grants(self, dataset: str | None = None, peer: str | None = None) -> list[GrantRow]:
-        with self.storage.session() as s:
-            q = select(GrantRow).order_by(GrantRow.created_at)
-            if dataset:
-                q = q.where(GrantRow.dataset == dataset)
-            if peer:
-                q = q.where(GrantRow.peer == peer)
-            return list(s.scalars(q))
-
-    async def revoke_grant(self, grant_id: str, actor: str = "node") -> dict[str, Any]:
-        """Revoke at once: new jobs are refused, running ones under it stopped."""
-        with self.storage.session() as s:
-            row = s.get(GrantRow, grant_id)
-            if row is None:
-                raise NotFoundError(f"no grant {grant_id!r} at this node")
-            if row.revoked_at is None:
-                row.revoked_at = dt.datetime.now(dt.UTC)
-        self.storage.log(
-            "grant_revoked",
-            {"grant": grant_id, "dataset": row.dataset, "peer": row.peer},
-            actor=actor,
-        )
-        for job in self.storage.jobs(limit=10_000):
-            if job.status in FINAL or grant_id not in _grant_ids(job.grants):
-                continue
-            why = f"grant {grant_id} on dataset {row.dataset!r} was revoked by its owner"
-            await self._stop_job(job.id, why)
-        return row.to_dict()
 
     # -- jobs: this node's checks ----------------------------------------------------------
 
@@ -877,168 +679,6 @@ class NodeService:
             self._spawn(self._tell_parties(job_id, why))
             raise RainbridgeError(why) from None
 
-    # -- the end of a job: metering, outputs, the countersigned record ---------------------
-
-    async def _on_job_ended(self, job_id: str) -> None:
-        """The worker of ``job_id`` exited: meter, record outputs, report to the initiator."""
-        row = self.storage.find_job(job_id)
-        if row is None:
-            return
-        datasets = self.storage.dataset_refs()
-        rows = {d: datasets[d].num_rows for d in (row.grants or {}) if d in datasets}
-        job = JobSpec.model_validate(row.spec)
-        for d in job.datasets_of(self.name):
-            if d in datasets:
-                rows.setdefault(d, datasets[d].num_rows)
-        result = row.result if row.status == "succeeded" else None
-        meter_job(
-            self.storage,
-            job_id=job_id,
-            node=self.name,
-            spec=row.spec,
-            status=row.status,
-            grants=row.grants or {},
-            rows=rows,
-            result=result,
-        )
-        part = records.make_part(
-            party=self.name, status=row.status, grants=row.grants or {}, rows=rows, result=result
-        )
-        for name, out in part["outputs"].items():
-            self.storage.log("output_released", {"output": name, **out}, job_id)
-        self._store_report(job_id, self.name, part)
-        if row.initiator == self.name:
-            await self._maybe_finalize(job_id)
-            self._spawn(self._finalize_later(job_id))
-        else:
-            reply = await self._ask(
-                row.initiator, {"type": "job_report", "job_id": job_id, "part": part}
-            )
-            if reply.get("ok") is not True:
-                log.info("job %s: the initiator did not take the report: %s", job_id, reply)
-
-    async def _ask(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await self.dataplane.request(peer, msg)
-        except RainbridgeError as exc:
-            return {"ok": False, "reason": str(exc)}
-
-    def _store_report(self, job_id: str, party: str, part: dict[str, Any]) -> None:
-        with self.storage.session() as s:
-            row = s.get(JobPartyRow, (job_id, party))
-            if row is None:
-                row = JobPartyRow(job_id=job_id, party=party, accept=True)
-                s.add(row)
-            row.report = part
-
-    def _reports(self, job_id: str) -> dict[str, dict[str, Any] | None]:
-        with self.storage.session() as s:
-            q = select(JobPartyRow).where(JobPartyRow.job_id == job_id)
-            return {r.party: r.report for r in s.scalars(q)}
-
-    def _on_report(self, peer: str, row: JobRow, part: Any) -> dict[str, Any]:
-        if row.initiator != self.name:
-            return {"ok": False, "reason": "reports go to the initiator"}
-        if not isinstance(part, dict) or part.get("party") != peer:
-            return {"ok": False, "reason": "malformed report"}
-        if len(json.dumps(part)) > 64 << 10:
-            return {"ok": False, "reason": "report too large"}
-        self._store_report(row.id, peer, part)
-        self._spawn(self._maybe_finalize(row.id))
-        return {"ok": True}
-
-    async def _finalize_later(self, job_id: str) -> None:
-        # a party that never reports (crashed, unreachable) must not keep the record open
-        await asyncio.sleep(self.config.control_timeout)
-        await self._maybe_finalize(job_id, force=True)
-
-    async def _maybe_finalize(self, job_id: str, force: bool = False) -> None:
-        """At the initiator: once every party reported, have the record countersigned."""
-        row = self.storage.find_job(job_id)
-        if row is None or row.status not in FINAL or job_id in self._finalizing:
-            return
-        if self.storage.ledger_rows(job_id=job_id, kind="job_record"):
-            return
-        reports = self._reports(job_id)
-        parts = {p: reports.get(p) for p in row.parties}
-        if reports.get(self.name) is None or (not force and None in parts.values()):
-            return
-        self._finalizing.add(job_id)
-        try:
-            record = records.make_record(self.storage.job_dict(job_id), parts)
-            sigs = {self.name: self._sign_record(record)}
-            others = [p for p in row.parties if p != self.name]
-            replies = await asyncio.gather(
-                *(
-                    self._ask(p, {"type": "countersign", "job_id": job_id, "record": record})
-                    for p in others
-                )
-            )
-            missing = {}
-            for p, r in zip(others, replies, strict=True):
-                if r.get("ok") is True:
-                    sigs[p] = {"key": str(r.get("key")), "sig": str(r.get("sig"))}
-                else:
-                    missing[p] = str(r.get("reason"))[:_MAX_REASON]
-            problems = (
-                records.signatures_problems(record, sigs, self.ledger.certificates())
-                if not missing
-                else []
-            )
-            if missing or problems:
-                self.storage.log(
-                    "job_record_incomplete",
-                    {
-                        "record": record,
-                        "signatures": sigs,
-                        "missing": missing,
-                        "problems": problems[:5],
-                    },
-                    job_id,
-                )
-                return
-            self.storage.log("job_record", {"record": record, "signatures": sigs}, job_id)
-            msg = {"type": "job_record", "job_id": job_id, "record": record, "signatures": sigs}
-            await asyncio.gather(*(self._ask(p, msg) for p in others))
-        finally:
-            self._finalizing.discard(job_id)
-
-    def _sign_record(self, record: dict[str, Any]) -> dict[str, str]:
-        sig = self.keys.ledger_key.sign(records.record_message(record))
-        return {"key": self.keys.fingerprint, "sig": sig.hex()}
-
-    def _on_countersign(self, peer: str, row: JobRow, record: Any) -> dict[str, Any]:
-        if row.initiator != peer:
-            return {"ok": False, "reason": "only the initiator asks for countersignatures"}
-        own = self._reports(row.id).get(self.name)
-        why = records.countersign_problem(
-            record, job=self.storage.job_dict(row.id), party=self.name, own_part=own
-        )
-        if why is not None:
-            self.storage.log("countersign_refused", {"reason": why}, row.id, f"peer:{peer}")
-            return {"ok": False, "reason": why}
-        return {"ok": True, **self._sign_record(record)}
-
-    def _on_record(self, peer: str, row: JobRow, record: Any, sigs: Any) -> dict[str, Any]:
-        if row.initiator != peer:
-            return {"ok": False, "reason": "only the initiator distributes the record"}
-        if self.storage.ledger_rows(job_id=row.id, kind="job_record"):
-            return {"ok": True}  # already recorded: a repeat is harmless
-        own = self._reports(row.id).get(self.name)
-        why = records.countersign_problem(
-            record, job=self.storage.job_dict(row.id), party=self.name, own_part=own
-        )
-        if why is None and isinstance(sigs, dict):
-            problems = records.signatures_problems(record, sigs, self.ledger.certificates())
-            why = "; ".join(problems) if problems else None
-        elif why is None:
-            why = "malformed signatures"
-        if why is not None:
-            self.storage.log("job_record_refused", {"reason": why}, row.id, f"peer:{peer}")
-            return {"ok": False, "reason": why}
-        self.storage.log("job_record", {"record": record, "signatures": sigs}, row.id)
-        return {"ok": True}
-
     # -- keys ------------------------------------------------------------------------------
 
     async def rotate_keys(self, actor: str = "node") -> dict[str, Any]:
@@ -1091,21 +731,3 @@ class NodeService:
             actor=f"peer:{peer}",
         )
         return {"ok": True}
-
-
-_GRANT_TERMS = (
-    "id",
-    "dataset",
-    "peer",
-    "columns",
-    "components",
-    "receivers",
-    "max_calls",
-    "max_rows",
-    "expires_at",
-    "approval",
-)
-
-
-def _grant_ids(grants: dict[str, Any] | None) -> set[str]:
-    return {g for per in (grants or {}).values() for g in per.values()}

@@ -1,0 +1,210 @@
+"""The end of a job at a node: metering, released outputs, and the record every party signs.
+
+When a job's worker exits, this node meters what the job used, records the outputs it
+released, and writes its part of the job record. A party other than the initiator sends
+the part to the initiator; the initiator, once it has every part (or after a timeout),
+assembles the record, has every party countersign it and distributes it, and every party
+appends the same ``job_record`` to its ledger (:mod:`.records` holds the checks). Part of
+:class:`~rainbridge.node.service.NodeService`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from rainbridge.errors import RainbridgeError
+from rainbridge.jobs.spec import JobSpec
+from rainbridge.node import records
+from rainbridge.node.config import NodeConfig
+from rainbridge.node.dataplane import DataPlane
+from rainbridge.node.keys import NodeKeys
+from rainbridge.node.ledger import Ledger
+from rainbridge.node.metering import meter_job
+from rainbridge.node.runner import FINAL
+from rainbridge.node.storage import JobPartyRow, JobRow, Storage
+
+log = logging.getLogger("rainbridge.node")
+
+#: largest part of a job record a party may report
+MAX_REPORT_BYTES = 64 << 10
+
+
+class JobClosing:
+    """Metering and the countersigned job record (a part of ``NodeService``)."""
+
+    name: str
+    config: NodeConfig
+    storage: Storage
+    ledger: Ledger
+    keys: NodeKeys
+    dataplane: DataPlane
+    _finalizing: set[str]
+    _spawn: Callable[[Any], None]
+
+    # -- the end of a job: metering, outputs, the countersigned record ---------------------
+
+    async def _on_job_ended(self, job_id: str) -> None:
+        """The worker of ``job_id`` exited: meter, record outputs, report to the initiator."""
+        row = self.storage.find_job(job_id)
+        if row is None:
+            return
+        datasets = self.storage.dataset_refs()
+        rows = {d: datasets[d].num_rows for d in (row.grants or {}) if d in datasets}
+        job = JobSpec.model_validate(row.spec)
+        for d in job.datasets_of(self.name):
+            if d in datasets:
+                rows.setdefault(d, datasets[d].num_rows)
+        result = row.result if row.status == "succeeded" else None
+        meter_job(
+            self.storage,
+            job_id=job_id,
+            node=self.name,
+            spec=row.spec,
+            status=row.status,
+            grants=row.grants or {},
+            rows=rows,
+            result=result,
+        )
+        part = records.make_part(
+            party=self.name, status=row.status, grants=row.grants or {}, rows=rows, result=result
+        )
+        for name, out in part["outputs"].items():
+            self.storage.log("output_released", {"output": name, **out}, job_id)
+        self._store_report(job_id, self.name, part)
+        if row.initiator == self.name:
+            await self._maybe_finalize(job_id)
+            self._spawn(self._finalize_later(job_id))
+        else:
+            reply = await self._ask(
+                row.initiator, {"type": "job_report", "job_id": job_id, "part": part}
+            )
+            if reply.get("ok") is not True:
+                log.info("job %s: the initiator did not take the report: %s", job_id, reply)
+
+    async def _ask(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.dataplane.request(peer, msg)
+        except RainbridgeError as exc:
+            return {"ok": False, "reason": str(exc)}
+
+    def _store_report(self, job_id: str, party: str, part: dict[str, Any]) -> None:
+        with self.storage.session() as s:
+            row = s.get(JobPartyRow, (job_id, party))
+            if row is None:
+                row = JobPartyRow(job_id=job_id, party=party, accept=True)
+                s.add(row)
+            row.report = part
+
+    def _reports(self, job_id: str) -> dict[str, dict[str, Any] | None]:
+        with self.storage.session() as s:
+            q = select(JobPartyRow).where(JobPartyRow.job_id == job_id)
+            return {r.party: r.report for r in s.scalars(q)}
+
+    def _on_report(self, peer: str, row: JobRow, part: Any) -> dict[str, Any]:
+        if row.initiator != self.name:
+            return {"ok": False, "reason": "reports go to the initiator"}
+        if not isinstance(part, dict) or part.get("party") != peer:
+            return {"ok": False, "reason": "malformed report"}
+        if len(json.dumps(part)) > MAX_REPORT_BYTES:
+            return {"ok": False, "reason": "report too large"}
+        self._store_report(row.id, peer, part)
+        self._spawn(self._maybe_finalize(row.id))
+        return {"ok": True}
+
+    async def _finalize_later(self, job_id: str) -> None:
+        # a party that never reports (crashed, unreachable) must not keep the record open
+        await asyncio.sleep(self.config.control_timeout)
+        await self._maybe_finalize(job_id, force=True)
+
+    async def _maybe_finalize(self, job_id: str, force: bool = False) -> None:
+        """At the initiator: once every party reported, have the record countersigned."""
+        row = self.storage.find_job(job_id)
+        if row is None or row.status not in FINAL or job_id in self._finalizing:
+            return
+        if self.storage.ledger_rows(job_id=job_id, kind="job_record"):
+            return
+        reports = self._reports(job_id)
+        parts = {p: reports.get(p) for p in row.parties}
+        if reports.get(self.name) is None or (not force and None in parts.values()):
+            return
+        self._finalizing.add(job_id)
+        try:
+            record = records.make_record(self.storage.job_dict(job_id), parts)
+            sigs = {self.name: self._sign_record(record)}
+            others = [p for p in row.parties if p != self.name]
+            replies = await asyncio.gather(
+                *(
+                    self._ask(p, {"type": "countersign", "job_id": job_id, "record": record})
+                    for p in others
+                )
+            )
+            missing = {}
+            for p, r in zip(others, replies, strict=True):
+                if r.get("ok") is True:
+                    sigs[p] = {"key": str(r.get("key")), "sig": str(r.get("sig"))}
+                else:
+                    missing[p] = str(r.get("reason"))[: records.MAX_PEER_REASON]
+            problems = (
+                records.signatures_problems(record, sigs, self.ledger.certificates())
+                if not missing
+                else []
+            )
+            if missing or problems:
+                self.storage.log(
+                    "job_record_incomplete",
+                    {
+                        "record": record,
+                        "signatures": sigs,
+                        "missing": missing,
+                        "problems": problems[:5],
+                    },
+                    job_id,
+                )
+                return
+            self.storage.log("job_record", {"record": record, "signatures": sigs}, job_id)
+            msg = {"type": "job_record", "job_id": job_id, "record": record, "signatures": sigs}
+            await asyncio.gather(*(self._ask(p, msg) for p in others))
+        finally:
+            self._finalizing.discard(job_id)
+
+    def _sign_record(self, record: dict[str, Any]) -> dict[str, str]:
+        sig = self.keys.ledger_key.sign(records.record_message(record))
+        return {"key": self.keys.fingerprint, "sig": sig.hex()}
+
+    def _on_countersign(self, peer: str, row: JobRow, record: Any) -> dict[str, Any]:
+        if row.initiator != peer:
+            return {"ok": False, "reason": "only the initiator asks for countersignatures"}
+        own = self._reports(row.id).get(self.name)
+        why = records.countersign_problem(
+            record, job=self.storage.job_dict(row.id), party=self.name, own_part=own
+        )
+        if why is not None:
+            self.storage.log("countersign_refused", {"reason": why}, row.id, f"peer:{peer}")
+            return {"ok": False, "reason": why}
+        return {"ok": True, **self._sign_record(record)}
+
+    def _on_record(self, peer: str, row: JobRow, record: Any, sigs: Any) -> dict[str, Any]:
+        if row.initiator != peer:
+            return {"ok": False, "reason": "only the initiator distributes the record"}
+        if self.storage.ledger_rows(job_id=row.id, kind="job_record"):
+            return {"ok": True}  # already recorded: a repeat is harmless
+        own = self._reports(row.id).get(self.name)
+        why = records.countersign_problem(
+            record, job=self.storage.job_dict(row.id), party=self.name, own_part=own
+        )
+        if why is None and isinstance(sigs, dict):
+            problems = records.signatures_problems(record, sigs, self.ledger.certificates())
+            why = "; ".join(problems) if problems else None
+        elif why is None:
+            why = "malformed signatures"
+        if why is not None:
+            self.storage.log("job_record_refused", {"reason": why}, row.id, f"peer:{peer}")
+            return {"ok": False, "reason": why}
+        self.storage.log("job_record", {"record": record, "signatures": sigs}, row.id)
+        return {"ok": True}

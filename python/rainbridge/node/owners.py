@@ -1,0 +1,245 @@
+"""What a data owner does at its node: register datasets and say what peers may see of them
+(the catalogue, 安全发布), set their policies (group-size threshold, privacy budget), and
+grant and revoke their use (:mod:`.grants` holds the checks). Part of
+:class:`~rainbridge.node.service.NodeService`, kept apart because it is the owner's side of
+governance, not the life of a job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from rainbridge.components import component_types
+from rainbridge.data import inspect_dataset
+from rainbridge.errors import ConfigError, NotFoundError
+from rainbridge.node.config import check_name
+from rainbridge.node.dataplane import DataPlane
+from rainbridge.node.grants import new_grant_id, validate_grant
+from rainbridge.node.runner import FINAL
+from rainbridge.node.storage import DatasetRow, GrantRow, Storage
+
+SENSITIVITY = ("public", "internal", "confidential", "secret")
+
+
+class DataOwnerOps:
+    """Datasets, catalogue, policies and grants of one node (a part of ``NodeService``)."""
+
+    storage: Storage
+    dataplane: DataPlane
+    #: the service's: stop a job here and tell its other parties why
+    _stop_job: Callable[[str, str], Awaitable[None]]
+
+    # -- datasets --------------------------------------------------------------------------
+
+    def add_dataset(
+        self,
+        name: str,
+        path: str,
+        id_column: str | None,
+        *,
+        owner: str = "",
+        sensitivity: str = "internal",
+        description: str = "",
+        actor: str = "node",
+    ) -> dict[str, Any]:
+        """Register a CSV or Parquet file in place: its schema and row count are recorded.
+
+        Raises
+        ------
+        DataError
+            The file is missing or unreadable, or lacks ``id_column`` (both are named).
+        """
+        check_name(name)
+        if sensitivity not in SENSITIVITY:
+            raise ConfigError(f"sensitivity {sensitivity!r}: expected {', '.join(SENSITIVITY)}")
+        ref = inspect_dataset(name, path, id_column)
+        self.storage.put_dataset(ref)
+        with self.storage.session() as s:
+            row = s.get(DatasetRow, name)
+            assert row is not None
+            row.owner = owner or actor.removeprefix("user:")
+            row.sensitivity, row.description = sensitivity, description
+        self.storage.log(
+            "dataset_added",
+            {"dataset": name, "rows": ref.num_rows, "columns": sorted(ref.columns)},
+            actor=actor,
+        )
+        return row.to_dict()
+
+    def publish_dataset(
+        self,
+        name: str,
+        columns: list[str],
+        *,
+        description: str | None = None,
+        publish_rows: bool = False,
+        published: bool = True,
+        actor: str = "node",
+    ) -> dict[str, Any]:
+        """Choose what peers see of ``name`` in the catalogue (安全发布): metadata, no rows."""
+        with self.storage.session() as s:
+            row = s.get(DatasetRow, name)
+            if row is None:
+                raise NotFoundError(f"no dataset {name!r} at this node")
+            unknown = [c for c in columns if c not in row.columns]
+            if unknown:
+                raise ConfigError(f"dataset {name!r} has no column {', '.join(map(repr, unknown))}")
+            row.published, row.published_columns = published, list(dict.fromkeys(columns))
+            row.publish_rows = publish_rows
+            if description is not None:
+                row.description = description
+        self.storage.log(
+            "dataset_published" if published else "dataset_unpublished",
+            {"dataset": name, "columns": columns, "rows_shown": publish_rows},
+            actor=actor,
+        )
+        return row.to_dict()
+
+    def set_dataset_policy(
+        self,
+        name: str,
+        *,
+        min_group_size: int | None = None,
+        dp_budget: float | None = None,
+        actor: str = "node",
+    ) -> dict[str, Any]:
+        """The owner's rules for results over ``name``: its k-anonymity threshold and its
+        differential-privacy budget (once set, releases to other parties must use DP)."""
+        if min_group_size is not None and min_group_size < 1:
+            raise ConfigError("min_group_size must be 1 or more")
+        if dp_budget is not None and dp_budget <= 0:
+            raise ConfigError("dp_budget must be a positive epsilon")
+        with self.storage.session() as s:
+            row = s.get(DatasetRow, name)
+            if row is None:
+                raise NotFoundError(f"no dataset {name!r} at this node")
+            if min_group_size is not None:
+                row.min_group_size = min_group_size
+            if dp_budget is not None:
+                row.dp_budget = dp_budget
+        self.storage.log(
+            "dataset_policy_changed",
+            {"dataset": name, "min_group_size": row.min_group_size, "dp_budget": row.dp_budget},
+            actor=actor,
+        )
+        return row.to_dict()
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        """The published metadata of this node's datasets, as peers see it."""
+        return [d.public_metadata() for d in self.storage.datasets() if d.published]
+
+    async def peer_catalogue(self, peer: str) -> list[dict[str, Any]]:
+        """A peer's published catalogue, fetched over the data plane."""
+        reply = await self.dataplane.request(peer, {"type": "catalogue"})
+        items = reply.get("datasets")
+        if not isinstance(items, list):
+            raise ConfigError(f"peer {peer!r} sent no catalogue")
+        return [d for d in items if isinstance(d, dict)][:10_000]
+
+    # -- grants ----------------------------------------------------------------------------
+
+    def add_grant(
+        self,
+        *,
+        dataset: str,
+        peer: str,
+        columns: list[str],
+        components: list[str],
+        receivers: list[str],
+        max_calls: int | None = None,
+        max_rows: int | None = None,
+        expires_at: dt.datetime | None = None,
+        approval: str = "auto",
+        actor: str = "node",
+    ) -> dict[str, Any]:
+        """Let ``peer`` use ``dataset`` as described (see :mod:`.grants`)."""
+        refs = self.storage.dataset_refs()
+        if dataset not in refs:
+            raise NotFoundError(f"no dataset {dataset!r} at this node")
+        check_name(peer)
+        if expires_at is not None and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=dt.UTC)
+        validate_grant(
+            dataset=refs[dataset],
+            peer=peer,
+            columns=columns,
+            components=components,
+            receivers=receivers,
+            max_calls=max_calls,
+            max_rows=max_rows,
+            expires_at=expires_at,
+            approval=approval,
+            known_components=component_types(),
+        )
+        row = GrantRow(
+            id=new_grant_id(),
+            dataset=dataset,
+            peer=peer,
+            columns=list(columns),
+            components=list(components),
+            receivers=list(receivers),
+            max_calls=max_calls,
+            max_rows=max_rows,
+            expires_at=expires_at,
+            approval=approval,
+            created_by=actor,
+            calls_used=0,
+            rows_used=0,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        with self.storage.session() as s:
+            s.add(row)
+        d = row.to_dict()
+        self.storage.log("grant_added", {k: d[k] for k in _GRANT_TERMS}, actor=actor)
+        return d
+
+    def grants(self, dataset: str | None = None, peer: str | None = None) -> list[GrantRow]:
+        with self.storage.session() as s:
+            q = select(GrantRow).order_by(GrantRow.created_at)
+            if dataset:
+                q = q.where(GrantRow.dataset == dataset)
+            if peer:
+                q = q.where(GrantRow.peer == peer)
+            return list(s.scalars(q))
+
+    async def revoke_grant(self, grant_id: str, actor: str = "node") -> dict[str, Any]:
+        """Revoke at once: new jobs are refused, running ones under it stopped."""
+        with self.storage.session() as s:
+            row = s.get(GrantRow, grant_id)
+            if row is None:
+                raise NotFoundError(f"no grant {grant_id!r} at this node")
+            if row.revoked_at is None:
+                row.revoked_at = dt.datetime.now(dt.UTC)
+        self.storage.log(
+            "grant_revoked",
+            {"grant": grant_id, "dataset": row.dataset, "peer": row.peer},
+            actor=actor,
+        )
+        for job in self.storage.jobs(limit=10_000):
+            if job.status in FINAL or grant_id not in _grant_ids(job.grants):
+                continue
+            why = f"grant {grant_id} on dataset {row.dataset!r} was revoked by its owner"
+            await self._stop_job(job.id, why)
+        return row.to_dict()
+
+
+_GRANT_TERMS = (
+    "id",
+    "dataset",
+    "peer",
+    "columns",
+    "components",
+    "receivers",
+    "max_calls",
+    "max_rows",
+    "expires_at",
+    "approval",
+)
+
+
+def _grant_ids(grants: dict[str, Any] | None) -> set[str]:
+    return {g for per in (grants or {}).values() for g in per.values()}
