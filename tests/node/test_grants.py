@@ -216,94 +216,11 @@ def test_metering_rows_and_billing_report(telecom: NodeService) -> None:
         metering.parse_day("soon", "since")
 
 
-def test_a_later_component_over_an_earlier_output_needs_the_grant_too(
-    telecom: NodeService,
-) -> None:
-    job = {
-        "name": "j",
-        "parties": ["bank", "telecom", "tax"],
-        "components": [
-            {
-                "id": "psi",
-                "type": "psi",
-                "inputs": {
-                    "bank": {"dataset": "customers", "id": "customer_id"},
-                    "telecom": {"dataset": "subscribers", "id": "customer_id"},
-                },
-                "outputs": {"intersection": {"receivers": ["bank", "telecom"]}},
-            },
-            {
-                "id": "stats",
-                "type": "stats",
-                "inputs": {
-                    "bank": {"from": "psi.intersection"},
-                    "telecom": {"from": "psi.intersection"},
-                    "tax": {"role": "dealer"},
-                },
-                "params": {"columns": {"bank": ["income"], "telecom": ["age"]}},
-                "outputs": {"result": {"receivers": ["bank"]}},
-            },
-        ],
-    }
-    grant(telecom)  # psi on customer_id only
-    r = propose(telecom, job, "j1")
-    assert r["accept"] is False
-    assert "component 'psi' (psi, stats)" in r["reason"]
-    assert "does not allow component 'stats'" in r["reason"]
-    g = grant(telecom, components=["psi", "stats"])
-    r = propose(telecom, job, "j2")
-    assert r["accept"] is False and f"grant {g['id']} does not allow column 'age'" in r["reason"]
-    g = grant(telecom, components=["psi", "stats"], columns=["customer_id", "age"])
-    assert propose(telecom, job, "j3") == {"accept": True}
-    assert telecom.storage.job_dict("j3")["grants"] == {"subscribers": {"bank": g["id"]}}
-
-
-def test_the_owners_group_size_threshold_is_enforced(telecom: NodeService) -> None:
-    job = {
-        "name": "j",
-        "parties": ["bank", "telecom", "tax"],
-        "components": [
-            {
-                "id": "psi",
-                "type": "psi",
-                "inputs": {
-                    "bank": {"dataset": "customers", "id": "customer_id"},
-                    "telecom": {"dataset": "subscribers", "id": "customer_id"},
-                },
-                "outputs": {"intersection": {"receivers": ["bank", "telecom"]}},
-            },
-            {
-                "id": "stats",
-                "type": "stats",
-                "inputs": {
-                    "bank": {"from": "psi.intersection"},
-                    "telecom": {"from": "psi.intersection"},
-                    "tax": {"role": "dealer"},
-                },
-                "params": {
-                    "columns": {"bank": ["income"]},
-                    "group_by": {"party": "telecom", "column": "age"},
-                    "min_group_size": 5,
-                },
-                "outputs": {"result": {"receivers": ["bank"]}},
-            },
-        ],
-    }
-    grant(telecom, components=["psi", "stats"], columns=["*"])
-    assert propose(telecom, job, "j1") == {"accept": True}
-    out = telecom.set_dataset_policy("subscribers", min_group_size=10, actor="user:olivia")
-    assert out["min_group_size"] == 10
-    r = propose(telecom, job, "j2")
-    assert r["accept"] is False and r["reason"] == (
-        "dataset 'subscribers' at 'telecom' requires groups of at least 10 rows; "
-        "component 'stats' asks min_group_size 5"
-    )
-    with pytest.raises(ConfigError):
-        telecom.set_dataset_policy("subscribers", min_group_size=0)
-
-
-def _stats_job(dp: dict[str, Any] | None, receiver: str = "bank") -> dict[str, Any]:
-    params: dict[str, Any] = {"columns": {"bank": ["income"], "telecom": ["age"]}}
+def _stats_job(
+    dp: dict[str, Any] | None = None, receiver: str = "bank", **params: Any
+) -> dict[str, Any]:
+    """PSI between the bank and the telecom, then stats with the tax bureau as dealer."""
+    params = params or {"columns": {"bank": ["income"], "telecom": ["age"]}}
     if dp is not None:
         params["dp"] = dp
     return {
@@ -332,6 +249,42 @@ def _stats_job(dp: dict[str, Any] | None, receiver: str = "bank") -> dict[str, A
             },
         ],
     }
+
+
+def test_a_later_component_over_an_earlier_output_needs_the_grant_too(
+    telecom: NodeService,
+) -> None:
+    job = _stats_job()
+    grant(telecom)  # psi on customer_id only
+    r = propose(telecom, job, "j1")
+    assert r["accept"] is False
+    assert "component 'psi' (psi, stats)" in r["reason"]
+    assert "does not allow component 'stats'" in r["reason"]
+    g = grant(telecom, components=["psi", "stats"])
+    r = propose(telecom, job, "j2")
+    assert r["accept"] is False and f"grant {g['id']} does not allow column 'age'" in r["reason"]
+    g = grant(telecom, components=["psi", "stats"], columns=["customer_id", "age"])
+    assert propose(telecom, job, "j3") == {"accept": True}
+    assert telecom.storage.job_dict("j3")["grants"] == {"subscribers": {"bank": g["id"]}}
+
+
+def test_the_owners_group_size_threshold_is_enforced(telecom: NodeService) -> None:
+    job = _stats_job(
+        columns={"bank": ["income"]},
+        group_by={"party": "telecom", "column": "age"},
+        min_group_size=5,
+    )
+    grant(telecom, components=["psi", "stats"], columns=["*"])
+    assert propose(telecom, job, "j1") == {"accept": True}
+    out = telecom.set_dataset_policy("subscribers", min_group_size=10, actor="user:olivia")
+    assert out["min_group_size"] == 10
+    r = propose(telecom, job, "j2")
+    assert r["accept"] is False and r["reason"] == (
+        "dataset 'subscribers' at 'telecom' requires groups of at least 10 rows; "
+        "component 'stats' asks min_group_size 5"
+    )
+    with pytest.raises(ConfigError):
+        telecom.set_dataset_policy("subscribers", min_group_size=0)
 
 
 def test_the_owners_privacy_budget_is_required_and_spent(telecom: NodeService) -> None:
