@@ -94,8 +94,13 @@ def test_governance_bench_smoke() -> None:
 def test_mpc_bench_smoke_over_tls_with_messages_larger_than_socket_buffers() -> None:
     # 400,000 elements: each opening is two 3.2 MB messages sent by both parties at once,
     # which deadlocks unless each party receives while it sends
-    out = _bench("mpc", "--n", "400000", "--reps", "1", "--n-cmp", "2000")
+    out = _bench(
+        "mpc", "--n", "400000", "--reps", "1", "--n-cmp", "2000", "--in-process",
+        "--group-rows", "1000",
+    )  # fmt: skip
     assert out["benchmark"] == "mpc" and out["ok"] is True, out
+    assert out["in_process"]["fixed_point_mul_per_s"] > 0
+    assert out["in_process"]["group_by_rows"] == 1000
     ours = out["rainbridge"]
     assert ours["fixed_point_mul_per_s"] > 0 and ours["comparisons_per_s"] > 0
     run = ours["runs"][0]

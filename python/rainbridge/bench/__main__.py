@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     mp.add_argument("--n-cmp", type=int, default=1 << 18, help="elements compared")
     mp.add_argument("--repeat", type=int, default=1)
     mp.add_argument("--peers", default="none", help="comma list: mpyc")
+    mp.add_argument(
+        "--in-process", action="store_true", help="also run the roles in one process (no TLS)"
+    )
+    mp.add_argument("--group-rows", type=int, default=0, help="in process: GROUP BY this many")
     mp.add_argument("--peer-n", type=int, default=1 << 20, help="MPyC integer multiplications")
     mp.add_argument("--peer-n-fixed", type=int, default=20000, help="MPyC fixed-point ones")
     mp.add_argument("--peer-n-cmp", type=int, default=2000, help="MPyC comparisons")

@@ -46,6 +46,70 @@ def run_mpyc(n: int, nfx: int, ncmp: int, timeout: float) -> dict[str, Any]:
     return dict(json.loads(lines[-1]))
 
 
+async def _in_process(n: int, reps: int, n_cmp: int, group_rows: int) -> dict[str, Any]:
+    """The same workload with the three roles in this process over in-memory channels (no
+    TLS, one core): what the protocol costs before transport and process boundaries."""
+    import asyncio
+
+    import numpy as np
+
+    from rainbridge.bench.mpc_party import workload
+    from rainbridge.net.local import LocalChannel
+    from rainbridge.protocols.mpc import (
+        DealerClient,
+        Mpc,
+        SeedProvider,
+        receive_seed,
+        run_dealer,
+    )
+    from rainbridge.protocols.mpc.stats import group_sums
+
+    async def session(program: Any) -> list[Any]:
+        mesh = LocalChannel.mesh("bench", ["p0", "p1", "dealer"], timeout=600)
+
+        async def party(i: int) -> Any:
+            me = f"p{i}"
+            seed = await receive_seed(mesh[me]["dealer"])
+            provider = SeedProvider(seed) if i == 0 else DealerClient(seed, mesh[me]["dealer"])
+            mpc = Mpc(i, mesh[me][f"p{1 - i}"], provider)
+            out = await program(mpc)
+            await mpc.close()
+            return out
+
+        dealer = asyncio.create_task(run_dealer(mesh["dealer"]["p0"], mesh["dealer"]["p1"]))
+        res = await asyncio.gather(party(0), party(1))
+        await dealer
+        return list(res)
+
+    r0, r1 = await session(lambda m: workload(m, n, reps, n_cmp))
+    out: dict[str, Any] = {
+        "fixed_point_mul_per_s": round(n * reps / max(r0["mul_seconds"], r1["mul_seconds"])),
+        "comparisons_per_s": round(n_cmp / max(r0["cmp_seconds"], r1["cmp_seconds"])),
+    }
+    if group_rows:
+        rng = np.random.default_rng(1)
+        keys = rng.integers(0, 5, group_rows)
+        vals = rng.integers(0, 10_000, (group_rows, 1))
+
+        async def grouped(m: Any) -> float:
+            t0 = time.perf_counter()
+            await group_sums(
+                m,
+                key_party=0,
+                keys=keys if m.party == 0 else None,
+                groups=list("abcde"),
+                values=vals if m.party == 1 else None,
+                value_shape=vals.shape,
+                receiver=0,
+            )
+            return time.perf_counter() - t0
+
+        t = await session(grouped)
+        out["group_by_rows"] = group_rows
+        out["group_by_seconds"] = round(max(t), 3)
+    return out
+
+
 def _start(role: str, keys: Path, extra: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [PY, "-m", "rainbridge.bench.mpc_party", "--role", role, "--keys", str(keys), *extra],
@@ -116,6 +180,11 @@ def bench(args: Any) -> dict[str, Any]:
             run_mpyc(args.peer_n, args.peer_n_fixed, args.peer_n_cmp, args.timeout)
             for _ in range(args.repeat)
         ]
+    in_process = None
+    if args.in_process:
+        import asyncio
+
+        in_process = asyncio.run(_in_process(args.n, args.reps, args.n_cmp, args.group_rows))
     ok = [r for r in runs if "error" not in r]
     mul_s = median([r["mul_seconds"] for r in ok])
     cmp_s = median([r["cmp_seconds"] for r in ok])
@@ -133,6 +202,7 @@ def bench(args: Any) -> dict[str, Any]:
             "comparisons_per_s": round(args.n_cmp / cmp_s) if ok else None,
             "runs": runs,
         },
+        "in_process": in_process,
         "peers": {
             name: {
                 key: round(median([r[key] for r in rs if key in r]))
