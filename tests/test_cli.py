@@ -58,3 +58,8 @@ def test_components_catalogue() -> None:
     assert r.returncode == 0
     psi = next(c for c in json.loads(r.stdout) if c["type"] == "psi")
     assert "curve" in psi["params"]["properties"]
+
+
+def test_dataset_policy_needs_a_rule(tmp_path: Path) -> None:
+    r = cli("dataset", "policy", "customers", "--dir", str(tmp_path))
+    assert r.returncode == 2 and "--min-group-size and/or --dp-budget" in r.stderr

@@ -341,6 +341,8 @@ def dataset_policy(
     as_json: bool,
 ) -> None:
     """Set the owner's rules for results computed over a dataset."""
+    if min_group_size is None and dp_budget is None:
+        fail("give --min-group-size and/or --dp-budget", 2)
     out = Api(directory, api_url).call(
         "POST",
         f"/v1/datasets/{name}/policy",

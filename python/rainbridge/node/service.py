@@ -248,7 +248,8 @@ class NodeService(DataOwnerOps, JobClosing):
     def check_job(self, job: JobSpec, initiator: str) -> GrantCheck:
         """Refuse a job this node must not run, saying why (see :mod:`.proposals` and
         :mod:`.grants`); returns the grants that cover it."""
-        datasets = self.storage.dataset_refs()
+        rows = self.storage.datasets()
+        datasets = {r.name: r.ref() for r in rows}
         check_job(
             job,
             node=self.name,
@@ -256,7 +257,6 @@ class NodeService(DataOwnerOps, JobClosing):
             peers={p.name for p in self.storage.peers()},
             datasets=datasets,
         )
-        rows = self.storage.datasets()
         check_group_thresholds(
             job, node=self.name, thresholds={d.name: d.min_group_size for d in rows}
         )
