@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 from mpc_helpers import run2
 
 from rainbridge.errors import ConfigError
-from rainbridge.protocols.mpc import Mpc, decode, encode
+from rainbridge.protocols.mpc import Mpc, OneHot, decode, encode
 
 ULP = 2.0**-16
 ints = hnp.arrays(np.int64, st.integers(1, 40), elements=st.integers(-(2**40), 2**40))
@@ -85,6 +85,68 @@ def test_matrix_product_and_reveal_to_one_party() -> None:
     r0, r1, _ = run2(prog)
     assert r0 is None  # only party 1 learns it
     assert np.allclose(r1, a @ b, atol=8 * 7 * ULP)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 4),
+    st.integers(1, 3),
+    st.sampled_from([0, 1]),
+    st.integers(0, 2**32),
+)
+def test_cross_product_of_two_private_matrices_is_exact(
+    p: int, n: int, q: int, left: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-(2**40), 2**40, (p, n))
+    y = rng.integers(-(2**20), 2**20, (n, q))
+
+    async def prog(m: Mpc) -> object:
+        z = await m.cross_product(
+            x if m.party == left else None,
+            y if m.party != left else None,
+            left=left,
+            shape=(p, n, q),
+        )
+        return await m.reveal(z)
+
+    r0, r1, _ = run2(prog)
+    assert np.array_equal(r0, x @ y) and np.array_equal(r1, x @ y)
+
+
+@pytest.mark.parametrize("groups", [3, 40])  # a pass per group, and the sorted path
+def test_one_hot_cross_product_sums_groups_and_skips_negative_keys(groups: int) -> None:
+    rng = np.random.default_rng(groups)
+    n = 500
+    keys = rng.integers(-1, groups, n)
+    y = rng.integers(-1000, 1000, (n, 2))
+    want = np.array([y[keys == g].sum(axis=0) for g in range(groups)])
+
+    async def prog(m: Mpc) -> object:
+        z = await m.cross_product(
+            OneHot(keys, groups) if m.party == 1 else None,
+            y if m.party == 0 else None,
+            left=1,
+            shape=(groups, n, 2),
+        )
+        return await m.reveal(z, to=0)
+
+    r0, _, _ = run2(prog)
+    assert np.array_equal(r0, want)
+
+
+def test_cross_product_refuses_wrong_shapes() -> None:
+    async def prog(m: Mpc) -> object:
+        return await m.cross_product(
+            np.zeros((2, 3)) if m.party == 0 else None,
+            np.zeros((4, 1)) if m.party else None,
+            left=0,
+            shape=(2, 3, 1),
+        )
+
+    with pytest.raises(ConfigError, match="right matrix has shape"):
+        run2(prog)
 
 
 def test_comparisons_signs_min_max() -> None:

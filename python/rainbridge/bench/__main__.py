@@ -1,4 +1,4 @@
-"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance,mpc} ...``.
+"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance,mpc,sql} ...``.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -53,8 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     mp.add_argument("--peer-n-cmp", type=int, default=2000, help="MPyC comparisons")
     mp.add_argument("--timeout", type=float, default=600)
     mp.add_argument("--out")
+    sq = sub.add_parser("sql", help="two-party GROUP BY with COUNT/SUM/AVG over aligned rows")
+    sq.add_argument("--rows", type=int, default=10_000_000)
+    sq.add_argument("--groups", type=int, default=5)
+    sq.add_argument("--repeat", type=int, default=3)
+    sq.add_argument("--timeout", type=float, default=600)
+    sq.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.what == "mpc":
+    if args.what == "sql":
+        from rainbridge.bench.sql import bench
+    elif args.what == "mpc":
         from rainbridge.bench.mpc import bench
     elif args.what == "psi":
         from rainbridge.bench.psi import bench

@@ -12,13 +12,14 @@ from rainbridge.protocols.mpc.correlated import (
     receive_seed,
     run_dealer,
 )
-from rainbridge.protocols.mpc.engine import Mpc, Secret
+from rainbridge.protocols.mpc.engine import Mpc, OneHot, Secret
 from rainbridge.protocols.mpc.ring import DEFAULT_FRAC_BITS, decode, encode
 
 __all__ = [
     "DEFAULT_FRAC_BITS",
     "DealerClient",
     "Mpc",
+    "OneHot",
     "Provider",
     "Secret",
     "SeedProvider",

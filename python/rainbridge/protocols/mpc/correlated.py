@@ -11,13 +11,21 @@ cannot derive (``c1 = a·b - c0``). Both parties and the dealer consume their se
 same order, because both parties run the same program; party 1 names each request (kind and
 shapes) so the dealer can follow.
 
-Three kinds of triples: element-wise (``a·b = c``), matrix (``A @ B = C``) and binary
-(``a & b = c`` on 64-bit words, for comparison circuits).
+Beaver triples for products of secrets: element-wise (``a·b = c``) and matrix
+(``A @ B = C``). Products of *private* values (one party's plaintext times the other's:
+``cross0``/``cross1`` for matrices, see
+:meth:`~rainbridge.protocols.mpc.engine.Mpc.cross_product`; ``xmul``/``xand`` element-wise)
+need less: the party holding one operand gets a random ``R``, the other a random ``S``, and
+they share ``R·S`` — each sends its operand masked once, half the traffic of sharing both
+and multiplying the sharings. A comparison's carry levels (``prefix``) get XOR-shared masks
+``a`` and ``h`` and the shares of ``a & (h << s)`` and ``a & (a << s)``, so one opening of
+``p`` serves both ANDs of a Kogge-Stone level.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -39,17 +47,13 @@ def _n(shape: Shape) -> int:
 
 
 def _triple_shapes(kind: str, a: Shape, b: Shape) -> tuple[Shape, Shape, Shape]:
-    if kind == "matmul":
+    if kind in ("matmul", "cross0", "cross1"):
         return a, b, (a[0], b[1])
-    return a, a, a
+    return a, a, a  # element-wise kinds; a prefix level's b holds its shift, not a shape
 
 
 def _product(kind: str, a: Ring, b: Ring) -> Ring:
-    if kind == "mul":
-        return a * b
-    if kind == "matmul":
-        return _matmul(a, b)
-    return a & b
+    return a * b if kind == "mul" else _matmul(a, b)
 
 
 def _matmul(a: Ring, b: Ring) -> Ring:
@@ -62,8 +66,41 @@ class Provider(abc.ABC):
     """Where a party's triples come from."""
 
     @abc.abstractmethod
+    async def begin_triple(
+        self, kind: str, a: Shape, b: Shape
+    ) -> tuple[Ring, Ring, Callable[[], Awaitable[Ring]]]:
+        """A triple's masks now and its product share later (``await finish()``).
+
+        A multiplication needs only the masks to open its operands, so the dealer's work
+        overlaps the parties' exchange instead of preceding it.
+        """
+
     async def triple(self, kind: str, a: Shape, b: Shape) -> Triple:
-        """A triple of ``kind`` (``mul``, ``matmul`` or ``and``) for operands of shapes a, b."""
+        """A triple of ``kind`` (``mul`` or ``matmul``) for operands of shapes a, b."""
+        x, y, finish = await self.begin_triple(kind, a, b)
+        return x, y, await finish()
+
+    @abc.abstractmethod
+    async def cross(self, left: int, a: Shape, b: Shape) -> tuple[Ring, Ring]:
+        """For ``X (a) @ Y (b)`` with X private to party ``left``: (this party's mask, share).
+
+        The mask is ``R`` (shape a) at the left party and ``S`` (shape b) at the other; the
+        shares of the two parties add up to ``R @ S``.
+        """
+
+    @abc.abstractmethod
+    async def pair(self, kind: str, shape: Shape) -> tuple[Ring, Ring]:
+        """For ``x0 ∘ x1``, x0 private to party 0 and x1 to party 1 (``∘``: ``xmul`` is the
+        ring product, ``xand`` bitwise AND): (this party's mask, share of ``R ∘ S``)."""
+
+    @abc.abstractmethod
+    async def begin_prefix(
+        self, shape: Shape, shift: int, both: bool
+    ) -> tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]:
+        """Masks ``a`` (for p) and ``h`` (for g), XOR-shared, for one carry-prefix level:
+        ``p & (g << shift)`` and, if ``both``, ``p & (p << shift)``; later the shares of
+        ``a & (h << shift)`` and ``a & (a << shift)``. Masking ``p << shift`` by
+        ``a << shift`` lets one opening of ``p`` serve both products."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the dealer (party 1 tells it the session is over)."""
@@ -75,9 +112,34 @@ class SeedProvider(Provider):
     def __init__(self, seed: bytes) -> None:
         self.prg = Prg(seed)
 
-    async def triple(self, kind: str, a: Shape, b: Shape) -> Triple:
+    async def begin_triple(
+        self, kind: str, a: Shape, b: Shape
+    ) -> tuple[Ring, Ring, Callable[[], Awaitable[Ring]]]:
         sa, sb, sc = _triple_shapes(kind, a, b)
-        return self.prg.ring(sa), self.prg.ring(sb), self.prg.ring(sc)
+        x, y, c = self.prg.ring(sa), self.prg.ring(sb), self.prg.ring(sc)
+
+        async def finish() -> Ring:
+            return c
+
+        return x, y, finish
+
+    async def cross(self, left: int, a: Shape, b: Shape) -> tuple[Ring, Ring]:
+        mask = self.prg.ring(a if left == 0 else b)
+        return mask, self.prg.ring((a[0], b[1]))
+
+    async def pair(self, kind: str, shape: Shape) -> tuple[Ring, Ring]:
+        return self.prg.ring(shape), self.prg.ring(shape)
+
+    async def begin_prefix(
+        self, shape: Shape, shift: int, both: bool
+    ) -> tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]:
+        a, h = self.prg.ring(shape), self.prg.ring(shape)
+        cs = [self.prg.ring(shape) for _ in range(1 + both)]
+
+        async def finish() -> list[Ring]:
+            return cs
+
+        return a, h, finish
 
 
 class DealerClient(Provider):
@@ -87,17 +149,50 @@ class DealerClient(Provider):
         self.prg = Prg(seed)
         self.dealer = dealer
 
-    async def triple(self, kind: str, a: Shape, b: Shape) -> Triple:
+    async def begin_triple(
+        self, kind: str, a: Shape, b: Shape
+    ) -> tuple[Ring, Ring, Callable[[], Awaitable[Ring]]]:
         sa, sb, sc = _triple_shapes(kind, a, b)
-        a1, b1 = self.prg.ring(sa), self.prg.ring(sb)
+        # ask first: the dealer computes while this party draws its masks
         await self.dealer.send_json("mpc/req", {"kind": kind, "a": list(a), "b": list(b)})
-        c1 = np.empty(sc, dtype=np.uint64)
+        a1, b1 = self.prg.ring(sa), self.prg.ring(sb)
+
+        async def finish() -> Ring:
+            return await self._correction(sc)
+
+        return a1, b1, finish
+
+    async def _correction(self, shape: Shape) -> Ring:
+        c1 = np.empty(shape, dtype=np.uint64)
         got = await self.dealer.recv_into("mpc/corr", byte_view(c1))
         if got != c1.nbytes:
             raise ProtocolViolationError(
                 f"the dealer sent {got} bytes of correlated randomness, expected {c1.nbytes}"
             )
-        return a1, b1, c1
+        return c1
+
+    async def cross(self, left: int, a: Shape, b: Shape) -> tuple[Ring, Ring]:
+        await self.dealer.send_json("mpc/req", {"kind": f"cross{left}", "a": list(a), "b": list(b)})
+        mask = self.prg.ring(b if left == 0 else a)
+        return mask, await self._correction((a[0], b[1]))
+
+    async def pair(self, kind: str, shape: Shape) -> tuple[Ring, Ring]:
+        await self.dealer.send_json("mpc/req", {"kind": kind, "a": list(shape), "b": []})
+        mask = self.prg.ring(shape)
+        return mask, await self._correction(shape)
+
+    async def begin_prefix(
+        self, shape: Shape, shift: int, both: bool
+    ) -> tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]:
+        req = {"kind": "prefix", "a": list(shape), "b": [shift, int(both)]}
+        await self.dealer.send_json("mpc/req", req)
+        a, h = self.prg.ring(shape), self.prg.ring(shape)
+
+        async def finish() -> list[Ring]:
+            c = await self._correction((1 + both, *shape))
+            return list(c)
+
+        return a, h, finish
 
     async def close(self) -> None:
         await self.dealer.send_json("mpc/req", {"kind": "done"})
@@ -119,7 +214,8 @@ async def receive_seed(dealer: Channel) -> bytes:
 
 
 def _parse_request(req: Any) -> tuple[str, Shape, Shape]:
-    if not isinstance(req, dict) or req.get("kind") not in ("mul", "matmul", "and", "done"):
+    kinds = ("mul", "matmul", "cross0", "cross1", "xmul", "xand", "prefix", "done")
+    if not isinstance(req, dict) or req.get("kind") not in kinds:
         raise ProtocolViolationError("malformed request to the dealer")
     if req["kind"] == "done":
         return "done", (), ()
@@ -130,7 +226,11 @@ def _parse_request(req: Any) -> tuple[str, Shape, Shape]:
         raise ProtocolViolationError("malformed shapes in a request to the dealer") from None
     kind = str(req["kind"])
     ok = all(x >= 0 for x in a + b) and len(a) <= 4 and len(b) <= 4
-    if kind == "matmul":
+    if kind in ("xmul", "xand"):
+        ok = ok and b == ()
+    if kind == "prefix":
+        ok = ok and len(b) == 2 and 0 < b[0] < 64 and b[1] in (0, 1)
+    if kind in ("matmul", "cross0", "cross1"):
         ok = ok and len(a) == 2 and len(b) == 2 and a[1] == b[0]
     if not ok or max(_n(s) for s in _triple_shapes(kind, a, b)) > MAX_DEALER_ELEMENTS:
         raise ProtocolViolationError(f"the dealer refuses a {kind} request of shapes {a}, {b}")
@@ -150,11 +250,36 @@ async def run_dealer(to0: Channel, to1: Channel) -> int:
         if kind == "done":
             return served
         sa, sb, sc = _triple_shapes(kind, a, b)
+        if kind in ("xmul", "xand"):
+            r, c0, s = p0.ring(sa), p0.ring(sa), p1.ring(sa)
+            c1 = r * s - c0 if kind == "xmul" else (r & s) ^ c0
+            await to1.send("mpc/corr", byte_view(np.ascontiguousarray(c1)))
+            served += 1
+            continue
+        if kind == "prefix":
+            shift, both = np.uint64(b[0]), bool(b[1])
+            a0, h0 = p0.ring(sa), p0.ring(sa)
+            c0s = [p0.ring(sa) for _ in range(1 + both)]
+            a1, h1 = p1.ring(sa), p1.ring(sa)
+            m_a, m_h = a0 ^ a1, h0 ^ h1
+            prods = [m_a & (m_h << shift)] + ([m_a & (m_a << shift)] if both else [])
+            c1s = np.stack([pr ^ c0 for pr, c0 in zip(prods, c0s, strict=True)])
+            await to1.send("mpc/corr", byte_view(c1s))
+            served += 1
+            continue
+        if kind.startswith("cross"):
+            # the left matrix's mask comes from the left party's seed, the right one's from
+            # the other's; party 0 draws its mask before its share
+            if kind == "cross0":
+                r, c0, s = p0.ring(sa), p0.ring(sc), p1.ring(sb)
+            else:
+                s, c0, r = p0.ring(sb), p0.ring(sc), p1.ring(sa)
+            c1 = _product(kind, r, s) - c0
+            await to1.send("mpc/corr", byte_view(np.asarray(c1, dtype=np.uint64)))
+            served += 1
+            continue
         a0, b0, c0 = p0.ring(sa), p0.ring(sb), p0.ring(sc)
         a1, b1 = p1.ring(sa), p1.ring(sb)
-        if kind == "and":
-            c1 = _product(kind, a0 ^ a1, b0 ^ b1) ^ c0
-        else:
-            c1 = _product(kind, a0 + a1, b0 + b1) - c0
+        c1 = _product(kind, a0 + a1, b0 + b1) - c0
         await to1.send("mpc/corr", byte_view(np.asarray(c1, dtype=np.uint64)))
         served += 1

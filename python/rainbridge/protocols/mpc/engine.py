@@ -12,7 +12,8 @@ value masked by fresh randomness unknown to its receiver.
 Costs: addition and multiplication by a public value are local; a multiplication or a
 matrix product is one round (both parties open two masked values); a comparison is eight
 rounds of binary AND gates on 64-bit words (a Kogge-Stone carry circuit over the shares,
-then one multiplication to turn the sign bit back into an arithmetic share).
+then one product to turn the sign bit back into an arithmetic share), 14 words per element
+each way; a product of two private matrices (:meth:`Mpc.cross_product`) is one round.
 
 Fixed-point products are truncated locally (SecureML, Mohassel and Zhang 2017): each party
 shifts its own share, which is exact up to one unit in the last place with probability
@@ -67,6 +68,43 @@ class Secret:
 
     def __getitem__(self, idx: Any) -> Secret:
         return Secret(self.share[idx], self.frac)
+
+
+class OneHot:
+    """Group indicators without the (groups, rows) matrix: row i belongs to group keys[i].
+
+    ``keys[i] < 0`` puts row i in no group (a suppressed group's rows, a filtered row).
+    """
+
+    def __init__(self, keys: npt.NDArray[np.int64], groups: int) -> None:
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.groups = groups
+        if self.keys.ndim != 1 or (len(self.keys) and self.keys.max() >= groups):
+            raise ConfigError("group keys must be indices of the groups, one per row")
+
+    def rows(self, start: int, end: int) -> OneHot:
+        return OneHot(self.keys[start:end], self.groups)
+
+    def minus(self, mask: Ring) -> Ring:
+        """``onehot - mask`` for a (groups, rows) mask."""
+        out = np.negative(mask)
+        rows = np.flatnonzero(self.keys >= 0)
+        out.reshape(-1)[self.keys[rows] * len(self.keys) + rows] += _ONE
+        return out
+
+    def dot(self, y: Ring) -> Ring:
+        """``onehot @ y``: the per-group sums of y's rows."""
+        if self.groups <= 16:  # a pass per group beats a sort
+            out = np.zeros((self.groups, y.shape[1]), dtype=np.uint64)
+            for g in range(self.groups):
+                out[g] = y[self.keys == g].sum(axis=0, dtype=np.uint64)
+            return out
+        order = np.argsort(self.keys, kind="stable")
+        ks = self.keys[order]
+        cums = np.zeros((len(ks) + 1, y.shape[1]), dtype=np.uint64)
+        np.cumsum(y[order], axis=0, dtype=np.uint64, out=cums[1:])
+        bounds = np.searchsorted(ks, np.arange(self.groups + 1))
+        return cums[bounds[1:]] - cums[bounds[:-1]]  # wraps modulo 2^64, as shares do
 
 
 class Mpc:
@@ -233,12 +271,13 @@ class Mpc:
                 Secret(np.ascontiguousarray(x_s), x.frac),
                 Secret(np.ascontiguousarray(y_s), y.frac),
             )
-        a, b, c = await self.provider.triple("mul", x.shape, y.shape)
+        a, b, finish = await self.provider.begin_triple("mul", x.shape, y.shape)
         # both masked values in one buffer: one message, no concatenation
         masked = np.empty((2, *x.shape), dtype=np.uint64)
         np.subtract(x.share, a, out=masked[0])
         np.subtract(y.share, b, out=masked[1])
         (other,) = await self._exchange("open", [masked])
+        c = await finish()
         masked += other
         e, f = masked[0], masked[1]
         z = e * b
@@ -252,12 +291,70 @@ class Mpc:
         """Matrix product of an (n, k) and a (k, m) secret (Beaver matrix triple)."""
         if x.share.ndim != 2 or y.share.ndim != 2 or x.shape[1] != y.shape[0]:
             raise ConfigError(f"cannot multiply matrices of shapes {x.shape} and {y.shape}")
-        a, b, c = await self.provider.triple("matmul", x.shape, y.shape)
+        a, b, finish = await self.provider.begin_triple("matmul", x.shape, y.shape)
         e, f = await self._open_masked([x.share - a, y.share - b])
-        z = c + np.matmul(e, b) + np.matmul(a, f)
+        z = await finish() + np.matmul(e, b) + np.matmul(a, f)
         if self.party == 0:
             z = z + np.matmul(e, f)
         return self._rescale(Secret(z, x.frac + y.frac))
+
+    async def cross_product(
+        self,
+        x: npt.NDArray[Any] | OneHot | None,
+        y: npt.NDArray[Any] | None,
+        *,
+        left: int,
+        shape: tuple[int, int, int],
+    ) -> Secret:
+        """Shares of ``X @ Y``: X (p, n) private to party ``left``, Y (n, q) to the other.
+
+        Neither matrix is shared first: the left party sends ``X - R``, the other ``Y - S``
+        (masks from the dealer, who also shares ``R @ S``), and each computes its share
+        locally — ``X @ (Y - S)`` and ``(X - R) @ S``. One round, p·n + n·q words each way,
+        half the traffic of sharing both and multiplying the sharings. Integer matrices
+        (integer secrets result); ``x`` may be a :class:`OneHot` (group indicators), whose
+        products are sums over groups.
+        """
+        p, n, q = shape
+        if left not in (0, 1):
+            raise ConfigError("the left matrix belongs to party 0 or 1")
+        mask, c = await self.provider.cross(left, (p, n), (n, q))
+        if self.party == left:
+            if x is None:
+                raise ConfigError("the left party must give its matrix")
+            if isinstance(x, OneHot):
+                mine = x.minus(mask)
+            else:
+                xa = np.asarray(x, dtype=np.int64).view(np.uint64)
+                if xa.shape != (p, n):
+                    raise ConfigError(f"the left matrix has shape {xa.shape}, expected {(p, n)}")
+                mine = xa - mask
+            other = await self._swap("cross", mine, (n, q))
+            z = x.dot(other) if isinstance(x, OneHot) else np.matmul(xa, other)
+        else:
+            if y is None:
+                raise ConfigError("the right party must give its matrix")
+            ya = np.asarray(y, dtype=np.int64).view(np.uint64)
+            if ya.shape != (n, q):
+                raise ConfigError(f"the right matrix has shape {ya.shape}, expected {(n, q)}")
+            other = await self._swap("cross", ya - mask, (p, n))
+            z = np.matmul(other, mask)
+        z += c
+        return Secret(z, 0)
+
+    async def _swap(self, what: str, mine: Ring, their_shape: tuple[int, ...]) -> Ring:
+        """Send ``mine``, receive an array of ``their_shape`` (sizes may differ)."""
+        tag = self._tag(what)
+        self.rounds += 1
+        out = np.empty(their_shape, dtype=np.uint64)
+        _, got = await asyncio.gather(
+            self.ch.send(tag, _mv(np.ascontiguousarray(mine))), self.ch.recv_into(tag, _mv(out))
+        )
+        if got != out.nbytes:
+            raise ProtocolViolationError(
+                f"the other party sent {got} bytes for {tag}, expected {out.nbytes}"
+            )
+        return out
 
     def _rescale(self, z: Secret) -> Secret:
         return self.truncate(z, z.frac - self.frac) if z.frac > self.frac else z
@@ -271,51 +368,66 @@ class Mpc:
 
     # -- comparison ------------------------------------------------------------------------
 
-    async def _and(self, pairs: Sequence[tuple[Ring, Ring]]) -> list[Ring]:
-        """Binary AND of XOR-shared 64-bit words, many pairs in one round."""
-        trip = [await self.provider.triple("and", p[0].shape, p[0].shape) for p in pairs]
-        masked: list[Ring] = []
-        for (x, y), (a, b, _c) in zip(pairs, trip, strict=True):
-            masked += [x ^ a, y ^ b]
-        others = await self._exchange("and", masked)
-        out = []
-        for i, (_pair, (a, b, c)) in enumerate(zip(pairs, trip, strict=True)):
-            e = masked[2 * i] ^ others[2 * i]
-            f = masked[2 * i + 1] ^ others[2 * i + 1]
-            z = c ^ (e & b) ^ (f & a)
-            if self.party == 0:
-                z = z ^ (e & f)
-            out.append(z)
-        return out
-
     async def ltz(self, x: Secret) -> Secret:
-        """1 where ``x < 0`` else 0, as an integer secret (the sign bit)."""
-        zero = np.zeros_like(x.share)
-        # binary sharings of the two arithmetic shares: (x0, 0) and (0, x1)
-        s0 = x.share if self.party == 0 else zero
-        s1 = zero if self.party == 0 else x.share
-        p = s0 ^ s1
-        (g,) = await self._and([(s0, s1)])
+        """1 where ``x < 0`` else 0, as an integer secret (the sign bit).
+
+        The sign of ``x0 + x1`` is the top bit of a 64-bit addition of the two parties'
+        private shares: generate and propagate bits ``g = x0 & x1``, ``p = x0 ^ x1``, then
+        six Kogge-Stone levels. Each level opens ``p`` and ``g`` once (two words per element
+        each way, see :meth:`Provider.begin_prefix`); the first AND and the final conversion
+        to an arithmetic bit are products of private values (one word each way). Fourteen
+        words per element each way in all, eight rounds.
+        """
+        mine = np.ascontiguousarray(x.share)
+        g = await self._private_op("xand", mine)
+        p = mine.copy()  # XOR shares of x0 ^ x1: each party's own share
         p_orig = p
         shift = 1
         while shift < 64:
-            s = np.uint64(shift)
-            if shift < 32:
-                g_new, p = await self._and([(p, g << s), (p, p << s)])
-            else:
-                (g_new,) = await self._and([(p, g << s)])
+            g_new, p_new = await self._prefix_level(p, g, shift, both=shift < 32)
             g = g ^ g_new
+            if p_new is not None:
+                p = p_new
             shift *= 2
         msb = ((p_orig ^ (g << _ONE)) >> np.uint64(63)) & _ONE
-        return await self._bit_to_arith(msb)
+        # XOR-shared bit to an additive one: b = b0 + b1 - 2·b0·b1
+        prod = await self._private_op("xmul", msb)
+        return Secret(msb - np.uint64(2) * prod, 0)
 
-    async def _bit_to_arith(self, bit: Ring) -> Secret:
-        """XOR-shared bits to additive shares: b = b0 + b1 - 2·b0·b1."""
-        zero = np.zeros_like(bit)
-        b0 = Secret(bit if self.party == 0 else zero, 0)
-        b1 = Secret(zero if self.party == 0 else bit, 0)
-        prod = await self.mul(b0, b1)
-        return Secret(b0.share + b1.share - np.uint64(2) * prod.share, 0)
+    async def _private_op(self, kind: str, mine: Ring) -> Ring:
+        """Shares of ``x0 · x1`` (``xmul``, additive) or ``x0 & x1`` (``xand``, XOR), where
+        party i's ``mine`` is its private x_i: each sends x_i masked once."""
+        mask, c = await self.provider.pair(kind, mine.shape)
+        if kind == "xand":
+            other = await self._swap(kind, mine ^ mask, mine.shape)
+            z = (mine & other) if self.party == 0 else (other & mask)
+            return z ^ c
+        other = await self._swap(kind, mine - mask, mine.shape)
+        z = (mine * other) if self.party == 0 else (other * mask)
+        return z + c
+
+    async def _prefix_level(
+        self, p: Ring, g: Ring, shift: int, *, both: bool
+    ) -> tuple[Ring, Ring | None]:
+        """XOR shares of ``p & (g << shift)`` and, if ``both``, of ``p & (p << shift)``."""
+        a, h, finish = await self.provider.begin_prefix(p.shape, shift, both)
+        masked = np.stack([p ^ a, g ^ h])
+        (other,) = await self._exchange("prefix", [masked])
+        masked ^= other
+        e, f = masked[0], masked[1]
+        cs = await finish()
+        s = np.uint64(shift)
+        fs = f << s
+        z1 = cs[0] ^ (e & (h << s)) ^ (fs & a)
+        if self.party == 0:
+            z1 ^= e & fs
+        if not both:
+            return z1, None
+        es = e << s
+        z2 = cs[1] ^ (e & (a << s)) ^ (es & a)
+        if self.party == 0:
+            z2 ^= e & es
+        return z1, z2
 
     async def lt(self, x: Secret, y: Secret) -> Secret:
         return await self.ltz(self.sub(x, y))

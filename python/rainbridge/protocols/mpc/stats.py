@@ -24,7 +24,10 @@ import numpy.typing as npt
 
 from rainbridge.errors import ConfigError
 from rainbridge.protocols.mpc.dp import group_noise, moment_noise
-from rainbridge.protocols.mpc.engine import Mpc, Secret
+from rainbridge.protocols.mpc.engine import Mpc, OneHot, Secret
+
+#: rows per round of a cross product are chosen so a round moves about this many words
+_CHUNK_WORDS = 1 << 23
 
 
 def to_integers(values: npt.ArrayLike, decimals: int) -> npt.NDArray[np.int64]:
@@ -100,10 +103,18 @@ async def moments(
     s1 = await mpc.input(own_sum if mpc.party == 1 else None, 1, (d1,), integer=True)
     g0 = await mpc.input(own_gram if mpc.party == 0 else None, 0, (d0, d0), integer=True)
     g1 = await mpc.input(own_gram if mpc.party == 1 else None, 1, (d1, d1), integer=True)
-    # the cross block X0ᵀ X1: each private matrix enters as a sharing, one matrix product
-    a = await mpc.input(x.T if mpc.party == 0 else None, 0, (d0, n), integer=True)
-    b = await mpc.input(x if mpc.party == 1 else None, 1, (n, d1), integer=True)
-    cross = await mpc.matmul(a, b)
+    # the cross block X0ᵀ X1: a product of two private matrices, in chunks of rows
+    cross = Secret(np.zeros((d0, d1), dtype=np.uint64), 0)
+    step = max(1, _CHUNK_WORDS // max(d0, d1, 1))
+    for start in range(0, n if d0 and d1 else 0, step):
+        end = min(n, start + step)
+        part = await mpc.cross_product(
+            x[start:end].T if mpc.party == 0 else None,
+            x[start:end] if mpc.party == 1 else None,
+            left=0,
+            shape=(d0, end - start, d1),
+        )
+        cross.share += part.share
     sums = Secret(np.concatenate([s0.share, s1.share]), 0)
     top = np.concatenate([g0.share, cross.share], axis=1)
     bottom = np.concatenate([cross.share.T, g1.share], axis=1)
@@ -158,9 +169,11 @@ async def group_sums(
     """GROUP BY a key column of ``key_party`` with SUM/COUNT of the other party's values.
 
     ``keys`` are group indices (0..len(groups)-1) at the key party; ``values`` the other
-    party's integer columns. One secret matrix product: one-hot(keys)ᵀ · values. Groups with
-    fewer than ``min_group_size`` rows are suppressed (their count and sums are withheld);
-    the key party knows the counts already, so the test is done by it on plaintext.
+    party's integer columns. The sums are one product of two private matrices,
+    one-hot(keys) · values (:meth:`Mpc.cross_product`), in chunks of rows; the key party
+    never builds the one-hot matrix. Groups with fewer than ``min_group_size`` rows are
+    suppressed (their count and sums are withheld, their rows enter no sum); the key party
+    knows the counts already, so the test is done by it on plaintext.
     With ``dp`` (epsilon, bounds of the value columns), the party that does not receive adds
     Laplace noise to the sums and the counts it contributes (:mod:`.dp`).
     """
@@ -170,12 +183,12 @@ async def group_sums(
         assert keys is not None
         if keys.shape != (n,) or (n and (keys.min() < 0 or keys.max() >= g)):
             raise ConfigError("group keys must be indices of the listed groups, one per row")
-        onehot_t = np.zeros((g, n), dtype=np.int64)
-        onehot_t[keys, np.arange(n)] = 1
-        counts = onehot_t.sum(axis=1)
+        counts = np.bincount(keys, minlength=g).astype(np.int64)
         keep = counts >= min_group_size
+        # a suppressed group's rows join no group: its sums are never computed
+        onehot: OneHot | None = OneHot(np.where(keep[keys], keys, -1), g)
     else:
-        onehot_t = None
+        onehot = None
         counts = np.zeros(g, dtype=np.int64)
         keep = np.ones(g, dtype=bool)
     noise_sums = noise_counts = None
@@ -185,20 +198,24 @@ async def group_sums(
         )
     if noise_counts is not None and mpc.party == key_party:
         counts = np.maximum(counts + noise_counts, 0)  # the key party shares noisy counts
-    a = await mpc.input(onehot_t, key_party, (g, n), integer=True)
-    b = await mpc.input(values, 1 - key_party, (n, m), integer=True)
-    sums = await mpc.matmul(a, b)
-    # the key party zeroes the shares of suppressed groups' sums and shares the counts
-    kept = await mpc.input(
-        keep.astype(np.int64) if mpc.party == key_party else None, key_party, (g,), integer=True
-    )
+    sums = np.zeros((g, m), dtype=np.uint64)
+    step = max(1, _CHUNK_WORDS // max(g, m, 1))
+    for start in range(0, n if m else 0, step):
+        end = min(n, start + step)
+        part = await mpc.cross_product(
+            onehot.rows(start, end) if onehot is not None else None,
+            values[start:end] if values is not None else None,
+            left=key_party,
+            shape=(g, end - start, m),
+        )
+        sums += part.share
     cnt = await mpc.input(
         np.where(keep, counts, 0) if mpc.party == key_party else None,
         key_party,
         (g,),
         integer=True,
     )
-    masked = await mpc.mul(Secret(np.repeat(kept.share[:, None], m, axis=1), 0), sums)
+    masked = Secret(sums, 0)
     if noise_sums is not None:
         masked = Secret(masked.share + (noise_sums * keep[:, None]).view(np.uint64), 0)
     s = await mpc.reveal(masked, to=receiver)
