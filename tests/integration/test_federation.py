@@ -481,6 +481,18 @@ def test_sql_query_between_nodes(fed: tuple[Federation, dict[str, list[str]]]) -
     assert {r[0] for r in out["rows"]} == set(shown)
     for g, n, avg in out["rows"]:
         assert n == len(shown[g]) and avg == pytest.approx(np.mean(shown[g]))
+    # the telecom's column policy: age only inside aggregates, so not as a GROUP BY key
+    f.cli(
+        "dataset", "policy", "subscribers", "--column", "customer_id=join",
+        "--column", "age=aggregate", node="telecom",
+    )  # fmt: skip
+    refused = f.cli(
+        "sql", query, "--dealer", "tax", "--min-group-size", "3", node="bank", check=False
+    )
+    assert refused.returncode != 0
+    assert "column 'age' of dataset 'subscribers' at 'telecom'" in refused.stderr
+    assert "GROUP BY key" in refused.stderr
+    f.cli("dataset", "policy", "subscribers", "--clear-columns", node="telecom")
     median = (
         "SELECT MEDIAN(b.age) FROM bank.customers b "
         "JOIN telecom.subscribers t ON b.customer_id = t.customer_id"

@@ -303,3 +303,54 @@ def test_the_owners_privacy_budget_is_required_and_spent(telecom: NodeService) -
     assert propose(telecom, _stats_job(None, receiver="telecom"), "j4") == {"accept": True}
     kinds = [e["kind"] for e in telecom.storage.events("j2")]
     assert "privacy_budget_spent" in kinds
+
+
+def test_column_policies_refuse_uses_beyond_their_level_and_name_the_column(
+    telecom: NodeService,
+) -> None:
+    grant(telecom, components=["psi", "stats"], columns=["*"], receivers=["*"])
+    grouped = _stats_job(
+        columns={"bank": ["income"]}, group_by={"party": "telecom", "column": "age"}
+    )
+    aggregated = _stats_job()  # telecom's age inside the moments
+    assert propose(telecom, grouped, "j0") == {"accept": True}  # no policy: grants alone
+    telecom.set_dataset_policy(
+        "subscribers", columns={"customer_id": "join", "age": "aggregate"}, actor="user:olivia"
+    )
+    r = propose(telecom, grouped, "j1")
+    assert r["accept"] is False and r["reason"] == (
+        "column 'age' of dataset 'subscribers' at 'telecom' has column policy 'aggregate' "
+        "(allows: aggregate); component 'stats' would use it as a GROUP BY key (its values "
+        "label the released groups)"
+    )
+    assert propose(telecom, aggregated, "j2") == {"accept": True}
+    # a WHERE on an aggregate-only column is refused; "compare" allows it
+    filtered = _stats_job()
+    filtered["components"][0]["params"] = {
+        "filters": {"telecom": [{"column": "age", "op": ">", "value": 1}]}
+    }
+    r = propose(telecom, filtered, "j3")
+    assert r["accept"] is False and "in a WHERE condition" in r["reason"]
+    telecom.set_dataset_policy(
+        "subscribers", columns={"customer_id": "join", "age": "compare"}, actor="user:olivia"
+    )
+    assert propose(telecom, filtered, "j4") == {"accept": True}
+    # a column the policy does not list is denied; the join key too
+    telecom.set_dataset_policy("subscribers", columns={"age": "plaintext"}, actor="user:olivia")
+    r = propose(telecom, aggregated, "j5")
+    assert r["accept"] is False and "column 'customer_id'" in r["reason"]
+    assert "has no column policy" in r["reason"]
+    # removing the policy leaves the grants in charge again
+    telecom.set_dataset_policy("subscribers", columns={}, actor="user:olivia")
+    assert propose(telecom, grouped, "j6") == {"accept": True}
+    kinds = [e["kind"] for e in telecom.storage.events()]
+    assert kinds.count("dataset_policy_changed") == 4
+
+
+def test_column_policy_levels_and_columns_are_validated(telecom: NodeService) -> None:
+    with pytest.raises(ConfigError, match="unknown level 'secret'"):
+        telecom.set_dataset_policy("subscribers", columns={"age": "secret"})
+    with pytest.raises(ConfigError, match="no column 'salary'"):
+        telecom.set_dataset_policy("subscribers", columns={"salary": "join"})
+    ds = telecom.storage.datasets()[0]
+    assert ds.column_policy in ({}, None)

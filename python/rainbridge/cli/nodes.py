@@ -331,22 +331,46 @@ def dataset_publish(
     type=float,
     help="Total epsilon that statistics released to other parties may spend (then required).",
 )
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="COLUMN=LEVEL",
+    help="Column policy (repeatable; replaces the previous one): join, aggregate, compare or "
+    "plaintext. Columns not listed may then not be used with other parties.",
+)
+@click.option("--clear-columns", is_flag=True, help="Remove the column policy.")
 @api_command
 def dataset_policy(
     name: str,
     min_group_size: int | None,
     dp_budget: float | None,
+    columns: tuple[str, ...],
+    clear_columns: bool,
     directory: str,
     api_url: str | None,
     as_json: bool,
 ) -> None:
-    """Set the owner's rules for results computed over a dataset."""
-    if min_group_size is None and dp_budget is None:
-        fail("give --min-group-size and/or --dp-budget", 2)
+    """Set the owner's rules for results computed over a dataset.
+
+    Column policy levels: ``join`` (only matched as a join key), ``aggregate`` (only inside
+    released aggregates), ``compare`` (aggregates and WHERE conditions), ``plaintext``
+    (anything, including GROUP BY labels).
+    """
+    if min_group_size is None and dp_budget is None and not columns and not clear_columns:
+        fail("give --min-group-size, --dp-budget, --column or --clear-columns", 2)
+    policy: dict[str, str] | None = {} if clear_columns else None
+    for item in columns:
+        col, eq, level = item.partition("=")
+        if not eq or not col or not level:
+            fail(f"--column wants COLUMN=LEVEL, got {item!r}", 2)
+        policy = {**(policy or {}), col: level}
     out = Api(directory, api_url).call(
         "POST",
         f"/v1/datasets/{name}/policy",
-        {"min_group_size": min_group_size, "dp_budget": dp_budget},
+        {"min_group_size": min_group_size, "dp_budget": dp_budget, "columns": policy},
     )
     budget = f"ε {out['dp_spent']:g} of {out['dp_budget']:g} spent" if out["dp_budget"] else "no DP"
-    emit(out, as_json, f"dataset {name!r}: groups of {out['min_group_size']}+, {budget}")
+    cols = out.get("column_policy") or {}
+    shown = ", ".join(f"{c}={lv}" for c, lv in cols.items()) if cols else "no column policy"
+    emit(out, as_json, f"dataset {name!r}: groups of {out['min_group_size']}+, {budget}, {shown}")

@@ -88,6 +88,24 @@ class Component(abc.ABC):
         col = (ref.id if ref is not None else None) or id_column
         return [col] if col else []
 
+    def column_uses(
+        self, spec: ComponentSpec, party: str, id_column: str | None
+    ) -> dict[str, set[str]]:
+        """How each column of ``party``'s data is used, for the owner's column policies
+        (:data:`rainbridge.node.grants.COLUMN_LEVELS`): ``join`` (the ID matched),
+        ``aggregate`` (only inside released aggregates), ``filter`` (compared with a
+        constant; the rows that pass become visible to the join's receivers), ``group`` (its
+        values label the released groups), ``reveal`` (its values leave as they are).
+
+        By default the ID column is joined and any other column counts as revealed.
+        """
+        ref = spec.inputs.get(party)
+        key = (ref.id if ref is not None else None) or id_column
+        uses: dict[str, set[str]] = {}
+        for col in self.columns_used(spec, party, id_column):
+            uses.setdefault(col, set()).add("join" if col == key else "reveal")
+        return uses
+
     @abc.abstractmethod
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
         """Run this party's role; return a JSON-able summary (outputs written, stats)."""

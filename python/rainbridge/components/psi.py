@@ -75,6 +75,18 @@ class PsiComponent(Component):
         cols = super().columns_used(spec, party, id_column)
         return cols + [f.column for f in params.filters.get(party, []) if f.column not in cols]
 
+    def column_uses(
+        self, spec: ComponentSpec, party: str, id_column: str | None
+    ) -> dict[str, set[str]]:
+        params = self.parse_params(spec.params)
+        assert isinstance(params, PsiParams)
+        ref = spec.inputs.get(party)
+        key = (ref.id if ref is not None else None) or id_column
+        uses: dict[str, set[str]] = {key: {"join"}} if key else {}
+        for f in params.filters.get(party, []):
+            uses.setdefault(f.column, set()).add("filter")
+        return uses
+
     def receivers(self, spec: ComponentSpec) -> tuple[str, ...]:
         out = spec.outputs.get("intersection")
         return tuple(out.receivers) if out else tuple(sorted(spec.inputs))

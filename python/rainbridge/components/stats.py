@@ -127,6 +127,19 @@ class StatsComponent(Component):
             cols.append(params.group_by.column)
         return cols
 
+    def column_uses(
+        self, spec: ComponentSpec, party: str, id_column: str | None
+    ) -> dict[str, set[str]]:
+        params = self.parse_params(spec.params)
+        assert isinstance(params, StatsParams)
+        # the ID column only checks the alignment (a digest), so it counts as joined
+        uses: dict[str, set[str]] = {params.id_of(party): {"join"}}
+        for c in params.columns.get(party, []):
+            uses.setdefault(c, set()).add("aggregate")
+        if params.group_by is not None and params.group_by.party == party:
+            uses.setdefault(params.group_by.column, set()).add("group")
+        return uses
+
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
         params = ctx.params
         assert isinstance(params, StatsParams)

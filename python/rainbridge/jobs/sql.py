@@ -11,15 +11,17 @@ Tables are ``party.dataset``. Parsed with sqlglot; what this release plans:
 
 * exactly two tables of two parties, an inner ``JOIN … ON a.key = b.key`` (the PSI);
 * ``WHERE``: comparisons of one party's column with a constant, joined by ``AND`` — each
-  party filters its own rows before the join, so the other learns nothing of the condition's
-  values;
+  party filters its own rows before the join: the other party never sees the column's
+  values, but the rows that pass (their IDs, through the join) become visible to the join's
+  receivers, which is why a column policy must be ``compare`` or ``plaintext`` for it;
 * aggregates ``COUNT(*)``, ``SUM``, ``AVG``, ``STDDEV``, ``VARIANCE`` of a column, and
   ``CORR(a, b)``; with ``GROUP BY`` one column of one party, ``COUNT(*)``, ``SUM`` and
   ``AVG`` of the other party's columns.
 
 Anything else is refused with a reason that names the clause or column (``SqlError``); grants
-at each party then decide whether the planned job may run. A third party serves as the MPC
-dealer; the result goes to one of the two data parties.
+and column policies (join / aggregate / compare / plaintext, set by each data owner) at each
+party then decide whether the planned job may run, and a refusal names the column. A third
+party serves as the MPC dealer; the result goes to one of the two data parties.
 """
 
 from __future__ import annotations

@@ -98,6 +98,11 @@ class PolicyIn(BaseModel):
     dp_budget: float | None = Field(
         default=None, gt=0, description="total epsilon releases to other parties may spend"
     )
+    columns: dict[str, str] | None = Field(
+        default=None,
+        description="column policy, column -> join|aggregate|compare|plaintext (replaces the "
+        "previous one; {} removes it)",
+    )
 
 
 class GrantIn(BaseModel):
@@ -293,9 +298,14 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
     async def policy(
         name: str, body: PolicyIn, user: UserRow = Depends(may("datasets.write"))
     ) -> dict[str, Any]:
-        """Set the owner's k-anonymity threshold and differential-privacy budget."""
+        """Set the owner's k-anonymity threshold, differential-privacy budget and column
+        policy."""
         return service.set_dataset_policy(
-            name, min_group_size=body.min_group_size, dp_budget=body.dp_budget, actor=actor(user)
+            name,
+            min_group_size=body.min_group_size,
+            dp_budget=body.dp_budget,
+            columns=body.columns,
+            actor=actor(user),
         )
 
     @app.get("/v1/catalogue", tags=["catalogue"])

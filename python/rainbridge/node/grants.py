@@ -198,6 +198,67 @@ def check_group_thresholds(job: JobSpec, *, node: str, thresholds: Mapping[str, 
             )
 
 
+#: a column policy's levels and the uses each allows (see ``Component.column_uses``), like
+#: SCQL's column control lists: from "only matched as a join key" up to "may leave as is"
+COLUMN_LEVELS: dict[str, frozenset[str]] = {
+    "join": frozenset({"join"}),
+    "aggregate": frozenset({"aggregate"}),
+    "compare": frozenset({"aggregate", "filter"}),
+    "plaintext": frozenset({"join", "aggregate", "filter", "group", "reveal"}),
+}
+_USE_WORDS = {
+    "join": "as a join key",
+    "aggregate": "inside an aggregate",
+    "filter": "in a WHERE condition (the rows that pass become visible to the join's receivers)",
+    "group": "as a GROUP BY key (its values label the released groups)",
+    "reveal": "as it is, in an output other parties receive",
+}
+
+
+def check_column_policies(
+    job: JobSpec,
+    *,
+    node: str,
+    datasets: Mapping[str, DatasetRef],
+    policies: Mapping[str, Mapping[str, str]],
+) -> None:
+    """Refuse a job that would use a column of this node's data beyond its owner's column
+    policy. A dataset without a policy is governed by its grants alone; a dataset with one
+    denies the columns the policy does not list. Only components that involve another
+    party are checked: a node may do what it likes with its own data alone."""
+    for c in job.components:
+        if node not in c.inputs or c.inputs[node].role is not None:
+            continue
+        name = source_dataset(job, c.id, node)
+        policy = policies.get(name or "")
+        ds = datasets.get(name or "")
+        if not policy or ds is None:
+            continue
+        users = {p for p, r in c.inputs.items() if r.role is None}
+        receivers = {r for o in c.outputs.values() for r in o.receivers}
+        if not (users | receivers) - {node}:
+            continue
+        from rainbridge.components import get_component
+
+        uses = get_component(c.type).column_uses(c, node, ds.id_column)
+        for col, wanted in sorted(uses.items()):
+            level = policy.get(col)
+            if level is None:
+                raise GrantError(
+                    f"column {col!r} of dataset {name!r} at {node!r} has no column policy, so "
+                    f"it may not be used (component {c.id!r}); the owner may allow it with "
+                    f"`rainbridge dataset policy {name} --column {col}=LEVEL`"
+                )
+            beyond = sorted(wanted - COLUMN_LEVELS[level])
+            if beyond:
+                allowed = ", ".join(sorted(COLUMN_LEVELS[level]))
+                raise GrantError(
+                    f"column {col!r} of dataset {name!r} at {node!r} has column policy "
+                    f"{level!r} (allows: {allowed}); component {c.id!r} would use it "
+                    f"{_USE_WORDS[beyond[0]]}"
+                )
+
+
 def dp_costs(job: JobSpec, *, node: str) -> list[tuple[str, str, float | None]]:
     """(dataset, component, epsilon spent or None) for every statistics release over this
     node's data whose result goes to another party (a grouped release counts twice)."""

@@ -8,7 +8,7 @@ governance, not the life of a job.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from rainbridge.data import inspect_dataset
 from rainbridge.errors import ConfigError, NotFoundError
 from rainbridge.node.config import check_name
 from rainbridge.node.dataplane import DataPlane
-from rainbridge.node.grants import new_grant_id, validate_grant
+from rainbridge.node.grants import COLUMN_LEVELS, new_grant_id, validate_grant
 from rainbridge.node.runner import FINAL
 from rainbridge.node.storage import DatasetRow, GrantRow, Storage
 
@@ -105,10 +105,22 @@ class DataOwnerOps:
         *,
         min_group_size: int | None = None,
         dp_budget: float | None = None,
+        columns: Mapping[str, str] | None = None,
         actor: str = "node",
     ) -> dict[str, Any]:
-        """The owner's rules for results over ``name``: its k-anonymity threshold and its
-        differential-privacy budget (once set, releases to other parties must use DP)."""
+        """The owner's rules for results over ``name``: its k-anonymity threshold, its
+        differential-privacy budget (once set, releases to other parties must use DP) and
+        its column policy (``columns``: column -> level of :data:`COLUMN_LEVELS`; given, it
+        replaces the previous policy; columns it does not list may not be used; ``{}``
+        removes it, leaving the grants alone in charge)."""
+        if columns is not None:
+            bad = {c: lv for c, lv in columns.items() if lv not in COLUMN_LEVELS}
+            if bad:
+                col, lv = next(iter(bad.items()))
+                raise ConfigError(
+                    f"column policy of {col!r}: unknown level {lv!r} "
+                    f"(levels: {', '.join(COLUMN_LEVELS)})"
+                )
         if min_group_size is not None and min_group_size < 1:
             raise ConfigError("min_group_size must be 1 or more")
         if dp_budget is not None and dp_budget <= 0:
@@ -121,9 +133,19 @@ class DataOwnerOps:
                 row.min_group_size = min_group_size
             if dp_budget is not None:
                 row.dp_budget = dp_budget
+            if columns is not None:
+                unknown = sorted(set(columns) - set(row.columns))
+                if unknown:
+                    raise ConfigError(f"dataset {name!r} has no column {unknown[0]!r}")
+                row.column_policy = dict(columns)
         self.storage.log(
             "dataset_policy_changed",
-            {"dataset": name, "min_group_size": row.min_group_size, "dp_budget": row.dp_budget},
+            {
+                "dataset": name,
+                "min_group_size": row.min_group_size,
+                "dp_budget": row.dp_budget,
+                "column_policy": dict(row.column_policy or {}),
+            },
             actor=actor,
         )
         return row.to_dict()

@@ -48,6 +48,7 @@ from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import (
     GrantCheck,
     GrantError,
+    check_column_policies,
     check_grants,
     check_group_thresholds,
     check_privacy_budgets,
@@ -262,6 +263,12 @@ class NodeService(DataOwnerOps, JobClosing):
         )
         check_privacy_budgets(
             job, node=self.name, budgets={d.name: (d.dp_budget, d.dp_spent) for d in rows}
+        )
+        check_column_policies(
+            job,
+            node=self.name,
+            datasets=datasets,
+            policies={d.name: dict(d.column_policy or {}) for d in rows},
         )
         return check_grants(job, node=self.name, datasets=datasets, grants=self.grants())
 

@@ -96,6 +96,8 @@ class DatasetRow(Base):
     #: the owner's differential-privacy budget for released statistics (None: not required)
     dp_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
     dp_spent: Mapped[float] = mapped_column(Float, default=0.0)
+    #: the owner's column policy (column -> level, see ``grants.COLUMN_LEVELS``); empty: none
+    column_policy: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
     def ref(self) -> DatasetRef:
         return DatasetRef(
@@ -115,6 +117,7 @@ class DatasetRow(Base):
             "min_group_size": self.min_group_size,
             "dp_budget": self.dp_budget,
             "dp_spent": self.dp_spent,
+            "column_policy": dict(self.column_policy or {}),
         }
 
     def public_metadata(self) -> dict[str, Any]:
