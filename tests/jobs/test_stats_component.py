@@ -116,3 +116,100 @@ def test_stats_with_differential_privacy(tmp_path: Path) -> None:
     assert got[("mean", "monthly_spend", "", "")] == pytest.approx(spend.mean(), abs=2.0)
     with pytest.raises(JobSpecError, match=r"dp\.bounds must give a bound for 'age'"):
         parse_job(job.replace("age: 100, ", ""))
+
+
+def _datasets(tmp: Path) -> dict:
+    return {
+        "bank": {"customers": inspect_dataset("customers", tmp / "bank.csv", "customer_id")},
+        "telecom": {"subscribers": inspect_dataset("subscribers", tmp / "tel.csv", "customer_id")},
+    }
+
+
+def _run(tmp: Path, params: str) -> dict:
+    start = JOB.index("      statistics:")
+    end = JOB.index("    outputs:\n      result:")
+    job = JOB[:start] + params + JOB[end:]
+    res = run_local(parse_job(job), _datasets(tmp), tmp / "out")
+    rows = res["bank"]["components"]["stats"]["result"]
+    return {(r["statistic"], r["column"], r["column2"], r["group"]): r["value"] for r in rows}
+
+
+def test_order_statistics_histograms_and_crosstab_match_the_plaintext(tmp_path: Path) -> None:
+    bank, tel = _data(tmp_path)
+    got = _run(
+        tmp_path,
+        "      statistics: [min, max, median, quantile, histogram]\n"
+        "      quantiles: [0.1, 0.9]\n"
+        "      bins: {monthly_income: [0, 8000, 10000, 20000], age: [18, 50, 80],"
+        " monthly_spend: [0, 100, 1000]}\n"
+        "      crosstab: {rows: {party: telecom, column: prepaid},"
+        " columns: {party: bank, column: age}}\n"
+        "      min_group_size: 3\n",
+    )
+    b = {k: np.asarray(v)[100:300] for k, v in bank.items()}
+    t = {k: np.asarray(v)[:200] for k, v in tel.items()}
+    inc, spend = b["monthly_income"], t["monthly_spend"]
+    assert got[("min", "monthly_income", "", "")] == pytest.approx(inc.min())
+    assert got[("max", "monthly_spend", "", "")] == pytest.approx(spend.max())
+    assert got[("median", "age", "", "")] == pytest.approx(np.median(b["age"]))
+    assert got[("quantile", "monthly_spend", "0.9", "")] == pytest.approx(
+        np.quantile(spend, 0.9), abs=0.01
+    )
+    hist = np.histogram(inc, [0, 8000, 10000, 20000])[0]
+    assert got[("histogram", "monthly_income", "[0, 8000)", "")] == hist[0]
+    assert got[("histogram", "monthly_income", "[10000, 20000]", "")] == hist[2]
+    for p in (0, 1):
+        for age in np.unique(b["age"]):
+            n = int(np.sum((t["prepaid"] == p) & (b["age"] == age)))
+            assert got[("crosstab", "prepaid", "age", f"{p}|{age}")] == (n if n >= 3 else 0)
+
+
+def test_grouped_variance_extrema_and_histograms_match_the_plaintext(tmp_path: Path) -> None:
+    bank, tel = _data(tmp_path)
+    got = _run(
+        tmp_path,
+        "      statistics: [count, var, std, min, max, histogram]\n"
+        "      bins: {monthly_income: [0, 9000, 20000], age: [18, 40, 80],"
+        " monthly_spend: [0, 1000]}\n"
+        "      group_by: {party: telecom, column: prepaid}\n"
+        "      min_group_size: 10\n",
+    )
+    b = {k: np.asarray(v)[100:300] for k, v in bank.items()}
+    t = {k: np.asarray(v)[:200] for k, v in tel.items()}
+    for g in (0, 1):
+        sel = t["prepaid"] == g
+        inc = b["monthly_income"][sel]
+        assert got[("var", "monthly_income", "", str(g))] == pytest.approx(inc.var(ddof=1))
+        assert got[("std", "age", "", str(g))] == pytest.approx(b["age"][sel].std(ddof=1))
+        assert got[("min", "monthly_income", "", str(g))] == pytest.approx(inc.min())
+        assert got[("max", "age", "", str(g))] == b["age"][sel].max()
+        hist = np.histogram(inc, [0, 9000, 20000])[0]
+        assert got[("histogram", "monthly_income", "[0, 9000)", str(g))] == hist[0]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("      statistics: [histogram]\n", "histogram needs bins"),
+        (
+            "      statistics: [median]\n      group_by: {party: telecom, column: prepaid}\n",
+            "per group are not supported",
+        ),
+        ("      statistics: [min]\n      quantiles: [1.5]\n", "strictly between 0 and 1"),
+        (
+            "      statistics: [count]\n      crosstab: {rows: {party: bank, column: age},"
+            " columns: {party: bank, column: age}}\n",
+            "two different data parties",
+        ),
+        (
+            "      statistics: [max]\n      dp: {epsilon: 1, bounds: {monthly_income: 1,"
+            " age: 1, monthly_spend: 1}}\n",
+            "differential privacy covers",
+        ),
+    ],
+)
+def test_bad_order_statistic_params_are_refused(params: str, message: str) -> None:
+    start = JOB.index("      statistics:")
+    end = JOB.index("    outputs:\n      result:")
+    with pytest.raises(JobSpecError, match=message):
+        parse_job(JOB[:start] + params + JOB[end:])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from mpc_helpers import run2
 
 from rainbridge.protocols.mpc import Mpc
-from rainbridge.protocols.mpc.stats import group_sums, moments, to_integers
+from rainbridge.protocols.mpc.stats import crosstab, group_extrema, group_sums, moments, to_integers
 
 
 def test_moments_match_numpy_on_the_joined_table() -> None:
@@ -127,3 +127,62 @@ def test_dp_group_counts_and_sums_are_noisy_only_for_the_receiver() -> None:
     assert list(res.counts) == [200, 200]  # the key party receives: its own counts, exact
     assert not np.array_equal(res.sums[:, 0], [1400.0, 1400.0])  # the values' owner adds noise
     assert np.all(np.abs(res.sums[:, 0] - 1400.0) < 40 * 20)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 4))
+def test_group_min_max_match_numpy_and_withhold_small_groups(seed: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, g = 60, 4
+    keys = rng.integers(0, g, n)
+    vals = rng.integers(-(10**9), 10**9, (n, 2))
+
+    async def prog(m: Mpc) -> object:
+        return await group_extrema(
+            m,
+            key_party=1,
+            keys=keys if m.party == 1 else None,
+            groups=g,
+            values=vals if m.party == 0 else None,
+            value_shape=vals.shape,
+            receiver=1,
+            min_group_size=k,
+        )
+
+    r0, r1, _ = run2(prog)
+    assert r0 is None
+    mins, maxs = r1
+    for grp in range(g):
+        sel = keys == grp
+        if sel.sum() >= k:
+            assert np.array_equal(mins[grp], vals[sel].min(axis=0))
+            assert np.array_equal(maxs[grp], vals[sel].max(axis=0))
+        else:  # an empty or withheld group reads as out of range
+            assert np.all(maxs[grp] < -(2**60))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 6))
+def test_crosstab_counts_match_numpy_and_small_cells_read_zero(seed: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, gr, gc = 200, 3, 5
+    rk = rng.integers(0, gr, n)
+    ck = rng.integers(-1, gc, n)  # -1: a value outside every bin
+    want = np.zeros((gr, gc), dtype=np.int64)
+    for a, b in zip(rk, ck, strict=True):
+        if b >= 0:
+            want[a, b] += 1
+    want[want < k] = 0
+
+    async def prog(m: Mpc) -> object:
+        return await crosstab(
+            m,
+            row_party=0,
+            keys=rk if m.party == 0 else ck,
+            shape=(n, gr, gc),
+            receiver=0,
+            min_group_size=k,
+        )
+
+    r0, r1, _ = run2(prog)
+    assert r1 is None and np.array_equal(r0, want)

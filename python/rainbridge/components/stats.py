@@ -21,6 +21,7 @@ Parquet at the receiver, and the same rows (up to 1,000) in the job's result sum
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,9 +37,32 @@ from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError, ParameterMismatchError
 from rainbridge.protocols.mpc import DealerClient, Mpc, SeedProvider, receive_seed, run_dealer
 from rainbridge.protocols.mpc.dp import clip
-from rainbridge.protocols.mpc.stats import group_sums, moments, to_integers
+from rainbridge.protocols.mpc.stats import (
+    crosstab,
+    group_extrema,
+    group_sums,
+    moments,
+    to_integers,
+)
 
-Statistic = Literal["count", "sum", "mean", "var", "std", "cov", "corr"]
+Statistic = Literal[
+    "count",
+    "sum",
+    "mean",
+    "var",
+    "std",
+    "cov",
+    "corr",
+    "min",
+    "max",
+    "median",
+    "quantile",
+    "histogram",
+]
+#: statistics of a column that its owner computes over the aligned rows by itself (then
+#: shares with the receiver) when there is no cross-party grouping
+_ORDER_STATS = ("min", "max", "median", "quantile")
+MAX_BINS = 100
 MAX_GROUPS = 1000
 MAX_SUMMARY_ROWS = 1000
 
@@ -59,6 +83,14 @@ class DpParams(BaseModel):
     )
 
 
+class Crosstab(BaseModel):
+    """Counts per (one party's column value, the other party's column value)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: GroupBy
+    columns: GroupBy
+
+
 class StatsParams(BaseModel):
     """Parameters of the ``stats`` component."""
 
@@ -69,6 +101,13 @@ class StatsParams(BaseModel):
     group_by: GroupBy | None = None
     decimals: int = Field(default=2, ge=0, le=6, description="precision of the values")
     min_group_size: int = Field(default=1, ge=1)
+    quantiles: list[float] = Field(
+        default=[0.25, 0.5, 0.75], min_length=1, max_length=99, description="for 'quantile'"
+    )
+    bins: dict[str, list[float]] = Field(
+        default_factory=dict, description="histogram bin edges per column (increasing)"
+    )
+    crosstab: Crosstab | None = None
     dp: DpParams | None = None
     id: str | dict[str, str] = Field(
         default="customer_id", description="the aligned ID column (or one per data party)"
@@ -110,6 +149,7 @@ class StatsComponent(Component):
             raise ComponentParamError(
                 "group_by.party must be a data party", ("params", "group_by", "party")
             )
+        self._check_more(params, data)
         if params.dp is not None:
             used = [c for cols in params.columns.values() for c in cols]
             missing = [c for c in used if c not in params.dp.bounds]
@@ -119,13 +159,57 @@ class StatsComponent(Component):
                     ("params", "dp", "bounds"),
                 )
 
+    @staticmethod
+    def _check_more(params: StatsParams, data: list[str]) -> None:
+        """Checks of the order statistics, histograms and the cross tabulation."""
+        where = ("params",)
+        if any(not 0 < q < 1 for q in params.quantiles):
+            raise ComponentParamError("quantiles must lie strictly between 0 and 1", where)
+        used = {c for cols in params.columns.values() for c in cols}
+        for col, edges in params.bins.items():
+            if col not in used:
+                raise ComponentParamError(f"bins given for {col!r}, not a listed column", where)
+            if not 2 <= len(edges) <= MAX_BINS + 1 or any(
+                b <= a for a, b in itertools.pairwise(edges)
+            ):
+                raise ComponentParamError(
+                    f"bins of {col!r}: 2 to {MAX_BINS + 1} strictly increasing edges", where
+                )
+        if "histogram" in params.statistics:
+            missing = sorted(used - set(params.bins))
+            if missing:
+                raise ComponentParamError(f"histogram needs bins for {missing[0]!r}", where)
+        if params.group_by is not None and {"median", "quantile"} & set(params.statistics):
+            raise ComponentParamError(
+                "median and quantiles per group are not supported; ask for a histogram per "
+                "group (bins) instead",
+                where,
+            )
+        ct = params.crosstab
+        if ct is not None and (
+            ct.rows.party not in data
+            or ct.columns.party not in data
+            or ct.rows.party == ct.columns.party
+        ):
+            raise ComponentParamError(
+                "crosstab rows and columns must be columns of the two different data parties",
+                ("params", "crosstab"),
+            )
+        revealing = set(_ORDER_STATS) | {"histogram"}
+        if params.dp is not None and (ct is not None or revealing & set(params.statistics)):
+            raise ComponentParamError(
+                "differential privacy covers count, sum, mean, var, std, cov and corr; drop "
+                "min, max, median, quantile, histogram and crosstab, or dp",
+                ("params", "dp"),
+            )
+
     def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
+        return [c for c in self.column_uses(spec, party, id_column) if c != self._id(spec, party)]
+
+    def _id(self, spec: ComponentSpec, party: str) -> str:
         params = self.parse_params(spec.params)
         assert isinstance(params, StatsParams)
-        cols = list(params.columns.get(party, []))
-        if params.group_by is not None and params.group_by.party == party:
-            cols.append(params.group_by.column)
-        return cols
+        return params.id_of(party)
 
     def column_uses(
         self, spec: ComponentSpec, party: str, id_column: str | None
@@ -136,8 +220,12 @@ class StatsComponent(Component):
         uses: dict[str, set[str]] = {params.id_of(party): {"join"}}
         for c in params.columns.get(party, []):
             uses.setdefault(c, set()).add("aggregate")
-        if params.group_by is not None and params.group_by.party == party:
-            uses.setdefault(params.group_by.column, set()).add("group")
+        for gb in (
+            params.group_by,
+            *((params.crosstab.rows, params.crosstab.columns) if params.crosstab else ()),
+        ):
+            if gb is not None and gb.party == party:
+                uses.setdefault(gb.column, set()).add("group")
         return uses
 
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
@@ -194,8 +282,11 @@ class StatsComponent(Component):
         ctx.progress(0.6)
         if res is not None:
             rows += _moment_rows(res, params.statistics)
+        rows += await self._own_order_stats(params, mpc, me, receiver, raw, mine, their_cols)
         if params.group_by is not None:
-            rows += await self._grouped(ctx, params, mpc, table, me, other, values, their_cols)
+            rows += await self._grouped(ctx, params, mpc, table, me, values, raw, their_cols)
+        if params.crosstab is not None:
+            rows += await self._crosstab(ctx, params, mpc, table, me)
         await mpc.close()
         ctx.progress(1.0)
         summary: dict[str, Any] = {"rows": n, "receiver": receiver_name}
@@ -226,6 +317,41 @@ class StatsComponent(Component):
             summary["result"] = rows[:MAX_SUMMARY_ROWS]
         return summary
 
+    async def _groups(
+        self, ctx: ComponentContext, table: pa.Table, gb: GroupBy, receiver: str, tag: str
+    ) -> tuple[Any, list[str]]:
+        """The group keys (at the key party; None elsewhere) and the groups' labels.
+
+        The number of groups shapes the computation, so the other party learns it; the
+        labels go to it only when it is the receiver (they are the key party's data).
+        """
+        other = next(
+            p for p in ctx.spec.inputs if p not in (ctx.party,) and ctx.spec.inputs[p].role is None
+        )
+        ch = ctx.channels[other]
+        if ctx.party == gb.party:
+            col = table.column(gb.column).cast(pa.string()).fill_null("(null)").to_pylist()
+            groups = sorted(set(col))
+            if len(groups) > MAX_GROUPS:
+                raise DataError(f"column {gb.column!r} has over {MAX_GROUPS} distinct values")
+            index = {g: i for i, g in enumerate(groups)}
+            keys = np.array([index[v] for v in col], dtype=np.int64)
+            await ch.send_json(
+                tag, {"count": len(groups), "labels": groups if receiver == other else None}
+            )
+            return keys, groups
+        got = await ch.recv_json(tag)
+        count = int(got.get("count", 0)) if isinstance(got, dict) else 0
+        if not 0 < count <= MAX_GROUPS:
+            raise ParameterMismatchError("the other party announced an invalid group count")
+        labels = got.get("labels")
+        groups = (
+            [str(g) for g in labels][:count]
+            if isinstance(labels, list) and len(labels) == count
+            else [str(i) for i in range(count)]
+        )
+        return None, groups
+
     async def _grouped(
         self,
         ctx: ComponentContext,
@@ -233,82 +359,169 @@ class StatsComponent(Component):
         mpc: Mpc,
         table: pa.Table,
         me: int,
-        other: str,
         values: Any,
+        raw: Any,
         their_cols: list[str],
     ) -> list[dict[str, Any]]:
         gb = params.group_by
         assert gb is not None
         key_party = me if ctx.party == gb.party else 1 - me
-        ch = ctx.channels[other]
         receiver_name = ctx.spec.outputs["result"].receivers[0]
         receiver = me if ctx.party == receiver_name else 1 - me
-        if ctx.party == gb.party:
-            col = table.column(gb.column).cast(pa.string()).fill_null("(null)").to_pylist()
-            groups = sorted(set(col))
-            if len(groups) > MAX_GROUPS:
-                raise DataError(f"group_by column {gb.column!r} has over {MAX_GROUPS} values")
-            index = {g: i for i, g in enumerate(groups)}
-            keys = np.array([index[v] for v in col], dtype=np.int64)
-            # the number of groups shapes the computation, so the other party learns it; the
-            # labels go to it only when it is the receiver (they are the key party's data)
-            await ch.send_json(
-                "stats/groups",
-                {"count": len(groups), "labels": groups if receiver != key_party else None},
-            )
-            value_cols = their_cols
-            res = await group_sums(
+        keys, groups = await self._groups(ctx, table, gb, receiver_name, "stats/groups")
+        is_key = ctx.party == gb.party
+        value_cols = their_cols if is_key else params.columns.get(ctx.party, [])
+        n, m = table.num_rows, len(value_cols)
+        second = bool({"var", "std"} & set(params.statistics))
+        mine = None
+        if not is_key:
+            mine = values
+            if second:  # sums of squares too, for the variance per group
+                if n and np.abs(values).max() >= 2**31:
+                    raise DataError("values too large for a variance per group (|v| < 2^31)")
+                mine = np.concatenate([values, values * values], axis=1)
+        res = await group_sums(
+            mpc,
+            key_party=key_party,
+            keys=keys,
+            groups=groups,
+            values=mine,
+            value_shape=(n, m * (1 + second)),
+            receiver=receiver,
+            decimals=params.decimals,
+            min_group_size=params.min_group_size,
+            dp=_group_dp(params, value_cols, squares=second),
+        )
+        rows: list[dict[str, Any]] = []
+        if res is not None:
+            for i, g in enumerate(res.groups):
+                cnt = float(res.counts[i])
+                rows.append(_row("count", "", "", g, cnt))
+                for j, c in enumerate(value_cols):
+                    total = float(res.sums[i, j])
+                    rows.append(_row("sum", c, "", g, total))
+                    rows.append(_row("mean", c, "", g, total / cnt))
+                    if second:
+                        sq = float(res.sums[i, m + j]) * 10.0**-params.decimals
+                        var = (sq - total * total / cnt) / (cnt - 1) if cnt > 1 else float("nan")
+                        if "var" in params.statistics:
+                            rows.append(_row("var", c, "", g, var))
+                        if "std" in params.statistics:
+                            rows.append(_row("std", c, "", g, float(np.sqrt(max(var, 0.0)))))
+        shown = None if res is None else set(res.groups)
+        if {"min", "max"} & set(params.statistics) and m:
+            ext = await group_extrema(
                 mpc,
                 key_party=key_party,
                 keys=keys,
-                groups=groups,
-                values=None,
-                value_shape=(table.num_rows, len(value_cols)),
+                groups=len(groups),
+                values=None if is_key else values,
+                value_shape=(n, m),
                 receiver=receiver,
-                decimals=params.decimals,
                 min_group_size=params.min_group_size,
-                dp=_group_dp(params, value_cols),
             )
-        else:
-            got = await ch.recv_json("stats/groups")
-            count = int(got.get("count", 0)) if isinstance(got, dict) else 0
-            if not 0 < count <= MAX_GROUPS:
-                raise ParameterMismatchError("the other party announced an invalid group count")
-            labels = got.get("labels")
-            groups = (
-                [str(g) for g in labels][:count]
-                if isinstance(labels, list) and len(labels) == count
-                else [str(i) for i in range(count)]
-            )
-            value_cols = params.columns.get(ctx.party, [])
-            res = await group_sums(
-                mpc,
-                key_party=key_party,
-                keys=None,
-                groups=groups,
-                values=values,
-                value_shape=values.shape,
-                receiver=receiver,
-                decimals=params.decimals,
-                min_group_size=params.min_group_size,
-                dp=_group_dp(params, value_cols),
-            )
-        if res is None:
-            return []
-        rows: list[dict[str, Any]] = []
-        for i, g in enumerate(res.groups):
-            rows.append(_row("count", "", "", g, float(res.counts[i])))
+            if ext is not None and shown is not None:
+                scale = 10.0**-params.decimals
+                for i, g in enumerate(groups):
+                    for j, c in enumerate(value_cols):
+                        if g in shown and "min" in params.statistics:
+                            rows.append(_row("min", c, "", g, float(ext[0][i, j]) * scale))
+                        if g in shown and "max" in params.statistics:
+                            rows.append(_row("max", c, "", g, float(ext[1][i, j]) * scale))
+        if "histogram" in params.statistics:
             for j, c in enumerate(value_cols):
-                rows.append(_row("sum", c, "", g, float(res.sums[i, j])))
-                rows.append(_row("mean", c, "", g, float(res.sums[i, j] / res.counts[i])))
+                edges = params.bins[c]
+                bin_keys = None if is_key else _bin_keys(raw[:, j], edges)
+                counts = await crosstab(
+                    mpc,
+                    row_party=key_party,
+                    keys=keys if is_key else bin_keys,
+                    shape=(n, len(groups), len(edges) - 1),
+                    receiver=receiver,
+                    min_group_size=params.min_group_size,
+                )
+                if counts is not None:
+                    for i, g in enumerate(groups):
+                        for b, label in enumerate(_bin_labels(edges)):
+                            rows.append(_row("histogram", c, label, g, float(counts[i, b])))
         return rows
+
+    async def _crosstab(
+        self, ctx: ComponentContext, params: StatsParams, mpc: Mpc, table: pa.Table, me: int
+    ) -> list[dict[str, Any]]:
+        ct = params.crosstab
+        assert ct is not None
+        receiver_name = ctx.spec.outputs["result"].receivers[0]
+        receiver = me if ctx.party == receiver_name else 1 - me
+        row_party = me if ctx.party == ct.rows.party else 1 - me
+        rk, row_groups = await self._groups(ctx, table, ct.rows, receiver_name, "stats/ct-rows")
+        ck, col_groups = await self._groups(ctx, table, ct.columns, receiver_name, "stats/ct-cols")
+        counts = await crosstab(
+            mpc,
+            row_party=row_party,
+            keys=rk if ctx.party == ct.rows.party else ck,
+            shape=(table.num_rows, len(row_groups), len(col_groups)),
+            receiver=receiver,
+            min_group_size=params.min_group_size,
+        )
+        if counts is None:
+            return []
+        return [
+            _row("crosstab", ct.rows.column, ct.columns.column, f"{r}|{c}", float(counts[i, j]))
+            for i, r in enumerate(row_groups)
+            for j, c in enumerate(col_groups)
+        ]
+
+    async def _own_order_stats(
+        self,
+        params: StatsParams,
+        mpc: Mpc,
+        me: int,
+        receiver: int,
+        raw: Any,
+        mine: list[str],
+        their_cols: list[str],
+    ) -> list[dict[str, Any]]:
+        """Min, max, median, quantiles and histograms of each party's own columns over the
+        aligned rows: computed by the column's owner alone, then shared with the receiver."""
+        wanted = set(params.statistics) & {*_ORDER_STATS, "histogram"}
+        if not wanted:
+            return []
+        scale = 10**params.decimals
+        out: list[dict[str, Any]] = []
+        for owner in (0, 1):
+            cols = mine if owner == me else their_cols
+            entries = _order_entries(params, cols)
+            if not entries:
+                continue
+            vals = None
+            if owner == me:
+                if raw.shape[0] == 0:
+                    raise DataError("no aligned rows to compute min, max or quantiles over")
+                vals = np.array(
+                    [
+                        _order_value(raw[:, cols.index(c)], stat, c, arg, params)
+                        for stat, c, arg in entries
+                    ]
+                )
+                vals = np.rint(vals * scale).astype(np.int64)
+            shared = await mpc.input(vals, owner, (len(entries),), integer=True)
+            got = await mpc.reveal(shared, to=receiver)
+            if got is not None:
+                for (stat, c, arg), v in zip(entries, got, strict=True):
+                    out.append(_row(stat, c, arg, "", float(v) / scale))
+        return out
 
     @staticmethod
     def _read(ctx: ComponentContext, params: StatsParams) -> pa.Table:
         ref = ctx.inputs[ctx.party]
         wanted = [params.id_of(ctx.party), *params.columns.get(ctx.party, [])]
-        if params.group_by is not None and params.group_by.party == ctx.party:
-            wanted.append(params.group_by.column)
+        for gb in (
+            params.group_by,
+            *((params.crosstab.rows, params.crosstab.columns) if params.crosstab else ()),
+        ):
+            if gb is not None and gb.party == ctx.party:
+                wanted.append(gb.column)
         missing = [c for c in dict.fromkeys(wanted) if c not in ref.columns]
         if missing:
             raise DataError(
@@ -326,10 +539,61 @@ class StatsComponent(Component):
         return pc.cast(col, pa.float64()).to_numpy()
 
 
-def _group_dp(params: StatsParams, value_cols: list[str]) -> tuple[float, Any] | None:
+def _order_entries(params: StatsParams, cols: list[str]) -> list[tuple[str, str, str]]:
+    """(statistic, column, argument) of the order statistics asked of ``cols``, in an order
+    both parties derive from the parameters alone."""
+    out: list[tuple[str, str, str]] = []
+    for c in cols:
+        for stat in ("min", "max", "median"):
+            if stat in params.statistics:
+                out.append((stat, c, ""))
+        if "quantile" in params.statistics:
+            out += [("quantile", c, f"{q:g}") for q in params.quantiles]
+        if "histogram" in params.statistics:
+            out += [("histogram", c, label) for label in _bin_labels(params.bins[c])]
+    return out
+
+
+def _order_value(col: Any, stat: str, name: str, arg: str, params: StatsParams) -> float:
+    if stat == "min":
+        return float(col.min())
+    if stat == "max":
+        return float(col.max())
+    if stat == "median":
+        return float(np.median(col))
+    if stat == "quantile":
+        return float(np.quantile(col, float(arg)))
+    edges = params.bins[name]  # a histogram's bin, found by its label
+    return float(np.count_nonzero(_bin_keys(col, edges) == _bin_labels(edges).index(arg)))
+
+
+def _bin_labels(edges: list[float]) -> list[str]:
+    last = len(edges) - 2
+    return [
+        f"[{lo:g}, {hi:g}{']' if i == last else ')'}"
+        for i, (lo, hi) in enumerate(itertools.pairwise(edges))
+    ]
+
+
+def _bin_keys(col: Any, edges: list[float]) -> Any:
+    """Each value's bin (the last bin includes its upper edge); -1 outside every bin."""
+    e = np.asarray(edges, dtype=float)
+    keys = np.searchsorted(e, col, side="right") - 1
+    keys[col == e[-1]] = len(e) - 2
+    keys[(col < e[0]) | (col > e[-1])] = -1
+    return keys.astype(np.int64)
+
+
+def _group_dp(
+    params: StatsParams, value_cols: list[str], *, squares: bool = False
+) -> tuple[float, Any] | None:
+    """(epsilon, bound of each summed column in the columns' units); a column of squares
+    is bounded by B², and its integers carry the scale twice, hence the extra 10^decimals."""
     if params.dp is None:
         return None
-    return params.dp.epsilon, np.array([params.dp.bounds[c] for c in value_cols])
+    bounds = [params.dp.bounds[c] for c in value_cols]
+    sq = [b * b * 10.0**params.decimals for b in bounds] if squares else []
+    return params.dp.epsilon, np.array(bounds + sq)
 
 
 def _row(stat: str, col: str, col2: str, group: str, value: float) -> dict[str, Any]:

@@ -379,7 +379,7 @@ class Mpc:
         words per element each way in all, eight rounds.
         """
         mine = np.ascontiguousarray(x.share)
-        g = await self._private_op("xand", mine)
+        g = await self.private_product("xand", mine)
         p = mine.copy()  # XOR shares of x0 ^ x1: each party's own share
         p_orig = p
         shift = 1
@@ -391,10 +391,10 @@ class Mpc:
             shift *= 2
         msb = ((p_orig ^ (g << _ONE)) >> np.uint64(63)) & _ONE
         # XOR-shared bit to an additive one: b = b0 + b1 - 2·b0·b1
-        prod = await self._private_op("xmul", msb)
+        prod = await self.private_product("xmul", msb)
         return Secret(msb - np.uint64(2) * prod, 0)
 
-    async def _private_op(self, kind: str, mine: Ring) -> Ring:
+    async def private_product(self, kind: str, mine: Ring) -> Ring:
         """Shares of ``x0 · x1`` (``xmul``, additive) or ``x0 & x1`` (``xand``, XOR), where
         party i's ``mine`` is its private x_i: each sends x_i masked once."""
         mask, c = await self.provider.pair(kind, mine.shape)

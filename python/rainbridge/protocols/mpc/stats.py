@@ -229,3 +229,109 @@ async def group_sums(
         counts=np.asarray(c[shown], dtype=np.int64),
         sums=np.asarray(s[shown], dtype=np.float64) * 10.0**-decimals,
     )
+
+
+#: min/max shift values by this much: a group's empty slots hold -_BIG, below every value
+_BIG = 1 << 61
+#: the largest |value| min/max accept, so every difference compared stays inside the ring
+MAX_EXTREMUM = 1 << 60
+
+
+async def group_extrema(
+    mpc: Mpc,
+    *,
+    key_party: int,
+    keys: npt.NDArray[np.int64] | None,
+    groups: int,
+    values: npt.NDArray[np.int64] | None,
+    value_shape: tuple[int, int],
+    receiver: int,
+    min_group_size: int = 1,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """Per group of the key party's ``keys``: MIN and MAX of the other party's columns.
+
+    For every group and row, the product ``[key = g] · (v + 2^61)`` of the key party's
+    private indicator and the value party's private value (one word each way, see
+    :meth:`Mpc.private_product`) keeps the row's value in its group and puts ``-2^61`` elsewhere;
+    a tree of comparisons then takes the maximum of each group (and of ``-v`` for the
+    minimum). Costs groups · rows · columns · 2 comparisons in log2(rows) rounds — use it
+    on up to about 10^6 cells per second of patience. The receiver learns the extrema of
+    groups of at least ``min_group_size`` rows (others come back as ``-2^61`` and are to
+    be withheld by the caller, which knows the counts from :func:`group_sums`).
+    """
+    n, m = value_shape
+    if mpc.party == key_party:
+        assert keys is not None
+        counts = np.bincount(keys, minlength=groups)
+        keep = counts >= min_group_size
+        ind = (keys[None, :] == np.arange(groups)[:, None]) & keep[:, None]
+        mine = np.broadcast_to(ind[:, :, None], (groups, n, 2 * m)).astype(np.uint64)
+    else:
+        assert values is not None
+        if values.shape != (n, m):
+            raise ConfigError(f"values have shape {values.shape}, expected {(n, m)}")
+        if n and np.abs(values).max() >= MAX_EXTREMUM:
+            raise ConfigError("a value is too large for MIN/MAX (|value| must stay below 2^60)")
+        both = np.concatenate([values, -values], axis=1) + _BIG  # max of -v is -min
+        mine = np.broadcast_to(both.view(np.uint64)[None], (groups, n, 2 * m))
+    prod = await mpc.private_product("xmul", np.ascontiguousarray(mine))
+    if mpc.party == 0:
+        prod -= np.uint64(_BIG)  # the public shift, once
+    best = await mpc.max(Secret(prod, 0), axis=1)  # (groups, 2m)
+    out = await mpc.reveal(best, to=receiver)
+    if out is None:
+        return None
+    signed = np.asarray(out, dtype=np.int64)
+    return -signed[:, m:], signed[:, :m]
+
+
+async def crosstab(
+    mpc: Mpc,
+    *,
+    row_party: int,
+    keys: npt.NDArray[np.int64] | None,
+    shape: tuple[int, int, int],
+    receiver: int,
+    min_group_size: int = 1,
+) -> npt.NDArray[np.int64] | None:
+    """Counts of rows per (row party's key, other party's key): a contingency table.
+
+    ``shape`` is (rows, row groups, column groups); ``keys`` are this party's group indices
+    (``-1``: the row counts nowhere, e.g. a value outside every histogram bin). One product
+    of two private matrices, one-hot(row keys) · one-hot(column keys), in chunks of rows.
+    Neither party knows a cell's count, so cells under ``min_group_size`` are withheld by a
+    secure comparison: the receiver gets 0 for them, indistinguishable from an empty cell.
+    """
+    n, gr, gc = shape
+    if keys is None or keys.shape != (n,):
+        raise ConfigError("each party gives one group index per row")
+    limit = gr if mpc.party == row_party else gc
+    if n and (keys.min() < -1 or keys.max() >= limit):
+        raise ConfigError("group keys must be indices of the listed groups (or -1)")
+    cells = np.zeros((gr, gc), dtype=np.uint64)
+    step = max(1, _CHUNK_WORDS // max(gr, gc, 1))
+    for start in range(0, n, step):
+        end = min(n, start + step)
+        part_keys = keys[start:end]
+        if mpc.party == row_party:
+            left: OneHot | None = OneHot(part_keys, gr)
+            right = None
+        else:
+            left = None
+            right = np.zeros((end - start, gc), dtype=np.int64)
+            rows = np.flatnonzero(part_keys >= 0)
+            right[rows, part_keys[rows]] = 1
+        part = await mpc.cross_product(left, right, left=row_party, shape=(gr, end - start, gc))
+        cells += part.share
+    table = Secret(cells, 0)
+    if min_group_size > 1:
+        small = await mpc.lt(table, Secret(_public(mpc, np.full((gr, gc), min_group_size)), 0))
+        table = await mpc.mul(mpc.one_minus(small), table)
+    out = await mpc.reveal(table, to=receiver)
+    return None if out is None else np.asarray(out, dtype=np.int64)
+
+
+def _public(mpc: Mpc, values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """A public integer array as shares (party 0 holds it, party 1 zeros)."""
+    v = np.asarray(values, dtype=np.int64).view(np.uint64)
+    return v.copy() if mpc.party == 0 else np.zeros_like(v)
