@@ -494,7 +494,7 @@ def test_sql_query_between_nodes(fed: tuple[Federation, dict[str, list[str]]]) -
     assert "GROUP BY key" in refused.stderr
     f.cli("dataset", "policy", "subscribers", "--clear-columns", node="telecom")
     median = (
-        "SELECT MEDIAN(b.age) FROM bank.customers b "
+        "SELECT MODE(b.age) FROM bank.customers b "
         "JOIN telecom.subscribers t ON b.customer_id = t.customer_id"
     )
     bad = f.cli("sql", median, "--dealer", "tax", node="bank", check=False)

@@ -125,11 +125,15 @@ def _datasets(tmp: Path) -> dict:
     }
 
 
-def _run(tmp: Path, params: str) -> dict:
+def _job_with(params: str) -> str:
+    """The example job with its stats parameters after ``columns`` replaced."""
     start = JOB.index("      statistics:")
     end = JOB.index("    outputs:\n      result:")
-    job = JOB[:start] + params + JOB[end:]
-    res = run_local(parse_job(job), _datasets(tmp), tmp / "out")
+    return JOB[:start] + params + JOB[end:]
+
+
+def _run(tmp: Path, params: str) -> dict:
+    res = run_local(parse_job(_job_with(params)), _datasets(tmp), tmp / "out")
     rows = res["bank"]["components"]["stats"]["result"]
     return {(r["statistic"], r["column"], r["column2"], r["group"]): r["value"] for r in rows}
 
@@ -209,7 +213,5 @@ def test_grouped_variance_extrema_and_histograms_match_the_plaintext(tmp_path: P
     ],
 )
 def test_bad_order_statistic_params_are_refused(params: str, message: str) -> None:
-    start = JOB.index("      statistics:")
-    end = JOB.index("    outputs:\n      result:")
     with pytest.raises(JobSpecError, match=message):
-        parse_job(JOB[:start] + params + JOB[end:])
+        parse_job(_job_with(params))

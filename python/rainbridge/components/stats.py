@@ -487,7 +487,9 @@ class StatsComponent(Component):
         wanted = set(params.statistics) & {*_ORDER_STATS, "histogram"}
         if not wanted:
             return []
-        scale = 10**params.decimals
+        # medians and quantiles interpolate between values: keep more digits than the data's
+        digits = min(params.decimals + 4, 9)
+        scale = 10**digits
         out: list[dict[str, Any]] = []
         for owner in (0, 1):
             cols = mine if owner == me else their_cols
@@ -504,7 +506,7 @@ class StatsComponent(Component):
                         for stat, c, arg in entries
                     ]
                 )
-                vals = np.rint(vals * scale).astype(np.int64)
+                vals = to_integers(vals, digits)
             shared = await mpc.input(vals, owner, (len(entries),), integer=True)
             got = await mpc.reveal(shared, to=receiver)
             if got is not None:

@@ -14,9 +14,10 @@ Tables are ``party.dataset``. Parsed with sqlglot; what this release plans:
   party filters its own rows before the join: the other party never sees the column's
   values, but the rows that pass (their IDs, through the join) become visible to the join's
   receivers, which is why a column policy must be ``compare`` or ``plaintext`` for it;
-* aggregates ``COUNT(*)``, ``SUM``, ``AVG``, ``STDDEV``, ``VARIANCE`` of a column, and
-  ``CORR(a, b)``; with ``GROUP BY`` one column of one party, ``COUNT(*)``, ``SUM`` and
-  ``AVG`` of the other party's columns.
+* aggregates ``COUNT(*)``, ``SUM``, ``AVG``, ``STDDEV``, ``VARIANCE``, ``MIN``, ``MAX``,
+  ``MEDIAN`` of a column, and ``CORR(a, b)``; with ``GROUP BY`` one column of one party,
+  ``COUNT(*)``, ``SUM``, ``AVG``, ``STDDEV``, ``VARIANCE``, ``MIN`` and ``MAX`` of the other
+  party's columns.
 
 Anything else is refused with a reason that names the clause or column (``SqlError``); grants
 and column policies (join / aggregate / compare / plaintext, set by each data owner) at each
@@ -42,6 +43,9 @@ _AGGS: dict[type[exp.Expression], str] = {
     exp.StddevSamp: "std",
     exp.Variance: "var",
     exp.Corr: "corr",
+    exp.Min: "min",
+    exp.Max: "max",
+    exp.Median: "median",
 }
 _CMP: dict[type[exp.Expression], str] = {
     exp.EQ: "=",
@@ -211,7 +215,7 @@ def plan_sql(
         stat = _AGGS.get(type(node))
         if stat is None:
             raise SqlError(f"SELECT {node.sql()}: unsupported (use COUNT, SUM, AVG, STDDEV, "
-                           "VARIANCE or CORR)")  # fmt: skip
+                           "VARIANCE, CORR, MIN, MAX or MEDIAN)")  # fmt: skip
         if stat == "count":
             items.append(Item(label, "count"))
             stats.add("count")
@@ -228,8 +232,11 @@ def plan_sql(
             continue
         party, column = _col(node.this, tables, f"SELECT {node.sql()}")
         if group_col is not None:
-            if stat not in ("sum", "mean"):
-                raise SqlError(f"SELECT {node.sql()}: with GROUP BY, use COUNT(*), SUM or AVG")
+            if stat not in ("sum", "mean", "var", "std", "min", "max"):
+                raise SqlError(
+                    f"SELECT {node.sql()}: with GROUP BY, use COUNT(*), SUM, AVG, STDDEV, "
+                    "VARIANCE, MIN or MAX"
+                )
             if party == group_col[0]:
                 raise SqlError(
                     f"SELECT {node.sql()}: with GROUP BY {group_col[0]}'s column, aggregate "
