@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     mp = sub.add_parser("mpc", help="secure multiplications and comparisons per second")
     mp.add_argument("--n", type=int, default=1 << 20, help="elements per multiplication")
     mp.add_argument("--reps", type=int, default=3, help="multiplications of n elements")
-    mp.add_argument("--n-cmp", type=int, default=1 << 18, help="elements compared")
+    mp.add_argument("--n-cmp", type=int, default=1 << 20, help="elements compared")
+    mp.add_argument("--n-sort", type=int, default=1 << 14, help="elements sorted obliviously")
     mp.add_argument("--repeat", type=int, default=1)
     mp.add_argument("--peers", default="none", help="comma list: mpyc")
     mp.add_argument(

@@ -167,6 +167,11 @@ def run_once(keys: Path, work: list[str], timeout: float) -> dict[str, Any]:
     return {
         "mul_seconds": max(r0["mul_seconds"], r1["mul_seconds"]),
         "cmp_seconds": max(r0["cmp_seconds"], r1["cmp_seconds"]),
+        **(
+            {"sort_seconds": max(r0["sort_seconds"], r1["sort_seconds"])}
+            if "sort_seconds" in r0
+            else {}
+        ),
         "bytes_p0_to_p1": r0["bytes_sent"],
         "bytes_p1_to_p0": r1["bytes_sent"],
         "dealer_bytes": dealer_out["bytes_sent"],
@@ -180,6 +185,7 @@ def bench(args: Any) -> dict[str, Any]:
         for name in ("p0", "p1", "dealer"):
             create_identity(keys / name, name)
         work = ["--n", str(args.n), "--reps", str(args.reps), "--n-cmp", str(args.n_cmp)]
+        work += ["--n-sort", str(args.n_sort)]
         runs = []
         t0 = time.perf_counter()
         for _ in range(args.repeat):
@@ -210,6 +216,10 @@ def bench(args: Any) -> dict[str, Any]:
         "rainbridge": {
             "fixed_point_mul_per_s": round(args.n * args.reps / mul_s) if ok else None,
             "comparisons_per_s": round(args.n_cmp / cmp_s) if ok else None,
+            "sort_n": args.n_sort,
+            "sort_seconds": round(median([r["sort_seconds"] for r in ok]), 3)
+            if ok and args.n_sort
+            else None,
             "runs": runs,
         },
         "in_process": in_process,

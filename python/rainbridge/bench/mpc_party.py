@@ -57,7 +57,7 @@ async def _dial(keys: str, me: str, peer: str, port: int) -> Channel:
     )
 
 
-async def workload(mpc: Mpc, n: int, reps: int, n_cmp: int) -> dict[str, float]:
+async def workload(mpc: Mpc, n: int, reps: int, n_cmp: int, n_sort: int = 0) -> dict[str, float]:
     rng = np.random.default_rng(7 + mpc.party)
     x = rng.normal(scale=100, size=n)
     a = await mpc.input(x if mpc.party == 0 else None, 0, (n,))
@@ -70,7 +70,14 @@ async def workload(mpc: Mpc, n: int, reps: int, n_cmp: int) -> dict[str, float]:
     t0 = time.perf_counter()
     await mpc.ltz(c)
     t_cmp = time.perf_counter() - t0
-    return {"mul_seconds": t_mul, "cmp_seconds": t_cmp}
+    out = {"mul_seconds": t_mul, "cmp_seconds": t_cmp}
+    if n_sort:
+        from rainbridge.protocols.mpc.sort import sort
+
+        t0 = time.perf_counter()
+        await sort(mpc, a[:n_sort])
+        out["sort_seconds"] = time.perf_counter() - t0
+    return out
 
 
 async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
@@ -121,7 +128,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     if args.group_rows:
         out = await group_workload(mpc, args.group_rows, args.groups)
     else:
-        out = await workload(mpc, args.n, args.reps, args.n_cmp)
+        out = await workload(mpc, args.n, args.reps, args.n_cmp, args.n_sort)
     await mpc.close()
     await other.close()
     return {
@@ -143,6 +150,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1 << 20)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--n-cmp", type=int, default=1 << 18)
+    ap.add_argument("--n-sort", type=int, default=0)
     ap.add_argument("--frac", type=int, default=16)
     ap.add_argument("--group-rows", type=int, default=0, help="GROUP BY instead of mul/cmp")
     ap.add_argument("--groups", type=int, default=5)

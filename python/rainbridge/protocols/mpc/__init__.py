@@ -1,8 +1,9 @@
 """Two-party MPC over additive shares in Z_2^64 (see :mod:`.engine` for the security model).
 
 Dependency order: :mod:`.ring` (encoding) → :mod:`.prg` → :mod:`.correlated` (the dealer's
-triples) → :mod:`.engine` (shares, arithmetic, comparison) → :mod:`.functions` (reciprocal,
-sqrt, exp, log, sigmoid).
+triples) → :mod:`.engine` (shares, arithmetic, comparison, products of private matrices) →
+:mod:`.functions` (reciprocal, sqrt, exp, log, sigmoid), :mod:`.sort` (oblivious sort,
+top-k), :mod:`.stats` (joint statistics), :mod:`.dp` (differential privacy).
 """
 
 from rainbridge.protocols.mpc.correlated import (
