@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUST_SRC := $(shell find rust/src -name '*.rs' 2>/dev/null) rust/Cargo.toml rust/Cargo.lock
 
-.PHONY: setup demo test test-py test-rust lint lint-py bench bench-peers clean
+.PHONY: setup demo test test-py test-rust lint lint-py bench bench-peers bench-crypten clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ bench: $(STAMP)
 # the product never imports them.
 bench-peers: $(STAMP)
 	bash scripts/bench-peers-env.sh
+
+# CrypTen (with torch, several GiB) in its own environment too
+bench-crypten: $(STAMP)
+	bash scripts/bench-crypten-env.sh
 
 clean:
 	rm -rf $(VENV) rust/target

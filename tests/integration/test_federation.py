@@ -499,3 +499,55 @@ def test_sql_query_between_nodes(fed: tuple[Federation, dict[str, list[str]]]) -
     )
     bad = f.cli("sql", median, "--dealer", "tax", node="bank", check=False)
     assert bad.returncode == 2 and "unsupported" in bad.stderr
+
+
+def test_killing_the_dealer_mid_statistics_fails_the_job_on_every_side(tmp_path: Path) -> None:
+    write_data(tmp_path, {"bank": range(0, 120_000), "telecom": range(0, 120_000)})
+    (tmp_path / "data" / "tax.csv").write_text("customer_id,age\nc0000000,1\n")
+    f = Federation(tmp_path, ["bank", "telecom", "tax"], timeout=8)
+    f.start()
+    try:
+        f.pin_all()
+        for party in ("bank", "telecom", "tax"):
+            f.add_dataset(party, DATASETS[party], str(tmp_path / "data" / f"{party}.csv"))
+        for owner, ds, peer in (
+            ("bank", "customers", "telecom"),
+            ("telecom", "subscribers", "bank"),
+        ):
+            f.cli(
+                "grant", "add", ds, "--peer", peer, "--columns", "customer_id,age",
+                "--components", "psi,stats", "--receivers", "bank,telecom", node=owner,
+            )  # fmt: skip
+        job = tmp_path / "minmax.yaml"
+        # per-group MIN/MAX over 90 groups: tens of millions of secure comparisons, long
+        # enough to pull the dealer out from under it
+        job.write_text(
+            STATS_JOB.replace("statistics: [count, mean, std]", "statistics: [count, min, max]")
+        )
+        row = f.cli_json("job", "submit", str(job), "--no-wait", node="bank")
+        deadline = time.monotonic() + 60
+        while True:
+            st = f.cli_json("job", "status", row["id"], node="bank")
+            if st["status"] == "running" and st["progress"].get("psi", 0) >= 1.0:
+                break
+            assert st["status"] in ("starting", "running"), st
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+        time.sleep(3)  # into the statistics, which take half a minute here
+        assert f.cli_json("job", "status", row["id"], node="bank")["status"] == "running"
+        f.kill("tax")
+        for node in ("bank", "telecom"):
+            killed_at = time.monotonic()
+            while (st := f.cli_json("job", "status", row["id"], node=node))["status"] in (
+                "starting",
+                "running",
+            ):
+                assert time.monotonic() - killed_at < 30, f"{node} did not notice"
+                time.sleep(0.2)
+            # the party that noticed fails; a party told by another aborts
+            assert st["status"] in ("failed", "aborted"), (node, st)
+            assert st["error"], st
+            out = f.nodes[node].dir / "outputs" / row["id"]
+            assert not out.exists() or not any(out.iterdir()), "partial output left behind"
+    finally:
+        f.stop()

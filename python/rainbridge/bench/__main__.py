@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     mp.add_argument("--n-cmp", type=int, default=1 << 20, help="elements compared")
     mp.add_argument("--n-sort", type=int, default=1 << 14, help="elements sorted obliviously")
     mp.add_argument("--repeat", type=int, default=1)
-    mp.add_argument("--peers", default="none", help="comma list: mpyc")
+    mp.add_argument("--peers", default="none", help="comma list: mpyc, spu, crypten")
     mp.add_argument(
         "--in-process", action="store_true", help="also run the roles in one process (no TLS)"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rainbridge.bench.common import PY, machine, median
-from rainbridge.bench.psi import PEER_SCRIPTS, peers_python
+from rainbridge.bench.psi import PEER_SCRIPTS, ROOT, peers_python
 from rainbridge.crypto.certs import create_identity
 
 
@@ -44,6 +44,43 @@ def run_mpyc(n: int, nfx: int, ncmp: int, timeout: float) -> dict[str, Any]:
     if procs[-1].returncode or not lines:
         return {"error": (err.strip().splitlines() or ["failed"])[-1][:300]}
     return dict(json.loads(lines[-1]))
+
+
+def _run_script(py: Path, script: str, env: dict[str, str], timeout: float) -> dict[str, Any]:
+    if not py.exists():
+        return {"error": f"peer environment missing ({py.parent.parent.name})"}
+    try:
+        proc = subprocess.run(
+            [str(py), str(PEER_SCRIPTS / script)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **env},
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return dict(json.loads(lines[-1]))
+
+
+def crypten_python() -> Path:
+    """CrypTen's interpreter (``make bench-crypten`` makes ``.venv-crypten``)."""
+    override = os.environ.get("RAINBRIDGE_CRYPTEN_PYTHON")
+    return Path(override) if override else ROOT / ".venv-crypten" / "bin" / "python"
+
+
+def run_spu(n: int, ncmp: int, timeout: float) -> dict[str, Any]:
+    """SPU's simulator: two SEMI2K parties as threads in one process (no network)."""
+    env = {"BENCH_N": str(n), "BENCH_NCMP": str(ncmp)}
+    return _run_script(peers_python(), "spu_mpc_run.py", env, timeout)
+
+
+def run_crypten(n: int, ncmp: int, timeout: float) -> dict[str, Any]:
+    """CrypTen: two processes over gloo on loopback TCP (no TLS)."""
+    env = {"BENCH_N": str(n), "BENCH_NCMP": str(ncmp)}
+    return _run_script(crypten_python(), "crypten_run.py", env, timeout)
 
 
 async def _in_process(n: int, reps: int, n_cmp: int, group_rows: int) -> dict[str, Any]:
@@ -191,10 +228,17 @@ def bench(args: Any) -> dict[str, Any]:
         for _ in range(args.repeat):
             runs.append(run_once(keys, work, args.timeout))
     peers: dict[str, Any] = {}
-    if "mpyc" in [p.strip() for p in args.peers.split(",")]:
+    wanted = [p.strip() for p in args.peers.split(",")]
+    if "mpyc" in wanted:
         peers["mpyc"] = [
             run_mpyc(args.peer_n, args.peer_n_fixed, args.peer_n_cmp, args.timeout)
             for _ in range(args.repeat)
+        ]
+    if "spu" in wanted:
+        peers["spu"] = [run_spu(args.n, args.n_cmp, args.timeout) for _ in range(args.repeat)]
+    if "crypten" in wanted:
+        peers["crypten"] = [
+            run_crypten(args.n, args.n_cmp, args.timeout) for _ in range(args.repeat)
         ]
     in_process = None
     if args.in_process:

@@ -283,8 +283,10 @@ class StatsComponent(Component):
         if res is not None:
             rows += _moment_rows(res, params.statistics)
         rows += await self._own_order_stats(params, mpc, me, receiver, raw, mine, their_cols)
+        ctx.progress(0.7)
         if params.group_by is not None:
             rows += await self._grouped(ctx, params, mpc, table, me, values, raw, their_cols)
+            ctx.progress(0.9)
         if params.crosstab is not None:
             rows += await self._crosstab(ctx, params, mpc, table, me)
         await mpc.close()
