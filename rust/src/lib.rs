@@ -5,6 +5,8 @@
 //! ristretto255 (RFC 9496). No I/O, no protocol state: buffers in, buffers out, rayon inside.
 //! The Python module `rainbridge._core` (feature `python`) releases the GIL around each call.
 
+pub mod baseot;
+pub mod bits;
 pub mod error;
 pub mod hash;
 pub mod items;

@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::error::CoreError;
 use crate::items::Items;
-use crate::{ristretto, x25519};
+use crate::{baseot, bits, ristretto, x25519};
 
 // Qualified as `rainbridge._core.InvalidElementError` so that it pickles across processes.
 create_exception!(
@@ -443,6 +443,51 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+#[pyfunction]
+fn baseot_sender_setup(py: Python<'_>) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+    let (secret, msg) = baseot::sender_setup().map_err(to_py)?;
+    Ok((PyBytes::new(py, &secret).unbind(), PyBytes::new(py, &msg).unbind()))
+}
+
+#[pyfunction]
+fn baseot_receiver(
+    py: Python<'_>,
+    sender_msg: &[u8],
+    choices: &[u8],
+) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+    let a = scalar32(sender_msg)?;
+    let (msgs, keys) = py
+        .allow_threads(|| baseot::receiver(&a, choices))
+        .map_err(to_py)?;
+    Ok((PyBytes::new(py, &msgs).unbind(), PyBytes::new(py, &keys).unbind()))
+}
+
+#[pyfunction]
+fn baseot_sender_keys(
+    py: Python<'_>,
+    secret: &[u8],
+    msgs: &[u8],
+) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+    let a = scalar32(secret)?;
+    let (k0, k1) = py
+        .allow_threads(|| baseot::sender_keys(&a, msgs))
+        .map_err(to_py)?;
+    Ok((PyBytes::new(py, &k0).unbind(), PyBytes::new(py, &k1).unbind()))
+}
+
+#[pyfunction]
+fn transpose_128(
+    py: Python<'_>,
+    mat: &Bound<'_, PyAny>,
+    nbytes: usize,
+    m: usize,
+) -> PyResult<Py<PyBytes>> {
+    let b = Bytes::new(mat, "mat")?;
+    let bs = b.slice();
+    let r = py.allow_threads(|| bits::transpose_128(bs, nbytes, m));
+    bytes_out(py, r)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
@@ -465,6 +510,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ristretto_from_uniform_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_base_mul, m)?)?;
     m.add_function(wrap_pyfunction!(expand_message_xmd_sha512, m)?)?;
+    m.add_function(wrap_pyfunction!(baseot_sender_setup, m)?)?;
+    m.add_function(wrap_pyfunction!(transpose_128, m)?)?;
+    m.add_function(wrap_pyfunction!(baseot_receiver, m)?)?;
+    m.add_function(wrap_pyfunction!(baseot_sender_keys, m)?)?;
     m.add_class::<Sm2Signer>()?;
     m.add_function(wrap_pyfunction!(sm2_random_private_key, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_public_key, m)?)?;

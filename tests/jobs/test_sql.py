@@ -34,8 +34,8 @@ def _tables(tmp: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     return bank, tel
 
 
-def _run(tmp: Path, query: str) -> tuple[list[str], list[list[object]]]:
-    plan = plan_sql(query, dealer="tax", receiver="bank", min_group_size=1)
+def _run(tmp: Path, query: str, dealer: str | None = "tax") -> tuple[list[str], list[list[object]]]:
+    plan = plan_sql(query, dealer=dealer, receiver="bank", min_group_size=1)
     ds = {
         "bank": {"loans": inspect_dataset("loans", tmp / "bank.csv", "id")},
         "telecom": {"users": inspect_dataset("users", tmp / "tel.csv", "uid")},
@@ -156,14 +156,15 @@ QUERIES = [
 ]
 
 
+@pytest.mark.parametrize("dealer", ["tax", None])  # dealer-assisted, and by OT extension
 @pytest.mark.parametrize("query", QUERIES)
 def test_answers_match_duckdb_running_the_same_query_on_the_plaintext(
-    tmp_path: Path, query: str
+    tmp_path: Path, query: str, dealer: str | None
 ) -> None:
     import duckdb
 
     _tables(tmp_path)
-    _, rows = _run(tmp_path, query)
+    _, rows = _run(tmp_path, query, dealer)
     con = duckdb.connect()
     for schema, table, csv in (("bank", "loans", "bank.csv"), ("telecom", "users", "tel.csv")):
         con.execute(f"CREATE SCHEMA {schema}")

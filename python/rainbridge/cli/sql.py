@@ -20,7 +20,11 @@ def _fmt(v: Any) -> str:
 
 @click.command("sql")
 @click.argument("query")
-@click.option("--dealer", required=True, help="A third party that serves the MPC's randomness.")
+@click.option(
+    "--dealer",
+    help="A third party that serves the MPC's randomness (fast). Without it the two parties "
+    "make it themselves by OT extension (no third party, much slower).",
+)
 @click.option("--receiver", help="The data party that gets the answer (default: this node).")
 @click.option("--decimals", type=int, default=2, show_default=True, help="Value precision.")
 @click.option("--min-group-size", type=int, default=1, show_default=True)
@@ -28,7 +32,7 @@ def _fmt(v: Any) -> str:
 @api_command
 def sql_cmd(
     query: str,
-    dealer: str,
+    dealer: str | None,
     receiver: str | None,
     decimals: int,
     min_group_size: int,

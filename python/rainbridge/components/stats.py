@@ -1,8 +1,10 @@
 """The ``stats`` component: joint statistics over two parties' aligned tables (安全统计).
 
 Inputs: two data parties, each with a table aligned row by row with the other's (a PSI
-``intersection`` both received: same IDs, same order — checked before anything else), and a
-third party with ``role: dealer`` that serves correlated randomness and sees no data.
+``intersection`` both received: same IDs, same order — checked before anything else), and
+optionally a third party with ``role: dealer`` that serves correlated randomness and sees no
+data. Without a dealer the two parties make that randomness themselves by OT extension
+(:mod:`rainbridge.protocols.mpc.ot`): no third party to trust, much slower.
 Parameters name each data party's columns and the statistics; the single receiver of the
 ``result`` output learns them and nothing else (see :mod:`rainbridge.protocols.mpc.stats`
 for what the sufficient statistics reveal). Optionally ``group_by`` a column of one data
@@ -35,8 +37,16 @@ from rainbridge.components.base import Component, ComponentContext, ComponentPar
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError, ParameterMismatchError
-from rainbridge.protocols.mpc import DealerClient, Mpc, SeedProvider, receive_seed, run_dealer
+from rainbridge.protocols.mpc import (
+    DealerClient,
+    Mpc,
+    Provider,
+    SeedProvider,
+    receive_seed,
+    run_dealer,
+)
 from rainbridge.protocols.mpc.dp import clip
+from rainbridge.protocols.mpc.ot import OtProvider
 from rainbridge.protocols.mpc.stats import (
     crosstab,
     group_extrema,
@@ -119,10 +129,10 @@ class StatsParams(BaseModel):
 
 class StatsComponent(Component):
     type_name = "stats"
-    summary = "Joint statistics over two parties' aligned columns (MPC, dealer-assisted)"
+    summary = "Joint statistics over two parties' aligned columns (MPC; a dealer or OT)"
     Params = StatsParams
     outputs = ("result",)
-    min_parties = 3
+    min_parties = 2
 
     def check(self, spec: ComponentSpec) -> None:
         super().check(spec)
@@ -130,9 +140,10 @@ class StatsComponent(Component):
         assert isinstance(params, StatsParams)
         dealers = [p for p, ref in spec.inputs.items() if ref.role == "dealer"]
         data = [p for p, ref in spec.inputs.items() if ref.role is None]
-        if len(dealers) != 1 or len(data) != 2:
+        if len(dealers) > 1 or len(data) != 2:
             raise ComponentParamError(
-                "stats needs exactly two data parties and one party with 'role: dealer'",
+                "stats needs exactly two data parties and at most one party with "
+                "'role: dealer' (none: the two make their randomness by OT extension)",
                 ("inputs",),
             )
         for p in params.columns:
@@ -232,7 +243,7 @@ class StatsComponent(Component):
         params = ctx.params
         assert isinstance(params, StatsParams)
         spec = ctx.spec
-        dealer = next(p for p, ref in spec.inputs.items() if ref.role == "dealer")
+        dealer = next((p for p, ref in spec.inputs.items() if ref.role == "dealer"), None)
         p0, p1 = sorted(p for p in spec.inputs if p != dealer)
         if ctx.party == dealer:
             served = await run_dealer(ctx.channels[p0], ctx.channels[p1])
@@ -258,8 +269,13 @@ class StatsComponent(Component):
                 "feed both from the same PSI intersection"
             )
         their_cols = [str(c) for c in theirs.get("columns", [])][:10_000]
-        seed = await receive_seed(ctx.channels[dealer])
-        provider = SeedProvider(seed) if me == 0 else DealerClient(seed, ctx.channels[dealer])
+        provider: Provider
+        if dealer is None:
+            provider = OtProvider(me, ch)
+            await provider.setup()
+        else:
+            seed = await receive_seed(ctx.channels[dealer])
+            provider = SeedProvider(seed) if me == 0 else DealerClient(seed, ctx.channels[dealer])
         mpc = Mpc(me, ch, provider)
         raw = np.column_stack([self._numeric(table, c) for c in mine]) if mine else np.zeros((n, 0))
         dp_all = None

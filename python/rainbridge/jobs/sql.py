@@ -22,7 +22,9 @@ Tables are ``party.dataset``. Parsed with sqlglot; what this release plans:
 Anything else is refused with a reason that names the clause or column (``SqlError``); grants
 and column policies (join / aggregate / compare / plaintext, set by each data owner) at each
 party then decide whether the planned job may run, and a refusal names the column. A third
-party serves as the MPC dealer; the result goes to one of the two data parties.
+party may serve as the MPC dealer (fast); without one the two parties make their randomness
+by OT extension (no third party to trust, much slower). The result goes to one of the two
+data parties.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def _conjuncts(node: Any) -> list[Any]:
 def plan_sql(
     query: str,
     *,
-    dealer: str,
+    dealer: str | None,
     receiver: str,
     name: str = "sql-query",
     decimals: int = 2,
@@ -159,7 +161,7 @@ def plan_sql(
     pa_, pb = order
     if pa_ == pb:
         raise SqlError("FROM: the two tables must belong to two different parties")
-    if dealer in (pa_, pb):
+    if dealer is not None and dealer in (pa_, pb):
         raise SqlError(f"the dealer {dealer!r} must be a third party, not a data owner")
     if receiver not in (pa_, pb):
         raise SqlError(f"the result goes to a data party ({pa_} or {pb}), not {receiver!r}")
@@ -256,7 +258,7 @@ def plan_sql(
     job = {
         "name": name,
         "description": f"planned from SQL: {' '.join(query.split())[:300]}",
-        "parties": [pa_, pb, dealer],
+        "parties": [pa_, pb, *([dealer] if dealer else [])],
         "components": [
             {
                 "id": "psi",
@@ -276,7 +278,7 @@ def plan_sql(
                 "inputs": {
                     pa_: {"from": "psi.intersection"},
                     pb: {"from": "psi.intersection"},
-                    dealer: {"role": "dealer"},
+                    **({dealer: {"role": "dealer"}} if dealer else {}),
                 },
                 "params": {
                     "columns": {p: c for p, c in columns.items() if c},

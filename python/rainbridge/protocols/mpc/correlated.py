@@ -102,6 +102,14 @@ class Provider(abc.ABC):
         ``a & (h << shift)`` and ``a & (a << shift)``. Masking ``p << shift`` by
         ``a << shift`` lets one opening of ``p`` serve both products."""
 
+    async def direct_cross(
+        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int]
+    ) -> Ring | None:
+        """Shares of ``X @ Y`` computed directly, when this provider can do it cheaper than
+        the masked protocol (``x``: the left party's matrix or one-hot groups, ``y`` the
+        other's); None: use the masks of :meth:`cross`."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the dealer (party 1 tells it the session is over)."""
 

@@ -318,6 +318,13 @@ class Mpc:
         p, n, q = shape
         if left not in (0, 1):
             raise ConfigError("the left matrix belongs to party 0 or 1")
+        if self.party != left and y is not None:
+            y = np.asarray(y, dtype=np.int64).view(np.uint64)
+            if y.shape != (n, q):
+                raise ConfigError(f"the right matrix has shape {y.shape}, expected {(n, q)}")
+        direct = await self.provider.direct_cross(left, x, y, shape)
+        if direct is not None:
+            return Secret(direct, 0)
         mask, c = await self.provider.cross(left, (p, n), (n, q))
         if self.party == left:
             if x is None:
@@ -334,9 +341,7 @@ class Mpc:
         else:
             if y is None:
                 raise ConfigError("the right party must give its matrix")
-            ya = np.asarray(y, dtype=np.int64).view(np.uint64)
-            if ya.shape != (n, q):
-                raise ConfigError(f"the right matrix has shape {ya.shape}, expected {(n, q)}")
+            ya = np.asarray(y, dtype=np.uint64)
             other = await self._swap("cross", ya - mask, (p, n))
             z = np.matmul(other, mask)
         z += c

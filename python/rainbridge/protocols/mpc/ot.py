@@ -1,0 +1,401 @@
+"""Dealer-free correlated randomness: oblivious-transfer extension and Gilboa products.
+
+Security model: semi-honest, two parties and nobody else. 128 base OTs (Chou-Orlandi over
+ristretto255, in the core) seed an IKNP extension (Ishai, Kilian, Nissim, Petrank 2003) in
+each direction; its random OTs are hashed with a tweakable correlation-robust hash made
+of fixed-key AES (Guo et al. 2020). A product of two private values ``x`` (one party's) and
+``y`` (the other's) is then shared with Gilboa's method: one correlated OT per bit of
+``x`` — the receiver chooses by the bit, the sender's two messages differ by ``2^k · y`` —
+so neither learns the other's value. Everything the engine's dealer provided
+(:mod:`.correlated`) is built from such products between uniformly random values each
+party draws itself: Beaver triples, matrix triples, masks for products of private
+matrices, and the XOR-shared masks of comparison circuits.
+
+Cost: 64 random OTs per arithmetic product of 64-bit words, 1 per product of a bit with a
+word, 64 per bitwise AND of words; an OT moves 16 bytes from its receiver to its sender and
+its correction (8 bytes per word, 1 bit for a bit) back. The extension is numpy and AES
+(OpenSSL through ``cryptography``); see docs/BENCHMARKS.md for what that costs against the
+dealer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Coroutine
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from rainbridge import _core
+from rainbridge.errors import ProtocolViolationError
+from rainbridge.net.channel import Channel
+from rainbridge.protocols.mpc.correlated import Provider, Shape
+from rainbridge.protocols.mpc.prg import Prg, new_seed
+from rainbridge.protocols.mpc.ring import Ring, byte_view
+
+KAPPA = 128
+#: random OTs per extension batch (bounds the transposition's memory: 16 · 8 bytes per OT)
+MAX_BATCH = 1 << 20
+_FIXED_KEY = hashlib.sha256(b"rainbridge/ot/tccr/v1").digest()[:16]
+_ZERO_IV = bytes(16)
+
+
+class _Streams:
+    """KAPPA AES-CTR streams, one per base-OT key, read in lockstep."""
+
+    def __init__(self, keys: bytes) -> None:
+        if len(keys) != 16 * KAPPA:
+            raise ProtocolViolationError("an OT extension needs 128 base keys")
+        self._enc = [
+            Cipher(algorithms.AES(keys[16 * j : 16 * j + 16]), modes.CTR(_ZERO_IV)).encryptor()
+            for j in range(KAPPA)
+        ]
+        self._zeros = bytearray()
+
+    def read(self, nbytes: int) -> npt.NDArray[np.uint8]:
+        if len(self._zeros) < nbytes:
+            self._zeros = bytearray(nbytes)
+        out = np.empty((KAPPA, nbytes + 16), dtype=np.uint8)  # update_into wants spare room
+        src = memoryview(self._zeros)[:nbytes]
+        for j, enc in enumerate(self._enc):
+            enc.update_into(src, out[j].data)
+        return out[:, :nbytes]
+
+
+def _transpose(mat: npt.NDArray[np.uint8], m: int) -> npt.NDArray[np.uint64]:
+    """(KAPPA, m/8) bit matrix, column i = OT i → (m, 2) words: row i's 128 bits (core)."""
+    flat = np.ascontiguousarray(mat)
+    rows = _core.transpose_128(flat, flat.shape[1], m)
+    return np.frombuffer(rows, dtype=np.uint64).reshape(m, 2)
+
+
+class _Hash:
+    """Tweakable correlation-robust hash from fixed-key AES: H(i, x) = π(π(x) ⊕ i) ⊕ π(x)."""
+
+    def __init__(self) -> None:
+        self._pi = Cipher(algorithms.AES(_FIXED_KEY), modes.ECB()).encryptor()
+
+    def _perm(self, x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        out = np.empty(x.size + 2, dtype=np.uint64)
+        self._pi.update_into(byte_view(x), out.data.cast("B"))
+        return out[: x.size].reshape(x.shape)
+
+    def __call__(self, x: npt.NDArray[np.uint64], first: int, words: int) -> Ring:
+        """``words`` 64-bit words of H for each row of x (OT indices first, first+1, …)."""
+        px = self._perm(x)
+        m = x.shape[0]
+        index = np.arange(first, first + m, dtype=np.uint64)
+        out = np.empty((m, 2 * ((words + 1) // 2)), dtype=np.uint64)
+        for j in range((words + 1) // 2):
+            t = px.copy()
+            t[:, 0] ^= index
+            t[:, 1] ^= np.uint64(j)
+            out[:, 2 * j : 2 * j + 2] = self._perm(t) ^ px
+        return out[:, :words]
+
+
+class OtExtension:
+    """One party's two ends of IKNP: as receiver (it chooses) and as sender, each towards
+    the other party, so that both can multiply their private values in one exchange."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.ch = channel
+        self._hash = _Hash()
+        self._step = 0
+        self._recv: tuple[_Streams, _Streams] | None = None
+        self._send: tuple[_Streams, npt.NDArray[np.uint8], npt.NDArray[np.uint64]] | None = None
+        self._recv_count = 0
+        self._send_count = 0
+        self.random_ots = 0
+
+    async def setup(self) -> None:
+        """128 base OTs each way (this party is the base-OT sender for its receiving end)."""
+        secret, msg = _core.baseot_sender_setup()
+        (their_a,) = await self._swap_bytes("ot/base-a", msg)
+        s = np.frombuffer(new_seed(), dtype=np.uint8)
+        choices = np.unpackbits(s, bitorder="little")
+        b_msgs, chosen = _core.baseot_receiver(their_a, choices.tobytes())
+        (their_b,) = await self._swap_bytes("ot/base-b", b_msgs)
+        k0, k1 = _core.baseot_sender_keys(secret, their_b)
+        self._recv = (_Streams(k0), _Streams(k1))
+        delta = np.packbits(choices, bitorder="little").view(np.uint64).copy()
+        self._send = (_Streams(chosen), choices, delta)
+
+    async def _swap_bytes(self, tag: str, mine: bytes) -> list[bytes]:
+        _, theirs = await asyncio.gather(self.ch.send(tag, mine), self.ch.recv(tag))
+        if len(theirs) > 32 * KAPPA:
+            raise ProtocolViolationError("an oversized base OT message")
+        return [theirs]
+
+    # -- one exchange: this party receives for ``x`` and sends for ``y`` ----------------------
+
+    async def products(
+        self,
+        x: Ring | None,
+        y: Ring | None,
+        *,
+        bits: int,
+        words: int,
+        their_n: int,
+        gf2: bool = False,
+    ) -> tuple[Ring | None, Ring | None]:
+        """Shares of products of private values, both directions in one exchange.
+
+        x : (N,) uint64 or None
+            This party's values; it receives, choosing by their low ``bits`` bits.
+        y : (their_n, words) uint64 or None
+            This party's vectors, one per value of the other party's x.
+        Returns (U, V): this party's shares of ``x_i · y_other_i`` (N, words) and of
+        ``x_other_i · y_i`` (their_n, words); additive, or XOR for ``gf2`` (bitwise AND of
+        a word with a word: bits = 64, words = 1).
+        """
+        n = 0 if x is None else len(x)
+        step = max(1, MAX_BATCH // bits)
+        us: list[Ring] = []
+        vs: list[Ring] = []
+        for start in range(0, max(n, their_n), step):
+            xs = None if x is None or start >= n else x[start : start + step]
+            ys = None if y is None or start >= their_n else y[start : start + step]
+            their = max(0, min(step, their_n - start))
+            u, v = await self._batch(xs, ys, bits, words, their, gf2)
+            if u is not None:
+                us.append(u)
+            if v is not None:
+                vs.append(v)
+        u_all = (
+            np.concatenate(us)
+            if us
+            else (np.zeros((0, words), np.uint64) if x is not None else None)
+        )
+        v_all = (
+            np.concatenate(vs)
+            if vs
+            else (np.zeros((0, words), np.uint64) if y is not None else None)
+        )
+        return u_all, v_all
+
+    async def _batch(
+        self, x: Ring | None, y: Ring | None, bits: int, words: int, their: int, gf2: bool
+    ) -> tuple[Ring | None, Ring | None]:
+        assert self._recv is not None and self._send is not None, "setup() first"
+        self._step += 1
+        tag = f"ot/{self._step}"
+        # 1. the receiving end: choices are the bits of x; send u = t ⊕ G(k1) ⊕ r
+        t_rows = None
+        u_mine = None
+        m_mine = 0 if x is None else len(x) * bits
+        if x is not None and m_mine:
+            shifts = np.arange(bits, dtype=np.uint64)
+            choice = ((x[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
+            nbytes = (m_mine + 7) // 8
+            r = np.packbits(choice, bitorder="little")
+            t = self._recv[0].read(nbytes)
+            u_mine = t ^ self._recv[1].read(nbytes) ^ r[None, :]
+            t_rows = _transpose(t, m_mine)
+        m_theirs = their * bits
+        u_theirs = await self._swap(
+            tag + "/u",
+            u_mine,
+            (KAPPA, (m_theirs + 7) // 8) if m_theirs and y is not None else None,
+            np.uint8,
+        )
+        # 2. the sending end: Q rows, the two messages, the corrections
+        d_mine = None
+        v = None
+        if y is not None and m_theirs:
+            assert u_theirs is not None
+            streams, s_bits, delta = self._send
+            q = streams.read(u_theirs.shape[1])
+            q ^= u_theirs * s_bits[:, None]
+            q_rows = _transpose(q, m_theirs)
+            first = self._send_count
+            self._send_count += m_theirs
+            m0 = self._hash(q_rows, first, 1 if gf2 else words)
+            m1 = self._hash(q_rows ^ delta[None, :], first, 1 if gf2 else words)
+            if gf2:
+                ybits = (y[:, :1] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+                lo0 = (m0[:, 0] & np.uint64(1)).reshape(their, bits)
+                lo1 = (m1[:, 0] & np.uint64(1)).reshape(their, bits)
+                d_mine = _pack_bits(lo0 ^ lo1 ^ ybits)
+                v = _pack_bits(lo0)[:, None]
+            else:
+                shifts = np.arange(bits, dtype=np.uint64)
+                scaled = y[:, None, :] << shifts[None, :, None]  # 2^k · y
+                m0 = m0.reshape(their, bits, words)
+                d_mine = m0 + scaled - m1.reshape(their, bits, words)
+                v = -m0.sum(axis=1, dtype=np.uint64)
+        elif y is not None:
+            v = np.zeros((0, words), dtype=np.uint64)
+        d_shape = None
+        if x is not None and m_mine:
+            d_shape = (len(x),) if gf2 else (len(x), bits, words)
+        d_theirs = await self._swap(tag + "/d", d_mine, d_shape, np.uint64)
+        # 3. the receiving end's shares
+        u = None
+        if x is not None and m_mine:
+            assert t_rows is not None and d_theirs is not None
+            first = self._recv_count
+            self._recv_count += m_mine
+            mc = self._hash(t_rows, first, 1 if gf2 else words)
+            xb = (x[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+            if gf2:
+                lo = (mc[:, 0] & np.uint64(1)).reshape(len(x), bits)
+                dbits = (d_theirs[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+                u = _pack_bits(lo ^ (xb & dbits))[:, None]
+            else:
+                mc = mc.reshape(len(x), bits, words)
+                u = (mc + xb[:, :, None] * d_theirs).sum(axis=1, dtype=np.uint64)
+        elif x is not None:
+            u = np.zeros((0, words), dtype=np.uint64)
+        self.random_ots += m_mine
+        return u, v
+
+    async def _swap(
+        self, tag: str, mine: Any, their_shape: tuple[int, ...] | None, dtype: Any
+    ) -> Any:
+        out = None if their_shape is None else np.empty(their_shape, dtype=dtype)
+        jobs: list[Coroutine[Any, Any, Any]] = []
+        if mine is not None:
+            jobs.append(self.ch.send(tag, byte_view(np.ascontiguousarray(mine))))
+        if out is not None:
+            jobs.append(self.ch.recv_into(tag, byte_view(out)))
+        got = await asyncio.gather(*jobs)
+        if out is not None and got[-1] != out.nbytes:
+            raise ProtocolViolationError(
+                f"the other party sent {got[-1]} bytes for {tag}, expected {out.nbytes}"
+            )
+        return out
+
+
+def _pack_bits(b: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """(N, 64) bits → (N,) words."""
+    return (b << np.arange(b.shape[1], dtype=np.uint64)[None, :]).sum(axis=1, dtype=np.uint64)
+
+
+class OtProvider(Provider):
+    """Correlated randomness the two parties make together (no dealer): :class:`OtExtension`
+    products between masks each party draws itself. Both parties call the same methods in
+    the same order (they run the same program); call :meth:`setup` first."""
+
+    def __init__(self, party: int, channel: Channel) -> None:
+        self.party = party
+        self.ot = OtExtension(channel)
+        self.prg = Prg(new_seed())  # this party's own randomness
+
+    async def setup(self) -> None:
+        await self.ot.setup()
+
+    def _rand(self, shape: Shape) -> Ring:
+        return self.prg.ring(shape)
+
+    async def _both(self, x: Ring, y: Ring, *, gf2: bool = False) -> tuple[Ring, Ring]:
+        """Shares of x_me · y_other and of x_other · y_me: x (N,), y (N, words) at both."""
+        u, v = await self.ot.products(x, y, bits=64, words=y.shape[1], their_n=len(x), gf2=gf2)
+        assert u is not None and v is not None
+        return u, v
+
+    async def begin_triple(self, kind: str, a: Shape, b: Shape) -> tuple[Ring, Ring, Any]:
+        if kind == "mul":
+            x, y = self._rand(a), self._rand(a)
+            u, v = await self._both(x.reshape(-1), y.reshape(-1, 1))
+            c = x * y + (u + v).reshape(a)
+        elif kind == "matmul":
+            n, k = a
+            m = b[1]
+            x, y = self._rand(a), self._rand(b)
+            rows = y[np.tile(np.arange(k), n)]  # the row of y each entry of x multiplies
+            u, v = await self._both(x.reshape(-1), rows)
+            c = x @ y + (u + v).reshape(n, k, m).sum(axis=1, dtype=np.uint64)
+        else:
+            raise ProtocolViolationError(f"no {kind!r} triples without a dealer")
+
+        async def finish() -> Ring:
+            return c
+
+        return x, y, finish
+
+    async def cross(self, left: int, a: Shape, b: Shape) -> tuple[Ring, Ring]:
+        p, n = a
+        q = b[1]
+        if self.party == left:
+            r = self._rand(a)
+            u, _ = await self.ot.products(r.reshape(-1), None, bits=64, words=q, their_n=0)
+            assert u is not None
+            return r, u.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
+        s = self._rand(b)
+        _, v = await self.ot.products(
+            None, s[np.tile(np.arange(n), p)], bits=64, words=q, their_n=p * n
+        )
+        assert v is not None
+        return s, v.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
+
+    async def direct_cross(
+        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int]
+    ) -> Ring | None:
+        """X @ Y straight from products of the private entries: for one-hot groups one OT
+        per (group, row), a bit times the row's words; 64 per entry of a dense X."""
+        from rainbridge.protocols.mpc.engine import OneHot
+
+        p, n, q = shape
+        if self.party == left:
+            if x is None:
+                raise ProtocolViolationError("the left party must give its matrix")
+            if isinstance(x, OneHot):
+                dense = np.zeros((p, n), dtype=np.uint64)
+                rows = np.flatnonzero(x.keys >= 0)
+                dense[x.keys[rows], rows] = 1
+                bits = 1
+            else:
+                dense = np.asarray(x, dtype=np.int64).view(np.uint64)
+                if dense.shape != (p, n):
+                    raise ProtocolViolationError(f"the left matrix is not of shape {(p, n)}")
+                bits = 64
+            # the other side must know how many bits each entry has: one-hot or not is a
+            # public property of the program (the group-by step), told by the first word
+            await self.ot.ch.send("ot/bits", bits.to_bytes(1, "little"))
+            u, _ = await self.ot.products(dense.reshape(-1), None, bits=bits, words=q, their_n=0)
+            assert u is not None
+            return u.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
+        if y is None:
+            raise ProtocolViolationError("the right party must give its matrix")
+        told = await self.ot.ch.recv("ot/bits")
+        if told not in (b"\x01", b"\x40"):
+            raise ProtocolViolationError("the other party announced a bad entry width")
+        _, v = await self.ot.products(
+            None, y[np.tile(np.arange(n), p)], bits=told[0], words=q, their_n=p * n
+        )
+        assert v is not None
+        return v.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
+
+    async def pair(self, kind: str, shape: Shape) -> tuple[Ring, Ring]:
+        mask = self._rand(shape)
+        gf2 = kind == "xand"
+        flat = mask.reshape(-1)
+        if self.party == 0:  # party 0's mask is the chooser's value, party 1's the sender's
+            u, _ = await self.ot.products(flat, None, bits=64, words=1, their_n=0, gf2=gf2)
+            assert u is not None
+            return mask, u.reshape(shape)
+        _, v = await self.ot.products(
+            None, flat[:, None], bits=64, words=1, their_n=flat.size, gf2=gf2
+        )
+        assert v is not None
+        return mask, v.reshape(shape)
+
+    async def begin_prefix(self, shape: Shape, shift: int, both: bool) -> tuple[Ring, Ring, Any]:
+        a, h = self._rand(shape), self._rand(shape)
+        s = np.uint64(shift)
+        xs = [a.reshape(-1)] * (1 + both)
+        ys = [(h << s).reshape(-1)] + ([(a << s).reshape(-1)] if both else [])
+        u, v = await self._both(np.concatenate(xs), np.concatenate(ys)[:, None], gf2=True)
+        cross = (u ^ v).reshape(1 + both, *shape)
+        cs = [(a & (h << s)) ^ cross[0]]
+        if both:
+            cs.append((a & (a << s)) ^ cross[1])
+
+        async def finish() -> list[Ring]:
+            return cs
+
+        return a, h, finish
