@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     mp.add_argument("--reps", type=int, default=3, help="multiplications of n elements")
     mp.add_argument("--n-cmp", type=int, default=1 << 20, help="elements compared")
     mp.add_argument("--n-sort", type=int, default=1 << 14, help="elements sorted obliviously")
+    mp.add_argument(
+        "--setup", choices=["dealer", "ot"], default="dealer", help="ot: dealer-free, two processes"
+    )
     mp.add_argument("--repeat", type=int, default=1)
     mp.add_argument("--peers", default="none", help="comma list: mpyc, spu, crypten")
     mp.add_argument(
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     sq.add_argument("--rows", type=int, default=10_000_000)
     sq.add_argument("--groups", type=int, default=5)
     sq.add_argument("--repeat", type=int, default=3)
+    sq.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
     sq.add_argument("--timeout", type=float, default=600)
     sq.add_argument("--out")
     args = ap.parse_args(argv)

@@ -166,18 +166,24 @@ def _port(p: subprocess.Popen[str]) -> int:
         raise RuntimeError(f"a party did not start: {line or err[-300:]}") from None
 
 
-def run_once(keys: Path, work: list[str], timeout: float) -> dict[str, Any]:
+def run_once(keys: Path, work: list[str], timeout: float, setup: str = "dealer") -> dict[str, Any]:
     procs: list[subprocess.Popen[str]] = []
     try:
-        dealer = _start("dealer", keys, [])
-        procs.append(dealer)
-        d1 = _port(dealer)
-        p1 = _start("p1", keys, ["--dealer-port", str(d1), *work])
-        procs.append(p1)
-        d0 = _port(dealer)
-        peer = _port(p1)
-        p0 = _start("p0", keys, ["--dealer-port", str(d0), "--peer-port", str(peer), *work])
-        procs.append(p0)
+        if setup == "ot":  # two processes, no dealer
+            p1 = _start("p1", keys, ["--setup", "ot", *work])
+            procs.append(p1)
+            peer = _port(p1)
+            procs.append(_start("p0", keys, ["--setup", "ot", "--peer-port", str(peer), *work]))
+        else:
+            dealer = _start("dealer", keys, [])
+            procs.append(dealer)
+            d1 = _port(dealer)
+            p1 = _start("p1", keys, ["--dealer-port", str(d1), *work])
+            procs.append(p1)
+            d0 = _port(dealer)
+            peer = _port(p1)
+            p0 = _start("p0", keys, ["--dealer-port", str(d0), "--peer-port", str(peer), *work])
+            procs.append(p0)
         outs = []
         for p in procs:
             out, err = p.communicate(timeout=timeout)
@@ -190,6 +196,8 @@ def run_once(keys: Path, work: list[str], timeout: float) -> dict[str, Any]:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    if setup == "ot":
+        outs = [{"bytes_sent": 0}, *outs]
     dealer_out, r1, r0 = outs
     if "group_seconds" in r0:
         return {
@@ -213,6 +221,7 @@ def run_once(keys: Path, work: list[str], timeout: float) -> dict[str, Any]:
         "bytes_p1_to_p0": r1["bytes_sent"],
         "dealer_bytes": dealer_out["bytes_sent"],
         "peak_rss_mib": {"p0": r0["peak_rss_mib"], "p1": r1["peak_rss_mib"]},
+        **({"ot_setup_seconds": r0["ot_setup_seconds"]} if "ot_setup_seconds" in r0 else {}),
     }
 
 
@@ -226,7 +235,7 @@ def bench(args: Any) -> dict[str, Any]:
         runs = []
         t0 = time.perf_counter()
         for _ in range(args.repeat):
-            runs.append(run_once(keys, work, args.timeout))
+            runs.append(run_once(keys, work, args.timeout, args.setup))
     peers: dict[str, Any] = {}
     wanted = [p.strip() for p in args.peers.split(",")]
     if "mpyc" in wanted:
@@ -251,8 +260,12 @@ def bench(args: Any) -> dict[str, Any]:
     return {
         "benchmark": "mpc",
         "machine": machine(),
-        "setup": "two parties + dealer, three processes, loopback mutual TLS 1.3, 64-bit ring, "
-        "16 fractional bits",
+        "setup": (
+            "two parties + dealer, three processes"
+            if args.setup == "dealer"
+            else "two parties, no dealer (OT extension), two processes"
+        )
+        + ", loopback mutual TLS 1.3, 64-bit ring, 16 fractional bits",
         "n": args.n,
         "reps": args.reps,
         "n_cmp": args.n_cmp,

@@ -19,7 +19,15 @@ from rainbridge.bench.common import peak_rss_mib
 from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.net.channel import Channel
 from rainbridge.net.tls import Peer, accept_one, connect
-from rainbridge.protocols.mpc import DealerClient, Mpc, SeedProvider, receive_seed, run_dealer
+from rainbridge.protocols.mpc import (
+    DealerClient,
+    Mpc,
+    Provider,
+    SeedProvider,
+    receive_seed,
+    run_dealer,
+)
+from rainbridge.protocols.mpc.ot import OtProvider
 
 NAMES = ("p0", "p1", "dealer")
 
@@ -114,16 +122,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         to0 = await _listen(args.keys, "dealer", "p0")
         served = await run_dealer(to0, to1)
         return {"role": "dealer", "requests": served, "bytes_sent": to1.bytes_sent + to0.bytes_sent}
-    if args.role == "p1":
+    provider: Provider
+    party = 1 if args.role == "p1" else 0
+    if args.setup == "ot":  # no dealer: p1 listens for p0, then both run the OT setup
+        if party == 1:
+            other = await _listen(args.keys, "p1", "p0")
+        else:
+            other = await _dial(args.keys, "p0", "p1", args.peer_port)
+        provider = OtProvider(party, other)
+        t0 = time.perf_counter()
+        await provider.setup()
+        setup_seconds = time.perf_counter() - t0
+    elif party == 1:
         dealer = await _dial(args.keys, "p1", "dealer", args.dealer_port)
         other = await _listen(args.keys, "p1", "p0")
-        provider: DealerClient | SeedProvider = DealerClient(await receive_seed(dealer), dealer)
-        party = 1
+        provider = DealerClient(await receive_seed(dealer), dealer)
     else:
         dealer = await _dial(args.keys, "p0", "dealer", args.dealer_port)
         other = await _dial(args.keys, "p0", "p1", args.peer_port)
         provider = SeedProvider(await receive_seed(dealer))
-        party = 0
     mpc = Mpc(party, other, provider, args.frac)
     if args.group_rows:
         out = await group_workload(mpc, args.group_rows, args.groups)
@@ -137,6 +154,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "bytes_sent": other.bytes_sent,
         "bytes_received": other.bytes_received,
         "rounds": mpc.rounds,
+        **({"ot_setup_seconds": setup_seconds} if args.setup == "ot" else {}),
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -151,6 +169,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--n-cmp", type=int, default=1 << 18)
     ap.add_argument("--n-sort", type=int, default=0)
+    ap.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
     ap.add_argument("--frac", type=int, default=16)
     ap.add_argument("--group-rows", type=int, default=0, help="GROUP BY instead of mul/cmp")
     ap.add_argument("--groups", type=int, default=5)

@@ -56,7 +56,7 @@ def bench(args: Any) -> dict[str, Any]:
         for name in ("p0", "p1", "dealer"):
             create_identity(keys / name, name)
         work = ["--group-rows", str(args.rows), "--groups", str(args.groups)]
-        runs = [run_once(keys, work, args.timeout) for _ in range(args.repeat)]
+        runs = [run_once(keys, work, args.timeout, args.setup) for _ in range(args.repeat)]
     ok = [r for r in runs if "error" not in r]
     secs = median([r["seconds"] for r in ok]) if ok else None
     plain = [_plaintext(args.rows, args.groups) for _ in range(args.repeat)]
@@ -64,7 +64,8 @@ def bench(args: Any) -> dict[str, Any]:
         "benchmark": "sql",
         "machine": machine(),
         "setup": "GROUP BY (keys at p0, amounts at p1) with COUNT/SUM/AVG over PSI-aligned rows; "
-        "two parties + dealer, three processes, loopback mutual TLS 1.3, result to p0",
+        + ("two parties + dealer, three" if args.setup == "dealer" else "two parties by OT, two")
+        + " processes, loopback mutual TLS 1.3, result to p0",
         "rows": args.rows,
         "groups": args.groups,
         "ok": bool(ok) and len(ok) == len(runs) and all(r["counts_match"] for r in ok),
