@@ -116,6 +116,12 @@ def test_stats_with_differential_privacy(tmp_path: Path) -> None:
     assert got[("mean", "monthly_spend", "", "")] == pytest.approx(spend.mean(), abs=2.0)
     with pytest.raises(JobSpecError, match=r"dp\.bounds must give a bound for 'age'"):
         parse_job(job.replace("age: 100, ", ""))
+    # the Gaussian mechanism (ε below 1 per released value: 9 moments share 3)
+    gauss = job.replace("epsilon: 100,", "epsilon: 3, mechanism: gaussian, delta: 0.000001,")
+    res = run_local(parse_job(gauss), ds, tmp_path / "out2")
+    rows = res["bank"]["components"]["stats"]["result"]
+    got = {(r["statistic"], r["column"], r["column2"], r["group"]): r["value"] for r in rows}
+    assert got[("mean", "monthly_spend", "", "")] == pytest.approx(spend.mean(), abs=100.0)
 
 
 def _datasets(tmp: Path) -> dict:
@@ -209,6 +215,11 @@ def test_grouped_variance_extrema_and_histograms_match_the_plaintext(tmp_path: P
             "      statistics: [max]\n      dp: {epsilon: 1, bounds: {monthly_income: 1,"
             " age: 1, monthly_spend: 1}}\n",
             "differential privacy covers",
+        ),
+        (
+            "      statistics: [mean]\n      dp: {epsilon: 0.5, mechanism: gaussian, bounds:"
+            " {monthly_income: 1, age: 1, monthly_spend: 1}}\n",
+            "needs dp.delta",
         ),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mpc_helpers import run2
@@ -186,3 +187,22 @@ def test_crosstab_counts_match_numpy_and_small_cells_read_zero(seed: int, k: int
 
     r0, r1, _ = run2(prog)
     assert r1 is None and np.array_equal(r0, want)
+
+
+def test_discrete_laplace_and_gaussian_noise_have_their_scales() -> None:
+    from rainbridge.errors import ConfigError
+    from rainbridge.protocols.mpc.dp import Mechanism, discrete_laplace
+
+    x = discrete_laplace(20.0, (200_000,))
+    assert x.dtype == np.int64
+    # discrete Laplace with scale t: variance 2·e^(-1/t) / (1 - e^(-1/t))^2 ≈ 2t²
+    q = np.exp(-1 / 20.0)
+    assert np.var(x) == pytest.approx(2 * q / (1 - q) ** 2, rel=0.05)
+    assert abs(np.mean(x)) < 0.5
+    g = Mechanism(0.5, 1e-5).noise(10.0, 1, (200_000,))
+    sigma = 10.0 * np.sqrt(2 * np.log(1.25 / 1e-5)) / 0.5
+    assert np.std(g) == pytest.approx(sigma, rel=0.05)
+    with pytest.raises(ConfigError, match="below 1"):
+        Mechanism(2.0, 1e-5).noise(1.0, 1, (3,))
+    with pytest.raises(ConfigError):
+        Mechanism(0.0)

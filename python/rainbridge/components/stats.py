@@ -45,7 +45,7 @@ from rainbridge.protocols.mpc import (
     receive_seed,
     run_dealer,
 )
-from rainbridge.protocols.mpc.dp import clip
+from rainbridge.protocols.mpc.dp import Mechanism, clip
 from rainbridge.protocols.mpc.ot import OtProvider
 from rainbridge.protocols.mpc.stats import (
     crosstab,
@@ -84,13 +84,18 @@ class GroupBy(BaseModel):
 
 
 class DpParams(BaseModel):
-    """Differential privacy of the released statistics (Laplace, added inside the MPC)."""
+    """Differential privacy of the released statistics (noise added inside the MPC)."""
 
     model_config = ConfigDict(extra="forbid")
     epsilon: float = Field(gt=0, le=100, description="privacy budget this job spends")
+    mechanism: Literal["laplace", "gaussian"] = "laplace"
+    delta: float = Field(default=0.0, ge=0, lt=0.01, description="for the Gaussian mechanism")
     bounds: dict[str, float] = Field(
         description="each used column's bound B: values are clipped to [-B, B]"
     )
+
+    def mechanism_of(self) -> Mechanism:
+        return Mechanism(self.epsilon, self.delta if self.mechanism == "gaussian" else 0.0)
 
 
 class Crosstab(BaseModel):
@@ -161,6 +166,10 @@ class StatsComponent(Component):
                 "group_by.party must be a data party", ("params", "group_by", "party")
             )
         self._check_more(params, data)
+        if params.dp is not None and params.dp.mechanism == "gaussian" and not params.dp.delta:
+            raise ComponentParamError(
+                "the Gaussian mechanism needs dp.delta > 0", ("params", "dp", "delta")
+            )
         if params.dp is not None:
             used = [c for cols in params.columns.values() for c in cols]
             missing = [c for c in used if c not in params.dp.bounds]
@@ -282,7 +291,7 @@ class StatsComponent(Component):
         if params.dp is not None:
             raw = clip(raw, [params.dp.bounds[c] for c in mine])  # each owner clips its own
             order = (mine + their_cols) if me == 0 else (their_cols + mine)
-            dp_all = (params.dp.epsilon, np.array([params.dp.bounds[c] for c in order]))
+            dp_all = (params.dp.mechanism_of(), np.array([params.dp.bounds[c] for c in order]))
         values = to_integers(raw, params.decimals)
         rows: list[dict[str, Any]] = []
         res = await moments(
@@ -606,14 +615,14 @@ def _bin_keys(col: Any, edges: list[float]) -> Any:
 
 def _group_dp(
     params: StatsParams, value_cols: list[str], *, squares: bool = False
-) -> tuple[float, Any] | None:
-    """(epsilon, bound of each summed column in the columns' units); a column of squares
+) -> tuple[Mechanism, Any] | None:
+    """(mechanism, bound of each summed column in the columns' units); a column of squares
     is bounded by B², and its integers carry the scale twice, hence the extra 10^decimals."""
     if params.dp is None:
         return None
     bounds = [params.dp.bounds[c] for c in value_cols]
     sq = [b * b * 10.0**params.decimals for b in bounds] if squares else []
-    return params.dp.epsilon, np.array(bounds + sq)
+    return params.dp.mechanism_of(), np.array(bounds + sq)
 
 
 def _row(stat: str, col: str, col2: str, group: str, value: float) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rainbridge.errors import ConfigError
-from rainbridge.protocols.mpc.dp import group_noise, moment_noise
+from rainbridge.protocols.mpc.dp import Mechanism, group_noise, moment_noise
 from rainbridge.protocols.mpc.engine import Mpc, OneHot, Secret
 
 #: rows per round of a cross product are chosen so a round moves about this many words
@@ -73,7 +73,7 @@ async def moments(
     their_names: list[str],
     receiver: int,
     decimals: tuple[int, int] = (0, 0),
-    dp: tuple[float, npt.NDArray[np.float64]] | None = None,
+    dp: tuple[float | Mechanism, npt.NDArray[np.float64]] | None = None,
 ) -> Moments | None:
     """Σx and Σxxᵀ over party 0's columns followed by party 1's, revealed to ``receiver``.
 
@@ -86,7 +86,7 @@ async def moments(
     decimals : (party 0's, party 1's)
         The scales, to turn the integer results back into the columns' units.
     dp : (epsilon, bounds of every column, party 0's then party 1's), optional
-        Differential privacy (:mod:`.dp`): the party that does not receive adds Laplace
+        Differential privacy (:mod:`.dp`; ε alone: Laplace): the party that does not receive adds
         noise to its shares of the sums and the Gram matrix before they are revealed. The
         columns must already be clipped to the bounds by their owners.
     """
@@ -164,7 +164,7 @@ async def group_sums(
     receiver: int,
     decimals: int = 0,
     min_group_size: int = 1,
-    dp: tuple[float, npt.NDArray[np.float64]] | None = None,
+    dp: tuple[float | Mechanism, npt.NDArray[np.float64]] | None = None,
 ) -> GroupSums | None:
     """GROUP BY a key column of ``key_party`` with SUM/COUNT of the other party's values.
 
