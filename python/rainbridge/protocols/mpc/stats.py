@@ -60,8 +60,9 @@ class Moments:
 
     def correlation(self) -> npt.NDArray[np.float64]:
         cov = self.covariance()
-        sd = np.sqrt(np.diag(cov))
+        # with DP noise a variance can come out negative: its correlations are then NaN
         with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.sqrt(np.diag(cov))
             return cov / np.outer(sd, sd)
 
 
