@@ -62,4 +62,6 @@ def test_components_catalogue() -> None:
 
 def test_dataset_policy_needs_a_rule(tmp_path: Path) -> None:
     r = cli("dataset", "policy", "customers", "--dir", str(tmp_path))
-    assert r.returncode == 2 and "--min-group-size and/or --dp-budget" in r.stderr
+    assert r.returncode == 2 and "give --min-group-size, --dp-budget, --column" in r.stderr
+    r = cli("dataset", "policy", "customers", "--column", "age", "--dir", str(tmp_path))
+    assert r.returncode == 2 and "--column wants COLUMN=LEVEL, got 'age'" in r.stderr
