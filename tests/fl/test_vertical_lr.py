@@ -1,0 +1,92 @@
+"""Vertical logistic regression against scikit-learn on the joined plaintext: breast-cancer
+data split vertically (first 10 features at the label party, the other 20 at the other)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mpc"))
+from mpc_helpers import run2
+
+from rainbridge.errors import ConfigError
+from rainbridge.protocols.fl.vertical_lr import LrParams, auc, ks, train
+from rainbridge.protocols.mpc import Mpc
+
+
+def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x, y = load_breast_cancer(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    mu, sd = xtr.mean(axis=0), xtr.std(axis=0)
+    return (xtr - mu) / sd, (xte - mu) / sd, ytr.astype(float), yte.astype(float)
+
+
+@pytest.mark.parametrize(
+    ("sigmoid", "setup", "slack", "seed"),
+    [
+        ("piecewise", "dealer", 0.01, 1),  # the default: within the issue's 0.01
+        ("piecewise", "dealer", 0.01, 2),
+        ("piecewise", "ot", 0.01, 1),  # the same without a dealer
+        ("taylor", "dealer", 0.02, 1),  # FATE's approximation: no MPC, about 0.01 lower here
+    ],
+)
+def test_vertical_lr_matches_scikit_learn_on_breast_cancer(
+    sigmoid: str, setup: str, slack: float, seed: int
+) -> None:
+    xtr, xte, ytr, yte = _data()
+    params = LrParams(
+        epochs=30, batch_size=64, learning_rate=0.1, l2=0.01, sigmoid=sigmoid,  # type: ignore[arg-type]
+        seed=seed,
+    )  # fmt: skip
+
+    async def prog(m: Mpc) -> object:
+        # party 1 holds the label and the first 10 features, party 0 the other 20
+        mine = xtr[:, :10] if m.party == 1 else xtr[:, 10:]
+        return await train(
+            m, mine, ytr if m.party == 1 else None, label_party=1,
+            their_features=20 if m.party == 1 else 10, params=params, scores_to_label=True,
+        )  # fmt: skip
+
+    feat, lab, _ = run2(prog, setup=setup)
+    assert lab.intercept is not None and feat.intercept is None
+    z = xte[:, :10] @ lab.weights + xte[:, 10:] @ feat.weights + lab.intercept
+    ours = roc_auc_score(yte, z)
+    ref = LogisticRegression(C=1.0 / (0.01 * len(ytr)), max_iter=5000).fit(xtr, ytr)
+    theirs = roc_auc_score(yte, ref.decision_function(xte))
+    assert ours >= theirs - slack, (ours, theirs)
+    # the label party's training scores (for evaluation) match the model's
+    z_train = xtr[:, :10] @ lab.weights + xtr[:, 10:] @ feat.weights + lab.intercept
+    assert np.allclose(lab.train_scores, 1 / (1 + np.exp(-z_train)), atol=1e-9)
+    assert feat.train_scores is None
+
+
+def test_auc_and_ks_match_a_direct_computation() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500).astype(float)
+    s = rng.normal(size=500) + y
+    s[:50] = s[50:100]  # ties
+    assert auc(s, y) == pytest.approx(roc_auc_score(y, s))
+    pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
+    grid = np.sort(s)
+    want = max(
+        abs(
+            np.searchsorted(pos, t, "right") / len(pos)
+            - np.searchsorted(neg, t, "right") / len(neg)
+        )
+        for t in grid
+    )
+    assert ks(s, y) == pytest.approx(want)
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ConfigError):
+        LrParams(epochs=0)
+    with pytest.raises(ConfigError):
+        LrParams(sigmoid="exact")  # type: ignore[arg-type]
