@@ -22,7 +22,6 @@ Parquet at the receiver, and the same rows (up to 1,000) in the job's result sum
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,23 +29,21 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
+from rainbridge.components.twoparty import (
+    check_roles,
+    matrix,
+    open_session,
+    roles,
+    serve_dealer,
+)
 from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError, ParameterMismatchError
-from rainbridge.protocols.mpc import (
-    DealerClient,
-    Mpc,
-    Provider,
-    SeedProvider,
-    receive_seed,
-    run_dealer,
-)
+from rainbridge.protocols.mpc import Mpc
 from rainbridge.protocols.mpc.dp import Mechanism, clip
-from rainbridge.protocols.mpc.ot import OtProvider
 from rainbridge.protocols.mpc.stats import (
     crosstab,
     group_extrema,
@@ -143,14 +140,7 @@ class StatsComponent(Component):
         super().check(spec)
         params = self.parse_params(spec.params)
         assert isinstance(params, StatsParams)
-        dealers = [p for p, ref in spec.inputs.items() if ref.role == "dealer"]
-        data = [p for p, ref in spec.inputs.items() if ref.role is None]
-        if len(dealers) > 1 or len(data) != 2:
-            raise ComponentParamError(
-                "stats needs exactly two data parties and at most one party with "
-                "'role: dealer' (none: the two make their randomness by OT extension)",
-                ("inputs",),
-            )
+        data = check_roles(spec, "stats")
         for p in params.columns:
             if p not in data:
                 raise ComponentParamError(
@@ -252,41 +242,22 @@ class StatsComponent(Component):
         params = ctx.params
         assert isinstance(params, StatsParams)
         spec = ctx.spec
-        dealer = next((p for p, ref in spec.inputs.items() if ref.role == "dealer"), None)
-        p0, p1 = sorted(p for p in spec.inputs if p != dealer)
-        if ctx.party == dealer:
-            served = await run_dealer(ctx.channels[p0], ctx.channels[p1])
-            ctx.progress(1.0)
-            return {"role": "dealer", "requests_served": served}
-        me = 0 if ctx.party == p0 else 1
-        other = p1 if me == 0 else p0
+        served = await serve_dealer(ctx)
+        if served is not None:
+            return served
+        (p0, _p1), _dealer = roles(spec)
         receiver_name = spec.outputs["result"].receivers[0]
         receiver = 0 if receiver_name == p0 else 1
-        ch = ctx.channels[other]
         table = self._read(ctx, params)
         n = table.num_rows
         mine = params.columns.get(ctx.party, [])
         # agree on the alignment and the shapes before any share moves
-        digest = hashlib.sha256(
-            "\n".join(table.column(params.id_of(ctx.party)).cast(pa.string()).to_pylist()).encode()
-        ).hexdigest()
-        await ch.send_json("stats/hello", {"rows": n, "ids": digest, "columns": mine})
-        theirs = await ch.recv_json("stats/hello")
-        if not isinstance(theirs, dict) or theirs.get("rows") != n or theirs.get("ids") != digest:
-            raise ParameterMismatchError(
-                "the two parties' tables are not aligned (different IDs or order); "
-                "feed both from the same PSI intersection"
-            )
-        their_cols = [str(c) for c in theirs.get("columns", [])][:10_000]
-        provider: Provider
-        if dealer is None:
-            provider = OtProvider(me, ch)
-            await provider.setup()
-        else:
-            seed = await receive_seed(ctx.channels[dealer])
-            provider = SeedProvider(seed) if me == 0 else DealerClient(seed, ctx.channels[dealer])
-        mpc = Mpc(me, ch, provider)
-        raw = np.column_stack([self._numeric(table, c) for c in mine]) if mine else np.zeros((n, 0))
+        session = await open_session(
+            ctx, table, params.id_of(ctx.party), {"columns": mine}, "stats"
+        )
+        mpc, me = session.mpc, session.me
+        their_cols = [str(c) for c in session.their_hello.get("columns", [])][:10_000]
+        raw = matrix(table, mine)
         dp_all = None
         if params.dp is not None:
             raw = clip(raw, [params.dp.bounds[c] for c in mine])  # each owner clips its own
@@ -557,15 +528,6 @@ class StatsComponent(Component):
                 f"stats input of {ctx.party!r} has no column {', '.join(map(repr, missing))}"
             )
         return read_columns(ref, list(dict.fromkeys(wanted)))
-
-    @staticmethod
-    def _numeric(table: pa.Table, column: str) -> Any:
-        col = table.column(column)
-        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-            raise DataError(f"column {column!r} is not numeric ({col.type})")
-        if col.null_count:
-            raise DataError(f"column {column!r} has {col.null_count} missing values")
-        return pc.cast(col, pa.float64()).to_numpy()
 
 
 def _order_entries(params: StatsParams, cols: list[str]) -> list[tuple[str, str, str]]:

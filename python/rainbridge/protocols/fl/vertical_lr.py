@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.protocols.mpc.engine import Mpc, Secret
-from rainbridge.protocols.mpc.ring import byte_view, encode
+from rainbridge.protocols.mpc.ring import encode
 
 #: |standardised feature| above this is clipped before encoding (keeps products in range)
 MAX_ABS_FEATURE = 1000.0
@@ -140,7 +140,7 @@ async def train(
     if scores_to_label:
         if is_label:
             other = np.empty(n, dtype=np.float64)
-            got_bytes = await mpc.ch.recv_into("lr/scores", byte_view(other))
+            got_bytes = await mpc.ch.recv_into("lr/scores", other.data.cast("B"))
             if got_bytes != other.nbytes:
                 raise ProtocolViolationError("the other party's scores have the wrong size")
             scores = _sigma(z_me + other)

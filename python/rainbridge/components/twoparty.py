@@ -1,0 +1,109 @@
+"""What every two-party MPC component does first: find the roles (two data parties and an
+optional dealer), check that the two aligned tables hold the same IDs in the same order,
+and set up the engine's correlated randomness (the dealer's, or OT extension without one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rainbridge.components.base import ComponentContext, ComponentParamError
+from rainbridge.components.spec import ComponentSpec
+from rainbridge.errors import DataError, ParameterMismatchError
+from rainbridge.protocols.mpc import (
+    DealerClient,
+    Mpc,
+    Provider,
+    SeedProvider,
+    receive_seed,
+    run_dealer,
+)
+from rainbridge.protocols.mpc.ot import OtProvider
+
+
+def roles(spec: ComponentSpec) -> tuple[list[str], str | None]:
+    """(the two data parties, sorted; the dealer or None)."""
+    dealer = next((p for p, ref in spec.inputs.items() if ref.role == "dealer"), None)
+    return sorted(p for p in spec.inputs if p != dealer), dealer
+
+
+def check_roles(spec: ComponentSpec, what: str) -> list[str]:
+    """Refuse anything but two data parties and at most one dealer; the data parties."""
+    dealers = [p for p, ref in spec.inputs.items() if ref.role == "dealer"]
+    data = [p for p, ref in spec.inputs.items() if ref.role is None]
+    if len(dealers) > 1 or len(data) != 2:
+        raise ComponentParamError(
+            f"{what} needs exactly two data parties and at most one party with "
+            "'role: dealer' (none: the two make their randomness by OT extension)",
+            ("inputs",),
+        )
+    return data
+
+
+async def serve_dealer(ctx: ComponentContext) -> dict[str, Any] | None:
+    """Run the dealer's role if this party is the dealer (its summary), else None."""
+    (p0, p1), dealer = roles(ctx.spec)
+    if ctx.party != dealer:
+        return None
+    served = await run_dealer(ctx.channels[p0], ctx.channels[p1])
+    ctx.progress(1.0)
+    return {"role": "dealer", "requests_served": served}
+
+
+@dataclass
+class Session:
+    mpc: Mpc
+    me: int
+    other: str
+    their_hello: dict[str, Any]
+
+
+async def open_session(
+    ctx: ComponentContext, table: pa.Table, id_column: str, hello: dict[str, Any], tag: str
+) -> Session:
+    """Check the alignment (row count and SHA-256 of the ordered IDs), swap ``hello``, and
+    start the engine. Raises ParameterMismatchError when the tables are not aligned."""
+    (p0, p1), dealer = roles(ctx.spec)
+    me = 0 if ctx.party == p0 else 1
+    other = p1 if me == 0 else p0
+    ch = ctx.channels[other]
+    n = table.num_rows
+    digest = hashlib.sha256(
+        "\n".join(table.column(id_column).cast(pa.string()).to_pylist()).encode()
+    ).hexdigest()
+    await ch.send_json(f"{tag}/hello", {"rows": n, "ids": digest, **hello})
+    theirs = await ch.recv_json(f"{tag}/hello")
+    if not isinstance(theirs, dict) or theirs.get("rows") != n or theirs.get("ids") != digest:
+        raise ParameterMismatchError(
+            "the two parties' tables are not aligned (different IDs or order); "
+            "feed both from the same PSI intersection"
+        )
+    provider: Provider
+    if dealer is None:
+        provider = OtProvider(me, ch)
+        await provider.setup()
+    else:
+        seed = await receive_seed(ctx.channels[dealer])
+        provider = SeedProvider(seed) if me == 0 else DealerClient(seed, ctx.channels[dealer])
+    return Session(Mpc(me, ch, provider), me, other, theirs)
+
+
+def numeric(table: pa.Table, column: str) -> Any:
+    """A numeric column without missing values, as float64."""
+    col = table.column(column)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise DataError(f"column {column!r} is not numeric ({col.type})")
+    if col.null_count:
+        raise DataError(f"column {column!r} has {col.null_count} missing values")
+    return pc.cast(col, pa.float64()).to_numpy()
+
+
+def matrix(table: pa.Table, columns: list[str]) -> Any:
+    n = table.num_rows
+    return np.column_stack([numeric(table, c) for c in columns]) if columns else np.zeros((n, 0))
