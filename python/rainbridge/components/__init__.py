@@ -40,9 +40,11 @@ def _load_builtins() -> None:
         return
     from rainbridge.components.psi import PsiComponent
     from rainbridge.components.stats import StatsComponent
+    from rainbridge.components.train_lr import TrainLrComponent
 
     register(PsiComponent)
     register(StatsComponent)
+    register(TrainLrComponent)
 
 
 __all__ = [

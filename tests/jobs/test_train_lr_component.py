@@ -1,0 +1,112 @@
+"""The ``train_lr`` component in a whole job (PSI, then vertical LR) on the demo data:
+each party gets its own part of the model, the bank a report; the joint model scores better
+than the bank's features alone, and matches scikit-learn on the joined plaintext."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from rainbridge.data import inspect_dataset
+from rainbridge.demo.data import DemoSizes, write_demo_data
+from rainbridge.errors import DataError, JobSpecError
+from rainbridge.jobs import parse_job
+from rainbridge.jobs.local import run_local
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB = (ROOT / "examples" / "jobs" / "lr-2party.yaml").read_text()
+BANK = ["age", "monthly_income", "loan_balance", "max_overdue_days"]
+TEL = ["tenure_months", "monthly_spend", "late_payments_12m", "prepaid"]
+
+
+def _datasets(tmp: Path) -> dict:
+    paths = write_demo_data(tmp / "data", DemoSizes(population=9000, bank=5000, telecom=5000,
+                                                    tax=2000))  # fmt: skip
+    return {
+        "bank": {"customers": inspect_dataset("customers", paths["bank"], "customer_id")},
+        "telecom": {"subscribers": inspect_dataset("subscribers", paths["telecom"], "customer_id")},
+    }
+
+
+def test_train_lr_job_gives_each_party_its_part_and_the_bank_a_report(tmp_path: Path) -> None:
+    ds = _datasets(tmp_path)
+    job = JOB.replace("epochs: 10", "epochs: 10\n      seed: 7")
+    res = run_local(parse_job(job), ds, tmp_path / "out")
+    bank = json.loads((tmp_path / "out" / "bank" / "lr.model.json").read_text())
+    tel = json.loads((tmp_path / "out" / "telecom" / "lr.model.json").read_text())
+    assert bank["features"] == BANK and tel["features"] == TEL
+    assert bank["intercept"] is not None and tel["intercept"] is None
+    assert "result" not in res["telecom"]["components"]["lr"]  # no metrics at the telecom
+    metrics = res["bank"]["components"]["lr"]["result"]
+    # the joint model against scikit-learn on the joined plaintext (same standardisation)
+    from rainbridge.data import read_columns
+
+    inter_b = read_columns(ds["bank"]["customers"], ["customer_id", *BANK, "default_12m"])
+    inter_t = read_columns(ds["telecom"]["subscribers"], ["customer_id", *TEL])
+    common = np.intersect1d(
+        inter_b.column("customer_id").to_numpy(zero_copy_only=False),
+        inter_t.column("customer_id").to_numpy(zero_copy_only=False),
+    )
+    tb = inter_b.filter(pc.is_in(inter_b.column("customer_id"), value_set=_arr(common)))
+    tt = inter_t.filter(pc.is_in(inter_t.column("customer_id"), value_set=_arr(common)))
+    tb = tb.sort_by("customer_id")
+    tt = tt.sort_by("customer_id")
+    xb = np.column_stack([tb.column(c).to_numpy().astype(float) for c in BANK])
+    xt = np.column_stack([tt.column(c).to_numpy().astype(float) for c in TEL])
+    y = tb.column("default_12m").to_numpy().astype(float)
+    assert metrics["rows"] == len(y)
+    zb = ((xb - bank["mean"]) / bank["scale"]) @ bank["weights"] + bank["intercept"]
+    zt = ((xt - tel["mean"]) / tel["scale"]) @ tel["weights"]
+    assert metrics["auc"] == pytest.approx(roc_auc_score(y, zb + zt), abs=1e-9)
+    joined = np.hstack([xb, xt])
+    ref = LogisticRegression(max_iter=2000).fit((joined - joined.mean(0)) / joined.std(0), y)
+    ref_auc = roc_auc_score(y, ref.decision_function((joined - joined.mean(0)) / joined.std(0)))
+    assert metrics["auc"] >= ref_auc - 0.01
+    bank_only = LogisticRegression(max_iter=2000).fit((xb - xb.mean(0)) / xb.std(0), y)
+    alone = roc_auc_score(y, bank_only.decision_function((xb - xb.mean(0)) / xb.std(0)))
+    assert metrics["auc"] > alone  # the telecom's features add signal
+    report = (tmp_path / "out" / "bank" / "lr.report.csv").read_text()
+    assert report.startswith('"metric","value"') and "auc" in report
+
+
+def _arr(values: np.ndarray):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    return pa.array(values.tolist())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("label: {party: bank", "label: {party: tax"), "label.party"),
+        (("model: {receivers: [bank, telecom]}", "model: {receivers: [bank]}"), "both data"),
+        (("report: {receivers: [bank]", "report: {receivers: [telecom]"), "label party alone"),
+        (
+            (
+                "bank: [age, monthly_income, loan_balance, max_overdue_days]\n        telecom",
+                "tax: [x]\n        telecom",
+            ),
+            "not a data party",
+        ),
+    ],
+)
+def test_bad_train_lr_specs_are_refused(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(JobSpecError, match=message):
+        parse_job(JOB.replace(*change))
+
+
+def test_a_label_that_is_not_binary_is_refused(tmp_path: Path) -> None:
+    ds = _datasets(tmp_path)
+    job = JOB.replace("column: default_12m}", "column: max_overdue_days}").replace(
+        "bank: [age, monthly_income, loan_balance, max_overdue_days]\n",
+        "bank: [age, monthly_income, loan_balance]\n",
+    )
+    with pytest.raises(DataError, match="must hold 0 and 1"):
+        run_local(parse_job(job), ds, tmp_path / "out")
+    assert not (tmp_path / "out" / "bank" / "lr.model.json").exists()
