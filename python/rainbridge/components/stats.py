@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.components.twoparty import (
+    AlignedParams,
     check_roles,
     matrix,
     open_session,
@@ -103,7 +104,7 @@ class Crosstab(BaseModel):
     columns: GroupBy
 
 
-class StatsParams(BaseModel):
+class StatsParams(AlignedParams):
     """Parameters of the ``stats`` component."""
 
     model_config = ConfigDict(extra="forbid")
@@ -121,12 +122,6 @@ class StatsParams(BaseModel):
     )
     crosstab: Crosstab | None = None
     dp: DpParams | None = None
-    id: str | dict[str, str] = Field(
-        default="customer_id", description="the aligned ID column (or one per data party)"
-    )
-
-    def id_of(self, party: str) -> str:
-        return self.id if isinstance(self.id, str) else self.id.get(party, "customer_id")
 
 
 class StatsComponent(Component):

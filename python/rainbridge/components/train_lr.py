@@ -24,7 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
-from rainbridge.components.twoparty import check_roles, matrix, open_session, serve_dealer
+from rainbridge.components.twoparty import (
+    AlignedParams,
+    check_roles,
+    matrix,
+    open_session,
+    serve_dealer,
+)
 from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError
 from rainbridge.protocols.fl.vertical_lr import LrParams, auc, ks, train
@@ -38,7 +44,7 @@ class LabelRef(BaseModel):
     column: str
 
 
-class TrainLrParams(BaseModel):
+class TrainLrParams(AlignedParams):
     """Parameters of the ``train_lr`` component."""
 
     model_config = ConfigDict(extra="forbid")
@@ -54,12 +60,6 @@ class TrainLrParams(BaseModel):
     sigmoid: Literal["piecewise", "taylor"] = "piecewise"
     seed: int | None = Field(default=None, description="batch order (repeatable runs)")
     evaluate: bool = Field(default=True, description="AUC/KS on the training rows (report)")
-    id: str | dict[str, str] = Field(
-        default="customer_id", description="the aligned ID column (or one per data party)"
-    )
-
-    def id_of(self, party: str) -> str:
-        return self.id if isinstance(self.id, str) else self.id.get(party, "customer_id")
 
 
 class TrainLrComponent(Component):

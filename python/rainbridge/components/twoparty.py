@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
@@ -25,6 +26,19 @@ from rainbridge.protocols.mpc import (
     run_dealer,
 )
 from rainbridge.protocols.mpc.ot import OtProvider
+
+
+class AlignedParams(BaseModel):
+    """Parameters every two-party component over a PSI intersection has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | dict[str, str] = Field(
+        default="customer_id", description="the aligned ID column (or one per data party)"
+    )
+
+    def id_of(self, party: str) -> str:
+        return self.id if isinstance(self.id, str) else self.id.get(party, "customer_id")
 
 
 def roles(spec: ComponentSpec) -> tuple[list[str], str | None]:
