@@ -1,4 +1,4 @@
-"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance,mpc,sql} ...``.
+"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance,mpc,sql,fl} ...``.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -64,8 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     sq.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
     sq.add_argument("--timeout", type=float, default=600)
     sq.add_argument("--out")
+    fl = sub.add_parser("fl", help="vertical logistic regression over loopback TLS")
+    fl.add_argument("--rows", type=int, default=1_000_000)
+    fl.add_argument("--features", type=int, default=30)
+    fl.add_argument("--epochs", type=int, default=5)
+    fl.add_argument("--batch", type=int, default=4096)
+    fl.add_argument("--repeat", type=int, default=1)
+    fl.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
+    fl.add_argument("--timeout", type=float, default=1200)
+    fl.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.what == "sql":
+    if args.what == "fl":
+        from rainbridge.bench.fl import bench
+    elif args.what == "sql":
         from rainbridge.bench.sql import bench
     elif args.what == "mpc":
         from rainbridge.bench.mpc import bench

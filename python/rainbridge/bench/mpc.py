@@ -199,6 +199,17 @@ def run_once(keys: Path, work: list[str], timeout: float, setup: str = "dealer")
     if setup == "ot":
         outs = [{"bytes_sent": 0}, *outs]
     dealer_out, r1, r0 = outs
+    if "lr_seconds" in r0:
+        return {
+            "seconds": max(r0["lr_seconds"], r1["lr_seconds"]),
+            "epochs_run": r1["epochs_run"],
+            "train_auc": r1.get("train_auc"),
+            "true_auc": r1.get("true_auc"),
+            "bytes_p0_to_p1": r0["bytes_sent"],
+            "bytes_p1_to_p0": r1["bytes_sent"],
+            "dealer_bytes": dealer_out["bytes_sent"],
+            "peak_rss_mib": {"p0": r0["peak_rss_mib"], "p1": r1["peak_rss_mib"]},
+        }
     if "group_seconds" in r0:
         return {
             "seconds": max(r0["group_seconds"], r1["group_seconds"]),

@@ -116,6 +116,35 @@ async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
     return out
 
 
+async def lr_workload(
+    mpc: Mpc, rows: int, features: int, epochs: int, batch: int
+) -> dict[str, float]:
+    """Vertical LR: party 1 holds the label and the first half of the features."""
+    from rainbridge.protocols.fl.vertical_lr import LrParams, auc, train
+
+    rng = np.random.default_rng(13)  # the same synthetic table at both
+    x = rng.normal(size=(rows, features))
+    w_true = rng.normal(size=features) / np.sqrt(features) * 2
+    y = (rng.random(rows) < 1 / (1 + np.exp(-(x @ w_true)))).astype(float)
+    half = features // 2
+    mine = x[:, :half] if mpc.party == 1 else x[:, half:]
+    t0 = time.perf_counter()
+    res = await train(
+        mpc,
+        mine,
+        y if mpc.party == 1 else None,
+        label_party=1,
+        their_features=(features - half) if mpc.party == 1 else half,
+        params=LrParams(epochs=epochs, batch_size=batch, learning_rate=0.1, tol=0.0, seed=1),
+        scores_to_label=True,
+    )
+    out = {"lr_seconds": time.perf_counter() - t0, "epochs_run": float(res.epochs_run)}
+    if res.train_scores is not None:
+        out["train_auc"] = auc(res.train_scores, y)
+        out["true_auc"] = auc(x @ w_true, y)
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     if args.role == "dealer":
         to1 = await _listen(args.keys, "dealer", "p1")
@@ -142,7 +171,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         other = await _dial(args.keys, "p0", "p1", args.peer_port)
         provider = SeedProvider(await receive_seed(dealer))
     mpc = Mpc(party, other, provider, args.frac)
-    if args.group_rows:
+    if args.lr_rows:
+        out = await lr_workload(mpc, args.lr_rows, args.lr_features, args.lr_epochs, args.lr_batch)
+    elif args.group_rows:
         out = await group_workload(mpc, args.group_rows, args.groups)
     else:
         out = await workload(mpc, args.n, args.reps, args.n_cmp, args.n_sort)
@@ -173,6 +204,10 @@ def main() -> int:
     ap.add_argument("--frac", type=int, default=16)
     ap.add_argument("--group-rows", type=int, default=0, help="GROUP BY instead of mul/cmp")
     ap.add_argument("--groups", type=int, default=5)
+    ap.add_argument("--lr-rows", type=int, default=0, help="vertical LR instead")
+    ap.add_argument("--lr-features", type=int, default=30)
+    ap.add_argument("--lr-epochs", type=int, default=5)
+    ap.add_argument("--lr-batch", type=int, default=4096)
     args = ap.parse_args()
     print(json.dumps(asyncio.run(main_async(args))), flush=True)
     return 0
