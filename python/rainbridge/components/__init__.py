@@ -40,11 +40,13 @@ def _load_builtins() -> None:
         return
     from rainbridge.components.psi import PsiComponent
     from rainbridge.components.stats import StatsComponent
+    from rainbridge.components.train_fedavg import TrainFedAvgComponent
     from rainbridge.components.train_lr import TrainLrComponent
 
     register(PsiComponent)
     register(StatsComponent)
     register(TrainLrComponent)
+    register(TrainFedAvgComponent)
 
 
 __all__ = [

@@ -16,12 +16,13 @@ class _Strict(BaseModel):
 
 class InputRef(_Strict):
     """One party's input to a component: a registered dataset, an earlier output, or a role
-    without data (``role: dealer``, the party that serves correlated randomness)."""
+    without data (``role: dealer``, the party that serves correlated randomness;
+    ``role: aggregator``, the server of horizontal federated learning)."""
 
     dataset: str | None = Field(default=None, pattern=NAME_PATTERN)
     id: str | None = None
     from_: str | None = Field(default=None, alias="from", pattern=_FROM_PATTERN)
-    role: Literal["dealer"] | None = None
+    role: Literal["dealer", "aggregator"] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -30,7 +31,8 @@ class InputRef(_Strict):
         given = [x for x in (self.dataset, self.from_, self.role) if x is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of 'dataset', 'from' (component.output) or 'role' (dealer)"
+                "give exactly one of 'dataset', 'from' (component.output) or 'role' (dealer or "
+                "aggregator)"
             )
         return self
 

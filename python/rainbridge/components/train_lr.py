@@ -178,7 +178,7 @@ class TrainLrComponent(Component):
             "created": dt.datetime.now(dt.UTC).isoformat(),
         }
         path = Path(ctx.out_dir) / f"{ctx.spec.id}.model.json"
-        _write_json(model, path)
+        write_json(model, path)
         outputs: dict[str, Any] = {
             "model": {"path": str(path), "rows": len(mine), "columns": mine, "format": "json"}
         }
@@ -225,7 +225,7 @@ class TrainLrComponent(Component):
         return read_columns(ref, list(dict.fromkeys(wanted)))
 
 
-def _write_json(obj: dict[str, Any], path: Path) -> None:
+def write_json(obj: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:

@@ -51,7 +51,7 @@ def check_roles(spec: ComponentSpec, what: str) -> list[str]:
     """Refuse anything but two data parties and at most one dealer; the data parties."""
     dealers = [p for p, ref in spec.inputs.items() if ref.role == "dealer"]
     data = [p for p, ref in spec.inputs.items() if ref.role is None]
-    if len(dealers) > 1 or len(data) != 2:
+    if len(dealers) + len(data) != len(spec.inputs) or len(dealers) > 1 or len(data) != 2:
         raise ComponentParamError(
             f"{what} needs exactly two data parties and at most one party with "
             "'role: dealer' (none: the two make their randomness by OT extension)",
