@@ -38,6 +38,7 @@ def component_types() -> list[str]:
 def _load_builtins() -> None:
     if _REGISTRY:
         return
+    from rainbridge.components.binning import BinningComponent
     from rainbridge.components.psi import PsiComponent
     from rainbridge.components.stats import StatsComponent
     from rainbridge.components.train_fedavg import TrainFedAvgComponent
@@ -47,6 +48,7 @@ def _load_builtins() -> None:
     register(StatsComponent)
     register(TrainLrComponent)
     register(TrainFedAvgComponent)
+    register(BinningComponent)
 
 
 __all__ = [

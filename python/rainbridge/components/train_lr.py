@@ -20,12 +20,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.components.twoparty import (
-    AlignedParams,
+    LabelledParams,
     check_roles,
     matrix,
     open_session,
@@ -38,19 +38,11 @@ from rainbridge.protocols.fl.vertical_lr import LrParams, auc, ks, train
 MODEL_FORMAT = "rainbridge/vertical-lr/v1"
 
 
-class LabelRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    party: str
-    column: str
-
-
-class TrainLrParams(AlignedParams):
+class TrainLrParams(LabelledParams):
     """Parameters of the ``train_lr`` component."""
 
     model_config = ConfigDict(extra="forbid")
 
-    label: LabelRef
-    features: dict[str, list[str]] = Field(description="each data party's feature columns")
     epochs: int = Field(default=10, ge=1, le=1000)
     batch_size: int = Field(default=1024, ge=8, le=1 << 16)
     learning_rate: float = Field(default=0.1, gt=0, le=100)
@@ -73,16 +65,7 @@ class TrainLrComponent(Component):
         params = self.parse_params(spec.params)
         assert isinstance(params, TrainLrParams)
         data = check_roles(spec, "train_lr")
-        if params.label.party not in data:
-            raise ComponentParamError("label.party must be a data party", ("params", "label"))
-        for p in params.features:
-            if p not in data:
-                raise ComponentParamError(
-                    f"features are given for {p!r}, which is not a data party",
-                    ("params", "features"),
-                )
-        if not any(params.features.values()):
-            raise ComponentParamError("give some features", ("params", "features"))
+        params.check_parties(data)
         model = spec.outputs.get("model")
         if model is None or sorted(model.receivers) != sorted(data):
             raise ComponentParamError(
@@ -101,18 +84,12 @@ class TrainLrComponent(Component):
     ) -> dict[str, set[str]]:
         params = self.parse_params(spec.params)
         assert isinstance(params, TrainLrParams)
-        uses: dict[str, set[str]] = {params.id_of(party): {"join"}}
-        for c in params.features.get(party, []):
-            uses.setdefault(c, set()).add("aggregate")  # only gradients and weights leave
-        if params.label.party == party:
-            uses.setdefault(params.label.column, set()).add("aggregate")
-        return uses
+        return params.uses(party)
 
     def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
         params = self.parse_params(spec.params)
         assert isinstance(params, TrainLrParams)
-        uses = self.column_uses(spec, party, id_column)
-        return [c for c in uses if c != params.id_of(party)]
+        return params.used(party)
 
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
         params = ctx.params

@@ -41,6 +41,44 @@ class AlignedParams(BaseModel):
         return self.id if isinstance(self.id, str) else self.id.get(party, "customer_id")
 
 
+class LabelRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    party: str
+    column: str
+
+
+class LabelledParams(AlignedParams):
+    """Parameters of a component over features of both parties and one party's label."""
+
+    label: LabelRef
+    features: dict[str, list[str]] = Field(description="each data party's numeric features")
+
+    def check_parties(self, data: list[str]) -> None:
+        if self.label.party not in data:
+            raise ComponentParamError("label.party must be a data party", ("params", "label"))
+        for p in self.features:
+            if p not in data:
+                raise ComponentParamError(
+                    f"features are given for {p!r}, which is not a data party",
+                    ("params", "features"),
+                )
+        if not any(self.features.values()):
+            raise ComponentParamError("give some features", ("params", "features"))
+
+    def uses(self, party: str) -> dict[str, set[str]]:
+        """Column uses (``Component.column_uses``): features and the label only inside
+        aggregates (gradients, weights, counts per bin), the ID as the join key."""
+        uses: dict[str, set[str]] = {self.id_of(party): {"join"}}
+        for c in self.features.get(party, []):
+            uses.setdefault(c, set()).add("aggregate")
+        if self.label.party == party:
+            uses.setdefault(self.label.column, set()).add("aggregate")
+        return uses
+
+    def used(self, party: str) -> list[str]:
+        return [c for c in self.uses(party) if c != self.id_of(party)]
+
+
 def roles(spec: ComponentSpec) -> tuple[list[str], str | None]:
     """(the two data parties, sorted; the dealer or None)."""
     dealer = next((p for p, ref in spec.inputs.items() if ref.role == "dealer"), None)
