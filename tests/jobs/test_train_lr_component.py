@@ -110,3 +110,76 @@ def test_a_label_that_is_not_binary_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="must hold 0 and 1"):
         run_local(parse_job(job), ds, tmp_path / "out")
     assert not (tmp_path / "out" / "bank" / "lr.model.json").exists()
+
+
+PREDICT = """
+  - id: psi_new
+    type: psi
+    inputs:
+      bank: {dataset: applicants, id: customer_id}
+      telecom: {dataset: subscribers, id: customer_id}
+    outputs:
+      intersection:
+        receivers: [bank, telecom]
+        columns:
+          bank: [age, monthly_income, loan_balance, max_overdue_days, default_12m]
+          telecom: [tenure_months, monthly_spend, late_payments_12m, prepaid]
+  - id: score
+    type: predict
+    inputs:
+      bank: {from: psi_new.intersection}
+      telecom: {from: psi_new.intersection}
+    params:
+      model: lr
+      label: default_12m
+      features:
+        bank: [age, monthly_income, loan_balance, max_overdue_days]
+        telecom: [tenure_months, monthly_spend, late_payments_12m, prepaid]
+    outputs:
+      predictions: {receivers: [bank], format: csv}
+"""
+
+
+def test_predict_scores_new_rows_with_the_model_trained_in_the_job(tmp_path: Path) -> None:
+    ds = _datasets(tmp_path)
+    # the bank's customers split: the first 3,000 train, the rest are "new applicants"
+    import pyarrow.csv as pacsv
+
+    bank = pacsv.read_csv(ds["bank"]["customers"].path)
+    pacsv.write_csv(bank.slice(0, 3000), tmp_path / "train.csv")
+    pacsv.write_csv(bank.slice(3000), tmp_path / "new.csv")
+    ds["bank"] = {
+        "customers": inspect_dataset("customers", tmp_path / "train.csv", "customer_id"),
+        "applicants": inspect_dataset("applicants", tmp_path / "new.csv", "customer_id"),
+    }
+    job = JOB.replace("epochs: 10", "epochs: 10\n      seed: 3").rstrip("\n") + PREDICT
+    res = run_local(parse_job(job), ds, tmp_path / "out")
+    score = res["bank"]["components"]["score"]
+    assert "result" not in res["telecom"]["components"]["score"]
+    preds = pacsv.read_csv(tmp_path / "out" / "bank" / "score.predictions.csv")
+    assert preds.column_names == ["customer_id", "score", "predicted", "label"]
+    assert preds.num_rows == score["rows"] > 100
+    # the model's own parts applied in plaintext give the same scores
+    bank_m = json.loads((tmp_path / "out" / "bank" / "lr.model.json").read_text())
+    tel_m = json.loads((tmp_path / "out" / "telecom" / "lr.model.json").read_text())
+    import pyarrow.parquet as pq
+
+    rows_b = pq.read_table(tmp_path / "out" / "bank" / "psi_new.intersection.parquet")
+    rows_t = pq.read_table(tmp_path / "out" / "telecom" / "psi_new.intersection.parquet")
+
+    def part(rows, m):  # type: ignore[no-untyped-def]
+        x = np.column_stack([rows.column(c).to_numpy().astype(float) for c in m["features"]])
+        return ((x - m["mean"]) / m["scale"]) @ m["weights"]
+
+    z = part(rows_b, bank_m) + part(rows_t, tel_m) + bank_m["intercept"]
+    assert np.allclose(preds.column("score").to_numpy(), 1 / (1 + np.exp(-z)))
+    assert 0.5 < score["result"]["auc"] <= 1.0
+    assert bank_m["features"] == BANK and tel_m["features"] == TEL
+
+
+def test_predict_refuses_a_model_that_was_not_trained(tmp_path: Path) -> None:
+    ds = _datasets(tmp_path)
+    ds["bank"]["applicants"] = ds["bank"]["customers"]
+    job = JOB.rstrip("\n") + PREDICT.replace("model: lr", "model: nothing")
+    with pytest.raises(DataError, match="no model 'nothing'"):
+        run_local(parse_job(job), ds, tmp_path / "out")

@@ -39,6 +39,7 @@ def _load_builtins() -> None:
     if _REGISTRY:
         return
     from rainbridge.components.binning import BinningComponent
+    from rainbridge.components.predict import PredictComponent
     from rainbridge.components.psi import PsiComponent
     from rainbridge.components.stats import StatsComponent
     from rainbridge.components.train_fedavg import TrainFedAvgComponent
@@ -49,6 +50,7 @@ def _load_builtins() -> None:
     register(TrainLrComponent)
     register(TrainFedAvgComponent)
     register(BinningComponent)
+    register(PredictComponent)
 
 
 __all__ = [

@@ -40,6 +40,8 @@ class ComponentContext:
     channels: Mapping[str, Channel]
     out_dir: Path
     progress: Callable[[float], None] = field(default=lambda f: None)
+    #: this party's outputs from earlier components of the job, "component.output" -> path
+    artifacts: Mapping[str, Path] = field(default_factory=dict)
 
 
 class Component(abc.ABC):

@@ -116,14 +116,14 @@ class Session:
     their_hello: dict[str, Any]
 
 
-async def open_session(
+async def check_aligned(
     ctx: ComponentContext, table: pa.Table, id_column: str, hello: dict[str, Any], tag: str
-) -> Session:
-    """Check the alignment (row count and SHA-256 of the ordered IDs), swap ``hello``, and
-    start the engine. Raises ParameterMismatchError when the tables are not aligned."""
-    (p0, p1), dealer = roles(ctx.spec)
-    me = 0 if ctx.party == p0 else 1
-    other = p1 if me == 0 else p0
+) -> tuple[str, dict[str, Any]]:
+    """Swap ``hello`` with the other data party after checking the alignment (row count and
+    SHA-256 of the ordered IDs); (the other party, its hello). Raises ParameterMismatchError
+    when the tables are not aligned."""
+    (p0, p1), _dealer = roles(ctx.spec)
+    other = p1 if ctx.party == p0 else p0
     ch = ctx.channels[other]
     n = table.num_rows
     digest = hashlib.sha256(
@@ -136,6 +136,17 @@ async def open_session(
             "the two parties' tables are not aligned (different IDs or order); "
             "feed both from the same PSI intersection"
         )
+    return other, theirs
+
+
+async def open_session(
+    ctx: ComponentContext, table: pa.Table, id_column: str, hello: dict[str, Any], tag: str
+) -> Session:
+    """:func:`check_aligned`, then start the engine (the dealer's randomness, or OT)."""
+    (p0, _p1), dealer = roles(ctx.spec)
+    me = 0 if ctx.party == p0 else 1
+    other, theirs = await check_aligned(ctx, table, id_column, hello, tag)
+    ch = ctx.channels[other]
     provider: Provider
     if dealer is None:
         provider = OtProvider(me, ch)

@@ -155,6 +155,11 @@ async def run_party(
                 channels={p: TaggedChannel(channels[p], f"{c.id}/") for p in peers},
                 out_dir=out_dir,
                 progress=_component_progress(progress, c.id),
+                artifacts={
+                    f"{cid}.{name}": Path(o["path"])
+                    for cid, done in produced.items()
+                    for name, o in done.get("outputs", {}).items()
+                },
             )
             sent0, recv0 = _moved(channels)
             cpu0 = time.process_time()

@@ -1,0 +1,154 @@
+"""The ``predict`` component: score aligned rows with a vertical model trained earlier in the
+same job (``train_lr``), each party applying its own part.
+
+Each party standardises its features and computes its partial score with its own weights;
+the feature party sends its partial scores to the label party, which adds its own and the
+intercept and keeps σ(z) — the ``predictions`` output (ID, score, predicted class at
+``threshold``), and AUC/KS when its rows carry the label. What is revealed: the feature
+party's partial score of every scored row, to the label party (as in FATE's hetero-LR
+prediction; the label party learns the score anyway, and with its own part, the rest).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from rainbridge.components.base import Component, ComponentContext, ComponentParamError
+from rainbridge.components.spec import ComponentSpec
+from rainbridge.components.train_lr import MODEL_FORMAT
+from rainbridge.components.twoparty import AlignedParams, check_aligned, check_roles, matrix
+from rainbridge.data import read_columns, write_table_atomic
+from rainbridge.errors import DataError, ProtocolViolationError
+from rainbridge.protocols.fl.vertical_lr import auc, ks
+
+
+class PredictParams(AlignedParams):
+    """Parameters of the ``predict`` component."""
+
+    model: str = Field(description="the id of a train_lr component earlier in this job")
+    features: dict[str, list[str]] = Field(
+        description="each party's features, as in the model (what grants must allow)"
+    )
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    label: str | None = Field(default=None, description="the label party's label column, if any")
+
+
+class PredictComponent(Component):
+    type_name = "predict"
+    summary = "Score aligned rows with a vertical model trained earlier in the job"
+    Params = PredictParams
+    outputs = ("predictions",)
+
+    def check(self, spec: ComponentSpec) -> None:
+        super().check(spec)
+        check_roles(spec, "predict")
+        if any(ref.role is not None for ref in spec.inputs.values()):
+            raise ComponentParamError("predict needs no dealer", ("inputs",))
+        out = spec.outputs.get("predictions")
+        if out is None or len(out.receivers) != 1 or out.receivers[0] not in spec.inputs:
+            raise ComponentParamError(
+                "predict needs a 'predictions' output with one receiver: the label party",
+                ("outputs",),
+            )
+
+    def column_uses(
+        self, spec: ComponentSpec, party: str, id_column: str | None
+    ) -> dict[str, set[str]]:
+        params = self.parse_params(spec.params)
+        assert isinstance(params, PredictParams)
+        # each party's features enter the partial scores the label party receives
+        uses: dict[str, set[str]] = {params.id_of(party): {"join"}}
+        for c in params.features.get(party, []):
+            uses.setdefault(c, set()).add("aggregate")
+        return uses
+
+    def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
+        params = self.parse_params(spec.params)
+        assert isinstance(params, PredictParams)
+        return list(params.features.get(party, []))
+
+    async def run(self, ctx: ComponentContext) -> dict[str, Any]:
+        params = ctx.params
+        assert isinstance(params, PredictParams)
+        model = self._model(ctx, params.model)
+        receiver = ctx.spec.outputs["predictions"].receivers[0]
+        if receiver != model["label_party"]:
+            raise DataError(
+                f"the predictions go to the model's label party {model['label_party']!r}"
+            )
+        is_label = ctx.party == receiver
+        feats = list(model["features"])
+        if feats != list(params.features.get(ctx.party, [])):
+            raise DataError(
+                f"the model's features at {ctx.party!r} are {feats}; the job names "
+                f"{params.features.get(ctx.party, [])}"
+            )
+        ref = ctx.inputs[ctx.party]
+        wanted = [params.id_of(ctx.party), *feats]
+        if is_label and params.label:
+            wanted.append(params.label)
+        missing = [c for c in dict.fromkeys(wanted) if c not in ref.columns]
+        if missing:
+            raise DataError(f"predict input of {ctx.party!r} has no column {missing[0]!r}")
+        table = read_columns(ref, list(dict.fromkeys(wanted)))
+        other, _ = await check_aligned(
+            ctx, table, params.id_of(ctx.party), {"model": model["job"]}, "predict"
+        )
+        x = matrix(table, feats)
+        z = ((x - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(
+            model["weights"], dtype=float
+        )
+        ch = ctx.channels[other]
+        n = table.num_rows
+        if not is_label:
+            await ch.send("predict/scores", np.ascontiguousarray(z, dtype=np.float64).tobytes())
+            ctx.progress(1.0)
+            return {"rows": n, "receiver": receiver}
+        theirs = np.empty(n, dtype=np.float64)
+        got = await ch.recv_into("predict/scores", theirs.data.cast("B"))
+        if got != theirs.nbytes:
+            raise ProtocolViolationError("the other party's partial scores have the wrong size")
+        score = 1.0 / (1.0 + np.exp(-np.clip(z + theirs + float(model["intercept"]), -30, 30)))
+        cols: dict[str, Any] = {
+            params.id_of(ctx.party): table.column(params.id_of(ctx.party)),
+            "score": score,
+            "predicted": (score >= params.threshold).astype(np.int64),
+        }
+        summary: dict[str, Any] = {"rows": n, "receiver": receiver}
+        if params.label:
+            y = matrix(table, [params.label])[:, 0]
+            cols["label"] = y
+            summary["result"] = {"auc": auc(score, y), "ks": ks(score, y), "rows": float(n)}
+        out_spec = ctx.spec.outputs["predictions"]
+        result = pa.table(cols)
+        path = Path(ctx.out_dir) / f"{ctx.spec.id}.predictions.{out_spec.format}"
+        write_table_atomic(result, path, out_spec.format)
+        summary["outputs"] = {
+            "predictions": {
+                "path": str(path),
+                "rows": result.num_rows,
+                "columns": result.column_names,
+                "format": out_spec.format,
+            }
+        }
+        ctx.progress(1.0)
+        return summary
+
+    @staticmethod
+    def _model(ctx: ComponentContext, component: str) -> dict[str, Any]:
+        path = ctx.artifacts.get(f"{component}.model")
+        if path is None:
+            raise DataError(
+                f"no model {component!r} at {ctx.party!r}: name a train_lr component that ran "
+                "earlier in this job"
+            )
+        model = json.loads(Path(path).read_text())
+        if model.get("format") != MODEL_FORMAT:
+            raise DataError(f"{component!r} is not a vertical LR model")
+        return dict(model)
