@@ -18,6 +18,7 @@ import click
 from rainbridge.cli.common import EXIT_CODES
 from rainbridge.cli.governance import catalogue, grant, ledger, metering, user
 from rainbridge.cli.jobs import components, job, run_cmd
+from rainbridge.cli.models import model
 from rainbridge.cli.nodes import dataset, node, peer
 from rainbridge.cli.sql import sql_cmd
 
@@ -43,5 +44,6 @@ for _command in (
     ledger,
     metering,
     sql_cmd,
+    model,
 ):
     main.add_command(_command)

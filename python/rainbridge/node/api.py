@@ -54,6 +54,17 @@ STATUS = {
 }
 
 
+class PredictIn(BaseModel):
+    """One applicant to score online."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1, max_length=256, description="the applicant's ID")
+    features: dict[str, float] | None = Field(
+        default=None,
+        description="this node's features of the applicant (default: its row in the dataset)",
+    )
+
+
 class PeerIn(BaseModel):
     """A peer to pin: its data-plane address and certificate fingerprint."""
 
@@ -307,6 +318,23 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
             columns=body.columns,
             actor=actor(user),
         )
+
+    @app.get("/v1/models", tags=["models"])
+    async def models(user: UserRow = Depends(may("models.read"))) -> list[dict[str, Any]]:
+        """This node's parts of trained models."""
+        return service.models()
+
+    @app.get("/v1/models/{model_id}", tags=["models"])
+    async def model(model_id: str, user: UserRow = Depends(may("models.read"))) -> dict[str, Any]:
+        """One model: metadata and this node's part (its features, standardisation, weights)."""
+        return service.model(model_id)
+
+    @app.post("/v1/models/{model_id}/predict", tags=["models"])
+    async def predict(
+        model_id: str, body: PredictIn, user: UserRow = Depends(may("models.predict"))
+    ) -> dict[str, Any]:
+        """Score one applicant online (at the model's label party)."""
+        return await service.predict_online(model_id, body.key, body.features, actor(user))
 
     @app.get("/v1/catalogue", tags=["catalogue"])
     async def catalogue(

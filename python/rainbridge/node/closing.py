@@ -46,6 +46,7 @@ class JobClosing:
     dataplane: DataPlane
     _finalizing: set[str]
     _spawn: Callable[[Any], None]
+    _register_models: Callable[[str, Any, Any], None]
 
     # -- the end of a job: metering, outputs, the countersigned record ---------------------
 
@@ -61,6 +62,8 @@ class JobClosing:
             if d in datasets:
                 rows.setdefault(d, datasets[d].num_rows)
         result = row.result if row.status == "succeeded" else None
+        if result is not None:
+            self._register_models(job_id, row.spec, result)
         meter_job(
             self.storage,
             job_id=job_id,

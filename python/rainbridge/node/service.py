@@ -57,6 +57,7 @@ from rainbridge.node.grants import (
 )
 from rainbridge.node.keys import NodeKeys, load_master_key
 from rainbridge.node.ledger import Ledger
+from rainbridge.node.models import ModelOps
 from rainbridge.node.owners import DataOwnerOps
 from rainbridge.node.proposals import check_job
 from rainbridge.node.records import MAX_PEER_REASON as _MAX_REASON
@@ -97,7 +98,7 @@ def _reason(exc: BaseException) -> str:
     return f"unreachable: {type(exc).__name__}"
 
 
-class NodeService(DataOwnerOps, JobClosing):
+class NodeService(DataOwnerOps, ModelOps, JobClosing):
     """One party's node: its state, its data plane and its job workers.
 
     The data owner's operations are in :mod:`.owners`, the end of a job (metering and the
@@ -129,6 +130,7 @@ class NodeService(DataOwnerOps, JobClosing):
         self.dataplane = DataPlane(config, self.identity, self.storage, self.runner, self._handle)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizing: set[str] = set()
+        self._indexes = {}  # online scoring: per model, its features by ID
 
     @property
     def identity(self) -> Any:
@@ -484,6 +486,8 @@ class NodeService(DataOwnerOps, JobClosing):
             return {"ok": True, "datasets": self.catalogue()}
         if kind == "rotate_key":
             return self._on_rotate_key(peer, msg)
+        if kind == "score":
+            return self._on_score(peer, msg)
         job_id = str(msg.get("job_id", ""))
         if not valid_job_id(job_id):
             return {"ok": False, "accept": False, "reason": "invalid job id"}

@@ -177,6 +177,37 @@ class GrantRow(Base):
         }
 
 
+class ModelRow(Base):
+    """This node's part of a model a job trained (its own weights; see components)."""
+
+    __tablename__ = "models"
+    #: "<job id>.<component id>": the same key at every party of the model
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    component: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(Text)
+    #: this node's dataset the model's features come from (for online scoring)
+    dataset: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    label_party: Mapped[str] = mapped_column(String(64))
+    parties: Mapped[list[str]] = mapped_column(JSON)
+    features: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "component": self.component,
+            "type": self.type,
+            "dataset": self.dataset,
+            "label_party": self.label_party,
+            "parties": list(self.parties),
+            "features": list(self.features),
+            "created_at": _iso(self.created_at),
+        }
+
+
 class UserRow(Base):
     """A user of the REST API: a role and the SHA-256 of a bearer token (never the token)."""
 

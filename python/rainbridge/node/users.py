@@ -48,6 +48,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users.read": frozenset({"admin"}),
     "users.write": frozenset({"admin"}),
     "keys.rotate": frozenset({"admin"}),
+    "models.read": _ALL,
+    "models.predict": frozenset({"admin", "analyst"}),
 }
 _USER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 

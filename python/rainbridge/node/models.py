@@ -1,0 +1,234 @@
+"""Models at a node: the registry of its parts of trained models, and online scoring.
+
+When a job ends well, every ``train_lr`` model output this node received is registered
+under ``<job id>.<component id>`` — the same key at every party, each holding only its own
+part. Online scoring (``POST /v1/models/{id}/predict`` at the label party): the label party
+takes the applicant's features from the request (or finds the ID in its own dataset), asks
+every other party of the model over the data plane for its partial score of that ID, adds
+them and answers σ(z). A party answers such a request only from a pinned peer that is the
+model's label party, only while a grant lets that peer use the dataset for ``predict``
+with the model's features, and writes each answer to its ledger (the ID hashed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from rainbridge.components.train_lr import MODEL_FORMAT
+from rainbridge.data import DatasetRef, read_columns
+from rainbridge.errors import (
+    AuthorizationError,
+    ConfigError,
+    DataError,
+    NotFoundError,
+    RainbridgeError,
+)
+from rainbridge.jobs.spec import JobSpec
+from rainbridge.node.dataplane import DataPlane
+from rainbridge.node.grants import source_dataset, why_not
+from rainbridge.node.storage import GrantRow, ModelRow, Storage
+
+#: rows of a dataset kept in memory per model for online lookups
+MAX_ONLINE_ROWS = 5_000_000
+
+
+class _Index:
+    """A model's features of a dataset, by ID, loaded once for online scoring."""
+
+    def __init__(self, ref: DatasetRef, id_column: str, features: list[str]) -> None:
+        if ref.num_rows > MAX_ONLINE_ROWS:
+            raise ConfigError(f"dataset {ref.name!r} is too large to serve online lookups")
+        table = read_columns(ref, [id_column, *features])
+        ids = table.column(id_column).cast("string").to_pylist()
+        self.rows = {v: i for i, v in enumerate(ids)}
+        self.x = np.column_stack(
+            [table.column(c).cast("double").to_numpy(zero_copy_only=False) for c in features]
+        )
+
+
+class ModelOps:
+    """Mixed into NodeService: the model registry and online scoring."""
+
+    name: str
+    storage: Storage
+    dataplane: DataPlane
+    _indexes: dict[str, _Index]
+
+    # -- registry --------------------------------------------------------------------------
+
+    def _register_models(
+        self, job_id: str, spec: Mapping[str, Any], result: Mapping[str, Any]
+    ) -> None:
+        job = JobSpec.model_validate(spec)
+        comps = {c.id: c for c in job.components}
+        for cid, summary in result.get("components", {}).items():
+            out = summary.get("outputs", {}).get("model")
+            c = comps.get(cid)
+            if out is None or c is None or c.type != "train_lr":
+                continue
+            model = json.loads(Path(out["path"]).read_text())
+            row = ModelRow(
+                id=f"{job_id}.{cid}",
+                job_id=job_id,
+                component=cid,
+                type=c.type,
+                path=str(out["path"]),
+                dataset=source_dataset(job, cid, self.name),
+                label_party=str(model["label_party"]),
+                parties=sorted(p for p, r in c.inputs.items() if r.role is None),
+                features=list(model["features"]),
+            )
+            with self.storage.session() as s:
+                s.merge(row)
+            self.storage.log("model_registered", row.to_dict(), job_id)
+
+    def models(self) -> list[dict[str, Any]]:
+        with self.storage.session() as s:
+            return [m.to_dict() for m in s.scalars(select(ModelRow).order_by(ModelRow.created_at))]
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        row = self._model_row(model_id)
+        return {**row.to_dict(), "part": self._part(row)}
+
+    def _model_row(self, model_id: str) -> ModelRow:
+        with self.storage.session() as s:
+            row = s.get(ModelRow, model_id)
+            if row is None:
+                raise NotFoundError(f"no model {model_id!r} at this node")
+            s.expunge(row)
+            return row
+
+    @staticmethod
+    def _part(row: ModelRow) -> dict[str, Any]:
+        part = json.loads(Path(row.path).read_text())
+        if part.get("format") != MODEL_FORMAT:
+            raise DataError(f"model {row.id!r}: unknown format")
+        return dict(part)
+
+    def _partial(self, row: ModelRow, key: str | None, given: Mapping[str, Any] | None) -> float:
+        """This node's partial score: its standardised features times its weights."""
+        part = self._part(row)
+        feats = list(part["features"])
+        if given is not None:
+            missing = [f for f in feats if f not in given]
+            if missing:
+                raise DataError(f"the request lacks feature {missing[0]!r}")
+            try:
+                x = np.array([float(given[f]) for f in feats])
+            except (TypeError, ValueError):
+                raise DataError("features must be numbers") from None
+        else:
+            if row.dataset is None or key is None:
+                raise DataError(f"model {row.id!r} has no dataset to look the ID up in")
+            x = self._lookup(row, key)
+        z = float(
+            ((x - np.array(part["mean"])) / np.array(part["scale"])) @ np.array(part["weights"])
+        )
+        return z + float(part["intercept"] or 0.0)
+
+    def _lookup(self, row: ModelRow, key: str) -> Any:
+        index = self._indexes.get(row.id)
+        if index is None:
+            refs = self.storage.dataset_refs()
+            ref = refs.get(row.dataset or "")
+            if ref is None or not ref.id_column:
+                raise DataError(f"dataset {row.dataset!r} of model {row.id!r} is gone")
+            index = _Index(ref, ref.id_column, list(row.features))
+            self._indexes[row.id] = index
+        at = index.rows.get(key)
+        if at is None:
+            raise NotFoundError(f"no row with ID {key!r} here")
+        return index.x[at]
+
+    # -- online scoring --------------------------------------------------------------------
+
+    async def predict_online(
+        self, model_id: str, key: str, features: Mapping[str, Any] | None, actor: str
+    ) -> dict[str, Any]:
+        """σ(z) for one ID at the label party, gathering the other parties' partial scores."""
+        t0 = time.perf_counter()
+        row = self._model_row(model_id)
+        if row.label_party != self.name:
+            raise AuthorizationError(
+                f"model {model_id!r} is scored at its label party {row.label_party!r}"
+            )
+        mine = self._partial(row, key, features)
+        others = [p for p in row.parties if p != self.name]
+        msg = {"type": "score", "model": model_id, "key": key}
+        replies = await asyncio.gather(*(self.dataplane.request(p, msg) for p in others))
+        total = mine
+        for peer, reply in zip(others, replies, strict=True):
+            if reply.get("ok") is not True or not isinstance(reply.get("z"), int | float):
+                raise DataError(f"{peer!r} did not score: {str(reply.get('reason'))[:200]}")
+            total += float(reply["z"])
+        score = 1.0 / (1.0 + np.exp(-np.clip(total, -30, 30)))
+        self.storage.log(
+            "model_scored", {"model": model_id, "key_sha256": _h(key), "parties": others},
+            actor=actor,
+        )  # fmt: skip
+        return {
+            "model": model_id,
+            "key": key,
+            "score": float(score),
+            "milliseconds": round((time.perf_counter() - t0) * 1000, 2),
+        }
+
+    def _on_score(self, peer: str, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """A label party asks for this node's partial score of one ID."""
+        model_id, key = str(msg.get("model", ""))[:128], str(msg.get("key", ""))[:256]
+        try:
+            row = self._model_row(model_id)
+            if peer != row.label_party or peer not in row.parties:
+                raise AuthorizationError(f"{peer!r} is not the label party of {model_id!r}")
+            self._check_predict_grant(row, peer)
+            z = self._partial(row, key, None)
+        except RainbridgeError as exc:
+            self.storage.log(
+                "score_refused", {"model": model_id, "reason": str(exc)[:200]}, actor=f"peer:{peer}"
+            )
+            return {"ok": False, "reason": str(exc)[:300]}
+        self.storage.log(
+            "model_scored", {"model": model_id, "key_sha256": _h(key)}, actor=f"peer:{peer}"
+        )
+        return {"ok": True, "z": z}
+
+    def _check_predict_grant(self, row: ModelRow, peer: str) -> None:
+        if row.dataset is None:
+            raise DataError(f"model {row.id!r} has no dataset here")
+        with self.storage.session() as s:
+            grants = list(
+                s.scalars(
+                    select(GrantRow).where(GrantRow.dataset == row.dataset, GrantRow.peer == peer)
+                )
+            )
+        reasons = []
+        for g in grants:
+            why = why_not(
+                g,
+                component_type="predict",
+                columns=list(row.features),
+                receivers=[peer],
+                rows=1,
+                now=dt.datetime.now(dt.UTC),
+            )
+            if why is None:
+                return
+            reasons.append(why)
+        raise AuthorizationError(
+            f"no grant lets {peer!r} score dataset {row.dataset!r} online"
+            + (f": {'; '.join(reasons)}" if reasons else "")
+        )
+
+
+def _h(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
