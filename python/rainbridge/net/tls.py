@@ -385,6 +385,10 @@ class TlsListener:
             # answer, and not worth a traceback in the event loop's log.
             self._refuse(f"connection ended: {exc}")
             writer.close()
+        except asyncio.CancelledError:
+            # the listener is closing: end quietly, for asyncio's start_server callback
+            # asks a cancelled handler task for its exception and logs a traceback
+            writer.close()
         finally:
             if task is not None:
                 self._tasks.discard(task)
