@@ -1,4 +1,5 @@
-"""Benchmarks, printing JSON: ``python -m rainbridge.bench {psi,x25519,governance,mpc,sql,fl} ...``.
+"""Benchmarks, printing JSON: ``python -m rainbridge.bench WHAT ...`` where WHAT is psi,
+x25519, governance, mpc, sql, fl or predict.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -73,8 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
     fl.add_argument("--timeout", type=float, default=1200)
     fl.add_argument("--out")
+    pr = sub.add_parser("predict", help="online scoring latency of a joint model (3 nodes)")
+    pr.add_argument("--rows", type=int, default=20_000, help="bank and telecom rows")
+    pr.add_argument("--calls", type=int, default=200)
+    pr.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.what == "fl":
+    if args.what == "predict":
+        from rainbridge.bench.predict import bench
+    elif args.what == "fl":
         from rainbridge.bench.fl import bench
     elif args.what == "sql":
         from rainbridge.bench.sql import bench
