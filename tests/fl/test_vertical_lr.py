@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mpc"))
 from mpc_helpers import run2
 
 from rainbridge.errors import ConfigError
-from rainbridge.protocols.fl.vertical_lr import LrParams, auc, ks, train
+from rainbridge.protocols.fl.metrics import auc, ks
+from rainbridge.protocols.fl.vertical_lr import LrParams, train
 from rainbridge.protocols.mpc import Mpc
 
 

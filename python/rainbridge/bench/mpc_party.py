@@ -120,7 +120,8 @@ async def lr_workload(
     mpc: Mpc, rows: int, features: int, epochs: int, batch: int
 ) -> dict[str, float]:
     """Vertical LR: party 1 holds the label and the first half of the features."""
-    from rainbridge.protocols.fl.vertical_lr import LrParams, auc, train
+    from rainbridge.protocols.fl.metrics import auc
+    from rainbridge.protocols.fl.vertical_lr import LrParams, train
 
     rng = np.random.default_rng(13)  # the same synthetic table at both
     x = rng.normal(size=(rows, features))

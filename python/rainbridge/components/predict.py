@@ -25,7 +25,7 @@ from rainbridge.components.train_lr import MODEL_FORMAT
 from rainbridge.components.twoparty import AlignedParams, check_aligned, check_roles, matrix
 from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError, ProtocolViolationError
-from rainbridge.protocols.fl.vertical_lr import auc, ks
+from rainbridge.protocols.fl.metrics import auc, ks
 
 
 class PredictParams(AlignedParams):

@@ -33,7 +33,8 @@ from rainbridge.components.twoparty import (
 )
 from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError
-from rainbridge.protocols.fl.vertical_lr import LrParams, auc, ks, train
+from rainbridge.protocols.fl.metrics import auc, ks
+from rainbridge.protocols.fl.vertical_lr import LrParams, train
 
 MODEL_FORMAT = "rainbridge/vertical-lr/v1"
 

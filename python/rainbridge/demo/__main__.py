@@ -178,7 +178,7 @@ LR_GRANTS = [
 
 def _model(fed: Federation, base: Path) -> bool:
     from rainbridge.protocols.fl.fedavg import FedAvgParams, Model
-    from rainbridge.protocols.fl.vertical_lr import auc, ks
+    from rainbridge.protocols.fl.metrics import auc, ks
 
     print("\n10. the bank and the telecom grant each other a joint model (train_lr) on a few")
     print("    columns; the bank trains a default-risk model with the telecom's features,")

@@ -207,29 +207,4 @@ async def _gradient(
     return grad
 
 
-def auc(scores: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
-    """Area under the ROC curve (ties averaged), by ranks."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(avg, counts)
-    pos = y == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def ks(scores: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
-    """Kolmogorov-Smirnov statistic: the largest gap between the classes' score CDFs."""
-    order = np.argsort(-scores, kind="mergesort")
-    ys = y[order]
-    pos = np.cumsum(ys == 1) / max(1, int((y == 1).sum()))
-    neg = np.cumsum(ys == 0) / max(1, int((y == 0).sum()))
-    return float(np.max(np.abs(pos - neg))) if len(y) else float("nan")
-
-
-__all__ = ["LrParams", "LrResult", "auc", "ks", "train"]
+__all__ = ["LrParams", "LrResult", "train"]
