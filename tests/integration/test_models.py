@@ -4,6 +4,7 @@ gathers the other party's partial score over the data plane, under its grant."""
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,5 +86,53 @@ def test_train_then_score_online(tmp_path: Path) -> None:
         assert r.returncode != 0 and "no grant lets 'bank' score" in r.stderr
         ledger = f.cli("ledger", "show", "--json", node="telecom", check=False).stdout
         assert "model_scored" in ledger and key not in ledger  # the ID is hashed
+    finally:
+        f.stop()
+
+
+def test_a_party_lost_mid_training_fails_the_job_with_no_model_anywhere(tmp_path: Path) -> None:
+    paths = write_demo_data(tmp_path / "data", DemoSizes(population=40000, bank=20000,
+                                                          telecom=20000, tax=500))  # fmt: skip
+    f = Federation(tmp_path, ["bank", "telecom", "tax"], timeout=8)
+    f.start()
+    try:
+        f.pin_all()
+        for party, ds in (("bank", "customers"), ("telecom", "subscribers"), ("tax", "taxpayers")):
+            f.cli("dataset", "add", ds, "--path", str(paths[party]), "--id", "customer_id",
+                  node=party)  # fmt: skip
+        for owner, ds, peer, cols in (("bank", "customers", "telecom", BANK),
+                                      ("telecom", "subscribers", "bank", TEL)):  # fmt: skip
+            f.cli("grant", "add", ds, "--peer", peer, "--columns", cols, "--components",
+                  "psi,train_lr", "--receivers", "bank,telecom", node=owner)  # fmt: skip
+        job = tmp_path / "lr.yaml"
+        # many small batches: long enough to pull the telecom out from under it
+        job.write_text((ROOT / "examples" / "jobs" / "lr-2party.yaml").read_text()
+                       .replace("epochs: 10", "epochs: 200").replace("batch_size: 256",
+                                                                     "batch_size: 64"))  # fmt: skip
+        row = f.cli_json("job", "submit", str(job), "--no-wait", node="bank")
+        deadline = time.monotonic() + 60
+        while True:
+            st = f.cli_json("job", "status", row["id"], node="bank")
+            if st["status"] == "running" and st["progress"].get("psi", 0) >= 1.0:
+                break
+            assert st["status"] in ("starting", "running"), st
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+        time.sleep(2)  # into the training
+        assert f.cli_json("job", "status", row["id"], node="bank")["status"] == "running"
+        f.kill("telecom")
+        killed = time.monotonic()
+        while (st := f.cli_json("job", "status", row["id"], node="bank"))["status"] == "running":
+            assert time.monotonic() - killed < 30, "the bank did not notice"
+            time.sleep(0.2)
+        assert st["status"] in ("failed", "aborted") and "telecom" in (st["error"] or "")
+        out = f.nodes["bank"].dir / "outputs" / row["id"]
+        assert not (out / "lr.model.json").exists()
+        assert f.cli_json("model", "list", node="bank") == []
+        # the dealer's side ends too
+        deadline = time.monotonic() + 30
+        while f.cli_json("job", "status", row["id"], node="tax")["status"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
     finally:
         f.stop()
