@@ -18,7 +18,8 @@ def model_list(directory: str, api_url: str | None, as_json: bool) -> None:
     """List this node's model parts: ID (job.component), label party, features."""
     rows = Api(directory, api_url).call("GET", "/v1/models")
     text = "\n".join(
-        f"{r['id']:32} {r['type']:10} label at {r['label_party']:10} {', '.join(r['features'])}"
+        f"{r['id']:32} {r['name']} v{r['version']}  label at {r['label_party']}: "
+        f"{', '.join(r['features'])}"
         for r in rows
     )
     emit(rows, as_json, text or "no models")
@@ -72,3 +73,44 @@ def model_predict(
         "POST", f"/v1/models/{model_id}/predict", {"key": key, "features": given}
     )
     emit(out, as_json, f"{key}: score {out['score']:.4f} ({out['milliseconds']:.1f} ms)")
+
+
+@model.command("export")
+@click.argument("model_id")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write it here.")
+@api_command
+def model_export(
+    model_id: str, out_path: str | None, directory: str, api_url: str | None, as_json: bool
+) -> None:
+    """This node's part of a model, with its registration, as JSON (to import elsewhere)."""
+    import json
+    from pathlib import Path
+
+    out = Api(directory, api_url).call("GET", f"/v1/models/{model_id}/export")
+    text = json.dumps(out, indent=2)
+    if out_path:
+        Path(out_path).write_text(text + "\n")
+        emit(out, as_json, f"model {model_id!r} exported to {out_path}")
+    else:
+        click.echo(text)
+
+
+@model.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dataset", help="This node's dataset to look IDs up in for online scoring.")
+@api_command
+def model_import(
+    path: str, dataset: str | None, directory: str, api_url: str | None, as_json: bool
+) -> None:
+    """Register an exported model part here (the next version of its name)."""
+    import json
+    from pathlib import Path
+
+    try:
+        exported = json.loads(Path(path).read_text())
+    except ValueError as exc:
+        fail(f"{path} is not JSON: {exc}", 2)
+    out = Api(directory, api_url).call(
+        "POST", "/v1/models/import", {"model": exported, "dataset": dataset}
+    )
+    emit(out, as_json, f"model {out['id']!r} imported as {out['name']} v{out['version']}")

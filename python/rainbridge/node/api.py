@@ -65,6 +65,14 @@ class PredictIn(BaseModel):
     )
 
 
+class ModelImportIn(BaseModel):
+    """A model part exported by ``GET /v1/models/{id}/export``, to register here."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: dict[str, Any]
+    dataset: str | None = Field(default=None, description="this node's dataset for lookups")
+
+
 class PeerIn(BaseModel):
     """A peer to pin: its data-plane address and certificate fingerprint."""
 
@@ -328,6 +336,20 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
     async def model(model_id: str, user: UserRow = Depends(may("models.read"))) -> dict[str, Any]:
         """One model: metadata and this node's part (its features, standardisation, weights)."""
         return service.model(model_id)
+
+    @app.get("/v1/models/{model_id}/export", tags=["models"])
+    async def export_model(
+        model_id: str, user: UserRow = Depends(may("models.read"))
+    ) -> dict[str, Any]:
+        """This node's part of a model with its registration (to import on another node)."""
+        return service.export_model(model_id)
+
+    @app.post("/v1/models/import", tags=["models"], status_code=201)
+    async def import_model(
+        body: ModelImportIn, user: UserRow = Depends(may("models.write"))
+    ) -> dict[str, Any]:
+        """Register an exported model part (the next version of its name)."""
+        return service.import_model(body.model, body.dataset, actor(user))
 
     @app.post("/v1/models/{model_id}/predict", tags=["models"])
     async def predict(

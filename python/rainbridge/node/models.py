@@ -34,6 +34,7 @@ from rainbridge.errors import (
     RainbridgeError,
 )
 from rainbridge.jobs.spec import JobSpec
+from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import source_dataset, why_not
 from rainbridge.node.storage import GrantRow, ModelRow, Storage
@@ -60,6 +61,7 @@ class ModelOps:
     """Mixed into NodeService: the model registry and online scoring."""
 
     name: str
+    config: NodeConfig
     storage: Storage
     dataplane: DataPlane
     _indexes: dict[str, _Index]
@@ -76,6 +78,9 @@ class ModelOps:
             c = comps.get(cid)
             if out is None or c is None or c.type != "train_lr":
                 continue
+            with self.storage.session() as s:
+                if s.get(ModelRow, f"{job_id}.{cid}") is not None:
+                    continue  # registered already (the end of a job handled twice)
             model = json.loads(Path(out["path"]).read_text())
             row = ModelRow(
                 id=f"{job_id}.{cid}",
@@ -88,9 +93,67 @@ class ModelOps:
                 parties=sorted(p for p, r in c.inputs.items() if r.role is None),
                 features=list(model["features"]),
             )
-            with self.storage.session() as s:
-                s.merge(row)
-            self.storage.log("model_registered", row.to_dict(), job_id)
+            self._add_model(row, f"{job.name}/{cid}", job_id)
+
+    def _add_model(self, row: ModelRow, name: str, job_id: str | None) -> None:
+        """Register ``row`` as the next version of ``name``."""
+        with self.storage.session() as s:
+            if s.get(ModelRow, row.id) is not None:
+                raise ConfigError(f"model {row.id!r} is already registered here")
+            versions = s.scalars(select(ModelRow.version).where(ModelRow.name == name)).all()
+            row.name = name
+            row.version = max(versions, default=0) + 1
+            s.add(row)
+            s.flush()
+            info = row.to_dict()
+        self.storage.log("model_registered", info, job_id)
+
+    def export_model(self, model_id: str) -> dict[str, Any]:
+        """This node's part of a model with its registration, to move it to another node."""
+        row = self._model_row(model_id)
+        return {"party": self.name, "registration": row.to_dict(), "part": self._part(row)}
+
+    def import_model(
+        self, exported: Mapping[str, Any], dataset: str | None, actor: str
+    ) -> dict[str, Any]:
+        """Register an exported part here (a node rebuilt or moved); ``dataset`` is this
+        node's dataset to look IDs up in for online scoring."""
+        reg, part = exported.get("registration"), exported.get("part")
+        if not isinstance(reg, dict) or not isinstance(part, dict):
+            raise ConfigError("an exported model has 'registration' and 'part'")
+        if part.get("format") != MODEL_FORMAT:
+            raise ConfigError("not a vertical LR model part")
+        try:
+            model_id = str(reg["id"])
+            feats = [str(f) for f in part["features"]]
+            if len(feats) != len(part["weights"]) or len(feats) != len(part["mean"]):
+                raise ConfigError("the part's features, weights and standardisation differ")
+            row = ModelRow(
+                id=model_id,
+                job_id=str(reg["job_id"]),
+                component=str(reg["component"]),
+                type=str(reg.get("type", "train_lr")),
+                path="",
+                dataset=dataset,
+                label_party=str(part["label_party"]),
+                parties=[str(p) for p in reg["parties"]],
+                features=feats,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"a malformed exported model: {exc}") from None
+        if exported.get("party") != self.name or self.name not in row.parties:
+            raise ConfigError(
+                f"this is {exported.get('party')!r}'s part of the model, not this node's"
+            )
+        if dataset is not None and dataset not in self.storage.dataset_refs():
+            raise NotFoundError(f"no dataset {dataset!r} at this node")
+        target = self.config.path / "models" / f"{model_id}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(part, indent=2) + "\n")
+        row.path = str(target)
+        self._add_model(row, str(reg.get("name") or model_id), None)
+        self.storage.log("model_imported", {"model": model_id}, actor=actor)
+        return self._model_row(model_id).to_dict()
 
     def models(self) -> list[dict[str, Any]]:
         with self.storage.session() as s:

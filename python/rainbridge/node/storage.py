@@ -185,6 +185,9 @@ class ModelRow(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     job_id: Mapped[str] = mapped_column(String(64), index=True)
     component: Mapped[str] = mapped_column(String(64))
+    #: "<job name>/<component>" by default; each new model of a name is its next version
+    name: Mapped[str] = mapped_column(String(200), index=True, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
     type: Mapped[str] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(Text)
     #: this node's dataset the model's features come from (for online scoring)
@@ -199,6 +202,8 @@ class ModelRow(Base):
             "id": self.id,
             "job_id": self.job_id,
             "component": self.component,
+            "name": self.name,
+            "version": self.version,
             "type": self.type,
             "dataset": self.dataset,
             "label_party": self.label_party,

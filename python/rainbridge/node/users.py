@@ -50,6 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "keys.rotate": frozenset({"admin"}),
     "models.read": _ALL,
     "models.predict": frozenset({"admin", "analyst"}),
+    "models.write": frozenset({"admin", "owner"}),
 }
 _USER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
