@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rainbridge.data import inspect_dataset
+from rainbridge.errors import JobSpecError
 from rainbridge.jobs import parse_job
 from rainbridge.jobs.local import run_local
 from rainbridge.jobs.sql import SqlError, plan_sql, result_table
@@ -180,3 +181,60 @@ def test_answers_match_duckdb_running_the_same_query_on_the_plaintext(
                 assert str(got) == exp_
             else:  # statistics from 2-decimal integers: exact up to float rounding
                 assert got == pytest.approx(float(exp_), rel=1e-9, abs=1e-6)
+
+
+SQL_JOB = """
+name: plans-by-balance
+parties: [bank, telecom, tax]
+components:
+  - id: answer
+    type: sql
+    params:
+      query: >-
+        SELECT t.plan, COUNT(*), AVG(b.balance) FROM bank.loans b
+        JOIN telecom.users t ON b.id = t.uid WHERE b.amount > 10000 GROUP BY t.plan
+      receiver: bank
+      dealer: tax
+"""
+
+
+def test_a_sql_component_in_a_job_file_runs_its_planned_steps(tmp_path: Path) -> None:
+    _tables(tmp_path)
+    job = parse_job(SQL_JOB)
+    assert [c.id for c in job.components] == ["answer_join", "answer"]
+    assert [c.type for c in job.components] == ["psi", "stats"]
+    ds = {
+        "bank": {"loans": inspect_dataset("loans", tmp_path / "bank.csv", "id")},
+        "telecom": {"users": inspect_dataset("users", tmp_path / "tel.csv", "uid")},
+    }
+    res = run_local(job, ds, tmp_path / "out")
+    rows = res["bank"]["components"]["answer"]["result"]
+    plan = plan_sql(
+        "SELECT t.plan, COUNT(*), AVG(b.balance) FROM bank.loans b JOIN telecom.users t "
+        "ON b.id = t.uid WHERE b.amount > 10000 GROUP BY t.plan",
+        dealer="tax",
+        receiver="bank",
+    )
+    _, table = result_table(plan, rows)
+    _, direct = _run(
+        tmp_path,
+        "SELECT t.plan, COUNT(*), AVG(b.balance) FROM bank.loans b JOIN telecom.users t "
+        "ON b.id = t.uid WHERE b.amount > 10000 GROUP BY t.plan",
+    )
+    assert sorted(table) == sorted(direct)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("      receiver: bank\n", ""), "sql needs query and receiver"),
+        (
+            ("      dealer: tax\n", "      dealer: tax\n      colour: red\n"),
+            "unknown sql parameter",
+        ),
+        (("GROUP BY t.plan", "GROUP BY t.plan LIMIT 3"), r"\(answer\): LIMIT"),
+    ],
+)
+def test_bad_sql_components_are_refused(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(JobSpecError, match=message):
+        parse_job(SQL_JOB.replace(*change))

@@ -200,6 +200,9 @@ def parse_job(text: str, source: str = "<job>") -> JobSpec:
         raise JobSpecError(f"{source}{where}: not valid YAML or JSON: {problem}") from None
     if not isinstance(data, dict):
         raise JobSpecError(f"{source}:1: a job must be a mapping with name, parties, components")
+    expanded = _expand_sql(data, source)
+    if expanded is not data:
+        data, node = expanded, None  # the file's lines no longer match the components
     try:
         job = JobSpec.model_validate(data)
     except JobSpecProblem as exc:
@@ -215,6 +218,55 @@ def parse_job(text: str, source: str = "<job>") -> JobSpec:
         raise JobSpecError(f"{source}{where}: {_field_path(loc)}: {msg}") from None
     _check_components(job, node, source)
     return job
+
+
+def _expand_sql(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """A ``type: sql`` component becomes the PSI and ``stats`` steps its query plans into
+    (:mod:`rainbridge.jobs.sql`): ``<id>_join`` and ``<id>``, whose ``result`` is the answer.
+
+    Params: ``query``, ``receiver``, and optionally ``dealer``, ``min_group_size``,
+    ``decimals``. Every party expands the same text the same way.
+    """
+    comps = data.get("components")
+    if not isinstance(comps, list) or not any(
+        isinstance(c, dict) and c.get("type") == "sql" for c in comps
+    ):
+        return data
+    from rainbridge.jobs.sql import plan_sql
+
+    out: list[Any] = []
+    for i, c in enumerate(comps):
+        if not (isinstance(c, dict) and c.get("type") == "sql"):
+            out.append(c)
+            continue
+        cid = str(c.get("id", f"sql{i}"))
+        params = c.get("params") or {}
+        unknown = set(params) - {"query", "receiver", "dealer", "min_group_size", "decimals"}
+        if not isinstance(params, dict) or "query" not in params or "receiver" not in params:
+            raise JobSpecError(f"{source}: components[{i}].params: sql needs query and receiver")
+        if unknown:
+            raise JobSpecError(
+                f"{source}: components[{i}].params: unknown sql parameter {sorted(unknown)[0]!r}"
+            )
+        try:
+            plan = plan_sql(
+                str(params["query"]),
+                dealer=params.get("dealer"),
+                receiver=str(params["receiver"]),
+                name=str(data.get("name", "sql")),
+                decimals=int(params.get("decimals", 2)),
+                min_group_size=int(params.get("min_group_size", 1)),
+            )
+        except JobSpecError as exc:
+            raise JobSpecError(f"{source}: components[{i}] ({cid}): {exc}") from None
+        psi, stats = plan.job["components"]
+        psi["id"] = f"{cid}_join"
+        stats["id"] = cid
+        for ref in stats["inputs"].values():
+            if ref.get("from") == "psi.intersection":
+                ref["from"] = f"{cid}_join.intersection"
+        out += [psi, stats]
+    return {**data, "components": out}
 
 
 def _check_components(job: JobSpec, node: yaml.Node | None, source: str) -> None:
