@@ -135,6 +135,7 @@ class TrainLrComponent(Component):
                 seed=params.seed,
             ),
             scores_to_label=params.evaluate,
+            progress=lambda f: ctx.progress(min(f, 0.99)),
         )
         await mpc.close()
         ctx.progress(1.0)

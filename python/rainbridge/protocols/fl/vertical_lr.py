@@ -22,6 +22,7 @@ evaluation does); the feature party then learns nothing more.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -81,6 +82,7 @@ async def train(
     their_features: int,
     params: LrParams,
     scores_to_label: bool = False,
+    progress: Callable[[float], None] | None = None,
 ) -> LrResult:
     """Run this party's role; ``x`` are its (standardised) features, ``y`` the 0/1 labels at
     the label party (None elsewhere)."""
@@ -126,6 +128,8 @@ async def train(
                 shrink = params.learning_rate * params.l1
                 w[reg] = np.sign(w[reg]) * np.maximum(np.abs(w[reg]) - shrink, 0.0)
         epochs_run += 1
+        if progress is not None:
+            progress(epochs_run / params.epochs)
         change = float(np.max(np.abs(w - before)) / max(1.0, float(np.max(np.abs(w)))))
         await mpc.ch.send_json("lr/change", {"change": change})
         theirs = await mpc.ch.recv_json("lr/change")
