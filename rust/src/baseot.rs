@@ -62,7 +62,9 @@ pub fn receiver(sender_a: &[u8; 32], choices: &[u8]) -> Result<(Vec<u8>, Vec<u8>
 /// Both keys of every transfer, from the sender's secret and the receiver's messages.
 pub fn sender_keys(secret: &[u8; 32], msgs: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     if !msgs.len().is_multiple_of(32) {
-        return Err(CoreError::Shape("base OT messages are 32 bytes each".into()));
+        return Err(CoreError::Shape(
+            "base OT messages are 32 bytes each".into(),
+        ));
     }
     let a: Scalar = scalar(secret)?;
     let a_pt = RistrettoPoint::mul_base(&a);

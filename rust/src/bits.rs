@@ -81,7 +81,10 @@ mod tests {
             let out = transpose_128(&mat, nbytes, m).unwrap();
             for i in 0..m {
                 for r in 0..128 {
-                    assert_eq!(bit(&out[16 * i..16 * i + 16], r), bit(&mat[r * nbytes..], i));
+                    assert_eq!(
+                        bit(&out[16 * i..16 * i + 16], r),
+                        bit(&mat[r * nbytes..], i)
+                    );
                 }
             }
         }

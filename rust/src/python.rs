@@ -446,7 +446,10 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pyfunction]
 fn baseot_sender_setup(py: Python<'_>) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
     let (secret, msg) = baseot::sender_setup().map_err(to_py)?;
-    Ok((PyBytes::new(py, &secret).unbind(), PyBytes::new(py, &msg).unbind()))
+    Ok((
+        PyBytes::new(py, &secret).unbind(),
+        PyBytes::new(py, &msg).unbind(),
+    ))
 }
 
 #[pyfunction]
@@ -459,7 +462,10 @@ fn baseot_receiver(
     let (msgs, keys) = py
         .allow_threads(|| baseot::receiver(&a, choices))
         .map_err(to_py)?;
-    Ok((PyBytes::new(py, &msgs).unbind(), PyBytes::new(py, &keys).unbind()))
+    Ok((
+        PyBytes::new(py, &msgs).unbind(),
+        PyBytes::new(py, &keys).unbind(),
+    ))
 }
 
 #[pyfunction]
@@ -472,7 +478,10 @@ fn baseot_sender_keys(
     let (k0, k1) = py
         .allow_threads(|| baseot::sender_keys(&a, msgs))
         .map_err(to_py)?;
-    Ok((PyBytes::new(py, &k0).unbind(), PyBytes::new(py, &k1).unbind()))
+    Ok((
+        PyBytes::new(py, &k0).unbind(),
+        PyBytes::new(py, &k1).unbind(),
+    ))
 }
 
 #[pyfunction]
