@@ -137,6 +137,13 @@ PREDICT = """
         telecom: [tenure_months, monthly_spend, late_payments_12m, prepaid]
     outputs:
       predictions: {receivers: [bank], format: csv}
+  - id: eval
+    type: evaluate
+    inputs:
+      bank: {from: score.predictions}
+    params: {threshold: 0.3}
+    outputs:
+      report: {receivers: [bank], format: csv}
 """
 
 
@@ -175,6 +182,15 @@ def test_predict_scores_new_rows_with_the_model_trained_in_the_job(tmp_path: Pat
     assert np.allclose(preds.column("score").to_numpy(), 1 / (1 + np.exp(-z)))
     assert 0.5 < score["result"]["auc"] <= 1.0
     assert bank_m["features"] == BANK and tel_m["features"] == TEL
+    # the bank evaluates the predictions alone: the same AUC, and the report's other rows
+    ev = res["bank"]["components"]["eval"]
+    assert ev["result"]["auc"] == pytest.approx(score["result"]["auc"])
+    report = pacsv.read_csv(tmp_path / "out" / "bank" / "eval.report.csv").to_pylist()
+    cm = {r["key"]: r["value"] for r in report if r["metric"] == "confusion"}
+    y = preds.column("label").to_numpy()
+    s = preds.column("score").to_numpy()
+    assert cm["tp"] == np.sum((s >= 0.3) & (y == 1)) and sum(cm.values()) == len(y)
+    assert "eval" not in res["telecom"]["components"]
 
 
 def test_predict_refuses_a_model_that_was_not_trained(tmp_path: Path) -> None:
@@ -183,3 +199,22 @@ def test_predict_refuses_a_model_that_was_not_trained(tmp_path: Path) -> None:
     job = JOB.rstrip("\n") + PREDICT.replace("model: lr", "model: nothing")
     with pytest.raises(DataError, match="no model 'nothing'"):
         run_local(parse_job(job), ds, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("inputs", "receivers", "message"),
+    [
+        ({"bank": {"dataset": "p"}, "telecom": {"dataset": "q"}}, ["bank"], "one party"),
+        ({"bank": {"dataset": "p"}}, ["telecom"], "stays with its party"),
+    ],
+)
+def test_bad_evaluate_specs_are_refused(inputs: dict, receivers: list, message: str) -> None:
+    from rainbridge.components import ComponentParamError, get_component
+    from rainbridge.components.spec import ComponentSpec
+
+    spec = ComponentSpec.model_validate(
+        {"id": "e", "type": "evaluate", "inputs": inputs,
+         "outputs": {"report": {"receivers": receivers}}}
+    )  # fmt: skip
+    with pytest.raises(ComponentParamError, match=message):
+        get_component("evaluate").check(spec)

@@ -39,6 +39,7 @@ def _load_builtins() -> None:
     if _REGISTRY:
         return
     from rainbridge.components.binning import BinningComponent
+    from rainbridge.components.evaluate import EvaluateComponent
     from rainbridge.components.predict import PredictComponent
     from rainbridge.components.psi import PsiComponent
     from rainbridge.components.stats import StatsComponent
@@ -51,6 +52,7 @@ def _load_builtins() -> None:
     register(TrainFedAvgComponent)
     register(BinningComponent)
     register(PredictComponent)
+    register(EvaluateComponent)
 
 
 __all__ = [
