@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +23,15 @@ BANK = "customer_id,age,monthly_income,loan_balance,max_overdue_days,default_12m
 TEL = "customer_id,tenure_months,monthly_spend,late_payments_12m,prepaid"
 
 
-def test_train_then_score_online(tmp_path: Path) -> None:
-    paths = write_demo_data(tmp_path / "data", DemoSizes(population=4000, bank=2000,
-                                                          telecom=2000, tax=500))  # fmt: skip
-    f = Federation(tmp_path, ["bank", "telecom", "tax"], timeout=20)
+@contextmanager
+def _federation(
+    tmp: Path, rows: int, timeout: float, components: str
+) -> Iterator[tuple[Federation, dict[str, Path], dict[str, str]]]:
+    """Bank, telecom and tax nodes with the demo's data, the bank and the telecom granting
+    each other ``components`` on the model's columns: (federation, data paths, grant ids)."""
+    sizes = DemoSizes(population=2 * rows, bank=rows, telecom=rows, tax=500)
+    paths = write_demo_data(tmp / "data", sizes)
+    f = Federation(tmp, ["bank", "telecom", "tax"], timeout=timeout)
     f.start()
     try:
         f.pin_all()
@@ -36,8 +43,15 @@ def test_train_then_score_online(tmp_path: Path) -> None:
                                       ("telecom", "subscribers", "bank", TEL)):  # fmt: skip
             grants[owner] = f.cli_json(
                 "grant", "add", ds, "--peer", peer, "--columns", cols, "--components",
-                "psi,train_lr,predict", "--receivers", "bank,telecom", node=owner,
+                components, "--receivers", "bank,telecom", node=owner,
             )["id"]  # fmt: skip
+        yield f, paths, grants
+    finally:
+        f.stop()
+
+
+def test_train_then_score_online(tmp_path: Path) -> None:
+    with _federation(tmp_path, 2000, 20, "psi,train_lr,predict") as (f, paths, grants):
         job = tmp_path / "lr.yaml"
         job.write_text((ROOT / "examples" / "jobs" / "lr-2party.yaml").read_text()
                        .replace("epochs: 10", "epochs: 5\n      seed: 2"))  # fmt: skip
@@ -86,24 +100,10 @@ def test_train_then_score_online(tmp_path: Path) -> None:
         assert r.returncode != 0 and "no grant lets 'bank' score" in r.stderr
         ledger = f.cli("ledger", "show", "--json", node="telecom", check=False).stdout
         assert "model_scored" in ledger and key not in ledger  # the ID is hashed
-    finally:
-        f.stop()
 
 
 def test_a_party_lost_mid_training_fails_the_job_with_no_model_anywhere(tmp_path: Path) -> None:
-    paths = write_demo_data(tmp_path / "data", DemoSizes(population=40000, bank=20000,
-                                                          telecom=20000, tax=500))  # fmt: skip
-    f = Federation(tmp_path, ["bank", "telecom", "tax"], timeout=8)
-    f.start()
-    try:
-        f.pin_all()
-        for party, ds in (("bank", "customers"), ("telecom", "subscribers"), ("tax", "taxpayers")):
-            f.cli("dataset", "add", ds, "--path", str(paths[party]), "--id", "customer_id",
-                  node=party)  # fmt: skip
-        for owner, ds, peer, cols in (("bank", "customers", "telecom", BANK),
-                                      ("telecom", "subscribers", "bank", TEL)):  # fmt: skip
-            f.cli("grant", "add", ds, "--peer", peer, "--columns", cols, "--components",
-                  "psi,train_lr", "--receivers", "bank,telecom", node=owner)  # fmt: skip
+    with _federation(tmp_path, 20000, 8, "psi,train_lr") as (f, _paths, _grants):
         job = tmp_path / "lr.yaml"
         # many small batches: long enough to pull the telecom out from under it
         job.write_text((ROOT / "examples" / "jobs" / "lr-2party.yaml").read_text()
@@ -137,5 +137,3 @@ def test_a_party_lost_mid_training_fails_the_job_with_no_model_anywhere(tmp_path
         while f.cli_json("job", "status", row["id"], node="tax")["status"] == "running":
             assert time.monotonic() < deadline
             time.sleep(0.2)
-    finally:
-        f.stop()

@@ -64,11 +64,12 @@ def model_predict(
     for item in features:
         col, eq, value = item.partition("=")
         try:
-            given = {**(given or {}), col: float(value)}
+            number = float(value) if eq and col else None
         except ValueError:
+            number = None
+        if number is None:
             fail(f"--feature wants COLUMN=NUMBER, got {item!r}", 2)
-        if not eq:
-            fail(f"--feature wants COLUMN=NUMBER, got {item!r}", 2)
+        given = {**(given or {}), col: number}
     out = Api(directory, api_url).call(
         "POST", f"/v1/models/{model_id}/predict", {"key": key, "features": given}
     )

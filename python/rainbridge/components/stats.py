@@ -493,11 +493,8 @@ class StatsComponent(Component):
             if owner == me:
                 if raw.shape[0] == 0:
                     raise DataError("no aligned rows to compute min, max or quantiles over")
-                vals = np.array(
-                    [
-                        _order_value(raw[:, cols.index(c)], stat, c, arg, params)
-                        for stat, c, arg in entries
-                    ]
+                vals = np.concatenate(
+                    [_order_values(params, raw[:, j], c) for j, c in enumerate(cols)]
                 )
                 vals = to_integers(vals, digits)
             shared = await mpc.input(vals, owner, (len(entries),), integer=True)
@@ -540,17 +537,22 @@ def _order_entries(params: StatsParams, cols: list[str]) -> list[tuple[str, str,
     return out
 
 
-def _order_value(col: Any, stat: str, name: str, arg: str, params: StatsParams) -> float:
-    if stat == "min":
-        return float(col.min())
-    if stat == "max":
-        return float(col.max())
-    if stat == "median":
-        return float(np.median(col))
-    if stat == "quantile":
-        return float(np.quantile(col, float(arg)))
-    edges = params.bins[name]  # a histogram's bin, found by its label
-    return float(np.count_nonzero(_bin_keys(col, edges) == _bin_labels(edges).index(arg)))
+def _order_values(params: StatsParams, col: Any, name: str) -> Any:
+    """The values of :func:`_order_entries` for one column, in the same order."""
+    out: list[float] = []
+    if "min" in params.statistics:
+        out.append(float(col.min()))
+    if "max" in params.statistics:
+        out.append(float(col.max()))
+    if "median" in params.statistics:
+        out.append(float(np.median(col)))
+    if "quantile" in params.statistics:
+        out += [float(v) for v in np.quantile(col, params.quantiles)]
+    if "histogram" in params.statistics:
+        edges = params.bins[name]
+        keys = _bin_keys(col, edges)
+        out += np.bincount(keys[keys >= 0], minlength=len(edges) - 1).astype(float).tolist()
+    return np.array(out)
 
 
 def _bin_labels(edges: list[float]) -> list[str]:

@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
-from rainbridge.components.train_lr import write_json
 from rainbridge.components.twoparty import matrix
-from rainbridge.data import read_columns
+from rainbridge.data import read_columns, write_json_atomic
 from rainbridge.errors import DataError, ProtocolViolationError
 from rainbridge.protocols.fl import fedavg
 from rainbridge.protocols.fl.fedavg import FedAvgParams, Model
@@ -152,7 +151,7 @@ class TrainFedAvgComponent(Component):
             "created": dt.datetime.now(dt.UTC).isoformat(),
         }
         path = Path(ctx.out_dir) / f"{ctx.spec.id}.model.json"
-        write_json(model, path)
+        write_json_atomic(model, path)
         summary["outputs"] = {
             "model": {"path": str(path), "rows": int(Model(d, fa).size), "format": "json"}
         }

@@ -13,8 +13,6 @@ partial scores (``evaluate: true``, the default), as FATE's evaluation does.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +29,7 @@ from rainbridge.components.twoparty import (
     open_session,
     serve_dealer,
 )
-from rainbridge.data import read_columns, write_table_atomic
+from rainbridge.data import read_columns, write_json_atomic, write_table_atomic
 from rainbridge.errors import DataError
 from rainbridge.protocols.fl.metrics import auc, ks
 from rainbridge.protocols.fl.vertical_lr import LrParams, train
@@ -157,7 +155,7 @@ class TrainLrComponent(Component):
             "created": dt.datetime.now(dt.UTC).isoformat(),
         }
         path = Path(ctx.out_dir) / f"{ctx.spec.id}.model.json"
-        write_json(model, path)
+        write_json_atomic(model, path)
         outputs: dict[str, Any] = {
             "model": {"path": str(path), "rows": len(mine), "columns": mine, "format": "json"}
         }
@@ -202,14 +200,3 @@ class TrainLrComponent(Component):
                 f"train_lr input of {ctx.party!r} has no column {', '.join(map(repr, missing))}"
             )
         return read_columns(ref, list(dict.fromkeys(wanted)))
-
-
-def write_json(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -13,7 +13,7 @@ from rainbridge.data.dataset import (
     read_columns,
     read_ids,
 )
-from rainbridge.data.output import write_table_atomic
+from rainbridge.data.output import write_json_atomic, write_table_atomic
 
 __all__ = [
     "DatasetRef",
@@ -22,5 +22,6 @@ __all__ = [
     "iter_batches",
     "read_columns",
     "read_ids",
+    "write_json_atomic",
     "write_table_atomic",
 ]

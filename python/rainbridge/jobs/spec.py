@@ -241,9 +241,9 @@ def _expand_sql(data: dict[str, Any], source: str) -> dict[str, Any]:
             continue
         cid = str(c.get("id", f"sql{i}"))
         params = c.get("params") or {}
-        unknown = set(params) - {"query", "receiver", "dealer", "min_group_size", "decimals"}
         if not isinstance(params, dict) or "query" not in params or "receiver" not in params:
             raise JobSpecError(f"{source}: components[{i}].params: sql needs query and receiver")
+        unknown = set(params) - {"query", "receiver", "dealer", "min_group_size", "decimals"}
         if unknown:
             raise JobSpecError(
                 f"{source}: components[{i}].params: unknown sql parameter {sorted(unknown)[0]!r}"
@@ -257,6 +257,10 @@ def _expand_sql(data: dict[str, Any], source: str) -> dict[str, Any]:
                 decimals=int(params.get("decimals", 2)),
                 min_group_size=int(params.get("min_group_size", 1)),
             )
+        except (TypeError, ValueError):
+            raise JobSpecError(
+                f"{source}: components[{i}].params: decimals and min_group_size are integers"
+            ) from None
         except JobSpecError as exc:
             raise JobSpecError(f"{source}: components[{i}] ({cid}): {exc}") from None
         psi, stats = plan.job["components"]

@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import select
 
 from rainbridge.components.train_lr import MODEL_FORMAT
-from rainbridge.data import DatasetRef, read_columns
+from rainbridge.data import DatasetRef, read_columns, write_json_atomic
 from rainbridge.errors import (
     AuthorizationError,
     ConfigError,
@@ -65,6 +65,7 @@ class ModelOps:
     storage: Storage
     dataplane: DataPlane
     _indexes: dict[str, _Index]
+    _parts: dict[str, dict[str, Any]]
 
     # -- registry --------------------------------------------------------------------------
 
@@ -148,8 +149,7 @@ class ModelOps:
         if dataset is not None and dataset not in self.storage.dataset_refs():
             raise NotFoundError(f"no dataset {dataset!r} at this node")
         target = self.config.path / "models" / f"{model_id}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(part, indent=2) + "\n")
+        write_json_atomic(part, target)
         row.path = str(target)
         self._add_model(row, str(reg.get("name") or model_id), None)
         self.storage.log("model_imported", {"model": model_id}, actor=actor)
@@ -171,12 +171,15 @@ class ModelOps:
             s.expunge(row)
             return row
 
-    @staticmethod
-    def _part(row: ModelRow) -> dict[str, Any]:
-        part = json.loads(Path(row.path).read_text())
-        if part.get("format") != MODEL_FORMAT:
-            raise DataError(f"model {row.id!r}: unknown format")
-        return dict(part)
+    def _part(self, row: ModelRow) -> dict[str, Any]:
+        """The part's JSON, read once per model (parts never change once registered)."""
+        part = self._parts.get(row.id)
+        if part is None:
+            part = dict(json.loads(Path(row.path).read_text()))
+            if part.get("format") != MODEL_FORMAT:
+                raise DataError(f"model {row.id!r}: unknown format")
+            self._parts[row.id] = part
+        return part
 
     def _partial(self, row: ModelRow, key: str | None, given: Mapping[str, Any] | None) -> float:
         """This node's partial score: its standardised features times its weights."""

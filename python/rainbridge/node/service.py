@@ -131,6 +131,7 @@ class NodeService(DataOwnerOps, ModelOps, JobClosing):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizing: set[str] = set()
         self._indexes = {}  # online scoring: per model, its features by ID
+        self._parts = {}  # per model, this node's part
 
     @property
     def identity(self) -> Any:
