@@ -10,6 +10,7 @@ pub mod bits;
 pub mod error;
 pub mod hash;
 pub mod items;
+pub mod ou;
 pub mod ristretto;
 pub mod sm2;
 pub mod x25519;

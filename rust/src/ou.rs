@@ -1,0 +1,719 @@
+//! Okamoto–Uchiyama additively homomorphic encryption, with the subgroup acceleration of
+//! Coron, Naccache and Paillier ("Accelerating Okamoto-Uchiyama's public-key cryptosystem",
+//! Electronics Letters 35(4), 1999): the scheme SecureBoost-style training uses to let a
+//! feature party add up a label party's encrypted gradients.
+//!
+//! Keys: primes p, q of about |n|/3 bits, with p - 1 = 2·t·u for a prime t of 2·λ bits
+//! (224 for a 2048-bit n, λ = 112); n = p²q. G = g^(2u) mod n has order p·t modulo p² and
+//! H = g'^(2u·n) mod n has order dividing t, so c^t mod p² strips the randomness of
+//! c = G^m · H^r and decryption needs a 224-bit exponent instead of a 683-bit one.
+//! Plaintexts live in Z_p; a signed m is read back from its residue (|m| < p/2), and
+//! several signed fixed-width slots may be packed into one plaintext ([`pack`]).
+//!
+//! Security: IND-CPA under the p-subgroup assumption restricted to the order-t subgroup,
+//! as in the paper; not IND-CCA (ciphertexts are malleable by design). The randomness r has
+//! |t| + 64 bits. Exponentiations use fixed-base tables with variable-time lookups: the
+//! exponents are the encryptor's plaintexts and nonces, so this code assumes no co-resident
+//! cache-timing adversary on the encrypting host; decryption (the secret-key operation)
+//! is constant-time in the secret exponent.
+//!
+//! Ciphertexts travel as [`CT_BYTES`] little-endian bytes of a residue below n (at most
+//! 2048 bits); every received ciphertext is checked to be below n and non-zero.
+
+use crypto_bigint::modular::{MontyForm, MontyParams};
+use crypto_bigint::{NonZero, Odd, RandomBits, RandomMod, U1536, U2048, U256, U384, U768};
+use crypto_primes::{generate_prime_with_rng, is_prime_with_rng};
+use rand_core::OsRng;
+use rayon::prelude::*;
+
+use crate::error::{CoreError, Result};
+
+/// Bytes of one ciphertext on the wire.
+pub const CT_BYTES: usize = 256;
+const LIMBS: usize = 32;
+/// Window of the fixed-base tables, in bits.
+const WINDOW: usize = 8;
+/// Extra bits of the randomness r beyond |t|, so that r mod t is statistically uniform.
+const R_SLACK: u32 = 64;
+
+type Mont = MontyForm<LIMBS>;
+
+/// Bit lengths of (p, q, t) for a modulus of `n_bits`.
+fn sizes(n_bits: u32) -> Result<(u32, u32, u32)> {
+    let t_bits = match n_bits {
+        1024 => 160,
+        2048 => 224,
+        3072 => 256,
+        _ => {
+            return Err(CoreError::InvalidKey(
+                "OU modulus must be 1024, 2048 or 3072 bits",
+            ))
+        }
+    };
+    if n_bits > 2048 {
+        return Err(CoreError::InvalidKey(
+            "this build supports OU moduli up to 2048 bits",
+        ));
+    }
+    let p_bits = n_bits / 3;
+    Ok((p_bits, n_bits - 2 * p_bits, t_bits))
+}
+
+/// `base^e` for any exponent below 2^(8·windows), by one table lookup and at most one
+/// multiplication per byte of the exponent.
+struct FixedBase {
+    params: MontyParams<LIMBS>,
+    windows: usize,
+    /// `table[i·255 + j - 1] = base^(j·2^(8i))` in Montgomery form, for j in 1..=255.
+    table: Vec<U2048>,
+}
+
+impl FixedBase {
+    fn new(base: Mont, bits: usize) -> Self {
+        let windows = bits.div_ceil(WINDOW);
+        let mut table = Vec::with_capacity(windows * 255);
+        let mut b = base; // base^(2^(8i))
+        for _ in 0..windows {
+            let mut acc = b;
+            for _ in 1..=255 {
+                table.push(*acc.as_montgomery());
+                acc = acc.mul(&b);
+            }
+            b = acc; // base^(256·2^(8i))
+        }
+        FixedBase {
+            params: *base.params(),
+            windows,
+            table,
+        }
+    }
+
+    /// `base^e`, `e` given as little-endian bytes (at most `windows` of them non-zero).
+    fn pow(&self, e: &[u8]) -> Mont {
+        let mut acc = Mont::one(self.params);
+        for (i, &byte) in e.iter().enumerate() {
+            if byte != 0 {
+                debug_assert!(i < self.windows);
+                let entry = self.table[i * 255 + byte as usize - 1];
+                acc = acc.mul(&Mont::from_montgomery(entry, self.params));
+            }
+        }
+        acc
+    }
+}
+
+/// The public key: what a party needs to encrypt, add and re-randomise.
+pub struct PublicKey {
+    n: U2048,
+    n_bits: u32,
+    t_bits: u32,
+    params: MontyParams<LIMBS>,
+    g_raw: U2048,
+    h_raw: U2048,
+    g: FixedBase,
+    g_inv: FixedBase,
+    h: FixedBase,
+}
+
+impl PublicKey {
+    fn build(n: U2048, g_raw: U2048, h_raw: U2048) -> Result<Self> {
+        let n_bits = n.bits();
+        let n_class = [1024u32, 2048]
+            .into_iter()
+            .find(|&b| n_bits <= b && n_bits + 8 > b);
+        let n_class = n_class.ok_or(CoreError::InvalidKey("OU modulus of unsupported size"))?;
+        let (_, _, t_bits) = sizes(n_class)?;
+        let odd = Option::<Odd<U2048>>::from(Odd::new(n))
+            .ok_or(CoreError::InvalidKey("OU modulus must be odd"))?;
+        if g_raw >= n || h_raw >= n || g_raw == U2048::ZERO || h_raw == U2048::ZERO {
+            return Err(CoreError::InvalidKey(
+                "OU generators must be non-zero residues mod n",
+            ));
+        }
+        let params = MontyParams::new_vartime(odd);
+        let g = Mont::new(&g_raw, params);
+        let g_inv = Option::<Mont>::from(g.inv()).ok_or(CoreError::InvalidKey(
+            "OU generator G is not invertible mod n",
+        ))?;
+        let h = Mont::new(&h_raw, params);
+        let pt_bits = Self::plaintext_bits_for(n_class) as usize;
+        Ok(PublicKey {
+            n,
+            n_bits: n_class,
+            t_bits,
+            params,
+            g_raw,
+            h_raw,
+            g: FixedBase::new(g, pt_bits),
+            g_inv: FixedBase::new(g_inv, pt_bits),
+            h: FixedBase::new(h, (t_bits + R_SLACK) as usize),
+        })
+    }
+
+    fn plaintext_bits_for(n_bits: u32) -> u32 {
+        // m must stay below p/2 (signed read-back) and p has n_bits/3 bits
+        n_bits / 3 - 2
+    }
+
+    /// Largest bit length of a plaintext's magnitude.
+    pub fn plaintext_bits(&self) -> u32 {
+        Self::plaintext_bits_for(self.n_bits)
+    }
+
+    /// Nominal modulus size (1024 or 2048).
+    pub fn n_bits(&self) -> u32 {
+        self.n_bits
+    }
+
+    /// n ‖ G ‖ H, each [`CT_BYTES`] little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 * CT_BYTES);
+        out.extend_from_slice(&self.n.to_le_bytes());
+        out.extend_from_slice(&self.g_raw.to_le_bytes());
+        out.extend_from_slice(&self.h_raw.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        if b.len() != 3 * CT_BYTES {
+            return Err(CoreError::InvalidKey("an OU public key is 768 bytes"));
+        }
+        let part = |i: usize| U2048::from_le_slice(&b[i * CT_BYTES..(i + 1) * CT_BYTES]);
+        Self::build(part(0), part(1), part(2))
+    }
+
+    fn nonce(&self) -> Mont {
+        let r = U384::random_bits(&mut OsRng, self.t_bits + R_SLACK);
+        self.h.pow(&r.to_le_bytes())
+    }
+
+    /// Encrypts a signed plaintext given as magnitude (little-endian bytes) and sign.
+    fn encrypt_mag(&self, mag: &[u8], negative: bool) -> Mont {
+        let base = if negative { &self.g_inv } else { &self.g };
+        base.pow(mag).mul(&self.nonce())
+    }
+
+    fn to_wire(&self, c: &Mont, out: &mut [u8]) {
+        out.copy_from_slice(&c.retrieve().to_le_bytes());
+    }
+
+    /// Parses and checks received ciphertexts into Montgomery form.
+    pub fn parse(&self, data: &[u8]) -> Result<Vec<U2048>> {
+        if !data.len().is_multiple_of(CT_BYTES) {
+            return Err(CoreError::Shape(format!(
+                "ciphertext buffer of {} bytes is not a multiple of {CT_BYTES}",
+                data.len()
+            )));
+        }
+        data.par_chunks(CT_BYTES)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let v = U2048::from_le_slice(chunk);
+                if v >= self.n || v == U2048::ZERO {
+                    return Err(CoreError::InvalidElement {
+                        index: i,
+                        reason: "ciphertext out of range for this key",
+                    });
+                }
+                Ok(*Mont::new(&v, self.params).as_montgomery())
+            })
+            .collect()
+    }
+
+    fn mont(&self, raw: &U2048) -> Mont {
+        Mont::from_montgomery(*raw, self.params)
+    }
+
+    /// Encrypts `values` (row-major, `slots` signed integers per ciphertext) packed into
+    /// slots of `slot_bits` bits each; see [`pack`].
+    pub fn encrypt_packed(&self, values: &[i64], slots: usize, slot_bits: u32) -> Result<Vec<u8>> {
+        check_layout(values.len(), slots, slot_bits, self.plaintext_bits())?;
+        let rows = values.len() / slots;
+        let mut out = vec![0u8; rows * CT_BYTES];
+        out.par_chunks_mut(CT_BYTES)
+            .zip(values.par_chunks(slots))
+            .for_each(|(o, row)| {
+                let (mag, neg) = pack(row, slot_bits);
+                self.to_wire(&self.encrypt_mag(&mag.to_le_bytes(), neg), o);
+            });
+        Ok(out)
+    }
+
+    /// Element-wise homomorphic sum of two equally long ciphertext buffers.
+    pub fn add(&self, a: &[u8], b: &[u8]) -> Result<Vec<u8>> {
+        if a.len() != b.len() {
+            return Err(CoreError::Shape(
+                "ciphertext buffers differ in length".into(),
+            ));
+        }
+        let (a, b) = (self.parse(a)?, self.parse(b)?);
+        let mut out = vec![0u8; a.len() * CT_BYTES];
+        out.par_chunks_mut(CT_BYTES)
+            .zip(a.par_iter().zip(b.par_iter()))
+            .for_each(|(o, (x, y))| self.to_wire(&self.mont(x).mul(&self.mont(y)), o));
+        Ok(out)
+    }
+
+    /// Multiplies every ciphertext by a fresh encryption of zero.
+    pub fn rerandomize(&self, a: &[u8]) -> Result<Vec<u8>> {
+        let a = self.parse(a)?;
+        let mut out = vec![0u8; a.len() * CT_BYTES];
+        out.par_chunks_mut(CT_BYTES)
+            .zip(a.par_iter())
+            .for_each(|(o, x)| self.to_wire(&self.mont(x).mul(&self.nonce()), o));
+        Ok(out)
+    }
+
+    /// Encrypted histograms: for each node in `nodes` and each feature f, the homomorphic
+    /// sum of the ciphertexts of the rows with `node_of_row == node`, split by the row's bin
+    /// `bins[row·features + f]` (< `n_bins`). Returns nodes × features × n_bins ciphertexts,
+    /// each re-randomised so that the sum does not reveal which received ciphertexts it
+    /// holds (an empty bin is a fresh encryption of zero).
+    pub fn histogram(
+        &self,
+        cts: &[U2048],
+        bins: &[u8],
+        features: usize,
+        node_of_row: &[i32],
+        nodes: &[i32],
+        n_bins: usize,
+    ) -> Result<Vec<u8>> {
+        let rows = cts.len();
+        if node_of_row.len() != rows || bins.len() != rows * features {
+            return Err(CoreError::Shape(format!(
+                "histogram over {rows} ciphertexts needs {rows} node ids and {rows}×{features} bins"
+            )));
+        }
+        if n_bins == 0 || n_bins > 256 {
+            return Err(CoreError::Shape("n_bins must be in 1..=256".into()));
+        }
+        if let Some(i) = bins.iter().position(|&b| b as usize >= n_bins) {
+            return Err(CoreError::Shape(format!(
+                "bin {} at index {i} >= n_bins",
+                bins[i]
+            )));
+        }
+        let slot = |node: i32| nodes.iter().position(|&k| k == node);
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
+        for (r, &node) in node_of_row.iter().enumerate() {
+            if node >= 0 {
+                if let Some(k) = slot(node) {
+                    members[k].push(r as u32);
+                }
+            }
+        }
+        let cell_bytes = n_bins * CT_BYTES;
+        let mut out = vec![0u8; nodes.len() * features * cell_bytes];
+        out.par_chunks_mut(cell_bytes)
+            .enumerate()
+            .for_each(|(task, o)| {
+                let (k, f) = (task / features, task % features);
+                let mut acc = vec![Mont::one(self.params); n_bins];
+                for &r in &members[k] {
+                    let r = r as usize;
+                    let b = bins[r * features + f] as usize;
+                    acc[b] = acc[b].mul(&self.mont(&cts[r]));
+                }
+                for (b, a) in acc.iter().enumerate() {
+                    self.to_wire(
+                        &a.mul(&self.nonce()),
+                        &mut o[b * CT_BYTES..(b + 1) * CT_BYTES],
+                    );
+                }
+            });
+        Ok(out)
+    }
+}
+
+fn check_layout(len: usize, slots: usize, slot_bits: u32, pt_bits: u32) -> Result<()> {
+    if slots == 0 || !len.is_multiple_of(slots) {
+        return Err(CoreError::Shape(format!(
+            "{len} values do not fill rows of {slots} slots"
+        )));
+    }
+    if !(2..=126).contains(&slot_bits) {
+        return Err(CoreError::Shape("slot_bits must be in 2..=126".into()));
+    }
+    if slots as u64 * slot_bits as u64 > pt_bits as u64 {
+        return Err(CoreError::Shape(format!(
+            "{slots} slots of {slot_bits} bits exceed the key's {pt_bits}-bit plaintexts"
+        )));
+    }
+    Ok(())
+}
+
+/// Packs signed slot values into one plaintext m = Σ v_j · 2^(j·slot_bits), returned as
+/// magnitude and sign. Sums of packed plaintexts unpack slot by slot ([`unpack`]) as long as
+/// every slot's sum stays within ±2^(slot_bits-1).
+pub fn pack(values: &[i64], slot_bits: u32) -> (U768, bool) {
+    let (mut pos, mut neg) = (U768::ZERO, U768::ZERO);
+    for (j, &v) in values.iter().enumerate() {
+        let term = U768::from_u64(v.unsigned_abs()).shl_vartime(j as u32 * slot_bits);
+        if v >= 0 {
+            pos = pos.wrapping_add(&term);
+        } else {
+            neg = neg.wrapping_add(&term);
+        }
+    }
+    if pos >= neg {
+        (pos.wrapping_sub(&neg), false)
+    } else {
+        (neg.wrapping_sub(&pos), true)
+    }
+}
+
+/// Inverse of [`pack`] on a signed plaintext (two's complement in 768 bits): the slots'
+/// signed values, lowest first.
+pub fn unpack(mut x: U768, slots: usize, slot_bits: u32) -> Vec<i128> {
+    let half = 1i128 << (slot_bits - 1);
+    let mask = (1u128 << slot_bits) - 1;
+    let mut out = Vec::with_capacity(slots);
+    for j in 0..slots {
+        let bytes = x.to_le_bytes();
+        let low = u128::from_le_bytes(bytes[..16].try_into().expect("16 bytes"));
+        let negative_x = x.bit_vartime(767);
+        if j + 1 == slots {
+            // the top slot takes the rest: a small signed number
+            let v = if negative_x {
+                -(x.wrapping_neg().resize::<2>().to_le_bytes_u128() as i128)
+            } else {
+                x.resize::<2>().to_le_bytes_u128() as i128
+            };
+            out.push(v);
+            break;
+        }
+        let mut s = (low & mask) as i128;
+        if s >= half {
+            s -= 1i128 << slot_bits;
+        }
+        out.push(s);
+        // x = (x - s) >> slot_bits, arithmetically
+        let sub = U768::from_u128(s.unsigned_abs());
+        x = if s >= 0 {
+            x.wrapping_sub(&sub)
+        } else {
+            x.wrapping_add(&sub)
+        };
+        let sign = x.bit_vartime(767);
+        x = x.shr_vartime(slot_bits);
+        if sign {
+            let fill = U768::MAX.shl_vartime(768 - slot_bits);
+            x = x.wrapping_add(&fill); // set the vacated top bits (they are zero after the shift)
+        }
+    }
+    out
+}
+
+trait LowU128 {
+    fn to_le_bytes_u128(&self) -> u128;
+}
+
+impl LowU128 for crypto_bigint::Uint<2> {
+    fn to_le_bytes_u128(&self) -> u128 {
+        u128::from_le_bytes(self.to_le_bytes())
+    }
+}
+
+/// The secret key: p, q, t and what decryption precomputes from them.
+pub struct SecretKey {
+    public: PublicKey,
+    p: U768,
+    q: U768,
+    t: U256,
+    p2: NonZero<U2048>,
+    p2_params: MontyParams<24>,
+    p_params: MontyParams<12>,
+    p_div: NonZero<U1536>,
+    /// L(G^t mod p²)^(-1) mod p, in Montgomery form mod p
+    l_inv: MontyForm<12>,
+    half_p: U768,
+}
+
+impl SecretKey {
+    /// A fresh key with an `n_bits` modulus (1024 for tests, 2048 for use).
+    pub fn generate(n_bits: u32) -> Result<Self> {
+        let (p_bits, q_bits, t_bits) = sizes(n_bits)?;
+        let rng = &mut OsRng;
+        let t: U256 = generate_prime_with_rng(rng, t_bits);
+        let t768 = t.resize::<12>();
+        let p = loop {
+            let mut u = U768::random_bits(rng, p_bits - t_bits - 1);
+            u = u.bitor(&U768::ONE.shl_vartime(p_bits - t_bits - 2));
+            let p = t768
+                .wrapping_mul(&u)
+                .shl_vartime(1)
+                .wrapping_add(&U768::ONE);
+            if p.bits() == p_bits && is_prime_with_rng(rng, &p) {
+                break p;
+            }
+        };
+        let q = loop {
+            let q: U768 = generate_prime_with_rng(rng, q_bits);
+            if q != p {
+                break q;
+            }
+        };
+        let (_, n) = modulus(&p, &q);
+        let params = MontyParams::new_vartime(Option::from(Odd::new(n)).expect("n is odd"));
+        let nz = Option::from(NonZero::new(n)).expect("n is non-zero");
+        // 2u = (p - 1)/t: G = g^(2u) has order dividing p·t mod p², H = (g'^(2u))^n order t
+        let (u2, _) = p
+            .wrapping_sub(&U768::ONE)
+            .div_rem(&Option::from(NonZero::new(t768)).expect("t is non-zero"));
+        let u2 = u2.resize::<LIMBS>();
+        let mut draw =
+            || Mont::new(&U2048::random_mod(rng, &nz), params).pow_bounded_exp(&u2, p_bits);
+        let g_raw = draw().retrieve();
+        let h_raw = draw().pow(&n).retrieve();
+        // L(G^t) = 0 has probability 1/p; from_parts rejects it rather than loop here
+        Self::from_parts(p, q, t, g_raw, h_raw)
+    }
+
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// p ‖ q ‖ t (96, 96, 32 bytes) ‖ G ‖ H (256 each).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96 * 2 + 32 + 2 * CT_BYTES);
+        out.extend_from_slice(&self.p.to_le_bytes());
+        out.extend_from_slice(&self.q.to_le_bytes());
+        out.extend_from_slice(&self.t.to_le_bytes());
+        out.extend_from_slice(&self.public.g_raw.to_le_bytes());
+        out.extend_from_slice(&self.public.h_raw.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        if b.len() != 96 * 2 + 32 + 2 * CT_BYTES {
+            return Err(CoreError::InvalidKey("an OU secret key is 736 bytes"));
+        }
+        let p = U768::from_le_slice(&b[..96]);
+        let q = U768::from_le_slice(&b[96..192]);
+        let t = U256::from_le_slice(&b[192..224]);
+        let g_raw = U2048::from_le_slice(&b[224..480]);
+        let h_raw = U2048::from_le_slice(&b[480..736]);
+        Self::from_parts(p, q, t, g_raw, h_raw)
+    }
+
+    fn from_parts(p: U768, q: U768, t: U256, g_raw: U2048, h_raw: U2048) -> Result<Self> {
+        if p.bits() < 300 || q.bits() < 300 || t.bits() < 128 || !p.bit_vartime(0) {
+            return Err(CoreError::InvalidKey(
+                "OU secret key parameters out of range",
+            ));
+        }
+        let (p2, n) = modulus(&p, &q);
+        let public = PublicKey::build(n, g_raw, h_raw)?;
+        let p2_params =
+            MontyParams::new_vartime(Option::from(Odd::new(p2.resize::<24>())).expect("p² is odd"));
+        let p_params = MontyParams::new_vartime(Option::from(Odd::new(p)).expect("p is odd"));
+        let p_div = Option::from(NonZero::new(p.resize::<24>())).expect("p is non-zero");
+        let mut sk = SecretKey {
+            public,
+            p,
+            q,
+            t,
+            p2: Option::from(NonZero::new(p2)).expect("p²"),
+            p2_params,
+            p_params,
+            p_div,
+            l_inv: MontyForm::one(p_params),
+            half_p: p.shr_vartime(1),
+        };
+        let l = sk.l_raw(&g_raw);
+        if l == U768::ZERO {
+            return Err(CoreError::InvalidKey("OU generator G does not match p"));
+        }
+        sk.l_inv = Option::<MontyForm<12>>::from(MontyForm::new(&l, p_params).inv())
+            .ok_or(CoreError::InvalidKey("L(G^t) is not invertible mod p"))?;
+        Ok(sk)
+    }
+
+    /// L(c^t mod p²) for a residue c mod n.
+    fn l_raw(&self, c: &U2048) -> U768 {
+        let xp = c.rem(&self.p2).resize::<24>();
+        let y = MontyForm::<24>::new(&xp, self.p2_params)
+            .pow_bounded_exp(&self.t, self.t.bits())
+            .retrieve();
+        let (l, _) = y.wrapping_sub(&U1536::ONE).div_rem(&self.p_div);
+        l.resize::<12>()
+    }
+
+    /// The signed plaintext of `c` as two's complement in 768 bits.
+    fn decrypt_one(&self, c: &U2048) -> U768 {
+        let l = MontyForm::<12>::new(&self.l_raw(c), self.p_params);
+        let m = l.mul(&self.l_inv).retrieve();
+        if m > self.half_p {
+            m.wrapping_sub(&self.p) // m - p < 0, two's complement
+        } else {
+            m
+        }
+    }
+
+    /// Decrypts packed ciphertexts and returns every slot scaled by 2^-frac_bits.
+    pub fn decrypt_packed(
+        &self,
+        data: &[u8],
+        slots: usize,
+        slot_bits: u32,
+        frac_bits: u32,
+    ) -> Result<Vec<f64>> {
+        check_layout(slots, slots, slot_bits, self.public.plaintext_bits())?;
+        let cts = self.public.parse(data)?;
+        let scale = (-(frac_bits as f64)).exp2();
+        let rows: Vec<Vec<f64>> = cts
+            .par_iter()
+            .map(|c| {
+                let x = self.decrypt_one(&self.public.mont(c).retrieve());
+                unpack(x, slots, slot_bits)
+                    .into_iter()
+                    .map(|v| v as f64 * scale)
+                    .collect()
+            })
+            .collect();
+        Ok(rows.into_iter().flatten().collect())
+    }
+
+    /// Decrypts to signed 64-bit integers (one slot per ciphertext); errors on overflow.
+    pub fn decrypt_i64(&self, data: &[u8]) -> Result<Vec<i64>> {
+        let cts = self.public.parse(data)?;
+        cts.par_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let x = self.decrypt_one(&self.public.mont(c).retrieve());
+                let v = unpack(x, 1, 126)[0];
+                i64::try_from(v).map_err(|_| CoreError::InvalidElement {
+                    index: i,
+                    reason: "plaintext does not fit 64 bits",
+                })
+            })
+            .collect()
+    }
+
+    /// q, kept for serialisation only.
+    pub fn q(&self) -> &U768 {
+        &self.q
+    }
+}
+
+/// (p², p²q) for primes p, q.
+fn modulus(p: &U768, q: &U768) -> (U2048, U2048) {
+    let p = p.resize::<LIMBS>();
+    let p2 = p.wrapping_mul(&p);
+    (p2, p2.wrapping_mul(&q.resize::<LIMBS>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretKey {
+        SecretKey::generate(1024).expect("keygen")
+    }
+
+    #[test]
+    fn pack_unpack_round_trip() {
+        for vals in [
+            vec![0i64, 0],
+            vec![5, -3],
+            vec![-7, 9, -1],
+            vec![i64::MIN + 1, i64::MAX],
+        ] {
+            let (mag, neg) = pack(&vals, 100);
+            let x = if neg { mag.wrapping_neg() } else { mag };
+            let got = unpack(x, vals.len(), 100);
+            assert_eq!(got, vals.iter().map(|&v| v as i128).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn encrypt_add_decrypt_signed_slots() {
+        let sk = key();
+        let pk = sk.public();
+        let a = [3i64, -5, 1 << 40, -(1 << 50)];
+        let b = [-10i64, 7, 1 << 40, -(1 << 50)];
+        let ca = pk.encrypt_packed(&a, 2, 80).unwrap();
+        let cb = pk.encrypt_packed(&b, 2, 80).unwrap();
+        assert_ne!(
+            ca,
+            pk.encrypt_packed(&a, 2, 80).unwrap(),
+            "encryption is randomised"
+        );
+        let sum = pk.add(&ca, &cb).unwrap();
+        let got = sk.decrypt_packed(&sum, 2, 80, 0).unwrap();
+        let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) as f64).collect();
+        assert_eq!(got, want);
+        let re = pk.rerandomize(&sum).unwrap();
+        assert_ne!(re, sum);
+        assert_eq!(sk.decrypt_packed(&re, 2, 80, 0).unwrap(), want);
+    }
+
+    #[test]
+    fn keys_round_trip_through_bytes() {
+        let sk = key();
+        let sk2 = SecretKey::from_bytes(&sk.to_bytes()).unwrap();
+        let pk2 = PublicKey::from_bytes(&sk.public().to_bytes()).unwrap();
+        let c = pk2.encrypt_packed(&[-42], 1, 64).unwrap();
+        assert_eq!(sk2.decrypt_i64(&c).unwrap(), vec![-42]);
+        assert!(PublicKey::from_bytes(&[0u8; 767]).is_err());
+        let mut bad = sk.to_bytes();
+        bad[0] ^= 2; // p no longer matches n's G
+        assert!(
+            SecretKey::from_bytes(&bad).is_err() || {
+                let sk3 = SecretKey::from_bytes(&bad).unwrap();
+                sk3.decrypt_i64(&c).map(|v| v != vec![-42]).unwrap_or(true)
+            }
+        );
+    }
+
+    #[test]
+    fn histogram_matches_plain_sums() {
+        let sk = key();
+        let pk = sk.public();
+        let rows = 40usize;
+        let features = 3usize;
+        let vals: Vec<i64> = (0..rows as i64).flat_map(|i| [i - 20, 2 * i]).collect();
+        let cts = pk.parse(&pk.encrypt_packed(&vals, 2, 64).unwrap()).unwrap();
+        let bins: Vec<u8> = (0..rows * features).map(|i| ((i * 7) % 5) as u8).collect();
+        let node_of_row: Vec<i32> = (0..rows as i32)
+            .map(|i| if i % 4 == 3 { -1 } else { i % 3 })
+            .collect();
+        let nodes = [2i32, 0];
+        let out = pk
+            .histogram(&cts, &bins, features, &node_of_row, &nodes, 5)
+            .unwrap();
+        let got = sk.decrypt_packed(&out, 2, 64, 0).unwrap();
+        for (k, &node) in nodes.iter().enumerate() {
+            for f in 0..features {
+                for b in 0..5 {
+                    let mut want = [0i64; 2];
+                    for r in 0..rows {
+                        if node_of_row[r] == node && bins[r * features + f] as usize == b {
+                            want[0] += vals[2 * r];
+                            want[1] += vals[2 * r + 1];
+                        }
+                    }
+                    let cell = ((k * features + f) * 5 + b) * 2;
+                    assert_eq!(got[cell..cell + 2], [want[0] as f64, want[1] as f64]);
+                }
+            }
+        }
+        assert!(pk
+            .histogram(&cts, &bins, features, &node_of_row, &nodes, 4)
+            .is_err());
+    }
+
+    #[test]
+    fn rejects_out_of_range_ciphertexts_and_layouts() {
+        let sk = key();
+        let pk = sk.public();
+        assert!(pk.parse(&[0u8; CT_BYTES]).is_err());
+        assert!(pk.parse(&[0xffu8; CT_BYTES]).is_err());
+        assert!(pk.parse(&[1u8; CT_BYTES - 1]).is_err());
+        assert!(pk.encrypt_packed(&[1, 2, 3], 2, 64).is_err());
+        assert!(
+            pk.encrypt_packed(&[1; 8], 8, 126).is_err(),
+            "exceeds the plaintext space"
+        );
+    }
+}
