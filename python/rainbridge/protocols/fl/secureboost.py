@@ -1,0 +1,709 @@
+"""SecureBoost: vertical gradient-boosted trees (Cheng et al., "SecureBoost: A Lossless
+Federated Learning Framework", IEEE Intelligent Systems 2021), as FATE's hetero-SecureBoost
+and SecretFlow's SGB train them.
+
+One *label party* holds the labels (and maybe features); one or more *feature parties* hold
+other features of the same aligned rows. Per tree the label party computes every row's
+gradient and hessian, packs the two into one Okamoto–Uchiyama plaintext
+(:mod:`rainbridge._core`, a key it generates for this training) and sends the ciphertexts to
+each feature party. Level by level, each feature party adds them up into encrypted
+histograms over its own bins (per open node, per feature, per bin; only the smaller child of
+each split, the other is the parent minus it), re-randomised, and returns them; the label
+party decrypts, adds its own plaintext histograms and finds the best split (XGBoost's gain
+with λ, γ and the minimum child weight). For a split on a feature party's feature it names
+only (node, feature index, bin); the owner keeps the threshold, and answers which rows of
+that node go left. Leaf weights stay with the label party.
+
+Objectives: ``binary`` (logistic), ``regression`` (squared error), ``multiclass`` (softmax;
+one tree per class per round). Row subsampling per tree, learning rate (shrinkage), early
+stopping on a held-out share of the label party's rows (``validation_fraction``,
+``early_stopping_rounds``); missing values go to their own bin and always to the right.
+
+Joint prediction: each party marks, per tree, the leaves a row can reach given only its own
+splits (all branches of the others' nodes); the label party ANDs the parties' marks, which
+leaves exactly one leaf per tree, and adds the leaf weights. One message per party.
+
+Security model: semi-honest parties. What each learns —
+the label party: for each node and each of a feature party's features, the sums of
+gradients and hessians per bin (so, the order statistics of the node's rows along that
+feature, bin by bin, in gradient-weighted form) and hence which rows go left at every
+split; the number of bins per feature. It never sees a feature value or a threshold.
+A feature party: the instance space of every node (which rows reach it), which rows the
+label party samples into each tree, the tree shapes and which of its own features and bins
+are used; never a label, gradient or hessian (encrypted under a key only the label party
+holds; every returned sum is re-randomised so the label party cannot match it to the
+ciphertexts it sent). This is the leakage of SecureBoost as published and as FATE and
+SecretFlow ship it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from rainbridge._core import OuPublicKey, OuSecretKey
+from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.net.channel import Channel
+
+Objective = Literal["binary", "regression", "multiclass"]
+#: bits of precision kept from each gradient when it is encoded as an integer
+PRECISION_BITS = 53
+MAX_DEPTH = 10
+
+
+@dataclass
+class SgbParams:
+    trees: int = 10
+    max_depth: int = 5
+    learning_rate: float = 0.3
+    reg_lambda: float = 1.0
+    gamma: float = 0.0
+    min_child_weight: float = 1.0
+    max_bin: int = 32
+    subsample: float = 1.0
+    objective: Objective = "binary"
+    num_class: int = 0
+    validation_fraction: float = 0.0
+    early_stopping_rounds: int = 0
+    key_bits: int = 2048
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trees < 1 or not 1 <= self.max_depth <= MAX_DEPTH:
+            raise ConfigError(f"trees must be positive and max_depth in 1..{MAX_DEPTH}")
+        if not 2 <= self.max_bin <= 255:
+            raise ConfigError("max_bin must be in 2..255")
+        if self.learning_rate <= 0 or self.reg_lambda < 0 or self.gamma < 0:
+            raise ConfigError("learning_rate must be positive, reg_lambda and gamma not negative")
+        if self.min_child_weight < 0 or not 0 < self.subsample <= 1:
+            raise ConfigError("min_child_weight must not be negative, subsample in (0, 1]")
+        if self.objective not in ("binary", "regression", "multiclass"):
+            raise ConfigError("objective is 'binary', 'regression' or 'multiclass'")
+        if self.objective == "multiclass" and self.num_class < 2:
+            raise ConfigError("a multiclass objective needs num_class >= 2")
+        if not 0 <= self.validation_fraction < 1 or self.early_stopping_rounds < 0:
+            raise ConfigError("validation_fraction in [0, 1), early_stopping_rounds >= 0")
+        if self.early_stopping_rounds and not self.validation_fraction:
+            raise ConfigError("early stopping needs a validation_fraction")
+        if self.key_bits not in (1024, 2048):
+            raise ConfigError("key_bits is 2048 (or 1024 for tests only)")
+
+    @property
+    def outputs(self) -> int:
+        return self.num_class if self.objective == "multiclass" else 1
+
+
+# -- binning ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Binned:
+    """Each feature's values as bin numbers: bin b <= len(edges) holds values in
+    (edges[b-1], edges[b]]; the last column (``n_bins - 1``) holds missing values."""
+
+    bins: npt.NDArray[np.uint8]  # rows × features, C order
+    edges: list[npt.NDArray[np.float64]]
+    n_bins: int
+
+    @property
+    def n_splits(self) -> list[int]:
+        return [len(e) for e in self.edges]
+
+
+def bin_features(x: npt.NDArray[np.float64], max_bin: int) -> Binned:
+    """Equal-frequency bins (at most ``max_bin`` per feature) from the feature's own values."""
+    n, f = x.shape
+    bins = np.empty((n, f), dtype=np.uint8)
+    edges: list[npt.NDArray[np.float64]] = []
+    qs = np.arange(1, max_bin) / max_bin
+    for j in range(f):
+        col = x[:, j]
+        ok = ~np.isnan(col)
+        vals = col[ok]
+        if len(vals):
+            cut = np.unique(np.quantile(vals, qs, method="lower"))
+            cut = cut[cut < vals.max()]  # a cut at the maximum splits nothing off
+        else:
+            cut = np.zeros(0)
+        edges.append(cut.astype(np.float64))
+        b = np.full(n, max_bin, dtype=np.int64)
+        b[ok] = np.searchsorted(cut, vals, side="left")
+        bins[:, j] = b
+    return Binned(np.ascontiguousarray(bins), edges, max_bin + 1)
+
+
+# -- trees ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TreePart:
+    """One party's view of one tree: who owns each internal node (heap numbering: the
+    children of i are 2i+1 and 2i+2), its own splits, the leaves and (at the label party)
+    their weights."""
+
+    owner: dict[int, str]
+    splits: dict[int, tuple[int, float]]  # node -> (own feature index, threshold)
+    leaves: list[int]
+    weights: dict[int, float] = field(default_factory=dict)
+    cls: int = 0
+
+    def reach(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        """rows × leaves: the leaves each row can reach knowing only this party's splits
+        (a missing value goes right)."""
+        n = len(x)
+        at: dict[int, npt.NDArray[np.bool_]] = {0: np.ones(n, dtype=bool)}
+        for node in sorted(self.owner):  # a parent's number is below its children's
+            r = at.pop(node, None)
+            if r is None:
+                raise ProtocolViolationError(f"tree node {node} has no parent")
+            if node in self.splits:
+                f, thr = self.splits[node]
+                left = x[:, f] <= thr  # NaN compares False: right
+                at[2 * node + 1], at[2 * node + 2] = r & left, r & ~left
+            else:
+                at[2 * node + 1], at[2 * node + 2] = r, r
+        try:
+            return (
+                np.column_stack([at[leaf] for leaf in self.leaves])
+                if self.leaves
+                else (np.ones((n, 1), dtype=bool))
+            )
+        except KeyError:
+            raise ProtocolViolationError("a tree's leaves do not match its nodes") from None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "owner": {str(k): v for k, v in self.owner.items()},
+            "splits": {str(k): [f, t] for k, (f, t) in self.splits.items()},
+            "leaves": self.leaves,
+            "class": self.cls,
+        }
+        if self.weights:
+            out["weights"] = {str(k): v for k, v in self.weights.items()}
+        return out
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> TreePart:
+        try:
+            return TreePart(
+                owner={int(k): str(v) for k, v in d["owner"].items()},
+                splits={int(k): (int(v[0]), float(v[1])) for k, v in d["splits"].items()},
+                leaves=[int(v) for v in d["leaves"]],
+                weights={int(k): float(v) for k, v in d.get("weights", {}).items()},
+                cls=int(d.get("class", 0)),
+            )
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise ConfigError("a malformed SecureBoost tree") from None
+
+
+def leaf_marks(trees: Sequence[TreePart], x: npt.NDArray[np.float64]) -> bytes:
+    """Every tree's reachable leaves for every row, bit-packed row by row (what a party sends
+    the label party to predict)."""
+    cols = [t.reach(x) for t in trees]
+    if not cols:
+        return b""
+    return np.packbits(np.hstack(cols), axis=1).tobytes()
+
+
+def combine_marks(
+    trees: Sequence[TreePart],
+    base: npt.NDArray[np.float64],
+    marks: Sequence[npt.NDArray[np.bool_]],
+    rows: int,
+) -> npt.NDArray[np.float64]:
+    """The label party's raw scores (rows × outputs) from its own and the others' marks
+    (each rows × total leaves): the one leaf per tree all parties allow, weights summed."""
+    out = np.tile(base, (rows, 1)).astype(np.float64)
+    allowed = np.ones((rows, sum(max(len(t.leaves), 1) for t in trees)), dtype=bool)
+    for m in marks:
+        if m.shape != allowed.shape:
+            raise ProtocolViolationError("leaf marks of the wrong shape")
+        allowed &= m
+    at = 0
+    for t in trees:
+        k = max(len(t.leaves), 1)
+        block = allowed[:, at : at + k]
+        at += k
+        if not t.leaves:
+            continue
+        if not (block.sum(axis=1) == 1).all():
+            raise ProtocolViolationError("the parties' leaf marks do not single out one leaf")
+        w = np.array([t.weights.get(leaf, 0.0) for leaf in t.leaves])
+        out[:, t.cls] += w[block.argmax(axis=1)]
+    return out
+
+
+def unpack_marks(data: bytes, rows: int, trees: Sequence[TreePart]) -> npt.NDArray[np.bool_]:
+    width = sum(max(len(t.leaves), 1) for t in trees)
+    per_row = (width + 7) // 8
+    if len(data) != rows * per_row:
+        raise ProtocolViolationError(
+            f"leaf marks of {len(data)} bytes; {rows} rows × {per_row} expected"
+        )
+    if rows == 0:
+        return np.zeros((0, width), dtype=bool)
+    a = np.frombuffer(data, dtype=np.uint8).reshape(rows, per_row)
+    return np.unpackbits(a, axis=1, count=width).astype(bool)
+
+
+def link(raw: npt.NDArray[np.float64], objective: str) -> npt.NDArray[np.float64]:
+    """Scores from raw margins: probabilities (binary: of class 1; multiclass: per class)."""
+    if objective == "binary":
+        return _sigmoid(raw[:, 0])
+    if objective == "multiclass":
+        return _softmax(raw)
+    return raw[:, 0]
+
+
+def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+def _softmax(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# -- the label party --------------------------------------------------------------------------
+
+
+@dataclass
+class SgbResult:
+    """One party's part of the trained model."""
+
+    trees: list[TreePart]
+    edges: list[list[float]]  # own features' bin edges (for the record)
+    base: list[float]  # label party: the initial margin per output
+    rounds: int
+    history: list[float] = field(default_factory=list)  # validation loss per round
+    train_scores: npt.NDArray[np.float64] | None = None  # label party, training rows
+    he_seconds: float = 0.0
+
+
+def _gradients(
+    objective: str, raw: npt.NDArray[np.float64], y: npt.NDArray[np.float64], cls: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    if objective == "binary":
+        p = _sigmoid(raw[:, 0])
+        return p - y, np.maximum(p * (1 - p), 1e-16)
+    if objective == "regression":
+        return raw[:, 0] - y, np.ones(len(y))
+    p = _softmax(raw)[:, cls]
+    return p - (y == cls), np.maximum(2.0 * p * (1 - p), 1e-16)
+
+
+def _loss(objective: str, raw: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
+    if len(y) == 0:
+        return 0.0
+    if objective == "binary":
+        p = np.clip(_sigmoid(raw[:, 0]), 1e-15, 1 - 1e-15)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    if objective == "regression":
+        return float(np.mean((raw[:, 0] - y) ** 2))
+    p = np.clip(_softmax(raw), 1e-15, 1.0)
+    return float(-np.mean(np.log(p[np.arange(len(y)), y.astype(np.int64)])))
+
+
+def _encoding(vals: npt.NDArray[np.float64], rows: int) -> tuple[int, int]:
+    """(frac_bits, slot_bits): integers of at most PRECISION_BITS bits, sums of ``rows`` of
+    them within a slot."""
+    top = float(np.abs(vals).max()) if vals.size else 1.0
+    exp = math.frexp(top)[1] if top > 0 else 0  # top < 2^exp
+    frac = max(0, min(62 - 1, PRECISION_BITS - exp))
+    slot = PRECISION_BITS + max(1, math.ceil(math.log2(rows + 1))) + 2
+    return frac, slot
+
+
+@dataclass
+class _Peer:
+    name: str
+    ch: Channel
+    n_features: int
+    n_bins: int
+    n_splits: npt.NDArray[np.int64]
+
+
+def _own_hist(
+    binned: Binned, rows: npt.NDArray[np.int64], pos: npt.NDArray[np.int32],
+    g: npt.NDArray[np.float64], h: npt.NDArray[np.float64], nodes: list[int],
+) -> dict[int, npt.NDArray[np.float64]]:  # fmt: skip
+    """node -> features × bins × 2 sums over the tree's rows, in plaintext."""
+    f, b = binned.bins.shape[1], binned.n_bins
+    out: dict[int, npt.NDArray[np.float64]] = {}
+    if f == 0:
+        return {k: np.zeros((0, b, 2)) for k in nodes}
+    p, gr, hr = pos[rows], g[rows], h[rows]
+    for k in nodes:
+        sel = p == k
+        flat = (binned.bins[rows[sel]].astype(np.int64) + np.arange(f) * b).ravel()
+        gs, hs = np.repeat(gr[sel], f), np.repeat(hr[sel], f)
+        hist = np.stack([np.bincount(flat, gs, f * b), np.bincount(flat, hs, f * b)], axis=1)
+        out[k] = hist.reshape(f, b, 2).astype(np.float64)
+    return out
+
+
+def _best(
+    hist: npt.NDArray[np.float64], n_splits: npt.NDArray[np.int64], gsum: float, hsum: float,
+    p: SgbParams,
+) -> tuple[float, int, int]:  # fmt: skip
+    """(gain, feature, bin) of the best split in one party's histograms (gain -inf: none)."""
+    if hist.shape[0] == 0 or hist.shape[1] < 2:
+        return -math.inf, -1, -1
+    gl = np.cumsum(hist[:, :-1, 0], axis=1)
+    hl = np.cumsum(hist[:, :-1, 1], axis=1)
+    gr, hr = gsum - gl, hsum - hl
+    lam = p.reg_lambda
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = gl**2 / (hl + lam) + gr**2 / (hr + lam) - gsum**2 / (hsum + lam)
+    ok = (hl >= p.min_child_weight) & (hr >= p.min_child_weight)
+    ok &= np.arange(gl.shape[1])[None, :] < n_splits[:, None]
+    ok &= (hl > 0) & (hr > 0)
+    gain = np.where(ok & np.isfinite(gain), gain, -math.inf)
+    i = int(np.argmax(gain))
+    f, b = divmod(i, gain.shape[1])
+    return float(gain[f, b]), f, b
+
+
+async def train_label(
+    peers: Mapping[str, Channel],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    params: SgbParams,
+    *,
+    me: str,
+    progress: Callable[[float], None] | None = None,
+) -> SgbResult:
+    """The label party's side; ``peers`` are the feature parties' channels."""
+    import time
+
+    n = len(y)
+    rng = np.random.default_rng(params.seed)
+    obj = params.objective
+    if obj == "binary" and not np.isin(y, (0.0, 1.0)).all():
+        raise ConfigError("a binary objective needs labels 0 and 1")
+    if obj == "multiclass" and not (np.isin(y, np.arange(params.num_class)).all()):
+        raise ConfigError(f"multiclass labels must be 0..{params.num_class - 1}")
+    binned = bin_features(x, params.max_bin)
+    t0 = time.perf_counter()
+    sk = await asyncio.to_thread(OuSecretKey.generate, params.key_bits)
+    pk = sk.public_key()
+    he = time.perf_counter() - t0
+    setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
+    pkb = pk.to_bytes()
+    for ch in peers.values():
+        await ch.send("sgb/pk", pkb)
+        await ch.send_json("sgb/setup", setup)
+    peer_list: list[_Peer] = []
+    for name, ch in peers.items():
+        info = await ch.recv_json("sgb/features")
+        try:
+            nf, nb = int(info["features"]), int(info["n_bins"])
+            ns = np.asarray([int(v) for v in info["n_splits"]], dtype=np.int64)
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolViolationError(f"{name!r} described its features wrongly") from None
+        if nf != len(ns) or not 2 <= nb <= 256 or (ns >= nb).any() or (ns < 0).any():
+            raise ProtocolViolationError(f"{name!r} described its features inconsistently")
+        peer_list.append(_Peer(name, ch, nf, nb, ns))
+
+    # validation rows (held out of every tree) and the initial margin
+    perm = rng.permutation(n)
+    n_val = round(params.validation_fraction * n)
+    val = np.sort(perm[:n_val])
+    train = np.sort(perm[n_val:])
+    yt = y[train]
+    k_out = params.outputs
+    if obj == "binary":
+        m = float(np.clip(yt.mean() if len(yt) else 0.5, 1e-6, 1 - 1e-6))
+        base = np.array([math.log(m / (1 - m))])
+    elif obj == "regression":
+        base = np.array([float(yt.mean()) if len(yt) else 0.0])
+    else:
+        base = np.zeros(k_out)
+    raw = np.tile(base, (n, 1))
+    own_splits = np.asarray(binned.n_splits, dtype=np.int64)
+    trees: list[TreePart] = []
+    steps: list[npt.NDArray[np.float64]] = []
+    history: list[float] = []
+    best_loss, best_rounds, rounds = math.inf, 0, 0
+    for rnd in range(params.trees):
+        for cls in range(k_out):
+            g_all, h_all = _gradients(obj, raw, y, cls)
+            rows = train
+            if params.subsample < 1:
+                take = max(1, round(params.subsample * len(train)))
+                rows = np.sort(rng.choice(train, size=take, replace=False))
+            rows = rows.astype(np.int64)
+            g, h = g_all[rows], h_all[rows]
+            frac, slot = _encoding(np.concatenate([g, h]), len(rows))
+            enc = np.empty((len(rows), 2), dtype="<i8")
+            enc[:, 0] = np.rint(np.ldexp(g, frac))
+            enc[:, 1] = np.rint(np.ldexp(h, frac))
+            t0 = time.perf_counter()
+            cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot)
+            he += time.perf_counter() - t0
+            rows32 = rows.astype("<i4").tobytes()
+            for pr in peer_list:
+                await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
+                await pr.ch.send("sgb/rows", rows32)
+                await pr.ch.send("sgb/gh", cts)
+            tree, pos, spent = await _grow(
+                peer_list, binned, own_splits, rows, g_all, h_all, sk, frac, slot, params,
+                me=me, n=n, cls=cls,
+            )  # fmt: skip
+            he += spent
+            trees.append(tree)
+            # every row now sits at a leaf: its margin moves by the leaf's weight
+            w = np.zeros(2 ** (params.max_depth + 1))
+            for leaf, v in tree.weights.items():
+                w[leaf] = v
+            step = w[pos]
+            steps.append(step)
+            raw[:, cls] += step
+        rounds = rnd + 1
+        if n_val:
+            loss = _loss(obj, raw[val], y[val])
+            history.append(loss)
+            if loss < best_loss - 1e-12:
+                best_loss, best_rounds = loss, rounds
+            elif (
+                params.early_stopping_rounds
+                and rounds - best_rounds >= params.early_stopping_rounds
+            ):
+                break
+        if progress is not None:
+            progress(rounds / params.trees)
+    keep = rounds
+    if params.early_stopping_rounds and best_rounds:
+        keep = best_rounds
+    trees = trees[: keep * k_out]
+    for pr in peer_list:
+        await pr.ch.send_json("sgb/next", {"kind": "end", "keep": keep * k_out})
+    final = np.tile(base, (n, 1))
+    for t, step in zip(trees, steps, strict=False):
+        final[:, t.cls] += step
+    return SgbResult(
+        trees=trees,
+        edges=[e.tolist() for e in binned.edges],
+        base=base.tolist(),
+        rounds=keep,
+        history=history,
+        train_scores=link(final, obj),
+        he_seconds=he,
+    )
+
+
+async def _grow(
+    peers: list[_Peer], binned: Binned, own_splits: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64], g_all: npt.NDArray[np.float64], h_all: npt.NDArray[np.float64],
+    sk: OuSecretKey, frac: int, slot: int, p: SgbParams, *, me: str, n: int, cls: int,
+) -> tuple[TreePart, npt.NDArray[np.int32], float]:  # fmt: skip
+    """Grows one tree level by level; (the tree, every row's leaf, seconds in HE)."""
+    import time
+
+    pos = np.zeros(n, dtype=np.int32)
+    g, h = g_all[rows], h_all[rows]
+    gsum: dict[int, float] = {0: float(g.sum())}
+    hsum: dict[int, float] = {0: float(h.sum())}
+    count: dict[int, int] = {0: len(rows)}
+    owner: dict[int, str] = {}
+    splits: dict[int, tuple[int, float]] = {}
+    weights: dict[int, float] = {}
+    parent_hist: dict[str, dict[int, npt.NDArray[np.float64]]] = {pr.name: {} for pr in peers}
+    level = [0]
+    he = 0.0
+    lam = p.reg_lambda
+
+    def leaf(k: int) -> None:
+        weights[k] = -gsum[k] / (hsum[k] + lam) * p.learning_rate
+
+    for depth in range(p.max_depth + 1):
+        opened = [
+            k for k in level
+            if depth < p.max_depth and count[k] >= 2 and hsum[k] >= 2 * p.min_child_weight
+        ]  # fmt: skip
+        for k in level:
+            if k not in opened:
+                leaf(k)
+        if not opened:
+            break
+        # the feature parties sum only the smaller of two open siblings
+        compute, derive = [], []
+        for k in opened:
+            sib = k + 1 if k % 2 == 1 else k - 1
+            if k == 0 or sib not in opened or (count[k], k) < (count[sib], sib):
+                compute.append(k)
+            else:
+                derive.append(k)
+        pos_b = pos.astype("<i4").tobytes()
+        for pr in peers:
+            await pr.ch.send_json("sgb/level", {"compute": compute})
+            await pr.ch.send("sgb/pos", pos_b)
+        raw_hists = await asyncio.gather(*(pr.ch.recv("sgb/hist") for pr in peers))
+        hists: dict[str, dict[int, npt.NDArray[np.float64]]] = {}
+        for pr, data in zip(peers, raw_hists, strict=True):
+            cells = len(compute) * pr.n_features * pr.n_bins
+            if len(data) != cells * 256:
+                raise ProtocolViolationError(f"{pr.name!r} sent histograms of the wrong size")
+            t0 = time.perf_counter()
+            dec = await asyncio.to_thread(sk.decrypt_packed, data, 2, slot, frac)
+            he += time.perf_counter() - t0
+            arr = np.frombuffer(dec, dtype="<f8").reshape(len(compute), pr.n_features, pr.n_bins, 2)
+            mine = {k: arr[i] for i, k in enumerate(compute)}
+            for k in derive:
+                sib = k + 1 if k % 2 == 1 else k - 1
+                mine[k] = parent_hist[pr.name][(k - 1) // 2] - mine[sib]
+            hists[pr.name] = mine
+        own = _own_hist(binned, rows, pos, g_all, h_all, opened)
+        # the best split of every open node, over every party's features
+        chosen: dict[int, tuple[str, int, int]] = {}
+        for k in opened:
+            best = _best(own[k], own_splits, gsum[k], hsum[k], p)
+            who = me
+            for pr in peers:
+                cand = _best(hists[pr.name][k], pr.n_splits, gsum[k], hsum[k], p)
+                if cand[0] > best[0]:
+                    best, who = cand, pr.name
+            if best[0] > max(p.gamma, 1e-12):
+                chosen[k] = (who, best[1], best[2])
+                owner[k] = who
+            else:
+                leaf(k)
+        for pr in peers:
+            mine_s = [[k, f, b] for k, (w, f, b) in chosen.items() if w == pr.name]
+            await pr.ch.send_json("sgb/splits", {"splits": mine_s})
+        lefts = await asyncio.gather(*(pr.ch.recv("sgb/left") for pr in peers))
+        go_left = np.zeros(n, dtype=bool)
+        for pr, data in zip(peers, lefts, strict=True):
+            if len(data) != n:
+                raise ProtocolViolationError(f"{pr.name!r} sent a split answer of the wrong size")
+            arr = np.frombuffer(data, dtype=np.uint8)
+            theirs = np.isin(pos, [k for k, c in chosen.items() if c[0] == pr.name])
+            go_left |= theirs & (arr == 1)
+        for k, (who, f, b) in chosen.items():
+            if who == me:
+                at = pos == k
+                go_left[at] = binned.bins[at, f] <= b
+                splits[k] = (f, float(binned.edges[f][b]))
+        moving = np.isin(pos, list(chosen))
+        pos = np.where(moving, np.where(go_left, 2 * pos + 1, 2 * pos + 2), pos).astype(np.int32)
+        nxt: list[int] = []
+        pt = pos[rows]
+        for k in chosen:
+            for c in (2 * k + 1, 2 * k + 2):
+                sel = pt == c
+                gsum[c], hsum[c], count[c] = (
+                    float(g[sel].sum()),
+                    float(h[sel].sum()),
+                    int(sel.sum()),
+                )
+                nxt.append(c)
+        for pr in peers:
+            parent_hist[pr.name] = {k: hists[pr.name][k] for k in chosen}
+        level = nxt
+    tree = TreePart(owner, splits, sorted(weights), weights, cls)
+    done = {"owner": {str(k): v for k, v in owner.items()}, "leaves": tree.leaves}
+    for pr in peers:
+        await pr.ch.send_json("sgb/level", {"done": done})
+    return tree, pos, he
+
+
+# -- a feature party --------------------------------------------------------------------------
+
+
+async def train_feature(
+    ch: Channel, x: npt.NDArray[np.float64], *, me: str, max_bin: int = 32,
+    progress: Callable[[float], None] | None = None,
+) -> SgbResult:  # fmt: skip
+    """A feature party's side: histograms over its bins, its own splits' thresholds."""
+    n, nf = x.shape
+    binned = bin_features(x, max_bin)
+    try:
+        pk = OuPublicKey.from_bytes(await ch.recv("sgb/pk"))
+    except ValueError as exc:
+        raise ProtocolViolationError(f"the label party's key is invalid: {exc}") from None
+    setup = await ch.recv_json("sgb/setup")
+    if not isinstance(setup, dict) or setup.get("rows") != n:
+        raise ProtocolViolationError("the label party expects a different number of rows")
+    max_depth = int(setup.get("max_depth", 0))
+    if not 1 <= max_depth <= MAX_DEPTH:
+        raise ProtocolViolationError("the label party asked for an invalid tree depth")
+    await ch.send_json(
+        "sgb/features",
+        {"features": nf, "n_bins": binned.n_bins, "n_splits": binned.n_splits},
+    )
+    trees: list[TreePart] = []
+    max_node = 2 ** (max_depth + 1) - 1
+    while True:
+        nxt = await ch.recv_json("sgb/next")
+        kind = nxt.get("kind") if isinstance(nxt, dict) else None
+        if kind == "end":
+            keep = nxt.get("keep")
+            if not isinstance(keep, int) or not 0 <= keep <= len(trees):
+                raise ProtocolViolationError("the label party kept an invalid number of trees")
+            trees = trees[:keep]
+            break
+        if kind != "tree":
+            raise ProtocolViolationError(f"unexpected SecureBoost step {kind!r}")
+        rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise ProtocolViolationError("the label party named rows out of range")
+        try:
+            cts = pk.load(await ch.recv("sgb/gh"))
+        except ValueError as exc:
+            raise ProtocolViolationError(f"invalid gradient ciphertexts: {exc}") from None
+        if len(cts) != len(rows):
+            raise ProtocolViolationError("gradient ciphertexts do not match the rows")
+        bins_t = np.ascontiguousarray(binned.bins[rows])
+        splits: dict[int, tuple[int, float]] = {}
+        while True:
+            lvl = await ch.recv_json("sgb/level")
+            if not isinstance(lvl, dict):
+                raise ProtocolViolationError("a malformed SecureBoost level")
+            if "done" in lvl:
+                tree = TreePart.from_json({**lvl["done"], "splits": {}})
+                if any(not 0 <= k < max_node for k in tree.owner) or any(
+                    tree.owner.get(k) != me for k in splits
+                ):
+                    raise ProtocolViolationError("the tree's owners contradict this party's splits")
+                tree.splits = splits
+                trees.append(tree)
+                break
+            compute = [int(k) for k in lvl.get("compute", [])]
+            pos = np.frombuffer(await ch.recv("sgb/pos"), dtype="<i4")
+            if len(pos) != n:
+                raise ProtocolViolationError("row positions of the wrong length")
+            if any(not 0 <= k < max_node for k in compute):
+                raise ProtocolViolationError("a histogram asked for a node out of range")
+            hist = await asyncio.to_thread(
+                cts.histogram,
+                bins_t,
+                nf,
+                np.ascontiguousarray(pos[rows]),
+                np.asarray(compute, dtype="<i4"),
+                binned.n_bins,
+            )
+            await ch.send("sgb/hist", hist)
+            req = await ch.recv_json("sgb/splits")
+            left = np.zeros(n, dtype=np.uint8)
+            for item in req.get("splits", []) if isinstance(req, dict) else []:
+                try:
+                    k, f, b = (int(v) for v in item)
+                except (TypeError, ValueError):
+                    raise ProtocolViolationError("a malformed split") from None
+                if not (0 <= f < nf and 0 <= b < binned.n_splits[f] and 0 <= k < max_node):
+                    raise ProtocolViolationError(f"a split out of range: {item}")
+                at = pos == k
+                left[at] = binned.bins[at, f] <= b
+                splits[k] = (f, float(binned.edges[f][b]))
+            await ch.send("sgb/left", left.tobytes())
+        if progress is not None:
+            progress(min(0.99, len(trees) / max(1, len(trees) + 1)))
+    return SgbResult(
+        trees=trees, edges=[e.tolist() for e in binned.edges], base=[], rounds=len(trees)
+    )
