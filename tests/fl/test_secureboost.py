@@ -49,7 +49,10 @@ def _train(parts: Split, y: np.ndarray, p: SgbParams) -> list[SgbResult]:
 def _predict(results: list[SgbResult], parts: Split, objective: str) -> np.ndarray:
     trees = results[0].trees
     n = len(parts[0][1])
-    marks = [unpack_marks(leaf_marks(r.trees, x), n, trees) for r, (_, x) in zip(results, parts, strict=False)]
+    marks = [
+        unpack_marks(leaf_marks(r.trees, x), n, trees)
+        for r, (_, x) in zip(results, parts, strict=False)
+    ]
     return link(combine_marks(trees, np.array(results[0].base), marks, n), objective)
 
 
