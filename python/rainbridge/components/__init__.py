@@ -45,11 +45,13 @@ def _load_builtins() -> None:
     from rainbridge.components.stats import StatsComponent
     from rainbridge.components.train_fedavg import TrainFedAvgComponent
     from rainbridge.components.train_lr import TrainLrComponent
+    from rainbridge.components.train_sgb import TrainSgbComponent
 
     register(PsiComponent)
     register(StatsComponent)
     register(TrainLrComponent)
     register(TrainFedAvgComponent)
+    register(TrainSgbComponent)
     register(BinningComponent)
     register(PredictComponent)
     register(EvaluateComponent)

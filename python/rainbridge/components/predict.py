@@ -1,5 +1,10 @@
 """The ``predict`` component: score aligned rows with a vertical model trained earlier in the
-same job (``train_lr``), each party applying its own part.
+same job (``train_lr`` or ``train_sgb``), each party applying its own part.
+
+For a SecureBoost model every party marks, per tree, the leaves each row can reach given its
+own splits and sends the marks to the label party, which keeps the one leaf all allow and
+adds the leaf weights: the label party learns each row's leaf in every tree (as in training),
+the others learn nothing.
 
 Each party standardises its features and computes its partial score with its own weights;
 the feature party sends its partial scores to the label party, which adds its own and the
@@ -22,16 +27,32 @@ from pydantic import Field
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.components.train_lr import MODEL_FORMAT
-from rainbridge.components.twoparty import AlignedParams, check_aligned, check_roles, matrix
+from rainbridge.components.train_sgb import MODEL_FORMAT as SGB_FORMAT
+from rainbridge.components.train_sgb import data_parties, float_matrix
+from rainbridge.components.twoparty import (
+    AlignedParams,
+    check_aligned,
+    check_aligned_star,
+    matrix,
+)
 from rainbridge.data import read_columns, write_table_atomic
 from rainbridge.errors import DataError, ProtocolViolationError
 from rainbridge.protocols.fl.metrics import auc, ks
+from rainbridge.protocols.fl.secureboost import (
+    TreePart,
+    combine_marks,
+    leaf_marks,
+    link,
+    unpack_marks,
+)
 
 
 class PredictParams(AlignedParams):
     """Parameters of the ``predict`` component."""
 
-    model: str = Field(description="the id of a train_lr component earlier in this job")
+    model: str = Field(
+        description="the id of a train_lr or train_sgb component earlier in this job"
+    )
     features: dict[str, list[str]] = Field(
         description="each party's features, as in the model (what grants must allow)"
     )
@@ -47,9 +68,7 @@ class PredictComponent(Component):
 
     def check(self, spec: ComponentSpec) -> None:
         super().check(spec)
-        check_roles(spec, "predict")
-        if any(ref.role is not None for ref in spec.inputs.values()):
-            raise ComponentParamError("predict needs no dealer", ("inputs",))
+        data_parties(spec, "predict")
         out = spec.outputs.get("predictions")
         if out is None or len(out.receivers) != 1 or out.receivers[0] not in spec.inputs:
             raise ComponentParamError(
@@ -83,6 +102,10 @@ class PredictComponent(Component):
                 f"the predictions go to the model's label party {model['label_party']!r}"
             )
         is_label = ctx.party == receiver
+        if model["format"] == SGB_FORMAT:
+            return await self._run_sgb(ctx, params, model, receiver)
+        if len(ctx.spec.inputs) != 2:
+            raise DataError("a vertical LR model scores with exactly its two parties")
         feats = list(model["features"])
         if feats != list(params.features.get(ctx.party, [])):
             raise DataError(
@@ -125,8 +148,80 @@ class PredictComponent(Component):
             y = matrix(table, [params.label])[:, 0]
             cols["label"] = y
             summary["result"] = {"auc": auc(score, y), "ks": ks(score, y), "rows": float(n)}
+        return self._write(ctx, pa.table(cols), summary)
+
+    @staticmethod
+    def _model(ctx: ComponentContext, component: str) -> dict[str, Any]:
+        path = ctx.artifacts.get(f"{component}.model")
+        if path is None:
+            raise DataError(
+                f"no model {component!r} at {ctx.party!r}: name a train_lr component that ran "
+                "earlier in this job"
+            )
+        model = json.loads(Path(path).read_text())
+        if model.get("format") not in (MODEL_FORMAT, SGB_FORMAT):
+            raise DataError(f"{component!r} is not a vertical LR or SecureBoost model")
+        return dict(model)
+
+    async def _run_sgb(
+        self, ctx: ComponentContext, params: PredictParams, model: dict[str, Any], receiver: str
+    ) -> dict[str, Any]:
+        is_label = ctx.party == receiver
+        feats = list(model["features"])
+        if feats != list(params.features.get(ctx.party, [])):
+            raise DataError(
+                f"the model's features at {ctx.party!r} are {feats}; the job names "
+                f"{params.features.get(ctx.party, [])}"
+            )
+        if sorted(ctx.spec.inputs) != sorted(model["parties"]):
+            raise DataError(f"the model's parties are {model['parties']}")
+        id_col = params.id_of(ctx.party)
+        wanted = [id_col, *feats, *([params.label] if is_label and params.label else [])]
+        ref = ctx.inputs[ctx.party]
+        missing = [c for c in dict.fromkeys(wanted) if c not in ref.columns]
+        if missing:
+            raise DataError(f"predict input of {ctx.party!r} has no column {missing[0]!r}")
+        table = read_columns(ref, list(dict.fromkeys(wanted)))
+        parties = sorted(ctx.spec.inputs)
+        await check_aligned_star(ctx, table, id_col, receiver, parties, "predict")
+        trees = [TreePart.from_json(t) for t in model["trees"]]
+        marks = leaf_marks(trees, float_matrix(table, feats))
+        n = table.num_rows
+        if not is_label:
+            await ctx.channels[receiver].send("predict/marks", marks)
+            ctx.progress(1.0)
+            return {"rows": n, "receiver": receiver}
+        got = [unpack_marks(marks, n, trees)]
+        for p in parties:
+            if p != ctx.party:
+                got.append(unpack_marks(await ctx.channels[p].recv("predict/marks"), n, trees))
+        base = np.asarray(model["base"], dtype=np.float64)
+        scores = link(combine_marks(trees, base, got, n), str(model["objective"]))
+        cols: dict[str, Any] = {id_col: table.column(id_col)}
+        summary: dict[str, Any] = {"rows": n, "receiver": receiver}
+        y = matrix(table, [params.label])[:, 0] if params.label else None
+        if scores.ndim == 2:  # multiclass: a probability per class
+            for c in range(scores.shape[1]):
+                cols[f"score_{c}"] = scores[:, c]
+            cols["predicted"] = scores.argmax(axis=1).astype(np.int64)
+            if y is not None:
+                summary["result"] = {"accuracy": float((cols["predicted"] == y).mean())}
+        elif model["objective"] == "regression":
+            cols["score"] = scores
+            if y is not None:
+                summary["result"] = {"rmse": float(np.sqrt(np.mean((scores - y) ** 2)))}
+        else:
+            cols["score"] = scores
+            cols["predicted"] = (scores >= params.threshold).astype(np.int64)
+            if y is not None:
+                summary["result"] = {"auc": auc(scores, y), "ks": ks(scores, y), "rows": float(n)}
+        if y is not None:
+            cols["label"] = y
+        return self._write(ctx, pa.table(cols), summary)
+
+    @staticmethod
+    def _write(ctx: ComponentContext, result: pa.Table, summary: dict[str, Any]) -> dict[str, Any]:
         out_spec = ctx.spec.outputs["predictions"]
-        result = pa.table(cols)
         path = Path(ctx.out_dir) / f"{ctx.spec.id}.predictions.{out_spec.format}"
         write_table_atomic(result, path, out_spec.format)
         summary["outputs"] = {
@@ -139,16 +234,3 @@ class PredictComponent(Component):
         }
         ctx.progress(1.0)
         return summary
-
-    @staticmethod
-    def _model(ctx: ComponentContext, component: str) -> dict[str, Any]:
-        path = ctx.artifacts.get(f"{component}.model")
-        if path is None:
-            raise DataError(
-                f"no model {component!r} at {ctx.party!r}: name a train_lr component that ran "
-                "earlier in this job"
-            )
-        model = json.loads(Path(path).read_text())
-        if model.get("format") != MODEL_FORMAT:
-            raise DataError(f"{component!r} is not a vertical LR model")
-        return dict(model)

@@ -126,9 +126,7 @@ async def check_aligned(
     other = p1 if ctx.party == p0 else p0
     ch = ctx.channels[other]
     n = table.num_rows
-    digest = hashlib.sha256(
-        "\n".join(table.column(id_column).cast(pa.string()).to_pylist()).encode()
-    ).hexdigest()
+    digest = ids_digest(table, id_column)
     await ch.send_json(f"{tag}/hello", {"rows": n, "ids": digest, **hello})
     theirs = await ch.recv_json(f"{tag}/hello")
     if not isinstance(theirs, dict) or theirs.get("rows") != n or theirs.get("ids") != digest:
@@ -170,3 +168,38 @@ def numeric(table: pa.Table, column: str) -> Any:
 def matrix(table: pa.Table, columns: list[str]) -> Any:
     n = table.num_rows
     return np.column_stack([numeric(table, c) for c in columns]) if columns else np.zeros((n, 0))
+
+
+def ids_digest(table: pa.Table, id_column: str) -> str:
+    return hashlib.sha256(
+        "\n".join(table.column(id_column).cast(pa.string()).to_pylist()).encode()
+    ).hexdigest()
+
+
+async def check_aligned_star(
+    ctx: ComponentContext, table: pa.Table, id_column: str, hub: str, parties: list[str], tag: str
+) -> None:
+    """The multi-party form of :func:`check_aligned`: every party sends its row count and ID
+    digest to ``hub``, which compares them with its own and answers each; raises
+    ParameterMismatchError at every party when any table differs."""
+    mine = {"rows": table.num_rows, "ids": ids_digest(table, id_column)}
+    if ctx.party != hub:
+        ch = ctx.channels[hub]
+        await ch.send_json(f"{tag}/hello", mine)
+        verdict = await ch.recv_json(f"{tag}/aligned")
+        if not isinstance(verdict, dict) or verdict.get("ok") is not True:
+            raise ParameterMismatchError(
+                "the parties' tables are not aligned (different IDs or order); "
+                "feed every party from the same PSI intersection"
+            )
+        return
+    others = [p for p in parties if p != hub]
+    theirs = [await ctx.channels[p].recv_json(f"{tag}/hello") for p in others]
+    bad = [p for p, t in zip(others, theirs, strict=True) if t != mine]
+    for p in others:
+        await ctx.channels[p].send_json(f"{tag}/aligned", {"ok": not bad})
+    if bad:
+        raise ParameterMismatchError(
+            f"the tables of {', '.join(map(repr, bad))} are not aligned with {hub!r}'s "
+            "(different IDs or order); feed every party from the same PSI intersection"
+        )
