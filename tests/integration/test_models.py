@@ -137,3 +137,47 @@ def test_a_party_lost_mid_training_fails_the_job_with_no_model_anywhere(tmp_path
         while f.cli_json("job", "status", row["id"], node="tax")["status"] == "running":
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+
+def test_secureboost_trained_between_nodes_scores_online(tmp_path: Path) -> None:
+    from rainbridge.protocols.fl.secureboost import (
+        TreePart,
+        combine_marks,
+        leaf_marks,
+        link,
+        unpack_marks,
+    )
+
+    with _federation(tmp_path, 1500, 20, "psi,train_sgb,predict") as (f, paths, _grants):
+        job = tmp_path / "sgb.yaml"
+        job.write_text((ROOT / "examples" / "jobs" / "sgb-2party.yaml").read_text()
+                       .replace("trees: 10", "trees: 4\n      key_bits: 1024"))  # fmt: skip
+        row = f.cli_json("job", "submit", str(job), node="bank")
+        assert row["status"] == "succeeded", row
+        (m_bank,) = f.cli_json("model", "list", node="bank")
+        (m_tel,) = f.cli_json("model", "list", node="telecom")
+        assert m_bank["id"] == m_tel["id"] == f"{row['id']}.sgb" and m_bank["type"] == "train_sgb"
+        bank = pacsv.read_csv(paths["bank"])
+        tel = pacsv.read_csv(paths["telecom"])
+        common = sorted(set(bank.column("customer_id").to_pylist())
+                        & set(tel.column("customer_id").to_pylist()))  # fmt: skip
+        parts = {n: f.cli_json("model", "show", m_bank["id"], node=n)["part"]
+                 for n in ("bank", "telecom")}  # fmt: skip
+        trees = {n: [TreePart.from_json(t) for t in p["trees"]] for n, p in parts.items()}
+        for key in common[:5]:
+            out = f.cli_json("model", "predict", m_bank["id"], "--key", key, node="bank")
+
+            def x(table, part):  # type: ignore[no-untyped-def]
+                i = table.column("customer_id").to_pylist().index(key)
+                return np.array([[float(table.column(c)[i].as_py()) for c in part["features"]]])
+
+            marks = [
+                unpack_marks(leaf_marks(trees[n], x(t, parts[n])), 1, trees["bank"])
+                for n, t in (("bank", bank), ("telecom", tel))
+            ]
+            raw = combine_marks(trees["bank"], np.array(parts["bank"]["base"]), marks, 1)
+            assert out["score"] == pytest.approx(float(link(raw, "binary")[0]))
+        # the exported telecom part moves to another node's registry intact
+        exported = f.cli_json("model", "export", m_tel["id"], node="telecom")
+        assert exported["part"]["format"] == "rainbridge/secureboost/v1"
+        assert "base" not in exported["part"]

@@ -29,10 +29,20 @@ def model_list(directory: str, api_url: str | None, as_json: bool) -> None:
 @click.argument("model_id")
 @api_command
 def model_show(model_id: str, directory: str, api_url: str | None, as_json: bool) -> None:
-    """One model: metadata and this node's part (features, standardisation, weights)."""
+    """One model: metadata and this node's part (LR: its weights; SecureBoost: its trees and
+    how often each of its features splits)."""
     out = Api(directory, api_url).call("GET", f"/v1/models/{model_id}")
     part = out["part"]
     lines = [f"{out['id']}  {out['type']}  parties {', '.join(out['parties'])}"]
+    if "trees" in part:
+        used = [0] * len(part["features"])
+        for t in part["trees"]:
+            for f, _thr in t["splits"].values():
+                used[f] += 1
+        lines.append(f"  {len(part['trees'])} trees ({part['objective']}); splits per feature:")
+        lines += [f"  {f:24} {n}" for f, n in zip(part["features"], used, strict=True)]
+        emit(out, as_json, "\n".join(lines))
+        return
     for f, w in zip(part["features"], part["weights"], strict=True):
         lines.append(f"  {f:24} {w:+.4f}")
     if part.get("intercept") is not None:

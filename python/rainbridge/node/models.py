@@ -1,13 +1,15 @@
 """Models at a node: the registry of its parts of trained models, and online scoring.
 
-When a job ends well, every ``train_lr`` model output this node received is registered
-under ``<job id>.<component id>`` — the same key at every party, each holding only its own
-part. Online scoring (``POST /v1/models/{id}/predict`` at the label party): the label party
-takes the applicant's features from the request (or finds the ID in its own dataset), asks
-every other party of the model over the data plane for its partial score of that ID, adds
-them and answers σ(z). A party answers such a request only from a pinned peer that is the
-model's label party, only while a grant lets that peer use the dataset for ``predict``
-with the model's features, and writes each answer to its ledger (the ID hashed).
+When a job ends well, every ``train_lr`` and ``train_sgb`` model output this node received is
+registered under ``<job id>.<component id>`` — the same key at every party, each holding
+only its own part. Online scoring (``POST /v1/models/{id}/predict`` at the label party): the
+label party takes the applicant's features from the request (or finds the ID in its own
+dataset), asks every other party of the model over the data plane for its part of that
+ID's score — a partial score (vertical LR: σ of their sum is the answer) or the leaves its
+splits allow in each tree (SecureBoost: the leaf all parties allow carries the weight).
+A party answers such a request only from a pinned peer that is the model's label party,
+only while a grant lets that peer use the dataset for ``predict`` with the model's
+features, and writes each answer to its ledger (the ID hashed).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import numpy as np
 from sqlalchemy import select
 
 from rainbridge.components.train_lr import MODEL_FORMAT
+from rainbridge.components.train_sgb import MODEL_FORMAT as SGB_FORMAT
 from rainbridge.data import DatasetRef, read_columns, write_json_atomic
 from rainbridge.errors import (
     AuthorizationError,
@@ -38,6 +41,15 @@ from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import source_dataset, why_not
 from rainbridge.node.storage import GrantRow, ModelRow, Storage
+from rainbridge.protocols.fl.secureboost import (
+    TreePart,
+    combine_marks,
+    leaf_marks,
+    link,
+    unpack_marks,
+)
+
+MODEL_TYPES = {"train_lr": MODEL_FORMAT, "train_sgb": SGB_FORMAT}
 
 #: rows of a dataset kept in memory per model for online lookups
 MAX_ONLINE_ROWS = 5_000_000
@@ -66,6 +78,7 @@ class ModelOps:
     dataplane: DataPlane
     _indexes: dict[str, _Index]
     _parts: dict[str, dict[str, Any]]
+    _trees: dict[str, list[TreePart]]
 
     # -- registry --------------------------------------------------------------------------
 
@@ -77,7 +90,7 @@ class ModelOps:
         for cid, summary in result.get("components", {}).items():
             out = summary.get("outputs", {}).get("model")
             c = comps.get(cid)
-            if out is None or c is None or c.type != "train_lr":
+            if out is None or c is None or c.type not in MODEL_TYPES:
                 continue
             with self.storage.session() as s:
                 if s.get(ModelRow, f"{job_id}.{cid}") is not None:
@@ -122,18 +135,25 @@ class ModelOps:
         reg, part = exported.get("registration"), exported.get("part")
         if not isinstance(reg, dict) or not isinstance(part, dict):
             raise ConfigError("an exported model has 'registration' and 'part'")
-        if part.get("format") != MODEL_FORMAT:
-            raise ConfigError("not a vertical LR model part")
+        fmt = part.get("format")
+        if fmt not in MODEL_TYPES.values():
+            raise ConfigError("not a vertical LR or SecureBoost model part")
         try:
             model_id = str(reg["id"])
             feats = [str(f) for f in part["features"]]
-            if len(feats) != len(part["weights"]) or len(feats) != len(part["mean"]):
+            if fmt == MODEL_FORMAT and (
+                len(feats) != len(part["weights"]) or len(feats) != len(part["mean"])
+            ):
                 raise ConfigError("the part's features, weights and standardisation differ")
+            if fmt == SGB_FORMAT:
+                trees = [TreePart.from_json(t) for t in part["trees"]]
+                if any(f >= len(feats) for t in trees for f, _ in t.splits.values()):
+                    raise ConfigError("a split names a feature the part does not have")
             row = ModelRow(
                 id=model_id,
                 job_id=str(reg["job_id"]),
                 component=str(reg["component"]),
-                type=str(reg.get("type", "train_lr")),
+                type="train_sgb" if fmt == SGB_FORMAT else "train_lr",
                 path="",
                 dataset=dataset,
                 label_party=str(part["label_party"]),
@@ -176,13 +196,16 @@ class ModelOps:
         part = self._parts.get(row.id)
         if part is None:
             part = dict(json.loads(Path(row.path).read_text()))
-            if part.get("format") != MODEL_FORMAT:
+            if part.get("format") not in MODEL_TYPES.values():
                 raise DataError(f"model {row.id!r}: unknown format")
+            if part["format"] == SGB_FORMAT:
+                self._trees[row.id] = [TreePart.from_json(t) for t in part["trees"]]
             self._parts[row.id] = part
         return part
 
-    def _partial(self, row: ModelRow, key: str | None, given: Mapping[str, Any] | None) -> float:
-        """This node's partial score: its standardised features times its weights."""
+    def _partial(self, row: ModelRow, key: str | None, given: Mapping[str, Any] | None) -> Any:
+        """This node's part of a score: its standardised features times its weights (LR),
+        or the hex of its leaf marks (SecureBoost)."""
         part = self._part(row)
         feats = list(part["features"])
         if given is not None:
@@ -197,6 +220,9 @@ class ModelOps:
             if row.dataset is None or key is None:
                 raise DataError(f"model {row.id!r} has no dataset to look the ID up in")
             x = self._lookup(row, key)
+        if part["format"] == SGB_FORMAT:
+            trees = self._trees[row.id]
+            return leaf_marks(trees, np.asarray(x, dtype=float).reshape(1, -1)).hex()
         z = float(
             ((x - np.array(part["mean"])) / np.array(part["scale"])) @ np.array(part["weights"])
         )
@@ -232,12 +258,20 @@ class ModelOps:
         others = [p for p in row.parties if p != self.name]
         msg = {"type": "score", "model": model_id, "key": key}
         replies = await asyncio.gather(*(self.dataplane.request(p, msg) for p in others))
-        total = mine
         for peer, reply in zip(others, replies, strict=True):
-            if reply.get("ok") is not True or not isinstance(reply.get("z"), int | float):
+            if reply.get("ok") is not True:
                 raise DataError(f"{peer!r} did not score: {str(reply.get('reason'))[:200]}")
-            total += float(reply["z"])
-        score = 1.0 / (1.0 + np.exp(-np.clip(total, -30, 30)))
+        score: Any
+        part = self._part(row)
+        if part["format"] == SGB_FORMAT:
+            score = self._combine_sgb(part, self._trees[row.id], mine, others, replies)
+        else:
+            total = mine
+            for peer, reply in zip(others, replies, strict=True):
+                if not isinstance(reply.get("z"), int | float):
+                    raise DataError(f"{peer!r} answered without a partial score")
+                total += float(reply["z"])
+            score = float(1.0 / (1.0 + np.exp(-np.clip(total, -30, 30))))
         self.storage.log(
             "model_scored", {"model": model_id, "key_sha256": _h(key), "parties": others},
             actor=actor,
@@ -245,7 +279,7 @@ class ModelOps:
         return {
             "model": model_id,
             "key": key,
-            "score": float(score),
+            "score": score,
             "milliseconds": round((time.perf_counter() - t0) * 1000, 2),
         }
 
@@ -266,7 +300,31 @@ class ModelOps:
         self.storage.log(
             "model_scored", {"model": model_id, "key_sha256": _h(key)}, actor=f"peer:{peer}"
         )
+        if isinstance(z, str):
+            return {"ok": True, "marks": z}
         return {"ok": True, "z": z}
+
+    @staticmethod
+    def _combine_sgb(
+        part: Mapping[str, Any],
+        trees: list[TreePart],
+        mine: str,
+        others: list[str],
+        replies: Sequence[Any],
+    ) -> Any:
+        """The label party's score from its own and the other parties' leaf marks."""
+        marks = [unpack_marks(bytes.fromhex(mine), 1, trees)]
+        for peer, reply in zip(others, replies, strict=True):
+            try:
+                marks.append(unpack_marks(bytes.fromhex(str(reply.get("marks"))), 1, trees))
+            except (ValueError, RainbridgeError):
+                raise DataError(f"{peer!r} answered with malformed leaf marks") from None
+        base = np.asarray(part["base"], dtype=np.float64)
+        try:
+            out = link(combine_marks(trees, base, marks, 1), str(part["objective"]))
+        except RainbridgeError as exc:
+            raise DataError(f"the parties' parts do not agree: {exc}") from None
+        return out[0].tolist() if out.ndim == 2 else float(out[0])
 
     def _check_predict_grant(self, row: ModelRow, peer: str) -> None:
         if row.dataset is None:

@@ -132,6 +132,7 @@ class NodeService(DataOwnerOps, ModelOps, JobClosing):
         self._finalizing: set[str] = set()
         self._indexes = {}  # online scoring: per model, its features by ID
         self._parts = {}  # per model, this node's part
+        self._trees = {}  # per SecureBoost model, its trees parsed once
 
     @property
     def identity(self) -> Any:
