@@ -1,5 +1,6 @@
-"""``python -m rainbridge.bench fl``: vertical logistic regression, two parties (and a dealer)
-as processes over loopback mutual TLS 1.3.
+"""``python -m rainbridge.bench fl``: vertical logistic regression, two parties (and a dealer),
+or SecureBoost (``--model sgb``: two parties, 2048-bit Okamoto–Uchiyama) as processes over
+loopback mutual TLS 1.3.
 
 Synthetic rows (the same seeded table at both parties, each keeping its half of the
 features; the label at party 1), mini-batch SGD with the piecewise sigmoid computed on
@@ -40,7 +41,53 @@ def _plaintext(rows: int, features: int) -> dict[str, Any]:
     }
 
 
+def _xgboost(rows: int, features: int, trees: int, depth: int) -> dict[str, Any]:
+    try:
+        import xgboost as xgb
+
+        from rainbridge.bench.mpc_party import sgb_data
+        from rainbridge.protocols.fl.metrics import auc
+    except ImportError:
+        return {"xgboost": "not installed"}
+    x, y = sgb_data(rows, features)
+    t0 = time.perf_counter()
+    m = xgb.XGBClassifier(n_estimators=trees, max_depth=depth, learning_rate=0.3, max_bin=32)
+    m.fit(x, y)
+    seconds = time.perf_counter() - t0
+    return {"xgboost_seconds": round(seconds, 3), "xgboost_auc": auc(m.predict_proba(x)[:, 1], y)}
+
+
+def bench_sgb(args: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rb-fl-") as tmp:
+        keys = Path(tmp)
+        for name in ("p0", "p1"):
+            create_identity(keys / name, name)
+        work = [
+            "--sgb-rows", str(args.rows), "--sgb-features", str(args.features),
+            "--sgb-trees", str(args.trees), "--sgb-depth", str(args.depth),
+        ]  # fmt: skip
+        runs = [run_once(keys, work, args.timeout, "ot") for _ in range(args.repeat)]
+    ok = [r for r in runs if "error" not in r]
+    secs = median([r["seconds"] for r in ok]) if ok else None
+    return {
+        "benchmark": "fl-sgb",
+        "machine": machine(),
+        "setup": f"SecureBoost, {args.features} features split in half, label at p1, "
+        "2048-bit OU, two processes, loopback mutual TLS 1.3",
+        "rows": args.rows,
+        "trees": args.trees,
+        "max_depth": args.depth,
+        "ok": bool(ok) and len(ok) == len(runs),
+        "rainbridge": {"seconds": round(secs, 2) if secs is not None else None, "runs": runs},
+        "plaintext": _xgboost(args.rows, args.features, args.trees, args.depth),
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def bench(args: Any) -> dict[str, Any]:
+    if getattr(args, "model", "lr") == "sgb":
+        return bench_sgb(args)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rb-fl-") as tmp:
         keys = Path(tmp)

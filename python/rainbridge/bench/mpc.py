@@ -199,6 +199,16 @@ def run_once(keys: Path, work: list[str], timeout: float, setup: str = "dealer")
     if setup == "ot":
         outs = [{"bytes_sent": 0}, *outs]
     dealer_out, r1, r0 = outs
+    if "sgb_seconds" in r0:
+        return {
+            "seconds": max(r0["sgb_seconds"], r1["sgb_seconds"]),
+            "he_seconds_label": r1.get("he_seconds"),
+            "trees": r1["trees"],
+            "train_auc": r1.get("train_auc"),
+            "bytes_p0_to_p1": r0["bytes_sent"],
+            "bytes_p1_to_p0": r1["bytes_sent"],
+            "peak_rss_mib": {"p0": r0["peak_rss_mib"], "p1": r1["peak_rss_mib"]},
+        }
     if "lr_seconds" in r0:
         return {
             "seconds": max(r0["lr_seconds"], r1["lr_seconds"]),

@@ -445,7 +445,9 @@ async def train_label(
             enc[:, 0] = np.rint(np.ldexp(g, frac))
             enc[:, 1] = np.rint(np.ldexp(h, frac))
             t0 = time.perf_counter()
-            cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot)
+            # alone (no feature party: a baseline on the label party's own features) nothing
+            # leaves, so nothing is encrypted
+            cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot) if peer_list else b""
             he += time.perf_counter() - t0
             rows32 = rows.astype("<i4").tobytes()
             for pr in peer_list:
