@@ -8,6 +8,7 @@
 #   spu 0.9.5            SecretFlow's PSI (spu.psi.psi_execute over spu.libspu.link brpc
 #                        links: ECDH over Curve25519 or FourQ, KKRT, RR22).
 #   mpyc 0.11            MPyC (Shamir sharing, three parties) for the MPC benchmark.
+#   phe 1.5 + gmpy2     python-paillier, the HE benchmark's reference (bench he).
 #
 # Both install from wheels for CPython 3.11 on x86_64 Linux. Idempotent: when both import,
 # nothing is downloaded. PEERS_VENV picks another directory (e.g. to try a fresh install).
@@ -18,6 +19,7 @@ VENV=${PEERS_VENV:-.venv-peers}
 OPENMINED_VERSION=2.0.6
 SPU_VERSION=0.9.5
 MPYC_VERSION=0.11
+PHE_VERSION=1.5.0
 
 check() {
   "$VENV/bin/python" - <<EOF 2>/dev/null
@@ -26,6 +28,8 @@ import private_set_intersection.python
 import spu.libspu.link
 import spu.psi
 import mpyc
+import phe, gmpy2
+assert md.version("phe") == "$PHE_VERSION", md.version("phe")
 assert md.version("mpyc") == "$MPYC_VERSION", md.version("mpyc")
 assert md.version("openmined_psi") == "$OPENMINED_VERSION", md.version("openmined_psi")
 assert md.version("spu") == "$SPU_VERSION", md.version("spu")
@@ -42,7 +46,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "openmined-psi==$OPENMINED_VERSION" "spu==$SPU_VERSION" \
-  "mpyc==$MPYC_VERSION"
+  "mpyc==$MPYC_VERSION" "phe==$PHE_VERSION" gmpy2
 check || {
   echo "bench-peers: the peer libraries installed but do not import; see the output above" >&2
   exit 1

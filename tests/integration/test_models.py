@@ -167,7 +167,7 @@ def test_secureboost_trained_between_nodes_scores_online(tmp_path: Path) -> None
         for key in common[:5]:
             out = f.cli_json("model", "predict", m_bank["id"], "--key", key, node="bank")
 
-            def x(table, part):  # type: ignore[no-untyped-def]
+            def x(table, part, key=key):  # type: ignore[no-untyped-def]
                 i = table.column("customer_id").to_pylist().index(key)
                 return np.array([[float(table.column(c)[i].as_py()) for c in part["features"]]])
 

@@ -127,7 +127,7 @@ def test_train_sgb_then_predict_in_one_job(tmp_path: Path) -> None:
         (
             ("bank: {from: psi.intersection}\n", "bank: {from: psi.intersection, role: dealer}\n"),
             "dealer",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_train_sgb_specs_are_refused(change: tuple[str, str], message: str) -> None:

@@ -1,5 +1,5 @@
 """Benchmarks, printing JSON: ``python -m rainbridge.bench WHAT ...`` where WHAT is psi,
-x25519, governance, mpc, sql, fl or predict.
+x25519, governance, mpc, sql, fl, he or predict.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -77,12 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
     fl.add_argument("--timeout", type=float, default=1200)
     fl.add_argument("--out")
+    he = sub.add_parser("he", help="homomorphic encryption: our OU, phe from the peers' venv")
+    he.add_argument("--n", type=int, default=20_000, help="values encrypted (ours)")
+    he.add_argument("--n-phe", type=int, default=200, help="values encrypted (phe)")
+    he.add_argument("--peers-venv", default=".venv-peers")
+    he.add_argument("--out")
     pr = sub.add_parser("predict", help="online scoring latency of a joint model (3 nodes)")
     pr.add_argument("--rows", type=int, default=20_000, help="bank and telecom rows")
     pr.add_argument("--calls", type=int, default=200)
     pr.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.what == "predict":
+    if args.what == "he":
+        from rainbridge.bench.he import bench
+    elif args.what == "predict":
         from rainbridge.bench.predict import bench
     elif args.what == "fl":
         from rainbridge.bench.fl import bench
