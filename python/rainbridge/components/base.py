@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from rainbridge.components.spec import ComponentSpec
-from rainbridge.data import DatasetRef
+from rainbridge.data import DatasetRef, write_table_atomic
 from rainbridge.errors import JobSpecError
 from rainbridge.net.channel import Channel
 
@@ -42,6 +43,20 @@ class ComponentContext:
     progress: Callable[[float], None] = field(default=lambda f: None)
     #: this party's outputs from earlier components of the job, "component.output" -> path
     artifacts: Mapping[str, Path] = field(default_factory=dict)
+
+    def write_output(self, name: str, table: pa.Table) -> dict[str, Any]:
+        """Write output ``name`` as ``<component>.<name>.<format>`` under ``out_dir``
+        (atomically); its entry for the summary's ``outputs``."""
+        fmt = self.spec.outputs[name].format
+        path = Path(self.out_dir) / f"{self.spec.id}.{name}.{fmt}"
+        write_table_atomic(table, path, fmt)
+        return {"path": str(path), "rows": table.num_rows, "columns": table.column_names,
+                "format": fmt}  # fmt: skip
+
+    def write_metrics(self, name: str, metrics: Mapping[str, float]) -> dict[str, Any]:
+        """A ``metric, value`` table of ``metrics`` as output ``name``."""
+        table = pa.table({"metric": list(metrics), "value": [float(v) for v in metrics.values()]})
+        return self.write_output(name, table)
 
 
 class Component(abc.ABC):

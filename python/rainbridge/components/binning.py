@@ -15,7 +15,6 @@ data: they appear only when the receiver owns the feature; otherwise bins are nu
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -31,7 +30,7 @@ from rainbridge.components.twoparty import (
     open_session,
     serve_dealer,
 )
-from rainbridge.data import read_columns, write_table_atomic
+from rainbridge.data import read_columns
 from rainbridge.errors import DataError
 from rainbridge.protocols.mpc.stats import crosstab
 
@@ -228,17 +227,12 @@ class BinningComponent(Component):
                 summary["selected"] = [
                     f"{p}.{f}" for (p, f), v in ivs.items() if v >= params.min_iv
                 ]
-            out_spec = ctx.spec.outputs["result"]
             result = pa.Table.from_pylist(rows, schema=pa.schema([
                 ("feature", pa.string()), ("party", pa.string()), ("bin", pa.string()),
                 ("count", pa.float64()), ("positives", pa.float64()),
                 ("negatives", pa.float64()), ("woe", pa.float64()), ("iv_bin", pa.float64()),
                 ("iv", pa.float64()),
             ]))  # fmt: skip
-            path = Path(ctx.out_dir) / f"{ctx.spec.id}.result.{out_spec.format}"
-            write_table_atomic(result, path, out_spec.format)
-            summary["outputs"] = {"result": {"path": str(path), "rows": result.num_rows,
-                                             "columns": result.column_names,
-                                             "format": out_spec.format}}  # fmt: skip
+            summary["outputs"] = {"result": ctx.write_output("result", result)}
             summary["result"] = rows[:MAX_SUMMARY_ROWS]
         return summary

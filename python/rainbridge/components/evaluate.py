@@ -10,7 +10,6 @@ a long table ``metric, key, value``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.components.twoparty import matrix
-from rainbridge.data import read_columns, write_table_atomic
+from rainbridge.data import read_columns
 from rainbridge.errors import DataError
 from rainbridge.protocols.fl.metrics import (
     binary_report,
@@ -102,20 +101,17 @@ class EvaluateComponent(Component):
                 add(k, "", v)
         if params.baseline:
             add("stability_index", "", stability_index(matrix(table, [params.baseline])[:, 0], s))
-        out_spec = ctx.spec.outputs["report"]
         report = pa.Table.from_pylist(
             rows,
             schema=pa.schema(
                 [("metric", pa.string()), ("key", pa.string()), ("value", pa.float64())]
             ),
         )
-        path = Path(ctx.out_dir) / f"{ctx.spec.id}.report.{out_spec.format}"
-        write_table_atomic(report, path, out_spec.format)
+        written = ctx.write_output("report", report)
         ctx.progress(1.0)
         summary = {r["metric"]: r["value"] for r in rows if r["key"] == ""}
         return {
             "rows": table.num_rows,
             "result": summary,
-            "outputs": {"report": {"path": str(path), "rows": report.num_rows,
-                                   "columns": report.column_names, "format": out_spec.format}},
-        }  # fmt: skip
+            "outputs": {"report": written},
+        }

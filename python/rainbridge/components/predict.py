@@ -35,7 +35,7 @@ from rainbridge.components.twoparty import (
     check_aligned_star,
     matrix,
 )
-from rainbridge.data import read_columns, write_table_atomic
+from rainbridge.data import read_columns
 from rainbridge.errors import DataError, ProtocolViolationError
 from rainbridge.protocols.fl.metrics import auc, ks
 from rainbridge.protocols.fl.secureboost import (
@@ -221,16 +221,6 @@ class PredictComponent(Component):
 
     @staticmethod
     def _write(ctx: ComponentContext, result: pa.Table, summary: dict[str, Any]) -> dict[str, Any]:
-        out_spec = ctx.spec.outputs["predictions"]
-        path = Path(ctx.out_dir) / f"{ctx.spec.id}.predictions.{out_spec.format}"
-        write_table_atomic(result, path, out_spec.format)
-        summary["outputs"] = {
-            "predictions": {
-                "path": str(path),
-                "rows": result.num_rows,
-                "columns": result.column_names,
-                "format": out_spec.format,
-            }
-        }
+        summary["outputs"] = {"predictions": ctx.write_output("predictions", result)}
         ctx.progress(1.0)
         return summary

@@ -8,7 +8,6 @@ outputs are sorted by ID, so that two receivers' files align row by row when IDs
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
-from rainbridge.data import read_columns, read_ids, write_table_atomic
+from rainbridge.data import read_columns, read_ids
 from rainbridge.errors import DataError
 from rainbridge.protocols.psi import EcdhPsiParams, run_role
 
@@ -123,16 +122,7 @@ class PsiComponent(Component):
             columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
             rows = result.indices if keep is None else keep.to_numpy()[result.indices]
             table = self._output_table(ref, id_col, all_ids, rows, columns)
-            path = Path(ctx.out_dir) / f"{ctx.spec.id}.intersection.{out_spec.format}"
-            write_table_atomic(table, path, out_spec.format)
-            summary["outputs"] = {
-                "intersection": {
-                    "path": str(path),
-                    "rows": table.num_rows,
-                    "columns": table.column_names,
-                    "format": out_spec.format,
-                }
-            }
+            summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
         return summary
 
     @staticmethod

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -41,7 +40,7 @@ from rainbridge.components.twoparty import (
     roles,
     serve_dealer,
 )
-from rainbridge.data import read_columns, write_table_atomic
+from rainbridge.data import read_columns
 from rainbridge.errors import DataError, ParameterMismatchError
 from rainbridge.protocols.mpc import Mpc
 from rainbridge.protocols.mpc.dp import Mechanism, clip
@@ -284,7 +283,6 @@ class StatsComponent(Component):
         ctx.progress(1.0)
         summary: dict[str, Any] = {"rows": n, "receiver": receiver_name}
         if ctx.party == receiver_name:
-            out_spec = spec.outputs["result"]
             result = pa.Table.from_pylist(
                 rows,
                 schema=pa.schema(
@@ -297,16 +295,7 @@ class StatsComponent(Component):
                     ]
                 ),
             )
-            path = Path(ctx.out_dir) / f"{spec.id}.result.{out_spec.format}"
-            write_table_atomic(result, path, out_spec.format)
-            summary["outputs"] = {
-                "result": {
-                    "path": str(path),
-                    "rows": result.num_rows,
-                    "columns": result.column_names,
-                    "format": out_spec.format,
-                }
-            }
+            summary["outputs"] = {"result": ctx.write_output("result", result)}
             summary["result"] = rows[:MAX_SUMMARY_ROWS]
         return summary
 

@@ -29,7 +29,7 @@ from rainbridge.components.twoparty import (
     open_session,
     serve_dealer,
 )
-from rainbridge.data import read_columns, write_json_atomic, write_table_atomic
+from rainbridge.data import read_columns, write_json_atomic
 from rainbridge.errors import DataError
 from rainbridge.protocols.fl.metrics import auc, ks
 from rainbridge.protocols.fl.vertical_lr import LrParams, train
@@ -171,18 +171,7 @@ class TrainLrComponent(Component):
             }
             summary["result"] = metrics
             if "report" in ctx.spec.outputs:
-                spec_out = ctx.spec.outputs["report"]
-                report = pa.table(
-                    {"metric": list(metrics), "value": [float(v) for v in metrics.values()]}
-                )
-                rpath = Path(ctx.out_dir) / f"{ctx.spec.id}.report.{spec_out.format}"
-                write_table_atomic(report, rpath, spec_out.format)
-                outputs["report"] = {
-                    "path": str(rpath),
-                    "rows": report.num_rows,
-                    "columns": report.column_names,
-                    "format": spec_out.format,
-                }
+                outputs["report"] = ctx.write_metrics("report", metrics)
         summary["outputs"] = outputs
         return summary
 

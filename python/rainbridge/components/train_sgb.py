@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.components.twoparty import LabelledParams, check_aligned_star
-from rainbridge.data import read_columns, write_json_atomic, write_table_atomic
+from rainbridge.data import read_columns, write_json_atomic
 from rainbridge.errors import ConfigError, DataError
 from rainbridge.protocols.fl.metrics import auc, ks
 from rainbridge.protocols.fl.secureboost import SgbParams, train_feature, train_label
@@ -188,18 +188,7 @@ class TrainSgbComponent(Component):
                 metrics[f"validation_loss_{i + 1}"] = loss
             summary["result"] = metrics
             if "report" in ctx.spec.outputs:
-                spec_out = ctx.spec.outputs["report"]
-                report = pa.table(
-                    {"metric": list(metrics), "value": [float(v) for v in metrics.values()]}
-                )
-                rpath = Path(ctx.out_dir) / f"{ctx.spec.id}.report.{spec_out.format}"
-                write_table_atomic(report, rpath, spec_out.format)
-                outputs["report"] = {
-                    "path": str(rpath),
-                    "rows": report.num_rows,
-                    "columns": report.column_names,
-                    "format": spec_out.format,
-                }
+                outputs["report"] = ctx.write_metrics("report", metrics)
         summary["outputs"] = outputs
         return summary
 
