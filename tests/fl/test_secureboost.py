@@ -19,12 +19,14 @@ from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl.secureboost import (
     SgbParams,
     SgbResult,
+    train_feature,
+    train_label,
+)
+from rainbridge.protocols.fl.trees import (
     bin_features,
     combine_marks,
     leaf_marks,
     link,
-    train_feature,
-    train_label,
     unpack_marks,
 )
 

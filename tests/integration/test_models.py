@@ -140,7 +140,7 @@ def test_a_party_lost_mid_training_fails_the_job_with_no_model_anywhere(tmp_path
 
 
 def test_secureboost_trained_between_nodes_scores_online(tmp_path: Path) -> None:
-    from rainbridge.protocols.fl.secureboost import (
+    from rainbridge.protocols.fl.trees import (
         TreePart,
         combine_marks,
         leaf_marks,

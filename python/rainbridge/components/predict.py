@@ -38,7 +38,7 @@ from rainbridge.components.twoparty import (
 from rainbridge.data import read_columns
 from rainbridge.errors import DataError, ProtocolViolationError
 from rainbridge.protocols.fl.metrics import auc, ks
-from rainbridge.protocols.fl.secureboost import (
+from rainbridge.protocols.fl.trees import (
     TreePart,
     combine_marks,
     leaf_marks,

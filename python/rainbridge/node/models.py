@@ -41,7 +41,7 @@ from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import source_dataset, why_not
 from rainbridge.node.storage import GrantRow, ModelRow, Storage
-from rainbridge.protocols.fl.secureboost import (
+from rainbridge.protocols.fl.trees import (
     TreePart,
     combine_marks,
     leaf_marks,
