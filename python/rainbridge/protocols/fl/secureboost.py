@@ -502,7 +502,10 @@ async def train_feature(
             if not isinstance(lvl, dict):
                 raise ProtocolViolationError("a malformed SecureBoost level")
             if "done" in lvl:
-                tree = TreePart.from_json({**lvl["done"], "splits": {}})
+                try:
+                    tree = TreePart.from_json({**lvl["done"], "splits": {}})
+                except (ConfigError, TypeError):
+                    raise ProtocolViolationError("the label party sent a malformed tree") from None
                 if any(not 0 <= k < max_node for k in tree.owner) or any(
                     tree.owner.get(k) != me for k in splits
                 ):
@@ -510,7 +513,10 @@ async def train_feature(
                 tree.splits = splits
                 trees.append(tree)
                 break
-            compute = [int(k) for k in lvl.get("compute", [])]
+            try:
+                compute = [int(k) for k in lvl.get("compute", [])]
+            except (TypeError, ValueError):
+                raise ProtocolViolationError("a malformed histogram request") from None
             pos = np.frombuffer(await ch.recv("sgb/pos"), dtype="<i4")
             if len(pos) != n:
                 raise ProtocolViolationError("row positions of the wrong length")
