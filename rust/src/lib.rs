@@ -7,11 +7,17 @@
 
 pub mod baseot;
 pub mod bits;
+pub mod block;
+pub mod eacode;
 pub mod error;
 pub mod hash;
+pub mod iknp;
 pub mod items;
+pub mod okvs;
 pub mod ou;
+pub mod pprf;
 pub mod ristretto;
+pub mod rr22;
 pub mod sm2;
 pub mod x25519;
 pub mod x25519_ifma;

@@ -1,0 +1,109 @@
+//! The RR22 PSI roles of `rainbridge._core`: message-driven state machines whose every step
+//! runs with the GIL released; the Python role moves the messages over its channel.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::{bytes_out, to_py, Bytes, Offsets};
+use crate::block::{from_bytes, Block};
+use crate::items::Items;
+use crate::rr22;
+
+fn digest_blocks(buf: &Bound<'_, PyAny>) -> PyResult<Vec<Block>> {
+    let b = Bytes::new(buf, "digests")?;
+    if !b.slice().len().is_multiple_of(16) {
+        return Err(PyValueError::new_err("digests must be 16 bytes each"));
+    }
+    Ok(from_bytes(b.slice()))
+}
+
+/// 16-byte digests of items (SHA-256 over the session seed and the item).
+#[pyfunction]
+pub(super) fn rr22_digests(
+    py: Python<'_>,
+    seed: &[u8],
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyBytes>> {
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let r = py.allow_threads(|| {
+        Items::new(ds, &os).map(|it| crate::block::to_bytes(&rr22::digests(seed, &it)))
+    });
+    bytes_out(py, r)
+}
+
+/// `(m, trees, depth, cots)` for a receiver set of `n` items.
+#[pyfunction]
+pub(super) fn rr22_layout(n: usize) -> (usize, usize, usize, usize) {
+    let l = rr22::Layout::new(n);
+    (l.m, l.trees, l.depth, l.cots)
+}
+
+#[pyclass(module = "rainbridge._core")]
+pub(super) struct Rr22Receiver(rr22::Receiver);
+
+#[pymethods]
+impl Rr22Receiver {
+    /// Returns the role and its first message.
+    #[staticmethod]
+    fn start(py: Python<'_>, seed: &[u8], digests: &Bound<'_, PyAny>) -> PyResult<(Self, Py<PyBytes>)> {
+        let d = digest_blocks(digests)?;
+        let (r, msg) = py.allow_threads(|| rr22::Receiver::new(seed, d)).map_err(to_py)?;
+        Ok((Rr22Receiver(r), PyBytes::new(py, &msg).unbind()))
+    }
+
+    fn on_base(&mut self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+        let m = Bytes::new(msg, "message")?;
+        let inner = &mut self.0;
+        let r = py.allow_threads(|| inner.on_base(m.slice()));
+        bytes_out(py, r)
+    }
+
+    fn on_trees(&mut self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+        let m = Bytes::new(msg, "message")?;
+        let inner = &mut self.0;
+        let r = py.allow_threads(|| inner.on_trees(m.slice()));
+        bytes_out(py, r)
+    }
+
+    fn outputs(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+        let inner = &self.0;
+        let r = py.allow_threads(|| inner.outputs());
+        bytes_out(py, r)
+    }
+}
+
+#[pyclass(module = "rainbridge._core")]
+pub(super) struct Rr22Sender(rr22::Sender);
+
+#[pymethods]
+impl Rr22Sender {
+    #[new]
+    fn new(py: Python<'_>, seed: &[u8], digests: &Bound<'_, PyAny>, n_receiver: usize) -> PyResult<Self> {
+        let d = digest_blocks(digests)?;
+        Ok(Rr22Sender(py.allow_threads(|| rr22::Sender::new(seed, d, n_receiver))))
+    }
+
+    fn on_setup(&mut self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+        let m = Bytes::new(msg, "message")?;
+        let inner = &mut self.0;
+        let r = py.allow_threads(|| inner.on_setup(m.slice()));
+        bytes_out(py, r)
+    }
+
+    fn on_matrix(&mut self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+        let m = Bytes::new(msg, "message")?;
+        let inner = &mut self.0;
+        let r = py.allow_threads(|| inner.on_matrix(m.slice()));
+        bytes_out(py, r)
+    }
+
+    fn on_store(&mut self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+        let m = Bytes::new(msg, "message")?;
+        let inner = &mut self.0;
+        let r = py.allow_threads(|| inner.on_store(m.slice()));
+        bytes_out(py, r)
+    }
+}

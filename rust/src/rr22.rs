@@ -1,0 +1,425 @@
+//! RR22 PSI (Raghuraman and Rindal, "Blazing Fast PSI from Improved OKVS and Subfield VOLE",
+//! CCS 2022), semi-honest: a VOLE-based OPRF over an OKVS, and the two message-driven roles.
+//!
+//! The receiver holds the set `X`, the sender `Y`. A VOLE of length `m` gives the receiver
+//! `A, C` and the sender `Δ, B` with `C = B + A·Δ` (GF(2^128)). The receiver encodes the OKVS
+//! `P` with `Decode(P, x) = H(x)` for every `x ∈ X` and sends `Q = P + A` (`A` is
+//! pseudorandom, so `Q` hides `P`). The sender sets `K = B + Δ·Q = C + Δ·P`; its PRF is
+//! `F(y) = H'(Decode(K, y) + Δ·H(y))` and the receiver's value for its own `x` is
+//! `H'(Decode(C, x))`, equal exactly when `y = x ∈ X` (for `y ∉ X`, `Decode(P, y) + H(y)` is
+//! a random non-zero field element, so `Δ` masks it). The sender sends `F(y)` for its set in
+//! a random order; the receiver looks its own values up among them.
+//!
+//! The VOLE is silent: IKNP correlated OTs (from 128 Chou–Orlandi base OTs) seed regular
+//! sparse VOLE from GGM trees, which the dual expand-accumulate code compresses.
+//!
+//! Messages, in order: R→S base-OT setup (32 bytes); S→R base-OT choices (128·32); R→S the
+//! IKNP matrix (128·M/8); S→R the tree sums and corrections; R→S the masked OKVS (4-byte
+//! retry counter and `m` blocks); S→R the PRF values (by the caller, truncated).
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::block::{derive, from_bytes, gf_mul, random_block, to_bytes, Block, Cipher, Tmmo};
+use crate::error::{CoreError, Result};
+use crate::items::Items;
+use crate::{baseot, eacode, iknp, okvs, pprf};
+
+/// The sizes every message follows from, fixed by the receiver's set size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// OKVS columns, and so the length of the VOLE.
+    pub m: usize,
+    /// GGM trees (noisy positions) and their depth.
+    pub trees: usize,
+    pub depth: usize,
+    /// Correlated OTs: 128 per tree for the base VOLE, then one per tree and level.
+    pub cots: usize,
+}
+
+impl Layout {
+    pub fn new(n_receiver: usize) -> Self {
+        let m = okvs::size(n_receiver);
+        // N = trees·2^depth >= 2m, with at least MIN_NOISE trees.
+        let target = 2 * m;
+        let mut depth = 1usize;
+        while (target >> (depth + 1)) >= eacode::MIN_NOISE {
+            depth += 1;
+        }
+        let trees = target.div_ceil(1 << depth).max(eacode::MIN_NOISE);
+        let cots = iknp::rounded(trees * 128 + trees * depth);
+        Layout { m, trees, depth, cots }
+    }
+
+    pub fn noise_len(&self) -> usize {
+        self.trees << self.depth
+    }
+
+    fn ggm_first(&self) -> usize {
+        self.trees * 128
+    }
+
+    /// Bytes of the sender's tree message: two blocks per tree and level, one per tree.
+    pub fn tree_msg_len(&self) -> usize {
+        16 * (2 * self.trees * self.depth + self.trees)
+    }
+}
+
+/// A 128-bit digest per item: SHA-256 over the session seed and the item.
+pub fn digests(seed: &[u8], items: &Items<'_>) -> Vec<Block> {
+    (0..items.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(|i| {
+            let mut h = Sha256::new();
+            h.update(b"rainbridge/rr22/item");
+            h.update(seed);
+            h.update(items.get(i));
+            u128::from_le_bytes(h.finalize()[..16].try_into().expect("16 bytes"))
+        })
+        .collect()
+}
+
+fn values(seed: &[u8], d: &[Block]) -> Vec<Block> {
+    let c = Cipher::new(derive(seed, "rr22/value", 0));
+    let mut v = d.to_vec();
+    v.par_chunks_mut(4096).for_each(|p| c.encrypt(p));
+    v
+}
+
+fn okvs_rows(seed: &[u8], retry: u32, m: usize, d: &[Block]) -> Vec<okvs::Row> {
+    okvs::Rows::new(derive(seed, "rr22/okvs", retry as u64), m).rows(d)
+}
+
+fn finish(mut o: Vec<Block>) -> Vec<u8> {
+    let h = Tmmo::new();
+    o.par_chunks_mut(4096).for_each(|p| h.hash_same(p, 0));
+    to_bytes(&o)
+}
+
+fn x_pow(k: usize) -> Block {
+    1u128 << k
+}
+
+fn shape(msg: &str) -> CoreError {
+    CoreError::Shape(msg.into())
+}
+
+/// The receiver (holds `X`, learns the PRF values of its own items).
+pub struct Receiver {
+    seed: Vec<u8>,
+    layout: Layout,
+    digests: Vec<Block>,
+    base_secret: [u8; 32],
+    choices: Vec<u8>,
+    t: Vec<Block>,
+    alphas: Vec<u32>,
+    betas: Vec<Block>,
+    c: Vec<Block>,
+    retry: u32,
+}
+
+impl Receiver {
+    /// Starts a session; returns the role and its first message.
+    pub fn new(seed: &[u8], digests: Vec<Block>) -> Result<(Self, Vec<u8>)> {
+        let layout = Layout::new(digests.len());
+        let (secret, msg) = baseot::sender_setup()?;
+        let r = Receiver {
+            seed: seed.to_vec(),
+            layout,
+            digests,
+            base_secret: secret,
+            choices: Vec::new(),
+            t: Vec::new(),
+            alphas: Vec::new(),
+            betas: Vec::new(),
+            c: Vec::new(),
+            retry: 0,
+        };
+        Ok((r, msg.to_vec()))
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Base OTs done: returns the IKNP matrix.
+    pub fn on_base(&mut self, msgs: &[u8]) -> Result<Vec<u8>> {
+        if msgs.len() != 32 * iknp::BASE {
+            return Err(shape("RR22: the base OT message must hold 128 points"));
+        }
+        let (k0, k1) = baseot::sender_keys(&self.base_secret, msgs)?;
+        let l = self.layout;
+        let mut choices = vec![0u8; l.cots / 8];
+        let mut set = |j: usize, bit: usize| choices[j / 8] |= (bit as u8) << (j % 8);
+        // Noise values β (random, non-zero), then the complement of α's bits (MSB first).
+        self.betas = (0..l.trees)
+            .map(|_| loop {
+                let b = random_block();
+                if b != 0 {
+                    break b;
+                }
+            })
+            .collect();
+        for (i, b) in self.betas.iter().enumerate() {
+            for k in 0..128 {
+                set(i * 128 + k, ((b >> k) & 1) as usize);
+            }
+        }
+        let mask = (1u64 << l.depth) - 1;
+        self.alphas = (0..l.trees)
+            .map(|_| (random_block() as u64 & mask) as u32)
+            .collect();
+        for (i, &a) in self.alphas.iter().enumerate() {
+            for level in 0..l.depth {
+                let bit = (a as usize >> (l.depth - 1 - level)) & 1;
+                set(l.ggm_first() + i * l.depth + level, 1 - bit);
+            }
+        }
+        let (u, t) = iknp::receiver(&from_bytes(&k0), &from_bytes(&k1), &choices, l.cots)?;
+        self.choices = choices;
+        self.t = t;
+        Ok(u)
+    }
+
+    /// Tree sums and corrections received: builds the VOLE, encodes the OKVS and returns the
+    /// masked store (retry counter, then `m` blocks).
+    pub fn on_trees(&mut self, msg: &[u8]) -> Result<Vec<u8>> {
+        let l = self.layout;
+        if self.t.is_empty() {
+            return Err(shape("RR22: tree message before the base OTs"));
+        }
+        if msg.len() != l.tree_msg_len() {
+            return Err(CoreError::Shape(format!(
+                "RR22: tree message holds {} bytes, expected {}",
+                msg.len(),
+                l.tree_msg_len()
+            )));
+        }
+        let blocks = from_bytes(msg);
+        let (pairs, corr) = blocks.split_at(2 * l.trees * l.depth);
+        // Unmask the sum that each OT chose.
+        let first = l.ggm_first();
+        let mut known: Vec<Block> = (0..l.trees * l.depth)
+            .map(|j| self.t[first + j])
+            .collect();
+        Tmmo::new().hash(&mut known, first as u128);
+        for (j, k) in known.iter_mut().enumerate() {
+            let c = (self.choices[(first + j) / 8] >> ((first + j) % 8)) & 1;
+            *k ^= pairs[2 * j + c as usize];
+        }
+        let mut c = pprf::receiver(&self.alphas, &known, l.depth);
+        let mut e = vec![0u128; l.noise_len()];
+        let per = 1usize << l.depth;
+        for i in 0..l.trees {
+            // γ' = Σ_k x^k t_{i,k}: the base VOLE γ' = γ + β·Δ.
+            let gamma: Block = (0..128).fold(0, |acc, k| acc ^ gf_mul(self.t[i * 128 + k], x_pow(k)));
+            let tree = &mut c[i * per..(i + 1) * per];
+            let rest = tree.iter().fold(0u128, |a, b| a ^ b); // the punctured leaf holds 0
+            let a = self.alphas[i] as usize;
+            tree[a] = corr[i] ^ rest ^ gamma;
+            e[i * per + a] = self.betas[i];
+        }
+        self.t = Vec::new();
+        let ea_seed = derive(&self.seed, "rr22/ea", 0);
+        let cc = eacode::dual_encode(&mut c, l.m, ea_seed);
+        drop(c);
+        let aa = eacode::dual_encode(&mut e, l.m, ea_seed);
+        drop(e);
+        let vals = values(&self.seed, &self.digests);
+        let mut fill = |b: &mut [Block]| {
+            let c = Cipher::new(random_block());
+            c.fill(0, b);
+        };
+        let (p, retry) = {
+            let mut retry = 0u32;
+            loop {
+                let rows = okvs_rows(&self.seed, retry, l.m, &self.digests);
+                match okvs::encode(&rows, &vals, l.m, &mut fill) {
+                    Ok(p) => break (p, retry),
+                    Err(okvs::Singular) if retry < 8 => retry += 1,
+                    Err(_) => return Err(shape("RR22: the OKVS could not be encoded (8 tries)")),
+                }
+            }
+        };
+        self.retry = retry;
+        self.c = cc;
+        let mut out = Vec::with_capacity(4 + 16 * l.m);
+        out.extend_from_slice(&retry.to_le_bytes());
+        for (x, y) in p.iter().zip(&aa) {
+            out.extend_from_slice(&(x ^ y).to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    /// The PRF value (16 bytes) of every item, in input order.
+    pub fn outputs(&self) -> Result<Vec<u8>> {
+        if self.c.is_empty() {
+            return Err(shape("RR22: outputs before the VOLE"));
+        }
+        let rows = okvs_rows(&self.seed, self.retry, self.layout.m, &self.digests);
+        Ok(finish(okvs::decode(&self.c, &rows)))
+    }
+}
+
+/// The sender (holds `Y` and the PRF key `Δ`).
+pub struct Sender {
+    seed: Vec<u8>,
+    layout: Layout,
+    digests: Vec<Block>,
+    delta: Block,
+    keys: Vec<Block>,
+    b: Vec<Block>,
+}
+
+impl Sender {
+    pub fn new(seed: &[u8], digests: Vec<Block>, n_receiver: usize) -> Self {
+        Sender {
+            seed: seed.to_vec(),
+            layout: Layout::new(n_receiver),
+            digests,
+            delta: random_block(),
+            keys: Vec::new(),
+            b: Vec::new(),
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The receiver's base-OT setup: returns this side's 128 base-OT messages (choices `Δ`).
+    pub fn on_setup(&mut self, a: &[u8]) -> Result<Vec<u8>> {
+        let a: [u8; 32] = a
+            .try_into()
+            .map_err(|_| shape("RR22: the base OT setup must be 32 bytes"))?;
+        let choices: Vec<u8> = (0..iknp::BASE).map(|i| ((self.delta >> i) & 1) as u8).collect();
+        let (msgs, keys) = baseot::receiver(&a, &choices)?;
+        self.keys = from_bytes(&keys);
+        Ok(msgs)
+    }
+
+    /// The IKNP matrix: returns the tree sums (masked by the OTs) and corrections.
+    pub fn on_matrix(&mut self, u: &[u8]) -> Result<Vec<u8>> {
+        if self.keys.is_empty() {
+            return Err(shape("RR22: IKNP matrix before the base OTs"));
+        }
+        let l = self.layout;
+        let q = iknp::sender(&self.keys, self.delta, u, l.cots)?;
+        let roots: Vec<Block> = (0..l.trees).map(|_| random_block()).collect();
+        let (leaves, sums) = pprf::sender(&roots, l.depth);
+        let first = l.ggm_first();
+        let h = Tmmo::new();
+        let mut k0: Vec<Block> = q[first..first + l.trees * l.depth].to_vec();
+        let mut k1: Vec<Block> = k0.iter().map(|x| x ^ self.delta).collect();
+        h.hash(&mut k0, first as u128);
+        h.hash(&mut k1, first as u128);
+        let mut out = Vec::with_capacity(l.tree_msg_len());
+        for (j, s) in sums.iter().enumerate() {
+            out.extend_from_slice(&(s[0] ^ k0[j]).to_le_bytes());
+            out.extend_from_slice(&(s[1] ^ k1[j]).to_le_bytes());
+        }
+        let per = 1usize << l.depth;
+        for i in 0..l.trees {
+            let gamma: Block = (0..128).fold(0, |acc, k| acc ^ gf_mul(q[i * 128 + k], x_pow(k)));
+            let total = leaves[i * per..(i + 1) * per].iter().fold(0u128, |a, b| a ^ b);
+            out.extend_from_slice(&(total ^ gamma).to_le_bytes());
+        }
+        self.b = leaves;
+        Ok(out)
+    }
+
+    /// The masked OKVS: returns the PRF value (16 bytes) of every own item, in input order.
+    pub fn on_store(&mut self, msg: &[u8]) -> Result<Vec<u8>> {
+        let l = self.layout;
+        if self.b.is_empty() {
+            return Err(shape("RR22: masked store before the VOLE"));
+        }
+        if msg.len() != 4 + 16 * l.m {
+            return Err(CoreError::Shape(format!(
+                "RR22: masked store holds {} bytes, expected {}",
+                msg.len(),
+                4 + 16 * l.m
+            )));
+        }
+        let retry = u32::from_le_bytes(msg[..4].try_into().expect("4 bytes"));
+        if retry >= 8 {
+            return Err(shape("RR22: OKVS retry counter out of range"));
+        }
+        let mut b = std::mem::take(&mut self.b);
+        let bb = eacode::dual_encode(&mut b, l.m, derive(&self.seed, "rr22/ea", 0));
+        drop(b);
+        let delta = self.delta;
+        let k: Vec<Block> = msg[4..]
+            .par_chunks_exact(16)
+            .zip(bb.par_iter())
+            .with_min_len(4096)
+            .map(|(q, b)| b ^ gf_mul(delta, u128::from_le_bytes(q.try_into().expect("16 bytes"))))
+            .collect();
+        drop(bb);
+        let rows = okvs_rows(&self.seed, retry, l.m, &self.digests);
+        let vals = values(&self.seed, &self.digests);
+        let o: Vec<Block> = rows
+            .par_iter()
+            .zip(vals.par_iter())
+            .with_min_len(4096)
+            .map(|(&r, &v)| okvs::decode1(&k, r) ^ gf_mul(delta, v))
+            .collect();
+        Ok(finish(o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(x: &[Block], y: &[Block]) -> (Vec<u8>, Vec<u8>) {
+        let seed = b"session";
+        let (mut r, m0) = Receiver::new(seed, x.to_vec()).unwrap();
+        let mut s = Sender::new(seed, y.to_vec(), x.len());
+        let m1 = s.on_setup(&m0).unwrap();
+        let m2 = r.on_base(&m1).unwrap();
+        let m3 = s.on_matrix(&m2).unwrap();
+        let m4 = r.on_trees(&m3).unwrap();
+        let sy = s.on_store(&m4).unwrap();
+        (r.outputs().unwrap(), sy)
+    }
+
+    #[test]
+    fn prf_values_agree_exactly_on_common_items() {
+        for (nx, ny, common) in [(1usize, 1usize, 1usize), (10, 3, 2), (3000, 5000, 1500), (0, 4, 0)] {
+            let x: Vec<Block> = (0..nx).map(|i| i as u128 * 7 + 1).collect();
+            let y: Vec<Block> = (0..ny)
+                .map(|i| if i < common { i as u128 * 7 + 1 } else { (i as u128) << 80 })
+                .collect();
+            let (rx, sy) = run(&x, &y);
+            let rx: Vec<&[u8]> = rx.chunks(16).collect();
+            let sy: Vec<&[u8]> = sy.chunks(16).collect();
+            let hits = rx.iter().filter(|v| sy.contains(v)).count();
+            assert_eq!(hits, common, "sizes {nx} {ny}");
+            for i in 0..common {
+                assert_eq!(rx[i], sy[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        let (mut r, m0) = Receiver::new(b"s", vec![1, 2, 3]).unwrap();
+        let mut s = Sender::new(b"s", vec![1], 3);
+        assert!(s.on_matrix(&[0; 16]).is_err());
+        assert!(s.on_setup(&m0[..31]).is_err());
+        let m1 = s.on_setup(&m0).unwrap();
+        assert!(r.on_trees(&[0; 32]).is_err());
+        assert!(r.on_base(&m1[..64]).is_err());
+        let m2 = r.on_base(&m1).unwrap();
+        assert!(s.on_matrix(&m2[1..]).is_err());
+        let m3 = s.on_matrix(&m2).unwrap();
+        assert!(r.on_trees(&m3[16..]).is_err());
+        let m4 = r.on_trees(&m3).unwrap();
+        assert!(s.on_store(&m4[..m4.len() - 1]).is_err());
+        let mut bad = m4.clone();
+        bad[0] = 9;
+        assert!(s.on_store(&bad).is_err());
+    }
+}
