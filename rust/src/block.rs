@@ -98,6 +98,11 @@ pub fn derive(seed: &[u8], label: &str, index: u64) -> Block {
     u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
 }
 
+/// A zeroed vector of `n` blocks (calloc: the pages are mapped lazily, not written twice).
+pub fn zeroed(n: usize) -> Vec<Block> {
+    vec![0u128; n]
+}
+
 /// Random block from the operating system.
 pub fn random_block() -> Block {
     let mut b = [0u8; 16];
@@ -235,12 +240,19 @@ mod tests {
             x = x.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(1);
         }
         assert_eq!(gf_mul(x, 1), x);
-        assert_eq!(gf_mul(u128::MAX, u128::MAX), mul_reference(u128::MAX, u128::MAX));
+        assert_eq!(
+            gf_mul(u128::MAX, u128::MAX),
+            mul_reference(u128::MAX, u128::MAX)
+        );
     }
 
     #[test]
     fn portable_clmul_matches_the_instruction() {
-        let pairs = [(u64::MAX, u64::MAX), (0x8000_0000_0000_0001, 3), (12345, 67890)];
+        let pairs = [
+            (u64::MAX, u64::MAX),
+            (0x8000_0000_0000_0001, 3),
+            (12345, 67890),
+        ];
         for (a, b) in pairs {
             assert_eq!(clmul64(a, b), clmul64_portable(a, b));
         }

@@ -15,6 +15,20 @@ use rayon::prelude::*;
 use crate::block::{Block, Cipher};
 
 pub const WEIGHT: usize = 21;
+
+#[inline(always)]
+fn prefetch(p: &Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; the address comes from a live reference.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(
+            p as *const Block as *const i8,
+            std::arch::x86_64::_MM_HINT_T0,
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 /// Noisy positions needed for 128-bit security with this code (see the module note).
 pub const MIN_NOISE: usize = 400;
 
@@ -22,34 +36,78 @@ const ROWS_PER_CHUNK: usize = 2048;
 
 /// `B·(A·x)` with `m` outputs; `x` is accumulated in place.
 pub fn dual_encode(x: &mut [Block], m: usize, seed: Block) -> Vec<Block> {
+    dual_encode_with(x, m, seed, None::<fn(usize) -> Block>).0
+}
+
+/// Also encodes a second vector given by its accumulated value at each position (`acc`),
+/// reading the same positions: the receiver's sparse noise, whose prefix sums it knows
+/// without storing them.
+pub fn dual_encode_with<F>(
+    x: &mut [Block],
+    m: usize,
+    seed: Block,
+    acc: Option<F>,
+) -> (Vec<Block>, Vec<Block>)
+where
+    F: Fn(usize) -> Block + Sync,
+{
+    assert!(x.len() < 1 << 32, "positions are 32-bit");
     let n = x.len() as u64;
     for i in 1..x.len() {
         x[i] ^= x[i - 1];
     }
     let x = &*x;
-    let mut out = vec![0u128; m];
+    let mut out = crate::block::zeroed(m);
+    let mut out2 = if acc.is_some() {
+        crate::block::zeroed(m)
+    } else {
+        Vec::new()
+    };
+    let acc = acc.as_ref();
     let cipher = Cipher::new(seed);
+    let mut second: Vec<&mut [Block]> = out2.chunks_mut(ROWS_PER_CHUNK).collect();
+    second.resize_with(m.div_ceil(ROWS_PER_CHUNK), Default::default);
     out.par_chunks_mut(ROWS_PER_CHUNK)
+        .zip(second.into_par_iter())
         .enumerate()
-        .for_each(|(c, rows)| {
+        .for_each(|(c, (rows, rows2))| {
             // Each chunk draws its own part of the stream, so the result does not depend on
             // how rayon splits the work.
             let words = rows.len() * WEIGHT;
             let mut rnd = vec![0u128; words.div_ceil(2)];
             cipher.fill((c * ROWS_PER_CHUNK * WEIGHT) as u128, &mut rnd);
-            let mut k = 0usize;
-            for y in rows.iter_mut() {
-                let mut acc = 0u128;
-                for _ in 0..WEIGHT {
-                    let r = rnd[k / 2] >> (64 * (k % 2)) as u64;
-                    let pos = ((r as u64 as u128 * n as u128) >> 64) as usize;
-                    acc ^= x[pos];
-                    k += 1;
+            let pos: Vec<u32> = (0..words)
+                .map(|k| {
+                    let r = (rnd[k / 2] >> (64 * (k % 2))) as u64;
+                    ((r as u128 * n as u128) >> 64) as u32
+                })
+                .collect();
+            // The reads are random over a vector far larger than the caches: ask for each
+            // one a few rows ahead so that many misses are in flight at once.
+            const AHEAD: usize = 4 * WEIGHT;
+            for &p in pos.iter().take(AHEAD) {
+                prefetch(&x[p as usize]);
+            }
+            for (i, y) in rows.iter_mut().enumerate() {
+                let (mut s, mut s2) = (0u128, 0u128);
+                for j in 0..WEIGHT {
+                    let k = i * WEIGHT + j;
+                    if let Some(&q) = pos.get(k + AHEAD) {
+                        prefetch(&x[q as usize]);
+                    }
+                    let p = pos[k] as usize;
+                    s ^= x[p];
+                    if let Some(f) = acc {
+                        s2 ^= f(p);
+                    }
                 }
-                *y = acc;
+                *y = s;
+                if acc.is_some() {
+                    rows2[i] = s2;
+                }
             }
         });
-    out
+    (out, out2)
 }
 
 #[cfg(test)]
@@ -59,7 +117,9 @@ mod tests {
     #[test]
     fn linear_and_deterministic() {
         let n = 5000;
-        let a: Vec<Block> = (0..n).map(|i| (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+        let a: Vec<Block> = (0..n)
+            .map(|i| (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+            .collect();
         let b: Vec<Block> = (0..n).map(|i| (i as u128) << 64 | 77).collect();
         let sum: Vec<Block> = a.iter().zip(&b).map(|(x, y)| x ^ y).collect();
         let ea = dual_encode(&mut a.clone(), 2000, 9);

@@ -39,9 +39,16 @@ fn row_bytes(rows: &[Vec<Block>]) -> Vec<u8> {
 
 /// The receiver's message `u` (128 rows of `m / 8` bytes) and its blocks `t_j`.
 /// `choices` holds `m` bits (bit `j % 8` of byte `j / 8`), `m` a multiple of 128.
-pub fn receiver(k0: &[Block], k1: &[Block], choices: &[u8], m: usize) -> Result<(Vec<u8>, Vec<Block>)> {
+pub fn receiver(
+    k0: &[Block],
+    k1: &[Block],
+    choices: &[u8],
+    m: usize,
+) -> Result<(Vec<u8>, Vec<Block>)> {
     if k0.len() != BASE || k1.len() != BASE || !m.is_multiple_of(128) || choices.len() != m / 8 {
-        return Err(CoreError::Shape("IKNP receiver: 128 key pairs and m/8 choice bytes, m a multiple of 128".into()));
+        return Err(CoreError::Shape(
+            "IKNP receiver: 128 key pairs and m/8 choice bytes, m a multiple of 128".into(),
+        ));
     }
     let blocks = m / 128;
     let r = from_bytes(choices);
@@ -50,7 +57,12 @@ pub fn receiver(k0: &[Block], k1: &[Block], choices: &[u8], m: usize) -> Result<
         .map(|i| {
             let t = expand(k0[i], blocks);
             let g1 = expand(k1[i], blocks);
-            let u = t.iter().zip(&g1).zip(&r).map(|((a, b), c)| a ^ b ^ c).collect();
+            let u = t
+                .iter()
+                .zip(&g1)
+                .zip(&r)
+                .map(|((a, b), c)| a ^ b ^ c)
+                .collect();
             (t, u)
         })
         .collect();
@@ -62,7 +74,9 @@ pub fn receiver(k0: &[Block], k1: &[Block], choices: &[u8], m: usize) -> Result<
 /// The sender's blocks `q_j = t_j ⊕ r_j·Δ` from its 128 chosen keys, `Δ` and the message `u`.
 pub fn sender(keys: &[Block], delta: Block, u: &[u8], m: usize) -> Result<Vec<Block>> {
     if keys.len() != BASE || !m.is_multiple_of(128) {
-        return Err(CoreError::Shape("IKNP sender: 128 keys, m a multiple of 128".into()));
+        return Err(CoreError::Shape(
+            "IKNP sender: 128 keys, m a multiple of 128".into(),
+        ));
     }
     if u.len() != BASE * m / 8 {
         return Err(CoreError::Shape(format!(
@@ -105,7 +119,11 @@ mod tests {
         let q = sender(&chosen, delta, &u, m).unwrap();
         for j in 0..m {
             let r = (choices[j / 8] >> (j % 8)) & 1;
-            assert_eq!(q[j] ^ t[j], if r == 1 { delta } else { 0 }, "correlation {j}");
+            assert_eq!(
+                q[j] ^ t[j],
+                if r == 1 { delta } else { 0 },
+                "correlation {j}"
+            );
         }
         assert!(sender(&chosen, delta, &u[1..], m).is_err());
     }

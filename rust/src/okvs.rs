@@ -80,15 +80,19 @@ pub fn encode(
     fill: &mut dyn FnMut(&mut [Block]),
 ) -> Result<Vec<Block>, Singular> {
     assert_eq!(rows.len(), values.len());
-    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-    order.par_sort_unstable_by_key(|&i| rows[i as usize].start);
+    // Sort the equations themselves (not indices to them), so elimination reads memory in order.
+    let mut eqs: Vec<(u64, u128, Block)> = rows
+        .par_iter()
+        .zip(values.par_iter())
+        .map(|(r, &v)| (r.start, r.band, v))
+        .collect();
+    eqs.par_sort_unstable_by_key(|e| e.0);
     const NONE: u32 = u32::MAX;
     // pivot_of[c]: the index in `pivots` of the reduced row whose leading column is c
     let mut pivot_of = vec![NONE; m];
     let mut pivots: Vec<(u128, Block)> = Vec::with_capacity(rows.len());
-    for &i in &order {
-        let Row { start, band } = rows[i as usize];
-        let (mut col, mut band, mut val) = (start as usize, band, values[i as usize]);
+    for &(start, band, val) in &eqs {
+        let (mut col, mut band, mut val) = (start as usize, band, val);
         loop {
             let tz = band.trailing_zeros() as usize;
             col += tz;
@@ -110,7 +114,8 @@ pub fn encode(
             }
         }
     }
-    let mut p = vec![0u128; m];
+    drop(eqs);
+    let mut p = crate::block::zeroed(m);
     fill(&mut p);
     for col in (0..m).rev() {
         let idx = pivot_of[col];

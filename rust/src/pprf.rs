@@ -23,7 +23,12 @@ fn prg() -> (Cipher, Cipher) {
 
 /// Expands one level in place: `nodes[..w]` become `nodes[..2w]`, children of `i` at `2i`,
 /// `2i + 1`. Returns the XOR of the left and of the right children.
-fn expand_level(g: &(Cipher, Cipher), nodes: &mut [Block], scratch: &mut Vec<Block>, w: usize) -> (Block, Block) {
+fn expand_level(
+    g: &(Cipher, Cipher),
+    nodes: &mut [Block],
+    scratch: &mut Vec<Block>,
+    w: usize,
+) -> (Block, Block) {
     scratch.clear();
     scratch.extend_from_slice(&nodes[..w]);
     scratch.extend_from_slice(&nodes[..w]);
@@ -45,7 +50,7 @@ fn expand_level(g: &(Cipher, Cipher), nodes: &mut [Block], scratch: &mut Vec<Blo
 /// The sender's side: all leaves (`t·2^d`) and, per tree and level, the two sums.
 pub fn sender(roots: &[Block], depth: usize) -> (Vec<Block>, Vec<[Block; 2]>) {
     let leaves_per = 1usize << depth;
-    let mut leaves = vec![0u128; roots.len() * leaves_per];
+    let mut leaves = crate::block::zeroed(roots.len() * leaves_per);
     let mut sums = vec![[0u128; 2]; roots.len() * depth];
     leaves
         .par_chunks_mut(leaves_per)
@@ -67,7 +72,7 @@ pub fn sender(roots: &[Block], depth: usize) -> (Vec<Block>, Vec<[Block; 2]>) {
 /// sums off its path (`known[i·d + level]`, the sum of the side that `α` does not take).
 pub fn receiver(alphas: &[u32], known: &[Block], depth: usize) -> Vec<Block> {
     let leaves_per = 1usize << depth;
-    let mut leaves = vec![0u128; alphas.len() * leaves_per];
+    let mut leaves = crate::block::zeroed(alphas.len() * leaves_per);
     leaves
         .par_chunks_mut(leaves_per)
         .zip(alphas.par_iter())
@@ -105,12 +110,15 @@ mod tests {
     use crate::block::random_block;
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn receiver_learns_every_leaf_but_the_punctured_one() {
         for depth in [1usize, 2, 5, 9] {
             let t = 7;
             let roots: Vec<Block> = (0..t).map(|_| random_block()).collect();
             let (leaves, sums) = sender(&roots, depth);
-            let alphas: Vec<u32> = (0..t).map(|i| ((i * 5 + 3) % (1 << depth)) as u32).collect();
+            let alphas: Vec<u32> = (0..t)
+                .map(|i| ((i * 5 + 3) % (1 << depth)) as u32)
+                .collect();
             let known: Vec<Block> = (0..t * depth)
                 .map(|j| {
                     let (i, level) = (j / depth, j % depth);

@@ -48,7 +48,12 @@ impl Layout {
         }
         let trees = target.div_ceil(1 << depth).max(eacode::MIN_NOISE);
         let cots = iknp::rounded(trees * 128 + trees * depth);
-        Layout { m, trees, depth, cots }
+        Layout {
+            m,
+            trees,
+            depth,
+            cots,
+        }
     }
 
     pub fn noise_len(&self) -> usize {
@@ -200,32 +205,40 @@ impl Receiver {
         let (pairs, corr) = blocks.split_at(2 * l.trees * l.depth);
         // Unmask the sum that each OT chose.
         let first = l.ggm_first();
-        let mut known: Vec<Block> = (0..l.trees * l.depth)
-            .map(|j| self.t[first + j])
-            .collect();
+        let mut known: Vec<Block> = (0..l.trees * l.depth).map(|j| self.t[first + j]).collect();
         Tmmo::new().hash(&mut known, first as u128);
         for (j, k) in known.iter_mut().enumerate() {
             let c = (self.choices[(first + j) / 8] >> ((first + j) % 8)) & 1;
             *k ^= pairs[2 * j + c as usize];
         }
         let mut c = pprf::receiver(&self.alphas, &known, l.depth);
-        let mut e = vec![0u128; l.noise_len()];
         let per = 1usize << l.depth;
         for i in 0..l.trees {
             // γ' = Σ_k x^k t_{i,k}: the base VOLE γ' = γ + β·Δ.
-            let gamma: Block = (0..128).fold(0, |acc, k| acc ^ gf_mul(self.t[i * 128 + k], x_pow(k)));
+            let gamma: Block =
+                (0..128).fold(0, |acc, k| acc ^ gf_mul(self.t[i * 128 + k], x_pow(k)));
             let tree = &mut c[i * per..(i + 1) * per];
             let rest = tree.iter().fold(0u128, |a, b| a ^ b); // the punctured leaf holds 0
-            let a = self.alphas[i] as usize;
-            tree[a] = corr[i] ^ rest ^ gamma;
-            e[i * per + a] = self.betas[i];
+            tree[self.alphas[i] as usize] = corr[i] ^ rest ^ gamma;
         }
         self.t = Vec::new();
+        // The noise e is β_i at i·2^d + α_i; its prefix XOR at any position follows from the
+        // XOR of the β of earlier trees, so it is never stored.
+        let mut before = Vec::with_capacity(l.trees + 1);
+        before.push(0u128);
+        for b in &self.betas {
+            before.push(before.last().expect("non-empty") ^ b);
+        }
+        let (depth, alphas, betas) = (l.depth, &self.alphas, &self.betas);
+        let noise_prefix = |pos: usize| {
+            let (tree, off) = (pos >> depth, pos & (per - 1));
+            // branch-free: which side of α a position lies on is a coin flip
+            let past = ((off >= alphas[tree] as usize) as u128).wrapping_neg();
+            before[tree] ^ (betas[tree] & past)
+        };
         let ea_seed = derive(&self.seed, "rr22/ea", 0);
-        let cc = eacode::dual_encode(&mut c, l.m, ea_seed);
+        let (cc, aa) = eacode::dual_encode_with(&mut c, l.m, ea_seed, Some(noise_prefix));
         drop(c);
-        let aa = eacode::dual_encode(&mut e, l.m, ea_seed);
-        drop(e);
         let vals = values(&self.seed, &self.digests);
         let mut fill = |b: &mut [Block]| {
             let c = Cipher::new(random_block());
@@ -293,7 +306,9 @@ impl Sender {
         let a: [u8; 32] = a
             .try_into()
             .map_err(|_| shape("RR22: the base OT setup must be 32 bytes"))?;
-        let choices: Vec<u8> = (0..iknp::BASE).map(|i| ((self.delta >> i) & 1) as u8).collect();
+        let choices: Vec<u8> = (0..iknp::BASE)
+            .map(|i| ((self.delta >> i) & 1) as u8)
+            .collect();
         let (msgs, keys) = baseot::receiver(&a, &choices)?;
         self.keys = from_bytes(&keys);
         Ok(msgs)
@@ -322,7 +337,9 @@ impl Sender {
         let per = 1usize << l.depth;
         for i in 0..l.trees {
             let gamma: Block = (0..128).fold(0, |acc, k| acc ^ gf_mul(q[i * 128 + k], x_pow(k)));
-            let total = leaves[i * per..(i + 1) * per].iter().fold(0u128, |a, b| a ^ b);
+            let total = leaves[i * per..(i + 1) * per]
+                .iter()
+                .fold(0u128, |a, b| a ^ b);
             out.extend_from_slice(&(total ^ gamma).to_le_bytes());
         }
         self.b = leaves;
@@ -387,10 +404,21 @@ mod tests {
 
     #[test]
     fn prf_values_agree_exactly_on_common_items() {
-        for (nx, ny, common) in [(1usize, 1usize, 1usize), (10, 3, 2), (3000, 5000, 1500), (0, 4, 0)] {
+        for (nx, ny, common) in [
+            (1usize, 1usize, 1usize),
+            (10, 3, 2),
+            (3000, 5000, 1500),
+            (0, 4, 0),
+        ] {
             let x: Vec<Block> = (0..nx).map(|i| i as u128 * 7 + 1).collect();
             let y: Vec<Block> = (0..ny)
-                .map(|i| if i < common { i as u128 * 7 + 1 } else { (i as u128) << 80 })
+                .map(|i| {
+                    if i < common {
+                        i as u128 * 7 + 1
+                    } else {
+                        (i as u128) << 80
+                    }
+                })
                 .collect();
             let (rx, sy) = run(&x, &y);
             let rx: Vec<&[u8]> = rx.chunks(16).collect();
@@ -401,6 +429,28 @@ mod tests {
                 assert_eq!(rx[i], sy[i]);
             }
         }
+    }
+
+    #[test]
+    fn the_masked_store_does_not_decode_to_the_receivers_values() {
+        // If the VOLE's A were zero (or sparse), Q = P + A would reveal P: Decode(Q, x) = H(x).
+        let x: Vec<Block> = (0..2000u128).map(|i| i * 3 + 5).collect();
+        let seed = b"mask";
+        let (mut r, m0) = Receiver::new(seed, x.clone()).unwrap();
+        let mut s = Sender::new(seed, vec![1], x.len());
+        let m2 = r.on_base(&s.on_setup(&m0).unwrap()).unwrap();
+        let m4 = r.on_trees(&s.on_matrix(&m2).unwrap()).unwrap();
+        let q = from_bytes(&m4[4..]);
+        let rows = okvs_rows(seed, 0, r.layout().m, &x);
+        let vals = values(seed, &x);
+        let same = rows
+            .iter()
+            .zip(&vals)
+            .filter(|(row, v)| okvs::decode1(&q, **row) == **v)
+            .count();
+        assert_eq!(same, 0);
+        let zeros = q.iter().filter(|b| **b == 0).count();
+        assert!(zeros < 2, "the mask is dense");
     }
 
     #[test]

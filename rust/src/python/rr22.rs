@@ -48,9 +48,15 @@ pub(super) struct Rr22Receiver(rr22::Receiver);
 impl Rr22Receiver {
     /// Returns the role and its first message.
     #[staticmethod]
-    fn start(py: Python<'_>, seed: &[u8], digests: &Bound<'_, PyAny>) -> PyResult<(Self, Py<PyBytes>)> {
+    fn start(
+        py: Python<'_>,
+        seed: &[u8],
+        digests: &Bound<'_, PyAny>,
+    ) -> PyResult<(Self, Py<PyBytes>)> {
         let d = digest_blocks(digests)?;
-        let (r, msg) = py.allow_threads(|| rr22::Receiver::new(seed, d)).map_err(to_py)?;
+        let (r, msg) = py
+            .allow_threads(|| rr22::Receiver::new(seed, d))
+            .map_err(to_py)?;
         Ok((Rr22Receiver(r), PyBytes::new(py, &msg).unbind()))
     }
 
@@ -81,9 +87,16 @@ pub(super) struct Rr22Sender(rr22::Sender);
 #[pymethods]
 impl Rr22Sender {
     #[new]
-    fn new(py: Python<'_>, seed: &[u8], digests: &Bound<'_, PyAny>, n_receiver: usize) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        seed: &[u8],
+        digests: &Bound<'_, PyAny>,
+        n_receiver: usize,
+    ) -> PyResult<Self> {
         let d = digest_blocks(digests)?;
-        Ok(Rr22Sender(py.allow_threads(|| rr22::Sender::new(seed, d, n_receiver))))
+        Ok(Rr22Sender(
+            py.allow_threads(|| rr22::Sender::new(seed, d, n_receiver)),
+        ))
     }
 
     fn on_setup(&mut self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
