@@ -1,0 +1,393 @@
+"""RR22 PSI for two parties: a VOLE-based OPRF over an OKVS, in the core, bucketed on disk.
+
+The protocol is Raghuraman and Rindal's (CCS 2022), semi-honest variant, run by
+:class:`rainbridge._core.Rr22Receiver` / :class:`~rainbridge._core.Rr22Sender`; this module
+moves its messages over a :class:`~rainbridge.net.Channel` and keeps memory bounded:
+
+* IDs are read in batches and hashed (SHA-256 under a seed both parties contribute to) to
+  16-byte digests. When a party's input would need more than ``memory_limit_mb`` in the
+  protocol, the digests (with their row numbers) are spilled to bucket files on disk by a
+  keyed function of the digest, identical at both parties, and the buckets are intersected
+  one after the other; otherwise everything stays in memory (one bucket).
+* In each bucket the *leader* (the first receiver) is the OPRF receiver: it encodes its
+  digests in an OKVS masked by a silent VOLE; the other party (the OPRF sender, which holds
+  the PRF key ``Δ``) returns the PRF value of each of its digests, truncated to
+  ``40 + log2(n_leader) + log2(n_other)`` bits, in a random order. The leader looks its own
+  values up among them.
+* If the other party is a receiver too, the leader tells it which of the positions it sent
+  matched; otherwise it is told only the size.
+
+Security model
+--------------
+Semi-honest parties; the OPRF is secure under the dual-LPN assumption for the
+expand-accumulate code (400 noisy positions, 128-bit security by its authors' estimate),
+with fixed-key AES as the correlation-robust hash and SHA-256 as a random oracle; base OTs
+under the computational Diffie–Hellman assumption over ristretto255. A malicious party could
+deviate undetected (for instance, the sender could use a different Δ per item to learn
+nothing more, or the receiver could encode more than its set into the OKVS up to its size):
+the malicious variant of RR22 adds a random-oracle check on the OKVS and a consistency check
+on the VOLE, and the message flow here leaves room for both.
+
+What it reveals
+---------------
+* to both: each party's number of distinct IDs per bucket (so the total), the intersection
+  size, and how many times the leader's OKVS had to be re-keyed (almost always zero);
+* to the receivers: which of their own rows are common;
+* nothing about non-common IDs: the sender's values of IDs outside the leader's set are
+  pseudorandom to the leader, and the leader's OKVS reaches the sender masked by the VOLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from rainbridge import _core
+from rainbridge.errors import ParameterMismatchError, ProtocolViolationError
+from rainbridge.net.channel import Channel
+from rainbridge.protocols.psi.ecdh import PsiResult
+from rainbridge.protocols.psi.intersect import match, truncation_bytes
+from rainbridge.protocols.psi.items import as_items, to_large_string
+
+PROTOCOL = "rr22-psi"
+VERSION = 1
+#: Bytes of protocol state per item in a bucket (VOLE, OKVS, digests, matching), measured
+#: at 2^22 items with some margin; the bound on a bucket's size follows from it.
+BYTES_PER_ITEM = 400
+#: Records of the spill files: the 16-byte digest and the row number.
+_RECORD = np.dtype([("digest", "V16"), ("row", "<i8")])
+
+ProgressFn = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Rr22PsiParams:
+    """Parameters both parties must agree on (``memory_limit_mb`` and ``spill_dir`` are local).
+
+    Attributes
+    ----------
+    receivers : tuple of str, optional
+        Parties that learn the intersection; the first (the leader) is the OPRF receiver.
+        Default: both.
+    memory_limit_mb : int
+        Bound on the protocol's working memory; an input needing more is split into buckets
+        on disk. Default 2048.
+    spill_dir : str, optional
+        Where bucket files go (default: the system's temporary directory).
+    batch_size : int
+        IDs hashed per batch while reading.
+    """
+
+    receivers: tuple[str, ...] | None = None
+    memory_limit_mb: int = 2048
+    spill_dir: str | None = None
+    batch_size: int = 1 << 20
+
+
+@dataclass
+class IdBatches:
+    """A stream of ID arrays with its total length known up front (e.g. from file metadata)."""
+
+    rows: int
+    batches: Iterable[pa.Array]
+
+
+def bucket_count(rows: int, memory_limit_mb: int) -> int:
+    """Buckets (a power of two) so that one bucket's state fits in the bound with margin."""
+    per_bucket = max(1024, memory_limit_mb * (1 << 20) // BYTES_PER_ITEM)
+    # Bucket loads vary (balls into bins): leave a quarter of headroom.
+    need = math.ceil(rows * 1.25 / per_bucket)
+    return 1 if need <= 1 else 1 << (need - 1).bit_length()
+
+
+def _config(party: str, peers: Sequence[str], params: Rr22PsiParams) -> dict[str, Any]:
+    parties = sorted({party, *peers})
+    if len(parties) != 2:
+        raise ParameterMismatchError(
+            f"RR22 PSI takes exactly two parties (got {len(parties)}); use ecdh for more"
+        )
+    receivers = list(params.receivers) if params.receivers else parties
+    unknown = [r for r in receivers if r not in parties]
+    if unknown or not receivers:
+        raise ParameterMismatchError(
+            f"PSI receivers {unknown or receivers} are not parties of this PSI "
+            f"({', '.join(parties)})"
+        )
+    if params.memory_limit_mb < 16:
+        raise ParameterMismatchError("RR22 memory_limit_mb must be at least 16")
+    if not 1 <= params.batch_size <= 1 << 24:
+        raise ParameterMismatchError("PSI batch_size must be between 1 and 16777216")
+    return {
+        "protocol": PROTOCOL,
+        "version": VERSION,
+        "parties": parties,
+        "receivers": receivers,
+        "leader": receivers[0],
+    }
+
+
+def _batches(
+    ids: pa.Array | pa.ChunkedArray | IdBatches, size: int
+) -> tuple[int, Iterator[pa.Array]]:
+    if isinstance(ids, IdBatches):
+        return ids.rows, iter(ids.batches)
+    arr = to_large_string(ids)
+
+    def gen() -> Iterator[pa.Array]:
+        for lo in range(0, len(arr), size):
+            yield arr.slice(lo, size)
+
+    return len(arr), gen()
+
+
+class _Buckets:
+    """Digests with their row numbers, in memory (one bucket) or in bucket files on disk."""
+
+    def __init__(self, count: int, spill_dir: str | None, key: bytes) -> None:
+        self.count = count
+        self.key = np.frombuffer(
+            hashlib.sha256(b"rainbridge/rr22/bucket" + key).digest()[:8], "<u8"
+        )[0]
+        self._mem: list[np.ndarray] = []
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._files: list[Any] = []
+        if count > 1:
+            self._dir = tempfile.TemporaryDirectory(prefix="rainbridge-rr22-", dir=spill_dir)
+            self._files = [
+                open(Path(self._dir.name) / f"{b:05d}.bin", "wb")  # noqa: SIM115
+                for b in range(count)
+            ]
+        self.rows = 0
+
+    def add(self, digests: bytes, first_row: int) -> None:
+        n = len(digests) // 16
+        rec = np.empty(n, dtype=_RECORD)
+        rec["digest"] = np.frombuffer(digests, dtype="V16")
+        rec["row"] = np.arange(first_row, first_row + n, dtype=np.int64)
+        self.rows += n
+        if self.count == 1:
+            self._mem.append(rec)
+            return
+        # A keyed mix of the digest's first 8 bytes picks the bucket (the same at both).
+        low = np.frombuffer(digests, dtype="<u8")[::2]
+        with np.errstate(over="ignore"):
+            b = ((low ^ self.key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+        b = (b % np.uint64(self.count)).astype(np.int64)
+        order = np.argsort(b, kind="stable")
+        bounds = np.searchsorted(b[order], np.arange(self.count + 1))
+        rec = rec[order]
+        for k in range(self.count):
+            lo, hi = bounds[k], bounds[k + 1]
+            if hi > lo:
+                rec[lo:hi].tofile(self._files[k])
+
+    def seal(self) -> None:
+        for f in self._files:
+            f.close()
+
+    def load(self, k: int) -> np.ndarray:
+        if self.count == 1:
+            out = np.concatenate(self._mem) if self._mem else np.empty(0, dtype=_RECORD)
+            self._mem = []
+            return out
+        assert self._dir is not None
+        path = Path(self._dir.name) / f"{k:05d}.bin"
+        out = np.fromfile(path, dtype=_RECORD)
+        os.remove(path)
+        return out
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        if self._dir is not None:
+            self._dir.cleanup()
+
+
+async def run_rr22(
+    party: str,
+    channels: Mapping[str, Channel],
+    ids: pa.Array | pa.ChunkedArray | IdBatches,
+    params: Rr22PsiParams | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> PsiResult:
+    """Run this party's role of RR22 PSI (see the module docstring).
+
+    Returns the same :class:`PsiResult` as ECDH-PSI: the intersection size everywhere, the
+    ascending row indices of common IDs (every row of a duplicated ID) at the receivers.
+    """
+    params = params or Rr22PsiParams()
+    t0 = time.perf_counter()
+    if len(channels) != 1:
+        raise ParameterMismatchError(
+            f"RR22 PSI takes exactly two parties (got {len(channels) + 1}); use ecdh for more"
+        )
+    ((peer, ch),) = channels.items()
+    mine = _config(party, [peer], params)
+    rows, batches = _batches(ids, params.batch_size)
+    my_seed = secrets.token_bytes(16)
+    want_buckets = bucket_count(rows, params.memory_limit_mb)
+    await ch.send_json("rr22/hello", {**mine, "seed": my_seed.hex(), "buckets": want_buckets})
+    theirs = await ch.recv_json("rr22/hello")
+    if not isinstance(theirs, dict):
+        raise ProtocolViolationError(f"peer {peer!r} sent a malformed PSI hello")
+    diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if diff:
+        detail = "; ".join(f"{k}: ours {mine[k]!r}, theirs {theirs.get(k)!r}" for k in diff)
+        raise ParameterMismatchError(f"PSI parameters differ from peer {peer!r}: {detail}")
+    try:
+        their_seed = bytes.fromhex(str(theirs["seed"]))
+        their_buckets = int(theirs["buckets"])
+    except (KeyError, ValueError, TypeError):
+        raise ProtocolViolationError(f"peer {peer!r} sent a malformed PSI hello") from None
+    if (
+        len(their_seed) != 16
+        or not 1 <= their_buckets <= 1 << 16
+        or their_buckets & (their_buckets - 1)
+    ):
+        raise ProtocolViolationError(f"peer {peer!r} sent an invalid seed or bucket count")
+    first, second = sorted([(party, my_seed), (peer, their_seed)])
+    seed = hashlib.sha256(b"rainbridge/rr22/seed" + first[1] + second[1]).digest()
+    buckets = _Buckets(max(want_buckets, their_buckets), params.spill_dir, seed)
+    leader = mine["leader"] == party
+    try:
+        done = 0
+        for arr in batches:
+            items = as_items(to_large_string(arr))
+            dig = await asyncio.to_thread(_core.rr22_digests, seed, items.data, items.offsets)
+            buckets.add(dig, done)
+            done += len(arr)
+        buckets.seal()
+        if done != rows:
+            raise ParameterMismatchError(f"input announced {rows} rows but held {done}")
+        stats: dict[str, Any] = {
+            "protocol": "rr22",
+            "buckets": buckets.count,
+            "rows": rows,
+            "okvs_retries": 0,
+        }
+        found: list[np.ndarray] = []
+        size = 0
+        for k in range(buckets.count):
+            rec = buckets.load(k)
+            s, rows_k, retries = await _bucket(
+                k,
+                ch,
+                peer,
+                seed,
+                rec,
+                leader,
+                party in mine["receivers"],
+                peer in mine["receivers"],
+            )
+            size += s
+            stats["okvs_retries"] += retries
+            if rows_k is not None:
+                found.append(rows_k)
+            if progress is not None:
+                progress((k + 1) / buckets.count)
+    finally:
+        buckets.close()
+    indices = None
+    if party in mine["receivers"]:
+        indices = np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    stats["intersection"] = size
+    stats["seconds"] = round(time.perf_counter() - t0, 3)
+    return PsiResult(size=size, indices=indices, stats=stats)
+
+
+def _distinct(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct digests of a bucket and, per record, the index of its digest among them."""
+    keys = rec["digest"]
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    return uniq, inverse.reshape(-1)
+
+
+async def _bucket(
+    k: int,
+    ch: Channel,
+    peer: str,
+    seed: bytes,
+    rec: np.ndarray,
+    leader: bool,
+    i_receive: bool,
+    peer_receives: bool,
+) -> tuple[int, np.ndarray | None, int]:
+    """One bucket: returns (common distinct IDs, this party's common rows or None, retries)."""
+    uniq, inverse = _distinct(rec)
+    n_mine = len(uniq)
+    await ch.send_json(f"rr22/{k}/size", n_mine)
+    n_theirs = await ch.recv_json(f"rr22/{k}/size")
+    if not isinstance(n_theirs, int) or isinstance(n_theirs, bool) or not 0 <= n_theirs < 1 << 40:
+        raise ProtocolViolationError(f"peer {peer!r} sent an invalid bucket size")
+    n_recv, n_send = (n_mine, n_theirs) if leader else (n_theirs, n_mine)
+    width = min(16, truncation_bytes(n_recv, n_send))
+    digests = uniq.tobytes()
+    tag = f"rr22/{k}/"
+    if leader:
+        role, m0 = await asyncio.to_thread(_core.Rr22Receiver.start, seed, digests)
+        await ch.send(tag + "setup", m0)
+        m2 = await asyncio.to_thread(role.on_base, await ch.recv(tag + "base"))
+        await ch.send(tag + "matrix", m2)
+        m4 = await asyncio.to_thread(role.on_trees, await ch.recv(tag + "trees"))
+        retries = int.from_bytes(bytes(m4[:4]), "little")
+        await ch.send(tag + "store", m4)
+        del m4
+        mine = np.frombuffer(await asyncio.to_thread(role.outputs), dtype=np.uint8)
+        mine = mine.reshape(-1, 16)[:, :width]
+        theirs = np.frombuffer(await ch.recv(tag + "values"), dtype=np.uint8)
+        if len(theirs) != n_send * width:
+            raise ProtocolViolationError(
+                f"peer {peer!r} sent {len(theirs)} bytes of PRF values, expected {n_send * width}"
+            )
+        i, j = match(np.ascontiguousarray(mine), theirs.reshape(-1, width))
+        if peer_receives:
+            await ch.send(tag + "hits", j.astype("<u4").tobytes())
+        else:
+            await ch.send_json(tag + "count", len(i))
+        common = np.zeros(n_mine, dtype=bool)
+        common[i] = True
+        rows = rec["row"][common[inverse]] if i_receive else None
+        return len(i), rows, retries
+    role_s = await asyncio.to_thread(_core.Rr22Sender, seed, digests, n_recv)
+    await ch.send(
+        tag + "base", await asyncio.to_thread(role_s.on_setup, await ch.recv(tag + "setup"))
+    )
+    await ch.send(
+        tag + "trees", await asyncio.to_thread(role_s.on_matrix, await ch.recv(tag + "matrix"))
+    )
+    store = await ch.recv(tag + "store")
+    retries = int.from_bytes(store[:4], "little") if len(store) >= 4 else 0
+    vals = np.frombuffer(await asyncio.to_thread(role_s.on_store, store), dtype=np.uint8)
+    del store
+    # A secret random order: the leader must not learn which of our rows a value belongs to.
+    perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
+    await ch.send(
+        tag + "values", np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
+    )
+    del vals
+    if i_receive:
+        hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
+        if len(hits) > n_mine or (len(hits) and int(hits.max()) >= n_mine):
+            raise ProtocolViolationError(f"peer {peer!r} sent an invalid match list")
+        common = np.zeros(n_mine, dtype=bool)
+        common[perm[hits]] = True
+        if int(common.sum()) != len(hits):
+            raise ProtocolViolationError(f"peer {peer!r} sent a match list with repeats")
+        return len(hits), rec["row"][common[inverse]], retries
+    count = await ch.recv_json(tag + "count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_mine:
+        raise ProtocolViolationError(f"peer {peer!r} sent an invalid intersection size")
+    return count, None, retries
