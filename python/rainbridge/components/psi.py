@@ -1,9 +1,11 @@
 """The ``psi`` component: align the parties' rows on a common ID column.
 
-Runs :mod:`rainbridge.protocols.psi.ecdh`. Its output ``intersection`` holds, at each named
-receiver, the common IDs (sorted, one row per row of the receiver's dataset whose ID is
-common) followed by the columns of the receiver's own dataset that the job names. Receivers'
-outputs are sorted by ID, so that two receivers' files align row by row when IDs are unique.
+Runs :mod:`rainbridge.protocols.psi.ecdh` (``protocol: ecdh``, two or more parties) or
+:mod:`rainbridge.protocols.psi.rr22` (``protocol: rr22``, two parties, OT-based and much
+faster on large sets, its working memory bounded by ``memory_limit_mb``). Its output
+``intersection`` holds, at each named receiver, the common IDs (sorted, one row per row of
+the receiver's dataset whose ID is common) followed by the columns of the receiver's own
+dataset that the job names. Receivers' outputs are sorted by ID, so that two receivers' files align row by row when IDs are unique.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rainbridge.components.base import Component, ComponentContext, ComponentPar
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.data import read_columns, read_ids
 from rainbridge.errors import DataError
-from rainbridge.protocols.psi import EcdhPsiParams, run_role
+from rainbridge.protocols.psi import EcdhPsiParams, Rr22PsiParams, run_role, run_rr22
 
 
 class RowFilter(BaseModel):
@@ -36,10 +38,12 @@ class PsiParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    protocol: Literal["ecdh"] = "ecdh"
+    protocol: Literal["ecdh", "rr22"] = "ecdh"
     curve: Literal["curve25519", "ristretto255"] = "curve25519"
     truncate: bool = True
     batch_size: int = Field(default=1 << 16, ge=1, le=1 << 22)
+    #: rr22: bound on the protocol's working memory; larger inputs are bucketed on disk
+    memory_limit_mb: int = Field(default=2048, ge=16, le=1 << 20)
     #: per party, conditions (all must hold) on its own rows: a local WHERE before the join
     filters: dict[str, list[RowFilter]] = Field(default_factory=dict)
 
@@ -56,12 +60,20 @@ _OPS = {
 
 class PsiComponent(Component):
     type_name = "psi"
-    summary = "Private set intersection on an ID column (ECDH-PSI, 2 or more parties)"
+    summary = "Private set intersection on an ID column (ECDH-PSI for 2+ parties, RR22 for 2)"
     Params = PsiParams
     outputs = ("intersection",)
 
     def check(self, spec: ComponentSpec) -> None:
         super().check(spec)
+        params = self.parse_params(spec.params)
+        assert isinstance(params, PsiParams)
+        if params.protocol == "rr22" and len(spec.inputs) != 2:
+            raise ComponentParamError(
+                f"psi protocol rr22 takes exactly two parties (got {len(spec.inputs)}); "
+                "use protocol: ecdh for more",
+                ("params", "protocol"),
+            )
         for party, ref in spec.inputs.items():
             if ref.dataset is not None and not ref.id:
                 raise ComponentParamError(
@@ -102,18 +114,29 @@ class PsiComponent(Component):
         all_ids = ids
         if keep is not None:
             ids = ids.take(keep)
-        result = await run_role(
-            ctx.party,
-            ctx.channels,
-            ids,
-            EcdhPsiParams(
-                curve=params.curve,
-                receivers=self.receivers(ctx.spec),
-                truncate=params.truncate,
-                batch_size=params.batch_size,
-            ),
-            progress=ctx.progress,
-        )
+        if params.protocol == "rr22":
+            result = await run_rr22(
+                ctx.party,
+                ctx.channels,
+                ids,
+                Rr22PsiParams(
+                    receivers=self.receivers(ctx.spec), memory_limit_mb=params.memory_limit_mb
+                ),
+                progress=ctx.progress,
+            )
+        else:
+            result = await run_role(
+                ctx.party,
+                ctx.channels,
+                ids,
+                EcdhPsiParams(
+                    curve=params.curve,
+                    receivers=self.receivers(ctx.spec),
+                    truncate=params.truncate,
+                    batch_size=params.batch_size,
+                ),
+                progress=ctx.progress,
+            )
         summary: dict[str, Any] = {"intersection_size": result.size, "stats": result.stats}
         if keep is not None:
             summary["rows_after_filter"] = len(ids)

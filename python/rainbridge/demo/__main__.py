@@ -234,8 +234,9 @@ def _secureboost(fed: Federation, base: Path) -> bool:
     from rainbridge.protocols.fl.metrics import auc, ks
     from rainbridge.protocols.fl.secureboost import SgbParams, train_label
 
-    print("\n11. SecureBoost: the bank encrypts gradients under its own key (2048-bit")
-    print("    Okamoto-Uchiyama); the telecom sums them over its bins without seeing them")
+    print("\n11. RR22 PSI (OT-based) aligns bank and telecom; then SecureBoost: the bank")
+    print("    encrypts gradients under its own key (2048-bit Okamoto-Uchiyama); the telecom")
+    print("    sums them over its bins without seeing them")
     for owner, peer, cols in SGB_GRANTS:
         fed.cli(
             "grant", "add", DATASETS[owner], "--peer", peer, "--columns", cols,
