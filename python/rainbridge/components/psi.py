@@ -1,11 +1,12 @@
 """The ``psi`` component: align the parties' rows on a common ID column.
 
 Runs :mod:`rainbridge.protocols.psi.ecdh` (``protocol: ecdh``, two or more parties) or
-:mod:`rainbridge.protocols.psi.rr22` (``protocol: rr22``, two parties, OT-based and much
-faster on large sets, its working memory bounded by ``memory_limit_mb``). Its output
-``intersection`` holds, at each named receiver, the common IDs (sorted, one row per row of
-the receiver's dataset whose ID is common) followed by the columns of the receiver's own
-dataset that the job names. Receivers' outputs are sorted by ID, so that two receivers' files align row by row when IDs are unique.
+:mod:`rainbridge.protocols.psi.rr22` (``protocol: rr22``, two parties, OT-based and much faster
+on large sets, its working memory bounded by ``memory_limit_mb``). Its output ``intersection``
+holds, at each named receiver, the common IDs (sorted, one row per row of the receiver's
+dataset whose ID is common) followed by the columns of the receiver's own dataset that the job
+names. Receivers' outputs are sorted by ID, so that two receivers' files align row by row when
+IDs are unique.
 """
 
 from __future__ import annotations
