@@ -14,7 +14,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rainbridge.bench")
     sub = ap.add_subparsers(dest="what", required=True)
-    p = sub.add_parser("psi", help="two-party ECDH-PSI over loopback mutual TLS, with peers")
+    p = sub.add_parser("psi", help="two-party PSI over loopback mutual TLS, with peers")
+    p.add_argument("--protocol", choices=["ecdh", "rr22"], default="ecdh")
+    p.add_argument("--memory-limit-mb", type=int, default=2048, help="rr22: working-memory bound")
     p.add_argument("--n", type=int, default=1 << 20, help="items at party a")
     p.add_argument("--m", type=int, default=0, help="items at party b (default: n)")
     p.add_argument("--overlap", type=float, default=0.5)

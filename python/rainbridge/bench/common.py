@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,10 @@ def make_ids(n: int, m: int, overlap: float, side: str, seed: int = 1) -> pa.Arr
         nums = np.concatenate([np.arange(common), np.arange(common, m) + (1 << 41)])
     rng = np.random.default_rng(seed + (0 if side == "a" else 1))
     rng.shuffle(nums)
+    return _format_ids(nums)
+
+
+def _format_ids(nums: np.ndarray) -> pa.Array:
     # "CN" + 16 decimal digits, written straight into one Arrow data buffer.
     width = 18
     data = np.empty((len(nums), width), dtype=np.uint8)
@@ -39,6 +44,29 @@ def make_ids(n: int, m: int, overlap: float, side: str, seed: int = 1) -> pa.Arr
     return pa.Array.from_buffers(
         pa.large_string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
+
+
+def id_batches(
+    n: int, m: int, overlap: float, side: str, batch: int = 1 << 21
+) -> tuple[int, Iterator[pa.Array]]:
+    """The same kind of IDs as :func:`make_ids`, made batch by batch (for 10^8 and more).
+
+    Row ``i`` of party a is customer number ``i`` (``i + 2^40`` past the common part), of party
+    b ``i`` (``i + 2^41`` past it): the common IDs come first, each batch in a random order.
+    """
+    common = int(min(n, m) * overlap)
+    rows = n if side == "a" else m
+    offset = (1 << 40) if side == "a" else (1 << 41)
+
+    def gen() -> Iterator[pa.Array]:
+        rng = np.random.default_rng(7 + (0 if side == "a" else 1))
+        for lo in range(0, rows, batch):
+            nums = np.arange(lo, min(rows, lo + batch), dtype=np.int64)
+            nums[nums >= common] += offset
+            rng.shuffle(nums)
+            yield _format_ids(nums)
+
+    return rows, gen()
 
 
 def write_ids_csv(ids: pa.Array, path: str | os.PathLike[str]) -> None:

@@ -13,10 +13,10 @@ import json
 import sys
 import time
 
-from rainbridge.bench.common import make_ids, peak_rss_mib
+from rainbridge.bench.common import id_batches, make_ids, peak_rss_mib
 from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.net.tls import Peer, accept_one, connect
-from rainbridge.protocols.psi import EcdhPsiParams, run_role
+from rainbridge.protocols.psi import EcdhPsiParams, IdBatches, Rr22PsiParams, run_role, run_rr22
 
 NAMES = {"a": "alice", "b": "bob"}
 
@@ -26,7 +26,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     ident = TlsIdentity.load(f"{args.keys}/{me}")
     peer_ident = TlsIdentity.load(f"{args.keys}/{other}")
     peer = Peer(NAMES[other], peer_ident.fingerprint, peer_ident.cert_pem)
-    ids = make_ids(args.n, args.m, args.overlap, args.side)
+    ids: object
+    if args.protocol == "rr22" and max(args.n, args.m) > 1 << 22:
+        # made batch by batch while the protocol reads them (inside the timing: IDs are
+        # produced about as fast as a file is read)
+        ids = IdBatches(*id_batches(args.n, args.m, args.overlap, args.side))
+    else:
+        ids = make_ids(args.n, args.m, args.overlap, args.side)
     session = "bench"
     if me == "a":
 
@@ -48,12 +54,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             "127.0.0.1", args.port, ident, peer, session_id=session, local=NAMES[me], timeout=600
         )
     t0 = time.perf_counter()
-    res = await run_role(
-        NAMES[me],
-        {NAMES[other]: ch},
-        ids,
-        EcdhPsiParams(curve=args.curve, receivers=(NAMES["a"],), batch_size=args.batch),
-    )
+    if args.protocol == "rr22":
+        res = await run_rr22(
+            NAMES[me],
+            {NAMES[other]: ch},
+            ids,  # type: ignore[arg-type]
+            Rr22PsiParams(receivers=(NAMES["a"],), memory_limit_mb=args.memory_limit_mb),
+        )
+    else:
+        res = await run_role(
+            NAMES[me],
+            {NAMES[other]: ch},
+            ids,  # type: ignore[arg-type]
+            EcdhPsiParams(curve=args.curve, receivers=(NAMES["a"],), batch_size=args.batch),
+        )
     seconds = time.perf_counter() - t0
     await ch.close()
     return {
@@ -62,6 +76,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "bytes_sent": ch.bytes_sent,
         "bytes_received": ch.bytes_received,
         "intersection": res.size,
+        "buckets": res.stats.get("buckets", 1),
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -76,6 +91,8 @@ def main() -> int:
     ap.add_argument("--curve", default="curve25519")
     ap.add_argument("--batch", type=int, default=1 << 16)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--protocol", choices=["ecdh", "rr22"], default="ecdh")
+    ap.add_argument("--memory-limit-mb", type=int, default=2048)
     args = ap.parse_args()
     print(json.dumps(asyncio.run(main_async(args))), flush=True)
     return 0

@@ -1,5 +1,6 @@
-"""``python -m rainbridge.bench psi``: two-party ECDH-PSI, each party its own process, over
-loopback mutual TLS; peers (openmined-psi, SecretFlow's PSI) on the same sizes in the same run.
+"""``python -m rainbridge.bench psi``: two-party PSI (``--protocol ecdh|rr22``), each party its
+own process, over loopback mutual TLS; peers (openmined-psi, SecretFlow's PSI) on the same
+sizes in the same run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ PEERS = ("openmined", *(f"spu-{p}" for p in SPU_PROTOCOLS))
 
 
 def run_ours(
-    n: int, m: int, overlap: float, curve: str, batch: int, keys: Path, timeout: float
+    n: int,
+    m: int,
+    overlap: float,
+    curve: str,
+    batch: int,
+    keys: Path,
+    timeout: float,
+    protocol: str = "ecdh",
+    memory_limit_mb: int = 2048,
 ) -> dict[str, Any]:
     """One run of our two parties, each its own process, pinned to each other over mutual TLS.
 
@@ -32,7 +41,8 @@ def run_ours(
     connected channel to its result, its bytes and its peak RSS.
     """
     common = ["--keys", str(keys), "--n", str(n), "--m", str(m), "--overlap", str(overlap),
-              "--curve", curve, "--batch", str(batch)]  # fmt: skip
+              "--curve", curve, "--batch", str(batch), "--protocol", protocol,
+              "--memory-limit-mb", str(memory_limit_mb)]  # fmt: skip
     t0 = time.perf_counter()
     a = subprocess.Popen(
         [PY, "-m", "rainbridge.bench.party", "--side", "a", *common],
@@ -72,6 +82,7 @@ def run_ours(
         "bytes_a_to_b": ra["bytes_sent"],
         "bytes_b_to_a": rb["bytes_sent"],
         "peak_rss_mib": {"a": ra["peak_rss_mib"], "b": rb["peak_rss_mib"]},
+        "buckets": ra.get("buckets", 1),
     }
 
 
@@ -127,7 +138,17 @@ def bench(args: Any) -> dict[str, Any]:
         create_identity(keys / "a", "alice")
         create_identity(keys / "b", "bob")
         runs = [
-            run_ours(n, m, args.overlap, args.curve, args.batch, keys, args.timeout)
+            run_ours(
+                n,
+                m,
+                args.overlap,
+                args.curve,
+                args.batch,
+                keys,
+                args.timeout,
+                args.protocol,
+                args.memory_limit_mb,
+            )
             for _ in range(args.repeat)
         ]
         for r in runs:
@@ -135,7 +156,9 @@ def bench(args: Any) -> dict[str, Any]:
                 r["error"] = f"intersection {r['intersection']} != expected {expected}"
         ok = [r for r in runs if "error" not in r]
         ours: dict[str, Any] = {
-            "curve": args.curve,
+            "protocol": args.protocol,
+            "curve": args.curve if args.protocol == "ecdh" else None,
+            "memory_limit_mb": args.memory_limit_mb if args.protocol == "rr22" else None,
             "runs": runs,
             "median_seconds": median([r["seconds"] for r in ok]) if ok else None,
             "median_process_wall_seconds": (
