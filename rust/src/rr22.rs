@@ -121,7 +121,7 @@ pub struct Receiver {
     alphas: Vec<u32>,
     betas: Vec<Block>,
     c: Vec<Block>,
-    retry: u32,
+    rows: Vec<okvs::Row>,
 }
 
 impl Receiver {
@@ -139,7 +139,7 @@ impl Receiver {
             alphas: Vec::new(),
             betas: Vec::new(),
             c: Vec::new(),
-            retry: 0,
+            rows: Vec::new(),
         };
         Ok((r, msg.to_vec()))
     }
@@ -244,18 +244,19 @@ impl Receiver {
             let c = Cipher::new(random_block());
             c.fill(0, b);
         };
-        let (p, retry) = {
+        let (p, retry, rows) = {
             let mut retry = 0u32;
             loop {
                 let rows = okvs_rows(&self.seed, retry, l.m, &self.digests);
                 match okvs::encode(&rows, &vals, l.m, &mut fill) {
-                    Ok(p) => break (p, retry),
+                    Ok(p) => break (p, retry, rows),
                     Err(okvs::Singular) if retry < 8 => retry += 1,
                     Err(_) => return Err(shape("RR22: the OKVS could not be encoded (8 tries)")),
                 }
             }
         };
-        self.retry = retry;
+        // kept for `outputs`: the same rows decode the receiver's own values
+        self.rows = rows;
         self.c = cc;
         let mut out = Vec::with_capacity(4 + 16 * l.m);
         out.extend_from_slice(&retry.to_le_bytes());
@@ -270,8 +271,7 @@ impl Receiver {
         if self.c.is_empty() {
             return Err(shape("RR22: outputs before the VOLE"));
         }
-        let rows = okvs_rows(&self.seed, self.retry, self.layout.m, &self.digests);
-        Ok(finish(okvs::decode(&self.c, &rows)))
+        Ok(finish(okvs::decode(&self.c, &self.rows)))
     }
 }
 

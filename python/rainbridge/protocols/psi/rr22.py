@@ -55,9 +55,9 @@ import numpy as np
 import pyarrow as pa
 
 from rainbridge import _core
-from rainbridge.errors import ParameterMismatchError, ProtocolViolationError
+from rainbridge.errors import DataError, ParameterMismatchError, ProtocolViolationError
 from rainbridge.net.channel import Channel
-from rainbridge.protocols.psi.ecdh import PsiResult
+from rainbridge.protocols.psi.ecdh import PsiResult, _compare
 from rainbridge.protocols.psi.intersect import match, truncation_bytes
 from rainbridge.protocols.psi.items import as_items, to_large_string
 
@@ -241,12 +241,8 @@ async def run_rr22(
     want_buckets = bucket_count(rows, params.memory_limit_mb)
     await ch.send_json("rr22/hello", {**mine, "seed": my_seed.hex(), "buckets": want_buckets})
     theirs = await ch.recv_json("rr22/hello")
-    if not isinstance(theirs, dict):
-        raise ProtocolViolationError(f"peer {peer!r} sent a malformed PSI hello")
-    diff = sorted(k for k in mine if mine[k] != theirs.get(k))
-    if diff:
-        detail = "; ".join(f"{k}: ours {mine[k]!r}, theirs {theirs.get(k)!r}" for k in diff)
-        raise ParameterMismatchError(f"PSI parameters differ from peer {peer!r}: {detail}")
+    # the same agreement check as ECDH-PSI, over the fields both must share
+    _compare(mine, {k: theirs.get(k) for k in mine} if isinstance(theirs, dict) else theirs, peer)
     try:
         their_seed = bytes.fromhex(str(theirs["seed"]))
         their_buckets = int(theirs["buckets"])
@@ -271,7 +267,7 @@ async def run_rr22(
             done += len(arr)
         buckets.seal()
         if done != rows:
-            raise ParameterMismatchError(f"input announced {rows} rows but held {done}")
+            raise DataError(f"input announced {rows} rows but held {done}")
         stats: dict[str, Any] = {
             "protocol": "rr22",
             "buckets": buckets.count,
