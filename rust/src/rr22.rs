@@ -102,6 +102,53 @@ fn finish(mut o: Vec<Block>) -> Vec<u8> {
     to_bytes(&o)
 }
 
+/// The payload variant's per-item tag and key from PRF values `v` (16 bytes each):
+/// `tag = H(v, 1)` is what the sender sends in the clear and the receiver looks up,
+/// `key = H(v, 2)` encrypts the item's payload record. For an item the receiver does not
+/// hold, `v` is pseudorandom to it, and so are both.
+pub fn payload_keys(values: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    if !values.len().is_multiple_of(16) {
+        return Err(shape("RR22: PRF values must be 16 bytes each"));
+    }
+    let v = from_bytes(values);
+    let h = Tmmo::new();
+    let mut tags = v.clone();
+    let mut keys = v;
+    tags.par_chunks_mut(4096).for_each(|p| h.hash_same(p, 1));
+    keys.par_chunks_mut(4096).for_each(|p| h.hash_same(p, 2));
+    Ok((to_bytes(&tags), to_bytes(&keys)))
+}
+
+/// XORs row `i` of `data` (rows of `width` bytes) with AES-128 in counter mode under
+/// `keys[i]`: encrypts and decrypts the payload records. A key encrypts one record only,
+/// so the counter starts at zero for each.
+pub fn xor_rows(keys: &[u8], data: &mut [u8], width: usize) -> Result<()> {
+    if width == 0 || !keys.len().is_multiple_of(16) || data.len() != keys.len() / 16 * width {
+        return Err(CoreError::Shape(format!(
+            "RR22: {} bytes of records do not match {} keys of width {width}",
+            data.len(),
+            keys.len() / 16
+        )));
+    }
+    let blocks = width.div_ceil(16);
+    data.par_chunks_mut(width)
+        .zip(keys.par_chunks_exact(16))
+        .with_min_len(1024)
+        .for_each_init(
+            || vec![0u128; blocks],
+            |stream, (row, key)| {
+                let c = Cipher::new(u128::from_le_bytes(key.try_into().expect("16 bytes")));
+                c.fill(0, stream);
+                for (chunk, s) in row.chunks_mut(16).zip(stream.iter()) {
+                    for (d, k) in chunk.iter_mut().zip(s.to_le_bytes()) {
+                        *d ^= k;
+                    }
+                }
+            },
+        );
+    Ok(())
+}
+
 fn x_pow(k: usize) -> Block {
     1u128 << k
 }
@@ -471,5 +518,28 @@ mod tests {
         let mut bad = m4.clone();
         bad[0] = 9;
         assert!(s.on_store(&bad).is_err());
+    }
+    #[test]
+    fn payload_keys_split_and_rows_round_trip() {
+        let v: Vec<u8> = (0..48u8).collect();
+        let (tags, keys) = payload_keys(&v).unwrap();
+        assert_eq!((tags.len(), keys.len()), (48, 48));
+        assert_ne!(tags, keys);
+        assert_ne!(&tags[..16], &v[..16]);
+        let (t2, k2) = payload_keys(&v[16..32]).unwrap();
+        assert_eq!((&t2[..], &k2[..]), (&tags[16..32], &keys[16..32]));
+        assert!(payload_keys(&v[..15]).is_err());
+        let plain: Vec<u8> = (0..3 * 37).map(|i| (i % 251) as u8).collect();
+        let mut data = plain.clone();
+        xor_rows(&keys, &mut data, 37).unwrap();
+        assert_ne!(data, plain);
+        // each row under its own key: the same plaintext row encrypts differently
+        let mut same = [plain[..37].to_vec(), plain[..37].to_vec()].concat();
+        xor_rows(&keys[..32], &mut same, 37).unwrap();
+        assert_ne!(same[..37], same[37..]);
+        xor_rows(&keys, &mut data, 37).unwrap();
+        assert_eq!(data, plain);
+        assert!(xor_rows(&keys, &mut data, 36).is_err());
+        assert!(xor_rows(&keys, &mut data[..0], 0).is_err());
     }
 }

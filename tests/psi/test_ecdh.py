@@ -159,6 +159,7 @@ def test_forged_batch_is_refused() -> None:
                 "leader": "alice",
                 "truncate": True,
                 "batch_size": 65536,
+                "cardinality_only": False,
             }
             await ch.send_json("psi/hello", {"config": cfg, "n": 2})
             await ch.recv_json("psi/plan")

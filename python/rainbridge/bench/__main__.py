@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("psi", help="two-party PSI over loopback mutual TLS, with peers")
     p.add_argument("--protocol", choices=["ecdh", "rr22"], default="ecdh")
     p.add_argument("--memory-limit-mb", type=int, default=2048, help="rr22: working-memory bound")
+    p.add_argument(
+        "--variant",
+        choices=["plain", "cardinality", "payload"],
+        default="plain",
+        help="cardinality: size only (ecdh); payload: b's float and string column to a (rr22)",
+    )
     p.add_argument("--n", type=int, default=1 << 20, help="items at party a")
     p.add_argument("--m", type=int, default=0, help="items at party b (default: n)")
     p.add_argument("--overlap", type=float, default=0.5)

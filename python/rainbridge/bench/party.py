@@ -13,6 +13,9 @@ import json
 import sys
 import time
 
+import numpy as np
+import pyarrow as pa
+
 from rainbridge.bench.common import id_batches, make_ids, peak_rss_mib
 from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.net.tls import Peer, accept_one, connect
@@ -33,6 +36,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         ids = IdBatches(*id_batches(args.n, args.m, args.overlap, args.side))
     else:
         ids = make_ids(args.n, args.m, args.overlap, args.side)
+    payload = None
+    if args.variant == "payload" and me == "b":
+        # made before the clock starts, like the IDs: a float and a string column per row
+        col = ids if isinstance(ids, pa.Array) else None
+        if col is None:
+            raise SystemExit("--variant payload needs in-memory IDs (at most 2^22)")
+        payload = pa.table({"score": np.arange(len(col), dtype=np.float64) * 0.5, "label": col})
     session = "bench"
     if me == "a":
 
@@ -59,14 +69,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             NAMES[me],
             {NAMES[other]: ch},
             ids,  # type: ignore[arg-type]
-            Rr22PsiParams(receivers=(NAMES["a"],), memory_limit_mb=args.memory_limit_mb),
+            Rr22PsiParams(
+                receivers=(NAMES["a"],),
+                memory_limit_mb=args.memory_limit_mb,
+                payload_from=NAMES["b"] if args.variant == "payload" else None,
+                payload_columns=("score", "label") if args.variant == "payload" else (),
+            ),
+            payload=payload,
         )
     else:
         res = await run_role(
             NAMES[me],
             {NAMES[other]: ch},
             ids,  # type: ignore[arg-type]
-            EcdhPsiParams(curve=args.curve, receivers=(NAMES["a"],), batch_size=args.batch),
+            EcdhPsiParams(
+                curve=args.curve,
+                receivers=(NAMES["a"],),
+                batch_size=args.batch,
+                cardinality_only=args.variant == "cardinality",
+            ),
         )
     seconds = time.perf_counter() - t0
     await ch.close()
@@ -76,6 +97,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "bytes_sent": ch.bytes_sent,
         "bytes_received": ch.bytes_received,
         "intersection": res.size,
+        "payload_rows": None if res.payload is None else res.payload.num_rows,
         "buckets": res.stats.get("buckets", 1),
         "peak_rss_mib": peak_rss_mib(),
     }
@@ -93,6 +115,7 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--protocol", choices=["ecdh", "rr22"], default="ecdh")
     ap.add_argument("--memory-limit-mb", type=int, default=2048)
+    ap.add_argument("--variant", choices=["plain", "cardinality", "payload"], default="plain")
     args = ap.parse_args()
     print(json.dumps(asyncio.run(main_async(args))), flush=True)
     return 0

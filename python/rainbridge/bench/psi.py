@@ -33,6 +33,7 @@ def run_ours(
     timeout: float,
     protocol: str = "ecdh",
     memory_limit_mb: int = 2048,
+    variant: str = "plain",
 ) -> dict[str, Any]:
     """One run of our two parties, each its own process, pinned to each other over mutual TLS.
 
@@ -42,7 +43,7 @@ def run_ours(
     """
     common = ["--keys", str(keys), "--n", str(n), "--m", str(m), "--overlap", str(overlap),
               "--curve", curve, "--batch", str(batch), "--protocol", protocol,
-              "--memory-limit-mb", str(memory_limit_mb)]  # fmt: skip
+              "--memory-limit-mb", str(memory_limit_mb), "--variant", variant]  # fmt: skip
     t0 = time.perf_counter()
     a = subprocess.Popen(
         [PY, "-m", "rainbridge.bench.party", "--side", "a", *common],
@@ -83,6 +84,7 @@ def run_ours(
         "bytes_b_to_a": rb["bytes_sent"],
         "peak_rss_mib": {"a": ra["peak_rss_mib"], "b": rb["peak_rss_mib"]},
         "buckets": ra.get("buckets", 1),
+        "payload_rows": ra.get("payload_rows"),
     }
 
 
@@ -129,6 +131,9 @@ def _ratio(num: float, den: float) -> float | None:
 def bench(args: Any) -> dict[str, Any]:
     """Run our two parties ``args.repeat`` times, then each requested peer on the same IDs."""
     n, m = args.n, args.m or args.n
+    needs = {"cardinality": "ecdh", "payload": "rr22"}.get(args.variant, args.protocol)
+    if needs != args.protocol:
+        raise SystemExit(f"--variant {args.variant} runs on --protocol {needs}")
     # Before the runs, so that the load average says how busy the machine was beforehand.
     host = machine()
     expected = int(min(n, m) * args.overlap)
@@ -148,15 +153,19 @@ def bench(args: Any) -> dict[str, Any]:
                 args.timeout,
                 args.protocol,
                 args.memory_limit_mb,
+                args.variant,
             )
             for _ in range(args.repeat)
         ]
         for r in runs:
             if "error" not in r and r["intersection"] != expected:
                 r["error"] = f"intersection {r['intersection']} != expected {expected}"
+            if "error" not in r and args.variant == "payload" and r["payload_rows"] != expected:
+                r["error"] = f"payload rows {r['payload_rows']} != expected {expected}"
         ok = [r for r in runs if "error" not in r]
         ours: dict[str, Any] = {
             "protocol": args.protocol,
+            "variant": args.variant,
             "curve": args.curve if args.protocol == "ecdh" else None,
             "memory_limit_mb": args.memory_limit_mb if args.protocol == "rr22" else None,
             "runs": runs,

@@ -7,6 +7,11 @@ holds, at each named receiver, the common IDs (sorted, one row per row of the re
 dataset whose ID is common) followed by the columns of the receiver's own dataset that the job
 names. Receivers' outputs are sorted by ID, so that two receivers' files align row by row when
 IDs are unique.
+
+Variants: ``cardinality_only: true`` (ECDH) tells every party the intersection's size and
+nobody its members (the component then has no output); ``payload: {party: [columns]}``
+(RR22) delivers those columns of the one party that does not receive the intersection to
+the one that does, aligned to its rows, and nothing to anyone else.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ class PsiParams(BaseModel):
     memory_limit_mb: int = Field(default=2048, ge=16, le=1 << 20)
     #: per party, conditions (all must hold) on its own rows: a local WHERE before the join
     filters: dict[str, list[RowFilter]] = Field(default_factory=dict)
+    #: ecdh: every party learns the size only; nobody learns which IDs are common
+    cardinality_only: bool = False
+    #: rr22: {party: [columns]}, that party's columns delivered to the intersection's one
+    #: receiver, aligned to its rows (the party must not be a receiver)
+    payload: dict[str, list[str]] = Field(default_factory=dict)
 
 
 _OPS = {
@@ -75,17 +85,58 @@ class PsiComponent(Component):
                 "use protocol: ecdh for more",
                 ("params", "protocol"),
             )
+        self._check_variants(spec, params)
         for party, ref in spec.inputs.items():
             if ref.dataset is not None and not ref.id:
                 raise ComponentParamError(
                     f"psi input of {party!r} needs 'id' (the ID column)", ("inputs", party)
                 )
 
+    def _check_variants(self, spec: ComponentSpec, params: PsiParams) -> None:
+        out = spec.outputs.get("intersection")
+        if params.cardinality_only:
+            if params.protocol != "ecdh":
+                raise ComponentParamError(
+                    "cardinality_only runs on protocol: ecdh (an RR22 receiver sees its members)",
+                    ("params", "cardinality_only"),
+                )
+            if out is not None:
+                raise ComponentParamError(
+                    "cardinality_only reveals no members: remove the 'intersection' output",
+                    ("outputs", "intersection"),
+                )
+        if not params.payload:
+            return
+        at = ("params", "payload")
+        if params.protocol != "rr22":
+            raise ComponentParamError("payload runs on protocol: rr22", at)
+        if len(params.payload) != 1:
+            raise ComponentParamError("payload names one party's columns", at)
+        ((sender, cols),) = params.payload.items()
+        if sender not in spec.inputs:
+            raise ComponentParamError(f"payload party {sender!r} takes no part in the PSI", at)
+        others = [p for p in spec.inputs if p != sender]
+        if out is None or list(out.receivers) != others:
+            raise ComponentParamError(
+                f"payload goes to the one other party: the 'intersection' output must have "
+                f"receivers {others} and no other",
+                ("outputs", "intersection", "receivers"),
+            )
+        own = set(out.columns.get(others[0], [])) | {spec.inputs[others[0]].id or ""}
+        clash = sorted(own & set(cols))
+        if not cols or len(set(cols)) != len(cols) or clash:
+            raise ComponentParamError(
+                "payload columns must be named, each once, and differ from the receiver's "
+                f"own output columns{f' (both have {clash})' if clash else ''}",
+                (*at, sender),
+            )
+
     def columns_used(self, spec: ComponentSpec, party: str, id_column: str | None) -> list[str]:
         params = self.parse_params(spec.params)
         assert isinstance(params, PsiParams)
         cols = super().columns_used(spec, party, id_column)
-        return cols + [f.column for f in params.filters.get(party, []) if f.column not in cols]
+        cols += [f.column for f in params.filters.get(party, []) if f.column not in cols]
+        return cols + [c for c in params.payload.get(party, []) if c not in cols]
 
     def column_uses(
         self, spec: ComponentSpec, party: str, id_column: str | None
@@ -97,6 +148,8 @@ class PsiComponent(Component):
         uses: dict[str, set[str]] = {key: {"join"}} if key else {}
         for f in params.filters.get(party, []):
             uses.setdefault(f.column, set()).add("filter")
+        for c in params.payload.get(party, []):
+            uses.setdefault(c, set()).add("reveal")  # its values reach the receiver
         return uses
 
     def receivers(self, spec: ComponentSpec) -> tuple[str, ...]:
@@ -115,14 +168,24 @@ class PsiComponent(Component):
         all_ids = ids
         if keep is not None:
             ids = ids.take(keep)
+        ((sender, payload_cols),) = params.payload.items() if params.payload else ((None, []),)
         if params.protocol == "rr22":
+            payload = None
+            if sender == ctx.party:
+                payload = read_columns(ref, payload_cols)
+                if keep is not None:
+                    payload = payload.take(keep)
             result = await run_rr22(
                 ctx.party,
                 ctx.channels,
                 ids,
                 Rr22PsiParams(
-                    receivers=self.receivers(ctx.spec), memory_limit_mb=params.memory_limit_mb
+                    receivers=self.receivers(ctx.spec),
+                    memory_limit_mb=params.memory_limit_mb,
+                    payload_from=sender,
+                    payload_columns=tuple(payload_cols),
                 ),
+                payload=payload,
                 progress=ctx.progress,
             )
         else:
@@ -135,6 +198,7 @@ class PsiComponent(Component):
                     receivers=self.receivers(ctx.spec),
                     truncate=params.truncate,
                     batch_size=params.batch_size,
+                    cardinality_only=params.cardinality_only,
                 ),
                 progress=ctx.progress,
             )
@@ -145,7 +209,7 @@ class PsiComponent(Component):
         if out_spec is not None and ctx.party in out_spec.receivers and result.indices is not None:
             columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
             rows = result.indices if keep is None else keep.to_numpy()[result.indices]
-            table = self._output_table(ref, id_col, all_ids, rows, columns)
+            table = self._output_table(ref, id_col, all_ids, rows, columns, result.payload)
             summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
         return summary
 
@@ -174,7 +238,12 @@ class PsiComponent(Component):
 
     @staticmethod
     def _output_table(
-        ref: Any, id_col: str, ids: pa.Array, indices: Any, columns: list[str]
+        ref: Any,
+        id_col: str,
+        ids: pa.Array,
+        indices: Any,
+        columns: list[str],
+        payload: pa.Table | None = None,
     ) -> pa.Table:
         idx = pa.array(indices, type=pa.int64())
         table = pa.table({id_col: ids.take(idx).cast(pa.string())})
@@ -182,5 +251,10 @@ class PsiComponent(Component):
             own = read_columns(ref, columns).take(idx)
             for c in columns:
                 table = table.append_column(c, own.column(c))
+        if payload is not None:  # the other party's columns, aligned to these rows
+            for c in payload.column_names:
+                if c in table.column_names:
+                    raise DataError(f"payload column {c!r} clashes with a column of the output")
+                table = table.append_column(c, payload.column(c))
         order = pc.sort_indices(table, sort_keys=[(id_col, "ascending")])
         return table.take(order)

@@ -120,3 +120,35 @@ impl Rr22Sender {
         bytes_out(py, r)
     }
 }
+
+/// `(tags, keys)` of the payload variant from 16-byte PRF values.
+#[pyfunction]
+pub(super) fn rr22_payload_keys(
+    py: Python<'_>,
+    values: &Bound<'_, PyAny>,
+) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+    let v = Bytes::new(values, "values")?;
+    let s = v.slice();
+    let (tags, keys) = py.allow_threads(|| rr22::payload_keys(s)).map_err(to_py)?;
+    Ok((
+        PyBytes::new(py, &tags).unbind(),
+        PyBytes::new(py, &keys).unbind(),
+    ))
+}
+
+/// Rows of `width` bytes XORed with AES-128-CTR, row `i` under `keys[i]` (encrypts and
+/// decrypts payload records); returns a new `bytes`.
+#[pyfunction]
+pub(super) fn rr22_xor_rows(
+    py: Python<'_>,
+    keys: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    width: usize,
+) -> PyResult<Py<PyBytes>> {
+    let (k, d) = (Bytes::new(keys, "keys")?, Bytes::new(data, "data")?);
+    let (ks, ds) = (k.slice(), d.slice());
+    super::bytes_filled(py, ds.len(), |buf| {
+        buf.copy_from_slice(ds);
+        rr22::xor_rows(ks, buf, width)
+    })
+}

@@ -13,6 +13,14 @@ to ``t`` bytes, ``t*8 >= log2(n_leader) + log2(n_other) + 40`` as the interconne
 allows. The leader intersects the fully masked sets and tells each receiver which of the
 positions *it* sent are common; a party that is not a receiver learns only the size.
 
+*Cardinality only* (``cardinality_only=True``): nobody learns the members, everyone learns
+the size. The first party the leader's own set passes through collects that whole set and
+masks it back in a secret random order, so the leader can no longer tell which of its own
+values is which; the other sets arrive in their owners' secret orders as always. The leader
+counts the common values and tells everyone the count, nothing else (the PSI-CA of De
+Cristofaro, Gasti and Tsudik, 2012, in this star topology). That party holds the leader's
+masked set whole (32 bytes per item) while it shuffles.
+
 Suites: ``curve25519`` (X25519 over SHA-256(item) taken directly as the u-coordinate, the
 ``<Curve25519, SHA-256, DIRECT_HASH_AS_POINT_X>`` suite of the interconnection standard and
 SecretFlow) and ``ristretto255`` (RFC 9496, hash-to-group over expand_message_xmd/SHA-512).
@@ -28,7 +36,8 @@ data moves.
 What it reveals
 ---------------
 * to every party: every party's number of distinct items, and the intersection size;
-* to the receivers: the intersection itself (their own rows that are common to all);
+* to the receivers: the intersection itself (their own rows that are common to all), unless
+  ``cardinality_only``: then to nobody;
 * to the leader, when ``n >= 3``: also how many items each other party shares with the
   leader and with the intersection of the rest (it holds every fully masked set), as
   SecretFlow's 3-party ECDH-PSI does;
@@ -82,12 +91,16 @@ class EcdhPsiParams:
         Truncate fully masked values to the standard's bound (default) or keep 32 bytes.
     batch_size : int
         Items per message; bounds the memory in flight.
+    cardinality_only : bool
+        Every party learns the intersection's size and nobody its members; ``receivers``
+        then only picks the leader (the party that counts).
     """
 
     curve: str = "curve25519"
     receivers: tuple[str, ...] | None = None
     truncate: bool = True
     batch_size: int = 1 << 16
+    cardinality_only: bool = False
 
 
 @dataclass
@@ -103,11 +116,15 @@ class PsiResult:
         duplicated ID); ``None`` at a party that is not a receiver.
     stats : dict
         Sizes, truncation, bytes and seconds, for reports and benchmarks.
+    payload : pyarrow.Table or None
+        At the receiver of a payload (RR22): the other party's payload columns, one row per
+        entry of ``indices``, aligned to it.
     """
 
     size: int
     indices: np.ndarray | None
     stats: dict[str, Any] = field(default_factory=dict)
+    payload: pa.Table | None = None
 
 
 ProgressFn = Callable[[float], None]
@@ -122,6 +139,10 @@ class _Plan:
     sizes: dict[str, int]
     batch: int
     t: int
+    cardinality_only: bool = False
+
+    def learns_members(self, p: str) -> bool:
+        return p in self.receivers and not self.cardinality_only
 
     @property
     def others(self) -> list[str]:
@@ -160,6 +181,7 @@ def _config(party: str, peers: Sequence[str], params: EcdhPsiParams) -> dict[str
         "leader": receivers[0],
         "truncate": bool(params.truncate),
         "batch_size": int(params.batch_size),
+        "cardinality_only": bool(params.cardinality_only),
     }
 
 
@@ -246,6 +268,7 @@ async def run_role(
         sizes=sizes,
         batch=config["batch_size"],
         t=t,
+        cardinality_only=config["cardinality_only"],
     )
     suite = _groups.get_suite(config["curve"])
     key = suite.random_scalar()
@@ -264,6 +287,8 @@ async def run_role(
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     indices = grouped.rows(common) if common is not None else None
+    if config["cardinality_only"]:
+        indices = None
     return PsiResult(
         size=size,
         indices=indices,
@@ -467,10 +492,11 @@ class _Leader(_Role):
         size = int(in_all.sum())
         for s in plan.others:
             ii, jj = pairs[s]
-            positions = np.sort(jj[in_all[ii]]) if s in plan.receivers else np.zeros(0, np.int64)
+            positions = np.sort(jj[in_all[ii]]) if plan.learns_members(s) else np.zeros(0, np.int64)
             payload = struct.pack("<Q", size) + positions.astype("<i8").tobytes()
             await self.send(s, "psi/result", payload)
-        return size, in_all
+        # cardinality only: in_all is over positions the leader cannot link to its rows
+        return size, (in_all if plan.learns_members(plan.leader) else None)
 
 
 class _Follower(_Role):
@@ -502,6 +528,9 @@ class _Follower(_Role):
         ch = self.channels[plan.leader]
         expect = {s: plan.nbatches(s) for s in plan.set_order() if me in plan.chain(s)}
         seen = dict.fromkeys(expect, 0)
+        # cardinality only: the leader's own set, first hop, is held whole and shuffled
+        shuffle = plan.cardinality_only and plan.chain(plan.leader)[:1] == [me]
+        held: list[bytes] = []
         for _ in range(sum(expect.values())):
             msg = await ch.recv("psi/mask")
             if len(msg) < _HDR.size:
@@ -518,11 +547,30 @@ class _Follower(_Role):
             seen[s] += 1
             body = memoryview(msg)[_HDR.size :]
             self.check_len(plan.leader, "routed", len(body), plan.batch_len(s, b), _ELEMENT)
-            values = await self.mul(body)
-            if hop == len(plan.chain(s)) - 1:
-                values = self.truncate(values)
-            reply = _HDR.pack(_MASKED, si, b, hop) + values
-            await self.send(plan.leader, "psi/up", reply)
+            if shuffle and s == plan.leader:
+                held.append(bytes(body))
+                if seen[s] == expect[s]:
+                    await self.shuffle_back(si, b"".join(held))
+                    held = []
+                continue
+            await self.reply(s, si, b, hop, body)
+
+    async def reply(self, s: str, si: int, b: int, hop: int, body: bytes | memoryview) -> None:
+        values = await self.mul(body)
+        if hop == len(self.plan.chain(s)) - 1:
+            values = self.truncate(values)
+        await self.send(self.plan.leader, "psi/up", _HDR.pack(_MASKED, si, b, hop) + values)
+
+    async def shuffle_back(self, si: int, whole: bytes) -> None:
+        """Mask the leader's whole set and return it in a secret random order."""
+        plan = self.plan
+        arr = np.frombuffer(whole, dtype=np.uint8).reshape(-1, _ELEMENT)
+        perm = np.random.default_rng(secrets.randbits(128)).permutation(len(arr))
+        arr = arr[perm]
+        for b in range(plan.nbatches(plan.leader)):
+            lo = b * plan.batch
+            chunk = arr[lo : lo + plan.batch_len(plan.leader, b)].tobytes()
+            await self.reply(plan.leader, si, b, 0, chunk)
 
     async def result(self) -> tuple[int, np.ndarray | None]:
         plan = self.plan
@@ -532,7 +580,7 @@ class _Follower(_Role):
             raise ProtocolViolationError(f"leader {plan.leader!r} sent a malformed PSI result")
         (size,) = struct.unpack_from("<Q", msg)
         positions = np.frombuffer(msg, dtype="<i8", offset=8)
-        receiver = plan.party in plan.receivers
+        receiver = plan.learns_members(plan.party)
         if size > n or (receiver and len(positions) != size) or (not receiver and len(positions)):
             raise ProtocolViolationError(f"leader {plan.leader!r} sent an inconsistent result")
         if len(positions) and (

@@ -16,6 +16,12 @@ moves its messages over a :class:`~rainbridge.net.Channel` and keeps memory boun
   values up among them.
 * If the other party is a receiver too, the leader tells it which of the positions it sent
   matched; otherwise it is told only the size.
+* With a *payload* (the columns a job names at the party that is not a receiver), the sender
+  derives from each PRF value ``v`` a tag ``H(v, 1)``, sent instead of ``v``, and a key
+  ``H(v, 2)`` that encrypts (AES-128-CTR) the fixed-width record of the row with that ID
+  (:mod:`~rainbridge.protocols.psi.records`). The receiver derives the same tag and key for
+  its own IDs, so it opens exactly the records of the common IDs and gets them aligned to
+  its rows; the sender learns nothing beyond the size.
 
 Security model
 --------------
@@ -34,7 +40,10 @@ What it reveals
   size, and how many times the leader's OKVS had to be re-keyed (almost always zero);
 * to the receivers: which of their own rows are common;
 * nothing about non-common IDs: the sender's values of IDs outside the leader's set are
-  pseudorandom to the leader, and the leader's OKVS reaches the sender masked by the VOLE.
+  pseudorandom to the leader, and the leader's OKVS reaches the sender masked by the VOLE;
+* with a payload: its columns' names and types and the longest value of each string column
+  (records are padded to one width), and the payload of the common IDs to the receiver only.
+  The payload party's IDs must be unique (a receiver's row must get one payload).
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ from rainbridge.net.channel import Channel
 from rainbridge.protocols.psi.ecdh import PsiResult, _compare
 from rainbridge.protocols.psi.intersect import match, truncation_bytes
 from rainbridge.protocols.psi.items import as_items, to_large_string
+from rainbridge.protocols.psi.records import RecordLayout
 
 PROTOCOL = "rr22-psi"
 VERSION = 1
@@ -88,12 +98,19 @@ class Rr22PsiParams:
         Where bucket files go (default: the system's temporary directory).
     batch_size : int
         IDs hashed per batch while reading.
+    payload_from : str, optional
+        The party whose ``payload_columns`` reach the receiver, aligned to its common rows.
+        It must be the one party that does not learn the intersection.
+    payload_columns : tuple of str
+        The columns of ``payload_from``'s payload table that travel (in this order).
     """
 
     receivers: tuple[str, ...] | None = None
     memory_limit_mb: int = 2048
     spill_dir: str | None = None
     batch_size: int = 1 << 20
+    payload_from: str | None = None
+    payload_columns: tuple[str, ...] = ()
 
 
 @dataclass
@@ -129,12 +146,30 @@ def _config(party: str, peers: Sequence[str], params: Rr22PsiParams) -> dict[str
         raise ParameterMismatchError("RR22 memory_limit_mb must be at least 16")
     if not 1 <= params.batch_size <= 1 << 24:
         raise ParameterMismatchError("PSI batch_size must be between 1 and 16777216")
+    payload = None
+    if params.payload_from is not None:
+        if params.payload_from not in parties:
+            raise ParameterMismatchError(
+                f"PSI payload party {params.payload_from!r} is not a party of this PSI"
+            )
+        if receivers != [p for p in parties if p != params.payload_from]:
+            raise ParameterMismatchError(
+                "a PSI payload goes to the other party only: the intersection must be "
+                f"revealed to that party alone, not to {receivers}"
+            )
+        cols = list(params.payload_columns)
+        if not cols or len(set(cols)) != len(cols):
+            raise ParameterMismatchError("PSI payload columns must be named, each once")
+        payload = {"from": params.payload_from, "columns": cols}
+    elif params.payload_columns:
+        raise ParameterMismatchError("PSI payload columns need a payload party")
     return {
         "protocol": PROTOCOL,
         "version": VERSION,
         "parties": parties,
         "receivers": receivers,
         "leader": receivers[0],
+        "payload": payload,
     }
 
 
@@ -221,12 +256,17 @@ async def run_rr22(
     ids: pa.Array | pa.ChunkedArray | IdBatches,
     params: Rr22PsiParams | None = None,
     *,
+    payload: pa.Table | None = None,
     progress: ProgressFn | None = None,
 ) -> PsiResult:
     """Run this party's role of RR22 PSI (see the module docstring).
 
+    ``payload`` (at ``params.payload_from`` only) holds ``params.payload_columns``, one row
+    per ID, in the IDs' order.
+
     Returns the same :class:`PsiResult` as ECDH-PSI: the intersection size everywhere, the
-    ascending row indices of common IDs (every row of a duplicated ID) at the receivers.
+    ascending row indices of common IDs (every row of a duplicated ID) at the receivers, and
+    at the receiver of a payload its records aligned to those indices.
     """
     params = params or Rr22PsiParams()
     t0 = time.perf_counter()
@@ -254,6 +294,7 @@ async def run_rr22(
         or their_buckets & (their_buckets - 1)
     ):
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid seed or bucket count")
+    layout = await _payload_layout(ch, peer, party, mine["payload"], payload, rows)
     first, second = sorted([(party, my_seed), (peer, their_seed)])
     seed = hashlib.sha256(b"rainbridge/rr22/seed" + first[1] + second[1]).digest()
     buckets = _Buckets(max(want_buckets, their_buckets), params.spill_dir, seed)
@@ -275,10 +316,11 @@ async def run_rr22(
             "okvs_retries": 0,
         }
         found: list[np.ndarray] = []
+        opened: list[np.ndarray] = []
         size = 0
         for k in range(buckets.count):
             rec = buckets.load(k)
-            s, rows_k, retries = await _bucket(
+            s, rows_k, retries, records = await _bucket(
                 k,
                 ch,
                 peer,
@@ -287,21 +329,61 @@ async def run_rr22(
                 leader,
                 party in mine["receivers"],
                 peer in mine["receivers"],
+                layout,
+                payload,
             )
             size += s
             stats["okvs_retries"] += retries
             if rows_k is not None:
                 found.append(rows_k)
+            if records is not None:
+                opened.append(records)
             if progress is not None:
                 progress((k + 1) / buckets.count)
     finally:
         buckets.close()
     indices = None
+    table = None
     if party in mine["receivers"]:
-        indices = np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        indices = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")
+        indices = indices[order]
+        if layout is not None:
+            w = layout.width
+            records = np.concatenate(opened) if opened else np.zeros((0, w), dtype=np.uint8)
+            table = layout.decode(records[order])
+            stats["payload_bytes_per_row"] = w
     stats["intersection"] = size
     stats["seconds"] = round(time.perf_counter() - t0, 3)
-    return PsiResult(size=size, indices=indices, stats=stats)
+    return PsiResult(size=size, indices=indices, stats=stats, payload=table)
+
+
+async def _payload_layout(
+    ch: Channel,
+    peer: str,
+    party: str,
+    agreed: dict[str, Any] | None,
+    payload: pa.Table | None,
+    rows: int,
+) -> RecordLayout | None:
+    """The payload's record layout: the payload party sends it, the receiver checks it."""
+    if agreed is None:
+        if payload is not None:
+            raise ParameterMismatchError("a payload was given, but the PSI names no payload")
+        return None
+    cols: list[str] = agreed["columns"]
+    if agreed["from"] != party:
+        return RecordLayout.from_json(await ch.recv_json("rr22/layout"), cols, peer)
+    if payload is None:
+        raise DataError(f"the PSI payload party {party!r} gave no payload table")
+    missing = [c for c in cols if c not in payload.column_names]
+    if missing:
+        raise DataError(f"the payload has no column {', '.join(map(repr, missing))}")
+    if payload.num_rows != rows:
+        raise DataError(f"the payload has {payload.num_rows} rows for {rows} IDs")
+    layout = RecordLayout.of(payload.select(cols))
+    await ch.send_json("rr22/layout", layout.to_json())
+    return layout
 
 
 def _distinct(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -320,10 +402,18 @@ async def _bucket(
     leader: bool,
     i_receive: bool,
     peer_receives: bool,
-) -> tuple[int, np.ndarray | None, int]:
-    """One bucket: returns (common distinct IDs, this party's common rows or None, retries)."""
+    layout: RecordLayout | None,
+    payload: pa.Table | None,
+) -> tuple[int, np.ndarray | None, int, np.ndarray | None]:
+    """One bucket: returns (common distinct IDs, this party's common rows or None, retries,
+    the opened payload records of those rows or None)."""
     uniq, inverse = _distinct(rec)
     n_mine = len(uniq)
+    if payload is not None and n_mine != len(rec):
+        raise DataError(
+            f"the payload party's IDs must be unique: {len(rec) - n_mine} rows repeat an ID "
+            "(a receiver's row could not be given one payload)"
+        )
     await ch.send_json(f"rr22/{k}/size", n_mine)
     n_theirs = await ch.recv_json(f"rr22/{k}/size")
     if not isinstance(n_theirs, int) or isinstance(n_theirs, bool) or not 0 <= n_theirs < 1 << 40:
@@ -341,22 +431,34 @@ async def _bucket(
         retries = int.from_bytes(bytes(m4[:4]), "little")
         await ch.send(tag + "store", m4)
         del m4
-        mine = np.frombuffer(await asyncio.to_thread(role.outputs), dtype=np.uint8)
-        mine = mine.reshape(-1, 16)[:, :width]
+        outs = await asyncio.to_thread(role.outputs)
+        keys = b""
+        if layout is not None:
+            outs, keys = await asyncio.to_thread(_core.rr22_payload_keys, outs)
+        mine = np.frombuffer(outs, dtype=np.uint8).reshape(-1, 16)[:, :width]
         theirs = np.frombuffer(await ch.recv(tag + "values"), dtype=np.uint8)
         if len(theirs) != n_send * width:
             raise ProtocolViolationError(
                 f"peer {peer!r} sent {len(theirs)} bytes of PRF values, expected {n_send * width}"
             )
         i, j = match(np.ascontiguousarray(mine), theirs.reshape(-1, width))
+        opened = None
+        if layout is not None:
+            opened = await _open(ch, tag, peer, layout, n_send, keys, i, j)
         if peer_receives:
             await ch.send(tag + "hits", j.astype("<u4").tobytes())
         else:
             await ch.send_json(tag + "count", len(i))
         common = np.zeros(n_mine, dtype=bool)
         common[i] = True
-        rows = rec["row"][common[inverse]] if i_receive else None
-        return len(i), rows, retries
+        sel = common[inverse]
+        rows = rec["row"][sel] if i_receive else None
+        records = None
+        if opened is not None:
+            at = np.full(n_mine, -1, dtype=np.int64)
+            at[i] = np.arange(len(i))
+            records = opened[at[inverse[sel]]]
+        return len(i), rows, retries, records
     role_s = await asyncio.to_thread(_core.Rr22Sender, seed, digests, n_recv)
     await ch.send(
         tag + "base", await asyncio.to_thread(role_s.on_setup, await ch.recv(tag + "setup"))
@@ -370,10 +472,23 @@ async def _bucket(
     del store
     # A secret random order: the leader must not learn which of our rows a value belongs to.
     perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
+    sealed = b""
+    if layout is not None and payload is not None:
+        tags, keys = await asyncio.to_thread(_core.rr22_payload_keys, vals)
+        vals = np.frombuffer(tags, dtype=np.uint8)
+        row_of = np.empty(n_mine, dtype=np.int64)
+        row_of[inverse] = rec["row"]
+        plain = layout.encode(payload.take(pa.array(row_of[perm])))
+        kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
+        sealed = await asyncio.to_thread(_core.rr22_xor_rows, kp, plain, layout.width)
+        del plain, kp, keys
     await ch.send(
         tag + "values", np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
     )
     del vals
+    if layout is not None:
+        await ch.send(tag + "records", sealed)
+        del sealed
     if i_receive:
         hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
         if len(hits) > n_mine or (len(hits) and int(hits.max()) >= n_mine):
@@ -382,8 +497,32 @@ async def _bucket(
         common[perm[hits]] = True
         if int(common.sum()) != len(hits):
             raise ProtocolViolationError(f"peer {peer!r} sent a match list with repeats")
-        return len(hits), rec["row"][common[inverse]], retries
+        return len(hits), rec["row"][common[inverse]], retries, None
     count = await ch.recv_json(tag + "count")
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_mine:
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid intersection size")
-    return count, None, retries
+    return count, None, retries, None
+
+
+async def _open(
+    ch: Channel,
+    tag: str,
+    peer: str,
+    layout: RecordLayout,
+    n_send: int,
+    keys: bytes,
+    i: np.ndarray,
+    j: np.ndarray,
+) -> np.ndarray:
+    """Decrypt the sender's records at the matched positions ``j`` with our keys ``i``."""
+    w = layout.width
+    enc = await ch.recv(tag + "records")
+    if len(enc) != n_send * w:
+        raise ProtocolViolationError(
+            f"peer {peer!r} sent {len(enc)} bytes of payload records, expected {n_send * w}"
+        )
+    chosen = np.frombuffer(enc, dtype=np.uint8).reshape(-1, w)[j]
+    del enc
+    kk = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[i]
+    out = await asyncio.to_thread(_core.rr22_xor_rows, kk, chosen, w)
+    return np.frombuffer(out, dtype=np.uint8).reshape(-1, w)
