@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         default="plain",
         help="cardinality: size only (ecdh); payload: b's float and string column to a (rr22)",
     )
+    p.add_argument(
+        "--wan",
+        help="RATE:RTT, e.g. 1gbit:10ms: the parties in two network namespaces over a shaped "
+        "link (root; peers still run on loopback)",
+    )
     p.add_argument("--n", type=int, default=1 << 20, help="items at party a")
     p.add_argument("--m", type=int, default=0, help="items at party b (default: n)")
     p.add_argument("--overlap", type=float, default=0.5)

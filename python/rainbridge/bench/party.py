@@ -50,7 +50,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             print(json.dumps({"port": port}), flush=True)
 
         ch = await accept_one(
-            "127.0.0.1",
+            args.host,
             0,
             ident,
             peer,
@@ -61,7 +61,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         )
     else:
         ch = await connect(
-            "127.0.0.1", args.port, ident, peer, session_id=session, local=NAMES[me], timeout=600
+            args.host, args.port, ident, peer, session_id=session, local=NAMES[me], timeout=600
         )
     t0 = time.perf_counter()
     if args.protocol == "rr22":
@@ -113,6 +113,7 @@ def main() -> int:
     ap.add_argument("--curve", default="curve25519")
     ap.add_argument("--batch", type=int, default=1 << 16)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1", help="a: address to listen on; b: of a")
     ap.add_argument("--protocol", choices=["ecdh", "rr22"], default="ecdh")
     ap.add_argument("--memory-limit-mb", type=int, default=2048)
     ap.add_argument("--variant", choices=["plain", "cardinality", "payload"], default="plain")

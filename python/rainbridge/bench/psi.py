@@ -11,10 +11,12 @@ import os
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from rainbridge.bench.common import PY, machine, make_ids, median, run_json, write_ids_csv
+from rainbridge.bench.wan import Link, WanUnavailable, parse_wan, shaped_link
 from rainbridge.crypto.certs import create_identity
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,19 +36,24 @@ def run_ours(
     protocol: str = "ecdh",
     memory_limit_mb: int = 2048,
     variant: str = "plain",
+    link: Link | None = None,
 ) -> dict[str, Any]:
     """One run of our two parties, each its own process, pinned to each other over mutual TLS.
 
     Party a listens on an ephemeral loopback port and prints it; b connects to it. Each makes
     its own IDs (deterministic, before its clock starts) and reports its seconds from the
-    connected channel to its result, its bytes and its peak RSS.
+    connected channel to its result, its bytes and its peak RSS. Over a shaped ``link``,
+    each party runs in its own network namespace (b through the delay relay when the kernel
+    shapes the rate only).
     """
     common = ["--keys", str(keys), "--n", str(n), "--m", str(m), "--overlap", str(overlap),
               "--curve", curve, "--batch", str(batch), "--protocol", protocol,
               "--memory-limit-mb", str(memory_limit_mb), "--variant", variant]  # fmt: skip
+    pre_a, pre_b = (link.prefix_a, link.prefix_b) if link else ([], [])
+    host = link.host_a if link else "127.0.0.1"
     t0 = time.perf_counter()
     a = subprocess.Popen(
-        [PY, "-m", "rainbridge.bench.party", "--side", "a", *common],
+        [*pre_a, PY, "-m", "rainbridge.bench.party", "--side", "a", "--host", host, *common],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -58,8 +65,19 @@ def run_ours(
     except (ValueError, KeyError):
         a.kill()
         return {"error": f"party a did not start: {a.stderr.read() if a.stderr else first}"}
+    relay = None
+    if link is not None and link.relay_delay_ms > 0:
+        to = ["--to", f"{host}:{port}", "--delay-ms", str(link.relay_delay_ms)]
+        relay = subprocess.Popen(
+            [*pre_b, PY, "-m", "rainbridge.bench.relay", *to],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert relay.stdout is not None
+        host, port = "127.0.0.1", json.loads(relay.stdout.readline())["port"]
+    where = ["--host", host, "--port", str(port)]
     b = subprocess.Popen(
-        [PY, "-m", "rainbridge.bench.party", "--side", "b", "--port", str(port), *common],
+        [*pre_b, PY, "-m", "rainbridge.bench.party", "--side", "b", *where, *common],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -71,6 +89,12 @@ def run_ours(
         a.kill()
         b.kill()
         return {"error": f"timed out after {timeout:g} s"}
+    finally:
+        if relay is not None:
+            try:
+                relay.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                relay.kill()
     wall = time.perf_counter() - t0
     if a.returncode or b.returncode:
         lines = (err_a or err_b).strip().splitlines() or ["failed"]
@@ -138,10 +162,17 @@ def bench(args: Any) -> dict[str, Any]:
     host = machine()
     expected = int(min(n, m) * args.overlap)
     peers_wanted = [p for p in args.peers.split(",") if p and p != "none"]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         keys = Path(tmp)
         create_identity(keys / "a", "alice")
         create_identity(keys / "b", "bob")
+        link = None
+        if args.wan:
+            rate, rtt = parse_wan(args.wan)
+            try:
+                link = stack.enter_context(shaped_link(rate, rtt))
+            except WanUnavailable as e:
+                raise SystemExit(f"--wan: {e}") from None
         runs = [
             run_ours(
                 n,
@@ -154,6 +185,7 @@ def bench(args: Any) -> dict[str, Any]:
                 args.protocol,
                 args.memory_limit_mb,
                 args.variant,
+                link,
             )
             for _ in range(args.repeat)
         ]
@@ -166,6 +198,11 @@ def bench(args: Any) -> dict[str, Any]:
         ours: dict[str, Any] = {
             "protocol": args.protocol,
             "variant": args.variant,
+            "link": (
+                {"rate": link.rate, "rtt_ms": link.rtt_ms, "shaper": link.shaper}
+                if link
+                else "loopback"
+            ),
             "curve": args.curve if args.protocol == "ecdh" else None,
             "memory_limit_mb": args.memory_limit_mb if args.protocol == "rr22" else None,
             "runs": runs,
