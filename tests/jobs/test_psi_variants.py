@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from rainbridge.errors import ConfigError
+from rainbridge.errors import ConfigError, DataError
 from rainbridge.jobs import parse_job
 from rainbridge.jobs.local import datasets_from_args, run_local
 
@@ -103,3 +103,55 @@ def test_cardinality_only_has_no_output() -> None:
     text = CARDINALITY + "    outputs:\n      intersection: {receivers: [bank]}\n"
     with pytest.raises(ConfigError, match="reveals no members"):
         parse_job(text)
+
+
+STREAMED = """\
+name: t
+parties: [bank, telecom]
+components:
+  - id: psi
+    type: psi
+    inputs:
+      bank: {dataset: customers, id: cid}
+      telecom: {dataset: subs, id: cid}
+    params: {protocol: PROTOCOL}
+    outputs:
+      intersection:
+        receivers: [bank, telecom]
+        columns: {bank: [age], telecom: [plan]}
+"""
+
+
+def test_rr22_streams_parquet_and_csv_to_the_same_output_as_ecdh(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    n = 3000
+    bank = pa.table({"cid": [f"c{i}" for i in range(0, 2 * n, 2)], "age": list(range(n))})
+    pq.write_table(bank, tmp_path / "b.parquet", row_group_size=700)
+    (tmp_path / "t.csv").write_text(
+        "cid,plan\n" + "".join(f"c{i},p{i % 4}\n" for i in range(n)) + "c2,dup\n"
+    )
+    args = [f"bank.customers={tmp_path / 'b.parquet'}", f"telecom.subs={tmp_path / 't.csv'}"]
+    outs = {}
+    for protocol in ("ecdh", "rr22"):
+        job = parse_job(STREAMED.replace("PROTOCOL", protocol))
+        res = run_local(job, datasets_from_args(job, args), tmp_path / protocol)
+        outs[protocol] = {
+            p: pq.read_table(res[p]["components"]["psi"]["outputs"]["intersection"]["path"])
+            for p in ("bank", "telecom")
+        }
+    for p in ("bank", "telecom"):
+        assert outs["rr22"][p].equals(outs["ecdh"][p])
+    assert outs["rr22"]["bank"].num_rows == n // 2
+    assert outs["rr22"]["telecom"].num_rows == n // 2 + 1  # c2 twice at telecom
+
+
+def test_rr22_streamed_ids_refuse_a_missing_id(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"cid": ["c1", None], "age": [1, 2]}), tmp_path / "b.parquet")
+    (tmp_path / "t.csv").write_text("cid,plan\nc1,p\n")
+    job = parse_job(STREAMED.replace("PROTOCOL", "rr22"))
+    args = [f"bank.customers={tmp_path / 'b.parquet'}", f"telecom.subs={tmp_path / 't.csv'}"]
+    with pytest.raises(DataError, match="empty IDs"):
+        run_local(job, datasets_from_args(job, args), tmp_path / "out")

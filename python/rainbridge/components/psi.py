@@ -16,17 +16,27 @@ the one that does, aligned to its rows, and nothing to anyone else.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.data import read_columns, read_ids
+from rainbridge.data.dataset import check_ids, iter_batches
 from rainbridge.errors import DataError
-from rainbridge.protocols.psi import EcdhPsiParams, Rr22PsiParams, run_role, run_rr22
+from rainbridge.protocols.psi import (
+    EcdhPsiParams,
+    IdBatches,
+    Rr22PsiParams,
+    run_role,
+    run_rr22,
+)
 
 
 class RowFilter(BaseModel):
@@ -163,8 +173,12 @@ class PsiComponent(Component):
         id_col = ctx.spec.inputs[ctx.party].id or ref.id_column
         if not id_col:
             raise DataError(f"dataset {ref.name!r}: no ID column named for PSI")
-        ids = read_ids(ref, id_col)
-        keep = self._filtered_rows(ref, params.filters.get(ctx.party, []))
+        filters = params.filters.get(ctx.party, [])
+        # RR22 without filters streams the ID column in batches (its memory bound holds for
+        # the input too); otherwise the column is read whole.
+        stream = params.protocol == "rr22" and not filters
+        ids: Any = _streamed_ids(ref, id_col) if stream else read_ids(ref, id_col)
+        keep = None if stream else self._filtered_rows(ref, filters)
         all_ids = ids
         if keep is not None:
             ids = ids.take(keep)
@@ -209,7 +223,16 @@ class PsiComponent(Component):
         if out_spec is not None and ctx.party in out_spec.receivers and result.indices is not None:
             columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
             rows = result.indices if keep is None else keep.to_numpy()[result.indices]
-            table = self._output_table(ref, id_col, all_ids, rows, columns, result.payload)
+            if stream:
+                picked = _rows_of(ref, [id_col, *columns], rows)
+            else:
+                idx = pa.array(rows, type=pa.int64())
+                picked = pa.table({id_col: all_ids.take(idx)})
+                if columns:
+                    own = read_columns(ref, columns).take(idx)
+                    for c in columns:
+                        picked = picked.append_column(c, own.column(c))
+            table = self._output_table(picked, id_col, result.payload)
             summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
         return summary
 
@@ -237,20 +260,9 @@ class PsiComponent(Component):
         return pc.indices_nonzero(mask)
 
     @staticmethod
-    def _output_table(
-        ref: Any,
-        id_col: str,
-        ids: pa.Array,
-        indices: Any,
-        columns: list[str],
-        payload: pa.Table | None = None,
-    ) -> pa.Table:
-        idx = pa.array(indices, type=pa.int64())
-        table = pa.table({id_col: ids.take(idx).cast(pa.string())})
-        if columns:
-            own = read_columns(ref, columns).take(idx)
-            for c in columns:
-                table = table.append_column(c, own.column(c))
+    def _output_table(picked: pa.Table, id_col: str, payload: pa.Table | None) -> pa.Table:
+        """The receiver's rows (in row order), the payload aligned to them, sorted by ID."""
+        table = picked.set_column(0, id_col, picked.column(0).cast(pa.string()))
         if payload is not None:  # the other party's columns, aligned to these rows
             for c in payload.column_names:
                 if c in table.column_names:
@@ -258,3 +270,46 @@ class PsiComponent(Component):
                 table = table.append_column(c, payload.column(c))
         order = pc.sort_indices(table, sort_keys=[(id_col, "ascending")])
         return table.take(order)
+
+
+def _streamed_ids(ref: Any, id_col: str) -> IdBatches:
+    """The ID column as batches, its row count from the Parquet footer or a counting pass."""
+    if ref.format == "parquet":
+        try:
+            rows = pq.ParquetFile(ref.path).metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"dataset {ref.name!r}: cannot read {ref.path}: {exc}") from exc
+    else:
+        rows = sum(b.num_rows for b in iter_batches(ref.path, ref.format, [id_col], id_col))
+
+    def batches() -> Iterator[pa.Array]:
+        for batch in iter_batches(ref.path, ref.format, [id_col], id_col, batch_rows=1 << 20):
+            if id_col not in batch.schema.names:
+                raise DataError(f"dataset {ref.name!r}: file {ref.path} has no column {id_col!r}")
+            arr = batch.column(id_col).cast(pa.large_string())
+            check_ids(arr, f"dataset {ref.name!r} column {id_col!r}")
+            yield arr
+
+    return IdBatches(rows=rows, batches=batches())
+
+
+def _rows_of(ref: Any, columns: list[str], rows: np.ndarray) -> pa.Table:
+    """The given rows (ascending row numbers) of the named columns, read batch by batch."""
+    missing = [c for c in columns if ref.columns and c not in ref.columns]
+    if missing:
+        raise DataError(f"dataset {ref.name!r} has no column {', '.join(map(repr, missing))}")
+    parts: list[pa.Table] = []
+    start = 0
+    empty: pa.Table | None = None
+    for batch in iter_batches(ref.path, ref.format, columns, columns[0], batch_rows=1 << 20):
+        if empty is None:
+            empty = pa.Table.from_batches([batch]).select(columns).slice(0, 0)
+        end = start + batch.num_rows
+        lo, hi = np.searchsorted(rows, [start, end])
+        if hi > lo:
+            t = pa.Table.from_batches([batch]).select(columns)
+            parts.append(t.take(pa.array(rows[lo:hi] - start, type=pa.int64())))
+        start = end
+    if not parts:
+        return empty if empty is not None else read_columns(ref, columns)
+    return pa.concat_tables(parts)
