@@ -16,7 +16,7 @@ use crate::{baseot, bits, ristretto, x25519};
 mod ou;
 mod rr22;
 use ou::{OuCiphertexts, OuPublicKey, OuSecretKey};
-use rr22::{rr22_digests, rr22_layout, rr22_payload_keys, rr22_xor_rows, Rr22Receiver, Rr22Sender};
+use rr22::{aes_ctr_rows, rr22_digests, rr22_layout, rr22_payload_keys, Rr22Receiver, Rr22Sender};
 
 // Qualified as `rainbridge._core.InvalidElementError` so that it pickles across processes.
 create_exception!(
@@ -537,7 +537,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rr22_digests, m)?)?;
     m.add_function(wrap_pyfunction!(rr22_layout, m)?)?;
     m.add_function(wrap_pyfunction!(rr22_payload_keys, m)?)?;
-    m.add_function(wrap_pyfunction!(rr22_xor_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(aes_ctr_rows, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_random_private_key, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_public_key, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_sign, m)?)?;

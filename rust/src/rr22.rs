@@ -120,9 +120,10 @@ pub fn payload_keys(values: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
 }
 
 /// XORs row `i` of `data` (rows of `width` bytes) with AES-128 in counter mode under
-/// `keys[i]`: encrypts and decrypts the payload records. A key encrypts one record only,
-/// so the counter starts at zero for each.
-pub fn xor_rows(keys: &[u8], data: &mut [u8], width: usize) -> Result<()> {
+/// `keys[i]`, the counter block starting at `nonce · 2^64`: encrypts and decrypts payload
+/// and label records. A (key, nonce) pair must seal one record only: a record sealed again
+/// under the same key (a changed label) takes a new nonce.
+pub fn xor_rows(keys: &[u8], data: &mut [u8], width: usize, nonce: u64) -> Result<()> {
     if width == 0 || !keys.len().is_multiple_of(16) || data.len() != keys.len() / 16 * width {
         return Err(CoreError::Shape(format!(
             "RR22: {} bytes of records do not match {} keys of width {width}",
@@ -138,7 +139,7 @@ pub fn xor_rows(keys: &[u8], data: &mut [u8], width: usize) -> Result<()> {
             || vec![0u128; blocks],
             |stream, (row, key)| {
                 let c = Cipher::new(u128::from_le_bytes(key.try_into().expect("16 bytes")));
-                c.fill(0, stream);
+                c.fill((nonce as u128) << 64, stream);
                 for (chunk, s) in row.chunks_mut(16).zip(stream.iter()) {
                     for (d, k) in chunk.iter_mut().zip(s.to_le_bytes()) {
                         *d ^= k;
@@ -531,15 +532,20 @@ mod tests {
         assert!(payload_keys(&v[..15]).is_err());
         let plain: Vec<u8> = (0..3 * 37).map(|i| (i % 251) as u8).collect();
         let mut data = plain.clone();
-        xor_rows(&keys, &mut data, 37).unwrap();
+        xor_rows(&keys, &mut data, 37, 0).unwrap();
         assert_ne!(data, plain);
         // each row under its own key: the same plaintext row encrypts differently
         let mut same = [plain[..37].to_vec(), plain[..37].to_vec()].concat();
-        xor_rows(&keys[..32], &mut same, 37).unwrap();
+        xor_rows(&keys[..32], &mut same, 37, 0).unwrap();
         assert_ne!(same[..37], same[37..]);
-        xor_rows(&keys, &mut data, 37).unwrap();
+        xor_rows(&keys, &mut data, 37, 0).unwrap();
         assert_eq!(data, plain);
-        assert!(xor_rows(&keys, &mut data, 36).is_err());
-        assert!(xor_rows(&keys, &mut data[..0], 0).is_err());
+        assert!(xor_rows(&keys, &mut data, 36, 0).is_err());
+        assert!(xor_rows(&keys, &mut data[..0], 0, 0).is_err());
+        // another nonce, another keystream
+        let mut other = plain.clone();
+        xor_rows(&keys, &mut other, 37, 1).unwrap();
+        xor_rows(&keys, &mut data, 37, 0).unwrap();
+        assert_ne!(other, data);
     }
 }

@@ -136,19 +136,21 @@ pub(super) fn rr22_payload_keys(
     ))
 }
 
-/// Rows of `width` bytes XORed with AES-128-CTR, row `i` under `keys[i]` (encrypts and
-/// decrypts payload records); returns a new `bytes`.
+/// Rows of `width` bytes XORed with AES-128-CTR, row `i` under `keys[i]`, the counter from
+/// `nonce · 2^64` (encrypts and decrypts payload and label records); returns a new `bytes`.
 #[pyfunction]
-pub(super) fn rr22_xor_rows(
+#[pyo3(signature = (keys, data, width, nonce=0))]
+pub(super) fn aes_ctr_rows(
     py: Python<'_>,
     keys: &Bound<'_, PyAny>,
     data: &Bound<'_, PyAny>,
     width: usize,
+    nonce: u64,
 ) -> PyResult<Py<PyBytes>> {
     let (k, d) = (Bytes::new(keys, "keys")?, Bytes::new(data, "data")?);
     let (ks, ds) = (k.slice(), d.slice());
     super::bytes_filled(py, ds.len(), |buf| {
         buf.copy_from_slice(ds);
-        rr22::xor_rows(ks, buf, width)
+        rr22::xor_rows(ks, buf, width, nonce)
     })
 }

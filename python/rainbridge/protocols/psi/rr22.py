@@ -480,7 +480,7 @@ async def _bucket(
         row_of[inverse] = rec["row"]
         plain = layout.encode(payload.take(pa.array(row_of[perm])))
         kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
-        sealed = await asyncio.to_thread(_core.rr22_xor_rows, kp, plain, layout.width)
+        sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
         del plain, kp, keys
     await ch.send(
         tag + "values", np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
@@ -524,5 +524,5 @@ async def _open(
     chosen = np.frombuffer(enc, dtype=np.uint8).reshape(-1, w)[j]
     del enc
     kk = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[i]
-    out = await asyncio.to_thread(_core.rr22_xor_rows, kk, chosen, w)
+    out = await asyncio.to_thread(_core.aes_ctr_rows, kk, chosen, w)
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, w)
