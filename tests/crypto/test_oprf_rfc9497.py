@@ -23,7 +23,7 @@ def suite() -> dict:
 
 
 def test_context_matches_the_vectors_group_dst() -> None:
-    assert b"HashToGroup-" + oprf.CONTEXT == bytes.fromhex(suite()["groupDST"])
+    assert bytes.fromhex(suite()["groupDST"]) == b"HashToGroup-" + oprf.CONTEXT
 
 
 def test_derive_key_pair() -> None:

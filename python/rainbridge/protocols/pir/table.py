@@ -226,9 +226,7 @@ class PirTable:
             seal(keys, records, version),
         )
 
-    def update(
-        self, upsert_ids: pa.Array, upsert_labels: pa.Table, delete_ids: pa.Array
-    ) -> Delta:
+    def update(self, upsert_ids: pa.Array, upsert_labels: pa.Table, delete_ids: pa.Array) -> Delta:
         """A new version: rows of ``upsert_ids`` replaced or added, ``delete_ids`` removed.
 
         Labels keep the table's layout (a longer string than the layout allows, or another
