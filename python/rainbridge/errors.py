@@ -93,6 +93,12 @@ class AuthorizationError(RainbridgeError):
     code = "unauthorized"
 
 
+class RateLimitError(RainbridgeError):
+    """A service's rate limit for this client is spent for now; the message says when to retry."""
+
+    code = "rate_limited"
+
+
 class JobRefusedError(AuthorizationError):
     """A party refused a job proposal; the message carries the party and its reason."""
 

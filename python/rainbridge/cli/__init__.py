@@ -20,6 +20,7 @@ from rainbridge.cli.governance import catalogue, grant, ledger, metering, user
 from rainbridge.cli.jobs import components, job, run_cmd
 from rainbridge.cli.models import model
 from rainbridge.cli.nodes import dataset, node, peer
+from rainbridge.cli.pir import pir
 from rainbridge.cli.sql import sql_cmd
 
 __all__ = ["EXIT_CODES", "main"]
@@ -45,5 +46,6 @@ for _command in (
     metering,
     sql_cmd,
     model,
+    pir,
 ):
     main.add_command(_command)

@@ -29,6 +29,7 @@ EXIT_CODES = {
     "unreachable": 5,
     "job_failed": 6,
     "not_found": 7,
+    "rate_limited": 8,
 }
 #: statuses a job never leaves, and those of them that mean it did not succeed
 FINAL = ("succeeded", "failed", "refused", "aborted", "cancelled")

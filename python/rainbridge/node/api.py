@@ -13,6 +13,7 @@ generic message. The OpenAPI description is at ``/docs``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -43,6 +44,7 @@ STATUS = {
     "unauthorized": 403,
     "not_found": 404,
     "job_refused": 409,
+    "rate_limited": 429,
     "authentication": 502,
     "channel": 502,
     "peer_disconnected": 502,
@@ -63,6 +65,41 @@ class PredictIn(BaseModel):
         default=None,
         description="this node's features of the applicant (default: its row in the dataset)",
     )
+
+
+class PirPublishIn(BaseModel):
+    """A PIR service to publish from one of this node's datasets."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=64, description="the service's name, as clients ask for it")
+    dataset: str = Field(description="a registered dataset; its ID column keys the service")
+    labels: list[str] = Field(default_factory=list, description="columns a client may learn")
+    modes: list[Literal["private", "bucket"]] = Field(default=["private", "bucket"])
+    k: int = Field(default=256, ge=1, le=1 << 20, description="bucket mode: IDs per bucket")
+    rate_per_s: float = Field(default=50.0, gt=0, description="queries/s per client")
+    burst: int = Field(default=100, ge=1)
+
+
+class PirUpdateIn(BaseModel):
+    """Rows to add or change (each with the ID column and every label) and IDs to delete."""
+
+    model_config = ConfigDict(extra="forbid")
+    upsert: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
+    delete: list[str] = Field(default_factory=list, max_length=100_000)
+
+
+class PirQueryIn(BaseModel):
+    """IDs to look up in a peer's PIR service."""
+
+    model_config = ConfigDict(extra="forbid")
+    peer: str = Field(max_length=64, description="the node serving the service")
+    ids: list[str] = Field(min_length=1, max_length=4096)
+    mode: Literal["private", "bucket"] = "private"
+
+
+class PirSyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    peer: str = Field(max_length=64)
 
 
 class ModelImportIn(BaseModel):
@@ -357,6 +394,45 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Score one applicant online (at the model's label party)."""
         return await service.predict_online(model_id, body.key, body.features, actor(user))
+
+    @app.get("/v1/pir/services", tags=["pir"])
+    async def pir_services(user: UserRow = Depends(may("pir.read"))) -> list[dict[str, Any]]:
+        """PIR services this node serves: rows, version, key ID, modes, rate limits."""
+        return service.pir_services()
+
+    @app.post("/v1/pir/services", tags=["pir"], status_code=201)
+    async def pir_publish(
+        body: PirPublishIn, user: UserRow = Depends(may("pir.publish"))
+    ) -> dict[str, Any]:
+        """Seal a dataset's label columns by its IDs as a PIR service (a new OPRF key)."""
+        return await asyncio.to_thread(
+            lambda: service.publish_pir(**body.model_dump(), actor=actor(user))
+        )
+
+    @app.post("/v1/pir/services/{name}/update", tags=["pir"])
+    async def pir_update(
+        name: str, body: PirUpdateIn, user: UserRow = Depends(may("pir.publish"))
+    ) -> dict[str, Any]:
+        """A new version of a service: rows upserted and IDs deleted (clients catch up by
+        this delta)."""
+        return await asyncio.to_thread(
+            service.update_pir, name, body.upsert, body.delete, actor(user)
+        )
+
+    @app.post("/v1/pir/{name}/query", tags=["pir"])
+    async def pir_query(
+        name: str, body: PirQueryIn, user: UserRow = Depends(may("pir.query"))
+    ) -> dict[str, Any]:
+        """Look IDs up in a peer's PIR service without revealing them (private mode: the peer
+        sees only blinded elements; bucket mode: it learns each ID's bucket)."""
+        return await service.pir_query(body.peer, name, body.ids, body.mode, actor(user))
+
+    @app.post("/v1/pir/{name}/sync", tags=["pir"])
+    async def pir_sync(
+        name: str, body: PirSyncIn, user: UserRow = Depends(may("pir.query"))
+    ) -> dict[str, Any]:
+        """Copy a peer's sealed table, or catch up by its deltas (private mode's replica)."""
+        return await service.pir_sync(body.peer, name, actor(user))
 
     @app.get("/v1/catalogue", tags=["catalogue"])
     async def catalogue(

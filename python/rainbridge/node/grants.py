@@ -32,6 +32,9 @@ from rainbridge.jobs.spec import ComponentSpec, JobSpec
 from rainbridge.node.storage import GrantRow, utc
 
 APPROVAL_MODES = ("auto", "manual")
+#: purposes a grant may name besides the job components: long-running services
+#: (``pir``: queries of a PIR service built from the dataset)
+SERVICE_PURPOSES = ("pir",)
 ALL = "*"
 
 

@@ -18,7 +18,12 @@ from rainbridge.data import inspect_dataset
 from rainbridge.errors import ConfigError, NotFoundError
 from rainbridge.node.config import check_name
 from rainbridge.node.dataplane import DataPlane
-from rainbridge.node.grants import COLUMN_LEVELS, new_grant_id, validate_grant
+from rainbridge.node.grants import (
+    COLUMN_LEVELS,
+    SERVICE_PURPOSES,
+    new_grant_id,
+    validate_grant,
+)
 from rainbridge.node.runner import FINAL
 from rainbridge.node.storage import DatasetRow, GrantRow, Storage
 
@@ -195,7 +200,7 @@ class DataOwnerOps:
             max_rows=max_rows,
             expires_at=expires_at,
             approval=approval,
-            known_components=component_types(),
+            known_components=[*component_types(), *SERVICE_PURPOSES],
         )
         row = GrantRow(
             id=new_grant_id(),

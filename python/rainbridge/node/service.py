@@ -59,6 +59,7 @@ from rainbridge.node.keys import NodeKeys, load_master_key
 from rainbridge.node.ledger import Ledger
 from rainbridge.node.models import ModelOps
 from rainbridge.node.owners import DataOwnerOps
+from rainbridge.node.pir import PirOps
 from rainbridge.node.proposals import check_job
 from rainbridge.node.records import MAX_PEER_REASON as _MAX_REASON
 from rainbridge.node.runner import ACTIVE, FINAL, Runner
@@ -98,7 +99,7 @@ def _reason(exc: BaseException) -> str:
     return f"unreachable: {type(exc).__name__}"
 
 
-class NodeService(DataOwnerOps, ModelOps, JobClosing):
+class NodeService(DataOwnerOps, ModelOps, PirOps, JobClosing):
     """One party's node: its state, its data plane and its job workers.
 
     The data owner's operations are in :mod:`.owners`, the end of a job (metering and the
@@ -133,6 +134,10 @@ class NodeService(DataOwnerOps, ModelOps, JobClosing):
         self._indexes = {}  # online scoring: per model, its features by ID
         self._parts = {}  # per model, this node's part
         self._trees = {}  # per SecureBoost model, its trees parsed once
+        self._pir = {}  # PIR services served here: name -> (metadata, sealed table)
+        self._pir_limits = {}  # (service, peer) -> its rate limit
+        self._replicas = {}  # (peer, service) -> this node's replica of a peer's table
+        self._pir_bits = {}  # (peer, service) -> bucket bits (bucket mode)
 
     @property
     def identity(self) -> Any:
@@ -490,6 +495,12 @@ class NodeService(DataOwnerOps, ModelOps, JobClosing):
             return self._on_rotate_key(peer, msg)
         if kind == "score":
             return self._on_score(peer, msg)
+        if kind == "pir_query":
+            return await self._on_pir_query(peer, msg)
+        if kind == "pir_sync":
+            return self._on_pir_sync(peer, msg)
+        if kind == "pir_info":
+            return self._on_pir_info(peer, msg)
         job_id = str(msg.get("job_id", ""))
         if not valid_job_id(job_id):
             return {"ok": False, "accept": False, "reason": "invalid job id"}

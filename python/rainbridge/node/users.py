@@ -51,6 +51,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "models.read": _ALL,
     "models.predict": frozenset({"admin", "analyst"}),
     "models.write": frozenset({"admin", "owner"}),
+    "pir.read": _ALL,
+    "pir.publish": frozenset({"admin", "owner"}),
+    "pir.query": frozenset({"admin", "analyst"}),
 }
 _USER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
