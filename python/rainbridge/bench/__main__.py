@@ -95,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     he.add_argument("--n-phe", type=int, default=200, help="values encrypted (phe)")
     he.add_argument("--peers-venv", default=".venv-peers")
     he.add_argument("--out")
+    pi = sub.add_parser("pir", help="keyword PIR between two nodes (latency, queries/s)")
+    pi.add_argument("--rows", type=int, default=1_000_000, help="IDs in the bureau's table")
+    pi.add_argument("--label-bytes", type=int, default=64)
+    pi.add_argument("--queries", type=int, default=200, help="single-ID queries per mode")
+    pi.add_argument("--clients", type=int, default=8, help="concurrent callers for queries/s")
+    pi.add_argument("--seconds", type=float, default=10.0, help="how long the queries/s run")
+    pi.add_argument("--build-rows", type=int, default=0, help="also seal this many in-process")
+    pi.add_argument("--out")
     pr = sub.add_parser("predict", help="online scoring latency of a joint model (3 nodes)")
     pr.add_argument("--rows", type=int, default=20_000, help="bank and telecom rows")
     pr.add_argument("--calls", type=int, default=200)
@@ -102,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.what == "he":
         from rainbridge.bench.he import bench
+    elif args.what == "pir":
+        from rainbridge.bench.pir import bench
     elif args.what == "predict":
         from rainbridge.bench.predict import bench
     elif args.what == "fl":

@@ -1,0 +1,150 @@
+"""``python -m rainbridge.bench pir``: keyword PIR between two real nodes on loopback.
+
+A bureau node publishes a table of ``--rows`` IDs (18 digits) with a ``--label-bytes``
+label; a bank node copies the sealed table (private mode's replica) and then queries one ID
+at a time through its REST API (``POST /v1/pir/{service}/query``), half present, half
+absent; each query blinds the ID, crosses the data plane to the bureau (mutual TLS 1.3, a
+fresh connection per request) for one OPRF evaluation, and opens the answer from the
+replica. Also: the same in bucket mode, and queries/s with ``--clients`` concurrent callers.
+``--build-rows`` times the sealing alone (in-process) at a larger size (10^7).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow as pa
+
+from rainbridge.bench.common import machine, peak_rss_mib
+from rainbridge.demo.federation import Federation
+from rainbridge.node.config import NodeConfig
+
+
+def _pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 2)
+
+
+def _ids(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(10**17, 10**18, size=n, dtype=np.int64)
+
+
+def _write_table(path: Path, n: int, label_bytes: int) -> list[str]:
+    ids = _ids(n, 1)
+    ids = np.unique(ids)[:n]
+    label = pa.array(np.char.mod(f"%0{label_bytes}d", np.arange(len(ids))).astype(str))
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"customer_id": pa.array(ids.astype(str)), "label": label}), path)
+    return [str(x) for x in ids[:5000]]
+
+
+def build_only(rows: int, label_bytes: int) -> dict[str, Any]:
+    """Seal ``rows`` IDs in-process: the bureau's preprocessing at scale."""
+    from rainbridge.protocols.pir.table import PirTable
+
+    ids = pa.array(np.unique(_ids(rows, 2)).astype(str))
+    labels = pa.table({"label": pa.array(np.char.mod(f"%0{label_bytes}d", np.arange(len(ids))))})
+    t0 = time.perf_counter()
+    table = PirTable.build(ids, labels)
+    return {
+        "rows": len(ids),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "bytes_sealed": int(table.rows.sealed.nbytes + table.rows.tags.nbytes),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def bench(args: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"benchmark": "pir", "machine": machine(), "rows": args.rows,
+                           "label_bytes": args.label_bytes}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="rb-pir-") as tmp:
+        base = Path(tmp)
+        present = _write_table(base / "blacklist.parquet", args.rows, args.label_bytes)
+        absent = [str(x) for x in _ids(5000, 3)]
+        f = Federation(base, ["bank", "bureau"], timeout=60)
+        f.start()
+        try:
+            f.pin_all()
+            f.cli("dataset", "add", "blacklist", "--path", str(base / "blacklist.parquet"),
+                  "--id", "customer_id", node="bureau")  # fmt: skip
+            t0 = time.perf_counter()
+            pub = f.cli_json("pir", "publish", "bl", "--dataset", "blacklist", "--labels",
+                             "label", "--rate", "100000", "--burst", "100000",
+                             node="bureau")  # fmt: skip
+            out["publish_seconds"] = round(time.perf_counter() - t0, 2)
+            out["bucket_bits"] = pub["bucket_bits"]
+            f.cli("grant", "add", "blacklist", "--peer", "bank", "--columns", "*",
+                  "--components", "pir", "--receivers", "bank", node="bureau")  # fmt: skip
+            sync = f.cli_json("pir", "sync", "bl", "--peer", "bureau", node="bank")
+            out["sync"] = {k: sync[k] for k in ("seconds", "messages", "rows")}
+            cfg = NodeConfig.load(str(f.nodes["bank"].dir))
+            headers = {"Authorization": f"Bearer {cfg.token()}"}
+            for mode in ("private", "bucket"):
+                client = httpx.Client(base_url=cfg.api_url, headers=headers, timeout=60)
+                ms: list[float] = []
+                node_ms: list[float] = []
+                for i in range(args.queries):
+                    ident = present[i // 2] if i % 2 == 0 else absent[i // 2]
+                    s = time.perf_counter()
+                    body = {"peer": "bureau", "ids": [ident], "mode": mode}
+                    r = client.post("/v1/pir/bl/query", json=body)
+                    ms.append((time.perf_counter() - s) * 1000)
+                    r.raise_for_status()
+                    got = r.json()
+                    assert got["results"][0]["found"] == (i % 2 == 0), got
+                    node_ms.append(float(got["milliseconds"]))
+                client.close()
+                out[mode] = {
+                    "queries": len(ms),
+                    "client_ms": {"p50": _pct(ms, 0.5), "p95": _pct(ms, 0.95),
+                                  "mean": round(statistics.mean(ms), 2)},
+                    "node_ms": {"p50": _pct(node_ms, 0.5)},
+                }  # fmt: skip
+            out["private"]["throughput"] = _throughput(
+                cfg.api_url, headers, present, args.clients, args.seconds
+            )
+        finally:
+            f.stop()
+    if args.build_rows:
+        out["build"] = build_only(args.build_rows, args.label_bytes)
+    return out
+
+
+def _throughput(
+    url: str, headers: dict[str, str], ids: list[str], clients: int, seconds: float
+) -> dict[str, Any]:
+    """Single-ID private queries from ``clients`` threads for ``seconds``: answered per s."""
+    done: list[int] = [0] * clients
+    errors: list[str] = []
+    stop = time.perf_counter() + seconds
+
+    def run(c: int) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+            i = c
+            while time.perf_counter() < stop:
+                r = client.post("/v1/pir/bl/query",
+                                json={"peer": "bureau", "ids": [ids[i % len(ids)]]})  # fmt: skip
+                if r.status_code != 200:
+                    errors.append(r.text[:200])
+                    return
+                done[c] += 1
+                i += clients
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "seconds": round(wall, 2), "queries": sum(done),
+            "per_second": round(sum(done) / wall, 1), "errors": errors[:3]}  # fmt: skip
