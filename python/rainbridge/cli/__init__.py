@@ -18,6 +18,7 @@ import click
 from rainbridge.cli.common import EXIT_CODES
 from rainbridge.cli.governance import catalogue, grant, ledger, metering, user
 from rainbridge.cli.jobs import components, job, run_cmd
+from rainbridge.cli.mlq import mlq
 from rainbridge.cli.models import model
 from rainbridge.cli.nodes import dataset, node, peer
 from rainbridge.cli.pir import pir
@@ -47,5 +48,6 @@ for _command in (
     sql_cmd,
     model,
     pir,
+    mlq,
 ):
     main.add_command(_command)

@@ -97,6 +97,29 @@ class PirQueryIn(BaseModel):
     mode: Literal["private", "bucket"] = "private"
 
 
+class MlqJoinIn(BaseModel):
+    """This node's part in a multi-lender service: a lender (with its dataset) or the merger."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=64)
+    lenders: list[str] = Field(min_length=2, max_length=256)
+    merger: str = Field(max_length=64)
+    window_days: int = Field(default=30, ge=1, le=3650)
+    dataset: str | None = Field(default=None, description="a lender's applications")
+    date_column: str | None = Field(default=None, description="the application date")
+    rate_per_s: float = Field(default=50.0, gt=0, description="counts/s another lender may ask")
+
+
+class MlqBuildIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    end: str | None = Field(default=None, description="last day of the window (YYYY-MM-DD)")
+
+
+class MlqCountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=256, description="the applicant's ID")
+
+
 class PirSyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     peer: str = Field(max_length=64)
@@ -433,6 +456,32 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Copy a peer's sealed table, or catch up by its deltas (private mode's replica)."""
         return await service.pir_sync(body.peer, name, actor(user))
+
+    @app.get("/v1/mlq/services", tags=["multi-lender"])
+    async def mlq_services(user: UserRow = Depends(may("pir.read"))) -> list[dict[str, Any]]:
+        """Multi-lender services this node is in, with their last build."""
+        return service.mlq_services()
+
+    @app.post("/v1/mlq/services", tags=["multi-lender"], status_code=201)
+    async def mlq_join(
+        body: MlqJoinIn, user: UserRow = Depends(may("mlq.admin"))
+    ) -> dict[str, Any]:
+        """Join a multi-lender service as a lender (naming the dataset) or as its merger."""
+        return service.mlq_join(**body.model_dump(), actor=actor(user))
+
+    @app.post("/v1/mlq/{name}/build", tags=["multi-lender"])
+    async def mlq_build(
+        name: str, body: MlqBuildIn, user: UserRow = Depends(may("mlq.admin"))
+    ) -> dict[str, Any]:
+        """At the merger: mask every lender's window around the ring and publish the multiset."""
+        return await service.mlq_build(name, body.end, actor(user))
+
+    @app.post("/v1/mlq/{name}/count", tags=["multi-lender"])
+    async def mlq_count(
+        name: str, body: MlqCountIn, user: UserRow = Depends(may("mlq.query"))
+    ) -> dict[str, Any]:
+        """At a lender: in how many other lenders' windows this ID appears (only the count)."""
+        return await service.mlq_count(name, body.id, actor(user))
 
     @app.get("/v1/catalogue", tags=["catalogue"])
     async def catalogue(

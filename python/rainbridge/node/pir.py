@@ -187,8 +187,13 @@ class PirOps:
             pa.array([r[idc] for r in upsert], pa.string()), rows, pa.array(delete, pa.string())
         )
         table.save(self._pir_dir(name))
-        detail = {"service": name, "version": delta.version, "upserted": len(upsert),
-                  "deleted": len(delete), "removed_rows": len(delta.removed)}  # fmt: skip
+        detail = {
+            "service": name,
+            "version": delta.version,
+            "upserted": len(upsert),
+            "deleted": len(delete),
+            "removed_rows": len(delta.removed),
+        }
         self.storage.log("pir_updated", detail, actor=actor)
         return {**detail, **table.describe()}
 
@@ -337,8 +342,12 @@ class PirOps:
         t0 = time.perf_counter()
         rep = self._replica(peer, service)
         have = {"key_id": rep.key_id, "version": rep.version} if rep else None
-        req: dict[str, Any] = {"type": "pir_sync", "service": service, "have": have,
-                               "snapshot": None}  # fmt: skip
+        req: dict[str, Any] = {
+            "type": "pir_sync",
+            "service": service,
+            "have": have,
+            "snapshot": None,
+        }
         pages = 0
         while True:
             reply = await self._ask(peer, req)
@@ -350,10 +359,16 @@ class PirOps:
         assert rep is not None
         self._replicas[(peer, service)] = rep
         await asyncio.to_thread(self._save_replica, peer, service, rep)
-        out = {"peer": peer, "service": service, **rep.meta(), "messages": pages,
-               "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
-        self.storage.log("pir_replica_synced", {k: out[k] for k in out if k != "layout"},
-                         actor=actor)  # fmt: skip
+        out = {
+            "peer": peer,
+            "service": service,
+            **rep.meta(),
+            "messages": pages,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        self.storage.log(
+            "pir_replica_synced", {k: out[k] for k in out if k != "layout"}, actor=actor
+        )
         return out
 
     async def pir_query(
@@ -389,10 +404,15 @@ class PirOps:
         answers = await asyncio.to_thread(wire.read_answer, q, reply, rep, peer)
         self.storage.log(
             "pir_queried",
-            {"peer": peer, "service": service, "mode": mode, "ids": len(ids),
-             "ids_sha256": [hashlib.sha256(i.encode()).hexdigest() for i in ids[:16]]},
+            {
+                "peer": peer,
+                "service": service,
+                "mode": mode,
+                "ids": len(ids),
+                "ids_sha256": [hashlib.sha256(i.encode()).hexdigest() for i in ids[:16]],
+            },
             actor=actor,
-        )  # fmt: skip
+        )
         return {
             "peer": peer,
             "service": service,

@@ -57,6 +57,7 @@ from rainbridge.node.grants import (
 )
 from rainbridge.node.keys import NodeKeys, load_master_key
 from rainbridge.node.ledger import Ledger
+from rainbridge.node.mlq import MlqOps
 from rainbridge.node.models import ModelOps
 from rainbridge.node.owners import DataOwnerOps
 from rainbridge.node.pir import PirOps
@@ -99,7 +100,7 @@ def _reason(exc: BaseException) -> str:
     return f"unreachable: {type(exc).__name__}"
 
 
-class NodeService(DataOwnerOps, ModelOps, PirOps, JobClosing):
+class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, JobClosing):
     """One party's node: its state, its data plane and its job workers.
 
     The data owner's operations are in :mod:`.owners`, the end of a job (metering and the
@@ -138,6 +139,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, JobClosing):
         self._pir_limits = {}  # (service, peer) -> its rate limit
         self._replicas = {}  # (peer, service) -> this node's replica of a peer's table
         self._pir_bits = {}  # (peer, service) -> bucket bits (bucket mode)
+        self._mlq_limits = {}  # (service, lender) -> its rate limit for counts
+        self._mlq_cache = {}  # multi-lender: the multiset and own window, masks in a build
 
     @property
     def identity(self) -> Any:
@@ -501,6 +504,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, JobClosing):
             return self._on_pir_sync(peer, msg)
         if kind == "pir_info":
             return self._on_pir_info(peer, msg)
+        if isinstance(kind, str) and kind.startswith("mlq_"):
+            return await self._on_mlq(peer, msg)
         job_id = str(msg.get("job_id", ""))
         if not valid_job_id(job_id):
             return {"ok": False, "accept": False, "reason": "invalid job id"}

@@ -54,6 +54,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pir.read": _ALL,
     "pir.publish": frozenset({"admin", "owner"}),
     "pir.query": frozenset({"admin", "analyst"}),
+    "mlq.admin": frozenset({"admin", "owner"}),
+    "mlq.query": frozenset({"admin", "analyst"}),
 }
 _USER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
