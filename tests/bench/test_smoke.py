@@ -105,3 +105,19 @@ def test_mpc_bench_smoke_over_tls_with_messages_larger_than_socket_buffers() -> 
     assert ours["fixed_point_mul_per_s"] > 0 and ours["comparisons_per_s"] > 0
     run = ours["runs"][0]
     assert run["bytes_p0_to_p1"] > 2 * 8 * 400_000 and run["dealer_bytes"] > 8 * 400_000
+
+
+def test_pir_bench_smoke() -> None:
+    out = _bench("pir", "--rows", "300", "--queries", "4", "--clients", "2", "--seconds", "1")
+    assert out["benchmark"] == "pir" and out["sync"]["rows"] == 300
+    for mode in ("private", "bucket"):
+        assert out[mode]["queries"] == 4 and out[mode]["client_ms"]["p50"] > 0
+    assert out["private"]["throughput"]["queries"] > 0
+    assert out["private"]["throughput"]["errors"] == []
+
+
+def test_mlq_bench_smoke() -> None:
+    out = _bench("mlq", "--rows", "200", "--counts", "3")
+    assert out["benchmark"] == "mlq" and out["counts"]["calls"] == 3
+    assert sum(out["build"]["sizes"].values()) > 0
+    assert out["counts"]["client_ms"]["p50"] > 0

@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("--seconds", type=float, default=10.0, help="how long the queries/s run")
     pi.add_argument("--build-rows", type=int, default=0, help="also seal this many in-process")
     pi.add_argument("--out")
+    ml = sub.add_parser("mlq", help="multi-lender count between five nodes (latency)")
+    ml.add_argument("--rows", type=int, default=100_000, help="applications per lender")
+    ml.add_argument("--counts", type=int, default=200)
+    ml.add_argument("--out")
     pr = sub.add_parser("predict", help="online scoring latency of a joint model (3 nodes)")
     pr.add_argument("--rows", type=int, default=20_000, help="bank and telecom rows")
     pr.add_argument("--calls", type=int, default=200)
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         from rainbridge.bench.he import bench
     elif args.what == "pir":
         from rainbridge.bench.pir import bench
+    elif args.what == "mlq":
+        from rainbridge.bench.mlq import bench
     elif args.what == "predict":
         from rainbridge.bench.predict import bench
     elif args.what == "fl":

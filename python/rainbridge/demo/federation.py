@@ -58,44 +58,66 @@ class Federation:
 
     def init(self) -> None:
         for n in self.names:
-            d = self.base / n
-            info = json.loads(
-                self.cli(
-                    "node",
-                    "init",
-                    "--name",
-                    n,
-                    "--dir",
-                    str(d),
-                    "--timeout",
-                    str(self.timeout),
-                    "--json",
-                ).stdout
-            )
-            self.nodes[n] = NodeProc(n, d, info)
+            self._init_one(n)
+
+    def _init_one(self, n: str) -> None:
+        d = self.base / n
+        info = json.loads(
+            self.cli(
+                "node",
+                "init",
+                "--name",
+                n,
+                "--dir",
+                str(d),
+                "--timeout",
+                str(self.timeout),
+                "--json",
+            ).stdout
+        )
+        self.nodes[n] = NodeProc(n, d, info)
 
     def start(self) -> None:
         if not self.nodes:
             self.init()
-        for _n, node in self.nodes.items():
-            node.log = node.dir / "node.log"
-            with open(node.log, "ab") as log:
-                node.proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "rainbridge.cli",
-                        "node",
-                        "start",
-                        "--dir",
-                        str(node.dir),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # the node and its workers form one process group
-                )
+        for node in self.nodes.values():
+            self._start_one(node)
         for node in self.nodes.values():
             self._wait_ready(node)
+
+    def _start_one(self, node: NodeProc) -> None:
+        node.log = node.dir / "node.log"
+        with open(node.log, "ab") as log:
+            node.proc = subprocess.Popen(
+                [sys.executable, "-m", "rainbridge.cli", "node", "start", "--dir", str(node.dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the node and its workers form one process group
+            )
+
+    def add_nodes(self, names: list[str]) -> None:
+        """Start more nodes in a running federation, pinned with every node (both ways)."""
+        new = [n for n in names if n not in self.nodes]
+        for n in new:
+            self._init_one(n)
+            self._start_one(self.nodes[n])
+        for n in new:
+            self._wait_ready(self.nodes[n])
+        self.names = [*self.names, *new]
+        for a in self.names:
+            for b in self.names:
+                if a != b and (a in new or b in new):
+                    nb = self.nodes[b]
+                    self.cli(
+                        "peer",
+                        "add",
+                        b,
+                        "--url",
+                        nb.info["data_plane"],
+                        "--fingerprint",
+                        nb.info["fingerprint"],
+                        node=a,
+                    )
 
     def _wait_ready(self, node: NodeProc) -> None:
         token = (node.dir / "api.token").read_text().strip()

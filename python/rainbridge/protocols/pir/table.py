@@ -39,6 +39,8 @@ TAG = 16
 #: deltas kept for replicas to catch up; an older replica copies the table again
 KEEP_VERSIONS = 64
 _BUCKET_SEED = b"rainbridge/pir/bucket/v1"
+#: IDs sealed at a time (bounds the per-ID Python objects alive during a build)
+_CHUNK = 1 << 18
 
 
 def buckets_of(ids: pa.Array, bits: int) -> np.ndarray:
@@ -213,6 +215,21 @@ class PirTable:
         return table
 
     def _seal(self, ids: pa.Array, labels: pa.Table, version: int) -> Rows:
+        """Seal rows in chunks, so the Python objects of one chunk only are alive at once."""
+        parts = [
+            self._seal_chunk(ids.slice(lo, _CHUNK), labels.slice(lo, _CHUNK), version)
+            for lo in range(0, len(ids), _CHUNK)
+        ]
+        if not parts:
+            return Rows.empty(self.width)
+        return Rows(
+            np.concatenate([p.tags for p in parts]),
+            np.concatenate([p.versions for p in parts]),
+            np.concatenate([p.buckets for p in parts]),
+            np.concatenate([p.sealed for p in parts]),
+        )
+
+    def _seal_chunk(self, ids: pa.Array, labels: pa.Table, version: int) -> Rows:
         tags, keys = split_outputs(oprf.evaluate_direct(self.key, _as_bytes(ids)))
         records = (
             self.layout.encode(labels.select(self.layout.names))
