@@ -1,0 +1,257 @@
+"""The interconnection transport (PPCA 9—2023 §9): gRPC ``ReceiverService.Push`` between
+ranks, messages addressed by key, large ones in chunks.
+
+Each party runs a ``Push`` server; a message is a ``PushRequest`` with the sender's rank, a
+key and a value, whole (``MONO``) or in chunks (``CHUNKED``, each with the total length
+and its offset), answered by a ``PushResponse`` whose header carries the standard's error
+code. Received messages wait in a mailbox by key until read. Keys:
+
+* ``connect_{rank}``: the link's own handshake (every party sends it to every other and
+  waits for theirs);
+* ``{channel}:P2P-{counter}:{sender}->{receiver}``: point-to-point messages, one counter
+  per channel and ordered pair. The standard's text numbers them from 0 (``root:P2P-0:0->1``)
+  while the published repository's transport page starts at 1; ``counter_start`` picks
+  (default 0, as the standard). Sub-channels are named ``{channel}-{n}``.
+
+Limits: a message over ``max_message`` bytes, chunks that overlap or overflow, a sender
+rank that is not the peer's, or more than ``max_pending`` unread messages are refused with
+``INVALID_REQUEST`` (the sender sees it) and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from rainbridge.errors import (
+    ChannelError,
+    ChannelTimeoutError,
+    PeerDisconnectedError,
+    ProtocolViolationError,
+)
+from rainbridge.interop import messages as m
+from rainbridge.interop.pb import decode, encode
+
+_CHANNEL = re.compile(r"^\w+(-\d+)*$")
+
+
+@dataclass(frozen=True)
+class IcTls:
+    """Mutual TLS for the gRPC link: our certificate and key, the peer's pinned certificate
+    (its only trusted root) and the name its certificate carries."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    peer_cert_pem: bytes
+    peer_name: str
+
+
+class IcLink:
+    """One party's end of an interconnection link between ranks ``0..n-1``."""
+
+    def __init__(
+        self,
+        rank: int,
+        listen: str,
+        peers: dict[int, str] | None = None,
+        *,
+        channel: str = "root",
+        counter_start: int = 0,
+        chunk_bytes: int = 1 << 20,
+        max_message: int = 1 << 30,
+        max_pending: int = 100_000,
+        timeout: float = 60.0,
+        tls: IcTls | None = None,
+    ) -> None:
+        if not _CHANNEL.match(channel):
+            raise ValueError(f"channel name {channel!r}: letters, digits and '_' only")
+        self.rank = rank
+        self.listen = listen
+        self.peers = dict(peers or {})
+        self.channel = channel
+        self.counter_start = counter_start
+        self.chunk_bytes = chunk_bytes
+        self.max_message = max_message
+        self.max_pending = max_pending
+        self.timeout = timeout
+        self.tls = tls
+        self.port = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._mail: dict[str, bytes] = {}
+        self._partial: dict[str, tuple[bytearray, int]] = {}
+        self._arrived = asyncio.Condition()
+        self._send_counters: dict[tuple[str, int], int] = defaultdict(lambda: counter_start)
+        self._recv_counters: dict[tuple[str, int], int] = defaultdict(lambda: counter_start)
+        self._server: Any = None
+        self._channels: dict[int, Any] = {}
+        self._error: str | None = None
+
+    # -- the server ----------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Start the ``Push`` server; returns the port it listens on."""
+        opts = [("grpc.max_receive_message_length", self.chunk_bytes * 2 + (1 << 16))]
+        self._server = grpc.aio.server(options=opts)
+        handler = grpc.method_handlers_generic_handler(
+            "org.interconnection.link.ReceiverService",
+            {"Push": grpc.unary_unary_rpc_method_handler(self._on_push)},
+        )
+        self._server.add_generic_rpc_handlers((handler,))
+        if self.tls is None:
+            self.port = self._server.add_insecure_port(self.listen)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(self.tls.key_pem, self.tls.cert_pem)],
+                root_certificates=self.tls.peer_cert_pem,
+                require_client_auth=True,
+            )
+            self.port = self._server.add_secure_port(self.listen, creds)
+        await self._server.start()
+        return self.port
+
+    def _reply(self, code: int, msg: str = "") -> bytes:
+        return encode(m.PUSH_RESPONSE, {"header": {"error_code": code, "error_msg": msg}})
+
+    async def _on_push(self, request: bytes, context: Any) -> bytes:
+        try:
+            req = decode(m.PUSH_REQUEST, request)
+        except ProtocolViolationError as exc:
+            return self._reply(m.INVALID_REQUEST, str(exc))
+        sender, key, value = req["sender_rank"], req["key"], req["value"]
+        if sender not in self.peers:
+            return self._reply(m.INVALID_REQUEST, f"rank {sender} is not a peer of this link")
+        if len(self._mail) + len(self._partial) >= self.max_pending:
+            return self._reply(m.INVALID_REQUEST, "too many unread messages")
+        self.bytes_received += len(request)
+        if req["trans_type"] == m.CHUNKED:
+            info = req["chunk_info"] or {}
+            total, offset = int(info.get("message_length", 0)), int(info.get("chunk_offset", 0))
+            if not 0 < total <= self.max_message or offset + len(value) > total:
+                return self._reply(m.INVALID_REQUEST, "a chunk outside its message")
+            buf, got = self._partial.get(key, (bytearray(total), 0))
+            if len(buf) != total:
+                return self._reply(m.INVALID_REQUEST, "chunks disagree on the message length")
+            buf[offset : offset + len(value)] = value
+            got += len(value)
+            if got < total:
+                self._partial[key] = (buf, got)
+                return self._reply(m.OK)
+            self._partial.pop(key, None)
+            value = bytes(buf)
+        elif len(value) > self.max_message:
+            return self._reply(m.INVALID_REQUEST, "message too large")
+        if key in self._mail:
+            return self._reply(m.INVALID_REQUEST, f"message {key!r} received twice")
+        async with self._arrived:
+            self._mail[key] = value
+            self._arrived.notify_all()
+        return self._reply(m.OK)
+
+    # -- the client ----------------------------------------------------------------------
+
+    def _channel(self, dst: int) -> Any:
+        ch = self._channels.get(dst)
+        if ch is None:
+            if dst not in self.peers:
+                raise ChannelError(f"rank {dst} is not a peer of this link")
+            opts: list[tuple[str, Any]] = [
+                ("grpc.max_send_message_length", self.chunk_bytes * 2 + (1 << 16))
+            ]
+            if self.tls is None:
+                ch = grpc.aio.insecure_channel(self.peers[dst], options=opts)
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=self.tls.peer_cert_pem,
+                    private_key=self.tls.key_pem,
+                    certificate_chain=self.tls.cert_pem,
+                )
+                opts.append(("grpc.ssl_target_name_override", self.tls.peer_name))
+                ch = grpc.aio.secure_channel(self.peers[dst], creds, options=opts)
+            self._channels[dst] = ch
+        return ch
+
+    async def _push(self, dst: int, req: dict[str, Any]) -> None:
+        body = encode(m.PUSH_REQUEST, req)
+        call = self._channel(dst).unary_unary(m.PUSH_METHOD)
+        try:
+            raw = await call(body, timeout=self.timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ChannelTimeoutError(f"rank {dst} did not take a message in time") from None
+            raise PeerDisconnectedError(f"rank {dst}: {exc.code().name}") from None
+        self.bytes_sent += len(body)
+        header = decode(m.PUSH_RESPONSE, raw).get("header") or {}
+        if header.get("error_code", 0) != m.OK:
+            raise ProtocolViolationError(
+                f"rank {dst} refused a message ({header.get('error_code')}): "
+                f"{str(header.get('error_msg'))[:200]}"
+            )
+
+    async def send_raw(self, dst: int, key: str, value: bytes) -> None:
+        """Push one message under ``key`` (chunked when larger than ``chunk_bytes``)."""
+        if len(value) <= self.chunk_bytes:
+            await self._push(
+                dst, {"sender_rank": self.rank, "key": key, "value": value, "trans_type": m.MONO}
+            )
+            return
+        for off in range(0, len(value), self.chunk_bytes):
+            await self._push(
+                dst,
+                {
+                    "sender_rank": self.rank,
+                    "key": key,
+                    "value": value[off : off + self.chunk_bytes],
+                    "trans_type": m.CHUNKED,
+                    "chunk_info": {"message_length": len(value), "chunk_offset": off},
+                },
+            )
+
+    async def recv_raw(self, key: str) -> bytes:
+        """Wait for the message ``key`` (and take it out of the mailbox)."""
+        async with self._arrived:
+            try:
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: key in self._mail), self.timeout
+                )
+            except TimeoutError:
+                raise ChannelTimeoutError(f"no message {key!r} within {self.timeout:g} s") from None
+            return self._mail.pop(key)
+
+    def sub(self, n: int) -> str:
+        """The name of sub-channel ``n``."""
+        return f"{self.channel}-{n}"
+
+    def _key(self, channel: str, src: int, dst: int, counters: dict[tuple[str, int], int]) -> str:
+        peer = dst if src == self.rank else src
+        n = counters[(channel, peer)]
+        counters[(channel, peer)] = n + 1
+        return f"{channel}:P2P-{n}:{src}->{dst}"
+
+    async def send(self, dst: int, value: bytes, channel: str | None = None) -> None:
+        """A point-to-point message on ``channel`` (default: the main one)."""
+        ch = channel or self.channel
+        await self.send_raw(dst, self._key(ch, self.rank, dst, self._send_counters), value)
+
+    async def recv(self, src: int, channel: str | None = None) -> bytes:
+        ch = channel or self.channel
+        return await self.recv_raw(self._key(ch, src, self.rank, self._recv_counters))
+
+    async def connect(self) -> None:
+        """The link's handshake: tell every peer we exist, wait until each has told us."""
+        await asyncio.gather(*(self.send_raw(p, f"connect_{self.rank}", b"") for p in self.peers))
+        for p in self.peers:
+            await self.recv_raw(f"connect_{p}")
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            with contextlib.suppress(Exception):
+                await ch.close()
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
