@@ -15,7 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rainbridge.bench")
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("psi", help="two-party PSI over loopback mutual TLS, with peers")
-    p.add_argument("--protocol", choices=["ecdh", "rr22"], default="ecdh")
+    p.add_argument(
+        "--protocol",
+        choices=["ecdh", "rr22", "ic-ecdh"],
+        default="ecdh",
+        help="ic-ecdh: the interconnection standard's ECDH-PSI over its gRPC link",
+    )
     p.add_argument("--memory-limit-mb", type=int, default=2048, help="rr22: working-memory bound")
     p.add_argument(
         "--variant",

@@ -12,12 +12,14 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from rainbridge.bench.common import id_batches, make_ids, peak_rss_mib
 from rainbridge.crypto.certs import TlsIdentity
+from rainbridge.interop import IcLink, IcPsiParams, IcTls, run_ic_ecdh_psi
 from rainbridge.net.tls import Peer, accept_one, connect
 from rainbridge.protocols.psi import EcdhPsiParams, IdBatches, Rr22PsiParams, run_role, run_rr22
 
@@ -43,6 +45,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         if col is None:
             raise SystemExit("--variant payload needs in-memory IDs (at most 2^22)")
         payload = pa.table({"score": np.arange(len(col), dtype=np.float64) * 0.5, "label": col})
+    if args.protocol == "ic-ecdh":
+        return await _interconnection(args, me, other, ident, peer_ident, ids)
     session = "bench"
     if me == "a":
 
@@ -103,6 +107,36 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+async def _interconnection(
+    args: argparse.Namespace, me: str, other: str, ident: Any, peer_ident: Any, ids: Any
+) -> dict[str, object]:
+    """The interconnection standard's ECDH-PSI over its gRPC link (mutual TLS): a is rank 0.
+
+    a prints its port, b (given it) prints its own, and a reads b's from its stdin."""
+    rank = 0 if me == "a" else 1
+    tls = IcTls.from_identity(ident, peer_ident.cert_pem, "localhost")
+    link = IcLink(rank, f"{args.host}:0", tls=tls, timeout=600)
+    port = await link.start()
+    print(json.dumps({"port": port}), flush=True)
+    if me == "a":
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        link.peers = {1: f"{args.host}:{json.loads(line)['port']}"}
+    else:
+        link.peers = {0: f"{args.host}:{args.port}"}
+    t0 = time.perf_counter()
+    res = await run_ic_ecdh_psi(link, ids, IcPsiParams(result_to_rank=0))
+    seconds = time.perf_counter() - t0
+    await link.close()
+    return {
+        "party": NAMES[me],
+        "seconds": round(seconds, 3),
+        "bytes_sent": link.bytes_sent,
+        "bytes_received": link.bytes_received,
+        "intersection": res.size if rank == 0 else None,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--side", choices=["a", "b"], required=True)
@@ -114,7 +148,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1 << 16)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--host", default="127.0.0.1", help="a: address to listen on; b: of a")
-    ap.add_argument("--protocol", choices=["ecdh", "rr22"], default="ecdh")
+    ap.add_argument("--protocol", choices=["ecdh", "rr22", "ic-ecdh"], default="ecdh")
     ap.add_argument("--memory-limit-mb", type=int, default=2048)
     ap.add_argument("--variant", choices=["plain", "cardinality", "payload"], default="plain")
     args = ap.parse_args()

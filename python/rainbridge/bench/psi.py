@@ -54,6 +54,7 @@ def run_ours(
     t0 = time.perf_counter()
     a = subprocess.Popen(
         [*pre_a, PY, "-m", "rainbridge.bench.party", "--side", "a", "--host", host, *common],
+        stdin=subprocess.PIPE if protocol == "ic-ecdh" else None,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -82,6 +83,11 @@ def run_ours(
         stderr=subprocess.PIPE,
         text=True,
     )
+    if protocol == "ic-ecdh":
+        # the interconnection link needs both ports: pass b's to a
+        assert b.stdout is not None and a.stdin is not None
+        a.stdin.write(b.stdout.readline())
+        a.stdin.flush()
     try:
         out_b, err_b = b.communicate(timeout=timeout)
         out_a, err_a = a.communicate(timeout=timeout)

@@ -44,12 +44,31 @@ _CHANNEL = re.compile(r"^\w+(-\d+)*$")
 @dataclass(frozen=True)
 class IcTls:
     """Mutual TLS for the gRPC link: our certificate and key, the peer's pinned certificate
-    (its only trusted root) and the name its certificate carries."""
+    (its only trusted root) and, if the address is not in it, a name its certificate
+    carries."""
 
     cert_pem: bytes
     key_pem: bytes
     peer_cert_pem: bytes
-    peer_name: str
+    peer_name: str | None = None
+
+    @classmethod
+    def from_identity(
+        cls, identity: Any, peer_cert_pem: str, peer_name: str | None = None
+    ) -> IcTls:
+        """From a node's :class:`~rainbridge.crypto.certs.TlsIdentity` (its key decrypted in
+        memory) and the peer's pinned certificate."""
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key(
+            identity.key_path.read_bytes(), identity.key_password
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cls(identity.cert_pem.encode(), key_pem, peer_cert_pem.encode(), peer_name)
 
 
 class IcLink:
@@ -172,7 +191,8 @@ class IcLink:
                     private_key=self.tls.key_pem,
                     certificate_chain=self.tls.cert_pem,
                 )
-                opts.append(("grpc.ssl_target_name_override", self.tls.peer_name))
+                if self.tls.peer_name:
+                    opts.append(("grpc.ssl_target_name_override", self.tls.peer_name))
                 ch = grpc.aio.secure_channel(self.peers[dst], creds, options=opts)
             self._channels[dst] = ch
         return ch
