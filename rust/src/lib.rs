@@ -19,6 +19,7 @@ pub mod pprf;
 pub mod ristretto;
 pub mod rr22;
 pub mod sm2;
+pub mod sm2_ecdh;
 pub mod x25519;
 pub mod x25519_ifma;
 pub mod x25519_u64;

@@ -314,6 +314,39 @@ fn ristretto_mul(
 }
 
 #[pyfunction]
+fn sm2_ecdh_random_scalar(py: Python<'_>) -> Py<PyBytes> {
+    PyBytes::new(py, &crate::sm2_ecdh::random_scalar()).unbind()
+}
+
+/// `k·H(x)` for each item on SM2 (hash: SM3, try and increment), 33-byte compressed points.
+#[pyfunction]
+fn sm2_ecdh_hash_mul(
+    py: Python<'_>,
+    scalar: &[u8],
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyBytes>> {
+    let k = scalar32(scalar)?;
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let it = items(py, ds, &os)?;
+    bytes_filled(py, crate::sm2_ecdh::ELEMENT * it.len(), |out| {
+        crate::sm2_ecdh::hash_mul_batch_into(&k, &it, out)
+    })
+}
+
+/// `k·P` for each 33-byte compressed SM2 point (each validated).
+#[pyfunction]
+fn sm2_ecdh_mul(py: Python<'_>, scalar: &[u8], points: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+    let k = scalar32(scalar)?;
+    let p = Bytes::new(points, "points")?;
+    let ps = p.slice();
+    bytes_filled(py, ps.len(), |out| {
+        crate::sm2_ecdh::mul_batch_into(&k, ps, out)
+    })
+}
+
+#[pyfunction]
 fn ristretto_validate(py: Python<'_>, points: &Bound<'_, PyAny>) -> PyResult<()> {
     let p = Bytes::new(points, "points")?;
     let ps = p.slice();
@@ -521,6 +554,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ristretto_hash_mul, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_mul, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_validate, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_ecdh_random_scalar, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_ecdh_hash_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(sm2_ecdh_mul, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_from_uniform_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_base_mul, m)?)?;
     m.add_function(wrap_pyfunction!(expand_message_xmd_sha512, m)?)?;

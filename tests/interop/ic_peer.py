@@ -29,6 +29,60 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 HERE = Path(__file__).resolve().parent
 
+# SM2 (GB/T 32918.5), affine arithmetic on Python integers: slow and plain, and nobody's
+# code but this file's.
+SM2_P = int("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF", 16)
+SM2_A = SM2_P - 3
+SM2_B = int("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93", 16)
+SM2_N = int("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123", 16)
+SUITES = {"curve25519": ((1, 11, 3), 1, 32), "sm2": ((2, 1, 1), 2, 33)}
+
+
+def sm2_add(p, q):  # type: ignore[no-untyped-def]
+    if p is None:
+        return q
+    if q is None:
+        return p
+    (x1, y1), (x2, y2) = p, q
+    if x1 == x2 and (y1 + y2) % SM2_P == 0:
+        return None
+    if p == q:
+        lam = (3 * x1 * x1 + SM2_A) * pow(2 * y1, -1, SM2_P) % SM2_P
+    else:
+        lam = (y2 - y1) * pow(x2 - x1, -1, SM2_P) % SM2_P
+    x3 = (lam * lam - x1 - x2) % SM2_P
+    return x3, (lam * (x1 - x3) - y1) % SM2_P
+
+
+def sm2_mul(k: int, p):  # type: ignore[no-untyped-def]
+    out = None
+    for bit in bin(k)[2:]:
+        out = sm2_add(out, out)
+        if bit == "1":
+            out = sm2_add(out, p)
+    return out
+
+
+def sm2_lift(x: int, odd: bool):  # type: ignore[no-untyped-def]
+    y2 = (pow(x, 3, SM2_P) + SM2_A * x + SM2_B) % SM2_P
+    y = pow(y2, (SM2_P + 1) // 4, SM2_P)
+    if y * y % SM2_P != y2:
+        return None
+    return x, (y if (y % 2 == 1) == odd else SM2_P - y)
+
+
+def sm2_hash(item: bytes):  # type: ignore[no-untyped-def]
+    d = hashlib.new("sm3", item).digest()
+    while True:
+        p = sm2_lift(int.from_bytes(d, "big") % SM2_P, False)
+        if p is not None:
+            return p
+        d = hashlib.new("sm3", d).digest()
+
+
+def sm2_bytes(p) -> bytes:  # type: ignore[no-untyped-def]
+    return bytes([2 + (p[1] & 1)]) + p[0].to_bytes(32, "big")
+
 
 def load_messages(out: Path):  # type: ignore[no-untyped-def]
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +142,8 @@ class Peer:
             response_deserializer=self.link.PushResponse.FromString,
         )
         self.key = X25519PrivateKey.from_private_bytes(os.urandom(32))
+        self.sm2_key = int.from_bytes(os.urandom(32), "big") % (SM2_N - 1) + 1
+        self.suite = "curve25519"
 
     # transport
     def push(self, req, context):  # type: ignore[no-untyped-def]
@@ -133,9 +189,14 @@ class Peer:
 
     # crypto
     def mask_ids(self, ids: list[str]) -> list[bytes]:
+        if self.suite == "sm2":
+            return [sm2_bytes(sm2_mul(self.sm2_key, sm2_hash(i.encode()))) for i in ids]
         return [self.mask(hashlib.sha256(i.encode()).digest()) for i in ids]
 
     def mask(self, u: bytes) -> bytes:
+        if self.suite == "sm2":
+            point = sm2_lift(int.from_bytes(u[1:], "big"), u[0] == 3)
+            return sm2_bytes(sm2_mul(self.sm2_key, point))
         return self.key.exchange(X25519PublicKey.from_public_bytes(u))
 
     # protocol
@@ -143,15 +204,15 @@ class Peer:
         """Returns (bytes kept of a second-stage value, result_to_rank)."""
         forge = self.args.forge
         if self.rank == 1:
+            offered = ["sm2"] if forge == "only-sm2" else self.args.suites.split(",")
             ecc = self.ecc.EccProtocolProposal(
-                supported_versions=[1], point_octet_formats=[1], support_point_truncation=True
+                supported_versions=[1],
+                point_octet_formats=sorted({SUITES[x][1] for x in offered}),
+                support_point_truncation=True,
             )
-            curve = 2 if forge == "only-sm2" else 1
-            ecc.ec_suits.add(
-                curve=curve,
-                hash=1 if curve == 2 else 11,
-                hash2curve_strategy=1 if curve == 2 else 3,
-            )
+            for name in offered:
+                c, h, s = SUITES[name][0]
+                ecc.ec_suits.add(curve=c, hash=h, hash2curve_strategy=s)
             io = self.psi.PsiDataIoProposal(
                 supported_versions=[1], item_num=n, result_to_rank=self.args.result_to_rank
             )
@@ -170,10 +231,12 @@ class Peer:
                 raise SystemExit(0)
             result = self.ecc.EccProtocolResult()
             resp.protocol_family_params[0].Unpack(result)
+            chosen = (result.ec_suit.curve, result.ec_suit.hash, result.ec_suit.hash2curve_strategy)
+            self.suite = next(k for k, v in SUITES.items() if v[0] == chosen)
             io_result = self.psi.PsiDataIoResult()
             resp.io_param.Unpack(io_result)
             bits = result.bit_length_after_truncated
-            return (32 if bits < 0 else bits // 8), io_result.result_to_rank
+            return (SUITES[self.suite][2] if bits < 0 else bits // 8), io_result.result_to_rank
         req = self.hs.HandshakeRequest.FromString(self.recv())
         proposal = self.ecc.EccProtocolProposal()
         req.protocol_family_params[0].Unpack(proposal)
@@ -185,12 +248,19 @@ class Peer:
         )
         resp = self.hs.HandshakeResponse(algo=1, protocol_families=[1])
         resp.header.error_code = 0
-        suit = self.ecc.EcSuit(
-            curve=2 if forge == "choose-sm2" else 1, hash=11, hash2curve_strategy=3
-        )
+        mine = self.args.suites.split(",")
+        offered = [(x.curve, x.hash, x.hash2curve_strategy) for x in proposal.ec_suits]
+        self.suite = next(k for t in offered for k in mine if SUITES[k][0] == t)
+        c, h, s = SUITES[self.suite][0]
+        suit = self.ecc.EcSuit(curve=c, hash=h, hash2curve_strategy=s)
+        if forge == "choose-sm2":  # a suite the requester did not offer
+            suit = self.ecc.EcSuit(curve=2, hash=11, hash2curve_strategy=3)
         resp.protocol_family_params.add().Pack(
             self.ecc.EccProtocolResult(
-                version=1, ec_suit=suit, point_octet_format=1, bit_length_after_truncated=bits
+                version=1,
+                ec_suit=suit,
+                point_octet_format=SUITES[self.suite][1],
+                bit_length_after_truncated=bits,
             )
         )
         resp.io_param.Pack(self.psi.PsiDataIoResult(version=1, result_to_rank=io.result_to_rank))
@@ -230,8 +300,9 @@ class Peer:
         index = 0
         while True:
             b = self.cb.EcdhPsiCipherBatch.FromString(self.recv())
-            pts = [b.ciphertext[j : j + 32] for j in range(0, len(b.ciphertext), 32)]
-            dual = [self.mask(p)[32 - width :] for p in pts]
+            elem = SUITES[self.suite][2]
+            pts = [b.ciphertext[j : j + elem] for j in range(0, len(b.ciphertext), elem)]
+            dual = [self.mask(p)[elem - width :] for p in pts]
             peer_dual.update(dual)
             if peer_gets:
                 self.send(self.batch("dual.enc", index, dual), "root-0")
@@ -260,6 +331,7 @@ def main() -> None:
     ap.add_argument("--counter-start", type=int, default=0)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--forge", default="none")
+    ap.add_argument("--suites", default="curve25519", help="comma list, preferred first")
     args = ap.parse_args()
     peer = Peer(args)
     print(json.dumps({"port": peer.port}), flush=True)

@@ -32,6 +32,7 @@ def run_pair(
     result_to_rank: int = -1,
     forge: str = "none",
     params: IcPsiParams | None = None,
+    peer_suites: str = "curve25519",
 ) -> tuple[PsiResult | BaseException, dict[str, Any] | None]:
     (tmp / "theirs.txt").write_text("".join(f"{x}\n" for x in theirs))
 
@@ -53,6 +54,8 @@ def run_pair(
             str(result_to_rank),
             "--forge",
             forge,
+            "--suites",
+            peer_suites,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -78,7 +81,11 @@ def run_pair(
             line = b""
         if proc.returncode is None:
             proc.kill()
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode()[-1500:]
         await proc.wait()
+        if isinstance(res, Exception) and err:
+            res.add_note(f"peer's stderr: {err}")
         return res, (json.loads(line) if line.strip() else None)
 
     return asyncio.run(main())
@@ -93,7 +100,7 @@ def test_matches_plain_intersection_in_both_ranks(
     theirs = [f"id{i}" for i in range(0, 3000, 3)] + ["id6"]
     truth = set(ours) & set(theirs)
     res, peer = run_pair(tmp_path, our_rank, ours, theirs, result_to_rank)
-    assert isinstance(res, PsiResult), res
+    assert isinstance(res, PsiResult), (res, getattr(res, "__notes__", None))
     we_get = result_to_rank in (-1, our_rank)
     they_get = result_to_rank in (-1, 1 - our_rank)
     if we_get:
@@ -114,7 +121,7 @@ def test_matches_plain_intersection_in_both_ranks(
 )
 def test_tiny_sets(tmp_path: Path, ours: list[str], theirs: list[str]) -> None:
     res, peer = run_pair(tmp_path, 0, ours, theirs)
-    assert isinstance(res, PsiResult), res
+    assert isinstance(res, PsiResult), (res, getattr(res, "__notes__", None))
     assert res.size == len(set(ours) & set(theirs))
     assert peer is not None and peer["common"] == sorted(set(ours) & set(theirs))
 
@@ -134,11 +141,34 @@ def test_misbehaviour_ends_the_session_with_the_standards_code(
     tmp_path: Path, our_rank: int, forge: str, code: int
 ) -> None:
     ids = [f"id{i}" for i in range(50)]
-    res, peer = run_pair(tmp_path, our_rank, ids, ids, forge=forge)
+    # we speak curve25519 alone here, so a peer offering only SM2 finds no common suite
+    only = IcPsiParams(suites=("curve25519",))
+    res, peer = run_pair(tmp_path, our_rank, ids, ids, forge=forge, params=only)
     assert isinstance(res, InterconnectionError), res
     assert res.ic_code == code
     if forge in ("version-3", "only-sm2"):  # refused in the handshake: the peer is told
         assert peer == {"refused": code}
+
+
+@pytest.mark.parametrize(
+    ("our_rank", "ours", "theirs"),
+    [
+        (1, ("sm2",), "sm2,curve25519"),
+        (0, ("curve25519", "sm2"), "sm2"),
+        (1, ("sm2", "curve25519"), "curve25519,sm2"),
+    ],
+)
+def test_sm2_suite(tmp_path: Path, our_rank: int, ours: tuple[str, ...], theirs: str) -> None:
+    a = [f"id{i}" for i in range(0, 60, 2)] + ["x", "x"]
+    b = [f"id{i}" for i in range(0, 60, 3)] + ["x"]
+    truth = set(a) & set(b)
+    res, peer = run_pair(
+        tmp_path, our_rank, a, b, params=IcPsiParams(suites=ours), peer_suites=theirs
+    )
+    assert isinstance(res, PsiResult), (res, getattr(res, "__notes__", None))
+    assert res.stats["suite"] == "sm2"  # the requester's first choice that rank 0 speaks
+    assert res.size == len(truth)
+    assert peer is not None and peer["common"] == sorted(truth)
 
 
 def test_receivers_must_agree(tmp_path: Path) -> None:

@@ -14,11 +14,14 @@ flagged last); each masks the other's batches again (``dual.enc``), truncated to
 length, and sends them back on sub-channel ``{channel}-0`` when the other party receives
 the result; a receiver compares its own dual-masked values with the other's.
 
-Suite: ``<CURVE25519, SHA_256, DIRECT_HASH_AS_POINT_X>`` with the x-only point format (the
-core's X25519 over SHA-256(ID) as the u-coordinate). The second-stage values are cut to the
-last ``bits/8`` bytes of the serialised point, as the deployed implementation does (the
-standard's text says "from the low bits"; for little-endian X25519 coordinates the last
-bytes are the high ones — see docs/interop.md).
+Suites, both mandatory in the standard: ``<CURVE25519, SHA_256, DIRECT_HASH_AS_POINT_X>``
+with the x-only point format (the core's X25519 over SHA-256(ID) as the u-coordinate), and
+``<SM2, SM3, TRY_AND_INCREMENT>`` with X9.62 compressed points (the core's SM2, hashing as
+the deployed implementation does: SM3 of the ID as x, re-hashed until a point with even y
+exists). The second-stage values are cut to the last ``bits/8`` bytes of the serialised
+point, as the deployed implementation does (the standard's text says "from the low bits";
+for little-endian X25519 coordinates the last bytes are the high ones, for SM2's
+big-endian X the low ones — see docs/interop.md).
 
 Security model and what it reveals: as native ECDH-PSI (semi-honest, DDH, SHA-256 as a
 random oracle): each party learns the other's number of distinct IDs; the receivers learn
@@ -40,8 +43,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from rainbridge import _core
 from rainbridge.crypto import groups as _groups
-from rainbridge.errors import ProtocolViolationError
+from rainbridge.errors import InvalidElementError, ProtocolViolationError
 from rainbridge.interop import messages as m
 from rainbridge.interop.link import IcLink
 from rainbridge.interop.pb import decode, encode, pack_any, unpack_any
@@ -60,7 +64,36 @@ SUITES: dict[str, tuple[tuple[int, int, int], int, int]] = {
         m.POINT_OCTET_FORMAT_UNCOMPRESSED,
         32,
     ),
+    "sm2": (
+        (m.CURVE_TYPE_SM2, m.HASH_TYPE_SM3, m.HASH_TO_CURVE_STRATEGY_TRY_AND_INCREMENT),
+        m.POINT_OCTET_FORMAT_X962_COMPRESSED,
+        33,
+    ),
 }
+
+
+class _Sm2:
+    """SM2 in the shape of :class:`~rainbridge.crypto.groups.GroupSuite` (33-byte points)."""
+
+    name = "sm2"
+
+    def random_scalar(self) -> bytes:
+        return bytes(_core.sm2_ecdh_random_scalar())
+
+    def hash_mul(self, scalar: bytes, data: Any, offsets: Any) -> bytes:
+        return bytes(_core.sm2_ecdh_hash_mul(scalar, data, offsets))
+
+    def mul(self, scalar: bytes, points: Any) -> bytes:
+        try:
+            return bytes(_core.sm2_ecdh_mul(scalar, points))
+        except (_core.InvalidElementError, ValueError) as exc:
+            raise InvalidElementError(f"sm2: {exc}") from None
+
+
+def _suite(name: str) -> Any:
+    return _Sm2() if name == "sm2" else _groups.get_suite(name)
+
+
 _CODES = {v: k for k, v in vars(m).items() if isinstance(v, int) and v >= 31100000}
 
 
@@ -83,7 +116,7 @@ class IcPsiParams:
         ``-1``: both parties learn the intersection; else the rank that does. Must match
         the other party's.
     suites : tuple of str
-        Suites this side accepts, most preferred first (``curve25519``).
+        Suites this side accepts, most preferred first (``curve25519``, ``sm2``).
     truncation : bool
         Whether this side can truncate second-stage values.
     batch_size : int
@@ -91,7 +124,7 @@ class IcPsiParams:
     """
 
     result_to_rank: int = -1
-    suites: tuple[str, ...] = ("curve25519",)
+    suites: tuple[str, ...] = ("curve25519", "sm2")
     truncation: bool = True
     batch_size: int = 4096
 
@@ -318,7 +351,7 @@ async def run_ic_ecdh_psi(
     peer = 1 - link.rank
     me_gets = agreed.result_to_rank in (-1, link.rank)
     peer_gets = agreed.result_to_rank in (-1, peer)
-    suite = _groups.get_suite(agreed.suite)
+    suite = _suite(agreed.suite)
     key = suite.random_scalar()
     elem = SUITES[agreed.suite][2]
     width = agreed.width()
@@ -341,7 +374,10 @@ async def run_ic_ecdh_psi(
         b = 0
         while True:
             data, last = _read_batch(await link.recv(peer), "enc", b, elem)
-            dual = await asyncio.to_thread(suite.mul, key, data) if data else b""
+            try:
+                dual = await asyncio.to_thread(suite.mul, key, data) if data else b""
+            except InvalidElementError as exc:
+                raise InterconnectionError(m.INVALID_REQUEST, f"enc batch {b}: {exc}") from None
             cut = np.frombuffer(dual, np.uint8).reshape(-1, elem)[:, elem - width :]
             if me_gets:
                 peer_dual.append(np.ascontiguousarray(cut))
