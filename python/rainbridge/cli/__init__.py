@@ -17,6 +17,7 @@ import click
 
 from rainbridge.cli.common import EXIT_CODES
 from rainbridge.cli.governance import catalogue, grant, ledger, metering, user
+from rainbridge.cli.interop import interop
 from rainbridge.cli.jobs import components, job, run_cmd
 from rainbridge.cli.mlq import mlq
 from rainbridge.cli.models import model
@@ -49,5 +50,6 @@ for _command in (
     model,
     pir,
     mlq,
+    interop,
 ):
     main.add_command(_command)

@@ -120,6 +120,32 @@ class MlqCountIn(BaseModel):
     id: str = Field(min_length=1, max_length=256, description="the applicant's ID")
 
 
+class IcPeerIn(BaseModel):
+    """A peer that speaks the interconnection standard (another platform)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=64)
+    url: str = Field(max_length=255, description="its gRPC Push endpoint, HOST:PORT")
+    rank: int = Field(ge=0, le=1, description="the peer's rank; this node takes the other")
+    listen: str = Field(max_length=255, description="where this node's Push server listens")
+    channel: str = Field(default="root", max_length=64)
+    counter_start: int = Field(default=0, ge=0, le=1)
+    cert_pem: str | None = Field(default=None, description="the peer's certificate (mTLS)")
+    tls_name: str | None = Field(default=None, max_length=255)
+
+
+class InteropPsiIn(BaseModel):
+    """ECDH-PSI with an interconnection peer on one of this node's datasets."""
+
+    model_config = ConfigDict(extra="forbid")
+    peer: str = Field(max_length=64)
+    dataset: str = Field(max_length=64)
+    receivers: Literal["both", "us", "peer"] = "both"
+    columns: list[str] = Field(default_factory=list, description="own columns in the output")
+    suites: list[Literal["curve25519", "sm2"]] | None = None
+    output_format: Literal["parquet", "csv"] = "parquet"
+
+
 class PirSyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     peer: str = Field(max_length=64)
@@ -482,6 +508,26 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """At a lender: in how many other lenders' windows this ID appears (only the count)."""
         return await service.mlq_count(name, body.id, actor(user))
+
+    @app.get("/v1/interop/peers", tags=["interop"])
+    async def ic_peers(user: UserRow = Depends(may("peers.read"))) -> list[dict[str, Any]]:
+        """Peers that speak the interconnection standard."""
+        return service.ic_peers()
+
+    @app.post("/v1/interop/peers", tags=["interop"], status_code=201)
+    async def add_ic_peer(
+        body: IcPeerIn, user: UserRow = Depends(may("interop.write"))
+    ) -> dict[str, Any]:
+        """Add (or replace) an interconnection peer."""
+        return service.add_ic_peer(**body.model_dump(), actor=actor(user))
+
+    @app.post("/v1/interop/psi", tags=["interop"])
+    async def interop_psi(
+        body: InteropPsiIn, user: UserRow = Depends(may("interop.run"))
+    ) -> dict[str, Any]:
+        """Run the standard's ECDH-PSI with an interconnection peer (both sides must run
+        it at the same time); grants, outputs, metering and ledger as a native PSI job."""
+        return await service.interop_psi(**body.model_dump(), actor=actor(user))
 
     @app.get("/v1/catalogue", tags=["catalogue"])
     async def catalogue(

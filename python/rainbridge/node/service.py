@@ -55,6 +55,7 @@ from rainbridge.node.grants import (
     dp_costs,
     why_not,
 )
+from rainbridge.node.interop import InteropOps
 from rainbridge.node.keys import NodeKeys, load_master_key
 from rainbridge.node.ledger import Ledger
 from rainbridge.node.mlq import MlqOps
@@ -100,7 +101,7 @@ def _reason(exc: BaseException) -> str:
     return f"unreachable: {type(exc).__name__}"
 
 
-class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, JobClosing):
+class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing):
     """One party's node: its state, its data plane and its job workers.
 
     The data owner's operations are in :mod:`.owners`, the end of a job (metering and the

@@ -64,6 +64,33 @@ class PeerRow(Base):
         }
 
 
+class IcPeerRow(Base):
+    """A peer that speaks the interconnection standard instead of Rainbridge's protocol."""
+
+    __tablename__ = "ic_peers"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(255))  # its gRPC Push endpoint, host:port
+    rank: Mapped[int] = mapped_column(Integer)  # the peer's rank; this node takes the other
+    listen: Mapped[str] = mapped_column(String(255))  # where this node's Push server listens
+    channel: Mapped[str] = mapped_column(String(64), default="root")
+    counter_start: Mapped[int] = mapped_column(Integer, default=0)
+    cert_pem: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: no TLS
+    tls_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "rank": self.rank,
+            "listen": self.listen,
+            "channel": self.channel,
+            "counter_start": self.counter_start,
+            "tls": self.cert_pem is not None,
+            "added_at": _iso(self.added_at),
+        }
+
+
 class CertificateRow(Base):
     """A certificate this node or a peer has used: old signatures verify under it."""
 

@@ -56,6 +56,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pir.query": frozenset({"admin", "analyst"}),
     "mlq.admin": frozenset({"admin", "owner"}),
     "mlq.query": frozenset({"admin", "analyst"}),
+    "interop.write": frozenset({"admin"}),
+    "interop.run": frozenset({"admin", "analyst"}),
 }
 _USER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 

@@ -1,0 +1,169 @@
+"""A Rainbridge node intersects with another platform over the interconnection standard:
+the independent peer (tests/interop/ic_peer.py) plays the other platform; the node runs
+under a grant, writes the psi output, meters and ledgers the run; a refused or failed run
+leaves no output."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from rainbridge.demo.federation import Federation
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("grpc_tools", reason="the independent peer needs grpcio-tools (dev extra)")
+PEER = Path(__file__).resolve().parents[1] / "interop" / "ic_peer.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_peer(tmp: Path, ids: list[str], our_port: int, forge: str = "none") -> tuple:
+    (tmp / "peer.txt").write_text("".join(f"{x}\n" for x in ids))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(PEER),
+            "--rank",
+            "0",
+            "--peer",
+            f"127.0.0.1:{our_port}",
+            "--ids",
+            str(tmp / "peer.txt"),
+            "--proto-out",
+            str(tmp / "gen"),
+            "--forge",
+            forge,
+            "--suites",
+            "sm2,curve25519",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = json.loads(proc.stdout.readline())["port"]
+    return proc, port
+
+
+def test_node_intersects_with_another_platform(tmp_path: Path) -> None:
+    ours = [f"c{i}" for i in range(0, 400, 2)]
+    theirs = [f"c{i}" for i in range(0, 400, 5)] + ["elsewhere"]
+    data = tmp_path / "customers.csv"
+    data.write_text(
+        "customer_id,age\n" + "".join(f"{c},{20 + i % 50}\n" for i, c in enumerate(ours))
+    )
+    f = Federation(tmp_path, ["bank"], timeout=20)
+    f.start()
+    try:
+        f.cli(
+            "dataset", "add", "customers", "--path", str(data), "--id", "customer_id", node="bank"
+        )
+        our_port = free_port()
+        proc, port = start_peer(tmp_path, theirs, our_port)
+        f.cli(
+            "interop",
+            "peer-add",
+            "sfparty",
+            "--url",
+            f"127.0.0.1:{port}",
+            "--rank",
+            "0",
+            "--listen",
+            f"127.0.0.1:{our_port}",
+            node="bank",
+        )
+        # no grant yet: refused before anything is sent
+        r = f.cli(
+            "interop",
+            "psi",
+            "--peer",
+            "sfparty",
+            "--dataset",
+            "customers",
+            node="bank",
+            check=False,
+        )
+        assert r.returncode == 4 and "no grant" in r.stderr
+        f.cli(
+            "grant",
+            "add",
+            "customers",
+            "--peer",
+            "sfparty",
+            "--columns",
+            "customer_id",
+            "--components",
+            "psi",
+            "--receivers",
+            "bank,sfparty",
+            node="bank",
+        )
+        out = f.cli_json(
+            "interop",
+            "psi",
+            "--peer",
+            "sfparty",
+            "--dataset",
+            "customers",
+            "--columns",
+            "age",
+            "--suites",
+            "sm2,curve25519",
+            node="bank",
+        )
+        peer_out = json.loads(proc.stdout.readline())
+        proc.wait(timeout=30)
+        truth = sorted(set(ours) & set(theirs))
+        assert out["suite"] == "sm2"  # rank 0 takes the requester's (our) first choice
+        assert out["intersection_size"] == len(truth)
+        table = pq.read_table(out["output"]["path"])
+        assert table.column_names == ["customer_id", "age"]
+        assert table.column("customer_id").to_pylist() == truth
+        assert peer_out["common"] == truth
+        ledger = json.dumps(f.cli_json("ledger", "show", "--limit", "500", node="bank"))
+        assert '"interop_psi_started"' in ledger and '"interop_psi_finished"' in ledger
+        report = f.cli_json("metering", "report", node="bank")
+        assert any(r["peer"] == "sfparty" and r["component_type"] == "psi" for r in report["lines"])
+
+        # a peer that breaks the protocol: the run fails everywhere, no output is written
+        proc, port = start_peer(tmp_path, theirs, our_port, forge="skip-index")
+        f.cli(
+            "interop",
+            "peer-add",
+            "sfparty",
+            "--url",
+            f"127.0.0.1:{port}",
+            "--rank",
+            "0",
+            "--listen",
+            f"127.0.0.1:{our_port}",
+            node="bank",
+        )
+        before = set((f.nodes["bank"].dir / "outputs").rglob("*"))
+        r = f.cli(
+            "interop",
+            "psi",
+            "--peer",
+            "sfparty",
+            "--dataset",
+            "customers",
+            node="bank",
+            check=False,
+        )
+        proc.kill()
+        assert r.returncode != 0 and "INVALID_REQUEST" in r.stderr
+        assert set((f.nodes["bank"].dir / "outputs").rglob("*")) == before
+        ledger = json.dumps(f.cli_json("ledger", "show", "--limit", "500", node="bank"))
+        assert '"interop_psi_failed"' in ledger
+    finally:
+        f.stop()
