@@ -167,3 +167,102 @@ def test_node_intersects_with_another_platform(tmp_path: Path) -> None:
         assert '"interop_psi_failed"' in ledger
     finally:
         f.stop()
+
+
+JOB = """\
+name: with-another-platform
+parties: [bank, sfparty]
+components:
+  - id: psi
+    type: psi
+    inputs:
+      bank: {dataset: customers, id: customer_id}
+      sfparty: {dataset: theirs, id: customer_id}
+    outputs:
+      intersection:
+        receivers: [bank]
+        columns: {bank: [age]}
+"""
+
+
+def test_a_psi_job_with_an_interconnection_peer(tmp_path: Path) -> None:
+    import time
+
+    ours = [f"c{i}" for i in range(0, 300, 2)]
+    theirs = [f"c{i}" for i in range(0, 300, 3)]
+    data = tmp_path / "customers.csv"
+    data.write_text("customer_id,age\n" + "".join(f"{c},{i}\n" for i, c in enumerate(ours)))
+    f = Federation(tmp_path, ["bank"], timeout=20)
+    f.start()
+    try:
+        f.cli(
+            "dataset", "add", "customers", "--path", str(data), "--id", "customer_id", node="bank"
+        )
+        our_port = free_port()
+        proc, port = start_peer(tmp_path, theirs, our_port)
+        f.cli(
+            "interop",
+            "peer-add",
+            "sfparty",
+            "--url",
+            f"127.0.0.1:{port}",
+            "--rank",
+            "0",
+            "--listen",
+            f"127.0.0.1:{our_port}",
+            node="bank",
+        )
+        f.cli(
+            "grant",
+            "add",
+            "customers",
+            "--peer",
+            "sfparty",
+            "--columns",
+            "customer_id",
+            "--components",
+            "psi",
+            "--receivers",
+            "bank",
+            node="bank",
+        )
+        job = tmp_path / "job.yaml"
+        job.write_text(JOB)
+        # a job the standard cannot run is refused at submission
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(JOB.replace("type: psi", "type: psi\n    params: {protocol: rr22}"))
+        r = f.cli("job", "submit", str(bad), node="bank", check=False)
+        assert r.returncode != 0 and "protocol ecdh only" in r.stderr
+        f.cli("job", "submit", str(job), node="bank", check=False)
+        jobs = f.cli_json("job", "list", node="bank")
+        job_id = next(j["id"] for j in jobs if j["name"] == "with-another-platform")
+        deadline = time.monotonic() + 60
+        while (st := f.cli_json("job", "status", job_id, node="bank"))["status"] not in (
+            "succeeded",
+            "failed",
+            "aborted",
+        ):
+            assert time.monotonic() < deadline, st
+            time.sleep(0.2)
+        assert st["status"] == "succeeded", st
+        res = f.cli_json("job", "result", job_id, node="bank")["result"]
+        psi = res["components"]["psi"]
+        table = pq.read_table(psi["outputs"]["intersection"]["path"])
+        truth = sorted(set(ours) & set(theirs))
+        assert table.column("customer_id").to_pylist() == truth
+        assert table.column_names == ["customer_id", "age"]
+        peer_out = json.loads(proc.stdout.readline())
+        assert peer_out == {"size": None}  # the other platform was not a receiver
+        proc.wait(timeout=30)
+        # the job's record, signed by this node alone (the other platform does not sign)
+        deadline = time.monotonic() + 30
+        while True:
+            ledger = f.cli_json("ledger", "show", "--job", job_id, "--limit", "200", node="bank")
+            kinds = [st["entry"]["kind"] for st in ledger["entries"]]
+            if "job_record" in kinds or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert "job_record" in kinds, kinds
+        assert f.cli_json("ledger", "verify", node="bank")["ok"] is True
+    finally:
+        f.stop()

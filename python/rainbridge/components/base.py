@@ -43,6 +43,9 @@ class ComponentContext:
     progress: Callable[[float], None] = field(default=lambda f: None)
     #: this party's outputs from earlier components of the job, "component.output" -> path
     artifacts: Mapping[str, Path] = field(default_factory=dict)
+    #: peers of this component that speak the interconnection standard instead of ours:
+    #: name -> how to reach them (see :mod:`rainbridge.node.interop`); no channel to them
+    interop: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def write_output(self, name: str, table: pa.Table) -> dict[str, Any]:
         """Write output ``name`` as ``<component>.<name>.<format>`` under ``out_dir``

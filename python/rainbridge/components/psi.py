@@ -183,7 +183,9 @@ class PsiComponent(Component):
         if keep is not None:
             ids = ids.take(keep)
         ((sender, payload_cols),) = params.payload.items() if params.payload else ((None, []),)
-        if params.protocol == "rr22":
+        if ctx.interop:
+            result = await _run_interop(ctx, ids, self.receivers(ctx.spec))
+        elif params.protocol == "rr22":
             payload = None
             if sender == ctx.party:
                 payload = read_columns(ref, payload_cols)
@@ -270,6 +272,44 @@ class PsiComponent(Component):
                 table = table.append_column(c, payload.column(c))
         order = pc.sort_indices(table, sort_keys=[(id_col, "ascending")])
         return table.take(order)
+
+
+async def _run_interop(ctx: ComponentContext, ids: Any, receivers: tuple[str, ...]) -> Any:
+    """The standard's ECDH-PSI with the other party, which runs another platform."""
+    from rainbridge.crypto.certs import TlsIdentity
+    from rainbridge.interop import IcLink, IcPsiParams, IcTls, run_ic_ecdh_psi
+
+    ((peer, cfg),) = ctx.interop.items()
+    mine = 1 - int(cfg["rank"])
+    if set(receivers) == {ctx.party, peer}:
+        to_rank = -1
+    elif set(receivers) == {ctx.party}:
+        to_rank = mine
+    else:
+        to_rank = int(cfg["rank"])
+    tls = None
+    if cfg.get("cert_pem"):
+        pw = cfg.get("key_password")
+        ident = TlsIdentity.load(cfg["node_dir"], pw.encode() if isinstance(pw, str) else pw)
+        tls = IcTls.from_identity(ident, cfg["cert_pem"], cfg.get("tls_name"))
+    link = IcLink(
+        mine,
+        cfg["listen"],
+        {int(cfg["rank"]): cfg["url"]},
+        channel=cfg["channel"],
+        counter_start=int(cfg["counter_start"]),
+        timeout=float(cfg["timeout"]),
+        tls=tls,
+    )
+    try:
+        await link.start()
+        result = await run_ic_ecdh_psi(link, ids, IcPsiParams(result_to_rank=to_rank))
+    finally:
+        await link.close()
+    if result.size < 0:  # the standard tells a party that does not receive nothing
+        result.size = 0
+        result.stats["intersection_size_known"] = False
+    return result
 
 
 def _streamed_ids(ref: Any, id_col: str) -> IdBatches:

@@ -110,6 +110,7 @@ async def run_party(
     *,
     job_id: str = "local",
     progress: ProgressFn | None = None,
+    ic_peers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``party``'s roles of every component of ``job``.
 
@@ -121,6 +122,9 @@ async def run_party(
         This party's registered datasets, by name.
     out_dir : Path
         Where this party's outputs go (only outputs it receives).
+    ic_peers : Mapping, optional
+        Parties that speak the interconnection standard (no channel; see
+        :mod:`rainbridge.node.interop`), with how to reach them.
 
     Returns
     -------
@@ -138,7 +142,8 @@ async def run_party(
     try:
         for c in mine:
             comp = get_component(c.type)
-            peers = [p for p in c.parties if p != party]
+            ic = {p: v for p, v in (ic_peers or {}).items() if p in c.parties}
+            peers = [p for p in c.parties if p != party and p not in ic]
             missing = [p for p in peers if p not in channels]
             if missing:
                 raise DataError(f"component {c.id!r}: no channel to {', '.join(missing)}")
@@ -160,6 +165,7 @@ async def run_party(
                     for cid, done in produced.items()
                     for name, o in done.get("outputs", {}).items()
                 },
+                interop=ic,
             )
             sent0, recv0 = _moved(channels)
             cpu0 = time.process_time()

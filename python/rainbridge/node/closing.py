@@ -47,6 +47,7 @@ class JobClosing:
     _finalizing: set[str]
     _spawn: Callable[[Any], None]
     _register_models: Callable[[str, Any, Any], None]
+    ic_names: Callable[[], set[str]]  # the interconnection peers (see .interop)
 
     # -- the end of a job: metering, outputs, the countersigned record ---------------------
 
@@ -133,14 +134,19 @@ class JobClosing:
         if self.storage.ledger_rows(job_id=job_id, kind="job_record"):
             return
         reports = self._reports(job_id)
-        parts = {p: reports.get(p) for p in row.parties}
+        ic = self.ic_names()  # another platform's party neither reports nor countersigns
+        parts = {p: reports.get(p) for p in row.parties if p not in ic}
         if reports.get(self.name) is None or (not force and None in parts.values()):
             return
         self._finalizing.add(job_id)
         try:
             record = records.make_record(self.storage.job_dict(job_id), parts)
+            if ic & set(row.parties):
+                # the record's signers are this platform's parties; the others are named
+                record["parties"] = [p for p in record["parties"] if p not in ic]
+                record["interconnection_parties"] = sorted(ic & set(row.parties))
             sigs = {self.name: self._sign_record(record)}
-            others = [p for p in row.parties if p != self.name]
+            others = [p for p in row.parties if p != self.name and p not in ic]
             replies = await asyncio.gather(
                 *(
                     self._ask(p, {"type": "countersign", "job_id": job_id, "record": record})

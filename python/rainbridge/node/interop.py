@@ -96,6 +96,44 @@ class InteropOps:
         with self.storage.session() as s:
             return [r.to_dict() for r in s.scalars(select(IcPeerRow).order_by(IcPeerRow.name))]
 
+    def ic_names(self) -> set[str]:
+        """Names of the interconnection peers."""
+        with self.storage.session() as s:
+            return set(s.scalars(select(IcPeerRow.name)))
+
+    def ic_peer_config(self, name: str) -> dict[str, Any]:
+        """What a job's worker needs to reach interconnection peer ``name``."""
+        r = self._ic_peer(name)
+        return {
+            "url": r.url,
+            "rank": r.rank,
+            "listen": r.listen,
+            "channel": r.channel,
+            "counter_start": r.counter_start,
+            "cert_pem": r.cert_pem,
+            "tls_name": r.tls_name,
+            "timeout": self.config.timeout,
+        }
+
+    def check_interop_job(self, job: Any) -> None:
+        """A job with an interconnection peer: two parties, ECDH ``psi`` components only
+        (all the standard defines), and the peer is not asked to receive anything it cannot."""
+        ic = [p for p in job.parties if p in self.ic_names()]
+        if not ic:
+            return
+        if len(job.parties) != 2:
+            raise ConfigError(f"a job with interconnection peer {ic[0]!r} has two parties")
+        for c in job.components:
+            if c.type != "psi" or c.params.get("protocol", "ecdh") != "ecdh":
+                raise ConfigError(
+                    f"component {c.id!r}: with interconnection peer {ic[0]!r} a job runs "
+                    "psi with protocol ecdh only (what the standard defines)"
+                )
+            if c.params.get("cardinality_only") or c.params.get("payload"):
+                raise ConfigError(f"component {c.id!r}: the standard's PSI has no variants")
+            if c.inputs[ic[0]].dataset is None:
+                raise ConfigError(f"component {c.id!r}: {ic[0]!r} reads its own data")
+
     def _ic_peer(self, name: str) -> IcPeerRow:
         with self.storage.session() as s:
             row = s.get(IcPeerRow, name)

@@ -268,7 +268,7 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             job,
             node=self.name,
             initiator=initiator,
-            peers={p.name for p in self.storage.peers()},
+            peers={p.name for p in self.storage.peers()} | self.ic_names(),
             datasets=datasets,
         )
         check_group_thresholds(
@@ -305,6 +305,7 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
         text = spec if isinstance(spec, str) else json.dumps(spec)
         job = parse_job(text, source="job")
         try:
+            self.check_interop_job(job)
             check = self.check_job(job, self.name)
         except RainbridgeError as exc:
             self.storage.log(
@@ -334,7 +335,11 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             job_id,
             actor=actor,
         )
-        others = [p for p in job.parties if p != self.name]
+        ic = self.ic_names()
+        for p in job.parties:
+            if p in ic:  # the standard has no proposal step: its operator starts its side
+                self._decide(job_id, p, True)
+        others = [p for p in job.parties if p != self.name and p not in ic]
         proposal = {"type": "propose", "job_id": job_id, "spec": job.to_dict(), "digest": digest}
         replies = await asyncio.gather(
             *(self.dataplane.request(p, proposal) for p in others), return_exceptions=True
@@ -369,7 +374,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
     async def _start_everywhere(self, job_id: str) -> None:
         """Every party accepted: tell them to start, then start here."""
         row = self.storage.job(job_id)
-        others = [p for p in row.parties if p != self.name]
+        ic = self.ic_names()
+        others = [p for p in row.parties if p != self.name and p not in ic]
         self.storage.update_job(job_id, status="starting")
         self.storage.log("job_accepted", {"parties": row.parties}, job_id)
         started = await asyncio.gather(
@@ -538,6 +544,12 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
     def _on_propose(self, peer: str, job_id: str, msg: dict[str, Any]) -> dict[str, Any]:
         if self.storage.find_job(job_id) is not None:
             return {"accept": False, "reason": "job id already used"}
+        named = msg.get("spec", {}).get("parties", []) if isinstance(msg.get("spec"), dict) else []
+        if self.ic_names() & set(named if isinstance(named, list) else []):
+            return {
+                "accept": False,
+                "reason": "a job with an interconnection peer runs only from that peer's own node",
+            }
         try:
             job = parse_job(json.dumps(msg.get("spec")), source="proposal")
         except RainbridgeError as exc:
@@ -681,6 +693,7 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             raise
         peers = {p.name: p for p in self.storage.peers()}
         datasets = self.storage.dataset_refs()
+        ic = {p: self.ic_peer_config(p) for p in job.parties if p in self.ic_names()}
         context = {
             "party": self.name,
             "spec": row.spec,
@@ -692,8 +705,9 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
                     "cert_pem": peers[p].cert_pem,
                 }
                 for p in job.parties
-                if p != self.name
+                if p != self.name and p not in ic
             },
+            "ic_peers": ic,
             "datasets": {
                 name: datasets[name].to_dict()
                 for name in job.datasets_of(self.name)

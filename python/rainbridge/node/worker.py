@@ -167,6 +167,10 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
             Path(ctx["out_dir"]),
             job_id=ctx["job_id"],
             progress=_progress,
+            ic_peers={
+                name: {**cfg, "node_dir": ctx["node_dir"], "key_password": ctx.get("key_password")}
+                for name, cfg in (ctx.get("ic_peers") or {}).items()
+            },
         )
     except BaseException as exc:
         if isinstance(exc, asyncio.CancelledError):
