@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -657,4 +660,69 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
         """New TLS and ledger keys without a restart; pinned peers are told and re-pin."""
         return await service.rotate_keys(actor=actor(user))
 
+    @app.get("/v1/jobs/{job_id}/outputs/{component}/{output}", tags=["jobs"])
+    async def job_output(
+        job_id: str,
+        component: str,
+        output: str,
+        user: UserRow = Depends(may("jobs.read")),
+        limit: int = 10_000,
+        format: Literal["json", "file"] = "json",
+    ) -> Response:
+        """An output this node received from a job: its rows as JSON (at most ``limit``) or
+        the file itself. Only outputs written here exist; others are 404."""
+        row = service.storage.job(job_id)
+        comps = (row.result or {}).get("components", {}) if isinstance(row.result, dict) else {}
+        out = comps.get(component, {}).get("outputs", {}).get(output)
+        if not isinstance(out, dict) or not Path(str(out.get("path"))).is_file():
+            raise _ApiError("not_found", f"no output {component}.{output} of {job_id} here")
+        path = Path(str(out["path"]))
+        if format == "file":
+            return Response(
+                path.read_bytes(),
+                media_type="application/octet-stream",
+                headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
+            )
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+        rows = table.slice(0, max(0, min(limit, 100_000))).to_pylist()
+        return JSONResponse(
+            jsonable({"rows": rows, "total": table.num_rows, "columns": table.column_names})
+        )
+
+    @app.get("/v1/components", tags=["jobs"])
+    async def components(user: UserRow = Depends(may("jobs.read"))) -> list[dict[str, Any]]:
+        """Every registered component: summary, outputs and its parameters' JSON schema
+        (what the console's job builder generates its forms from)."""
+        from rainbridge.components import component_types, get_component
+
+        return [get_component(t).describe() for t in component_types()]
+
+    console = console_dir()
+    if console is not None:
+        # the web console's built assets; /v1 routes above take precedence
+        app.mount("/", StaticFiles(directory=console, html=True), name="console")
     return app
+
+
+def jsonable(x: Any) -> Any:
+    """Rows as JSON can carry them (dates and decimals as text, NaN as null)."""
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, str | int | float | bool) or x is None:
+        return x
+    return str(x)
+
+
+def console_dir() -> Path | None:
+    """Where the web console's built assets are (``RAINBRIDGE_CONSOLE_DIR`` or the
+    repository's ``web/dist``), or None when it has not been built."""
+    given = os.environ.get("RAINBRIDGE_CONSOLE_DIR")
+    path = Path(given) if given else Path(__file__).resolve().parents[3] / "web" / "dist"
+    return path if (path / "index.html").is_file() else None
