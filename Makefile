@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUST_SRC := $(shell find rust/src -name '*.rs' 2>/dev/null) rust/Cargo.toml rust/Cargo.lock
+CONSOLE := web/dist/index.html
+WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
+	web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: setup demo test test-py test-rust lint lint-py bench bench-peers bench-crypten clean
+.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(CONSOLE)
 
 # The virtual environment holds every Python dependency and the native core,
 # built in release mode by maturin (pip's PEP 517 build of this project).
@@ -17,10 +20,22 @@ $(STAMP): pyproject.toml $(RUST_SRC)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-demo: $(STAMP)
+# The web console: npm packages from the registry, built by Vite into web/dist (the node
+# serves it at /). Debian's Chromium drives its browser test; where it cannot be installed
+# (not root, no package source) that test is skipped and says why.
+$(CONSOLE): $(WEB_SRC)
+	cd web && npm ci --no-audit --no-fund && npm run build
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) \
+		|| echo "chromium could not be installed: the console's browser test will be skipped"
+
+demo: $(STAMP) $(CONSOLE)
 	$(BIN)/python -m rainbridge.demo
 
-test: $(STAMP) lint-py test-rust test-py
+test: $(STAMP) $(CONSOLE) lint-py test-rust test-web test-py
+
+test-web: $(CONSOLE)
+	cd web && npm test
 
 lint-py: $(STAMP)
 	$(BIN)/ruff check --no-cache python tests
@@ -49,4 +64,4 @@ bench-crypten: $(STAMP)
 	bash scripts/bench-crypten-env.sh
 
 clean:
-	rm -rf $(VENV) rust/target
+	rm -rf $(VENV) rust/target web/node_modules web/dist

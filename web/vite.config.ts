@@ -1,8 +1,9 @@
-import react from "@vitejs/plugin-react";
 import { defineConfig } from "vitest/config";
 
+// No React plugin: esbuild compiles JSX itself (automatic runtime), which keeps the toolchain
+// to vite and vitest alone.
 export default defineConfig({
-  plugins: [react()],
+  esbuild: { jsx: "automatic" },
   base: "/",
   build: { outDir: "dist", sourcemap: false, chunkSizeWarningLimit: 1500 },
   test: { environment: "node", include: ["src/**/*.test.ts"] },

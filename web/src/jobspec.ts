@@ -12,6 +12,8 @@ export interface CanvasNode {
   parties?: string[];
   /** per output: who receives it (default: the component's parties) */
   receivers?: Record<string, string[]>;
+  /** per output and receiver: that receiver's own columns added to it (e.g. psi) */
+  columns?: Record<string, Record<string, string[]>>;
 }
 
 export interface CanvasEdge {
@@ -106,9 +108,13 @@ export function toJob(draft: JobDraft, catalog: Record<string, ComponentInfo>): 
     parties: draft.parties,
     components: nodes.map((n) => {
       const parties = n.parties ?? draft.parties;
-      const feed = draft.edges.find((e) => e.target === n.id);
+      const feeds = draft.edges.filter((e) => e.target === n.id);
       const inputs: Record<string, unknown> = {};
       for (const p of parties) {
+        // the first feeding output this party receives (others, e.g. a model, are
+        // referenced by the component's parameters)
+        const feed =
+          feeds.find((e) => receiversOf(draft, e.source, e.output).includes(p)) ?? feeds[0];
         if (feed) inputs[p] = { from: `${feed.source}.${feed.output}` };
         else {
           const d = n.datasets[p];
@@ -117,7 +123,13 @@ export function toJob(draft: JobDraft, catalog: Record<string, ComponentInfo>): 
       }
       const outputs: Record<string, unknown> = {};
       for (const o of catalog[n.type]?.outputs ?? []) {
-        outputs[o] = { receivers: n.receivers?.[o] ?? parties };
+        const cols = Object.fromEntries(
+          Object.entries(n.columns?.[o] ?? {}).filter(([, c]) => c.length > 0),
+        );
+        outputs[o] = {
+          receivers: n.receivers?.[o] ?? parties,
+          ...(Object.keys(cols).length ? { columns: cols } : {}),
+        };
       }
       const params = Object.fromEntries(
         Object.entries(n.params).filter(([, v]) => v !== undefined && v !== ""),
@@ -125,6 +137,11 @@ export function toJob(draft: JobDraft, catalog: Record<string, ComponentInfo>): 
       return { id: n.id, type: n.type, inputs, params, outputs };
     }),
   };
+}
+
+function receiversOf(draft: JobDraft, id: string, output: string): string[] {
+  const n = draft.nodes.find((x) => x.id === id);
+  return n?.receivers?.[output] ?? n?.parties ?? draft.parties;
 }
 
 export function toYaml(job: Record<string, unknown>): string {

@@ -75,6 +75,24 @@ describe("job builder", () => {
     expect(problems(d, catalog).join("; ")).toContain("sgb: bank needs a dataset");
   });
 
+  it("carries output receivers and columns, and several feeding components", () => {
+    const d = draft();
+    d.nodes[1].receivers = { intersection: ["bank", "telecom"] };
+    d.nodes[1].columns = { intersection: { bank: ["age", "y"], telecom: [] } };
+    d.nodes.push({ id: "ev", type: "psi", params: {}, datasets: {}, parties: ["bank"] });
+    d.nodes[0].receivers = { model: ["bank", "telecom"], scores: ["bank"] };
+    d.edges.push({ source: "sgb", output: "scores", target: "ev" });
+    const job = toJob(d, catalog) as { components: Array<Record<string, any>> };
+    const psi = job.components.find((c) => c.id === "psi")!;
+    expect(psi.outputs.intersection).toEqual({
+      receivers: ["bank", "telecom"],
+      columns: { bank: ["age", "y"] },
+    });
+    const ev = job.components.find((c) => c.id === "ev")!;
+    expect(ev.inputs).toEqual({ bank: { from: "sgb.scores" } });
+    expect(job.components.map((c) => c.id)).toEqual(["psi", "sgb", "ev"]);
+  });
+
   it("finds cycles", () => {
     const d = draft();
     d.edges.push({ source: "sgb", output: "scores", target: "psi" });

@@ -143,6 +143,25 @@ export function Builder({ api, t, report, onSubmitted }: PageProps & { onSubmitt
                     onChange={(e) => update(sel.comp.id, (c) => ({ ...c, datasets: { ...c.datasets, [p]: { ...c.datasets[p], id: e.target.value } } }))} /></label>
                 </div>
               ))}
+              {(sel.info?.outputs ?? []).map((o) => {
+                const recv = sel.comp.receivers?.[o] ?? partyList;
+                return (
+                  <div key={o} style={{ marginBottom: 6 }}>
+                    <label>{o}: {t("receivers")}
+                      <input name={`r-${sel.comp.id}-${o}`} value={recv.join(",")}
+                        onChange={(e) => update(sel.comp.id, (c) => ({ ...c, receivers: { ...c.receivers,
+                          [o]: e.target.value.split(",").map((x) => x.trim()).filter(Boolean) } }))} />
+                    </label>
+                    {recv.map((p) => (
+                      <label key={p} style={{ display: "block" }}>{o}: {p} {t("columns")}
+                        <input name={`c-${sel.comp.id}-${o}-${p}`} value={(sel.comp.columns?.[o]?.[p] ?? []).join(",")}
+                          onChange={(e) => update(sel.comp.id, (c) => ({ ...c, columns: { ...c.columns, [o]: {
+                            ...c.columns?.[o], [p]: e.target.value.split(",").map((x) => x.trim()).filter(Boolean) } } }))} />
+                      </label>
+                    ))}
+                  </div>
+                );
+              })}
               <h2>{t("params")}</h2>
               {fields(sel.info?.params ?? {}).map((f) => (
                 <label key={f.name} style={{ display: "block", marginBottom: 6 }} title={f.description}>
