@@ -1,6 +1,7 @@
 """The web console end to end in Debian's headless Chromium against a real federation:
-log in (a wrong token first), register a dataset, grant a peer, build PSI → SecureBoost on
-the canvas, submit, watch it finish, open its report, verify the ledger. Screenshots go to
+log in (a wrong token first), register a dataset, grant a peer, build PSI → SecureBoost →
+predict → evaluate on the canvas, submit, watch it finish, open the ROC curve, verify the
+ledger. Screenshots go to
 docs/console/ when RAINBRIDGE_CONSOLE_SHOTS is set (else to a temporary folder)."""
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def test_console_end_to_end(tmp_path: Path) -> None:
             "--columns",
             "*",
             "--components",
-            "psi,train_sgb",
+            "psi,train_sgb,predict",
             "--receivers",
             "bank,telecom",
             node="telecom",

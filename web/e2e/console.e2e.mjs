@@ -54,7 +54,7 @@ try {
     await fill("g-dataset", "customers");
     await fill("g-peer", "telecom");
     await fill("g-columns", "*");
-    await fill("g-components", "psi,train_sgb");
+    await fill("g-components", "psi,train_sgb,predict");
     await fill("g-receivers", "bank,telecom");
     await page.getByRole("button", { name: "Add grant" }).last().click();
     await page.waitForSelector('[data-testid="grant-customers-telecom"]');
@@ -85,6 +85,25 @@ try {
       '"telecom": ["tenure_months", "monthly_spend", "late_payments_12m", "prepaid"]}');
     await fill("p-train_sgb1-trees", "3");
     await fill("r-train_sgb1-report", "bank");
+    // predict with the model, at the label party; evaluate its scores there
+    await page.getByRole("button", { name: "predict", exact: true }).click();
+    await page.getByRole("button", { name: "evaluate", exact: true }).click();
+    const handle = (node, kind, id) =>
+      page.locator(`.react-flow__node[data-id="${node}"] .react-flow__handle.${kind}` +
+        (id ? `[data-handleid="${id}"]` : ""));
+    await handle("psi1", "source").dragTo(handle("predict1", "target"));
+    await handle("train_sgb1", "source", "model").dragTo(handle("predict1", "target"));
+    await handle("predict1", "source").dragTo(handle("evaluate1", "target"));
+    await page.waitForFunction(() => document.querySelectorAll(".react-flow__edge").length === 4);
+    await page.locator('.react-flow__node[data-id="predict1"]').click();
+    await fill("p-predict1-model", "train_sgb1");
+    await fill("p-predict1-features",
+      '{"bank": ["age", "monthly_income", "loan_balance", "max_overdue_days"], ' +
+      '"telecom": ["tenure_months", "monthly_spend", "late_payments_12m", "prepaid"]}');
+    await fill("p-predict1-label", "default_12m");
+    await fill("r-predict1-predictions", "bank");
+    await page.locator('.react-flow__node[data-id="evaluate1"]').click();
+    await fill("parties-evaluate1", "bank");
     await page.getByRole("button", { name: "Validate" }).click();
     await page.waitForSelector("text=✓");
   });
@@ -97,8 +116,9 @@ try {
     await page.waitForSelector('[data-testid="job-status"]:text("succeeded")', { timeout: 240000 });
   });
   await step("08-results", async () => {
-    await page.getByRole("button", { name: /^report/ }).click();
-    await page.waitForSelector("text=train_sgb1.report");
+    await page.getByRole("button", { name: /^report/ }).last().click();
+    await page.waitForSelector("text=evaluate1.report");
+    await page.waitForSelector('[data-testid="roc-chart"] canvas');
   });
   await step("09-ledger", async () => {
     await page.getByRole("button", { name: "Ledger & metering" }).click();

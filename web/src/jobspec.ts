@@ -67,7 +67,7 @@ export function problems(draft: JobDraft, catalog: Record<string, ComponentInfo>
     for (const r of info.params.required ?? []) {
       if (n.params[r] === undefined || n.params[r] === "") out.push(`${n.id}: ${r} is required`);
     }
-    const fed = draft.edges.some((e) => e.target === n.id);
+    const fed = draft.edges.some((e) => e.target === n.id && e.output !== "model");
     for (const p of n.parties ?? draft.parties) {
       if (!fed && !n.datasets[p]?.dataset) out.push(`${n.id}: ${p} needs a dataset`);
     }
@@ -113,8 +113,9 @@ export function toJob(draft: JobDraft, catalog: Record<string, ComponentInfo>): 
       for (const p of parties) {
         // the first feeding output this party receives (others, e.g. a model, are
         // referenced by the component's parameters)
+        const data = feeds.filter((e) => e.output !== "model"); // a model is named in params
         const feed =
-          feeds.find((e) => receiversOf(draft, e.source, e.output).includes(p)) ?? feeds[0];
+          data.find((e) => receiversOf(draft, e.source, e.output).includes(p)) ?? data[0];
         if (feed) inputs[p] = { from: `${feed.source}.${feed.output}` };
         else {
           const d = n.datasets[p];

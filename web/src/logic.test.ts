@@ -90,6 +90,11 @@ describe("job builder", () => {
     });
     const ev = job.components.find((c) => c.id === "ev")!;
     expect(ev.inputs).toEqual({ bank: { from: "sgb.scores" } });
+    // a model edge orders the components but is not an input (params name the model)
+    d.edges.push({ source: "sgb", output: "model", target: "ev" });
+    d.edges.reverse();
+    const again = toJob(d, catalog) as { components: Array<Record<string, any>> };
+    expect(again.components.find((c) => c.id === "ev")!.inputs).toEqual({ bank: { from: "sgb.scores" } });
     expect(job.components.map((c) => c.id)).toEqual(["psi", "sgb", "ev"]);
   });
 

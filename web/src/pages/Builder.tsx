@@ -66,7 +66,7 @@ export function Builder({ api, t, report, onSubmitted }: PageProps & { onSubmitt
     while (nodes.some((n) => n.id === `${type}${i}`)) i++;
     const id = `${type}${i}`;
     const comp: CanvasNode = { id, type, params: {}, datasets: {} };
-    setNodes((ns) => [...ns, { id, type: "component", position: { x: 60 + 40 * ns.length, y: 40 + 90 * ns.length }, data: { comp, info: catalog?.[type] } }]);
+    setNodes((ns) => [...ns, { id, type: "component", position: { x: 40 + 150 * (ns.length % 4), y: 30 + 120 * ns.length }, data: { comp, info: catalog?.[type] } }]);
     setSelected(id);
   };
   const update = (id: string, f: (c: CanvasNode) => CanvasNode) =>
@@ -105,7 +105,8 @@ export function Builder({ api, t, report, onSubmitted }: PageProps & { onSubmitt
     a.click();
   };
   const sel = nodes.find((n) => n.id === selected)?.data;
-  const fed = sel ? edges.some((e) => e.target === sel.comp.id) : false;
+  const fed = sel ? edges.some((e) => e.target === sel.comp.id && e.sourceHandle !== "model") : false;
+  const selParties = sel?.comp.parties ?? partyList;
 
   return (
     <>
@@ -126,7 +127,8 @@ export function Builder({ api, t, report, onSubmitted }: PageProps & { onSubmitt
         </section>
         <div className="canvas" data-testid="canvas">
           <ReactFlow nodes={nodes} edges={edges} nodeTypes={nodeTypes} onNodesChange={onNodesChange}
-            onEdgesChange={onEdgesChange} onConnect={onConnect} onNodeClick={(_, n) => setSelected(n.id)} fitView>
+            onEdgesChange={onEdgesChange} onConnect={onConnect} onNodeClick={(_, n) => setSelected(n.id)}
+            defaultViewport={{ x: 0, y: 0, zoom: 0.8 }}>
             <Background />
             <Controls />
           </ReactFlow>
@@ -135,7 +137,12 @@ export function Builder({ api, t, report, onSubmitted }: PageProps & { onSubmitt
           {sel && (
             <>
               <h2>{sel.comp.id} ({sel.comp.type})</h2>
-              {!fed && partyList.map((p) => (
+              <label style={{ display: "block" }}>{t("parties")}
+                <input name={`parties-${sel.comp.id}`} value={selParties.join(",")}
+                  onChange={(e) => update(sel.comp.id, (c) => ({ ...c,
+                    parties: e.target.value.split(",").map((x) => x.trim()).filter(Boolean) }))} />
+              </label>
+              {!fed && selParties.map((p) => (
                 <div className="row" key={p}>
                   <label>{p}: {t("data")}<input name={`ds-${sel.comp.id}-${p}`} value={sel.comp.datasets[p]?.dataset ?? ""}
                     onChange={(e) => update(sel.comp.id, (c) => ({ ...c, datasets: { ...c.datasets, [p]: { ...c.datasets[p], dataset: e.target.value } } }))} /></label>
@@ -144,7 +151,7 @@ export function Builder({ api, t, report, onSubmitted }: PageProps & { onSubmitt
                 </div>
               ))}
               {(sel.info?.outputs ?? []).map((o) => {
-                const recv = sel.comp.receivers?.[o] ?? partyList;
+                const recv = sel.comp.receivers?.[o] ?? selParties;
                 return (
                   <div key={o} style={{ marginBottom: 6 }}>
                     <label>{o}: {t("receivers")}

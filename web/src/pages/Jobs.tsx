@@ -25,12 +25,12 @@ export function JobsPage({ api, t, report }: PageProps) {
         <h2>{t("jobs")} <button className="act" onClick={reload}>{t("refresh")}</button></h2>
         <JobTable jobs={jobs ?? []} t={t} onPick={setPicked} />
       </section>
-      {picked && <JobView key={picked} id={picked} api={api} t={t} report={report} />}
+      {picked && <JobView key={picked} id={picked} api={api} t={t} report={report} onEnded={reload} />}
     </>
   );
 }
 
-function JobView({ id, api, t, report }: PageProps & { id: string }) {
+function JobView({ id, api, t, report, onEnded }: PageProps & { id: string; onEnded: () => void }) {
   const [job, setJob] = useState<Job>();
   const [result, setResult] = useState<Result>();
   const [table, setTable] = useState<{ name: string; data: Rows }>();
@@ -41,8 +41,10 @@ function JobView({ id, api, t, report }: PageProps & { id: string }) {
         const j = await api.get<Job>(`/v1/jobs/${id}`);
         if (!live) return;
         setJob(j);
-        if (FINAL.includes(j.status)) setResult(await api.get<Result>(`/v1/jobs/${id}/result`));
-        else setTimeout(() => void tick(), 1000);
+        if (FINAL.includes(j.status)) {
+          setResult(await api.get<Result>(`/v1/jobs/${id}/result`));
+          onEnded();
+        } else setTimeout(() => void tick(), 1000);
       } catch (e) {
         report(e);
       }
@@ -51,6 +53,7 @@ function JobView({ id, api, t, report }: PageProps & { id: string }) {
     return () => {
       live = false;
     };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [api, id, report]);
   const open = async (comp: string, out: string) => {
     try {
@@ -129,6 +132,7 @@ function Roc({ points, title }: { points: Array<[number, number]>; title: string
     if (!ref.current) return;
     const chart = echarts.init(ref.current);
     chart.setOption({
+      animation: false,
       title: { text: title, left: "center" },
       tooltip: { trigger: "axis" },
       xAxis: { type: "value", min: 0, max: 1, name: "FPR" },
