@@ -251,6 +251,14 @@ def test_a_psi_job_with_an_interconnection_peer(tmp_path: Path) -> None:
         truth = sorted(set(ours) & set(theirs))
         assert table.column("customer_id").to_pylist() == truth
         assert table.column_names == ["customer_id", "age"]
+        # the same output through the API and the CLI: rows, or the file itself
+        rows = f.cli_json(
+            "job", "output", job_id, "psi", "intersection", "--limit", "5", node="bank"
+        )
+        assert rows["total"] == len(truth) and len(rows["rows"]) == 5
+        copy = tmp_path / "copy.parquet"
+        f.cli("job", "output", job_id, "psi", "intersection", "--out", str(copy), node="bank")
+        assert pq.read_table(copy).equals(table)
         peer_out = json.loads(proc.stdout.readline())
         assert peer_out == {"size": None}  # the other platform was not a receiver
         proc.wait(timeout=30)

@@ -36,6 +36,7 @@ try {
     await fill("token", RB_TOKEN);
     await page.keyboard.press("Enter");
     await page.waitForSelector('[data-testid="node-name"]');
+    await page.waitForSelector('[data-testid="peer-telecom"] td.ok'); // online, with its latency
   });
   await step("02-language", async () => {
     await page.getByRole("button", { name: "English" }).click();
@@ -119,6 +120,7 @@ try {
     await page.getByRole("button", { name: /^report/ }).last().click();
     await page.waitForSelector("text=evaluate1.report");
     await page.waitForSelector('[data-testid="roc-chart"] canvas');
+    await page.waitForSelector('[data-testid="model-card"] canvas'); // feature importance
   });
   await step("09-ledger", async () => {
     await page.getByRole("button", { name: "Ledger & metering" }).click();

@@ -82,6 +82,27 @@ class Api:
                 fail(f"{exc}; or set RAINBRIDGE_TOKEN to the node's API token", 2)
             fail_with(exc)
 
+    def raw(self, method: str, path: str) -> bytes:
+        """A response body as bytes (a file); an error answer fails as :meth:`call` does."""
+        import httpx
+
+        try:
+            r = httpx.request(
+                method,
+                self.url + path,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=120,
+            )
+        except httpx.HTTPError:
+            fail(f"no node answers at {self.url}", 5)
+        if r.status_code >= 400:
+            try:
+                err = r.json().get("error", {})
+            except ValueError:
+                err = {}
+            fail(str(err.get("message", r.text)), exit_code(str(err.get("code", ""))))
+        return bytes(r.content)
+
     def call(self, method: str, path: str, body: Any = None) -> Any:
         import httpx
 

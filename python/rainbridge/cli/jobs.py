@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -174,6 +175,38 @@ def job_result(job_id: str, directory: str, api_url: str | None, as_json: bool) 
             )
         sys.exit(EXIT_CODES["job_failed"] if out["status"] in UNSUCCESSFUL else 0)
     emit(out, as_json, "\n".join(_describe_result(out["result"] or {})))
+
+
+@job.command("output")
+@click.argument("job_id")
+@click.argument("component")
+@click.argument("output")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Save the file here.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows to print.")
+@api_command
+def job_output(
+    job_id: str,
+    component: str,
+    output: str,
+    out_path: str | None,
+    limit: int,
+    directory: str,
+    api_url: str | None,
+    as_json: bool,
+) -> None:
+    """An output this node received from a job: its first rows, or the file (--out)."""
+    api = Api(directory, api_url)
+    path = f"/v1/jobs/{job_id}/outputs/{component}/{output}"
+    if out_path:
+        data = api.raw("GET", path + "?format=file")
+        Path(out_path).write_bytes(data)
+        emit({"path": out_path, "bytes": len(data)}, as_json, f"{len(data)} bytes -> {out_path}")
+        return
+    out = api.call("GET", f"{path}?limit={limit}")
+    cols = out["columns"]
+    lines = ["\t".join(cols)] + ["\t".join(str(r.get(c, "")) for c in cols) for r in out["rows"]]
+    lines.append(f"({len(out['rows'])} of {out['total']} rows)")
+    emit(out, as_json, "\n".join(lines))
 
 
 @job.command("list")

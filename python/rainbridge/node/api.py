@@ -354,6 +354,23 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
         """The pinned peers."""
         return [p.to_dict() for p in service.storage.peers()]
 
+    @app.get("/v1/peers/{name}/ping", tags=["peers"])
+    async def ping(name: str, user: UserRow = Depends(may("peers.read"))) -> dict[str, Any]:
+        """Whether a pinned peer answers over the data plane, and how fast (a fresh mutual
+        TLS connection and one exchange)."""
+        import time as _time
+
+        service.storage.peer(name)  # 404 for an unknown peer
+        t0 = _time.perf_counter()
+        try:
+            reply = await service.dataplane.request(name, {"type": "ping"})
+            online = reply.get("ok") is True
+            reason = None if online else str(reply.get("reason"))[:200]
+        except RainbridgeError as exc:
+            online, reason = False, str(exc)[:200]
+        ms = round((_time.perf_counter() - t0) * 1000, 1)
+        return {"peer": name, "online": online, "milliseconds": ms, "reason": reason}
+
     @app.post("/v1/peers", status_code=201, tags=["peers"])
     async def add_peer(body: PeerIn, user: UserRow = Depends(may("peers.write"))) -> dict[str, Any]:
         """Pin a peer; its certificate must have the given fingerprint."""

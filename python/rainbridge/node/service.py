@@ -503,6 +503,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             return {"ok": True, "datasets": self.catalogue()}
         if kind == "rotate_key":
             return self._on_rotate_key(peer, msg)
+        if kind == "ping":  # liveness for the console's overview; nothing is logged
+            return {"ok": True}
         if kind == "score":
             return self._on_score(peer, msg)
         if kind == "pir_query":

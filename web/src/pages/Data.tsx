@@ -7,12 +7,13 @@ interface Dataset { name: string; path: string; id_column: string | null; num_ro
 export function DataPage({ api, t, report }: PageProps) {
   const [sets, reload] = useLoad(() => api.get<Dataset[]>("/v1/datasets"), report);
   const [peers] = useLoad(() => api.get<Array<{ name: string }>>("/v1/peers"), report);
-  const [form, setForm] = useState({ name: "", path: "", id_column: "" });
+  const [form, setForm] = useState({ name: "", path: "", id_column: "", sensitivity: "internal" });
   const [catalogue, setCatalogue] = useState<{ peer: string; rows: unknown[] }>();
   const add = async () => {
     try {
-      await api.post("/v1/datasets", { name: form.name, path: form.path, id_column: form.id_column || null });
-      setForm({ name: "", path: "", id_column: "" });
+      await api.post("/v1/datasets", { name: form.name, path: form.path, id_column: form.id_column || null,
+        sensitivity: form.sensitivity });
+      setForm({ name: "", path: "", id_column: "", sensitivity: "internal" });
       reload();
     } catch (e) {
       report(e);
@@ -41,6 +42,11 @@ export function DataPage({ api, t, report }: PageProps) {
           <label>{t("name")}<input name="ds-name" value={form.name} onChange={(e) => setForm({ ...form, name: e.target.value })} /></label>
           <label>{t("path")}<input name="ds-path" size={40} value={form.path} onChange={(e) => setForm({ ...form, path: e.target.value })} /></label>
           <label>{t("idColumn")}<input name="ds-id" value={form.id_column} onChange={(e) => setForm({ ...form, id_column: e.target.value })} /></label>
+          <label>sensitivity
+            <select name="ds-sensitivity" value={form.sensitivity} onChange={(e) => setForm({ ...form, sensitivity: e.target.value })}>
+              {["public", "internal", "confidential", "secret"].map((x) => <option key={x}>{x}</option>)}
+            </select>
+          </label>
           <button className="act" type="submit">{t("register")}</button>
         </form>
       </section>

@@ -102,7 +102,78 @@ function JobView({ id, api, t, report, onEnded }: PageProps & { id: string; onEn
         </>
       )}
       {table && <OutputView name={table.name} data={table.data} t={t} />}
+      {result && Object.keys(comps).some((c) => "model" in (comps[c].outputs ?? {})) && (
+        <Models jobId={id} comps={Object.keys(comps).filter((c) => "model" in (comps[c].outputs ?? {}))} api={api} t={t} report={report} />
+      )}
+      <Events jobId={id} api={api} t={t} report={report} />
     </section>
+  );
+}
+
+interface ModelPart { id: string; type: string; parties: string[]; part: { features: string[]; weights?: number[]; trees?: Array<{ splits: Record<string, [number, number]> }>; objective?: string } }
+
+function Models({ jobId, comps, api, report }: PageProps & { jobId: string; comps: string[] }) {
+  const [models] = useLoad(async () => {
+    const got: ModelPart[] = [];
+    for (const c of comps) {
+      try {
+        got.push(await api.get<ModelPart>(`/v1/models/${jobId}.${c}`));
+      } catch {
+        // a model not registered here (this node received no part of it)
+      }
+    }
+    return got;
+  }, report);
+  return (
+    <>
+      {(models ?? []).map((m) => {
+        const f = m.part.features;
+        const values = m.part.trees
+          ? f.map((_, i) => m.part.trees!.reduce((n, tr) => n + Object.values(tr.splits).filter((s) => s[0] === i).length, 0))
+          : (m.part.weights ?? []).map((w) => Math.abs(w));
+        return (
+          <div key={m.id} data-testid="model-card">
+            <h2>{m.id} · {m.type} · {m.parties.join(", ")}</h2>
+            <Bars labels={f} values={values} title={m.part.trees ? "splits per feature (this party)" : "|weight| per feature (this party)"} />
+          </div>
+        );
+      })}
+    </>
+  );
+}
+
+function Bars({ labels, values, title }: { labels: string[]; values: number[]; title: string }) {
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!ref.current) return;
+    const chart = echarts.init(ref.current);
+    chart.setOption({
+      animation: false,
+      title: { text: title, left: "center", textStyle: { fontSize: 13 } },
+      tooltip: {},
+      xAxis: { type: "category", data: labels, axisLabel: { rotate: 20 } },
+      yAxis: { type: "value" },
+      series: [{ type: "bar", data: values }],
+    });
+    return () => chart.dispose();
+  }, [labels, values, title]);
+  return <div ref={ref} style={{ width: 560, height: 300 }} />;
+}
+
+interface Event { seq: number; at: string; kind: string; actor: string; detail?: unknown }
+
+function Events({ jobId, api, report }: PageProps & { jobId: string }) {
+  const [events, reload] = useLoad(() => api.get<Event[]>(`/v1/events?job_id=${jobId}&limit=200`), report);
+  useEffect(() => {
+    const timer = setInterval(reload, 2000);
+    return () => clearInterval(timer);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  return (
+    <details>
+      <summary>log ({events?.length ?? 0})</summary>
+      <pre>{(events ?? []).map((e) => `${e.at?.slice(0, 19) ?? ""} ${e.kind} ${e.actor ?? ""}`).join("\n")}</pre>
+    </details>
   );
 }
 
