@@ -2,7 +2,7 @@ import { BarChart, LineChart } from "echarts/charts";
 import { GridComponent, TitleComponent, TooltipComponent } from "echarts/components";
 import * as echarts from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 
 import { type PageProps, useLoad } from "../App";
 import { JobTable } from "./Overview";
@@ -110,6 +110,18 @@ function JobView({ id, api, t, report, onEnded }: PageProps & { id: string; onEn
   );
 }
 
+/** An ECharts chart of ``option`` (no animation, so what a screenshot shows is final). */
+function Chart({ option, width, height, testid }: { option: Record<string, unknown>; width: number; height: number; testid?: string }) {
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!ref.current) return;
+    const chart = echarts.init(ref.current);
+    chart.setOption({ animation: false, ...option });
+    return () => chart.dispose();
+  }, [option]);
+  return <div ref={ref} data-testid={testid} style={{ width, height }} />;
+}
+
 interface ModelPart { id: string; type: string; parties: string[]; part: { features: string[]; weights?: number[]; trees?: Array<{ splits: Record<string, [number, number]> }>; objective?: string } }
 
 function Models({ jobId, comps, api, report }: PageProps & { jobId: string; comps: string[] }) {
@@ -143,21 +155,14 @@ function Models({ jobId, comps, api, report }: PageProps & { jobId: string; comp
 }
 
 function Bars({ labels, values, title }: { labels: string[]; values: number[]; title: string }) {
-  const ref = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    if (!ref.current) return;
-    const chart = echarts.init(ref.current);
-    chart.setOption({
-      animation: false,
-      title: { text: title, left: "center", textStyle: { fontSize: 13 } },
-      tooltip: {},
-      xAxis: { type: "category", data: labels, axisLabel: { rotate: 20 } },
-      yAxis: { type: "value" },
-      series: [{ type: "bar", data: values }],
-    });
-    return () => chart.dispose();
-  }, [labels, values, title]);
-  return <div ref={ref} style={{ width: 560, height: 300 }} />;
+  const option = useMemo(() => ({
+    title: { text: title, left: "center", textStyle: { fontSize: 13 } },
+    tooltip: {},
+    xAxis: { type: "category", data: labels, axisLabel: { rotate: 20 } },
+    yAxis: { type: "value" },
+    series: [{ type: "bar", data: values }],
+  }), [labels, values, title]);
+  return <Chart option={option} width={560} height={300} />;
 }
 
 interface Event { seq: number; at: string; kind: string; actor: string; detail?: unknown }
@@ -198,22 +203,15 @@ function OutputView({ name, data, t }: { name: string; data: Rows; t: PageProps[
 }
 
 function Roc({ points, title }: { points: Array<[number, number]>; title: string }) {
-  const ref = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    if (!ref.current) return;
-    const chart = echarts.init(ref.current);
-    chart.setOption({
-      animation: false,
-      title: { text: title, left: "center" },
-      tooltip: { trigger: "axis" },
-      xAxis: { type: "value", min: 0, max: 1, name: "FPR" },
-      yAxis: { type: "value", min: 0, max: 1, name: "TPR" },
-      series: [
-        { type: "line", data: points, showSymbol: false, name: "ROC" },
-        { type: "line", data: [[0, 0], [1, 1]], showSymbol: false, lineStyle: { type: "dashed" } },
-      ],
-    });
-    return () => chart.dispose();
-  }, [points, title]);
-  return <div ref={ref} data-testid="roc-chart" style={{ width: 480, height: 360 }} />;
+  const option = useMemo(() => ({
+    title: { text: title, left: "center" },
+    tooltip: { trigger: "axis" },
+    xAxis: { type: "value", min: 0, max: 1, name: "FPR" },
+    yAxis: { type: "value", min: 0, max: 1, name: "TPR" },
+    series: [
+      { type: "line", data: points, showSymbol: false, name: "ROC" },
+      { type: "line", data: [[0, 0], [1, 1]], showSymbol: false, lineStyle: { type: "dashed" } },
+    ],
+  }), [points, title]);
+  return <Chart option={option} width={480} height={360} testid="roc-chart" />;
 }
