@@ -115,6 +115,7 @@ try {
   await step("07-monitor", async () => {
     await page.locator("tbody button.act").first().click();
     await page.waitForSelector('[data-testid="job-status"]:text("succeeded")', { timeout: 240000 });
+    await page.waitForSelector('[data-testid="job-dag"] .react-flow__edge'); // the graph, drawn
   });
   await step("08-results", async () => {
     await page.getByRole("button", { name: /^report/ }).last().click();

@@ -225,6 +225,20 @@ def peer_list(directory: str, api_url: str | None, as_json: bool) -> None:
     emit(rows, as_json, "\n".join(f"{r['name']:16} {r['url']:22} {r['fingerprint']}" for r in rows))
 
 
+@peer.command("ping")
+@click.argument("name")
+@api_command
+def peer_ping(name: str, directory: str, api_url: str | None, as_json: bool) -> None:
+    """Whether a pinned peer answers over the data plane, and how fast."""
+    out = Api(directory, api_url).call("GET", f"/v1/peers/{name}/ping")
+    text = (
+        f"{name}: online, {out['milliseconds']} ms"
+        if out["online"]
+        else f"{name}: offline ({out['reason']})"
+    )
+    emit(out, as_json, text)
+
+
 @peer.command("revoke")
 @click.argument("name")
 @api_command

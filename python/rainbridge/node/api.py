@@ -601,8 +601,9 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])
     async def job(job_id: str, user: UserRow = Depends(may("jobs.read"))) -> dict[str, Any]:
-        """A job's status, progress per component, every party's decision and any error."""
-        return service.storage.job_dict(job_id)
+        """A job's status, progress per component, every party's decision, any error, and
+        its spec (the console draws the components' graph from it)."""
+        return {**service.storage.job_dict(job_id), "spec": service.storage.job(job_id).spec}
 
     @app.get("/v1/jobs/{job_id}/result", tags=["jobs"])
     async def result(job_id: str, user: UserRow = Depends(may("jobs.read"))) -> dict[str, Any]:

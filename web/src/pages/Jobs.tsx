@@ -2,6 +2,9 @@ import { BarChart, LineChart } from "echarts/charts";
 import { GridComponent, TitleComponent, TooltipComponent } from "echarts/components";
 import * as echarts from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
+import "@xyflow/react/dist/style.css";
+
+import { ReactFlow } from "@xyflow/react";
 import { useEffect, useMemo, useRef, useState } from "react";
 
 import { type PageProps, useLoad } from "../App";
@@ -9,7 +12,7 @@ import { JobTable } from "./Overview";
 
 echarts.use([LineChart, BarChart, GridComponent, TitleComponent, TooltipComponent, CanvasRenderer]);
 
-interface Job { id: string; name: string; status: string; parties: string[]; progress?: Record<string, number>; error?: string | null; decisions?: Record<string, unknown> }
+interface Job { id: string; name: string; status: string; parties: string[]; progress?: Record<string, number>; error?: string | null; decisions?: Record<string, unknown>; spec?: { components?: Array<{ id: string; type: string; inputs: Record<string, { from?: string }> }> } }
 interface Result { status: string; error?: string | null; result?: { components?: Record<string, Summary> } }
 interface Summary { outputs?: Record<string, { path: string; rows: number; columns: string[] }>; result?: Record<string, number>; [k: string]: unknown }
 interface Rows { rows: Array<Record<string, unknown>>; total: number; columns: string[] }
@@ -78,6 +81,7 @@ function JobView({ id, api, t, report, onEnded }: PageProps & { id: string; onEn
         {!FINAL.includes(job.status) && <button className="act" onClick={() => void cancel()}>{t("cancel")}</button>}
       </h2>
       {job.error && <div className="error" role="alert">{job.error}</div>}
+      <Dag job={job} />
       <table>
         <thead><tr><th>component</th><th>progress</th></tr></thead>
         <tbody>
@@ -120,6 +124,33 @@ function Chart({ option, width, height, testid }: { option: Record<string, unkno
     return () => chart.dispose();
   }, [option]);
   return <div ref={ref} data-testid={testid} style={{ width, height }} />;
+}
+
+/** The job's components as a graph, each coloured by this node's progress in it. */
+function Dag({ job }: { job: Job }) {
+  const comps = job.spec?.components ?? [];
+  const nodes = comps.map((c, i) => {
+    const f = Number(job.progress?.[c.id] ?? 0);
+    const failed = ["failed", "aborted", "cancelled"].includes(job.status) && f < 1;
+    const color = f >= 1 ? "#d6f0df" : failed ? "#fbdada" : f > 0 ? "#fff3cd" : "#eef1f6";
+    return {
+      id: c.id,
+      position: { x: 20 + 190 * i, y: 20 + (i % 2) * 50 },
+      data: { label: `${c.id} · ${Math.round(f * 100)}%` },
+      style: { background: color, border: "1px solid #8a99b5", fontSize: 12, width: 160 },
+      draggable: false,
+    };
+  });
+  const edges = comps.flatMap((c) => {
+    const srcs = new Set(Object.values(c.inputs).map((i) => i.from?.split(".")[0]).filter(Boolean) as string[]);
+    return [...srcs].map((s) => ({ id: `${s}-${c.id}`, source: s, target: c.id }));
+  });
+  return (
+    <div data-testid="job-dag" style={{ height: 150, border: "1px solid #dde3ee", borderRadius: 6, marginBottom: 8 }}>
+      <ReactFlow nodes={nodes} edges={edges} nodesConnectable={false} elementsSelectable={false}
+        defaultViewport={{ x: 0, y: 0, zoom: 0.9 }} proOptions={{ hideAttribution: true }} />
+    </div>
+  );
 }
 
 interface ModelPart { id: string; type: string; parties: string[]; part: { features: string[]; weights?: number[]; trees?: Array<{ splits: Record<string, [number, number]> }>; objective?: string } }
