@@ -21,7 +21,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rainbridge.crypto.certs import TlsIdentity
-from rainbridge.errors import ChannelError, RainbridgeError
+from rainbridge.errors import (
+    AuthorizationError,
+    ChannelError,
+    DataError,
+    RainbridgeError,
+    RateLimitError,
+)
 from rainbridge.net.tls import Peer, TlsChannel, TlsListener, connect
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.runner import ACTIVE, Runner
@@ -129,6 +135,25 @@ class DataPlane:
             await ch.close()
         if not isinstance(reply, dict):
             raise ChannelError(f"peer {peer!r} sent a malformed reply")
+        return reply
+
+    async def call(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`request` for a service that answers ``{"ok": true, ...}`` or
+        ``{"ok": false, "code", "reason"}``: a refusal becomes the typed error its code names.
+
+        Raises
+        ------
+        RateLimitError, AuthorizationError, DataError
+            The peer refused (rate limit; grant, membership or unknown name; anything else).
+        """
+        reply = await self.request(peer, msg)
+        if reply.get("ok") is not True:
+            reason = str(reply.get("reason", "refused"))[:300]
+            if reply.get("code") == "rate_limited":
+                raise RateLimitError(f"{peer!r}: {reason}")
+            if reply.get("code") in ("unauthorized", "not_found"):
+                raise AuthorizationError(f"{peer!r} refused: {reason}")
+            raise DataError(f"{peer!r} refused: {reason}")
         return reply
 
     async def tell(self, peer: str, msg: dict[str, Any]) -> None:

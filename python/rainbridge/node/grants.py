@@ -25,6 +25,7 @@ import datetime as dt
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rainbridge.data import DatasetRef
 from rainbridge.errors import AuthorizationError, ConfigError
@@ -97,6 +98,55 @@ def why_not(
             f"this job reads {rows}"
         )
     return None
+
+
+def use_grant(
+    storage: Any,
+    *,
+    dataset: str,
+    peer: str,
+    component_type: str,
+    columns: Sequence[str],
+    receivers: Sequence[str],
+    rows: int,
+    what: str,
+    count: bool = True,
+) -> GrantRow:
+    """The first grant that lets ``peer`` use ``dataset`` this way — for one request of a
+    service (a PIR query, an interconnection run) rather than a job. With ``count``, one
+    call and ``rows`` rows are added to its usage in the same transaction.
+
+    Raises
+    ------
+    AuthorizationError
+        No grant allows it; ``what`` names the use, every grant's reason follows.
+    """
+    from sqlalchemy import select
+
+    now = dt.datetime.now(dt.UTC)
+    reasons = []
+    with storage.session() as s:
+        q = select(GrantRow).where(GrantRow.dataset == dataset, GrantRow.peer == peer)
+        for g in s.scalars(q):
+            why = why_not(
+                g,
+                component_type=component_type,
+                columns=columns,
+                receivers=receivers,
+                rows=rows,
+                now=now,
+            )
+            if why is None:
+                if count:
+                    g.calls_used += 1
+                    g.rows_used += rows
+                    s.flush()
+                s.expunge(g)
+                return g
+            reasons.append(why)
+    raise AuthorizationError(
+        f"no grant lets {peer!r} {what}" + (f": {'; '.join(reasons)}" if reasons else "")
+    )
 
 
 def check_grants(

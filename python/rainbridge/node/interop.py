@@ -20,7 +20,6 @@ REST call waits for the peer within the node's timeout.
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 import time
 from pathlib import Path
@@ -31,11 +30,11 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from rainbridge.data import read_columns, read_ids, write_table_atomic
-from rainbridge.errors import AuthorizationError, ConfigError, NotFoundError, RainbridgeError
+from rainbridge.errors import ConfigError, NotFoundError, RainbridgeError
 from rainbridge.interop import IcLink, IcPsiParams, IcTls, run_ic_ecdh_psi
 from rainbridge.interop.ecdh_psi import SUITES
 from rainbridge.node.config import NodeConfig, check_name
-from rainbridge.node.grants import why_not
+from rainbridge.node.grants import use_grant
 from rainbridge.node.storage import GrantRow, IcPeerRow, MeterRow, Storage
 
 
@@ -90,7 +89,7 @@ class InteropOps:
         self.storage.log(
             "ic_peer_added", {k: v for k, v in d.items() if k != "added_at"}, actor=actor
         )
-        return {**d, "added_at": None}
+        return d
 
     def ic_peers(self) -> list[dict[str, Any]]:
         with self.storage.session() as s:
@@ -141,34 +140,6 @@ class InteropOps:
             raise NotFoundError(f"no interconnection peer {name!r} (add it first)")
         return row
 
-    def _ic_grant(
-        self, dataset: str, peer: str, id_col: str, receivers: list[str], rows: int
-    ) -> GrantRow:
-        reasons = []
-        with self.storage.session() as s:
-            for g in s.scalars(
-                select(GrantRow).where(GrantRow.dataset == dataset, GrantRow.peer == peer)
-            ):
-                why = why_not(
-                    g,
-                    component_type="psi",
-                    columns=[id_col],
-                    receivers=receivers,
-                    rows=rows,
-                    now=dt.datetime.now(dt.UTC),
-                )
-                if why is None:
-                    g.calls_used += 1
-                    g.rows_used += rows
-                    s.flush()
-                    s.expunge(g)
-                    return g
-                reasons.append(why)
-        raise AuthorizationError(
-            f"no grant lets {peer!r} intersect with dataset {dataset!r}"
-            + (f": {'; '.join(reasons)}" if reasons else "")
-        )
-
     async def interop_psi(
         self,
         *,
@@ -205,7 +176,16 @@ class InteropOps:
         ids = read_ids(ref, ref.id_column)
         if columns:
             read_columns(ref, columns)  # a missing column fails before any byte is sent
-        grant = self._ic_grant(dataset, peer, ref.id_column, named, len(ids))
+        grant = use_grant(
+            self.storage,
+            dataset=dataset,
+            peer=peer,
+            component_type="psi",
+            columns=[ref.id_column],
+            receivers=named,
+            rows=len(ids),
+            what=f"intersect with dataset {dataset!r}",
+        )
         run_id = secrets.token_hex(8)
         detail = {
             "run": run_id,

@@ -176,7 +176,7 @@ class MlqOps:
             for hop in mlq.ring(lenders, owner):
                 out = []
                 for lo in range(0, len(values), PAGE * mlq.ELEMENT):
-                    reply = await self._mlq_ask(
+                    reply = await self.dataplane.call(
                         hop,
                         {
                             "type": "mlq_remask",
@@ -217,22 +217,11 @@ class MlqOps:
     async def _mlq_pages(self, peer: str, msg: dict[str, Any]) -> bytes:
         out, page = [], 0
         while True:
-            reply = await self._mlq_ask(peer, {**msg, "page": page})
+            reply = await self.dataplane.call(peer, {**msg, "page": page})
             out.append(unb64(reply.get("values"), f"{peer}'s masked values"))
             if not reply.get("more"):
                 return b"".join(out)
             page += 1
-
-    async def _mlq_ask(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        reply = await self.dataplane.request(peer, msg)
-        if reply.get("ok") is not True:
-            reason = str(reply.get("reason", "refused"))[:300]
-            if reply.get("code") == "rate_limited":
-                raise RateLimitError(f"{peer!r}: {reason}")
-            if reply.get("code") in ("unauthorized", "not_found"):
-                raise AuthorizationError(f"{peer!r} refused: {reason}")
-            raise DataError(f"{peer!r} refused: {reason}")
-        return reply
 
     # -- requests from members ---------------------------------------------------------------
 
@@ -366,7 +355,7 @@ class MlqOps:
         values, counts, page = [], [], 0
         build = end = None
         while True:
-            r = await self._mlq_ask(
+            r = await self.dataplane.call(
                 conf["merger"], {"type": "mlq_sync", "service": service, "page": page}
             )
             if build is not None and r.get("build") != build:
@@ -404,7 +393,7 @@ class MlqOps:
         v = q.element
         others = mlq.ring(conf["lenders"], self.name)
         for lender in others:
-            reply = await self._mlq_ask(
+            reply = await self.dataplane.call(
                 lender, {"type": "mlq_eval", "service": service, "element": b64(v)}
             )
             v = unb64(reply.get("element"), f"{lender}'s answer")

@@ -15,7 +15,6 @@ features, and writes each answer to its ledger (the ID hashed).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import json
 import time
@@ -39,8 +38,8 @@ from rainbridge.errors import (
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
-from rainbridge.node.grants import source_dataset, why_not
-from rainbridge.node.storage import GrantRow, ModelRow, Storage
+from rainbridge.node.grants import source_dataset, use_grant
+from rainbridge.node.storage import ModelRow, Storage
 from rainbridge.protocols.fl.trees import (
     TreePart,
     combine_marks,
@@ -329,28 +328,16 @@ class ModelOps:
     def _check_predict_grant(self, row: ModelRow, peer: str) -> None:
         if row.dataset is None:
             raise DataError(f"model {row.id!r} has no dataset here")
-        with self.storage.session() as s:
-            grants = list(
-                s.scalars(
-                    select(GrantRow).where(GrantRow.dataset == row.dataset, GrantRow.peer == peer)
-                )
-            )
-        reasons = []
-        for g in grants:
-            why = why_not(
-                g,
-                component_type="predict",
-                columns=list(row.features),
-                receivers=[peer],
-                rows=1,
-                now=dt.datetime.now(dt.UTC),
-            )
-            if why is None:
-                return
-            reasons.append(why)
-        raise AuthorizationError(
-            f"no grant lets {peer!r} score dataset {row.dataset!r} online"
-            + (f": {'; '.join(reasons)}" if reasons else "")
+        use_grant(
+            self.storage,
+            dataset=row.dataset,
+            peer=peer,
+            component_type="predict",
+            columns=list(row.features),
+            receivers=[peer],
+            rows=1,
+            what=f"score dataset {row.dataset!r} online",
+            count=False,
         )
 
 

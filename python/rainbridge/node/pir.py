@@ -29,11 +29,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import select
 
 from rainbridge.data import read_columns, read_ids, write_json_atomic
 from rainbridge.errors import (
-    AuthorizationError,
     ConfigError,
     DataError,
     NotFoundError,
@@ -42,7 +40,7 @@ from rainbridge.errors import (
 )
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
-from rainbridge.node.grants import why_not
+from rainbridge.node.grants import use_grant
 from rainbridge.node.storage import GrantRow, MeterRow, Storage
 from rainbridge.protocols.pir import wire
 from rainbridge.protocols.pir.client import Replica
@@ -198,29 +196,17 @@ class PirOps:
         return {**detail, **table.describe()}
 
     def _pir_grant(self, meta: dict[str, Any], peer: str, rows: int) -> GrantRow:
-        """The grant that lets ``peer`` query (``rows`` IDs), counted; else refused."""
-        columns = [meta["id_column"], *meta["labels"]]
-        now = dt.datetime.now(dt.UTC)
-        reasons = []
-        with self.storage.session() as s:
-            grants = s.scalars(
-                select(GrantRow).where(GrantRow.dataset == meta["dataset"], GrantRow.peer == peer)
-            )
-            for g in grants:
-                why = why_not(
-                    g, component_type=PURPOSE, columns=columns, receivers=[peer], rows=rows, now=now
-                )
-                if why is None:
-                    if rows:
-                        g.calls_used += 1
-                        g.rows_used += rows
-                        s.flush()
-                    s.expunge(g)
-                    return g
-                reasons.append(why)
-        raise AuthorizationError(
-            f"no grant lets {peer!r} query PIR service {meta['name']!r}"
-            + (f": {'; '.join(reasons)}" if reasons else "")
+        """The grant that lets ``peer`` query (``rows`` IDs, counted when > 0); else refused."""
+        return use_grant(
+            self.storage,
+            dataset=meta["dataset"],
+            peer=peer,
+            component_type=PURPOSE,
+            columns=[meta["id_column"], *meta["labels"]],
+            receivers=[peer],
+            rows=rows,
+            what=f"query PIR service {meta['name']!r}",
+            count=rows > 0,
         )
 
     async def _on_pir_query(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
@@ -326,17 +312,6 @@ class PirOps:
         tmp.replace(folder / "rows.npz")
         write_json_atomic(rep.meta(), folder / "replica.json")
 
-    async def _ask(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        reply = await self.dataplane.request(peer, msg)
-        if reply.get("ok") is not True:
-            reason = str(reply.get("reason", "refused"))[:300]
-            if reply.get("code") == "rate_limited":
-                raise RateLimitError(f"{peer!r}: {reason}")
-            if reply.get("code") in ("unauthorized", "not_found"):
-                raise AuthorizationError(f"{peer!r} refused: {reason}")
-            raise DataError(f"{peer!r} refused: {reason}")
-        return reply
-
     async def pir_sync(self, peer: str, service: str, actor: str = "node") -> dict[str, Any]:
         """Bring this node's replica of ``peer``'s ``service`` up to date."""
         t0 = time.perf_counter()
@@ -350,7 +325,7 @@ class PirOps:
         }
         pages = 0
         while True:
-            reply = await self._ask(peer, req)
+            reply = await self.dataplane.call(peer, req)
             rep, nxt = await asyncio.to_thread(wire.apply_sync, rep, reply, peer)
             pages += 1
             if nxt is None:
@@ -391,7 +366,7 @@ class PirOps:
         else:
             bits = await self._bucket_bits(peer, service)
         q, msg = wire.make_query(service, ids, mode, bits)
-        reply = await self._ask(peer, msg)
+        reply = await self.dataplane.call(peer, msg)
         if rep is not None and (reply.get("version"), reply.get("key_id")) != (
             rep.version,
             rep.key_id,
@@ -427,7 +402,7 @@ class PirOps:
     async def _bucket_bits(self, peer: str, service: str) -> int:
         key = (peer, service)
         if key not in self._pir_bits:
-            info = await self._ask(peer, {"type": "pir_info", "service": service})
+            info = await self.dataplane.call(peer, {"type": "pir_info", "service": service})
             bits = info.get("bucket_bits")
             if not isinstance(bits, int) or not 0 <= bits <= 24:
                 raise DataError(f"{peer!r} sent no bucket size for {service!r}")

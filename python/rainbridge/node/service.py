@@ -695,7 +695,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             raise
         peers = {p.name: p for p in self.storage.peers()}
         datasets = self.storage.dataset_refs()
-        ic = {p: self.ic_peer_config(p) for p in job.parties if p in self.ic_names()}
+        ic_names = self.ic_names()
+        ic = {p: self.ic_peer_config(p) for p in job.parties if p in ic_names}
         context = {
             "party": self.name,
             "spec": row.spec,

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from rainbridge import _core
 from rainbridge.crypto import oprf
 from rainbridge.crypto.groups import Ristretto255Suite
 from rainbridge.errors import DataError
@@ -142,4 +141,4 @@ def check_elements(values: bytes) -> None:
     if len(values) % ELEMENT:
         raise DataError("masked values come in whole 32-byte elements")
     if values:
-        _core.ristretto_validate(values)
+        GROUP.validate(values)  # InvalidElementError, like every received element
