@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -55,33 +56,46 @@ def start_peer(tmp: Path, ids: list[str], our_port: int, forge: str = "none") ->
     return proc, port
 
 
-def test_node_intersects_with_another_platform(tmp_path: Path) -> None:
-    ours = [f"c{i}" for i in range(0, 400, 2)]
-    theirs = [f"c{i}" for i in range(0, 400, 5)] + ["elsewhere"]
-    data = tmp_path / "customers.csv"
-    data.write_text(
-        "customer_id,age\n" + "".join(f"{c},{20 + i % 50}\n" for i, c in enumerate(ours))
-    )
-    f = Federation(tmp_path, ["bank"], timeout=20)
+def bank_with(tmp: Path, ours: list[str], age: Callable[[int], int]) -> Federation:
+    """A running bank node with its customers (ID and age) registered."""
+    data = tmp / "customers.csv"
+    data.write_text("customer_id,age\n" + "".join(f"{c},{age(i)}\n" for i, c in enumerate(ours)))
+    f = Federation(tmp, ["bank"], timeout=20)
     f.start()
     try:
         f.cli(
             "dataset", "add", "customers", "--path", str(data), "--id", "customer_id", node="bank"
         )
+    except BaseException:
+        f.stop()
+        raise
+    return f
+
+
+def pin_peer(f: Federation, port: int, our_port: int) -> None:
+    """The independent peer as the bank's interconnection peer (it has rank 0)."""
+    f.cli(
+        "interop",
+        "peer-add",
+        "sfparty",
+        "--url",
+        f"127.0.0.1:{port}",
+        "--rank",
+        "0",
+        "--listen",
+        f"127.0.0.1:{our_port}",
+        node="bank",
+    )
+
+
+def test_node_intersects_with_another_platform(tmp_path: Path) -> None:
+    ours = [f"c{i}" for i in range(0, 400, 2)]
+    theirs = [f"c{i}" for i in range(0, 400, 5)] + ["elsewhere"]
+    f = bank_with(tmp_path, ours, age=lambda i: 20 + i % 50)
+    try:
         our_port = free_port()
         proc, port = start_peer(tmp_path, theirs, our_port)
-        f.cli(
-            "interop",
-            "peer-add",
-            "sfparty",
-            "--url",
-            f"127.0.0.1:{port}",
-            "--rank",
-            "0",
-            "--listen",
-            f"127.0.0.1:{our_port}",
-            node="bank",
-        )
+        pin_peer(f, port, our_port)
         # no grant yet: refused before anything is sent
         r = f.cli(
             "interop",
@@ -137,18 +151,7 @@ def test_node_intersects_with_another_platform(tmp_path: Path) -> None:
 
         # a peer that breaks the protocol: the run fails everywhere, no output is written
         proc, port = start_peer(tmp_path, theirs, our_port, forge="skip-index")
-        f.cli(
-            "interop",
-            "peer-add",
-            "sfparty",
-            "--url",
-            f"127.0.0.1:{port}",
-            "--rank",
-            "0",
-            "--listen",
-            f"127.0.0.1:{our_port}",
-            node="bank",
-        )
+        pin_peer(f, port, our_port)
         before = set((f.nodes["bank"].dir / "outputs").rglob("*"))
         r = f.cli(
             "interop",
@@ -190,28 +193,11 @@ def test_a_psi_job_with_an_interconnection_peer(tmp_path: Path) -> None:
 
     ours = [f"c{i}" for i in range(0, 300, 2)]
     theirs = [f"c{i}" for i in range(0, 300, 3)]
-    data = tmp_path / "customers.csv"
-    data.write_text("customer_id,age\n" + "".join(f"{c},{i}\n" for i, c in enumerate(ours)))
-    f = Federation(tmp_path, ["bank"], timeout=20)
-    f.start()
+    f = bank_with(tmp_path, ours, age=lambda i: i)
     try:
-        f.cli(
-            "dataset", "add", "customers", "--path", str(data), "--id", "customer_id", node="bank"
-        )
         our_port = free_port()
         proc, port = start_peer(tmp_path, theirs, our_port)
-        f.cli(
-            "interop",
-            "peer-add",
-            "sfparty",
-            "--url",
-            f"127.0.0.1:{port}",
-            "--rank",
-            "0",
-            "--listen",
-            f"127.0.0.1:{our_port}",
-            node="bank",
-        )
+        pin_peer(f, port, our_port)
         f.cli(
             "grant",
             "add",
