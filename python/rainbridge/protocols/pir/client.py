@@ -40,7 +40,7 @@ def open_rows(
         return []
     tags, keys = split_outputs(outputs)
     at = find(rows.tags, tags)
-    width = sum(f.width for f in layout.fields)
+    width = layout.size
     answers: list[Answer] = []
     for i, ident in enumerate(ids):
         j = int(at[i])
@@ -67,7 +67,7 @@ class Replica:
 
     @property
     def width(self) -> int:
-        return sum(f.width for f in self.layout.fields)
+        return self.layout.size
 
     def apply(self, delta: Delta) -> None:
         """Move to ``delta.version`` (which must be the next one)."""
@@ -108,7 +108,7 @@ class Replica:
     @classmethod
     def from_parts(cls, meta: dict[str, Any], arrays: dict[str, bytes], what: str) -> Replica:
         layout = layout_from(meta.get("layout"), what)
-        width = sum(f.width for f in layout.fields)
+        width = layout.size
         rows = Rows.from_bytes(arrays, width, what)
         try:
             return cls(

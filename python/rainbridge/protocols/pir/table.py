@@ -174,7 +174,7 @@ class PirTable:
 
     @property
     def width(self) -> int:
-        return sum(f.width for f in self.layout.fields)
+        return self.layout.size
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -210,7 +210,7 @@ class PirTable:
         layout = RecordLayout.of(labels)
         bits = bucket_bits_for(len(ids), k)
         key = key or oprf.random_key()
-        table = cls(key, layout, version, Rows.empty(sum(f.width for f in layout.fields)), bits)
+        table = cls(key, layout, version, Rows.empty(layout.size), bits)
         table.rows = _sort_by_tag(table._seal(ids, labels, version))
         return table
 
@@ -333,7 +333,7 @@ class PirTable:
             raise ConfigError(f"PIR table in {folder} cannot be read: {exc}") from exc
         fields = meta["layout"]
         layout = RecordLayout.from_json(fields, [f["name"] for f in fields], "storage")
-        width = sum(f.width for f in layout.fields)
+        width = layout.size
         rows = Rows.from_bytes(parts, width, f"PIR table in {folder}")
         return cls(key, layout, int(meta["version"]), rows, int(meta["bucket_bits"]))
 

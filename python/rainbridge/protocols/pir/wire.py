@@ -168,7 +168,7 @@ def read_answer(
     ids = [x.decode() for x in q.inputs]
     if "rows" in reply:
         layout = layout_from(reply.get("layout"), what)
-        width = sum(f.width for f in layout.fields)
+        width = layout.size
         parts = reply["rows"]
         if not isinstance(parts, list) or len(parts) != len(ids):
             raise DataError(f"{what}: one bucket per ID expected")
@@ -191,7 +191,7 @@ def apply_sync(
     (None when the replica is current)."""
     what = f"{peer}'s PIR sync"
     layout = layout_from(reply.get("layout"), what)
-    width = sum(f.width for f in layout.fields)
+    width = layout.size
     version, key_id = reply.get("version"), reply.get("key_id")
     if not isinstance(version, int) or not isinstance(key_id, str):
         raise DataError(f"{what}: malformed header")

@@ -77,8 +77,14 @@ class RecordLayout:
     fields: tuple[Field, ...]
 
     @property
+    def size(self) -> int:
+        """Bytes of a record (0 for no columns)."""
+        return sum(f.width for f in self.fields)
+
+    @property
     def width(self) -> int:
-        return max(1, sum(f.width for f in self.fields))
+        """Bytes of a record as encrypted (at least one: a cipher needs a byte)."""
+        return max(1, self.size)
 
     @property
     def names(self) -> list[str]:
