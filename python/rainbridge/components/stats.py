@@ -32,10 +32,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
+from rainbridge.components.stats_columns import Column, bin_keys, read_column
+from rainbridge.components.stats_groups import (
+    MAX_GROUPS,
+    ColumnPlan,
+    GroupResult,
+    extremum_matrix,
+    extremum_value,
+    group_keys,
+    value_matrix,
+)
+from rainbridge.components.stats_rows import (
+    bin_labels,
+    checked_row,
+    cross_bits,
+    cross_rows,
+    order_rows,
+    own_rows,
+    result_table,
+    row,
+    standardized,
+)
 from rainbridge.components.twoparty import (
     AlignedParams,
     check_roles,
-    matrix,
     open_session,
     roles,
     serve_dealer,
@@ -44,7 +64,9 @@ from rainbridge.data import read_columns
 from rainbridge.errors import DataError, ParameterMismatchError
 from rainbridge.protocols.mpc import Mpc
 from rainbridge.protocols.mpc.dp import Mechanism, clip
+from rainbridge.protocols.mpc.encoding import Encoding
 from rainbridge.protocols.mpc.stats import (
+    cross_block,
     crosstab,
     group_extrema,
     group_sums,
@@ -70,8 +92,6 @@ Statistic = Literal[
 #: shares with the receiver) when there is no cross-party grouping
 _ORDER_STATS = ("min", "max", "median", "quantile")
 MAX_BINS = 100
-MAX_GROUPS = 1000
-MAX_SUMMARY_ROWS = 1000
 
 
 class GroupBy(BaseModel):
@@ -245,37 +265,26 @@ class StatsComponent(Component):
         table = self._read(ctx, params)
         n = table.num_rows
         mine = params.columns.get(ctx.party, [])
+        # every column read and checked (types, NaN) before the first message
+        cols = [read_column(table, c) for c in mine]
+        if params.dp is not None:
+            self._check_dp_range(params, cols, n)
+        hello = {"columns": mine, "nulls": any(c.has_nulls for c in cols)}
         # agree on the alignment and the shapes before any share moves
-        session = await open_session(
-            ctx, table, params.id_of(ctx.party), {"columns": mine}, "stats"
-        )
+        session = await open_session(ctx, table, params.id_of(ctx.party), hello, "stats")
         mpc, me = session.mpc, session.me
         their_cols = [str(c) for c in session.their_hello.get("columns", [])][:10_000]
-        raw = matrix(table, mine)
-        dp_all = None
-        if params.dp is not None:
-            raw = clip(raw, [params.dp.bounds[c] for c in mine])  # each owner clips its own
-            order = (mine + their_cols) if me == 0 else (their_cols + mine)
-            dp_all = (params.dp.mechanism_of(), np.array([params.dp.bounds[c] for c in order]))
-        values = to_integers(raw, params.decimals)
+        their_nulls = bool(session.their_hello.get("nulls", False))
         rows: list[dict[str, Any]] = []
-        res = await moments(
-            mpc,
-            values,
-            mine,
-            (n, len(their_cols)),
-            their_cols,
-            receiver,
-            (params.decimals, params.decimals),
-            dp=dp_all,
-        )
-        ctx.progress(0.6)
-        if res is not None:
-            rows += _moment_rows(res, params.statistics)
-        rows += await self._own_order_stats(params, mpc, me, receiver, raw, mine, their_cols)
+        if params.dp is not None:
+            rows += await self._dp_moments(params, mpc, me, receiver, cols, n, their_cols)
+        else:
+            rows += await self._moments(
+                ctx, params, mpc, me, receiver, cols, n, their_cols, their_nulls
+            )
         ctx.progress(0.7)
         if params.group_by is not None:
-            rows += await self._grouped(ctx, params, mpc, table, me, values, raw, their_cols)
+            rows += await self._grouped(ctx, params, mpc, table, me, cols, their_cols)
             ctx.progress(0.9)
         if params.crosstab is not None:
             rows += await self._crosstab(ctx, params, mpc, table, me)
@@ -283,56 +292,167 @@ class StatsComponent(Component):
         ctx.progress(1.0)
         summary: dict[str, Any] = {"rows": n, "receiver": receiver_name}
         if ctx.party == receiver_name:
-            result = pa.Table.from_pylist(
-                rows,
-                schema=pa.schema(
-                    [
-                        ("statistic", pa.string()),
-                        ("column", pa.string()),
-                        ("column2", pa.string()),
-                        ("group", pa.string()),
-                        ("value", pa.float64()),
-                    ]
-                ),
-            )
-            summary["outputs"] = {"result": ctx.write_output("result", result)}
-            summary["result"] = rows[:MAX_SUMMARY_ROWS]
+            summary["outputs"] = {"result": ctx.write_output("result", result_table(rows))}
+            summary["result"] = rows
+            summary["result_rows"] = len(rows)
         return summary
+
+    @staticmethod
+    def _check_dp_range(params: StatsParams, cols: list[Column], n: int) -> None:
+        """With differential privacy the values are clipped to public bounds and encoded at
+        10^decimals: refuse before any message when the sums of squares could overflow."""
+        assert params.dp is not None
+        for col in cols:
+            if col.has_nulls:
+                raise DataError(
+                    f"column {col.name!r} has {len(col.valid) - col.count} NULL values; "
+                    "differential privacy needs every value present (filter them out)"
+                )
+            b = params.dp.bounds[col.name] * 10.0**params.decimals
+            if b * b * max(n, 1) >= 2.0**62:
+                raise DataError(
+                    f"column {col.name!r}: the dp bound {params.dp.bounds[col.name]:g} at "
+                    f"{params.decimals} decimals over {n} rows overflows the exact range of "
+                    "sums of squares (2^62); lower the bound or the decimals"
+                )
+
+    async def _exchange_rows(
+        self, ctx: ComponentContext, me: int, receiver: int, mine: list[dict[str, Any]], tag: str
+    ) -> list[dict[str, Any]]:
+        """The non-receiver's statistics of its own columns go to the receiver (what the
+        receiver would get from sharing and revealing them); the receiver's stay home."""
+        other = next(
+            p for p in ctx.spec.inputs if p != ctx.party and ctx.spec.inputs[p].role is None
+        )
+        ch = ctx.channels[other]
+        if me != receiver:
+            await ch.send_json(tag, {"rows": mine})
+            return []
+        got = await ch.recv_json(tag)
+        theirs = got.get("rows") if isinstance(got, dict) else None
+        if not isinstance(theirs, list) or len(theirs) > 1_000_000:
+            raise ParameterMismatchError("the other party sent malformed statistics")
+        return [checked_row(r) for r in theirs]
+
+    async def _moments(
+        self,
+        ctx: ComponentContext,
+        params: StatsParams,
+        mpc: Mpc,
+        me: int,
+        receiver: int,
+        cols: list[Column],
+        n: int,
+        their_cols: list[str],
+        their_nulls: bool,
+    ) -> list[dict[str, Any]]:
+        """Every statistic of one party's columns is computed by that party alone, exactly,
+        and given to the receiver; only covariances and correlations across the parties
+        need the engine: a product of the two parties' standardized columns."""
+        wanted = set(params.statistics)
+        own = own_rows(cols, params.statistics, params.quantiles, params.bins)
+        theirs = await self._exchange_rows(ctx, me, receiver, own, "stats/own")
+        crossed: list[dict[str, Any]] = []
+        both = all(params.columns.get(p) for p in roles(ctx.spec)[0])
+        if {"cov", "corr"} & wanted and both:
+            crossed = await self._cross(ctx, params, mpc, me, receiver, cols, n, their_nulls)
+        if me != receiver:
+            return []
+        mine = [c.name for c in cols]
+        names = mine + their_cols if me == 0 else their_cols + mine
+        return order_rows(own + theirs + crossed, names, params.statistics, n)
+
+    async def _cross(
+        self,
+        ctx: ComponentContext,
+        params: StatsParams,
+        mpc: Mpc,
+        me: int,
+        receiver: int,
+        cols: list[Column],
+        n: int,
+        their_nulls: bool,
+    ) -> list[dict[str, Any]]:
+        """COVAR and CORR of each of party 0's columns with each of party 1's."""
+        masks = their_nulls or any(c.has_nulls for c in cols)
+        f = cross_bits(n)
+        mat, sds = standardized(cols, f, masks)
+        their_width = len(params.columns.get(_other_party(ctx), [])) * (3 if masks else 1)
+        block = await cross_block(mpc, mat, their_width, receiver)
+        # the receiver needs the other party's standard deviations to turn a correlation
+        # into a covariance; for a correlation alone, only whether it is 0 or missing (what
+        # the NULL of the answer tells anyway)
+        cov = "cov" in params.statistics
+        sd_rows = [
+            row("sd", c, "", v if cov or v is None else float(v > 0)) for c, v in sds.items()
+        ]
+        got = await self._exchange_rows(ctx, me, receiver, sd_rows, "stats/sd")
+        if block is None:
+            return []
+        all_sd = {r["column"]: r["value"] for r in got} | sds
+        mine = [c.name for c in cols]
+        theirs = params.columns.get(_other_party(ctx), [])
+        left, right = (mine, theirs) if me == 0 else (theirs, mine)
+        return cross_rows(block, left, right, all_sd, f, masks, params.statistics, n)
+
+    async def _dp_moments(
+        self,
+        params: StatsParams,
+        mpc: Mpc,
+        me: int,
+        receiver: int,
+        cols: list[Column],
+        n: int,
+        their_cols: list[str],
+    ) -> list[dict[str, Any]]:
+        """Differentially private moments: clipped values at 10^decimals, the noise added
+        inside the engine by the party that does not receive (range checked beforehand)."""
+        assert params.dp is not None
+        mine = [c.name for c in cols]
+        raw = np.column_stack([c.values.astype(np.float64) for c in cols]) if cols else None
+        raw = (
+            clip(raw, [params.dp.bounds[c] for c in mine]) if raw is not None else np.zeros((n, 0))
+        )
+        order = (mine + their_cols) if me == 0 else (their_cols + mine)
+        dp_all = (params.dp.mechanism_of(), np.array([params.dp.bounds[c] for c in order]))
+        res = await moments(
+            mpc,
+            to_integers(raw, params.decimals),
+            mine,
+            (n, len(their_cols)),
+            their_cols,
+            receiver,
+            (params.decimals, params.decimals),
+            dp=dp_all,
+        )
+        return [] if res is None else _moment_rows(res, params.statistics)
 
     async def _groups(
         self, ctx: ComponentContext, table: pa.Table, gb: GroupBy, receiver: str, tag: str
-    ) -> tuple[Any, list[str]]:
+    ) -> tuple[Any, list[Any]]:
         """The group keys (at the key party; None elsewhere) and the groups' labels.
 
         The number of groups shapes the computation, so the other party learns it; the
         labels go to it only when it is the receiver (they are the key party's data).
         """
-        other = next(
-            p for p in ctx.spec.inputs if p not in (ctx.party,) and ctx.spec.inputs[p].role is None
-        )
-        ch = ctx.channels[other]
+        ch = ctx.channels[_other_party(ctx)]
         if ctx.party == gb.party:
-            col = table.column(gb.column).cast(pa.string()).fill_null("(null)").to_pylist()
-            groups = sorted(set(col))
-            if len(groups) > MAX_GROUPS:
-                raise DataError(f"column {gb.column!r} has over {MAX_GROUPS} distinct values")
-            index = {g: i for i, g in enumerate(groups)}
-            keys = np.array([index[v] for v in col], dtype=np.int64)
+            keys, groups = group_keys(table, gb.column)
             await ch.send_json(
-                tag, {"count": len(groups), "labels": groups if receiver == other else None}
+                tag, {"count": len(groups), "labels": groups if receiver != ctx.party else None}
             )
             return keys, groups
         got = await ch.recv_json(tag)
         count = int(got.get("count", 0)) if isinstance(got, dict) else 0
-        if not 0 < count <= MAX_GROUPS:
+        if not 0 <= count <= MAX_GROUPS:
             raise ParameterMismatchError("the other party announced an invalid group count")
         labels = got.get("labels")
-        groups = (
-            [str(g) for g in labels][:count]
-            if isinstance(labels, list) and len(labels) == count
-            else [str(i) for i in range(count)]
+        ok = (
+            isinstance(labels, list)
+            and len(labels) == count
+            and all(v is None or type(v) in (str, int, float, bool) for v in labels)
         )
-        return None, groups
+        return None, (list(labels) if ok else [str(i) for i in range(count)])
 
     async def _grouped(
         self,
@@ -341,8 +461,7 @@ class StatsComponent(Component):
         mpc: Mpc,
         table: pa.Table,
         me: int,
-        values: Any,
-        raw: Any,
+        cols: list[Column],
         their_cols: list[str],
     ) -> list[dict[str, Any]]:
         gb = params.group_by
@@ -352,81 +471,151 @@ class StatsComponent(Component):
         receiver = me if ctx.party == receiver_name else 1 - me
         keys, groups = await self._groups(ctx, table, gb, receiver_name, "stats/groups")
         is_key = ctx.party == gb.party
-        value_cols = their_cols if is_key else params.columns.get(ctx.party, [])
-        n, m = table.num_rows, len(value_cols)
-        second = bool({"var", "std"} & set(params.statistics))
-        mine = None
+        value_cols = their_cols if is_key else [c.name for c in cols]
+        stats: set[str] = set(params.statistics)
+        ch = ctx.channels[_other_party(ctx)]
+        n = table.num_rows
+        dp = params.dp is not None
+        plans: list[ColumnPlan] = []
+        mat = None
         if not is_key:
-            mine = values
-            if second:  # sums of squares too, for the variance per group
-                if n and np.abs(values).max() >= 2**31:
-                    raise DataError("values too large for a variance per group (|v| < 2^31)")
-                mine = np.concatenate([values, values * values], axis=1)
+            vm = value_matrix(cols, stats, n, params.decimals if dp else None)
+            mat, plans = vm.matrix(n), vm.plans
+            # the key party needs the width (it shapes the product); the plan with the
+            # encodings goes to the receiver only
+            await ch.send_json(
+                "stats/plan",
+                {
+                    "width": mat.shape[1],
+                    "plans": [p.to_json() for p in plans] if receiver != me else None,
+                },
+            )
+            width = mat.shape[1]
+        else:
+            got = await ch.recv_json("stats/plan")
+            width = int(got.get("width", -1)) if isinstance(got, dict) else -1
+            if not 0 <= width <= 4 * len(value_cols):
+                raise ParameterMismatchError("the other party announced an invalid plan")
+            if me == receiver:
+                raw_plans = got.get("plans")
+                if not isinstance(raw_plans, list) or len(raw_plans) != len(value_cols):
+                    raise ParameterMismatchError("the other party sent no statistics plan")
+                plans = [ColumnPlan.from_json(p, width) for p in raw_plans]
         res = await group_sums(
             mpc,
             key_party=key_party,
             keys=keys,
             groups=groups,
-            values=mine,
-            value_shape=(n, m * (1 + second)),
+            values=mat,
+            value_shape=(n, width),
             receiver=receiver,
-            decimals=params.decimals,
+            decimals=None,
             min_group_size=params.min_group_size,
-            dp=_group_dp(params, value_cols, squares=second),
+            dp=_group_dp(params, value_cols, squares=bool({"var", "std"} & stats)),
+            noise_decimals=params.decimals,
         )
         rows: list[dict[str, Any]] = []
+        present: dict[tuple[int, int], int] = {}
         if res is not None:
             for i, g in enumerate(res.groups):
-                cnt = float(res.counts[i])
-                rows.append(_row("count", "", "", g, cnt))
-                for j, c in enumerate(value_cols):
-                    total = float(res.sums[i, j])
-                    rows.append(_row("sum", c, "", g, total))
-                    rows.append(_row("mean", c, "", g, total / cnt))
-                    if second:
-                        sq = float(res.sums[i, m + j]) * 10.0**-params.decimals
-                        var = (sq - total * total / cnt) / (cnt - 1) if cnt > 1 else float("nan")
-                        if "var" in params.statistics:
-                            rows.append(_row("var", c, "", g, var))
-                        if "std" in params.statistics:
-                            rows.append(_row("std", c, "", g, float(np.sqrt(max(var, 0.0)))))
-        shown = None if res is None else set(res.groups)
-        if {"min", "max"} & set(params.statistics) and m:
-            ext = await group_extrema(
-                mpc,
-                key_party=key_party,
-                keys=keys,
-                groups=len(groups),
-                values=None if is_key else values,
-                value_shape=(n, m),
-                receiver=receiver,
-                min_group_size=params.min_group_size,
+                cnt = int(res.counts[i])
+                rows.append(row("count", "", "", cnt, group=g, grouped=True))
+                result = GroupResult(g, cnt, [int(x) for x in res.sums[i]])
+                for j, plan in enumerate(plans):
+                    present[(groups.index(g), j)] = cnt if dp else result.sums[plan.mask]
+                    for stat, v in result.column(plan, stats, dp).items():
+                        if stat != "count" or "count" in stats:
+                            rows.append(row(stat, plan.name, "", v, group=g, grouped=True))
+        shown = None if res is None else {groups.index(g) for g in res.groups}
+        if {"min", "max"} & stats and value_cols:
+            rows += await self._group_extrema(
+                params, mpc, key_party, receiver, keys, groups, cols, is_key, n, value_cols,
+                plans, present, shown,
             )
-            if ext is not None and shown is not None:
-                scale = 10.0**-params.decimals
-                for i, g in enumerate(groups):
-                    for j, c in enumerate(value_cols):
-                        if g in shown and "min" in params.statistics:
-                            rows.append(_row("min", c, "", g, float(ext[0][i, j]) * scale))
-                        if g in shown and "max" in params.statistics:
-                            rows.append(_row("max", c, "", g, float(ext[1][i, j]) * scale))
-        if "histogram" in params.statistics:
+        if "histogram" in stats:
             for j, c in enumerate(value_cols):
                 edges = params.bins[c]
-                bin_keys = None if is_key else _bin_keys(raw[:, j], edges)
                 counts = await crosstab(
                     mpc,
                     row_party=key_party,
-                    keys=keys if is_key else bin_keys,
+                    keys=keys if is_key else bin_keys(cols[j], edges),
                     shape=(n, len(groups), len(edges) - 1),
                     receiver=receiver,
                     min_group_size=params.min_group_size,
                 )
                 if counts is not None:
                     for i, g in enumerate(groups):
-                        for b, label in enumerate(_bin_labels(edges)):
-                            rows.append(_row("histogram", c, label, g, float(counts[i, b])))
+                        for b, label in enumerate(bin_labels(edges)):
+                            rows.append(
+                                row("histogram", c, label, int(counts[i, b]), group=g, grouped=True)
+                            )
         return rows
+
+    async def _group_extrema(
+        self,
+        params: StatsParams,
+        mpc: Mpc,
+        key_party: int,
+        receiver: int,
+        keys: Any,
+        groups: list[Any],
+        cols: list[Column],
+        is_key: bool,
+        n: int,
+        value_cols: list[str],
+        plans: list[ColumnPlan],
+        present: dict[tuple[int, int], int],
+        shown: set[int] | None,
+    ) -> list[dict[str, Any]]:
+        values = valid = None
+        encs: list[Encoding] = []
+        if not is_key:
+            values, encs = extremum_matrix(cols)
+            valid = np.column_stack([c.valid for c in cols])
+        ext = await group_extrema(
+            mpc,
+            key_party=key_party,
+            keys=keys,
+            groups=len(groups),
+            values=values,
+            value_shape=(n, len(value_cols)),
+            receiver=receiver,
+            min_group_size=params.min_group_size,
+            valid=valid,
+        )
+        ch_encs = await self._extremum_encodings(mpc, receiver, encs, len(value_cols))
+        if ext is None or shown is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for i in sorted(shown):
+            for j, c in enumerate(value_cols):
+                has = present.get((i, j), 0) > 0
+                is_int = plans[j].is_int if plans else False
+                for stat, arr in (("min", ext[0]), ("max", ext[1])):
+                    if stat in params.statistics:
+                        v = extremum_value(int(arr[i, j]), ch_encs[j], is_int) if has else None
+                        out.append(row(stat, c, "", v, group=groups[i], grouped=True))
+        return out
+
+    async def _extremum_encodings(
+        self, mpc: Mpc, receiver: int, encs: list[Encoding], m: int
+    ) -> list[Encoding]:
+        """The value party's MIN/MAX encodings, told to the receiver when that is the key
+        party."""
+        if encs:  # the value party
+            if mpc.party != receiver:
+                await mpc.ch.send_json("stats/ext", [e.to_json() for e in encs])
+            return encs
+        if mpc.party != receiver:
+            return []
+        got = await mpc.ch.recv_json("stats/ext")
+        try:
+            out = [Encoding.from_json(e) for e in got]
+        except (TypeError, ValueError):
+            raise ParameterMismatchError("the other party sent malformed encodings") from None
+        if len(out) != m:
+            raise ParameterMismatchError("the other party sent the wrong number of encodings")
+        return out
 
     async def _crosstab(
         self, ctx: ComponentContext, params: StatsParams, mpc: Mpc, table: pa.Table, me: int
@@ -449,49 +638,17 @@ class StatsComponent(Component):
         if counts is None:
             return []
         return [
-            _row("crosstab", ct.rows.column, ct.columns.column, f"{r}|{c}", float(counts[i, j]))
+            row(
+                "crosstab",
+                ct.rows.column,
+                ct.columns.column,
+                int(counts[i, j]),
+                group=f"{r}|{c}",
+                grouped=True,
+            )
             for i, r in enumerate(row_groups)
             for j, c in enumerate(col_groups)
         ]
-
-    async def _own_order_stats(
-        self,
-        params: StatsParams,
-        mpc: Mpc,
-        me: int,
-        receiver: int,
-        raw: Any,
-        mine: list[str],
-        their_cols: list[str],
-    ) -> list[dict[str, Any]]:
-        """Min, max, median, quantiles and histograms of each party's own columns over the
-        aligned rows: computed by the column's owner alone, then shared with the receiver."""
-        wanted = set(params.statistics) & {*_ORDER_STATS, "histogram"}
-        if not wanted:
-            return []
-        # medians and quantiles interpolate between values: keep more digits than the data's
-        digits = min(params.decimals + 4, 9)
-        scale = 10**digits
-        out: list[dict[str, Any]] = []
-        for owner in (0, 1):
-            cols = mine if owner == me else their_cols
-            entries = _order_entries(params, cols)
-            if not entries:
-                continue
-            vals = None
-            if owner == me:
-                if raw.shape[0] == 0:
-                    raise DataError("no aligned rows to compute min, max or quantiles over")
-                vals = np.concatenate(
-                    [_order_values(params, raw[:, j], c) for j, c in enumerate(cols)]
-                )
-                vals = to_integers(vals, digits)
-            shared = await mpc.input(vals, owner, (len(entries),), integer=True)
-            got = await mpc.reveal(shared, to=receiver)
-            if got is not None:
-                for (stat, c, arg), v in zip(entries, got, strict=True):
-                    out.append(_row(stat, c, arg, "", float(v) / scale))
-        return out
 
     @staticmethod
     def _read(ctx: ComponentContext, params: StatsParams) -> pa.Table:
@@ -511,92 +668,49 @@ class StatsComponent(Component):
         return read_columns(ref, list(dict.fromkeys(wanted)))
 
 
-def _order_entries(params: StatsParams, cols: list[str]) -> list[tuple[str, str, str]]:
-    """(statistic, column, argument) of the order statistics asked of ``cols``, in an order
-    both parties derive from the parameters alone."""
-    out: list[tuple[str, str, str]] = []
-    for c in cols:
-        for stat in ("min", "max", "median"):
-            if stat in params.statistics:
-                out.append((stat, c, ""))
-        if "quantile" in params.statistics:
-            out += [("quantile", c, f"{q:g}") for q in params.quantiles]
-        if "histogram" in params.statistics:
-            out += [("histogram", c, label) for label in _bin_labels(params.bins[c])]
-    return out
-
-
-def _order_values(params: StatsParams, col: Any, name: str) -> Any:
-    """The values of :func:`_order_entries` for one column, in the same order."""
-    out: list[float] = []
-    if "min" in params.statistics:
-        out.append(float(col.min()))
-    if "max" in params.statistics:
-        out.append(float(col.max()))
-    if "median" in params.statistics:
-        out.append(float(np.median(col)))
-    if "quantile" in params.statistics:
-        out += [float(v) for v in np.quantile(col, params.quantiles)]
-    if "histogram" in params.statistics:
-        edges = params.bins[name]
-        keys = _bin_keys(col, edges)
-        out += np.bincount(keys[keys >= 0], minlength=len(edges) - 1).astype(float).tolist()
-    return np.array(out)
-
-
-def _bin_labels(edges: list[float]) -> list[str]:
-    last = len(edges) - 2
-    return [
-        f"[{lo:g}, {hi:g}{']' if i == last else ')'}"
-        for i, (lo, hi) in enumerate(itertools.pairwise(edges))
-    ]
-
-
-def _bin_keys(col: Any, edges: list[float]) -> Any:
-    """Each value's bin (the last bin includes its upper edge); -1 outside every bin."""
-    e = np.asarray(edges, dtype=float)
-    keys = np.searchsorted(e, col, side="right") - 1
-    keys[col == e[-1]] = len(e) - 2
-    keys[(col < e[0]) | (col > e[-1])] = -1
-    return keys.astype(np.int64)
+def _other_party(ctx: ComponentContext) -> str:
+    return next(p for p in ctx.spec.inputs if p != ctx.party and ctx.spec.inputs[p].role is None)
 
 
 def _group_dp(
     params: StatsParams, value_cols: list[str], *, squares: bool = False
 ) -> tuple[Mechanism, Any] | None:
-    """(mechanism, bound of each summed column in the columns' units); a column of squares
-    is bounded by B², and its integers carry the scale twice, hence the extra 10^decimals."""
+    """(mechanism, bound of each summed column in its integers' units over 10^decimals):
+    the mask columns are bounded by 1, a column of squares by B², whose integers carry the
+    scale twice, hence the extra 10^decimals."""
     if params.dp is None:
         return None
-    bounds = [params.dp.bounds[c] for c in value_cols]
-    sq = [b * b * 10.0**params.decimals for b in bounds] if squares else []
-    return params.dp.mechanism_of(), np.array(bounds + sq)
-
-
-def _row(stat: str, col: str, col2: str, group: str, value: float) -> dict[str, Any]:
-    return {"statistic": stat, "column": col, "column2": col2, "group": group, "value": value}
+    bounds: list[float] = []
+    for c in value_cols:
+        b = params.dp.bounds[c]
+        bounds += [10.0**-params.decimals, b]  # the mask, then the values
+        if squares:
+            bounds.append(b * b * 10.0**params.decimals)
+    return params.dp.mechanism_of(), np.array(bounds)
 
 
 def _moment_rows(res: Any, statistics: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of the moments released under differential privacy (noisy sums)."""
     rows: list[dict[str, Any]] = []
     if "count" in statistics:
-        rows.append(_row("count", "", "", "", float(res.n)))  # the joined rows
+        rows.append(row("count", "", "", int(res.n)))  # the joined rows
     mean, var = res.mean(), res.variance()
     cov, corr = res.covariance(), res.correlation()
     for i, c in enumerate(res.names):
         if "count" in statistics:
-            rows.append(_row("count", c, "", "", float(res.n)))
+            rows.append(row("count", c, "", int(res.n)))
         if "sum" in statistics:
-            rows.append(_row("sum", c, "", "", float(res.sums[i])))
+            rows.append(row("sum", c, "", float(res.sums[i])))
         if "mean" in statistics:
-            rows.append(_row("mean", c, "", "", float(mean[i])))
+            rows.append(row("mean", c, "", float(mean[i])))
         if "var" in statistics:
-            rows.append(_row("var", c, "", "", float(var[i])))
+            rows.append(row("var", c, "", float(var[i])))
         if "std" in statistics:
-            rows.append(_row("std", c, "", "", float(np.sqrt(max(var[i], 0.0)))))
+            rows.append(row("std", c, "", float(np.sqrt(max(var[i], 0.0)))))
     for stat, mat in (("cov", cov), ("corr", corr)):
         if stat in statistics:
             for i, a in enumerate(res.names):
                 for j, b in enumerate(res.names):
-                    rows.append(_row(stat, a, b, "", float(mat[i, j])))
+                    v = float(mat[i, j])
+                    rows.append(row(stat, a, b, v if np.isfinite(v) else None))
     return rows

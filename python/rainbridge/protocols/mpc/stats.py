@@ -2,10 +2,11 @@
 PSI), each holding some columns; only the party the job names learns the result.
 
 The statistics are computed exactly on integers: each party encodes its columns as integers
-at a public scale (``round(v · 10^decimals)``), products and sums are exact in Z_2^64, and
-the receiver divides in plaintext. Exact as long as every sum stays below 2^63 in absolute
-value — e.g. values up to 10^6 (after scaling) over 10^7 rows for sums of squares — beyond
-that a result wraps around (a variance then comes out negative).
+(:mod:`.encoding` chooses the scale from the data; :func:`moments` takes a public scale,
+``round(v · 10^decimals)``, for differential privacy), products and sums are exact in
+Z_2^64, and the receiver divides in plaintext. Exact as long as every sum stays below 2^63 in
+absolute value: the callers check that bound before any share moves (the encodings) or by
+construction (:func:`cross_block` over standardized values, bounded by Cauchy–Schwarz).
 
 What the receiver learns is the **sufficient statistics** of what it asked for: the row
 count, per-column sums, sums of squares and cross products (for means, variances,
@@ -18,6 +19,7 @@ alone and secret-shared (no multiplication needed); only cross-party terms use t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -141,13 +143,39 @@ async def moments(
     )
 
 
+async def cross_block(
+    mpc: Mpc, mine: npt.NDArray[np.int64], their_width: int, receiver: int
+) -> npt.NDArray[np.int64] | None:
+    """``X0ᵀ X1`` of party 0's and party 1's integer columns (n rows each), revealed to
+    ``receiver`` (int64, signed; the caller bounds the true sums inside ±2^63). One product
+    of two private matrices per chunk of rows (:meth:`Mpc.cross_product`); the other party
+    learns nothing."""
+    n = mine.shape[0]
+    d0 = mine.shape[1] if mpc.party == 0 else their_width
+    d1 = their_width if mpc.party == 0 else mine.shape[1]
+    x = np.ascontiguousarray(mine, dtype=np.int64)
+    cross = Secret(np.zeros((d0, d1), dtype=np.uint64), 0)
+    step = max(1, _CHUNK_WORDS // max(d0, d1, 1))
+    for start in range(0, n if d0 and d1 else 0, step):
+        end = min(n, start + step)
+        part = await mpc.cross_product(
+            x[start:end].T if mpc.party == 0 else None,
+            x[start:end] if mpc.party == 1 else None,
+            left=0,
+            shape=(d0, end - start, d1),
+        )
+        cross.share += part.share
+    out = await mpc.reveal(cross, to=receiver)
+    return None if out is None else np.asarray(out).view(np.int64)
+
+
 @dataclass
 class GroupSums:
     """Per group: the row count and the sums of the value columns."""
 
-    groups: list[str]
+    groups: list[Any]
     counts: npt.NDArray[np.int64]
-    sums: npt.NDArray[np.float64]  # (groups, value columns)
+    sums: npt.NDArray[Any]  # (groups, value columns): float64, or int64 when not decoded
 
     def means(self) -> npt.NDArray[np.float64]:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -159,24 +187,28 @@ async def group_sums(
     *,
     key_party: int,
     keys: npt.NDArray[np.int64] | None,
-    groups: list[str],
+    groups: list[Any],
     values: npt.NDArray[np.int64] | None,
     value_shape: tuple[int, int],
     receiver: int,
-    decimals: int = 0,
+    decimals: int | None = 0,
     min_group_size: int = 1,
     dp: tuple[float | Mechanism, npt.NDArray[np.float64]] | None = None,
+    noise_decimals: int = 0,
 ) -> GroupSums | None:
     """GROUP BY a key column of ``key_party`` with SUM/COUNT of the other party's values.
 
     ``keys`` are group indices (0..len(groups)-1) at the key party; ``values`` the other
-    party's integer columns. The sums are one product of two private matrices,
+    party's integer columns. With ``decimals`` None the sums come back as the exact integers
+    (int64, signed: right while each true sum stays inside ±2^63 — the caller's encoding
+    guarantees it), to be decoded by the caller. The sums are one product of two private matrices,
     one-hot(keys) · values (:meth:`Mpc.cross_product`), in chunks of rows; the key party
     never builds the one-hot matrix. Groups with fewer than ``min_group_size`` rows are
     suppressed (their count and sums are withheld, their rows enter no sum); the key party
     knows the counts already, so the test is done by it on plaintext.
     With ``dp`` (epsilon, bounds of the value columns), the party that does not receive adds
-    Laplace noise to the sums and the counts it contributes (:mod:`.dp`).
+    Laplace noise to the sums and the counts it contributes (:mod:`.dp`); the values'
+    integers are at 10^decimals (or 10^noise_decimals when the sums are not decoded here).
     """
     g = len(groups)
     n, m = value_shape
@@ -193,9 +225,10 @@ async def group_sums(
         counts = np.zeros(g, dtype=np.int64)
         keep = np.ones(g, dtype=bool)
     noise_sums = noise_counts = None
+    unit_decimals = decimals if decimals is not None else noise_decimals
     if dp is not None and mpc.party != receiver:
         noise_sums, noise_counts = group_noise(
-            np.asarray(dp[1], dtype=float), dp[0], np.full(m, 10.0**decimals), g
+            np.asarray(dp[1], dtype=float), dp[0], np.full(m, 10.0**unit_decimals), g
         )
     if noise_counts is not None and mpc.party == key_party:
         counts = np.maximum(counts + noise_counts, 0)  # the key party shares noisy counts
@@ -225,10 +258,11 @@ async def group_sums(
         return None
     assert s is not None and c is not None
     shown = c > 0
+    picked = np.asarray(s[shown]).view(np.int64)
     return GroupSums(
         groups=[grp for grp, ok in zip(groups, shown, strict=True) if ok],
         counts=np.asarray(c[shown], dtype=np.int64),
-        sums=np.asarray(s[shown], dtype=np.float64) * 10.0**-decimals,
+        sums=picked if decimals is None else picked.astype(np.float64) * 10.0**-decimals,
     )
 
 
@@ -248,6 +282,7 @@ async def group_extrema(
     value_shape: tuple[int, int],
     receiver: int,
     min_group_size: int = 1,
+    valid: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
     """Per group of the key party's ``keys``: MIN and MAX of the other party's columns.
 
@@ -258,7 +293,9 @@ async def group_extrema(
     minimum). Costs groups · rows · columns · 2 comparisons in log2(rows) rounds — use it
     on up to about 10^6 cells per second of patience. The receiver learns the extrema of
     groups of at least ``min_group_size`` rows (others come back as ``-2^61`` and are to
-    be withheld by the caller, which knows the counts from :func:`group_sums`).
+    be withheld by the caller, which knows the counts from :func:`group_sums`). ``valid``
+    (n, m) at the value party marks present values: a NULL joins no group, so a group whose
+    values are all NULL also comes back as ``-2^61``.
     """
     n, m = value_shape
     if mpc.party == key_party:
@@ -274,6 +311,8 @@ async def group_extrema(
         if n and np.abs(values).max() >= MAX_EXTREMUM:
             raise ConfigError("a value is too large for MIN/MAX (|value| must stay below 2^60)")
         both = np.concatenate([values, -values], axis=1) + _BIG  # max of -v is -min
+        if valid is not None:
+            both[~np.concatenate([valid, valid], axis=1)] = 0  # -2^61 after the shift
         mine = np.broadcast_to(both.view(np.uint64)[None], (groups, n, 2 * m))
     prod = await mpc.private_product("xmul", np.ascontiguousarray(mine))
     if mpc.party == 0:
