@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     sq.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
     sq.add_argument("--timeout", type=float, default=600)
     sq.add_argument("--out")
+    sf = sub.add_parser("sqlfuzz", help="generated SQL queries: Rainbridge against DuckDB")
+    sf.add_argument("--queries", type=int, default=1000)
+    sf.add_argument("--seed", type=int, default=1)
+    sf.add_argument("--progress", action="store_true", help="a line of counts every 100")
+    sf.add_argument("--out")
     fl = sub.add_parser("fl", help="vertical LR or SecureBoost over loopback TLS")
     fl.add_argument("--model", choices=["lr", "sgb"], default="lr")
     fl.add_argument("--rows", type=int, default=1_000_000)
@@ -129,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         from rainbridge.bench.fl import bench
     elif args.what == "sql":
         from rainbridge.bench.sql import bench
+    elif args.what == "sqlfuzz":
+        from rainbridge.bench.sqlfuzz import bench
     elif args.what == "mpc":
         from rainbridge.bench.mpc import bench
     elif args.what == "psi":

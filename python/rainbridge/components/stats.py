@@ -523,14 +523,27 @@ class StatsComponent(Component):
                 result = GroupResult(g, cnt, [int(x) for x in res.sums[i]])
                 for j, plan in enumerate(plans):
                     present[(groups.index(g), j)] = cnt if dp else result.sums[plan.mask]
-                    for stat, v in result.column(plan, stats, dp).items():
-                        if stat != "count" or "count" in stats:
-                            rows.append(row(stat, plan.name, "", v, group=g, grouped=True))
+                    values, notes = result.column(plan, stats, dp)
+                    for stat, v in values.items():
+                        rows.append(
+                            row(stat, plan.name, "", v, group=g, grouped=True, note=notes.get(stat))
+                        )
         shown = None if res is None else {groups.index(g) for g in res.groups}
-        if {"min", "max"} & stats and value_cols:
+        if {"min", "max"} & stats and value_cols and groups and n:
             rows += await self._group_extrema(
-                params, mpc, key_party, receiver, keys, groups, cols, is_key, n, value_cols,
-                plans, present, shown,
+                params,
+                mpc,
+                key_party,
+                receiver,
+                keys,
+                groups,
+                cols,
+                is_key,
+                n,
+                value_cols,
+                plans,
+                present,
+                shown,
             )
         if "histogram" in stats:
             for j, c in enumerate(value_cols):

@@ -47,10 +47,8 @@ class Column:
 
 def read_column(table: pa.Table, name: str) -> Column:
     """The column ``name`` of ``table`` as a :class:`Column` (see the module's type rules)."""
-    col = table.column(name).combine_chunks() if table.num_rows else table.column(name)
-    arr = col if isinstance(col, pa.Array) else pa.concat_arrays(col.chunks or [])
-    if not isinstance(arr, pa.Array):
-        arr = pa.array([], type=col.type)
+    col = table.column(name)
+    arr = col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
     typ = arr.type
     if pa.types.is_dictionary(typ):
         arr = arr.dictionary_decode()
@@ -60,6 +58,11 @@ def read_column(table: pa.Table, name: str) -> Column:
         if arr.null_count == 0
         else np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
     )
+    if pa.types.is_null(typ):  # a column with no value at all (an all-empty CSV column)
+        return Column(name, np.zeros(len(arr), dtype=np.int64), valid & False, True)
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        arr = _parsed(arr, name)
+        typ = arr.type
     if pa.types.is_boolean(typ):
         values = np.asarray(pc.cast(arr, pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
         return Column(name, values, valid, True)
@@ -78,6 +81,17 @@ def read_column(table: pa.Table, name: str) -> Column:
             )
         return Column(name, values, valid, False)
     raise DataError(f"column {name!r} is not numeric ({typ}); aggregate a numeric column")
+
+
+def _parsed(arr: pa.Array, name: str) -> pa.Array:
+    """Text that holds numbers (a column passed through as written, read back for
+    computing): integers when every value is one, else reals; other text is refused."""
+    for typ in (pa.int64(), pa.float64()):
+        try:
+            return pc.cast(arr, typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    raise DataError(f"column {name!r} is not numeric (text); aggregate a numeric column")
 
 
 def _float_sum(v: npt.NDArray[np.float64]) -> float:

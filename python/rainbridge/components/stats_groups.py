@@ -187,13 +187,13 @@ def _var_columns(
     if enc.exact and len(present):
         shift = int(np.rint(present.astype(np.float64).mean()))
         d = np.where(col.valid, e - np.int64(shift), 0)
-        top = float(np.abs(d).max())
+        top = float(np.abs(d).max()) if len(d) else 0.0
         if top * top * max(rows, 1) < 2.0**SUM_BITS:
             return out.add(d), out.add(d * d), enc
     v = col.values.astype(np.float64)
     mean = float(v[col.valid].mean()) if col.count else 0.0
     centered = np.where(col.valid, v - mean, 0.0)
-    top = float(np.abs(centered).max())
+    top = float(np.abs(centered).max()) if len(centered) else 0.0
     if top == 0.0:
         zero = np.zeros(len(v), dtype=np.int64)
         return out.add(zero), out.add(zero), Encoding(10, 0, True)
@@ -240,10 +240,14 @@ class GroupResult:
     count: int
     sums: list[int]
 
-    def column(self, plan: ColumnPlan, stats: set[str], dp: bool) -> dict[str, Any]:
-        """The statistics of one value column in this group; None where SQL gives NULL.
-        Raises DataError when a result's error bound exceeds the stated precision."""
+    def column(
+        self, plan: ColumnPlan, stats: set[str], dp: bool
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The statistics of one value column in this group (None where SQL gives NULL),
+        and the ones withheld with the reason: a result whose error bound exceeds the stated
+        precision is never given."""
         out: dict[str, Any] = {}
+        notes: dict[str, str] = {}
         present = self.count if dp else self.sums[plan.mask]
         if "count" in stats:
             out["count"] = present
@@ -251,23 +255,31 @@ class GroupResult:
             i, enc = plan.sum
             total = enc.decode(self.sums[i])
             err = enc.sum_error(present)
-            if present and err > SUM_TOLERANCE * abs(float(total)) and not dp:
-                raise DataError(
-                    f"SUM of {plan.name!r} in group {self.label!r}: the answer's error bound "
-                    f"{err:.3g} exceeds {SUM_TOLERANCE:g} of it (values of very different "
-                    "magnitudes in one column); aggregate without GROUP BY (exact)"
-                )
             if "sum" in stats:
                 out["sum"] = _num(total, plan.is_int) if present else None
             if "mean" in stats:
                 out["mean"] = float(total / present) if present else None
+            if present and err > SUM_TOLERANCE * abs(float(total)) and not dp:
+                for stat in {"sum", "mean"} & stats:
+                    out[stat] = None
+                    notes[stat] = (
+                        f"{stat.upper()} of {plan.name!r} in group {_shown(self.label)}: the "
+                        f"answer's error bound {err:.3g} exceeds {SUM_TOLERANCE:g} of it (values "
+                        "of very different magnitudes in one column); aggregate it without "
+                        "GROUP BY (exact)"
+                    )
         if plan.var is not None:
-            var = self._variance(plan, present, dp)
+            try:
+                var = self._variance(plan, present, dp)
+            except DataError as exc:
+                var = None
+                for stat in {"var", "std"} & stats:
+                    notes[stat] = str(exc)
             if "var" in stats:
                 out["var"] = var
             if "std" in stats:
                 out["std"] = None if var is None else math.sqrt(max(var, 0.0))
-        return out
+        return out, notes
 
     def _variance(self, plan: ColumnPlan, present: int, dp: bool) -> float | None:
         assert plan.var is not None
@@ -288,11 +300,15 @@ class GroupResult:
             bound = (2 * math.sqrt(_LOG_TERM / 2) * spread * u + c * u * u) / (c - 1)
             if bound > VAR_TOLERANCE * float(var):
                 raise DataError(
-                    f"VARIANCE of {plan.name!r} in group {self.label!r}: the answer's error "
+                    f"VARIANCE of {plan.name!r} in group {_shown(self.label)}: the answer's error "
                     f"bound {bound:.3g} exceeds {VAR_TOLERANCE:g} of it (a group far narrower "
                     "than the column's spread); aggregate without GROUP BY or filter the rows"
                 )
         return float(var)
+
+
+def _shown(label: Any) -> str:
+    return "NULL" if label is None else repr(label)
 
 
 def extremum_value(v: int, enc: Encoding, is_int: bool) -> int | float:

@@ -54,16 +54,27 @@ _STATS = {
 
 
 def row(
-    stat: str, col: str, col2: str, value: Any, *, group: Any = "", grouped: bool = False
+    stat: str,
+    col: str,
+    col2: str,
+    value: Any,
+    *,
+    group: Any = "",
+    grouped: bool = False,
+    note: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """One result row; ``note`` says why a value is withheld (its value is then None)."""
+    out = {
         "statistic": stat,
         "column": col,
         "column2": col2,
         "grouped": grouped,
         "group": group,
-        "value": value,
+        "value": None if note else value,
     }
+    if note:
+        out["note"] = note
+    return out
 
 
 def checked_row(r: Any) -> dict[str, Any]:
@@ -81,8 +92,15 @@ def checked_row(r: Any) -> dict[str, Any]:
     v = r["value"]
     if isinstance(v, float) and not math.isfinite(v):
         raise ParameterMismatchError("the other party sent a non-finite statistic")
+    note = r.get("note")
     return row(
-        r["statistic"], r["column"], r["column2"], v, group=r.get("group", ""), grouped=r["grouped"]
+        r["statistic"],
+        r["column"],
+        r["column2"],
+        v,
+        group=r.get("group", ""),
+        grouped=r["grouped"],
+        note=str(note)[:1000] if note else None,
     )
 
 
@@ -162,7 +180,7 @@ def order_rows(
             for a, b in itertools.product(names, names):
                 got = mats.get((stat, a, b)) or mats.get((stat, b, a))
                 if got is not None:
-                    out.append(row(stat, a, b, got["value"]))
+                    out.append(row(stat, a, b, got["value"], note=got.get("note")))
     return out
 
 
@@ -230,13 +248,18 @@ def cross_rows(
                 if masks
                 else None
             )
-            cov, corr = pair_from_block(
-                a, c, int(b[k * i, k * j]), moments, sds.get(a), sds.get(c), f, rows
-            )
+            note = None
+            try:
+                cov, corr = pair_from_block(
+                    a, c, int(b[k * i, k * j]), moments, sds.get(a), sds.get(c), f, rows
+                )
+            except DataError as exc:
+                cov = corr = None
+                note = str(exc)
             if "cov" in statistics:
-                out.append(row("cov", a, c, cov))
+                out.append(row("cov", a, c, cov, note=note))
             if "corr" in statistics:
-                out.append(row("corr", a, c, corr))
+                out.append(row("corr", a, c, corr, note=note))
     return out
 
 
@@ -297,7 +320,8 @@ def _check_corr(a: str, c: str, bound: float, f: int) -> None:
 
 def result_table(rows: list[dict[str, Any]]) -> pa.Table:
     """The long table written to the receiver's output: ``value`` as float64 (NULL where
-    SQL gives NULL) and ``exact``, the decimal text of every integer result."""
+    SQL gives NULL), ``exact``, the decimal text of every integer result, and ``note``, why
+    a value is withheld."""
     return pa.table(
         {
             "statistic": pa.array([r["statistic"] for r in rows], pa.string()),
@@ -314,5 +338,6 @@ def result_table(rows: list[dict[str, Any]]) -> pa.Table:
                 [str(r["value"]) if isinstance(r["value"], int) else None for r in rows],
                 pa.string(),
             ),
+            "note": pa.array([r.get("note") for r in rows], pa.string()),
         }
     )
