@@ -12,10 +12,16 @@ from rainbridge.cli.common import EXIT_CODES, UNSUCCESSFUL, Api, api_command, em
 from rainbridge.errors import RainbridgeError
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:,.0f}" if v.is_integer() else f"{v:,.4f}"
-    return "" if v is None else str(v)
+def _fmt(v: Any, decimals: int) -> str:
+    """A cell as printed: NULL as NULL, integers in full, reals rounded to ``decimals``
+    (the printing alone: the answer itself is not rounded)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.{decimals}f}" if abs(v) >= 10.0**-decimals or v == 0 else f"{v:.{decimals}g}"
 
 
 @click.command("sql")
@@ -26,7 +32,14 @@ def _fmt(v: Any) -> str:
     "make it themselves by OT extension (no third party, much slower).",
 )
 @click.option("--receiver", help="The data party that gets the answer (default: this node).")
-@click.option("--decimals", type=int, default=2, show_default=True, help="Value precision.")
+@click.option(
+    "--decimals",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Decimal places printed for real values (the answer itself is exact or within its "
+    "stated bound; --json prints it unrounded).",
+)
 @click.option("--min-group-size", type=int, default=1, show_default=True)
 @click.option("--plan", "plan_only", is_flag=True, help="Print the planned job, do not run it.")
 @api_command
@@ -70,9 +83,40 @@ def sql_cmd(
         sys.exit(EXIT_CODES["job_failed"])
     res = api.call("GET", f"/v1/jobs/{row['id']}/result")["result"]
     stats = res["components"]["stats"]
-    headers, rows = result_table(plan, stats.get("result", []))
-    out = {"job": row["id"], "columns": headers, "rows": rows}
-    widths = [max(len(h), *(len(_fmt(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    rows_long = stats.get("result", [])
+    if stats.get("result_truncated"):
+        rows_long = _all_rows(api, row["id"], int(stats.get("result_rows", 0)))
+    headers, rows = result_table(plan, rows_long)
+    out: dict[str, Any] = {"job": row["id"], "columns": headers, "rows": rows}
+    if stats.get("suppressed_groups"):
+        out["suppressed_groups"] = stats["suppressed_groups"]
+        note = (
+            f"note: {stats['suppressed_groups']} group(s) withheld: "
+            f"{stats.get('suppressed_reason', 'too small')}"
+        )
+        if not as_json:
+            click.echo(note, err=True)
+    cells = [[_fmt(v, decimals) for v in r] for r in rows]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(_fmt(v).rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)) for c in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     emit(out, as_json, "\n".join(lines))
+
+
+def _all_rows(api: Api, job_id: str, total: int) -> list[dict[str, Any]]:
+    """Every row of the stats output, read page by page from the node."""
+    out: list[dict[str, Any]] = []
+    while len(out) < total:
+        page = api.call(
+            "GET", f"/v1/jobs/{job_id}/outputs/stats/result?limit=100000&offset={len(out)}"
+        )
+        if not page["rows"]:
+            break
+        for r in page["rows"]:
+            exact = r.get("exact")
+            value = int(exact) if exact not in (None, "") else r.get("value")
+            out.append({**r, "value": value, "grouped": bool(r.get("grouped"))})
+    if len(out) != total:
+        raise click.ClickException(f"the node returned {len(out)} of {total} result rows")
+    return out

@@ -5,19 +5,33 @@ Inputs: two data parties, each with a table aligned row by row with the other's 
 optionally a third party with ``role: dealer`` that serves correlated randomness and sees no
 data. Without a dealer the two parties make that randomness themselves by OT extension
 (:mod:`rainbridge.protocols.mpc.ot`): no third party to trust, much slower.
-Parameters name each data party's columns and the statistics; the single receiver of the
-``result`` output learns them and nothing else (see :mod:`rainbridge.protocols.mpc.stats`
-for what the sufficient statistics reveal). Optionally ``group_by`` a column of one data
-party (its distinct values are the groups) with sums and means of the other party's
-columns; groups smaller than ``min_group_size`` are suppressed.
+Parameters name each data party's columns and the statistics (``column_statistics`` narrows
+them per column); the single receiver of the ``result`` output learns them and nothing else.
+Optionally ``group_by`` a column of one data party (its distinct values are the groups, NULL
+one of them) with statistics of the other party's columns; groups smaller than
+``min_group_size`` are suppressed.
+
+Exact or refused. Every statistic of one party's own columns is computed by that party
+alone, exactly (integers as integers at any size; reals in float64), and given to the
+receiver — what sharing then revealing it would give, without the fixed-point range.
+Covariances and correlations across the parties are one product of the two parties'
+*standardized* columns (each owner centers and scales its own), so the engine's range no
+longer depends on the data's magnitude; per-group sums use encodings each owner chooses from
+its own data (:mod:`rainbridge.protocols.mpc.encoding`). Every answer is exact or within a
+stated bound; a value whose bound would be exceeded is withheld with the reason (``note``),
+and a query that needs it is refused. NULLs are skipped as SQL skips them (NaN is refused).
+What the receiver learns beyond the answer: the encodings' scales (a power of two of a
+column's magnitude, or its number of decimal places) and whether a column holds NULLs.
 
 With ``dp`` (``epsilon`` and a bound per column), values are clipped to their bounds by
 their owners and the party that does not receive adds Laplace noise inside the MPC
 (:mod:`rainbridge.protocols.mpc.dp`); a dataset's owner may require it and cap the total ε
-spent on the dataset (``rainbridge dataset policy --dp-budget``).
+spent on the dataset (``rainbridge dataset policy --dp-budget``). The values are then
+encoded at ``10^decimals`` and the range is checked against the public bounds first.
 
-The result is a long table — ``statistic, column, column2, group, value`` — in CSV or
-Parquet at the receiver, and the same rows (up to 1,000) in the job's result summary.
+The result is a long table — ``statistic, column, column2, grouped, group, value, exact,
+note`` — in CSV or Parquet at the receiver, and the same rows (up to 100,000; beyond, the
+summary says so) in the job's result summary.
 """
 
 from __future__ import annotations
@@ -74,6 +88,8 @@ from rainbridge.protocols.mpc.stats import (
     to_integers,
 )
 
+#: result rows kept in the job's summary; the output file always holds all of them
+MAX_SUMMARY_ROWS = 100_000
 Statistic = Literal[
     "count",
     "sum",
@@ -141,6 +157,15 @@ class StatsParams(AlignedParams):
     )
     crosstab: Crosstab | None = None
     dp: DpParams | None = None
+    column_statistics: dict[str, list[Statistic]] = Field(
+        default_factory=dict,
+        description="only these statistics of a column (a column not named: all of them); "
+        "nothing more is computed or revealed",
+    )
+
+    def of(self, column: str) -> set[str]:
+        """The statistics asked of ``column``."""
+        return set(self.column_statistics.get(column, self.statistics))
 
 
 class StatsComponent(Component):
@@ -190,6 +215,13 @@ class StatsComponent(Component):
         if any(not 0 < q < 1 for q in params.quantiles):
             raise ComponentParamError("quantiles must lie strictly between 0 and 1", where)
         used = {c for cols in params.columns.values() for c in cols}
+        for col, stats in params.column_statistics.items():
+            if col not in used or not set(stats) <= set(params.statistics):
+                raise ComponentParamError(
+                    f"column_statistics of {col!r}: a listed column, and statistics among "
+                    "'statistics'",
+                    where,
+                )
         for col, edges in params.bins.items():
             if col not in used:
                 raise ComponentParamError(f"bins given for {col!r}, not a listed column", where)
@@ -276,6 +308,7 @@ class StatsComponent(Component):
         their_cols = [str(c) for c in session.their_hello.get("columns", [])][:10_000]
         their_nulls = bool(session.their_hello.get("nulls", False))
         rows: list[dict[str, Any]] = []
+        info: dict[str, Any] = {}
         if params.dp is not None:
             rows += await self._dp_moments(params, mpc, me, receiver, cols, n, their_cols)
         else:
@@ -284,17 +317,21 @@ class StatsComponent(Component):
             )
         ctx.progress(0.7)
         if params.group_by is not None:
-            rows += await self._grouped(ctx, params, mpc, table, me, cols, their_cols)
+            rows += await self._grouped(ctx, params, mpc, table, me, cols, their_cols, info)
             ctx.progress(0.9)
         if params.crosstab is not None:
             rows += await self._crosstab(ctx, params, mpc, table, me)
         await mpc.close()
         ctx.progress(1.0)
-        summary: dict[str, Any] = {"rows": n, "receiver": receiver_name}
+        summary: dict[str, Any] = {"rows": n, "receiver": receiver_name, **info}
         if ctx.party == receiver_name:
             summary["outputs"] = {"result": ctx.write_output("result", result_table(rows))}
-            summary["result"] = rows
+            # every row up to a bound that keeps the job record small; a longer result says
+            # so, and the whole table is the output (GET …/outputs/stats/result, paged)
+            summary["result"] = rows[:MAX_SUMMARY_ROWS]
             summary["result_rows"] = len(rows)
+            if len(rows) > MAX_SUMMARY_ROWS:
+                summary["result_truncated"] = True
         return summary
 
     @staticmethod
@@ -350,10 +387,10 @@ class StatsComponent(Component):
         and given to the receiver; only covariances and correlations across the parties
         need the engine: a product of the two parties' standardized columns."""
         wanted = set(params.statistics)
-        own = own_rows(cols, params.statistics, params.quantiles, params.bins)
+        own = own_rows(cols, params.of, params.quantiles, params.bins)
         theirs = await self._exchange_rows(ctx, me, receiver, own, "stats/own")
         crossed: list[dict[str, Any]] = []
-        both = all(params.columns.get(p) for p in roles(ctx.spec)[0])
+        both = all(_crossed(params, p) for p in roles(ctx.spec)[0])
         if {"cov", "corr"} & wanted and both:
             crossed = await self._cross(ctx, params, mpc, me, receiver, cols, n, their_nulls)
         if me != receiver:
@@ -376,8 +413,10 @@ class StatsComponent(Component):
         """COVAR and CORR of each of party 0's columns with each of party 1's."""
         masks = their_nulls or any(c.has_nulls for c in cols)
         f = cross_bits(n)
-        mat, sds = standardized(cols, f, masks)
-        their_width = len(params.columns.get(_other_party(ctx), [])) * (3 if masks else 1)
+        mine = _crossed(params, ctx.party)
+        mat, sds = standardized([c for c in cols if c.name in mine], f, masks)
+        theirs = _crossed(params, _other_party(ctx))
+        their_width = len(theirs) * (3 if masks else 1)
         block = await cross_block(mpc, mat, their_width, receiver)
         # the receiver needs the other party's standard deviations to turn a correlation
         # into a covariance; for a correlation alone, only whether it is 0 or missing (what
@@ -390,8 +429,6 @@ class StatsComponent(Component):
         if block is None:
             return []
         all_sd = {r["column"]: r["value"] for r in got} | sds
-        mine = [c.name for c in cols]
-        theirs = params.columns.get(_other_party(ctx), [])
         left, right = (mine, theirs) if me == 0 else (theirs, mine)
         return cross_rows(block, left, right, all_sd, f, masks, params.statistics, n)
 
@@ -463,6 +500,7 @@ class StatsComponent(Component):
         me: int,
         cols: list[Column],
         their_cols: list[str],
+        info: dict[str, Any],
     ) -> list[dict[str, Any]]:
         gb = params.group_by
         assert gb is not None
@@ -473,13 +511,14 @@ class StatsComponent(Component):
         is_key = ctx.party == gb.party
         value_cols = their_cols if is_key else [c.name for c in cols]
         stats: set[str] = set(params.statistics)
+        per = {c: params.of(c) for c in value_cols}
         ch = ctx.channels[_other_party(ctx)]
         n = table.num_rows
         dp = params.dp is not None
         plans: list[ColumnPlan] = []
         mat = None
         if not is_key:
-            vm = value_matrix(cols, stats, n, params.decimals if dp else None)
+            vm = value_matrix(cols, per, n, params.decimals if dp else None)
             mat, plans = vm.matrix(n), vm.plans
             # the key party needs the width (it shapes the product); the plan with the
             # encodings goes to the receiver only
@@ -523,13 +562,17 @@ class StatsComponent(Component):
                 result = GroupResult(g, cnt, [int(x) for x in res.sums[i]])
                 for j, plan in enumerate(plans):
                     present[(groups.index(g), j)] = cnt if dp else result.sums[plan.mask]
-                    values, notes = result.column(plan, stats, dp)
+                    values, notes = result.column(plan, per[plan.name], dp)
                     for stat, v in values.items():
                         rows.append(
                             row(stat, plan.name, "", v, group=g, grouped=True, note=notes.get(stat))
                         )
         shown = None if res is None else {groups.index(g) for g in res.groups}
-        if {"min", "max"} & stats and value_cols and groups and n:
+        if res is not None and len(res.groups) < len(groups):
+            info["suppressed_groups"] = len(groups) - len(res.groups)
+            info["suppressed_reason"] = f"fewer than {params.min_group_size} rows"
+        ext = [c for c in value_cols if {"min", "max"} & per[c]]
+        if ext and groups and n:
             rows += await self._group_extrema(
                 params,
                 mpc,
@@ -537,16 +580,16 @@ class StatsComponent(Component):
                 receiver,
                 keys,
                 groups,
-                cols,
+                [c for c in cols if c.name in ext],
                 is_key,
                 n,
-                value_cols,
+                (value_cols, ext),
                 plans,
                 present,
                 shown,
             )
-        if "histogram" in stats:
-            for j, c in enumerate(value_cols):
+        for j, c in enumerate(value_cols):
+            if "histogram" in per[c]:
                 edges = params.bins[c]
                 counts = await crosstab(
                     mpc,
@@ -575,11 +618,13 @@ class StatsComponent(Component):
         cols: list[Column],
         is_key: bool,
         n: int,
-        value_cols: list[str],
+        names: tuple[list[str], list[str]],
         plans: list[ColumnPlan],
         present: dict[tuple[int, int], int],
         shown: set[int] | None,
     ) -> list[dict[str, Any]]:
+        """MIN and MAX per group of the value columns ``names[1]`` (of ``names[0]``)."""
+        all_cols, value_cols = names
         values = valid = None
         encs: list[Encoding] = []
         if not is_key:
@@ -602,10 +647,11 @@ class StatsComponent(Component):
         out: list[dict[str, Any]] = []
         for i in sorted(shown):
             for j, c in enumerate(value_cols):
-                has = present.get((i, j), 0) > 0
-                is_int = plans[j].is_int if plans else False
+                at = all_cols.index(c)
+                has = present.get((i, at), 0) > 0
+                is_int = plans[at].is_int if plans else False
                 for stat, arr in (("min", ext[0]), ("max", ext[1])):
-                    if stat in params.statistics:
+                    if stat in params.of(c):
                         v = extremum_value(int(arr[i, j]), ch_encs[j], is_int) if has else None
                         out.append(row(stat, c, "", v, group=groups[i], grouped=True))
         return out
@@ -679,6 +725,11 @@ class StatsComponent(Component):
                 f"stats input of {ctx.party!r} has no column {', '.join(map(repr, missing))}"
             )
         return read_columns(ref, list(dict.fromkeys(wanted)))
+
+
+def _crossed(params: StatsParams, party: str) -> list[str]:
+    """The columns of ``party`` whose covariances or correlations are asked."""
+    return [c for c in params.columns.get(party, []) if {"cov", "corr"} & params.of(c)]
 
 
 def _other_party(ctx: ComponentContext) -> str:

@@ -38,6 +38,7 @@ from rainbridge.protocols.mpc.encoding import (
     Encoding,
     choose,
     encode,
+    float_keys,
     stochastic_round,
 )
 
@@ -140,18 +141,19 @@ class ValueMatrix:
 
 
 def value_matrix(
-    cols: list[Column], stats: set[str], rows: int, dp_decimals: int | None = None
+    cols: list[Column], stats: dict[str, set[str]], rows: int, dp_decimals: int | None = None
 ) -> ValueMatrix:
-    """Encode the value party's columns for the per-group sums (see the module docstring).
+    """Encode the value party's columns for the per-group sums (see the module docstring),
+    each for the statistics ``stats[name]`` asked of it.
 
     Raises DataError, naming the column, when an integer column's sums could leave the
     exact range; with ``dp_decimals`` (differential privacy) every column is encoded at
     that decimal scale, as its noise is calibrated to it.
     """
     out = ValueMatrix()
-    want_sum = bool({"sum", "mean"} & stats)
-    want_var = bool({"var", "std"} & stats)
     for col in cols:
+        want_sum = bool({"sum", "mean"} & stats[col.name])
+        want_var = bool({"var", "std"} & stats[col.name])
         plan = ColumnPlan(col.name, col.is_int, out.add(col.valid.astype(np.int64)))
         if dp_decimals is not None:
             enc = Encoding(10, dp_decimals, False)
@@ -159,6 +161,9 @@ def value_matrix(
             plan.sum = (out.add(s), enc)
             if want_var:
                 plan.var = (plan.sum[0], out.add(s * s), enc)
+            out.plans.append(plan)
+            continue
+        if not (want_sum or want_var):
             out.plans.append(plan)
             continue
         enc_s = choose(col.values, col.valid, rows)
@@ -206,8 +211,8 @@ def _var_columns(
 
 def extremum_matrix(cols: list[Column]) -> tuple[npt.NDArray[np.int64], list[Encoding]]:
     """The columns encoded for MIN/MAX (|value| < 2^60): exact for integers and decimals,
-    otherwise rounded to the nearest multiple of a power of two (error below 2^-60 of the
-    column's largest value). Raises DataError for integers beyond 2^60."""
+    otherwise the float's own ordered bits (within a relative 2^-49 of the value itself).
+    Raises DataError for integers beyond 2^60."""
     mats: list[npt.NDArray[np.int64]] = []
     encs: list[Encoding] = []
     for col in cols:
@@ -217,9 +222,10 @@ def extremum_matrix(cols: list[Column]) -> tuple[npt.NDArray[np.int64], list[Enc
                 f"MIN/MAX per group of {col.name!r}: integers of 2^{EXTREMUM_BITS} or more "
                 "are not supported; ask for them without GROUP BY (exact at any size)"
             )
-        if not enc.exact and enc.base == 2:
+        if not enc.exact:
+            enc = Encoding(0, 0, False)
             v = np.where(col.valid, col.values.astype(np.float64), 0.0)
-            mats.append(np.rint(np.ldexp(v, enc.exp)).astype(np.int64))
+            mats.append(float_keys(v))
         else:
             mats.append(encode(col.values, col.valid, enc))
         encs.append(enc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,15 +114,16 @@ def bin_labels(edges: list[float]) -> list[str]:
 
 def own_rows(
     cols: list[Column],
-    statistics: Sequence[str],
+    wanted: Callable[[str], set[str]],
     qs: list[float],
     bins: dict[str, list[float]],
 ) -> list[dict[str, Any]]:
-    """Every statistic of this party's own columns, and covariances among them, computed
-    here over the aligned rows (NULLs skipped, pairs where both are present)."""
-    want = set(statistics)
+    """The statistics ``wanted(column)`` of this party's own columns, and covariances among
+    them, computed here over the aligned rows (NULLs skipped, pairs where both are
+    present)."""
     out: list[dict[str, Any]] = []
     for c in cols:
+        want = wanted(c.name)
         if "count" in want:
             out.append(row("count", c.name, "", c.count))
         if "sum" in want:
@@ -146,8 +147,9 @@ def own_rows(
                 bin_labels(bins[c.name]), histogram(c, bins[c.name]), strict=True
             ):
                 out.append(row("histogram", c.name, label, cnt))
-    if {"cov", "corr"} & want:
-        for a, b in itertools.product(cols, cols):
+    paired = [c for c in cols if {"cov", "corr"} & wanted(c.name)]
+    if paired:
+        for a, b in itertools.product(paired, paired):
             if a.name == b.name:
                 var = var_of(a)
                 out.append(row("cov", a.name, a.name, var))

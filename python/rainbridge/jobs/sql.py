@@ -247,9 +247,12 @@ def plan_sql(
     columns: dict[str, list[str]] = {pa_: [], pb: []}
     stats: set[str] = set()
 
-    def use(party: str, column: str) -> None:
+    per_column: dict[str, set[str]] = {}
+
+    def use(party: str, column: str, stat: str) -> None:
         if column not in columns[party]:
             columns[party].append(column)
+        per_column.setdefault(column, set()).add(stat)
 
     def aggregate(node: Any, label: str, where: str, hidden: bool = False) -> Item:
         """The item of one aggregate (or the group column), its columns marked as used."""
@@ -280,8 +283,8 @@ def plan_sql(
             )
             if group_col is not None:
                 raise SqlError(f"{where} {sql}: CORR and COVAR_SAMP per group are not supported")
-            use(qa, ca)
-            use(qb, cb)
+            use(qa, ca, stat)
+            use(qb, cb, stat)
             stats.add(stat)
             return Item(label, stat, ca, cb, hidden=hidden, sql=sql)
         party, column = _col(arg, tables, f"{where} {sql}")
@@ -296,7 +299,7 @@ def plan_sql(
                     f"{where} {sql}: with GROUP BY {group_col[0]}'s column, aggregate "
                     f"the other party's columns"
                 )
-        use(party, column)
+        use(party, column, stat)
         stats.add(stat)
         return Item(label, stat, column, hidden=hidden, sql=sql)
 
@@ -384,6 +387,7 @@ def plan_sql(
                 "params": {
                     "columns": {p: c for p, c in columns.items() if c},
                     "statistics": sorted(stats | {"count"}),
+                    "column_statistics": {c: sorted(v) for c, v in per_column.items()},
                     "decimals": decimals,
                     "min_group_size": min_group_size,
                     "id": keys[pa_] if keys[pa_] == keys[pb] else dict(keys),

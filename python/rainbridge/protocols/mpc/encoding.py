@@ -52,6 +52,11 @@ class Encoding:
     exact: bool
 
     @property
+    def order_preserving(self) -> bool:
+        """Base 0: the float's own bits as an ordered integer (for MIN/MAX only)."""
+        return self.base == 0
+
+    @property
     def unit(self) -> Fraction:
         """The value of one integer step, exactly."""
         return Fraction(1, self.base**self.exp) if self.exp >= 0 else Fraction(self.base**-self.exp)
@@ -64,6 +69,8 @@ class Encoding:
         return min(float(count), math.sqrt(count * _LOG_TERM / 2)) * float(self.unit)
 
     def decode(self, total: int) -> Fraction:
+        if self.order_preserving:
+            return Fraction(float_of_key(total))
         return total * self.unit
 
     def to_json(self) -> list[Any]:
@@ -74,7 +81,7 @@ class Encoding:
         if not (isinstance(data, list) and len(data) == 3):
             raise ValueError("an encoding is [base, exp, exact]")
         base, exp, exact = data
-        if base not in (2, 10) or not isinstance(exp, int) or abs(exp) > 1100:
+        if base not in (0, 2, 10) or not isinstance(exp, int) or abs(exp) > 1100:
             raise ValueError("bad encoding")
         return cls(int(base), int(exp), bool(exact))
 
@@ -138,6 +145,25 @@ def encode(
             out = stochastic_round(np.ldexp(v, enc.exp))
     out[~valid] = 0
     return out
+
+
+#: float keys drop this many low mantissa bits so that every key stays below 2^60
+_KEY_SHIFT = 3
+_MAG = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+
+
+def float_keys(values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Integers in the order of the floats (IEEE 754 bits, sign folded), each below 2^60 in
+    magnitude: comparing keys compares the values. The low 3 mantissa bits are dropped, so
+    a key stands for its value within a relative 2^-49."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+    mag = (bits & _MAG) >> _KEY_SHIFT
+    return np.where(bits < 0, -mag, mag)
+
+
+def float_of_key(key: int) -> float:
+    mag = np.array([abs(int(key)) << _KEY_SHIFT], dtype=np.int64).view(np.float64)[0]
+    return -float(mag) if key < 0 else float(mag)
 
 
 def exact_int_sum(values: npt.NDArray[np.int64]) -> int:
