@@ -89,30 +89,58 @@ async def workload(mpc: Mpc, n: int, reps: int, n_cmp: int, n_sort: int = 0) -> 
 
 
 async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
-    """COUNT/SUM/AVG of party 1's column GROUP BY party 0's key over aligned rows."""
-    from rainbridge.protocols.mpc.stats import group_sums, to_integers
+    """COUNT/SUM/AVG of party 1's column GROUP BY party 0's key over aligned rows, with the
+    ``stats`` component's encoding: the value party picks the scale from its data and adds
+    the presence mask (COUNT(col) and NULL handling), and the receiver decodes exactly."""
+    from fractions import Fraction
+
+    from rainbridge.components.stats_columns import Column
+    from rainbridge.components.stats_groups import GroupResult, value_matrix
+    from rainbridge.protocols.mpc.stats import group_sums
 
     # the same synthetic table at both (seeded); each party keeps only its own column
     rng = np.random.default_rng(11)
     keys = rng.integers(0, groups, rows)
     amounts = rng.gamma(2.0, 5_000.0, rows).round(2)
     t0 = time.perf_counter()
+    width = 2
+    mat = None
+    if mpc.party == 1:
+        col = Column("amount", amounts, np.ones(rows, dtype=bool), False)
+        vm = value_matrix([col], {"amount": {"sum", "mean"}}, rows)
+        mat, plans = vm.matrix(rows), vm.plans
+        width = mat.shape[1]
+    else:  # the receiver knows the layout from the plan the value party sends it
+        col = Column("amount", amounts, np.ones(rows, dtype=bool), False)
+        plans = value_matrix([col], {"amount": {"sum", "mean"}}, rows).plans
     res = await group_sums(
         mpc,
         key_party=0,
         keys=keys if mpc.party == 0 else None,
         groups=[f"g{i}" for i in range(groups)],
-        values=to_integers(amounts[:, None], 2) if mpc.party == 1 else None,
-        value_shape=(rows, 1),
+        values=mat,
+        value_shape=(rows, width),
         receiver=0,
-        decimals=2,
+        decimals=None,
     )
-    seconds = time.perf_counter() - t0
-    out = {"group_seconds": seconds}
-    if res is not None:  # the receiver checks the answer against the plaintext
-        want = np.bincount(keys, weights=amounts, minlength=groups)
-        out["max_abs_error"] = float(np.max(np.abs(res.sums[:, 0] - want)))
+    out: dict[str, float] = {}
+    if res is not None:  # the receiver decodes, then checks against the plaintext
+        got = [
+            GroupResult(g, int(res.counts[i]), [int(x) for x in res.sums[i]]).column(
+                plans[0], {"sum"}, False
+            )[0]["sum"]
+            for i, g in enumerate(res.groups)
+        ]
+        seconds = time.perf_counter() - t0
+        # the amounts have two decimals: their exact sums, as integers of cents
+        cents = np.bincount(keys, weights=np.rint(amounts * 100), minlength=groups)
+        out["max_abs_error"] = float(
+            max(abs(Fraction(g) - Fraction(int(c), 100)) for g, c in zip(got, cents, strict=True))
+        )
         out["counts_match"] = float(np.array_equal(res.counts, np.bincount(keys)))
+    else:
+        seconds = time.perf_counter() - t0
+    out["group_seconds"] = seconds
     return out
 
 

@@ -147,7 +147,9 @@ class StatsParams(AlignedParams):
     columns: dict[str, list[str]] = Field(description="each data party's numeric columns")
     statistics: list[Statistic] = Field(default=["count", "mean", "std"], min_length=1)
     group_by: GroupBy | None = None
-    decimals: int = Field(default=2, ge=0, le=6, description="precision of the values")
+    decimals: int = Field(
+        default=2, ge=0, le=6, description="with dp: the decimal places values are encoded at"
+    )
     min_group_size: int = Field(default=1, ge=1)
     quantiles: list[float] = Field(
         default=[0.25, 0.5, 0.75], min_length=1, max_length=99, description="for 'quantile'"
