@@ -97,24 +97,33 @@ def test_tiny_values_keep_their_digits(tmp_path: Path) -> None:
           tmp_path / "g")  # fmt: skip
 
 
-def test_group_sums_of_reals_near_1e15_and_integers_beyond_the_range(tmp_path: Path) -> None:
+def test_group_sums_of_reals_near_1e15_and_integers_past_2_63(tmp_path: Path) -> None:
+    # per-group SUMs of values around 1e15 came back negative
     rng = random.Random(4)
     n = 14_000
     bank = {
         "id": _ids(n),
         "r": [rng.uniform(0.9e15, 1e15) for _ in range(n)],
         "i": [rng.randint(10**15, 2 * 10**15) for _ in range(n)],
+        "h": [rng.choice([2**63 - 1, -(2**63), 2**62]) for _ in range(n)],
     }
     tel = {"uid": _ids(n), "g": [rng.randint(0, 4) for _ in range(n)]}
     got = _same(
         _case(bank, tel, f"SELECT t.g, SUM(b.r), AVG(b.r), MIN(b.i) {FROM} GROUP BY t.g"),
         tmp_path,
     )
-    assert all(row[1] > 0 for row in got)  # used to come back negative
-    # exact integer sums per group of 1e15-sized values over 14,000 rows cannot be held:
-    # refused before any share moves, naming the column and what to do instead
-    with pytest.raises(DataError, match="'i'.*without GROUP BY"):
-        ours(_case(bank, tel, f"SELECT t.g, SUM(b.i) {FROM} GROUP BY t.g"), tmp_path / "i")
+    assert all(row[1] > 0 for row in got)
+    # integer sums per group past 2^62 are summed in Z_2^128: exact, as DuckDB's HUGEINT
+    for dealer in (True, False):
+        case = _case(
+            bank,
+            tel,
+            f"SELECT t.g, SUM(b.i), AVG(b.i), SUM(b.h), VARIANCE(b.i) {FROM} GROUP BY t.g",
+        )
+        case.dealer = dealer
+        got = _same(case, tmp_path / f"i{dealer}")
+        assert all(isinstance(r[1], int) and r[1] > 2**61 for r in got)
+        assert any(abs(r[3]) > 2**63 for r in got)
 
 
 def test_empty_text_cells_are_null_and_form_their_own_group(tmp_path: Path) -> None:

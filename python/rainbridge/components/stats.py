@@ -87,6 +87,7 @@ from rainbridge.protocols.mpc.stats import (
     moments,
     to_integers,
 )
+from rainbridge.protocols.mpc.wide import group_sums_wide
 
 #: result rows kept in the job's summary; the output file always holds all of them
 MAX_SUMMARY_ROWS = 100_000
@@ -522,20 +523,24 @@ class StatsComponent(Component):
         if not is_key:
             vm = value_matrix(cols, per, n, params.decimals if dp else None)
             mat, plans = vm.matrix(n), vm.plans
-            # the key party needs the width (it shapes the product); the plan with the
+            wide_mat = vm.wide_matrix(n)
+            # the key party needs the widths (they shape the products); the plan with the
             # encodings goes to the receiver only
             await ch.send_json(
                 "stats/plan",
                 {
                     "width": mat.shape[1],
+                    "wide": wide_mat.shape[1],
                     "plans": [p.to_json() for p in plans] if receiver != me else None,
                 },
             )
-            width = mat.shape[1]
+            width, wide = mat.shape[1], wide_mat.shape[1]
         else:
+            wide_mat = None
             got = await ch.recv_json("stats/plan")
             width = int(got.get("width", -1)) if isinstance(got, dict) else -1
-            if not 0 <= width <= 4 * len(value_cols):
+            wide = int(got.get("wide", -1)) if isinstance(got, dict) else -1
+            if not 0 <= width <= 4 * len(value_cols) or not 0 <= wide <= len(value_cols):
                 raise ParameterMismatchError("the other party announced an invalid plan")
             if me == receiver:
                 raw_plans = got.get("plans")
@@ -555,13 +560,28 @@ class StatsComponent(Component):
             dp=_group_dp(params, value_cols, squares=bool({"var", "std"} & stats)),
             noise_decimals=params.decimals,
         )
+        wide_sums = None
+        if wide:  # integers too large for 64-bit sums: exact in Z_2^128
+            wide_sums = await group_sums_wide(
+                ch,
+                party=me,
+                key_party=key_party,
+                keys=keys,
+                groups=len(groups),
+                values=wide_mat,
+                shape=(n, wide),
+                receiver=receiver,
+                min_group_size=params.min_group_size,
+                prefix="stats/wide",
+            )
         rows: list[dict[str, Any]] = []
         present: dict[tuple[int, int], int] = {}
         if res is not None:
             for i, g in enumerate(res.groups):
                 cnt = int(res.counts[i])
                 rows.append(row("count", "", "", cnt, group=g, grouped=True))
-                result = GroupResult(g, cnt, [int(x) for x in res.sums[i]])
+                big = wide_sums[1][groups.index(g)] if wide_sums is not None else []
+                result = GroupResult(g, cnt, [int(x) for x in res.sums[i]], big)
                 for j, plan in enumerate(plans):
                     present[(groups.index(g), j)] = cnt if dp else result.sums[plan.mask]
                     values, notes = result.column(plan, per[plan.name], dp)

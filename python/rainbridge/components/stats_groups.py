@@ -11,7 +11,9 @@ builds, per column, the integer columns whose per-group sums answer the query:
   squares small; the shift cancels out, so it is never sent).
 
 The key party's one-hot indicators times these columns are one product of two private
-matrices (:func:`rainbridge.protocols.mpc.stats.group_sums`). The receiver decodes every
+matrices (:func:`rainbridge.protocols.mpc.stats.group_sums`). An integer column whose sums
+could pass 2^62 is summed instead in Z_2^128 (:mod:`rainbridge.protocols.mpc.wide`), exact
+at any size. The receiver decodes every
 result with exact rational arithmetic, attaches the encoding's error bound and refuses a
 result whose bound exceeds the documented precision (1e-9 relative for SUM/AVG of reals,
 1e-6 relative for VARIANCE/STDDEV). MIN and MAX per group use the secure comparison tree
@@ -91,6 +93,8 @@ class ColumnPlan:
     is_int: bool
     mask: int
     sum: tuple[int, Encoding] | None = None
+    #: the sum is column ``wide`` of the 128-bit matrix (integers too large for 64 bits)
+    wide: int | None = None
     var: tuple[int, int, Encoding] | None = None  # D, D², encoding of D
     extremum: Encoding | None = None
 
@@ -102,6 +106,7 @@ class ColumnPlan:
             "sum": None if self.sum is None else [self.sum[0], self.sum[1].to_json()],
             "var": None if self.var is None else [self.var[0], self.var[1], self.var[2].to_json()],
             "ext": None if self.extremum is None else self.extremum.to_json(),
+            "wide": self.wide,
         }
 
     @classmethod
@@ -115,11 +120,15 @@ class ColumnPlan:
                 plan.var = (int(v[0]), int(v[1]), Encoding.from_json(v[2]))
             if d.get("ext") is not None:
                 plan.extremum = Encoding.from_json(d["ext"])
+            if d.get("wide") is not None:
+                plan.wide = int(d["wide"])
         except (KeyError, TypeError, ValueError, IndexError):
             raise ParameterMismatchError(
                 "the other party sent a malformed statistics plan"
             ) from None
         idx = [plan.mask, *(plan.sum[:1] if plan.sum else ()), *(plan.var[:2] if plan.var else ())]
+        if plan.wide is not None and not 0 <= plan.wide < width:
+            raise ParameterMismatchError("the other party's statistics plan is out of range")
         if any(not 0 <= i < width for i in idx):
             raise ParameterMismatchError("the other party's statistics plan is out of range")
         return plan
@@ -131,6 +140,11 @@ class ValueMatrix:
 
     columns: list[npt.NDArray[np.int64]] = field(default_factory=list)
     plans: list[ColumnPlan] = field(default_factory=list)
+    #: integer columns whose sums need Z_2^128 (:mod:`rainbridge.protocols.mpc.wide`)
+    wide: list[npt.NDArray[np.int64]] = field(default_factory=list)
+
+    def wide_matrix(self, n: int) -> npt.NDArray[np.int64]:
+        return np.column_stack(self.wide) if self.wide else np.zeros((n, 0), np.int64)
 
     def add(self, values: npt.NDArray[np.int64]) -> int:
         self.columns.append(values)
@@ -168,12 +182,14 @@ def value_matrix(
             continue
         enc_s = choose(col.values, col.valid, rows)
         if enc_s is None:
-            top = float(np.abs(col.present().astype(np.float64)).max())
-            raise DataError(
-                f"per-group sums of {col.name!r}: integers up to {top:.3g} over {rows} rows "
-                f"may exceed the exact range (|sum| < 2^{SUM_BITS}); aggregate it without "
-                "GROUP BY (exact at any size), or over fewer rows"
-            )
+            # integers whose sums could pass 2^62: summed exactly in Z_2^128 instead
+            if want_sum:
+                plan.wide = len(out.wide)
+                out.wide.append(np.where(col.valid, col.values, 0).astype(np.int64))
+            if want_var:
+                plan.var = _approx_var_columns(out, col, rows)
+            out.plans.append(plan)
+            continue
         e = encode(col.values, col.valid, enc_s)
         if want_sum:
             plan.sum = (out.add(e), enc_s)
@@ -195,6 +211,12 @@ def _var_columns(
         top = float(np.abs(d).max()) if len(d) else 0.0
         if top * top * max(rows, 1) < 2.0**SUM_BITS:
             return out.add(d), out.add(d * d), enc
+    return _approx_var_columns(out, col, rows)
+
+
+def _approx_var_columns(out: ValueMatrix, col: Column, rows: int) -> tuple[int, int, Encoding]:
+    """D and D² of the values centered on their mean at a power of two (stochastic
+    rounding): the variance within its stated bound, whatever the values' size."""
     v = col.values.astype(np.float64)
     mean = float(v[col.valid].mean()) if col.count else 0.0
     centered = np.where(col.valid, v - mean, 0.0)
@@ -245,6 +267,7 @@ class GroupResult:
     label: Any
     count: int
     sums: list[int]
+    wide: list[int] = field(default_factory=list)
 
     def column(
         self, plan: ColumnPlan, stats: set[str], dp: bool
@@ -257,6 +280,12 @@ class GroupResult:
         present = self.count if dp else self.sums[plan.mask]
         if "count" in stats:
             out["count"] = present
+        if plan.wide is not None:
+            total_int = self.wide[plan.wide]
+            if "sum" in stats:
+                out["sum"] = total_int if present else None
+            if "mean" in stats:
+                out["mean"] = float(Fraction(total_int, present)) if present else None
         if plan.sum is not None:
             i, enc = plan.sum
             total = enc.decode(self.sums[i])

@@ -101,8 +101,9 @@ class OtExtension:
     """One party's two ends of IKNP: as receiver (it chooses) and as sender, each towards
     the other party, so that both can multiply their private values in one exchange."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, prefix: str = "ot") -> None:
         self.ch = channel
+        self.prefix = prefix  # a second extension on the same channel takes another
         self._hash = _Hash()
         self._step = 0
         self._recv: tuple[_Streams, _Streams] | None = None
@@ -114,11 +115,11 @@ class OtExtension:
     async def setup(self) -> None:
         """128 base OTs each way (this party is the base-OT sender for its receiving end)."""
         secret, msg = _core.baseot_sender_setup()
-        (their_a,) = await self._swap_bytes("ot/base-a", msg)
+        (their_a,) = await self._swap_bytes(f"{self.prefix}/base-a", msg)
         s = np.frombuffer(new_seed(), dtype=np.uint8)
         choices = np.unpackbits(s, bitorder="little")
         b_msgs, chosen = _core.baseot_receiver(their_a, choices.tobytes())
-        (their_b,) = await self._swap_bytes("ot/base-b", b_msgs)
+        (their_b,) = await self._swap_bytes(f"{self.prefix}/base-b", b_msgs)
         k0, k1 = _core.baseot_sender_keys(secret, their_b)
         self._recv = (_Streams(k0), _Streams(k1))
         delta = np.packbits(choices, bitorder="little").view(np.uint64).copy()
@@ -182,7 +183,7 @@ class OtExtension:
     ) -> tuple[Ring | None, Ring | None]:
         assert self._recv is not None and self._send is not None, "setup() first"
         self._step += 1
-        tag = f"ot/{self._step}"
+        tag = f"{self.prefix}/{self._step}"
         # 1. the receiving end: choices are the bits of x; send u = t ⊕ G(k1) ⊕ r
         t_rows = None
         u_mine = None
@@ -253,6 +254,95 @@ class OtExtension:
         self.random_ots += m_mine
         return u, v
 
+    async def bit_products_wide(
+        self, x: Ring | None, y: Ring | None, *, pairs: int, their_n: int
+    ) -> tuple[Ring | None, Ring | None]:
+        """Shares in Z_2^128 of ``b · y``: b a bit of this party's ``x`` (N,), y a row of
+        ``pairs`` 128-bit values (their_n, pairs, 2: low word, high word) of the other's.
+
+        The same correlated OT as :meth:`products` with one bit per value, its pads and
+        corrections taken modulo 2^128 (a carry between the two words), so the shares add up
+        to the exact product however the sums over them grow. Returns (U, V) of shapes
+        (N, pairs, 2) and (their_n, pairs, 2).
+        """
+        words = 2 * pairs
+        n = 0 if x is None else len(x)
+        step = MAX_BATCH
+        us: list[Ring] = []
+        vs: list[Ring] = []
+        for start in range(0, max(n, their_n), step):
+            xs = None if x is None or start >= n else x[start : start + step]
+            ys = None if y is None or start >= their_n else y[start : start + step]
+            their = max(0, min(step, their_n - start))
+            u, v = await self._batch_wide(xs, ys, words, their)
+            if u is not None:
+                us.append(u)
+            if v is not None:
+                vs.append(v)
+        empty = np.zeros((0, pairs, 2), np.uint64)
+        u_all = (np.concatenate(us) if us else empty) if x is not None else None
+        v_all = (np.concatenate(vs) if vs else empty) if y is not None else None
+        return u_all, v_all
+
+    async def _batch_wide(
+        self, x: Ring | None, y: Ring | None, words: int, their: int
+    ) -> tuple[Ring | None, Ring | None]:
+        assert self._recv is not None and self._send is not None, "setup() first"
+        self._step += 1
+        tag = f"{self.prefix}/{self._step}"
+        t_rows = None
+        u_mine = None
+        m_mine = 0 if x is None else len(x)
+        if x is not None and m_mine:
+            choice = (x & np.uint64(1)).astype(np.uint8)
+            nbytes = (m_mine + 7) // 8
+            r = np.packbits(choice, bitorder="little")
+            t = self._recv[0].read(nbytes)
+            u_mine = t ^ self._recv[1].read(nbytes) ^ r[None, :]
+            t_rows = _transpose(t, m_mine)
+        u_theirs = await self._swap(
+            tag + "/u",
+            u_mine,
+            (KAPPA, (their + 7) // 8) if their and y is not None else None,
+            np.uint8,
+        )
+        d_mine = None
+        v = None
+        if y is not None and their:
+            assert u_theirs is not None
+            streams, s_bits, delta = self._send
+            q = streams.read(u_theirs.shape[1])
+            q ^= u_theirs * s_bits[:, None]
+            q_rows = _transpose(q, their)
+            first = self._send_count
+            self._send_count += their
+            m0 = self._hash(q_rows, first, words).reshape(their, -1, 2)
+            m1 = self._hash(q_rows ^ delta[None, :], first, words).reshape(their, -1, 2)
+            ys = np.asarray(y, dtype=np.uint64).reshape(their, -1, 2)
+            d_mine = sub128(add128(m0, ys), m1)  # m1 + d = m0 + y, modulo 2^128
+            v = neg128(m0)
+        elif y is not None:
+            v = np.zeros((0, words // 2, 2), dtype=np.uint64)
+        d_theirs = await self._swap(
+            tag + "/d",
+            d_mine,
+            (len(x), words // 2, 2) if x is not None and m_mine else None,
+            np.uint64,
+        )
+        u = None
+        if x is not None and m_mine:
+            assert t_rows is not None and d_theirs is not None
+            first = self._recv_count
+            self._recv_count += m_mine
+            mc = self._hash(t_rows, first, words).reshape(m_mine, -1, 2)
+            xb = (x & np.uint64(1)).astype(bool)
+            u = mc.copy()
+            u[xb] = add128(mc[xb], d_theirs[xb])
+        elif x is not None:
+            u = np.zeros((0, words // 2, 2), dtype=np.uint64)
+        self.random_ots += m_mine
+        return u, v
+
     async def _swap(
         self, tag: str, mine: Any, their_shape: tuple[int, ...] | None, dtype: Any
     ) -> Any:
@@ -268,6 +358,24 @@ class OtExtension:
                 f"the other party sent {got[-1]} bytes for {tag}, expected {out.nbytes}"
             )
         return out
+
+
+def add128(a: Ring, b: Ring) -> Ring:
+    """a + b modulo 2^128 for arrays whose last axis is (low word, high word)."""
+    lo = a[..., 0] + b[..., 0]
+    carry = (lo < a[..., 0]).astype(np.uint64)
+    return np.stack([lo, a[..., 1] + b[..., 1] + carry], axis=-1)
+
+
+def neg128(a: Ring) -> Ring:
+    """-a modulo 2^128 (two's complement across the two words)."""
+    lo = ~a[..., 0] + np.uint64(1)
+    carry = (a[..., 0] == 0).astype(np.uint64)
+    return np.stack([lo, ~a[..., 1] + carry], axis=-1)
+
+
+def sub128(a: Ring, b: Ring) -> Ring:
+    return add128(a, neg128(b))
 
 
 def _pack_bits(b: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
