@@ -90,8 +90,8 @@ async def workload(mpc: Mpc, n: int, reps: int, n_cmp: int, n_sort: int = 0) -> 
 
 async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
     """COUNT/SUM/AVG of party 1's column GROUP BY party 0's key over aligned rows, with the
-    ``stats`` component's encoding: the value party picks the scale from its data and adds
-    the presence mask (COUNT(col) and NULL handling), and the receiver decodes exactly."""
+    ``stats`` component's encoding: the value party picks the scale from its data (no
+    NULLs here, so no presence column) and the receiver decodes exactly."""
     from fractions import Fraction
 
     from rainbridge.components.stats_columns import Column
@@ -103,16 +103,16 @@ async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
     keys = rng.integers(0, groups, rows)
     amounts = rng.gamma(2.0, 5_000.0, rows).round(2)
     t0 = time.perf_counter()
-    width = 2
+    width = 1
     mat = None
     if mpc.party == 1:
         col = Column("amount", amounts, np.ones(rows, dtype=bool), False)
-        vm = value_matrix([col], {"amount": {"sum", "mean"}}, rows)
+        vm = value_matrix([col], {"amount": {"sum", "mean"}}, rows, masks=False)
         mat, plans = vm.matrix(rows), vm.plans
         width = mat.shape[1]
     else:  # the receiver knows the layout from the plan the value party sends it
         col = Column("amount", amounts, np.ones(rows, dtype=bool), False)
-        plans = value_matrix([col], {"amount": {"sum", "mean"}}, rows).plans
+        plans = value_matrix([col], {"amount": {"sum", "mean"}}, rows, masks=False).plans
     res = await group_sums(
         mpc,
         key_party=0,

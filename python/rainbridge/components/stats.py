@@ -513,7 +513,6 @@ class StatsComponent(Component):
         keys, groups = await self._groups(ctx, table, gb, receiver_name, "stats/groups")
         is_key = ctx.party == gb.party
         value_cols = their_cols if is_key else [c.name for c in cols]
-        stats: set[str] = set(params.statistics)
         per = {c: params.of(c) for c in value_cols}
         ch = ctx.channels[_other_party(ctx)]
         n = table.num_rows
@@ -521,7 +520,8 @@ class StatsComponent(Component):
         plans: list[ColumnPlan] = []
         mat = None
         if not is_key:
-            vm = value_matrix(cols, per, n, params.decimals if dp else None)
+            nulls = any(c.has_nulls for c in cols)
+            vm = value_matrix(cols, per, n, params.decimals if dp else None, masks=nulls)
             mat, plans = vm.matrix(n), vm.plans
             wide_mat = vm.wide_matrix(n)
             # the key party needs the widths (they shape the products); the plan with the
@@ -557,7 +557,7 @@ class StatsComponent(Component):
             receiver=receiver,
             decimals=None,
             min_group_size=params.min_group_size,
-            dp=_group_dp(params, value_cols, squares=bool({"var", "std"} & stats)),
+            dp=_group_dp(params, value_cols),
             noise_decimals=params.decimals,
         )
         wide_sums = None
@@ -583,7 +583,7 @@ class StatsComponent(Component):
                 big = wide_sums[1][groups.index(g)] if wide_sums is not None else []
                 result = GroupResult(g, cnt, [int(x) for x in res.sums[i]], big)
                 for j, plan in enumerate(plans):
-                    present[(groups.index(g), j)] = cnt if dp else result.sums[plan.mask]
+                    present[(groups.index(g), j)] = result.present(plan, dp)
                     values, notes = result.column(plan, per[plan.name], dp)
                     for stat, v in values.items():
                         rows.append(
@@ -758,19 +758,18 @@ def _other_party(ctx: ComponentContext) -> str:
     return next(p for p in ctx.spec.inputs if p != ctx.party and ctx.spec.inputs[p].role is None)
 
 
-def _group_dp(
-    params: StatsParams, value_cols: list[str], *, squares: bool = False
-) -> tuple[Mechanism, Any] | None:
-    """(mechanism, bound of each summed column in its integers' units over 10^decimals):
-    the mask columns are bounded by 1, a column of squares by B², whose integers carry the
-    scale twice, hence the extra 10^decimals."""
+def _group_dp(params: StatsParams, value_cols: list[str]) -> tuple[Mechanism, Any] | None:
+    """(mechanism, bound of each summed column in its integers' units over 10^decimals),
+    in the order of :func:`value_matrix`'s columns under dp: the values, then their squares
+    where a variance is asked (bounded by B², whose integers carry the scale twice, hence
+    the extra 10^decimals)."""
     if params.dp is None:
         return None
     bounds: list[float] = []
     for c in value_cols:
         b = params.dp.bounds[c]
-        bounds += [10.0**-params.decimals, b]  # the mask, then the values
-        if squares:
+        bounds.append(b)
+        if {"var", "std"} & params.of(c):
             bounds.append(b * b * 10.0**params.decimals)
     return params.dp.mechanism_of(), np.array(bounds)
 

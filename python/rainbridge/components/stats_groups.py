@@ -91,7 +91,7 @@ class ColumnPlan:
 
     name: str
     is_int: bool
-    mask: int
+    mask: int  # -1: no NULL in the value party's columns, a group's count is its rows
     sum: tuple[int, Encoding] | None = None
     #: the sum is column ``wide`` of the 128-bit matrix (integers too large for 64 bits)
     wide: int | None = None
@@ -126,7 +126,8 @@ class ColumnPlan:
             raise ParameterMismatchError(
                 "the other party sent a malformed statistics plan"
             ) from None
-        idx = [plan.mask, *(plan.sum[:1] if plan.sum else ()), *(plan.var[:2] if plan.var else ())]
+        idx = [*(plan.sum[:1] if plan.sum else ()), *(plan.var[:2] if plan.var else ())]
+        idx += [plan.mask] if plan.mask != -1 else []
         if plan.wide is not None and not 0 <= plan.wide < width:
             raise ParameterMismatchError("the other party's statistics plan is out of range")
         if any(not 0 <= i < width for i in idx):
@@ -155,20 +156,27 @@ class ValueMatrix:
 
 
 def value_matrix(
-    cols: list[Column], stats: dict[str, set[str]], rows: int, dp_decimals: int | None = None
+    cols: list[Column],
+    stats: dict[str, set[str]],
+    rows: int,
+    dp_decimals: int | None = None,
+    masks: bool = True,
 ) -> ValueMatrix:
     """Encode the value party's columns for the per-group sums (see the module docstring),
     each for the statistics ``stats[name]`` asked of it.
 
     Raises DataError, naming the column, when an integer column's sums could leave the
     exact range; with ``dp_decimals`` (differential privacy) every column is encoded at
-    that decimal scale, as its noise is calibrated to it.
+    that decimal scale, as its noise is calibrated to it. Without ``masks`` (no NULL in any
+    of the party's columns, which the other party knows from the hello) no presence column
+    is added.
     """
     out = ValueMatrix()
     for col in cols:
         want_sum = bool({"sum", "mean"} & stats[col.name])
         want_var = bool({"var", "std"} & stats[col.name])
-        plan = ColumnPlan(col.name, col.is_int, out.add(col.valid.astype(np.int64)))
+        mask = out.add(col.valid.astype(np.int64)) if masks and dp_decimals is None else -1
+        plan = ColumnPlan(col.name, col.is_int, mask)
         if dp_decimals is not None:
             enc = Encoding(10, dp_decimals, False)
             s = encode(col.values.astype(np.float64), col.valid, enc)
@@ -269,6 +277,10 @@ class GroupResult:
     sums: list[int]
     wide: list[int] = field(default_factory=list)
 
+    def present(self, plan: ColumnPlan, dp: bool) -> int:
+        """The group's present (non-NULL) values of the column."""
+        return self.count if dp or plan.mask == -1 else self.sums[plan.mask]
+
     def column(
         self, plan: ColumnPlan, stats: set[str], dp: bool
     ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -277,7 +289,7 @@ class GroupResult:
         precision is never given."""
         out: dict[str, Any] = {}
         notes: dict[str, str] = {}
-        present = self.count if dp else self.sums[plan.mask]
+        present = self.present(plan, dp)
         if "count" in stats:
             out["count"] = present
         if plan.wide is not None:
