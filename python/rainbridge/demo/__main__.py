@@ -135,7 +135,7 @@ def _statistics(fed: Federation) -> bool:
         )
     corr = rows[("corr", "monthly_income", "monthly_spend", "")]
     print(f"   correlation of the bank's income with the telecom's spend: {corr:.3f}")
-    for g, label in (("0", "postpaid"), ("1", "prepaid")):
+    for g, label in ((0, "postpaid"), (1, "prepaid")):  # group keys keep their type
         if ("count", "", "", g) in rows:
             print(
                 f"   telecom {label:8}: {rows[('count', '', '', g)]:7,.0f} customers, mean "
