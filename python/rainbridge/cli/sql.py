@@ -114,8 +114,8 @@ def _all_rows(api: Api, job_id: str, total: int) -> list[dict[str, Any]]:
         if not page["rows"]:
             break
         for r in page["rows"]:
-            exact = r.get("exact")
-            value = int(exact) if exact not in (None, "") else r.get("value")
+            exact = r.get("exact")  # integers in full, as text: a float would round them
+            value = int(exact) if isinstance(exact, str) and exact else r.get("value")
             out.append({**r, "value": value, "grouped": bool(r.get("grouped"))})
     if len(out) != total:
         raise click.ClickException(f"the node returned {len(out)} of {total} result rows")

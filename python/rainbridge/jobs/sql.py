@@ -397,7 +397,7 @@ def plan_sql(
                         else {}
                     ),
                 },
-                "outputs": {"result": {"receivers": [receiver], "format": "csv"}},
+                "outputs": {"result": {"receivers": [receiver], "format": "parquet"}},
             },
         ],
     }
