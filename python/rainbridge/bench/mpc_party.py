@@ -95,7 +95,7 @@ async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
     from fractions import Fraction
 
     from rainbridge.components.stats_columns import Column
-    from rainbridge.components.stats_groups import GroupResult, value_matrix
+    from rainbridge.components.stats_plans import GroupResult, value_matrix
     from rainbridge.protocols.mpc.stats import group_sums
 
     # the same synthetic table at both (seeded); each party keeps only its own column

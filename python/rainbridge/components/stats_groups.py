@@ -1,55 +1,41 @@
-"""GROUP BY for the ``stats`` component: one party's column makes the groups, the other
-party's columns are aggregated per group, exactly or within a stated bound — or refused.
-
-The value party encodes each column itself (:mod:`rainbridge.protocols.mpc.encoding`) and
-builds, per column, the integer columns whose per-group sums answer the query:
-
-* ``M`` — 1 where the value is present: COUNT(col) per group, and which groups are all NULL;
-* ``S`` — the encoded value: SUM and AVG (exact for integers and decimals);
-* ``D``, ``D²`` — the encoded value minus an integer near its mean, and its exact square:
-  VARIANCE and STDDEV as the exact variance of the encoded values (centering keeps the
-  squares small; the shift cancels out, so it is never sent).
-
-The key party's one-hot indicators times these columns are one product of two private
-matrices (:func:`rainbridge.protocols.mpc.stats.group_sums`). An integer column whose sums
-could pass 2^62 is summed instead in Z_2^128 (:mod:`rainbridge.protocols.mpc.wide`), exact
-at any size. The receiver decodes every
-result with exact rational arithmetic, attaches the encoding's error bound and refuses a
-result whose bound exceeds the documented precision (1e-9 relative for SUM/AVG of reals,
-1e-6 relative for VARIANCE/STDDEV). MIN and MAX per group use the secure comparison tree
-(:func:`rainbridge.protocols.mpc.stats.group_extrema`) on an encoding below 2^60.
+"""GROUP BY for the ``stats`` component: one party's column makes the groups (NULL one of
+them), the other party's columns are aggregated per group — counts and sums by one product
+of private matrices (in Z_2^128 for integers too large for 64-bit sums), MIN/MAX by a secure
+comparison tree, histograms and cross tabulations by products of indicators — each value
+exact or within its stated bound (:mod:`.stats_plans`), or withheld with the reason.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rainbridge.components.stats_columns import Column
-from rainbridge.errors import DataError, ParameterMismatchError
-from rainbridge.protocols.mpc.encoding import (
-    _LOG_TERM,
-    SUM_BITS,
-    Encoding,
-    choose,
-    encode,
-    float_keys,
-    stochastic_round,
+from rainbridge.components.base import ComponentContext
+from rainbridge.components.stats_columns import Column, bin_keys
+from rainbridge.components.stats_plans import (
+    ColumnPlan,
+    GroupResult,
+    extremum_matrix,
+    extremum_value,
+    value_matrix,
 )
+from rainbridge.components.stats_rows import bin_labels, row
+from rainbridge.errors import DataError, ParameterMismatchError
+from rainbridge.protocols.mpc import Mpc
+from rainbridge.protocols.mpc.dp import Mechanism
+from rainbridge.protocols.mpc.encoding import Encoding
+from rainbridge.protocols.mpc.stats import crosstab, group_extrema, group_sums
+from rainbridge.protocols.mpc.wide import group_sums_wide
+
+if TYPE_CHECKING:
+    from rainbridge.components.stats import GroupBy, StatsParams
 
 MAX_GROUPS = 1000
-#: relative precision promised for SUM/AVG of real columns and for VARIANCE/STDDEV
-SUM_TOLERANCE = 1e-9
-VAR_TOLERANCE = 1e-6
-#: MIN/MAX per group compare values below this magnitude
-EXTREMUM_BITS = 60
 
 
 def group_keys(table: pa.Table, column: str) -> tuple[npt.NDArray[np.int64], list[Any]]:
@@ -85,278 +71,288 @@ def _label(v: Any) -> Any:
     return str(v)
 
 
-@dataclass
-class ColumnPlan:
-    """Where one value column's integer columns sit in the matrix, and their encodings."""
+async def exchange_groups(
+    ctx: ComponentContext, table: pa.Table, gb: GroupBy, receiver: str, tag: str
+) -> tuple[Any, list[Any]]:
+    """The group keys (at the key party; None elsewhere) and the groups' labels.
 
-    name: str
-    is_int: bool
-    mask: int  # -1: no NULL in the value party's columns, a group's count is its rows
-    sum: tuple[int, Encoding] | None = None
-    #: the sum is column ``wide`` of the 128-bit matrix (integers too large for 64 bits)
-    wide: int | None = None
-    var: tuple[int, int, Encoding] | None = None  # D, D², encoding of D
-    extremum: Encoding | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "int": self.is_int,
-            "mask": self.mask,
-            "sum": None if self.sum is None else [self.sum[0], self.sum[1].to_json()],
-            "var": None if self.var is None else [self.var[0], self.var[1], self.var[2].to_json()],
-            "ext": None if self.extremum is None else self.extremum.to_json(),
-            "wide": self.wide,
-        }
-
-    @classmethod
-    def from_json(cls, d: Any, width: int) -> ColumnPlan:
-        try:
-            plan = cls(str(d["name"]), bool(d["int"]), int(d["mask"]))
-            if d.get("sum") is not None:
-                plan.sum = (int(d["sum"][0]), Encoding.from_json(d["sum"][1]))
-            if d.get("var") is not None:
-                v = d["var"]
-                plan.var = (int(v[0]), int(v[1]), Encoding.from_json(v[2]))
-            if d.get("ext") is not None:
-                plan.extremum = Encoding.from_json(d["ext"])
-            if d.get("wide") is not None:
-                plan.wide = int(d["wide"])
-        except (KeyError, TypeError, ValueError, IndexError):
-            raise ParameterMismatchError(
-                "the other party sent a malformed statistics plan"
-            ) from None
-        idx = [*(plan.sum[:1] if plan.sum else ()), *(plan.var[:2] if plan.var else ())]
-        idx += [plan.mask] if plan.mask != -1 else []
-        if plan.wide is not None and not 0 <= plan.wide < width:
-            raise ParameterMismatchError("the other party's statistics plan is out of range")
-        if any(not 0 <= i < width for i in idx):
-            raise ParameterMismatchError("the other party's statistics plan is out of range")
-        return plan
-
-
-@dataclass
-class ValueMatrix:
-    """The value party's integer columns for the per-group sums, and their plans."""
-
-    columns: list[npt.NDArray[np.int64]] = field(default_factory=list)
-    plans: list[ColumnPlan] = field(default_factory=list)
-    #: integer columns whose sums need Z_2^128 (:mod:`rainbridge.protocols.mpc.wide`)
-    wide: list[npt.NDArray[np.int64]] = field(default_factory=list)
-
-    def wide_matrix(self, n: int) -> npt.NDArray[np.int64]:
-        return np.column_stack(self.wide) if self.wide else np.zeros((n, 0), np.int64)
-
-    def add(self, values: npt.NDArray[np.int64]) -> int:
-        self.columns.append(values)
-        return len(self.columns) - 1
-
-    def matrix(self, n: int) -> npt.NDArray[np.int64]:
-        return np.column_stack(self.columns) if self.columns else np.zeros((n, 0), np.int64)
-
-
-def value_matrix(
-    cols: list[Column],
-    stats: dict[str, set[str]],
-    rows: int,
-    dp_decimals: int | None = None,
-    masks: bool = True,
-) -> ValueMatrix:
-    """Encode the value party's columns for the per-group sums (see the module docstring),
-    each for the statistics ``stats[name]`` asked of it.
-
-    Raises DataError, naming the column, when an integer column's sums could leave the
-    exact range; with ``dp_decimals`` (differential privacy) every column is encoded at
-    that decimal scale, as its noise is calibrated to it. Without ``masks`` (no NULL in any
-    of the party's columns, which the other party knows from the hello) no presence column
-    is added.
+    The number of groups shapes the computation, so the other party learns it; the
+    labels go to it only when it is the receiver (they are the key party's data).
     """
-    out = ValueMatrix()
-    for col in cols:
-        want_sum = bool({"sum", "mean"} & stats[col.name])
-        want_var = bool({"var", "std"} & stats[col.name])
-        mask = out.add(col.valid.astype(np.int64)) if masks and dp_decimals is None else -1
-        plan = ColumnPlan(col.name, col.is_int, mask)
-        if dp_decimals is not None:
-            enc = Encoding(10, dp_decimals, False)
-            s = encode(col.values.astype(np.float64), col.valid, enc)
-            plan.sum = (out.add(s), enc)
-            if want_var:
-                plan.var = (plan.sum[0], out.add(s * s), enc)
-            out.plans.append(plan)
-            continue
-        if not (want_sum or want_var):
-            out.plans.append(plan)
-            continue
-        enc_s = choose(col.values, col.valid, rows)
-        if enc_s is None:
-            # integers whose sums could pass 2^62: summed exactly in Z_2^128 instead
-            if want_sum:
-                plan.wide = len(out.wide)
-                out.wide.append(np.where(col.valid, col.values, 0).astype(np.int64))
-            if want_var:
-                plan.var = _approx_var_columns(out, col, rows)
-            out.plans.append(plan)
-            continue
-        e = encode(col.values, col.valid, enc_s)
-        if want_sum:
-            plan.sum = (out.add(e), enc_s)
-        if want_var:
-            plan.var = _var_columns(out, col, e, enc_s, rows)
-        out.plans.append(plan)
+    ch = ctx.channels[other_party(ctx)]
+    if ctx.party == gb.party:
+        keys, groups = group_keys(table, gb.column)
+        await ch.send_json(
+            tag, {"count": len(groups), "labels": groups if receiver != ctx.party else None}
+        )
+        return keys, groups
+    got = await ch.recv_json(tag)
+    count = int(got.get("count", 0)) if isinstance(got, dict) else 0
+    if not 0 <= count <= MAX_GROUPS:
+        raise ParameterMismatchError("the other party announced an invalid group count")
+    labels = got.get("labels")
+    ok = (
+        isinstance(labels, list)
+        and len(labels) == count
+        and all(v is None or type(v) in (str, int, float, bool) for v in labels)
+    )
+    return None, (list(labels) if ok else [str(i) for i in range(count)])
+
+
+async def grouped_rows(
+    ctx: ComponentContext,
+    params: StatsParams,
+    mpc: Mpc,
+    table: pa.Table,
+    me: int,
+    cols: list[Column],
+    their_cols: list[str],
+    info: dict[str, Any],
+) -> list[dict[str, Any]]:
+    gb = params.group_by
+    assert gb is not None
+    key_party = me if ctx.party == gb.party else 1 - me
+    receiver_name = ctx.spec.outputs["result"].receivers[0]
+    receiver = me if ctx.party == receiver_name else 1 - me
+    keys, groups = await exchange_groups(ctx, table, gb, receiver_name, "stats/groups")
+    is_key = ctx.party == gb.party
+    value_cols = their_cols if is_key else [c.name for c in cols]
+    per = {c: params.of(c) for c in value_cols}
+    ch = ctx.channels[other_party(ctx)]
+    n = table.num_rows
+    dp = params.dp is not None
+    plans: list[ColumnPlan] = []
+    mat = None
+    if not is_key:
+        nulls = any(c.has_nulls for c in cols)
+        vm = value_matrix(cols, per, n, params.decimals if dp else None, masks=nulls)
+        mat, plans = vm.matrix(n), vm.plans
+        wide_mat = vm.wide_matrix(n)
+        # the key party needs the widths (they shape the products); the plan with the
+        # encodings goes to the receiver only
+        await ch.send_json(
+            "stats/plan",
+            {
+                "width": mat.shape[1],
+                "wide": wide_mat.shape[1],
+                "plans": [p.to_json() for p in plans] if receiver != me else None,
+            },
+        )
+        width, wide = mat.shape[1], wide_mat.shape[1]
+    else:
+        wide_mat = None
+        got = await ch.recv_json("stats/plan")
+        width = int(got.get("width", -1)) if isinstance(got, dict) else -1
+        wide = int(got.get("wide", -1)) if isinstance(got, dict) else -1
+        if not 0 <= width <= 4 * len(value_cols) or not 0 <= wide <= len(value_cols):
+            raise ParameterMismatchError("the other party announced an invalid plan")
+        if me == receiver:
+            raw_plans = got.get("plans")
+            if not isinstance(raw_plans, list) or len(raw_plans) != len(value_cols):
+                raise ParameterMismatchError("the other party sent no statistics plan")
+            plans = [ColumnPlan.from_json(p, width) for p in raw_plans]
+    res = await group_sums(
+        mpc,
+        key_party=key_party,
+        keys=keys,
+        groups=groups,
+        values=mat,
+        value_shape=(n, width),
+        receiver=receiver,
+        decimals=None,
+        min_group_size=params.min_group_size,
+        dp=_group_dp(params, value_cols),
+        noise_decimals=params.decimals,
+    )
+    wide_sums = None
+    if wide:  # integers too large for 64-bit sums: exact in Z_2^128
+        wide_sums = await group_sums_wide(
+            ch,
+            party=me,
+            key_party=key_party,
+            keys=keys,
+            groups=len(groups),
+            values=wide_mat,
+            shape=(n, wide),
+            receiver=receiver,
+            min_group_size=params.min_group_size,
+            prefix="stats/wide",
+        )
+    rows: list[dict[str, Any]] = []
+    present: dict[tuple[int, int], int] = {}
+    if res is not None:
+        for i, g in enumerate(res.groups):
+            cnt = int(res.counts[i])
+            rows.append(row("count", "", "", cnt, group=g, grouped=True))
+            big = wide_sums[1][groups.index(g)] if wide_sums is not None else []
+            result = GroupResult(g, cnt, [int(x) for x in res.sums[i]], big)
+            for j, plan in enumerate(plans):
+                present[(groups.index(g), j)] = result.present(plan, dp)
+                values, notes = result.column(plan, per[plan.name], dp)
+                for stat, v in values.items():
+                    rows.append(
+                        row(stat, plan.name, "", v, group=g, grouped=True, note=notes.get(stat))
+                    )
+    shown = None if res is None else {groups.index(g) for g in res.groups}
+    if res is not None and len(res.groups) < len(groups):
+        info["suppressed_groups"] = len(groups) - len(res.groups)
+        info["suppressed_reason"] = f"fewer than {params.min_group_size} rows"
+    ext = [c for c in value_cols if {"min", "max"} & per[c]]
+    if ext and groups and n:
+        rows += await _group_extrema(
+            params,
+            mpc,
+            key_party,
+            receiver,
+            keys,
+            groups,
+            [c for c in cols if c.name in ext],
+            is_key,
+            n,
+            (value_cols, ext),
+            plans,
+            present,
+            shown,
+        )
+    for j, c in enumerate(value_cols):
+        if "histogram" in per[c]:
+            edges = params.bins[c]
+            counts = await crosstab(
+                mpc,
+                row_party=key_party,
+                keys=keys if is_key else bin_keys(cols[j], edges),
+                shape=(n, len(groups), len(edges) - 1),
+                receiver=receiver,
+                min_group_size=params.min_group_size,
+            )
+            if counts is not None:
+                for i, g in enumerate(groups):
+                    for b, label in enumerate(bin_labels(edges)):
+                        rows.append(
+                            row("histogram", c, label, int(counts[i, b]), group=g, grouped=True)
+                        )
+    return rows
+
+
+async def _group_extrema(
+    params: StatsParams,
+    mpc: Mpc,
+    key_party: int,
+    receiver: int,
+    keys: Any,
+    groups: list[Any],
+    cols: list[Column],
+    is_key: bool,
+    n: int,
+    names: tuple[list[str], list[str]],
+    plans: list[ColumnPlan],
+    present: dict[tuple[int, int], int],
+    shown: set[int] | None,
+) -> list[dict[str, Any]]:
+    """MIN and MAX per group of the value columns ``names[1]`` (of ``names[0]``)."""
+    all_cols, value_cols = names
+    values = valid = None
+    encs: list[Encoding] = []
+    if not is_key:
+        values, encs = extremum_matrix(cols)
+        valid = np.column_stack([c.valid for c in cols])
+    ext = await group_extrema(
+        mpc,
+        key_party=key_party,
+        keys=keys,
+        groups=len(groups),
+        values=values,
+        value_shape=(n, len(value_cols)),
+        receiver=receiver,
+        min_group_size=params.min_group_size,
+        valid=valid,
+    )
+    ch_encs = await _extremum_encodings(mpc, receiver, encs, len(value_cols))
+    if ext is None or shown is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for i in sorted(shown):
+        for j, c in enumerate(value_cols):
+            at = all_cols.index(c)
+            has = present.get((i, at), 0) > 0
+            is_int = plans[at].is_int if plans else False
+            for stat, arr in (("min", ext[0]), ("max", ext[1])):
+                if stat in params.of(c):
+                    v = extremum_value(int(arr[i, j]), ch_encs[j], is_int) if has else None
+                    out.append(row(stat, c, "", v, group=groups[i], grouped=True))
     return out
 
 
-def _var_columns(
-    out: ValueMatrix, col: Column, e: npt.NDArray[np.int64], enc: Encoding, rows: int
-) -> tuple[int, int, Encoding]:
-    """D and D² for the variance: exact when the encoding is and the squares fit, else a
-    power-of-two encoding of the centered values (stochastic rounding)."""
-    present = e[col.valid]
-    if enc.exact and len(present):
-        shift = int(np.rint(present.astype(np.float64).mean()))
-        d = np.where(col.valid, e - np.int64(shift), 0)
-        top = float(np.abs(d).max()) if len(d) else 0.0
-        if top * top * max(rows, 1) < 2.0**SUM_BITS:
-            return out.add(d), out.add(d * d), enc
-    return _approx_var_columns(out, col, rows)
+async def _extremum_encodings(
+    mpc: Mpc, receiver: int, encs: list[Encoding], m: int
+) -> list[Encoding]:
+    """The value party's MIN/MAX encodings, told to the receiver when that is the key
+    party."""
+    if encs:  # the value party
+        if mpc.party != receiver:
+            await mpc.ch.send_json("stats/ext", [e.to_json() for e in encs])
+        return encs
+    if mpc.party != receiver:
+        return []
+    got = await mpc.ch.recv_json("stats/ext")
+    try:
+        out = [Encoding.from_json(e) for e in got]
+    except (TypeError, ValueError):
+        raise ParameterMismatchError("the other party sent malformed encodings") from None
+    if len(out) != m:
+        raise ParameterMismatchError("the other party sent the wrong number of encodings")
+    return out
 
 
-def _approx_var_columns(out: ValueMatrix, col: Column, rows: int) -> tuple[int, int, Encoding]:
-    """D and D² of the values centered on their mean at a power of two (stochastic
-    rounding): the variance within its stated bound, whatever the values' size."""
-    v = col.values.astype(np.float64)
-    mean = float(v[col.valid].mean()) if col.count else 0.0
-    centered = np.where(col.valid, v - mean, 0.0)
-    top = float(np.abs(centered).max()) if len(centered) else 0.0
-    if top == 0.0:
-        zero = np.zeros(len(v), dtype=np.int64)
-        return out.add(zero), out.add(zero), Encoding(10, 0, True)
-    # (|d|·2^f + 1)² · rows < 2^62
-    f = math.floor((SUM_BITS - math.log2(max(rows, 1))) / 2 - math.log2(top)) - 1
-    d = stochastic_round(np.ldexp(centered, f))
-    d[~col.valid] = 0
-    return out.add(d), out.add(d * d), Encoding(2, f, False)
+async def crosstab_rows(
+    ctx: ComponentContext, params: StatsParams, mpc: Mpc, table: pa.Table, me: int
+) -> list[dict[str, Any]]:
+    ct = params.crosstab
+    assert ct is not None
+    receiver_name = ctx.spec.outputs["result"].receivers[0]
+    receiver = me if ctx.party == receiver_name else 1 - me
+    row_party = me if ctx.party == ct.rows.party else 1 - me
+    rk, row_groups = await exchange_groups(ctx, table, ct.rows, receiver_name, "stats/ct-rows")
+    ck, col_groups = await exchange_groups(ctx, table, ct.columns, receiver_name, "stats/ct-cols")
+    counts = await crosstab(
+        mpc,
+        row_party=row_party,
+        keys=rk if ctx.party == ct.rows.party else ck,
+        shape=(table.num_rows, len(row_groups), len(col_groups)),
+        receiver=receiver,
+        min_group_size=params.min_group_size,
+    )
+    if counts is None:
+        return []
+    return [
+        row(
+            "crosstab",
+            ct.rows.column,
+            ct.columns.column,
+            int(counts[i, j]),
+            group=f"{r}|{c}",
+            grouped=True,
+        )
+        for i, r in enumerate(row_groups)
+        for j, c in enumerate(col_groups)
+    ]
 
 
-def extremum_matrix(cols: list[Column]) -> tuple[npt.NDArray[np.int64], list[Encoding]]:
-    """The columns encoded for MIN/MAX (|value| < 2^60): exact for integers and decimals,
-    otherwise the float's own ordered bits (within a relative 2^-49 of the value itself).
-    Raises DataError for integers beyond 2^60."""
-    mats: list[npt.NDArray[np.int64]] = []
-    encs: list[Encoding] = []
-    for col in cols:
-        enc = choose(col.values, col.valid, 1, bits=EXTREMUM_BITS)
-        if enc is None:
-            raise DataError(
-                f"MIN/MAX per group of {col.name!r}: integers of 2^{EXTREMUM_BITS} or more "
-                "are not supported; ask for them without GROUP BY (exact at any size)"
-            )
-        if not enc.exact:
-            enc = Encoding(0, 0, False)
-            v = np.where(col.valid, col.values.astype(np.float64), 0.0)
-            mats.append(float_keys(v))
-        else:
-            mats.append(encode(col.values, col.valid, enc))
-        encs.append(enc)
-    return np.column_stack(mats), encs
+def other_party(ctx: ComponentContext) -> str:
+    return next(p for p in ctx.spec.inputs if p != ctx.party and ctx.spec.inputs[p].role is None)
 
 
-def _num(value: Fraction, is_int: bool) -> int | float:
-    if is_int and value.denominator == 1:
-        return int(value)
-    return float(value)
-
-
-@dataclass
-class GroupResult:
-    """One group's revealed sums, decoded per the value party's plans."""
-
-    label: Any
-    count: int
-    sums: list[int]
-    wide: list[int] = field(default_factory=list)
-
-    def present(self, plan: ColumnPlan, dp: bool) -> int:
-        """The group's present (non-NULL) values of the column."""
-        return self.count if dp or plan.mask == -1 else self.sums[plan.mask]
-
-    def column(
-        self, plan: ColumnPlan, stats: set[str], dp: bool
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """The statistics of one value column in this group (None where SQL gives NULL),
-        and the ones withheld with the reason: a result whose error bound exceeds the stated
-        precision is never given."""
-        out: dict[str, Any] = {}
-        notes: dict[str, str] = {}
-        present = self.present(plan, dp)
-        if "count" in stats:
-            out["count"] = present
-        if plan.wide is not None:
-            total_int = self.wide[plan.wide]
-            if "sum" in stats:
-                out["sum"] = total_int if present else None
-            if "mean" in stats:
-                out["mean"] = float(Fraction(total_int, present)) if present else None
-        if plan.sum is not None:
-            i, enc = plan.sum
-            total = enc.decode(self.sums[i])
-            err = enc.sum_error(present)
-            if "sum" in stats:
-                out["sum"] = _num(total, plan.is_int) if present else None
-            if "mean" in stats:
-                out["mean"] = float(total / present) if present else None
-            if present and err > SUM_TOLERANCE * abs(float(total)) and not dp:
-                for stat in {"sum", "mean"} & stats:
-                    out[stat] = None
-                    notes[stat] = (
-                        f"{stat.upper()} of {plan.name!r} in group {_shown(self.label)}: the "
-                        f"answer's error bound {err:.3g} exceeds {SUM_TOLERANCE:g} of it (values "
-                        "of very different magnitudes in one column); aggregate it without "
-                        "GROUP BY (exact)"
-                    )
-        if plan.var is not None:
-            try:
-                var = self._variance(plan, present, dp)
-            except DataError as exc:
-                var = None
-                for stat in {"var", "std"} & stats:
-                    notes[stat] = str(exc)
-            if "var" in stats:
-                out["var"] = var
-            if "std" in stats:
-                out["std"] = None if var is None else math.sqrt(max(var, 0.0))
-        return out, notes
-
-    def _variance(self, plan: ColumnPlan, present: int, dp: bool) -> float | None:
-        assert plan.var is not None
-        i, j, enc = plan.var
-        c = present
-        if c < 2:
-            return None
-        s1, s2 = self.sums[i], self.sums[j]
-        unit2 = enc.unit * enc.unit
-        var = Fraction(c * s2 - s1 * s1, c * (c - 1)) * unit2
-        if dp:
-            return max(float(var), 0.0)
-        if not enc.exact:
-            # errors of less than one unit, independent: |Δ Σ(d - d̄)²| ≤
-            # 2·sqrt(ln(2/p)/2)·‖d - d̄‖·u + c·u² (Hoeffding), over (c - 1)
-            u = float(enc.unit)
-            spread = math.sqrt(max(float(var), 0.0) * (c - 1))
-            bound = (2 * math.sqrt(_LOG_TERM / 2) * spread * u + c * u * u) / (c - 1)
-            if bound > VAR_TOLERANCE * float(var):
-                raise DataError(
-                    f"VARIANCE of {plan.name!r} in group {_shown(self.label)}: the answer's error "
-                    f"bound {bound:.3g} exceeds {VAR_TOLERANCE:g} of it (a group far narrower "
-                    "than the column's spread); aggregate without GROUP BY or filter the rows"
-                )
-        return float(var)
-
-
-def _shown(label: Any) -> str:
-    return "NULL" if label is None else repr(label)
-
-
-def extremum_value(v: int, enc: Encoding, is_int: bool) -> int | float:
-    return _num(enc.decode(int(v)), is_int)
+def _group_dp(params: StatsParams, value_cols: list[str]) -> tuple[Mechanism, Any] | None:
+    """(mechanism, bound of each summed column in its integers' units over 10^decimals),
+    in the order of :func:`value_matrix`'s columns under dp: the values, then their squares
+    where a variance is asked (bounded by B², whose integers carry the scale twice, hence
+    the extra 10^decimals)."""
+    if params.dp is None:
+        return None
+    bounds: list[float] = []
+    for c in value_cols:
+        b = params.dp.bounds[c]
+        bounds.append(b)
+        if {"var", "std"} & params.of(c):
+            bounds.append(b * b * 10.0**params.decimals)
+    return params.dp.mechanism_of(), np.array(bounds)
