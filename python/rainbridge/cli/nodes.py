@@ -268,6 +268,19 @@ def dataset() -> None:
     show_default=True,
 )
 @click.option("--description", default="", help="What it holds (shown in the catalogue).")
+@click.option(
+    "--encoding",
+    help="A CSV file's text encoding, e.g. gb18030, gbk, big5, latin-1 (default: utf-8).",
+)
+@click.option(
+    "--column-type",
+    "column_types",
+    multiple=True,
+    metavar="COLUMN=TYPE",
+    help="Declare a CSV column's type (repeat): string, int64, int32, double, float32, bool, "
+    "date32, timestamp[s|ms|us]. Others are inferred when computed on, kept as written "
+    "when passed through.",
+)
 @api_command
 def dataset_add(
     name: str,
@@ -276,11 +289,21 @@ def dataset_add(
     owner: str,
     sensitivity: str,
     description: str,
+    encoding: str | None,
+    column_types: tuple[str, ...],
     directory: str,
     api_url: str | None,
     as_json: bool,
 ) -> None:
     """Register a dataset: its schema and row count are recorded, the file stays where it is."""
+    declared: dict[str, str] = {}
+    for item in column_types:
+        col, eq, typ = item.rpartition("=")
+        if not eq or not col or not typ:
+            fail(f"--column-type {item!r}: expected COLUMN=TYPE", 2)
+        if col in declared:
+            fail(f"--column-type: column {col!r} is declared twice", 2)
+        declared[col] = typ
     out = Api(directory, api_url).call(
         "POST",
         "/v1/datasets",
@@ -291,6 +314,8 @@ def dataset_add(
             "owner": owner,
             "sensitivity": sensitivity,
             "description": description,
+            "encoding": encoding,
+            "column_types": declared,
         },
     )
     emit(out, as_json, f"dataset {name!r}: {out['num_rows']} rows, {len(out['columns'])} columns")

@@ -8,6 +8,12 @@ dataset whose ID is common) followed by the columns of the receiver's own datase
 names. Receivers' outputs are sorted by ID, so that two receivers' files align row by row when
 IDs are unique.
 
+Inputs are read exactly as written (see "PSI input rules" in docs/JOBS.md): IDs are text,
+compared byte for byte unless ``normalize`` names a Unicode normal form (applied by every
+party, before hashing); a row whose ID is empty or NULL is refused, or with
+``missing_ids: drop`` left out and counted; the receiver's own columns and the payload columns
+pass through as the owner wrote them (a declared type applies).
+
 Variants: ``cardinality_only: true`` (ECDH) tells every party the intersection's size and
 nobody its members (the component then has no output); ``payload: {party: [columns]}``
 (RR22) delivers those columns of the one party that does not receive the intersection to
@@ -16,19 +22,26 @@ the one that does, aligned to its rows, and nothing to anyone else.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.data import read_columns, read_ids
-from rainbridge.data.dataset import check_ids, iter_batches
+from rainbridge.data.dataset import (
+    DatasetRef,
+    as_ids,
+    check_id_lengths,
+    count_missing,
+    iter_dataset,
+    missing_ids,
+)
 from rainbridge.errors import DataError
 from rainbridge.protocols.psi import (
     EcdhPsiParams,
@@ -49,6 +62,30 @@ class RowFilter(BaseModel):
     value: float | int | str | bool
 
 
+def _compare(col: pa.ChunkedArray, op: str, value: Any) -> Any:
+    """``col op value`` as SQL has it: NULL compares unknown (the row is not kept), an
+    all-NULL column keeps no row, and an integer column compares with a real literal by
+    value (``n > 2.5`` keeps 3 and up; ``n = 2.5`` keeps nothing), exactly at any size."""
+    if pa.types.is_null(col.type):
+        return pa.chunked_array([pa.nulls(len(col), pa.bool_())])
+    if (
+        pa.types.is_integer(col.type)
+        and isinstance(value, float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and not value.is_integer()
+    ):
+        if op in ("=", "!="):
+            # never equal: = keeps no row, != keeps every present value
+            return pc.is_valid(col) if op == "!=" else pc.and_(pc.is_valid(col), False)
+        bound = math.floor(value) if op in ("<", "<=") else math.ceil(value)
+        op = {"<": "<=", "<=": "<=", ">": ">=", ">=": ">="}[op]
+        value = bound
+    elif pa.types.is_integer(col.type) and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return _OPS[op](col, pa.scalar(value).cast(col.type))
+
+
 class PsiParams(BaseModel):
     """Parameters of the ``psi`` component."""
 
@@ -67,6 +104,10 @@ class PsiParams(BaseModel):
     #: rr22: {party: [columns]}, that party's columns delivered to the intersection's one
     #: receiver, aligned to its rows (the party must not be a receiver)
     payload: dict[str, list[str]] = Field(default_factory=dict)
+    #: rows whose ID is empty or NULL: refused (default, with their count) or left out
+    missing_ids: Literal["refuse", "drop"] = "refuse"
+    #: Unicode normal form applied to IDs before hashing (none: compared byte for byte)
+    normalize: Literal["none", "nfc", "nfkc"] = "none"
 
 
 _OPS = {
@@ -174,11 +215,33 @@ class PsiComponent(Component):
         if not id_col:
             raise DataError(f"dataset {ref.name!r}: no ID column named for PSI")
         filters = params.filters.get(ctx.party, [])
+        form = None if params.normalize == "none" else params.normalize.upper()
+        what = f"dataset {ref.name!r} column {id_col!r}"
         # RR22 without filters streams the ID column in batches (its memory bound holds for
-        # the input too); otherwise the column is read whole.
+        # the input too) after a first pass that checks every ID; otherwise (or when rows
+        # without an ID are to be dropped) the column is read whole.
+        dropped = 0
         stream = params.protocol == "rr22" and not filters
-        ids: Any = _streamed_ids(ref, id_col) if stream else read_ids(ref, id_col)
-        keep = None if stream else self._filtered_rows(ref, filters)
+        if stream:
+            n_rows, dropped = _census(ref, id_col, form)
+            _refuse_missing(params, what, dropped)
+            stream = not dropped
+        if stream:
+            ids: Any = _streamed_ids(ref, id_col, n_rows, form)
+            keep = None
+        else:
+            ids = read_ids(ref, id_col, missing="keep")
+            absent = missing_ids(ids)
+            dropped = count_missing(ids)
+            _refuse_missing(params, what, dropped)
+            keep = self._filtered_rows(ref, filters)
+            if dropped:
+                present = pc.invert(absent)
+                mask = present if keep is None else _mask(len(ids), keep, present)
+                keep = pc.indices_nonzero(mask)
+            if form is not None:
+                ids = _normalized(ids, form)
+            check_id_lengths(ids if keep is None else ids.take(keep), what)
         all_ids = ids
         if keep is not None:
             ids = ids.take(keep)
@@ -188,7 +251,7 @@ class PsiComponent(Component):
         elif params.protocol == "rr22":
             payload = None
             if sender == ctx.party:
-                payload = read_columns(ref, payload_cols)
+                payload = read_columns(ref, payload_cols, text=True)
                 if keep is not None:
                     payload = payload.take(keep)
             result = await run_rr22(
@@ -219,21 +282,27 @@ class PsiComponent(Component):
                 progress=ctx.progress,
             )
         summary: dict[str, Any] = {"intersection_size": result.size, "stats": result.stats}
-        if keep is not None:
+        if filters:
             summary["rows_after_filter"] = len(ids)
+        if params.missing_ids == "drop":
+            summary["missing_ids_dropped"] = dropped
         out_spec = ctx.spec.outputs.get("intersection")
         if out_spec is not None and ctx.party in out_spec.receivers and result.indices is not None:
             columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
             rows = result.indices if keep is None else keep.to_numpy()[result.indices]
             if stream:
                 picked = _rows_of(ref, [id_col, *columns], rows)
+                if form is not None:
+                    picked = picked.set_column(
+                        0, id_col, _normalized(as_ids(picked.column(0)), form)
+                    )
             else:
                 idx = pa.array(rows, type=pa.int64())
                 picked = pa.table({id_col: all_ids.take(idx)})
                 if columns:
-                    own = read_columns(ref, columns).take(idx)
+                    own = read_columns(ref, columns, text=True).take(idx)
                     for c in columns:
-                        picked = picked.append_column(c, own.column(c))
+                        picked = picked.append_column(own.schema.field(c), own.column(c))
             table = self._output_table(picked, id_col, result.payload)
             summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
         return summary
@@ -252,7 +321,7 @@ class PsiComponent(Component):
         for f in filters:
             col = table.column(f.column)
             try:
-                cond = _OPS[f.op](col, pa.scalar(f.value).cast(col.type))
+                cond = _compare(col, f.op, f.value)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 raise DataError(
                     f"filter on {f.column!r}: cannot compare a {col.type} column with {f.value!r}"
@@ -269,7 +338,7 @@ class PsiComponent(Component):
             for c in payload.column_names:
                 if c in table.column_names:
                     raise DataError(f"payload column {c!r} clashes with a column of the output")
-                table = table.append_column(c, payload.column(c))
+                table = table.append_column(payload.schema.field(c), payload.column(c))
         order = pc.sort_indices(table, sort_keys=[(id_col, "ascending")])
         return table.take(order)
 
@@ -312,36 +381,62 @@ async def _run_interop(ctx: ComponentContext, ids: Any, receivers: tuple[str, ..
     return result
 
 
-def _streamed_ids(ref: Any, id_col: str) -> IdBatches:
-    """The ID column as batches, its row count from the Parquet footer or a counting pass."""
-    if ref.format == "parquet":
-        try:
-            rows = pq.ParquetFile(ref.path).metadata.num_rows
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"dataset {ref.name!r}: cannot read {ref.path}: {exc}") from exc
-    else:
-        rows = sum(b.num_rows for b in iter_batches(ref.path, ref.format, [id_col], id_col))
+def _refuse_missing(params: PsiParams, what: str, n: int) -> None:
+    if n and params.missing_ids == "refuse":
+        raise DataError(
+            f"{what}: {n} empty IDs (empty text or NULL); fill them in, or set "
+            "`missing_ids: drop` on the psi component to leave those rows out"
+        )
+
+
+def _mask(n: int, keep: pa.Array, present: pa.Array) -> pa.Array:
+    """``present`` and-ed with the rows listed in ``keep``."""
+    chosen = np.zeros(n, dtype=bool)
+    chosen[keep.to_numpy()] = True
+    return pc.and_(present, pa.array(chosen))
+
+
+def _normalized(ids: pa.Array, form: str) -> pa.Array:
+    """IDs in Unicode normal form ``form`` (NFC or NFKC)."""
+    return pc.utf8_normalize(ids, form=form)
+
+
+def _census(ref: DatasetRef, id_col: str, form: str | None) -> tuple[int, int]:
+    """One pass over the ID column before any message: its rows and missing IDs, and every
+    ID's length checked (after normalisation)."""
+    rows = missing = 0
+    what = f"dataset {ref.name!r} column {id_col!r}"
+    for batch in iter_dataset(ref, [id_col], id_column=id_col, batch_rows=1 << 20):
+        if id_col not in batch.schema.names:
+            raise DataError(f"dataset {ref.name!r}: file {ref.path} has no column {id_col!r}")
+        arr = as_ids(batch.column(id_col))
+        rows += len(arr)
+        missing += count_missing(arr)
+        check_id_lengths(arr if form is None else _normalized(arr, form), what)
+    return rows, missing
+
+
+def _streamed_ids(ref: DatasetRef, id_col: str, rows: int, form: str | None) -> IdBatches:
+    """The ID column as batches (checked by :func:`_census`), normalised as asked."""
 
     def batches() -> Iterator[pa.Array]:
-        for batch in iter_batches(ref.path, ref.format, [id_col], id_col, batch_rows=1 << 20):
-            if id_col not in batch.schema.names:
-                raise DataError(f"dataset {ref.name!r}: file {ref.path} has no column {id_col!r}")
-            arr = batch.column(id_col).cast(pa.large_string())
-            check_ids(arr, f"dataset {ref.name!r} column {id_col!r}")
-            yield arr
+        for batch in iter_dataset(ref, [id_col], id_column=id_col, batch_rows=1 << 20):
+            arr = as_ids(batch.column(id_col))
+            yield arr if form is None else _normalized(arr, form)
 
     return IdBatches(rows=rows, batches=batches())
 
 
-def _rows_of(ref: Any, columns: list[str], rows: np.ndarray) -> pa.Table:
-    """The given rows (ascending row numbers) of the named columns, read batch by batch."""
+def _rows_of(ref: DatasetRef, columns: list[str], rows: np.ndarray) -> pa.Table:
+    """The given rows (ascending row numbers) of the named columns, read batch by batch
+    (the ID column first; the others as written)."""
     missing = [c for c in columns if ref.columns and c not in ref.columns]
     if missing:
         raise DataError(f"dataset {ref.name!r} has no column {', '.join(map(repr, missing))}")
     parts: list[pa.Table] = []
     start = 0
     empty: pa.Table | None = None
-    for batch in iter_batches(ref.path, ref.format, columns, columns[0], batch_rows=1 << 20):
+    for batch in iter_dataset(ref, columns, id_column=columns[0], text=True, batch_rows=1 << 20):
         if empty is None:
             empty = pa.Table.from_batches([batch]).select(columns).slice(0, 0)
         end = start + batch.num_rows
@@ -351,5 +446,5 @@ def _rows_of(ref: Any, columns: list[str], rows: np.ndarray) -> pa.Table:
             parts.append(t.take(pa.array(rows[lo:hi] - start, type=pa.int64())))
         start = end
     if not parts:
-        return empty if empty is not None else read_columns(ref, columns)
+        return empty if empty is not None else read_columns(ref, columns, text=True)
     return pa.concat_tables(parts)

@@ -1,8 +1,9 @@
 """Columnar data access: datasets are read in place (CSV or Parquet) through Arrow.
 
-A :class:`DatasetRef` records where a dataset lives and its shape; nothing here copies a
-dataset. Readers stream record batches so memory stays bounded by the batch size, not by the
-file's size.
+A :class:`DatasetRef` records where a dataset lives and its shape, and how to read it (a CSV
+file's encoding and declared column types); nothing here copies a dataset. Readers stream
+record batches so memory stays bounded by the batch size, not by the file's size. The rules a
+CSV file is read by are in :mod:`rainbridge.data.reading`.
 """
 
 from rainbridge.data.dataset import (
@@ -10,6 +11,7 @@ from rainbridge.data.dataset import (
     detect_format,
     inspect_dataset,
     iter_batches,
+    iter_dataset,
     read_columns,
     read_ids,
 )
@@ -20,6 +22,7 @@ __all__ = [
     "detect_format",
     "inspect_dataset",
     "iter_batches",
+    "iter_dataset",
     "read_columns",
     "read_ids",
     "write_json_atomic",

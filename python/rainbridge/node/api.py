@@ -100,6 +100,14 @@ class DatasetIn(BaseModel):
     owner: str = Field(default="", max_length=64, description="default: the user")
     sensitivity: Literal["public", "internal", "confidential", "secret"] = "internal"
     description: str = Field(default="", max_length=4000)
+    encoding: str | None = Field(
+        default=None, max_length=64, description="a CSV file's encoding (default: UTF-8)"
+    )
+    column_types: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=4096,
+        description="declared types of CSV columns, {column: type}, applied at every read",
+    )
 
 
 class PublishIn(BaseModel):
@@ -318,6 +326,8 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
             owner=body.owner,
             sensitivity=body.sensitivity,
             description=body.description,
+            encoding=body.encoding,
+            column_types=body.column_types,
             actor=actor(user),
         )
 

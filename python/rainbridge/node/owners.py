@@ -49,30 +49,42 @@ class DataOwnerOps:
         owner: str = "",
         sensitivity: str = "internal",
         description: str = "",
+        encoding: str | None = None,
+        column_types: Mapping[str, str] | None = None,
         actor: str = "node",
     ) -> dict[str, Any]:
-        """Register a CSV or Parquet file in place: its schema and row count are recorded.
+        """Register a CSV or Parquet file in place: its schema and row count are recorded,
+        and for a CSV file its ``encoding`` (default UTF-8) and the owner's declared
+        ``column_types`` (``{column: type}``), which every later read applies.
 
         Raises
         ------
         DataError
-            The file is missing or unreadable, or lacks ``id_column`` (both are named).
+            The file is missing or unreadable, not text in its encoding, holds a value not of
+            its declared type, or lacks ``id_column`` (each is named).
+        ConfigError
+            An unknown encoding or type, or a declared column the file lacks.
         """
         check_name(name)
         if sensitivity not in SENSITIVITY:
             raise ConfigError(f"sensitivity {sensitivity!r}: expected {', '.join(SENSITIVITY)}")
-        ref = inspect_dataset(name, path, id_column)
+        ref = inspect_dataset(name, path, id_column, encoding=encoding, column_types=column_types)
         self.storage.put_dataset(ref)
         with self.storage.session() as s:
             row = s.get(DatasetRow, name)
             assert row is not None
             row.owner = owner or actor.removeprefix("user:")
             row.sensitivity, row.description = sensitivity, description
-        self.storage.log(
-            "dataset_added",
-            {"dataset": name, "rows": ref.num_rows, "columns": sorted(ref.columns)},
-            actor=actor,
-        )
+        event: dict[str, Any] = {
+            "dataset": name,
+            "rows": ref.num_rows,
+            "columns": sorted(ref.columns),
+        }
+        if ref.encoding:
+            event["encoding"] = ref.encoding
+        if ref.column_types:
+            event["column_types"] = ref.column_types
+        self.storage.log("dataset_added", event, actor=actor)
         return row.to_dict()
 
     def publish_dataset(

@@ -125,10 +125,20 @@ class DatasetRow(Base):
     dp_spent: Mapped[float] = mapped_column(Float, default=0.0)
     #: the owner's column policy (column -> level, see ``grants.COLUMN_LEVELS``); empty: none
     column_policy: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    #: how a CSV file is read: its encoding (None: UTF-8) and declared column types
+    encoding: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    column_types: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
     def ref(self) -> DatasetRef:
         return DatasetRef(
-            self.name, self.path, self.format, self.id_column, dict(self.columns), self.num_rows
+            self.name,
+            self.path,
+            self.format,
+            self.id_column,
+            dict(self.columns),
+            self.num_rows,
+            encoding=self.encoding,
+            column_types=dict(self.column_types or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -431,6 +441,8 @@ class Storage:
             id_column=ref.id_column,
             columns=ref.columns,
             num_rows=ref.num_rows,
+            encoding=ref.encoding,
+            column_types=ref.column_types,
         )
         with self.session() as s:
             merged = s.merge(row)

@@ -3,7 +3,9 @@
 Every row becomes one record of the same width (a validity byte and a fixed-size field per
 column; strings and binaries padded to the longest value of their column), so a ciphertext's
 length says nothing about the row it carries. The layout (names, types, widths) is sent in
-the clear before any record: it reveals the columns' types and the longest string of each.
+the clear before any record: it reveals the columns' types and the longest string of each,
+and which string columns are text kept as written (not declared strings), so the receiver
+reads them alike.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ _FIXED: dict[str, tuple[pa.DataType, str]] = {
 }
 _VARIABLE = {"string": pa.string(), "binary": pa.binary()}
 _LEN = np.dtype("<u4")
+#: field metadata of a string column kept as written (as :mod:`rainbridge.data.reading` marks)
+_AS_WRITTEN = {b"rainbridge.text": b"as-written"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Field:
     name: str
     kind: str
     size: int  # value bytes; for strings and binaries: the longest value
+    text: bool = False  # a string column kept as written (inferred where computed on)
 
     @property
     def width(self) -> int:
@@ -110,7 +115,9 @@ class RecordLayout:
                 size = int(longest or 0)
             else:
                 size = np.dtype(_FIXED[kind][1]).itemsize
-            fields.append(Field(name, kind, size))
+            meta = table.schema.field(name).metadata or {}
+            text = kind == "string" and b"rainbridge.text" in meta
+            fields.append(Field(name, kind, size, text))
         layout = cls(tuple(fields))
         if layout.width > MAX_RECORD:
             raise DataError(
@@ -120,7 +127,10 @@ class RecordLayout:
         return layout
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [{"name": f.name, "kind": f.kind, "size": f.size} for f in self.fields]
+        return [
+            {"name": f.name, "kind": f.kind, "size": f.size, **({"text": True} if f.text else {})}
+            for f in self.fields
+        ]
 
     @classmethod
     def from_json(cls, obj: Any, names: list[str], peer: str) -> RecordLayout:
@@ -141,7 +151,10 @@ class RecordLayout:
                 raise bad
             if kind == "null" and size:
                 raise bad
-            fields.append(Field(name, kind, size))
+            text = item.get("text", False)
+            if not isinstance(text, bool) or (text and kind != "string"):
+                raise bad
+            fields.append(Field(name, kind, size, bool(text)))
         layout = cls(tuple(fields))
         if layout.width > MAX_RECORD:
             raise bad
@@ -185,6 +198,7 @@ class RecordLayout:
         """The table that :meth:`encode` made ``records`` from."""
         n = len(records)
         columns: dict[str, pa.Array] = {}
+        marked: list[str] = []
         at = 0
         for f in self.fields:
             valid = records[:, at] == 1
@@ -222,4 +236,10 @@ class RecordLayout:
                     arr = pa.array(vals, mask=mask).cast(typ)
             at += f.size
             columns[f.name] = arr
-        return pa.table(columns) if columns else pa.table({})
+            if f.text:
+                marked.append(f.name)
+        if not columns:
+            return pa.table({})
+        table = pa.table(columns)
+        fields = [fl.with_metadata(_AS_WRITTEN) if fl.name in marked else fl for fl in table.schema]
+        return table.cast(pa.schema(fields)) if marked else table
