@@ -528,10 +528,12 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
         output: str,
         user: UserRow = Depends(may("jobs.read")),
         limit: int = 10_000,
+        offset: int = 0,
         format: Literal["json", "file"] = "json",
     ) -> Response:
-        """An output this node received from a job: its rows as JSON (at most ``limit``) or
-        the file itself. Only outputs written here exist; others are 404."""
+        """An output this node received from a job: its rows as JSON (``limit`` rows from
+        ``offset``, at most 100,000 a page; ``total`` says how many there are) or the file
+        itself. Only outputs written here exist; others are 404."""
         row = service.storage.job(job_id)
         comps = (row.result or {}).get("components", {}) if isinstance(row.result, dict) else {}
         out = comps.get(component, {}).get("outputs", {}).get(output)
@@ -548,9 +550,17 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
         import pyarrow.parquet as pq
 
         table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
-        rows = table.slice(0, max(0, min(limit, 100_000))).to_pylist()
+        start = max(0, offset)
+        rows = table.slice(start, max(0, min(limit, 100_000))).to_pylist()
         return JSONResponse(
-            jsonable({"rows": rows, "total": table.num_rows, "columns": table.column_names})
+            jsonable(
+                {
+                    "rows": rows,
+                    "offset": start,
+                    "total": table.num_rows,
+                    "columns": table.column_names,
+                }
+            )
         )
 
     @app.get("/v1/components", tags=["jobs"])
