@@ -223,6 +223,10 @@ def _stats_job(
     params = params or {"columns": {"bank": ["income"], "telecom": ["age"]}}
     if dp is not None:
         params["dp"] = dp
+    # each party's PSI output carries the columns its statistics read
+    carried = {p: list(params.get("columns", {}).get(p, [])) for p in ("bank", "telecom")}
+    if "group_by" in params:
+        carried[params["group_by"]["party"]].append(params["group_by"]["column"])
     return {
         "name": "j",
         "parties": ["bank", "telecom", "tax"],
@@ -234,7 +238,12 @@ def _stats_job(
                     "bank": {"dataset": "customers", "id": "customer_id"},
                     "telecom": {"dataset": "subscribers", "id": "customer_id"},
                 },
-                "outputs": {"intersection": {"receivers": ["bank", "telecom"]}},
+                "outputs": {
+                    "intersection": {
+                        "receivers": ["bank", "telecom"],
+                        "columns": {p: c for p, c in carried.items() if c},
+                    }
+                },
             },
             {
                 "id": "stats",

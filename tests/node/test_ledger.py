@@ -170,13 +170,13 @@ def test_the_standalone_verifier_runs_alone_and_fails_on_tampering(
         capture_output=True,
         text=True,
     )
-    assert wrong.returncode == 1 and "not the expected" in wrong.stdout
+    assert wrong.returncode == 8 and "not the expected" in wrong.stdout
     rows = (path / "entries.jsonl").read_text().splitlines()
     (path / "entries.jsonl").write_text("\n".join(rows[:3] + rows[4:]) + "\n")
     bad = subprocess.run(
         [sys.executable, "verify_ledger.py", ".", "--json"], cwd=path, capture_output=True
     )
-    assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+    assert bad.returncode == 8 and json.loads(bad.stdout)["ok"] is False
 
 
 @pytest.mark.parametrize("name", ["verify_ledger.py", "sm2_pure.py"])

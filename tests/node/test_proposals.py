@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 from node_helpers import spec
 
@@ -13,6 +17,15 @@ from rainbridge.node.proposals import check_job
 CUSTOMERS = DatasetRef(
     "customers", "/d/c.csv", "csv", "customer_id", {"customer_id": "string", "age": "int64"}, 3
 )
+
+
+@pytest.fixture(autouse=True)
+def customers_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The registered file, present (a node checks that it still is)."""
+    path = tmp_path / "c.csv"
+    path.write_text("customer_id,age\na,1\nb,2\nc,3\n")
+    monkeypatch.setattr(sys.modules[__name__], "CUSTOMERS", replace(CUSTOMERS, path=str(path)))
+    return path
 
 
 def job(parties: dict[str, str], receivers: list[str] | None = None) -> JobSpec:
@@ -72,7 +85,7 @@ def test_refuses_a_missing_column_without_revealing_the_path() -> None:
     )
     with pytest.raises(DataError, match="'customers' at 'bank' has no column 'phone'") as info:
         check(j)
-    assert "/d/c.csv" not in str(info.value)  # a refusal goes back to the peer
+    assert "c.csv" not in str(info.value)  # a refusal goes back to the peer
 
 
 def test_refuses_a_missing_output_column() -> None:

@@ -33,6 +33,9 @@ What is checked, entry by entry:
 
 With ``--fingerprint`` (the node's certificate fingerprint, as its peers pinned it), the
 chain must end at that certificate, so a bundle rebuilt wholesale under another key fails.
+
+Exit status: 0 when every check passes; 8 (as ``rainbridge ledger verify``) when any fails,
+a bundle that cannot be read included; 2 for wrong arguments.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+#: exit status when the ledger does not verify (the same as ``rainbridge ledger verify``)
+EXIT_TAMPERED = 8
 #: domain separation of every hash and signature, so nothing signed here means anything else
 ENTRY_DOMAIN = b"rainbridge/ledger/entry/v1\x00"
 HEAD_DOMAIN = b"rainbridge/ledger/head/v1\x00"
@@ -373,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: ledger of {rep.node or '?'}, {len(rep.problems)} problem(s):")
         for p in rep.problems:
             print(f"  - {p}")
-    return 0 if rep.ok else 1
+    return 0 if rep.ok else EXIT_TAMPERED
 
 
 if __name__ == "__main__":

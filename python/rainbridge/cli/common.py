@@ -11,7 +11,8 @@ import click
 
 from rainbridge.errors import RainbridgeError
 
-#: exit code of each error code (``RainbridgeError.code``, as the API returns it)
+#: exit code of each error code (``RainbridgeError.code``, as the API returns it); any other
+#: code exits 1. docs/NODE.md has the same table: change both together.
 EXIT_CODES = {
     "config": 2,
     "job_spec": 2,
@@ -26,14 +27,30 @@ EXIT_CODES = {
     "peer_disconnected": 5,
     "protocol_violation": 5,
     "timeout": 5,
-    "unreachable": 5,
+    "invalid_element": 5,
     "job_failed": 6,
     "not_found": 7,
-    "rate_limited": 8,
+    "rate_limited": 9,
 }
+#: exit code of ``ledger verify`` (and of the bundle's own ``verify_ledger.py``) when the
+#: ledger does not verify
+EXIT_TAMPERED = 8
+#: exit code when no node answers at the API's address
+EXIT_UNREACHABLE = 5
 #: statuses a job never leaves, and those of them that mean it did not succeed
 FINAL = ("succeeded", "failed", "refused", "aborted", "cancelled")
 UNSUCCESSFUL = ("failed", "refused", "aborted", "cancelled")
+#: the reason a node records for a party whose data owner has yet to approve the job
+PENDING_APPROVAL = "pending approval"
+
+
+def decision_text(decision: dict[str, Any]) -> str:
+    """A party's decision on a job as ``job status`` shows it."""
+    if decision.get("accept"):
+        return "accepted"
+    if decision.get("reason") == PENDING_APPROVAL:
+        return "pending approval"
+    return f"refused: {decision.get('reason') or 'no reason given'}"
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -94,7 +111,7 @@ class Api:
                 timeout=120,
             )
         except httpx.HTTPError:
-            fail(f"no node answers at {self.url}", 5)
+            fail(f"no node answers at {self.url}", EXIT_UNREACHABLE)
         if r.status_code >= 400:
             try:
                 err = r.json().get("error", {})
@@ -120,7 +137,7 @@ class Api:
                 if self.config is not None
                 else ""
             )
-            fail(f"no node answers at {self.url}{hint}", 5)
+            fail(f"no node answers at {self.url}{hint}", EXIT_UNREACHABLE)
         try:
             data = r.json()
         except ValueError:

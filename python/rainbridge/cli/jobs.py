@@ -12,9 +12,11 @@ import click
 from rainbridge.cli.common import (
     EXIT_CODES,
     FINAL,
+    PENDING_APPROVAL,
     UNSUCCESSFUL,
     Api,
     api_command,
+    decision_text,
     emit,
     fail,
     fail_with,
@@ -84,7 +86,7 @@ def job_submit(
     api = Api(directory, api_url)
     row = api.call("POST", "/v1/jobs", {"spec": spec.to_dict()})
     if not as_json and row["status"] == "pending_approval":
-        held = [p for p, d in row["decisions"].items() if d.get("reason") == "pending approval"]
+        held = [p for p, d in row["decisions"].items() if d.get("reason") == PENDING_APPROVAL]
         click.echo(
             f"job {row['id']} is waiting for approval by the data owner at {', '.join(held)}",
             err=True,
@@ -128,7 +130,11 @@ def job_decline(
 @click.option("--wait", is_flag=True, help="Follow the job until it ends.")
 @api_command
 def job_status(job_id: str, wait: bool, directory: str, api_url: str | None, as_json: bool) -> None:
-    """Show a job's status, progress and the parties' decisions."""
+    """Show a job's status, progress and the parties' decisions.
+
+    With --wait the exit code says how the job ended, as for `job submit`: 6 if it did not
+    succeed.
+    """
     api = Api(directory, api_url)
     if wait:
         row = wait_for_job(api, job_id, show=not as_json and sys.stderr.isatty())
@@ -136,11 +142,12 @@ def job_status(job_id: str, wait: bool, directory: str, api_url: str | None, as_
         row = api.call("GET", f"/v1/jobs/{job_id}")
     lines = [f"job {row['id']} ({row['name']}) {_bar(row)}"]
     for party, d in (row.get("decisions") or {}).items():
-        said = "accepted" if d.get("accept") else f"refused: {d.get('reason')}"
-        lines.append(f"  {party:12} {said}")
+        lines.append(f"  {party:12} {decision_text(d)}")
     if row.get("error"):
         lines.append(f"  error: {row['error']}")
     emit(row, as_json, "\n".join(lines))
+    if wait and row["status"] in UNSUCCESSFUL:
+        sys.exit(EXIT_CODES["job_failed"])
 
 
 def _describe_result(result: dict[str, Any]) -> list[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from rainbridge.cli.common import (
+    EXIT_UNREACHABLE,
     Api,
     api_command,
     dir_option,
@@ -229,7 +231,8 @@ def peer_list(directory: str, api_url: str | None, as_json: bool) -> None:
 @click.argument("name")
 @api_command
 def peer_ping(name: str, directory: str, api_url: str | None, as_json: bool) -> None:
-    """Whether a pinned peer answers over the data plane, and how fast."""
+    """Whether a pinned peer answers over the data plane, and how fast (exit code 5 when it
+    does not)."""
     out = Api(directory, api_url).call("GET", f"/v1/peers/{name}/ping")
     text = (
         f"{name}: online, {out['milliseconds']} ms"
@@ -237,6 +240,8 @@ def peer_ping(name: str, directory: str, api_url: str | None, as_json: bool) -> 
         else f"{name}: offline ({out['reason']})"
     )
     emit(out, as_json, text)
+    if not out["online"]:
+        sys.exit(EXIT_UNREACHABLE)
 
 
 @peer.command("revoke")

@@ -126,6 +126,47 @@ class Component(abc.ABC):
             uses.setdefault(col, set()).add("join" if col == key else "reveal")
         return uses
 
+    def columns_needed(
+        self, spec: ComponentSpec, party: str, id_column: str | None
+    ) -> dict[str, str]:
+        """Every column of ``party``'s input that this component reads or outputs there, each
+        with what it is for: the ID column the input names, the columns of
+        :meth:`column_uses` and :meth:`columns_used`, and the columns the job names for
+        ``party`` in the component's outputs. A party checks them all before the job's first
+        message (:func:`rainbridge.jobs.execute.check_inputs`); a component that reads more
+        extends this."""
+        ref = spec.inputs.get(party)
+        if ref is None or ref.role is not None:
+            return {}  # a role without data (the dealer, the aggregator) reads no column
+        words = {
+            "join": "as the ID to join on",
+            "aggregate": "inside an aggregate",
+            "filter": "in a filter",
+            "group": "as a group key",
+            "reveal": "as it is",
+        }
+        need: dict[str, str] = {}
+        if ref.id:
+            need[ref.id] = "as the ID column"
+        for col, uses in self.column_uses(spec, party, id_column).items():
+            how = " and ".join(words.get(u, u) for u in sorted(uses))
+            need.setdefault(col, f"uses it {how}" if how else "reads it")
+        for col in self.columns_used(spec, party, id_column):
+            need.setdefault(col, "reads it")
+        for name, out in spec.outputs.items():
+            for col in out.columns.get(party, []):
+                need.setdefault(col, f"names it for its output {name!r}")
+        return need
+
+    def output_columns(
+        self, spec: ComponentSpec, output: str, party: str, id_column: str | None
+    ) -> list[str] | None:
+        """The columns output ``output`` will have at ``party`` (a receiver), so that a later
+        component reading it (``from: component.output``) is checked before the job starts;
+        ``id_column`` is the ID column of ``party``'s input. None: known only once written
+        (later components are then checked when they read it)."""
+        return None
+
     @abc.abstractmethod
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
         """Run this party's role; return a JSON-able summary (outputs written, stats)."""

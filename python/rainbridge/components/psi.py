@@ -203,6 +203,20 @@ class PsiComponent(Component):
             uses.setdefault(c, set()).add("reveal")  # its values reach the receiver
         return uses
 
+    def output_columns(
+        self, spec: ComponentSpec, output: str, party: str, id_column: str | None
+    ) -> list[str] | None:
+        # the ID, the receiver's own named columns, then the payload party's columns
+        params = self.parse_params(spec.params)
+        assert isinstance(params, PsiParams)
+        ref, out = spec.inputs.get(party), spec.outputs.get(output)
+        id_col = (ref.id if ref is not None else None) or id_column
+        if out is None or party not in out.receivers or not id_col:
+            return None
+        own = [c for c in out.columns.get(party, []) if c != id_col]
+        payload = [c for p, cols in params.payload.items() if p != party for c in cols]
+        return [id_col, *own, *payload]
+
     def receivers(self, spec: ComponentSpec) -> tuple[str, ...]:
         out = spec.outputs.get("intersection")
         return tuple(out.receivers) if out else tuple(sorted(spec.inputs))

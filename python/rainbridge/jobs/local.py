@@ -12,19 +12,23 @@ Same components, same outputs as a real federation, for notebooks and tests::
         "telecom": {"subscribers": inspect_dataset("subscribers", "tel.csv", "customer_id")},
     }
     results = run_local(job, data, "out/")   # out/bank/..., out/telecom/...
+
+As in a federation, every party's inputs are checked before any party sends anything, and
+a job that fails at any party leaves no output at any party.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rainbridge.data import DatasetRef
-from rainbridge.errors import RainbridgeError
-from rainbridge.jobs.execute import run_party
+from rainbridge.errors import ChannelError, RainbridgeError
+from rainbridge.jobs.execute import check_inputs, run_party
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.net.local import LocalChannel
 
@@ -36,8 +40,20 @@ async def run_local_async(
     *,
     timeout: float = 60.0,
 ) -> dict[str, dict[str, Any]]:
-    """Run every party of ``job``; outputs go to ``out_dir/<party>/``."""
+    """Run every party of ``job``; outputs go to ``out_dir/<party>/``.
+
+    Raises
+    ------
+    DataError
+        A party's input is missing (before anything runs; see
+        :func:`~rainbridge.jobs.execute.check_inputs`).
+    RainbridgeError
+        A party failed; the first party to fail holds the cause. No output is left.
+    """
+    for party in job.parties:
+        check_inputs(job, party, datasets.get(party, {}))
     out = Path(out_dir)
+    existed = out.exists()
     session = f"local-{uuid.uuid4().hex[:12]}"
     mesh = LocalChannel.mesh(session, list(job.parties), timeout=timeout)
 
@@ -55,10 +71,19 @@ async def run_local_async(
     results = await asyncio.gather(*(one(p) for p in job.parties), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
+        # Every party waits for all the others to finish before it keeps its outputs, so none
+        # should have any; remove whatever a party kept all the same.
+        for r in results:
+            if isinstance(r, dict):
+                for comp in r.get("components", {}).values():
+                    for o in comp.get("outputs", {}).values():
+                        Path(o["path"]).unlink(missing_ok=True)
+        if not existed:  # the folders this run made, if empty
+            for d in [*out.glob("*"), out]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
         typed = [e for e in errors if isinstance(e, RainbridgeError)]
         # The first party to fail holds the cause; the others only saw it go away.
-        from rainbridge.errors import ChannelError
-
         causes = [e for e in typed if not isinstance(e, ChannelError)]
         raise (causes or typed or errors)[0]
     return {p: r for p, r in zip(job.parties, results, strict=True)}  # type: ignore[misc]

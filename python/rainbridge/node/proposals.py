@@ -1,10 +1,12 @@
 """What a node checks before it takes part in a job (its own or a peer's proposal).
 
-For this release a node accepts a job only if it is named as a party, every other party is a
-pinned peer, the initiator is one of the parties, and every dataset the job reads here is
-registered with the columns the job names. Fine-grained grants (which component, which
-counterparty, quota, expiry) build on this check later. A refusal says why, naming the
-dataset, column or party at fault; it never echoes the job's other content.
+A node accepts a job only if it is named as a party, every other party is a pinned peer, the
+initiator is one of the parties, every dataset the job reads here is registered and its file
+is there, and every column any component reads or outputs here exists — in the dataset's
+file, or in the earlier output it comes from (:func:`~rainbridge.jobs.execute.check_inputs`,
+which the job's worker runs again before its first message). Grants (which component, which
+counterparty, quota, expiry) are checked by :mod:`.grants`. A refusal says why, naming the
+dataset, column or party at fault; it never echoes the job's other content or a path.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from rainbridge.data import DatasetRef
-from rainbridge.errors import AuthorizationError, DataError
+from rainbridge.errors import AuthorizationError
+from rainbridge.jobs.execute import check_inputs
 from rainbridge.jobs.spec import JobSpec
 
 
@@ -45,8 +48,9 @@ def check_job(
         This node is not a party, a party or the initiator is not a known peer, or the job
         reads a dataset that is not registered here.
     DataError
-        A registered dataset lacks a column the job names. The message names the dataset and
-        the column, not the file: a refusal goes back to the proposing peer.
+        A registered dataset's file is gone, or a column that a component reads or outputs
+        here is missing. The message names the dataset, the column and the component, not
+        the file: a refusal goes back to the proposing peer.
     """
     if node not in job.parties:
         raise AuthorizationError(f"{node!r} is not a party of job {job.name!r}")
@@ -63,19 +67,8 @@ def check_job(
         )
     for c in job.components:
         ref = c.inputs.get(node)
-        if ref is None or ref.dataset is None:
-            continue
-        ds = datasets.get(ref.dataset)
-        if ds is None:
+        if ref is not None and ref.dataset is not None and ref.dataset not in datasets:
             raise AuthorizationError(
                 f"dataset {ref.dataset!r} is not registered at {node!r} (component {c.id!r})"
             )
-        wanted = [ref.id or ds.id_column] if (ref.id or ds.id_column) else []
-        for out in c.outputs.values():
-            wanted += out.columns.get(node, [])
-        missing = [col for col in dict.fromkeys(wanted) if col not in ds.columns]
-        if missing:
-            raise DataError(
-                f"dataset {ds.name!r} at {node!r} has no column "
-                f"{', '.join(map(repr, missing))} (component {c.id!r})"
-            )
+    check_inputs(job, node, datasets)

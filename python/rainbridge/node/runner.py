@@ -3,9 +3,11 @@
 A worker (``python -m rainbridge.node.worker CONTEXT.json``) runs this party's roles. It
 reports progress as JSON lines on stdout and its outcome in ``result.json``; its stderr goes
 to ``DIR/jobs/ID/worker.log`` so that a crash leaves its traceback with the operator and
-never in an API answer. Whatever ends a job other than success (an error, a cancel, a peer's
-abort, the node stopping), the job's output folder is removed once the worker has exited, so
-no partial output survives even a killed worker.
+never in an API answer. A worker writes its outputs to ``DIR/jobs/ID/staging/`` and moves
+them to ``DIR/outputs/ID/`` only once every party of the job has finished every component
+(:func:`~rainbridge.jobs.execute.run_party`). Whatever ends a job other than success (an
+error, a cancel, a peer's abort, the node stopping), the job's staging and output folders
+are removed once the worker has exited, so no output survives even a killed worker.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from rainbridge.node.config import NodeConfig, private_dir
 from rainbridge.node.storage import Storage
+from rainbridge.node.worker import SESSION_CODES
 
 log = logging.getLogger("rainbridge.node.runner")
 
@@ -96,6 +99,15 @@ class Runner:
     def out_dir(self, job_id: str) -> Path:
         return self.config.path / "outputs" / job_id
 
+    def staging_dir(self, job_id: str) -> Path:
+        """Where the worker writes outputs until every party has finished."""
+        return self.job_dir(job_id) / "staging"
+
+    def discard_outputs(self, job_id: str) -> None:
+        """Remove everything the job wrote here (it did not succeed)."""
+        shutil.rmtree(self.staging_dir(job_id), ignore_errors=True)
+        shutil.rmtree(self.out_dir(job_id), ignore_errors=True)
+
     def running(self) -> list[str]:
         return [j for j, p in self.procs.items() if p.returncode is None]
 
@@ -109,6 +121,7 @@ class Runner:
             "timeout": self.config.timeout,
             "socket": str(self.socket_path(job_id)),
             "out_dir": str(self.out_dir(job_id)),
+            "staging_dir": str(self.staging_dir(job_id)),
             "result": str(job_dir / "result.json"),
         }
         ctx_path = job_dir / "context.json"
@@ -152,6 +165,9 @@ class Runner:
         if watcher is not None and watcher is not asyncio.current_task():
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(watcher), grace + 2)
+        row = self.storage.find_job(job_id)
+        if job_id not in self.procs and (row is None or row.status != "succeeded"):
+            self.discard_outputs(job_id)  # stopped before or after its worker: nothing stays
 
     async def stop_all(self, grace: float = 3.0) -> None:
         await asyncio.gather(*(self.stop(j, grace) for j in list(self.procs)))
@@ -195,6 +211,7 @@ class Runner:
         outcome: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
             outcome = json.loads((self.job_dir(job_id) / "result.json").read_text())
+        shutil.rmtree(self.staging_dir(job_id), ignore_errors=True)  # empty after success
         if row is not None and row.status in ACTIVE and code == 0 and outcome.get("ok"):
             self.storage.update_job(
                 job_id, status="succeeded", result=outcome["result"], progress=progress
@@ -209,7 +226,16 @@ class Runner:
             )
             return
         # Anything but success: no output may remain, whatever the worker managed to write.
-        shutil.rmtree(self.out_dir(job_id), ignore_errors=True)
+        self.discard_outputs(job_id)
+        own = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
+        if row is not None and row.status == "aborted" and own and _local_cause(own):
+            # This worker failed by itself (a file, a column, a bug); the other parties'
+            # aborts that its failure caused only overtook its result. Its own error is the
+            # cause, and stays this node's record of the job.
+            message = str(own.get("message", "unknown error"))
+            self.storage.update_job(job_id, status="failed", error=message, progress=progress)
+            self.storage.log("job_failed", {"code": own.get("code"), "message": message}, job_id)
+            return
         if row is None or row.status not in ACTIVE:
             return  # stopped on purpose (cancel, abort, shutdown): the status is already set
         err = outcome.get("error") or {
@@ -225,6 +251,11 @@ class Runner:
             await self.on_failure(job_id, str(err.get("code", "worker")), message)
         except Exception:
             log.exception("could not report the failure of job %s", job_id)
+
+
+def _local_cause(error: dict[str, Any]) -> bool:
+    """Whether a worker's error is its own (not the session's, not a stop by its node)."""
+    return bool(error.get("code")) and error.get("code") not in SESSION_CODES
 
 
 def _outputs(result: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from rainbridge.audit.verify_ledger import ROTATION_DOMAIN, ledger_key_of, verif
 from rainbridge.crypto.certs import fingerprint_pem, normalise_fingerprint
 from rainbridge.errors import (
     AuthenticationError,
+    ChannelError,
     ConfigError,
     JobRefusedError,
     RainbridgeError,
@@ -300,7 +301,9 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
         AuthorizationError, DataError
             This node refuses it (see :func:`~rainbridge.node.proposals.check_job`).
         JobRefusedError
-            Another party refused it or could not be reached; every reason is given.
+            Another party refused it; every reason is given (an unreachable party's too).
+        ChannelError
+            No party refused, but one could not be reached.
         """
         text = spec if isinstance(spec, str) else json.dumps(spec)
         job = parse_job(text, source="job")
@@ -345,10 +348,13 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             *(self.dataplane.request(p, proposal) for p in others), return_exceptions=True
         )
         refused: dict[str, str] = {}
+        unreachable: set[str] = set()
         pending: list[str] = [self.name] if own_pending else []
         for p, r in zip(others, replies, strict=True):
             if isinstance(r, BaseException):
                 accept, said, held = False, _reason(r), False
+                if not isinstance(r, AuthenticationError):
+                    unreachable.add(p)
             else:
                 accept = r.get("accept") is True
                 held = r.get("pending") is True and not accept
@@ -363,6 +369,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             self._end(job_id, "refused", why)
             accepted = [p for p in others if p not in refused]
             self._spawn(self._tell_parties(job_id, f"refused by {', '.join(refused)}", accepted))
+            if set(refused) <= unreachable:  # nobody said no: a peer could not be reached
+                raise ChannelError(f"job {job.name!r} was not started: {why}")
             raise JobRefusedError(f"job {job.name!r} was refused: {why}")
         if pending:
             self.storage.update_job(job_id, status=PENDING)
@@ -382,15 +390,23 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             *(self.dataplane.request(p, {"type": "start", "job_id": job_id}) for p in others),
             return_exceptions=True,
         )
-        failed = [
-            f"{p}: {_reason(r) if isinstance(r, BaseException) else r.get('reason')}"
+        failed = {
+            p: r
             for p, r in zip(others, started, strict=True)
             if isinstance(r, BaseException) or r.get("ok") is not True
-        ]
+        }
         if failed:
-            why = f"could not start: {'; '.join(failed)}"
+            why = "could not start: " + "; ".join(
+                f"{p}: {_reason(r) if isinstance(r, BaseException) else r.get('reason')}"
+                for p, r in failed.items()
+            )
             self._end(job_id, "failed", why)
             self._spawn(self._tell_parties(job_id, "the job could not start everywhere"))
+            if all(
+                isinstance(r, BaseException) and not isinstance(r, AuthenticationError)
+                for r in failed.values()
+            ):  # no party said no: one could not be reached
+                raise ChannelError(f"job {row.name!r} {why}")
             raise JobRefusedError(f"job {row.name!r} {why}")
         await self._start_worker(job_id)
 

@@ -3,9 +3,12 @@
 Started by the node as ``python -m rainbridge.node.worker CONTEXT.json``. For each peer, the
 party whose name sorts first dials the peer's data plane over mutual TLS; the other waits for
 the stream its node relays to this worker's Unix socket. Progress goes to stdout as JSON
-lines; the outcome to the result file. On failure, or when its node stops it (SIGTERM), the
-worker tells its peers why (an abort frame) so they stop at once instead of waiting for their
-timeout, and leaves no output behind.
+lines; the outcome to the result file. Before it opens any channel the worker checks every
+input of its party (:func:`~rainbridge.jobs.execute.check_inputs`: the files may have changed
+since the proposal was accepted). On failure, or when its node stops it (SIGTERM), the worker
+tells its peers why (an abort frame) so they stop at once instead of waiting for their
+timeout, and leaves no output behind: outputs are staged in the job's private folder and
+moved to ``outputs/`` only once every party has finished.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.data import DatasetRef
 from rainbridge.errors import ChannelError, ChannelTimeoutError, RainbridgeError
-from rainbridge.jobs.execute import run_party
+from rainbridge.jobs.execute import check_inputs, run_party
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.net.channel import Channel
 from rainbridge.net.stream import StreamChannel
@@ -35,7 +38,7 @@ _PROGRESS_INTERVAL = 0.1
 #: errors about the session itself, whose message is the peers' business too; any other
 #: (a local file, a column, a bug) is told to peers by its code only, so that a failure
 #: never hands another institution this node's paths or data details
-_SHARED_CODES = frozenset(
+SESSION_CODES = frozenset(
     {
         "channel",
         "peer_disconnected",
@@ -51,7 +54,7 @@ _SHARED_CODES = frozenset(
 
 def public_reason(code: str, message: str) -> str:
     """What the other parties are told when this party's part of a job fails."""
-    if code in _SHARED_CODES:
+    if code in SESSION_CODES:
         return f"failed: {message}"
     return f"failed ({code} error; the details are in its node's record of the job)"
 
@@ -157,6 +160,7 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     job = JobSpec.model_validate(ctx["spec"])
     datasets = {n: DatasetRef.from_dict(d) for n, d in ctx["datasets"].items()}
+    check_inputs(job, ctx["party"], datasets)  # before any channel: nothing has moved yet
     channels, server = await open_channels(ctx)
     try:
         result = await run_party(
@@ -167,6 +171,7 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
             Path(ctx["out_dir"]),
             job_id=ctx["job_id"],
             progress=_progress,
+            staging_dir=Path(ctx["staging_dir"]) if ctx.get("staging_dir") else None,
             ic_peers={
                 name: {**cfg, "node_dir": ctx["node_dir"], "key_password": ctx.get("key_password")}
                 for name, cfg in (ctx.get("ic_peers") or {}).items()
