@@ -8,7 +8,7 @@ CONSOLE := web/dist/index.html
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
 	web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten clean
+.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql clean
 
 setup: $(STAMP) $(CONSOLE)
 
@@ -53,6 +53,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m rainbridge.bench psi --n 1048576
+
+# The SQL differential tester at length: generated data and queries, Rainbridge against
+# DuckDB on the plaintext (a small run is part of make test)
+fuzz-sql: $(STAMP)
+	$(BIN)/python -m rainbridge.bench sqlfuzz --queries 10000 --progress
 
 # Peer libraries for side-by-side figures live in their own environment:
 # the product never imports them.
