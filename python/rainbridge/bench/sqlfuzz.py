@@ -213,6 +213,11 @@ def _query(rng: random.Random) -> str:
 
 def reference(case: Case) -> list[tuple[Any, ...]]:
     """The query's answer from DuckDB over the plaintext tables."""
+    return [tuple(r) for r in _duckdb(case).execute(case.query).fetchall()]
+
+
+def _duckdb(case: Case) -> Any:
+    """A DuckDB connection holding the case's two tables as bank.loans and telecom.users."""
     import duckdb
 
     con = duckdb.connect()
@@ -221,7 +226,7 @@ def reference(case: Case) -> list[tuple[Any, ...]]:
     con.register("tel_src", case.tel)
     con.execute("CREATE TABLE bank.loans AS SELECT * FROM bank_src")
     con.execute("CREATE TABLE telecom.users AS SELECT * FROM tel_src")
-    return [tuple(r) for r in con.execute(case.query).fetchall()]
+    return con
 
 
 def ours(case: Case, work: Path) -> list[tuple[Any, ...]]:
@@ -324,7 +329,6 @@ def exact_moment(case: Case, label: str, group: Any) -> float | None:
     """A second-moment aggregate recomputed in exact rational arithmetic over the joined
     plaintext rows DuckDB selects (DuckDB's own floating-point VARIANCE and CORR lose digits
     when the values sit far from zero; this is the referee)."""
-    import duckdb
     import sqlglot
     from sqlglot import exp
 
@@ -347,13 +351,7 @@ def exact_moment(case: Case, label: str, group: Any) -> float | None:
     for clause in ("group", "having", "order", "limit", "offset"):
         raw.set(clause, None)
     raw.set("expressions", [key.copy(), *(a.copy() for a in args)])
-    con = duckdb.connect()
-    con.execute("CREATE SCHEMA bank; CREATE SCHEMA telecom;")
-    con.register("bank_src", case.bank)
-    con.register("tel_src", case.tel)
-    con.execute("CREATE TABLE bank.loans AS SELECT * FROM bank_src")
-    con.execute("CREATE TABLE telecom.users AS SELECT * FROM tel_src")
-    rows = con.execute(raw.sql(dialect="duckdb")).fetchall()
+    rows = _duckdb(case).execute(raw.sql(dialect="duckdb")).fetchall()
     if group_by:
         rows = [r for r in rows if r[0] == group]
     vals = [r[1:] for r in rows if all(v is not None for v in r[1:])]

@@ -49,6 +49,7 @@ from rainbridge.components.spec import ComponentSpec
 from rainbridge.components.stats_columns import Column, read_column
 from rainbridge.components.stats_groups import crosstab_rows, grouped_rows, other_party
 from rainbridge.components.stats_rows import (
+    Statistic,
     checked_row,
     cross_bits,
     cross_rows,
@@ -77,20 +78,6 @@ from rainbridge.protocols.mpc.stats import (
 
 #: result rows kept in the job's summary; the output file always holds all of them
 MAX_SUMMARY_ROWS = 100_000
-Statistic = Literal[
-    "count",
-    "sum",
-    "mean",
-    "var",
-    "std",
-    "cov",
-    "corr",
-    "min",
-    "max",
-    "median",
-    "quantile",
-    "histogram",
-]
 #: statistics of a column that its owner computes over the aligned rows by itself (then
 #: shares with the receiver) when there is no cross-party grouping
 _ORDER_STATS = ("min", "max", "median", "quantile")

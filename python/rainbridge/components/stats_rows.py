@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +35,7 @@ from rainbridge.protocols.mpc.encoding import _LOG_TERM, stochastic_round
 
 #: the cross-party correlation's promised absolute precision
 CORR_TOLERANCE = 1e-6
-_STATS = {
+Statistic = Literal[
     "count",
     "sum",
     "mean",
@@ -48,9 +48,10 @@ _STATS = {
     "median",
     "quantile",
     "histogram",
-    "crosstab",
-    "sd",
-}
+]
+#: what a row's ``statistic`` may be (the statistics, and the cross tabulation's cells and the
+#: deviations parties exchange for covariances)
+_STATS = {*get_args(Statistic), "crosstab", "sd"}
 
 
 def row(

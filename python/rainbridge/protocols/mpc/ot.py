@@ -178,6 +178,25 @@ class OtExtension:
         )
         return u_all, v_all
 
+    def _choose(self, choice: npt.NDArray[np.uint8]) -> tuple[Any, Any]:
+        """The receiving end's first step for these choice bits: (u = t ⊕ G(k1) ⊕ r to
+        send, the rows of t)."""
+        assert self._recv is not None, "setup() first"
+        nbytes = (len(choice) + 7) // 8
+        r = np.packbits(choice, bitorder="little")
+        t = self._recv[0].read(nbytes)
+        return t ^ self._recv[1].read(nbytes) ^ r[None, :], _transpose(t, len(choice))
+
+    def _sender_rows(self, u_theirs: Any, m: int) -> tuple[Any, int]:
+        """The sending end's Q rows for the other party's u, and the index of the first."""
+        assert self._send is not None, "setup() first"
+        streams, s_bits, _delta = self._send
+        q = streams.read(u_theirs.shape[1])
+        q ^= u_theirs * s_bits[:, None]
+        first = self._send_count
+        self._send_count += m
+        return _transpose(q, m), first
+
     async def _batch(
         self, x: Ring | None, y: Ring | None, bits: int, words: int, their: int, gf2: bool
     ) -> tuple[Ring | None, Ring | None]:
@@ -191,11 +210,7 @@ class OtExtension:
         if x is not None and m_mine:
             shifts = np.arange(bits, dtype=np.uint64)
             choice = ((x[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
-            nbytes = (m_mine + 7) // 8
-            r = np.packbits(choice, bitorder="little")
-            t = self._recv[0].read(nbytes)
-            u_mine = t ^ self._recv[1].read(nbytes) ^ r[None, :]
-            t_rows = _transpose(t, m_mine)
+            u_mine, t_rows = self._choose(choice)
         m_theirs = their * bits
         u_theirs = await self._swap(
             tag + "/u",
@@ -208,12 +223,8 @@ class OtExtension:
         v = None
         if y is not None and m_theirs:
             assert u_theirs is not None
-            streams, s_bits, delta = self._send
-            q = streams.read(u_theirs.shape[1])
-            q ^= u_theirs * s_bits[:, None]
-            q_rows = _transpose(q, m_theirs)
-            first = self._send_count
-            self._send_count += m_theirs
+            delta = self._send[2]
+            q_rows, first = self._sender_rows(u_theirs, m_theirs)
             m0 = self._hash(q_rows, first, 1 if gf2 else words)
             m1 = self._hash(q_rows ^ delta[None, :], first, 1 if gf2 else words)
             if gf2:
@@ -294,12 +305,7 @@ class OtExtension:
         u_mine = None
         m_mine = 0 if x is None else len(x)
         if x is not None and m_mine:
-            choice = (x & np.uint64(1)).astype(np.uint8)
-            nbytes = (m_mine + 7) // 8
-            r = np.packbits(choice, bitorder="little")
-            t = self._recv[0].read(nbytes)
-            u_mine = t ^ self._recv[1].read(nbytes) ^ r[None, :]
-            t_rows = _transpose(t, m_mine)
+            u_mine, t_rows = self._choose((x & np.uint64(1)).astype(np.uint8))
         u_theirs = await self._swap(
             tag + "/u",
             u_mine,
@@ -310,12 +316,8 @@ class OtExtension:
         v = None
         if y is not None and their:
             assert u_theirs is not None
-            streams, s_bits, delta = self._send
-            q = streams.read(u_theirs.shape[1])
-            q ^= u_theirs * s_bits[:, None]
-            q_rows = _transpose(q, their)
-            first = self._send_count
-            self._send_count += their
+            delta = self._send[2]
+            q_rows, first = self._sender_rows(u_theirs, their)
             m0 = self._hash(q_rows, first, words).reshape(their, -1, 2)
             m1 = self._hash(q_rows ^ delta[None, :], first, words).reshape(their, -1, 2)
             ys = np.asarray(y, dtype=np.uint64).reshape(their, -1, 2)

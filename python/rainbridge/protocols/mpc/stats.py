@@ -106,18 +106,7 @@ async def moments(
     s1 = await mpc.input(own_sum if mpc.party == 1 else None, 1, (d1,), integer=True)
     g0 = await mpc.input(own_gram if mpc.party == 0 else None, 0, (d0, d0), integer=True)
     g1 = await mpc.input(own_gram if mpc.party == 1 else None, 1, (d1, d1), integer=True)
-    # the cross block X0ᵀ X1: a product of two private matrices, in chunks of rows
-    cross = Secret(np.zeros((d0, d1), dtype=np.uint64), 0)
-    step = max(1, _CHUNK_WORDS // max(d0, d1, 1))
-    for start in range(0, n if d0 and d1 else 0, step):
-        end = min(n, start + step)
-        part = await mpc.cross_product(
-            x[start:end].T if mpc.party == 0 else None,
-            x[start:end] if mpc.party == 1 else None,
-            left=0,
-            shape=(d0, end - start, d1),
-        )
-        cross.share += part.share
+    cross = await _cross_shares(mpc, x, d0, d1)
     sums = Secret(np.concatenate([s0.share, s1.share]), 0)
     top = np.concatenate([g0.share, cross.share], axis=1)
     bottom = np.concatenate([cross.share.T, g1.share], axis=1)
@@ -150,10 +139,17 @@ async def cross_block(
     ``receiver`` (int64, signed; the caller bounds the true sums inside ±2^63). One product
     of two private matrices per chunk of rows (:meth:`Mpc.cross_product`); the other party
     learns nothing."""
-    n = mine.shape[0]
     d0 = mine.shape[1] if mpc.party == 0 else their_width
     d1 = their_width if mpc.party == 0 else mine.shape[1]
-    x = np.ascontiguousarray(mine, dtype=np.int64)
+    cross = await _cross_shares(mpc, np.ascontiguousarray(mine, dtype=np.int64), d0, d1)
+    out = await mpc.reveal(cross, to=receiver)
+    return None if out is None else np.asarray(out).view(np.int64)
+
+
+async def _cross_shares(mpc: Mpc, x: npt.NDArray[np.int64], d0: int, d1: int) -> Secret:
+    """Shares of X0ᵀ X1 (party 0's columns by party 1's): a product of two private
+    matrices, in chunks of rows."""
+    n = x.shape[0]
     cross = Secret(np.zeros((d0, d1), dtype=np.uint64), 0)
     step = max(1, _CHUNK_WORDS // max(d0, d1, 1))
     for start in range(0, n if d0 and d1 else 0, step):
@@ -165,8 +161,7 @@ async def cross_block(
             shape=(d0, end - start, d1),
         )
         cross.share += part.share
-    out = await mpc.reveal(cross, to=receiver)
-    return None if out is None else np.asarray(out).view(np.int64)
+    return cross
 
 
 @dataclass
