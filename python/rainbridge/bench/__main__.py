@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("--clients", type=int, default=8, help="concurrent callers for queries/s")
     pi.add_argument("--seconds", type=float, default=10.0, help="how long the queries/s run")
     pi.add_argument("--build-rows", type=int, default=0, help="also seal this many in-process")
+    pi.add_argument("--bucket-batch", type=int, default=0, help="also time bucket-mode batches")
+    pi.add_argument("--batch-runs", type=int, default=5, help="bucket-mode batches timed")
     pi.add_argument("--out")
     ml = sub.add_parser("mlq", help="multi-lender count between five nodes (latency)")
     ml.add_argument("--rows", type=int, default=100_000, help="applications per lender")

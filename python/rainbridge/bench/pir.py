@@ -6,6 +6,8 @@ at a time through its REST API (``POST /v1/pir/{service}/query``), half present,
 absent; each query blinds the ID, crosses the data plane to the bureau (mutual TLS 1.3, a
 fresh connection per request) for one OPRF evaluation, and opens the answer from the
 replica. Also: the same in bucket mode, and queries/s with ``--clients`` concurrent callers.
+``--bucket-batch N`` also times ``--batch-runs`` bucket-mode queries of N IDs each (half
+present; every answer checked), whose answers arrive in pages of at most 1 MiB.
 ``--build-rows`` times the sealing alone (in-process) at a larger size (10^7).
 """
 
@@ -112,11 +114,55 @@ def bench(args: Any) -> dict[str, Any]:
             out["private"]["throughput"] = _throughput(
                 cfg.api_url, headers, present, args.clients, args.seconds
             )
+            if getattr(args, "bucket_batch", 0):
+                out["bucket_batch"] = _bucket_batches(
+                    cfg.api_url, headers, present, absent, args.bucket_batch, args.batch_runs
+                )
+                info = f.cli_json("pir", "services", node="bureau")[0]
+                out["bucket_batch"]["max_reply_bytes"] = info["max_reply_bytes"]
         finally:
             f.stop()
     if args.build_rows:
         out["build"] = build_only(args.build_rows, args.label_bytes)
     return out
+
+
+def _bucket_batches(
+    url: str,
+    headers: dict[str, str],
+    present: list[str],
+    absent: list[str],
+    batch: int,
+    runs: int,
+) -> dict[str, Any]:
+    """``runs`` bucket-mode queries of ``batch`` IDs through the bank's REST API."""
+    rng = np.random.default_rng(9)
+    seconds: list[float] = []
+    node_ms: list[float] = []
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        for _ in range(runs):
+            ids = [
+                present[int(rng.integers(len(present)))]
+                if i % 2 == 0
+                else absent[int(rng.integers(len(absent)))]
+                for i in range(batch)
+            ]
+            s = time.perf_counter()
+            r = client.post("/v1/pir/bl/query", json={"peer": "bureau", "ids": ids,
+                                                       "mode": "bucket"})  # fmt: skip
+            seconds.append(time.perf_counter() - s)
+            r.raise_for_status()
+            got = r.json()["results"]
+            assert [g["id"] for g in got] == ids
+            assert all(g["found"] == (i % 2 == 0) for i, g in enumerate(got)), "wrong answer"
+            node_ms.append(float(r.json()["milliseconds"]))
+    return {
+        "ids_per_query": batch,
+        "runs": runs,
+        "client_seconds": {"median": round(statistics.median(seconds), 2),
+                           "all": [round(x, 2) for x in seconds]},
+        "node_seconds_median": round(statistics.median(node_ms) / 1000, 2),
+    }  # fmt: skip
 
 
 def _throughput(

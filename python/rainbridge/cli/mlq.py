@@ -27,6 +27,14 @@ def mlq() -> None:
     show_default=True,
     help="Counts/s another lender may ask of this one.",
 )
+@click.option(
+    "--on-change",
+    type=click.Choice(["refuse", "rebuild"]),
+    default="refuse",
+    show_default=True,
+    help="When a lender's window changed since the build: refuse counts (naming the lender) "
+    "or have the merger rebuild first (at the merger: whether it rebuilds on request).",
+)
 @api_command
 def mlq_join(
     name: str,
@@ -36,6 +44,7 @@ def mlq_join(
     dataset: str | None,
     date_column: str | None,
     rate_per_s: float,
+    on_change: str,
     directory: str,
     api_url: str | None,
     as_json: bool,
@@ -49,6 +58,7 @@ def mlq_join(
         "dataset": dataset,
         "date_column": date_column,
         "rate_per_s": rate_per_s,
+        "on_change": on_change,
     }
     out = Api(directory, api_url).call("POST", "/v1/mlq/services", body)
     emit(out, as_json, f"{name}: joined as {out['role']} ({len(out['lenders'])} lenders)")

@@ -3,6 +3,8 @@ node, query or copy a peer's from the client's node."""
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,14 @@ def _csv_list(value: str | None) -> list[str]:
 @click.option("--k", default=256, show_default=True, help="Bucket mode: IDs per bucket.")
 @click.option("--rate", "rate_per_s", default=50.0, show_default=True, help="Queries/s a client.")
 @click.option("--burst", default=100, show_default=True)
+@click.option(
+    "--max-reply-mib",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 1 << 14),
+    help="Bucket mode: the most MiB of rows one answer may carry (sent in 1 MiB pages); "
+    "larger queries are refused before any work.",
+)
 @api_command
 def pir_publish(
     name: str,
@@ -37,6 +47,7 @@ def pir_publish(
     k: int,
     rate_per_s: float,
     burst: int,
+    max_reply_mib: int,
     directory: str,
     api_url: str | None,
     as_json: bool,
@@ -50,9 +61,15 @@ def pir_publish(
         "k": k,
         "rate_per_s": rate_per_s,
         "burst": burst,
+        "max_reply_bytes": max_reply_mib << 20,
     }
     out = Api(directory, api_url).call("POST", "/v1/pir/services", body)
-    emit(out, as_json, f"{name}: {out['rows']} rows, version {out['version']}, key {out['key_id']}")
+    emit(
+        out,
+        as_json,
+        f"{name}: {out['rows']} rows, version {out['version']}, key {out['key_id']}, "
+        f"bucket-mode answers up to {out['max_reply_bytes'] / (1 << 20):g} MiB",
+    )
 
 
 @pir.command("services")
@@ -62,7 +79,8 @@ def pir_services(directory: str, api_url: str | None, as_json: bool) -> None:
     rows = Api(directory, api_url).call("GET", "/v1/pir/services")
     text = "\n".join(
         f"{r['name']:24} {r['rows']:>10} rows  v{r['version']}  {','.join(r['modes'])}  "
-        f"labels: {', '.join(r['labels']) or '-'}"
+        f"labels: {', '.join(r['labels']) or '-'}  "
+        f"max reply {r.get('max_reply_bytes', 0) / (1 << 20):g} MiB"
         for r in rows
     )
     emit(rows, as_json, text or "no PIR services")
@@ -74,13 +92,16 @@ def pir_services(directory: str, api_url: str | None, as_json: bool) -> None:
     "--upsert",
     "upsert_path",
     type=click.Path(exists=True, dir_okay=False),
-    help="CSV or Parquet of rows to add or change (ID column and every label).",
+    help="CSV or Parquet of rows to add or change (ID column and every label), read with the "
+    "published table's column types.",
 )
+@click.option("--encoding", help="The --upsert CSV file's text encoding (default UTF-8).")
 @click.option("--delete", "deletes", multiple=True, help="An ID to delete (repeatable).")
 @api_command
 def pir_update(
     name: str,
     upsert_path: str | None,
+    encoding: str | None,
     deletes: tuple[str, ...],
     directory: str,
     api_url: str | None,
@@ -95,24 +116,40 @@ def pir_update(
         services = {s["name"]: s for s in api.call("GET", "/v1/pir/services")}
         if name not in services:
             fail(f"no PIR service {name!r} at this node", 7)
-        rows = _read_rows(Path(upsert_path), services[name]["id_column"])
+        rows = _read_rows(Path(upsert_path), services[name]["id_column"], encoding)
     out = api.call(
         "POST", f"/v1/pir/services/{name}/update", {"upsert": rows, "delete": list(deletes)}
     )
     emit(out, as_json, f"{name}: version {out['version']}, {out['rows']} rows")
 
 
-def _read_rows(path: Path, id_column: str) -> list[dict[str, Any]]:
-    """The file's rows, the ID column read as text ("007" stays "007")."""
-    from rainbridge.data.dataset import detect_format, iter_batches
+def _read_rows(path: Path, id_column: str, encoding: str | None) -> list[dict[str, Any]]:
+    """The file's rows as text, exactly as written ("007" stays "007", an empty cell is
+    NULL): the node reads each label with the published table's type, as a CSV cell of that
+    type is read. A Parquet file's values go as JSON (dates and times as ISO text)."""
+    from rainbridge.data import detect_format, iter_batches
 
+    fmt = detect_format(path)
     out: list[dict[str, Any]] = []
-    for batch in iter_batches(path, detect_format(path), id_column=id_column):
-        out += batch.to_pylist()
+    for batch in iter_batches(path, fmt, id_column=id_column, text=True, encoding=encoding):
+        out += [{k: _json_value(v) for k, v in r.items()} for r in batch.to_pylist()]
     for r in out:
         if r.get(id_column) is not None and not isinstance(r[id_column], str):
             r[id_column] = str(r[id_column])  # a Parquet file's integer IDs
     return out
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        try:
+            return v.decode()
+        except UnicodeDecodeError:
+            fail("a binary label that is not UTF-8 text cannot be sent in an update", 3)
+    if isinstance(v, Decimal):
+        return str(v)
+    return v
 
 
 @pir.command("query")

@@ -25,10 +25,21 @@ class PirPublishIn(BaseModel):
     k: int = Field(default=256, ge=1, le=1 << 20, description="bucket mode: IDs per bucket")
     rate_per_s: float = Field(default=50.0, gt=0, description="queries/s per client")
     burst: int = Field(default=100, ge=1)
+    max_reply_bytes: int = Field(
+        default=256 << 20,
+        ge=1 << 16,
+        le=1 << 34,
+        description="bucket mode: the most bytes of rows one answer may carry (sent in pages "
+        "of at most 1 MiB); a query whose answer would be larger is refused before any work",
+    )
 
 
 class PirUpdateIn(BaseModel):
-    """Rows to add or change (each with the ID column and every label) and IDs to delete."""
+    """Rows to add or change (each with the ID column and every label) and IDs to delete.
+
+    Labels are read with the published table's column types, as a CSV cell of that type
+    would be: text stays text in a string column (``"007"``), an empty text or null is NULL.
+    """
 
     model_config = ConfigDict(extra="forbid")
     upsert: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
@@ -55,6 +66,12 @@ class MlqJoinIn(BaseModel):
     dataset: str | None = Field(default=None, description="a lender's applications")
     date_column: str | None = Field(default=None, description="the application date")
     rate_per_s: float = Field(default=50.0, gt=0, description="counts/s another lender may ask")
+    on_change: Literal["refuse", "rebuild"] = Field(
+        default="refuse",
+        description="a count when a lender's window changed since the build: refuse (naming "
+        "the lender) or have the merger rebuild that window first (the merger's own setting "
+        "decides whether it rebuilds on request)",
+    )
 
 
 class MlqBuildIn(BaseModel):

@@ -29,15 +29,27 @@ What it reveals
   ``a·H(id)`` is a uniformly random element);
 * to the merger: every lender's window size and the sizes of the overlaps among the
   lenders' windows (which fully masked values coincide), never an ID and never a query.
+
+One snapshot
+------------
+A count is exact for the windows as they were at the build: each lender freezes its window
+when it masks it (its distinct IDs, kept at its own node, and :func:`window_digest`, a MAC
+under a key derived from its secret key, recorded by the merger with the build); the asking
+lender subtracts its presence in its *frozen* window, never its current data. A lender whose
+data for that window changed since the build says so (:class:`WindowChangedError`): the
+count is refused, or the service rebuilt, as the lenders configured.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rainbridge.crypto import oprf
 from rainbridge.crypto.groups import Ristretto255Suite
@@ -46,6 +58,20 @@ from rainbridge.protocols.psi.items import as_items, distinct_ids, to_large_stri
 
 GROUP = Ristretto255Suite(dst=b"rainbridge/mlq/v1/hash-to-group")
 ELEMENT = 32
+_DIGEST_KEY = b"rainbridge/mlq/v1/window-digest"
+
+
+class WindowChangedError(DataError):
+    """A lender's window changed since the build a count would read: the build's counts no
+    longer describe the lenders' data. The message names the lender and the fix (rebuild)."""
+
+    def __init__(self, message: str, *, lender: str, build: str, end: str) -> None:
+        super().__init__(message)
+        self.lender, self.build, self.end = lender, build, end
+
+
+class StaleBuildError(DataError):
+    """A count named a build that a lender no longer keeps: copy the latest build."""
 
 
 def new_key() -> bytes:
@@ -134,6 +160,25 @@ def window_ids(ids: pa.Array, dates: pa.Array, today: np.datetime64, days: int) 
     lo = today - np.timedelta64(days - 1, "D")
     keep = (vals >= lo) & (vals <= today)
     return to_large_string(ids).filter(pa.array(keep))
+
+
+def window_digest(key: bytes, ids: pa.Array) -> tuple[pa.Array, str]:
+    """A window's distinct IDs (sorted) and its digest: HMAC-SHA256 of them, under a key
+    derived from the lender's secret ``key`` (so no one else can test a guess of the window),
+    over their count, lengths and bytes. Two windows have the same digest only if they hold
+    the same IDs."""
+    arr = pc.drop_null(to_large_string(ids))
+    uniq = pc.unique(arr)
+    uniq = to_large_string(uniq.take(pc.sort_indices(uniq)))
+    items = as_items(uniq)
+    offsets = items.offsets.astype("<i8")
+    base = int(offsets[0]) if len(offsets) else 0
+    data = bytes(items.data)[base : int(offsets[-1])] if len(uniq) else b""
+    mac = hmac.new(hashlib.sha256(_DIGEST_KEY + key).digest(), digestmod=hashlib.sha256)
+    mac.update(len(uniq).to_bytes(8, "little"))
+    mac.update((offsets - base).tobytes())
+    mac.update(data)
+    return uniq, mac.hexdigest()
 
 
 def check_elements(values: bytes) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,15 @@ class PirTable:
     rows: Rows
     bucket_bits: int
     deltas: list[Delta] = field(default_factory=list)
+    #: rows ordered by bucket (the row numbers, and their buckets), built when first needed
+    _by_bucket: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
+    #: held while a version is swapped in, and by readers that need one version throughout
+    #: (a page of an answer or of a copy, with the version it is of)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    #: one update at a time (each builds on the version before it)
+    _writing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def key_id(self) -> str:
@@ -249,6 +259,10 @@ class PirTable:
         Labels keep the table's layout (a longer string than the layout allows, or another
         type, needs a rebuilt table: :class:`DataError`).
         """
+        with self._writing:
+            return self._update(upsert_ids, upsert_labels, delete_ids)
+
+    def _update(self, upsert_ids: pa.Array, upsert_labels: pa.Table, delete_ids: pa.Array) -> Delta:
         upsert_ids, delete_ids = to_large_string(upsert_ids), to_large_string(delete_ids)
         _check_unique(upsert_ids)
         if upsert_labels.num_rows != len(upsert_ids):
@@ -279,10 +293,13 @@ class PirTable:
             np.concatenate([self.rows.buckets[keep], added.buckets]),
             np.concatenate([self.rows.sealed[keep], added.sealed]),
         )
-        self.rows = _sort_by_tag(merged)
-        self.version = version
+        rows = _sort_by_tag(merged)
         delta = Delta(version, removed, added)
-        self.deltas = [*self.deltas, delta][-KEEP_VERSIONS:]
+        with self.lock:
+            self.rows = rows
+            self._by_bucket = None
+            self.version = version
+            self.deltas = [*self.deltas, delta][-KEEP_VERSIONS:]
         return delta
 
     def deltas_since(self, version: int) -> list[Delta] | None:
@@ -293,11 +310,69 @@ class PirTable:
         have = [d for d in self.deltas if d.version > version]
         return have if [d.version for d in have] == want else None
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row in a bucket-mode answer: tag, version and sealed record."""
+        return TAG + 8 + self.width
+
+    def _bucket_order(self) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            if self._by_bucket is None:
+                order = np.argsort(self.rows.buckets, kind="stable")
+                self._by_bucket = (order, self.rows.buckets[order])
+            return self._by_bucket
+
+    def check_buckets(self, buckets: np.ndarray) -> None:
+        if len(buckets) and (buckets.min() < 0 or buckets.max() >= 1 << self.bucket_bits):
+            raise DataError(f"buckets lie in 0..{(1 << self.bucket_bits) - 1}")
+
+    def bucket_spans(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each bucket's rows start and end in the rows ordered by bucket."""
+        self.check_buckets(buckets)
+        _, ordered = self._bucket_order()
+        b = buckets.astype(np.uint32)
+        return (
+            np.searchsorted(ordered, b, side="left"),
+            np.searchsorted(ordered, b, side="right"),
+        )
+
+    def bucket_rows(
+        self,
+        buckets: np.ndarray,
+        lo: int,
+        hi: int,
+        spans: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Rows:
+        """Rows ``lo..hi`` of the named buckets' rows laid end to end (in the order named;
+        ``spans``: their :meth:`bucket_spans`, if known).
+
+        An answer of any size is read in slices like this one, never built whole.
+        """
+        starts, ends = spans if spans is not None else self.bucket_spans(buckets)
+        sizes = ends - starts
+        cum = np.concatenate([[0], np.cumsum(sizes)])
+        lo, hi = max(0, lo), min(int(cum[-1]), hi)
+        if hi <= lo:
+            return Rows.empty(self.width)
+        first = int(np.searchsorted(cum, lo, side="right")) - 1
+        last = int(np.searchsorted(cum, hi, side="left"))
+        parts = [
+            np.arange(
+                starts[i] + max(0, lo - cum[i]),
+                starts[i] + min(int(sizes[i]), hi - cum[i]),
+            )
+            for i in range(first, last)
+        ]
+        order, _ = self._bucket_order()
+        return self.rows.take(order[np.concatenate(parts)])
+
     def bucket(self, b: int) -> Rows:
-        """The rows of one bucket (the k-anonymity mode's answer)."""
+        """The rows of one bucket."""
         if not 0 <= b < (1 << self.bucket_bits):
             raise DataError(f"bucket {b} outside 0..{(1 << self.bucket_bits) - 1}")
-        return self.rows.take(np.flatnonzero(self.rows.buckets == b))
+        arr = np.array([b], np.int64)
+        n = int(np.diff(np.stack(self.bucket_spans(arr)), axis=0)[0, 0])
+        return self.bucket_rows(arr, 0, n)
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -1,23 +1,41 @@
 """The PIR messages between a client node and the server node (JSON over the data plane's
 control exchange; binary fields base64), the server's answers and the client's reading.
 
+Every message stays under the control exchange's limit (2 MiB) whatever the table, the
+labels' width or the batch: rows travel in pages of at most :data:`PAGE_BYTES` raw bytes.
+
 Query (``pir_query``)::
 
     {"service": S, "mode": "private" | "bucket", "elements": b64(32·n),
-     "buckets": [b, ...]            # bucket mode only, one per element
+     "buckets": [b, ...], "bucket_bits": B    # bucket mode only, one bucket per element
     }
 
 Answer: ``{"ok": true, "evaluated": b64(32·n), "key_id", "version", "layout",
-"bucket_bits", "rows": [rows of each named bucket]}`` (``rows`` in bucket mode only).
+"bucket_bits", "rows_total"}``; in bucket mode also ``"answer": {"ticket", "rows",
+"bytes", "version", "answer_rows", "offset", "rows", "next"}``: the rows of the distinct
+buckets named, laid end to end, the first page of them, and where the next page starts
+(null at the end). Before any work the server refuses a bucket-mode query whose answer
+would exceed the service's stated ``max_reply_bytes`` (:class:`ReplyTooLargeError`).
+
+Page (``pir_query`` with ``"page": {"ticket", "offset", "version"}``): rows ``offset..`` of
+the answer the ticket names (a MAC under a key derived from the service's OPRF key, bound to
+the service, the client, the buckets and an expiry). If the table changed version since,
+the page is the first one of the answer at the new version, and the client starts over
+(the OPRF evaluations stay valid: updates keep the key).
 
 Sync (``pir_sync``): ``{"service", "have": {"key_id", "version"} | null, "snapshot":
-{"version", "offset"} | null}``; the answer carries either the deltas since ``have`` or one
-page of a snapshot (rows ``offset..``) and the offset of the next page (null at the end).
+cursor | null}``; the answer carries the deltas since ``have`` (whole deltas up to a page,
+or a part of one larger delta: ``delta_part``) or one page of a snapshot, and the client's
+next cursor says where to go on (null when the replica is current).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import json
+import time
 from typing import Any
 
 import numpy as np
@@ -26,13 +44,34 @@ import pyarrow as pa
 from rainbridge.crypto import oprf
 from rainbridge.errors import DataError
 from rainbridge.protocols.pir.client import Answer, Replica, layout_from, open_rows
-from rainbridge.protocols.pir.table import TAG, Delta, PirTable, Rows, buckets_of
+from rainbridge.protocols.pir.table import (
+    TAG,
+    Delta,
+    PirTable,
+    Rows,
+    buckets_of,
+    split_outputs,
+)
 
 #: IDs per query message (each costs the server one scalar multiplication)
 MAX_BATCH = 4096
-#: raw bytes of rows per sync page (base64 and JSON keep a page under the control limit)
+#: raw bytes of rows per message (base64 and JSON keep a page under the control limit)
 PAGE_BYTES = 1 << 20
+#: the default bound on one bucket-mode answer (a service states its own)
+MAX_REPLY_BYTES = 256 << 20
+#: seconds a bucket-mode answer's ticket lets its pages be read
+TICKET_SECONDS = 600
+#: times a client starts reading an answer over because the table changed under it
+MAX_RESTARTS = 8
 MODES = ("private", "bucket")
+
+
+class ReplyTooLargeError(DataError):
+    """A query whose answer would exceed the bound its service states; nothing was done."""
+
+
+class RebucketedError(DataError):
+    """The service's buckets are not the ones the query was made for (it was republished)."""
 
 
 def b64(data: bytes) -> str:
@@ -59,6 +98,21 @@ def unpack_rows(obj: Any, width: int, what: str) -> Rows:
     return Rows.from_bytes(parts, width, what)
 
 
+def _pack_answer_rows(rows: Rows) -> dict[str, str]:
+    """An answer's rows: tags, versions and sealed records (the buckets are the query's)."""
+    raw = rows.to_bytes()
+    return {k: b64(raw[k]) for k in ("tags", "versions", "sealed")}
+
+
+def _unpack_answer_rows(obj: Any, width: int, what: str) -> Rows:
+    if not isinstance(obj, dict):
+        raise DataError(f"{what}: malformed rows")
+    parts = {k: unb64(obj.get(k), what) for k in ("tags", "versions", "sealed")}
+    n = len(parts["tags"]) // TAG
+    parts["buckets"] = bytes(4 * n)
+    return Rows.from_bytes(parts, width, what)
+
+
 def _header(table: PirTable) -> dict[str, Any]:
     return {
         "key_id": table.key_id,
@@ -69,17 +123,47 @@ def _header(table: PirTable) -> dict[str, Any]:
     }
 
 
+def _int_list(value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(b, int) and not isinstance(b, bool) for b in value
+    ):
+        raise DataError(f"{what}: a list of integers")
+    return value
+
+
 # -- the server ------------------------------------------------------------------------------
 
 
-def answer_query(table: PirTable, msg: dict[str, Any], modes: tuple[str, ...] = MODES) -> dict:
-    """Evaluate a query's blinded elements (and, in bucket mode, return its buckets' rows).
+def answer(
+    table: PirTable,
+    msg: dict[str, Any],
+    modes: tuple[str, ...] = MODES,
+    *,
+    peer: str = "",
+    max_reply_bytes: int = MAX_REPLY_BYTES,
+) -> dict[str, Any]:
+    """A query's answer, or a page of a bucket-mode answer (``"page"`` in ``msg``)."""
+    if "page" in msg:
+        return answer_page(table, msg, peer=peer)
+    return answer_query(table, msg, modes, peer=peer, max_reply_bytes=max_reply_bytes)
+
+
+def check_query(
+    table: PirTable,
+    msg: dict[str, Any],
+    modes: tuple[str, ...] = MODES,
+    *,
+    max_reply_bytes: int = MAX_REPLY_BYTES,
+) -> tuple[int, np.ndarray | None]:
+    """Validate a query before any work: its IDs, and in bucket mode the distinct buckets
+    whose rows the answer will carry (within ``max_reply_bytes``).
 
     Raises
     ------
     DataError
         A malformed query (unknown or disallowed mode, too many elements, a bucket out of
-        range); InvalidElementError for an element that is not a valid group element.
+        range); :class:`ReplyTooLargeError` over the bound; :class:`RebucketedError` for
+        buckets of another bucket size.
     """
     mode = msg.get("mode")
     if mode not in MODES:
@@ -90,33 +174,151 @@ def answer_query(table: PirTable, msg: dict[str, Any], modes: tuple[str, ...] = 
     n, rest = divmod(len(elements), oprf.ELEMENT_SIZE)
     if rest or not 1 <= n <= MAX_BATCH:
         raise DataError(f"a PIR query carries 1 to {MAX_BATCH} whole 32-byte elements")
-    reply: dict[str, Any] = {"ok": True, **_header(table)}
-    if mode == "bucket":
-        buckets = msg.get("buckets")
-        if not isinstance(buckets, list) or len(buckets) != n:
-            raise DataError("a bucket-mode query names one bucket per element")
-        if not all(isinstance(b, int) and not isinstance(b, bool) for b in buckets):
-            raise DataError("buckets are integers")
-        reply["rows"] = [pack_rows(table.bucket(b)) for b in buckets]
-    reply["evaluated"] = b64(oprf.evaluate(table.key, elements))
+    if mode != "bucket":
+        return n, None
+    buckets = _int_list(msg.get("buckets"), "a bucket-mode query's buckets")
+    if len(buckets) != n:
+        raise DataError("a bucket-mode query names one bucket per element")
+    bits = msg.get("bucket_bits", table.bucket_bits)
+    if bits != table.bucket_bits:
+        raise RebucketedError(
+            f"the service's buckets are of {table.bucket_bits} bits now, not {bits!r}: ask again"
+        )
+    distinct = np.unique(np.asarray(buckets, dtype=np.int64))
+    starts, ends = table.bucket_spans(distinct)
+    total = int((ends - starts).sum())
+    size = total * table.row_bytes
+    if size > max_reply_bytes:
+        fit = max(1, n * max_reply_bytes // max(size, 1))
+        raise ReplyTooLargeError(
+            f"the answer would carry {total:,} rows of {len(distinct):,} buckets, "
+            f"{size:,} bytes: over the service's max_reply_bytes of {max_reply_bytes:,}; "
+            f"ask fewer IDs at a time (about {fit:,}) or use private mode"
+        )
+    return n, distinct
+
+
+def answer_query(
+    table: PirTable,
+    msg: dict[str, Any],
+    modes: tuple[str, ...] = MODES,
+    *,
+    peer: str = "",
+    max_reply_bytes: int = MAX_REPLY_BYTES,
+) -> dict[str, Any]:
+    """Evaluate a query's blinded elements (checked first: :func:`check_query`); in bucket
+    mode, with the answer's ticket and first page.
+
+    Raises
+    ------
+    DataError
+        As :func:`check_query`; InvalidElementError for an element that is not a valid
+        group element.
+    """
+    _, distinct = check_query(table, msg, modes, max_reply_bytes=max_reply_bytes)
+    with table.lock:
+        reply: dict[str, Any] = {"ok": True, **_header(table)}
+    if distinct is not None:
+        starts, ends = table.bucket_spans(distinct)
+        total = int((ends - starts).sum())
+        ticket = _ticket(table, str(msg.get("service", "")), peer, distinct.tolist())
+        reply["answer"] = {
+            "ticket": ticket,
+            "rows": total,
+            "bytes": total * table.row_bytes,
+            **_page(table, distinct, 0),
+        }
+    reply["evaluated"] = b64(oprf.evaluate(table.key, unb64(msg.get("elements"), "PIR query")))
     return reply
 
 
+def _ticket_key(table: PirTable) -> bytes:
+    return hashlib.sha256(b"rainbridge/pir/answer-ticket/v1" + table.key).digest()
+
+
+def _ticket_mac(table: PirTable, service: str, peer: str, buckets: list[int], expires: int) -> str:
+    body = json.dumps([service, peer, buckets, expires], separators=(",", ":")).encode()
+    return hmac.new(_ticket_key(table), body, hashlib.sha256).hexdigest()
+
+
+def _ticket(table: PirTable, service: str, peer: str, buckets: list[int]) -> dict[str, Any]:
+    expires = int(time.time()) + TICKET_SECONDS
+    return {
+        "buckets": buckets,
+        "expires": expires,
+        "mac": _ticket_mac(table, service, peer, buckets, expires),
+    }
+
+
+def _page(table: PirTable, buckets: np.ndarray, offset: int) -> dict[str, Any]:
+    with table.lock:  # the rows and the version they are of, together
+        return _page_locked(table, buckets, offset)
+
+
+def _page_locked(table: PirTable, buckets: np.ndarray, offset: int) -> dict[str, Any]:
+    starts, ends = table.bucket_spans(buckets)
+    total = int((ends - starts).sum())
+    if not 0 <= offset <= total:
+        raise DataError(f"an answer's page offset {offset} outside 0..{total}")
+    per_page = max(1, PAGE_BYTES // table.row_bytes)
+    end = min(total, offset + per_page)
+    return {
+        "version": table.version,
+        "answer_rows": total,
+        "offset": offset,
+        "rows": _pack_answer_rows(table.bucket_rows(buckets, offset, end, (starts, ends))),
+        "next": end if end < total else None,
+    }
+
+
+def answer_page(table: PirTable, msg: dict[str, Any], *, peer: str = "") -> dict[str, Any]:
+    """One page of a bucket-mode answer, named by its ticket (see the module docstring)."""
+    page = msg.get("page")
+    if not isinstance(page, dict) or not isinstance(page.get("ticket"), dict):
+        raise DataError("a page request names its answer's ticket")
+    ticket = page["ticket"]
+    buckets = _int_list(ticket.get("buckets"), "a ticket's buckets")
+    expires, mac = ticket.get("expires"), ticket.get("mac")
+    if not isinstance(expires, int) or not isinstance(mac, str):
+        raise DataError("a malformed ticket")
+    good = _ticket_mac(table, str(msg.get("service", "")), peer, buckets, expires)
+    if not hmac.compare_digest(good, mac):
+        raise DataError(
+            "the answer's ticket is not this service's (was it republished?): ask again"
+        )
+    if expires < time.time():
+        raise DataError("the answer's ticket has expired: ask again")
+    offset, version = page.get("offset"), page.get("version")
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise DataError("a page offset is an integer")
+    arr = np.asarray(buckets, dtype=np.int64)
+    if version != table.version:
+        offset = 0  # the table changed: the answer starts over at the new version
+    return {"ok": True, "key_id": table.key_id, **_page(table, arr, offset)}
+
+
 def sync_page(table: PirTable, msg: dict[str, Any]) -> dict[str, Any]:
-    """Deltas since the client's version, or one page of a snapshot."""
+    """Deltas since the client's version (whole, or one part of a large one), or one page of
+    a snapshot."""
+    with table.lock:  # the rows and the version they are of, together
+        return _sync_page_locked(table, msg)
+
+
+def _sync_page_locked(table: PirTable, msg: dict[str, Any]) -> dict[str, Any]:
     reply: dict[str, Any] = {"ok": True, **_header(table)}
     have, snap = msg.get("have"), msg.get("snapshot")
+    part: Any = None
+    if isinstance(snap, dict) and "deltas_from" in snap:
+        have, part, snap = snap["deltas_from"], snap.get("part"), None
     if snap is None and isinstance(have, dict) and have.get("key_id") == table.key_id:
         v = have.get("version")
         if isinstance(v, int) and 0 < v <= table.version:
             deltas = table.deltas_since(v)
             if deltas is not None:
-                reply["deltas"] = [
-                    {"version": d.version, "removed": b64(d.removed.tobytes()),
-                     "added": pack_rows(d.added)}
-                    for d in deltas
-                ]  # fmt: skip
-                return reply
+                packed = _delta_page(table, deltas, part)
+                if packed is not None:
+                    reply.update(packed)
+                    return reply
     offset: Any = 0
     if snap is not None:
         if not isinstance(snap, dict) or snap.get("version") != table.version:
@@ -133,6 +335,60 @@ def sync_page(table: PirTable, msg: dict[str, Any]) -> dict[str, Any]:
         "next": end if end < len(table.rows) else None,
     }
     return reply
+
+
+def _delta_bytes(table: PirTable, d: Delta) -> int:
+    return len(d.removed) * TAG + len(d.added) * (TAG + 8 + 4 + table.width)
+
+
+def _delta_page(table: PirTable, deltas: list[Delta], part: Any) -> dict[str, Any] | None:
+    """Whole deltas up to a page, or a part of the first when it alone is larger; None if
+    the cursor names a delta the table no longer keeps (the client copies again)."""
+    if part is None:
+        out: list[dict[str, Any]] = []
+        size = 0
+        for d in deltas:
+            size += _delta_bytes(table, d)
+            if out and size > PAGE_BYTES:
+                break
+            if size > PAGE_BYTES:
+                part = 0
+                break
+            out.append(
+                {"version": d.version, "removed": b64(d.removed.tobytes()),
+                 "added": pack_rows(d.added)}
+            )  # fmt: skip
+        if part is None:
+            return {"deltas": out}
+    if not deltas or not isinstance(part, int) or isinstance(part, bool):
+        return None
+    d = deltas[0]
+    r, a = len(d.removed), len(d.added)
+    if not 0 <= part < r + a:
+        return None
+    # the delta's items: its removed tags, then its added rows; at least one per page
+    per_row = TAG + 8 + 4 + table.width
+    budget = PAGE_BYTES
+    r_lo = min(part, r)
+    n_r = min(r - part, max(1, budget // TAG)) if part < r else 0
+    budget -= n_r * TAG
+    r_hi = r_lo + n_r
+    a_lo = max(0, part - r)
+    a_hi = a_lo
+    if r_hi == r:
+        a_hi = min(a, a_lo + max(0 if n_r else 1, budget // per_row))
+    end = r_hi + a_hi
+    return {
+        "delta_part": {
+            "version": d.version,
+            "offset": part,
+            "removed_total": r,
+            "added_total": a,
+            "removed": b64(d.removed[r_lo:r_hi].tobytes()),
+            "added": pack_rows(d.added.take(np.arange(a_lo, a_hi))),
+            "next": end if end < r + a else None,
+        }
+    }
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -155,28 +411,101 @@ def make_query(
         if bucket_bits is None:
             raise DataError("a bucket-mode query needs the service's bucket bits")
         msg["buckets"] = [int(b) for b in buckets_of(pa.array(ids), bucket_bits)]
+        msg["bucket_bits"] = bucket_bits
     return q, msg
+
+
+class BucketAnswer:
+    """A bucket-mode answer read page by page: only the rows whose tag is one of the query's
+    are kept, so the client's memory is bounded by a page and the rows it asked for."""
+
+    def __init__(self, q: oprf.Blinded, reply: dict[str, Any], peer: str) -> None:
+        self.what = f"{peer}'s PIR answer"
+        self.outputs = oprf.finalize(q, unb64(reply.get("evaluated"), self.what))
+        self.ids = [x.decode() for x in q.inputs]
+        self.layout = layout_from(reply.get("layout"), self.what)
+        tags, _ = split_outputs(self.outputs)
+        self.wanted = np.unique(tags.view("V16").reshape(-1))
+        first = reply.get("answer")
+        if not isinstance(first, dict) or not isinstance(first.get("ticket"), dict):
+            raise DataError(f"{self.what}: no answer")
+        self.ticket = first["ticket"]
+        self.restarts = 0
+        self.version: Any = None
+        self.total = 0
+        self.received = 0
+        self.hits: list[Rows] = []
+        self.next = self.take(first)
+
+    def _start(self, version: Any, total: Any) -> None:
+        if not isinstance(version, int) or not isinstance(total, int) or total < 0:
+            raise DataError(f"{self.what}: malformed page")
+        if self.version is not None:
+            self.restarts += 1
+            if self.restarts > MAX_RESTARTS:
+                raise DataError(f"{self.what}: the table changes faster than it can be read")
+        self.version, self.total, self.received, self.hits = version, total, 0, []
+
+    def take(self, page: dict[str, Any]) -> dict[str, Any] | None:
+        """Keep one page's rows that the query wants; the next page request, or None."""
+        version, total, offset, nxt = (page.get(k) for k in ("version", "answer_rows",
+                                                            "offset", "next"))  # fmt: skip
+        if version != self.version:
+            if offset != 0:
+                raise DataError(f"{self.what}: a page of another version")
+            self._start(version, total)
+        if offset != self.received or total != self.total:
+            raise DataError(f"{self.what}: a page out of order")
+        rows = _unpack_answer_rows(page.get("rows"), self.layout.size, self.what)
+        self.received += len(rows)
+        if self.received > self.total or (nxt is not None and (nxt != self.received or not rows)):
+            raise DataError(f"{self.what}: pages that do not add up")
+        if len(rows) and len(self.wanted):
+            keys = rows.tags.view("V16").reshape(-1)
+            at = np.minimum(np.searchsorted(self.wanted, keys), len(self.wanted) - 1)
+            hit = np.flatnonzero(self.wanted[at] == keys)
+            if len(hit):
+                self.hits.append(rows.take(hit))
+        if nxt is None:
+            if self.received != self.total:
+                raise DataError(f"{self.what}: {self.received} of {self.total} rows arrived")
+            self.next = None
+            return None
+        self.next = {"ticket": self.ticket, "offset": nxt, "version": self.version}
+        return self.next
+
+    def answers(self) -> list[Answer]:
+        if self.next is not None:
+            raise DataError(f"{self.what}: the answer is not complete")
+        if self.hits:
+            rows = Rows(
+                np.concatenate([h.tags for h in self.hits]),
+                np.concatenate([h.versions for h in self.hits]),
+                np.concatenate([h.buckets for h in self.hits]),
+                np.concatenate([h.sealed for h in self.hits]),
+            )
+            keys = rows.tags.view("V16").reshape(-1)
+            _, first = np.unique(keys, return_index=True)  # sorted by tag, each once
+            rows = rows.take(first)
+        else:
+            rows = Rows.empty(self.layout.size)
+        return open_rows(self.layout, rows, self.outputs, self.ids)
 
 
 def read_answer(
     q: oprf.Blinded, reply: dict[str, Any], replica: Replica | None, peer: str
 ) -> list[Answer]:
-    """The answers of a query: from the replica (private mode) or the returned buckets."""
+    """The answers of a query: from the replica (private mode) or, for a bucket-mode answer
+    that fits in its first message, its rows (a longer one: :class:`BucketAnswer`)."""
     what = f"{peer}'s PIR answer"
+    if "answer" in reply:
+        got = BucketAnswer(q, reply, peer)
+        if got.next is not None:
+            raise DataError(f"{what}: the answer continues in pages (read it page by page)")
+        return got.answers()
     evaluated = unb64(reply.get("evaluated"), what)
     outputs = oprf.finalize(q, evaluated)
     ids = [x.decode() for x in q.inputs]
-    if "rows" in reply:
-        layout = layout_from(reply.get("layout"), what)
-        width = layout.size
-        parts = reply["rows"]
-        if not isinstance(parts, list) or len(parts) != len(ids):
-            raise DataError(f"{what}: one bucket per ID expected")
-        out = []
-        for i, part in enumerate(parts):
-            rows = unpack_rows(part, width, what)
-            out += open_rows(layout, rows, outputs[i : i + 1], ids[i : i + 1])
-        return out
     if replica is None:
         raise DataError("a private-mode answer needs a replica of the table")
     if reply.get("key_id") != replica.key_id or reply.get("version") != replica.version:
@@ -184,35 +513,65 @@ def read_answer(
     return replica.lookup(outputs, ids)
 
 
+def run_query(
+    fetch: Any,
+    service: str,
+    ids: list[str],
+    mode: str,
+    replica: Replica | None = None,
+    bucket_bits: int | None = None,
+    peer: str = "server",
+) -> list[Answer]:
+    """A whole query through ``fetch(msg) -> reply`` (a plain function): blind, ask, read
+    every page. The node does the same over the data plane."""
+    q, msg = make_query(service, ids, mode, bucket_bits)
+    reply = fetch(msg)
+    if mode == "private":
+        return read_answer(q, reply, replica, peer)
+    got = BucketAnswer(q, reply, peer)
+    while got.next is not None:
+        got.take(fetch({"type": "pir_query", "service": service, "page": got.next}))
+    return got.answers()
+
+
 def apply_sync(
     replica: Replica | None, reply: dict[str, Any], peer: str
 ) -> tuple[Replica | None, dict[str, Any] | None]:
-    """Apply one sync answer; returns the replica and the next request's ``snapshot`` part
-    (None when the replica is current)."""
+    """Apply one sync answer; returns the replica and the next request's cursor (its
+    ``snapshot`` field; None when the replica is current)."""
     what = f"{peer}'s PIR sync"
     layout = layout_from(reply.get("layout"), what)
     width = layout.size
     version, key_id = reply.get("version"), reply.get("key_id")
     if not isinstance(version, int) or not isinstance(key_id, str):
         raise DataError(f"{what}: malformed header")
-    if "deltas" in reply:
-        if replica is None:
+    if "deltas" in reply or "delta_part" in reply:
+        if replica is None or replica.key_id != key_id:
             raise DataError(f"{what}: deltas without a replica")
-        for d in reply["deltas"]:
+        for d in reply.get("deltas") or []:
             if not isinstance(d, dict):
-                raise DataError(f"{what}: malformed delta")
-            removed = np.frombuffer(unb64(d.get("removed"), what), np.uint8)
-            if len(removed) % TAG:
                 raise DataError(f"{what}: malformed delta")
             replica.apply(
                 Delta(
                     int(d.get("version", -1)),
-                    removed.reshape(-1, TAG),
+                    _tags(unb64(d.get("removed"), what), what),
                     unpack_rows(d.get("added"), width, what),
                 )
             )
-        if replica.version != version:
+        part = reply.get("delta_part")
+        if part is not None:
+            nxt = _take_part(replica, part, width, what)
+            if nxt is not None:
+                return replica, nxt
+        if replica.version > version:
             raise DataError(f"{what}: deltas end at {replica.version}, not {version}")
+        if replica.version < version:
+            if not reply.get("deltas") and part is None:
+                raise DataError(f"{what}: no deltas from {replica.version} to {version}")
+            return replica, {
+                "deltas_from": {"key_id": key_id, "version": replica.version},
+                "part": None,
+            }
         return replica, None
     snap = reply.get("snapshot")
     if not isinstance(snap, dict):
@@ -233,3 +592,54 @@ def apply_sync(
             raise DataError(f"{what}: the copy holds {len(replica.rows)} rows, not all")
         return replica, None
     return replica, {"version": version, "offset": int(nxt)}
+
+
+def _tags(raw: bytes, what: str) -> np.ndarray:
+    removed = np.frombuffer(raw, np.uint8)
+    if len(removed) % TAG:
+        raise DataError(f"{what}: malformed delta")
+    return removed.reshape(-1, TAG)
+
+
+def _take_part(replica: Replica, part: Any, width: int, what: str) -> dict[str, Any] | None:
+    """Gather one part of a large delta; apply it when whole. The next cursor, or None once
+    the delta is applied."""
+    if not isinstance(part, dict):
+        raise DataError(f"{what}: malformed delta part")
+    fields: list[Any] = [part.get(k) for k in ("version", "offset", "removed_total", "added_total")]
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in fields):
+        raise DataError(f"{what}: malformed delta part")
+    v, offset, r, a = (int(x) for x in fields)
+    pending = replica.pending
+    if offset == 0 or pending is None or pending[0] != v:
+        if offset != 0:
+            raise DataError(f"{what}: a delta part out of order")
+        pending = replica.pending = (v, [], [], 0)
+    if pending[3] != offset:
+        raise DataError(f"{what}: a delta part out of order")
+    removed = _tags(unb64(part.get("removed"), what), what)
+    added = unpack_rows(part.get("added"), width, what)
+    got = offset + len(removed) + len(added)
+    pending[1].append(removed)
+    pending[2].append(added)
+    replica.pending = (v, pending[1], pending[2], got)
+    nxt = part.get("next")
+    if nxt is not None:
+        if nxt != got or got == offset:
+            raise DataError(f"{what}: delta parts that do not add up")
+        return {
+            "deltas_from": {"key_id": replica.key_id, "version": replica.version},
+            "part": got,
+        }
+    removed_all = np.concatenate(pending[1]) if pending[1] else np.zeros((0, TAG), np.uint8)
+    added_all = Rows(
+        np.concatenate([x.tags for x in pending[2]]),
+        np.concatenate([x.versions for x in pending[2]]),
+        np.concatenate([x.buckets for x in pending[2]]),
+        np.concatenate([x.sealed for x in pending[2]]),
+    )
+    replica.pending = None
+    if len(removed_all) != r or len(added_all) != a:
+        raise DataError(f"{what}: a delta's parts do not add up")
+    replica.apply(Delta(v, removed_all, added_all))
+    return None
