@@ -126,6 +126,16 @@ def test_group_sums_of_reals_near_1e15_and_integers_past_2_63(tmp_path: Path) ->
         assert any(abs(r[3]) > 2**63 for r in got)
 
 
+def test_wide_sums_reach_a_receiver_that_holds_the_keys(tmp_path: Path) -> None:
+    # the receiver groups by its own column: the value party's plan, whose only sums are
+    # 128-bit ones, is checked against the right matrix
+    rng = random.Random(8)
+    bank = {"id": _ids(300), "g": [rng.choice(["a", "b", None]) for _ in range(300)]}
+    tel = {"uid": _ids(300), "h": [rng.choice([2**63 - 1, -(2**62), 7]) for _ in range(300)]}
+    got = _same(_case(bank, tel, f"SELECT b.g, SUM(t.h), AVG(t.h) {FROM} GROUP BY b.g"), tmp_path)
+    assert any(abs(r[1]) > 2**63 for r in got)
+
+
 def test_empty_text_cells_are_null_and_form_their_own_group(tmp_path: Path) -> None:
     # empty CSV cells used to be '': counted by cat != 'u' and merged with the totals
     cats = ["u", "v", None, "w", None, "u"] * 20

@@ -150,7 +150,7 @@ async def grouped_rows(
             raw_plans = got.get("plans")
             if not isinstance(raw_plans, list) or len(raw_plans) != len(value_cols):
                 raise ParameterMismatchError("the other party sent no statistics plan")
-            plans = [ColumnPlan.from_json(p, width) for p in raw_plans]
+            plans = [ColumnPlan.from_json(p, width, wide) for p in raw_plans]
     res = await group_sums(
         mpc,
         key_party=key_party,

@@ -74,7 +74,8 @@ class ColumnPlan:
         }
 
     @classmethod
-    def from_json(cls, d: Any, width: int) -> ColumnPlan:
+    def from_json(cls, d: Any, width: int, wide: int = 0) -> ColumnPlan:
+        """A plan the value party sent; its indices checked against the matrices' widths."""
         try:
             plan = cls(str(d["name"]), bool(d["int"]), int(d["mask"]))
             if d.get("sum") is not None:
@@ -92,7 +93,7 @@ class ColumnPlan:
             ) from None
         idx = [*(plan.sum[:1] if plan.sum else ()), *(plan.var[:2] if plan.var else ())]
         idx += [plan.mask] if plan.mask != -1 else []
-        if plan.wide is not None and not 0 <= plan.wide < width:
+        if plan.wide is not None and not 0 <= plan.wide < wide:
             raise ParameterMismatchError("the other party's statistics plan is out of range")
         if any(not 0 <= i < width for i in idx):
             raise ParameterMismatchError("the other party's statistics plan is out of range")
