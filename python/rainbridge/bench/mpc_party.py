@@ -95,7 +95,7 @@ async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
     from fractions import Fraction
 
     from rainbridge.components.stats_columns import Column
-    from rainbridge.components.stats_plans import GroupResult, value_matrix
+    from rainbridge.components.stats_plans import ColumnPlan, GroupResult, value_matrix
     from rainbridge.protocols.mpc.stats import group_sums
 
     # the same synthetic table at both (seeded); each party keeps only its own column
@@ -103,16 +103,17 @@ async def group_workload(mpc: Mpc, rows: int, groups: int) -> dict[str, float]:
     keys = rng.integers(0, groups, rows)
     amounts = rng.gamma(2.0, 5_000.0, rows).round(2)
     t0 = time.perf_counter()
-    width = 1
     mat = None
-    if mpc.party == 1:
+    if mpc.party == 1:  # the value party encodes, and tells the receiver its plan
         col = Column("amount", amounts, np.ones(rows, dtype=bool), False)
         vm = value_matrix([col], {"amount": {"sum", "mean"}}, rows, masks=False)
         mat, plans = vm.matrix(rows), vm.plans
+        await mpc.ch.send_json("bench/plan", [p.to_json() for p in plans])
         width = mat.shape[1]
-    else:  # the receiver knows the layout from the plan the value party sends it
-        col = Column("amount", amounts, np.ones(rows, dtype=bool), False)
-        plans = value_matrix([col], {"amount": {"sum", "mean"}}, rows, masks=False).plans
+    else:
+        got = await mpc.ch.recv_json("bench/plan")
+        plans = [ColumnPlan.from_json(p, 1) for p in got]
+        width = 1
     res = await group_sums(
         mpc,
         key_party=0,

@@ -105,13 +105,14 @@ def choose(
     max_abs = float(np.abs(v).max())
     if max_abs == 0.0:
         return Encoding(10, 0, True)
+    sample = v[:1024]
     for d in range(MAX_DECIMALS + 1):
         scaled = max_abs * 10.0**d
         if scaled >= 2.0**53 or not _fits(scaled, rows, bits):
             break
-        ints = np.rint(v * 10.0**d)
-        # exact when the decimal reading of every value is the float itself
-        if np.array_equal(ints / 10.0**d, v):
+        # exact when the decimal reading of every value is the float itself (a sample
+        # rules most scales out before the whole column is read)
+        if _decimal(sample, d) and _decimal(v, d):
             return Encoding(10, d, True)
     # one bit of margin for the stochastic rounding's extra step
     f = bits - 2 - math.ceil(math.log2(max_abs * max(rows, 1)))
@@ -124,6 +125,10 @@ def stochastic_round(x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     in (-1, 1) and independent of the others."""
     rng = np.random.default_rng(secrets.randbits(128))
     return np.floor(x + rng.random(x.shape)).astype(np.int64)
+
+
+def _decimal(v: npt.NDArray[np.float64], d: int) -> bool:
+    return bool(np.array_equal(np.rint(v * 10.0**d) / 10.0**d, v))
 
 
 def encode(
