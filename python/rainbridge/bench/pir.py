@@ -115,9 +115,13 @@ def bench(args: Any) -> dict[str, Any]:
                 cfg.api_url, headers, present, args.clients, args.seconds
             )
             if getattr(args, "bucket_batch", 0):
+                metered = _metered_bytes(f)
                 out["bucket_batch"] = _bucket_batches(
                     cfg.api_url, headers, present, absent, args.bucket_batch, args.batch_runs
                 )
+                answer = (_metered_bytes(f) - metered) / max(1, args.batch_runs)
+                out["bucket_batch"]["answer_bytes_mean"] = int(answer)
+                out["bucket_batch"]["answer_mib_mean"] = round(answer / (1 << 20), 1)
                 info = f.cli_json("pir", "services", node="bureau")[0]
                 out["bucket_batch"]["max_reply_bytes"] = info["max_reply_bytes"]
         finally:
@@ -125,6 +129,12 @@ def bench(args: Any) -> dict[str, Any]:
     if args.build_rows:
         out["build"] = build_only(args.build_rows, args.label_bytes)
     return out
+
+
+def _metered_bytes(f: Federation) -> int:
+    """Bytes of answers the bureau has metered for PIR (rows and evaluations, unencoded)."""
+    report = f.cli_json("metering", "report", node="bureau")
+    return sum(int(r["bytes"]) for r in report["lines"] if r["component_type"] == "pir")
 
 
 def _bucket_batches(
