@@ -2,6 +2,13 @@
 and ECDH-PSI (PPCA 9—2023), so a Rainbridge party can intersect with another platform's."""
 
 from rainbridge.interop.ecdh_psi import IcPsiParams, InterconnectionError, run_ic_ecdh_psi
-from rainbridge.interop.link import IcLink, IcTls
+from rainbridge.interop.link import IcLink, IcTls, MessageRefusedError
 
-__all__ = ["IcLink", "IcPsiParams", "IcTls", "InterconnectionError", "run_ic_ecdh_psi"]
+__all__ = [
+    "IcLink",
+    "IcPsiParams",
+    "IcTls",
+    "InterconnectionError",
+    "MessageRefusedError",
+    "run_ic_ecdh_psi",
+]

@@ -13,14 +13,20 @@ code. Received messages wait in a mailbox by key until read. Keys:
   while the published repository's transport page starts at 1; ``counter_start`` picks
   (default 0, as the standard). Sub-channels are named ``{channel}-{n}``.
 
-Limits: a message over ``max_message`` bytes, chunks that overlap or overflow, a sender
-rank that is not the peer's, or more than ``max_pending`` unread messages are refused with
-``INVALID_REQUEST`` (the sender sees it) and nothing is stored.
+Limits: a message over ``max_message`` bytes (announced or sent), chunks out of order or
+overflowing their message, a sender rank that is not the peer's, more than
+``max_pending_bytes`` held for one peer (unread messages and partly received ones, keys
+included) or more than ``max_pending`` unread messages are refused with ``INVALID_REQUEST``
+(the sender sees a :class:`~rainbridge.errors.ProtocolViolationError`), the message's partial
+buffer is dropped, and a reader waiting for it gets a :class:`MessageRefusedError` at once.
+A chunked message's buffer grows as its chunks arrive: the announced ``message_length`` is
+checked against the limits but never allocated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import re
 from collections import defaultdict
@@ -39,6 +45,12 @@ from rainbridge.interop import messages as m
 from rainbridge.interop.pb import decode, encode
 
 _CHANNEL = re.compile(r"^\w+(-\d+)*$")
+MAX_KEY = 1024  # bytes of a message key; the standard's keys are a few dozen
+
+
+class MessageRefusedError(ProtocolViolationError):
+    """A peer's message was refused on arrival (over a limit, or malformed): the message a
+    reader waits for will not come."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,34 @@ class IcTls:
         return cls(identity.cert_pem.encode(), key_pem, peer_cert_pem.encode(), peer_name)
 
 
+class _Partial:
+    """A chunked message being received: only the chunks that arrived (in any order, no
+    overlaps), never a buffer of the announced length."""
+
+    __slots__ = ("chunks", "got", "offsets", "sender", "total")
+
+    def __init__(self, sender: int, total: int) -> None:
+        self.sender, self.total, self.got = sender, total, 0
+        self.offsets: list[int] = []
+        self.chunks: dict[int, bytes] = {}
+
+    def fits(self, offset: int, n: int) -> bool:
+        if offset < 0 or offset + n > self.total:
+            return False
+        i = bisect.bisect_left(self.offsets, offset)
+        if i < len(self.offsets) and self.offsets[i] < offset + n:
+            return False
+        return not (i > 0 and self.offsets[i - 1] + len(self.chunks[self.offsets[i - 1]]) > offset)
+
+    def add(self, offset: int, value: bytes) -> None:
+        bisect.insort(self.offsets, offset)
+        self.chunks[offset] = value
+        self.got += len(value)
+
+    def join(self) -> bytes:
+        return b"".join(self.chunks[o] for o in self.offsets)
+
+
 class IcLink:
     """One party's end of an interconnection link between ranks ``0..n-1``."""
 
@@ -83,8 +123,9 @@ class IcLink:
         channel: str = "root",
         counter_start: int = 0,
         chunk_bytes: int = 1 << 20,
-        max_message: int = 1 << 30,
-        max_pending: int = 100_000,
+        max_message: int = 256 << 20,
+        max_pending_bytes: int = 1 << 30,
+        max_pending: int = 10_000,
         timeout: float = 60.0,
         tls: IcTls | None = None,
     ) -> None:
@@ -98,13 +139,17 @@ class IcLink:
         self.chunk_bytes = chunk_bytes
         self.max_message = max_message
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.timeout = timeout
         self.tls = tls
         self.port = 0
         self.bytes_sent = 0
         self.bytes_received = 0
         self._mail: dict[str, bytes] = {}
-        self._partial: dict[str, tuple[bytearray, int]] = {}
+        self._sender: dict[str, int] = {}  # who sent each unread message
+        self._partial: dict[str, _Partial] = {}
+        self._held: dict[int, int] = defaultdict(int)  # bytes held per sender
+        self._refused: dict[str, str] = {}  # key -> why, for a reader waiting on it
         self._arrived = asyncio.Condition()
         self._send_counters: dict[tuple[str, int], int] = defaultdict(lambda: counter_start)
         self._recv_counters: dict[tuple[str, int], int] = defaultdict(lambda: counter_start)
@@ -138,6 +183,20 @@ class IcLink:
     def _reply(self, code: int, msg: str = "") -> bytes:
         return encode(m.PUSH_RESPONSE, {"header": {"error_code": code, "error_msg": msg}})
 
+    def _drop_partial(self, key: str) -> None:
+        part = self._partial.pop(key, None)
+        if part is not None:
+            self._held[part.sender] -= part.got + len(key)
+
+    async def _refuse(self, key: str, why: str) -> bytes:
+        """Refuse a message: its partial buffer goes, a reader waiting for it is told."""
+        self._drop_partial(key)
+        if key and key not in self._mail and len(self._refused) < self.max_pending:
+            async with self._arrived:
+                self._refused[key] = why
+                self._arrived.notify_all()
+        return self._reply(m.INVALID_REQUEST, why)
+
     async def _on_push(self, request: bytes, context: Any) -> bytes:
         try:
             req = decode(m.PUSH_REQUEST, request)
@@ -146,29 +205,48 @@ class IcLink:
         sender, key, value = req["sender_rank"], req["key"], req["value"]
         if sender not in self.peers:
             return self._reply(m.INVALID_REQUEST, f"rank {sender} is not a peer of this link")
-        if len(self._mail) + len(self._partial) >= self.max_pending:
-            return self._reply(m.INVALID_REQUEST, "too many unread messages")
+        if len(key.encode()) > MAX_KEY:
+            return self._reply(m.INVALID_REQUEST, f"a message key over {MAX_KEY} bytes")
         self.bytes_received += len(request)
+        if key in self._mail:
+            return await self._refuse(key, f"message {key!r} received twice")
+        part = self._partial.get(key)
+        if part is None and len(self._mail) + len(self._partial) >= self.max_pending:
+            return self._reply(m.INVALID_REQUEST, "too many unread messages")
         if req["trans_type"] == m.CHUNKED:
             info = req["chunk_info"] or {}
             total, offset = int(info.get("message_length", 0)), int(info.get("chunk_offset", 0))
-            if not 0 < total <= self.max_message or offset + len(value) > total:
-                return self._reply(m.INVALID_REQUEST, "a chunk outside its message")
-            buf, got = self._partial.get(key, (bytearray(total), 0))
-            if len(buf) != total:
-                return self._reply(m.INVALID_REQUEST, "chunks disagree on the message length")
-            buf[offset : offset + len(value)] = value
-            got += len(value)
-            if got < total:
-                self._partial[key] = (buf, got)
+            if total > self.max_message:
+                return await self._refuse(
+                    key, f"message too large: {total} bytes announced, {self.max_message} allowed"
+                )
+            if part is None:
+                part = _Partial(sender, total)
+                self._partial[key] = part
+                self._held[sender] += len(key)
+            if part.sender != sender or part.total != total:
+                return await self._refuse(key, "chunks disagree on the message length")
+            if total <= 0 or not value or not part.fits(offset, len(value)):
+                return await self._refuse(key, "a chunk outside its message")
+            if self._held[sender] + len(value) > self.max_pending_bytes:
+                return await self._refuse(
+                    key, f"over {self.max_pending_bytes} bytes held for rank {sender}"
+                )
+            part.add(offset, value)
+            self._held[sender] += len(value)
+            if part.got < total:
                 return self._reply(m.OK)
-            self._partial.pop(key, None)
-            value = bytes(buf)
+            value = part.join()
+            self._drop_partial(key)
         elif len(value) > self.max_message:
-            return self._reply(m.INVALID_REQUEST, "message too large")
-        if key in self._mail:
-            return self._reply(m.INVALID_REQUEST, f"message {key!r} received twice")
+            return await self._refuse(key, "message too large")
+        if self._held[sender] + len(value) + len(key) > self.max_pending_bytes:
+            return await self._refuse(
+                key, f"over {self.max_pending_bytes} bytes held for rank {sender}"
+            )
         async with self._arrived:
+            self._held[sender] += len(value) + len(key)
+            self._sender[key] = sender
             self._mail[key] = value
             self._arrived.notify_all()
         return self._reply(m.OK)
@@ -238,11 +316,16 @@ class IcLink:
         async with self._arrived:
             try:
                 await asyncio.wait_for(
-                    self._arrived.wait_for(lambda: key in self._mail), self.timeout
+                    self._arrived.wait_for(lambda: key in self._mail or key in self._refused),
+                    self.timeout,
                 )
             except TimeoutError:
                 raise ChannelTimeoutError(f"no message {key!r} within {self.timeout:g} s") from None
-            return self._mail.pop(key)
+            if key not in self._mail:
+                raise MessageRefusedError(f"message {key!r} was refused: {self._refused[key]}")
+            value = self._mail.pop(key)
+            self._held[self._sender.pop(key)] -= len(value) + len(key)
+            return value
 
     def sub(self, n: int) -> str:
         """The name of sub-channel ``n``."""
@@ -270,6 +353,7 @@ class IcLink:
             await self.recv_raw(f"connect_{p}")
 
     async def close(self) -> None:
+        self._partial.clear()
         for ch in self._channels.values():
             with contextlib.suppress(Exception):
                 await ch.close()
