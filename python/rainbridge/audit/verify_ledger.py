@@ -138,6 +138,35 @@ def verify_signature(alg: str, public_key: bytes, signature: bytes, message: byt
     return False
 
 
+def index_certificates(
+    recorded: Iterable[tuple[str, str, str]],
+) -> tuple[dict[str, str], list[str]]:
+    """Certificates by the fingerprint of their content, and what was wrong with them.
+
+    ``recorded`` holds ``(where, fingerprint, pem)``: where a certificate was found and the
+    fingerprint it was filed under (a database column, a file name). That fingerprint is never
+    trusted: a certificate filed under another one's fingerprint is a substitution (a forger
+    who re-signs the ledger with a key of his own must pass his certificate off as the pinned
+    one), reported and kept only under its own fingerprint.
+    """
+    certs: dict[str, str] = {}
+    problems: list[str] = []
+    for where, fp, pem in recorded:
+        want = fp.replace(":", "").lower()
+        try:
+            actual = fingerprint_pem(pem)
+        except ValueError as exc:
+            problems.append(f"{where} recorded as {want[:16]}… cannot be read: {exc}")
+            continue
+        if actual != want:
+            problems.append(
+                f"{where} recorded as {want[:16]}… is another certificate (its content's "
+                f"fingerprint is {actual[:16]}…): substituted"
+            )
+        certs[actual] = pem
+    return certs, problems
+
+
 @dataclass
 class Report:
     """What a verification found: ``ok`` when ``problems`` is empty."""
@@ -189,6 +218,7 @@ def check_record(
 ) -> list[str]:
     """Problems with a job record's countersignatures (empty: every party signed it)."""
     problems: list[str] = []
+    certs, _ = index_certificates(("certificate", fp, pem) for fp, pem in certs.items())
     parties = record.get("parties")
     if not isinstance(parties, list) or not parties:
         return ["the record names no parties"]
@@ -232,7 +262,8 @@ def verify_entries(
     entries
         Stored entries in order, each ``{"entry": {...}, "hash": hex, "sig": hex}``.
     certs
-        PEM certificates by SHA-256 fingerprint (hex).
+        PEM certificates by SHA-256 fingerprint (hex); each is checked against its content's
+        fingerprint, and one filed under another's is reported as substituted.
     head
         The signed head ``{"node", "seq", "hash", "key", "sig"}``, or None to skip that check
         (a live node's chain read while it appends).
@@ -240,6 +271,7 @@ def verify_entries(
         The node's certificate as pinned by its peers; the chain must end at it.
     """
     rep = Report()
+    certs, rep.problems = index_certificates(("certificate", fp, pem) for fp, pem in certs.items())
     prev, expect_seq, key = GENESIS, 1, ""
     hashes_by_seq: dict[int, str] = {}
     keys_used: set[str] = set()

@@ -190,8 +190,8 @@ class Ledger:
     # -- reading and checking ---------------------------------------------------------------
 
     def certificates(self) -> dict[str, str]:
-        """Every certificate an entry or countersignature here may name."""
-        return {**certificate_history(self.directory), **self.storage.certificates()}
+        """Every certificate an entry or countersignature here may name, by content."""
+        return known_certificates(self.directory, self.storage)[0]
 
     def verify(self, expected_fingerprint: str | None = None) -> v.Report:
         """Check the whole chain, the job records and the head (see the verifier)."""
@@ -199,7 +199,10 @@ class Ledger:
         with self._lock:
             entries = self.storage.ledger_rows()
             head = self.head()
-        return v.verify_entries(entries, self.certificates(), head or {}, expected_fingerprint)
+        certs, substituted = known_certificates(self.directory, self.storage)
+        rep = v.verify_entries(entries, certs, head or {}, expected_fingerprint)
+        rep.problems[:0] = substituted
+        return rep
 
     def export(self, out: Path, entries: Iterable[dict[str, Any]] | None = None) -> Path:
         """Write a bundle that ``verify_ledger.py`` (shipped inside it) checks alone."""
@@ -257,12 +260,31 @@ def _read_head(directory: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+def known_certificates(directory: Path, storage: Storage) -> tuple[dict[str, str], list[str]]:
+    """The node's certificates (``certs/`` and the database) by the fingerprint of their content.
+
+    Neither the file names nor the database's fingerprint column are trusted: whoever can
+    write them could file a certificate of his own under the pinned fingerprint. A
+    certificate filed under a fingerprint that is not its own is reported (tampering).
+    """
+    recorded = [
+        (f"certificate file certs/{fp}.pem", fp, pem)
+        for fp, pem in certificate_history(directory).items()
+    ]
+    recorded += [
+        ("certificate in the node's database", fp, pem)
+        for fp, pem in storage.certificates().items()
+    ]
+    return v.index_certificates(recorded)
+
+
 def verify_directory(directory: str | Path, expected_fingerprint: str | None = None) -> v.Report:
     """Verify a node's ledger from its directory, without its keys (read-only)."""
     storage, path, _ = _open_directory(directory)
-    certs = {**certificate_history(path), **storage.certificates()}
+    certs, substituted = known_certificates(path, storage)
     head = _read_head(path)
     rep = v.verify_entries(storage.ledger_rows(), certs, head or {}, expected_fingerprint)
+    rep.problems[:0] = substituted
     if head is None:
         rep.problems.append(f"no signed head ({HEAD_FILE}) in the node directory")
     return rep
@@ -272,5 +294,5 @@ def export_directory(directory: str | Path, out: Path) -> tuple[Path, int]:
     """Export a node's ledger bundle from its directory (read-only); returns path and size."""
     storage, path, name = _open_directory(directory)
     entries = storage.ledger_rows()
-    certs = {**certificate_history(path), **storage.certificates()}
+    certs, _ = known_certificates(path, storage)  # a bundle names certificates by content
     return export_bundle(out, entries, certs, _read_head(path), name), len(entries)
