@@ -9,6 +9,11 @@ ledger. Errors are JSON ``{"error": {"code", "message"}}``: a
 users: it names the input at fault and never echoes secrets) with the HTTP status of
 :data:`STATUS`; an unexpected failure is logged here with its traceback and answered with a
 generic message. The OpenAPI description is at ``/docs``.
+
+A ``/v1`` request's token is checked before a byte of its body is read (a request without a
+valid one is answered 401 unread); a body is read only up to ``max_body`` bytes (default
+:data:`MAX_BODY`; a larger one is answered 413 ``body_too_large``), and a body that is not
+JSON, or nests more than :data:`MAX_DEPTH` levels, is answered 422 ``invalid_request``.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio.to_thread
+import numpy as np
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -43,6 +51,7 @@ STATUS = {
     "data": 400,
     "parameter_mismatch": 400,
     "invalid_request": 422,
+    "body_too_large": 413,
     "invalid_token": 401,
     "unauthorized": 403,
     "not_found": 404,
@@ -57,6 +66,102 @@ STATUS = {
     "crypto": 500,
     "internal": 500,
 }
+
+
+#: the largest request body the API reads, in bytes (``create_app(max_body=...)``)
+MAX_BODY = 16 << 20
+#: how deeply a JSON body may nest (objects and arrays)
+MAX_DEPTH = 128
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply ``body`` (JSON text) nests, counted without parsing it."""
+    a = np.frombuffer(_JSON_STRING.sub(b'""', body), np.uint8)
+    if not len(a):
+        return 0
+    step = (a == ord("[")).astype(np.int64) + (a == ord("{")) - (a == ord("]")) - (a == ord("}"))
+    return int(np.cumsum(step).max())
+
+
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class RequestGuard:
+    """Pure ASGI middleware in front of the API: a ``/v1`` request's bearer token is checked
+    before its body is read; the body is then read whole, up to ``max_body`` bytes, checked
+    for nesting if it is JSON, and replayed to the application."""
+
+    def __init__(
+        self, app: Any, authenticate: Callable[[str], UserRow], max_body: int = MAX_BODY
+    ) -> None:
+        self.app, self.authenticate, self.max_body = app, authenticate, max_body
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope.get("path", "")
+        if path == "/v1" or path.startswith("/v1/"):
+            scheme, _, given = headers.get("authorization", "").partition(" ")
+            user = None
+            if scheme.lower() == "bearer" and given.strip():
+                try:
+                    user = await anyio.to_thread.run_sync(self.authenticate, given.strip())
+                except RainbridgeError:
+                    user = None
+            if user is None:
+                refusal = error_response(401, "invalid_token", "missing or wrong API token")
+                await refusal(scope, receive, send)
+                return
+            scope.setdefault("state", {})["user"] = user
+        too_large = error_response(
+            413, "body_too_large", f"the request body is over {self.max_body} bytes"
+        )
+        try:
+            declared = int(headers.get("content-length", "0") or 0)
+        except ValueError:
+            declared = 0
+        if declared > self.max_body:
+            await too_large(scope, receive, send)
+            return
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await too_large(scope, receive, send)
+                return
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(parts)
+        del parts
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and (not kind or kind.endswith("json")) and json_depth(body) > MAX_DEPTH:
+            bad = error_response(
+                422, "invalid_request", f"the JSON body nests more than {MAX_DEPTH} levels"
+            )
+            await bad(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class PredictIn(BaseModel):
@@ -185,8 +290,11 @@ class _ApiError(Exception):
         self.code, self.message = code, message
 
 
-def create_app(service: NodeService, token: str | None = None) -> FastAPI:
-    """The REST API of ``service``; ``token``, if given, is (re)made the admin's."""
+def create_app(
+    service: NodeService, token: str | None = None, *, max_body: int = MAX_BODY
+) -> FastAPI:
+    """The REST API of ``service``; ``token``, if given, is (re)made the admin's; request
+    bodies over ``max_body`` bytes are refused unread."""
     app = FastAPI(
         title=f"Rainbridge node {service.name}",
         version="1",
@@ -196,8 +304,12 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
     )
     if token:
         service.users.ensure("admin", "admin", token)
+    app.add_middleware(RequestGuard, authenticate=service.users.authenticate, max_body=max_body)
 
-    def auth(authorization: str = Header(default="")) -> UserRow:
+    def auth(request: Request, authorization: str = Header(default="")) -> UserRow:
+        checked = getattr(request.state, "user", None)  # by RequestGuard, before the body
+        if isinstance(checked, UserRow):
+            return checked
         scheme, _, given = authorization.partition(" ")
         if scheme.lower() != "bearer":
             raise _ApiError("invalid_token", "missing or wrong API token")
@@ -235,6 +347,8 @@ def create_app(service: NodeService, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not parse the body
+            return error_response(422, "invalid_request", "the body is not valid JSON")
         return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
 
     @app.exception_handler(Exception)
