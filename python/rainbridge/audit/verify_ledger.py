@@ -1,7 +1,8 @@
 """Stand-alone verifier of a Rainbridge ledger (存证) bundle.
 
 This file is self-contained on purpose: it needs only Python 3.11 and the ``cryptography``
-package (plus ``sm2_pure.py`` beside it for ledgers written under the 国密 suite), so an
+package, version 38 or later (:data:`MIN_CRYPTOGRAPHY`; Debian 12's python3-cryptography is
+38.0.4), plus ``sm2_pure.py`` beside it for ledgers written under the 国密 suite), so an
 auditor can check an exported bundle without installing Rainbridge and without trusting it.
 ``rainbridge ledger verify`` runs the same checks on a node's own database.
 
@@ -35,12 +36,14 @@ With ``--fingerprint`` (the node's certificate fingerprint, as its peers pinned 
 chain must end at that certificate, so a bundle rebuilt wholesale under another key fails.
 
 Exit status: 0 when every check passes; 8 (as ``rainbridge ledger verify``) when any fails,
-a bundle that cannot be read included; 2 for wrong arguments.
+a bundle that cannot be read included; 2 for wrong arguments or a ``cryptography`` older
+than :data:`MIN_CRYPTOGRAPHY`.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import sys
@@ -49,7 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -64,6 +66,8 @@ ROTATION_DOMAIN = b"rainbridge/ledger/rotation/v1\x00"
 #: the X.509 extension that carries a node's ledger-signing public key (a UUID OID, X.667)
 LEDGER_KEY_OID = "2.25.279548411624387702455325164788736981903"
 GENESIS = "0" * 64
+#: the oldest ``cryptography`` this file is tested with (Ed25519 and SM3 are all it uses)
+MIN_CRYPTOGRAPHY = (38, 0)
 SUITES = ("standard", "gm")
 
 
@@ -84,21 +88,132 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return suite_hash(str(entry.get("suite")), ENTRY_DOMAIN + canonical(entry)).hex()
 
 
-def fingerprint_pem(pem: str) -> str:
-    from cryptography.hazmat.primitives import serialization
+# Certificates are read with a few lines of DER below rather than ``cryptography.x509``: the
+# ledger-key extension's OID is a UUID arc (2.25.<128-bit number>), which older cryptography
+# releases (38 among them) refuse when they load the certificate ("error parsing asn1 value
+# ... Extension::extn_id"), and an auditor's distribution (Debian 12: 38.0.4) may ship one.
+# The verifier needs from a certificate only its bytes (the fingerprint), its CN and that
+# extension; its own signature means nothing here (certificates are pinned by fingerprint).
+_PEM_BEGIN, _PEM_END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+_CN_OID = bytes([0x55, 0x04, 0x03])  # 2.5.4.3
 
-    der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
-    return hashlib.sha256(der).hexdigest()
+
+def _oid_der(dotted: str) -> bytes:
+    """The DER content octets of an OBJECT IDENTIFIER."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for n in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [n & 0x7F]
+        n >>= 7
+        while n:
+            chunk.append(0x80 | (n & 0x7F))
+            n >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+_LEDGER_KEY_OID_DER = _oid_der(LEDGER_KEY_OID)
+
+
+def _tlv(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos``."""
+    if pos + 2 > end:
+        raise ValueError("truncated DER")
+    tag, n = der[pos], der[pos + 1]
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if not 1 <= k <= 4 or pos + k > end:
+            raise ValueError("bad DER length")
+        n = int.from_bytes(der[pos : pos + k], "big")
+        pos += k
+    if pos + n > end:
+        raise ValueError("truncated DER")
+    return tag, pos, pos + n
+
+
+def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    out = []
+    while start < end:
+        tlv = _tlv(der, start, end)
+        out.append(tlv)
+        start = tlv[2]
+    return out
+
+
+def certificate_der(pem: str) -> bytes:
+    """The DER bytes of a PEM certificate; ValueError if it is not one."""
+    try:
+        body = pem[pem.index(_PEM_BEGIN) + len(_PEM_BEGIN) : pem.index(_PEM_END)]
+    except ValueError:
+        raise ValueError("not a PEM certificate") from None
+    der = base64.b64decode("".join(body.split()), validate=True)
+    tag, _, end = _tlv(der, 0, len(der))
+    if tag != 0x30 or end != len(der):
+        raise ValueError("not a DER certificate")
+    return der
+
+
+def _tbs_fields(der: bytes) -> list[tuple[int, int, int]]:
+    """The fields of the certificate's TBSCertificate, version included when present."""
+    _, start, end = _tlv(der, 0, len(der))
+    tag, tstart, tend = _tlv(der, start, end)
+    if tag != 0x30:
+        raise ValueError("not a DER certificate")
+    fields = _children(der, tstart, tend)
+    if len(fields) < 6:  # serial, signature, issuer, validity, subject, key at least
+        raise ValueError("not a DER certificate")
+    return fields
+
+
+def _subject(der: bytes) -> tuple[int, int, int]:
+    fields = _tbs_fields(der)
+    first = 1 if fields[0][0] == 0xA0 else 0  # [0] version
+    subject = fields[first + 4]  # serial, signature, issuer, validity, subject
+    if subject[0] != 0x30:
+        raise ValueError("not a DER certificate")
+    return subject
+
+
+def _extension_value(der: bytes, oid: bytes) -> bytes | None:
+    """The extnValue octets of extension ``oid``, or None if the certificate lacks it."""
+    for tag, start, end in _tbs_fields(der):
+        if tag != 0xA3:  # [3] extensions
+            continue
+        _, estart, eend = _tlv(der, start, end)
+        for _, xstart, xend in _children(der, estart, eend):
+            parts = _children(der, xstart, xend)
+            if len(parts) < 2 or parts[0][0] != 0x06 or parts[-1][0] != 0x04:
+                raise ValueError("malformed certificate extension")
+            if der[parts[0][1] : parts[0][2]] == oid:
+                return der[parts[-1][1] : parts[-1][2]]
+    return None
+
+
+def fingerprint_pem(pem: str) -> str:
+    """SHA-256 of the certificate's DER bytes: the fingerprint peers pin."""
+    return hashlib.sha256(certificate_der(pem)).hexdigest()
+
+
+def common_name(pem: str) -> str | None:
+    """The certificate subject's CN (a node's name), or None if it has none."""
+    der = certificate_der(pem)
+    _, start, end = _subject(der)
+    for _, sstart, send in _children(der, start, end):  # RDN SETs
+        for _, astart, aend in _children(der, sstart, send):  # AttributeTypeAndValue
+            parts = _children(der, astart, aend)
+            if len(parts) == 2 and der[parts[0][1] : parts[0][2]] == _CN_OID:
+                tag, vstart, vend = parts[1]
+                raw = der[vstart:vend]
+                return raw.decode("utf-16-be") if tag == 0x1E else raw.decode()
+    return None
 
 
 def ledger_key_of(pem: str) -> tuple[str, bytes]:
     """(algorithm, public key) of the ledger key a node certificate carries."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    try:
-        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(LEDGER_KEY_OID))
-    except x509.ExtensionNotFound:
-        raise ValueError("the certificate carries no ledger key") from None
-    raw = ext.value.value  # type: ignore[attr-defined]
+    raw = _extension_value(certificate_der(pem), _LEDGER_KEY_OID_DER)
+    if raw is None:
+        raise ValueError("the certificate carries no ledger key")
     # DER OCTET STRING (short or one-byte long form) around a small JSON object
     if len(raw) < 2 or raw[0] != 0x04:
         raise ValueError("malformed ledger-key extension")
@@ -242,9 +357,7 @@ def check_record(
 def certs_owner(certs: Mapping[str, str], fp: str) -> str | None:
     """The CN of certificate ``fp`` (a node's name), or None if unreadable."""
     try:
-        cert = x509.load_pem_x509_certificate(certs[fp].encode())
-        cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        return str(cn[0].value) if cn else None
+        return common_name(certs[fp])
     except (KeyError, ValueError, IndexError):
         return None
 
@@ -398,6 +511,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fingerprint", help="the node's certificate fingerprint, as pinned")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     args = ap.parse_args(argv)
+    import cryptography
+
+    try:
+        have = tuple(int(x) for x in cryptography.__version__.split(".")[:2])
+    except ValueError:
+        have = MIN_CRYPTOGRAPHY
+    if have < MIN_CRYPTOGRAPHY:
+        need = ".".join(map(str, MIN_CRYPTOGRAPHY))
+        print(
+            f"verify_ledger.py needs cryptography {need} or later; this Python has "
+            f"{cryptography.__version__} (pip install 'cryptography>={need}')",
+            file=sys.stderr,
+        )
+        return 2
     rep = verify_bundle(args.bundle, args.fingerprint)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))

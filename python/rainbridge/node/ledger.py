@@ -239,7 +239,9 @@ def export_bundle(
     shutil.copyfile(here.parent.parent / "crypto" / "sm2_pure.py", out / "sm2_pure.py")
     (out / "README.txt").write_text(
         f"Ledger of Rainbridge node {node}: {len(entries)} entries.\n"
-        "Check it with only Python 3.11 and the `cryptography` package:\n\n"
+        "Check it with only Python 3.11 and the `cryptography` package, version "
+        f"{'.'.join(map(str, v.MIN_CRYPTOGRAPHY))} or later (Debian 12's "
+        "python3-cryptography will do):\n\n"
         "    python verify_ledger.py . --fingerprint <the node's pinned fingerprint>\n"
     )
     return out
