@@ -59,6 +59,14 @@ def node() -> None:
     default=None,
     help="Where the master key lives (default DIR/master.key; $RAINBRIDGE_MASTER_KEY wins).",
 )
+@click.option(
+    "--data-root",
+    "data_roots",
+    multiple=True,
+    metavar="FOLDER",
+    help="A folder datasets may be registered from (repeat). Without any, any path but the "
+    "node directory; a production node should name its data folders.",
+)
 @json_option
 def node_init(
     name: str,
@@ -71,6 +79,7 @@ def node_init(
     timeout: float,
     crypto_suite: str,
     master_key_file: str | None,
+    data_roots: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a node: keys, self-signed certificate, API token and configuration.
@@ -107,6 +116,7 @@ def node_init(
             timeout=timeout,
             crypto_suite=crypto_suite,
             master_key_file=master_key_file or "",
+            data_roots=[str(Path(r).expanduser().resolve()) for r in data_roots],
         )
         cfg.check()
         private_dir(d)
@@ -380,8 +390,14 @@ def dataset_publish(
     "columns",
     multiple=True,
     metavar="COLUMN=LEVEL",
-    help="Column policy (repeatable; replaces the previous one): join, aggregate, compare or "
-    "plaintext. Columns not listed may then not be used with other parties.",
+    help="Set the column policy of COLUMN (repeatable): join, aggregate, compare or "
+    "plaintext. The other columns keep theirs (see --replace); columns the policy does not "
+    "list may not be used with other parties.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Make the --column options the whole column policy, dropping the columns they omit.",
 )
 @click.option("--clear-columns", is_flag=True, help="Remove the column policy.")
 @api_command
@@ -390,6 +406,7 @@ def dataset_policy(
     min_group_size: int | None,
     dp_budget: float | None,
     columns: tuple[str, ...],
+    replace: bool,
     clear_columns: bool,
     directory: str,
     api_url: str | None,
@@ -399,17 +416,36 @@ def dataset_policy(
 
     Column policy levels: ``join`` (only matched as a join key), ``aggregate`` (only inside
     released aggregates), ``compare`` (aggregates and WHERE conditions), ``plaintext``
-    (anything, including GROUP BY labels).
+    (anything, including GROUP BY labels). ``--column`` changes the named columns only;
+    with ``--replace`` the named columns become the whole policy.
     """
+    if replace and not columns:
+        fail("--replace sets the column policy to the --column options: give some", 2)
     if min_group_size is None and dp_budget is None and not columns and not clear_columns:
         fail("give --min-group-size, --dp-budget, --column or --clear-columns", 2)
-    policy: dict[str, str] | None = {} if clear_columns else None
+    if clear_columns and columns:
+        fail("--clear-columns removes the column policy; to set a new one use --replace", 2)
+    given: dict[str, str] = {}
     for item in columns:
         col, eq, level = item.partition("=")
         if not eq or not col or not level:
             fail(f"--column wants COLUMN=LEVEL, got {item!r}", 2)
-        policy = {**(policy or {}), col: level}
-    out = Api(directory, api_url).call(
+        given[col] = level
+    api = Api(directory, api_url)
+    policy: dict[str, str] | None = {} if clear_columns else None
+    if given and replace:
+        policy = given
+    elif given:  # the columns named change; the others keep their levels
+        current = next(
+            (
+                d.get("column_policy") or {}
+                for d in api.call("GET", "/v1/datasets")
+                if d.get("name") == name
+            ),
+            {},
+        )
+        policy = {**current, **given}
+    out = api.call(
         "POST",
         f"/v1/datasets/{name}/policy",
         {"min_group_size": min_group_size, "dp_budget": dp_budget, "columns": policy},

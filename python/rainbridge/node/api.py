@@ -330,7 +330,9 @@ def create_app(
 
     @app.exception_handler(RainbridgeError)
     async def on_error(request: Request, exc: RainbridgeError) -> JSONResponse:
-        log.info("%s %s: %s: %s", request.method, request.url.path, exc.code, exc)
+        # log_text: an error naming personal data (an ID scored online) logs without it
+        shown = getattr(exc, "log_text", None) or exc
+        log.info("%s %s: %s: %s", request.method, request.url.path, exc.code, shown)
         return error_response(STATUS.get(exc.code, 400), exc.code, str(exc))
 
     @app.exception_handler(_ApiError)

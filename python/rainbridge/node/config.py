@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rainbridge.errors import ConfigError
@@ -48,6 +48,9 @@ class NodeConfig:
     #: where the master key is read from when $RAINBRIDGE_MASTER_KEY is not set
     #: (default: master.key in the node directory)
     master_key_file: str = ""
+    #: folders datasets may be registered from (symlinks resolved); empty: anywhere but the
+    #: node directory. A production node should name its data folders here.
+    data_roots: list[str] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -100,6 +103,10 @@ class NodeConfig:
         for what, t in (("timeout", self.timeout), ("control_timeout", self.control_timeout)):
             if not isinstance(t, int | float) or t <= 0:
                 raise ConfigError(f"{what} {t!r}: expected a positive number of seconds")
+        if not isinstance(self.data_roots, list) or not all(
+            isinstance(r, str) and r for r in self.data_roots
+        ):
+            raise ConfigError(f"data_roots {self.data_roots!r}: expected a list of folders")
         if self.crypto_suite not in ("standard", "gm"):
             raise ConfigError(f"crypto_suite {self.crypto_suite!r}: expected standard or gm")
 

@@ -39,6 +39,7 @@ from rainbridge.jobs.spec import JobSpec
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import source_dataset, use_grant
+from rainbridge.node.paths import check_id, under
 from rainbridge.node.storage import ModelRow, Storage
 from rainbridge.protocols.fl.trees import (
     TreePart,
@@ -138,7 +139,7 @@ class ModelOps:
         if fmt not in MODEL_TYPES.values():
             raise ConfigError("not a vertical LR or SecureBoost model part")
         try:
-            model_id = str(reg["id"])
+            model_id = check_id(reg["id"], "model ID")
             feats = [str(f) for f in part["features"]]
             if fmt == MODEL_FORMAT and (
                 len(feats) != len(part["weights"]) or len(feats) != len(part["mean"])
@@ -150,8 +151,8 @@ class ModelOps:
                     raise ConfigError("a split names a feature the part does not have")
             row = ModelRow(
                 id=model_id,
-                job_id=str(reg["job_id"]),
-                component=str(reg["component"]),
+                job_id=check_id(reg["job_id"], "job ID"),
+                component=check_id(reg["component"], "component ID"),
                 type="train_sgb" if fmt == SGB_FORMAT else "train_lr",
                 path="",
                 dataset=dataset,
@@ -167,7 +168,7 @@ class ModelOps:
             )
         if dataset is not None and dataset not in self.storage.dataset_refs():
             raise NotFoundError(f"no dataset {dataset!r} at this node")
-        target = self.config.path / "models" / f"{model_id}.json"
+        target = under(self.config.path / "models", f"{model_id}.json")
         write_json_atomic(part, target)
         row.path = str(target)
         self._add_model(row, str(reg.get("name") or model_id), None)
@@ -183,6 +184,7 @@ class ModelOps:
         return {**row.to_dict(), "part": self._part(row)}
 
     def _model_row(self, model_id: str) -> ModelRow:
+        check_id(model_id, "model ID")
         with self.storage.session() as s:
             row = s.get(ModelRow, model_id)
             if row is None:
@@ -238,7 +240,7 @@ class ModelOps:
             self._indexes[row.id] = index
         at = index.rows.get(key)
         if at is None:
-            raise NotFoundError(f"no row with ID {key!r} here")
+            raise UnknownKeyError(key)
         return index.x[at]
 
     # -- online scoring --------------------------------------------------------------------
@@ -292,10 +294,11 @@ class ModelOps:
             self._check_predict_grant(row, peer)
             z = self._partial(row, key, None)
         except RainbridgeError as exc:
+            why = loggable(exc)
             self.storage.log(
-                "score_refused", {"model": model_id, "reason": str(exc)[:200]}, actor=f"peer:{peer}"
+                "score_refused", {"model": model_id, "reason": why[:200]}, actor=f"peer:{peer}"
             )
-            return {"ok": False, "reason": str(exc)[:300]}
+            return {"ok": False, "reason": why[:300]}
         self.storage.log(
             "model_scored", {"model": model_id, "key_sha256": _h(key)}, actor=f"peer:{peer}"
         )
@@ -339,6 +342,21 @@ class ModelOps:
             what=f"score dataset {row.dataset!r} online",
             count=False,
         )
+
+
+class UnknownKeyError(NotFoundError):
+    """An ID not in the model's dataset. The ID is personal data (a national ID number, a
+    phone number): the message, which answers the caller, names it; ``log_text``, which is
+    all that may reach a log, a ledger entry or another party, does not."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no row with ID {key!r} here")
+        self.log_text = "no row with the ID given here"
+
+
+def loggable(exc: BaseException) -> str:
+    """What of ``exc`` may be written to a log or told to a peer."""
+    return str(getattr(exc, "log_text", None) or exc)
 
 
 def _h(key: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from rainbridge.components import component_types
 from rainbridge.data import inspect_dataset
 from rainbridge.errors import ConfigError, NotFoundError
-from rainbridge.node.config import check_name
+from rainbridge.node.config import NodeConfig, check_name
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import (
     COLUMN_LEVELS,
@@ -24,6 +24,8 @@ from rainbridge.node.grants import (
     new_grant_id,
     validate_grant,
 )
+from rainbridge.node.keys import master_key_path
+from rainbridge.node.paths import check_data_path
 from rainbridge.node.runner import FINAL
 from rainbridge.node.storage import DatasetRow, GrantRow, Storage
 
@@ -33,6 +35,7 @@ SENSITIVITY = ("public", "internal", "confidential", "secret")
 class DataOwnerOps:
     """Datasets, catalogue, policies and grants of one node (a part of ``NodeService``)."""
 
+    config: NodeConfig
     storage: Storage
     dataplane: DataPlane
     #: the service's: stop a job here and tell its other parties why
@@ -59,6 +62,10 @@ class DataOwnerOps:
 
         Raises
         ------
+        AuthorizationError
+            ``path`` (resolved, symlinks too) is not under a data root of the node, or is one
+            of the node's own files (keys, token, database, job folders); said in the same
+            words whether or not the file exists, and before anything about the file is.
         DataError
             The file is missing or unreadable, not text in its encoding, holds a value not of
             its declared type, or lacks ``id_column`` (each is named).
@@ -68,7 +75,15 @@ class DataOwnerOps:
         check_name(name)
         if sensitivity not in SENSITIVITY:
             raise ConfigError(f"sensitivity {sensitivity!r}: expected {', '.join(SENSITIVITY)}")
-        ref = inspect_dataset(name, path, id_column, encoding=encoding, column_types=column_types)
+        where = check_data_path(
+            path,
+            self.config.path,
+            self.config.data_roots,
+            extra=[str(master_key_path(self.config.path, self.config.master_key_file))],
+        )
+        ref = inspect_dataset(
+            name, str(where), id_column, encoding=encoding, column_types=column_types
+        )
         self.storage.put_dataset(ref)
         with self.storage.session() as s:
             row = s.get(DatasetRow, name)
