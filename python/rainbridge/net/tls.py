@@ -14,7 +14,12 @@ across sessions), an unknown or unpinned node, a client without a certificate, a
 certificate, a plaintext client, a peer claiming another's name, a connection meant for
 another session or node. Every refusal is an
 :class:`~rainbridge.errors.AuthenticationError` (or a typed ``ChannelError``) at the
-refused end; the server records why in :attr:`TlsListener.refusals`. Framing, bounds and
+refused end; the server records why in :attr:`TlsListener.refusals` and logs one warning
+per refused connection (``rainbridge.net.tls``) with the remote address and the reason —
+including those refused in the TLS handshake itself (garbage bytes, an unpinned or
+look-alike certificate), which is why the listener runs the handshake in its own handler —
+at most :data:`REFUSALS_PER_SECOND` lines a second per kind of reason, the lines skipped
+counted in the next one. Framing, bounds and
 timeouts inside the session are :mod:`rainbridge.net.stream`'s. What it does not protect
 against: a pinned peer that misbehaves inside a session — that is the protocols' business.
 
@@ -31,8 +36,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 import struct
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +63,11 @@ from rainbridge.net.channel import DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE, DEFAU
 from rainbridge.net.frames import VERSION as FRAME_VERSION
 from rainbridge.net.stream import StreamChannel
 
+log = logging.getLogger("rainbridge.net.tls")
+
 HELLO_VERSION = 1
+#: refused connections logged per second and kind of reason (the rest are counted)
+REFUSALS_PER_SECOND = 5
 MAX_HELLO = 4096
 MAX_SESSION_ID = 200
 _LEN = struct.Struct("<I")
@@ -277,6 +288,48 @@ OnChannel = Callable[[TlsChannel], Awaitable[None]]
 AcceptFn = Callable[[str, str], str | None]
 
 
+class RefusalLog:
+    """One warning per refused connection, with the remote address and the reason, at most
+    ``per_second`` lines a second for each ``kind`` of reason; the lines skipped are counted
+    in the next line of their kind (or at :meth:`flush`)."""
+
+    def __init__(
+        self, per_second: int = REFUSALS_PER_SECOND, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self._state: dict[str, tuple[float, int, int]] = {}  # kind -> start, logged, skipped
+
+    def refuse(self, kind: str, addr: str, reason: str) -> bool:
+        """Log a refusal (True) or count it as skipped (False)."""
+        now = self.clock()
+        start, logged, skipped = self._state.get(kind, (now, 0, 0))
+        if now - start >= 1.0:
+            start, logged = now, 0
+        if logged >= self.per_second:
+            self._state[kind] = (start, logged, skipped + 1)
+            return False
+        more = f" ({skipped} more refused for this reason not logged)" if skipped else ""
+        log.warning("data plane refused a connection from %s: %s%s", addr, reason, more)
+        self._state[kind] = (start, logged + 1, 0)
+        return True
+
+    def flush(self) -> None:
+        for kind, (_, _, skipped) in self._state.items():
+            if skipped:
+                log.warning(
+                    "data plane: %d more connections refused (%s) not logged", skipped, kind
+                )
+        self._state.clear()
+
+
+def _address(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "unknown address")
+
+
 class TlsListener:
     """Accepts authenticated channels from pinned peers and hands them to a callback.
 
@@ -327,6 +380,7 @@ class TlsListener:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.refusals: list[str] = []  # recent refusal reasons, for logs and tests
+        self.refusal_log = RefusalLog()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def peers(self) -> Mapping[str, Peer]:
@@ -335,14 +389,8 @@ class TlsListener:
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (pass 0 for an ephemeral one)."""
         self._ctx = server_context(self.identity, self.peers())
-        self.server = await asyncio.start_server(
-            self._handle,
-            host,
-            port,
-            ssl=self._ctx,
-            ssl_handshake_timeout=self.hello_timeout,
-            limit=_STREAM_LIMIT,
-        )
+        # TLS is started in the handler, so that a failed handshake is seen (and logged)
+        self.server = await asyncio.start_server(self._handle, host, port, limit=_STREAM_LIMIT)
         self.port = int(self.server.sockets[0].getsockname()[1])
         return self.port
 
@@ -369,21 +417,25 @@ class TlsListener:
                 await asyncio.wait_for(self.server.wait_closed(), 2)
         for t in list(self._tasks):
             t.cancel()
+        self.refusal_log.flush()
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, addr: str = "unknown address", kind: str = "") -> None:
         self.refusals.append(reason)
         del self.refusals[:-50]
+        self.refusal_log.refuse(kind or reason, addr, reason)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = _address(writer)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
-            await self._handle_inner(reader, writer)
+            if await self._start_tls(writer, addr):
+                await self._handle_inner(reader, writer, addr)
         except (ChannelError, OSError, ssl.SSLError) as exc:
             # A client that vanished mid-hello, or a callback's channel error: nothing to
             # answer, and not worth a traceback in the event loop's log.
-            self._refuse(f"connection ended: {exc}")
+            self._refuse(f"connection ended: {exc}", addr, "connection ended")
             writer.close()
         except asyncio.CancelledError:
             # the listener is closing: end quietly, for asyncio's start_server callback
@@ -393,14 +445,29 @@ class TlsListener:
             if task is not None:
                 self._tasks.discard(task)
 
+    async def _start_tls(self, writer: asyncio.StreamWriter, addr: str) -> bool:
+        """The TLS handshake; a failure is refused (and logged) here."""
+        try:
+            # called before the handler first yields: no byte of the client's is read in plain
+            await writer.start_tls(self._ctx, ssl_handshake_timeout=self.hello_timeout)
+            return True
+        except ssl.SSLCertVerificationError as exc:
+            reason = f"TLS handshake: certificate not pinned here ({exc.verify_message})"
+            self._refuse(reason, addr, "certificate not pinned")
+        except (ssl.SSLError, OSError, EOFError) as exc:
+            why = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            self._refuse(f"TLS handshake failed: {why}", addr, "TLS handshake failed")
+        writer.close()
+        return False
+
     async def _handle_inner(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, addr: str
     ) -> None:
         der = _peer_der(writer)
         if not der:
             # Allowed through the handshake only so `peer add` can fetch our certificate:
             # a session needs a certificate. Say so, so the client fails with a reason.
-            self._refuse("a client presented no certificate")
+            self._refuse("a client presented no certificate", addr)
             with contextlib.suppress(Exception):
                 await _send_hello(
                     writer,
@@ -420,7 +487,7 @@ class TlsListener:
         try:
             hello = await _recv_hello(reader, name or "unknown peer", self.hello_timeout)
         except ChannelError as exc:
-            self._refuse(str(exc))
+            self._refuse(str(exc), addr, "bad hello")
             writer.close()
             return
         claimed = str(hello.get("from", ""))
@@ -442,7 +509,7 @@ class TlsListener:
         elif self.accept is not None:
             reason = self.accept(name, session)
         if reason is not None:
-            self._refuse(f"{claimed or 'unknown'}: {reason}")
+            self._refuse(f"{claimed or 'unknown'}: {reason}", addr, f"hello refused ({code})")
             with contextlib.suppress(Exception):
                 await _send_hello(
                     writer, {"v": HELLO_VERSION, "ok": False, "code": code, "message": reason}
