@@ -300,7 +300,8 @@ def check_column_policies(
                 raise GrantError(
                     f"column {col!r} of dataset {name!r} at {node!r} has no column policy, so "
                     f"it may not be used (component {c.id!r}); the owner may allow it with "
-                    f"`rainbridge dataset policy {name} --column {col}=LEVEL`"
+                    f"`rainbridge dataset policy {name} --column {col}=LEVEL` (LEVEL: "
+                    f"{', '.join(COLUMN_LEVELS)}; the other columns keep theirs)"
                 )
             beyond = sorted(wanted - COLUMN_LEVELS[level])
             if beyond:
