@@ -8,7 +8,7 @@ CONSOLE := web/dist/index.html
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
 	web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql clean
+.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz clean
 
 setup: $(STAMP) $(CONSOLE)
 
@@ -58,6 +58,12 @@ bench: $(STAMP)
 # DuckDB on the plaintext (a small run is part of make test)
 fuzz-sql: $(STAMP)
 	$(BIN)/python -m rainbridge.bench sqlfuzz --queries 10000 --progress
+
+# The decoders of outside bytes (frames, hello, PIR, multi-lender, interconnection, job
+# specs, the audit bundle) at length: mutated and random inputs, each decoded or refused
+# with a typed error (a small run is part of make test, in tests/fuzz)
+fuzz: $(STAMP)
+	$(BIN)/python -m rainbridge.bench.fuzz --inputs 1000000
 
 # Peer libraries for side-by-side figures live in their own environment:
 # the product never imports them.
