@@ -452,7 +452,9 @@ def verify_entries(
         keys_used.add(key)
         prev, expect_seq = given_hash, seq + 1
     rep.last_key, rep.head = key, prev
-    if head is not None:
+    if head is not None and not isinstance(head, dict):
+        rep.problems.append("the signed head is not a JSON object")
+    elif head is not None:
         head_seq = head.get("seq")
         if rep.entries == 0:
             rep.problems.append("the ledger is empty")
