@@ -115,7 +115,12 @@ try {
   await step("07-monitor", async () => {
     await page.locator("tbody button.act").first().click();
     await page.waitForSelector('[data-testid="job-status"]:text("succeeded")', { timeout: 240000 });
-    await page.waitForSelector('[data-testid="job-dag"] .react-flow__edge'); // the graph, drawn
+    // the graph, drawn: its edges in the page (React Flow sizes an edge's path only after it
+    // has measured the nodes, which a loaded machine can delay past "visible")
+    await page.waitForSelector('[data-testid="job-dag"] .react-flow__edge', {
+      state: "attached",
+      timeout: 90000,
+    });
   });
   await step("08-results", async () => {
     await page.getByRole("button", { name: /^report/ }).last().click();
