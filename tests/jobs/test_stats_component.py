@@ -226,3 +226,11 @@ def test_grouped_variance_extrema_and_histograms_match_the_plaintext(tmp_path: P
 def test_bad_order_statistic_params_are_refused(params: str, message: str) -> None:
     with pytest.raises(JobSpecError, match=message):
         parse_job(_job_with(params))
+
+
+def test_one_column_name_at_both_parties_is_refused() -> None:
+    from rainbridge.components.stats import StatsComponent, StatsParams
+
+    params = StatsParams(columns={"bank": ["x"], "telecom": ["x"]}, statistics=["sum"])
+    with pytest.raises(JobSpecError, match="'x' is named at both data parties"):
+        StatsComponent._check_more(params, ["bank", "telecom"])

@@ -191,6 +191,14 @@ class StatsComponent(Component):
         if any(not 0 < q < 1 for q in params.quantiles):
             raise ComponentParamError("quantiles must lie strictly between 0 and 1", where)
         used = {c for cols in params.columns.values() for c in cols}
+        named = [set(c) for c in params.columns.values()]
+        both = sorted(named[0] & named[1]) if len(named) == 2 else []
+        if both:
+            # the result names a statistic by its column: two parties' columns of one name
+            # would give two rows the reader could not tell apart
+            raise ComponentParamError(
+                f"column {both[0]!r} is named at both data parties; rename one", where
+            )
         for col, stats in params.column_statistics.items():
             if col not in used or not set(stats) <= set(params.statistics):
                 raise ComponentParamError(
