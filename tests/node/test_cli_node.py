@@ -40,15 +40,20 @@ def test_init_writes_a_private_node_directory(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "already holds a node" in r.output
 
 
-def test_init_refuses_bad_names_and_warns_off_loopback(tmp_path: Path) -> None:
+def test_init_refuses_bad_names_and_plain_http_off_loopback(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["node", "init", "--name", "../x", "--dir", str(tmp_path / "x")])
     assert r.exit_code == 2 and "node name" in r.output
     assert not (tmp_path / "x").exists()
+    off = ["--api-host", "0.0.0.0", "--api-tls", "off"]
+    r = CliRunner().invoke(
+        main, ["node", "init", "--name", "b", "--dir", str(tmp_path / "b"), *off]
+    )
+    assert r.exit_code == 2 and "plain text" in r.output and not (tmp_path / "b").exists()
     r = CliRunner().invoke(
         main,
         ["node", "init", "--name", "b", "--dir", str(tmp_path / "b"), "--api-host", "0.0.0.0"],
     )
-    assert r.exit_code == 0 and "not only on loopback" in r.output
+    assert r.exit_code == 0 and "https://0.0.0.0:" in r.output and "API pin" in r.output
 
 
 @pytest.fixture
@@ -62,6 +67,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         if not url.startswith(cfg.api_url):
             raise httpx.ConnectError("nothing listens there")
         kw.pop("timeout", None)
+        kw.pop("verify", None)
         return client.request(method, url[len(cfg.api_url) :], **kw)
 
     monkeypatch.setattr(httpx, "request", request)

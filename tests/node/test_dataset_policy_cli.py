@@ -18,6 +18,7 @@ from node_helpers import pin, spec
 
 from rainbridge.cli import main
 from rainbridge.crypto.certs import create_identity
+from rainbridge.errors import ConfigError
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node.api import create_app
 from rainbridge.node.config import NodeConfig
@@ -37,6 +38,7 @@ def telecom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[NodeServic
     def request(method: str, url: str, **kw: Any) -> httpx.Response:
         assert url.startswith(cfg.api_url)
         kw.pop("timeout", None)
+        kw.pop("verify", None)
         return client.request(method, url[len(cfg.api_url) :], **kw)
 
     monkeypatch.setattr(httpx, "request", request)
@@ -110,3 +112,32 @@ def test_policy_options_that_contradict_each_other_are_refused(
         ["dataset", "policy", "subscribers", "--clear-columns", "--column", "age=join", "--dir", d],
     )
     assert r.exit_code == 2 and "--clear-columns" in r.output
+
+
+def test_column_updates_are_merged_at_the_node_in_one_step(
+    telecom: tuple[NodeService, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node, d = telecom
+    node.set_dataset_policy("subscribers", columns={"customer_id": "join", "age": "aggregate"})
+    sent: list[tuple[str, str, Any]] = []
+    routed = httpx.request
+
+    def spy(method: str, url: str, **kw: Any) -> httpx.Response:
+        sent.append((method, url.rsplit("/v1/", 1)[1], kw.get("json")))
+        return routed(method, url, **kw)
+
+    monkeypatch.setattr(httpx, "request", spy)
+    # another writer changes the policy "between" a read and a write: there is no read
+    node.set_dataset_policy("subscribers", column_updates={"income": "compare"})
+    out = cli(d, "dataset", "policy", "subscribers", "--column", "age=plaintext")
+    assert out["column_policy"] == {"customer_id": "join", "age": "plaintext", "income": "compare"}
+    assert [(m, p) for m, p, _ in sent] == [("POST", "datasets/subscribers/policy")]
+    assert sent[0][2]["column_updates"] == {"age": "plaintext"} and "columns" not in sent[0][2]
+    with pytest.raises(ConfigError, match="not both"):
+        node.set_dataset_policy("subscribers", columns={}, column_updates={"age": "join"})
+    with pytest.raises(ConfigError, match="no column 'nope'"):
+        node.set_dataset_policy("subscribers", column_updates={"nope": "join"})
+    with pytest.raises(ConfigError, match="unknown level"):
+        node.set_dataset_policy("subscribers", column_updates={"age": "secret"})
+    (ds,) = node.storage.datasets()
+    assert ds.column_policy == {"customer_id": "join", "age": "plaintext", "income": "compare"}

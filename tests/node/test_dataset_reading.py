@@ -97,6 +97,7 @@ def test_cli_dataset_add_with_encoding_and_column_types(
 
     def request(method: str, url: str, **kw: Any) -> httpx.Response:
         kw.pop("timeout", None)
+        kw.pop("verify", None)
         return client.request(method, url[len(cfg.api_url) :], **kw)
 
     monkeypatch.setattr(httpx, "request", request)

@@ -40,6 +40,7 @@ def bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NodeService:
         if not url.startswith(base):
             raise httpx.ConnectError("nothing listens there")
         kw.pop("timeout", None)
+        kw.pop("verify", None)
         return client.request(method, url[len(base) :], **kw)
 
     monkeypatch.setattr(httpx, "request", request)

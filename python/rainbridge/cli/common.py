@@ -21,6 +21,7 @@ EXIT_CODES = {
     "data": 3,
     "unauthorized": 4,
     "invalid_token": 4,
+    "tls_required": 4,
     "job_refused": 4,
     "authentication": 4,
     "channel": 5,
@@ -76,6 +77,10 @@ def emit(obj: Any, as_json: bool, text: str | None = None) -> None:
 class Api:
     """A thin client of a running node's REST API.
 
+    Over HTTPS it pins the server's certificate before the token leaves this machine: the
+    one the node's directory names, else ``$RAINBRIDGE_API_FINGERPRINT`` (see
+    :mod:`rainbridge.node.api_tls`); it never sends the token in plain HTTP off loopback.
+
     Parameters
     ----------
     directory : str
@@ -85,6 +90,7 @@ class Api:
     """
 
     def __init__(self, directory: str, url: str | None = None) -> None:
+        from rainbridge.node.api_tls import api_certificate_pem, client_verify
         from rainbridge.node.config import NodeConfig
 
         self.config: NodeConfig | None = None
@@ -98,20 +104,52 @@ class Api:
             if url is not None:
                 fail(f"{exc}; or set RAINBRIDGE_TOKEN to the node's API token", 2)
             fail_with(exc)
+        try:
+            pinned = None
+            if self.config is not None and self.url.startswith("https:"):
+                pinned = api_certificate_pem(self.config.path, self.config.api_cert)
+            self.verify = client_verify(self.url, pinned)
+        except RainbridgeError as exc:
+            fail_with(exc)
 
-    def raw(self, method: str, path: str) -> bytes:
-        """A response body as bytes (a file); an error answer fails as :meth:`call` does."""
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
         import httpx
 
         try:
-            r = httpx.request(
+            return httpx.request(
                 method,
                 self.url + path,
+                json=body,
                 headers={"Authorization": f"Bearer {self.token}"},
                 timeout=120,
+                verify=self.verify if self.verify is not None else True,
             )
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                pin = (
+                    f"the certificate {self.config.api_cert or self.config.path / 'node.crt'}"
+                    if self.config is not None
+                    else "a certificate the client trusts"
+                )
+                fail(
+                    f"the server at {self.url} did not present {pin}; the token was not sent",
+                    exit_code("authentication"),
+                )
+            self._unreachable()
         except httpx.HTTPError:
-            fail(f"no node answers at {self.url}", EXIT_UNREACHABLE)
+            self._unreachable()
+
+    def _unreachable(self) -> NoReturn:
+        hint = (
+            f" (start it with `rainbridge node start --dir {self.config.dir}`)"
+            if self.config is not None
+            else ""
+        )
+        fail(f"no node answers at {self.url}{hint}", EXIT_UNREACHABLE)
+
+    def raw(self, method: str, path: str) -> bytes:
+        """A response body as bytes (a file); an error answer fails as :meth:`call` does."""
+        r = self._request(method, path)
         if r.status_code >= 400:
             try:
                 err = r.json().get("error", {})
@@ -121,23 +159,7 @@ class Api:
         return bytes(r.content)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        import httpx
-
-        try:
-            r = httpx.request(
-                method,
-                self.url + path,
-                json=body,
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=120,
-            )
-        except httpx.HTTPError:
-            hint = (
-                f" (start it with `rainbridge node start --dir {self.config.dir}`)"
-                if self.config is not None
-                else ""
-            )
-            fail(f"no node answers at {self.url}{hint}", EXIT_UNREACHABLE)
+        r = self._request(method, path, body)
         try:
             data = r.json()
         except ValueError:
@@ -161,7 +183,8 @@ api_option = click.option(
     "api_url",
     default=lambda: os.environ.get("RAINBRIDGE_API") or None,
     show_default="$RAINBRIDGE_API, else from --dir",
-    help="The node's REST API, e.g. http://127.0.0.1:8700.",
+    help="The node's REST API, e.g. https://bank.example:8700 (pinned to the certificate in "
+    "--dir, else $RAINBRIDGE_API_FINGERPRINT).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -36,9 +37,22 @@ def node() -> None:
     "--api-host",
     default="127.0.0.1",
     show_default=True,
-    help="REST API address (keep it on loopback unless a proxy guards it).",
+    help="REST API and console address; off loopback they are served over HTTPS.",
 )
 @click.option("--api-port", type=int, default=0, help="REST API port (0: pick a free one).")
+@click.option(
+    "--api-tls",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="HTTPS for the REST API: auto = off loopback or with --api-cert; off = loopback only.",
+)
+@click.option(
+    "--api-cert",
+    default="",
+    help="The API's certificate (PEM, e.g. from your CA); default: the node's own.",
+)
+@click.option("--api-key", default="", help="The key of --api-cert (PEM).")
 @click.option("--db", default="", help="SQLAlchemy URL (default: SQLite in the directory).")
 @click.option(
     "--timeout",
@@ -75,6 +89,9 @@ def node_init(
     data_port: int,
     api_host: str,
     api_port: int,
+    api_tls: str,
+    api_cert: str,
+    api_key: str,
     db: str,
     timeout: float,
     crypto_suite: str,
@@ -90,6 +107,8 @@ def node_init(
     Prints what a peer needs to pin this node: the data-plane address and the certificate's
     SHA-256 fingerprint.
     """
+    from rainbridge.crypto.certs import fingerprint_pem
+    from rainbridge.node.api_tls import api_certificate_pem
     from rainbridge.node.config import (
         CONFIG_FILE,
         NodeConfig,
@@ -117,6 +136,9 @@ def node_init(
             crypto_suite=crypto_suite,
             master_key_file=master_key_file or "",
             data_roots=[str(Path(r).expanduser().resolve()) for r in data_roots],
+            api_tls=api_tls,
+            api_cert=str(Path(api_cert).expanduser().resolve()) if api_cert else "",
+            api_key=str(Path(api_key).expanduser().resolve()) if api_key else "",
         )
         cfg.check()
         private_dir(d)
@@ -125,23 +147,24 @@ def node_init(
         ).identity
         write_token(d)
         cfg.save()
+        api_fingerprint = fingerprint_pem(api_certificate_pem(d, cfg.api_cert))
     except RainbridgeError as exc:
         fail_with(exc)
     except OSError as exc:
         fail(f"cannot create the node in {directory}: {exc.strerror or exc}", 2)
-    if api_host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(
-            f"warning: the REST API will listen on {api_host}, not only on loopback; "
-            "anyone who can reach it and holds the token controls the node",
-            err=True,
-        )
     out = {
         "name": name,
         "dir": str(d),
         "fingerprint": ident.fingerprint,
         "data_plane": cfg.data_url,
         "api": cfg.api_url,
+        "api_fingerprint": api_fingerprint if cfg.api_uses_tls else None,
     }
+    api_pin = (
+        f"  API pin     {api_fingerprint}   (RAINBRIDGE_API_FINGERPRINT for remote clients)\n"
+        if cfg.api_uses_tls
+        else ""
+    )
     emit(
         out,
         as_json,
@@ -149,6 +172,7 @@ def node_init(
         f"  data plane  {cfg.data_url}   (give peers this address and the fingerprint)\n"
         f"  fingerprint {ident.fingerprint}\n"
         f"  REST API    {cfg.api_url}   (token in {d / 'api.token'})\n"
+        f"{api_pin}"
         f"start it with: rainbridge node start --dir {d}",
     )
 
@@ -431,25 +455,14 @@ def dataset_policy(
         if not eq or not col or not level:
             fail(f"--column wants COLUMN=LEVEL, got {item!r}", 2)
         given[col] = level
-    api = Api(directory, api_url)
-    policy: dict[str, str] | None = {} if clear_columns else None
-    if given and replace:
-        policy = given
-    elif given:  # the columns named change; the others keep their levels
-        current = next(
-            (
-                d.get("column_policy") or {}
-                for d in api.call("GET", "/v1/datasets")
-                if d.get("name") == name
-            ),
-            {},
-        )
-        policy = {**current, **given}
-    out = api.call(
-        "POST",
-        f"/v1/datasets/{name}/policy",
-        {"min_group_size": min_group_size, "dp_budget": dp_budget, "columns": policy},
-    )
+    body: dict[str, Any] = {"min_group_size": min_group_size, "dp_budget": dp_budget}
+    if clear_columns:
+        body["columns"] = {}
+    elif given and replace:
+        body["columns"] = given
+    elif given:  # the named columns change, the others keep their levels (merged at the node)
+        body["column_updates"] = given
+    out = Api(directory, api_url).call("POST", f"/v1/datasets/{name}/policy", body)
     budget = f"ε {out['dp_spent']:g} of {out['dp_budget']:g} spent" if out["dp_budget"] else "no DP"
     cols = out.get("column_policy") or {}
     shown = ", ".join(f"{c}={lv}" for c, lv in cols.items()) if cols else "no column policy"

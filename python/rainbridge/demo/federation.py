@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from rainbridge.node.config import NodeConfig
 
 
 @dataclass
@@ -32,6 +35,12 @@ class NodeProc:
     def api(self) -> str:
         return str(self.info["api"])
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client of this node's API verifies: its certificate, pinned, over
+        HTTPS (``httpx.get(node.api + path, verify=node.verify)``)."""
+        return NodeConfig.load(self.dir).api_verify()
+
 
 @dataclass
 class Federation:
@@ -40,6 +49,8 @@ class Federation:
     base: Path
     names: list[str]
     timeout: float = 30.0
+    #: ``node init --api-tls``: ``on`` serves every node's API over HTTPS, even on loopback
+    api_tls: str = "auto"
     nodes: dict[str, NodeProc] = field(default_factory=dict)
 
     def cli(
@@ -72,6 +83,8 @@ class Federation:
                 str(d),
                 "--timeout",
                 str(self.timeout),
+                "--api-tls",
+                self.api_tls,
                 "--json",
             ).stdout
         )
@@ -128,7 +141,11 @@ class Federation:
                     f"node {node.name} exited: {node.log and node.log.read_text()[-2000:]}"
                 )
             try:
-                r = httpx.get(node.api + "/v1/node", headers={"Authorization": f"Bearer {token}"})
+                r = httpx.get(
+                    node.api + "/v1/node",
+                    headers={"Authorization": f"Bearer {token}"},
+                    verify=node.verify,
+                )
                 if r.status_code == 200:
                     return
             except httpx.HTTPError:

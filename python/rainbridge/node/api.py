@@ -145,6 +145,11 @@ class PolicyIn(BaseModel):
         description="column policy, column -> join|aggregate|compare|plaintext (replaces the "
         "previous one; {} removes it)",
     )
+    column_updates: dict[str, str] | None = Field(
+        default=None,
+        description="levels of some columns, merged into the current policy in one "
+        "transaction (the other columns keep theirs); not with columns",
+    )
 
 
 class GrantIn(BaseModel):
@@ -189,10 +194,12 @@ class _ApiError(Exception):
 
 
 def create_app(
-    service: NodeService, token: str | None = None, *, max_body: int = MAX_BODY
+    service: NodeService, token: str | None = None, *, max_body: int | None = None
 ) -> FastAPI:
     """The REST API of ``service``; ``token``, if given, is (re)made the admin's; request
-    bodies over ``max_body`` bytes are refused unread."""
+    bodies over ``max_body`` bytes (default: the node's ``api_max_body``) are refused
+    unread."""
+    max_body = service.config.api_max_body if max_body is None else max_body
     app = FastAPI(
         title=f"Rainbridge node {service.name}",
         version="1",
@@ -370,6 +377,7 @@ def create_app(
             min_group_size=body.min_group_size,
             dp_budget=body.dp_budget,
             columns=body.columns,
+            column_updates=body.column_updates,
             actor=actor(user),
         )
 

@@ -1,9 +1,11 @@
-"""What the REST API checks before a route sees a request: the bearer token before any body
-is read, the body's size (413 ``body_too_large`` past :data:`MAX_BODY`), and a JSON body's
-nesting (422 ``invalid_request`` past :data:`MAX_DEPTH`), as a pure ASGI middleware."""
+"""What the REST API checks before a route sees a request: HTTPS for a ``/v1`` request from
+off loopback (403 ``tls_required``), the bearer token before any body is read, the body's size
+(413 ``body_too_large`` past :data:`MAX_BODY`), and a JSON body's nesting (422
+``invalid_request`` past :data:`MAX_DEPTH`), as a pure ASGI middleware."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -13,6 +15,7 @@ import numpy as np
 from fastapi.responses import JSONResponse
 
 from rainbridge.errors import RainbridgeError
+from rainbridge.node.api_tls import is_loopback
 from rainbridge.node.storage import UserRow
 
 
@@ -40,6 +43,21 @@ def json_depth(body: bytes) -> int:
 
 
 _Scope = MutableMapping[str, Any]
+
+
+def _in_clear_from_afar(scope: _Scope) -> bool:
+    """A plain-HTTP request from another machine: its client is an IP address off loopback
+    (a Unix socket or an in-process client has no IP address: it is this machine)."""
+    if scope.get("scheme") != "http":
+        return False
+    host = str((scope.get("client") or ("",))[0])
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not is_loopback(host)
+
+
 _Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -61,6 +79,13 @@ class RequestGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope.get("path", "")
         if path == "/v1" or path.startswith("/v1/"):
+            if _in_clear_from_afar(scope):
+                # a token that came in clear is already lost; refuse it before looking at it
+                refusal = error_response(
+                    403, "tls_required", "the REST API takes tokens over HTTPS only off loopback"
+                )
+                await refusal(scope, receive, send)
+                return
             scheme, _, given = headers.get("authorization", "").partition(" ")
             user = None
             if scheme.lower() == "bearer" and given.strip():

@@ -11,10 +11,17 @@ import os
 import re
 import secrets
 import socket
+import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rainbridge.errors import ConfigError
+from rainbridge.node.api_tls import (
+    api_certificate_pem,
+    check_settings,
+    pinned_context,
+    uses_tls,
+)
 
 CONFIG_FILE = "node.json"
 TOKEN_FILE = "api.token"
@@ -51,6 +58,18 @@ class NodeConfig:
     #: folders datasets may be registered from (symlinks resolved); empty: anywhere but the
     #: node directory. A production node should name its data folders here.
     data_roots: list[str] = field(default_factory=list)
+    #: HTTPS for the REST API and console: ``auto`` (off loopback, or with ``api_cert``),
+    #: ``on`` or ``off`` (loopback only); see :mod:`rainbridge.node.api_tls`
+    api_tls: str = "auto"
+    #: an operator's certificate and key for the API (PEM); default: the node's own
+    api_cert: str = ""
+    api_key: str = ""
+    #: the largest REST request body read (413 past it)
+    api_max_body: int = 16 << 20
+    #: interconnection port: the largest message, bytes held per peer, unread messages
+    interop_max_message: int = 256 << 20
+    interop_max_pending_bytes: int = 1 << 30
+    interop_max_pending: int = 10_000
 
     @property
     def path(self) -> Path:
@@ -61,8 +80,20 @@ class NodeConfig:
         return self.db_url or f"sqlite:///{self.path / 'node.db'}"
 
     @property
+    def api_uses_tls(self) -> bool:
+        return uses_tls(self.api_tls, self.api_host, self.api_cert)
+
+    @property
     def api_url(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        return f"{'https' if self.api_uses_tls else 'http'}://{host}:{self.api_port}"
+
+    def api_verify(self) -> ssl.SSLContext | bool:
+        """What a client of this node's API verifies (``httpx``'s ``verify``): over HTTPS,
+        exactly the API's certificate."""
+        if not self.api_uses_tls:
+            return True
+        return pinned_context(api_certificate_pem(self.path, self.api_cert))
 
     @property
     def data_url(self) -> str:
@@ -103,12 +134,22 @@ class NodeConfig:
         for what, t in (("timeout", self.timeout), ("control_timeout", self.control_timeout)):
             if not isinstance(t, int | float) or t <= 0:
                 raise ConfigError(f"{what} {t!r}: expected a positive number of seconds")
+        for what in (
+            "api_max_body",
+            "interop_max_message",
+            "interop_max_pending_bytes",
+            "interop_max_pending",
+        ):
+            v = getattr(self, what)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ConfigError(f"{what} {v!r}: expected a positive whole number")
         if not isinstance(self.data_roots, list) or not all(
             isinstance(r, str) and r for r in self.data_roots
         ):
             raise ConfigError(f"data_roots {self.data_roots!r}: expected a list of folders")
         if self.crypto_suite not in ("standard", "gm"):
             raise ConfigError(f"crypto_suite {self.crypto_suite!r}: expected standard or gm")
+        check_settings(self.api_tls, self.api_host, self.api_cert, self.api_key)
 
     def token(self) -> str:
         try:

@@ -196,18 +196,7 @@ class InteropOps:
             "grant": grant.id,
         }
         self.storage.log("interop_psi_started", detail, actor=actor)
-        tls = None
-        if row.cert_pem is not None:
-            tls = IcTls.from_identity(self.identity, row.cert_pem, row.tls_name)
-        link = IcLink(
-            my_rank,
-            row.listen,
-            {row.rank: row.url},
-            channel=row.channel,
-            counter_start=row.counter_start,
-            timeout=self.config.timeout,
-            tls=tls,
-        )
+        link = self.ic_link(row, my_rank)
         try:
             await link.start()
             result = await run_ic_ecdh_psi(
@@ -260,6 +249,25 @@ class InteropOps:
             actor=actor,
         )
         return out
+
+    def ic_link(self, row: IcPeerRow, my_rank: int) -> IcLink:
+        """This node's end of an interconnection link to ``row``, bounded by the node's
+        configured limits (message size, bytes and messages held per peer)."""
+        tls = None
+        if row.cert_pem is not None:
+            tls = IcTls.from_identity(self.identity, row.cert_pem, row.tls_name)
+        return IcLink(
+            my_rank,
+            row.listen,
+            {row.rank: row.url},
+            channel=row.channel,
+            counter_start=row.counter_start,
+            timeout=self.config.timeout,
+            tls=tls,
+            max_message=self.config.interop_max_message,
+            max_pending_bytes=self.config.interop_max_pending_bytes,
+            max_pending=self.config.interop_max_pending,
+        )
 
     def _ic_meter(
         self,

@@ -138,15 +138,19 @@ class DataOwnerOps:
         min_group_size: int | None = None,
         dp_budget: float | None = None,
         columns: Mapping[str, str] | None = None,
+        column_updates: Mapping[str, str] | None = None,
         actor: str = "node",
     ) -> dict[str, Any]:
         """The owner's rules for results over ``name``: its k-anonymity threshold, its
         differential-privacy budget (once set, releases to other parties must use DP) and
         its column policy (``columns``: column -> level of :data:`COLUMN_LEVELS`; given, it
         replaces the previous policy; columns it does not list may not be used; ``{}``
-        removes it, leaving the grants alone in charge)."""
-        if columns is not None:
-            bad = {c: lv for c, lv in columns.items() if lv not in COLUMN_LEVELS}
+        removes it, leaving the grants alone in charge). ``column_updates`` changes the
+        named columns only, merged in the same transaction that reads the policy."""
+        if columns is not None and column_updates is not None:
+            raise ConfigError("give columns (the whole policy) or column_updates, not both")
+        for given in (columns, column_updates):
+            bad = {c: lv for c, lv in (given or {}).items() if lv not in COLUMN_LEVELS}
             if bad:
                 col, lv = next(iter(bad.items()))
                 raise ConfigError(
@@ -165,11 +169,14 @@ class DataOwnerOps:
                 row.min_group_size = min_group_size
             if dp_budget is not None:
                 row.dp_budget = dp_budget
-            if columns is not None:
-                unknown = sorted(set(columns) - set(row.columns))
+            for given in (columns, column_updates):
+                unknown = sorted(set(given or {}) - set(row.columns))
                 if unknown:
                     raise ConfigError(f"dataset {name!r} has no column {unknown[0]!r}")
+            if columns is not None:
                 row.column_policy = dict(columns)
+            elif column_updates:
+                row.column_policy = {**(row.column_policy or {}), **column_updates}
         self.storage.log(
             "dataset_policy_changed",
             {

@@ -20,6 +20,7 @@ import uvicorn
 
 from rainbridge.errors import ConfigError
 from rainbridge.node.api import create_app
+from rainbridge.node.api_tls import load_certificate, server_context
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.service import NodeService
 
@@ -74,35 +75,45 @@ class NodeServer:
     async def serve(self) -> None:
         """Serve until :meth:`shutdown` (or a signal), then stop every job and the data plane."""
         token = self.config.token()
-        sock = bind_api(self.config.api_host, self.config.api_port)
+        cfg = self.config
+        sock = bind_api(cfg.api_host, cfg.api_port)
         try:
-            service = NodeService(self.config)
+            service = NodeService(cfg)
+            tls = (
+                server_context(service.identity, cfg.api_cert, cfg.api_key)
+                if cfg.api_uses_tls
+                else None
+            )
             await service.start()
         except BaseException:
             sock.close()
             raise
+        if tls is not None and not cfg.api_cert:
+            # a key rotation changes the node's certificate: new API connections present it
+            service.identity_listeners.append(lambda ident: load_certificate(tls, ident))
         app = create_app(service, token)
-        self.uvicorn = _Uvicorn(
-            uvicorn.Config(
-                app,
-                log_level="warning",
-                timeout_graceful_shutdown=5,
-                lifespan="off",
-            )
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            lifespan="off",
         )
+        config.load()
+        config.ssl = tls  # our context (TLS 1.2+, AEAD), not one uvicorn builds from files
+        self.uvicorn = _Uvicorn(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.shutdown)
-        log.info("node %s: REST API on http://%s:%d", self.config.name, *sock.getsockname()[:2])
+        log.info("node %s: REST API on %s", cfg.name, cfg.api_url)
         try:
             await self.uvicorn.serve(sockets=[sock])
         finally:
-            log.info("node %s: stopping", self.config.name)
+            log.info("node %s: stopping", cfg.name)
             await service.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             sock.close()
-            log.info("node %s: stopped", self.config.name)
+            log.info("node %s: stopped", cfg.name)
 
     def shutdown(self) -> None:
         """Begin a graceful stop; a second call forces uvicorn to drop open connections."""

@@ -27,7 +27,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -132,6 +132,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
             key_password=self.keys.identity.key_password,
         )
         self.dataplane = DataPlane(config, self.identity, self.storage, self.runner, self._handle)
+        #: called with the new identity after a key rotation (the API's TLS reloads)
+        self.identity_listeners: list[Callable[[Any], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizing: set[str] = set()
         self._indexes = {}  # online scoring: per model, its features by ID
@@ -562,8 +564,11 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
     def _on_propose(self, peer: str, job_id: str, msg: dict[str, Any]) -> dict[str, Any]:
         if self.storage.find_job(job_id) is not None:
             return {"accept": False, "reason": "job id already used"}
-        named = msg.get("spec", {}).get("parties", []) if isinstance(msg.get("spec"), dict) else []
-        if self.ic_names() & set(named if isinstance(named, list) else []):
+        spec = msg.get("spec")
+        named = spec.get("parties") if isinstance(spec, dict) else None
+        # the spec is not validated yet: its parties may be anything JSON holds
+        names = {p for p in named if isinstance(p, str)} if isinstance(named, list) else set()
+        if self.ic_names() & names:
             return {
                 "accept": False,
                 "reason": "a job with an interconnection peer runs only from that peer's own node",
@@ -768,6 +773,8 @@ class NodeService(DataOwnerOps, ModelOps, PirOps, MlqOps, InteropOps, JobClosing
         self.keys = new_keys
         self.runner.key_password = new_keys.identity.key_password
         self.dataplane.set_identity(new_keys.identity)
+        for listener in self.identity_listeners:
+            listener(new_keys.identity)
         return {"old": old, "new": new_keys.fingerprint, "peers_told": told}
 
     def _on_rotate_key(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
