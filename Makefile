@@ -8,7 +8,7 @@ CONSOLE := web/dist/index.html
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
 	web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz clean
+.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz fuzz-rust clean
 
 setup: $(STAMP) $(CONSOLE)
 
@@ -59,11 +59,27 @@ bench: $(STAMP)
 fuzz-sql: $(STAMP)
 	$(BIN)/python -m rainbridge.bench sqlfuzz --queries 10000 --progress
 
-# The decoders of outside bytes (frames, hello, PIR, multi-lender, interconnection, job
-# specs, the audit bundle) at length: mutated and random inputs, each decoded or refused
-# with a typed error (a small run is part of make test, in tests/fuzz)
+# The decoders of outside bytes at length, each input decoded or refused with a typed error
+# (small runs are part of make test: tests/fuzz and rust/tests/fuzz_decoders.rs). Python
+# (frames and hello, PIR, multi-lender, interconnection, job specs, the audit bundle, peers'
+# control requests, REST bodies, CSV and Parquet files): FUZZ_INPUTS mutated and random
+# inputs per decoder, then ATHERIS_INPUTS coverage-guided ones with atheris, installed into
+# the venv here and never a dependency of the product (the mutational engine runs instead
+# where it does not install; the corpus and any crash are kept in build/fuzz-corpus). Then
+# the core's decoders (fuzz-rust): FUZZ_CASES proptest cases each.
+FUZZ_INPUTS ?= 1000000
+ATHERIS_INPUTS ?= 100000
+FUZZ_CASES ?= 10000000
 fuzz: $(STAMP)
-	$(BIN)/python -m rainbridge.bench.fuzz --inputs 1000000
+	$(BIN)/python -m rainbridge.bench.fuzz --inputs $(FUZZ_INPUTS)
+	$(BIN)/python -c 'import atheris' 2>/dev/null || $(BIN)/python -m pip install -q atheris || true
+	$(BIN)/python -m rainbridge.bench.fuzz --engine atheris --inputs $(ATHERIS_INPUTS) \
+		--corpus build/fuzz-corpus
+	$(MAKE) fuzz-rust
+
+fuzz-rust:
+	cd rust && RAINBRIDGE_FUZZ_CASES=$(FUZZ_CASES) cargo test --release --locked -q \
+		--test fuzz_decoders -- --nocapture
 
 # Peer libraries for side-by-side figures live in their own environment:
 # the product never imports them.

@@ -13,6 +13,7 @@ import random
 import struct
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +179,23 @@ def test_bundle_head_that_is_not_an_object() -> None:
     # made the verifier raise instead of reporting the bundle as tampered with
     for data in ("30", "31652b333038", "74727565"):
         assert fuzz.run_one("bundle", bytes.fromhex(data)) in ("decoded", "refused")
+
+
+# -- crashes: inputs a fuzzer found failing untyped, one file each under crashes/DECODER/ ------
+#
+# parquet/id-not-utf8, parquet/id-a-list: an ID column that is binary holding bytes that are
+#   not UTF-8, or a list, raised Arrow's cast error from read_ids (now a DataError naming the
+#   dataset and column)
+# parquet/int-wider-than-64-bits: a footer declaring a wider integer raised Arrow's
+#   ArrowNotImplementedError from the schema read (every Arrow error is now a DataError)
+# control/propose-parties-not-text: a proposal whose parties are objects made the router
+#   raise TypeError (unhashable) instead of refusing the proposal
+# rest/encoding-with-nul: a dataset's encoding holding a NUL raised ValueError from the codec
+#   lookup instead of ConfigError; rest/encoding-lone-surrogate probes the same lookup
+
+CRASHES = sorted((Path(__file__).parent / "crashes").glob("*/*"))
+
+
+@pytest.mark.parametrize("path", CRASHES, ids=[f"{p.parent.name}/{p.name}" for p in CRASHES])
+def test_crashes_are_refused(path: Path) -> None:
+    assert check(path.parent.name, path.read_bytes()) in ("refused", "decoded")

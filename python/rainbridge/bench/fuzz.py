@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from rainbridge.bench import fuzz_node_inputs as node_inputs
 from rainbridge.errors import RainbridgeError
 
 #: the largest input the runner generates, in bytes
@@ -406,6 +409,11 @@ DECODERS: dict[str, Decoder] = {
         Decoder("job_dict", decode_job_dict, _job_json_seeds, json=True),
         Decoder("der", decode_der, _der_seeds, documented=(ValueError,)),
         Decoder("bundle", decode_bundle, _bundle_seeds, json=True),
+        Decoder("control", node_inputs.decode_control, node_inputs._control_seeds, json=True),
+        Decoder("rest", node_inputs.decode_rest, node_inputs._rest_seeds,
+                documented=(ValidationError,), json=True),
+        Decoder("csv", node_inputs.decode_csv, node_inputs._csv_seeds),
+        Decoder("parquet", node_inputs.decode_parquet, node_inputs._parquet_seeds),
     )
 }
 
@@ -532,10 +540,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder", action="append", choices=sorted(DECODERS),
                     help="only this decoder (repeatable); all by default")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--engine", choices=["mutational", "atheris"], default="mutational",
+                    help="atheris: coverage-guided (when installed; else the mutational engine)")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="atheris: where the corpus and crashes are kept (default: a temp dir)")
     args = ap.parse_args(argv)
+    names = args.decoder or list(DECODERS)
+    if args.engine == "atheris":
+        from rainbridge.bench import fuzz_atheris
+
+        if fuzz_atheris.available():
+            return _atheris(names, args.inputs, args.seed, args.corpus)
+        print("atheris is not installed: the mutational engine runs instead", file=sys.stderr)
     report: dict[str, Any] = {}
     untyped = 0
-    for name in args.decoder or list(DECODERS):
+    for name in names:
         t0 = time.perf_counter()
         t = fuzz(name, args.inputs, args.seed)
         untyped += t.untyped
@@ -550,5 +569,35 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if untyped else 0
 
 
+def _atheris(names: list[str], inputs: int, seed: int, corpus: Path | None) -> int:
+    """Each decoder in a process of its own (libFuzzer exits when done); their JSON merged."""
+    import subprocess
+
+    from rainbridge.bench import fuzz_atheris
+
+    if len(names) == 1:
+        where = corpus or Path(tempfile.mkdtemp(prefix="rb-fuzz-corpus-"))
+        fuzz_atheris.run(names[0], inputs, seed, where)  # exits the process
+    report: dict[str, Any] = {}
+    failed = 0
+    for name in names:
+        cmd = [sys.executable, "-m", "rainbridge.bench.fuzz", "--engine", "atheris",
+               "--decoder", name, "--inputs", str(inputs), "--seed", str(seed)]
+        if corpus is not None:
+            cmd += ["--corpus", str(corpus)]
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+        out = done.stdout
+        report.update(json.loads(out[out.index("{"):]) if "{" in out else {name: {}})
+        report[name]["exit_code"] = done.returncode
+        failed += done.returncode != 0
+        print(f"{name}: atheris exited {done.returncode}", file=sys.stderr)
+    print(json.dumps(report, indent=2))
+    return 1 if failed else 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as rainbridge.bench.fuzz, not as a second copy of it named __main__: the decoders
+    # in fuzz_node_inputs raise this module's NotApplicable
+    from rainbridge.bench import fuzz as _imported
+
+    sys.exit(_imported.main())

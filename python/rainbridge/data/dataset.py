@@ -115,7 +115,9 @@ def _schema(
             schema = reader.schema
             schema.names  # noqa: B018 (column names that are not UTF-8 fail here)
             return schema
-    except (pa.ArrowInvalid, OSError, UnicodeError, LookupError) as exc:
+    except (pa.ArrowException, OSError, UnicodeError, LookupError) as exc:
+        # ArrowException: also a Parquet file whose schema Arrow does not implement (an
+        # integer wider than 64 bits), or one that announces more memory than exists
         what = f"dataset {dataset!r}: {path}" if dataset else str(path)
         if fmt == "csv" and reading.decoding_error(exc):
             raise reading.read_error(exc, what, fmt, encoding, dataset) from exc
@@ -186,7 +188,11 @@ def inspect_dataset(
     )
     num_rows = 0
     if fmt == "parquet":
-        num_rows = pq.ParquetFile(p).metadata.num_rows
+        try:
+            num_rows = pq.ParquetFile(p).metadata.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            what = f"dataset {name!r}: {p}"
+            raise DataError(f"{what}: cannot read parquet data: {_short(exc)}") from exc
     else:
         # every column once: decodes every byte and converts every declared value
         for batch in iter_dataset(ref, text=True):
@@ -243,7 +249,7 @@ def iter_batches(
                     yield from t.to_batches() or [pa.RecordBatch.from_pylist([], t.schema)]
                 else:
                     yield batch
-    except (pa.ArrowInvalid, OSError, KeyError, UnicodeError, LookupError) as exc:
+    except (pa.ArrowException, OSError, KeyError, UnicodeError, LookupError) as exc:
         raise reading.read_error(exc, what, fmt, encoding, dataset) from exc
 
 
@@ -297,7 +303,7 @@ def read_ids(
     for batch in iter_dataset(ref, [col], id_column=col):
         if col not in batch.schema.names:
             raise DataError(f"dataset {ref.name!r}: file {ref.path} has no column {col!r}")
-        chunks.append(as_ids(batch.column(col)))
+        chunks.append(as_ids(batch.column(col), f"dataset {ref.name!r} column {col!r}"))
     ids = pa.concat_arrays(chunks) if chunks else pa.array([], type=pa.large_string())
     what = f"dataset {ref.name!r} column {col!r}"
     if missing == "refuse":
@@ -307,13 +313,25 @@ def read_ids(
     return ids
 
 
-def as_ids(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """An ID column as large_string (numbers in a Parquet file as their text)."""
+def as_ids(arr: pa.Array | pa.ChunkedArray, what: str = "the ID column") -> pa.Array:
+    """An ID column as large_string (numbers in a Parquet file as their text).
+
+    Raises
+    ------
+    DataError
+        A value is not UTF-8 text (a Parquet binary column), or the column's type has no
+        text form (a list, a struct); the message names ``what``.
+    """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.string())
-    return arr.cast(pa.large_string())
+    try:
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = arr.cast(pa.string())
+        return arr.cast(pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(
+            f"{what} cannot be read as IDs ({arr.type}): {_short(exc)}; IDs are text"
+        ) from exc
 
 
 def missing_ids(ids: pa.Array) -> pa.Array:

@@ -100,7 +100,7 @@ def encoding_of(name: str | None) -> str | None:
         return None
     try:
         codec = codecs.lookup(name.strip()).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL or a lone surrogate in the name
         raise ConfigError(
             f"encoding {name!r} is unknown; use e.g. utf-8, gb18030, gbk, big5 or latin-1"
         ) from None
