@@ -12,7 +12,7 @@ from typing import Any
 from node_helpers import make_config
 
 from rainbridge.errors import PeerDisconnectedError, ProtocolViolationError
-from rainbridge.node.dataplane import MAX_CONTROL_BYTES, DataPlane
+from rainbridge.node.dataplane import MAX_CONTROL_BYTES
 from rainbridge.node.service import NodeService
 
 
@@ -27,7 +27,8 @@ class Plane:
     def node(self, base: Path, name: str) -> NodeService:
         svc = NodeService(make_config(base / name, name))
         self.nodes[name] = svc
-        svc.dataplane = _Link(self, name)  # type: ignore[assignment]
+        # the services hold the node's data plane: its requests are carried here instead
+        svc.dataplane.request = _Link(self, name).request  # type: ignore[method-assign]
         return svc
 
     def _note(self, size: int) -> None:
@@ -36,10 +37,8 @@ class Plane:
 
 
 class _Link:
-    """What a node's services use of its :class:`DataPlane` (``request``, ``call``, ``tell``)."""
-
-    call = DataPlane.call
-    tell = DataPlane.tell
+    """A node's control requests to the other nodes of the plane (``DataPlane.request``: the
+    data plane's ``call``, ``ask`` and ``tell`` go through it)."""
 
     def __init__(self, plane: Plane, name: str) -> None:
         self.plane, self.name = plane, name
@@ -49,7 +48,7 @@ class _Link:
         self.plane._note(len(raw))
         if len(raw) > MAX_CONTROL_BYTES:
             raise ProtocolViolationError(f"message of {len(raw)} bytes exceeds the limit")
-        reply = await self.plane.nodes[peer]._handle(self.name, json.loads(raw))
+        reply = await self.plane.nodes[peer].router.dispatch(self.name, json.loads(raw))
         raw = json.dumps(reply).encode()
         self.plane._note(len(raw))
         if len(raw) > MAX_CONTROL_BYTES:

@@ -11,7 +11,8 @@ from rainbridge.errors import ConfigError
 from rainbridge.node.api import create_app
 from rainbridge.node.config import NodeConfig, write_token
 from rainbridge.node.keys import init_node_keys
-from rainbridge.node.service import NodeService, parse_url
+from rainbridge.node.peers import parse_url
+from rainbridge.node.service import NodeService
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def test_peers_see_only_published_metadata(node_factory: Factory, tmp_path: Path
     tax = node_factory("tax")
     csv = tmp_path / "taxpayers.csv"
     csv.write_text("customer_id,tax_paid,address\nc1,10.5,secret street\n")
-    tax.add_dataset(
+    tax.owners.add_dataset(
         "taxpayers",
         str(csv),
         "customer_id",
@@ -28,10 +28,10 @@ def test_peers_see_only_published_metadata(node_factory: Factory, tmp_path: Path
     )
     hidden = tmp_path / "hidden.csv"
     hidden.write_text("customer_id\nc1\n")
-    tax.add_dataset("hidden", str(hidden), "customer_id")
-    assert asyncio.run(tax._handle("bank", {"type": "catalogue"}))["datasets"] == []
-    tax.publish_dataset("taxpayers", ["customer_id", "tax_paid"], actor="user:olivia")
-    reply = asyncio.run(tax._handle("bank", {"type": "catalogue"}))
+    tax.owners.add_dataset("hidden", str(hidden), "customer_id")
+    assert asyncio.run(tax.router.dispatch("bank", {"type": "catalogue"}))["datasets"] == []
+    tax.owners.publish_dataset("taxpayers", ["customer_id", "tax_paid"], actor="user:olivia")
+    reply = asyncio.run(tax.router.dispatch("bank", {"type": "catalogue"}))
     assert reply == {
         "ok": True,
         "datasets": [
@@ -47,8 +47,8 @@ def test_peers_see_only_published_metadata(node_factory: Factory, tmp_path: Path
     }
     text = str(reply)
     assert "address" not in text and str(csv) not in text and "num_rows" not in text
-    tax.publish_dataset("taxpayers", ["tax_paid"], publish_rows=True)
-    (entry,) = tax.catalogue()
+    tax.owners.publish_dataset("taxpayers", ["tax_paid"], publish_rows=True)
+    (entry,) = tax.owners.catalogue()
     assert entry["num_rows"] == 1 and entry["id_column"] is None
     kinds = [(e["kind"], e["actor"]) for e in tax.storage.events()]
     assert ("dataset_published", "user:olivia") in kinds
@@ -57,10 +57,10 @@ def test_peers_see_only_published_metadata(node_factory: Factory, tmp_path: Path
 
 def test_publishing_errors_are_clear(node_factory: Factory, csv_file: Path) -> None:
     node = node_factory("tax")
-    node.add_dataset("customers", str(csv_file), "customer_id")
+    node.owners.add_dataset("customers", str(csv_file), "customer_id")
     with pytest.raises(ConfigError, match="no column 'nope'"):
-        node.publish_dataset("customers", ["nope"])
+        node.owners.publish_dataset("customers", ["nope"])
     with pytest.raises(NotFoundError):
-        node.publish_dataset("missing", [])
+        node.owners.publish_dataset("missing", [])
     with pytest.raises(ConfigError, match="sensitivity 'top'"):
-        node.add_dataset("x", str(csv_file), "customer_id", sensitivity="top")
+        node.owners.add_dataset("x", str(csv_file), "customer_id", sensitivity="top")

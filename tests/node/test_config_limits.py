@@ -41,8 +41,8 @@ def test_interconnection_links_take_the_configured_limits(tmp_path: Path) -> Non
         interop_max_pending=64,
     )
     node = NodeService(cfg)
-    node.add_ic_peer(name="partner", url="127.0.0.1:9", rank=1, listen="127.0.0.1:0")
-    link = node.ic_link(node._ic_peer("partner"), 0)
+    node.interop.add_ic_peer(name="partner", url="127.0.0.1:9", rank=1, listen="127.0.0.1:0")
+    link = node.interop.ic_link(node.interop.ic_peer("partner"), 0)
     assert (link.max_message, link.max_pending_bytes, link.max_pending) == (1 << 20, 4 << 20, 64)
 
 

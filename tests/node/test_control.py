@@ -20,16 +20,16 @@ Factory = Callable[[str], NodeService]
 def propose(node: NodeService, peer: str, job: dict[str, Any], job_id: str = "j1") -> Any:
     digest = JobSpec.model_validate(job).digest()
     msg = {"type": "propose", "job_id": job_id, "spec": job, "digest": digest}
-    return asyncio.run(node._handle(peer, msg))
+    return asyncio.run(node.router.dispatch(peer, msg))
 
 
 def telecom(node_factory: Factory, tmp_path: Path, csv_file: Path) -> NodeService:
     """The telecom's node, with the bank pinned and 'subscribers' registered."""
     node = node_factory("telecom")
     pin(node, "bank", create_identity(tmp_path / "bank-id", "bank"))
-    node.add_dataset("subscribers", str(csv_file), "customer_id")
+    node.owners.add_dataset("subscribers", str(csv_file), "customer_id")
     for peer in ("bank", "tax"):
-        node.add_grant(
+        node.owners.add_grant(
             dataset="subscribers",
             peer=peer,
             columns=["customer_id"],
@@ -81,10 +81,10 @@ def test_refuses_a_tampered_digest_and_a_malformed_spec(
     node = telecom(node_factory, tmp_path, csv_file)
     job = spec({"bank": "customers", "telecom": "subscribers"})
     msg = {"type": "propose", "job_id": "j2", "spec": job, "digest": "0" * 64}
-    reply = asyncio.run(node._handle("bank", msg))
+    reply = asyncio.run(node.router.dispatch("bank", msg))
     assert reply["accept"] is False and "digest" in reply["reason"]
     msg = {"type": "propose", "job_id": "j3", "spec": {"name": 1}, "digest": ""}
-    assert asyncio.run(node._handle("bank", msg))["accept"] is False
+    assert asyncio.run(node.router.dispatch("bank", msg))["accept"] is False
     assert node.storage.find_job("j3") is None
 
 
@@ -95,7 +95,7 @@ def test_start_and_abort_rules(node_factory: Factory, tmp_path: Path, csv_file: 
     assert propose(node, "bank", job)["accept"] is True
 
     def handle(peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        return asyncio.run(node._handle(peer, msg))
+        return asyncio.run(node.router.dispatch(peer, msg))
 
     assert handle("tax", {"type": "start", "job_id": "j1"}) == {
         "ok": False,
@@ -117,7 +117,10 @@ def test_job_sessions_are_accepted_only_for_running_jobs_of_that_peer(
     node_factory: Factory, tmp_path: Path, csv_file: Path
 ) -> None:
     node = telecom(node_factory, tmp_path, csv_file)
-    accept = node.dataplane._accept
+
+    def accept(peer: str, session: str) -> str | None:
+        return asyncio.run(node.dataplane._accept(peer, session))
+
     assert accept("bank", "control:abc") is None
     assert accept("bank", "other:abc") == "unknown kind of session"
     assert accept("bank", pair_session("j1", "bank", "telecom")) == "no such job here"

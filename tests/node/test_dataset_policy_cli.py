@@ -44,9 +44,9 @@ def telecom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[NodeServic
     monkeypatch.setattr(httpx, "request", request)
     csv = tmp_path / "subscribers.csv"
     csv.write_text("customer_id,age,income,late_payments_12m\na,1,10,0\nb,2,20,1\nc,3,30,2\n")
-    service.add_dataset("subscribers", str(csv), "customer_id")
+    service.owners.add_dataset("subscribers", str(csv), "customer_id")
     pin(service, "bank", create_identity(tmp_path / "bank-id", "bank"))
-    service.add_grant(
+    service.owners.add_grant(
         dataset="subscribers",
         peer="bank",
         columns=["*"],
@@ -66,7 +66,7 @@ def propose(node: NodeService, job_id: str) -> Any:
     job = spec({"bank": "customers", "telecom": "subscribers"})
     digest = JobSpec.model_validate(job).digest()
     msg = {"type": "propose", "job_id": job_id, "spec": job, "digest": digest}
-    return asyncio.run(node._handle("bank", msg))
+    return asyncio.run(node.router.dispatch("bank", msg))
 
 
 def test_the_advised_command_adds_a_column_and_keeps_the_others(
@@ -118,7 +118,9 @@ def test_column_updates_are_merged_at_the_node_in_one_step(
     telecom: tuple[NodeService, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node, d = telecom
-    node.set_dataset_policy("subscribers", columns={"customer_id": "join", "age": "aggregate"})
+    node.owners.set_dataset_policy(
+        "subscribers", columns={"customer_id": "join", "age": "aggregate"}
+    )
     sent: list[tuple[str, str, Any]] = []
     routed = httpx.request
 
@@ -128,16 +130,16 @@ def test_column_updates_are_merged_at_the_node_in_one_step(
 
     monkeypatch.setattr(httpx, "request", spy)
     # another writer changes the policy "between" a read and a write: there is no read
-    node.set_dataset_policy("subscribers", column_updates={"income": "compare"})
+    node.owners.set_dataset_policy("subscribers", column_updates={"income": "compare"})
     out = cli(d, "dataset", "policy", "subscribers", "--column", "age=plaintext")
     assert out["column_policy"] == {"customer_id": "join", "age": "plaintext", "income": "compare"}
     assert [(m, p) for m, p, _ in sent] == [("POST", "datasets/subscribers/policy")]
     assert sent[0][2]["column_updates"] == {"age": "plaintext"} and "columns" not in sent[0][2]
     with pytest.raises(ConfigError, match="not both"):
-        node.set_dataset_policy("subscribers", columns={}, column_updates={"age": "join"})
+        node.owners.set_dataset_policy("subscribers", columns={}, column_updates={"age": "join"})
     with pytest.raises(ConfigError, match="no column 'nope'"):
-        node.set_dataset_policy("subscribers", column_updates={"nope": "join"})
+        node.owners.set_dataset_policy("subscribers", column_updates={"nope": "join"})
     with pytest.raises(ConfigError, match="unknown level"):
-        node.set_dataset_policy("subscribers", column_updates={"age": "secret"})
+        node.owners.set_dataset_policy("subscribers", column_updates={"age": "secret"})
     (ds,) = node.storage.datasets()
     assert ds.column_policy == {"customer_id": "join", "age": "plaintext", "income": "compare"}

@@ -82,14 +82,14 @@ def test_status_wait_exits_6_on_a_job_that_did_not_succeed(bank: NodeService) ->
 
 def test_status_shows_a_party_pending_approval_as_pending(bank: NodeService) -> None:
     job_row(bank, "j1", "pending_approval")
-    bank._decide("j1", "bank", True)
-    bank._decide("j1", "telecom", False, pending=True)  # as the node records it
+    bank.jobs.decide("j1", "bank", True)
+    bank.jobs.decide("j1", "telecom", False, pending=True)  # as the node records it
     r = cli(bank, "job", "status", "j1")
     assert r.exit_code == 0, r.output
     lines = {ln.split()[0]: ln.split(None, 1)[1] for ln in r.output.splitlines()[1:]}
     assert lines == {"bank": "accepted", "telecom": "pending approval"}, r.output
     assert "refused" not in r.output
-    bank._decide("j1", "telecom", False, "grant g-1 expired")
+    bank.jobs.decide("j1", "telecom", False, "grant g-1 expired")
     r = cli(bank, "job", "status", "j1")
     assert re.search(r"telecom\s+refused: grant g-1 expired", r.output), r.output
 
@@ -105,8 +105,8 @@ def test_an_unreachable_peer_exits_5(bank: NodeService, tmp_path: Path) -> None:
     pin(bank, "telecom", telecom, port=free_port())  # nothing listens there
     csv = tmp_path / "c.csv"
     csv.write_text("customer_id,age\na,1\nb,2\n")
-    bank.add_dataset("customers", str(csv), "customer_id")
-    bank.add_grant(
+    bank.owners.add_dataset("customers", str(csv), "customer_id")
+    bank.owners.add_grant(
         dataset="customers",
         peer="telecom",
         columns=["customer_id"],

@@ -16,7 +16,7 @@ from rainbridge.crypto.certs import create_identity
 from rainbridge.errors import ConfigError, NotFoundError
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node import metering
-from rainbridge.node.grants import check_grants
+from rainbridge.node.grants import check_grants, consume_grants
 from rainbridge.node.service import NodeService
 from rainbridge.node.storage import GrantRow
 
@@ -29,14 +29,14 @@ def telecom(node_factory: Factory, tmp_path: Path, csv_file: Path) -> NodeServic
     node = node_factory("telecom")
     for peer in ("bank", "tax"):
         pin(node, peer, create_identity(tmp_path / f"{peer}-id", peer))
-    node.add_dataset("subscribers", str(csv_file), "customer_id")
+    node.owners.add_dataset("subscribers", str(csv_file), "customer_id")
     return node
 
 
 def propose(node: NodeService, job: dict[str, Any], job_id: str, peer: str = "bank") -> Any:
     digest = JobSpec.model_validate(job).digest()
     msg = {"type": "propose", "job_id": job_id, "spec": job, "digest": digest}
-    return asyncio.run(node._handle(peer, msg))
+    return asyncio.run(node.router.dispatch(peer, msg))
 
 
 def grant(node: NodeService, **kw: Any) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def grant(node: NodeService, **kw: Any) -> dict[str, Any]:
         with node.storage.session() as s:
             s.add(row)
         return row.to_dict()
-    return node.add_grant(**terms, actor="user:olivia")
+    return node.owners.add_grant(**terms, actor="user:olivia")
 
 
 JOB = spec({"bank": "customers", "telecom": "subscribers"}, receivers=["bank"])
@@ -135,8 +135,8 @@ def test_the_quota_is_consumed_when_a_job_starts(telecom: NodeService) -> None:
     g = grant(telecom, max_calls=1, max_rows=10)
     assert propose(telecom, JOB, "j1") == {"accept": True}
     row = telecom.storage.job("j1")
-    telecom._consume_grants(row)  # what starting the job does first
-    (used,) = telecom.grants()
+    consume_grants(telecom.storage, row, telecom.name)  # what starting the job does first
+    (used,) = telecom.owners.grants()
     assert (used.calls_used, used.rows_used) == (1, 3)
     r = propose(telecom, JOB, "j2")
     assert r["accept"] is False and f"grant {g['id']} quota exceeded: 1 of 1 calls" in r["reason"]
@@ -147,7 +147,7 @@ def test_the_quota_is_consumed_when_a_job_starts(telecom: NodeService) -> None:
 def test_an_accepted_job_cannot_start_once_its_grant_is_revoked(telecom: NodeService) -> None:
     g = grant(telecom)
     assert propose(telecom, JOB, "j1") == {"accept": True}
-    out = asyncio.run(telecom.revoke_grant(g["id"], actor="user:olivia"))
+    out = asyncio.run(telecom.owners.revoke_grant(g["id"], actor="user:olivia"))
     assert out["active"] is False
     # revocation also ends jobs that were accepted but not started
     job = telecom.storage.job_dict("j1")
@@ -166,11 +166,11 @@ def test_manual_approval_holds_the_job_until_the_owner_decides(telecom: NodeServ
     }
     assert telecom.storage.job_dict("j1")["status"] == "pending_approval"
     r = propose(telecom, JOB, "j2")
-    asyncio.run(telecom.decline("j2", "not this quarter", actor="user:olivia"))
+    asyncio.run(telecom.jobs.decline("j2", "not this quarter", actor="user:olivia"))
     d = telecom.storage.job_dict("j2")
     assert d["status"] == "refused" and "not this quarter" in d["error"]
     with pytest.raises(ConfigError, match="not waiting for approval"):
-        asyncio.run(telecom.decline("j2", ""))
+        asyncio.run(telecom.jobs.decline("j2", ""))
 
 
 def test_grant_validation_names_the_problem(telecom: NodeService) -> None:
@@ -183,7 +183,7 @@ def test_grant_validation_names_the_problem(telecom: NodeService) -> None:
     with pytest.raises(NotFoundError):
         grant(telecom, dataset="nosuch")
     with pytest.raises(NotFoundError):
-        asyncio.run(telecom.revoke_grant("g-nope"))
+        asyncio.run(telecom.owners.revoke_grant("g-nope"))
 
 
 def test_metering_rows_and_billing_report(telecom: NodeService) -> None:
@@ -285,7 +285,7 @@ def test_the_owners_group_size_threshold_is_enforced(telecom: NodeService) -> No
     )
     grant(telecom, components=["psi", "stats"], columns=["*"])
     assert propose(telecom, job, "j1") == {"accept": True}
-    out = telecom.set_dataset_policy("subscribers", min_group_size=10, actor="user:olivia")
+    out = telecom.owners.set_dataset_policy("subscribers", min_group_size=10, actor="user:olivia")
     assert out["min_group_size"] == 10
     r = propose(telecom, job, "j2")
     assert r["accept"] is False and r["reason"] == (
@@ -293,17 +293,19 @@ def test_the_owners_group_size_threshold_is_enforced(telecom: NodeService) -> No
         "component 'stats' asks min_group_size 5"
     )
     with pytest.raises(ConfigError):
-        telecom.set_dataset_policy("subscribers", min_group_size=0)
+        telecom.owners.set_dataset_policy("subscribers", min_group_size=0)
 
 
 def test_the_owners_privacy_budget_is_required_and_spent(telecom: NodeService) -> None:
     grant(telecom, components=["psi", "stats"], columns=["*"], receivers=["*"])
-    telecom.set_dataset_policy("subscribers", dp_budget=1.0, actor="user:olivia")
+    telecom.owners.set_dataset_policy("subscribers", dp_budget=1.0, actor="user:olivia")
     r = propose(telecom, _stats_job(None), "j1")
     assert r["accept"] is False and "requires differential privacy" in r["reason"]
     dp = {"epsilon": 0.6, "bounds": {"income": 1e5, "age": 100}}
     assert propose(telecom, _stats_job(dp), "j2") == {"accept": True}
-    telecom._consume_grants(telecom.storage.job("j2"))  # starting it spends the budget
+    consume_grants(
+        telecom.storage, telecom.storage.job("j2"), telecom.name
+    )  # starting it spends the budget
     (ds,) = [d for d in telecom.storage.datasets() if d.name == "subscribers"]
     assert ds.dp_spent == pytest.approx(0.6)
     r = propose(telecom, _stats_job(dp), "j3")
@@ -323,7 +325,7 @@ def test_column_policies_refuse_uses_beyond_their_level_and_name_the_column(
     )
     aggregated = _stats_job()  # telecom's age inside the moments
     assert propose(telecom, grouped, "j0") == {"accept": True}  # no policy: grants alone
-    telecom.set_dataset_policy(
+    telecom.owners.set_dataset_policy(
         "subscribers", columns={"customer_id": "join", "age": "aggregate"}, actor="user:olivia"
     )
     r = propose(telecom, grouped, "j1")
@@ -340,17 +342,19 @@ def test_column_policies_refuse_uses_beyond_their_level_and_name_the_column(
     }
     r = propose(telecom, filtered, "j3")
     assert r["accept"] is False and "in a WHERE condition" in r["reason"]
-    telecom.set_dataset_policy(
+    telecom.owners.set_dataset_policy(
         "subscribers", columns={"customer_id": "join", "age": "compare"}, actor="user:olivia"
     )
     assert propose(telecom, filtered, "j4") == {"accept": True}
     # a column the policy does not list is denied; the join key too
-    telecom.set_dataset_policy("subscribers", columns={"age": "plaintext"}, actor="user:olivia")
+    telecom.owners.set_dataset_policy(
+        "subscribers", columns={"age": "plaintext"}, actor="user:olivia"
+    )
     r = propose(telecom, aggregated, "j5")
     assert r["accept"] is False and "column 'customer_id'" in r["reason"]
     assert "has no column policy" in r["reason"]
     # removing the policy leaves the grants in charge again
-    telecom.set_dataset_policy("subscribers", columns={}, actor="user:olivia")
+    telecom.owners.set_dataset_policy("subscribers", columns={}, actor="user:olivia")
     assert propose(telecom, grouped, "j6") == {"accept": True}
     kinds = [e["kind"] for e in telecom.storage.events()]
     assert kinds.count("dataset_policy_changed") == 4
@@ -358,8 +362,8 @@ def test_column_policies_refuse_uses_beyond_their_level_and_name_the_column(
 
 def test_column_policy_levels_and_columns_are_validated(telecom: NodeService) -> None:
     with pytest.raises(ConfigError, match="unknown level 'secret'"):
-        telecom.set_dataset_policy("subscribers", columns={"age": "secret"})
+        telecom.owners.set_dataset_policy("subscribers", columns={"age": "secret"})
     with pytest.raises(ConfigError, match="no column 'salary'"):
-        telecom.set_dataset_policy("subscribers", columns={"salary": "join"})
+        telecom.owners.set_dataset_policy("subscribers", columns={"salary": "join"})
     ds = telecom.storage.datasets()[0]
     assert ds.column_policy in ({}, None)

@@ -4,6 +4,7 @@ IDs of people scored online never reach a log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -146,33 +147,33 @@ def test_node_secrets_are_refused_by_location_even_through_a_link(tmp_path: Path
     (root / "keys").symlink_to(tmp_path / "bank")
     for p in (root / "token.csv", root / "keys" / "master.key", tmp_path / "bank" / "x.csv"):
         with pytest.raises(AuthorizationError, match="not under a data root"):
-            service.add_dataset("d", str(p), None)
+            service.owners.add_dataset("d", str(p), None)
 
 
 def test_without_roots_anything_but_the_nodes_own_files_is_allowed(
     tmp_path: Path, csv_file: Path
 ) -> None:
     service = NodeService(make_config(tmp_path / "bank", "bank"))
-    service.add_dataset("customers", str(csv_file), "customer_id")
+    service.owners.add_dataset("customers", str(csv_file), "customer_id")
     node = tmp_path / "bank"
     (node / "jobs" / "j").mkdir(parents=True)
     (node / "jobs" / "j" / "context.csv").write_text(csv_file.read_text())
     for own in ("api.token", "master.key", "node.key", "node.db", "node.json", "ledger.key",
                 "jobs/j/context.csv", "certs/x.csv", ".", "missing.key"):  # fmt: skip
         with pytest.raises(AuthorizationError, match="not under a data root"):
-            service.add_dataset("c2", str(node / own), None)
+            service.owners.add_dataset("c2", str(node / own), None)
     # a master key kept outside the node directory is refused too
     outside_key = tmp_path / "keys" / "mk.hex"
     outside_key.parent.mkdir()
     outside_key.write_text("00" * 32)
     service.config.master_key_file = str(outside_key)
     with pytest.raises(AuthorizationError, match="not under a data root"):
-        service.add_dataset("c2", str(outside_key), None)
+        service.owners.add_dataset("c2", str(outside_key), None)
     # files a user put in the node directory, and released outputs, are still data
     (node / "c.csv").write_text(csv_file.read_text())
-    service.add_dataset("c4", str(node / "c.csv"), "customer_id")
+    service.owners.add_dataset("c4", str(node / "c.csv"), "customer_id")
     with pytest.raises(DataError, match="does not exist"):
-        service.add_dataset("c3", str(tmp_path / "nope.csv"), "customer_id")
+        service.owners.add_dataset("c3", str(tmp_path / "nope.csv"), "customer_id")
 
 
 def test_node_init_takes_data_roots(tmp_path: Path) -> None:
@@ -202,7 +203,7 @@ def test_an_unknown_id_scored_online_never_reaches_the_log(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     c, service = _client(make_config(tmp_path / "bank", "bank"))
-    service.add_dataset("customers", str(csv_file), "customer_id")
+    service.owners.add_dataset("customers", str(csv_file), "customer_id")
     r = c.post("/v1/models/import", json={"model": _export("m1"), "dataset": "customers"})
     assert r.status_code == 201, r.text
     secret = "110101199003071234"
@@ -216,8 +217,10 @@ def test_an_unknown_id_scored_online_never_reaches_the_log(
     assert secret in r.json()["error"]["message"]  # the caller is told which of its IDs
     # a peer asking for the partial score of an unknown ID: refused, the ID not logged
     caplog.clear()
-    monkeypatch.setattr(service, "_check_predict_grant", lambda row, peer: None)
-    reply = service._on_score("bank", {"model": "m1", "key": secret})
+    monkeypatch.setattr(service.models, "_check_predict_grant", lambda row, peer: None)
+    reply = asyncio.run(
+        service.router.dispatch("bank", {"type": "score", "model": "m1", "key": secret})
+    )
     assert "no row" in reply["reason"]
     assert reply["ok"] is False and secret not in reply["reason"]
     assert secret not in caplog.text

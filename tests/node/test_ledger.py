@@ -222,7 +222,7 @@ def test_key_rotation_keeps_old_entries_verifiable(node: NodeService) -> None:
     import asyncio
 
     old = node.keys.fingerprint
-    out = asyncio.run(node.rotate_keys(actor="user:admin"))
+    out = asyncio.run(node.peers.rotate_keys(actor="user:admin"))
     assert out["old"] == old and out["new"] != old
     node.storage.log("dataset_added", {"dataset": "after"})
     rep = node.ledger.verify(out["new"])
@@ -242,7 +242,7 @@ def test_key_rotation_keeps_old_entries_verifiable(node: NodeService) -> None:
 def test_a_forged_handover_is_detected(node: NodeService) -> None:
     import asyncio
 
-    asyncio.run(node.rotate_keys())
+    asyncio.run(node.peers.rotate_keys())
     rows = _rows(node)
     i = next(i for i, r in enumerate(rows) if r["entry"]["kind"] == "key_rotated")
     body = rows[i]["entry"]["body"]

@@ -61,23 +61,23 @@ def setup(
         node = plane.nodes[lender]
         paths[lender] = base / f"{svc}-{lender}.csv"
         write_apps(paths[lender], apps[lender])
-        node.add_dataset(svc, str(paths[lender]), "customer_id")
-        node.mlq_join(
+        node.owners.add_dataset(svc, str(paths[lender]), "customer_id")
+        node.mlq.mlq_join(
             name=svc, lenders=LENDERS, merger="operator", dataset=svc, date_column="applied_on",
             window_days=DAYS, rate_per_s=10_000.0, on_change=on_change,
         )  # fmt: skip
-    plane.nodes["operator"].mlq_join(
+    plane.nodes["operator"].mlq.mlq_join(
         name=svc, lenders=LENDERS, merger="operator", window_days=DAYS, on_change=on_change
     )
     return svc, paths
 
 
 def build(plane: Plane, svc: str) -> dict[str, Any]:
-    return dict(asyncio.run(plane.nodes["operator"].mlq_build(svc, END.isoformat())))
+    return dict(asyncio.run(plane.nodes["operator"].mlq.mlq_build(svc, END.isoformat())))
 
 
 def count(plane: Plane, svc: str, asker: str, ident: str) -> int:
-    out = asyncio.run(plane.nodes[asker].mlq_count(svc, ident))
+    out = asyncio.run(plane.nodes[asker].mlq.mlq_count(svc, ident))
     return int(out["count"])
 
 
@@ -124,7 +124,7 @@ def test_a_lost_frozen_window_is_refused(consortium: tuple[Plane, Path]) -> None
     apps = {lender: [("B-1", 2)] for lender in LENDERS}
     svc, _ = setup(plane, base, apps)
     built = build(plane, svc)
-    folder = plane.nodes["bank"]._mlq_windows_dir(svc)
+    folder = plane.nodes["bank"].mlq._mlq_windows_dir(svc)
     (folder / f"{built['build']}.json").unlink()
     with pytest.raises(mlq.WindowChangedError, match="'bank' holds no frozen window"):
         count(plane, svc, "bank", "B-1")

@@ -47,42 +47,44 @@ def _part(tmp: Path, name: str) -> Path:
 
 def _register(node: NodeService, tmp: Path, job_id: str, name: str = "risk") -> None:
     result = {"components": {"lr": {"outputs": {"model": {"path": str(_part(tmp, job_id))}}}}}
-    node._register_models(job_id, _spec(name), result)
+    node.models.register_models(job_id, _spec(name), result)
 
 
 def test_models_are_registered_versioned_exported_and_imported(
     node_factory: Factory, tmp_path: Path, csv_file: Path
 ) -> None:
     bank = node_factory("bank")
-    bank.add_dataset("customers", str(csv_file), "customer_id")
+    bank.owners.add_dataset("customers", str(csv_file), "customer_id")
     _register(bank, tmp_path, "a" * 16)
     _register(bank, tmp_path, "a" * 16)  # the end of a job handled twice: one model
     _register(bank, tmp_path, "b" * 16)
-    models = bank.models()
+    models = bank.models.models()
     assert [(m["id"], m["name"], m["version"]) for m in models] == [
         ("a" * 16 + ".lr", "risk/lr", 1),
         ("b" * 16 + ".lr", "risk/lr", 2),
     ]
     assert models[0]["dataset"] == "customers" and models[0]["label_party"] == "bank"
-    assert bank.model(models[0]["id"])["part"]["weights"] == [0.5]
+    assert bank.models.model(models[0]["id"])["part"]["weights"] == [0.5]
     # this node's partial score from features given in a request
-    row = bank._model_row(models[0]["id"])
-    assert bank._partial(row, None, {"age": 50}) == pytest.approx(0.5 * 1.0 - 1.0)
+    row = bank.models.model_row(models[0]["id"])
+    assert bank.models._partial(row, None, {"age": 50}) == pytest.approx(0.5 * 1.0 - 1.0)
     with pytest.raises(NotFoundError, match="no row with ID"):
-        bank._partial(row, "nobody", None)
+        bank.models._partial(row, "nobody", None)
     # export, then import on a rebuilt node
-    exported = bank.export_model(models[0]["id"])
+    exported = bank.models.export_model(models[0]["id"])
     with pytest.raises(ConfigError, match="'bank''s part of the model, not this node's"):
         node_factory("telecom").import_model(exported, None, "user:admin")
     fresh = NodeService(make_config(tmp_path / "rebuilt", "bank"))  # the bank, rebuilt
-    got = fresh.import_model(exported, None, "user:admin")
+    got = fresh.models.import_model(exported, None, "user:admin")
     assert (got["name"], got["version"]) == ("risk/lr", 1)
     with pytest.raises(ConfigError, match="already registered"):
-        fresh.import_model(exported, None, "user:admin")
+        fresh.models.import_model(exported, None, "user:admin")
     again = NodeService(make_config(tmp_path / "again", "bank"))
     with pytest.raises(NotFoundError, match="no dataset 'nope'"):
-        again.import_model(exported, "nope", "user:admin")
+        again.models.import_model(exported, "nope", "user:admin")
     with pytest.raises(ConfigError, match=r"malformed|registration"):
-        fresh.import_model({"registration": {}, "part": exported["part"]}, None, "user:admin")
+        fresh.models.import_model(
+            {"registration": {}, "part": exported["part"]}, None, "user:admin"
+        )
     kinds = [e["kind"] for e in fresh.storage.events()]
     assert "model_imported" in kinds and "model_registered" in kinds

@@ -37,5 +37,5 @@ def test_a_service_refusal_is_a_typed_error(tmp_path: Path, code: str, error: ty
 
 def test_closing_keeps_a_refusal_as_an_answer(tmp_path: Path) -> None:
     svc = service_with_answer(tmp_path, {"ok": False, "reason": "will not sign"})
-    reply = asyncio.run(svc._ask("telecom", {"type": "countersign"}))
+    reply = asyncio.run(svc.dataplane.ask("telecom", {"type": "countersign"}))
     assert reply == {"ok": False, "reason": "will not sign"}

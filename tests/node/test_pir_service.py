@@ -90,9 +90,9 @@ def serve(
     labels: list[str],
     **publish: Any,
 ) -> dict[str, Any]:
-    bureau.add_dataset(name, str(path), "customer_id")
-    out = bureau.publish_pir(name=name, dataset=name, labels=labels, **publish)
-    bureau.add_grant(
+    bureau.owners.add_dataset(name, str(path), "customer_id")
+    out = bureau.pir.publish_pir(name=name, dataset=name, labels=labels, **publish)
+    bureau.owners.add_grant(
         dataset=name,
         peer="bank",
         columns=["*"],
@@ -103,7 +103,7 @@ def serve(
 
 
 def ask(bank: NodeService, service: str, ids: list[str], mode: str) -> list[dict[str, Any]]:
-    out = run(bank.pir_query("bureau", service, ids, mode))
+    out = run(bank.pir.pir_query("bureau", service, ids, mode))
     return list(out["results"])
 
 
@@ -170,10 +170,10 @@ def test_an_answer_over_the_stated_bound_is_refused_before_any_work(
     kinds = [e["kind"] for e in bureau.storage.events(since=since)]
     assert "pir_refused" in kinds and "pir_answered" not in kinds
     # the grant counted only the answered query
-    (grant,) = [g for g in bureau.grants("bounded")]
+    (grant,) = [g for g in bureau.owners.grants("bounded")]
     assert grant.calls_used == 1
     with pytest.raises(Exception, match="max_reply_bytes"):
-        bureau.publish_pir(name="b2", dataset="bounded", labels=["reason"], max_reply_bytes=10)
+        bureau.pir.publish_pir(name="b2", dataset="bounded", labels=["reason"], max_reply_bytes=10)
 
 
 def labels_by_id(bank: NodeService, service: str, ids: list[str]) -> dict[str, Any]:
@@ -197,10 +197,10 @@ def test_an_update_reads_labels_with_the_published_types(
     # an update whose third column is all empty: the column keeps the table's type
     up = tmp_path / "up.csv"
     up.write_text("customer_id,a,c\nX1,5,\n")
-    bureau.update_pir("typed", _read_rows(up, "customer_id", None), [])
+    bureau.pir.update_pir("typed", _read_rows(up, "customer_id", None), [])
     # an update whose text looks like a number: it stays text in a text column
     up.write_text("customer_id,a,c\nX2,6,404\nX4,007,007\n")
-    bureau.update_pir("typed", _read_rows(up, "customer_id", None), [])
+    bureau.pir.update_pir("typed", _read_rows(up, "customer_id", None), [])
     after = labels_by_id(bank, "typed", ["X0", "X1", "X2", "X3", "X4"])
     assert after == {
         "X0": {"a": 1, "c": "fraud"},
@@ -212,11 +212,11 @@ def test_an_update_reads_labels_with_the_published_types(
     # a value that is not of its column's type is refused, naming the column; nothing changes
     up.write_text("customer_id,a,c\nX0,many,ok\n")
     with pytest.raises(DataError, match="label 'a' is int64"):
-        bureau.update_pir("typed", _read_rows(up, "customer_id", None), [])
+        bureau.pir.update_pir("typed", _read_rows(up, "customer_id", None), [])
     with pytest.raises(DataError, match="both upserted and deleted"):
-        bureau.update_pir("typed", [{"customer_id": "X0", "a": 1, "c": "x"}], ["X0"])
+        bureau.pir.update_pir("typed", [{"customer_id": "X0", "a": 1, "c": "x"}], ["X0"])
     with pytest.raises(DataError, match="empty ID"):
-        bureau.update_pir("typed", [{"customer_id": "", "a": 1, "c": "x"}], [])
+        bureau.pir.update_pir("typed", [{"customer_id": "", "a": 1, "c": "x"}], [])
     assert labels_by_id(bank, "typed", ["X0"]) == {"X0": {"a": 1, "c": "fraud"}}
 
 
@@ -230,7 +230,7 @@ def test_the_same_file_published_or_upserted_reads_back_the_same(
     ids = list(truth)
     published = labels_by_id(bank, "same", ids)
     assert published == {x: truth[x] for x in ids}
-    out = bureau.update_pir("same", _read_rows(tmp_path / "same.csv", "customer_id", None), [])
+    out = bureau.pir.update_pir("same", _read_rows(tmp_path / "same.csv", "customer_id", None), [])
     assert out["version"] == 2 and out["removed_rows"] == 600
     assert labels_by_id(bank, "same", ids) == published
     private = ask(bank, "same", ids, "private")
@@ -295,7 +295,7 @@ def test_every_label_type_takes_empty_null_and_numeric_looking_text(
         {"customer_id": "J", "i64": 404, "u8": 7, "f64": 3, "f32": 0.25, "b": True,
          "s": 404, **{c: None for c in TYPES if c not in ("i64", "u8", "f64", "f32", "b", "s")}},
     ]  # fmt: skip
-    bureau.update_pir("types", rows, [])
+    bureau.pir.update_pir("types", rows, [])
     got = labels_by_id(bank, "types", ["E", "N", "T", "J", "P0"])
     assert got["E"] == {c: None for c in TYPES}
     assert got["N"] == {c: None for c in TYPES}
@@ -315,4 +315,4 @@ def test_every_label_type_takes_empty_null_and_numeric_looking_text(
     ]:
         row = {"customer_id": "Z", **{c: None for c in TYPES}, **bad}
         with pytest.raises(DataError, match=match):
-            bureau.update_pir("types", [row], [])
+            bureau.pir.update_pir("types", [row], [])

@@ -61,13 +61,13 @@ def _parts(bank: NodeService, telecom: NodeService) -> dict[str, Any]:
         part = records.make_part(
             party=node.name, status="succeeded", grants={}, rows={"x": 3}, result=None
         )
-        node._store_report("j1", node.name, part)
+        node.closing._store_report("j1", node.name, part)
         parts[node.name] = part
     return parts
 
 
 def handle(node: NodeService, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-    return asyncio.run(node._handle(peer, msg))
+    return asyncio.run(node.router.dispatch(peer, msg))
 
 
 def test_countersigned_record_lands_at_both(pair: tuple[NodeService, NodeService]) -> None:
@@ -77,7 +77,7 @@ def test_countersigned_record_lands_at_both(pair: tuple[NodeService, NodeService
     reply = handle(telecom, "bank", {"type": "countersign", "job_id": "j1", "record": record})
     assert reply["ok"] is True and reply["key"] == telecom.keys.fingerprint
     sigs = {
-        "bank": bank._sign_record(record),
+        "bank": bank.closing.sign_record(record),
         "telecom": {"key": reply["key"], "sig": reply["sig"]},
     }
     msg = {"type": "job_record", "job_id": "j1", "record": record, "signatures": sigs}
@@ -114,10 +114,13 @@ def test_forged_signatures_and_strangers_are_refused(
 ) -> None:
     bank, telecom = pair
     record = records.make_record(bank.storage.job_dict("j1"), _parts(bank, telecom))
-    good = {"bank": bank._sign_record(record), "telecom": telecom._sign_record(record)}
+    good = {
+        "bank": bank.closing.sign_record(record),
+        "telecom": telecom.closing.sign_record(record),
+    }
     # the bank's signature made over another record
     other = {**record, "job_id": "j2"}
-    forged = {**good, "bank": bank._sign_record(other)}
+    forged = {**good, "bank": bank.closing.sign_record(other)}
     msg = {"type": "job_record", "job_id": "j1", "record": record, "signatures": forged}
     reply = handle(telecom, "bank", msg)
     assert reply["ok"] is False and "countersignature of 'bank'" in reply["reason"]
@@ -145,7 +148,10 @@ def test_record_signatures_verify_with_the_standalone_code(
 ) -> None:
     bank, telecom = pair
     record = records.make_record(bank.storage.job_dict("j1"), _parts(bank, telecom))
-    sigs = {"bank": bank._sign_record(record), "telecom": telecom._sign_record(record)}
+    sigs = {
+        "bank": bank.closing.sign_record(record),
+        "telecom": telecom.closing.sign_record(record),
+    }
     certs = bank.ledger.certificates()
     assert v.check_record(record, sigs, certs) == []
     assert v.check_record(record, {"bank": sigs["bank"]}, certs) == [

@@ -39,7 +39,7 @@ def _setup_grants(node: Any, base: Path, grants: int) -> Any:
 
     csv = base / "customers.csv"
     csv.write_text("customer_id,age\n" + "".join(f"c{i},{i % 90}\n" for i in range(1000)))
-    node.add_dataset("customers", str(csv), "customer_id")
+    node.owners.add_dataset("customers", str(csv), "customer_id")
     for peer in ("telecom", "tax"):
         ident = create_identity(base / f"{peer}-id", peer)
         node.storage.put_peer(
@@ -53,7 +53,7 @@ def _setup_grants(node: Any, base: Path, grants: int) -> Any:
         )
     # unrelated grants first, so the check scans a realistic table
     for i in range(grants - 2):
-        node.add_grant(
+        node.owners.add_grant(
             dataset="customers",
             peer=f"other{i}",
             columns=["*"],
@@ -61,7 +61,7 @@ def _setup_grants(node: Any, base: Path, grants: int) -> Any:
             receivers=["*"],
         )
     for peer in ("telecom", "tax"):
-        node.add_grant(
+        node.owners.add_grant(
             dataset="customers",
             peer=peer,
             columns=["customer_id"],
@@ -123,12 +123,12 @@ def bench_suite(suite: str, n: int, repeat: int, grants: int) -> dict[str, Any]:
             rates.append(n / (time.perf_counter() - t0))
             t0 = time.perf_counter()
             for _ in range(n // 5):
-                node.check_job(job, "telecom")
+                node.jobs.check_job(job, "telecom")
             checks.append((time.perf_counter() - t0) / (n // 5) * 1e3)
             # one job step as a proposal is handled: grant check, then its ledger entry
             t0 = time.perf_counter()
             for i in range(n // 5):
-                check = node.check_job(job, "telecom")
+                check = node.jobs.check_job(job, "telecom")
                 node.storage.log("job_accepted", {"grants": check.grants}, f"s{i}", "peer:telecom")
             steps.append((time.perf_counter() - t0) / (n // 5) * 1e3)
             baselines.append(_baseline_appends(node, n))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import ssl
@@ -284,8 +285,9 @@ async def connect(
 
 
 OnChannel = Callable[[TlsChannel], Awaitable[None]]
-#: decides whether a hello is acceptable: returns None to accept or a refusal reason
-AcceptFn = Callable[[str, str], str | None]
+#: decides whether a hello is acceptable: returns None to accept or a refusal reason (or an
+#: awaitable of one, for a decision that reads storage off the event loop)
+AcceptFn = Callable[[str, str], "str | Awaitable[str | None] | None"]
 
 
 class RefusalLog:
@@ -507,7 +509,8 @@ class TlsListener:
         elif not session or len(session) > MAX_SESSION_ID:
             reason = "invalid session id"
         elif self.accept is not None:
-            reason = self.accept(name, session)
+            decided = self.accept(name, session)
+            reason = await decided if inspect.isawaitable(decided) else decided
         if reason is not None:
             self._refuse(f"{claimed or 'unknown'}: {reason}", addr, f"hello refused ({code})")
             with contextlib.suppress(Exception):

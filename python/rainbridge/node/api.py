@@ -319,14 +319,14 @@ def create_app(
     @app.post("/v1/peers", status_code=201, tags=["peers"])
     async def add_peer(body: PeerIn, user: UserRow = Depends(may("peers.write"))) -> dict[str, Any]:
         """Pin a peer; its certificate must have the given fingerprint."""
-        return await service.add_peer(
+        return await service.peers.add_peer(
             body.name, body.url, body.fingerprint, body.cert_pem, actor=actor(user)
         )
 
     @app.post("/v1/peers/{name}/revoke", tags=["peers"])
     async def revoke_peer(name: str, user: UserRow = Depends(may("peers.write"))) -> dict[str, Any]:
         """Unpin a peer: its connections are refused and its running jobs stopped."""
-        return await service.revoke_peer(name, actor=actor(user))
+        return await service.peers.revoke_peer(name, actor=actor(user))
 
     @app.get("/v1/datasets", tags=["datasets"])
     async def datasets(
@@ -340,7 +340,7 @@ def create_app(
         body: DatasetIn, user: UserRow = Depends(may("datasets.write"))
     ) -> dict[str, Any]:
         """Register a file in place (never copied): its schema and row count are recorded."""
-        return service.add_dataset(
+        return service.owners.add_dataset(
             body.name,
             body.path,
             body.id_column,
@@ -357,7 +357,7 @@ def create_app(
         name: str, body: PublishIn, user: UserRow = Depends(may("datasets.write"))
     ) -> dict[str, Any]:
         """Choose what peers see of a dataset in the catalogue (安全发布)."""
-        return service.publish_dataset(
+        return service.owners.publish_dataset(
             name,
             body.columns,
             description=body.description,
@@ -372,7 +372,7 @@ def create_app(
     ) -> dict[str, Any]:
         """Set the owner's k-anonymity threshold, differential-privacy budget and column
         policy."""
-        return service.set_dataset_policy(
+        return service.owners.set_dataset_policy(
             name,
             min_group_size=body.min_group_size,
             dp_budget=body.dp_budget,
@@ -384,33 +384,33 @@ def create_app(
     @app.get("/v1/models", tags=["models"])
     async def models(user: UserRow = Depends(may("models.read"))) -> list[dict[str, Any]]:
         """This node's parts of trained models."""
-        return service.models()
+        return service.models.models()
 
     @app.get("/v1/models/{model_id}", tags=["models"])
     async def model(model_id: str, user: UserRow = Depends(may("models.read"))) -> dict[str, Any]:
         """One model: metadata and this node's part (its features, standardisation, weights)."""
-        return service.model(model_id)
+        return service.models.model(model_id)
 
     @app.get("/v1/models/{model_id}/export", tags=["models"])
     async def export_model(
         model_id: str, user: UserRow = Depends(may("models.read"))
     ) -> dict[str, Any]:
         """This node's part of a model with its registration (to import on another node)."""
-        return service.export_model(model_id)
+        return service.models.export_model(model_id)
 
     @app.post("/v1/models/import", tags=["models"], status_code=201)
     async def import_model(
         body: ModelImportIn, user: UserRow = Depends(may("models.write"))
     ) -> dict[str, Any]:
         """Register an exported model part (the next version of its name)."""
-        return service.import_model(body.model, body.dataset, actor(user))
+        return service.models.import_model(body.model, body.dataset, actor(user))
 
     @app.post("/v1/models/{model_id}/predict", tags=["models"])
     async def predict(
         model_id: str, body: PredictIn, user: UserRow = Depends(may("models.predict"))
     ) -> dict[str, Any]:
         """Score one applicant online (at the model's label party)."""
-        return await service.predict_online(model_id, body.key, body.features, actor(user))
+        return await service.models.predict_online(model_id, body.key, body.features, actor(user))
 
     add_service_routes(app, service, may, actor)
 
@@ -419,14 +419,14 @@ def create_app(
         user: UserRow = Depends(may("catalogue.read")),
     ) -> list[dict[str, Any]]:
         """This node's published catalogue, as peers see it."""
-        return service.catalogue()
+        return service.owners.catalogue()
 
     @app.get("/v1/catalogue/{peer}", tags=["catalogue"])
     async def peer_catalogue(
         peer: str, user: UserRow = Depends(may("catalogue.read"))
     ) -> list[dict[str, Any]]:
         """A peer's published catalogue (metadata only), fetched over the data plane."""
-        return await service.peer_catalogue(peer)
+        return await service.owners.peer_catalogue(peer)
 
     @app.get("/v1/grants", tags=["grants"])
     async def grants(
@@ -435,21 +435,21 @@ def create_app(
         peer: str | None = None,
     ) -> list[dict[str, Any]]:
         """Grants of this node's datasets, with their usage."""
-        return [g.to_dict() for g in service.grants(dataset, peer)]
+        return [g.to_dict() for g in service.owners.grants(dataset, peer)]
 
     @app.post("/v1/grants", status_code=201, tags=["grants"])
     async def add_grant(
         body: GrantIn, user: UserRow = Depends(may("grants.write"))
     ) -> dict[str, Any]:
         """Let a peer use a dataset: columns, components, receivers, quota, expiry."""
-        return service.add_grant(**body.model_dump(), actor=actor(user))
+        return service.owners.add_grant(**body.model_dump(), actor=actor(user))
 
     @app.post("/v1/grants/{grant_id}/revoke", tags=["grants"])
     async def revoke_grant(
         grant_id: str, user: UserRow = Depends(may("grants.write"))
     ) -> dict[str, Any]:
         """Revoke a grant: new jobs are refused and running ones under it stopped."""
-        return await service.revoke_grant(grant_id, actor=actor(user))
+        return await service.owners.revoke_grant(grant_id, actor=actor(user))
 
     @app.get("/v1/jobs", tags=["jobs"])
     async def jobs(
@@ -462,7 +462,7 @@ def create_app(
     @app.post("/v1/jobs", status_code=201, tags=["jobs"])
     async def submit(body: JobIn, user: UserRow = Depends(may("jobs.submit"))) -> dict[str, Any]:
         """Validate a job, propose it to every party, and start it once all accept."""
-        return await service.submit(body.spec, actor=actor(user))
+        return await service.jobs.submit(body.spec, actor=actor(user))
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])
     async def job(job_id: str, user: UserRow = Depends(may("jobs.read"))) -> dict[str, Any]:
@@ -479,19 +479,19 @@ def create_app(
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
     async def cancel(job_id: str, user: UserRow = Depends(may("jobs.cancel"))) -> dict[str, Any]:
         """Stop a job here and tell the other parties; a finished job is left as it is."""
-        return await service.cancel(job_id, actor=actor(user))
+        return await service.jobs.cancel(job_id, actor=actor(user))
 
     @app.post("/v1/jobs/{job_id}/approve", tags=["jobs"])
     async def approve(job_id: str, user: UserRow = Depends(may("jobs.approve"))) -> dict[str, Any]:
         """Approve a job held under a grant in manual-approval mode."""
-        return await service.approve(job_id, actor=actor(user))
+        return await service.jobs.approve(job_id, actor=actor(user))
 
     @app.post("/v1/jobs/{job_id}/decline", tags=["jobs"])
     async def decline(
         job_id: str, body: DeclineIn, user: UserRow = Depends(may("jobs.approve"))
     ) -> dict[str, Any]:
         """Refuse a job held for approval; the other parties are told."""
-        return await service.decline(job_id, body.reason, actor=actor(user))
+        return await service.jobs.decline(job_id, body.reason, actor=actor(user))
 
     @app.get("/v1/events", tags=["ledger"])
     async def events(
@@ -541,7 +541,7 @@ def create_app(
     @app.post("/v1/keys/rotate", tags=["node"])
     async def rotate(user: UserRow = Depends(may("keys.rotate"))) -> dict[str, Any]:
         """New TLS and ledger keys without a restart; pinned peers are told and re-pin."""
-        return await service.rotate_keys(actor=actor(user))
+        return await service.peers.rotate_keys(actor=actor(user))
 
     @app.get("/v1/jobs/{job_id}/outputs/{component}/{output}", tags=["jobs"])
     async def job_output(

@@ -126,7 +126,7 @@ def add_service_routes(
     @app.get("/v1/pir/services", tags=["pir"])
     async def pir_services(user: UserRow = Depends(may("pir.read"))) -> list[dict[str, Any]]:
         """PIR services this node serves: rows, version, key ID, modes, rate limits."""
-        return service.pir_services()
+        return service.pir.pir_services()
 
     @app.post("/v1/pir/services", tags=["pir"], status_code=201)
     async def pir_publish(
@@ -134,7 +134,7 @@ def add_service_routes(
     ) -> dict[str, Any]:
         """Seal a dataset's label columns by its IDs as a PIR service (a new OPRF key)."""
         return await asyncio.to_thread(
-            lambda: service.publish_pir(**body.model_dump(), actor=actor(user))
+            lambda: service.pir.publish_pir(**body.model_dump(), actor=actor(user))
         )
 
     @app.post("/v1/pir/services/{name}/update", tags=["pir"])
@@ -144,7 +144,7 @@ def add_service_routes(
         """A new version of a service: rows upserted and IDs deleted (clients catch up by
         this delta)."""
         return await asyncio.to_thread(
-            service.update_pir, name, body.upsert, body.delete, actor(user)
+            service.pir.update_pir, name, body.upsert, body.delete, actor(user)
         )
 
     @app.post("/v1/pir/{name}/query", tags=["pir"])
@@ -153,52 +153,52 @@ def add_service_routes(
     ) -> dict[str, Any]:
         """Look IDs up in a peer's PIR service without revealing them (private mode: the peer
         sees only blinded elements; bucket mode: it learns each ID's bucket)."""
-        return await service.pir_query(body.peer, name, body.ids, body.mode, actor(user))
+        return await service.pir.pir_query(body.peer, name, body.ids, body.mode, actor(user))
 
     @app.post("/v1/pir/{name}/sync", tags=["pir"])
     async def pir_sync(
         name: str, body: PirSyncIn, user: UserRow = Depends(may("pir.query"))
     ) -> dict[str, Any]:
         """Copy a peer's sealed table, or catch up by its deltas (private mode's replica)."""
-        return await service.pir_sync(body.peer, name, actor(user))
+        return await service.pir.pir_sync(body.peer, name, actor(user))
 
     @app.get("/v1/mlq/services", tags=["multi-lender"])
     async def mlq_services(user: UserRow = Depends(may("pir.read"))) -> list[dict[str, Any]]:
         """Multi-lender services this node is in, with their last build."""
-        return service.mlq_services()
+        return service.mlq.mlq_services()
 
     @app.post("/v1/mlq/services", tags=["multi-lender"], status_code=201)
     async def mlq_join(
         body: MlqJoinIn, user: UserRow = Depends(may("mlq.admin"))
     ) -> dict[str, Any]:
         """Join a multi-lender service as a lender (naming the dataset) or as its merger."""
-        return service.mlq_join(**body.model_dump(), actor=actor(user))
+        return service.mlq.mlq_join(**body.model_dump(), actor=actor(user))
 
     @app.post("/v1/mlq/{name}/build", tags=["multi-lender"])
     async def mlq_build(
         name: str, body: MlqBuildIn, user: UserRow = Depends(may("mlq.admin"))
     ) -> dict[str, Any]:
         """At the merger: mask every lender's window around the ring and publish the multiset."""
-        return await service.mlq_build(name, body.end, actor(user))
+        return await service.mlq.mlq_build(name, body.end, actor(user))
 
     @app.post("/v1/mlq/{name}/count", tags=["multi-lender"])
     async def mlq_count(
         name: str, body: MlqCountIn, user: UserRow = Depends(may("mlq.query"))
     ) -> dict[str, Any]:
         """At a lender: in how many other lenders' windows this ID appears (only the count)."""
-        return await service.mlq_count(name, body.id, actor(user))
+        return await service.mlq.mlq_count(name, body.id, actor(user))
 
     @app.get("/v1/interop/peers", tags=["interop"])
     async def ic_peers(user: UserRow = Depends(may("peers.read"))) -> list[dict[str, Any]]:
         """Peers that speak the interconnection standard."""
-        return service.ic_peers()
+        return service.interop.ic_peers()
 
     @app.post("/v1/interop/peers", tags=["interop"], status_code=201)
     async def add_ic_peer(
         body: IcPeerIn, user: UserRow = Depends(may("interop.write"))
     ) -> dict[str, Any]:
         """Add (or replace) an interconnection peer."""
-        return service.add_ic_peer(**body.model_dump(), actor=actor(user))
+        return service.interop.add_ic_peer(**body.model_dump(), actor=actor(user))
 
     @app.post("/v1/interop/psi", tags=["interop"])
     async def interop_psi(
@@ -206,4 +206,4 @@ def add_service_routes(
     ) -> dict[str, Any]:
         """Run the standard's ECDH-PSI with an interconnection peer (both sides must run
         it at the same time); grants, outputs, metering and ledger as a native PSI job."""
-        return await service.interop_psi(**body.model_dump(), actor=actor(user))
+        return await service.interop.interop_psi(**body.model_dump(), actor=actor(user))

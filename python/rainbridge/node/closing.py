@@ -4,8 +4,7 @@ When a job's worker exits, this node meters what the job used, records the outpu
 released, and writes its part of the job record. A party other than the initiator sends
 the part to the initiator; the initiator, once it has every part (or after a timeout),
 assembles the record, has every party countersign it and distributes it, and every party
-appends the same ``job_record`` to its ledger (:mod:`.records` holds the checks). Part of
-:class:`~rainbridge.node.service.NodeService`.
+appends the same ``job_record`` to its ledger (:mod:`.records` holds the checks).
 """
 
 from __future__ import annotations
@@ -18,14 +17,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from rainbridge.errors import RainbridgeError
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node import records
+from rainbridge.node.background import Background
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
-from rainbridge.node.keys import NodeKeys
 from rainbridge.node.ledger import Ledger
 from rainbridge.node.metering import meter_job
+from rainbridge.node.router import MessageRouter
 from rainbridge.node.runner import FINAL
 from rainbridge.node.storage import JobPartyRow, JobRow, Storage
 
@@ -36,22 +35,40 @@ MAX_REPORT_BYTES = 64 << 10
 
 
 class JobClosing:
-    """Metering and the countersigned job record (a part of ``NodeService``)."""
+    """Metering and the countersigned job record.
 
-    name: str
-    config: NodeConfig
-    storage: Storage
-    ledger: Ledger
-    keys: NodeKeys
-    dataplane: DataPlane
-    _finalizing: set[str]
-    _spawn: Callable[[Any], None]
-    _register_models: Callable[[str, Any, Any], None]
-    ic_names: Callable[[], set[str]]  # the interconnection peers (see .interop)
+    Parameters
+    ----------
+    register_models : callable
+        ``(job_id, spec, result)``: the models a succeeded job trained (see :mod:`.models`).
+    ic_names : callable
+        The interconnection peers (see :mod:`.interop`): they neither report nor countersign.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        ledger: Ledger,
+        dataplane: DataPlane,
+        background: Background,
+        router: MessageRouter,
+        *,
+        register_models: Callable[[str, Any, Any], None],
+        ic_names: Callable[[], set[str]],
+    ) -> None:
+        self.name, self.config, self.storage, self.ledger = config.name, config, storage, ledger
+        self.dataplane, self.background = dataplane, background
+        self._register_models = register_models
+        self.ic_names = ic_names
+        self._finalizing: set[str] = set()
+        router.add_job("job_report", self._on_report, owner="closing")
+        router.add_job("countersign", self._on_countersign, owner="closing")
+        router.add_job("job_record", self._on_record, owner="closing")
 
     # -- the end of a job: metering, outputs, the countersigned record ---------------------
 
-    async def _on_job_ended(self, job_id: str) -> None:
+    async def on_job_ended(self, job_id: str) -> None:
         """The worker of ``job_id`` exited: meter, record outputs, report to the initiator."""
         row = self.storage.find_job(job_id)
         if row is None:
@@ -83,19 +100,13 @@ class JobClosing:
         self._store_report(job_id, self.name, part)
         if row.initiator == self.name:
             await self._maybe_finalize(job_id)
-            self._spawn(self._finalize_later(job_id))
+            self.background.spawn(self._finalize_later(job_id))
         else:
-            reply = await self._ask(
+            reply = await self.dataplane.ask(
                 row.initiator, {"type": "job_report", "job_id": job_id, "part": part}
             )
             if reply.get("ok") is not True:
                 log.info("job %s: the initiator did not take the report: %s", job_id, reply)
-
-    async def _ask(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await self.dataplane.request(peer, msg)
-        except RainbridgeError as exc:
-            return {"ok": False, "reason": str(exc)}
 
     def _store_report(self, job_id: str, party: str, part: dict[str, Any]) -> None:
         with self.storage.session() as s:
@@ -110,7 +121,8 @@ class JobClosing:
             q = select(JobPartyRow).where(JobPartyRow.job_id == job_id)
             return {r.party: r.report for r in s.scalars(q)}
 
-    def _on_report(self, peer: str, row: JobRow, part: Any) -> dict[str, Any]:
+    def _on_report(self, peer: str, msg: dict[str, Any], row: JobRow) -> dict[str, Any]:
+        part = msg.get("part")
         if row.initiator != self.name:
             return {"ok": False, "reason": "reports go to the initiator"}
         if not isinstance(part, dict) or part.get("party") != peer:
@@ -118,7 +130,7 @@ class JobClosing:
         if len(json.dumps(part)) > MAX_REPORT_BYTES:
             return {"ok": False, "reason": "report too large"}
         self._store_report(row.id, peer, part)
-        self._spawn(self._maybe_finalize(row.id))
+        self.background.spawn(self._maybe_finalize(row.id))
         return {"ok": True}
 
     async def _finalize_later(self, job_id: str) -> None:
@@ -145,11 +157,13 @@ class JobClosing:
                 # the record's signers are this platform's parties; the others are named
                 record["parties"] = [p for p in record["parties"] if p not in ic]
                 record["interconnection_parties"] = sorted(ic & set(row.parties))
-            sigs = {self.name: self._sign_record(record)}
+            sigs = {self.name: self.sign_record(record)}
             others = [p for p in row.parties if p != self.name and p not in ic]
             replies = await asyncio.gather(
                 *(
-                    self._ask(p, {"type": "countersign", "job_id": job_id, "record": record})
+                    self.dataplane.ask(
+                        p, {"type": "countersign", "job_id": job_id, "record": record}
+                    )
                     for p in others
                 )
             )
@@ -178,15 +192,17 @@ class JobClosing:
                 return
             self.storage.log("job_record", {"record": record, "signatures": sigs}, job_id)
             msg = {"type": "job_record", "job_id": job_id, "record": record, "signatures": sigs}
-            await asyncio.gather(*(self._ask(p, msg) for p in others))
+            await asyncio.gather(*(self.dataplane.ask(p, msg) for p in others))
         finally:
             self._finalizing.discard(job_id)
 
-    def _sign_record(self, record: dict[str, Any]) -> dict[str, str]:
-        sig = self.keys.ledger_key.sign(records.record_message(record))
-        return {"key": self.keys.fingerprint, "sig": sig.hex()}
+    def sign_record(self, record: dict[str, Any]) -> dict[str, str]:
+        keys = self.ledger.keys  # the current keys (a rotation switches the ledger's)
+        sig = keys.ledger_key.sign(records.record_message(record))
+        return {"key": keys.fingerprint, "sig": sig.hex()}
 
-    def _on_countersign(self, peer: str, row: JobRow, record: Any) -> dict[str, Any]:
+    def _on_countersign(self, peer: str, msg: dict[str, Any], row: JobRow) -> dict[str, Any]:
+        record: Any = msg.get("record")
         if row.initiator != peer:
             return {"ok": False, "reason": "only the initiator asks for countersignatures"}
         own = self._reports(row.id).get(self.name)
@@ -196,9 +212,11 @@ class JobClosing:
         if why is not None:
             self.storage.log("countersign_refused", {"reason": why}, row.id, f"peer:{peer}")
             return {"ok": False, "reason": why}
-        return {"ok": True, **self._sign_record(record)}
+        return {"ok": True, **self.sign_record(record)}
 
-    def _on_record(self, peer: str, row: JobRow, record: Any, sigs: Any) -> dict[str, Any]:
+    def _on_record(self, peer: str, msg: dict[str, Any], row: JobRow) -> dict[str, Any]:
+        record: Any = msg.get("record")
+        sigs: Any = msg.get("signatures")
         if row.initiator != peer:
             return {"ok": False, "reason": "only the initiator distributes the record"}
         if self.storage.ledger_rows(job_id=row.id, kind="job_record"):

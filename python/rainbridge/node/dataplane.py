@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from rainbridge.crypto.certs import TlsIdentity
@@ -25,14 +25,16 @@ from rainbridge.errors import (
     AuthorizationError,
     ChannelError,
     DataError,
+    NotFoundError,
     RainbridgeError,
     RateLimitError,
 )
 from rainbridge.net.tls import Peer, TlsChannel, TlsListener, connect
+from rainbridge.node.background import Background
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.runner import ACTIVE, Runner
 from rainbridge.node.sessions import NOT_RUNNING, control_session, is_control, job_of, pair_session
-from rainbridge.node.storage import Storage
+from rainbridge.node.storage import PeerRow, Storage
 
 log = logging.getLogger("rainbridge.node.dataplane")
 
@@ -41,7 +43,9 @@ MAX_CONTROL_BYTES = 2 << 20
 #: relay buffer: enough for throughput, small enough to keep memory bounded per stream
 _RELAY_CHUNK = 1 << 16
 
-ControlHandler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+ControlHandler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+#: a service's own refusal: ``(peer, reason, reply) -> the error to raise``
+Refusal = Callable[[str, str, dict[str, Any]], Exception]
 
 
 class DataPlane:
@@ -57,8 +61,15 @@ class DataPlane:
         Pinned peers and jobs (to decide which sessions to accept).
     runner : Runner
         Where job streams are relayed to (each job's worker socket).
+    background : Background
+        Where the storage reads of a job session's checks run (off the event loop).
     handle : callable
-        ``await handle(peer, request) -> reply`` for control requests from pinned peers.
+        ``await handle(peer, request) -> reply`` for control requests from pinned peers
+        (the node's :class:`~rainbridge.node.router.MessageRouter`).
+
+    The pinned peers are read from storage at construction and at each :meth:`reload` (a
+    peer pinned, revoked or re-keyed), never per handshake or request: a slow database does
+    not slow the data plane.
     """
 
     def __init__(
@@ -67,14 +78,17 @@ class DataPlane:
         identity: TlsIdentity,
         storage: Storage,
         runner: Runner,
+        background: Background,
         handle: ControlHandler,
     ) -> None:
         self.config = config
         self.identity = identity
         self.storage = storage
         self.runner = runner
+        self.background = background
         self.handle = handle
         self.port = config.data_port
+        self._peers: dict[str, PeerRow] = {p.name: p for p in storage.peers()}
         self.listener = TlsListener(
             identity,
             self.pinned,
@@ -92,10 +106,11 @@ class DataPlane:
         await self.listener.close()
 
     def pinned(self) -> dict[str, Peer]:
-        return {p.name: Peer(p.name, p.fingerprint, p.cert_pem) for p in self.storage.peers()}
+        return {p.name: Peer(p.name, p.fingerprint, p.cert_pem) for p in self._peers.values()}
 
     def reload(self) -> None:
         """Trust newly pinned peers' certificates from the next handshake on."""
+        self._peers = {p.name: p for p in self.storage.peers()}
         self.listener.reload()
 
     def set_identity(self, identity: TlsIdentity) -> None:
@@ -115,7 +130,12 @@ class DataPlane:
         ChannelError
             The peer is unreachable, refused our certificate, or answered nonsense.
         """
-        row = self.storage.peer(peer)
+        row = self._peers.get(peer)
+        if row is None:  # pinned since the last reload (straight in storage): look again
+            self.reload()
+            row = self._peers.get(peer)
+        if row is None:
+            raise NotFoundError(f"no peer named {peer!r} (add it with `rainbridge peer add`)")
         timeout = self.config.control_timeout
         ch = await connect(
             row.host,
@@ -137,9 +157,14 @@ class DataPlane:
             raise ChannelError(f"peer {peer!r} sent a malformed reply")
         return reply
 
-    async def call(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, peer: str, msg: dict[str, Any], refusals: Mapping[str, Refusal] | None = None
+    ) -> dict[str, Any]:
         """:meth:`request` for a service that answers ``{"ok": true, ...}`` or
         ``{"ok": false, "code", "reason"}``: a refusal becomes the typed error its code names.
+
+        ``refusals`` maps a service's own refusal kinds (the reply's ``refusal``) to the
+        error each becomes: ``make(peer, reason, reply)``.
 
         Raises
         ------
@@ -149,12 +174,23 @@ class DataPlane:
         reply = await self.request(peer, msg)
         if reply.get("ok") is not True:
             reason = str(reply.get("reason", "refused"))[:300]
+            make = (refusals or {}).get(str(reply.get("refusal")))
+            if make is not None:
+                raise make(peer, reason, reply)
             if reply.get("code") == "rate_limited":
                 raise RateLimitError(f"{peer!r}: {reason}")
             if reply.get("code") in ("unauthorized", "not_found"):
                 raise AuthorizationError(f"{peer!r} refused: {reason}")
             raise DataError(f"{peer!r} refused: {reason}")
         return reply
+
+    async def ask(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`request` that never raises: a failure to reach ``peer`` is the reply
+        ``{"ok": false, "reason": ...}`` (countersignatures, reports, key hand-overs)."""
+        try:
+            return await self.request(peer, msg)
+        except RainbridgeError as exc:
+            return {"ok": False, "reason": str(exc)}
 
     async def tell(self, peer: str, msg: dict[str, Any]) -> None:
         """Send a request whose reply does not matter (an abort); failures are only logged."""
@@ -165,14 +201,14 @@ class DataPlane:
 
     # -- incoming --------------------------------------------------------------------------
 
-    def _accept(self, peer: str, session: str) -> str | None:
+    async def _accept(self, peer: str, session: str) -> str | None:
         """Decide on a pinned peer's hello: None to accept, else the reason to refuse."""
         if is_control(session):
             return None
         job_id = job_of(session)
         if job_id is None:
             return "unknown kind of session"
-        row = self.storage.find_job(job_id)
+        row = await self.background.db(self.storage.find_job, job_id)
         if row is None:
             return "no such job here"
         if peer not in row.parties or session != pair_session(job_id, peer, self.config.name):
@@ -191,10 +227,7 @@ class DataPlane:
         ch.max_message = MAX_CONTROL_BYTES
         try:
             msg = await ch.recv_json("control", timeout=self.config.control_timeout)
-            if not isinstance(msg, dict):
-                reply: dict[str, Any] = {"ok": False, "reason": "malformed request"}
-            else:
-                reply = await self.handle(ch.peer, msg)
+            reply = await self.handle(ch.peer, msg)
             await ch.send_json("reply", reply)
         except RainbridgeError as exc:
             log.warning("control exchange with %s failed: %s", ch.peer, exc)
@@ -217,7 +250,7 @@ class DataPlane:
                 break
             except OSError:
                 # The worker may still be starting; give up once the job is over or late.
-                row = self.storage.find_job(job_id)
+                row = await self.background.db(self.storage.find_job, job_id)
                 if loop.time() > deadline or row is None or row.status not in ACTIVE:
                     await ch.abort("the job's worker is not running here")
                     return

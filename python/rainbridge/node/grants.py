@@ -30,7 +30,7 @@ from typing import Any
 from rainbridge.data import DatasetRef
 from rainbridge.errors import AuthorizationError, ConfigError
 from rainbridge.jobs.spec import ComponentSpec, JobSpec
-from rainbridge.node.storage import GrantRow, utc
+from rainbridge.node.storage import DatasetRow, GrantRow, JobRow, Storage, utc
 
 APPROVAL_MODES = ("auto", "manual")
 #: purposes a grant may name besides the job components: long-running services
@@ -415,3 +415,64 @@ def validate_grant(
     if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
         raise ConfigError("expires_at is in the past")
     _ = peer
+
+
+def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
+    """Count a job's start at ``node`` against every grant it uses, re-checking each first,
+    and spend the privacy budgets it declares (a job that may not start raises
+    :class:`GrantError`)."""
+    job = JobSpec.model_validate(row.spec)
+    datasets = storage.dataset_refs()
+    now = dt.datetime.now(dt.UTC)
+    # the component type each of this node's datasets is read by (what its grant allows)
+    read_by = {
+        c.inputs[node].dataset: c.type
+        for c in job.components
+        if node in c.inputs and c.inputs[node].dataset
+    }
+    with storage.session() as s:
+        for dataset, per_peer in (row.grants or {}).items():
+            rows = datasets[dataset].num_rows if dataset in datasets else 0
+            for grant_id in set(per_peer.values()):
+                g = s.get(GrantRow, grant_id)
+                if g is None:
+                    raise GrantError(f"grant {grant_id} no longer exists")
+                why = why_not(
+                    g,
+                    component_type=read_by.get(dataset, ""),
+                    columns=[],
+                    receivers=[],
+                    rows=rows,
+                    now=now,
+                )
+                if why is not None:
+                    raise GrantError(f"cannot start: {why}")
+                g.calls_used += 1
+                g.rows_used += rows
+    costs = [(d, c, e) for d, c, e in dp_costs(job, node=node) if e is not None]
+    if costs:
+        with storage.session() as s:
+            for d, _cid, eps in costs:
+                ds_row = s.get(DatasetRow, d)
+                if ds_row is None:
+                    continue
+                if (
+                    ds_row.dp_budget is not None
+                    and ds_row.dp_spent + eps > ds_row.dp_budget + 1e-12
+                ):
+                    raise GrantError(
+                        f"cannot start: the privacy budget of {d!r} is spent "
+                        f"({ds_row.dp_spent:g} of {ds_row.dp_budget:g})"
+                    )
+                ds_row.dp_spent += eps
+        for d, cid, eps in costs:
+            storage.log(
+                "privacy_budget_spent", {"dataset": d, "component": cid, "epsilon": eps}, row.id
+            )
+    for dataset, per_peer in (row.grants or {}).items():
+        rows = datasets[dataset].num_rows if dataset in datasets else 0
+        storage.log(
+            "dataset_read",
+            {"dataset": dataset, "rows": rows, "grants": per_peer},
+            row.id,
+        )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
 
+from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.data import read_columns, read_ids, write_table_atomic
 from rainbridge.errors import ConfigError, NotFoundError, RainbridgeError
 from rainbridge.interop import IcLink, IcPsiParams, IcTls, run_ic_ecdh_psi
@@ -38,13 +40,25 @@ from rainbridge.node.grants import use_grant
 from rainbridge.node.storage import GrantRow, IcPeerRow, MeterRow, Storage
 
 
-class InteropOps:
-    """The interconnection part of :class:`~rainbridge.node.service.NodeService`."""
+class Interop:
+    """Interconnection peers (other platforms speaking the interconnection standard) and
+    the PSI runs with them.
 
-    name: str
-    config: NodeConfig
-    storage: Storage
-    identity: Any
+    Parameters
+    ----------
+    identity : callable
+        The node's current TLS identity (it changes with a key rotation).
+    """
+
+    def __init__(
+        self, config: NodeConfig, storage: Storage, identity: Callable[[], TlsIdentity]
+    ) -> None:
+        self.name, self.config, self.storage = config.name, config, storage
+        self._identity = identity
+
+    @property
+    def identity(self) -> TlsIdentity:
+        return self._identity()
 
     def add_ic_peer(
         self,
@@ -102,7 +116,7 @@ class InteropOps:
 
     def ic_peer_config(self, name: str) -> dict[str, Any]:
         """What a job's worker needs to reach interconnection peer ``name``."""
-        r = self._ic_peer(name)
+        r = self.ic_peer(name)
         return {
             "url": r.url,
             "rank": r.rank,
@@ -133,7 +147,7 @@ class InteropOps:
             if c.inputs[ic[0]].dataset is None:
                 raise ConfigError(f"component {c.id!r}: {ic[0]!r} reads its own data")
 
-    def _ic_peer(self, name: str) -> IcPeerRow:
+    def ic_peer(self, name: str) -> IcPeerRow:
         with self.storage.session() as s:
             row = s.get(IcPeerRow, name)
         if row is None:
@@ -156,7 +170,7 @@ class InteropOps:
         ``receivers``: ``both``, ``us`` or ``peer`` (who learns the intersection).
         """
         t0 = time.process_time()
-        row = self._ic_peer(peer)
+        row = self.ic_peer(peer)
         ref = self.storage.dataset_refs().get(dataset)
         if ref is None:
             raise NotFoundError(f"no dataset {dataset!r} at this node")

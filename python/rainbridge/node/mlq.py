@@ -53,6 +53,7 @@ from rainbridge.errors import (
 from rainbridge.node.config import NodeConfig, check_name
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.pir import TokenBucket, _check_service_name
+from rainbridge.node.router import MessageRouter
 from rainbridge.node.storage import MeterRow, Storage
 from rainbridge.protocols import mlq
 from rainbridge.protocols.pir.wire import b64, unb64
@@ -68,15 +69,51 @@ _BUILD_ID = re.compile(r"^[0-9a-f]{16}$")
 _RACY_NS = 2_000_000_000
 
 
-class MlqOps:
-    """The multi-lender part of :class:`~rainbridge.node.service.NodeService`."""
+#: the message types of the multi-lender count between its members
+MESSAGES = (
+    "mlq_mask",
+    "mlq_remask",
+    "mlq_new_build",
+    "mlq_sync",
+    "mlq_eval",
+    "mlq_status",
+    "mlq_rebuild",
+)
 
-    name: str
-    config: NodeConfig
-    storage: Storage
-    dataplane: DataPlane
-    _mlq_limits: dict[tuple[str, str], TokenBucket]
-    _mlq_cache: dict[Any, Any]
+
+def _window_changed(peer: str, reason: str, reply: dict[str, Any]) -> Exception:
+    return mlq.WindowChangedError(
+        reason,
+        lender=str(reply.get("lender", peer)),
+        build=str(reply.get("build", "")),
+        end=str(reply.get("end", "")),
+    )
+
+
+#: the multi-lender count's own refusals, as the asking member raises them
+_REFUSALS = {
+    "window_changed": _window_changed,
+    "stale_build": lambda peer, reason, _r: mlq.StaleBuildError(f"{peer!r}: {reason}"),
+}
+
+
+class Mlq:
+    """The multi-lender count (实时多头) at a node, as lender or merger; owns the rate limits
+    of lenders' counts and the cache of multisets, masks and builds."""
+
+    def __init__(
+        self, config: NodeConfig, storage: Storage, dataplane: DataPlane, router: MessageRouter
+    ) -> None:
+        self.name, self.config, self.storage, self.dataplane = (
+            config.name,
+            config,
+            storage,
+            dataplane,
+        )
+        self._mlq_limits: dict[tuple[str, str], TokenBucket] = {}  # (service, lender) -> limit
+        self._mlq_cache: dict[Any, Any] = {}  # the multiset and own window, masks in a build
+        for kind in MESSAGES:
+            router.add(kind, self._on_mlq, owner="mlq")
 
     def _mlq_dir(self, service: str) -> Path:
         return Path(self.config.path) / "mlq" / service
@@ -552,26 +589,7 @@ class MlqOps:
 
     async def _mlq_call(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         """A request to a member; a refusal becomes the typed error it names."""
-        reply = await self.dataplane.request(peer, msg)
-        if reply.get("ok") is True:
-            return reply
-        reason = str(reply.get("reason", "refused"))[:300]
-        kind = reply.get("refusal")
-        if kind == "window_changed":
-            raise mlq.WindowChangedError(
-                reason,
-                lender=str(reply.get("lender", peer)),
-                build=str(reply.get("build", "")),
-                end=str(reply.get("end", "")),
-            )
-        if kind == "stale_build":
-            raise mlq.StaleBuildError(f"{peer!r}: {reason}")
-        code = reply.get("code")
-        if code == "rate_limited":
-            raise RateLimitError(f"{peer!r}: {reason}")
-        if code in ("unauthorized", "not_found"):
-            raise AuthorizationError(f"{peer!r} refused: {reason}")
-        raise DataError(f"{peer!r} refused: {reason}")
+        return await self.dataplane.call(peer, msg, _REFUSALS)
 
     async def _mlq_multiset(self, service: str, conf: dict[str, Any]) -> Any:
         """The latest build's multiset (copied from the merger once per build) and this

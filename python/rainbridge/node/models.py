@@ -40,6 +40,7 @@ from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import source_dataset, use_grant
 from rainbridge.node.paths import check_id, under
+from rainbridge.node.router import MessageRouter
 from rainbridge.node.storage import ModelRow, Storage
 from rainbridge.protocols.fl.trees import (
     TreePart,
@@ -69,20 +70,27 @@ class _Index:
         )
 
 
-class ModelOps:
-    """Mixed into NodeService: the model registry and online scoring."""
+class Models:
+    """The model registry and online scoring; owns the parts, trees and feature indexes it
+    loads once per model."""
 
-    name: str
-    config: NodeConfig
-    storage: Storage
-    dataplane: DataPlane
-    _indexes: dict[str, _Index]
-    _parts: dict[str, dict[str, Any]]
-    _trees: dict[str, list[TreePart]]
+    def __init__(
+        self, config: NodeConfig, storage: Storage, dataplane: DataPlane, router: MessageRouter
+    ) -> None:
+        self.name, self.config, self.storage, self.dataplane = (
+            config.name,
+            config,
+            storage,
+            dataplane,
+        )
+        self._indexes: dict[str, _Index] = {}  # per model, its features by ID
+        self._parts: dict[str, dict[str, Any]] = {}  # per model, this node's part
+        self._trees: dict[str, list[TreePart]] = {}  # per SecureBoost model, parsed once
+        router.add("score", self._on_score, owner="models")
 
     # -- registry --------------------------------------------------------------------------
 
-    def _register_models(
+    def register_models(
         self, job_id: str, spec: Mapping[str, Any], result: Mapping[str, Any]
     ) -> None:
         job = JobSpec.model_validate(spec)
@@ -124,7 +132,7 @@ class ModelOps:
 
     def export_model(self, model_id: str) -> dict[str, Any]:
         """This node's part of a model with its registration, to move it to another node."""
-        row = self._model_row(model_id)
+        row = self.model_row(model_id)
         return {"party": self.name, "registration": row.to_dict(), "part": self._part(row)}
 
     def import_model(
@@ -173,17 +181,17 @@ class ModelOps:
         row.path = str(target)
         self._add_model(row, str(reg.get("name") or model_id), None)
         self.storage.log("model_imported", {"model": model_id}, actor=actor)
-        return self._model_row(model_id).to_dict()
+        return self.model_row(model_id).to_dict()
 
     def models(self) -> list[dict[str, Any]]:
         with self.storage.session() as s:
             return [m.to_dict() for m in s.scalars(select(ModelRow).order_by(ModelRow.created_at))]
 
     def model(self, model_id: str) -> dict[str, Any]:
-        row = self._model_row(model_id)
+        row = self.model_row(model_id)
         return {**row.to_dict(), "part": self._part(row)}
 
-    def _model_row(self, model_id: str) -> ModelRow:
+    def model_row(self, model_id: str) -> ModelRow:
         check_id(model_id, "model ID")
         with self.storage.session() as s:
             row = s.get(ModelRow, model_id)
@@ -250,7 +258,7 @@ class ModelOps:
     ) -> dict[str, Any]:
         """σ(z) for one ID at the label party, gathering the other parties' partial scores."""
         t0 = time.perf_counter()
-        row = self._model_row(model_id)
+        row = self.model_row(model_id)
         if row.label_party != self.name:
             raise AuthorizationError(
                 f"model {model_id!r} is scored at its label party {row.label_party!r}"
@@ -288,7 +296,7 @@ class ModelOps:
         """A label party asks for this node's partial score of one ID."""
         model_id, key = str(msg.get("model", ""))[:128], str(msg.get("key", ""))[:256]
         try:
-            row = self._model_row(model_id)
+            row = self.model_row(model_id)
             if peer != row.label_party or peer not in row.parties:
                 raise AuthorizationError(f"{peer!r} is not the label party of {model_id!r}")
             self._check_predict_grant(row, peer)

@@ -1,8 +1,7 @@
 """What a data owner does at its node: register datasets and say what peers may see of them
 (the catalogue, 安全发布), set their policies (group-size threshold, privacy budget), and
-grant and revoke their use (:mod:`.grants` holds the checks). Part of
-:class:`~rainbridge.node.service.NodeService`, kept apart because it is the owner's side of
-governance, not the life of a job.
+grant and revoke their use (:mod:`.grants` holds the checks): the owner's side of
+governance, apart from the life of a job.
 """
 
 from __future__ import annotations
@@ -26,20 +25,39 @@ from rainbridge.node.grants import (
 )
 from rainbridge.node.keys import master_key_path
 from rainbridge.node.paths import check_data_path
+from rainbridge.node.router import MessageRouter
 from rainbridge.node.runner import FINAL
 from rainbridge.node.storage import DatasetRow, GrantRow, Storage
 
 SENSITIVITY = ("public", "internal", "confidential", "secret")
 
 
-class DataOwnerOps:
-    """Datasets, catalogue, policies and grants of one node (a part of ``NodeService``)."""
+class DataOwners:
+    """Datasets, catalogue, policies and grants of one node.
 
-    config: NodeConfig
-    storage: Storage
-    dataplane: DataPlane
-    #: the service's: stop a job here and tell its other parties why
-    _stop_job: Callable[[str, str], Awaitable[None]]
+    Parameters
+    ----------
+    stop_job : callable
+        ``await stop_job(job_id, why)``: stop a job here and tell its other parties why
+        (a revoked grant).
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        dataplane: DataPlane,
+        router: MessageRouter,
+        *,
+        stop_job: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        self.config, self.storage, self.dataplane = config, storage, dataplane
+        self._stop_job = stop_job
+        router.add("catalogue", self._on_catalogue, owner="owners")
+
+    def _on_catalogue(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        self.storage.log("catalogue_browsed", {}, actor=f"peer:{peer}")
+        return {"ok": True, "datasets": self.catalogue()}
 
     # -- datasets --------------------------------------------------------------------------
 

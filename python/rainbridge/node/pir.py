@@ -35,7 +35,6 @@ import pyarrow.csv as pacsv
 from rainbridge.data import read_columns, read_ids, write_json_atomic
 from rainbridge.data.dataset import MAX_ID_BYTES
 from rainbridge.errors import (
-    AuthorizationError,
     ConfigError,
     DataError,
     NotFoundError,
@@ -45,6 +44,7 @@ from rainbridge.errors import (
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import use_grant
+from rainbridge.node.router import MessageRouter
 from rainbridge.node.storage import GrantRow, MeterRow, Storage
 from rainbridge.protocols.pir import wire
 from rainbridge.protocols.pir.client import Answer, Replica
@@ -84,16 +84,35 @@ def _check_service_name(name: str) -> None:
         raise ConfigError(f"PIR service name {name!r}: letters, digits, '_.-', at most 64")
 
 
-class PirOps:
-    """The PIR part of :class:`~rainbridge.node.service.NodeService`."""
+#: a PIR service's own refusals, as the client raises them
+_REFUSALS = {
+    "reply_too_large": lambda peer, reason, _r: wire.ReplyTooLargeError(
+        f"{peer!r} refused: {reason}"
+    ),
+    "rebucketed": lambda peer, reason, _r: wire.RebucketedError(f"{peer!r} refused: {reason}"),
+}
 
-    name: str
-    config: NodeConfig
-    storage: Storage
-    dataplane: DataPlane
-    _pir: dict[str, tuple[dict[str, Any], PirTable]]
-    _pir_limits: dict[tuple[str, str], TokenBucket]
-    _replicas: dict[tuple[str, str], Replica]
+
+class Pir:
+    """Keyword PIR at a node: the services it serves and its replicas of peers' tables; owns
+    the opened tables, the per-client rate limits and the replicas."""
+
+    def __init__(
+        self, config: NodeConfig, storage: Storage, dataplane: DataPlane, router: MessageRouter
+    ) -> None:
+        self.name, self.config, self.storage, self.dataplane = (
+            config.name,
+            config,
+            storage,
+            dataplane,
+        )
+        self._pir: dict[str, tuple[dict[str, Any], PirTable]] = {}  # name -> (meta, table)
+        self._pir_limits: dict[tuple[str, str], TokenBucket] = {}  # (service, peer) -> limit
+        self._replicas: dict[tuple[str, str], Replica] = {}  # (peer, service) -> replica
+        self._pir_bits: dict[tuple[str, str], int] = {}  # (peer, service) -> bucket bits
+        router.add("pir_query", self._on_pir_query, owner="pir")
+        router.add("pir_sync", self._on_pir_sync, owner="pir")
+        router.add("pir_info", self._on_pir_info, owner="pir")
 
     # -- server ----------------------------------------------------------------------------
 
@@ -411,21 +430,7 @@ class PirOps:
 
     async def _pir_call(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         """A PIR request to ``peer``; a refusal becomes the typed error it names."""
-        reply = await self.dataplane.request(peer, msg)
-        if reply.get("ok") is True:
-            return reply
-        reason = str(reply.get("reason", "refused"))[:300]
-        kind = reply.get("refusal")
-        if kind == "reply_too_large":
-            raise wire.ReplyTooLargeError(f"{peer!r} refused: {reason}")
-        if kind == "rebucketed":
-            raise wire.RebucketedError(f"{peer!r} refused: {reason}")
-        code = reply.get("code")
-        if code == "rate_limited":
-            raise RateLimitError(f"{peer!r}: {reason}")
-        if code in ("unauthorized", "not_found"):
-            raise AuthorizationError(f"{peer!r} refused: {reason}")
-        raise DataError(f"{peer!r} refused: {reason}")
+        return await self.dataplane.call(peer, msg, _REFUSALS)
 
     async def pir_query(
         self, peer: str, service: str, ids: list[str], mode: str = "private", actor: str = "node"
@@ -533,7 +538,7 @@ def _max_reply(meta: dict[str, Any]) -> int:
 
 
 def _refusal(exc: RainbridgeError) -> dict[str, Any]:
-    """A refusal as a peer reads it (:meth:`PirOps._pir_call` raises its typed error)."""
+    """A refusal as a peer reads it (:meth:`Pir._pir_call` raises its typed error)."""
     out: dict[str, Any] = {"ok": False, "code": exc.code, "reason": str(exc)[:300]}
     if isinstance(exc, wire.ReplyTooLargeError):
         out["refusal"] = "reply_too_large"

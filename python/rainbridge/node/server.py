@@ -90,7 +90,7 @@ class NodeServer:
             raise
         if tls is not None and not cfg.api_cert:
             # a key rotation changes the node's certificate: new API connections present it
-            service.identity_listeners.append(lambda ident: load_certificate(tls, ident))
+            service.peers.identity_listeners.append(lambda ident: load_certificate(tls, ident))
         app = create_app(service, token)
         config = uvicorn.Config(
             app,
