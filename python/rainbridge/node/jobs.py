@@ -12,12 +12,10 @@ when the initiator says start, and the same ends. A party that fails tells the o
 in its worker's abort frames and in a control ``abort``, so they stop at once and record the
 reason.
 
-Governance: every proposal is checked against this node's grants (:mod:`.grants`); a grant
-in ``manual`` approval mode holds the job as ``pending_approval`` until the dataset's owner
-approves or declines it here, and the initiator starts the job once every party accepted.
-Quotas are consumed when a job starts; revoking a grant stops the jobs running under it.
-Every event is appended to the signed ledger (:mod:`.ledger`) with the user or peer behind
-it; the end of a job (metering, the countersigned record) is :mod:`.closing`'s.
+Every proposal is checked against this node's grants (:mod:`.grants`); a ``manual`` grant
+holds the job as ``pending_approval`` until the dataset's owner decides, and the initiator
+starts the job once every party accepted. Quotas are consumed when a job starts. Every event
+goes to the signed ledger; the end of a job is :mod:`.closing`'s.
 """
 
 from __future__ import annotations
@@ -69,9 +67,7 @@ def unreachable_reason(exc: BaseException) -> str:
     """A failure to reach a peer, as a decision's reason."""
     if isinstance(exc, AuthenticationError):
         return str(exc)  # already says which side refused which certificate
-    if isinstance(exc, RainbridgeError):
-        return f"unreachable: {exc}"
-    return f"unreachable: {type(exc).__name__}"
+    return f"unreachable: {exc if isinstance(exc, RainbridgeError) else type(exc).__name__}"
 
 
 class Jobs:
