@@ -124,7 +124,7 @@ def test_a_lost_frozen_window_is_refused(consortium: tuple[Plane, Path]) -> None
     apps = {lender: [("B-1", 2)] for lender in LENDERS}
     svc, _ = setup(plane, base, apps)
     built = build(plane, svc)
-    folder = plane.nodes["bank"].mlq._mlq_windows_dir(svc)
+    folder = plane.nodes["bank"].mlq.windows.folder(svc)
     (folder / f"{built['build']}.json").unlink()
     with pytest.raises(mlq.WindowChangedError, match="'bank' holds no frozen window"):
         count(plane, svc, "bank", "B-1")

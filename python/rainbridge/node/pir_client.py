@@ -1,0 +1,213 @@
+"""The client half of keyword PIR at a node: querying a peer's service.
+
+``query`` blinds the IDs, asks the peer, and opens the answers from this node's replica of
+the peer's sealed table (``DIR/pir-replicas/<peer>/<service>/``, synced first when missing
+or behind) in private mode, or, in bucket mode, from the rows returned (read in pages).
+Its own ledger records each query with the IDs hashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rainbridge.data import write_json_atomic
+from rainbridge.errors import ConfigError, DataError
+from rainbridge.node.config import NodeConfig
+from rainbridge.node.dataplane import DataPlane
+from rainbridge.node.storage import Storage
+from rainbridge.protocols.pir import wire
+from rainbridge.protocols.pir.client import Answer, Replica
+
+#: a PIR service's own refusals, as the client raises them
+_REFUSALS = {
+    "reply_too_large": lambda peer, reason, _r: wire.ReplyTooLargeError(
+        f"{peer!r} refused: {reason}"
+    ),
+    "rebucketed": lambda peer, reason, _r: wire.RebucketedError(f"{peer!r} refused: {reason}"),
+}
+
+
+class PirClient:
+    """Queries of peers' PIR services; owns this node's replicas of their tables and the
+    bucket sizes they told it.
+
+    Parameters
+    ----------
+    config : NodeConfig
+        The node's configuration; replicas lie under ``DIR/pir-replicas/``.
+    storage : Storage
+        The ledger each query and sync is recorded in.
+    dataplane : DataPlane
+        How the peers are asked.
+    """
+
+    def __init__(self, config: NodeConfig, storage: Storage, dataplane: DataPlane) -> None:
+        self.root = Path(config.path) / "pir-replicas"
+        self.storage = storage
+        self.dataplane = dataplane
+        self._replicas: dict[tuple[str, str], Replica] = {}  # (peer, service) -> replica
+        self._bits: dict[tuple[str, str], int] = {}  # (peer, service) -> bucket bits
+
+    # -- replicas ----------------------------------------------------------------------------
+
+    def _replica(self, peer: str, service: str) -> Replica | None:
+        key = (peer, service)
+        if key in self._replicas:
+            return self._replicas[key]
+        folder = self.root / peer / service
+        if not (folder / "replica.json").is_file():
+            return None
+        try:
+            meta = json.loads((folder / "replica.json").read_text())
+            with np.load(folder / "rows.npz") as z:
+                arrays = {k: z[k].tobytes() for k in ("tags", "versions", "buckets", "sealed")}
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged copy is copied again
+        rep = Replica.from_parts(meta, arrays, f"replica of {peer}/{service}")
+        self._replicas[key] = rep
+        return rep
+
+    def _save_replica(self, peer: str, service: str, rep: Replica) -> None:
+        folder = self.root / peer / service
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "rows.npz.tmp"
+        arrays = rep.to_arrays()
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                tags=arrays["tags"],
+                versions=arrays["versions"],
+                buckets=arrays["buckets"],
+                sealed=arrays["sealed"],
+            )
+        tmp.replace(folder / "rows.npz")
+        write_json_atomic(rep.meta(), folder / "replica.json")
+
+    async def sync(self, peer: str, service: str, actor: str = "node") -> dict[str, Any]:
+        """Bring this node's replica of ``peer``'s ``service`` up to date."""
+        t0 = time.perf_counter()
+        rep = self._replica(peer, service)
+        have = {"key_id": rep.key_id, "version": rep.version} if rep else None
+        req: dict[str, Any] = {
+            "type": "pir_sync",
+            "service": service,
+            "have": have,
+            "snapshot": None,
+        }
+        pages = 0
+        while True:
+            reply = await self._call(peer, req)
+            rep, nxt = await asyncio.to_thread(wire.apply_sync, rep, reply, peer)
+            pages += 1
+            if nxt is None:
+                break
+            req = {**req, "have": None, "snapshot": nxt}
+        assert rep is not None
+        self._replicas[(peer, service)] = rep
+        await asyncio.to_thread(self._save_replica, peer, service, rep)
+        out = {
+            "peer": peer,
+            "service": service,
+            **rep.meta(),
+            "messages": pages,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        self.storage.log(
+            "pir_replica_synced", {k: out[k] for k in out if k != "layout"}, actor=actor
+        )
+        return out
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def _call(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """A PIR request to ``peer``; a refusal becomes the typed error it names."""
+        return await self.dataplane.call(peer, msg, _REFUSALS)
+
+    async def query(
+        self, peer: str, service: str, ids: list[str], mode: str = "private", actor: str = "node"
+    ) -> dict[str, Any]:
+        """Look ``ids`` up in ``peer``'s service; the peer learns nothing about them (private
+        mode) or only their buckets (bucket mode, whose answer is read in pages)."""
+        t0 = time.perf_counter()
+        if mode not in wire.MODES:
+            raise ConfigError(f"PIR mode {mode!r}: use {' or '.join(wire.MODES)}")
+        if not ids or len(ids) > wire.MAX_BATCH:
+            raise DataError(f"a PIR query asks 1 to {wire.MAX_BATCH} IDs")
+        if mode == "private":
+            answers, version = await self._private(peer, service, ids, actor)
+        else:
+            try:
+                answers, version = await self._bucket(peer, service, ids)
+            except wire.RebucketedError:
+                self._bits.pop((peer, service), None)  # republished: ask once more
+                answers, version = await self._bucket(peer, service, ids)
+        self.storage.log(
+            "pir_queried",
+            {
+                "peer": peer,
+                "service": service,
+                "mode": mode,
+                "ids": len(ids),
+                "ids_sha256": [hashlib.sha256(i.encode()).hexdigest() for i in ids[:16]],
+            },
+            actor=actor,
+        )
+        return {
+            "peer": peer,
+            "service": service,
+            "mode": mode,
+            "version": version,
+            "results": [{"id": a.id, "found": a.found, "label": a.label} for a in answers],
+            "milliseconds": round((time.perf_counter() - t0) * 1000, 2),
+        }
+
+    async def _private(
+        self, peer: str, service: str, ids: list[str], actor: str
+    ) -> tuple[list[Answer], Any]:
+        rep = self._replica(peer, service)
+        if rep is None:
+            await self.sync(peer, service, actor)
+            rep = self._replica(peer, service)
+        q, msg = wire.make_query(service, ids, "private")
+        reply = await self._call(peer, msg)
+        if rep is None or (reply.get("version"), reply.get("key_id")) != (
+            rep.version,
+            rep.key_id,
+        ):
+            await self.sync(peer, service, actor)  # the table changed since the last copy
+            rep = self._replica(peer, service)
+        answers = await asyncio.to_thread(wire.read_answer, q, reply, rep, peer)
+        return answers, reply.get("version")
+
+    async def _bucket(self, peer: str, service: str, ids: list[str]) -> tuple[list[Answer], Any]:
+        bits = await self._bucket_bits(peer, service)
+        q, msg = wire.make_query(service, ids, "bucket", bits)
+        reply = await self._call(peer, msg)
+        if reply.get("bucket_bits") != bits:
+            raise wire.RebucketedError(f"{peer!r} re-bucketed {service!r}: ask again")
+        got = await asyncio.to_thread(wire.BucketAnswer, q, reply, peer)
+        while got.next is not None:
+            page = await self._call(
+                peer, {"type": "pir_query", "service": service, "page": got.next}
+            )
+            if page.get("key_id") != reply.get("key_id"):
+                raise DataError(f"{peer!r} republished {service!r} during the answer: ask again")
+            await asyncio.to_thread(got.take, page)
+        return await asyncio.to_thread(got.answers), got.version
+
+    async def _bucket_bits(self, peer: str, service: str) -> int:
+        key = (peer, service)
+        if key not in self._bits:
+            info = await self._call(peer, {"type": "pir_info", "service": service})
+            bits = info.get("bucket_bits")
+            if not isinstance(bits, int) or not 0 <= bits <= 24:
+                raise DataError(f"{peer!r} sent no bucket size for {service!r}")
+            self._bits[key] = bits
+        return self._bits[key]
