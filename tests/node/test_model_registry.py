@@ -73,7 +73,7 @@ def test_models_are_registered_versioned_exported_and_imported(
     # export, then import on a rebuilt node
     exported = bank.models.export_model(models[0]["id"])
     with pytest.raises(ConfigError, match="'bank''s part of the model, not this node's"):
-        node_factory("telecom").import_model(exported, None, "user:admin")
+        node_factory("telecom").models.import_model(exported, None, "user:admin")
     fresh = NodeService(make_config(tmp_path / "rebuilt", "bank"))  # the bank, rebuilt
     got = fresh.models.import_model(exported, None, "user:admin")
     assert (got["name"], got["version"]) == ("risk/lr", 1)

@@ -360,7 +360,7 @@ class Jobs:
     async def _on_approved(self, peer: str, msg: dict[str, Any], row: JobRow) -> dict[str, Any]:
         if row.initiator != self.name or row.status != PENDING:
             return {"ok": False, "reason": f"job is {row.status}, not pending approval"}
-        await self.background.db(self._decide, row.id, peer, True)
+        await self.background.db(self.decide, row.id, peer, True)
         self.storage.log("job_approved_by_peer", {"peer": peer}, row.id, actor=f"peer:{peer}")
         self.background.spawn(self._on_party_decided(row.id))
         return {"ok": True}
