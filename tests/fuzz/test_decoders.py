@@ -188,6 +188,9 @@ def test_bundle_head_that_is_not_an_object() -> None:
 #   dataset and column)
 # parquet/int-wider-than-64-bits: a footer declaring a wider integer raised Arrow's
 #   ArrowNotImplementedError from the schema read (every Arrow error is now a DataError)
+# csv/a-column-name-twice: a header naming a column twice (here the empty name) was
+#   registered, its columns collapsed to one entry, and a read of them raised KeyError (now
+#   refused at registration, naming the column)
 # control/propose-parties-not-text: a proposal whose parties are objects made the router
 #   raise TypeError (unhashable) instead of refusing the proposal
 # rest/encoding-with-nul: a dataset's encoding holding a NUL raised ValueError from the codec

@@ -142,7 +142,8 @@ def inspect_dataset(
     ------
     DataError
         The file is missing or unreadable, not text in its encoding, holds a value that is not
-        of its column's declared type, or lacks ``id_column``; the message names them.
+        of its column's declared type, names a column twice, or lacks ``id_column``; the
+        message names them.
     ConfigError
         An unknown encoding or type name, a declared column the file lacks, a non-string type
         declared for the ID column, or an encoding or types given for a Parquet file.
@@ -166,6 +167,13 @@ def inspect_dataset(
             f"(declared {declared[id_column]}): '007' and '7' are different IDs"
         )
     schema = _schema(p, fmt, id_column, encoding=enc, declared=declared, dataset=name)
+    # two columns of one name: a job could not say which it reads (and the catalogue keeps one)
+    twice = sorted({c for i, c in enumerate(schema.names) if c in schema.names[:i]})
+    if twice:
+        raise DataError(
+            f"dataset {name!r}: file {p} names column {', '.join(map(repr, twice[:5]))} "
+            "more than once; give every column a name of its own"
+        )
     unknown = [c for c in declared if c not in schema.names]
     if unknown:
         raise ConfigError(
