@@ -98,7 +98,7 @@ def test_errors_are_json_with_a_code(client: TestClient) -> None:
 
 
 def test_unexpected_errors_are_logged_not_returned(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     init_node_keys(tmp_path, "bank")
     token = write_token(tmp_path)
@@ -107,7 +107,7 @@ def test_unexpected_errors_are_logged_not_returned(
     def boom() -> None:
         raise RuntimeError("secret detail /etc/shadow")
 
-    service.info = boom  # type: ignore[assignment,method-assign]
+    monkeypatch.setattr(service, "info", boom)
     c = TestClient(create_app(service, token), raise_server_exceptions=False)
     r = c.get("/v1/node", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 500
