@@ -128,13 +128,23 @@ def _control_seeds() -> list[bytes]:
 
 
 def _rest_models() -> list[Any]:
+    """Every request model of the REST API: the ``...In`` models of its routers' modules."""
+    import importlib
+    import pkgutil
+
     from pydantic import BaseModel
 
-    from rainbridge.node import api, api_services
+    import rainbridge.node as node_pkg
 
-    return [v for mod in (api, api_services) for k, v in sorted(vars(mod).items())
-            if isinstance(v, type) and issubclass(v, BaseModel) and k.endswith("In")
-            and v.__module__ == mod.__name__]
+    mods = [importlib.import_module(f"rainbridge.node.{m.name}")
+            for m in pkgutil.iter_modules(node_pkg.__path__)
+            if m.name == "api" or m.name.endswith("_api")]
+    models = [v for mod in mods for k, v in sorted(vars(mod).items())
+              if isinstance(v, type) and issubclass(v, BaseModel) and k.endswith("In")
+              and v.__module__ == mod.__name__]
+    if not models:
+        raise RuntimeError("no REST request models found: the fuzzer would test nothing")
+    return models
 
 
 def decode_rest(data: bytes) -> None:
@@ -153,7 +163,7 @@ def decode_rest(data: bytes) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise NotApplicable("not JSON (the API's 422)") from None
     from rainbridge.data import reading
-    from rainbridge.node.api import DatasetIn
+    from rainbridge.node.owners_api import DatasetIn
 
     first: ValidationError | None = None
     taken = False
