@@ -96,8 +96,9 @@ def test_blacklist_lookup_between_nodes(tmp_path: Path) -> None:
         assert sum(r["calls"] for r in pir_rows) == 5
         assert pir_rows[0]["grant_id"] == grant["id"]
 
-        # a tight rate limit: the third query in a burst of two is refused, then it recovers
-        f.cli("pir", "publish", "hot", "--dataset", "blacklist", "--rate", "0.5", "--burst",
+        # a tight rate limit (a token every 50 s: a slow machine cannot earn one back between
+        # the queries): the third query in a burst of two is refused
+        f.cli("pir", "publish", "hot", "--dataset", "blacklist", "--rate", "0.02", "--burst",
               "2", node="bureau")  # fmt: skip
         f.cli("grant", "add", "blacklist", "--peer", "bank", "--columns", "customer_id",
               "--components", "pir", "--receivers", "bank", node="bureau")  # fmt: skip
