@@ -43,7 +43,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rainbridge.errors import RainbridgeError
-from rainbridge.node import governance_api, jobs_api, models_api, owners_api, peers_api
+from rainbridge.node import governance_api, health_api, jobs_api, models_api, owners_api, peers_api
 from rainbridge.node.api_guard import MAX_BODY, MAX_DEPTH, RequestGuard, error_response, json_depth
 from rainbridge.node.api_services import add_service_routes
 from rainbridge.node.owners_api import DatasetIn  # for the fuzzing of REST bodies
@@ -171,6 +171,7 @@ def create_app(
     for part in (governance_api, peers_api, owners_api, models_api, jobs_api):
         app.include_router(part.router(service, may, actor))
     add_service_routes(app, service, may, actor)
+    app.include_router(health_api.router(service))  # /healthz, /readyz, /metrics
 
     console = console_dir()
     if console is not None:
