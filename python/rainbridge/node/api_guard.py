@@ -45,7 +45,7 @@ def json_depth(body: bytes) -> int:
 _Scope = MutableMapping[str, Any]
 
 
-def _in_clear_from_afar(scope: _Scope) -> bool:
+def in_clear_from_afar(scope: _Scope) -> bool:
     """A plain-HTTP request from another machine: its client is an IP address off loopback
     (a Unix socket or an in-process client has no IP address: it is this machine)."""
     if scope.get("scheme") != "http":
@@ -79,7 +79,7 @@ class RequestGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope.get("path", "")
         if path == "/v1" or path.startswith("/v1/"):
-            if _in_clear_from_afar(scope):
+            if in_clear_from_afar(scope):
                 # a token that came in clear is already lost; refuse it before looking at it
                 refusal = error_response(
                     403, "tls_required", "the REST API takes tokens over HTTPS only off loopback"

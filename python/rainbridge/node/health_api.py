@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 
 from rainbridge.components import component_types
 from rainbridge.errors import RainbridgeError
-from rainbridge.node.api_guard import _in_clear_from_afar, error_response
+from rainbridge.node.api_guard import error_response, in_clear_from_afar
 from rainbridge.node.runner import FINAL
 from rainbridge.node.service import NodeService
 from rainbridge.node.storage import DatasetRow, GrantRow, JobRow, LedgerRow, PeerRow, utc
@@ -219,7 +219,7 @@ def router(service: NodeService) -> APIRouter:
     async def metrics(request: Request, authorization: str = Header(default="")) -> Response:
         """The node's metrics, Prometheus text format (an admin's or an auditor's token)."""
         # not under /v1, so the request guard has not looked: the same checks, here
-        if _in_clear_from_afar(request.scope):
+        if in_clear_from_afar(request.scope):
             return error_response(
                 403, "tls_required", "the REST API takes tokens over HTTPS only off loopback"
             )
