@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from node_helpers import pin, spec
+from sqlalchemy import event
 
 from rainbridge.crypto.certs import create_identity
 from rainbridge.jobs.spec import JobSpec
@@ -135,3 +138,31 @@ def test_job_sessions_are_accepted_only_for_running_jobs_of_that_peer(
     assert accept("bank", pair_session("j1", "bank", "tax")) == (
         "this peer takes no part in that job"
     )
+
+
+def test_the_same_proposal_sent_twice_at_once_is_accepted_once(
+    node_factory: Factory, tmp_path: Path, csv_file: Path
+) -> None:
+    # plain handlers run in storage threads: a job's messages must still be taken one by one
+    node = telecom(node_factory, tmp_path, csv_file)
+    slow = threading.Event()
+
+    def before(*_: Any) -> None:
+        if slow.is_set():
+            time.sleep(0.05)  # widen the window between "is this ID new?" and the insert
+
+    event.listen(node.storage.engine, "before_cursor_execute", before)
+    job = spec({"bank": "customers", "telecom": "subscribers"})
+    digest = JobSpec.model_validate(job).digest()
+    msg = {"type": "propose", "job_id": "j1", "spec": job, "digest": digest}
+
+    async def twice() -> list[Any]:
+        slow.set()
+        return list(
+            await asyncio.gather(*(node.router.dispatch("bank", dict(msg)) for _ in range(4)))
+        )
+
+    replies = asyncio.run(twice())
+    assert sum(r == {"accept": True} for r in replies) == 1, replies
+    assert sum(r.get("reason") == "job id already used" for r in replies) == 3, replies
+    assert [e["kind"] for e in node.storage.events("j1")].count("job_accepted") == 1

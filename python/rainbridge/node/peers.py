@@ -129,6 +129,7 @@ class Peers:
             s.delete(s.get(PeerRow, name))
             for c in s.scalars(select(CertificateRow).where(CertificateRow.owner == name)):
                 c.revoked_at = c.revoked_at or now
+        self.dataplane.reload()  # its certificate leaves the data plane's pins at once
         self.storage.log(
             "peer_revoked", {"peer": name, "fingerprint": row.fingerprint}, actor=actor
         )

@@ -8,14 +8,18 @@ the asking peer among its parties; the handler then gets the job's row.
 
 Handlers that only touch storage are plain functions: they run in the node's bounded pool of
 storage threads (:class:`~rainbridge.node.background.Background`), so a slow database never
-stalls the event loop, the data plane or other peers' sessions. Handlers that wait on the
-network are coroutines and run on the loop.
+stalls the event loop, the data plane or other peers' sessions. Two plain handlers of
+messages naming the same job never run at once (a proposal's "is this ID new?" and its
+insert, a record's "already in the ledger?" and its append stay one step, as they were on
+the loop). Handlers that wait on the network are coroutines and run on the loop.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import threading
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +32,8 @@ from rainbridge.node.storage import JobRow, Storage
 log = logging.getLogger("rainbridge.node.router")
 
 Reply = dict[str, Any]
+#: locks that serialize plain handlers of one job (a job ID maps to one of them)
+_STRIPES = 64
 #: ``(peer, message) -> reply``
 Handler = Callable[[str, dict[str, Any]], Reply | Awaitable[Reply]]
 #: ``(peer, message, job row) -> reply``, for messages about a job
@@ -57,6 +63,7 @@ class MessageRouter:
         self.storage = storage
         self.background = background
         self._routes: dict[str, _Route] = {}
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
 
     def add(self, kind: str, handler: Handler, *, owner: str = "") -> None:
         """Answer messages of type ``kind`` with ``handler(peer, msg)``."""
@@ -98,5 +105,12 @@ class MessageRouter:
         if route.is_async:
             reply = await route.handler(*args)
         else:
-            reply = await self.background.db(route.handler, *args)
+            job_id = msg.get("job_id")
+            reply = await self.background.db(self._one_per_job, route.handler, args, job_id)
         return dict(reply)
+
+    def _one_per_job(self, handler: Callable[..., Any], args: tuple[Any, ...], job: Any) -> Any:
+        if not isinstance(job, str):
+            return handler(*args)
+        with self._stripes[zlib.crc32(job.encode("utf-8", "replace")) % _STRIPES]:
+            return handler(*args)
