@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUST_SRC := $(shell find rust/src -name '*.rs' 2>/dev/null) rust/Cargo.toml rust/Cargo.lock
 CONSOLE := web/dist/index.html
+DBSERVERS := build/.dbservers
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
 	web/index.html web/vite.config.ts web/tsconfig.json
 
 .PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz fuzz-rust clean
 
-setup: $(STAMP) $(CONSOLE)
+setup: $(STAMP) $(CONSOLE) $(DBSERVERS)
 
 # The virtual environment holds every Python dependency and the native core,
 # built in release mode by maturin (pip's PEP 517 build of this project).
@@ -29,10 +30,23 @@ $(CONSOLE): $(WEB_SRC)
 		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) \
 		|| echo "chromium could not be installed: the console's browser test will be skipped"
 
+# The database servers the tests start throwaway instances of (PostgreSQL for the node's
+# state and as a data source, MariaDB as a data source): Debian's packages, installed once.
+# Where they cannot be installed (not root, no package source) the tests that need them
+# are skipped and say why.
+$(DBSERVERS):
+	@mkdir -p build
+	@(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1) \
+		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql mariadb-server >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			postgresql mariadb-server >/dev/null 2>&1) \
+		|| echo "PostgreSQL/MariaDB could not be installed: the tests that need them will be skipped"
+	@touch $@
+
 demo: $(STAMP) $(CONSOLE)
 	$(BIN)/python -m rainbridge.demo
 
-test: $(STAMP) $(CONSOLE) lint-py test-rust test-web test-py
+test: $(STAMP) $(CONSOLE) $(DBSERVERS) lint-py test-rust test-web test-py
 
 test-web: $(CONSOLE)
 	cd web && npm test

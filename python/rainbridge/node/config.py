@@ -70,6 +70,18 @@ class NodeConfig:
     interop_max_message: int = 256 << 20
     interop_max_pending_bytes: int = 1 << 30
     interop_max_pending: int = 10_000
+    #: the node's log: ``text`` or ``json`` (one object per line), at ``log_level``; to
+    #: stderr, or to ``log_file`` rotated at ``log_max_bytes`` keeping ``log_backups`` files
+    log_format: str = "text"
+    log_level: str = "info"
+    log_file: str = ""
+    log_max_bytes: int = 50 << 20
+    log_backups: int = 5
+    #: Prometheus metrics: on the API at /metrics (admin or auditor token), and, when
+    #: ``metrics_port`` is set, also without a token on ``metrics_host:metrics_port`` (a
+    #: private scrape network; never a port other parties reach)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
 
     @property
     def path(self) -> Path:
@@ -131,6 +143,22 @@ class NodeConfig:
         for what, port in (("api_port", self.api_port), ("data_port", self.data_port)):
             if not isinstance(port, int) or not 0 <= port < 65536:
                 raise ConfigError(f"{what} {port!r}: expected a port number (0 to 65535)")
+        if not isinstance(self.metrics_port, int) or not 0 <= self.metrics_port < 65536:
+            raise ConfigError(
+                f"metrics_port {self.metrics_port!r}: expected a port number (0: none)"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format {self.log_format!r}: expected text or json")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"log_level {self.log_level!r}: expected debug, info, warning or error"
+            )
+        if not isinstance(self.log_file, str):
+            raise ConfigError(f"log_file {self.log_file!r}: expected a file path or empty")
+        for what in ("log_max_bytes", "log_backups"):
+            v = getattr(self, what)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"{what} {v!r}: expected a whole number, 0 or more")
         for what, t in (("timeout", self.timeout), ("control_timeout", self.control_timeout)):
             if not isinstance(t, int | float) or t <= 0:
                 raise ConfigError(f"{what} {t!r}: expected a positive number of seconds")
