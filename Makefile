@@ -9,7 +9,7 @@ DBSERVERS := build/.dbservers
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
 	web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: setup demo test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz fuzz-rust clean
+.PHONY: setup demo dist image image-smoke test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz fuzz-rust clean
 
 setup: $(STAMP) $(CONSOLE) $(DBSERVERS)
 
@@ -46,7 +46,7 @@ $(DBSERVERS):
 demo: $(STAMP) $(CONSOLE)
 	$(BIN)/python -m rainbridge.demo
 
-test: $(STAMP) $(CONSOLE) $(DBSERVERS) lint-py test-rust test-web test-py
+test: $(STAMP) $(CONSOLE) $(DBSERVERS) dist lint-py test-rust test-web test-py
 
 test-web: $(CONSOLE)
 	cd web && npm test
@@ -60,6 +60,34 @@ test-rust:
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The wheel and the sdist in dist/: maturin, release (reusing rust/target, so cheap once the
+# venv is built). The built console is copied into the package (rainbridge/console) for the
+# build only, so an installed node serves it without Node.js, and a source tree never serves
+# a stale copy. The wheel is tagged manylinux_2_34, not manylinux_2_28: the core as built
+# here uses glibc symbols up to 2.34 (libc GLIBC_2.30/2.33/2.34, libm GLIBC_2.29), which
+# maturin's auditwheel check refuses under 2_28 (that needs a build on an older glibc);
+# 2_34 installs on glibc 2.34 and later (Debian 12, Ubuntu 22.04, RHEL 9).
+PY_SRC := $(shell find python/rainbridge \( -name '*.py' -o -name '*.pyi' \) 2>/dev/null)
+DIST_STAMP := dist/.built
+dist: $(DIST_STAMP)
+
+$(DIST_STAMP): $(STAMP) $(CONSOLE) $(PY_SRC) $(RUST_SRC) pyproject.toml README.md
+	test -x $(BIN)/maturin || $(BIN)/python -m pip install -q 'maturin>=1.7,<2'
+	rm -rf dist python/rainbridge/console
+	cp -r web/dist python/rainbridge/console
+	$(BIN)/maturin build --release --compatibility manylinux_2_34 -i $(BIN)/python --out dist \
+		&& $(BIN)/maturin sdist --out dist; rc=$$?; rm -rf python/rainbridge/console; exit $$rc
+	touch $@
+
+# The OCI image (build/image/): a Debian bookworm root file system with the wheel in a venv,
+# run as an unprivileged user; and a smoke test, two nodes from it and a PSI between them.
+# Neither is part of make test: they need root and take minutes (deploy/image/*.sh say how).
+image: dist
+	bash deploy/image/build.sh
+
+image-smoke: image
+	bash deploy/image/smoke.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache python tests

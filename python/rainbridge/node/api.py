@@ -177,12 +177,29 @@ def create_app(
     if console is not None:
         # the web console's built assets; /v1 routes above take precedence
         app.mount("/", StaticFiles(directory=console, html=True), name="console")
+    else:
+        # an installation built without the console (an sdist built where web/dist was
+        # absent) still serves the API; say so once, so a 404 at / is not a mystery
+        log.warning(
+            "the web console is not installed (no rainbridge/console in the package, no "
+            "web/dist in a source tree, RAINBRIDGE_CONSOLE_DIR unset): "
+            "serving the REST API without it"
+        )
     return app
 
 
 def console_dir() -> Path | None:
-    """Where the web console's built assets are (``RAINBRIDGE_CONSOLE_DIR`` or the
-    repository's ``web/dist``), or None when it has not been built."""
+    """Where the web console's built assets are, or None when it has not been built.
+
+    ``RAINBRIDGE_CONSOLE_DIR`` when set (and only it); else the copy packaged in the wheel
+    (``rainbridge/console``, put there by ``make dist``), so an installed node serves the
+    console without Node.js; else the repository's ``web/dist`` (development, from a
+    source tree).
+    """
     given = os.environ.get("RAINBRIDGE_CONSOLE_DIR")
-    path = Path(given) if given else Path(__file__).resolve().parents[3] / "web" / "dist"
-    return path if (path / "index.html").is_file() else None
+    if given:
+        candidates = [Path(given)]
+    else:
+        package = Path(__file__).resolve().parents[1]
+        candidates = [package / "console", package.parents[1] / "web" / "dist"]
+    return next((p for p in candidates if (p / "index.html").is_file()), None)
