@@ -1,0 +1,241 @@
+"""The systemd unit: systemd's own checker accepts it without a word, and the node runs as
+the unit runs it (master key from a credentials folder, stopped by SIGTERM within the
+unit's TimeoutStopSec)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+SYSTEMD = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+UNIT = SYSTEMD / "rainbridge-node@.service"
+INSTALLED_BINARY = "/opt/rainbridge/bin/rainbridge"
+
+
+def _settings(text: str) -> dict[str, list[str]]:
+    """``Key=value`` lines by key, every value kept (systemd allows a key more than once)."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;[":
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _rainbridge_binary() -> str:
+    # the console script installed beside this interpreter, as the wheel installs it
+    found = Path(sys.executable).parent / "rainbridge"
+    if found.exists():
+        return str(found)
+    which = shutil.which("rainbridge")
+    if which is None:
+        pytest.skip("no `rainbridge` console script installed beside this Python")
+    return which
+
+
+def _verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    # an instance's file name: verify loads it as rainbridge-node@bank.service, %i = bank
+    path = tmp_path / "rainbridge-node@bank.service"
+    path.write_text(unit_text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYSTEMD_")}
+    return subprocess.run(
+        [analyze, "verify", "--man=no", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def _resolvable(text: str) -> str:
+    assert INSTALLED_BINARY in text, "the unit's ExecStart moved: update this test"
+    return text.replace(INSTALLED_BINARY, _rainbridge_binary())
+
+
+def test_systemd_analyze_verify_says_nothing(tmp_path: Path) -> None:
+    r = _verify(_resolvable(UNIT.read_text()), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # any warning (an unknown key, a bad value, a missing binary) is a line of output
+    assert (r.stdout + r.stderr).strip() == ""
+
+
+def test_verify_catches_what_it_should(tmp_path: Path) -> None:
+    # the check above would be worthless if verify were silent on a broken unit
+    text = _resolvable(UNIT.read_text())
+    typo = text.replace("ProtectHome=yes", "ProtectHomes=yes")
+    r = _verify(typo, tmp_path)
+    assert "ProtectHomes" in r.stdout + r.stderr
+    missing = UNIT.read_text().replace(INSTALLED_BINARY, str(tmp_path / "no-such-binary"))
+    r = _verify(missing, tmp_path)
+    assert r.returncode != 0 and "no-such-binary" in r.stdout + r.stderr
+
+
+def test_unit_runs_the_node_confined_and_stops_it_gracefully() -> None:
+    s = _settings(UNIT.read_text())
+    assert s["ExecStart"] == [f"{INSTALLED_BINARY} node start --dir /var/lib/rainbridge/%i"]
+    assert s["User"] == ["rainbridge"] and s["Group"] == ["rainbridge"]
+    # the node directory is the state directory: created 0700, the one writable place
+    assert s["StateDirectory"] == ["rainbridge/%i"] and s["StateDirectoryMode"] == ["0700"]
+    assert s["ProtectSystem"] == ["strict"] and s["ReadOnlyPaths"] == ["-/srv/rainbridge"]
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices"):
+        assert s[key] == ["yes"], key
+    assert s["CapabilityBoundingSet"] == [""] and s["AmbientCapabilities"] == [""]
+    assert s["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
+    # SIGTERM to the node alone; it stops its workers itself (node/server.py)
+    assert s["KillMode"] == ["mixed"] and s["KillSignal"] == ["SIGTERM"]
+    assert s["Restart"] == ["on-failure"] and s["RestartPreventExitStatus"] == ["2"]
+    assert s["LoadCredential"] == ["master.key:/etc/rainbridge/%i/master.key"]
+    assert s["EnvironmentFile"] == ["-/etc/rainbridge/%i.env"]
+
+
+def test_sysusers_entry_is_valid(tmp_path: Path) -> None:
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is None:
+        pytest.skip("systemd-sysusers is not installed here")
+    (tmp_path / "etc").mkdir()
+    r = subprocess.run(
+        [
+            sysusers,
+            "--dry-run",
+            f"--root={tmp_path}",
+            str(SYSTEMD / "rainbridge.sysusers.conf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Creating user 'rainbridge'" in r.stdout + r.stderr
+
+
+def test_environment_file_example_holds_only_node_settings() -> None:
+    for line in (SYSTEMD / "rainbridge-node.env.example").read_text().splitlines():
+        line = line.lstrip("#").strip()
+        if "=" in line and " " not in line.partition("=")[0]:
+            assert line.startswith("RAINBRIDGE_"), line
+
+
+@pytest.mark.slow
+def test_node_runs_as_the_unit_runs_it(tmp_path: Path) -> None:
+    """ExecStart's command with the master key only in a credentials folder (LoadCredential=),
+    the node directory mode 0700 (StateDirectoryMode=); SIGTERM stops it with exit 0 well
+    within TimeoutStopSec."""
+    binary = _rainbridge_binary()
+    s = _settings(UNIT.read_text())
+    stop_timeout = float(s["TimeoutStopSec"][0])
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    key_file = credentials / "master.key"
+    key = os.urandom(32).hex()
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o400)
+    node_dir = tmp_path / "state" / "bank"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAINBRIDGE_")}
+    # init reads the key from the environment, as the set-up in DEPLOY.md does, and records
+    # where the service will find it; nothing is written beside the node
+    init = subprocess.run(
+        [
+            binary,
+            "node",
+            "init",
+            "--name",
+            "bank",
+            "--dir",
+            str(node_dir),
+            "--master-key-file",
+            str(key_file),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "RAINBRIDGE_MASTER_KEY": key},
+    )
+    assert init.returncode == 0, init.stderr
+    info = json.loads(init.stdout)
+    assert not (node_dir / "master.key").exists()
+    assert node_dir.stat().st_mode & 0o777 == 0o700
+
+    argv = s["ExecStart"][0].replace("%i", "bank").split()
+    argv[0] = binary
+    argv[argv.index("--dir") + 1] = str(node_dir)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr and proc.stderr.read()
+            try:
+                if httpx.get(info["api"] + "/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the node never became ready"
+            time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=stop_timeout) == 0
+        assert time.monotonic() - started < stop_timeout
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_node_without_its_credential_is_a_configuration_error(tmp_path: Path) -> None:
+    """A missing credential (LoadCredential= source absent) is exit 2, which the unit's
+    RestartPreventExitStatus= keeps from a restart loop."""
+    binary = _rainbridge_binary()
+    node_dir = tmp_path / "bank"
+    key_file = tmp_path / "credentials" / "master.key"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAINBRIDGE_")}
+    init = subprocess.run(
+        [
+            binary,
+            "node",
+            "init",
+            "--name",
+            "bank",
+            "--dir",
+            str(node_dir),
+            "--master-key-file",
+            str(key_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "RAINBRIDGE_MASTER_KEY": os.urandom(32).hex()},
+    )
+    assert init.returncode == 0, init.stderr
+    r = subprocess.run(
+        [binary, "node", "start", "--dir", str(node_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "master key" in r.stderr and "Traceback" not in r.stderr
+    s = _settings(UNIT.read_text())
+    assert s["RestartPreventExitStatus"] == ["2"]
