@@ -4,7 +4,8 @@
 the first time a test asks for one and stop it when the session ends (see
 :mod:`dbservers`). Where a server's package is not installed the test is skipped with the
 reason — except when ``RAINBRIDGE_REQUIRE_DB_SERVERS=1`` (as ``make test`` sets), where a
-missing server fails the test instead of hiding it.
+missing server fails the test instead of hiding it. ``node_database`` puts every node the
+tests make on PostgreSQL with ``RAINBRIDGE_TEST_DB=postgresql`` (see :mod:`node_databases`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from dbservers import MariaDBServer, PostgresServer, find_mariadb, find_postgres
+from node_databases import node_database  # noqa: F401  (the SQLite/PostgreSQL switch)
 
 
 def _missing(why: str) -> None:

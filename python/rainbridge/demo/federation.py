@@ -2,7 +2,10 @@
 
 Used by the demo and by the integration tests: each node is a separate process with its own
 directory, certificate, database and data, and every step goes through the same commands a
-user types.
+user types. Each node's database is SQLite in its directory, or, with a database server
+(``db_server``, default ``$RAINBRIDGE_DEMO_DB_SERVER``: a SQLAlchemy URL such as
+``postgresql+psycopg://user@host:5432/postgres``), a new database of its own there, created
+by the federation and given to ``node init --db``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,10 @@ from typing import Any
 import httpx
 
 from rainbridge.node.config import NodeConfig
+
+
+def _default_db_server() -> str:
+    return os.environ.get("RAINBRIDGE_DEMO_DB_SERVER", "")
 
 
 @dataclass
@@ -51,6 +59,9 @@ class Federation:
     timeout: float = 30.0
     #: ``node init --api-tls``: ``on`` serves every node's API over HTTPS, even on loopback
     api_tls: str = "auto"
+    #: a database server (SQLAlchemy URL, its database one the user may connect to) on which
+    #: each node gets a new database; empty: SQLite in each node's directory
+    db_server: str = field(default_factory=_default_db_server)
     nodes: dict[str, NodeProc] = field(default_factory=dict)
 
     def cli(
@@ -85,10 +96,28 @@ class Federation:
                 str(self.timeout),
                 "--api-tls",
                 self.api_tls,
+                *(["--db", self.create_database(n)] if self.db_server else []),
                 "--json",
             ).stdout
         )
         self.nodes[n] = NodeProc(n, d, info)
+
+    def create_database(self, node: str) -> str:
+        """A new, empty database for ``node`` on :attr:`db_server`; returns its URL."""
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        server = make_url(self.db_server)
+        name = f"rb_{node.lower().replace('-', '_').replace('.', '_')}_{uuid.uuid4().hex[:8]}"
+        # CREATE DATABASE runs outside a transaction, on the database the URL names
+        engine = create_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                quoted = engine.dialect.identifier_preparer.quote(name)
+                conn.execute(text(f"CREATE DATABASE {quoted}"))
+        finally:
+            engine.dispose()
+        return server.set(database=name).render_as_string(hide_password=False)
 
     def start(self) -> None:
         if not self.nodes:

@@ -1,6 +1,7 @@
-"""The node's state through SQLAlchemy: SQLite by default, any SQL database by URL.
+"""The node's state through SQLAlchemy: SQLite by default, PostgreSQL by URL.
 
-:class:`Storage` opens the database, makes the node's tables (their rows are in
+:class:`Storage` opens the database, makes the node's tables in a new one or checks an
+existing one's schema revision (:mod:`rainbridge.node.migrations`; their rows are in
 :mod:`rainbridge.node.tables`, re-exported here) and gives typed access to them: peers,
 datasets, jobs and their parties' decisions, the ledger, certificates. Each call is one
 transaction and blocks, so callers on the event loop run it in a thread: the data plane in
@@ -17,7 +18,8 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rainbridge.data import DatasetRef
-from rainbridge.errors import ConfigError, NotFoundError
+from rainbridge.errors import ConfigError, NotFoundError, RainbridgeError
+from rainbridge.node.migrations import open_schema
 from rainbridge.node.tables import (
     Base,
     CertificateRow,
@@ -61,7 +63,10 @@ class Storage:
             self.engine = create_engine(url)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self.engine)
+            #: the schema's revision (a new database is made at the head; an old one refused)
+            self.schema = open_schema(self.engine)
+        except RainbridgeError:
+            raise
         except Exception as exc:
             # The driver's message may carry the URL's password: name only the backend.
             raise ConfigError(
