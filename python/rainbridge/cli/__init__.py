@@ -21,7 +21,7 @@ from rainbridge.cli.interop import interop
 from rainbridge.cli.jobs import components, job, run_cmd
 from rainbridge.cli.mlq import mlq
 from rainbridge.cli.models import model
-from rainbridge.cli.node_backup import node_backup, node_restore
+from rainbridge.cli.node_admin import node_upgrade
 from rainbridge.cli.nodes import dataset, node, peer
 from rainbridge.cli.pir import pir
 from rainbridge.cli.sql import sql_cmd
@@ -54,5 +54,4 @@ for _command in (
     interop,
 ):
     main.add_command(_command)
-node.add_command(node_backup)
-node.add_command(node_restore)
+node.add_command(node_upgrade)
