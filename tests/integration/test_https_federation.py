@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from rainbridge.crypto.certs import fingerprint_pem
 from rainbridge.demo.federation import Federation
 from rainbridge.node.api_tls import fetch_api_certificate
+from rainbridge.node.config import NodeConfig
 
 pytestmark = pytest.mark.slow
 
@@ -183,10 +184,10 @@ def test_an_operator_certificate_issued_by_a_ca(tmp_path: Path) -> None:
     f.init()
     d = f.nodes["bureau"].dir
     # re-create the node with the operator's certificate (init refuses an existing node)
-    cfg = json.loads((d / "node.json").read_text())
-    cfg.update(api_cert=str(cert), api_key=str(key))
-    (d / "node.json").write_text(json.dumps(cfg))
-    f.nodes["bureau"].info["api"] = f"https://127.0.0.1:{cfg['api_port']}"
+    cfg = NodeConfig.load(d)
+    cfg.api_cert, cfg.api_key = str(cert), str(key)
+    cfg.save()
+    f.nodes["bureau"].info["api"] = f"https://127.0.0.1:{cfg.api_port}"
     f._start_one(f.nodes["bureau"])
     try:
         node = f.nodes["bureau"]

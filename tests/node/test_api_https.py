@@ -3,7 +3,6 @@ loopback, on either side."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -64,15 +63,17 @@ def test_settings_that_would_leak_tokens_are_refused(
         check_settings(mode, host, cert, key)
 
 
-def test_a_node_json_with_plain_http_off_loopback_does_not_load(tmp_path: Path) -> None:
+def test_a_node_toml_with_plain_http_off_loopback_does_not_load(tmp_path: Path) -> None:
     cfg = make_config(tmp_path / "bank", "bank")
-    d = json.loads((cfg.path / "node.json").read_text())
-    (cfg.path / "node.json").write_text(json.dumps({**d, "api_host": "0.0.0.0", "api_tls": "off"}))
+    cfg.api_host, cfg.api_tls = "0.0.0.0", "off"
+    cfg.save()  # save writes what it is given; load checks
     with pytest.raises(ConfigError, match="plain text"):
         NodeConfig.load(cfg.path)
-    (cfg.path / "node.json").write_text(json.dumps({**d, "api_host": "0.0.0.0"}))
+    cfg.api_tls = "auto"
+    cfg.save()
     assert NodeConfig.load(cfg.path).api_url.startswith("https://0.0.0.0:")
-    (cfg.path / "node.json").write_text(json.dumps({**d, "api_host": "::1", "api_tls": "on"}))
+    cfg.api_host, cfg.api_tls = "::1", "on"
+    cfg.save()
     assert NodeConfig.load(cfg.path).api_url.startswith("https://[::1]:")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def test_init_writes_a_private_node_directory(tmp_path: Path) -> None:
     cfg = NodeConfig.load(d)
     assert cfg.api_host == "127.0.0.1" and out["api"] == cfg.api_url
     assert len(out["fingerprint"]) == 64 and out["data_plane"] == cfg.data_url
-    assert "dir" not in json.loads((d / "node.json").read_text())  # the node can be moved
+    assert "dir" not in tomllib.loads((d / "node.toml").read_text())  # the node can be moved
     r = CliRunner().invoke(main, ["node", "init", "--name", "bank", "--dir", str(d)])
     assert r.exit_code == 2 and "already holds a node" in r.output
 

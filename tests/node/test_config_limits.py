@@ -1,9 +1,10 @@
-"""Limits set in node.json reach what they bound: the REST body limit, the interconnection
+"""Limits set in node.toml reach what they bound: the REST body limit, the interconnection
 link's message and buffer limits; nonsense values are refused when the node loads."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,16 @@ from node_helpers import make_config
 from rainbridge.errors import ConfigError
 from rainbridge.node.api import create_app
 from rainbridge.node.config import NodeConfig
+from rainbridge.node.config_file import BY_FIELD
 from rainbridge.node.service import NodeService
 
 
 def _with(cfg: NodeConfig, **changes: object) -> NodeConfig:
-    p = cfg.path / "node.json"
-    p.write_text(json.dumps({**json.loads(p.read_text()), **changes}))
+    """The node reloaded after ``changes`` were written into its node.toml (as they are:
+    a string where a number belongs stays a string)."""
+    for name, value in changes.items():
+        setattr(cfg, name, value)
+    cfg.save()
     return NodeConfig.load(cfg.path)
 
 
@@ -58,5 +63,6 @@ def test_interconnection_links_take_the_configured_limits(tmp_path: Path) -> Non
 )
 def test_nonsense_limits_are_refused_on_load(tmp_path: Path, change: dict[str, object]) -> None:
     cfg = make_config(tmp_path / "bank", "bank")
-    with pytest.raises(ConfigError, match=next(iter(change))):
+    key = BY_FIELD[next(iter(change))].dotted  # api_max_body is api.max_body in the file
+    with pytest.raises(ConfigError, match=re.escape(key)):
         _with(cfg, **change)

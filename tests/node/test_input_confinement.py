@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +66,22 @@ def test_under_refuses_a_link_out_of_its_root(tmp_path: Path) -> None:
     (root / "link").symlink_to(tmp_path)
     assert under(root, "m.json") == (root / "m.json").resolve()
     with pytest.raises(InvalidIdError):
-        under(root, "link", "node.json")
+        under(root, "link", "node.toml")
     with pytest.raises(InvalidIdError):
-        under(root, "..", "node.json")
+        under(root, "..", "node.toml")
 
 
 @pytest.mark.parametrize("bad_id", ["../../escaped-1", "../node"])
 def test_model_import_with_a_traversal_id_is_refused(tmp_path: Path, bad_id: str) -> None:
     cfg = make_config(tmp_path / "bank", "bank")
-    before = (tmp_path / "bank" / "node.json").read_text()
+    before = (tmp_path / "bank" / "node.toml").read_text()
     c, _ = _client(cfg)
     r = c.post("/v1/models/import", json={"model": _export(bad_id)})
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "invalid_request"
     # nothing written outside the models folder, and the node still loads
     assert not list(tmp_path.rglob("escaped-*"))
-    assert (tmp_path / "bank" / "node.json").read_text() == before
+    assert (tmp_path / "bank" / "node.toml").read_text() == before
     assert not list((tmp_path / "bank").glob("*.json.tmp*"))
     NodeConfig.load(tmp_path / "bank")
     assert c.get("/v1/models").json() == []
@@ -158,7 +159,7 @@ def test_without_roots_anything_but_the_nodes_own_files_is_allowed(
     node = tmp_path / "bank"
     (node / "jobs" / "j").mkdir(parents=True)
     (node / "jobs" / "j" / "context.csv").write_text(csv_file.read_text())
-    for own in ("api.token", "master.key", "node.key", "node.db", "node.json", "ledger.key",
+    for own in ("api.token", "master.key", "node.key", "node.db", "node.toml", "ledger.key",
                 "jobs/j/context.csv", "certs/x.csv", ".", "missing.key"):  # fmt: skip
         with pytest.raises(AuthorizationError, match="not under a data root"):
             service.owners.add_dataset("c2", str(node / own), None)
@@ -187,7 +188,7 @@ def test_node_init_takes_data_roots(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     assert NodeConfig.load(d).data_roots == [str(r1.resolve()), str(r2.resolve())]
-    assert json.loads((d / "node.json").read_text())["data_roots"] == [
+    assert tomllib.loads((d / "node.toml").read_text())["data"]["roots"] == [
         str(r1.resolve()),
         str(r2.resolve()),
     ]

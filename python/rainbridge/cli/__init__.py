@@ -1,9 +1,9 @@
 """The ``rainbridge`` command: run a node, manage peers, datasets and jobs, simulate locally.
 
-Commands other than ``node init``, ``node start``, ``run --local`` and ``components`` talk
-to a running node's REST API: at ``--api URL`` (or ``$RAINBRIDGE_API``), else at the address
-in ``--dir``'s configuration; the bearer token comes from ``$RAINBRIDGE_TOKEN``, else from
-``--dir``.
+Commands other than ``node init``, ``node start``, ``node config``, ``run --local`` and
+``components`` talk to a running node's REST API: at ``--api URL`` (or ``$RAINBRIDGE_API``),
+else at the address in ``--dir``'s configuration; the bearer token comes from
+``$RAINBRIDGE_TOKEN``, else from ``--dir``.
 
 Exit codes (see :data:`EXIT_CODES`): 0 success; 1 unexpected; 2 bad configuration, job file
 or arguments; 3 data problem; 4 refused (authorization, authentication, a party said no);
@@ -22,6 +22,8 @@ from rainbridge.cli.jobs import components, job, run_cmd
 from rainbridge.cli.mlq import mlq
 from rainbridge.cli.models import model
 from rainbridge.cli.node_admin import node_upgrade
+from rainbridge.cli.node_backup import node_backup, node_restore
+from rainbridge.cli.node_config import node_config
 from rainbridge.cli.nodes import dataset, node, peer
 from rainbridge.cli.pir import pir
 from rainbridge.cli.sql import sql_cmd
@@ -55,3 +57,6 @@ for _command in (
 ):
     main.add_command(_command)
 node.add_command(node_upgrade)
+node.add_command(node_config)
+node.add_command(node_backup)
+node.add_command(node_restore)

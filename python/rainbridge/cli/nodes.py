@@ -111,6 +111,7 @@ def node_init(
     from rainbridge.node.api_tls import api_certificate_pem
     from rainbridge.node.config import (
         CONFIG_FILE,
+        LEGACY_CONFIG_FILE,
         NodeConfig,
         check_name,
         free_port,
@@ -122,7 +123,7 @@ def node_init(
     try:
         check_name(name)
         d = Path(directory).resolve()
-        if (d / CONFIG_FILE).exists():
+        if (d / CONFIG_FILE).exists() or (d / LEGACY_CONFIG_FILE).exists():
             fail(f"{d} already holds a node", 2)
         cfg = NodeConfig(
             name=name,
@@ -191,6 +192,8 @@ def node_start(directory: str) -> None:
     try:
         cfg = NodeConfig.load(directory)
         click.echo(f"node {cfg.name!r}: API {cfg.api_url}, data plane {cfg.data_url}", err=True)
+        if overrides := cfg.overrides():
+            click.echo(f"settings from the environment: {', '.join(overrides)}", err=True)
         run(cfg)
     except RainbridgeError as exc:
         fail_with(exc)

@@ -1,31 +1,54 @@
-"""A node's configuration: its name, directory, ports and database, kept in ``DIR/node.json``.
+"""A node's configuration: its name, directory, ports and database, kept in ``DIR/node.toml``.
+
+The file's tables and keys, and the environment variables that override them on every load
+(``RAINBRIDGE_API_PORT`` for ``api.port``), are in :mod:`rainbridge.node.config_file`; this
+module holds the settings as one dataclass with flat fields, which the rest of the node reads.
+A directory that still holds the older ``node.json`` is migrated on its first load.
 
 The directory also holds the node's private key, its API token and its job folders, so it is
-created readable by its owner only (mode 0700); the token file is mode 0600.
+created readable by its owner only (mode 0700); the token file and node.toml are mode 0600.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import os
 import re
 import secrets
 import socket
 import ssl
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rainbridge.errors import ConfigError
 from rainbridge.node.api_tls import (
+    API_TLS_MODES,
     api_certificate_pem,
     check_settings,
     pinned_context,
     uses_tls,
 )
+from rainbridge.node.config_file import (
+    BY_FIELD,
+    SETTINGS,
+    from_env,
+    read_json,
+    read_toml,
+    typed,
+    write,
+)
 
-CONFIG_FILE = "node.json"
+CONFIG_FILE = "node.toml"
+#: the configuration's earlier file: migrated to node.toml, then renamed node.json.migrated
+LEGACY_CONFIG_FILE = "node.json"
 TOKEN_FILE = "api.token"
+#: where a party's work may run (``compute.engine``)
+COMPUTE_ENGINES = ("local",)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_log = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,6 +105,16 @@ class NodeConfig:
     #: private scrape network; never a port other parties reach)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    #: where this party's work runs: one of :data:`COMPUTE_ENGINES`
+    compute_engine: str = "local"
+    #: where each setting came from, filled by :meth:`load`: ``file``, or the environment
+    #: variable that overrode it; a setting not named here has its default
+    sources: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: field → (the file's or default value, the environment's), so that :meth:`save` writes
+    #: the file's value back, not an override
+    _overridden: dict[str, tuple[Any, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def path(self) -> Path:
@@ -112,72 +145,123 @@ class NodeConfig:
         return f"{self.data_host}:{self.data_port}"
 
     def save(self) -> None:
-        d = asdict(self)
-        d.pop("dir")  # the directory is wherever the file is: nodes can be moved
-        (self.path / CONFIG_FILE).write_text(json.dumps(d, indent=2) + "\n")
+        """Write ``node.toml`` (every key, commented); a value the environment overrode is
+        written as the file had it."""
+        values = {s.field: getattr(self, s.field) for s in SETTINGS}
+        for name, (file_value, env_value) in self._overridden.items():
+            if values[name] == env_value:
+                values[name] = file_value
+        write(self.path / CONFIG_FILE, values)
 
     @classmethod
-    def load(cls, directory: str | Path) -> NodeConfig:
-        p = Path(directory) / CONFIG_FILE
+    def load(cls, directory: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
+        """The effective configuration: ``node.toml``, then the environment's overrides
+        (``environ``, default ``os.environ``), checked.
+
+        Raises
+        ------
+        ConfigError
+            Not a node directory; the file is not TOML, has an unknown key or a value of the
+            wrong type (the key is named); a variable does not parse (it and its key are
+            named); a value is out of range.
+        """
+        d = Path(directory)
+        p = d / CONFIG_FILE
+        values = _file_values(d)
+        overrides = from_env(environ)
+        sources = {name: "file" for name in values}
+        overridden: dict[str, tuple[Any, Any]] = {}
+        for name, (value, var) in overrides.items():
+            overridden[name] = (values.get(name, _default(name)), value)
+            values[name] = value
+            sources[name] = var
+        if "name" not in values:
+            raise ConfigError(f"{p}: name: missing (this party's name, at the top of the file)")
+        cfg = cls(dir=str(d.resolve()), **values)
+        cfg.sources = sources
+        cfg._overridden = overridden
         try:
-            d = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(
-                f"{Path(directory)} is not a node directory (run `rainbridge node init`)"
-            ) from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read the node configuration: {exc}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{p}: invalid node configuration (expected a JSON object)")
-        d["dir"] = str(Path(directory).resolve())
-        try:
-            cfg = cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"{p}: invalid node configuration: {exc}") from None
-        cfg.check()
+            cfg.check()
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
         return cfg
 
+    def overrides(self) -> list[str]:
+        """The settings the environment set, as ``key ($VARIABLE)``."""
+        return [
+            f"{BY_FIELD[name].dotted} (${via})"
+            for name, via in self.sources.items()
+            if via not in ("file", "default")
+        ]
+
+    def _bad(self, name: str, expected: str) -> ConfigError:
+        """The error for a field's value, named by its key (and its variable if it came from
+        the environment); a database URL is never echoed (it may hold a password)."""
+        value = getattr(self, name)
+        shown = "(hidden)" if name == "db_url" else repr(value)
+        return ConfigError(f"{self._key(name)} = {shown}: expected {expected}")
+
+    def _key(self, name: str) -> str:
+        via = self.sources.get(name, "")
+        return BY_FIELD[name].dotted + (f" (from ${via})" if via not in ("", "file") else "")
+
     def check(self) -> None:
-        """Refuse values that would fail later in a less clear way."""
-        check_name(self.name)
-        for what, port in (("api_port", self.api_port), ("data_port", self.data_port)):
-            if not isinstance(port, int) or not 0 <= port < 65536:
-                raise ConfigError(f"{what} {port!r}: expected a port number (0 to 65535)")
-        if not isinstance(self.metrics_port, int) or not 0 <= self.metrics_port < 65536:
-            raise ConfigError(
-                f"metrics_port {self.metrics_port!r}: expected a port number (0: none)"
-            )
+        """Refuse values that would fail later in a less clear way; every error names the key
+        (``api.port``) and, for an override, its environment variable."""
+        for s in SETTINGS:
+            try:
+                typed(s, getattr(self, s.field))
+            except ValueError as exc:
+                raise ConfigError(f"{self._key(s.field)}: {exc}") from None
+        try:
+            check_name(self.name)
+        except ConfigError as exc:
+            raise ConfigError(f"{self._key('name')}: {exc}") from None
+        for name in ("api_port", "data_port"):
+            if not 0 <= getattr(self, name) < 65536:
+                raise self._bad(name, "a port number (0 to 65535)")
+        if not 0 <= self.metrics_port < 65536:
+            raise self._bad("metrics_port", "a port number (0: none)")
+        for name in ("api_host", "data_host", "metrics_host"):
+            if not getattr(self, name).strip():
+                raise self._bad(name, "a host name or address")
         if self.log_format not in ("text", "json"):
-            raise ConfigError(f"log_format {self.log_format!r}: expected text or json")
+            raise self._bad("log_format", "text or json")
         if self.log_level not in ("debug", "info", "warning", "error"):
-            raise ConfigError(
-                f"log_level {self.log_level!r}: expected debug, info, warning or error"
-            )
-        if not isinstance(self.log_file, str):
-            raise ConfigError(f"log_file {self.log_file!r}: expected a file path or empty")
-        for what in ("log_max_bytes", "log_backups"):
-            v = getattr(self, what)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"{what} {v!r}: expected a whole number, 0 or more")
-        for what, t in (("timeout", self.timeout), ("control_timeout", self.control_timeout)):
-            if not isinstance(t, int | float) or t <= 0:
-                raise ConfigError(f"{what} {t!r}: expected a positive number of seconds")
-        for what in (
+            raise self._bad("log_level", "debug, info, warning or error")
+        for name in ("log_max_bytes", "log_backups"):
+            if getattr(self, name) < 0:
+                raise self._bad(name, "a whole number, 0 or more")
+        for name in ("timeout", "control_timeout"):
+            if getattr(self, name) <= 0:
+                raise self._bad(name, "a positive number of seconds")
+        for name in (
             "api_max_body",
             "interop_max_message",
             "interop_max_pending_bytes",
             "interop_max_pending",
         ):
-            v = getattr(self, what)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"{what} {v!r}: expected a positive whole number")
-        if not isinstance(self.data_roots, list) or not all(
-            isinstance(r, str) and r for r in self.data_roots
-        ):
-            raise ConfigError(f"data_roots {self.data_roots!r}: expected a list of folders")
+            if getattr(self, name) <= 0:
+                raise self._bad(name, "a positive whole number")
+        if not all(r.strip() for r in self.data_roots):
+            raise self._bad("data_roots", "a list of folders (no empty names)")
         if self.crypto_suite not in ("standard", "gm"):
-            raise ConfigError(f"crypto_suite {self.crypto_suite!r}: expected standard or gm")
-        check_settings(self.api_tls, self.api_host, self.api_cert, self.api_key)
+            raise self._bad("crypto_suite", "standard or gm")
+        if self.compute_engine not in COMPUTE_ENGINES:
+            raise self._bad("compute_engine", " or ".join(COMPUTE_ENGINES))
+        if self.db_url:
+            _check_db_url(self)
+        if self.api_tls not in API_TLS_MODES:
+            raise self._bad("api_tls", ", ".join(API_TLS_MODES))
+        if bool(self.api_cert) != bool(self.api_key):
+            raise ConfigError(
+                f"{self._key('api_cert')} and {self._key('api_key')} go together: "
+                "give both files or neither"
+            )
+        try:
+            check_settings(self.api_tls, self.api_host, self.api_cert, self.api_key)
+        except ConfigError as exc:
+            raise ConfigError(f"{self._key('api_tls')}, {self._key('api_host')}: {exc}") from None
 
     def token(self) -> str:
         try:
@@ -210,3 +294,64 @@ def write_token(directory: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
+
+
+def _default(name: str) -> Any:
+    f = NodeConfig.__dataclass_fields__[name]
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def _check_db_url(cfg: NodeConfig) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(cfg.db_url)
+    except (ArgumentError, ValueError):
+        raise cfg._bad(
+            "db_url", "an SQLAlchemy URL such as postgresql+psycopg://user:password@host/db"
+        ) from None
+
+
+def _file_values(directory: Path) -> dict[str, Any]:
+    """The settings the directory's file holds; a ``node.json`` is migrated to ``node.toml``
+    first (same values; the old file kept as node.json.migrated), or, where the directory
+    cannot be written, read as it is."""
+    p = directory / CONFIG_FILE
+    if p.exists():
+        return read_toml(p)
+    legacy = directory / LEGACY_CONFIG_FILE
+    if not legacy.exists():
+        raise ConfigError(f"{directory} is not a node directory (run `rainbridge node init`)")
+    try:
+        values = read_json(legacy)
+    except ConfigError:
+        if p.exists():  # migrated by another process since we looked
+            return read_toml(p)
+        raise
+    if "name" not in values:
+        raise ConfigError(f"{legacy}: name: missing")
+    full = {s.field: values.get(s.field, _default(s.field)) for s in SETTINGS}
+    try:
+        write(p, full)
+    except OSError as exc:
+        _log.warning(
+            "%s: cannot write %s (%s): reading the configuration from %s as it is",
+            directory,
+            CONFIG_FILE,
+            exc.strerror or exc,
+            LEGACY_CONFIG_FILE,
+        )
+        return values
+    # another process loading the same directory may have migrated it at the same moment
+    with contextlib.suppress(FileNotFoundError):
+        legacy.rename(legacy.with_name(LEGACY_CONFIG_FILE + ".migrated"))
+    _log.warning(
+        "%s: the configuration moved from %s to %s (same values; the old file is kept as "
+        "%s.migrated)",
+        directory,
+        LEGACY_CONFIG_FILE,
+        CONFIG_FILE,
+        LEGACY_CONFIG_FILE,
+    )
+    return read_toml(p)
