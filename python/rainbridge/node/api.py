@@ -46,6 +46,7 @@ from rainbridge.errors import RainbridgeError
 from rainbridge.node import governance_api, health_api, jobs_api, models_api, owners_api, peers_api
 from rainbridge.node.api_guard import MAX_BODY, MAX_DEPTH, RequestGuard, error_response, json_depth
 from rainbridge.node.api_services import add_service_routes
+from rainbridge.node.metrics import RequestMetrics
 from rainbridge.node.owners_api import DatasetIn  # for the fuzzing of REST bodies
 from rainbridge.node.service import NodeService
 from rainbridge.node.storage import UserRow
@@ -107,6 +108,8 @@ def create_app(
     if token:
         service.users.ensure("admin", "admin", token)
     app.add_middleware(RequestGuard, authenticate=service.users.authenticate, max_body=max_body)
+    # outermost: every request is timed, those the guard refuses too
+    app.add_middleware(RequestMetrics, metrics=service.metrics)
 
     def auth(request: Request, authorization: str = Header(default="")) -> UserRow:
         checked = getattr(request.state, "user", None)  # by RequestGuard, before the body

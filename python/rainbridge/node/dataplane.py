@@ -32,6 +32,7 @@ from rainbridge.errors import (
 from rainbridge.net.tls import Peer, TlsChannel, TlsListener, connect
 from rainbridge.node.background import Background
 from rainbridge.node.config import NodeConfig
+from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.runner import ACTIVE, Runner
 from rainbridge.node.sessions import NOT_RUNNING, control_session, is_control, job_of, pair_session
 from rainbridge.node.storage import PeerRow, Storage
@@ -66,6 +67,9 @@ class DataPlane:
     handle : callable
         ``await handle(peer, request) -> reply`` for control requests from pinned peers
         (the node's :class:`~rainbridge.node.router.MessageRouter`).
+    metrics : NodeMetrics, optional
+        Where the bytes of control exchanges are counted per peer (a job's bytes are
+        counted by its worker, which reports them when it exits).
 
     The pinned peers are read from storage at construction and at each :meth:`reload` (a
     peer pinned, revoked or re-keyed), never per handshake or request: a slow database does
@@ -80,8 +84,11 @@ class DataPlane:
         runner: Runner,
         background: Background,
         handle: ControlHandler,
+        *,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or NodeMetrics()
         self.identity = identity
         self.storage = storage
         self.runner = runner
@@ -153,6 +160,7 @@ class DataPlane:
             reply = await ch.recv_json("reply")
         finally:
             await ch.close()
+            self.metrics.traffic(row.name, "control", ch.bytes_sent, ch.bytes_received)
         if not isinstance(reply, dict):
             raise ChannelError(f"peer {peer!r} sent a malformed reply")
         return reply
@@ -236,6 +244,7 @@ class DataPlane:
             log.exception("control request from %s", ch.peer)
         finally:
             await ch.close()
+            self.metrics.traffic(ch.peer, "control", ch.bytes_sent, ch.bytes_received)
 
     async def _relay(self, ch: TlsChannel) -> None:
         """Pipe an authenticated job stream to this node's worker for that job."""

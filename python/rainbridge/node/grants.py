@@ -39,10 +39,51 @@ SERVICE_PURPOSES = ("pir",)
 ALL = "*"
 
 
+#: the classes of a refused use of this node's data, as the metrics and the log name them
+#: (a class, never the refusal's text: that names datasets, peers and grants)
+REFUSAL_CLASSES = (
+    "no_grant",
+    "revoked",
+    "expired",
+    "component",
+    "columns",
+    "receivers",
+    "quota",
+    "group_size",
+    "column_policy",
+    "privacy_budget",
+    "declined",
+    "not_allowed",
+    "invalid",
+    "data",
+    "other",
+)
+
+
 class GrantError(AuthorizationError):
-    """No grant allows what a job asks of a dataset; the message says which and why."""
+    """No grant allows what a job asks of a dataset; the message says which and why, and
+    :attr:`reason` its class (one of :data:`REFUSAL_CLASSES`)."""
 
     code = "unauthorized"
+
+    def __init__(self, message: str, reason: str = "no_grant") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def refusal_class(exc: BaseException) -> str:
+    """The class of a refusal (:data:`REFUSAL_CLASSES`), for metrics and the log."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, GrantError) and reason in REFUSAL_CLASSES:
+        return str(reason)
+    if isinstance(exc, AuthorizationError):
+        return "not_allowed"  # not a party, an unknown peer, an unregistered dataset
+    code = getattr(exc, "code", None)
+    if code in ("config", "job_spec", "invalid_request", "parameter_mismatch"):
+        return "invalid"
+    if code == "data":
+        return "data"
+    return "other"
 
 
 def new_grant_id() -> str:
@@ -78,22 +119,39 @@ def why_not(
     now: dt.datetime,
 ) -> str | None:
     """None if ``g`` allows the use, else what it does not allow (for the refusal)."""
+    why = why_not_classed(
+        g, component_type=component_type, columns=columns, receivers=receivers, rows=rows, now=now
+    )
+    return None if why is None else why[1]
+
+
+def why_not_classed(
+    g: GrantRow,
+    *,
+    component_type: str,
+    columns: Sequence[str],
+    receivers: Sequence[str],
+    rows: int,
+    now: dt.datetime,
+) -> tuple[str, str] | None:
+    """:func:`why_not` with the refusal's class first (one of :data:`REFUSAL_CLASSES`)."""
     if g.revoked_at is not None:
-        return f"grant {g.id} was revoked on {utc(g.revoked_at):%Y-%m-%d %H:%M} UTC"
+        return "revoked", f"grant {g.id} was revoked on {utc(g.revoked_at):%Y-%m-%d %H:%M} UTC"
     if g.expires_at is not None and now >= utc(g.expires_at):
-        return f"grant {g.id} expired on {utc(g.expires_at):%Y-%m-%d %H:%M} UTC"
+        return "expired", f"grant {g.id} expired on {utc(g.expires_at):%Y-%m-%d %H:%M} UTC"
     if not _allows(g.components, component_type):
-        return f"grant {g.id} does not allow component {component_type!r}"
+        return "component", f"grant {g.id} does not allow component {component_type!r}"
     bad_cols = [c for c in columns if not _allows(g.columns, c)]
     if bad_cols:
-        return f"grant {g.id} does not allow column {', '.join(map(repr, bad_cols))}"
+        return "columns", f"grant {g.id} does not allow column {', '.join(map(repr, bad_cols))}"
     bad_recv = [r for r in receivers if not _allows(g.receivers, r)]
     if bad_recv:
-        return f"grant {g.id} does not allow {', '.join(map(repr, bad_recv))} to receive outputs"
+        who = ", ".join(map(repr, bad_recv))
+        return "receivers", f"grant {g.id} does not allow {who} to receive outputs"
     if g.max_calls is not None and g.calls_used + 1 > g.max_calls:
-        return f"grant {g.id} quota exceeded: {g.calls_used} of {g.max_calls} calls used"
+        return "quota", f"grant {g.id} quota exceeded: {g.calls_used} of {g.max_calls} calls used"
     if g.max_rows is not None and g.rows_used + rows > g.max_rows:
-        return (
+        return "quota", (
             f"grant {g.id} quota exceeded: {g.rows_used} of {g.max_rows} rows used, "
             f"this job reads {rows}"
         )
@@ -124,11 +182,12 @@ def use_grant(
     from sqlalchemy import select
 
     now = dt.datetime.now(dt.UTC)
-    reasons = []
+    reasons: list[str] = []
+    first = "no_grant"
     with storage.session() as s:
         q = select(GrantRow).where(GrantRow.dataset == dataset, GrantRow.peer == peer)
         for g in s.scalars(q):
-            why = why_not(
+            why = why_not_classed(
                 g,
                 component_type=component_type,
                 columns=columns,
@@ -143,9 +202,12 @@ def use_grant(
                     s.flush()
                 s.expunge(g)
                 return g
-            reasons.append(why)
-    raise AuthorizationError(
-        f"no grant lets {peer!r} {what}" + (f": {'; '.join(reasons)}" if reasons else "")
+            if not reasons:
+                first = why[0]
+            reasons.append(why[1])
+    raise GrantError(
+        f"no grant lets {peer!r} {what}" + (f": {'; '.join(reasons)}" if reasons else ""),
+        first,
     )
 
 
@@ -193,6 +255,7 @@ def check_grants(
     for (name, peer), need in needs.items():
         rows = datasets[name].num_rows
         reasons: list[str] = []
+        first = "no_grant"  # the class of the closest grant's reason
         chosen: GrantRow | None = None
         # a grant that needs no approval is preferred; then the oldest
         for g in sorted(
@@ -201,8 +264,10 @@ def check_grants(
             types = sorted(need.types)
             why = None
             for t in types:  # validity and every purpose first, then columns, receivers, quota
-                why = why or why_not(g, component_type=t, columns=[], receivers=[], rows=0, now=now)
-            why = why or why_not(
+                why = why or why_not_classed(
+                    g, component_type=t, columns=[], receivers=[], rows=0, now=now
+                )
+            why = why or why_not_classed(
                 g,
                 component_type=types[0],
                 columns=sorted(need.columns),
@@ -213,13 +278,16 @@ def check_grants(
             if why is None:
                 chosen = g
                 break
-            reasons.append(why)
+            if not reasons:
+                first = why[0]
+            reasons.append(why[1])
         if chosen is None:
             detail = "; ".join(reasons) if reasons else "there is no grant"
             kinds = ", ".join(sorted(need.types))
             raise GrantError(
                 f"{node!r} does not allow {peer!r} to use dataset {name!r} in component "
-                f"{need.first!r} ({kinds}): {detail}"
+                f"{need.first!r} ({kinds}): {detail}",
+                first,
             )
         out.grants.setdefault(name, {})[peer] = chosen.id
         if chosen.approval == "manual" and name not in out.manual:
@@ -247,7 +315,8 @@ def check_group_thresholds(job: JobSpec, *, node: str, thresholds: Mapping[str, 
         if asked < need:
             raise GrantError(
                 f"dataset {ds!r} at {node!r} requires groups of at least {need} rows; "
-                f"component {c.id!r} asks min_group_size {asked}"
+                f"component {c.id!r} asks min_group_size {asked}",
+                "group_size",
             )
 
 
@@ -301,7 +370,8 @@ def check_column_policies(
                     f"column {col!r} of dataset {name!r} at {node!r} has no column policy, so "
                     f"it may not be used (component {c.id!r}); the owner may allow it with "
                     f"`rainbridge dataset policy {name} --column {col}=LEVEL` (LEVEL: "
-                    f"{', '.join(COLUMN_LEVELS)}; the other columns keep theirs)"
+                    f"{', '.join(COLUMN_LEVELS)}; the other columns keep theirs)",
+                    "column_policy",
                 )
             beyond = sorted(wanted - COLUMN_LEVELS[level])
             if beyond:
@@ -309,7 +379,8 @@ def check_column_policies(
                 raise GrantError(
                     f"column {col!r} of dataset {name!r} at {node!r} has column policy "
                     f"{level!r} (allows: {allowed}); component {c.id!r} would use it "
-                    f"{_USE_WORDS[beyond[0]]}"
+                    f"{_USE_WORDS[beyond[0]]}",
+                    "column_policy",
                 )
 
 
@@ -346,13 +417,15 @@ def check_privacy_budgets(
         if eps is None:
             raise GrantError(
                 f"dataset {ds!r} at {node!r} requires differential privacy: give component "
-                f"{cid!r} a dp epsilon (budget left {budget - spent:g})"
+                f"{cid!r} a dp epsilon (budget left {budget - spent:g})",
+                "privacy_budget",
             )
         spend[ds] = spend.get(ds, 0.0) + eps
         if spent + spend[ds] > budget + 1e-12:
             raise GrantError(
                 f"privacy budget of dataset {ds!r} at {node!r}: {spent:g} of {budget:g} spent, "
-                f"this job needs {spend[ds]:g}"
+                f"this job needs {spend[ds]:g}",
+                "privacy_budget",
             )
 
 
@@ -436,8 +509,8 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
             for grant_id in set(per_peer.values()):
                 g = s.get(GrantRow, grant_id)
                 if g is None:
-                    raise GrantError(f"grant {grant_id} no longer exists")
-                why = why_not(
+                    raise GrantError(f"grant {grant_id} no longer exists", "revoked")
+                why = why_not_classed(
                     g,
                     component_type=read_by.get(dataset, ""),
                     columns=[],
@@ -446,7 +519,7 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
                     now=now,
                 )
                 if why is not None:
-                    raise GrantError(f"cannot start: {why}")
+                    raise GrantError(f"cannot start: {why[1]}", why[0])
                 g.calls_used += 1
                 g.rows_used += rows
     costs = [(d, c, e) for d, c, e in dp_costs(job, node=node) if e is not None]
@@ -462,7 +535,8 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
                 ):
                     raise GrantError(
                         f"cannot start: the privacy budget of {d!r} is spent "
-                        f"({ds_row.dp_spent:g} of {ds_row.dp_budget:g})"
+                        f"({ds_row.dp_spent:g} of {ds_row.dp_budget:g})",
+                        "privacy_budget",
                     )
                 ds_row.dp_spent += eps
         for d, cid, eps in costs:

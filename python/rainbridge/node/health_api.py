@@ -7,24 +7,30 @@
   the event loop), the data plane is listening, and the ledger's directory (where its signed
   head is written) takes a new file; otherwise 503 ``{"status": "not_ready", "checks": ...}``
   with each check's outcome in a word: never an error text, a path or a URL.
-* ``GET /metrics``: the Prometheus text format, computed at scrape time from storage (in a
-  storage thread) by :class:`NodeCollector`, in a registry of its own per app. It carries a
-  user's bearer token like ``/v1`` and needs the permission :data:`METRICS_PERMISSION`
+* ``GET /metrics``: the Prometheus text format: the gauges :class:`NodeCollector` computes
+  at scrape time from storage (in a storage thread) and the node's live counters and
+  histograms (:mod:`rainbridge.node.metrics`), in a registry of its own per app. It carries
+  a user's bearer token like ``/v1`` and needs the permission :data:`METRICS_PERMISSION`
   (admin or auditor); plain HTTP from another machine is refused as on ``/v1``.
+
+With ``metrics_port`` set, :func:`metrics_app` serves the same text without a token on
+``metrics_host:metrics_port``, for a scraper on a private network: :func:`check_metrics_host`
+refuses a public address and warns about one that listens everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Header, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     GaugeMetricFamily,
@@ -36,7 +42,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from rainbridge.components import component_types
-from rainbridge.errors import RainbridgeError
+from rainbridge.errors import ConfigError, RainbridgeError
 from rainbridge.node.api_guard import error_response, in_clear_from_afar
 from rainbridge.node.runner import FINAL
 from rainbridge.node.service import NodeService
@@ -196,11 +202,81 @@ class NodeCollector(Collector):
         yield i
 
 
+class LiveCollector(Collector):
+    """The node's live counters and histograms (:class:`~rainbridge.node.metrics.NodeMetrics`)."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        return self.service.metrics.collect()
+
+
+def metrics_registry(service: NodeService) -> CollectorRegistry:
+    """A registry of ``service``'s metrics: the storage gauges and the live ones."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(service))
+    registry.register(LiveCollector(service))
+    return registry
+
+
+def check_metrics_host(host: str) -> str | None:
+    """Refuse a public address for the token-less metrics port; return a warning for one
+    that is not clearly private (all interfaces, a host name), else None.
+
+    Raises
+    ------
+    ConfigError
+        ``host`` is a public (globally routable) IP address.
+    """
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if host == "localhost":
+            return None
+        return (
+            f"metrics_host {host!r} is a name: /metrics on it answers without a token; make "
+            f"sure it resolves to a private address that no other party can reach"
+        )
+    if ip.is_unspecified:
+        return (
+            f"metrics_host {host!r} listens on every interface: /metrics on it answers "
+            f"without a token; allow only the scraper to reach metrics_port (firewall, "
+            f"network policy), never another party"
+        )
+    if ip.is_loopback or ip.is_private or ip.is_link_local:
+        return None
+    raise ConfigError(
+        f"metrics_host {host!r} is a public address: the metrics port answers without a "
+        f"token, so it must listen on loopback or a private network (set metrics_host, or "
+        f"metrics_port 0 and scrape the API's /metrics with an auditor's token)"
+    )
+
+
+def metrics_app(service: NodeService) -> FastAPI:
+    """The token-less metrics listener: ``GET /metrics`` only (see the module docstring)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    registry = metrics_registry(service)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = await service.background.db(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/{path:path}")
+    async def elsewhere(path: str) -> PlainTextResponse:
+        return PlainTextResponse("only /metrics here\n", status_code=404)
+
+    return app
+
+
 def router(service: NodeService) -> APIRouter:
     """``/healthz``, ``/readyz`` and ``/metrics`` of ``service``."""
     r = APIRouter(tags=["health"])
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(service))
+    registry = metrics_registry(service)
 
     @r.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -44,7 +44,9 @@ from rainbridge.node.grants import (
     check_group_thresholds,
     check_privacy_budgets,
     consume_grants,
+    refusal_class,
 )
+from rainbridge.node.metrics import NodeMetrics, component_labels
 from rainbridge.node.proposals import check_job
 from rainbridge.node.records import MAX_PEER_REASON as _MAX_REASON
 from rainbridge.node.router import MessageRouter
@@ -79,6 +81,8 @@ class Jobs:
         This node's datasets and grants (what a job is checked against).
     interop : Interop
         The interconnection peers (parties without a proposal step).
+    metrics : NodeMetrics, optional
+        Where refusals, and jobs that end without a worker, are counted.
     """
 
     def __init__(
@@ -91,8 +95,11 @@ class Jobs:
         router: MessageRouter,
         owners: DataOwners,
         interop: Interop,
+        *,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.name, self.config, self.storage = config.name, config, storage
+        self.metrics = metrics or NodeMetrics()
         self.dataplane, self.runner, self.background = dataplane, runner, background
         self.owners, self.interop = owners, interop
         router.add("propose", self._on_propose, owner="jobs")
@@ -156,6 +163,7 @@ class Jobs:
             self.storage.log(
                 "job_refused_locally", {"name": job.name, "reason": str(exc)}, actor=actor
             )
+            self._refused(refusal_class(exc), job.to_dict())
             raise
         job_id = new_job_id()
         digest = job.digest()
@@ -300,6 +308,7 @@ class Jobs:
             raise ConfigError(f"job {job_id} is not waiting for approval")
         why = f"declined by the owner at {self.name}" + (f": {reason}" if reason else "")
         self.decide(job_id, self.name, False, why[:_MAX_REASON])
+        self._refused("declined", row.spec, job_id)
         self.end(job_id, "refused", why[:_MAX_REASON], actor=actor)
         await self.tell_parties(job_id, why)
         return self.storage.job_dict(job_id)
@@ -340,6 +349,37 @@ class Jobs:
     def end(self, job_id: str, status: str, error: str, actor: str = "node") -> None:
         self.storage.update_job(job_id, status=status, error=error)
         self.storage.log(f"job_{status}", {"reason": error}, job_id, actor=actor)
+        if job_id not in self.runner.procs:  # else its worker's watcher counts and logs it
+            row = self.storage.find_job(job_id)
+            self._ended_here(job_id, row.spec if row is not None else None, status)
+
+    def _ended_here(self, job_id: str, spec: Any, status: str) -> None:
+        """Count and log the end of a job that had no worker here."""
+        if self.metrics.job_finished(job_id, spec, status):
+            types = component_labels(spec)
+            log.info(
+                "job %s ended: %s before it ran here (%s)",
+                job_id,
+                status,
+                ", ".join(types),
+                extra={"job_id": job_id, "component": types, "status": status},
+            )
+
+    def _refused(self, reason: str, spec: Any, job_id: str | None = None) -> None:
+        """Count and log a refusal by this node's own checks, by its class only (the text
+        names datasets, columns and grants: it stays in the ledger and the decision)."""
+        self.metrics.refused(reason)
+        log.info(
+            "job %s refused here: %s",
+            job_id or "(not recorded)",
+            reason,
+            extra={
+                "job_id": job_id,
+                "component": component_labels(spec),
+                "reason": reason,
+                "outcome": "refused",
+            },
+        )
 
     async def tell_parties(
         self, job_id: str, reason: str, parties: Iterable[str] | None = None
@@ -386,8 +426,10 @@ class Jobs:
             self.storage.log(
                 "proposal_refused", {"from": peer, "reason": str(exc)}, job_id, f"peer:{peer}"
             )
+            self._refused(refusal_class(exc), None, job_id)
             return {"accept": False, "reason": str(exc)}
         reason: str | None = None
+        reason_class = ""
         check = GrantCheck()
         try:
             if job.digest() != msg.get("digest"):
@@ -395,6 +437,7 @@ class Jobs:
             check = self.check_job(job, peer)
         except RainbridgeError as exc:
             reason = str(exc)
+            reason_class = refusal_class(exc)
         held = reason is None and bool(check.manual)
         status = "refused" if reason is not None else PENDING if held else "accepted"
         self.storage.put_job(
@@ -415,7 +458,15 @@ class Jobs:
         body = {"from": peer, "name": job.name, "digest": job.digest(), "grants": check.grants}
         if reason is not None:
             self.storage.log("job_refused", {**body, "reason": reason}, job_id, f"peer:{peer}")
-            log.info("refused job %s from %s: %s", job_id, peer, reason)
+            log.info(
+                "refused job %s from %s: %s",
+                job_id,
+                peer,
+                reason,
+                extra={"job_id": job_id, "peer": peer, "reason": reason_class},
+            )
+            self._refused(reason_class, job.to_dict(), job_id)
+            self._ended_here(job_id, job.to_dict(), "refused")
             return {"accept": False, "reason": reason}
         if held:
             self.storage.log(
@@ -462,6 +513,7 @@ class Jobs:
         try:
             consume_grants(self.storage, row, self.name)
         except RainbridgeError as exc:
+            self._refused(refusal_class(exc), row.spec, job_id)
             self.end(job_id, "failed", str(exc))
             self.background.spawn(self.tell_parties(job_id, str(exc)))
             raise

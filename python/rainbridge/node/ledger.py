@@ -44,6 +44,7 @@ from rainbridge.audit import verify_ledger as v
 from rainbridge.crypto.certs import _write_private
 from rainbridge.errors import ConfigError
 from rainbridge.node.keys import NodeKeys, certificate_history
+from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.storage import LedgerRow, Storage
 
 HEAD_FILE = "ledger.head"
@@ -73,8 +74,17 @@ class Ledger:
         The node directory, where the signed head is kept.
     """
 
-    def __init__(self, storage: Storage, node: str, keys: NodeKeys, directory: Path) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        node: str,
+        keys: NodeKeys,
+        directory: Path,
+        *,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
         self.storage = storage
+        self.metrics = metrics or NodeMetrics()
         self.node = node
         self.keys = keys
         self.directory = directory
@@ -141,6 +151,7 @@ class Ledger:
                 ) from None
             self._seq, self._prev = entry["seq"], digest.hex()
             self._head_dirty.set()
+            self.metrics.ledger_appends.labels(kind).inc()
             return {"entry": entry, "hash": row["hash"], "sig": row["sig"]}
 
     def _head_loop(self) -> None:

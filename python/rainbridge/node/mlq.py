@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from rainbridge.errors import (
 from rainbridge.node.config import NodeConfig, check_name
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.limits import check_service_name
+from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.mlq_files import MlqFiles
 from rainbridge.node.mlq_lender import MlqLender
 from rainbridge.node.mlq_merger import MlqMerger
@@ -82,21 +84,44 @@ class Mlq:
         How the other members are asked.
     router : MessageRouter
         Where the members' messages are registered.
+    metrics : NodeMetrics, optional
+        Where the requests served and their latency are counted.
     """
 
     def __init__(
-        self, config: NodeConfig, storage: Storage, dataplane: DataPlane, router: MessageRouter
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        dataplane: DataPlane,
+        router: MessageRouter,
+        *,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.name = config.name
+        self.metrics = metrics or NodeMetrics()
         self.storage = storage
         self.files = MlqFiles(Path(config.path) / "mlq")
         self.windows = FrozenWindows(config.name, storage, self.files)
         self.merger = MlqMerger(storage, dataplane, self.files)
         self.lender = MlqLender(config, storage, dataplane, self.files, self.windows)
         self.mlq_build = self.merger.build
-        self.mlq_count = self.lender.count
         for kind in MESSAGES:
             router.add(kind, self._on_message, owner="mlq")
+
+    async def mlq_count(self, service: str, ident: str, actor: str = "node") -> dict[str, Any]:
+        """A count asked of this lender (:meth:`MlqLender.count`), timed for the metrics."""
+        t0 = time.perf_counter()
+        outcome = "refused"
+        try:
+            reply = await self.lender.count(service, ident, actor)
+            outcome = "answered"
+            return reply
+        finally:
+            self._served("count", outcome, t0)
+
+    def _served(self, kind: str, outcome: str, t0: float) -> None:
+        self.metrics.mlq_requests.labels(kind, outcome).inc()
+        self.metrics.mlq_seconds.labels(kind, outcome).observe(time.perf_counter() - t0)
 
     def mlq_join(
         self,
@@ -179,6 +204,14 @@ class Mlq:
     # -- requests from members ---------------------------------------------------------------
 
     async def _on_message(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        reply = await self._serve(peer, msg)
+        kind = msg.get("type")
+        outcome = "refused" if reply.get("ok") is False else "answered"
+        self._served(kind if kind in MESSAGES else "other", outcome, t0)
+        return reply
+
+    async def _serve(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         kind = msg.get("type")
         service = str(msg.get("service", ""))[:64]
         try:

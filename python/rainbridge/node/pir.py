@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
+from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.pir_client import PirClient
 from rainbridge.node.pir_server import PirServer
 from rainbridge.node.router import MessageRouter
@@ -39,9 +40,15 @@ class Pir:
     """
 
     def __init__(
-        self, config: NodeConfig, storage: Storage, dataplane: DataPlane, router: MessageRouter
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        dataplane: DataPlane,
+        router: MessageRouter,
+        *,
+        metrics: NodeMetrics | None = None,
     ) -> None:
-        self.server = PirServer(config, storage, router)
+        self.server = PirServer(config, storage, router, metrics=metrics)
         self.client = PirClient(config, storage, dataplane)
         self.publish_pir = self.server.publish
         self.update_pir = self.server.update

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import functools
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,24 @@ import pyarrow as pa
 
 from rainbridge.data import read_columns, read_ids, write_json_atomic
 from rainbridge.data.dataset import MAX_ID_BYTES
-from rainbridge.errors import ConfigError, DataError, NotFoundError, RainbridgeError
+from rainbridge.errors import (
+    AuthorizationError,
+    ConfigError,
+    DataError,
+    NotFoundError,
+    RainbridgeError,
+)
 from rainbridge.node.config import NodeConfig
-from rainbridge.node.grants import use_grant
+from rainbridge.node.grants import refusal_class, use_grant
 from rainbridge.node.limits import RateLimits, check_service_name, valid_service_name
+from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.pir_labels import label_schema, labels_of
 from rainbridge.node.router import MessageRouter
 from rainbridge.node.storage import GrantRow, MeterRow, Storage
 from rainbridge.protocols.pir import wire
 from rainbridge.protocols.pir.table import PirTable
+
+log = logging.getLogger("rainbridge.node.pir")
 
 PURPOSE = "pir"
 #: the bounds a service's max_reply_bytes may be set within
@@ -56,9 +66,17 @@ class PirServer:
         Where the peer messages this server answers are registered.
     """
 
-    def __init__(self, config: NodeConfig, storage: Storage, router: MessageRouter) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        router: MessageRouter,
+        *,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
         self.root = Path(config.path) / "pir"
         self.storage = storage
+        self.metrics = metrics or NodeMetrics()
         self._tables: dict[str, tuple[dict[str, Any], PirTable]] = {}  # name -> (meta, table)
         self._limits = RateLimits("queries")
         router.add("pir_query", self._on_query, owner="pir")
@@ -219,6 +237,15 @@ class PirServer:
 
     async def _on_query(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
+        reply = await self._answer_query(peer, msg)
+        request = "page" if "page" in msg else "query"
+        outcome = "refused" if reply.get("ok") is False else "answered"
+        self.metrics.pir_queries.labels(request, outcome).inc()
+        self.metrics.pir_seconds.labels(request, outcome).observe(time.perf_counter() - t0)
+        return reply
+
+    async def _answer_query(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
         service = str(msg.get("service", ""))[:64]
         try:
             meta, table = self._service(service)
@@ -250,6 +277,14 @@ class PirServer:
         except RainbridgeError as exc:
             self.storage.log(
                 "pir_refused", {"service": service, "reason": str(exc)[:200]}, actor=f"peer:{peer}"
+            )
+            if isinstance(exc, AuthorizationError):
+                self.metrics.refused(refusal_class(exc))
+            log.info(
+                "PIR query from %s refused (%s)",
+                peer,
+                refusal_class(exc),
+                extra={"peer": peer, "reason": refusal_class(exc), "outcome": "refused"},
             )
             return _refusal(exc)
         answer = reply.get("answer")

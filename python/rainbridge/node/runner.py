@@ -25,7 +25,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from rainbridge.data.sql_source import urls_for
 from rainbridge.node.config import NodeConfig, private_dir
+from rainbridge.node.metrics import NodeMetrics, component_labels
 from rainbridge.node.storage import Storage
 from rainbridge.node.worker import SESSION_CODES
 
@@ -60,7 +62,10 @@ class Runner:
         ``await on_ended(job_id)`` once a worker has exited and its outcome is recorded,
         whatever it was (metering and the job record hang on it).
     key_password : bytes, optional
-        The password of the node's TLS key file, passed to each worker on its stdin.
+        The password of the node's TLS key file, passed to each worker on its stdin (and
+        after it the clear URLs of the job's SQL datasets).
+    metrics : NodeMetrics, optional
+        Where finished jobs, their durations and their bytes per peer are counted.
     """
 
     def __init__(
@@ -71,8 +76,10 @@ class Runner:
         *,
         on_ended: OnEnded | None = None,
         key_password: bytes | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or NodeMetrics()
         self.storage = storage
         self.on_failure = on_failure
         self.on_ended = on_ended
@@ -80,6 +87,8 @@ class Runner:
         self.key_password = key_password
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        #: when each running job's worker started (monotonic seconds)
+        self._started: dict[str, float] = {}
         self.run_dir = self._pick_run_dir()
 
     def _pick_run_dir(self) -> Path:
@@ -138,12 +147,31 @@ class Runner:
             )
         assert proc.stdin is not None
         proc.stdin.write((self.key_password or b"") + b"\n")
+        # the clear URLs of the job's SQL datasets follow, one JSON line: never on disk
+        urls = urls_for(list((context.get("datasets") or {}).values()))
+        proc.stdin.write(json.dumps(urls).encode() + b"\n")
         with contextlib.suppress(ConnectionError):
             await proc.stdin.drain()
         proc.stdin.close()
         self.procs[job_id] = proc
+        self._started[job_id] = time.monotonic()
         self.storage.update_job(job_id, status="running")
         self.storage.log("job_started", {"pid": proc.pid}, job_id)
+        spec = context.get("spec")
+        parties = spec.get("parties", []) if isinstance(spec, dict) else []
+        log.info(
+            "job %s started: %s with %s",
+            job_id,
+            ", ".join(component_labels(spec)),
+            ", ".join(map(str, parties)),
+            extra={
+                "job_id": job_id,
+                "component": component_labels(spec),
+                "parties": parties,
+                "status": "running",
+                "workers": len(self.running()),
+            },
+        )
         self._watchers[job_id] = asyncio.create_task(self._watch(job_id, proc))
 
     async def stop(self, job_id: str, grace: float = 3.0) -> None:
@@ -177,6 +205,7 @@ class Runner:
             progress = await self._follow_progress(job_id, proc)
             code = await proc.wait()
             await self._finish(job_id, code, progress)
+            self._ended(job_id)
             if self.on_ended is not None:
                 try:
                     await self.on_ended(job_id)
@@ -185,8 +214,44 @@ class Runner:
         finally:
             self.procs.pop(job_id, None)
             self._watchers.pop(job_id, None)
+            self._started.pop(job_id, None)
             with contextlib.suppress(OSError):
                 self.socket_path(job_id).unlink()
+
+    def _ended(self, job_id: str) -> None:
+        """Count and log the end of a job whose worker exited (its status is final now)."""
+        row = self.storage.find_job(job_id)
+        if row is None:
+            return
+        took = time.monotonic() - self._started.get(job_id, time.monotonic())
+        self.metrics.job_finished(job_id, row.spec, row.status, took)
+        outcome: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            outcome = json.loads((self.job_dir(job_id) / "result.json").read_text())
+        traffic = outcome.get("traffic") if isinstance(outcome, dict) else None
+        peers = (row.spec or {}).get("parties", []) if isinstance(row.spec, dict) else []
+        if isinstance(traffic, dict):
+            for peer, t in traffic.items():
+                # only the job's own parties: the label stays within the pinned peers
+                if peer in peers and isinstance(t, dict):
+                    self.metrics.traffic(
+                        peer, "job", int(t.get("sent") or 0), int(t.get("received") or 0)
+                    )
+        types = component_labels(row.spec)
+        log.info(
+            "job %s ended: %s after %.3f s (%s)",
+            job_id,
+            row.status,
+            took,
+            ", ".join(types),
+            extra={
+                "job_id": job_id,
+                "component": types,
+                "parties": peers,
+                "status": row.status,
+                "duration_s": round(took, 3),
+            },
+        )
 
     async def _follow_progress(
         self, job_id: str, proc: asyncio.subprocess.Process

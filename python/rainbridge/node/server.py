@@ -22,6 +22,8 @@ from rainbridge.errors import ConfigError
 from rainbridge.node.api import create_app
 from rainbridge.node.api_tls import load_certificate, server_context
 from rainbridge.node.config import NodeConfig
+from rainbridge.node.health_api import check_metrics_host, metrics_app
+from rainbridge.node.logs import setup_logging
 from rainbridge.node.service import NodeService
 
 log = logging.getLogger("rainbridge.node.server")
@@ -43,18 +45,47 @@ def bind_api(host: str, port: int) -> socket.socket:
         The address cannot be bound (port in use, unknown host).
     """
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # proto IPPROTO_TCP, not 0: asyncio disables Nagle only on accepted sockets whose
-        # proto says TCP, and with Nagle a keep-alive client waited 40 ms for every answer
-        # split in two writes (headers, body) behind its delayed ACK
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        return _listen(host, port)
     except OSError as exc:
         raise ConfigError(
             f"cannot listen for the REST API on {host}:{port}: {exc.strerror or exc} "
             f"(is the node already running? change api_port in node.json)"
         ) from None
+
+
+def bind_metrics(host: str, port: int) -> socket.socket:
+    """Bind the token-less metrics listener's socket (``metrics_host:metrics_port``).
+
+    Raises
+    ------
+    ConfigError
+        ``host`` is a public address (see :func:`~.health_api.check_metrics_host`), or the
+        address cannot be bound.
+    """
+    warning = check_metrics_host(host)
+    if warning is not None:
+        log.warning("%s", warning)
+    try:
+        return _listen(host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen for metrics on {host}:{port}: {exc.strerror or exc} "
+            f"(change metrics_port, or 0 for no metrics listener)"
+        ) from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio disables Nagle only on accepted sockets whose
+    # proto says TCP, and with Nagle a keep-alive client waited 40 ms for every answer
+    # split in two writes (headers, body) behind its delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -71,13 +102,17 @@ class NodeServer:
         self.config = config
         self._stopping = False
         self.uvicorn: _Uvicorn | None = None
+        self.metrics_server: _Uvicorn | None = None
 
     async def serve(self) -> None:
         """Serve until :meth:`shutdown` (or a signal), then stop every job and the data plane."""
         token = self.config.token()
         cfg = self.config
         sock = bind_api(cfg.api_host, cfg.api_port)
+        msock: socket.socket | None = None
         try:
+            if cfg.metrics_port:
+                msock = bind_metrics(cfg.metrics_host, cfg.metrics_port)
             service = NodeService(cfg)
             tls = (
                 server_context(service.identity, cfg.api_cert, cfg.api_key)
@@ -87,6 +122,8 @@ class NodeServer:
             await service.start()
         except BaseException:
             sock.close()
+            if msock is not None:
+                msock.close()
             raise
         if tls is not None and not cfg.api_cert:
             # a key rotation changes the node's certificate: new API connections present it
@@ -95,6 +132,7 @@ class NodeServer:
         config = uvicorn.Config(
             app,
             log_level="warning",
+            log_config=None,  # uvicorn's records go to the node's handler, in its format
             timeout_graceful_shutdown=5,
             lifespan="off",
         )
@@ -105,10 +143,35 @@ class NodeServer:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.shutdown)
         log.info("node %s: REST API on %s", cfg.name, cfg.api_url)
+        scrape: asyncio.Task[None] | None = None
+        if msock is not None:
+            self.metrics_server = _Uvicorn(
+                uvicorn.Config(
+                    metrics_app(service),
+                    log_level="warning",
+                    log_config=None,
+                    lifespan="off",
+                    access_log=False,
+                )
+            )
+            scrape = asyncio.create_task(self.metrics_server.serve(sockets=[msock]))
+            log.info(
+                "node %s: metrics without a token on http://%s:%d/metrics (a private "
+                "scrape network only)",
+                cfg.name,
+                cfg.metrics_host,
+                cfg.metrics_port,
+            )
         try:
             await self.uvicorn.serve(sockets=[sock])
         finally:
             log.info("node %s: stopping", cfg.name)
+            if self.metrics_server is not None and scrape is not None:
+                self.metrics_server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await scrape
+            if msock is not None:
+                msock.close()
             await service.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -126,6 +189,13 @@ class NodeServer:
 
 
 def run(config: NodeConfig) -> None:
-    """Run a node in the foreground until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    """Run a node in the foreground until SIGINT or SIGTERM, logging as its settings say."""
+    setup_logging(
+        config.log_format,
+        config.log_level,
+        config.log_file,
+        directory=config.path,
+        max_bytes=config.log_max_bytes,
+        backups=config.log_backups,
+    )
     asyncio.run(NodeServer(config).serve())

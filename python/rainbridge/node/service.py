@@ -39,6 +39,7 @@ from rainbridge.node.interop import Interop
 from rainbridge.node.jobs import Jobs
 from rainbridge.node.keys import NodeKeys
 from rainbridge.node.ledger import Ledger
+from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.mlq import Mlq
 from rainbridge.node.models import Models
 from rainbridge.node.owners import DataOwners
@@ -65,8 +66,10 @@ class NodeService:
         self.config = config
         self.name = config.name
         self.storage = Storage(config.database_url)
+        #: the live counters and histograms, handed to the parts that count
+        self.metrics = NodeMetrics()
         keys = NodeKeys.load(config.path, config.crypto_suite, config.master_key_file)
-        self.ledger = Ledger(self.storage, self.name, keys, config.path)
+        self.ledger = Ledger(self.storage, self.name, keys, config.path, metrics=self.metrics)
         self.users = Users(self.storage)
         token_file = config.path / "api.token"
         if token_file.is_file():  # the token `node init` wrote is the first admin's
@@ -80,9 +83,16 @@ class NodeService:
             lambda job_id, code, message: self.jobs.on_worker_failure(job_id, code, message),
             on_ended=lambda job_id: self.closing.on_job_ended(job_id),
             key_password=keys.identity.key_password,
+            metrics=self.metrics,
         )
         self.dataplane = DataPlane(
-            config, keys.identity, self.storage, self.runner, self.background, self.router.dispatch
+            config,
+            keys.identity,
+            self.storage,
+            self.runner,
+            self.background,
+            self.router.dispatch,
+            metrics=self.metrics,
         )
         self.interop = Interop(config, self.storage, lambda: self.peers.keys.identity)
         self.owners = DataOwners(
@@ -93,8 +103,8 @@ class NodeService:
             stop_job=lambda job_id, why: self.jobs.stop_job(job_id, why),
         )
         self.models = Models(config, self.storage, self.dataplane, self.router)
-        self.pir = Pir(config, self.storage, self.dataplane, self.router)
-        self.mlq = Mlq(config, self.storage, self.dataplane, self.router)
+        self.pir = Pir(config, self.storage, self.dataplane, self.router, metrics=self.metrics)
+        self.mlq = Mlq(config, self.storage, self.dataplane, self.router, metrics=self.metrics)
         self.jobs = Jobs(
             config,
             self.storage,
@@ -104,6 +114,7 @@ class NodeService:
             self.router,
             self.owners,
             self.interop,
+            metrics=self.metrics,
         )
         self.closing = JobClosing(
             config,

@@ -25,6 +25,7 @@ from typing import Any
 
 from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.data import DatasetRef
+from rainbridge.data.sql_source import provide_url
 from rainbridge.errors import ChannelError, ChannelTimeoutError, RainbridgeError
 from rainbridge.jobs.execute import check_inputs, run_party
 from rainbridge.jobs.spec import JobSpec
@@ -142,6 +143,14 @@ async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asynci
 
 
 _last_progress: dict[str, float] = {}
+#: frame bytes sent to and received from each peer, written beside the outcome for the
+#: node's per-peer metrics (the dialing side's bytes never pass through the node)
+_traffic: dict[str, dict[str, int]] = {}
+
+
+def _count_traffic(channels: dict[str, Channel]) -> None:
+    for peer, ch in channels.items():
+        _traffic[peer] = {"sent": ch.bytes_sent, "received": ch.bytes_received}
 
 
 def _progress(component: str, fraction: float) -> None:
@@ -191,8 +200,10 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
         raise
     finally:
         server.close()
+        _count_traffic(channels)
     for ch in channels.values():
         await ch.close()
+    _count_traffic(channels)
     return result
 
 
@@ -202,23 +213,28 @@ def main(argv: list[str] | None = None) -> int:
     # the node writes the TLS key's password on stdin: it never touches the disk
     password = sys.stdin.buffer.readline().rstrip(b"\n") if not sys.stdin.isatty() else b""
     ctx["key_password"] = password or None
+    # then the clear URLs of this job's SQL datasets, kept in memory only
+    urls = sys.stdin.buffer.readline() if not sys.stdin.isatty() else b""
+    with contextlib.suppress(ValueError):
+        for key, url in (json.loads(urls) if urls.strip() else {}).items():
+            provide_url(str(key), str(url))
     out = Path(ctx["result"])
     try:
         result = asyncio.run(run(ctx))
     except asyncio.CancelledError:
         stopped = {"code": "cancelled", "message": "stopped by its node"}
-        out.write_text(json.dumps({"ok": False, "error": stopped}))
+        out.write_text(json.dumps({"ok": False, "error": stopped, "traffic": _traffic}))
         return 3
     except RainbridgeError as exc:
-        out.write_text(json.dumps({"ok": False, "error": {"code": exc.code, "message": str(exc)}}))
+        error = {"code": exc.code, "message": str(exc)}
+        out.write_text(json.dumps({"ok": False, "error": error, "traffic": _traffic}))
         return 1
     except Exception as exc:  # a bug: report its type, keep the details in the worker's log
         traceback.print_exc()
-        out.write_text(
-            json.dumps({"ok": False, "error": {"code": "internal", "message": type(exc).__name__}})
-        )
+        error = {"code": "internal", "message": type(exc).__name__}
+        out.write_text(json.dumps({"ok": False, "error": error, "traffic": _traffic}))
         return 2
-    out.write_text(json.dumps({"ok": True, "result": result}))
+    out.write_text(json.dumps({"ok": True, "result": result, "traffic": _traffic}))
     return 0
 
 
