@@ -1,4 +1,5 @@
-"""Datasets registered at a node: CSV or Parquet files read in place.
+"""Datasets registered at a node: CSV or Parquet files, or SQL tables and queries, read in
+place (a SQL source through :mod:`rainbridge.data.sql_source`).
 
 CSV files are read by the rules of :mod:`rainbridge.data.reading` (quoted newlines at any
 size, NULL only for empty cells, declared types, the registered encoding); Parquet files keep
@@ -50,6 +51,10 @@ class DatasetRef:
         The owner's declared types of CSV columns (column to Arrow type name), applied at
         every read; other columns are inferred when computed on and kept as written when
         passed through.
+    source : dict or None
+        Format ``"sql"``: the database (URL with the password masked), the table or query,
+        and the key of its credentials in :mod:`rainbridge.data.sql_source` (never the
+        credentials themselves); ``path`` is then the masked URL.
     """
 
     name: str
@@ -60,6 +65,7 @@ class DatasetRef:
     num_rows: int = 0
     encoding: str | None = None
     column_types: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +81,7 @@ class DatasetRef:
             num_rows=int(d.get("num_rows") or 0),
             encoding=d.get("encoding") or None,
             column_types=dict(d.get("column_types") or {}),
+            source=dict(d["source"]) if d.get("source") else None,
         )
 
 
@@ -271,6 +278,10 @@ def iter_dataset(
     block_size: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """:func:`iter_batches` of a registered dataset, with its encoding and declared types."""
+    if ref.format == "sql":
+        from rainbridge.data.sql_source import iter_sql
+
+        return iter_sql(ref, columns, batch_rows=batch_rows)
     return iter_batches(
         ref.path,
         ref.format,

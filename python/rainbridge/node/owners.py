@@ -7,15 +7,18 @@ governance, apart from the life of a job.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
 
 from rainbridge.components import component_types
-from rainbridge.data import inspect_dataset
-from rainbridge.errors import ConfigError, NotFoundError
+from rainbridge.data import DatasetRef, inspect_dataset
+from rainbridge.data.sql_source import inspect_sql, provide_url
+from rainbridge.errors import ConfigError, NotFoundError, RainbridgeError
 from rainbridge.node.config import NodeConfig, check_name
+from rainbridge.node.credentials import SourceCredentials
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.grants import (
     COLUMN_LEVELS,
@@ -30,6 +33,8 @@ from rainbridge.node.runner import FINAL
 from rainbridge.node.storage import DatasetRow, GrantRow, Storage
 
 SENSITIVITY = ("public", "internal", "confidential", "secret")
+
+log = logging.getLogger("rainbridge.node.owners")
 
 
 class DataOwners:
@@ -53,7 +58,28 @@ class DataOwners:
     ) -> None:
         self.config, self.storage, self.dataplane = config, storage, dataplane
         self._stop_job = stop_job
+        self._credentials: SourceCredentials | None = None
         router.add("catalogue", self._on_catalogue, owner="owners")
+        self._open_sources()
+
+    def _sealer(self) -> SourceCredentials:
+        if self._credentials is None:  # the master key is read only once a SQL source exists
+            c = self.config
+            self._credentials = SourceCredentials(c.path, c.crypto_suite, c.master_key_file)
+        return self._credentials
+
+    def _open_sources(self) -> None:
+        """Unseal the URLs of the SQL datasets into this process (reads and job workers)."""
+        for row in self.storage.datasets():
+            src = row.source or {}
+            if not src.get("sealed") or not src.get("credential"):
+                continue
+            try:
+                url = self._sealer().unseal(row.name, src["credential"], src["sealed"])
+            except RainbridgeError as exc:  # its reads fail, saying so; the node still starts
+                log.warning("dataset %s: %s", row.name, exc)
+                continue
+            provide_url(src["credential"], url)
 
     def _on_catalogue(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         self.storage.log("catalogue_browsed", {}, actor=f"peer:{peer}")
@@ -64,7 +90,7 @@ class DataOwners:
     def add_dataset(
         self,
         name: str,
-        path: str,
+        path: str | None,
         id_column: str | None,
         *,
         owner: str = "",
@@ -72,11 +98,18 @@ class DataOwners:
         description: str = "",
         encoding: str | None = None,
         column_types: Mapping[str, str] | None = None,
+        sql_url: str | None = None,
+        table: str | None = None,
+        query: str | None = None,
         actor: str = "node",
     ) -> dict[str, Any]:
         """Register a CSV or Parquet file in place: its schema and row count are recorded,
         and for a CSV file its ``encoding`` (default UTF-8) and the owner's declared
         ``column_types`` (``{column: type}``), which every later read applies.
+
+        Or, with ``sql_url`` instead of ``path``, a ``table`` or a ``query`` of a PostgreSQL
+        or MySQL database, read in place (:mod:`rainbridge.data.sql_source`): the URL is
+        stored sealed under the master key and shown, logged and recorded only masked.
 
         Raises
         ------
@@ -88,11 +121,31 @@ class DataOwners:
             The file is missing or unreadable, not text in its encoding, holds a value not of
             its declared type, or lacks ``id_column`` (each is named).
         ConfigError
-            An unknown encoding or type, or a declared column the file lacks.
+            An unknown encoding or type, or a declared column the file lacks; for a SQL
+            source, a malformed URL, a query that is not one SELECT, or both or neither of
+            ``path`` and ``sql_url``.
+        DataError
+            (SQL) the server is unreachable or refuses the credentials, the table or a column
+            is missing, or a column's type cannot be read exactly.
         """
         check_name(name)
         if sensitivity not in SENSITIVITY:
             raise ConfigError(f"sensitivity {sensitivity!r}: expected {', '.join(SENSITIVITY)}")
+        if sql_url is not None or table is not None or query is not None:
+            if path or sql_url is None:
+                raise ConfigError(
+                    f"dataset {name!r}: give a file (path) or a database (sql_url with a table "
+                    "or a query), not both"
+                )
+            if encoding or column_types:
+                raise ConfigError(
+                    f"dataset {name!r}: a database's columns carry their own types and "
+                    "encoding; --encoding and --column-type apply to CSV files"
+                )
+            ref = inspect_sql(name, sql_url, id_column, table=table, query=query)
+            return self._put_dataset(ref, owner, sensitivity, description, actor, sql_url)
+        if not path:
+            raise ConfigError(f"dataset {name!r}: give a file (path) or a database (sql_url)")
         where = check_data_path(
             path,
             self.config.path,
@@ -102,14 +155,31 @@ class DataOwners:
         ref = inspect_dataset(
             name, str(where), id_column, encoding=encoding, column_types=column_types
         )
+        return self._put_dataset(ref, owner, sensitivity, description, actor)
+
+    def _put_dataset(
+        self,
+        ref: DatasetRef,
+        owner: str,
+        sensitivity: str,
+        description: str,
+        actor: str,
+        sql_url: str | None = None,
+    ) -> dict[str, Any]:
+        source: dict[str, Any] | None = None
+        if ref.source is not None:
+            assert sql_url is not None
+            key = str(ref.source["credential"])
+            source = {**ref.source, "sealed": self._sealer().seal(ref.name, key, sql_url)}
         self.storage.put_dataset(ref)
         with self.storage.session() as s:
-            row = s.get(DatasetRow, name)
+            row = s.get(DatasetRow, ref.name)
             assert row is not None
             row.owner = owner or actor.removeprefix("user:")
             row.sensitivity, row.description = sensitivity, description
+            row.source = source  # a file registered over a SQL dataset drops its source
         event: dict[str, Any] = {
-            "dataset": name,
+            "dataset": ref.name,
             "rows": ref.num_rows,
             "columns": sorted(ref.columns),
         }
@@ -117,6 +187,10 @@ class DataOwners:
             event["encoding"] = ref.encoding
         if ref.column_types:
             event["column_types"] = ref.column_types
+        if ref.source is not None:  # the masked URL and what is read, never the credentials
+            event["source"] = {
+                k: ref.source[k] for k in ("dialect", "url", "table", "query") if k in ref.source
+            }
         self.storage.log("dataset_added", event, actor=actor)
         return row.to_dict()
 

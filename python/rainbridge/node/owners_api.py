@@ -19,11 +19,22 @@ if TYPE_CHECKING:
 
 
 class DatasetIn(BaseModel):
-    """A file to register in place (CSV or Parquet, by extension), with its catalogue entry."""
+    """A file to register in place (CSV or Parquet, by extension), or a table or query of a
+    SQL database (``sql_url`` with ``table`` or ``query``), with its catalogue entry."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=64)
-    path: str = Field(max_length=4096, description="a path on the node's machine")
+    path: str | None = Field(
+        default=None, max_length=4096, description="a path on the node's machine"
+    )
+    sql_url: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="postgresql://USER:PASSWORD@HOST:PORT/DB or mysql://…; stored sealed, "
+        "shown masked",
+    )
+    table: str | None = Field(default=None, max_length=255, description="TABLE or SCHEMA.TABLE")
+    query: str | None = Field(default=None, max_length=100_000, description="one SELECT")
     id_column: str | None = Field(default=None, max_length=255)
     owner: str = Field(default="", max_length=64, description="default: the user")
     sensitivity: Literal["public", "internal", "confidential", "secret"] = "internal"
@@ -100,7 +111,8 @@ def router(service: NodeService, may: May, actor: Actor) -> APIRouter:
     def add_dataset(
         body: DatasetIn, user: UserRow = Depends(may("datasets.write"))
     ) -> dict[str, Any]:
-        """Register a file in place (never copied): its schema and row count are recorded."""
+        """Register a file, or a table or query of a SQL database, in place (never copied):
+        its schema and row count are recorded."""
         return service.owners.add_dataset(**body.model_dump(), actor=actor(user))
 
     @r.post("/v1/datasets/{name}/publish", tags=["datasets"])

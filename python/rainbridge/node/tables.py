@@ -116,6 +116,9 @@ class DatasetRow(Base):
     #: how a CSV file is read: its encoding (None: UTF-8) and declared column types
     encoding: Mapped[str | None] = mapped_column(String(64), nullable=True)
     column_types: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    #: a SQL source (None: a file): the masked URL, table or query, credential key, and the
+    #: clear URL sealed under the node's master key ("sealed", never shown nor in a ref)
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     def ref(self) -> DatasetRef:
         return DatasetRef(
@@ -127,6 +130,9 @@ class DatasetRow(Base):
             self.num_rows,
             encoding=self.encoding,
             column_types=dict(self.column_types or {}),
+            source={k: v for k, v in self.source.items() if k != "sealed"}
+            if self.source
+            else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
