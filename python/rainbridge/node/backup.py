@@ -561,7 +561,7 @@ def _unpack(src: Path, stage: Path) -> dict[str, Any]:
     digests: dict[str, dict[str, Any]] = {}
     manifest_bytes: bytes | None = None
     try:
-        with tarfile.open(src, mode="r:gz") as tar:
+        with gzip.open(src, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             for info in tar:
                 name = info.name
                 if manifest_bytes is not None:
@@ -589,6 +589,10 @@ def _unpack(src: Path, stage: Path) -> dict[str, Any]:
                         out.write(chunk)
                 os.chmod(dest, (info.mode & 0o755) | 0o600)
                 digests[name] = {"sha256": sha.hexdigest(), "size": size}
+            # tar stops at its end marker; reading gzip's trailer checks its CRC and length,
+            # so an archive cut short by even a few bytes is refused
+            while gz.read(_CHUNK):
+                pass
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ArchiveError(f"{src}: damaged or truncated archive ({exc})") from None
     if manifest_bytes is None:
