@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from rainbridge.data.sql_source import urls_for
-from rainbridge.data.sql_source import urls_for
 from rainbridge.node.config import NodeConfig, private_dir
 from rainbridge.node.metrics import NodeMetrics, component_labels
 from rainbridge.node.storage import Storage
@@ -148,9 +147,6 @@ class Runner:
             )
         assert proc.stdin is not None
         proc.stdin.write((self.key_password or b"") + b"\n")
-        # the clear URLs of the job's SQL datasets follow, one JSON line: never on disk
-        urls = urls_for(list((context.get("datasets") or {}).values()))
-        proc.stdin.write(json.dumps(urls).encode() + b"\n")
         # the clear URLs of the job's SQL datasets follow, one JSON line: never on disk
         urls = urls_for(list((context.get("datasets") or {}).values()))
         proc.stdin.write(json.dumps(urls).encode() + b"\n")

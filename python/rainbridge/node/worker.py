@@ -26,7 +26,6 @@ from typing import Any
 from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.data import DatasetRef
 from rainbridge.data.sql_source import provide_url
-from rainbridge.data.sql_source import provide_url
 from rainbridge.errors import ChannelError, ChannelTimeoutError, RainbridgeError
 from rainbridge.jobs.execute import check_inputs, run_party
 from rainbridge.jobs.spec import JobSpec
@@ -214,11 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     # the node writes the TLS key's password on stdin: it never touches the disk
     password = sys.stdin.buffer.readline().rstrip(b"\n") if not sys.stdin.isatty() else b""
     ctx["key_password"] = password or None
-    # then the clear URLs of this job's SQL datasets, kept in memory only
-    urls = sys.stdin.buffer.readline() if not sys.stdin.isatty() else b""
-    with contextlib.suppress(ValueError):
-        for key, url in (json.loads(urls) if urls.strip() else {}).items():
-            provide_url(str(key), str(url))
     # then the clear URLs of this job's SQL datasets, kept in memory only
     urls = sys.stdin.buffer.readline() if not sys.stdin.isatty() else b""
     with contextlib.suppress(ValueError):
