@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,15 @@ def dataset() -> None:
 
 @dataset.command("add")
 @click.argument("name")
-@click.option("--path", required=True, help="A CSV or Parquet file (read in place).")
+@click.option("--path", help="A CSV or Parquet file (read in place).")
+@click.option(
+    "--sql-url",
+    help="A database to read in place instead of a file: postgresql://USER:PASSWORD@HOST:PORT/DB "
+    "or mysql://…, with --table or --query (default: $RAINBRIDGE_SQL_URL, which keeps the "
+    "password off the command line). Stored sealed, shown masked.",
+)
+@click.option("--table", help="The database table to read (TABLE or SCHEMA.TABLE).")
+@click.option("--query", help="One SELECT to read instead of a table (read-only).")
 @click.option("--id", "id_column", help="The column that identifies a row.")
 @click.option("--owner", default="", help="Its owner (default: the API user).")
 @click.option(
@@ -326,7 +335,10 @@ def dataset() -> None:
 @api_command
 def dataset_add(
     name: str,
-    path: str,
+    path: str | None,
+    sql_url: str | None,
+    table: str | None,
+    query: str | None,
     id_column: str | None,
     owner: str,
     sensitivity: str,
@@ -337,7 +349,16 @@ def dataset_add(
     api_url: str | None,
     as_json: bool,
 ) -> None:
-    """Register a dataset: its schema and row count are recorded, the file stays where it is."""
+    """Register a dataset: its schema and row count are recorded, the file (or the database
+    table or query) stays where it is."""
+    if (table or query) and not sql_url and not path:
+        sql_url = os.environ.get("RAINBRIDGE_SQL_URL") or None
+    if (path is None) == (sql_url is None):
+        fail("give --path FILE, or --sql-url URL with --table or --query", 2)
+    if sql_url is not None and (table is None) == (query is None):
+        fail("--sql-url reads a --table or a --query: give one of them", 2)
+    if path is not None and (table or query):
+        fail("--table and --query go with --sql-url, not --path", 2)
     declared: dict[str, str] = {}
     for item in column_types:
         col, eq, typ = item.rpartition("=")
@@ -351,7 +372,11 @@ def dataset_add(
         "/v1/datasets",
         {
             "name": name,
-            "path": str(Path(path).resolve()),
+            **(
+                {"path": str(Path(path).resolve())}
+                if path is not None
+                else {"sql_url": sql_url, "table": table, "query": query}
+            ),
             "id_column": id_column,
             "owner": owner,
             "sensitivity": sensitivity,
