@@ -220,7 +220,21 @@ class PirServer:
         return {**detail, **table.describe()}
 
     def _grant(self, meta: dict[str, Any], peer: str, rows: int) -> GrantRow:
-        """The grant that lets ``peer`` query (``rows`` IDs, counted when > 0); else refused."""
+        """The grant that lets ``peer`` query (``rows`` IDs, counted when > 0); else refused
+        (and the refusal counted by its class)."""
+        try:
+            return self._use_grant(meta, peer, rows)
+        except AuthorizationError as exc:
+            self.metrics.refused(refusal_class(exc))
+            log.info(
+                "PIR request from %s refused (%s)",
+                peer,
+                refusal_class(exc),
+                extra={"peer": peer, "reason": refusal_class(exc), "outcome": "refused"},
+            )
+            raise
+
+    def _use_grant(self, meta: dict[str, Any], peer: str, rows: int) -> GrantRow:
         return use_grant(
             self.storage,
             dataset=meta["dataset"],
@@ -277,14 +291,6 @@ class PirServer:
         except RainbridgeError as exc:
             self.storage.log(
                 "pir_refused", {"service": service, "reason": str(exc)[:200]}, actor=f"peer:{peer}"
-            )
-            if isinstance(exc, AuthorizationError):
-                self.metrics.refused(refusal_class(exc))
-            log.info(
-                "PIR query from %s refused (%s)",
-                peer,
-                refusal_class(exc),
-                extra={"peer": peer, "reason": refusal_class(exc), "outcome": "refused"},
             )
             return _refusal(exc)
         answer = reply.get("answer")
