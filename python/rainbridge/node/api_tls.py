@@ -4,7 +4,7 @@ A bearer token is a password: whoever reads it controls the node. So the API spe
 whenever it can be reached from another machine, and nothing sends or accepts a token in
 plain HTTP off loopback:
 
-* ``api_tls`` in ``node.json``: ``auto`` (the default) serves HTTPS when ``api_host`` is not a
+* ``api.tls`` in ``node.toml``: ``auto`` (the default) serves HTTPS when ``api.host`` is not a
   loopback address or an operator certificate is configured; ``on`` always; ``off`` only on
   loopback (a non-loopback bind with ``off`` is a configuration error).
 * The certificate is the node's own (``node.crt``, the one peers pin; self-signed, so clients

@@ -49,7 +49,7 @@ def bind_api(host: str, port: int) -> socket.socket:
     except OSError as exc:
         raise ConfigError(
             f"cannot listen for the REST API on {host}:{port}: {exc.strerror or exc} "
-            f"(is the node already running? change api_port in node.json)"
+            f"(is the node already running? change api.port in node.toml)"
         ) from None
 
 
