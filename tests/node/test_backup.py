@@ -36,11 +36,12 @@ from rainbridge.node.storage import JobRow, Storage
 
 
 def _node(directory: Path, db_url: str = "") -> NodeService:
+    """A node with a few ledger entries, on SQLite in its directory unless ``db_url`` says
+    otherwise (explicitly, so that the tests' PostgreSQL mode leaves these on SQLite)."""
     cfg = make_config(directory, "bank")
-    if db_url:
-        cfg.db_url = db_url
-        cfg.save()
-        cfg = NodeConfig.load(directory)
+    cfg.db_url = db_url or f"sqlite:///{directory.resolve() / 'node.db'}"
+    cfg.save()
+    cfg = NodeConfig.load(directory)
     n = NodeService(cfg)
     for i in range(5):
         n.storage.log("dataset_added", {"dataset": f"d{i}"}, actor="user:alice")
@@ -122,6 +123,8 @@ def test_a_backup_under_concurrent_writes_restores_to_its_own_head(
     out = restore_node(res.path, tmp_path / "restored")
     assert out.master_key == "opened"
     new = tmp_path / "restored"
+    # the explicit SQLite URL now names the restored file, not the original
+    assert NodeConfig.load(new).db_url == f"sqlite:///{new.resolve() / 'node.db'}"
     rep = verify_directory(new)
     assert rep.ok, rep.problems
     st = Storage(NodeConfig.load(new).database_url)

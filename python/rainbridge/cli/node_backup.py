@@ -107,6 +107,7 @@ def node_restore(archive: str, directory: str, db_url: str | None, as_json: bool
         "ledger_verified": True,
         "backup_created_at": m["created_at"],
         "master_key": res.master_key,
+        "schema": res.schema,
     }
     head_text = f"seq {head['seq']} hash {head['hash'][:16]}…" if head else "empty"
     key_text = (
@@ -120,7 +121,8 @@ def node_restore(archive: str, directory: str, db_url: str | None, as_json: bool
         f"node {m['node']!r} restored into {res.directory} (backup of {m['created_at']})\n"
         f"  ledger      verified, head {head_text} as recorded\n"
         f"  master key  {key_text}\n"
-        f"start it with: rainbridge node start --dir {res.directory}",
+        + (f"  schema      {res.schema}\n" if res.schema != "current" else "")
+        + f"start it with: rainbridge node start --dir {res.directory}",
     )
     if res.master_key != "opened":
         click.echo(f"reminder: {MASTER_KEY_REMINDER}", err=True)

@@ -74,7 +74,7 @@ from rainbridge.node.keys import (
     NodeKeys,
     master_key_path,
 )
-from rainbridge.node.ledger import HEAD_FILE, known_certificates
+from rainbridge.node.ledger import HEAD_FILE
 
 FORMAT = "rainbridge-node-backup"
 VERSION = 1
@@ -121,6 +121,8 @@ class RestoreResult:
     manifest: dict[str, Any]
     #: ``opened`` (a master key was available and opens the keys) or ``not available``
     master_key: str
+    #: ``current``, or what to do before the restored node starts (an older backup)
+    schema: str = "current"
 
 
 # -- backup ------------------------------------------------------------------------------
@@ -528,7 +530,9 @@ def restore_node(
                     "node directory (leave --db out)"
                 )
             os.replace(stage / SQLITE_MEMBER, node / "node.db")
-            new_url = ""
+            # the default stays the default; an explicit SQLite URL names the new file
+            new_url = f"sqlite:///{target / 'node.db'}" if cfg.db_url else ""
+            work_url = f"sqlite:///{node / 'node.db'}"
         elif kind == "postgresql":
             if target_url is None or target_url.get_backend_name() != "postgresql":
                 raise ConfigError(
@@ -538,12 +542,12 @@ def restore_node(
             _check_empty(target_url)
             restored_db = target_url
             _pg_restore(target_url, stage / PGDUMP_MEMBER, stage)
-            new_url = str(db_url)
+            new_url = work_url = str(db_url)
         else:
             raise ArchiveError(f"{src}: unknown database kind {kind!r} in the manifest")
         _rewrite_config(cfg, node, target, manifest, new_url)
-        _rewrite_paths(NodeConfig.load(node).database_url, manifest["source_dir"], target)
-        _check_ledger(node, manifest, src)
+        _rewrite_paths(work_url, manifest["source_dir"], target)
+        schema = _check_ledger(work_url, node, manifest, src)
         shutil.rmtree(stage / "database", ignore_errors=True)
         node.chmod(0o700)
         os.rename(node, target)  # an empty target folder is replaced: one step
@@ -553,7 +557,7 @@ def restore_node(
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return RestoreResult(target, manifest, master_key)
+    return RestoreResult(target, manifest, master_key, schema)
 
 
 def _unpack(src: Path, stage: Path) -> dict[str, Any]:
@@ -715,28 +719,53 @@ def _move_json(obj: Any, old: str, target: Path) -> Any:
     return obj
 
 
-def _check_ledger(node: Path, manifest: dict[str, Any], src: Path) -> None:
-    """The restored ledger verifies in full and ends at the manifest's head."""
+def _check_ledger(url: str, node: Path, manifest: dict[str, Any], src: Path) -> str:
+    """The restored ledger verifies in full and ends at the manifest's head; returns the
+    schema's standing. Read with plain SQL, not :class:`Storage`: a backup made by an older
+    version restores as it was, and ``node upgrade`` brings it to this version's schema."""
     from rainbridge.audit import verify_ledger as v
-    from rainbridge.node.storage import Storage
+    from rainbridge.node.keys import certificate_history
+    from rainbridge.node.migrations import state
 
-    storage = Storage(NodeConfig.load(node).database_url)
+    engine = create_engine(url)
     try:
-        tail = storage.ledger_tail()
-        got = {"seq": tail.seq, "hash": tail.hash} if tail is not None else None
-        if got != manifest.get("ledger_head"):
-            raise ArchiveError(
-                f"{src}: the restored ledger ends at {got}, the manifest says "
-                f"{manifest.get('ledger_head')}"
-            )
-        certs, substituted = known_certificates(node, storage)
-        head = _read_json(node / HEAD_FILE)
-        rep = v.verify_entries(storage.ledger_rows(), certs, head or {}, None)
-        problems = substituted + rep.problems
-        if problems:
-            raise ArchiveError(f"{src}: the restored ledger does not verify: {problems[:3]}")
+        with engine.connect() as conn:
+            rows = [
+                {"entry": json.loads(e), "hash": h, "sig": sig}
+                for e, h, sig in conn.execute(
+                    text("SELECT entry, hash, sig FROM ledger ORDER BY seq")
+                ).all()
+            ]
+            db_certs = conn.execute(text("SELECT fingerprint, pem FROM certificates")).all()
+            schema = state(conn)
+    except SQLAlchemyError as exc:
+        raise ArchiveError(
+            f"{src}: the restored database has no readable ledger ({type(exc).__name__})"
+        ) from None
     finally:
-        storage.engine.dispose()
+        engine.dispose()
+    last = rows[-1] if rows else None
+    got = {"seq": last["entry"]["seq"], "hash": last["hash"]} if last is not None else None
+    if got != manifest.get("ledger_head"):
+        raise ArchiveError(
+            f"{src}: the restored ledger ends at {got}, the manifest says "
+            f"{manifest.get('ledger_head')}"
+        )
+    recorded = [
+        (f"certificate file certs/{fp}.pem", fp, pem)
+        for fp, pem in certificate_history(node).items()
+    ]
+    recorded += [("certificate in the node's database", str(fp), str(pem)) for fp, pem in db_certs]
+    certs, substituted = v.index_certificates(recorded)
+    rep = v.verify_entries(rows, certs, _read_json(node / HEAD_FILE) or {}, None)
+    problems = substituted + rep.problems
+    if problems:
+        raise ArchiveError(f"{src}: the restored ledger does not verify: {problems[:3]}")
+    if schema.current == schema.head:
+        return "current"
+    if schema.known:
+        return f"revision {schema.current}: run `rainbridge node upgrade` before starting it"
+    return f"revision {schema.current}, newer than this version: run the version that made it"
 
 
 def _read_json(p: Path) -> dict[str, Any] | None:
