@@ -421,6 +421,8 @@ def _describe_pg(u: SqlUrl, rel: str, what: str) -> tuple[list[_Column], int]:
             for d in desc:
                 info = conn.adapters.types.get(d.type_code)
                 typname = info.name if info is not None else f"oid {d.type_code}"
+                if info is not None and info.oid != d.type_code:
+                    typname += "[]"  # found by its array's OID: an array of it
                 try:
                     cols.append(_pg_column(d.name, typname, d.precision, d.scale))
                 except DataError as exc:
