@@ -100,6 +100,7 @@ def test_unit_runs_the_node_confined_and_stops_it_gracefully() -> None:
     assert s["Restart"] == ["on-failure"] and s["RestartPreventExitStatus"] == ["2"]
     assert s["LoadCredential"] == ["master.key:/etc/rainbridge/%i/master.key"]
     assert s["EnvironmentFile"] == ["-/etc/rainbridge/%i.env"]
+    assert s["Environment"] == ["RAINBRIDGE_CRYPTO_MASTER_KEY_FILE=%d/master.key"]
 
 
 def test_sysusers_entry_is_valid(tmp_path: Path) -> None:
@@ -129,46 +130,54 @@ def test_environment_file_example_holds_only_node_settings() -> None:
             assert line.startswith("RAINBRIDGE_"), line
 
 
-@pytest.mark.slow
-def test_node_runs_as_the_unit_runs_it(tmp_path: Path) -> None:
-    """ExecStart's command with the master key only in a credentials folder (LoadCredential=),
-    the node directory mode 0700 (StateDirectoryMode=); SIGTERM stops it with exit 0 well
-    within TimeoutStopSec."""
-    binary = _rainbridge_binary()
-    s = _settings(UNIT.read_text())
-    stop_timeout = float(s["TimeoutStopSec"][0])
-    credentials = tmp_path / "credentials"
-    credentials.mkdir(mode=0o700)
-    key_file = credentials / "master.key"
-    key = os.urandom(32).hex()
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o400)
-    node_dir = tmp_path / "state" / "bank"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAINBRIDGE_")}
-    # init reads the key from the environment, as the set-up in DEPLOY.md does, and records
-    # where the service will find it; nothing is written beside the node
+def _unit_environment(credentials: Path) -> dict[str, str]:
+    """The unit's Environment= lines, ``%d`` (its credentials directory) resolved."""
+    out = {}
+    for line in _settings(UNIT.read_text()).get("Environment", []):
+        key, _, value = line.partition("=")
+        out[key] = value.replace("%d", str(credentials))
+    return out
+
+
+def _init_node(binary: str, node_dir: Path, env: dict[str, str], key: str) -> dict[str, str]:
+    # init reads the key from the environment, as the set-up in DEPLOY.md does: nothing is
+    # written beside the node
     init = subprocess.run(
-        [
-            binary,
-            "node",
-            "init",
-            "--name",
-            "bank",
-            "--dir",
-            str(node_dir),
-            "--master-key-file",
-            str(key_file),
-            "--json",
-        ],
+        [binary, "node", "init", "--name", "bank", "--dir", str(node_dir), "--json"],
         capture_output=True,
         text=True,
         timeout=120,
         env={**env, "RAINBRIDGE_MASTER_KEY": key},
     )
     assert init.returncode == 0, init.stderr
-    info = json.loads(init.stdout)
     assert not (node_dir / "master.key").exists()
     assert node_dir.stat().st_mode & 0o777 == 0o700
+    info: dict[str, str] = json.loads(init.stdout)
+    return info
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAINBRIDGE_")}
+
+
+@pytest.mark.slow
+def test_node_runs_as_the_unit_runs_it(tmp_path: Path) -> None:
+    """ExecStart's command, the unit's environment, the master key only in a credentials
+    folder (LoadCredential=): the node becomes ready, and SIGTERM stops it with exit 0 well
+    within TimeoutStopSec."""
+    binary = _rainbridge_binary()
+    s = _settings(UNIT.read_text())
+    stop_timeout = float(s["TimeoutStopSec"][0])
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    key = os.urandom(32).hex()
+    (credentials / "master.key").write_text(key + "\n")
+    (credentials / "master.key").chmod(0o400)
+    node_dir = tmp_path / "state" / "bank"
+    env = _clean_env()
+    info = _init_node(binary, node_dir, env, key)
+    unit_env = _unit_environment(credentials)
+    assert unit_env["RAINBRIDGE_CRYPTO_MASTER_KEY_FILE"] == str(credentials / "master.key")
 
     argv = s["ExecStart"][0].replace("%i", "bank").split()
     argv[0] = binary
@@ -178,7 +187,7 @@ def test_node_runs_as_the_unit_runs_it(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**env, **unit_env},
         start_new_session=True,
     )
     try:
@@ -204,38 +213,22 @@ def test_node_runs_as_the_unit_runs_it(tmp_path: Path) -> None:
 
 
 def test_node_without_its_credential_is_a_configuration_error(tmp_path: Path) -> None:
-    """A missing credential (LoadCredential= source absent) is exit 2, which the unit's
-    RestartPreventExitStatus= keeps from a restart loop."""
+    """A missing or wrong credential is exit 2, which the unit's RestartPreventExitStatus=
+    keeps from a restart loop."""
     binary = _rainbridge_binary()
     node_dir = tmp_path / "bank"
-    key_file = tmp_path / "credentials" / "master.key"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAINBRIDGE_")}
-    init = subprocess.run(
-        [
-            binary,
-            "node",
-            "init",
-            "--name",
-            "bank",
-            "--dir",
-            str(node_dir),
-            "--master-key-file",
-            str(key_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**env, "RAINBRIDGE_MASTER_KEY": os.urandom(32).hex()},
-    )
-    assert init.returncode == 0, init.stderr
-    r = subprocess.run(
-        [binary, "node", "start", "--dir", str(node_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    env = _clean_env()
+    _init_node(binary, node_dir, env, os.urandom(32).hex())
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    unit_env = _unit_environment(credentials)
+    start = [binary, "node", "start", "--dir", str(node_dir)]
+    r = subprocess.run(start, capture_output=True, text=True, timeout=120, env={**env, **unit_env})
     assert r.returncode == 2, r.stderr
     assert "master key" in r.stderr and "Traceback" not in r.stderr
-    s = _settings(UNIT.read_text())
-    assert s["RestartPreventExitStatus"] == ["2"]
+    # another key than the one the node's keys were sealed under
+    (credentials / "master.key").write_text(os.urandom(32).hex() + "\n")
+    r = subprocess.run(start, capture_output=True, text=True, timeout=120, env={**env, **unit_env})
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert _settings(UNIT.read_text())["RestartPreventExitStatus"] == ["2"]
