@@ -196,7 +196,7 @@ def test_an_operator_certificate_issued_by_a_ca(tmp_path: Path) -> None:
         assert r.returncode == 0 and json.loads(r.stdout)["name"] == "bureau", r.stderr
         # a remote client with the bank's CA verifies the name, as a browser would
         env = {
-            "RAINBRIDGE_API": f"https://localhost:{cfg['api_port']}",
+            "RAINBRIDGE_API": f"https://localhost:{cfg.api_port}",
             "RAINBRIDGE_TOKEN": (d / "api.token").read_text().strip(),
         }
         r = run_cli("node", "info", "--json", env={**env, "RAINBRIDGE_API_CA": str(ca)})
