@@ -26,7 +26,7 @@ from rainbridge.node.config import (
     LEGACY_CONFIG_FILE,
     NodeConfig,
 )
-from rainbridge.node.config_file import BY_FIELD, RESERVED_ENV, SETTINGS, from_env
+from rainbridge.node.config_file import BY_FIELD, RESERVED_ENV, SETTINGS, from_env, stray_env
 
 #: a value other than the default for every setting
 CHANGED: dict[str, Any] = {
@@ -292,6 +292,20 @@ def test_saving_keeps_the_files_value_of_an_override(tmp_path: Path) -> None:
     cfg.save()
     back = NodeConfig.load(tmp_path, environ={})
     assert back.api_port == 9000 and back.log_level == "debug"
+
+
+def test_a_variable_named_like_a_setting_that_is_none_is_reported(tmp_path: Path) -> None:
+    env = {
+        "RAINBRIDGE_API_PROT": "1",
+        "RAINBRIDGE_DATABASE_URI": "x",
+        "RAINBRIDGE_API_KEY_PASSWORD": "pw",  # means something else: not reported
+        "RAINBRIDGE_API_PORT": "9000",
+        "RAINBRIDGE_WHEEL": "w",  # not a table's name
+    }
+    assert stray_env(env) == ["RAINBRIDGE_API_PROT", "RAINBRIDGE_DATABASE_URI"]
+    d = _init(tmp_path)
+    r = CliRunner().invoke(main, ["node", "config", "check", "--dir", str(d)], env=env)
+    assert r.exit_code == 0 and "$RAINBRIDGE_API_PROT is not a setting" in r.output
 
 
 def test_from_env_reads_only_settings() -> None:

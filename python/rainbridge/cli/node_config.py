@@ -38,6 +38,7 @@ def config_show(directory: str, as_json: bool) -> None:
     from rainbridge.node.config_file import SETTINGS, masked
 
     cfg = _load(directory)
+    _warn_stray()
     settings = {
         s.dotted: {
             "value": masked(s, getattr(cfg, s.field)),
@@ -65,8 +66,16 @@ def config_check(directory: str, as_json: bool) -> None:
     from rainbridge.node.config import CONFIG_FILE
 
     cfg = _load(directory)
+    _warn_stray()
     path = str(cfg.path / CONFIG_FILE)
     emit({"ok": True, "file": path}, as_json, f"{path}: ok")
+
+
+def _warn_stray() -> None:
+    from rainbridge.node.config_file import stray_env
+
+    for var in stray_env():
+        click.echo(f"warning: ${var} is not a setting (a typo?); it is ignored", err=True)
 
 
 def _source(origin: str) -> str:

@@ -188,6 +188,7 @@ def node_start(directory: str) -> None:
     workers are stopped and no partial output is left.
     """
     from rainbridge.node.config import NodeConfig
+    from rainbridge.node.config_file import stray_env
     from rainbridge.node.server import run
 
     try:
@@ -195,6 +196,8 @@ def node_start(directory: str) -> None:
         click.echo(f"node {cfg.name!r}: API {cfg.api_url}, data plane {cfg.data_url}", err=True)
         if overrides := cfg.overrides():
             click.echo(f"settings from the environment: {', '.join(overrides)}", err=True)
+        for var in stray_env():
+            click.echo(f"warning: ${var} is not a setting (a typo?); it is ignored", err=True)
         run(cfg)
     except RainbridgeError as exc:
         fail_with(exc)

@@ -291,6 +291,15 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, tuple[Any, s
     return out
 
 
+def stray_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Variables named like a table's setting that are none (``RAINBRIDGE_API_PROT``):
+    most likely typos, which would otherwise leave the setting silently as it was."""
+    env = os.environ if environ is None else environ
+    known = {s.env for s in SETTINGS} | RESERVED_ENV
+    prefixes = tuple(f"{ENV_PREFIX}{t.upper()}_" for t in TABLES if t)
+    return sorted(v for v in env if v.startswith(prefixes) and v not in known)
+
+
 def _parse_env(s: Setting, raw: str) -> Any:
     text = raw.strip()
     if s.kind == "str":
