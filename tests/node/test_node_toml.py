@@ -363,6 +363,18 @@ def test_a_node_json_that_does_not_hold_is_refused_and_kept(tmp_path: Path) -> N
     assert not (tmp_path / CONFIG_FILE).exists()
 
 
+def test_a_node_json_that_cannot_be_migrated_is_read_as_it_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _old_node_json(tmp_path, api_port=9010)
+    (tmp_path / "node.toml.tmp").mkdir()  # where node.toml would be written: it cannot be
+    with caplog.at_level(logging.WARNING, logger="rainbridge.node.config"):
+        cfg = NodeConfig.load(tmp_path, environ={"RAINBRIDGE_LOG_LEVEL": "debug"})
+    assert cfg.api_port == 9010 and cfg.log_level == "debug"
+    assert (tmp_path / LEGACY_CONFIG_FILE).exists() and not (tmp_path / CONFIG_FILE).exists()
+    assert any("cannot write node.toml" in r.getMessage() for r in caplog.records)
+
+
 def test_init_refuses_a_directory_holding_an_older_node(tmp_path: Path) -> None:
     _old_node_json(tmp_path, name="bank")
     r = CliRunner().invoke(main, ["node", "init", "--name", "bank", "--dir", str(tmp_path)])
