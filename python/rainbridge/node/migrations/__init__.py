@@ -33,6 +33,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.exc import OperationalError
 
 from rainbridge.errors import ConfigError
 from rainbridge.node.tables import Base
@@ -49,6 +50,8 @@ __all__ = [
 
 #: the first revision: the node's schema as it was before migrations existed
 BASELINE = "0001_baseline"
+#: where the revisions are (``env.py`` and ``versions/``)
+SCRIPTS = Path(__file__).resolve().parent
 #: the PostgreSQL advisory lock key held while a database's schema is checked or changed
 _PG_LOCK = 0x5241494E  # "RAIN"
 
@@ -84,7 +87,7 @@ class SchemaState:
 
 def _config(connection: Connection | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).resolve().parent))
+    cfg.set_main_option("script_location", str(SCRIPTS))
     cfg.set_main_option("file_template", "%%(rev)s")  # the revision id names its file
     cfg.attributes["connection"] = connection
     return cfg
@@ -176,7 +179,10 @@ def open_schema(engine: Engine) -> SchemaState:
 def upgrade(url: str, dry_run: bool = False) -> tuple[SchemaState, list[str]]:
     """Apply the revisions the database at ``url`` lacks; returns its state before and the
     revisions applied (with ``dry_run``: that would be applied, none applied)."""
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except Exception as exc:
+        raise _unopenable(url, exc) from None
     try:
         with _locked(engine) as conn:
             st = state(conn)
@@ -193,8 +199,18 @@ def upgrade(url: str, dry_run: bool = False) -> tuple[SchemaState, list[str]]:
             if pending:
                 command.upgrade(cfg, st.head)
             return st, pending
+    except OperationalError as exc:
+        raise _unopenable(url, exc) from None
     finally:
         engine.dispose()
+
+
+def _unopenable(url: str, exc: Exception) -> ConfigError:
+    # the driver's message may carry the URL's password: name only the backend
+    return ConfigError(
+        f"cannot open the node database ({url.split(':', 1)[0]}): {type(exc).__name__}; "
+        "check the URL and that the server is running"
+    )
 
 
 def upgrade_from_empty(engine: Engine) -> None:
