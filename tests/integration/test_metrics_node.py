@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -101,3 +103,31 @@ def test_metrics_port_and_json_log_of_real_nodes(tmp_path: Path) -> None:
             assert not [p for p in people if p in log]
     finally:
         f.stop()
+
+
+def test_node_start_refuses_a_public_metrics_host_and_a_log_it_cannot_write(
+    tmp_path: Path,
+) -> None:
+    f = Federation(tmp_path / "nodes", ["bank"])
+    f.init()
+    d = f.nodes["bank"].dir
+    for change, said in (
+        ({"metrics_port": free_port(), "metrics_host": "8.8.8.8"}, "public address"),
+        ({"log_file": str(tmp_path / "no" / "such" / "node.log")}, "cannot append"),
+    ):
+        cfg = NodeConfig.load(d)
+        before = {k: getattr(cfg, k) for k in change}
+        for k, v in change.items():
+            setattr(cfg, k, v)
+        cfg.save()
+        r = subprocess.run(
+            [sys.executable, "-m", "rainbridge.cli", "node", "start", "--dir", str(d)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 2, r.stderr
+        assert said in r.stderr
+        for k, v in before.items():
+            setattr(cfg, k, v)
+        cfg.save()
