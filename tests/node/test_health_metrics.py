@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 
 from rainbridge.node.api import create_app
 from rainbridge.node.service import NodeService
-from rainbridge.node.storage import GrantRow, JobRow
+from rainbridge.node.storage import GrantRow, JobPartyRow, JobRow
 
 
 @pytest.fixture
@@ -80,6 +80,8 @@ def test_readyz_names_a_broken_database(
 def test_readyz_names_a_missing_table(node: tuple[NodeService, TestClient, str]) -> None:
     service, client, _ = node
     client.portal.call(service.dataplane.start)
+    # job_parties first: PostgreSQL keeps a table another's foreign key refers to
+    JobPartyRow.__table__.drop(service.storage.engine)  # type: ignore[attr-defined]
     JobRow.__table__.drop(service.storage.engine)  # type: ignore[attr-defined]
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["checks"]["database"] == "failed"

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from node_helpers import make_config
 
+from node_databases import on_postgresql
 from rainbridge.node.api import create_app
 from rainbridge.node.service import NodeService
 from rainbridge.node.users import PERMISSIONS, ROLES
@@ -92,6 +93,7 @@ def test_tokens_unknown_disabled_or_missing_are_one_error(admin: TestClient) -> 
     assert admin.post("/v1/users", json={"name": "eve", "role": "root"}).status_code == 422
 
 
+@pytest.mark.skipif(on_postgresql(), reason="reads the node's SQLite file")
 def test_tokens_are_stored_hashed(admin: TestClient, tmp_path: Path) -> None:
     token = admin.post("/v1/users", json={"name": "carol", "role": "owner"}).json()["token"]
     db = (tmp_path / "bank" / "node.db").read_bytes()
