@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -44,12 +47,14 @@ def _rainbridge_binary() -> str:
     return which
 
 
-def _verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _verify(
+    unit_text: str, tmp_path: Path, name: str = "rainbridge-node@bank.service"
+) -> subprocess.CompletedProcess[str]:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed here")
     # an instance's file name: verify loads it as rainbridge-node@bank.service, %i = bank
-    path = tmp_path / "rainbridge-node@bank.service"
+    path = tmp_path / name
     path.write_text(unit_text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYSTEMD_")}
     return subprocess.run(
@@ -66,8 +71,26 @@ def _resolvable(text: str) -> str:
     return text.replace(INSTALLED_BINARY, _rainbridge_binary())
 
 
-def test_systemd_analyze_verify_says_nothing(tmp_path: Path) -> None:
-    r = _verify(_resolvable(UNIT.read_text()), tmp_path)
+def _command(line: str, instance: str) -> list[str]:
+    """An Exec line as systemd runs it: specifiers (%i, %%) resolved, $$ a literal $, then
+    split by its quoting rules (which shlex follows for these lines)."""
+    line = line.replace("%%", "\0").replace("%i", instance).replace("\0", "%")
+    return shlex.split(line.replace("$$", "$"))
+
+
+@pytest.mark.parametrize(
+    "unit", ["rainbridge-node@.service", "rainbridge-backup@.service", "rainbridge-backup@.timer"]
+)
+def test_systemd_analyze_verify_says_nothing(unit: str, tmp_path: Path) -> None:
+    text = (SYSTEMD / unit).read_text()
+    if unit.endswith(".service"):
+        text = _resolvable(text)
+    else:
+        # a timer is verified with the service it starts beside it
+        (tmp_path / "rainbridge-backup@bank.service").write_text(
+            _resolvable((SYSTEMD / "rainbridge-backup@.service").read_text())
+        )
+    r = _verify(text, tmp_path, unit.replace("@.", "@bank."))
     assert r.returncode == 0, r.stdout + r.stderr
     # any warning (an unknown key, a bad value, a missing binary) is a line of output
     assert (r.stdout + r.stderr).strip() == ""
@@ -160,6 +183,32 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RAINBRIDGE_")}
 
 
+def _start_ready(argv: list[str], env: dict[str, str], api: str) -> subprocess.Popen[str]:
+    """A node process, once it answers /readyz."""
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read() if proc.stderr else "the node exited")
+        try:
+            if httpx.get(api + "/readyz", timeout=5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("the node never became ready")
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_node_runs_as_the_unit_runs_it(tmp_path: Path) -> None:
     """ExecStart's command, the unit's environment, the master key only in a credentials
@@ -182,25 +231,8 @@ def test_node_runs_as_the_unit_runs_it(tmp_path: Path) -> None:
     argv = s["ExecStart"][0].replace("%i", "bank").split()
     argv[0] = binary
     argv[argv.index("--dir") + 1] = str(node_dir)
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**env, **unit_env},
-        start_new_session=True,
-    )
+    proc = _start_ready(argv, {**env, **unit_env}, info["api"])
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stderr and proc.stderr.read()
-            try:
-                if httpx.get(info["api"] + "/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the node never became ready"
-            time.sleep(0.2)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=stop_timeout) == 0
@@ -232,3 +264,62 @@ def test_node_without_its_credential_is_a_configuration_error(tmp_path: Path) ->
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert _settings(UNIT.read_text())["RestartPreventExitStatus"] == ["2"]
+
+
+@pytest.mark.slow
+def test_backup_unit_backs_up_a_running_node(tmp_path: Path) -> None:
+    """The backup unit's commands, as systemd would run them (paths moved into a temporary
+    folder), while the node runs: a verified archive named by the time, mode 0600, no
+    master key in it; the pruning command keeps the fresh archive; the archive restores."""
+    binary = _rainbridge_binary()
+    unit = (SYSTEMD / "rainbridge-backup@.service").read_text()
+    s = _settings(unit)
+    assert s["User"] == ["rainbridge"] and s["StateDirectoryMode"] == ["0700"]
+    assert s["ReadOnlyPaths"] == ["/var/lib/rainbridge/%i"]
+    env = _clean_env()
+    key = os.urandom(32).hex()
+    nodes, backups = tmp_path / "nodes", tmp_path / "backups"
+    info = _init_node(binary, nodes / "bank", env, key)
+    (backups / "bank").mkdir(parents=True, mode=0o700)
+
+    def moved(line: str) -> list[str]:
+        line = line.replace(INSTALLED_BINARY, binary)
+        line = line.replace("/var/lib/rainbridge-backups/", f"{backups}/")
+        return _command(line.replace("/var/lib/rainbridge/", f"{nodes}/"), "bank")
+
+    proc = _start_ready(
+        [binary, "node", "start", "--dir", str(nodes / "bank")],
+        {**env, "RAINBRIDGE_MASTER_KEY": key},
+        info["api"],
+    )
+    try:
+        r = subprocess.run(
+            moved(s["ExecStart"][0]), capture_output=True, text=True, timeout=300, env=env
+        )
+        assert r.returncode == 0, r.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    (archive,) = (backups / "bank").iterdir()
+    assert re.fullmatch(r"\d{8}T\d{6}Z\.tar\.gz", archive.name)
+    assert archive.stat().st_mode & 0o777 == 0o600
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "manifest.json" in names and not any(n.endswith("master.key") for n in names)
+    # pruning removes archives older than 14 days only
+    old = backups / "bank" / "20000101T000000Z.tar.gz"
+    old.write_bytes(b"")
+    os.utime(old, (0, 0))
+    r = subprocess.run(moved(s["ExecStartPost"][0]), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sorted((backups / "bank").iterdir()) == [archive]
+    # and the archive restores, with the master key given apart
+    r = subprocess.run(
+        [binary, "node", "restore", str(archive), "--dir", str(tmp_path / "restored")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "RAINBRIDGE_MASTER_KEY": key},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "the master key given opens the restored keys" in r.stdout
