@@ -9,7 +9,7 @@ DBSERVERS := build/.dbservers
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
 	web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: setup demo dist image image-smoke test test-py test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz fuzz-rust clean
+.PHONY: setup demo dist image image-smoke test test-py test-pg test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz fuzz-rust clean
 
 setup: $(STAMP) $(CONSOLE) $(DBSERVERS)
 
@@ -46,7 +46,7 @@ $(DBSERVERS):
 demo: $(STAMP) $(CONSOLE)
 	$(BIN)/python -m rainbridge.demo
 
-test: $(STAMP) $(CONSOLE) $(DBSERVERS) dist lint-py test-rust test-web test-py
+test: $(STAMP) $(CONSOLE) $(DBSERVERS) dist lint-py test-rust test-web test-py test-pg
 
 test-web: $(CONSOLE)
 	cd web && npm test
@@ -60,6 +60,12 @@ test-rust:
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The node's and the federation's tests again with every node's state in PostgreSQL: each
+# node a fresh database on a throwaway cluster (tests/node_databases.py holds the switch)
+test-pg: $(STAMP) $(DBSERVERS)
+	RAINBRIDGE_TEST_DB=postgresql RAINBRIDGE_REQUIRE_DB_SERVERS=1 $(BIN)/python -m pytest -q \
+		tests/node tests/integration
 
 # The wheel and the sdist in dist/: maturin, release (reusing rust/target, so cheap once the
 # venv is built). The built console is copied into the package (rainbridge/console) for the
