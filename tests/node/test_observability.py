@@ -299,6 +299,47 @@ def test_pir_queries_are_counted_and_timed(tmp_path: Path) -> None:
     assert not [k for k in samples(bank) if k[0] == "rainbridge_pir_queries_total"]
 
 
+# -- the multi-lender count --------------------------------------------------------------------
+
+
+def test_multi_lender_requests_are_counted_and_timed(tmp_path: Path) -> None:
+    plane = Plane()
+    lenders = ["bank", "consumer", "fintech"]
+    for name in [*lenders, "operator"]:
+        plane.node(tmp_path, name)
+    end = "2026-12-01"
+    for i, lender in enumerate(lenders):
+        path = tmp_path / f"{lender}.csv"
+        path.write_text(f"customer_id,applied_on\nB-1,2026-11-2{i}\nW-{i},2026-11-20\n")
+        node = plane.nodes[lender]
+        node.owners.add_dataset("apps", str(path), "customer_id")
+        node.mlq.mlq_join(
+            name="m", lenders=lenders, merger="operator", dataset="apps",
+            date_column="applied_on", window_days=30, rate_per_s=1000.0,
+        )  # fmt: skip
+    plane.nodes["operator"].mlq.mlq_join(name="m", lenders=lenders, merger="operator")
+    asyncio.run(plane.nodes["operator"].mlq.mlq_build("m", end))
+    out = asyncio.run(plane.nodes["bank"].mlq.mlq_count("m", "B-1"))
+    assert out["count"] == 2
+    with pytest.raises(Exception):  # noqa: B017 (an ID over 256 bytes)
+        asyncio.run(plane.nodes["bank"].mlq.mlq_count("m", "x" * 300))
+    got = samples(plane.nodes["bank"])
+    for outcome in ("answered", "refused"):
+        assert value(got, "rainbridge_mlq_requests_total", kind="count", outcome=outcome) == 1
+        assert (
+            value(got, "rainbridge_mlq_request_seconds_count", kind="count", outcome=outcome) == 1
+        )
+    # the others served the bank's count, and the operator the build's messages
+    for name in ("consumer", "fintech", "operator"):
+        served = {
+            k: v
+            for k, v in samples(plane.nodes[name]).items()
+            if k[0] == "rainbridge_mlq_requests_total"
+        }
+        assert served and all(dict(k[1])["outcome"] == "answered" for k in served), name
+        assert all(dict(k[1])["kind"].startswith("mlq_") for k in served)
+
+
 # -- the metrics listener's address -----------------------------------------------------------
 
 
