@@ -266,6 +266,13 @@ def test_a_truncated_or_foreign_archive_is_refused(node: NodeService, tmp_path: 
             restore_node(evil, tmp_path / "r10")
         assert not (tmp_path.parent / "escape").exists()
         _nothing_left(tmp_path, "r10")
+    clash = tmp_path / "clash.tgz"
+    with tarfile.open(clash, "w:gz") as tar:
+        for name in ("node/a", "node/a/b"):
+            tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+    with pytest.raises(ArchiveError, match="clashes"):
+        restore_node(clash, tmp_path / "r11")
+    _nothing_left(tmp_path, "r11")
 
 
 def test_restore_refuses_a_non_empty_folder_and_a_wrong_master_key(
