@@ -1,5 +1,5 @@
 """Benchmarks, printing JSON: ``python -m rainbridge.bench WHAT ...`` where WHAT is psi,
-x25519, governance, mpc, sql, fl, he or predict.
+x25519, governance, mpc, sql, fl, he, predict or datasource.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -123,8 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--rows", type=int, default=20_000, help="bank and telecom rows")
     pr.add_argument("--calls", type=int, default=200)
     pr.add_argument("--out")
+    ds = sub.add_parser("datasource", help="datasets read from PostgreSQL, MySQL and Parquet")
+    ds.add_argument("--rows", type=int, default=10_000_000)
+    ds.add_argument("--pg-url", help="a PostgreSQL database for scratch tables")
+    ds.add_argument("--mysql-url", help="a MySQL/MariaDB database for scratch tables")
+    ds.add_argument("--candidates", action="store_true", help="also time each driver")
+    ds.add_argument("--candidate-rows", type=int, default=1_000_000)
+    ds.add_argument("--overlap", type=float, default=0.5, help="PSI: IDs in common")
+    ds.add_argument("--memory-limit-mb", type=int, default=2048, help="RR22's working memory")
+    ds.add_argument("--skip-psi", action="store_true")
+    ds.add_argument("--timeout", type=float, default=3600)
+    ds.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.what == "he":
+    if args.what == "datasource":
+        from rainbridge.bench.datasource import bench
+    elif args.what == "he":
         from rainbridge.bench.he import bench
     elif args.what == "pir":
         from rainbridge.bench.pir import bench
