@@ -389,6 +389,8 @@ def _my_column(name: str, code: int, flags: int, charset: int, length: int, scal
         return _Column(name, pa.timestamp("us"), False)
     if code == 13:
         return _Column(name, pa.int16(), False)
+    if code == 245:  # JSON: text, though MySQL reports it in the binary character set
+        return _Column(name, pa.string(), False)
     if code in _MY_TEXT:
         return _Column(name, pa.binary() if charset == _MY_BINARY_CHARSET else pa.string(), False)
     what = _MY_NAMES.get(code, f"field type {code}")
