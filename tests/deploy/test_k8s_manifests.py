@@ -275,6 +275,9 @@ def test_node_directory_and_data_root_agree_with_the_node() -> None:
         assert literal["RAINBRIDGE_DIR"] == node_dir
     script = init["command"][-1]
     assert 'dir="$RAINBRIDGE_DIR"' in script and "rainbridge node init" in script
+    assert script.rstrip().endswith('exec rainbridge node upgrade --dir "$dir"')
+    # init and upgrade see the node's database, wherever it is
+    assert {e["name"] for e in init["env"]} >= {"RAINBRIDGE_DIR", "RAINBRIDGE_DATABASE_URL"}
     data_mounts = {m["mountPath"] for m in c["volumeMounts"] if m.get("readOnly")}
     for root in env["RAINBRIDGE_DATA_ROOTS"].split(","):
         assert root in data_mounts
@@ -325,7 +328,7 @@ def test_pod_commands_run_a_node(tmp_path: Path) -> None:
 
     first = run_init()
     assert first.returncode == 0, first.stderr
-    assert "fingerprint" in first.stdout
+    assert "fingerprint" in first.stdout and "creates its tables at start" in first.stdout
     assert not (node_dir / "master.key").exists()
     toml = (node_dir / "node.toml").read_text()
     again = run_init()
@@ -371,3 +374,8 @@ def test_pod_commands_run_a_node(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    # the next start's init container: the node exists, its schema is this version's
+    restart = run_init()
+    assert restart.returncode == 0, restart.stderr
+    assert "up to date" in restart.stdout
+    assert (node_dir / "node.toml").read_text() == toml
