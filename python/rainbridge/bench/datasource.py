@@ -4,8 +4,8 @@ The same generated rows (an 18-character ID, an int64, a double, a 16-character 
 Parquet file, a PostgreSQL table and a MySQL/MariaDB table (servers given by URL, their
 databases used for scratch tables that are dropped at the end):
 
-* rows/s of a full read of every column through the dataset readers (``iter_dataset``), the
-  production path of a job;
+* rows/s and peak RSS of a full read of every column through the dataset readers
+  (``iter_dataset``, the production path of a job), each in a child process;
 * with ``--candidates``, rows/s of each candidate driver on the first ``--candidate-rows``
   rows: ADBC's PostgreSQL driver, ConnectorX (both servers), and DB-API with server-side
   cursors (psycopg's named cursor, pymysql's SSCursor) feeding pyarrow;
@@ -106,15 +106,48 @@ def _drop(url: str, names: list[str]) -> None:
         conn.close()
 
 
-def _timed_read(ref: Any) -> dict[str, Any]:
-    from rainbridge.data import iter_dataset
+def read_child() -> None:
+    """Register one source and read all its columns (in a child process: its peak RSS is
+    the reading's)."""
+    from rainbridge.data import inspect_dataset, iter_dataset
+    from rainbridge.data.sql_source import inspect_sql
 
+    spec = json.loads(sys.stdin.readline())
     t0 = time.perf_counter()
+    if spec["source"] == "parquet":
+        ref = inspect_dataset("rows", spec["path"], "id")
+    else:
+        ref = inspect_sql("rows", spec["url"], "id", table=spec["table"])
+    t1 = time.perf_counter()
     n = 0
     for batch in iter_dataset(ref, list(ref.columns)):
         n += batch.num_rows
-    s = time.perf_counter() - t0
-    return {"rows": n, "seconds": round(s, 2), "rows_per_s": round(n / s)}
+    s = time.perf_counter() - t1
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "register_seconds": round(t1 - t0, 2),
+                "rows": n,
+                "seconds": round(s, 2),
+                "rows_per_s": round(n / s),
+                "peak_rss_mib": round(rss / 1024),
+            }
+        )
+    )
+
+
+def _child(fn: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    r = subprocess.run(
+        [sys.executable, "-c", f"from rainbridge.bench.datasource import {fn}; {fn}()"],
+        input=json.dumps(spec) + "\n",  # a URL on stdin, not in the process list
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1][:300] if r.stderr.strip() else "failed"}
+    return dict(json.loads(r.stdout.strip().splitlines()[-1]))
 
 
 def _candidates(pg: str | None, my: str | None, name: str, rows: int) -> dict[str, Any]:
@@ -251,21 +284,11 @@ def psi_child() -> None:
 
 
 def _psi(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    r = subprocess.run(
-        [sys.executable, "-c", "from rainbridge.bench.datasource import psi_child; psi_child()"],
-        input=json.dumps(spec) + "\n",  # the URL on stdin, not in the process list
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if r.returncode != 0:
-        return {"error": r.stderr.strip().splitlines()[-1][:300] if r.stderr.strip() else "failed"}
-    return dict(json.loads(r.stdout.strip().splitlines()[-1]))
+    return _child("psi_child", spec, timeout)
 
 
 def bench(args: Any) -> dict[str, Any]:
-    from rainbridge.data import inspect_dataset
-    from rainbridge.data.sql_source import inspect_sql, mask_url
+    from rainbridge.data.sql_source import mask_url
 
     t0 = time.perf_counter()
     result: dict[str, Any] = {
@@ -301,11 +324,17 @@ def bench(args: Any) -> dict[str, Any]:
         result["load"] = load
         try:
             reads: dict[str, Any] = {
-                "parquet": _timed_read(inspect_dataset("rows", base / "a.parquet", "id"))
-            }
+                "setup": "register, then read every column through iter_dataset, in a child "
+                "process (its peak RSS)",
+                "parquet": _child(
+                    "read_child", {"source": "parquet", "path": str(base / "a.parquet")},
+                    args.timeout,
+                ),
+            }  # fmt: skip
             for label, url in (("postgresql", args.pg_url), ("mysql", args.mysql_url)):
                 if url:
-                    reads[label] = _timed_read(inspect_sql("rows", url, "id", table=_TABLE))
+                    spec = {"source": "sql", "url": url, "table": _TABLE}
+                    reads[label] = _child("read_child", spec, args.timeout)
             result["read_all_columns"] = reads
             if args.candidates:
                 result["candidates"] = {
