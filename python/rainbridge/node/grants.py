@@ -27,6 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
 from rainbridge.data import DatasetRef
 from rainbridge.errors import AuthorizationError, ConfigError
 from rainbridge.jobs.spec import ComponentSpec, JobSpec
@@ -195,11 +198,17 @@ def use_grant(
                 rows=rows,
                 now=now,
             )
+            if why is None and count and not count_use(s, g, rows):
+                # another request took the quota's last call (or revoked it) meanwhile
+                why = why_not_classed(
+                    g,
+                    component_type=component_type,
+                    columns=columns,
+                    receivers=receivers,
+                    rows=rows,
+                    now=now,
+                ) or ("quota", f"grant {g.id} quota exceeded")
             if why is None:
-                if count:
-                    g.calls_used += 1
-                    g.rows_used += rows
-                    s.flush()
                 s.expunge(g)
                 return g
             if not reasons:
@@ -490,6 +499,28 @@ def validate_grant(
     _ = peer
 
 
+def count_use(s: Session, g: GrantRow, rows: int) -> bool:
+    """Add one call and ``rows`` rows to ``g``'s usage if its quota still allows them, in
+    one guarded UPDATE; ``g`` is refreshed. False: the quota is used up, or ``g`` revoked.
+
+    Neither SQLite (through pysqlite) nor PostgreSQL at read committed locks the row a SELECT
+    read, so reading the usage and writing it back would let concurrent requests overwrite
+    each other's counts and pass a quota together.
+    """
+    done = s.connection().execute(
+        update(GrantRow)
+        .where(
+            GrantRow.id == g.id,
+            GrantRow.revoked_at.is_(None),
+            or_(GrantRow.max_calls.is_(None), GrantRow.calls_used + 1 <= GrantRow.max_calls),
+            or_(GrantRow.max_rows.is_(None), GrantRow.rows_used + rows <= GrantRow.max_rows),
+        )
+        .values(calls_used=GrantRow.calls_used + 1, rows_used=GrantRow.rows_used + rows)
+    )
+    s.refresh(g)
+    return done.rowcount == 1
+
+
 def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
     """Count a job's start at ``node`` against every grant it uses, re-checking each first,
     and spend the privacy budgets it declares (a job that may not start raises
@@ -518,10 +549,17 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
                     rows=rows,
                     now=now,
                 )
+                if why is None and not count_use(s, g, rows):
+                    why = why_not_classed(
+                        g,
+                        component_type=read_by.get(dataset, ""),
+                        columns=[],
+                        receivers=[],
+                        rows=rows,
+                        now=now,
+                    ) or ("quota", f"grant {g.id} quota exceeded")
                 if why is not None:
                     raise GrantError(f"cannot start: {why[1]}", why[0])
-                g.calls_used += 1
-                g.rows_used += rows
     costs = [(d, c, e) for d, c, e in dp_costs(job, node=node) if e is not None]
     if costs:
         with storage.session() as s:
@@ -529,16 +567,26 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
                 ds_row = s.get(DatasetRow, d)
                 if ds_row is None:
                     continue
-                if (
-                    ds_row.dp_budget is not None
-                    and ds_row.dp_spent + eps > ds_row.dp_budget + 1e-12
-                ):
+                # spent in one guarded UPDATE: two jobs starting at once never both spend
+                # the budget's last epsilon (a read, then a write, would lose one of them)
+                spent = s.connection().execute(
+                    update(DatasetRow)
+                    .where(
+                        DatasetRow.name == d,
+                        or_(
+                            DatasetRow.dp_budget.is_(None),
+                            DatasetRow.dp_spent + eps <= DatasetRow.dp_budget + 1e-12,
+                        ),
+                    )
+                    .values(dp_spent=DatasetRow.dp_spent + eps)
+                )
+                if spent.rowcount != 1:
+                    s.refresh(ds_row)
                     raise GrantError(
                         f"cannot start: the privacy budget of {d!r} is spent "
                         f"({ds_row.dp_spent:g} of {ds_row.dp_budget:g})",
                         "privacy_budget",
                     )
-                ds_row.dp_spent += eps
         for d, cid, eps in costs:
             storage.log(
                 "privacy_budget_spent", {"dataset": d, "component": cid, "epsilon": eps}, row.id
