@@ -116,6 +116,8 @@ func (m *manifests) decode(where string, tm typeMeta, doc []byte) {
 		if strict(o) {
 			m.networkPolicies = append(m.networkPolicies, o)
 		}
+	case "kustomize.config.k8s.io/v1beta1 Kustomization":
+		// not an object of the cluster: `kubectl kustomize` checks it
 	default:
 		m.fail("%s: unexpected kind %q %q", where, tm.APIVersion, tm.Kind)
 	}
