@@ -158,13 +158,14 @@ def parse_url(url: str) -> SqlUrl:
     password = params.pop("password", password)
     out = SqlUrl(dialect, u.host or "", port, u.database or "", u.username or "", password, params)
     if not out.host:
-        raise ConfigError(f"SQL URL {out.masked}: no host (unix sockets are not supported)")
+        # a malformed URL is not echoed: its parts may not be where they were meant to be
+        raise ConfigError(f"the {dialect} URL has no host (unix sockets are not supported)")
     if not out.database:
-        raise ConfigError(f"SQL URL {out.masked}: no database named after the host")
-    if dialect == "mysql":
-        unknown = sorted(set(params) - _MYSQL_PARAMS)
-        if unknown:
-            raise ConfigError(f"SQL URL {out.masked}: unsupported parameter {unknown[0]!r}")
+        raise ConfigError(f"the {dialect} URL names no database after the host")
+    if "@" in out.database or "@" in out.host:
+        raise ConfigError(f"the {dialect} URL is malformed (an '@' after the host)")
+    if dialect == "mysql" and set(params) - _MYSQL_PARAMS:
+        raise ConfigError("the mysql URL has a parameter other than charset, which is all it takes")
     return out
 
 
