@@ -96,6 +96,28 @@ def test_systemd_analyze_verify_says_nothing(unit: str, tmp_path: Path) -> None:
     assert (r.stdout + r.stderr).strip() == ""
 
 
+@pytest.mark.parametrize("unit", ["rainbridge-node@.service", "rainbridge-backup@.service"])
+def test_exposure_stays_low(unit: str, tmp_path: Path) -> None:
+    """systemd's own rating of the confinement: 1.4 of 10 today ("OK"); a setting dropped by
+    mistake raises it past 2."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    path = tmp_path / unit.replace("@.", "@bank.")
+    path.write_text(_resolvable((SYSTEMD / unit).read_text()))
+    r = subprocess.run(
+        [analyze, "security", "--offline=true", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
+    if found is None and "offline" in r.stderr:
+        pytest.skip("this systemd-analyze cannot rate a unit offline")
+    assert found is not None, r.stdout + r.stderr
+    assert float(found.group(1)) <= 2.0, r.stdout
+
+
 def test_verify_catches_what_it_should(tmp_path: Path) -> None:
     # the check above would be worthless if verify were silent on a broken unit
     text = _resolvable(UNIT.read_text())
@@ -117,6 +139,7 @@ def test_unit_runs_the_node_confined_and_stops_it_gracefully() -> None:
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices"):
         assert s[key] == ["yes"], key
     assert s["CapabilityBoundingSet"] == [""] and s["AmbientCapabilities"] == [""]
+    assert s["PrivateMounts"] == ["yes"]
     assert s["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     # SIGTERM to the node alone; it stops its workers itself (node/server.py)
     assert s["KillMode"] == ["mixed"] and s["KillSignal"] == ["SIGTERM"]
