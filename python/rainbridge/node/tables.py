@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from rainbridge.data import DatasetRef
 
@@ -28,6 +29,24 @@ from rainbridge.data import DatasetRef
 def utc_now() -> dt.datetime:
     """The time now, aware UTC (what every ``..._at`` column defaults to)."""
     return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A time stored in UTC and read back aware, in UTC, from every database.
+
+    SQLite keeps no offset: it would store an aware time's wall clock as if it were UTC
+    (``03:00+08:00`` as ``03:00``), and hand back naive times; PostgreSQL hands them back in
+    the session's time zone. The column is ``DateTime(timezone=True)`` in the schema.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else utc(value)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else utc(value)
 
 
 class Base(DeclarativeBase):
@@ -41,14 +60,14 @@ class PeerRow(Base):
     port: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64))
     cert_pem: Mapped[str] = mapped_column(Text)
-    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "url": f"{self.host}:{self.port}",
             "fingerprint": self.fingerprint,
-            "added_at": self.added_at.isoformat(),
+            "added_at": _iso(self.added_at),
         }
 
 
@@ -64,7 +83,7 @@ class IcPeerRow(Base):
     counter_start: Mapped[int] = mapped_column(Integer, default=0)
     cert_pem: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: no TLS
     tls_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,8 +105,8 @@ class CertificateRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     pem: Mapped[str] = mapped_column(Text)
-    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class DatasetRow(Base):
@@ -98,7 +117,7 @@ class DatasetRow(Base):
     id_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
     columns: Mapped[dict[str, str]] = mapped_column(JSON)
     num_rows: Mapped[int] = mapped_column(Integer)
-    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     # the catalogue: who owns it, how sensitive, and what peers may see of it
     owner: Mapped[str] = mapped_column(String(64), default="")
     sensitivity: Mapped[str] = mapped_column(String(16), default="internal")
@@ -130,15 +149,13 @@ class DatasetRow(Base):
             self.num_rows,
             encoding=self.encoding,
             column_types=dict(self.column_types or {}),
-            source={k: v for k, v in self.source.items() if k != "sealed"}
-            if self.source
-            else None,
+            source={k: v for k, v in self.source.items() if k != "sealed"} if self.source else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.ref().to_dict(),
-            "added_at": self.added_at.isoformat(),
+            "added_at": _iso(self.added_at),
             "owner": self.owner,
             "sensitivity": self.sensitivity,
             "description": self.description,
@@ -179,13 +196,13 @@ class GrantRow(Base):
     receivers: Mapped[list[str]] = mapped_column(JSON)
     max_calls: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     approval: Mapped[str] = mapped_column(String(16), default="auto")
     calls_used: Mapped[int] = mapped_column(Integer, default=0)
     rows_used: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,7 +243,7 @@ class ModelRow(Base):
     label_party: Mapped[str] = mapped_column(String(64))
     parties: Mapped[list[str]] = mapped_column(JSON)
     features: Mapped[list[str]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -251,7 +268,7 @@ class UserRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,7 +286,7 @@ class MeterRow(Base):
     __tablename__ = "metering"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(String(64), index=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
     peer: Mapped[str] = mapped_column(String(64))
     grant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     component: Mapped[str] = mapped_column(String(64))
@@ -297,11 +314,8 @@ class MeterRow(Base):
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    if t is None:
-        return None
-    if t.tzinfo is None:  # SQLite returns naive datetimes: they were stored as UTC
-        t = t.replace(tzinfo=dt.UTC)
-    return t.isoformat()
+    """``t`` in ISO 8601, UTC, with its offset, whichever database it was read from."""
+    return None if t is None else utc(t).isoformat()
 
 
 def utc(t: dt.datetime) -> dt.datetime:
@@ -320,8 +334,8 @@ class JobRow(Base):
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     #: the grants this node's datasets are used under, ``{dataset: {peer: grant id}}``
     grants: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: who submitted it (initiator) or which peer proposed it
@@ -347,8 +361,8 @@ class JobRow(Base):
             "error": self.error,
             "grants": self.grants or {},
             "submitted_by": self.submitted_by,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
         }
         if full:
             d["spec"] = self.spec
@@ -364,7 +378,7 @@ class JobPartyRow(Base):
     party: Mapped[str] = mapped_column(String(64), primary_key=True)
     accept: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    decided_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     #: the party's signed report of the job's end (collected by the initiator)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 

@@ -7,9 +7,20 @@ migrates and stamps the database.
 
 from __future__ import annotations
 
-from alembic import context
+from typing import Any, Literal
 
-from rainbridge.node.tables import Base
+from alembic import context
+from alembic.autogenerate.api import AutogenContext
+
+from rainbridge.node.tables import Base, UtcDateTime
+
+
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    # revisions name the column type the database has, not the row's Python conversion
+    if type_ == "type" and isinstance(obj, UtcDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -20,6 +31,7 @@ context.configure(
     # SQLite alters a table by copying it: revisions written in batch mode work on both
     render_as_batch=True,
     compare_type=True,
+    render_item=render_item,
 )
 with context.begin_transaction():
     context.run_migrations()
