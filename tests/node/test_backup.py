@@ -474,3 +474,43 @@ def test_a_failed_postgres_restore_leaves_the_database_empty(
         restore_node(res.path, tmp_path / "new", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x")
     assert "hunter2" not in str(err.value)
     _nothing_left(tmp_path, "new")
+
+
+def test_backups_taken_during_key_rotations_restore_to_working_nodes(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotations swap the key files and append the hand-over around the snapshot; every
+    backup must still hold keys that continue the ledger it holds."""
+    import asyncio
+
+    stop = threading.Event()
+    rotations = 0
+
+    def rotate() -> None:
+        nonlocal rotations
+        while not stop.is_set():
+            asyncio.run(node.peers.rotate_keys())
+            node.storage.log("dataset_added", {"dataset": f"r{rotations}"})
+            rotations += 1
+            time.sleep(0.05)
+
+    t = threading.Thread(target=rotate)
+    t.start()
+    try:
+        archives = []
+        for i in range(4):
+            while rotations < i + 1:
+                time.sleep(0.01)
+            archives.append(backup_node(node.config.path, tmp_path / f"b{i}.tgz"))
+    finally:
+        stop.set()
+        t.join()
+    _restore_env(monkeypatch, _master_hex(node.config.path))
+    for i, res in enumerate(archives):
+        new = tmp_path / f"new{i}"
+        assert restore_node(res.path, new).master_key == "opened"
+        again = NodeService(NodeConfig.load(new))
+        again.storage.log("dataset_added", {"dataset": "after-restore"})
+        rep = again.ledger.verify(again.keys.fingerprint)
+        assert rep.ok, (i, rep.problems)
+        again.storage.engine.dispose()

@@ -54,6 +54,7 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -175,6 +176,7 @@ def _snapshot_with_keys(
         if same and (snap.expected_key is None or _key_of(before) == snap.expected_key):
             return snap, before
         snap.file.unlink(missing_ok=True)  # a rotation overlapped the snapshot: again
+        time.sleep(0.1 * (attempt + 1))  # let the rotation finish
     raise ConfigError(
         f"node {cfg.name}: its keys kept changing during the backup (key rotations?); "
         "try again once they are done"
