@@ -60,7 +60,9 @@ class Storage:
 
     def __init__(self, url: str) -> None:
         try:
-            self.engine = create_engine(url)
+            # a server restarted (or a connection dropped by a proxy) leaves dead connections
+            # in the pool: each is tested before use and replaced, instead of failing a request
+            self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             #: the schema's revision (a new database is made at the head; an old one refused)
