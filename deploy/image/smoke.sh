@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# make image-smoke: two nodes from the image (a bank and a telecom), peers both ways, a
+# dataset each, grants, a PSI job, the intersection checked against the plain one, the
+# console and the health check answered. Run as root after make image.
+#
+# Rootful podman first (--network host, the volume a bind-mounted folder owned by uid
+# 10001; podman's own storage under build/image). Where podman cannot run a container here
+# (no cgroups, no overlay, no namespaces), or with SMOKE_MODE=chroot, the same root file
+# system (build/image/rootfs, the image's layer) runs through unshare (mount and PID
+# namespaces) and chroot as uid 10001, with the same entry point, environment and volume;
+# the script says which ran.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+OUT=build/image
+SMOKE=$OUT/smoke
+ROOTFS=$OUT/rootfs
+PODMAN=(podman --root "$PWD/$OUT/podman/storage" --runroot "$PWD/$OUT/podman/run" --storage-driver vfs)
+NODE_UID=10001
+HOST_PY=${HOST_PY:-.venv/bin/python}
+declare -A API_PORT=([bank]=18443 [telecom]=18444) DATA_PORT=([bank]=19443 [telecom]=19444)
+
+die() { echo "image-smoke: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root"
+ARCHIVE=$(ls -t "$OUT"/rainbridge-*.oci.tar 2>/dev/null | head -n1 || true)
+[ -n "$ARCHIVE" ] || die "no image in $OUT: run make image"
+VERSION=$(basename "$ARCHIVE" | sed 's/^rainbridge-//; s/\.oci\.tar$//')
+IMAGE=localhost/rainbridge:$VERSION
+
+rm -rf "$SMOKE"
+mkdir -p "$SMOKE/data"
+# the parties' data: 600 bank customers, 234 subscribers, 100 of them in common
+"$HOST_PY" - "$SMOKE/data" <<'PY'
+import sys
+from pathlib import Path
+d = Path(sys.argv[1])
+bank, telecom = range(0, 600), range(300, 1000, 3)
+for name, ids in (("bank", bank), ("telecom", telecom)):
+    (d / f"{name}.csv").write_text(
+        "customer_id,age\n" + "".join(f"c{i:05d},{i % 90}\n" for i in ids))
+(d / "expected.txt").write_text("\n".join(sorted(f"c{i:05d}" for i in set(bank) & set(telecom))))
+(d / "psi.yaml").write_text("""\
+name: image-smoke
+parties: [bank, telecom]
+components:
+  - id: psi
+    type: psi
+    inputs:
+      bank: {dataset: customers, id: customer_id}
+      telecom: {dataset: subscribers, id: customer_id}
+    outputs:
+      intersection:
+        receivers: [bank, telecom]
+        columns: {bank: [age]}
+""")
+PY
+chmod -R a+rX "$SMOKE/data"
+for n in bank telecom; do install -d -m 0700 -o "$NODE_UID" -g "$NODE_UID" "$SMOKE/$n"; done
+
+node_env() {  # the environment a node's container gets
+    echo "RAINBRIDGE_NAME=$1" "RAINBRIDGE_API_HOST=127.0.0.1" "RAINBRIDGE_API_PORT=${API_PORT[$1]}" \
+        "RAINBRIDGE_DATA_PLANE_HOST=127.0.0.1" "RAINBRIDGE_DATA_PLANE_PORT=${DATA_PORT[$1]}" \
+        "RAINBRIDGE_DATA_ROOTS=/data"
+}
+
+# podman's defaults first; then runc with the resource limits capped at this machine's
+# (a sandbox may forbid crun's raising RLIMIT_NOFILE/NPROC, or run cgroups in a hybrid
+# mode crun refuses)
+RUN_OPTS=()
+CAPPED=(--runtime runc --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
+for n in bank telecom; do
+    for port in "${API_PORT[$n]}" "${DATA_PORT[$n]}"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use"; fi
+    done
+done
+
+MODE=chroot
+if [ "${SMOKE_MODE:-auto}" = chroot ]; then
+    echo "== SMOKE_MODE=chroot: podman not tried"
+elif echo "== podman: load $ARCHIVE" && "${PODMAN[@]}" load -q -i "$ARCHIVE" >"$SMOKE/podman.log" 2>&1; then
+    for opts in "" "${CAPPED[*]}"; do
+        read -r -a RUN_OPTS <<<"$opts"
+        echo "-- podman run ${opts:-(defaults)}" >>"$SMOKE/podman.log"
+        if "${PODMAN[@]}" run --rm --network host "${RUN_OPTS[@]}" "$IMAGE" --version \
+            >>"$SMOKE/podman.log" 2>&1; then
+            MODE=podman
+            break
+        fi
+        echo "podman run ${opts:-(defaults)} cannot run a container here: $(tail -n1 "$SMOKE/podman.log")"
+    done
+else
+    echo "podman cannot load the image: $(tail -n1 "$SMOKE/podman.log")"
+fi
+
+if [ "$MODE" = podman ]; then
+    echo "== podman $("${PODMAN[@]}" --version | cut -d' ' -f3) run ${RUN_OPTS[*]:-(defaults)}"
+    echo "$IMAGE (OCI archive): $("${PODMAN[@]}" image inspect --format \
+        'user {{.Config.User}}, entrypoint {{.Config.Entrypoint}}, cmd {{.Config.Cmd}}, volumes {{.Config.Volumes}}' "$IMAGE")"
+    DOCKER_ARCHIVE=${ARCHIVE%.oci.tar}.docker.tar
+    # the Docker-format archive is the same tree and configuration, with the HEALTHCHECK
+    "${PODMAN[@]}" rmi -f "$IMAGE" >/dev/null
+    "${PODMAN[@]}" load -q -i "$DOCKER_ARCHIVE" >/dev/null
+    echo "its Docker-format archive's health check: $("${PODMAN[@]}" image inspect --format \
+        '{{.HealthCheck.Test}} every {{.HealthCheck.Interval}}' "$IMAGE")"
+    "${PODMAN[@]}" rmi -f "$IMAGE" >/dev/null
+    "${PODMAN[@]}" load -q -i "$ARCHIVE" >/dev/null   # the nodes run from the OCI archive
+    start_node() {
+        local envs=() e
+        for e in $(node_env "$1"); do envs+=(--env "$e"); done
+        "${PODMAN[@]}" run -d --name "smoke-$1" --network host "${RUN_OPTS[@]}" "${envs[@]}" \
+            --volume "$PWD/$SMOKE/$1:/var/lib/rainbridge" --volume "$PWD/$SMOKE/data:/data:ro" \
+            --health-cmd /usr/local/bin/rainbridge-healthcheck --health-interval disable \
+            "$IMAGE" >/dev/null
+    }
+    in_node() { local n=$1; shift; "${PODMAN[@]}" exec "smoke-$n" rainbridge-entrypoint "$@"; }
+    health() { "${PODMAN[@]}" healthcheck run "smoke-$1"; }
+    whoami_in() { "${PODMAN[@]}" exec "smoke-$1" id -u; }
+    stop_nodes() {
+        for n in bank telecom; do
+            "${PODMAN[@]}" logs "smoke-$n" >"$SMOKE/$n.log" 2>&1 || true
+            "${PODMAN[@]}" stop -t 20 "smoke-$n" >/dev/null 2>&1 || true
+            "${PODMAN[@]}" rm -f "smoke-$n" >/dev/null 2>&1 || true
+        done
+        "${PODMAN[@]}" rmi -a -f >/dev/null 2>&1 || true
+    }
+else
+    [ -x "$ROOTFS/usr/local/bin/rainbridge-entrypoint" ] || die "no $ROOTFS: run make image"
+    echo "== fallback: $ROOTFS through unshare (mount, PID) and chroot as uid $NODE_UID"
+    # one private mount namespace per process: its own node directory at the volume's path
+    chrooted() {  # NAME, then the command and its arguments
+        local n=$1; shift
+        exec unshare --mount --pid --fork --kill-child sh -c '
+            set -e; root=$1; vol=$2; data=$3; shift 3
+            mount --make-rprivate /
+            mount --bind "$vol" "$root/var/lib/rainbridge"
+            mkdir -p "$root/data"; mount --bind "$data" "$root/data"; mount -o remount,bind,ro "$root/data"
+            mount -t proc proc "$root/proc"
+            exec chroot --userspec='"$NODE_UID:$NODE_UID"' "$root" "$@"' \
+            sh "$PWD/$ROOTFS" "$PWD/$SMOKE/$n" "$PWD/$SMOKE/data" \
+            env -i HOME=/var/lib/rainbridge RAINBRIDGE_DIR=/var/lib/rainbridge LANG=C.UTF-8 \
+            PATH=/opt/rainbridge/bin:/usr/local/bin:/usr/bin:/bin $(node_env "$n") "$@"
+    }
+    declare -A PIDS
+    # (each in a subshell, which chrooted's exec replaces by unshare: $! is unshare's PID)
+    start_node() { (chrooted "$1" /usr/local/bin/rainbridge-entrypoint >"$SMOKE/$1.log" 2>&1) & PIDS[$1]=$!; }
+    in_node() { local n=$1; shift; (chrooted "$n" /usr/local/bin/rainbridge-entrypoint "$@"); }
+    health() { (chrooted "$1" /usr/local/bin/rainbridge-healthcheck); }
+    whoami_in() { (chrooted "$1" id -u); }
+    stop_nodes() {
+        # the stop signal goes to the node (the PID namespace's first process, as in a
+        # container), which ends its jobs and workers; unshare exits with it
+        local n child
+        for n in "${!PIDS[@]}"; do
+            child=$(pgrep -P "${PIDS[$n]}" || true)
+            [ -n "$child" ] && kill -TERM "$child" 2>/dev/null || true
+        done
+        for n in "${!PIDS[@]}"; do wait "${PIDS[$n]}" 2>/dev/null || true; done
+    }
+fi
+trap stop_nodes EXIT
+
+echo "== start bank and telecom"
+for n in bank telecom; do start_node "$n"; done
+for n in bank telecom; do
+    for _ in $(seq 1 120); do
+        curl -fsS "http://127.0.0.1:${API_PORT[$n]}/readyz" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    curl -fsS "http://127.0.0.1:${API_PORT[$n]}/readyz" >/dev/null || die "$n is not ready"
+    health "$n" || die "$n's health check failed"
+    echo "$n: ready, health check passed, runs as uid $(whoami_in "$n"), volume files owned by uid $(stat -c %u "$SMOKE/$n/node.toml")"
+done
+
+echo "== peers both ways, datasets, grants"
+fp() { in_node "$1" node info --json | "$HOST_PY" -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])'; }
+in_node bank peer add telecom --url "127.0.0.1:${DATA_PORT[telecom]}" --fingerprint "$(fp telecom)" >/dev/null
+in_node telecom peer add bank --url "127.0.0.1:${DATA_PORT[bank]}" --fingerprint "$(fp bank)" >/dev/null
+in_node bank dataset add customers --path /data/bank.csv --id customer_id >/dev/null
+in_node telecom dataset add subscribers --path /data/telecom.csv --id customer_id >/dev/null
+in_node bank grant add customers --peer telecom --columns '*' --components psi --receivers '*' >/dev/null
+in_node telecom grant add subscribers --peer bank --columns '*' --components psi --receivers '*' >/dev/null
+
+echo "== PSI job"
+in_node bank job submit /data/psi.yaml --json >"$SMOKE/job.json"
+JOB=$("$HOST_PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["status"]=="succeeded", r; print(r["id"])' "$SMOKE/job.json")
+in_node bank job result "$JOB" --json >"$SMOKE/result.json"
+"$HOST_PY" - "$SMOKE" <<'PY'
+import json, sys
+from pathlib import Path
+import pyarrow.parquet as pq
+smoke = Path(sys.argv[1])
+res = json.loads((smoke / "result.json").read_text())["result"]
+path = res["components"]["psi"]["outputs"]["intersection"]["path"]
+# the node wrote it inside its volume: the same file is under smoke/bank on this side
+local = smoke / "bank" / Path(path).relative_to("/var/lib/rainbridge")
+got = pq.read_table(local).column("customer_id").to_pylist()
+want = (smoke / "data" / "expected.txt").read_text().split("\n")
+assert got == want, (len(got), len(want))
+print(f"intersection: {len(got)} rows, equal to the plain intersection; bytes sent {res['bytes_sent']}")
+PY
+curl -fsS "http://127.0.0.1:${API_PORT[bank]}/" | grep -q '<title>Rainbridge</title>' && echo "console: served at /"
+echo "== image-smoke passed ($MODE)"
