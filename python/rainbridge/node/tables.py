@@ -19,11 +19,22 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from rainbridge.data import DatasetRef
+from rainbridge.errors import DataError
 
 
 def utc_now() -> dt.datetime:
@@ -51,6 +62,21 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     """The node's tables' metadata (``Base.metadata.create_all`` makes them)."""
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _check_lengths(mapper: Mapper[Any], _conn: Any, row: Any) -> None:
+    # PostgreSQL refuses a string longer than its column with an error of the driver's, and
+    # SQLite stores it all the same: both refuse it here, alike, naming the column
+    for attr in mapper.column_attrs:
+        length = getattr(attr.columns[0].type, "length", None)
+        value = getattr(row, attr.key, None)
+        if length is not None and isinstance(value, str) and len(value) > length:
+            raise DataError(
+                f"{mapper.persist_selectable.description}.{attr.columns[0].name}: "
+                f"{len(value)} characters, at most {length} are kept"
+            )
 
 
 class PeerRow(Base):
