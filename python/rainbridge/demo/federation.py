@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from rainbridge.errors import ConfigError
 from rainbridge.node.config import NodeConfig
 
 
@@ -106,15 +107,25 @@ class Federation:
         """A new, empty database for ``node`` on :attr:`db_server`; returns its URL."""
         from sqlalchemy import create_engine, text
         from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-        server = make_url(self.db_server)
+        try:
+            server = make_url(self.db_server)
+            # CREATE DATABASE runs outside a transaction, on the database the URL names
+            engine = create_engine(server, isolation_level="AUTOCOMMIT")
+        except (ArgumentError, ValueError, ImportError) as exc:
+            raise ConfigError(f"db_server: not a database URL ({type(exc).__name__})") from None
         name = f"rb_{node.lower().replace('-', '_').replace('.', '_')}_{uuid.uuid4().hex[:8]}"
-        # CREATE DATABASE runs outside a transaction, on the database the URL names
-        engine = create_engine(server, isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
                 quoted = engine.dialect.identifier_preparer.quote(name)
                 conn.execute(text(f"CREATE DATABASE {quoted}"))
+        except SQLAlchemyError as exc:
+            # the driver's message may carry the URL's password: name only the backend
+            raise ConfigError(
+                f"cannot create a database for node {node!r} on the database server "
+                f"({server.drivername}): {type(exc).__name__}"
+            ) from None
         finally:
             engine.dispose()
         return server.set(database=name).render_as_string(hide_password=False)
