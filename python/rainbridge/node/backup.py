@@ -66,6 +66,7 @@ from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from rainbridge.crypto.certs import fingerprint_pem
 from rainbridge.errors import ConfigError, DataError
 from rainbridge.node.config import NodeConfig, private_dir
 from rainbridge.node.keys import (
@@ -173,7 +174,12 @@ def _snapshot_with_keys(
         )
         after = _read_small(node_dir, HEAD_AND_KEYS[1:])
         same = all(before.get(n) == after.get(n) for n in HEAD_AND_KEYS[1:])
-        if same and (snap.expected_key is None or _key_of(before) == snap.expected_key):
+        key = _key_of(before)
+        if (
+            same
+            and key == _certificate_of(before)  # not a mix of the old and new files
+            and (snap.expected_key is None or key == snap.expected_key)
+        ):
             return snap, before
         snap.file.unlink(missing_ok=True)  # a rotation overlapped the snapshot: again
         time.sleep(0.1 * (attempt + 1))  # let the rotation finish
@@ -189,6 +195,13 @@ def _read_small(node_dir: Path, names: tuple[str, ...]) -> dict[str, bytes]:
         with contextlib.suppress(FileNotFoundError):
             out[n] = (node_dir / n).read_bytes()
     return out
+
+
+def _certificate_of(files: dict[str, bytes]) -> str | None:
+    try:
+        return fingerprint_pem(files["node.crt"])
+    except (KeyError, ConfigError):
+        return None
 
 
 def _key_of(files: dict[str, bytes]) -> str | None:
