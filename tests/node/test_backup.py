@@ -514,3 +514,24 @@ def test_backups_taken_during_key_rotations_restore_to_working_nodes(
         rep = again.ledger.verify(again.keys.fingerprint)
         assert rep.ok, (i, rep.problems)
         again.storage.engine.dispose()
+
+
+def test_backup_refuses_mysql_and_an_unreachable_server_without_leaking_the_password(
+    node: NodeService, tmp_path: Path
+) -> None:
+    d = node.config.path
+    for url, match in (
+        ("mysql+pymysql://u:hunter2@127.0.0.1:1/x", "MySQL"),
+        ("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "check the URL"),
+    ):
+        cfg = NodeConfig.load(d)
+        cfg.db_url = url
+        cfg.save()
+        with pytest.raises(ConfigError, match=match) as err:
+            backup_node(d, tmp_path / "b.tgz")
+        assert "hunter2" not in str(err.value)
+        r = CliRunner().invoke(
+            main, ["node", "backup", "--dir", str(d), "--out", str(tmp_path / "b.tgz")]
+        )
+        assert r.exit_code == 2 and "hunter2" not in r.output
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
