@@ -179,10 +179,11 @@ def test_a_node_backed_up_mid_job_restores_and_runs(
     assert _cli("node", "restore", str(archive), "--dir", str(busy)).returncode == 2
 
     new = tmp_path / "restored"
-    db_args = ["--db", pg.url(pg.create_database("restored"))] if pg is not None else []
+    # the PostgreSQL target through the environment (a password stays off the command line)
+    db_env = {"RAINBRIDGE_RESTORE_DB": pg.url(pg.create_database("restored"))} if pg else {}
     r = _cli(
-        "node", "restore", str(archive), "--dir", str(new), *db_args, "--json",
-        env={MASTER_KEY_ENV: master},
+        "node", "restore", str(archive), "--dir", str(new), "--json",
+        env={MASTER_KEY_ENV: master, **db_env},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     restored = json.loads(r.stdout)

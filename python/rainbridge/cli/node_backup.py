@@ -79,7 +79,10 @@ def node_backup(directory: str, out: str, no_job_outputs: bool, as_json: bool) -
     "--db",
     "db_url",
     default=None,
-    help="For a PostgreSQL backup: the empty database to restore into (SQLAlchemy URL).",
+    envvar="RAINBRIDGE_RESTORE_DB",
+    show_envvar=True,
+    help="For a PostgreSQL backup: the empty database to restore into (SQLAlchemy URL; "
+    "in the environment, a password stays off the command line).",
 )
 @json_option
 def node_restore(archive: str, directory: str, db_url: str | None, as_json: bool) -> None:
