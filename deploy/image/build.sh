@@ -98,7 +98,8 @@ in_root "$VENV/bin/rainbridge" --version
 echo "== OCI image rainbridge:$VERSION"
 "${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
 "${BUILDAH[@]}" rmi --all --force >/dev/null 2>&1 || true
-ctr=$("${BUILDAH[@]}" from scratch)
+# the working container in Docker format, which has a field for the HEALTHCHECK
+ctr=$("${BUILDAH[@]}" from --format docker scratch)
 trap '"${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
 mnt=$("${BUILDAH[@]}" mount "$ctr")
 cp -a "$ROOTFS/." "$mnt/"

@@ -55,9 +55,10 @@ components:
 """)
 PY
 chmod -R a+rX "$SMOKE/data"
-for n in bank telecom; do install -d -m 0700 -o "$NODE_UID" -g "$NODE_UID" "$SMOKE/$n"; done
+for n in bank telecom unnamed; do install -d -m 0700 -o "$NODE_UID" -g "$NODE_UID" "$SMOKE/$n"; done
 
 node_env() {  # the environment a node's container gets
+    [ "$1" = unnamed ] && return
     echo "RAINBRIDGE_NAME=$1" "RAINBRIDGE_API_HOST=127.0.0.1" "RAINBRIDGE_API_PORT=${API_PORT[$1]}" \
         "RAINBRIDGE_DATA_PLANE_HOST=127.0.0.1" "RAINBRIDGE_DATA_PLANE_PORT=${DATA_PORT[$1]}" \
         "RAINBRIDGE_DATA_ROOTS=/data"
@@ -113,12 +114,17 @@ if [ "$MODE" = podman ]; then
             "$IMAGE" >/dev/null
     }
     in_node() { local n=$1; shift; "${PODMAN[@]}" exec "smoke-$n" rainbridge-entrypoint "$@"; }
+    first_start_unnamed() {
+        "${PODMAN[@]}" run --rm --network host "${RUN_OPTS[@]}" \
+            --volume "$PWD/$SMOKE/unnamed:/var/lib/rainbridge" "$IMAGE"
+    }
     health() { "${PODMAN[@]}" healthcheck run "smoke-$1"; }
     whoami_in() { "${PODMAN[@]}" exec "smoke-$1" id -u; }
     stop_nodes() {
         for n in bank telecom; do
-            "${PODMAN[@]}" logs "smoke-$n" >"$SMOKE/$n.log" 2>&1 || true
             "${PODMAN[@]}" stop -t 20 "smoke-$n" >/dev/null 2>&1 || true
+            "${PODMAN[@]}" logs "smoke-$n" >"$SMOKE/$n.log" 2>&1 || true
+            echo "$n: stopped (SIGTERM), exit $("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "smoke-$n" 2>/dev/null)"
             "${PODMAN[@]}" rm -f "smoke-$n" >/dev/null 2>&1 || true
         done
         "${PODMAN[@]}" rmi -a -f >/dev/null 2>&1 || true
@@ -144,6 +150,7 @@ else
     # (each in a subshell, which chrooted's exec replaces by unshare: $! is unshare's PID)
     start_node() { (chrooted "$1" /usr/local/bin/rainbridge-entrypoint >"$SMOKE/$1.log" 2>&1) & PIDS[$1]=$!; }
     in_node() { local n=$1; shift; (chrooted "$n" /usr/local/bin/rainbridge-entrypoint "$@"); }
+    first_start_unnamed() { (chrooted unnamed /usr/local/bin/rainbridge-entrypoint); }
     health() { (chrooted "$1" /usr/local/bin/rainbridge-healthcheck); }
     whoami_in() { (chrooted "$1" id -u); }
     stop_nodes() {
@@ -154,10 +161,21 @@ else
             child=$(pgrep -P "${PIDS[$n]}" || true)
             [ -n "$child" ] && kill -TERM "$child" 2>/dev/null || true
         done
-        for n in "${!PIDS[@]}"; do wait "${PIDS[$n]}" 2>/dev/null || true; done
+        for n in "${!PIDS[@]}"; do
+            rc=0
+            wait "${PIDS[$n]}" 2>/dev/null || rc=$?
+            echo "$n: stopped (SIGTERM), exit $rc"
+        done
     }
 fi
 trap stop_nodes EXIT
+
+echo "== a first start without RAINBRIDGE_NAME is refused, the volume left empty"
+rc=0
+first_start_unnamed >"$SMOKE/unnamed.log" 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -q "set RAINBRIDGE_NAME" "$SMOKE/unnamed.log" \
+    && [ -z "$(ls -A "$SMOKE/unnamed")" ] || die "unnamed first start: exit $rc, $(cat "$SMOKE/unnamed.log")"
+echo "exit 2: $(cat "$SMOKE/unnamed.log")"
 
 echo "== start bank and telecom"
 for n in bank telecom; do start_node "$n"; done
