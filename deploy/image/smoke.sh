@@ -19,6 +19,9 @@ PODMAN=(podman --root "$PWD/$OUT/podman/storage" --runroot "$PWD/$OUT/podman/run
 NODE_UID=10001
 HOST_PY=${HOST_PY:-.venv/bin/python}
 declare -A API_PORT=([bank]=18443 [telecom]=18444) DATA_PORT=([bank]=19443 [telecom]=19444)
+# the bank's API on loopback (plain HTTP); the telecom's on every address, as the image's
+# default, so over HTTPS with the node's certificate (its health check pins it)
+declare -A API_HOST=([bank]=127.0.0.1 [telecom]=0.0.0.0) SCHEME=([bank]=http [telecom]=https)
 
 die() { echo "image-smoke: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root"
@@ -59,7 +62,7 @@ for n in bank telecom unnamed; do install -d -m 0700 -o "$NODE_UID" -g "$NODE_UI
 
 node_env() {  # the environment a node's container gets
     [ "$1" = unnamed ] && return
-    echo "RAINBRIDGE_NAME=$1" "RAINBRIDGE_API_HOST=127.0.0.1" "RAINBRIDGE_API_PORT=${API_PORT[$1]}" \
+    echo "RAINBRIDGE_NAME=$1" "RAINBRIDGE_API_HOST=${API_HOST[$1]}" "RAINBRIDGE_API_PORT=${API_PORT[$1]}" \
         "RAINBRIDGE_DATA_PLANE_HOST=127.0.0.1" "RAINBRIDGE_DATA_PLANE_PORT=${DATA_PORT[$1]}" \
         "RAINBRIDGE_DATA_ROOTS=/data"
 }
@@ -118,6 +121,11 @@ if [ "$MODE" = podman ]; then
         "${PODMAN[@]}" run --rm --network host "${RUN_OPTS[@]}" \
             --volume "$PWD/$SMOKE/unnamed:/var/lib/rainbridge" "$IMAGE"
     }
+    health_unnamed() {
+        "${PODMAN[@]}" run --rm --network host "${RUN_OPTS[@]}" \
+            --volume "$PWD/$SMOKE/unnamed:/var/lib/rainbridge" \
+            --entrypoint /usr/local/bin/rainbridge-healthcheck "$IMAGE"
+    }
     health() { "${PODMAN[@]}" healthcheck run "smoke-$1"; }
     whoami_in() { "${PODMAN[@]}" exec "smoke-$1" id -u; }
     stop_nodes() {
@@ -151,6 +159,7 @@ else
     start_node() { (chrooted "$1" /usr/local/bin/rainbridge-entrypoint >"$SMOKE/$1.log" 2>&1) & PIDS[$1]=$!; }
     in_node() { local n=$1; shift; (chrooted "$n" /usr/local/bin/rainbridge-entrypoint "$@"); }
     first_start_unnamed() { (chrooted unnamed /usr/local/bin/rainbridge-entrypoint); }
+    health_unnamed() { (chrooted unnamed /usr/local/bin/rainbridge-healthcheck); }
     health() { (chrooted "$1" /usr/local/bin/rainbridge-healthcheck); }
     whoami_in() { (chrooted "$1" id -u); }
     stop_nodes() {
@@ -176,17 +185,23 @@ first_start_unnamed >"$SMOKE/unnamed.log" 2>&1 || rc=$?
 [ "$rc" = 2 ] && grep -q "set RAINBRIDGE_NAME" "$SMOKE/unnamed.log" \
     && [ -z "$(ls -A "$SMOKE/unnamed")" ] || die "unnamed first start: exit $rc, $(cat "$SMOKE/unnamed.log")"
 echo "exit 2: $(cat "$SMOKE/unnamed.log")"
+rc=0
+health_unnamed >"$SMOKE/unnamed-health.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || die "the health check of a volume without a node: exit $rc"
+echo "its health check: exit 1: $(tail -n1 "$SMOKE/unnamed-health.log")"
 
 echo "== start bank and telecom"
 for n in bank telecom; do start_node "$n"; done
 for n in bank telecom; do
+    # (curl -k: this probe only waits; the health check below pins the certificate)
+    ready="${SCHEME[$n]}://127.0.0.1:${API_PORT[$n]}/readyz"
     for _ in $(seq 1 120); do
-        curl -fsS "http://127.0.0.1:${API_PORT[$n]}/readyz" >/dev/null 2>&1 && break
+        curl -fsSk "$ready" >/dev/null 2>&1 && break
         sleep 0.5
     done
-    curl -fsS "http://127.0.0.1:${API_PORT[$n]}/readyz" >/dev/null || die "$n is not ready"
+    curl -fsSk "$ready" >/dev/null || die "$n is not ready"
     health "$n" || die "$n's health check failed"
-    echo "$n: ready, health check passed, runs as uid $(whoami_in "$n"), volume files owned by uid $(stat -c %u "$SMOKE/$n/node.toml")"
+    echo "$n: ready (${SCHEME[$n]}), health check passed, runs as uid $(whoami_in "$n"), volume files owned by uid $(stat -c %u "$SMOKE/$n/node.toml")"
 done
 
 echo "== peers both ways, datasets, grants"
