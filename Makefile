@@ -61,11 +61,15 @@ test-rust:
 test-py: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The node's and the federation's tests again with every node's state in PostgreSQL: each
-# node a fresh database on a throwaway cluster (tests/node_databases.py holds the switch)
+# The node's tests and the federation's and governance's between node processes again,
+# with every node's state in PostgreSQL: each node a fresh database on a throwaway cluster
+# (tests/node_databases.py holds the switch). Every integration test in this mode:
+# make test-pg PG_TESTS="tests/node tests/integration" (about 25 minutes on 2 loaded cores).
+PG_TESTS ?= tests/node tests/integration/test_federation.py \
+	tests/integration/test_governance.py tests/integration/test_federation_databases.py
 test-pg: $(STAMP) $(DBSERVERS)
 	RAINBRIDGE_TEST_DB=postgresql RAINBRIDGE_REQUIRE_DB_SERVERS=1 $(BIN)/python -m pytest -q \
-		tests/node tests/integration
+		$(PG_TESTS)
 
 # The wheel and the sdist in dist/: maturin, release (reusing rust/target, so cheap once the
 # venv is built). The built console is copied into the package (rainbridge/console) for the
