@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -304,8 +305,10 @@ def test_pod_commands_run_a_node(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "master.key").write_text(os.urandom(32).hex() + "\n")
-    data = tmp_path / "data"
-    data.mkdir()
+    # two data roots, one with a space in its name: the override's comma-separated form
+    roots = [tmp_path / "data", tmp_path / "more data"]
+    for root in roots:
+        root.mkdir()
     ports = {k: str(_free_port()) for k in ("API", "DATA_PLANE", "METRICS")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAINBRIDGE_")}
     env.update(cm)
@@ -313,7 +316,7 @@ def test_pod_commands_run_a_node(tmp_path: Path) -> None:
         {
             "RAINBRIDGE_DIR": str(tmp_path / "volume" / "node"),
             "RAINBRIDGE_CRYPTO_MASTER_KEY_FILE": str(secrets / "master.key"),
-            "RAINBRIDGE_DATA_ROOTS": str(data),
+            "RAINBRIDGE_DATA_ROOTS": ",".join(map(str, roots)),
             "RAINBRIDGE_API_PORT": ports["API"],
             "RAINBRIDGE_DATA_PLANE_PORT": ports["DATA_PLANE"],
             "RAINBRIDGE_METRICS_PORT": ports["METRICS"],
@@ -332,6 +335,7 @@ def test_pod_commands_run_a_node(tmp_path: Path) -> None:
     assert "fingerprint" in first.stdout and "creates its tables at start" in first.stdout
     assert not (node_dir / "master.key").exists()
     toml = (node_dir / "node.toml").read_text()
+    assert tomllib.loads(toml)["data"]["roots"] == [str(r.resolve()) for r in roots]
     again = run_init()
     assert again.returncode == 0, again.stderr
     assert (node_dir / "node.toml").read_text() == toml
