@@ -180,19 +180,57 @@ def test_a_database_ahead_of_this_version_is_refused(new_url: Any, tmp_path: Pat
     assert version(url) == ["9999_from_the_future"]
 
 
-@pytest.fixture
-def probe_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This version's revisions and one more (``9000_probe`` adds ``datasets.probe``)."""
+def _one_more_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     scripts = tmp_path / "migrations"
     shutil.copytree(migrations.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "9000_probe.py").write_text(PROBE.format(head=migrations.head()))
+    (scripts / "versions" / "9000_probe.py").write_text(text.format(head=migrations.head()))
     migrations._script.cache_clear()
     migrations._revisions.cache_clear()
     monkeypatch.setattr(migrations, "SCRIPTS", scripts)
+
+
+@pytest.fixture
+def probe_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This version's revisions and one more (``9000_probe`` adds ``datasets.probe``)."""
+    _one_more_revision(tmp_path, monkeypatch, PROBE)
     yield
     monkeypatch.undo()
     migrations._script.cache_clear()
     migrations._revisions.cache_clear()
+
+
+@pytest.fixture
+def failing_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One more revision that adds ``datasets.probe``, then a column that exists."""
+    broken = PROBE.replace(
+        'batch.add_column(sa.Column("probe", sa.String(16), nullable=True))',
+        'batch.add_column(sa.Column("probe", sa.String(16), nullable=True))\n'
+        '    op.add_column("peers", sa.Column("host", sa.String(16), nullable=True))',
+    )
+    assert broken != PROBE
+    _one_more_revision(tmp_path, monkeypatch, broken)
+    yield
+    monkeypatch.undo()
+    migrations._script.cache_clear()
+    migrations._revisions.cache_clear()
+
+
+def test_a_failed_upgrade_is_a_clear_error_and_postgresql_keeps_the_old_schema(
+    new_url: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    cfg = make_config(tmp_path / "bank", "bank")
+    cfg.db_url = new_url()
+    cfg.save()
+    Storage(cfg.db_url).engine.dispose()
+    was = migrations.head()
+    request.getfixturevalue("failing_revision")
+    r = CliRunner().invoke(main, ["node", "upgrade", "--dir", str(cfg.path)])
+    assert r.exit_code == 2, r.output
+    assert "the schema upgrade failed" in r.output
+    if cfg.db_url.startswith("postgresql"):  # DDL in one transaction: nothing half done
+        assert version(cfg.db_url) == [was]
+        columns = {c["name"] for c in inspect(create_engine(cfg.db_url)).get_columns("datasets")}
+        assert "probe" not in columns
 
 
 def test_behind_the_head_a_node_refuses_to_start_until_upgraded(

@@ -33,7 +33,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from rainbridge.errors import ConfigError
 from rainbridge.node.tables import Base
@@ -181,6 +181,7 @@ def upgrade(url: str, dry_run: bool = False) -> tuple[SchemaState, list[str]]:
     revisions applied (with ``dry_run``: that would be applied, none applied)."""
     try:
         engine = create_engine(url)
+        engine.connect().close()
     except Exception as exc:
         raise _unopenable(url, exc) from None
     try:
@@ -199,8 +200,12 @@ def upgrade(url: str, dry_run: bool = False) -> tuple[SchemaState, list[str]]:
             if pending:
                 command.upgrade(cfg, st.head)
             return st, pending
-    except OperationalError as exc:
-        raise _unopenable(url, exc) from None
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+        raise ConfigError(
+            f"the schema upgrade failed ({type(exc).__name__}: {first}); on PostgreSQL the "
+            "database is left as it was, on SQLite restore the backup made before the upgrade"
+        ) from None
     finally:
         engine.dispose()
 
