@@ -413,3 +413,34 @@ def test_credentials_only_in_memory(pg_server: Any, pg_db: str) -> None:
     finally:
         sql_source.provide_url(key, url)
     assert read_ids(ref).to_pylist()
+
+
+def test_a_password_with_url_characters(mariadb_server: Any, my_db: str) -> None:
+    """A password holding @ : / ? # % and spaces, percent-encoded in the URL, reaches both the
+    registering driver and the reading one intact."""
+    from urllib.parse import quote
+
+    password = "p@ss:w/rd?#% x"
+    mariadb_server.sql(
+        "CREATE USER 'odd'@'127.0.0.1' IDENTIFIED BY 'p@ss:w/rd?#% x';"
+        f"GRANT SELECT ON `{my_db}`.* TO 'odd'@'127.0.0.1';",
+        as_root=True,
+    )
+    url = f"mysql://odd:{quote(password, safe='')}@127.0.0.1:{mariadb_server.port}/{my_db}"
+    ref = inspect_sql("odd", url, "id", table="customers")
+    assert read_ids(ref).to_pylist()
+    assert ref.path == f"mysql://odd:***@127.0.0.1:{mariadb_server.port}/{my_db}"
+    # a user that may only read: the table is read, and nothing the node does needs more
+    with pytest.raises(DataError, match="refused the credentials"):
+        inspect_sql("odd", url.replace("p%40ss", "p%40sss"), "id", table="customers")
+
+
+def test_a_postgres_url_with_url_characters(pg_server: Any, pg_db: str) -> None:
+    """libpq gets the percent-encoded password intact (the test cluster trusts loopback, so
+    the URL's parsing is what is checked: a mangled URI would not connect)."""
+    from urllib.parse import quote
+
+    secret = quote("p@ss:w/rd?#% x", safe="")
+    url = f"postgresql://{pg_server.user}:{secret}@127.0.0.1:{pg_server.port}/{pg_db}"
+    ref = inspect_sql("odd", url, "id", query="SELECT id FROM customers")
+    assert len(read_ids(ref)) == 400 and ":***@" in ref.path
