@@ -127,6 +127,7 @@ if [ "$MODE" = podman ]; then
             --entrypoint /usr/local/bin/rainbridge-healthcheck "$IMAGE"
     }
     health() { "${PODMAN[@]}" healthcheck run "smoke-$1"; }
+    restart_node() { "${PODMAN[@]}" restart -t 20 "smoke-$1" >/dev/null; }
     whoami_in() { "${PODMAN[@]}" exec "smoke-$1" id -u; }
     stop_nodes() {
         for n in bank telecom; do
@@ -161,6 +162,13 @@ else
     first_start_unnamed() { (chrooted unnamed /usr/local/bin/rainbridge-entrypoint); }
     health_unnamed() { (chrooted unnamed /usr/local/bin/rainbridge-healthcheck); }
     health() { (chrooted "$1" /usr/local/bin/rainbridge-healthcheck); }
+    restart_node() {
+        local child
+        child=$(pgrep -P "${PIDS[$1]}" || true)
+        [ -n "$child" ] && kill -TERM "$child"
+        wait "${PIDS[$1]}" || true
+        (chrooted "$1" /usr/local/bin/rainbridge-entrypoint >>"$SMOKE/$1.log" 2>&1) & PIDS[$1]=$!
+    }
     whoami_in() { (chrooted "$1" id -u); }
     stop_nodes() {
         # the stop signal goes to the node (the PID namespace's first process, as in a
@@ -192,14 +200,17 @@ echo "its health check: exit 1: $(tail -n1 "$SMOKE/unnamed-health.log")"
 
 echo "== start bank and telecom"
 for n in bank telecom; do start_node "$n"; done
-for n in bank telecom; do
-    # (curl -k: this probe only waits; the health check below pins the certificate)
-    ready="${SCHEME[$n]}://127.0.0.1:${API_PORT[$n]}/readyz"
+wait_ready() {
+    # (curl -k: this probe only waits; the health check pins the certificate)
+    local ready="${SCHEME[$1]}://127.0.0.1:${API_PORT[$1]}/readyz"
     for _ in $(seq 1 120); do
-        curl -fsSk "$ready" >/dev/null 2>&1 && break
+        curl -fsSk "$ready" >/dev/null 2>&1 && return
         sleep 0.5
     done
-    curl -fsSk "$ready" >/dev/null || die "$n is not ready"
+    curl -fsSk "$ready" >/dev/null || die "$1 is not ready"
+}
+for n in bank telecom; do
+    wait_ready "$n"
     health "$n" || die "$n's health check failed"
     echo "$n: ready (${SCHEME[$n]}), health check passed, runs as uid $(whoami_in "$n"), volume files owned by uid $(stat -c %u "$SMOKE/$n/node.toml")"
 done
@@ -207,7 +218,8 @@ done
 echo "== peers both ways, datasets, grants"
 fp() { in_node "$1" node info --json | "$HOST_PY" -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])'; }
 in_node bank peer add telecom --url "127.0.0.1:${DATA_PORT[telecom]}" --fingerprint "$(fp telecom)" >/dev/null
-in_node telecom peer add bank --url "127.0.0.1:${DATA_PORT[bank]}" --fingerprint "$(fp bank)" >/dev/null
+BANK_FP=$(fp bank)
+in_node telecom peer add bank --url "127.0.0.1:${DATA_PORT[bank]}" --fingerprint "$BANK_FP" >/dev/null
 in_node bank dataset add customers --path /data/bank.csv --id customer_id >/dev/null
 in_node telecom dataset add subscribers --path /data/telecom.csv --id customer_id >/dev/null
 in_node bank grant add customers --peer telecom --columns '*' --components psi --receivers '*' >/dev/null
@@ -232,4 +244,13 @@ assert got == want, (len(got), len(want))
 print(f"intersection: {len(got)} rows, equal to the plain intersection; bytes sent {res['bytes_sent']}")
 PY
 curl -fsS "http://127.0.0.1:${API_PORT[bank]}/" | grep -q '<title>Rainbridge</title>' && echo "console: served at /"
+
+echo "== the bank restarted on its volume (a later start: node.toml, node upgrade, node start)"
+restart_node bank
+wait_ready bank
+health bank || die "the restarted bank's health check failed"
+in_node bank job status "$JOB" --json | "$HOST_PY" -c 'import json,sys; r=json.load(sys.stdin); assert r["status"]=="succeeded", r' \
+    || die "the job is not as it was after the restart"
+[ "$(fp bank)" = "$BANK_FP" ] || die "the restarted bank has another certificate"
+echo "bank: ready again with the same identity and the job $JOB succeeded"
 echo "== image-smoke passed ($MODE)"
