@@ -173,6 +173,7 @@ def _nothing_holds_the_passwords(f: Federation, db: dict[str, Any]) -> None:
         for n in f.names
     ]
     for text in answers:
+        assert '"sealed"' not in text  # not even the sealed form leaves the node
         for s in secrets:
             assert s.decode() not in text
     for node in f.nodes.values():
