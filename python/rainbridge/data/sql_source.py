@@ -24,13 +24,16 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rainbridge.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from rainbridge.data.dataset import DatasetRef
 
 #: seconds a connection attempt may take before the server counts as unreachable
 CONNECT_TIMEOUT = 10
@@ -94,11 +97,13 @@ class SqlUrl:
         if self.password:
             who += ":" + quote(self.password, safe="")
         port = f":{self.port}" if self.port else ""
+        # every transaction read-only, after the owner's own options: a query cannot write,
+        # whatever it calls
+        options = f"{self.params.get('options', '')} -c default_transaction_read_only=on"
         params = {
             "connect_timeout": str(CONNECT_TIMEOUT),
             **self.params,
-            # every transaction read-only: a query cannot write, whatever it calls
-            "options": "-c default_transaction_read_only=on",
+            "options": options.strip(),
         }
         q = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
         host = f"[{self.host}]" if ":" in self.host else quote(self.host, safe="")
@@ -506,7 +511,7 @@ def inspect_sql(
     *,
     table: str | None = None,
     query: str | None = None,
-) -> Any:
+) -> DatasetRef:
     """Register a table or a query of a SQL database in place: its schema and row count.
 
     Returns a :class:`~rainbridge.data.DatasetRef` of format ``"sql"`` whose ``source`` holds
@@ -571,7 +576,7 @@ def _what_of(source: Mapping[str, Any]) -> str:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def _url_of(ref: Any) -> SqlUrl:
+def _url_of(ref: DatasetRef) -> SqlUrl:
     key = (ref.source or {}).get("credential")
     url = _URLS.get(key) if key else None
     if url is None:
@@ -583,7 +588,7 @@ def _url_of(ref: Any) -> SqlUrl:
 
 
 def iter_sql(
-    ref: Any, columns: Sequence[str] | None = None, *, batch_rows: int = 1 << 18
+    ref: DatasetRef, columns: Sequence[str] | None = None, *, batch_rows: int = 1 << 18
 ) -> Iterator[pa.RecordBatch]:
     """Stream the named columns of a SQL dataset as record batches of its registered types.
 
