@@ -3,8 +3,8 @@
 #
 # The root file system is Debian bookworm's own packages (debootstrap, minbase, plus python3,
 # python3-venv and ca-certificates; bookworm's python3 is 3.11, the wheel's cp311), with
-# dist/'s wheel installed into a venv at /opt/rainbridge from a wheelhouse downloaded here
-# (the chroot needs no network). A user `rainbridge` (uid/gid 10001) owns the volume
+# dist/'s wheel and its postgres and mysql extras installed into a venv at /opt/rainbridge
+# from a wheelhouse downloaded here (the chroot needs no network). A user `rainbridge` (uid/gid 10001) owns the volume
 # /var/lib/rainbridge, the node's directory; the entry point initialises the node there on
 # its first start (deploy/image/entrypoint.sh) and runs it. buildah packs the tree as one
 # layer, from scratch, into build/image/: an OCI archive, and a Docker-format archive that
@@ -24,6 +24,10 @@ SUITE=bookworm
 NODE_UID=10001
 VENV=/opt/rainbridge
 HOST_PY=${HOST_PY:-.venv/bin/python}
+# the database drivers a production node may be configured with (its state on PostgreSQL,
+# datasets on PostgreSQL or MySQL/MariaDB), since an image cannot add them later;
+# IMAGE_EXTRAS= (empty) builds without them (mysql's ConnectorX alone is some 180 MB)
+EXTRAS=${IMAGE_EXTRAS-postgres,mysql}
 # buildah's own storage under build/image, apart from any other container work on this
 # machine; vfs needs no overlay mount (so it works inside sandboxes), and with a single
 # layer its copying costs little
@@ -65,10 +69,10 @@ fi
 IMAGE_PY=$(chroot "$BASE" env -i python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$IMAGE_PY" = 3.11 ] || die "the base's python3 is $IMAGE_PY; the wheel is for 3.11"
 
-echo "== wheelhouse: $(basename "$WHEEL") and its dependencies (cp311, this platform)"
+echo "== wheelhouse: $(basename "$WHEEL")${EXTRAS:+[$EXTRAS]} and its dependencies (cp311, this platform)"
 rm -rf "$OUT/wheelhouse"
 "$HOST_PY" -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    -d "$OUT/wheelhouse" "$WHEEL"
+    -d "$OUT/wheelhouse" "$WHEEL${EXTRAS:+[$EXTRAS]}"
 
 echo "== root file system"
 rm -rf "$ROOTFS"
@@ -78,7 +82,8 @@ mkdir -p "$ROOTFS/tmp/install"
 cp "$OUT"/wheelhouse/*.whl "$ROOTFS/tmp/install/"
 in_root python3 -m venv "$VENV"
 in_root "$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check \
-    --no-index --find-links /tmp/install "/tmp/install/$(basename "$WHEEL")"
+    --no-index --find-links /tmp/install "/tmp/install/$(basename "$WHEEL")${EXTRAS:+[$EXTRAS]}"
+in_root "$VENV/bin/pip" check
 # pip itself is not needed to run a node
 in_root "$VENV/bin/pip" uninstall -q -y pip
 install -m 0755 deploy/image/entrypoint.sh "$ROOTFS/usr/local/bin/rainbridge-entrypoint"
