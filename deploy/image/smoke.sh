@@ -60,8 +60,32 @@ PY
 chmod -R a+rX "$SMOKE/data"
 for n in bank telecom unnamed; do install -d -m 0700 -o "$NODE_UID" -g "$NODE_UID" "$SMOKE/$n"; done
 
+# SMOKE_POSTGRES=1: the bank's state on a throwaway PostgreSQL cluster (the tests' own, from
+# tests/dbservers.py, on loopback), through the image's psycopg: RAINBRIDGE_DATABASE_URL
+BANK_DB=()
+if [ "${SMOKE_POSTGRES:-0}" = 1 ]; then
+    coproc PG { "$HOST_PY" -c '
+import sys
+sys.path.insert(0, "tests")
+from dbservers import PostgresServer, find_postgres
+pg_bin, why = find_postgres()
+if pg_bin is None:
+    sys.exit(f"no PostgreSQL server: {why}")
+srv = PostgresServer(pg_bin).start()
+try:
+    print(srv.url(srv.create_database("smoke")), flush=True)
+    sys.stdin.read()  # until the smoke test ends
+finally:
+    srv.stop()
+'; }
+    read -r url <&"${PG[0]}" || die "the PostgreSQL server did not start"
+    BANK_DB=("RAINBRIDGE_DATABASE_URL=$url")
+    echo "== the bank's state on PostgreSQL: ${url%%@*}@…"
+fi
+
 node_env() {  # the environment a node's container gets
     [ "$1" = unnamed ] && return
+    [ "$1" = bank ] && [ "${#BANK_DB[@]}" -gt 0 ] && echo "${BANK_DB[0]}"
     echo "RAINBRIDGE_NAME=$1" "RAINBRIDGE_API_HOST=${API_HOST[$1]}" "RAINBRIDGE_API_PORT=${API_PORT[$1]}" \
         "RAINBRIDGE_DATA_PLANE_HOST=127.0.0.1" "RAINBRIDGE_DATA_PLANE_PORT=${DATA_PORT[$1]}" \
         "RAINBRIDGE_DATA_ROOTS=/data"
@@ -185,7 +209,15 @@ else
         done
     }
 fi
-trap stop_nodes EXIT
+stop_all() {
+    stop_nodes
+    if [ -n "${PG_PID:-}" ]; then
+        # EOF on its stdin: it stops the server
+        [ -n "${PG[1]:-}" ] && eval "exec ${PG[1]}>&-"
+        wait "$PG_PID" || true
+    fi
+}
+trap stop_all EXIT
 
 echo "== a first start without RAINBRIDGE_NAME is refused, the volume left empty"
 rc=0
@@ -253,4 +285,8 @@ in_node bank job status "$JOB" --json | "$HOST_PY" -c 'import json,sys; r=json.l
     || die "the job is not as it was after the restart"
 [ "$(fp bank)" = "$BANK_FP" ] || die "the restarted bank has another certificate"
 echo "bank: ready again with the same identity and the job $JOB succeeded"
+if [ "${#BANK_DB[@]}" -gt 0 ]; then
+    [ ! -e "$SMOKE/bank/node.db" ] || die "the bank wrote SQLite although given PostgreSQL"
+    echo "bank: its state in PostgreSQL (no node.db in its volume)"
+fi
 echo "== image-smoke passed ($MODE)"
