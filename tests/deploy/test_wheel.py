@@ -75,10 +75,11 @@ def wheel() -> Path:
         return Path(given)
     if not (REPO / "web" / "dist" / "index.html").is_file():
         pytest.skip("the console is not built (web/dist): run make setup")
-    if shutil.which("make") is None or not (REPO / ".venv" / "bin" / "maturin").exists():
+    if shutil.which("make") is None:
         if not list((REPO / "dist").glob("rainbridge-*.whl")):
-            pytest.skip("no wheel in dist/ and no make or maturin to build it: run make dist")
+            pytest.skip("no wheel in dist/ and no make to build it: run make dist")
     else:
+        # (make dist installs maturin into the venv where it is missing)
         r = subprocess.run(
             ["make", "-s", "-o", ".venv/.installed", "-o", "web/dist/index.html", "dist"],
             cwd=REPO,
