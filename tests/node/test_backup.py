@@ -21,16 +21,12 @@ from node_helpers import make_config
 
 from rainbridge.cli import main
 from rainbridge.errors import ConfigError, DataError
-from rainbridge.node.backup import (
-    MANIFEST,
-    ArchiveError,
-    _pg_env,
-    backup_node,
-    restore_node,
-)
+from rainbridge.node.backup import MANIFEST, ArchiveError, backup_node
+from rainbridge.node.backup_db import pg_env
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.keys import MASTER_KEY_ENV
 from rainbridge.node.ledger import verify_directory
+from rainbridge.node.restore import restore_node
 from rainbridge.node.service import NodeService
 from rainbridge.node.storage import JobRow, Storage
 
@@ -390,7 +386,7 @@ def test_the_postgres_password_goes_to_a_private_passfile(tmp_path: Path) -> Non
     from sqlalchemy.engine import make_url
 
     url = make_url("postgresql+psycopg://bank:s3cr:et@db.example:5433/node")
-    with _pg_env(url, tmp_path) as env:
+    with pg_env(url, tmp_path) as env:
         passfile = Path(env["PGPASSFILE"])
         assert oct(passfile.stat().st_mode & 0o777) == "0o600"
         assert passfile.read_text() == "*:*:*:*:s3cr\\:et\n"

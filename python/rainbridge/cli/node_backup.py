@@ -92,7 +92,7 @@ def node_restore(archive: str, directory: str, db_url: str | None, as_json: bool
     backup recorded; on any failure nothing is left behind (exit 3 for a damaged or
     tampered archive, 2 for a bad target).
     """
-    from rainbridge.node.backup import restore_node
+    from rainbridge.node.restore import restore_node
 
     try:
         res = restore_node(archive, directory, db_url)

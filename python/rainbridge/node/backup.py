@@ -30,50 +30,47 @@ database files (they are in ``database/``), ``run/`` (sockets), the node's log f
 top of the directory, temporary files, and anything that is not a regular file or a
 folder (links are not followed).
 
-**Restore** checks every member's digest against the manifest while it unpacks into a
-temporary folder beside the target, refuses a target that is not empty, restores the
-database (the SQLite file, or ``pg_restore`` into an *empty* PostgreSQL database in one
-transaction), rewrites the configuration's database URL and the paths that named the old
-directory, verifies the whole ledger and that its last entry is the manifest's head, and
-only then renames the folder into place. Any failure leaves neither the folder nor tables
-behind. The digests detect damage and truncation, not a forger who rewrites the manifest
-too: tampering with what matters (the ledger) is caught by the ledger's verification.
+Restoring is :mod:`rainbridge.node.restore`; the database tools both use are in
+:mod:`rainbridge.node.backup_db`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gzip
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import stat
-import subprocess
 import tarfile
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import MetaData, create_engine, inspect, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 
 from rainbridge.crypto.certs import fingerprint_pem
 from rainbridge.errors import ConfigError, DataError
-from rainbridge.node.config import NodeConfig, private_dir
+from rainbridge.node.backup_db import (
+    database_kind,
+    db_message,
+    find_pg_tool,
+    parse_url,
+    pg_env,
+    run_pg_tool,
+)
+from rainbridge.node.config import NodeConfig
 from rainbridge.node.keys import (
     LEDGER_KEY_FILE,
-    MASTER_KEY_ENV,
     MASTER_KEY_FILE,
-    NodeKeys,
     master_key_path,
 )
 from rainbridge.node.ledger import HEAD_FILE
@@ -88,7 +85,7 @@ NODE_PREFIX = "node/"
 HEAD_AND_KEYS = (HEAD_FILE, LEDGER_KEY_FILE, "node.key", "node.crt")
 #: how many times a backup starts over when a key rotation overlaps its snapshot
 ATTEMPTS = 5
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
 
 
 class ArchiveError(DataError):
@@ -117,16 +114,6 @@ class BackupResult:
     left_out: list[str] = field(default_factory=list)
 
 
-@dataclass
-class RestoreResult:
-    directory: Path
-    manifest: dict[str, Any]
-    #: ``opened`` (a master key was available and opens the keys) or ``not available``
-    master_key: str
-    #: ``current``, or what to do before the restored node starts (an older backup)
-    schema: str = "current"
-
-
 # -- backup ------------------------------------------------------------------------------
 
 
@@ -151,8 +138,8 @@ def backup_node(
         raise ConfigError(f"--out {out}: folder {out_path.parent} does not exist")
     if out_path.is_dir():
         raise ConfigError(f"--out {out}: is a folder; name the archive file")
-    url = _parse_url(cfg.database_url, "the node's db_url")
-    kind = _kind(url)
+    url = parse_url(cfg.database_url, "the node's db_url")
+    kind = database_kind(url)
     work = Path(tempfile.mkdtemp(prefix=".rainbridge-backup-", dir=out_path.parent))
     try:
         snap, captured = _snapshot_with_keys(cfg, node_dir, url, kind, work)
@@ -247,8 +234,8 @@ def _postgres_snapshot(url: URL, target: Path, work: Path) -> Snapshot:
                 # here (the ledger's head, the jobs) are the same instant of the database
                 snapshot_id = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
                 snap = _read_snapshot(lambda q: list(conn.execute(text(q)).all()), "postgresql")
-                with _pg_env(url, work) as env:
-                    _run_pg_tool(
+                with pg_env(url, work) as env:
+                    run_pg_tool(
                         [
                             pg_dump,
                             "--format=custom",
@@ -263,7 +250,7 @@ def _postgres_snapshot(url: URL, target: Path, work: Path) -> Snapshot:
                         "pg_dump",
                     )
     except SQLAlchemyError as exc:
-        raise ConfigError(_db_message(url, exc)) from None
+        raise ConfigError(db_message(url, exc)) from None
     finally:
         engine.dispose()
     return Snapshot("postgresql", PGDUMP_MEMBER, target, **snap)
@@ -385,7 +372,7 @@ def _skipped(
     if mk.resolve().is_relative_to(node_dir):
         master.add(mk.resolve().relative_to(node_dir).as_posix())
     db_files: set[str] = set()
-    if _kind(url) == "sqlite" and url.database:
+    if database_kind(url) == "sqlite" and url.database:
         db = Path(url.database).resolve()
         if db.is_relative_to(node_dir):
             base = db.relative_to(node_dir).as_posix()
@@ -500,466 +487,3 @@ def _version() -> str:
         return metadata.version("rainbridge")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-# -- restore -----------------------------------------------------------------------------
-
-
-def restore_node(
-    archive: str | Path, new_dir: str | Path, db_url: str | None = None
-) -> RestoreResult:
-    """Restore a backup into ``new_dir`` (absent or empty) and, for PostgreSQL, into the
-    empty database ``db_url``; nothing is left behind if any check fails.
-
-    Raises
-    ------
-    ArchiveError
-        The archive is damaged, truncated, tampered with, not a backup, or its ledger does
-        not verify or does not end at the manifest's head.
-    ConfigError
-        ``new_dir`` is not empty; ``--db`` is missing, of the wrong kind, unreachable or not
-        empty; ``pg_restore`` is missing; the master key given does not open the keys.
-    """
-    src = Path(archive)
-    if not src.is_file():
-        raise ConfigError(f"{archive}: no such backup file")
-    target = Path(new_dir).expanduser().absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ConfigError(f"--dir {new_dir}: not empty; restore into a new or empty folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target_url = _parse_url(db_url, "--db") if db_url else None
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.restore-", dir=target.parent))
-    restored_db: URL | None = None
-    try:
-        manifest = _unpack(src, stage)
-        kind = manifest["database"]["kind"]
-        node = stage / "node"
-        cfg = NodeConfig.load(node)
-        if cfg.name != manifest.get("node"):
-            raise ArchiveError(
-                f"{src}: the manifest names node {manifest.get('node')!r}, "
-                f"the configuration {cfg.name!r}"
-            )
-        master_key = _check_master_key(cfg, node, target, manifest)
-        if kind == "sqlite":
-            if target_url is not None:
-                raise ConfigError(
-                    "--db: this backup holds a SQLite database; it is restored into the "
-                    "node directory (leave --db out)"
-                )
-            os.replace(stage / SQLITE_MEMBER, node / "node.db")
-            # the default stays the default; an explicit SQLite URL names the new file
-            new_url = f"sqlite:///{target / 'node.db'}" if cfg.db_url else ""
-            work_url = f"sqlite:///{node / 'node.db'}"
-        elif kind == "postgresql":
-            if target_url is None or target_url.get_backend_name() != "postgresql":
-                raise ConfigError(
-                    "--db: this backup holds a PostgreSQL database; name an empty PostgreSQL "
-                    "database to restore it into (postgresql+psycopg://USER@HOST/DB)"
-                )
-            _check_empty(target_url)
-            restored_db = target_url
-            _pg_restore(target_url, stage / PGDUMP_MEMBER, stage)
-            new_url = work_url = str(db_url)
-        else:
-            raise ArchiveError(f"{src}: unknown database kind {kind!r} in the manifest")
-        _rewrite_config(cfg, node, target, manifest, new_url)
-        _rewrite_paths(work_url, manifest["source_dir"], target)
-        schema = _check_ledger(work_url, node, manifest, src)
-        shutil.rmtree(stage / "database", ignore_errors=True)
-        node.chmod(0o700)
-        os.rename(node, target)  # an empty target folder is replaced: one step
-    except BaseException:
-        if restored_db is not None:
-            _drop_restored(restored_db)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return RestoreResult(target, manifest, master_key, schema)
-
-
-def _unpack(src: Path, stage: Path) -> dict[str, Any]:
-    """Unpack ``src`` into ``stage``, checking every member against the manifest."""
-    digests: dict[str, dict[str, Any]] = {}
-    manifest_bytes: bytes | None = None
-    try:
-        with gzip.open(src, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
-            for info in tar:
-                name = info.name
-                if manifest_bytes is not None:
-                    raise ArchiveError(f"{src}: member {name!r} after the manifest")
-                if info.isdir():
-                    continue
-                if not info.isreg():
-                    raise ArchiveError(f"{src}: member {name!r} is not a regular file")
-                if name in digests or not _safe_name(name):
-                    raise ArchiveError(f"{src}: unexpected member {name!r}")
-                f = tar.extractfile(info)
-                assert f is not None  # a regular file always has content
-                if name == MANIFEST:
-                    manifest_bytes = f.read(1 << 24)
-                    continue
-                dest = stage / name
-                try:
-                    private_dir(dest.parent)
-                    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except (FileExistsError, NotADirectoryError, IsADirectoryError):
-                    raise ArchiveError(f"{src}: member {name!r} clashes with another") from None
-                sha = hashlib.sha256()
-                size = 0
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := f.read(_CHUNK):
-                        sha.update(chunk)
-                        size += len(chunk)
-                        out.write(chunk)
-                os.chmod(dest, (info.mode & 0o755) | 0o600)
-                digests[name] = {"sha256": sha.hexdigest(), "size": size}
-            # tar stops at its end marker; reading gzip's trailer checks its CRC and length,
-            # so an archive cut short by even a few bytes is refused
-            while gz.read(_CHUNK):
-                pass
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise ArchiveError(f"{src}: damaged or truncated archive ({exc})") from None
-    if manifest_bytes is None:
-        raise ArchiveError(f"{src}: no manifest (not a node backup, or truncated)")
-    try:
-        manifest = json.loads(manifest_bytes)
-        if manifest.get("format") != FORMAT:
-            raise ValueError("not a node backup")
-        if manifest.get("version") != VERSION:
-            raise ValueError(f"format version {manifest.get('version')!r}, expected {VERSION}")
-        expected = manifest["members"]
-        db = manifest["database"]
-        if not isinstance(expected, dict) or db["member"] not in expected:
-            raise ValueError("no database member")
-        str(manifest["source_dir"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ArchiveError(f"{src}: invalid manifest ({exc})") from None
-    missing = sorted(set(expected) - set(digests))
-    extra = sorted(set(digests) - set(expected))
-    if missing or extra:
-        raise ArchiveError(
-            f"{src}: members do not match the manifest (missing {missing[:5]}, "
-            f"unlisted {extra[:5]})"
-        )
-    bad = sorted(n for n, d in digests.items() if d != expected[n])
-    if bad:
-        raise ArchiveError(f"{src}: digest mismatch (damaged or tampered): {', '.join(bad[:5])}")
-    if not (stage / "node").is_dir():
-        raise ArchiveError(f"{src}: holds no node directory")
-    return dict(manifest)
-
-
-def _safe_name(name: str) -> bool:
-    if name == MANIFEST or name in (SQLITE_MEMBER, PGDUMP_MEMBER):
-        return True
-    parts = name.split("/")
-    return (
-        name.startswith(NODE_PREFIX)
-        and len(parts) > 1
-        and all(p not in ("", ".", "..") for p in parts)
-        and "\\" not in name
-        and "\x00" not in name
-    )
-
-
-def _check_master_key(cfg: NodeConfig, node: Path, target: Path, manifest: dict[str, Any]) -> str:
-    """Whether a master key is available for the restored node; if so, that it opens the
-    keys (before anything is written where it stays)."""
-    configured = _moved(cfg.master_key_file, manifest["source_dir"], target)
-    if not os.environ.get(MASTER_KEY_ENV, "").strip() and not (
-        configured and Path(configured).is_file()
-    ):
-        return "not available"
-    try:
-        NodeKeys.load(node, cfg.crypto_suite, configured)
-    except ConfigError:
-        # the message would name the temporary folder; what matters is which key
-        raise ConfigError(
-            f"the master key given (${MASTER_KEY_ENV} or {configured or 'the key file'}) does "
-            "not open the restored keys: is it this node's?"
-        ) from None
-    return "opened"
-
-
-def _moved(value: str, old: str, new: Path) -> str:
-    """``value`` with the old node directory replaced by ``new`` (other values as they are)."""
-    if value and (value == old or value.startswith(old.rstrip("/") + "/")):
-        return str(new) + value[len(old.rstrip("/")) :]
-    return value
-
-
-def _rewrite_config(
-    cfg: NodeConfig, node: Path, target: Path, manifest: dict[str, Any], db_url: str
-) -> None:
-    old = str(manifest["source_dir"])
-    for f, value in vars(cfg).items():
-        if f not in ("dir", "db_url", "name") and isinstance(value, str):
-            setattr(cfg, f, _moved(value, old, target))
-    cfg.db_url = db_url
-    cfg.save()
-
-
-def _rewrite_paths(url: str, old: str, target: Path) -> None:
-    """Job results and models name files by absolute path: point them at ``target``."""
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            tables = set(inspect(conn).get_table_names())
-            if "jobs" in tables:
-                for job_id, result in conn.execute(
-                    text("SELECT id, result FROM jobs WHERE result IS NOT NULL")
-                ).all():
-                    obj = json.loads(result) if isinstance(result, str) else result
-                    moved = _move_json(obj, old, target)
-                    if moved != obj:
-                        conn.execute(
-                            text("UPDATE jobs SET result = :r WHERE id = :i"),
-                            {"r": json.dumps(moved), "i": job_id},
-                        )
-            if "models" in tables:
-                for model_id, path in conn.execute(text("SELECT id, path FROM models")).all():
-                    if _moved(path, old, target) != path:
-                        conn.execute(
-                            text("UPDATE models SET path = :p WHERE id = :i"),
-                            {"p": _moved(path, old, target), "i": model_id},
-                        )
-    except SQLAlchemyError as exc:
-        raise ConfigError(_db_message(make_url(url), exc)) from None
-    finally:
-        engine.dispose()
-
-
-def _move_json(obj: Any, old: str, target: Path) -> Any:
-    if isinstance(obj, str):
-        return _moved(obj, old, target)
-    if isinstance(obj, list):
-        return [_move_json(x, old, target) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _move_json(x, old, target) for k, x in obj.items()}
-    return obj
-
-
-def _check_ledger(url: str, node: Path, manifest: dict[str, Any], src: Path) -> str:
-    """The restored ledger verifies in full and ends at the manifest's head; returns the
-    schema's standing. Read with plain SQL, not :class:`Storage`: a backup made by an older
-    version restores as it was, and ``node upgrade`` brings it to this version's schema."""
-    from rainbridge.audit import verify_ledger as v
-    from rainbridge.node.keys import certificate_history
-    from rainbridge.node.migrations import state
-
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = [
-                {"entry": json.loads(e), "hash": h, "sig": sig}
-                for e, h, sig in conn.execute(
-                    text("SELECT entry, hash, sig FROM ledger ORDER BY seq")
-                ).all()
-            ]
-            db_certs = conn.execute(text("SELECT fingerprint, pem FROM certificates")).all()
-            schema = state(conn)
-    except SQLAlchemyError as exc:
-        raise ArchiveError(
-            f"{src}: the restored database has no readable ledger ({type(exc).__name__})"
-        ) from None
-    finally:
-        engine.dispose()
-    last = rows[-1] if rows else None
-    got = {"seq": last["entry"]["seq"], "hash": last["hash"]} if last is not None else None
-    if got != manifest.get("ledger_head"):
-        raise ArchiveError(
-            f"{src}: the restored ledger ends at {got}, the manifest says "
-            f"{manifest.get('ledger_head')}"
-        )
-    recorded = [
-        (f"certificate file certs/{fp}.pem", fp, pem)
-        for fp, pem in certificate_history(node).items()
-    ]
-    recorded += [("certificate in the node's database", str(fp), str(pem)) for fp, pem in db_certs]
-    certs, substituted = v.index_certificates(recorded)
-    rep = v.verify_entries(rows, certs, _read_json(node / HEAD_FILE) or {}, None)
-    problems = substituted + rep.problems
-    if problems:
-        raise ArchiveError(f"{src}: the restored ledger does not verify: {problems[:3]}")
-    if schema.current == schema.head:
-        return "current"
-    if schema.known:
-        return f"revision {schema.current}: run `rainbridge node upgrade` before starting it"
-    return f"revision {schema.current}, newer than this version: run the version that made it"
-
-
-def _read_json(p: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-# -- databases ---------------------------------------------------------------------------
-
-
-def _parse_url(value: str, what: str) -> URL:
-    try:
-        return make_url(value)
-    except (ArgumentError, ValueError):
-        raise ConfigError(
-            f"{what}: not a database URL (e.g. postgresql+psycopg://USER@HOST/DB)"
-        ) from None
-
-
-def _kind(url: URL) -> str:
-    kind = url.get_backend_name()
-    if kind in ("sqlite", "postgresql"):
-        return kind
-    if kind in ("mysql", "mariadb"):
-        raise ConfigError(
-            "the node database is MySQL/MariaDB: back it up with the server's own tools "
-            "(mariadb-dump --single-transaction) while the node is stopped; "
-            "`rainbridge node backup` takes SQLite and PostgreSQL"
-        )
-    raise ConfigError(f"database kind {kind!r}: backup takes SQLite and PostgreSQL")
-
-
-def _db_message(url: URL, exc: Exception) -> str:
-    # never the driver's text: it may carry the URL's password
-    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
-    return (
-        f"cannot use the PostgreSQL database {where}: {type(exc).__name__}; "
-        "check the URL and that the server is running"
-    )
-
-
-def find_pg_tool(name: str) -> str:
-    """``pg_dump``/``pg_restore``: the newest under /usr/lib/postgresql, else on PATH (a
-    newer tool reads an older server; the reverse is refused)."""
-    for root in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_pg_major, reverse=True):
-        if (root / name).is_file():
-            return str(root / name)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise ConfigError(
-        f"{name} not found (install PostgreSQL's client tools, e.g. postgresql-client)"
-    )
-
-
-def _pg_major(p: Path) -> int:
-    try:
-        return int(p.parent.name.split(".")[0])
-    except ValueError:
-        return 0
-
-
-_PG_QUERY_ENV = {
-    "sslmode": "PGSSLMODE",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-    "host": "PGHOST",
-    "port": "PGPORT",
-}
-
-
-@contextlib.contextmanager
-def _pg_env(url: URL, work: Path) -> Iterator[dict[str, str]]:
-    """The environment of a PostgreSQL client tool for ``url``: the password in a temporary
-    passfile (mode 0600), never on a command line or in the environment."""
-    env = dict(os.environ)
-    if url.host:
-        env["PGHOST"] = url.host
-    if url.port:
-        env["PGPORT"] = str(url.port)
-    if url.username:
-        env["PGUSER"] = url.username
-    for k, var in _PG_QUERY_ENV.items():
-        v = url.query.get(k)
-        if isinstance(v, str):
-            env[var] = v
-    passfile: Path | None = None
-    if url.password:
-        fd, name = tempfile.mkstemp(prefix=".pgpass-", dir=work)
-        passfile = Path(name)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"*:*:*:*:{_pgpass_escape(str(url.password))}\n")
-        env["PGPASSFILE"] = name
-        env.pop("PGPASSWORD", None)
-    try:
-        yield env
-    finally:
-        if passfile is not None:
-            passfile.unlink(missing_ok=True)
-
-
-def _pgpass_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:")
-
-
-def _run_pg_tool(cmd: list[str], env: dict[str, str], url: URL, what: str) -> None:
-    try:
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=24 * 3600)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
-    if r.returncode != 0:
-        err = r.stderr.strip()
-        if url.password:
-            err = err.replace(str(url.password), "***")
-        raise ConfigError(f"{what} failed ({r.returncode}): {err[-800:]}")
-
-
-def _check_empty(url: URL) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            n = conn.execute(
-                text(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_schema "
-                    "NOT IN ('pg_catalog', 'information_schema')"
-                )
-            ).scalar_one()
-    except SQLAlchemyError as exc:
-        raise ConfigError(_db_message(url, exc)) from None
-    finally:
-        engine.dispose()
-    if n:
-        raise ConfigError(
-            f"--db: database {url.database!r} is not empty ({n} tables); restore into a new, "
-            "empty database"
-        )
-
-
-def _pg_restore(url: URL, dump: Path, work: Path) -> None:
-    tool = find_pg_tool("pg_restore")
-    with _pg_env(url, work) as env:
-        _run_pg_tool(
-            [
-                tool,
-                "--single-transaction",  # all or nothing
-                "--exit-on-error",
-                "--no-owner",
-                "--no-privileges",
-                "--no-password",
-                "--dbname",
-                str(url.database or ""),
-                str(dump),
-            ],
-            env,
-            url,
-            "pg_restore",
-        )
-
-
-def _drop_restored(url: URL) -> None:
-    """Remove what a failed restore wrote into the (previously empty) database."""
-    engine = create_engine(url)
-    try:
-        meta = MetaData()
-        meta.reflect(engine)
-        meta.drop_all(engine)
-    except SQLAlchemyError:
-        pass  # the error being raised says more than this one
-    finally:
-        engine.dispose()
