@@ -143,4 +143,4 @@ bench-crypten: $(STAMP)
 	bash scripts/bench-crypten-env.sh
 
 clean:
-	rm -rf $(VENV) rust/target web/node_modules web/dist
+	rm -rf $(VENV) rust/target web/node_modules web/dist dist build

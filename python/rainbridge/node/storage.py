@@ -60,9 +60,7 @@ class Storage:
 
     def __init__(self, url: str) -> None:
         try:
-            # a server restarted (or a connection dropped by a proxy) leaves dead connections
-            # in the pool: each is tested before use and replaced, instead of failing a request
-            self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+            self.engine = create_engine(url, **_pool_options(url))
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             #: the schema's revision (a new database is made at the head; an old one refused)
@@ -242,6 +240,17 @@ class Storage:
             if owner:
                 q = q.where(CertificateRow.owner == owner)
             return list(s.scalars(q))
+
+
+def _pool_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {}
+    # A server restarted (or a connection dropped by a proxy) leaves dead connections in the
+    # pool: each is tested before use and replaced, instead of failing a request. The node
+    # calls storage from its 8 storage threads and from FastAPI's thread pool (40): a pool
+    # of 5 + 10 made requests queue for a connection under load, so up to 10 + 40 are
+    # opened (the server's max_connections must allow that per node).
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 40, "pool_timeout": 30}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
