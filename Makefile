@@ -87,7 +87,7 @@ $(DIST_STAMP): $(STAMP) $(CONSOLE) $(PY_SRC) $(RUST_SRC) pyproject.toml README.m
 	rm -rf dist python/rainbridge/console
 	cp -r web/dist python/rainbridge/console
 	$(BIN)/maturin build --release --compatibility manylinux_2_34 -i $(BIN)/python --out dist \
-		&& $(BIN)/maturin sdist --out dist; rc=$$?; rm -rf python/rainbridge/console; exit $$rc
+		&& $(BIN)/maturin sdist -m rust/Cargo.toml --out dist; rc=$$?; rm -rf python/rainbridge/console; exit $$rc
 	touch $@
 
 # The OCI image (build/image/): a Debian bookworm root file system with the wheel in a venv,
