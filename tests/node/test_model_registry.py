@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,23 @@ def test_models_are_registered_versioned_exported_and_imported(
         )
     kinds = [e["kind"] for e in fresh.storage.events()]
     assert "model_imported" in kinds and "model_registered" in kinds
+
+
+def test_models_registered_at_once_get_distinct_versions(
+    node_factory: Factory, tmp_path: Path, csv_file: Path
+) -> None:
+    # jobs ending together: each model of the name takes the next version, none the same
+    # (on PostgreSQL too: the tests' database switch)
+    bank = node_factory("bank")
+    bank.owners.add_dataset("customers", str(csv_file), "customer_id")
+    job_ids = [f"{i:016x}" for i in range(12)]
+    barrier = threading.Barrier(len(job_ids))
+
+    def register(job_id: str) -> None:
+        barrier.wait()
+        _register(bank, tmp_path, job_id)
+
+    with ThreadPoolExecutor(len(job_ids)) as pool:
+        list(pool.map(register, job_ids))
+    versions = sorted(m["version"] for m in bank.models.models())
+    assert versions == list(range(1, len(job_ids) + 1))

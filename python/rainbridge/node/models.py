@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -86,6 +87,10 @@ class Models:
         self._indexes: dict[str, _Index] = {}  # per model, its features by ID
         self._parts: dict[str, dict[str, Any]] = {}  # per model, this node's part
         self._trees: dict[str, list[TreePart]] = {}  # per SecureBoost model, parsed once
+        # a name's next version is read then written: two registrations at once (two jobs
+        # ending, an import beside a job) took the same number on SQLite and PostgreSQL
+        # alike. This process is the only writer of its node's registry, so a lock suffices.
+        self._registering = threading.Lock()
         router.add("score", self._on_score, owner="models")
 
     # -- registry --------------------------------------------------------------------------
@@ -119,7 +124,7 @@ class Models:
 
     def _add_model(self, row: ModelRow, name: str, job_id: str | None) -> None:
         """Register ``row`` as the next version of ``name``."""
-        with self.storage.session() as s:
+        with self._registering, self.storage.session() as s:
             if s.get(ModelRow, row.id) is not None:
                 raise ConfigError(f"model {row.id!r} is already registered here")
             versions = s.scalars(select(ModelRow.version).where(ModelRow.name == name)).all()
