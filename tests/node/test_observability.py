@@ -408,3 +408,33 @@ def test_json_logs_rotate_and_keep_their_fields(tmp_path: Path) -> None:
                 root.removeHandler(h)
                 h.close()
         root.setLevel(level)
+
+
+def test_json_log_lines_stay_valid_for_undecodable_names_and_odd_numbers(
+    tmp_path: Path,
+) -> None:
+    """A file name whose bytes are not UTF-8 (held as lone surrogates) and a non-finite
+    duration still give one valid JSON line each; the text format writes the line too."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    log = logging.getLogger("rainbridge.node.test")
+    odd = "data-\udcff.csv"  # os.fsdecode(b"data-\xff.csv")
+    try:
+        setup_logging("json", "info", str(tmp_path / "node.log"))
+        log.info("reading %s", odd, extra={"peer": odd, "duration_s": float("nan")})
+        log.info("took", extra={"duration_s": float("inf")})
+        lines = (tmp_path / "node.log").read_bytes().decode("utf-8").splitlines()
+        first, second = (json.loads(line) for line in lines)
+        assert first["message"] == f"reading {odd}" and first["peer"] == odd
+        assert first["duration_s"] == "nan" and second["duration_s"] == "inf"
+
+        setup_logging("text", "info", str(tmp_path / "text.log"))
+        log.info("reading %s", odd)
+        (line,) = (tmp_path / "text.log").read_bytes().decode("utf-8").splitlines()
+        assert line.endswith("reading data-\\udcff.csv")
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        root.setLevel(level)

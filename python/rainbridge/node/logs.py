@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import logging.handlers
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,16 @@ class JsonFormatter(logging.Formatter):
         }
         for key in FIELDS:
             if key in record.__dict__:
-                out[key] = record.__dict__[key]
+                v = record.__dict__[key]
+                # NaN and infinities are not JSON: written as strings ("nan", "inf")
+                out[key] = str(v) if isinstance(v, float) and not math.isfinite(v) else v
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         # default=str: a field of an odd type (a Path, a set) still makes a valid line
-        return json.dumps(out, default=str, ensure_ascii=False)
+        text = json.dumps(out, default=str, ensure_ascii=False)
+        # a string undecodable as UTF-8 (a file name's bytes, held as lone surrogates) is
+        # written as JSON escapes: the line stays valid UTF-8 and valid JSON
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def make_handler(
@@ -89,7 +95,12 @@ def make_handler(
         path = directory / path
     try:
         return logging.handlers.RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            path,
+            maxBytes=max_bytes,
+            backupCount=backups,
+            encoding="utf-8",
+            # a message with bytes that are not UTF-8 is still written (escaped), not dropped
+            errors="backslashreplace",
         )
     except OSError as exc:
         raise ConfigError(
