@@ -391,3 +391,19 @@ def test_an_old_node_on_postgresql_upgrades_starts_and_its_ledger_verifies(
     cfg = _old_node(tmp_path, url)
     (cfg.path / "node.db").unlink()  # nothing read from the SQLite file
     _upgrade_start_verify(cfg)
+
+
+def test_a_failed_upgrade_on_sqlite_leaves_the_database_unchanged(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # SQLite's DDL is transactional too, once the driver does not commit before it
+    cfg = make_config(tmp_path / "bank", "bank")
+    Storage(cfg.database_url).engine.dispose()
+    was = migrations.head()
+    before = schema(cfg.database_url)
+    request.getfixturevalue("failing_revision")
+    r = CliRunner().invoke(main, ["node", "upgrade", "--dir", str(cfg.path)])
+    assert r.exit_code == 2, r.output
+    assert "the schema upgrade failed" in r.output
+    assert version(cfg.database_url) == [was]
+    assert schema(cfg.database_url) == before

@@ -27,12 +27,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from rainbridge.errors import ConfigError
@@ -181,6 +182,8 @@ def upgrade(url: str, dry_run: bool = False) -> tuple[SchemaState, list[str]]:
     revisions applied (with ``dry_run``: that would be applied, none applied)."""
     try:
         engine = create_engine(url)
+        if engine.dialect.name == "sqlite":
+            _transactional_ddl(engine)
         engine.connect().close()
     except Exception as exc:
         raise _unopenable(url, exc) from None
@@ -203,11 +206,25 @@ def upgrade(url: str, dry_run: bool = False) -> tuple[SchemaState, list[str]]:
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
         raise ConfigError(
-            f"the schema upgrade failed ({type(exc).__name__}: {first}); on PostgreSQL the "
-            "database is left as it was, on SQLite restore the backup made before the upgrade"
+            f"the schema upgrade failed ({type(exc).__name__}: {first}); the database is "
+            "left as it was"
         ) from None
     finally:
         engine.dispose()
+
+
+def _transactional_ddl(engine: Engine) -> None:
+    """SQLite's DDL is transactional, but its Python driver commits before each statement
+    that is not DML: let SQLAlchemy begin the transaction itself, so a revision that fails
+    halfway leaves nothing of itself behind (as on PostgreSQL)."""
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
 
 
 def _unopenable(url: str, exc: Exception) -> ConfigError:
