@@ -1,5 +1,5 @@
 """Benchmarks, printing JSON: ``python -m rainbridge.bench WHAT ...`` where WHAT is psi,
-x25519, governance, mpc, sql, fl, he, predict or datasource.
+x25519, governance, mpc, sql, fl, he, predict, datasource or backup.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -134,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     ds.add_argument("--skip-psi", action="store_true")
     ds.add_argument("--timeout", type=float, default=3600)
     ds.add_argument("--out")
+    bk = sub.add_parser("backup", help="node backup and restore: time, size, peak memory")
+    bk.add_argument("--entries", type=int, default=20_000, help="signed ledger entries")
+    bk.add_argument("--output-mb", type=int, default=15, help="a job output's size")
+    bk.add_argument("--repeat", type=int, default=3)
+    bk.add_argument("--timeout", type=float, default=1800)
+    bk.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.what == "datasource":
+    if args.what == "backup":
+        from rainbridge.bench.backup import bench
+    elif args.what == "datasource":
         from rainbridge.bench.datasource import bench
     elif args.what == "he":
         from rainbridge.bench.he import bench
