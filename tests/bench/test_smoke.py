@@ -121,3 +121,12 @@ def test_mlq_bench_smoke() -> None:
     assert out["benchmark"] == "mlq" and out["counts"]["calls"] == 3
     assert sum(out["build"]["sizes"].values()) > 0
     assert out["counts"]["client_ms"]["p50"] > 0
+
+
+def test_backup_bench_smoke() -> None:
+    out = _bench("backup", "--entries", "50", "--output-mb", "1", "--repeat", "1")
+    for step in ("backup", "backup_no_outputs", "restore"):
+        assert "error" not in out[step], out[step]
+        assert out[step]["seconds_median"] > 0
+    # the succeeded job's output is in the full archive only
+    assert out["backup"]["archive_bytes"] > out["backup_no_outputs"]["archive_bytes"] + 900_000
