@@ -531,3 +531,27 @@ def test_backup_refuses_mysql_and_an_unreachable_server_without_leaking_the_pass
         )
         assert r.exit_code == 2 and "hunter2" not in r.output
         assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
+
+
+def test_a_restore_through_a_linked_folder_names_the_real_directory(
+    node: NodeService, tmp_path: Path
+) -> None:
+    # the node knows its directory resolved: paths rewritten to the link's name would not be
+    # rewritten by the next restore, and would name the first restored node's files
+    d = node.config.path
+    done = d / "outputs" / "jdone"
+    done.mkdir(parents=True)
+    (done / "out.parquet").write_bytes(b"PAR1 result")
+    _job(node, "jdone", "succeeded", {"path": str(done / "out.parquet")})
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    first = restore_node(backup_node(d, tmp_path / "b1.tgz").path, tmp_path / "link" / "n1")
+    assert first.directory == (tmp_path / "real" / "n1").resolve()
+    again = backup_node(tmp_path / "link" / "n1", tmp_path / "b2.tgz").path
+    restore_node(again, tmp_path / "n2")
+    new = (tmp_path / "n2").resolve()
+    st = Storage(NodeConfig.load(new).database_url)
+    try:
+        assert st.job("jdone").result == {"path": str(new / "outputs" / "jdone" / "out.parquet")}
+    finally:
+        st.engine.dispose()

@@ -76,7 +76,9 @@ def restore_node(
     src = Path(archive)
     if not src.is_file():
         raise ConfigError(f"{archive}: no such backup file")
-    target = Path(new_dir).expanduser().absolute()
+    # resolved, as the node knows its directory: paths rewritten to a link's name would not
+    # match it, and the next restore of this node would leave them naming these files
+    target = Path(new_dir).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"--dir {new_dir}: not empty; restore into a new or empty folder")
     target.parent.mkdir(parents=True, exist_ok=True)
