@@ -280,6 +280,44 @@ def test_a_value_that_no_longer_fits_is_refused(pg_server: Any) -> None:
         read_columns(ref, ["k"])
 
 
+def test_infinite_and_out_of_range_dates_refused(pg_server: Any) -> None:
+    """PostgreSQL's infinities and its latest timestamps do not fit Arrow: refused, not
+    read as wrapped dates thousands of millennia BC; its earliest dates read exactly."""
+    db = pg_server.create_database("sqlsrc")
+    pg_server.psql(
+        "CREATE TABLE t (id text, d date, ts timestamp, tz timestamptz);"
+        "INSERT INTO t VALUES ('bc', '4713-01-01 BC', '4713-01-01 BC', '4713-01-01 00:00+00 BC'),"
+        "('1900', '1900-01-01', '1900-01-01 00:00:00.000001', '1900-01-01 00:00+03')",
+        db,
+    )
+    url = pg_server.url(db)
+    ref = inspect_sql("t", url, "id", table="t")
+    got = read_columns(ref, ["d", "ts", "tz"])
+    assert got.column("d").cast(pa.int32()).to_pylist() == [-2440550, -25567]
+    assert got.column("ts").cast(pa.int64()).to_pylist() == [
+        -2440550 * 86_400_000_000,
+        -2208988799999999,
+    ]
+    assert got.column("tz").cast(pa.int64()).to_pylist() == [
+        -2440550 * 86_400_000_000,
+        -2208999600000000,
+    ]
+    for col, value in (
+        ("d", "infinity"),
+        ("d", "-infinity"),
+        ("ts", "infinity"),
+        ("ts", "-infinity"),
+        ("ts", "294276-12-31 23:59:59"),
+        ("tz", "infinity"),
+        ("tz", "294276-12-31 23:59:59+00"),
+    ):
+        pg_server.psql(
+            f"DELETE FROM t WHERE id = 'x'; INSERT INTO t (id, {col}) VALUES ('x', '{value}')", db
+        )
+        with pytest.raises(DataError, match=f"column '{col}' holds infinity"):
+            read_columns(ref, [col])
+
+
 # -- refusals ----------------------------------------------------------------------------------
 
 

@@ -667,11 +667,36 @@ def _pg_batches(u: SqlUrl, sql: str, what: str) -> Iterator[pa.RecordBatch]:
     try:
         with adbc.connect(u.libpq()) as conn, conn.cursor() as cur:
             cur.execute(sql)
-            yield from cur.fetch_record_batch()
+            for batch in cur.fetch_record_batch():
+                _check_pg_range(batch, what)
+                yield batch
     except adbc_driver_manager.Error as exc:
         raise _pg_error(exc, u, what) from None
     except pa.ArrowException as exc:
         raise DataError(f"{what}: {u.scrub(str(exc).splitlines()[0])[:300]}") from None
+
+
+#: PostgreSQL's earliest date (4714-11-24 BC), in days and microseconds since 1970: ADBC
+#: reads 'infinity', '-infinity' and timestamps past Arrow's range as values wrapped below it
+_PG_MIN_DAYS = -2440588
+_PG_MIN_MICROS = _PG_MIN_DAYS * 86_400_000_000
+
+
+def _check_pg_range(batch: pa.RecordBatch, what: str) -> None:
+    """Refuse the dates and timestamps ADBC could not read exactly (they wrap, silently)."""
+    for f, arr in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_date32(f.type):
+            low, bound = pc.min(arr.view(pa.int32())).as_py(), _PG_MIN_DAYS
+        elif pa.types.is_timestamp(f.type) and f.type.unit == "us":
+            low, bound = pc.min(arr.view(pa.int64())).as_py(), _PG_MIN_MICROS
+        else:
+            continue
+        if low is not None and low < bound:
+            raise DataError(
+                f"{what}: column {f.name!r} holds infinity, -infinity or a value past "
+                f"{f.type}'s range, which is not read; register a --query that filters or "
+                f"casts it (e.g. WHERE isfinite({f.name}))"
+            )
 
 
 def _mysql_batches(u: SqlUrl, sql: str, what: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
