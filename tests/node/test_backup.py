@@ -4,6 +4,7 @@ database), each leaving nothing behind. Real SQLite and a real PostgreSQL server
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -555,3 +556,21 @@ def test_a_restore_through_a_linked_folder_names_the_real_directory(
         assert st.job("jdone").result == {"path": str(new / "outputs" / "jdone" / "out.parquet")}
     finally:
         st.engine.dispose()
+
+
+def test_a_full_disk_is_named_as_such_and_leaves_no_partial_archive(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_args: Any, **_kw: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile, "copyfileobj", full)
+    out = tmp_path / "b.tgz"
+    r = CliRunner().invoke(
+        main, ["node", "backup", "--dir", str(node.config.path), "--out", str(out)]
+    )
+    assert r.exit_code == 2, r.output
+    assert "No space left on device" in r.output
+    assert "changed while" not in r.output  # not a file that changed: trying again won't do
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert not out.exists()

@@ -472,6 +472,8 @@ def _add_stream(
     try:
         tar.addfile(info, reader)  # type: ignore[arg-type]
     except OSError as exc:
+        if exc.errno is not None:  # the disk, not the file: a full disk is not a change
+            raise
         raise ConfigError(f"{name}: changed while it was copied ({exc}); try again") from None
     return {"sha256": reader.sha.hexdigest(), "size": size}
 
