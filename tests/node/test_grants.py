@@ -16,7 +16,7 @@ from rainbridge.crypto.certs import create_identity
 from rainbridge.errors import ConfigError, NotFoundError
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node import metering
-from rainbridge.node.grants import check_grants, consume_grants
+from rainbridge.node.grants import GrantError, check_grants, consume_grants
 from rainbridge.node.service import NodeService
 from rainbridge.node.storage import GrantRow
 
@@ -367,3 +367,23 @@ def test_column_policy_levels_and_columns_are_validated(telecom: NodeService) ->
         telecom.owners.set_dataset_policy("subscribers", columns={"salary": "join"})
     ds = telecom.storage.datasets()[0]
     assert ds.column_policy in ({}, None)
+
+
+def test_a_job_refused_for_its_privacy_budget_at_start_uses_no_grant_call(
+    telecom: NodeService,
+) -> None:
+    """Two jobs accepted while the budget still held both: the second one's start is refused
+    for the budget, and its grant's calls and rows are left as they were."""
+    grant(telecom, components=["psi", "stats"], columns=["*"], receivers=["*"], max_calls=5)
+    telecom.owners.set_dataset_policy("subscribers", dp_budget=1.0, actor="user:olivia")
+    dp = {"epsilon": 0.6, "bounds": {"income": 1e5, "age": 100}}
+    assert propose(telecom, _stats_job(dp), "j1") == {"accept": True}
+    assert propose(telecom, _stats_job(dp), "j2") == {"accept": True}
+    consume_grants(telecom.storage, telecom.storage.job("j1"), telecom.name)
+    with pytest.raises(GrantError, match="privacy budget of 'subscribers' is spent") as info:
+        consume_grants(telecom.storage, telecom.storage.job("j2"), telecom.name)
+    assert info.value.reason == "privacy_budget"
+    (used,) = telecom.owners.grants()
+    assert (used.calls_used, used.rows_used) == (1, 3)
+    (ds,) = [d for d in telecom.storage.datasets() if d.name == "subscribers"]
+    assert ds.dp_spent == pytest.approx(0.6)

@@ -534,6 +534,8 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
         for c in job.components
         if node in c.inputs and c.inputs[node].dataset
     }
+    costs = [(d, c, e) for d, c, e in dp_costs(job, node=node) if e is not None]
+    # one transaction: a job refused for its privacy budget leaves its grants' usage as it was
     with storage.session() as s:
         for dataset, per_peer in (row.grants or {}).items():
             rows = datasets[dataset].num_rows if dataset in datasets else 0
@@ -560,37 +562,34 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
                     ) or ("quota", f"grant {g.id} quota exceeded")
                 if why is not None:
                     raise GrantError(f"cannot start: {why[1]}", why[0])
-    costs = [(d, c, e) for d, c, e in dp_costs(job, node=node) if e is not None]
-    if costs:
-        with storage.session() as s:
-            for d, _cid, eps in costs:
-                ds_row = s.get(DatasetRow, d)
-                if ds_row is None:
-                    continue
-                # spent in one guarded UPDATE: two jobs starting at once never both spend
-                # the budget's last epsilon (a read, then a write, would lose one of them)
-                spent = s.connection().execute(
-                    update(DatasetRow)
-                    .where(
-                        DatasetRow.name == d,
-                        or_(
-                            DatasetRow.dp_budget.is_(None),
-                            DatasetRow.dp_spent + eps <= DatasetRow.dp_budget + 1e-12,
-                        ),
-                    )
-                    .values(dp_spent=DatasetRow.dp_spent + eps)
+        for d, _cid, eps in costs:
+            ds_row = s.get(DatasetRow, d)
+            if ds_row is None:
+                continue
+            # spent in one guarded UPDATE: two jobs starting at once never both spend
+            # the budget's last epsilon (a read, then a write, would lose one of them)
+            spent = s.connection().execute(
+                update(DatasetRow)
+                .where(
+                    DatasetRow.name == d,
+                    or_(
+                        DatasetRow.dp_budget.is_(None),
+                        DatasetRow.dp_spent + eps <= DatasetRow.dp_budget + 1e-12,
+                    ),
                 )
-                if spent.rowcount != 1:
-                    s.refresh(ds_row)
-                    raise GrantError(
-                        f"cannot start: the privacy budget of {d!r} is spent "
-                        f"({ds_row.dp_spent:g} of {ds_row.dp_budget:g})",
-                        "privacy_budget",
-                    )
-        for d, cid, eps in costs:
-            storage.log(
-                "privacy_budget_spent", {"dataset": d, "component": cid, "epsilon": eps}, row.id
+                .values(dp_spent=DatasetRow.dp_spent + eps)
             )
+            if spent.rowcount != 1:
+                s.refresh(ds_row)
+                raise GrantError(
+                    f"cannot start: the privacy budget of {d!r} is spent "
+                    f"({ds_row.dp_spent:g} of {ds_row.dp_budget:g})",
+                    "privacy_budget",
+                )
+    for d, cid, eps in costs:
+        storage.log(
+            "privacy_budget_spent", {"dataset": d, "component": cid, "epsilon": eps}, row.id
+        )
     for dataset, per_peer in (row.grants or {}).items():
         rows = datasets[dataset].num_rows if dataset in datasets else 0
         storage.log(
