@@ -197,6 +197,29 @@ def test_query_equals_reference(
     )
 
 
+@pytest.mark.parametrize("server", ["pg", "mariadb"])
+def test_query_with_comments_cte_order_and_limit(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """A query is wrapped as a derived table whatever it ends with: a line comment, ORDER BY
+    and LIMIT, a CTE."""
+    if server == "pg":
+        url = request.getfixturevalue("pg_server").url(request.getfixturevalue("pg_db"))
+    else:
+        url = request.getfixturevalue("mariadb_server").url(request.getfixturevalue("my_db"))
+    want = sorted(r["id"] for r in generated_rows())[:3]
+    for query in (
+        "/* first three */ SELECT id FROM customers ORDER BY id LIMIT 3 -- by ID",
+        "SELECT id FROM customers ORDER BY id LIMIT 3 # by ID"
+        if server == "mariadb"
+        else "SELECT id FROM customers ORDER BY id LIMIT 3 --",
+        "WITH c AS (SELECT id FROM customers) SELECT id FROM c ORDER BY id LIMIT 3;",
+    ):
+        ref = inspect_sql("q", url, "id", query=query)
+        assert ref.num_rows == 3, query
+        assert sorted(read_columns(ref, ["id"]).column("id").to_pylist()) == want, query
+
+
 def test_ids_and_duplicates_as_a_file(pg_server: Any, pg_db: str, tmp_path: Path) -> None:
     """The ID column is normalised as a file's is: text, duplicates kept for PSI to handle."""
     rows = generated_rows()

@@ -259,7 +259,9 @@ def relation(source: Mapping[str, Any]) -> str:
     dialect = str(source["dialect"])
     if source.get("table"):
         return table_ident(str(source["table"]), dialect)
-    return f"({source['query']}) AS rb_query"
+    # the closing parenthesis on a line of its own: a query's trailing -- or # comment
+    # would otherwise take it
+    return f"({source['query']}\n) AS rb_query"
 
 
 # -- types ------------------------------------------------------------------------------------
