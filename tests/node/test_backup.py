@@ -22,6 +22,7 @@ from node_helpers import make_config
 
 from rainbridge.cli import main
 from rainbridge.errors import ConfigError, DataError
+from rainbridge.node import backup as backup_mod
 from rainbridge.node.backup import MANIFEST, ArchiveError, backup_node
 from rainbridge.node.backup_db import pg_env
 from rainbridge.node.config import NodeConfig
@@ -574,3 +575,31 @@ def test_a_full_disk_is_named_as_such_and_leaves_no_partial_archive(
     assert "changed while" not in r.output  # not a file that changed: trying again won't do
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert not out.exists()
+
+
+def test_a_large_manifest_restores_and_one_too_large_is_refused_at_the_backup(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a node of ~100,000 files writes a manifest over 16 MiB: its backup must restore
+    good = backup_node(node.config.path, tmp_path / "b.tgz").path
+    big = tmp_path / "big.tgz"
+
+    def pad(name: str, data: bytes) -> bytes:
+        if name != MANIFEST:
+            return data
+        m = json.loads(data)
+        m["padding"] = "x" * (17 << 20)
+        return json.dumps(m).encode()
+
+    _rewrite(good, big, pad)
+    assert restore_node(big, tmp_path / "r").directory == (tmp_path / "r").resolve()
+    monkeypatch.setattr("rainbridge.node.restore.MANIFEST_MAX", 1 << 20)
+    with pytest.raises(ArchiveError, match="manifest over 1 MiB"):
+        restore_node(big, tmp_path / "r2")
+    _nothing_left(tmp_path, "r2")
+    # past what a restore reads, the backup refuses (now, not when it is needed)
+    monkeypatch.setattr(backup_mod, "MANIFEST_MAX", 1000)
+    with pytest.raises(ConfigError, match="manifest over"):
+        backup_node(node.config.path, tmp_path / "huge.tgz")
+    assert not (tmp_path / "huge.tgz").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

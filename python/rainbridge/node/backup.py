@@ -86,6 +86,8 @@ HEAD_AND_KEYS = (HEAD_FILE, LEDGER_KEY_FILE, "node.key", "node.crt")
 #: how many times a backup starts over when a key rotation overlaps its snapshot
 ATTEMPTS = 5
 CHUNK = 1 << 20
+#: the largest manifest a backup writes and a restore reads (about 1.5 million files)
+MANIFEST_MAX = 1 << 28
 
 
 class ArchiveError(DataError):
@@ -351,7 +353,14 @@ def _write_archive(
                     "master_key": "not included: keep it apart; restore needs it",
                     "members": members,
                 }
-                _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
+                manifest_bytes = json.dumps(manifest, indent=2).encode()
+                if len(manifest_bytes) > MANIFEST_MAX:  # refused now, not at the restore
+                    raise ConfigError(
+                        f"node {cfg.name}: its {len(members)} files make a manifest over "
+                        f"{MANIFEST_MAX >> 20} MiB; leave job outputs out (--no-job-outputs) "
+                        "or remove old jobs' folders"
+                    )
+                _add_bytes(tar, MANIFEST, manifest_bytes)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, out)

@@ -33,6 +33,7 @@ from rainbridge.node.backup import (
     CHUNK,
     FORMAT,
     MANIFEST,
+    MANIFEST_MAX,
     NODE_PREFIX,
     PGDUMP_MEMBER,
     SQLITE_MEMBER,
@@ -152,7 +153,11 @@ def _unpack(src: Path, stage: Path) -> dict[str, Any]:
                 f = tar.extractfile(info)
                 assert f is not None  # a regular file always has content
                 if name == MANIFEST:
-                    manifest_bytes = f.read(1 << 24)
+                    manifest_bytes = f.read(MANIFEST_MAX + 1)
+                    if len(manifest_bytes) > MANIFEST_MAX:
+                        raise ArchiveError(
+                            f"{src}: manifest over {MANIFEST_MAX >> 20} MiB (not a node backup)"
+                        )
                     continue
                 dest = stage / name
                 try:
