@@ -438,3 +438,25 @@ def test_json_log_lines_stay_valid_for_undecodable_names_and_odd_numbers(
                 root.removeHandler(h)
                 h.close()
         root.setLevel(level)
+
+
+def test_a_log_file_without_backups_is_emptied_at_its_size(tmp_path: Path) -> None:
+    """``log.backups = 0``: no old file is kept and the log stays within ``max_bytes``
+    (the standard handler would let it grow without bound)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    log = logging.getLogger("rainbridge.node.test")
+    try:
+        setup_logging("text", "info", "node.log", directory=tmp_path, max_bytes=1000, backups=0)
+        for i in range(200):
+            log.info("line %d", i)
+        assert [p.name for p in tmp_path.iterdir()] == ["node.log"]
+        text = (tmp_path / "node.log").read_text()
+        assert len(text.encode()) <= 1000
+        assert text.splitlines()[-1].endswith("line 199")
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        root.setLevel(level)

@@ -73,6 +73,17 @@ class JsonFormatter(logging.Formatter):
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """The standard handler, except that with no backups kept the file is emptied when it
+    reaches its size (the standard one then reopens it at every record and lets it grow
+    without bound)."""
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        if self.backupCount == 0 and self.stream is not None:
+            self.stream.truncate(0)
+
+
 def make_handler(
     log_file: str = "",
     *,
@@ -81,7 +92,8 @@ def make_handler(
     backups: int = 5,
 ) -> logging.Handler:
     """stderr, or ``log_file`` (relative to ``directory``) rotated at ``max_bytes`` keeping
-    ``backups`` old files (``max_bytes`` 0: never rotated).
+    ``backups`` old files (``backups`` 0: the file is emptied; ``max_bytes`` 0: never
+    rotated).
 
     Raises
     ------
@@ -94,7 +106,7 @@ def make_handler(
     if not path.is_absolute() and directory is not None:
         path = directory / path
     try:
-        return logging.handlers.RotatingFileHandler(
+        return _RotatingFile(
             path,
             maxBytes=max_bytes,
             backupCount=backups,
