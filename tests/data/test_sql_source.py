@@ -341,6 +341,30 @@ def test_infinite_and_out_of_range_dates_refused(pg_server: Any) -> None:
             read_columns(ref, [col])
 
 
+def test_mysql_timestamp_is_an_instant_whatever_the_server_time_zone(mariadb_server: Any) -> None:
+    """A MySQL TIMESTAMP is read as the UTC instant it holds, not as the server's local wall
+    clock; a DATETIME is a wall-clock time, read as written."""
+    db = mariadb_server.create_database("sqlsrc")
+    mariadb_server.sql(
+        "CREATE TABLE t (id varchar(5), dt datetime(6), ts timestamp(6) NULL);"
+        "SET time_zone = '+00:00';"
+        "INSERT INTO t VALUES ('a', '2000-01-01 00:00:00', '2000-01-01 00:00:00.000001')",
+        db,
+    )
+    mariadb_server.sql("SET GLOBAL time_zone = '+08:00'", as_root=True)
+    try:
+        ref = inspect_sql("t", mariadb_server.url(db), "id", table="t")
+        assert ref.columns["dt"] == "timestamp[us]"
+        assert ref.columns["ts"] == "timestamp[us, tz=UTC]"
+        got = read_columns(ref, ["dt", "ts"]).to_pylist()[0]
+    finally:
+        mariadb_server.sql("SET GLOBAL time_zone = 'SYSTEM'", as_root=True)
+    assert got == {
+        "dt": dt.datetime(2000, 1, 1),
+        "ts": dt.datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC),
+    }
+
+
 # -- refusals ----------------------------------------------------------------------------------
 
 

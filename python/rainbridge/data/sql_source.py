@@ -393,7 +393,9 @@ def _my_column(name: str, code: int, flags: int, charset: int, length: int, scal
         return _Column(name, t, True)
     if code in (10, 14):
         return _Column(name, pa.date32(), False)
-    if code in (7, 12):
+    if code == 7:  # TIMESTAMP: an instant, read in a UTC session (see _mysql_batches)
+        return _Column(name, pa.timestamp("us", tz="UTC"), False)
+    if code == 12:  # DATETIME: a wall-clock time, whatever the session's time zone
         return _Column(name, pa.timestamp("us"), False)
     if code == 13:
         return _Column(name, pa.int16(), False)
@@ -707,8 +709,14 @@ def _mysql_batches(u: SqlUrl, sql: str, what: str, batch_rows: int) -> Iterator[
     except ImportError as exc:
         raise _missing_driver(u.dialect, exc) from None
     try:
+        # a TIMESTAMP is sent in the session's time zone, the server's own by default: in
+        # UTC, the same instant reads the same from any server, and no hour is read twice
         reader = connectorx.read_sql(
-            u.mysql_uri(), sql, return_type="arrow_stream", batch_size=batch_rows
+            u.mysql_uri(),
+            sql,
+            return_type="arrow_stream",
+            batch_size=batch_rows,
+            pre_execution_query="SET time_zone = '+00:00'",
         )
         yield from reader
     except GeneratorExit:
