@@ -174,6 +174,19 @@ def test_a_database_url_is_never_echoed_in_an_error(tmp_path: Path) -> None:
     assert "secret" not in str(e.value)
 
 
+def test_a_database_url_of_the_wrong_type_is_not_echoed_either(tmp_path: Path) -> None:
+    _node(tmp_path)
+    _edit(tmp_path, "database", "url", ["postgresql://u:secret@h/db"])
+    with pytest.raises(ConfigError, match=r"database\.url: expected a string, got a list") as e:
+        NodeConfig.load(tmp_path, environ={})
+    assert "secret" not in str(e.value)
+    (tmp_path / CONFIG_FILE).unlink()
+    (tmp_path / "node.json").write_text(json.dumps({"name": "n", "db_url": {"pw": "secret"}}))
+    with pytest.raises(ConfigError, match=r"db_url: expected a string") as e:
+        NodeConfig.load(tmp_path, environ={})
+    assert "secret" not in str(e.value)
+
+
 def test_plain_http_off_loopback_is_refused_naming_the_keys(tmp_path: Path) -> None:
     _node(tmp_path, api_host="0.0.0.0", api_tls="off")
     with pytest.raises(ConfigError, match=r"api\.tls.*api\.host.*plain text"):

@@ -207,7 +207,9 @@ def typed(s: Setting, value: Any) -> Any:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         value = list(value) if ok else value
     if not ok:
-        raise ValueError(f"expected {_EXPECTED[s.kind]}, got {_shown(value)}")
+        # a database URL is never echoed, even of the wrong type: it may hold a password
+        shown = f"a {type(value).__name__} (hidden)" if s.field == "db_url" else _shown(value)
+        raise ValueError(f"expected {_EXPECTED[s.kind]}, got {shown}")
     return value
 
 
