@@ -603,3 +603,32 @@ def test_a_large_manifest_restores_and_one_too_large_is_refused_at_the_backup(
         backup_node(node.config.path, tmp_path / "huge.tgz")
     assert not (tmp_path / "huge.tgz").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_dataset_registered_from_the_node_directory_follows_the_restore(
+    tmp_path: Path,
+) -> None:
+    # a job's output registered as a dataset, under a data root inside the directory: the
+    # restored node must read its own copy, not the old node's
+    d = tmp_path / "bank"
+    cfg = make_config(d, "bank")
+    cfg.db_url = f"sqlite:///{d.resolve() / 'node.db'}"
+    cfg.data_roots = [str((d / "outputs").resolve())]
+    cfg.save()
+    n = NodeService(NodeConfig.load(d))
+    _job(n, "j1", "succeeded", {})
+    (d / "outputs" / "j1").mkdir(parents=True)
+    (d / "outputs" / "j1" / "ids.csv").write_text("id\na\nb\n")
+    n.owners.add_dataset("mine", str(d / "outputs" / "j1" / "ids.csv"), "id")
+    res = backup_node(d, tmp_path / "b.tgz")
+    n.storage.engine.dispose()
+    restore_node(res.path, tmp_path / "new")
+    new = (tmp_path / "new").resolve()
+    restored = NodeConfig.load(new)
+    assert restored.data_roots == [str(new / "outputs")]
+    st = Storage(restored.database_url)
+    try:
+        [row] = st.datasets()
+        assert row.path == str(new / "outputs" / "j1" / "ids.csv")
+    finally:
+        st.engine.dispose()

@@ -256,12 +256,15 @@ def _rewrite_config(
     for f, value in vars(cfg).items():
         if f not in ("dir", "db_url", "name") and isinstance(value, str):
             setattr(cfg, f, _moved(value, old, target))
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            setattr(cfg, f, [_moved(v, old, target) for v in value])  # data_roots
     cfg.db_url = db_url
     cfg.save()
 
 
 def _rewrite_paths(url: str, old: str, target: Path) -> None:
-    """Job results and models name files by absolute path: point them at ``target``."""
+    """Job results, models and datasets name files by absolute path: point them at
+    ``target``."""
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
@@ -277,12 +280,15 @@ def _rewrite_paths(url: str, old: str, target: Path) -> None:
                             text("UPDATE jobs SET result = :r WHERE id = :i"),
                             {"r": json.dumps(moved), "i": job_id},
                         )
-            if "models" in tables:
-                for model_id, path in conn.execute(text("SELECT id, path FROM models")).all():
-                    if _moved(path, old, target) != path:
+            # models, and datasets registered from the directory (a job's outputs)
+            for table, key in (("models", "id"), ("datasets", "name")):
+                if table not in tables:
+                    continue
+                for ident, path in conn.execute(text(f"SELECT {key}, path FROM {table}")).all():
+                    if path is not None and _moved(path, old, target) != path:
                         conn.execute(
-                            text("UPDATE models SET path = :p WHERE id = :i"),
-                            {"p": _moved(path, old, target), "i": model_id},
+                            text(f"UPDATE {table} SET path = :p WHERE {key} = :i"),
+                            {"p": _moved(path, old, target), "i": ident},
                         )
     except SQLAlchemyError as exc:
         raise ConfigError(db_message(make_url(url), exc)) from None
