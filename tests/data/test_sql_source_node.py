@@ -98,3 +98,32 @@ def test_rest_registration_sealing_and_refusals(
     _, again = _client(node_dir)
     ref = again.storage.dataset_refs()["subs"]
     assert read_ids(ref).to_pylist() == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("suite", ["standard", "gm"])
+def test_a_sealed_url_opens_only_for_its_dataset(
+    suite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sealed URL copied to another dataset's row, or under another credential key or
+    master key, does not open; the refusal is typed and never shows the password."""
+    from rainbridge.errors import ConfigError
+    from rainbridge.node.credentials import SourceCredentials
+
+    monkeypatch.setenv("RAINBRIDGE_MASTER_KEY", "11" * 32)
+    creds = SourceCredentials(tmp_path, suite)
+    url = "postgresql://owner:pa55-w0rd@db.example:5432/sales"
+    sealed = creds.seal("customers", "k1", url)
+    assert "pa55-w0rd" not in sealed
+    assert creds.unseal("customers", "k1", sealed) == url
+    for dataset, key, blob in (
+        ("orders", "k1", sealed),
+        ("customers", "k2", sealed),
+        ("customers", "k1", sealed[:-4] + "AAAA"),
+        ("customers", "k1", "not base64!"),
+    ):
+        with pytest.raises(ConfigError, match=f"dataset '{dataset}'") as exc:
+            creds.unseal(dataset, key, blob)
+        assert "pa55-w0rd" not in str(exc.value)
+    monkeypatch.setenv("RAINBRIDGE_MASTER_KEY", "22" * 32)
+    with pytest.raises(ConfigError, match="do not open"):
+        SourceCredentials(tmp_path, suite).unseal("customers", "k1", sealed)
