@@ -253,6 +253,12 @@ def test_refusals_are_counted_by_class_and_logged_without_their_text(
     refused = [x for x in lines if x.get("outcome") == "refused"]
     assert {x["reason"] for x in refused} >= {"no_grant", "component", "not_allowed"}
     assert not [p for p in ids if p in json_log.read_text()]
+    # a peer's refused proposal: one line, with the peer and the class, not the text (it
+    # names the dataset, its grants and columns: kept in the ledger and the decision)
+    at_telecom = [x for x in lines if x["message"].startswith("refused job ")]
+    assert len(at_telecom) == 2 and {x["reason"] for x in at_telecom} == {"no_grant", "component"}
+    assert all(x["peer"] == "bank" and x["outcome"] == "refused" for x in at_telecom)
+    assert not [x for x in lines if "does not allow" in x["message"]]
 
 
 # -- PIR --------------------------------------------------------------------------------------

@@ -365,21 +365,25 @@ class Jobs:
                 extra={"job_id": job_id, "component": types, "status": status},
             )
 
-    def _refused(self, reason: str, spec: Any, job_id: str | None = None) -> None:
-        """Count and log a refusal by this node's own checks, by its class only (the text
-        names datasets, columns and grants: it stays in the ledger and the decision)."""
+    def _refused(
+        self, reason: str, spec: Any, job_id: str | None = None, peer: str | None = None
+    ) -> None:
+        """Count and log (one line) a refusal by this node's own checks, of a job ``peer``
+        proposed or of one submitted here, by its class only (the text names datasets,
+        columns and grants: it stays in the ledger and the decision)."""
         self.metrics.refused(reason)
-        log.info(
-            "job %s refused here: %s",
-            job_id or "(not recorded)",
-            reason,
-            extra={
-                "job_id": job_id,
-                "component": component_labels(spec),
-                "reason": reason,
-                "outcome": "refused",
-            },
-        )
+        extra = {
+            "job_id": job_id,
+            "component": component_labels(spec),
+            "reason": reason,
+            "outcome": "refused",
+        }
+        if peer is None:
+            log.info("job %s refused here: %s", job_id or "(not recorded)", reason, extra=extra)
+        else:
+            log.info(
+                "refused job %s from %s: %s", job_id, peer, reason, extra={**extra, "peer": peer}
+            )
 
     async def tell_parties(
         self, job_id: str, reason: str, parties: Iterable[str] | None = None
@@ -458,14 +462,7 @@ class Jobs:
         body = {"from": peer, "name": job.name, "digest": job.digest(), "grants": check.grants}
         if reason is not None:
             self.storage.log("job_refused", {**body, "reason": reason}, job_id, f"peer:{peer}")
-            log.info(
-                "refused job %s from %s: %s",
-                job_id,
-                peer,
-                reason,
-                extra={"job_id": job_id, "peer": peer, "reason": reason_class},
-            )
-            self._refused(reason_class, job.to_dict(), job_id)
+            self._refused(reason_class, job.to_dict(), job_id, peer)
             self._ended_here(job_id, job.to_dict(), "refused")
             return {"accept": False, "reason": reason}
         if held:
