@@ -277,6 +277,19 @@ def test_a_variable_that_does_not_parse_is_named_with_its_key(
     assert f"${var}" in str(e.value) and key in str(e.value)
 
 
+@pytest.mark.parametrize("raw", ["  ", ",", " , ,"])
+def test_a_list_variable_naming_nothing_is_refused_not_an_empty_list(
+    tmp_path: Path, raw: str
+) -> None:
+    """Blanks or commas alone would have replaced the file's data roots by none, lifting
+    the restriction; only ``[]`` says "none"."""
+    _node(tmp_path, data_roots=["/srv/data"])
+    with pytest.raises(ConfigError, match=r"names nothing.*\[\]") as e:
+        NodeConfig.load(tmp_path, environ={"RAINBRIDGE_DATA_ROOTS": raw})
+    assert "$RAINBRIDGE_DATA_ROOTS" in str(e.value) and "data.roots" in str(e.value)
+    assert NodeConfig.load(tmp_path, environ={}).data_roots == ["/srv/data"]
+
+
 @pytest.mark.parametrize(
     ("var", "raw", "key"),
     [

@@ -278,7 +278,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, tuple[Any, s
     """Settings the environment overrides: field → (typed value, variable).
 
     An empty variable counts as unset. Whole numbers and numbers are parsed as such; a list
-    is a JSON array (``["/a", "/b"]``) or comma-separated (``/a,/b``).
+    is a JSON array (``["/a", "/b"]``, ``[]`` for none) or comma-separated (``/a,/b``).
     """
     env = os.environ if environ is None else environ
     out: dict[str, tuple[Any, str]] = {}
@@ -325,7 +325,12 @@ def _parse_env(s: Setting, raw: str) -> Any:
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a JSON array of strings: {exc.msg}") from None
         return typed(s, items)
-    return [part.strip() for part in text.split(",") if part.strip()]
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        # blanks or commas alone: most likely a value lost on its way, which must not
+        # silently replace the file's list by an empty one
+        raise ValueError(f"names nothing, got {_shown(raw)} (an empty list is written [])")
+    return items
 
 
 def render(values: Mapping[str, Any]) -> str:
