@@ -430,6 +430,41 @@ def test_read_only_transaction(pg_server: Any, pg_db: str) -> None:
         inspect_sql("d", pg_server.url(pg_db), "id", query="SELECT nextval('s')::text AS id")
 
 
+def test_mysql_reads_are_read_only(mariadb_server: Any) -> None:
+    """A query's function redefined after registration to write cannot write at a read."""
+    import pymysql
+
+    db = mariadb_server.create_database("sqlsrc")
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=mariadb_server.port,
+        user=mariadb_server.user,
+        password=mariadb_server.password,
+        database=db,
+        autocommit=True,
+    )
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE log_t (x int)")
+        cur.execute("CREATE TABLE t (id varchar(5))")
+        cur.execute("INSERT INTO t VALUES ('a'), ('b')")
+        cur.execute("CREATE FUNCTION f(i varchar(5)) RETURNS varchar(5) DETERMINISTIC RETURN i")
+    ref = inspect_sql("q", mariadb_server.url(db), "id", query="SELECT f(id) AS id FROM t")
+    with conn.cursor() as cur:
+        cur.execute("DROP FUNCTION f")
+        cur.execute(
+            "CREATE FUNCTION f(i varchar(5)) RETURNS varchar(5) MODIFIES SQL DATA "
+            "BEGIN INSERT INTO log_t VALUES (1); RETURN i; END"
+        )
+    try:
+        with pytest.raises(DataError, match="READ ONLY"):
+            read_columns(ref, ["id"])
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM log_t")
+            assert cur.fetchone() == (0,)
+    finally:
+        conn.close()
+
+
 def test_unsupported_types_named(pg_server: Any, mariadb_server: Any) -> None:
     db = pg_server.create_database("sqlsrc")
     pg_server.psql("CREATE TABLE t (id text, span interval, tags text[])", db)

@@ -716,7 +716,9 @@ def _mysql_batches(u: SqlUrl, sql: str, what: str, batch_rows: int) -> Iterator[
             sql,
             return_type="arrow_stream",
             batch_size=batch_rows,
-            pre_execution_query="SET time_zone = '+00:00'",
+            # and read-only, as a registration's transaction is: whatever a query calls (a
+            # function redefined since it was registered) cannot write
+            pre_execution_query=["SET time_zone = '+00:00'", "SET SESSION TRANSACTION READ ONLY"],
         )
         yield from reader
     except GeneratorExit:
