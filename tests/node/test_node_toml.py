@@ -277,6 +277,13 @@ def test_a_variable_that_does_not_parse_is_named_with_its_key(
     assert f"${var}" in str(e.value) and key in str(e.value)
 
 
+def test_a_whole_number_past_any_float_is_refused_naming_its_key(tmp_path: Path) -> None:
+    _node(tmp_path)
+    _edit(tmp_path, "jobs", "timeout", 10**400)
+    with pytest.raises(ConfigError, match=r"jobs\.timeout: expected a finite number"):
+        NodeConfig.load(tmp_path, environ={})
+
+
 @pytest.mark.parametrize("raw", ["  ", ",", " , ,"])
 def test_a_list_variable_naming_nothing_is_refused_not_an_empty_list(
     tmp_path: Path, raw: str

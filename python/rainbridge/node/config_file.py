@@ -201,7 +201,10 @@ def typed(s: Setting, value: Any) -> Any:
     elif s.kind == "float":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a whole number past any float (TOML's are unbounded)
+                raise ValueError(f"expected a finite number, got {_shown(value)}") from None
             ok = math.isfinite(value)
     else:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
