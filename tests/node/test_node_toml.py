@@ -6,6 +6,7 @@ masks a database password and names each value's source."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import stat
@@ -100,6 +101,18 @@ def test_every_setting_round_trips(tmp_path: Path) -> None:
         assert f"${s.env})" in text, s.env
     # it may hold a database password: its owner's only
     assert stat.S_IMODE((tmp_path / CONFIG_FILE).stat().st_mode) == 0o600
+
+
+def test_the_file_is_written_owner_only_whatever_it_finds_there(tmp_path: Path) -> None:
+    """A ``node.toml.tmp`` found in the directory (readable by all) is neither reused, which
+    would give node.toml, database password and all, its mode, nor left behind by us."""
+    leftover = tmp_path / (CONFIG_FILE + ".tmp")
+    leftover.write_text("x")
+    leftover.chmod(0o644)
+    _node(tmp_path, db_url="postgresql://u:secret@h/db", data_roots=["/srv/données"])
+    assert stat.S_IMODE((tmp_path / CONFIG_FILE).stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE, leftover.name]
+    assert NodeConfig.load(tmp_path, environ={}).data_roots == ["/srv/données"]
 
 
 def test_keys_left_out_take_their_defaults(tmp_path: Path) -> None:
@@ -397,10 +410,14 @@ def test_a_node_json_that_does_not_hold_is_refused_and_kept(tmp_path: Path) -> N
 
 
 def test_a_node_json_that_cannot_be_migrated_is_read_as_it_is(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _old_node_json(tmp_path, api_port=9010)
-    (tmp_path / "node.toml.tmp").mkdir()  # where node.toml would be written: it cannot be
+
+    def unwritable(path: Path, values: Any) -> None:  # a directory node.toml cannot go to
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("rainbridge.node.config.write", unwritable)
     with caplog.at_level(logging.WARNING, logger="rainbridge.node.config"):
         cfg = NodeConfig.load(tmp_path, environ={"RAINBRIDGE_LOG_LEVEL": "debug"})
     assert cfg.api_port == 9010 and cfg.log_level == "debug"

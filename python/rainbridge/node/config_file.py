@@ -10,9 +10,11 @@ a typo must not silently leave a setting at its default.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import tempfile
 import textwrap
 import tomllib
 from collections.abc import Mapping
@@ -359,13 +361,20 @@ def render(values: Mapping[str, Any]) -> str:
 def write(path: Path, values: Mapping[str, Any]) -> None:
     """Write ``node.toml`` atomically, readable by its owner only (a database URL may carry a
     password)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(render(values))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = render(values)
+    # a new file of its own (mode 0600, a unique name): never a file found there, whose mode
+    # it would keep, nor one another process is writing at the same moment
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 _SECRET_QUERY = ("password", "passwd", "pwd", "secret", "token")
