@@ -407,3 +407,28 @@ def test_a_failed_upgrade_on_sqlite_leaves_the_database_unchanged(
     assert "the schema upgrade failed" in r.output
     assert version(cfg.database_url) == [was]
     assert schema(cfg.database_url) == before
+
+
+def test_a_database_without_revision_that_lacks_baseline_columns_is_refused(
+    tmp_path: Path,
+) -> None:
+    # an older node's database: its starts added new tables, never new columns
+    db = tmp_path / "node.db"
+    shutil.copy(OLD_NODE / "node.db", db)
+    url = f"sqlite:///{db}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE grants DROP COLUMN revoked_at"))
+    engine.dispose()
+    before = schema(url)
+    cfg = make_config(tmp_path / "bank", "bank")
+    cfg.db_url = url
+    cfg.save()
+    for args in (["node", "upgrade"], ["node", "upgrade", "--dry-run"]):
+        r = CliRunner().invoke(main, [*args, "--dir", str(cfg.path)])
+        assert r.exit_code == 2, r.output
+        assert "lacks grants.revoked_at" in r.output
+    with pytest.raises(ConfigError, match=r"lacks grants\.revoked_at"):
+        Storage(url)
+    assert schema(url) == before
+    assert "alembic_version" not in inspect(create_engine(url)).get_table_names()

@@ -139,6 +139,45 @@ def _locked(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@functools.cache
+def _baseline_columns() -> dict[str, frozenset[str]]:
+    """The baseline's tables and their columns (built once in a scratch SQLite database)."""
+    engine = create_engine("sqlite://")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_config(conn), BASELINE)
+            insp = inspect(conn)
+            return {
+                t: frozenset(c["name"] for c in insp.get_columns(t))
+                for t in insp.get_table_names()
+                if t != "alembic_version"
+            }
+    finally:
+        engine.dispose()
+
+
+def _check_baseline(conn: Connection) -> None:
+    """A database without ``alembic_version`` is taken for the baseline only if it has the
+    baseline's tables and columns: one made by an older Rainbridge (whose start added new
+    tables, never new columns) or another program's is refused, not stamped."""
+    insp = inspect(conn)
+    have = set(insp.get_table_names())
+    missing: list[str] = []
+    for table, columns in sorted(_baseline_columns().items()):
+        if table not in have:
+            missing.append(table)
+        else:
+            got = {c["name"] for c in insp.get_columns(table)}
+            missing += [f"{table}.{c}" for c in sorted(columns - got)]
+    if missing:
+        raise ConfigError(
+            "the node's database has no schema revision and is not the first one: it lacks "
+            f"{', '.join(missing[:8])}{' …' if len(missing) > 8 else ''} (made by a "
+            "Rainbridge older than schema revisions, or not a node's database); nothing "
+            "was changed"
+        )
+
+
 def _behind(st: SchemaState) -> ConfigError:
     return ConfigError(
         f"the node's database is at schema revision {st.current}, this version of Rainbridge "
@@ -170,6 +209,8 @@ def open_schema(engine: Engine) -> SchemaState:
             return SchemaState(st.head, st.head)
         if not st.known:
             raise _ahead(st)
+        if st.unversioned:
+            _check_baseline(conn)
         if st.current != st.head:
             raise _behind(st)
         if st.unversioned:
@@ -192,6 +233,8 @@ def upgrade(url: str, dry_run: bool = False) -> tuple[SchemaState, list[str]]:
             st = state(conn)
             if not st.known:
                 raise _ahead(st)
+            if st.unversioned:
+                _check_baseline(conn)
             pending = [] if st.empty else st.pending
             if dry_run:
                 return st, pending
