@@ -69,3 +69,22 @@ def test_a_refused_url_never_shows_its_password(url: str) -> None:
 )
 def test_plain_queries_pass(query: str) -> None:
     assert check_query(query, "postgresql") == query.rstrip(";")
+
+
+@pytest.mark.parametrize(
+    ("query", "dialect"),
+    [
+        ("SELECT a FROM t; -- the customers", "postgresql"),
+        ("SELECT a FROM t;\n/* done */ ;", "mysql"),
+        ("SELECT a FROM t ; # done", "mysql"),
+    ],
+)
+def test_a_comment_after_the_semicolon_is_no_statement(query: str, dialect: str) -> None:
+    assert check_query(query, dialect) == "SELECT a FROM t"
+
+
+def test_a_semicolon_in_a_string_is_kept() -> None:
+    q = "SELECT 'a;b' AS x, $$c;d$$ AS y FROM t"
+    assert check_query(q + ";  -- end", "postgresql") == q
+    with pytest.raises(ConfigError, match="2 statements"):
+        check_query("SELECT 1; SELECT 2 -- two", "postgresql")

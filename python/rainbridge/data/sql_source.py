@@ -217,12 +217,20 @@ def check_query(query: str, dialect: str) -> str:
     text = query.strip().rstrip(";").strip()
     if not text:
         raise ConfigError("the SQL query is empty")
+    read = "postgres" if dialect == "postgresql" else "mysql"
     try:
+        # a ';' followed by nothing but comments (and more ';') is no second statement
         statements = [
             s
-            for s in sqlglot.parse(text, read="postgres" if dialect == "postgresql" else "mysql")
-            if s is not None
+            for s in sqlglot.parse(text, read=read)
+            if s is not None and not isinstance(s, exp.Semicolon)
         ]
+        if len(statements) == 1:
+            # the query ends at its first ';': what follows would end the derived table
+            ends = [
+                t for t in sqlglot.tokenize(text, read=read) if t.token_type.name == "SEMICOLON"
+            ]
+            text = text[: ends[0].start].rstrip() if ends else text
     except SqlglotError as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else "parse error"
         raise ConfigError(
