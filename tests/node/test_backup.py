@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import tarfile
 import threading
 import time
@@ -173,6 +174,32 @@ def test_a_master_key_file_named_inside_the_directory_is_left_out(tmp_path: Path
         assert "node/secret-master" not in tar.getnames()
     n.storage.engine.dispose()
 
+
+
+def test_a_relative_master_key_file_is_left_out_however_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the node reads a relative master_key_file from its working directory; backup ran
+    # elsewhere must still leave that file out, and the same name in the node directory
+    d = tmp_path / "bank"
+    n = _node(d)
+    (d / "keys").mkdir()
+    os.rename(d / "master.key", d / "keys" / "m.key")
+    cfg = NodeConfig.load(d)
+    cfg.master_key_file = "bank/keys/m.key"  # as read by a node started in tmp_path
+    cfg.save()
+    (d / "bank" / "keys").mkdir(parents=True)
+    shutil.copy(d / "keys" / "m.key", d / "bank" / "keys" / "m.key")
+    monkeypatch.chdir(tmp_path)
+    res = backup_node(d, tmp_path / "b.tgz")
+    key = (d / "keys" / "m.key").read_bytes().strip()
+    with tarfile.open(res.path) as tar:
+        names = tar.getnames()
+        assert "node/keys/m.key" not in names and "node/bank/keys/m.key" not in names
+        for m in tar:
+            f = tar.extractfile(m)
+            assert f is None or key not in f.read()
+    n.storage.engine.dispose()
 
 def _rewrite(src: Path, dst: Path, edit: Any) -> None:
     """Copy an archive member by member, ``edit(name, data)`` deciding each one's bytes."""

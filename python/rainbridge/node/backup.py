@@ -377,9 +377,11 @@ def _skipped(
     """Why a file of the node directory is not copied as it is ("-": silently)."""
     master = {MASTER_KEY_FILE}
     mk = master_key_path(node_dir, cfg.master_key_file).expanduser()
-    mk = mk if mk.is_absolute() else node_dir / mk
-    if mk.resolve().is_relative_to(node_dir):
-        master.add(mk.resolve().relative_to(node_dir).as_posix())
+    # a relative master_key_file is read by the node from its working directory: leave out
+    # the file it names both from there and from the node directory
+    for candidate in (mk, node_dir / mk) if not mk.is_absolute() else (mk,):
+        if candidate.resolve().is_relative_to(node_dir):
+            master.add(candidate.resolve().relative_to(node_dir).as_posix())
     db_files: set[str] = set()
     if database_kind(url) == "sqlite" and url.database:
         db = Path(url.database).resolve()
