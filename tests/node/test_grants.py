@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from rainbridge.crypto.certs import create_identity
 from rainbridge.errors import ConfigError, NotFoundError
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node import metering
-from rainbridge.node.grants import GrantError, check_grants, consume_grants
+from rainbridge.node.grants import GrantError, check_grants, consume_grants, use_grant
 from rainbridge.node.service import NodeService
 from rainbridge.node.storage import GrantRow
 
@@ -387,3 +388,30 @@ def test_a_job_refused_for_its_privacy_budget_at_start_uses_no_grant_call(
     assert (used.calls_used, used.rows_used) == (1, 3)
     (ds,) = [d for d in telecom.storage.datasets() if d.name == "subscribers"]
     assert ds.dp_spent == pytest.approx(0.6)
+
+
+def test_a_quotas_last_call_is_not_refused_the_parts_it_already_counted(
+    telecom: NodeService,
+) -> None:
+    """With ``max_calls`` reached exactly, the call that reached it still gets its PIR
+    answer's pages (``counted``), a new call is refused, and a check before a call counted
+    later (``count=False``) still needs one left."""
+    g = grant(telecom, components=["pir"], columns=["*"], receivers=["*"], max_calls=1)
+    use = functools.partial(
+        use_grant,
+        telecom.storage,
+        dataset="subscribers",
+        peer="bank",
+        component_type="pir",
+        columns=["customer_id"],
+        receivers=["bank"],
+        what="query PIR service 's'",
+    )
+    assert use(rows=2).calls_used == 1  # the quota's last call
+    page = use(rows=0, count=False, counted=True)  # a page of its answer
+    assert (page.calls_used, page.rows_used) == (1, 2)
+    for later in ({"rows": 2}, {"rows": 0, "count": False}):
+        with pytest.raises(GrantError, match=f"grant {g['id']} quota exceeded: 1 of 1"):
+            use(**later)
+    (used,) = telecom.owners.grants()
+    assert (used.calls_used, used.rows_used) == (1, 2)

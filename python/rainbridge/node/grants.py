@@ -136,8 +136,10 @@ def why_not_classed(
     receivers: Sequence[str],
     rows: int,
     now: dt.datetime,
+    calls: int = 1,
 ) -> tuple[str, str] | None:
-    """:func:`why_not` with the refusal's class first (one of :data:`REFUSAL_CLASSES`)."""
+    """:func:`why_not` with the refusal's class first (one of :data:`REFUSAL_CLASSES`);
+    ``calls``: the calls the use needs left in the quota (0: part of one counted already)."""
     if g.revoked_at is not None:
         return "revoked", f"grant {g.id} was revoked on {utc(g.revoked_at):%Y-%m-%d %H:%M} UTC"
     if g.expires_at is not None and now >= utc(g.expires_at):
@@ -151,7 +153,7 @@ def why_not_classed(
     if bad_recv:
         who = ", ".join(map(repr, bad_recv))
         return "receivers", f"grant {g.id} does not allow {who} to receive outputs"
-    if g.max_calls is not None and g.calls_used + 1 > g.max_calls:
+    if g.max_calls is not None and g.calls_used + calls > g.max_calls:
         return "quota", f"grant {g.id} quota exceeded: {g.calls_used} of {g.max_calls} calls used"
     if g.max_rows is not None and g.rows_used + rows > g.max_rows:
         return "quota", (
@@ -172,10 +174,13 @@ def use_grant(
     rows: int,
     what: str,
     count: bool = True,
+    counted: bool = False,
 ) -> GrantRow:
     """The first grant that lets ``peer`` use ``dataset`` this way — for one request of a
     service (a PIR query, an interconnection run) rather than a job. With ``count``, one
-    call and ``rows`` rows are added to its usage in the same transaction.
+    call and ``rows`` rows are added to its usage in the same transaction. ``counted``: the
+    request belongs to a call counted already (a page of a PIR answer), so the grant must
+    hold but need not have a call left: a quota's last call is not refused its pages.
 
     Raises
     ------
@@ -189,6 +194,7 @@ def use_grant(
     first = "no_grant"
     with storage.session() as s:
         q = select(GrantRow).where(GrantRow.dataset == dataset, GrantRow.peer == peer)
+        calls = 0 if counted and not count else 1
         for g in s.scalars(q):
             why = why_not_classed(
                 g,
@@ -197,6 +203,7 @@ def use_grant(
                 receivers=receivers,
                 rows=rows,
                 now=now,
+                calls=calls,
             )
             if why is None and count and not count_use(s, g, rows):
                 # another request took the quota's last call (or revoked it) meanwhile

@@ -245,6 +245,9 @@ class PirServer:
             rows=rows,
             what=f"query PIR service {meta['name']!r}",
             count=rows > 0,
+            # info, sync and pages serve queries counted on their own: the last call of a
+            # quota still gets its answer's pages
+            counted=rows == 0,
         )
 
     # -- peers' requests ---------------------------------------------------------------------
