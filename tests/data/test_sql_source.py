@@ -303,6 +303,21 @@ def test_a_value_that_no_longer_fits_is_refused(pg_server: Any) -> None:
         read_columns(ref, ["k"])
 
 
+def test_numeric_nan_and_infinity_refused_as_such(pg_server: Any) -> None:
+    """A numeric(p, s) may hold NaN (and, unconstrained, infinity): refused, saying so, not
+    blamed on a table altered since registration."""
+    db = pg_server.create_database("sqlsrc")
+    pg_server.psql(
+        "CREATE TABLE t (id text, v numeric(10, 2)); INSERT INTO t VALUES ('a', 1.5), ('b', 'NaN')",
+        db,
+    )
+    ref = inspect_sql("t", pg_server.url(db), "id", table="t")
+    with pytest.raises(DataError, match="column 'v' holds NaN or infinity"):
+        read_columns(ref, ["v"])
+    ok = inspect_sql("q", pg_server.url(db), "id", query="SELECT id, v FROM t WHERE v <> 'NaN'")
+    assert read_columns(ok, ["v"]).column("v").to_pylist() == [decimal.Decimal("1.50")]
+
+
 def test_infinite_and_out_of_range_dates_refused(pg_server: Any) -> None:
     """PostgreSQL's infinities and its latest timestamps do not fit Arrow: refused, not
     read as wrapped dates thousands of millennia BC; its earliest dates read exactly."""

@@ -662,6 +662,13 @@ def _conform(
                 arr = pc.cast(arr, f.type, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 first = str(exc).splitlines()[0][:200]
+                if pa.types.is_decimal(f.type) and pa.types.is_string(arr.type):
+                    special = pc.is_in(arr, pa.array(["NaN", "Infinity", "-Infinity"]))
+                    if pc.any(special).as_py():
+                        raise DataError(
+                            f"{what}: column {f.name!r} holds NaN or infinity, which no "
+                            f"{f.type} holds; register a --query that filters or casts it"
+                        ) from None
                 raise DataError(
                     f"{what}: column {f.name!r} holds a value that is not {f.type} "
                     f"exactly ({first}); the table changed since it was registered"
