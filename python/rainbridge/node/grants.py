@@ -542,14 +542,28 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
         if node in c.inputs and c.inputs[node].dataset
     }
     costs = [(d, c, e) for d, c, e in dp_costs(job, node=node) if e is not None]
+    # rows locked in one order (grant IDs, then dataset names): two jobs sharing grants
+    # never wait on each other's locks in opposite orders (a deadlock on PostgreSQL)
+    uses = sorted(
+        {(grant_id, dataset) for dataset, per_peer in (row.grants or {}).items()
+         for grant_id in per_peer.values()}
+    )  # fmt: skip
     # one transaction: a job refused for its privacy budget leaves its grants' usage as it was
     with storage.session() as s:
-        for dataset, per_peer in (row.grants or {}).items():
+        for grant_id, dataset in uses:
             rows = datasets[dataset].num_rows if dataset in datasets else 0
-            for grant_id in set(per_peer.values()):
-                g = s.get(GrantRow, grant_id)
-                if g is None:
-                    raise GrantError(f"grant {grant_id} no longer exists", "revoked")
+            g = s.get(GrantRow, grant_id)
+            if g is None:
+                raise GrantError(f"grant {grant_id} no longer exists", "revoked")
+            why = why_not_classed(
+                g,
+                component_type=read_by.get(dataset, ""),
+                columns=[],
+                receivers=[],
+                rows=rows,
+                now=now,
+            )
+            if why is None and not count_use(s, g, rows):
                 why = why_not_classed(
                     g,
                     component_type=read_by.get(dataset, ""),
@@ -557,19 +571,10 @@ def consume_grants(storage: Storage, row: JobRow, node: str) -> None:
                     receivers=[],
                     rows=rows,
                     now=now,
-                )
-                if why is None and not count_use(s, g, rows):
-                    why = why_not_classed(
-                        g,
-                        component_type=read_by.get(dataset, ""),
-                        columns=[],
-                        receivers=[],
-                        rows=rows,
-                        now=now,
-                    ) or ("quota", f"grant {g.id} quota exceeded")
-                if why is not None:
-                    raise GrantError(f"cannot start: {why[1]}", why[0])
-        for d, _cid, eps in costs:
+                ) or ("quota", f"grant {g.id} quota exceeded")
+            if why is not None:
+                raise GrantError(f"cannot start: {why[1]}", why[0])
+        for d, _cid, eps in sorted(costs, key=lambda c: c[0]):
             ds_row = s.get(DatasetRow, d)
             if ds_row is None:
                 continue
