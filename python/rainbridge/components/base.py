@@ -12,6 +12,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from rainbridge.components.spec import ComponentSpec
+from rainbridge.compute.engine import ComputeEngine, LocalEngine
 from rainbridge.data import DatasetRef, write_table_atomic
 from rainbridge.errors import JobSpecError
 from rainbridge.net.channel import Channel
@@ -46,6 +47,8 @@ class ComponentContext:
     #: peers of this component that speak the interconnection standard instead of ours:
     #: name -> how to reach them (see :mod:`rainbridge.node.interop`); no channel to them
     interop: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: where this party's tasks run (:mod:`rainbridge.compute`): this process by default
+    compute: ComputeEngine = field(default_factory=LocalEngine)
 
     def write_output(self, name: str, table: pa.Table) -> dict[str, Any]:
         """Write output ``name`` as ``<component>.<name>.<format>`` under ``out_dir``

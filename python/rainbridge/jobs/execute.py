@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rainbridge.components import ComponentContext, get_component
+from rainbridge.compute.engine import ComputeEngine, LocalEngine
 from rainbridge.data import DatasetRef, inspect_dataset
 from rainbridge.errors import DataError
 from rainbridge.jobs.spec import ComponentSpec, JobSpec
@@ -325,6 +326,7 @@ async def run_party(
     progress: ProgressFn | None = None,
     ic_peers: Mapping[str, Mapping[str, Any]] | None = None,
     staging_dir: Path | None = None,
+    compute: ComputeEngine | None = None,
 ) -> dict[str, Any]:
     """Run ``party``'s roles of every component of ``job``.
 
@@ -342,6 +344,8 @@ async def run_party(
     staging_dir : Path, optional
         Where outputs are written until every party is done (a new folder beside
         ``out_dir`` by default); removed at the end, whatever the outcome.
+    compute : ComputeEngine, optional
+        Where this party's tasks run (default: this process, :class:`LocalEngine`).
 
     Returns
     -------
@@ -368,6 +372,7 @@ async def run_party(
         staging = Path(staging_dir)
         staging.mkdir(parents=True, exist_ok=True)
     produced: dict[str, Any] = {}
+    engine = compute or LocalEngine()
     ending = _Ending(job, party, channels)
     try:
         ending.passed(-1)
@@ -400,6 +405,7 @@ async def run_party(
                     for name, o in done.get("outputs", {}).items()
                 },
                 interop=ic,
+                compute=engine,
             )
             sent0, recv0 = _moved(mine)
             cpu0 = time.process_time()
