@@ -51,3 +51,24 @@ def mariadb_server() -> Iterator[MariaDBServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[object]:
+    """A real Ray instance on this machine (2 CPUs), shared by the tests of a session.
+
+    Tests of the ``ray`` compute engine run their tasks on it; an engine finds Ray already
+    initialised and joins it instead of starting its own.
+    """
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        namespace="rainbridge-tests",
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
