@@ -68,7 +68,13 @@ class OuPublicKey:
 class OuCiphertexts:
     def __len__(self) -> int: ...
     def histogram(
-        self, bins: Any, features: int, node_of_row: Any, nodes: Any, n_bins: int
+        self,
+        bins: Any,
+        features: int,
+        node_of_row: Any,
+        nodes: Any,
+        n_bins: int,
+        rerandomize: bool = True,
     ) -> bytes: ...
 
 class OuSecretKey:

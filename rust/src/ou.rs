@@ -278,6 +278,38 @@ impl PublicKey {
         nodes: &[i32],
         n_bins: usize,
     ) -> Result<Vec<u8>> {
+        self.histogram_with(cts, bins, features, node_of_row, nodes, n_bins, true)
+    }
+
+    /// [`histogram`](Self::histogram) without the re-randomisation (an empty bin is the
+    /// trivial encryption 1 of zero): the partial histogram of one block of rows, which
+    /// the party adds to its other blocks' and re-randomises once ([`rerandomize`]) before
+    /// the sum leaves it. Saves one nonce per cell per block.
+    ///
+    /// [`rerandomize`]: Self::rerandomize
+    pub fn histogram_sums(
+        &self,
+        cts: &[U2048],
+        bins: &[u8],
+        features: usize,
+        node_of_row: &[i32],
+        nodes: &[i32],
+        n_bins: usize,
+    ) -> Result<Vec<u8>> {
+        self.histogram_with(cts, bins, features, node_of_row, nodes, n_bins, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn histogram_with(
+        &self,
+        cts: &[U2048],
+        bins: &[u8],
+        features: usize,
+        node_of_row: &[i32],
+        nodes: &[i32],
+        n_bins: usize,
+        rerandomize: bool,
+    ) -> Result<Vec<u8>> {
         let rows = cts.len();
         if node_of_row.len() != rows || bins.len() != rows * features {
             return Err(CoreError::Shape(format!(
@@ -315,10 +347,12 @@ impl PublicKey {
                     acc[b] = acc[b].mul(&self.mont(&cts[r]));
                 }
                 for (b, a) in acc.iter().enumerate() {
-                    self.to_wire(
-                        &a.mul(&self.nonce()),
-                        &mut o[b * CT_BYTES..(b + 1) * CT_BYTES],
-                    );
+                    let c = if rerandomize {
+                        a.mul(&self.nonce())
+                    } else {
+                        *a
+                    };
+                    self.to_wire(&c, &mut o[b * CT_BYTES..(b + 1) * CT_BYTES]);
                 }
             });
         Ok(out)

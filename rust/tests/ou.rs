@@ -100,6 +100,73 @@ fn histogram_matches_plain_sums() {
 }
 
 #[test]
+fn block_histogram_sums_add_up_to_the_whole() {
+    // a party's row blocks: each block's un-randomised sums, added and re-randomised once,
+    // decrypt to the histogram of all the rows
+    let sk = key();
+    let pk = sk.public();
+    let rows = 30usize;
+    let features = 2usize;
+    let vals: Vec<i64> = (0..rows as i64).flat_map(|i| [3 * i - 40, i + 1]).collect();
+    let bytes = pk.encrypt_packed(&vals, 2, 64).unwrap();
+    let bins: Vec<u8> = (0..rows * features).map(|i| ((i * 5) % 4) as u8).collect();
+    let node_of_row: Vec<i32> = (0..rows as i32).map(|i| i % 2).collect();
+    let nodes = [1i32, 0];
+    let whole = pk
+        .histogram(
+            &pk.parse(&bytes).unwrap(),
+            &bins,
+            features,
+            &node_of_row,
+            &nodes,
+            4,
+        )
+        .unwrap();
+    let cut = 11usize;
+    let part = |lo: usize, hi: usize| {
+        pk.histogram_sums(
+            &pk.parse(&bytes[lo * CT_BYTES..hi * CT_BYTES]).unwrap(),
+            &bins[lo * features..hi * features],
+            features,
+            &node_of_row[lo..hi],
+            &nodes,
+            4,
+        )
+        .unwrap()
+    };
+    let (a, b) = (part(0, cut), part(cut, rows));
+    let sum = pk.rerandomize(&pk.add(&a, &b).unwrap()).unwrap();
+    assert_eq!(
+        sk.decrypt_packed(&sum, 2, 64, 0).unwrap(),
+        sk.decrypt_packed(&whole, 2, 64, 0).unwrap()
+    );
+    // an empty bin of a block is the trivial encryption 1 of zero; re-randomised it is not
+    let empty = pk
+        .histogram_sums(
+            &pk.parse(&bytes[..CT_BYTES]).unwrap(),
+            &bins[..features],
+            features,
+            &node_of_row[..1],
+            &[5],
+            4,
+        )
+        .unwrap();
+    let mut one = [0u8; CT_BYTES];
+    one[0] = 1;
+    assert!(empty.chunks(CT_BYTES).all(|c| c == one));
+    assert!(pk
+        .rerandomize(&empty)
+        .unwrap()
+        .chunks(CT_BYTES)
+        .all(|c| c != one));
+    assert!(sk
+        .decrypt_packed(&empty, 2, 64, 0)
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
+}
+
+#[test]
 fn rejects_out_of_range_ciphertexts_and_layouts() {
     let sk = key();
     let pk = sk.public();

@@ -112,7 +112,11 @@ impl OuCiphertexts {
 
     /// Per-node, per-feature, per-bin encrypted sums (see the core's `histogram`):
     /// `bins` is rows × features uint8 (row-major), `node_of_row` int32 per row (-1: none),
-    /// `nodes` int32 node ids; nodes × features × n_bins ciphertexts out.
+    /// `nodes` int32 node ids; nodes × features × n_bins ciphertexts out. With
+    /// `rerandomize=False` the sums are left as they are (a block's partial histogram, to be
+    /// added to the others' and re-randomised before it leaves the party).
+    #[pyo3(signature = (bins, features, node_of_row, nodes, n_bins, rerandomize = true))]
+    #[allow(clippy::too_many_arguments)]
     fn histogram(
         &self,
         py: Python<'_>,
@@ -121,6 +125,7 @@ impl OuCiphertexts {
         node_of_row: &Bound<'_, PyAny>,
         nodes: &Bound<'_, PyAny>,
         n_bins: usize,
+        rerandomize: bool,
     ) -> PyResult<Py<PyBytes>> {
         let b = Bytes::new(bins, "bins")?;
         let nr = Bytes::new(node_of_row, "node_of_row")?;
@@ -128,8 +133,13 @@ impl OuCiphertexts {
         let nd = Bytes::new(nodes, "nodes")?;
         let nd = ints(nd.slice(), "nodes", i32::from_le_bytes)?;
         let r = py.allow_threads(|| {
-            self.key
-                .histogram(&self.cts, b.slice(), features, &nr, &nd, n_bins)
+            if rerandomize {
+                self.key
+                    .histogram(&self.cts, b.slice(), features, &nr, &nd, n_bins)
+            } else {
+                self.key
+                    .histogram_sums(&self.cts, b.slice(), features, &nr, &nd, n_bins)
+            }
         });
         bytes_out(py, r)
     }
