@@ -437,3 +437,23 @@ def test_property_any_interleaving_is_delivered_per_sub_in_order(
         assert ma.dropped == mb.dropped == 0
 
     asyncio.run(main())
+
+
+def test_the_peers_end_fails_subs_it_never_opened_open_now_or_later() -> None:
+    async def main() -> None:
+        a, b = local_pair()
+        ma, mb = Mux(a), Mux(b)
+        waiting = ma.open("b1")
+        closing = asyncio.create_task(mb.close())  # bob never opened b1
+        with pytest.raises(PeerDisconnectedError, match="ended the multiplexed link"):
+            await waiting.recv("x")
+        with pytest.raises(ChannelError):
+            await waiting.send("x", b"")
+        late = ma.open("b2")
+        with pytest.raises(PeerDisconnectedError, match="ended the multiplexed link"):
+            await late.recv("x")
+        await ma.close()
+        await closing
+        assert ma.failure is None and mb.failure is None
+
+    run(main)

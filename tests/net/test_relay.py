@@ -169,6 +169,10 @@ def test_refusals_wrong_proof_unknown_sub_second_connection_malformed() -> None:
         await closer()
         with pytest.raises(ChannelError, match="already served"):
             await connect_sub(ticket, "b1")
+        ma.open("mine")  # a sub the driver speaks on itself is never relayed
+        relay.allow("mine")
+        with pytest.raises(ChannelError, match="refused: sub-channel 'mine' was already opened"):
+            await connect_sub(ticket, "mine")
         await relay.close()
         await asyncio.gather(ma.close(), mb.close())
 
@@ -247,5 +251,17 @@ def test_closing_the_relay_aborts_connected_subs() -> None:
             await task.recv("x")
         await closer()
         await asyncio.gather(ma.close(), mb.close())
+
+    run(main)
+
+
+def test_a_closed_mux_refuses_new_tasks() -> None:
+    async def main() -> None:
+        _a, _b, ma, mb, relay = await federation()
+        relay.allow("b1")
+        await asyncio.gather(ma.close(), mb.close())
+        with pytest.raises(ChannelError, match=r"refused: the multiplexed link .* is closed"):
+            await connect_sub(relay.ticket, "b1")
+        await relay.close()
 
     run(main)

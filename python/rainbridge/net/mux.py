@@ -256,6 +256,8 @@ class Mux:
         self._subs[sub] = ch
         for msg, _raw in self._pending.pop(sub, ()):
             ch._deliver(msg)
+        if self._peer_ended:
+            ch._deliver_end(f"peer {self.link.peer!r} ended the multiplexed link")
         self._ensure_reader()
         return ch
 

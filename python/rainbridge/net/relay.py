@@ -178,20 +178,17 @@ class Relay:
     async def _hello(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> str | None:
-        """Read and check the hello; answer ``ok`` and return the sub, or refuse (None)."""
+        """Read and check the hello; return the sub, or refuse (None)."""
         try:
             line = await asyncio.wait_for(reader.readuntil(b"\n"), self.timeout)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             return None
         sub, why = self._check_hello(line)
         if sub is None:
-            with contextlib.suppress(OSError):
-                writer.write(f"refused: {why}\n".encode())
-                await writer.drain()
+            await _refuse(writer, why)
             return None
         self._served.add(sub)
         self._writers[sub] = writer
-        writer.write(b"ok\n")
         return sub
 
     def _check_hello(self, line: bytes) -> tuple[str | None, str]:
@@ -237,7 +234,13 @@ class Relay:
         async def to_task(raw: bytes) -> None:
             await task_ch.send(TAG, raw)
 
-        self.mux.forward(sub, to_task)
+        try:
+            self.mux.forward(sub, to_task)
+        except ChannelError as exc:  # the mux is closed, or the sub is this driver's own
+            await _refuse(writer, str(exc))
+            return
+        # Before any await: the forwarded messages the pump writes must follow this line.
+        writer.write(b"ok\n")
         ended = False  # the task's CLOSE or ABORT went to the peer
         reason = LOST
         try:
@@ -273,6 +276,12 @@ class Relay:
                 with contextlib.suppress(ChannelError):
                     await self.mux.send_raw(abort_message(sub, reason), sub=sub)
             await task_ch.close()
+
+
+async def _refuse(writer: asyncio.StreamWriter, why: str) -> None:
+    with contextlib.suppress(OSError):
+        writer.write(f"refused: {why}\n".encode())
+        await writer.drain()
 
 
 async def connect_sub(
@@ -327,11 +336,13 @@ async def connect_sub(
         writer,
         session_id=ticket.session_id,
         local=ticket.local,
-        peer=ticket.peer,
+        # what the task's errors about its connection name: the peer, reached through here
+        peer=f"{ticket.peer} (through the job worker's relay)",
         timeout=ticket.timeout,
     )
     mux = Mux(stream, tag=TAG)
     ch = mux.open(sub)
+    ch.peer = ticket.peer  # the sub-channel is one to the peer party, as on the link
 
     async def closer() -> None:
         await ch.close()
