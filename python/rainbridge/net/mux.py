@@ -501,23 +501,22 @@ class _Forward:
         self.queue.put_nowait(None)
 
     async def _pump(self) -> None:
+        gone = False
         while True:
             raw = await self.queue.get()
             if raw is None:
                 return
-            try:
-                await self.sink(raw)
-            except Exception:
-                # The relayed side is gone; what the peer still sends for it is dropped.
-                self.mux.dropped += 1 + self.queue.qsize()
-                self.peer_done = True
-                while not self.queue.empty():
-                    self.queue.get_nowait()
-                self.sink = _discard
-
-
-async def _discard(_raw: bytes) -> None:
-    return None
+            data = raw[0] == Kind.DATA
+            if not gone:
+                try:
+                    await self.sink(raw)
+                except Exception:
+                    # The relayed side is gone; what the peer still sends for it is dropped.
+                    gone = True
+            if gone:
+                self.mux.dropped += data
+            elif not data:
+                return  # the peer's CLOSE or ABORT is the last it sends for the sub
 
 
 class SubChannel(Channel):
