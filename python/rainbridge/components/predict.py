@@ -4,7 +4,8 @@ same job (``train_lr`` or ``train_sgb``), each party applying its own part.
 For a SecureBoost model every party marks, per tree, the leaves each row can reach given its
 own splits and sends the marks to the label party, which keeps the one leaf all allow and
 adds the leaf weights: the label party learns each row's leaf in every tree (as in training),
-the others learn nothing.
+the others learn nothing. On a ``ray`` compute engine each party marks its rows by blocks
+on the cluster; the marks, and so the scores, are those of one call.
 
 Each party standardises its features and computes its partial score with its own weights;
 the feature party sends its partial scores to the label party, which adds its own and the
@@ -38,6 +39,7 @@ from rainbridge.components.twoparty import (
 from rainbridge.data import read_columns
 from rainbridge.errors import DataError, ProtocolViolationError
 from rainbridge.protocols.fl.metrics import auc, ks
+from rainbridge.protocols.fl.sharding import row_shards
 from rainbridge.protocols.fl.trees import (
     TreePart,
     combine_marks,
@@ -185,7 +187,9 @@ class PredictComponent(Component):
         parties = sorted(ctx.spec.inputs)
         await check_aligned_star(ctx, table, id_col, receiver, parties, "predict")
         trees = [TreePart.from_json(t) for t in model["trees"]]
-        marks = leaf_marks(trees, float_matrix(table, feats))
+        x = float_matrix(table, feats)
+        shards = row_shards(ctx.compute)
+        marks = leaf_marks(trees, x) if shards is None else await shards.leaf_marks(trees, x)
         n = table.num_rows
         if not is_label:
             await ctx.channels[receiver].send("predict/marks", marks)

@@ -7,6 +7,10 @@ thresholds of its own splits, and at the label party the leaf weights and the in
 — a JSON file no other party receives. The label party may also receive a ``report``
 (training AUC/KS for a binary objective, the loss per round, rounds kept, time in HE).
 Feature columns may hold missing values (they go to their own bin, always to the right).
+
+On a ``ray`` compute engine each party spreads its homomorphic work over row blocks (the
+label party's encryption and decryption, a feature party's histograms); the model is the
+one the ``local`` engine trains.
 """
 
 from __future__ import annotations
@@ -144,10 +148,17 @@ class TrainSgbComponent(Component):
             if np.isnan(y).any():
                 raise DataError(f"label column {params.label.column!r} has missing values")
             peers = {p: ctx.channels[p] for p in parties if p != label}
-            res = await train_label(peers, x, y, proto, me=ctx.party, progress=progress)
+            res = await train_label(
+                peers, x, y, proto, me=ctx.party, progress=progress, engine=ctx.compute
+            )
         else:
             res = await train_feature(
-                ctx.channels[label], x, me=ctx.party, max_bin=params.max_bin, progress=progress
+                ctx.channels[label],
+                x,
+                me=ctx.party,
+                max_bin=params.max_bin,
+                progress=progress,
+                engine=ctx.compute,
             )
         ctx.progress(1.0)
         model: dict[str, Any] = {

@@ -19,6 +19,11 @@ one tree per class per round). Row subsampling per tree, learning rate (shrinkag
 stopping on a held-out share of the label party's rows (``validation_fraction``,
 ``early_stopping_rounds``); missing values go to their own bin and always to the right.
 
+Scale-out: given a sharding compute engine (``ray``), a party spreads its homomorphic work
+over row blocks (:mod:`rainbridge.protocols.fl.sharding`): the label party's encryption and
+decryption, a feature party's histograms (blocks' sums added up by chunks of cells and
+re-randomised once). The messages and the trees are exactly those of one call.
+
 Joint prediction (:mod:`rainbridge.protocols.fl.trees`): each party marks, per tree, the
 leaves a row can reach given only its own splits; the label party ANDs the parties' marks,
 which leaves exactly one leaf per tree, and adds the leaf weights. One message per party.
@@ -51,6 +56,7 @@ import numpy.typing as npt
 from rainbridge._core import OuPublicKey, OuSecretKey
 from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Channel
+from rainbridge.protocols.fl.sharding import CT_BYTES, RowShards, TaskEngine, row_shards
 from rainbridge.protocols.fl.trees import (
     Binned,
     TreePart,
@@ -216,9 +222,16 @@ async def train_label(
     *,
     me: str,
     progress: Callable[[float], None] | None = None,
+    engine: TaskEngine | None = None,
+    min_block: int | None = None,
 ) -> SgbResult:
-    """The label party's side; ``peers`` are the feature parties' channels."""
+    """The label party's side; ``peers`` are the feature parties' channels.
+
+    ``engine``: where the encryption and decryption run (a ``ray`` engine: by row blocks of
+    at least ``min_block`` rows, default 2^14; none or ``local``: one call each).
+    """
     n = len(y)
+    shards = row_shards(engine, min_block)
     rng = np.random.default_rng(params.seed)
     obj = params.objective
     if obj == "binary" and not np.isin(y, (0.0, 1.0)).all():
@@ -283,7 +296,12 @@ async def train_label(
             t0 = time.perf_counter()
             # alone (no feature party: a baseline on the label party's own features) nothing
             # leaves, so nothing is encrypted
-            cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot) if peer_list else b""
+            if not peer_list:
+                cts = b""
+            elif shards is None:
+                cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot)
+            else:
+                cts = await shards.encrypt_packed(pk, enc, 2, slot)
             he += time.perf_counter() - t0
             rows32 = rows.astype("<i4").tobytes()
             for pr in peer_list:
@@ -292,7 +310,7 @@ async def train_label(
                 await pr.ch.send("sgb/gh", cts)
             tree, pos, spent = await _grow(
                 peer_list, binned, own_splits, rows, g_all, h_all, sk, frac, slot, params,
-                me=me, n=n, cls=cls,
+                me=me, n=n, cls=cls, shards=shards,
             )  # fmt: skip
             he += spent
             trees.append(tree)
@@ -340,6 +358,7 @@ async def _grow(
     peers: list[_Peer], binned: Binned, own_splits: npt.NDArray[np.int64],
     rows: npt.NDArray[np.int64], g_all: npt.NDArray[np.float64], h_all: npt.NDArray[np.float64],
     sk: OuSecretKey, frac: int, slot: int, p: SgbParams, *, me: str, n: int, cls: int,
+    shards: RowShards | None = None,
 ) -> tuple[TreePart, npt.NDArray[np.int32], float]:  # fmt: skip
     """Grows one tree level by level; (the tree, every row's leaf, seconds in HE)."""
     pos = np.zeros(n, dtype=np.int32)
@@ -384,10 +403,18 @@ async def _grow(
         hists: dict[str, dict[int, npt.NDArray[np.float64]]] = {}
         for pr, data in zip(peers, raw_hists, strict=True):
             cells = len(compute) * pr.n_features * pr.n_bins
-            if len(data) != cells * 256:
+            if len(data) != cells * CT_BYTES:
                 raise ProtocolViolationError(f"{pr.name!r} sent histograms of the wrong size")
             t0 = time.perf_counter()
-            dec = await asyncio.to_thread(sk.decrypt_packed, data, 2, slot, frac)
+            try:
+                if shards is None:
+                    dec = await asyncio.to_thread(sk.decrypt_packed, data, 2, slot, frac)
+                else:
+                    dec = await shards.decrypt_packed(sk, data, 2, slot, frac)
+            except ValueError as exc:  # a ciphertext out of range for the key
+                raise ProtocolViolationError(
+                    f"{pr.name!r} sent invalid histogram ciphertexts: {exc}"
+                ) from None
             he += time.perf_counter() - t0
             arr = np.frombuffer(dec, dtype="<f8").reshape(len(compute), pr.n_features, pr.n_bins, 2)
             mine = {k: arr[i] for i, k in enumerate(compute)}
@@ -454,10 +481,16 @@ async def _grow(
 
 async def train_feature(
     ch: Channel, x: npt.NDArray[np.float64], *, me: str, max_bin: int = 32,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float], None] | None = None, engine: TaskEngine | None = None,
+    min_block: int | None = None,
 ) -> SgbResult:  # fmt: skip
-    """A feature party's side: histograms over its bins, its own splits' thresholds."""
+    """A feature party's side: histograms over its bins, its own splits' thresholds.
+
+    ``engine``: where the histograms are summed (a ``ray`` engine: by row blocks of at least
+    ``min_block`` rows, default 2^14; none or ``local``: one call per level).
+    """
     n, nf = x.shape
+    shards = row_shards(engine, min_block)
     binned = bin_features(x, max_bin)
     try:
         pk = OuPublicKey.from_bytes(await ch.recv("sgb/pk"))
@@ -489,12 +522,17 @@ async def train_feature(
         rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise ProtocolViolationError("the label party named rows out of range")
+        gh = await ch.recv("sgb/gh")
         try:
-            cts = pk.load(await ch.recv("sgb/gh"))
+            loaded = pk.load(gh)  # checks every ciphertext against the key
         except ValueError as exc:
             raise ProtocolViolationError(f"invalid gradient ciphertexts: {exc}") from None
-        if len(cts) != len(rows):
+        if len(loaded) != len(rows):
             raise ProtocolViolationError("gradient ciphertexts do not match the rows")
+        # sharded, the tasks take the ciphertexts' bytes (rows × 256), not the core's object
+        cts = loaded if shards is None else None
+        ct_rows = np.frombuffer(gh, np.uint8).reshape(-1, CT_BYTES)
+        del loaded
         bins_t = np.ascontiguousarray(binned.bins[rows])
         splits: dict[int, tuple[int, float]] = {}
         while True:
@@ -522,14 +560,26 @@ async def train_feature(
                 raise ProtocolViolationError("row positions of the wrong length")
             if any(not 0 <= k < max_node for k in compute):
                 raise ProtocolViolationError("a histogram asked for a node out of range")
-            hist = await asyncio.to_thread(
-                cts.histogram,
-                bins_t,
-                nf,
-                np.ascontiguousarray(pos[rows]),
-                np.asarray(compute, dtype="<i4"),
-                binned.n_bins,
-            )
+            if cts is not None:
+                hist = await asyncio.to_thread(
+                    cts.histogram,
+                    bins_t,
+                    nf,
+                    np.ascontiguousarray(pos[rows]),
+                    np.asarray(compute, dtype="<i4"),
+                    binned.n_bins,
+                )
+            else:
+                assert shards is not None
+                hist = await shards.histogram(
+                    pk,
+                    ct_rows,
+                    bins_t,
+                    nf,
+                    np.ascontiguousarray(pos[rows]),
+                    np.asarray(compute, dtype="<i4"),
+                    binned.n_bins,
+                )
             await ch.send("sgb/hist", hist)
             req = await ch.recv_json("sgb/splits")
             left = np.zeros(n, dtype=np.uint8)
