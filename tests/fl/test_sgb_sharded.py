@@ -77,6 +77,11 @@ def test_row_blocks_cover_every_row_once_in_order(rows: int, size: int) -> None:
     spans = row_blocks(rows, size)
     assert len(spans) == -(-rows // size)
     assert all(0 < hi - lo <= size for lo, hi in spans)
+    assert (
+        max((hi - lo for lo, hi in spans), default=0)
+        - min((hi - lo for lo, hi in spans), default=0)
+        <= 1
+    )
     # consecutive, from the first row to the last: every row once, in order
     assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     if spans:

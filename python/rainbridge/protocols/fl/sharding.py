@@ -2,7 +2,8 @@
 party's compute engine (:mod:`rainbridge.compute`), with results identical to one call.
 
 A party whose engine shards (``ray``: tasks on a cluster inside the party) cuts its rows into
-blocks of ``max(2^14, rows / (4 · workers))`` and runs one task per block:
+blocks of at most ``max(2^14, rows / (4 · workers))`` (evened out) and runs one task per
+block:
 
 * the label party's encryption of packed gradients (row by row, so the blocks' ciphertexts
   concatenated are laid out exactly as one call's: the peer cannot tell), and its decryption
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -67,11 +69,19 @@ def block_size(rows: int, workers: int, minimum: int = MIN_BLOCK) -> int:
 
 
 def row_blocks(rows: int, size: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` of consecutive blocks of at most ``size`` rows covering ``rows``
-    (none for no rows; none empty)."""
+    """``[start, stop)`` of the fewest consecutive blocks of at most ``size`` rows that cover
+    ``rows``, evened out (sizes differ by one at most: no short last block leaves a worker
+    idle); none for no rows, none empty."""
     if size < 1:
         raise ConfigError("a block holds at least one row")
-    return [(lo, min(lo + size, rows)) for lo in range(0, rows, size)]
+    count = -(-rows // size)
+    if not count:
+        return []
+    base, extra = divmod(rows, count)
+    bounds = [0]
+    for i in range(count):
+        bounds.append(bounds[-1] + base + (i < extra))
+    return list(itertools.pairwise(bounds))
 
 
 # -- tasks (run on the engine's workers) --------------------------------------------------------
