@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +49,9 @@ class ComponentContext:
     interop: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: where this party's tasks run (:mod:`rainbridge.compute`): this process by default
     compute: ComputeEngine = field(default_factory=LocalEngine)
+    #: a new channel to a peer after the link dropped (the job's later components use it
+    #: too); None where the party cannot reconnect
+    reconnect: Callable[[str], Awaitable[Channel]] | None = None
 
     def write_output(self, name: str, table: pa.Table) -> dict[str, Any]:
         """Write output ``name`` as ``<component>.<name>.<format>`` under ``out_dir``

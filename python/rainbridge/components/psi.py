@@ -23,16 +23,21 @@ the one that does, aligned to its rows, and nothing to anyone else.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from rainbridge.components.base import Component, ComponentContext, ComponentParamError
 from rainbridge.components.spec import ComponentSpec
+from rainbridge.compute.engine import scratch_dir
+from rainbridge.compute.psi import BucketedPsiParams, parquet_chunks, run_bucketed_psi
 from rainbridge.data import read_columns, read_ids
 from rainbridge.data.dataset import (
     DatasetRef,
@@ -42,7 +47,7 @@ from rainbridge.data.dataset import (
     iter_dataset,
     missing_ids,
 )
-from rainbridge.errors import DataError
+from rainbridge.errors import DataError, ProtocolViolationError
 from rainbridge.protocols.psi import (
     EcdhPsiParams,
     IdBatches,
@@ -108,6 +113,11 @@ class PsiParams(BaseModel):
     missing_ids: Literal["refuse", "drop"] = "refuse"
     #: Unicode normal form applied to IDs before hashing (none: compared byte for byte)
     normalize: Literal["none", "nfc", "nfkc"] = "none"
+    #: two parties: intersect bucket pair by bucket pair, each a task of the parties'
+    #: compute engines (on: always; auto: when either party runs the ray engine)
+    bucket_pairs: Literal["auto", "on", "off"] = "auto"
+    #: target IDs per bucket pair
+    bucket_items: int = Field(default=1 << 20, ge=1024, le=1 << 26)
 
 
 _OPS = {
@@ -156,6 +166,11 @@ class PsiComponent(Component):
                     "cardinality_only reveals no members: remove the 'intersection' output",
                     ("outputs", "intersection"),
                 )
+        if params.bucket_pairs == "on" and (params.payload or len(spec.inputs) != 2):
+            raise ComponentParamError(
+                "bucket_pairs runs a two-party PSI without payload",
+                ("params", "bucket_pairs"),
+            )
         if not params.payload:
             return
         at = ("params", "payload")
@@ -235,6 +250,8 @@ class PsiComponent(Component):
         # the input too) after a first pass that checks every ID; otherwise (or when rows
         # without an ID are to be dropped) the column is read whole.
         dropped = 0
+        if await self._bucket_pairs(ctx, params):
+            return await self._run_bucketed(ctx, params, ref, id_col, form, filters)
         stream = params.protocol == "rr22" and not filters
         if stream:
             n_rows, dropped = _census(ref, id_col, form)
@@ -320,6 +337,131 @@ class PsiComponent(Component):
             table = self._output_table(picked, id_col, result.payload)
             summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
         return summary
+
+    @staticmethod
+    async def _bucket_pairs(ctx: ComponentContext, params: PsiParams) -> bool:
+        """Whether this PSI runs by bucket pairs: the two parties tell each other whether
+        their engine wants it (``auto``), or the job says so."""
+        if ctx.interop or len(ctx.channels) != 1 or params.payload or params.bucket_pairs == "off":
+            return False
+        if params.bucket_pairs == "on":
+            return True
+        ((peer, ch),) = ctx.channels.items()
+        mine = ctx.compute.name != "local"
+        await ch.send_json("psi/buckets", {"want": mine})
+        theirs = await ch.recv_json("psi/buckets")
+        if not isinstance(theirs, dict) or not isinstance(theirs.get("want"), bool):
+            raise ProtocolViolationError(f"peer {peer!r} sent a malformed PSI mode")
+        return mine or bool(theirs["want"])
+
+    async def _run_bucketed(
+        self,
+        ctx: ComponentContext,
+        params: PsiParams,
+        ref: DatasetRef,
+        id_col: str,
+        form: str | None,
+        filters: list[RowFilter],
+    ) -> dict[str, Any]:
+        """The PSI by bucket pairs on this party's engine (:mod:`rainbridge.compute.psi`)."""
+        what = f"dataset {ref.name!r} column {id_col!r}"
+        dropped = 0
+        keep = None
+        all_ids: Any = None
+        chunked = (
+            ref.format == "parquet"
+            and not filters
+            and params.missing_ids == "refuse"
+            and ctx.compute.name != "local"
+        )
+        ids: Any
+        if chunked:
+            n_rows, missing = _census_meta(ref, id_col)
+            _refuse_missing(params, what, missing)
+            target = max(1 << 18, n_rows // max(1, 4 * ctx.compute.workers))
+            ids = parquet_chunks(ref.path, id_col, target_rows=target, normalize=form)
+        elif not filters:
+            n_rows, dropped = _census(ref, id_col, form)
+            _refuse_missing(params, what, dropped)
+            if dropped:
+                chunked = False
+                ids, keep, all_ids = self._read_ids(ref, id_col, form, params, filters, what)
+            else:
+                ids = _streamed_ids(ref, id_col, n_rows, form)
+        else:
+            ids, keep, all_ids = self._read_ids(ref, id_col, form, params, filters, what)
+        work = scratch_dir(ctx.compute.work_dir(Path(ctx.out_dir)), f"psi-{ctx.spec.id}")
+        try:
+            result = await run_bucketed_psi(
+                ctx.party,
+                ctx.channels,
+                ids,
+                BucketedPsiParams(
+                    protocol=params.protocol,
+                    receivers=self.receivers(ctx.spec),
+                    bucket_items=params.bucket_items,
+                    curve=params.curve,
+                    truncate=params.truncate,
+                    batch_size=params.batch_size,
+                    cardinality_only=params.cardinality_only,
+                ),
+                ctx.compute,
+                work,
+                reconnect=ctx.reconnect,
+                progress=ctx.progress,
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        summary: dict[str, Any] = {"intersection_size": result.size, "stats": result.stats}
+        if filters:
+            summary["rows_after_filter"] = len(ids)
+        if params.missing_ids == "drop":
+            summary["missing_ids_dropped"] = dropped
+        out_spec = ctx.spec.outputs.get("intersection")
+        if out_spec is not None and ctx.party in out_spec.receivers and result.indices is not None:
+            columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
+            rows = result.indices if keep is None else keep.to_numpy()[result.indices]
+            if all_ids is None:
+                picked = _rows_of(ref, [id_col, *columns], rows)
+                if form is not None:
+                    picked = picked.set_column(
+                        0, id_col, _normalized(as_ids(picked.column(0)), form)
+                    )
+            else:
+                idx = pa.array(rows, type=pa.int64())
+                picked = pa.table({id_col: all_ids.take(idx)})
+                if columns:
+                    own = read_columns(ref, columns, text=True).take(idx)
+                    for c in columns:
+                        picked = picked.append_column(own.schema.field(c), own.column(c))
+            table = self._output_table(picked, id_col, None)
+            summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
+        return summary
+
+    def _read_ids(
+        self,
+        ref: DatasetRef,
+        id_col: str,
+        form: str | None,
+        params: PsiParams,
+        filters: list[RowFilter],
+        what: str,
+    ) -> tuple[pa.Array, pa.Array | None, pa.Array]:
+        """The whole ID column, its rows that pass the filters and have an ID (``keep``,
+        None for all), checked; returns (the IDs kept, keep, every ID)."""
+        ids = read_ids(ref, id_col, missing="keep")
+        absent = missing_ids(ids)
+        dropped = count_missing(ids)
+        _refuse_missing(params, what, dropped)
+        keep = self._filtered_rows(ref, filters)
+        if dropped:
+            present = pc.invert(absent)
+            mask = present if keep is None else _mask(len(ids), keep, present)
+            keep = pc.indices_nonzero(mask)
+        if form is not None:
+            ids = _normalized(ids, form)
+        check_id_lengths(ids if keep is None else ids.take(keep), what)
+        return (ids if keep is None else ids.take(keep)), keep, ids
 
     @staticmethod
     def _filtered_rows(ref: Any, filters: list[RowFilter]) -> pa.Array | None:
@@ -428,6 +570,26 @@ def _census(ref: DatasetRef, id_col: str, form: str | None) -> tuple[int, int]:
         missing += count_missing(arr)
         check_id_lengths(arr if form is None else _normalized(arr, form), what)
     return rows, missing
+
+
+def _census_meta(ref: DatasetRef, id_col: str) -> tuple[int, int]:
+    """A Parquet file's rows and missing IDs from its metadata (NULL counts per row group);
+    empty IDs and lengths are checked by the tasks that read the row groups."""
+    try:
+        meta = pq.ParquetFile(ref.path).metadata
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"dataset {ref.name!r}: cannot read {ref.path}: {exc}") from None
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if id_col not in names:
+        raise DataError(f"dataset {ref.name!r}: file {ref.path} has no column {id_col!r}")
+    col = names.index(id_col)
+    missing = 0
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(col).statistics
+        if st is None or not st.has_null_count:
+            return _census(ref, id_col, None)
+        missing += st.null_count
+    return meta.num_rows, missing
 
 
 def _streamed_ids(ref: DatasetRef, id_col: str, rows: int, form: str | None) -> IdBatches:

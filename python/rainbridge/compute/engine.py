@@ -28,11 +28,15 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from rainbridge.errors import ChannelError, ConfigError, RainbridgeError
 from rainbridge.net.channel import Channel
+
+if TYPE_CHECKING:
+    from rainbridge.net.mux import Mux
+    from rainbridge.net.relay import Relay
 
 T = TypeVar("T")
 #: the engines a node may be configured with (``[compute] engine``)
@@ -156,9 +160,9 @@ class ComputeEngine(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def session(self, fn: SessionFn, args: tuple[Any, ...], sub: str, mux: Any) -> Any:
-        """Run ``await fn(channel, *args)`` with ``channel`` = sub-channel ``sub`` of ``mux``
-        (a :class:`rainbridge.net.mux.Mux` over the link to the peer)."""
+    async def sessions(self, mux: Mux) -> Sessions:
+        """A runner of sessions on sub-channels of ``mux`` (the link to one peer); close it
+        when done with that link."""
 
     def lost_task(self, exc: BaseException) -> bool:
         """Whether ``exc`` means the task's process or machine was lost (worth a retry)."""
@@ -192,9 +196,8 @@ class LocalEngine(ComputeEngine):
 
         return list(await asyncio.gather(*(one(a) for a in items)))
 
-    async def session(self, fn: SessionFn, args: tuple[Any, ...], sub: str, mux: Any) -> Any:
-        ch: Channel = mux.open(sub)
-        return await run_on(ch, fn, args)
+    async def sessions(self, mux: Mux) -> Sessions:
+        return Sessions(mux)
 
 
 async def run_on(ch: Channel, fn: SessionFn, args: tuple[Any, ...]) -> Any:
@@ -213,6 +216,37 @@ async def run_on(ch: Channel, fn: SessionFn, args: tuple[Any, ...]) -> Any:
         raise
     await ch.close()
     return result
+
+
+class Sessions:
+    """Runs sessions on sub-channels of one link's :class:`~rainbridge.net.mux.Mux`, here."""
+
+    def __init__(self, mux: Mux) -> None:
+        self.mux = mux
+
+    async def run(self, fn: SessionFn, args: tuple[Any, ...], sub: str) -> Any:
+        """``await fn(channel, *args)`` with ``channel`` = sub-channel ``sub``."""
+        return await run_on(self.mux.open(sub), fn, args)
+
+    async def close(self) -> None:
+        """Stop taking sessions (the mux itself is the caller's)."""
+
+
+class _RaySessions(Sessions):
+    """Sessions as Ray tasks, each speaking on its sub-channel through the relay."""
+
+    def __init__(self, mux: Mux, engine: RayEngine, relay: Relay) -> None:
+        super().__init__(mux)
+        self.engine = engine
+        self.relay = relay
+
+    async def run(self, fn: SessionFn, args: tuple[Any, ...], sub: str) -> Any:
+        self.relay.allow(sub)
+        ref = self.engine._task(_remote_session).remote(self.relay.ticket, sub, fn, args)
+        return await self.engine._await(ref)
+
+    async def close(self) -> None:
+        await self.relay.close()
 
 
 class RayEngine(ComputeEngine):
@@ -308,22 +342,13 @@ class RayEngine(ComputeEngine):
         refs = [task.remote(*args) for args in items]
         return list(await asyncio.gather(*(self._await(r) for r in refs)))
 
-    async def session(self, fn: SessionFn, args: tuple[Any, ...], sub: str, mux: Any) -> Any:
-        await self.start()
-        relay = await self._relay(mux)
-        relay.allow(sub)
-        ref = self._task(_remote_session).remote(relay.ticket, sub, fn, args)
-        return await self._await(ref)
-
-    async def _relay(self, mux: Any) -> Any:
+    async def sessions(self, mux: Mux) -> Sessions:
         from rainbridge.net.relay import Relay
 
-        relay = getattr(mux, "_rainbridge_relay", None)
-        if relay is None:
-            relay = Relay(mux, host=self.settings.relay_host)
-            await relay.start()
-            mux._rainbridge_relay = relay
-        return relay
+        await self.start()
+        relay = Relay(mux, host=self.settings.relay_host)
+        await relay.start()
+        return _RaySessions(mux, self, relay)
 
     def lost_task(self, exc: BaseException) -> bool:
         if self._ray is None:

@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,25 @@ _ALIVE = b"alive"
 #: be doing the local work that ends its last component (writing its outputs), during which
 #: it sends nothing; a peer busy with other parties sends heartbeats instead
 END_PATIENCE = 10
+
+
+def _reconnector(
+    channels: Mapping[str, Channel],
+    reconnect: Callable[[str], Awaitable[Channel]] | None,
+    prefix: str,
+) -> Callable[[str], Awaitable[Channel]] | None:
+    """A component's reconnect: a new link to the peer, kept for the job's later
+    components, seen through the component's tag prefix."""
+    if reconnect is None:
+        return None
+
+    async def again(peer: str) -> Channel:
+        fresh = await reconnect(peer)
+        if isinstance(channels, dict):
+            channels[peer] = fresh
+        return TaggedChannel(fresh, prefix)
+
+    return again
 
 
 class TaggedChannel(Channel):
@@ -327,6 +346,7 @@ async def run_party(
     ic_peers: Mapping[str, Mapping[str, Any]] | None = None,
     staging_dir: Path | None = None,
     compute: ComputeEngine | None = None,
+    reconnect: Callable[[str], Awaitable[Channel]] | None = None,
 ) -> dict[str, Any]:
     """Run ``party``'s roles of every component of ``job``.
 
@@ -346,6 +366,10 @@ async def run_party(
         ``out_dir`` by default); removed at the end, whatever the outcome.
     compute : ComputeEngine, optional
         Where this party's tasks run (default: this process, :class:`LocalEngine`).
+    reconnect : callable, optional
+        ``await reconnect(peer)`` opens a new channel of this job's session to ``peer``
+        after the old one dropped (components that can resume use it; the new channel
+        replaces the old one in ``channels`` for the rest of the job).
 
     Returns
     -------
@@ -406,6 +430,7 @@ async def run_party(
                 },
                 interop=ic,
                 compute=engine,
+                reconnect=_reconnector(channels, reconnect, f"{c.id}/"),
             )
             sent0, recv0 = _moved(mine)
             cpu0 = time.process_time()

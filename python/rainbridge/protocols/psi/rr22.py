@@ -320,7 +320,7 @@ async def run_rr22(
         size = 0
         for k in range(buckets.count):
             rec = buckets.load(k)
-            s, rows_k, retries, records = await _bucket(
+            s, rows_k, retries, records = await bucket_role(
                 k,
                 ch,
                 peer,
@@ -393,7 +393,7 @@ def _distinct(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inverse.reshape(-1)
 
 
-async def _bucket(
+async def bucket_role(
     k: int,
     ch: Channel,
     peer: str,
@@ -405,8 +405,10 @@ async def _bucket(
     layout: RecordLayout | None,
     payload: pa.Table | None,
 ) -> tuple[int, np.ndarray | None, int, np.ndarray | None]:
-    """One bucket: returns (common distinct IDs, this party's common rows or None, retries,
-    the opened payload records of those rows or None)."""
+    """One bucket pair at this party (``rec``: its digests and row numbers, on ``ch``):
+    returns (common distinct IDs, this party's common rows or None, retries, the opened
+    payload records of those rows or None). :mod:`rainbridge.compute.psi` runs each bucket
+    pair of a large PSI through it as its own session."""
     uniq, inverse = _distinct(rec)
     n_mine = len(uniq)
     if payload is not None and n_mine != len(rec):
