@@ -56,8 +56,15 @@ CHANGED: dict[str, Any] = {
     "log_backups": 0,
     "metrics_host": "10.1.0.1",
     "metrics_port": 9102,
-    "compute_engine": "local",
+    "compute_engine": "ray",
+    "compute_workers": 6,
+    "compute_ray_address": "10.0.0.9:6379",
+    "compute_task_cpus": 2.5,
+    "compute_relay_host": "10.0.0.7",
+    "compute_work_dir": "/srv/shared/rainbridge",
 }
+#: settings newer than node.json
+NEWER = {k for k in CHANGED if k.startswith("compute_")}
 
 
 def _node(tmp_path: Path, **changes: Any) -> NodeConfig:
@@ -163,7 +170,10 @@ BAD_VALUES = [
     ("log", "backups", 2.0),
     ("metrics", "host", ""),
     ("metrics", "port", 65536),
-    ("compute", "engine", "ray"),
+    ("compute", "engine", "spark"),
+    ("compute", "workers", -1),
+    ("compute", "task_cpus", 0),
+    ("compute", "ray_address", "8.8.8.8:6379"),
 ]
 
 
@@ -316,7 +326,7 @@ def test_a_list_variable_naming_nothing_is_refused_not_an_empty_list(
         ("RAINBRIDGE_API_PORT", "70000", "api.port"),
         ("RAINBRIDGE_JOBS_CONTROL_TIMEOUT", "0", "jobs.control_timeout"),
         ("RAINBRIDGE_LOG_FORMAT", "xml", "log.format"),
-        ("RAINBRIDGE_COMPUTE_ENGINE", "ray", "compute.engine"),
+        ("RAINBRIDGE_COMPUTE_ENGINE", "spark", "compute.engine"),
         ("RAINBRIDGE_NAME", "../x", "name"),
         ("RAINBRIDGE_DATABASE_URL", "nonsense", "database.url"),
     ],
@@ -367,7 +377,7 @@ def _old_node_json(directory: Path, **fields: Any) -> dict[str, Any]:
     d = {
         f.name: f.default_factory() if callable(f.default_factory) else f.default
         for f in dataclasses.fields(NodeConfig)
-        if f.init and f.name not in ("name", "dir", "compute_engine")  # compute_engine is newer
+        if f.init and f.name not in ("name", "dir") and f.name not in NEWER
     }
     d = {"name": "bank", **d, **fields}
     (directory / LEGACY_CONFIG_FILE).write_text(json.dumps(d, indent=2) + "\n")
@@ -377,7 +387,7 @@ def _old_node_json(directory: Path, **fields: Any) -> dict[str, Any]:
 def test_a_node_json_migrates_with_every_value(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    old = {k: v for k, v in CHANGED.items() if k != "compute_engine"}
+    old = {k: v for k, v in CHANGED.items() if k not in NEWER}
     old["timeout"] = 12  # JSON kept a whole number as written
     _old_node_json(tmp_path, **old)
     with caplog.at_level(logging.WARNING, logger="rainbridge.node.config"):
@@ -440,7 +450,7 @@ def test_a_node_from_a_node_json_starts_and_answers(
     d = f.nodes["bank"].dir
     # turn the new node back into one of the earlier layout
     cfg = NodeConfig.load(d, environ={})
-    _old_node_json(d, **{n: getattr(cfg, n) for n in CHANGED if n != "compute_engine"})
+    _old_node_json(d, **{n: getattr(cfg, n) for n in CHANGED if n not in NEWER})
     (d / CONFIG_FILE).unlink()
     monkeypatch.setenv("RAINBRIDGE_LOG_LEVEL", "debug")  # the node inherits it
     try:

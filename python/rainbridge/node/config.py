@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rainbridge.compute.engine import ENGINES, ComputeSettings, check_ray_address
 from rainbridge.errors import ConfigError
 from rainbridge.node.api_tls import (
     API_TLS_MODES,
@@ -46,7 +47,7 @@ CONFIG_FILE = "node.toml"
 LEGACY_CONFIG_FILE = "node.json"
 TOKEN_FILE = "api.token"
 #: where a party's work may run (``compute.engine``)
-COMPUTE_ENGINES = ("local",)
+COMPUTE_ENGINES = ENGINES
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _log = logging.getLogger(__name__)
 
@@ -105,8 +106,14 @@ class NodeConfig:
     #: private scrape network; never a port other parties reach)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
-    #: where this party's work runs: one of :data:`COMPUTE_ENGINES`
+    #: where this party's work runs: one of :data:`COMPUTE_ENGINES` (see
+    #: :class:`rainbridge.compute.ComputeSettings` for these settings)
     compute_engine: str = "local"
+    compute_workers: int = 0
+    compute_ray_address: str = ""
+    compute_task_cpus: float = 1.0
+    compute_relay_host: str = "127.0.0.1"
+    compute_work_dir: str = ""
     #: where each setting came from, filled by :meth:`load`: ``file``, or the environment
     #: variable that overrode it; a setting not named here has its default
     sources: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -194,6 +201,17 @@ class NodeConfig:
             if via not in ("file", "default")
         ]
 
+    def compute_settings(self) -> ComputeSettings:
+        """The ``[compute]`` table as the compute engines take it."""
+        return ComputeSettings(
+            engine=self.compute_engine,
+            workers=self.compute_workers,
+            ray_address=self.compute_ray_address,
+            task_cpus=self.compute_task_cpus,
+            relay_host=self.compute_relay_host,
+            work_dir=self.compute_work_dir,
+        )
+
     def _bad(self, name: str, expected: str) -> ConfigError:
         """The error for a field's value, named by its key (and its variable if it came from
         the environment); a database URL is never echoed (it may hold a password)."""
@@ -249,6 +267,15 @@ class NodeConfig:
             raise self._bad("crypto_suite", "standard or gm")
         if self.compute_engine not in COMPUTE_ENGINES:
             raise self._bad("compute_engine", " or ".join(COMPUTE_ENGINES))
+        if self.compute_workers < 0:
+            raise self._bad("compute_workers", "0 (automatic) or a positive whole number")
+        if not 0 < self.compute_task_cpus <= 1024:
+            raise self._bad("compute_task_cpus", "a positive number of CPUs")
+        if self.compute_ray_address:
+            try:
+                check_ray_address(self.compute_ray_address)
+            except ConfigError as exc:
+                raise ConfigError(f"{self._key('compute_ray_address')}: {exc}") from None
         if self.db_url:
             _check_db_url(self)
         if self.api_tls not in API_TLS_MODES:

@@ -173,7 +173,36 @@ SETTINGS: tuple[Setting, ...] = (
         "int",
         "its port; 0: metrics only on the API's /metrics (with a token)",
     ),
-    Setting("compute_engine", "compute", "engine", "str", "local (processes on this machine)"),
+    Setting(
+        "compute_engine",
+        "compute",
+        "engine",
+        "str",
+        "local (this machine) or ray (a Ray cluster inside this party's network)",
+    ),
+    Setting("compute_workers", "compute", "workers", "int", "tasks at once; 0: one per CPU"),
+    Setting(
+        "compute_ray_address",
+        "compute",
+        "ray_address",
+        "str",
+        "head of the Ray cluster (host:port, private network only); empty: Ray on this machine",
+    ),
+    Setting("compute_task_cpus", "compute", "task_cpus", "float", "CPUs Ray gives each task"),
+    Setting(
+        "compute_relay_host",
+        "compute",
+        "relay_host",
+        "str",
+        "this node's address that Ray tasks connect back to",
+    ),
+    Setting(
+        "compute_work_dir",
+        "compute",
+        "work_dir",
+        "str",
+        "storage every Ray machine reaches, for bucket files; empty: the job's folder",
+    ),
 )
 
 BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}

@@ -129,6 +129,7 @@ class Runner:
             "node_dir": str(self.config.path),
             "timeout": self.config.timeout,
             "socket": str(self.socket_path(job_id)),
+            "compute": self.config.compute_settings().to_dict(),
             "out_dir": str(self.out_dir(job_id)),
             "staging_dir": str(self.staging_dir(job_id)),
             "result": str(job_dir / "result.json"),

@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from rainbridge.compute.engine import ComputeEngine, make_engine
 from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.data import DatasetRef
 from rainbridge.data.sql_source import provide_url
@@ -83,21 +84,53 @@ async def _dial(ctx: dict[str, Any], identity: TlsIdentity, peer: str) -> Channe
             delay = min(1.0, delay * 2)
 
 
-async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asyncio.Server]:
+class Links:
+    """This worker's links to its peers, and new ones after a link dropped.
+
+    The party whose name sorts first dials (again); the other takes the next stream its
+    node relays for that peer. A relayed stream that arrives while no link to that peer is
+    awaited waits in a queue of one, so a redial that comes before this side noticed the
+    drop is not lost.
+    """
+
+    def __init__(self, ctx: dict[str, Any], identity: TlsIdentity) -> None:
+        self.ctx = ctx
+        self.identity = identity
+        self.me = ctx["party"]
+        self.incoming: dict[str, asyncio.Queue[Channel]] = {
+            p: asyncio.Queue(maxsize=1) for p in ctx["peers"] if p < self.me
+        }
+        self.reconnects = 0
+
+    async def reconnect(self, peer: str) -> Channel:
+        """A new link to ``peer`` of this job's session (the old one dropped)."""
+        self.reconnects += 1
+        if peer > self.me:
+            return await _dial(self.ctx, self.identity, peer)
+        try:
+            return await asyncio.wait_for(self.incoming[peer].get(), self.ctx["timeout"])
+        except TimeoutError:
+            raise ChannelTimeoutError(
+                f"peer {peer!r} did not connect again within {self.ctx['timeout']:g} s"
+            ) from None
+
+
+async def open_channels(
+    ctx: dict[str, Any],
+) -> tuple[dict[str, Channel], asyncio.Server, Links]:
     me = ctx["party"]
     identity = TlsIdentity.load(ctx["node_dir"], ctx.get("key_password"))
-    incoming: dict[str, asyncio.Future[Channel]] = {
-        p: asyncio.get_running_loop().create_future() for p in ctx["peers"] if p < me
-    }
+    links = Links(ctx, identity)
+    incoming = links.incoming
 
     async def on_relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = json.loads(await asyncio.wait_for(reader.readline(), 10))
             peer = str(head["peer"])
-            fut = incoming.get(peer)
+            queue = incoming.get(peer)
             if (
-                fut is None
-                or fut.done()
+                queue is None
+                or queue.full()
                 or head["session"] != pair_session(ctx["job_id"], me, peer)
             ):
                 writer.close()
@@ -105,7 +138,7 @@ async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asynci
         except (ValueError, KeyError, TimeoutError, OSError):
             writer.close()
             return
-        fut.set_result(
+        queue.put_nowait(
             StreamChannel(
                 reader,
                 writer,
@@ -125,9 +158,9 @@ async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asynci
     try:
         for p, task in dials.items():
             channels[p] = await task
-        for p, fut in incoming.items():
+        for p, queue in incoming.items():
             try:
-                channels[p] = await asyncio.wait_for(fut, ctx["timeout"])
+                channels[p] = await asyncio.wait_for(queue.get(), ctx["timeout"])
             except TimeoutError:
                 raise ChannelTimeoutError(
                     f"peer {p!r} did not connect within {ctx['timeout']:g} s"
@@ -139,7 +172,7 @@ async def open_channels(ctx: dict[str, Any]) -> tuple[dict[str, Channel], asynci
             await ch.close()
         server.close()
         raise
-    return channels, server
+    return channels, server, links
 
 
 _last_progress: dict[str, float] = {}
@@ -170,7 +203,18 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
     job = JobSpec.model_validate(ctx["spec"])
     datasets = {n: DatasetRef.from_dict(d) for n, d in ctx["datasets"].items()}
     check_inputs(job, ctx["party"], datasets)  # before any channel: nothing has moved yet
-    channels, server = await open_channels(ctx)
+    engine = make_engine(ctx.get("compute"))
+    await engine.start()  # a cluster that cannot be joined fails the job before any message
+    try:
+        return await _run_with(ctx, job, datasets, engine)
+    finally:
+        await engine.close()
+
+
+async def _run_with(
+    ctx: dict[str, Any], job: JobSpec, datasets: dict[str, DatasetRef], engine: ComputeEngine
+) -> dict[str, Any]:
+    channels, server, links = await open_channels(ctx)
     try:
         result = await run_party(
             job,
@@ -185,6 +229,8 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
                 name: {**cfg, "node_dir": ctx["node_dir"], "key_password": ctx.get("key_password")}
                 for name, cfg in (ctx.get("ic_peers") or {}).items()
             },
+            compute=engine,
+            reconnect=links.reconnect,
         )
     except BaseException as exc:
         if isinstance(exc, asyncio.CancelledError):
