@@ -216,6 +216,31 @@ def test_forged_ciphertexts_are_refused_through_the_tasks(
         asyncio.run(shards.decrypt_packed(key, bytes(cts[:-1]), 2, SLOT_BITS, 0))
 
 
+def test_a_map_whose_worker_died_runs_again(ray_engine: _CountingRayEngine, tmp_path: Path) -> None:
+    def die_once(marker: str, value: int) -> int:
+        # the first task to run kills its worker process; every later one answers
+        import os
+
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return value * 2
+        os._exit(1)
+
+    shards = RowShards(ray_engine, 1)
+    marker = str(tmp_path / "died")
+    ray_engine.ran.clear()
+    got = asyncio.run(shards._map(die_once, [(marker, 1), (marker, 2), (marker, 3)]))
+    assert got == [2, 4, 6]
+    assert ray_engine.ran["die_once"] == 6  # the whole map, twice
+
+    def fails(value: int) -> int:
+        raise ValueError(f"not a lost task: {value}")
+
+    with pytest.raises(ValueError, match="not a lost task"):
+        asyncio.run(shards._map(fails, [(1,)]))
+
+
 # -- SecureBoost on each engine ----------------------------------------------------------------
 
 

@@ -44,6 +44,8 @@ T = TypeVar("T")
 MIN_BLOCK = 1 << 14
 #: the smallest chunk of histogram cells one reducing task adds up
 MIN_CHUNK = 1 << 10
+#: times a map is run again after the engine lost one of its tasks (a worker or machine died)
+LOST_TASK_RETRIES = 2
 #: bytes of one Okamoto–Uchiyama ciphertext on the wire
 CT_BYTES = 256
 
@@ -59,6 +61,8 @@ class TaskEngine(Protocol):
     def workers(self) -> int: ...
 
     async def map(self, fn: Callable[..., T], items: Sequence[tuple[Any, ...]]) -> list[T]: ...
+
+    def lost_task(self, exc: BaseException) -> bool: ...
 
 
 def block_size(rows: int, workers: int, minimum: int = MIN_BLOCK) -> int:
@@ -153,6 +157,18 @@ class RowShards:
     def blocks(self, rows: int) -> list[tuple[int, int]]:
         return row_blocks(rows, block_size(rows, self.engine.workers, self.minimum))
 
+    async def _map(self, fn: Callable[..., T], items: Sequence[tuple[Any, ...]]) -> list[T]:
+        # the tasks are pure: a map whose worker or machine was lost is run again whole (the
+        # engine does not retry, its other callers speak to a peer); what else fails, fails
+        retries = 0
+        while True:
+            try:
+                return await self.engine.map(fn, items)
+            except Exception as exc:
+                if retries == LOST_TASK_RETRIES or not self.engine.lost_task(exc):
+                    raise
+                retries += 1
+
     async def encrypt_packed(
         self, pk: OuPublicKey, values: npt.NDArray[np.int64], slots: int, slot_bits: int
     ) -> bytes:
@@ -164,7 +180,7 @@ class RowShards:
             return await asyncio.to_thread(pk.encrypt_packed, values, slots, slot_bits)
         key = pk.to_bytes()
         items = [(key, values[lo:hi], slots, slot_bits) for lo, hi in spans]
-        return b"".join(await self.engine.map(encrypt_block, items))
+        return b"".join(await self._map(encrypt_block, items))
 
     async def decrypt_packed(
         self, sk: OuSecretKey, data: bytes, slots: int, slot_bits: int, frac_bits: int
@@ -184,7 +200,7 @@ class RowShards:
             (key, bytes(view[lo * CT_BYTES : hi * CT_BYTES]), slots, slot_bits, frac_bits)
             for lo, hi in spans
         ]
-        return b"".join(await self.engine.map(decrypt_block, items))
+        return b"".join(await self._map(decrypt_block, items))
 
     async def histogram(
         self, pk: OuPublicKey, cts: npt.NDArray[np.uint8], bins: npt.NDArray[np.uint8],
@@ -216,7 +232,7 @@ class RowShards:
             )
             for lo, hi in spans
         ]
-        parts = await self.engine.map(histogram_block, items)
+        parts = await self._map(histogram_block, items)
         cells = len(nodes) * features * n_bins
         chunk = max(MIN_CHUNK, -(-cells // (2 * max(1, self.engine.workers))))
         views = [memoryview(p) for p in parts]
@@ -224,7 +240,7 @@ class RowShards:
             (key, [bytes(v[lo * CT_BYTES : hi * CT_BYTES]) for v in views])
             for lo, hi in row_blocks(cells, chunk)
         ]
-        return b"".join(await self.engine.map(sum_chunk, sums))
+        return b"".join(await self._map(sum_chunk, sums))
 
     async def leaf_marks(self, trees: Sequence[TreePart], x: npt.NDArray[np.float64]) -> bytes:
         """:func:`rainbridge.protocols.fl.trees.leaf_marks` by blocks of rows."""
@@ -232,7 +248,7 @@ class RowShards:
         if len(spans) <= 1:
             return await asyncio.to_thread(leaf_marks, trees, x)
         items = [(list(trees), np.ascontiguousarray(x[lo:hi])) for lo, hi in spans]
-        return b"".join(await self.engine.map(marks_block, items))
+        return b"".join(await self._map(marks_block, items))
 
 
 def _whole_histogram(
