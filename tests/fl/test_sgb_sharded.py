@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from rainbridge._core import OuSecretKey
 from rainbridge.compute.engine import ComputeEngine, ComputeSettings, LocalEngine, RayEngine
 from rainbridge.data import inspect_dataset
-from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.errors import ConfigError, PeerDisconnectedError, ProtocolViolationError
 from rainbridge.jobs import parse_job
 from rainbridge.jobs.execute import run_party
 from rainbridge.net.local import LocalChannel
@@ -341,6 +341,35 @@ def test_the_label_party_refuses_forged_histograms_on_ray(ray_engine: RayEngine)
             forger.cancel()
 
     with pytest.raises(ProtocolViolationError, match="invalid histogram ciphertexts"):
+        asyncio.run(main())
+
+
+def test_a_feature_party_that_hangs_up_stops_the_label_party_on_ray(
+    ray_engine: RayEngine,
+) -> None:
+    mesh = LocalChannel.mesh("sgb-hangup", ["label", "feat"])
+    x, y = _data(40, 2, "binary")
+
+    async def hang_up(ch: Any) -> None:
+        await ch.recv("sgb/pk")
+        await ch.recv_json("sgb/setup")
+        await ch.send_json("sgb/features", {"features": 1, "n_bins": 3, "n_splits": [2]})
+        await ch.recv_json("sgb/next")
+        await ch.recv("sgb/rows")
+        await ch.recv("sgb/gh")  # encrypted by blocks on the cluster
+        await ch.close()
+
+    async def main() -> None:
+        other = asyncio.create_task(hang_up(mesh["feat"]["label"]))
+        try:
+            await train_label(
+                {"feat": mesh["label"]["feat"]}, x, y, SgbParams(key_bits=1024, max_depth=2),
+                me="label", engine=ray_engine, min_block=8,
+            )  # fmt: skip
+        finally:
+            await other
+
+    with pytest.raises(PeerDisconnectedError):
         asyncio.run(main())
 
 
