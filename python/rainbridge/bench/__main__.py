@@ -1,5 +1,5 @@
 """Benchmarks, printing JSON: ``python -m rainbridge.bench WHAT ...`` where WHAT is psi,
-x25519, governance, mpc, sql, fl, he, predict, datasource or backup.
+x25519, governance, mpc, sql, fl, he, predict, datasource, backup or scale.
 
 Never run in the test suite; figures go to docs/BENCHMARKS.md with the command that made them.
 """
@@ -140,9 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     bk.add_argument("--repeat", type=int, default=3)
     bk.add_argument("--timeout", type=float, default=1800)
     bk.add_argument("--out")
+    sc = sub.add_parser("scale", help="PSI by bucket pairs on a compute engine, by workers")
+    sc.add_argument("--protocol", choices=["rr22", "ecdh"], default="rr22")
+    sc.add_argument("--n", type=int, default=1 << 22, help="items at each party")
+    sc.add_argument("--overlap", type=float, default=0.5)
+    sc.add_argument("--engine", choices=["local", "ray"], default="local")
+    sc.add_argument("--workers", default="1,2", help="comma list: worker slots per party")
+    sc.add_argument("--bucket-items", type=int, default=1 << 20)
+    sc.add_argument("--input", choices=["parquet", "array"], default="parquet")
+    sc.add_argument("--repeat", type=int, default=3)
+    sc.add_argument("--drop-after-bytes", type=int, default=0, help="b's link drops once")
+    sc.add_argument("--timeout", type=float, default=1800, help="per run")
+    sc.add_argument("--out")
     args = ap.parse_args(argv)
     if args.what == "backup":
         from rainbridge.bench.backup import bench
+    elif args.what == "scale":
+        from rainbridge.bench.scale import bench
     elif args.what == "datasource":
         from rainbridge.bench.datasource import bench
     elif args.what == "he":
