@@ -227,8 +227,9 @@ async def train_label(
 ) -> SgbResult:
     """The label party's side; ``peers`` are the feature parties' channels.
 
-    ``engine``: where the encryption and decryption run (a ``ray`` engine: by row blocks of
-    at least ``min_block`` rows, default 2^14; none or ``local``: one call each).
+    ``engine``: where the encryption and decryption run (a ``ray`` engine: by blocks of up
+    to ``max(min_block, rows / (4 · workers))`` rows, evened out, ``min_block`` 2^14 by
+    default; none or ``local``: one call each).
     """
     n = len(y)
     shards = row_shards(engine, min_block)
@@ -486,8 +487,8 @@ async def train_feature(
 ) -> SgbResult:  # fmt: skip
     """A feature party's side: histograms over its bins, its own splits' thresholds.
 
-    ``engine``: where the histograms are summed (a ``ray`` engine: by row blocks of at least
-    ``min_block`` rows, default 2^14; none or ``local``: one call per level).
+    ``engine``: where the histograms are summed (a ``ray`` engine: by row blocks, as
+    :func:`train_label`; none or ``local``: one call per level).
     """
     n, nf = x.shape
     shards = row_shards(engine, min_block)

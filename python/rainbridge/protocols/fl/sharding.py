@@ -39,8 +39,8 @@ from rainbridge.errors import ConfigError
 from rainbridge.protocols.fl.trees import TreePart, leaf_marks
 
 T = TypeVar("T")
-#: the smallest block of rows (or ciphertexts) a task gets: below it a task's start and its
-#: arguments' transfer cost more than the work
+#: rows (or ciphertexts) a block may hold before more blocks are cut: smaller blocks would
+#: cost more in a task's start and its arguments' transfer than they save
 MIN_BLOCK = 1 << 14
 #: the smallest chunk of histogram cells one reducing task adds up
 MIN_CHUNK = 1 << 10
@@ -149,7 +149,7 @@ def marks_block(trees: Sequence[TreePart], x: npt.NDArray[np.float64]) -> bytes:
 
 @dataclass
 class RowShards:
-    """A party's row-block work on a sharding engine; ``minimum`` is the smallest block."""
+    """A party's row-block work on a sharding engine; ``minimum``: see :func:`block_size`."""
 
     engine: TaskEngine
     minimum: int = MIN_BLOCK
