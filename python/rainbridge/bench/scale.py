@@ -110,19 +110,29 @@ def run_pair(
     limit = args.timeout * (args.repeat + 1) + 120
     try:
         out_b, err_b = b.communicate(timeout=limit)
-        out_a, err_a = a.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        a.kill()
-        b.kill()
-        a.communicate()
-        b.communicate()
+        _stop(a, b)
         return {"error": f"timed out after {limit:g} s"}
+    try:
+        # a party b that failed leaves a waiting for it: a's own error comes at once if any
+        out_a, err_a = a.communicate(timeout=15 if b.returncode else limit)
+    except subprocess.TimeoutExpired:
+        _stop(a)
+        if b.returncode:
+            return {"error": f"party b exited {b.returncode}: {_last_line(err_b)}"}
+        return {"error": f"party a timed out after {limit:g} s"}
     if a.returncode or b.returncode:
         return {
             "error": f"party exited {a.returncode}/{b.returncode}: "
             f"{_last_line(err_a if a.returncode else err_b)}"
         }
     return {"a": _last_json(out_a), "b": _last_json(out_b)}
+
+
+def _stop(*procs: subprocess.Popen[str]) -> None:
+    for p in procs:
+        p.kill()
+        p.communicate()
 
 
 def _last_line(text: str) -> str:
