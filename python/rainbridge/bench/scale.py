@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import tempfile
 import time
@@ -86,11 +87,16 @@ def run_pair(
     def side(s: str) -> list[str]:
         return ["--parquet", str(inputs[s])] if inputs else []
 
+    # W slots should mean W cores: the core's own threads (rayon) would otherwise use every
+    # core of the machine even at W = 1 on the local engine (Ray tasks get 1 thread each)
+    env = {**os.environ, "RAYON_NUM_THREADS": str(workers)}
+
     a = subprocess.Popen(
         [PY, "-m", "rainbridge.bench.scale_party", "--side", "a", *common, *side("a")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     assert a.stdout is not None
     first = a.stdout.readline()
@@ -106,6 +112,7 @@ def run_pair(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )  # fmt: skip
     limit = args.timeout * (args.repeat + 1) + 120
     try:
@@ -314,6 +321,8 @@ def bench(args: Any) -> dict[str, Any]:
             "at one worker slot (split included)",
             "efficiency": formula,
             "busy_slots": "2 W: both parties run on this machine's cores",
+            "core_threads": "RAYON_NUM_THREADS = W in each party process (the local engine's "
+            "core calls); each Ray task runs the core on 1 thread",
             "seconds_lost": "the drop run's seconds minus the median without a drop, same W",
         },
         "ok": bool(per_w) and all("error" not in s for s in per_w),
