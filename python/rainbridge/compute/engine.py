@@ -298,10 +298,33 @@ class RayEngine(ComputeEngine):
                     f"{self.settings.ray_address or 'this machine'}: {exc}"
                 ) from None
             self._ray = ray
-        if not self._workers:
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            self._workers = max(1, int(cpus // self.settings.task_cpus))
-        await self._check_versions()
+        try:
+            await asyncio.to_thread(self._check_task_cpus)
+            if not self._workers:
+                cpus = float(ray.cluster_resources().get("CPU", 1))
+                self._workers = max(1, int(cpus // self.settings.task_cpus))
+            await self._check_versions()
+        except BaseException:
+            # a Ray instance started for this job must not outlive a refusal
+            await self.close()
+            raise
+
+    def _check_task_cpus(self) -> None:
+        """Refuse ``task_cpus`` that no machine of the cluster has: Ray would keep every
+        task pending for ever (it waits for a machine that may join) and the job would hang."""
+        most = max(
+            (
+                float(n.get("Resources", {}).get("CPU", 0))
+                for n in self._ray.nodes()
+                if n.get("Alive")
+            ),
+            default=0.0,
+        )
+        if self.settings.task_cpus > most:
+            raise ConfigError(
+                f"compute task_cpus {self.settings.task_cpus:g}: no machine of the Ray cluster "
+                f"has that many CPUs (the largest has {most:g}); lower task_cpus"
+            )
 
     async def _check_versions(self) -> None:
         """Every worker must run the same Rainbridge as this node (tasks are imported by
