@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from rainbridge.compute import ComputeSettings, LocalEngine, RayEngine
 from rainbridge.compute.psi import BucketedPsiParams, run_bucketed_psi
-from rainbridge.errors import ConfigError
+from rainbridge.errors import ChannelError, ConfigError, PeerDisconnectedError
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.psi.ecdh import PsiResult
 
@@ -75,3 +75,57 @@ def test_a_task_size_no_machine_can_hold_is_refused(ray_local: Any) -> None:
     engine = RayEngine(ComputeSettings(engine="ray", workers=1, task_cpus=64))
     with pytest.raises(ConfigError, match="task_cpus"):
         asyncio.run(asyncio.wait_for(engine.start(), 10))
+
+
+def _hold_cpus(mark: str, seconds: float) -> None:
+    """A Ray task that keeps the instance's CPUs busy (so that sessions stay pending)."""
+    import time
+
+    Path(mark).write_text("running")
+    time.sleep(seconds)
+
+
+def test_a_dropped_link_ends_a_session_still_pending_on_ray(tmp_path: Path, ray_local: Any) -> None:
+    # Alice's bucket task waits for a CPU when the link drops: she must fail with the
+    # link's error at once, not wait for the cluster (it may never have room) and hang.
+    import ray
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(__import__(__name__))
+    a = [f"id-{i}" for i in range(300)]
+    engine = RayEngine(ComputeSettings(engine="ray", workers=1))
+    mark = tmp_path / "holding"
+
+    async def go() -> None:
+        await engine.start()
+        holder = ray.remote(_hold_cpus).options(num_cpus=2).remote(str(mark), 30.0)
+        try:
+            for _ in range(200):
+                if mark.exists():
+                    break
+                await asyncio.sleep(0.1)
+            assert mark.exists(), "the task holding the CPUs did not start"
+            # Bob's own end of a dropped LocalChannel fails at his receive timeout
+            la, lb = LocalChannel.pair("s", "alice", "bob", timeout=5)
+            params = BucketedPsiParams(protocol="rr22", bucket_items=1024)
+            bob = run_bucketed_psi(
+                "bob", {"alice": lb}, pa.array(a), params, LocalEngine(), tmp_path / "b"
+            )
+            alice = run_bucketed_psi(
+                "alice", {"bob": la}, pa.array(a), params, engine, tmp_path / "a"
+            )
+            alice_t = asyncio.ensure_future(alice)
+            bob_t = asyncio.ensure_future(bob)
+            await asyncio.sleep(3)  # bucket 0 has begun at Bob, and waits for a CPU at Alice
+            assert not alice_t.done() and not bob_t.done()
+            await lb.abort("link dropped")
+            done, _ = await asyncio.wait({alice_t}, timeout=10)
+            assert done, "Alice still waits for her bucket's task after the link dropped"
+            with pytest.raises(PeerDisconnectedError):
+                alice_t.result()
+            with pytest.raises(ChannelError):
+                await bob_t
+        finally:
+            ray.cancel(holder, force=True)
+
+    asyncio.run(go())
