@@ -243,7 +243,21 @@ class _RaySessions(Sessions):
     async def run(self, fn: SessionFn, args: tuple[Any, ...], sub: str) -> Any:
         self.relay.allow(sub)
         ref = self.engine._task(_remote_session).remote(self.relay.ticket, sub, fn, args)
-        return await self.engine._await(ref)
+        result = asyncio.ensure_future(self.engine._await(ref))
+        # A task that waits for a CPU never connects, so nothing would tell it the link
+        # failed: the failure ends the wait here, and the task is cancelled.
+        failure = asyncio.ensure_future(self.mux.wait_failure())
+        try:
+            await asyncio.wait({result, failure}, return_when=asyncio.FIRST_COMPLETED)
+            if result.done():
+                return result.result()
+            raise self.mux.link_error(sub)
+        finally:
+            failure.cancel()
+            if not result.done():
+                result.cancel()
+                with contextlib.suppress(Exception):
+                    self.engine._ray.cancel(ref, force=True)
 
     async def close(self) -> None:
         await self.relay.close()

@@ -240,6 +240,7 @@ class Mux:
         self._peer_ended = False
         self._closing = False
         self._closed = asyncio.Event()
+        self._failed = asyncio.Event()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -287,6 +288,13 @@ class Mux:
         if sub in self._used:
             raise ChannelError(f"sub-channel {sub!r} was already opened at this end")
         self._used.add(sub)
+
+    async def wait_failure(self) -> ChannelError:
+        """Wait until the link fails; return its error (for waits that read no sub-channel,
+        such as a relayed task's, which must not outlast the link)."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
 
     def aborted(self, sub: str) -> str | None:
         """The reason the peer gave when it aborted ``sub``, else None."""
@@ -396,6 +404,7 @@ class Mux:
         if self.failure is not None:
             return
         self.failure = exc
+        self._failed.set()
         for ch in self._subs.values():
             ch._wake()
         for fwd in self._forwards.values():
