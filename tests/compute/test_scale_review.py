@@ -10,15 +10,25 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rainbridge import _core
 from rainbridge.compute import ComputeSettings, LocalEngine, RayEngine
-from rainbridge.compute.psi import BucketedPsiParams, run_bucketed_psi
-from rainbridge.errors import ChannelError, ConfigError, PeerDisconnectedError
+from rainbridge.compute.psi import (
+    BucketedPsiParams,
+    load_bucket,
+    parquet_chunks,
+    run_bucketed_psi,
+    split_parquet_chunk,
+)
+from rainbridge.data.dataset import as_ids
+from rainbridge.errors import ChannelError, ConfigError, DataError, PeerDisconnectedError
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.psi.ecdh import PsiResult
+from rainbridge.protocols.psi.items import as_items
 
 
 def _reference(a: list[str], b: list[str]) -> tuple[int, np.ndarray, np.ndarray]:
@@ -129,3 +139,25 @@ def test_a_dropped_link_ends_a_session_still_pending_on_ray(tmp_path: Path, ray_
             ray.cancel(holder, force=True)
 
     asyncio.run(go())
+
+
+def test_a_parquet_chunk_of_ids_that_are_not_text_is_refused_as_data(tmp_path: Path) -> None:
+    # the same refusal as the job worker's own reading (as_ids), not a raw Arrow error
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"cid": pa.array([b"a", b"\xff\xfe"], pa.binary())}), path)
+    (chunk,) = parquet_chunks(str(path), "cid", target_rows=10)
+    with pytest.raises(DataError, match="cid"):
+        split_parquet_chunk(chunk, b"\0" * 16, 4, str(tmp_path / "out"))
+
+
+def test_a_parquet_chunk_reads_ids_as_the_job_worker_does(tmp_path: Path) -> None:
+    # numbers in a Parquet file are their text at both paths: '7' at one party meets 7
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"cid": pa.array([7, 1234567890123], pa.int64())}), path)
+    (chunk,) = parquet_chunks(str(path), "cid", target_rows=10)
+    seed = b"\1" * 16
+    split_parquet_chunk(chunk, seed, 1, str(tmp_path / "p" / "c00000"))
+    rec = load_bucket(tmp_path / "p", 0)
+    items = as_items(as_ids(pa.array(["7", "1234567890123"])))
+    want = _core.rr22_digests(seed, items.data, items.offsets)
+    assert rec["digest"].tobytes() == want
