@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 
 from rainbridge import _core
 from rainbridge.compute.engine import ComputeEngine
-from rainbridge.data.dataset import check_id_lengths, count_missing
+from rainbridge.data.dataset import as_ids, check_id_lengths, count_missing
 from rainbridge.errors import (
     ChannelError,
     DataError,
@@ -201,10 +201,9 @@ def split_parquet_chunk(chunk: ParquetChunk, seed: bytes, buckets: int, out: str
         for batch in pf.iter_batches(
             batch_size=1 << 20, row_groups=list(chunk.row_groups), columns=[chunk.column]
         ):
-            arr = batch.column(0)
-            if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-                arr = arr.cast(pa.string())
             what = f"{Path(chunk.path).name} column {chunk.column!r}"
+            # as the job worker reads IDs (as_ids): the same text, the same refusals
+            arr = as_ids(batch.column(0), what)
             missing = count_missing(arr)
             if missing:
                 raise DataError(
