@@ -161,3 +161,51 @@ def test_a_parquet_chunk_reads_ids_as_the_job_worker_does(tmp_path: Path) -> Non
     items = as_items(as_ids(pa.array(["7", "1234567890123"])))
     want = _core.rr22_digests(seed, items.data, items.offsets)
     assert rec["digest"].tobytes() == want
+
+
+def test_a_party_with_more_workers_than_a_hello_may_announce_is_not_refused(
+    tmp_path: Path,
+) -> None:
+    # workers is the party's own setting (no upper bound): its hello announces at most
+    # the window a peer accepts, instead of the peer refusing the PSI
+    a = [f"id-{i}" for i in range(50)]
+    params = BucketedPsiParams(protocol="rr22", bucket_items=16)
+    la, lb = LocalChannel.pair("s", "alice", "bob", timeout=20)
+
+    async def go() -> tuple[PsiResult, PsiResult]:
+        ra, rb = await asyncio.gather(
+            run_bucketed_psi(
+                "alice", {"bob": la}, pa.array(a), params,
+                LocalEngine(ComputeSettings(workers=5000)), tmp_path / "a",
+            ),
+            run_bucketed_psi(
+                "bob", {"alice": lb}, pa.array(a[:20]), params,
+                LocalEngine(ComputeSettings(workers=5000)), tmp_path / "b",
+            ),
+        )  # fmt: skip
+        return ra, rb
+
+    ra, rb = asyncio.run(go())
+    assert ra.size == rb.size == 20
+    assert ra.stats["window"] == rb.stats["window"] == 4096
+
+
+def test_a_peer_that_claims_buckets_it_never_ran_cannot_make_a_party_skip_its_own(
+    tmp_path: Path,
+) -> None:
+    # A party keeps a checkpoint only for a bucket it finished itself: whatever the peer
+    # claims, the buckets it has not finished run again.
+    from rainbridge.compute.psi import _todo
+    from rainbridge.net.mux import Mux
+
+    la, lb = LocalChannel.pair("s", "alice", "bob", timeout=5)
+
+    async def go() -> list[int]:
+        ma, mb = Mux(la), Mux(lb)
+        ca, cb = ma.open("ctl"), mb.open("ctl")
+        liar = cb.send("done", bytes([0xFF, 0xFF]))  # "every one of your 10 buckets"
+        todo, _ = await asyncio.gather(_todo(ca, "bob", 10, {1, 4, 7}), liar)
+        await cb.recv("done")
+        return todo
+
+    assert asyncio.run(go()) == [0, 2, 3, 5, 6, 8, 9]
