@@ -76,6 +76,8 @@ VERSION = 1
 #: the 16-byte digest and the row number, as bucket files hold them
 RECORD = np.dtype([("digest", "V16"), ("row", "<i8")])
 MAX_BUCKETS = 1 << 20
+#: the largest window a hello announces (a peer refuses more)
+MAX_WINDOW = 4096
 ProgressFn = Callable[[float], None]
 #: how a party gets a new link to ``peer`` after the old one dropped
 Reconnect = Callable[[str], Awaitable[Channel]]
@@ -473,6 +475,7 @@ async def _agree(
 ) -> _Plan:
     """Both parties' hello: the same configuration, a joint seed, the bucket count."""
     seed = secrets.token_bytes(16)
+    workers = min(workers, MAX_WINDOW)  # a setting without bound; the window has one
     await ctl.send_json(
         "hello", {"config": config, "seed": seed.hex(), "rows": rows, "window": workers}
     )
@@ -486,7 +489,11 @@ async def _agree(
         their_window = int(theirs["window"])
     except (KeyError, ValueError, TypeError):
         raise ProtocolViolationError(f"peer {peer!r} sent a malformed PSI hello") from None
-    if len(their_seed) != 16 or not 0 <= their_rows < 1 << 40 or not 1 <= their_window <= 4096:
+    if (
+        len(their_seed) != 16
+        or not 0 <= their_rows < 1 << 40
+        or not 1 <= their_window <= MAX_WINDOW
+    ):
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid seed, size or window")
     first, second = sorted([(party, seed), (peer, their_seed)])
     joint = hashlib.sha256(b"rainbridge/psi/buckets" + first[1] + second[1]).digest()
