@@ -19,6 +19,7 @@ from rainbridge import _core
 from rainbridge.compute import ComputeSettings, LocalEngine, RayEngine
 from rainbridge.compute.psi import (
     BucketedPsiParams,
+    bucket_session,
     load_bucket,
     parquet_chunks,
     run_bucketed_psi,
@@ -209,3 +210,61 @@ def test_a_peer_that_claims_buckets_it_never_ran_cannot_make_a_party_skip_its_ow
         return todo
 
     assert asyncio.run(go()) == [0, 2, 3, 5, 6, 8, 9]
+
+
+_real_session = bucket_session
+
+
+async def _dies_after_finishing(ch: Any, job: Any) -> dict[str, Any]:
+    """Bucket 1's first attempt at Alice: the protocol ends (Bob has his result), then the
+    Ray worker dies before it reports back."""
+    import os
+    import signal
+
+    result = await _real_session(ch, job)
+    mark = Path(job.parts).parent / "killed"
+    if job.party == "alice" and job.k == 1 and not mark.exists():
+        mark.write_text("once")
+        await asyncio.sleep(1.0)  # Bob has closed his side of the bucket by now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+
+def test_a_task_lost_after_the_peer_finished_its_bucket_runs_again_at_both(
+    tmp_path: Path, ray_local: Any, monkeypatch: Any
+) -> None:
+    # Bob finished bucket 1 and Alice did not: the bucket must run again at both (Bob
+    # would otherwise never open Alice's retry and the PSI would fail at her timeout).
+    import ray.cloudpickle
+
+    from rainbridge.compute import psi as bpsi
+
+    ray.cloudpickle.register_pickle_by_value(__import__(__name__))
+    rng = np.random.default_rng(9)
+    a = [f"id-{v}" for v in rng.choice(10**9, size=3000, replace=False)]
+    b = a[:800] + [f"other-{i}" for i in range(1500)]
+    size, rows_a, rows_b = _reference(a, b)
+    monkeypatch.setattr(bpsi, "bucket_session", _dies_after_finishing)
+    engine = RayEngine(ComputeSettings(engine="ray", workers=2))
+    params = BucketedPsiParams(protocol="rr22", bucket_items=1024)
+    la, lb = LocalChannel.pair("s", "alice", "bob", timeout=20)
+
+    async def go() -> tuple[PsiResult, PsiResult]:
+        ra, rb = await asyncio.wait_for(
+            asyncio.gather(
+                run_bucketed_psi("alice", {"bob": la}, pa.array(a), params, engine, tmp_path / "a"),
+                run_bucketed_psi(
+                    "bob", {"alice": lb}, pa.array(b), params, LocalEngine(), tmp_path / "b"
+                ),
+            ),
+            40,
+        )
+        return ra, rb
+
+    ra, rb = asyncio.run(go())
+    assert (tmp_path / "a" / "killed").exists()
+    assert ra.size == rb.size == size
+    np.testing.assert_array_equal(ra.indices, rows_a)
+    np.testing.assert_array_equal(rb.indices, rows_b)
+    assert ra.stats["bucket_retries"] == 1
+    assert rb.stats["buckets_run_again"] == 1
