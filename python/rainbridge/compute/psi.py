@@ -401,6 +401,8 @@ async def run_bucketed_psi(
     }
     plan: _Plan | None = None
     done: set[int] = set()
+    #: per bucket, the attempts lost so far (a task lost here or at the peer)
+    lost: dict[int, int] = {}
     reconnects = 0
     while True:
         mux = Mux(link)
@@ -429,7 +431,21 @@ async def run_bucketed_psi(
                 peer_receives=peer in config["receivers"],
                 ecdh=_ecdh_params(params, config) if params.protocol == "ecdh" else None,
             )
-            await _run_buckets(mux, engine, job, todo, plan, params, done, stats, progress)
+            # Rounds: a bucket whose task was lost (here or at the peer) is left for the next
+            # round, which both parties start from their finished buckets; retrying it at
+            # once would wait for ever on a peer that had already finished it.
+            for attempt in range(params.max_attempts):
+                if not todo:
+                    break
+                await _run_buckets(
+                    mux, engine, job, todo, plan, params, done, stats, progress, attempt, lost
+                )
+                todo = await _todo(ctl, peer, plan.buckets, done)
+            if todo:
+                raise BucketFailedError(
+                    f"buckets {todo[:10]} of the PSI did not finish at both parties in "
+                    f"{params.max_attempts} rounds (their tasks were lost); see the engine's logs"
+                )
             total = _total(checkpoints, plan.buckets, job.i_receive)
             await ctl.send_json("end", {"size": total[0]})
             theirs = await ctl.recv_json("end")
@@ -556,38 +572,41 @@ async def _run_buckets(
     done: set[int],
     stats: dict[str, Any],
     progress: ProgressFn | None,
+    attempt: int,
+    lost: dict[int, int],
 ) -> None:
-    """Run the ``todo`` bucket sessions, ``plan.window`` at a time, in ascending order at
-    both parties (so the two always share the lowest unfinished bucket)."""
+    """Run one round of the ``todo`` bucket sessions (sub-channels ``b<k>.<attempt>``),
+    ``plan.window`` at a time, in ascending order at both parties (so the two always share
+    the lowest unfinished bucket). A bucket whose task was lost stays unfinished here and
+    runs again in the next round; ``max_attempts`` lost tasks fail the PSI."""
     from dataclasses import replace
 
     sessions = await engine.sessions(mux)
     slots = asyncio.Semaphore(plan.window)
-    attempt_of: dict[int, int] = {}
 
     async def one(k: int) -> None:
         async with slots:
-            for attempt in range(params.max_attempts):
-                sub = f"b{k}.{attempt_of.get(k, 0) + attempt}"
-                try:
-                    await sessions.run(bucket_session, (replace(job, k=k),), sub)
-                except BaseException as exc:
-                    if mux.failure is not None:
-                        raise mux.failure from exc
-                    if not _retryable(exc, engine, mux.aborted(sub)):
-                        raise
-                    stats["bucket_retries"] += 1
-                    continue
-                stats["buckets_run_again"] += k in done
-                done.add(k)
-                stats["bucket_sessions"] += 1
-                if progress is not None:
-                    progress(len(done) / plan.buckets)
+            sub = f"b{k}.{attempt}"
+            try:
+                await sessions.run(bucket_session, (replace(job, k=k),), sub)
+            except BaseException as exc:
+                if mux.failure is not None:
+                    raise mux.failure from exc
+                if not _retryable(exc, engine, mux.aborted(sub)):
+                    raise
+                stats["bucket_retries"] += 1
+                lost[k] = lost.get(k, 0) + 1
+                if lost[k] >= params.max_attempts:
+                    raise BucketFailedError(
+                        f"bucket {k} of the PSI failed {params.max_attempts} times (its tasks "
+                        "were lost); see the engine's logs"
+                    ) from exc
                 return
-            raise BucketFailedError(
-                f"bucket {k} of the PSI failed {params.max_attempts} times (its tasks were "
-                "lost); see the engine's logs"
-            )
+            stats["buckets_run_again"] += k in done
+            done.add(k)
+            stats["bucket_sessions"] += 1
+            if progress is not None:
+                progress(len(done) / plan.buckets)
 
     try:
         async with asyncio.TaskGroup() as tg:
