@@ -268,3 +268,67 @@ def test_a_task_lost_after_the_peer_finished_its_bucket_runs_again_at_both(
     np.testing.assert_array_equal(rb.indices, rows_b)
     assert ra.stats["bucket_retries"] == 1
     assert rb.stats["buckets_run_again"] == 1
+
+
+def _arrive(mark: str) -> _DiesOnArrival:
+    """Unpickled in the Ray worker: the first time, the worker dies there and then."""
+    import os
+    import signal
+
+    if not Path(mark).exists():
+        Path(mark).write_text("once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _DiesOnArrival(mark)
+
+
+class _DiesOnArrival:
+    """The bucket session, but the first Ray worker that receives it dies before its task
+    reaches the relay."""
+
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+
+    def __reduce__(self) -> Any:
+        return (_arrive, (self.mark,))
+
+    async def __call__(self, ch: Any, job: Any) -> dict[str, Any]:
+        return await _real_session(ch, job)
+
+
+def test_a_task_lost_before_it_reached_the_relay_runs_again_at_both(
+    tmp_path: Path, ray_local: Any, monkeypatch: Any
+) -> None:
+    # Its sub-channel never carried a message from Alice: Bob must hear that it was lost
+    # (not wait for it until his timeout) and run the bucket again with her.
+    import ray.cloudpickle
+
+    from rainbridge.compute import psi as bpsi
+
+    ray.cloudpickle.register_pickle_by_value(__import__(__name__))
+    a = [f"id-{i}" for i in range(2000)]
+    b = a[::3] + [f"other-{i}" for i in range(500)]
+    size, rows_a, rows_b = _reference(a, b)
+    mark = tmp_path / "killed"
+    monkeypatch.setattr(bpsi, "bucket_session", _DiesOnArrival(str(mark)))
+    engine = RayEngine(ComputeSettings(engine="ray", workers=2))
+    params = BucketedPsiParams(protocol="ecdh", bucket_items=1024)
+    la, lb = LocalChannel.pair("s", "alice", "bob", timeout=20)
+
+    async def go() -> tuple[PsiResult, PsiResult]:
+        ra, rb = await asyncio.wait_for(
+            asyncio.gather(
+                run_bucketed_psi("alice", {"bob": la}, pa.array(a), params, engine, tmp_path / "a"),
+                run_bucketed_psi(
+                    "bob", {"alice": lb}, pa.array(b), params, LocalEngine(), tmp_path / "b"
+                ),
+            ),
+            40,
+        )
+        return ra, rb
+
+    ra, rb = asyncio.run(go())
+    assert mark.exists()
+    assert ra.size == rb.size == size
+    np.testing.assert_array_equal(ra.indices, rows_a)
+    np.testing.assert_array_equal(rb.indices, rows_b)
+    assert ra.stats["bucket_retries"] == rb.stats["bucket_retries"] == 1
