@@ -250,7 +250,13 @@ class _RaySessions(Sessions):
         try:
             await asyncio.wait({result, failure}, return_when=asyncio.FIRST_COMPLETED)
             if result.done():
-                return result.result()
+                try:
+                    return result.result()
+                except BaseException as exc:
+                    if self.engine.lost_task(exc):
+                        # a task lost before it reached the relay: the peer hears it too
+                        await self.relay.abandon(sub)
+                    raise
             raise self.mux.link_error(sub)
         finally:
             failure.cancel()

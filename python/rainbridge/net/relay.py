@@ -146,6 +146,21 @@ class Relay:
         check_sub(sub)
         self._allowed.add(sub)
 
+    async def abandon(self, sub: str) -> None:
+        """The task for ``sub`` is gone: if it never connected, tell the peer (an ABORT
+        with :data:`LOST`, as for a dropped connection) and refuse a late connection.
+
+        A task that connected needs nothing here: its dropped connection aborts the sub.
+        """
+        if sub in self._served:
+            return
+        self._served.add(sub)
+        try:
+            ch = self.mux.open(sub)
+        except ChannelError:  # the mux is closed: the peer is not waiting for the sub
+            return
+        await ch.abort(LOST)
+
     async def close(self) -> None:
         """Stop listening and drop every task connection (their subs are aborted)."""
         if self._server is not None:
