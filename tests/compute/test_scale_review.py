@@ -332,3 +332,43 @@ def test_a_task_lost_before_it_reached_the_relay_runs_again_at_both(
     np.testing.assert_array_equal(ra.indices, rows_a)
     np.testing.assert_array_equal(rb.indices, rows_b)
     assert ra.stats["bucket_retries"] == rb.stats["bucket_retries"] == 1
+
+
+def _write_late(out: str, delay: float, fail: bool) -> int:
+    """A map task: fails at once, or writes its file after ``delay`` seconds."""
+    import time
+
+    if fail:
+        raise DataError("a bad chunk")
+    time.sleep(delay)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "late.bin").write_bytes(b"x")
+    return 1
+
+
+def _nothing_runs_after_a_failed_map(engine: Any, tmp_path: Path) -> None:
+    out = tmp_path / "parts"
+    items = [(str(out), 0.0, True), (str(out), 1.0, False)]
+
+    async def go() -> None:
+        await engine.start()
+        with pytest.raises(DataError, match="bad chunk"):
+            await engine.map(_write_late, items)
+        # the caller now removes its work folder: no task may write there afterwards
+        before = sorted(p.name for p in tmp_path.rglob("*"))
+        await asyncio.sleep(2.0)
+        assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+    asyncio.run(go())
+
+
+def test_a_failed_local_map_leaves_no_task_running(tmp_path: Path) -> None:
+    _nothing_runs_after_a_failed_map(LocalEngine(ComputeSettings(workers=2)), tmp_path)
+
+
+def test_a_failed_ray_map_leaves_no_task_running(tmp_path: Path, ray_local: Any) -> None:
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(__import__(__name__))
+    engine = RayEngine(ComputeSettings(engine="ray", workers=2))
+    _nothing_runs_after_a_failed_map(engine, tmp_path)
