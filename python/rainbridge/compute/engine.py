@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from rainbridge.errors import ChannelError, ConfigError, RainbridgeError
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: the engines a node may be configured with (``[compute] engine``)
 ENGINES = ("local", "ray")
+#: how long a failed map waits for its other Ray tasks to stop
+CANCEL_WAIT_S = 30.0
 #: a session function: ``async fn(channel, *args) -> result``, importable by module path
 SessionFn = Callable[..., Awaitable[Any]]
 
@@ -190,11 +192,24 @@ class LocalEngine(ComputeEngine):
         return self._workers
 
     async def map(self, fn: Callable[..., T], items: Sequence[tuple[Any, ...]]) -> list[T]:
-        async def one(args: tuple[Any, ...]) -> T:
-            async with self._slots:
-                return await asyncio.to_thread(fn, *args)
+        failed: list[BaseException] = []
 
-        return list(await asyncio.gather(*(one(a) for a in items)))
+        async def one(args: tuple[Any, ...]) -> T | None:
+            async with self._slots:
+                if failed:  # no new task after a failure
+                    return None
+                try:
+                    return await asyncio.to_thread(fn, *args)
+                except BaseException as exc:
+                    failed.append(exc)
+                    raise
+
+        # Every started thread is waited for (a thread cannot be stopped): the caller
+        # removes the tasks' work folder after a failure, and none may write there later.
+        results = await asyncio.gather(*(one(a) for a in items), return_exceptions=True)
+        if failed:
+            raise failed[0]
+        return [cast(T, r) for r in results]
 
     async def sessions(self, mux: Mux) -> Sessions:
         return Sessions(mux)
@@ -383,7 +398,17 @@ class RayEngine(ComputeEngine):
         await self.start()
         task = self._task(fn)
         refs = [task.remote(*args) for args in items]
-        return list(await asyncio.gather(*(self._await(r) for r in refs)))
+        try:
+            return list(await asyncio.gather(*(self._await(r) for r in refs)))
+        except BaseException:
+            # The others are stopped and waited for: the caller removes their work folder
+            # after a failure, and none may write there later.
+            for ref in refs:
+                with contextlib.suppress(Exception):
+                    self._ray.cancel(ref, force=True)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.gather(*refs, return_exceptions=True), CANCEL_WAIT_S)
+            raise
 
     async def sessions(self, mux: Mux) -> Sessions:
         from rainbridge.net.relay import Relay
