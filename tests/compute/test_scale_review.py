@@ -372,3 +372,41 @@ def test_a_failed_ray_map_leaves_no_task_running(tmp_path: Path, ray_local: Any)
     ray.cloudpickle.register_pickle_by_value(__import__(__name__))
     engine = RayEngine(ComputeSettings(engine="ray", workers=2))
     _nothing_runs_after_a_failed_map(engine, tmp_path)
+
+
+def test_a_peer_that_splits_a_large_input_for_longer_than_the_link_timeout_is_waited_for(
+    tmp_path: Path,
+) -> None:
+    # Alice reads and hashes her IDs for longer than one message's timeout: Bob, done with
+    # his small input, waits for her list of finished buckets as long as her row count
+    # may take to split, instead of failing the PSI at the link's timeout.
+    import time
+
+    from rainbridge.protocols.psi.rr22 import IdBatches
+
+    n = 300_000
+    a = pa.array([f"id-{i}" for i in range(n)])
+
+    def slow() -> Any:
+        time.sleep(2.0)  # a slow disk
+        yield a
+
+    b = pa.array([f"id-{i}" for i in range(0, n, 100)])
+    params = BucketedPsiParams(protocol="rr22", bucket_items=1 << 17)
+    la, lb = LocalChannel.pair("s", "alice", "bob", timeout=1.5)
+
+    async def go() -> tuple[PsiResult, PsiResult]:
+        ra, rb = await asyncio.gather(
+            run_bucketed_psi(
+                "alice", {"bob": la}, IdBatches(rows=n, batches=slow()), params,
+                LocalEngine(ComputeSettings(workers=2)), tmp_path / "a",
+            ),
+            run_bucketed_psi(
+                "bob", {"alice": lb}, b, params,
+                LocalEngine(ComputeSettings(workers=2)), tmp_path / "b",
+            ),
+        )  # fmt: skip
+        return ra, rb
+
+    ra, rb = asyncio.run(go())
+    assert ra.size == rb.size == len(b)
