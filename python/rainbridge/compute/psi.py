@@ -76,6 +76,9 @@ VERSION = 1
 #: the 16-byte digest and the row number, as bucket files hold them
 RECORD = np.dtype([("digest", "V16"), ("row", "<i8")])
 MAX_BUCKETS = 1 << 20
+#: the slowest a party is expected to read, hash and split its IDs (IDs a second): how
+#: long the other waits for it after the hello, beyond one message's timeout
+SPLIT_RATE = 100_000
 #: the largest window a hello announces (a peer refuses more)
 MAX_WINDOW = 4096
 ProgressFn = Callable[[float], None]
@@ -413,9 +416,12 @@ async def run_bucketed_psi(
                 t_split = time.perf_counter()
                 await _split_input(ids, plan, parts, engine)
                 stats["split_seconds"] = round(time.perf_counter() - t_split, 3)
+                # the peer may still be splitting a far larger input than ours
+                wait = ctl.timeout + plan.rows[peer] / SPLIT_RATE
             else:
                 await _check_run(ctl, peer, plan)
-            todo = await _todo(ctl, peer, plan.buckets, done)
+                wait = None
+            todo = await _todo(ctl, peer, plan.buckets, done, timeout=wait)
             if reconnects:
                 stats["buckets_kept_on_resume"] += plan.buckets - len(todo)
             job = BucketJob(
@@ -530,12 +536,14 @@ async def _check_run(ctl: Channel, peer: str, plan: _Plan) -> None:
         raise ProtocolViolationError(f"peer {peer!r} resumed another PSI run")
 
 
-async def _todo(ctl: Channel, peer: str, buckets: int, done: set[int]) -> list[int]:
+async def _todo(
+    ctl: Channel, peer: str, buckets: int, done: set[int], *, timeout: float | None = None
+) -> list[int]:
     """The buckets not finished at both parties (each sends a bitmap of its finished ones)."""
     mine = np.zeros(buckets, dtype=bool)
     mine[sorted(done)] = True
     await ctl.send("done", np.packbits(mine).tobytes())
-    raw = await ctl.recv("done")
+    raw = await ctl.recv("done", timeout=timeout)
     if len(raw) != (buckets + 7) // 8:
         raise ProtocolViolationError(f"peer {peer!r} sent a malformed list of finished buckets")
     theirs = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))[:buckets].astype(bool)
