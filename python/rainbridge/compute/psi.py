@@ -79,6 +79,8 @@ MAX_BUCKETS = 1 << 20
 #: the slowest a party is expected to read, hash and split its IDs (IDs a second): how
 #: long the other waits for it after the hello, beyond one message's timeout
 SPLIT_RATE = 100_000
+#: the longest that wait may be, whatever row count the peer announces (10^9 rows fit)
+MAX_SPLIT_WAIT_S = 4 * 3600.0
 #: the largest window a hello announces (a peer refuses more)
 MAX_WINDOW = 4096
 ProgressFn = Callable[[float], None]
@@ -417,7 +419,7 @@ async def run_bucketed_psi(
                 await _split_input(ids, plan, parts, engine)
                 stats["split_seconds"] = round(time.perf_counter() - t_split, 3)
                 # the peer may still be splitting a far larger input than ours
-                wait = ctl.timeout + plan.rows[peer] / SPLIT_RATE
+                wait = ctl.timeout + min(plan.rows[peer] / SPLIT_RATE, MAX_SPLIT_WAIT_S)
             else:
                 await _check_run(ctl, peer, plan)
                 wait = None
