@@ -602,7 +602,9 @@ async def _run_buckets(
             except BaseException as exc:
                 if mux.failure is not None:
                     raise mux.failure from exc
-                if not _retryable(exc, engine, mux.aborted(sub)):
+                if isinstance(exc, asyncio.CancelledError) or not _retryable(
+                    exc, engine, mux.aborted(sub)
+                ):
                     raise
                 stats["bucket_retries"] += 1
                 lost[k] = lost.get(k, 0) + 1
