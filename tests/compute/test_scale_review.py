@@ -410,3 +410,29 @@ def test_a_peer_that_splits_a_large_input_for_longer_than_the_link_timeout_is_wa
 
     ra, rb = asyncio.run(go())
     assert ra.size == rb.size == len(b)
+
+
+def test_the_bucket_count_a_peer_can_force_does_not_multiply_the_files_a_party_writes(
+    tmp_path: Path,
+) -> None:
+    # A peer's announced row count sets the bucket count (up to 2^20): a party's bucket
+    # files must stay a few per batch of its own rows, not one per non-empty bucket (which
+    # is one per row here, on the shared storage of a Ray cluster).
+    path = tmp_path / "ids.parquet"
+    ids = [f"id-{i}" for i in range(5000)]
+    pq.write_table(pa.table({"cid": ids}), path)
+    (chunk,) = parquet_chunks(str(path), "cid", target_rows=10_000)
+    parts = tmp_path / "parts"
+    seed = b"\2" * 16
+    split_parquet_chunk(chunk, seed, 1 << 20, str(parts / "c00000"))
+    assert len(list(parts.rglob("*"))) <= 4
+    # and every record is still found in its bucket, in row order
+    items = as_items(as_ids(pa.array(ids)))
+    dig = _core.rr22_digests(seed, items.data, items.offsets)
+    from rainbridge.compute.psi import bucket_of
+
+    ks = bucket_of(dig, seed, 1 << 20)
+    for k in np.unique(ks)[:50]:
+        rec = load_bucket(parts, int(k))
+        np.testing.assert_array_equal(rec["row"], np.flatnonzero(ks == k))
+    assert len(load_bucket(parts, int(np.setdiff1d(np.arange(1 << 20), ks)[0]))) == 0
