@@ -179,24 +179,29 @@ def bucket_of(digests: bytes, seed: bytes, buckets: int) -> np.ndarray:
 def _split(
     batches: Iterable[pa.Array], seed: bytes, buckets: int, out: Path, first_row: int
 ) -> int:
-    """Hash ``batches`` and append each record to its bucket's file under ``out``."""
+    """Hash ``batches`` and write each as one segment under ``out``: its records sorted by
+    bucket (``s<j>.bin``) and an index of its non-empty buckets (``s<j>.idx.npy``: bucket,
+    first record, end). Two files a batch, whatever the bucket count the peer's row count
+    forces: one file per bucket would put up to a file per row on the shared storage."""
     out.mkdir(parents=True, exist_ok=True)
     row = first_row
-    for arr in batches:
+    for j, arr in enumerate(batches):
         items = as_items(to_large_string(arr))
         dig = _core.rr22_digests(seed, items.data, items.offsets)
         n = len(dig) // 16
+        if not n:
+            continue
         rec = np.empty(n, dtype=RECORD)
         rec["digest"] = np.frombuffer(dig, dtype="V16")
         rec["row"] = np.arange(row, row + n, dtype=np.int64)
         row += n
         b = bucket_of(dig, seed, buckets)
         order = np.argsort(b, kind="stable")
-        bounds = np.searchsorted(b[order], np.arange(buckets + 1))
-        rec = rec[order]
-        for k in np.flatnonzero(np.diff(bounds)):
-            with open(out / f"b{k:06d}.bin", "ab") as f:
-                rec[bounds[k] : bounds[k + 1]].tofile(f)
+        ks, starts, counts = np.unique(b[order], return_index=True, return_counts=True)
+        index = np.stack([ks, starts, starts + counts], axis=1).astype("<i8")
+        rec[order].tofile(out / f"s{j:06d}.bin")
+        with open(out / f"s{j:06d}.idx.npy", "wb") as f:
+            np.save(f, index)
     return row - first_row
 
 
@@ -230,10 +235,19 @@ def split_parquet_chunk(chunk: ParquetChunk, seed: bytes, buckets: int, out: str
 
 
 def load_bucket(parts: Path, k: int) -> np.ndarray:
-    """Bucket ``k``'s records from every chunk's folder under ``parts``, in row order."""
-    pieces = [
-        np.fromfile(p, dtype=RECORD) for p in sorted(parts.glob(f"c*/b{k:06d}.bin")) if p.exists()
-    ]
+    """Bucket ``k``'s records from every segment of every chunk under ``parts``, in row
+    order."""
+    pieces = []
+    for idx_path in sorted(parts.glob("c*/s*.idx.npy")):
+        index = np.load(idx_path, mmap_mode="r")
+        i = int(np.searchsorted(index[:, 0], k))
+        if i == len(index) or index[i, 0] != k:
+            continue
+        start, end = int(index[i, 1]), int(index[i, 2])
+        data = idx_path.with_name(idx_path.name.removesuffix(".idx.npy") + ".bin")
+        pieces.append(
+            np.fromfile(data, dtype=RECORD, count=end - start, offset=start * RECORD.itemsize)
+        )
     if not pieces:
         return np.empty(0, dtype=RECORD)
     rec = np.concatenate(pieces)
