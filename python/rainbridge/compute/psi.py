@@ -84,6 +84,12 @@ MAX_SPLIT_WAIT_S = 4 * 3600.0
 #: the largest window a hello announces (a peer refuses more)
 MAX_WINDOW = 4096
 ProgressFn = Callable[[float], None]
+
+
+def _timeout(ch: Channel) -> float:
+    return float(getattr(ch, "timeout", 60.0))
+
+
 #: how a party gets a new link to ``peer`` after the old one dropped
 Reconnect = Callable[[str], Awaitable[Channel]]
 
@@ -517,7 +523,10 @@ async def _agree(
     await ctl.send_json(
         "hello", {"config": config, "seed": seed.hex(), "rows": rows, "window": workers}
     )
-    theirs = await ctl.recv_json("hello")
+    # The peer counts and checks its whole input before its hello (a large CSV or SQL
+    # table takes minutes): wait as long as a split may take, not one message's timeout. A
+    # peer that goes away is noticed at once all the same (its link closes).
+    theirs = await ctl.recv_json("hello", timeout=max(_timeout(ctl), MAX_SPLIT_WAIT_S))
     if not isinstance(theirs, dict):
         raise ProtocolViolationError(f"peer {peer!r} sent a malformed PSI hello")
     compare_configs(config, theirs.get("config"), peer)

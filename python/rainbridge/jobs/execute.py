@@ -66,7 +66,11 @@ def _reconnector(
     async def again(peer: str) -> Channel:
         fresh = await reconnect(peer)
         if isinstance(channels, dict):
+            old = channels.get(peer)
             channels[peer] = fresh
+            if old is not None:  # dropped: release its socket now, not at the job's end
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(old.close(), 5)
         return TaggedChannel(fresh, prefix)
 
     return again
