@@ -7,10 +7,11 @@ and a session (one bucket pair of a PSI) as a Ray task that speaks on one sub-ch
 party pair's link through the job worker (:mod:`rainbridge.net.relay`). The link between the
 parties stays the one mutual-TLS connection the job worker holds.
 
-Isolation rule: Ray has no authentication between its processes that a party could rely on
-against another institution. Its ports must only be reachable inside the party's own
-network; :func:`check_ray_address` refuses an address that resolves to a public IP, and the
-node's docs say how to firewall a cluster.
+Isolation rule: Ray's processes trust each other and whoever holds the cluster's token
+(recent Ray versions check one; older ones check nothing): it is no barrier against another
+institution. Its ports must only be reachable inside the party's own network;
+:func:`check_ray_address` refuses an address that resolves to a public IP, and the node's
+docs say how to firewall a cluster.
 
 Every engine gives the same results: tasks are pure functions of their inputs, and their
 outputs are combined in a fixed order whatever the order they finish in.
