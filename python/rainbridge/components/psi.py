@@ -257,25 +257,12 @@ class PsiComponent(Component):
             n_rows, dropped = _census(ref, id_col, form)
             _refuse_missing(params, what, dropped)
             stream = not dropped
+        all_ids = None
         if stream:
             ids: Any = _streamed_ids(ref, id_col, n_rows, form)
             keep = None
         else:
-            ids = read_ids(ref, id_col, missing="keep")
-            absent = missing_ids(ids)
-            dropped = count_missing(ids)
-            _refuse_missing(params, what, dropped)
-            keep = self._filtered_rows(ref, filters)
-            if dropped:
-                present = pc.invert(absent)
-                mask = present if keep is None else _mask(len(ids), keep, present)
-                keep = pc.indices_nonzero(mask)
-            if form is not None:
-                ids = _normalized(ids, form)
-            check_id_lengths(ids if keep is None else ids.take(keep), what)
-        all_ids = ids
-        if keep is not None:
-            ids = ids.take(keep)
+            ids, keep, all_ids, dropped = self._read_ids(ref, id_col, form, params, filters, what)
         ((sender, payload_cols),) = params.payload.items() if params.payload else ((None, []),)
         if ctx.interop:
             result = await _run_interop(ctx, ids, self.receivers(ctx.spec))
@@ -312,30 +299,51 @@ class PsiComponent(Component):
                 ),
                 progress=ctx.progress,
             )
+        return self._summary(
+            ctx, params, ref, id_col, form, result,
+            rows_in=len(ids) if filters else None, keep=keep,
+            all_ids=all_ids, dropped=dropped,
+        )  # fmt: skip
+
+    def _summary(
+        self,
+        ctx: ComponentContext,
+        params: PsiParams,
+        ref: DatasetRef,
+        id_col: str,
+        form: str | None,
+        result: Any,
+        *,
+        rows_in: int | None,
+        keep: pa.Array | None,
+        all_ids: pa.Array | None,
+        dropped: int,
+    ) -> dict[str, Any]:
+        """The component's summary, and at a receiver its output: the common rows (of
+        ``all_ids`` when the column was read whole, else read back from the dataset)."""
         summary: dict[str, Any] = {"intersection_size": result.size, "stats": result.stats}
-        if filters:
-            summary["rows_after_filter"] = len(ids)
+        if rows_in is not None:
+            summary["rows_after_filter"] = rows_in
         if params.missing_ids == "drop":
             summary["missing_ids_dropped"] = dropped
         out_spec = ctx.spec.outputs.get("intersection")
-        if out_spec is not None and ctx.party in out_spec.receivers and result.indices is not None:
-            columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
-            rows = result.indices if keep is None else keep.to_numpy()[result.indices]
-            if stream:
-                picked = _rows_of(ref, [id_col, *columns], rows)
-                if form is not None:
-                    picked = picked.set_column(
-                        0, id_col, _normalized(as_ids(picked.column(0)), form)
-                    )
-            else:
-                idx = pa.array(rows, type=pa.int64())
-                picked = pa.table({id_col: all_ids.take(idx)})
-                if columns:
-                    own = read_columns(ref, columns, text=True).take(idx)
-                    for c in columns:
-                        picked = picked.append_column(own.schema.field(c), own.column(c))
-            table = self._output_table(picked, id_col, result.payload)
-            summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
+        if out_spec is None or ctx.party not in out_spec.receivers or result.indices is None:
+            return summary
+        columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
+        rows = result.indices if keep is None else keep.to_numpy()[result.indices]
+        if all_ids is None:
+            picked = _rows_of(ref, [id_col, *columns], rows)
+            if form is not None:
+                picked = picked.set_column(0, id_col, _normalized(as_ids(picked.column(0)), form))
+        else:
+            idx = pa.array(rows, type=pa.int64())
+            picked = pa.table({id_col: all_ids.take(idx)})
+            if columns:
+                own = read_columns(ref, columns, text=True).take(idx)
+                for c in columns:
+                    picked = picked.append_column(own.schema.field(c), own.column(c))
+        table = self._output_table(picked, id_col, result.payload)
+        summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
         return summary
 
     @staticmethod
@@ -385,11 +393,13 @@ class PsiComponent(Component):
             _refuse_missing(params, what, dropped)
             if dropped:
                 chunked = False
-                ids, keep, all_ids = self._read_ids(ref, id_col, form, params, filters, what)
+                ids, keep, all_ids, dropped = self._read_ids(
+                    ref, id_col, form, params, filters, what
+                )
             else:
                 ids = _streamed_ids(ref, id_col, n_rows, form)
         else:
-            ids, keep, all_ids = self._read_ids(ref, id_col, form, params, filters, what)
+            ids, keep, all_ids, dropped = self._read_ids(ref, id_col, form, params, filters, what)
         work = scratch_dir(ctx.compute.work_dir(Path(ctx.out_dir)), f"psi-{ctx.spec.id}")
         try:
             result = await run_bucketed_psi(
@@ -412,31 +422,11 @@ class PsiComponent(Component):
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        summary: dict[str, Any] = {"intersection_size": result.size, "stats": result.stats}
-        if filters:
-            summary["rows_after_filter"] = len(ids)
-        if params.missing_ids == "drop":
-            summary["missing_ids_dropped"] = dropped
-        out_spec = ctx.spec.outputs.get("intersection")
-        if out_spec is not None and ctx.party in out_spec.receivers and result.indices is not None:
-            columns = [c for c in out_spec.columns.get(ctx.party, []) if c != id_col]
-            rows = result.indices if keep is None else keep.to_numpy()[result.indices]
-            if all_ids is None:
-                picked = _rows_of(ref, [id_col, *columns], rows)
-                if form is not None:
-                    picked = picked.set_column(
-                        0, id_col, _normalized(as_ids(picked.column(0)), form)
-                    )
-            else:
-                idx = pa.array(rows, type=pa.int64())
-                picked = pa.table({id_col: all_ids.take(idx)})
-                if columns:
-                    own = read_columns(ref, columns, text=True).take(idx)
-                    for c in columns:
-                        picked = picked.append_column(own.schema.field(c), own.column(c))
-            table = self._output_table(picked, id_col, None)
-            summary["outputs"] = {"intersection": ctx.write_output("intersection", table)}
-        return summary
+        return self._summary(
+            ctx, params, ref, id_col, form, result,
+            rows_in=len(ids) if filters else None, keep=keep, all_ids=all_ids,
+            dropped=dropped,
+        )  # fmt: skip
 
     def _read_ids(
         self,
@@ -446,9 +436,10 @@ class PsiComponent(Component):
         params: PsiParams,
         filters: list[RowFilter],
         what: str,
-    ) -> tuple[pa.Array, pa.Array | None, pa.Array]:
+    ) -> tuple[pa.Array, pa.Array | None, pa.Array, int]:
         """The whole ID column, its rows that pass the filters and have an ID (``keep``,
-        None for all), checked; returns (the IDs kept, keep, every ID)."""
+        None for all), checked; returns (the IDs kept, keep, every ID, the rows without
+        an ID)."""
         ids = read_ids(ref, id_col, missing="keep")
         absent = missing_ids(ids)
         dropped = count_missing(ids)
@@ -461,7 +452,7 @@ class PsiComponent(Component):
         if form is not None:
             ids = _normalized(ids, form)
         check_id_lengths(ids if keep is None else ids.take(keep), what)
-        return (ids if keep is None else ids.take(keep)), keep, ids
+        return (ids if keep is None else ids.take(keep)), keep, ids, dropped
 
     @staticmethod
     def _filtered_rows(ref: Any, filters: list[RowFilter]) -> pa.Array | None:
