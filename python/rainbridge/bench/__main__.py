@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--batch", type=int, default=4096)
     fl.add_argument("--repeat", type=int, default=1)
     fl.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
+    fl.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="SecureBoost's engine"
+    )
+    fl.add_argument("--workers", type=int, default=0, help="engine workers (0: one per CPU)")
     fl.add_argument("--timeout", type=float, default=1200)
     fl.add_argument("--out")
     he = sub.add_parser("he", help="homomorphic encryption: our OU, phe from the peers' venv")

@@ -66,6 +66,7 @@ def bench_sgb(args: Any) -> dict[str, Any]:
         work = [
             "--sgb-rows", str(args.rows), "--sgb-features", str(args.features),
             "--sgb-trees", str(args.trees), "--sgb-depth", str(args.depth),
+            "--sgb-engine", args.engine, "--sgb-workers", str(args.workers),
         ]  # fmt: skip
         runs = [run_once(keys, work, args.timeout, "ot") for _ in range(args.repeat)]
     ok = [r for r in runs if "error" not in r]
@@ -76,6 +77,8 @@ def bench_sgb(args: Any) -> dict[str, Any]:
         "setup": f"SecureBoost, {args.features} features split in half, label at p1, "
         "2048-bit OU, two processes, loopback mutual TLS 1.3",
         "rows": args.rows,
+        "engine": args.engine,
+        "workers": args.workers,
         "trees": args.trees,
         "max_depth": args.depth,
         "ok": bool(ok) and len(ok) == len(runs),
