@@ -40,13 +40,14 @@ def _reference(a: list[str], b: list[str]) -> tuple[int, np.ndarray, np.ndarray]
 
 
 async def _both(
-    a: list[str], b: list[str], params: BucketedPsiParams, work: Path
+    a: list[str], b: list[str], params: BucketedPsiParams, work: Path, alice: Any = None
 ) -> tuple[PsiResult, PsiResult]:
+    """Alice (on ``alice``'s engine, else 2 local workers) and Bob (3 local workers)."""
     la, lb = LocalChannel.pair("s", "alice", "bob", timeout=20)
     ra, rb = await asyncio.gather(
         run_bucketed_psi(
             "alice", {"bob": la}, pa.array(a, pa.string()), params,
-            LocalEngine(ComputeSettings(workers=2)), work / "a",
+            alice or LocalEngine(ComputeSettings(workers=2)), work / "a",
         ),
         run_bucketed_psi(
             "bob", {"alice": lb}, pa.array(b, pa.string()), params,
@@ -247,21 +248,7 @@ def test_a_task_lost_after_the_peer_finished_its_bucket_runs_again_at_both(
     monkeypatch.setattr(bpsi, "bucket_session", _dies_after_finishing)
     engine = RayEngine(ComputeSettings(engine="ray", workers=2))
     params = BucketedPsiParams(protocol="rr22", bucket_items=1024)
-    la, lb = LocalChannel.pair("s", "alice", "bob", timeout=20)
-
-    async def go() -> tuple[PsiResult, PsiResult]:
-        ra, rb = await asyncio.wait_for(
-            asyncio.gather(
-                run_bucketed_psi("alice", {"bob": la}, pa.array(a), params, engine, tmp_path / "a"),
-                run_bucketed_psi(
-                    "bob", {"alice": lb}, pa.array(b), params, LocalEngine(), tmp_path / "b"
-                ),
-            ),
-            40,
-        )
-        return ra, rb
-
-    ra, rb = asyncio.run(go())
+    ra, rb = asyncio.run(asyncio.wait_for(_both(a, b, params, tmp_path, engine), 40))
     assert (tmp_path / "a" / "killed").exists()
     assert ra.size == rb.size == size
     np.testing.assert_array_equal(ra.indices, rows_a)
@@ -312,21 +299,7 @@ def test_a_task_lost_before_it_reached_the_relay_runs_again_at_both(
     monkeypatch.setattr(bpsi, "bucket_session", _DiesOnArrival(str(mark)))
     engine = RayEngine(ComputeSettings(engine="ray", workers=2))
     params = BucketedPsiParams(protocol="ecdh", bucket_items=1024)
-    la, lb = LocalChannel.pair("s", "alice", "bob", timeout=20)
-
-    async def go() -> tuple[PsiResult, PsiResult]:
-        ra, rb = await asyncio.wait_for(
-            asyncio.gather(
-                run_bucketed_psi("alice", {"bob": la}, pa.array(a), params, engine, tmp_path / "a"),
-                run_bucketed_psi(
-                    "bob", {"alice": lb}, pa.array(b), params, LocalEngine(), tmp_path / "b"
-                ),
-            ),
-            40,
-        )
-        return ra, rb
-
-    ra, rb = asyncio.run(go())
+    ra, rb = asyncio.run(asyncio.wait_for(_both(a, b, params, tmp_path, engine), 40))
     assert mark.exists()
     assert ra.size == rb.size == size
     np.testing.assert_array_equal(ra.indices, rows_a)
