@@ -42,15 +42,8 @@ from rainbridge.errors import (
     PeerDisconnectedError,
     ProtocolViolationError,
 )
-from rainbridge.net.mux import (
-    Kind,
-    Mux,
-    SubChannel,
-    abort_message,
-    check_sub,
-    decode_message,
-    end_message,
-)
+from rainbridge.net.mux import Mux, SubChannel
+from rainbridge.net.mux_wire import Kind, abort_message, check_sub, decode_message, end_message
 from rainbridge.net.stream import StreamChannel
 
 #: the tag of mux messages between a task and its driver
