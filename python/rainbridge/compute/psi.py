@@ -30,7 +30,10 @@ What it reveals (beyond the per-bucket protocol's own leakage)
   exchange set sizes per bucket): a histogram of its keyed digests over ``B`` buckets, which
   says nothing of the IDs themselves (the bucket function is keyed by the joint seed) but is
   not padded;
-* which buckets each party has finished, when it resumes.
+* to both parties, the intersection's size per bucket (each bucket's protocol tells it), so
+  with ``cardinality_only`` both learn how the common IDs spread over the keyed buckets,
+  not only their number (still no member);
+* which buckets each party has finished, after a dropped link or a lost task.
 
 The security model is the per-bucket protocol's (semi-honest; see
 :mod:`~rainbridge.protocols.psi.rr22` and :mod:`~rainbridge.protocols.psi.ecdh`).
