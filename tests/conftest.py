@@ -53,12 +53,14 @@ def mariadb_server() -> Iterator[MariaDBServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local() -> Iterator[object]:
-    """A real Ray instance on this machine (2 CPUs), shared by the tests of a session.
+    """A real Ray instance on this machine (2 CPUs), shared by the tests of a module.
 
     Tests of the ``ray`` compute engine run their tasks on it; an engine finds Ray already
-    initialised and joins it instead of starting its own.
+    initialised and joins it instead of starting its own. Stopped after the module: its
+    processes hold ports (and open connections from the ephemeral range) that a later
+    test's node, started on a port found free earlier, must not meet.
     """
     ray = pytest.importorskip("ray")
     ray.init(
