@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from rainbridge.errors import ConfigError
-from rainbridge.node.config import NodeConfig
+from rainbridge.node.config import NodeConfig, free_port
 
 
 def _default_db_server() -> str:
@@ -39,6 +39,8 @@ class NodeProc:
     info: dict[str, Any]
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    #: where this start's lines begin in ``log`` (it is appended to across restarts)
+    log_from: int = 0
 
     @property
     def api(self) -> str:
@@ -138,8 +140,18 @@ class Federation:
         for node in self.nodes.values():
             self._wait_ready(node)
 
+    def _move_ports(self, node: NodeProc) -> None:
+        """Give a node that has not started yet new free ports for its API and data plane."""
+        cfg = NodeConfig.load(node.dir)
+        cfg.api_port = free_port(cfg.api_host)
+        cfg.data_port = free_port(cfg.data_host)
+        cfg.save()
+        node.info["api"] = cfg.api_url
+        node.info["data_plane"] = cfg.data_url
+
     def _start_one(self, node: NodeProc) -> None:
         node.log = node.dir / "node.log"
+        node.log_from = node.log.stat().st_size if node.log.exists() else 0
         with open(node.log, "ab") as log:
             node.proc = subprocess.Popen(
                 [sys.executable, "-m", "rainbridge.cli", "node", "start", "--dir", str(node.dir)],
@@ -172,14 +184,19 @@ class Federation:
                         node=a,
                     )
 
-    def _wait_ready(self, node: NodeProc) -> None:
+    def _wait_ready(self, node: NodeProc, moves: int = 2) -> None:
         token = (node.dir / "api.token").read_text().strip()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if node.proc is not None and node.proc.poll() is not None:
-                raise RuntimeError(
-                    f"node {node.name} exited: {node.log and node.log.read_text()[-2000:]}"
-                )
+                said = node.log.read_text()[node.log_from :] if node.log else ""
+                if moves and "Address already in use" in said:
+                    # ``node init`` found the ports free, but another process took one
+                    # before the node bound it: new free ports, and start again
+                    self._move_ports(node)
+                    self._start_one(node)
+                    return self._wait_ready(node, moves - 1)
+                raise RuntimeError(f"node {node.name} exited: {said[-2000:]}")
             try:
                 r = httpx.get(
                     node.api + "/v1/node",
