@@ -437,12 +437,13 @@ async def run_party(
                 reconnect=_reconnector(channels, reconnect, f"{c.id}/"),
             )
             sent0, recv0 = _moved(mine)
-            cpu0 = time.process_time()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             summary = await comp.run(ctx)
             sent1, recv1 = _moved(mine)
             # what metering bills: this party's traffic and CPU time in this component
             summary["bytes"] = (sent1 - sent0) + (recv1 - recv0)
             summary["cpu_seconds"] = round(time.process_time() - cpu0, 6)
+            summary["seconds"] = round(time.perf_counter() - wall0, 3)
             produced[c.id] = summary
             ending.passed(index)
             if progress:
