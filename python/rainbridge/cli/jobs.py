@@ -22,6 +22,7 @@ from rainbridge.cli.common import (
     fail_with,
     json_option,
 )
+from rainbridge.cli.summaries import component_types, describe_result
 from rainbridge.errors import RainbridgeError
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -100,6 +101,8 @@ def job_submit(
         as_json,
         f"job {row['id']}: {row['status']}" + (f" ({row['error']})" if row.get("error") else ""),
     )
+    if wait and not as_json and row["status"] == "succeeded":
+        _show_result(api, row)
     if row["status"] in UNSUCCESSFUL:
         sys.exit(EXIT_CODES["job_failed"])
 
@@ -146,23 +149,18 @@ def job_status(job_id: str, wait: bool, directory: str, api_url: str | None, as_
     if row.get("error"):
         lines.append(f"  error: {row['error']}")
     emit(row, as_json, "\n".join(lines))
+    if wait and not as_json and row["status"] == "succeeded":
+        _show_result(api, row)
     if wait and row["status"] in UNSUCCESSFUL:
         sys.exit(EXIT_CODES["job_failed"])
 
 
-def _describe_result(result: dict[str, Any]) -> list[str]:
-    lines = []
-    for cid, comp in result.get("components", {}).items():
-        facts = ", ".join(
-            f"{k} {v}" for k, v in comp.items() if isinstance(v, int | float | str) and k != "type"
-        )
-        lines.append(f"{cid}: {facts}" if facts else cid)
-        for name, o in comp.get("outputs", {}).items():
-            lines.append(f"  {name}: {o.get('rows')} rows -> {o.get('path')}")
-    lines.append(
-        f"sent {result.get('bytes_sent', 0):,} B, received {result.get('bytes_received', 0):,} B"
-    )
-    return lines
+def _show_result(api: Api, row: dict[str, Any]) -> None:
+    """After a job succeeded: what it produced here, as ``job result`` prints it."""
+    out = api.call("GET", f"/v1/jobs/{row['id']}/result")
+    if out.get("status") == "succeeded":
+        types = component_types(row.get("spec"))
+        click.echo("\n".join(describe_result(out.get("result") or {}, types)))
 
 
 @job.command("result")
@@ -170,7 +168,8 @@ def _describe_result(result: dict[str, Any]) -> list[str]:
 @api_command
 def job_result(job_id: str, directory: str, api_url: str | None, as_json: bool) -> None:
     """Show what a finished job produced at this node."""
-    out = Api(directory, api_url).call("GET", f"/v1/jobs/{job_id}/result")
+    api = Api(directory, api_url)
+    out = api.call("GET", f"/v1/jobs/{job_id}/result")
     if out["status"] != "succeeded":
         if as_json:
             emit(out, True)
@@ -181,7 +180,12 @@ def job_result(job_id: str, directory: str, api_url: str | None, as_json: bool) 
                 err=True,
             )
         sys.exit(EXIT_CODES["job_failed"] if out["status"] in UNSUCCESSFUL else 0)
-    emit(out, as_json, "\n".join(_describe_result(out["result"] or {})))
+    if as_json:
+        emit(out, True)
+        return
+    # the spec names each component's type; the result holds only their summaries
+    types = component_types(api.call("GET", f"/v1/jobs/{job_id}").get("spec"))
+    click.echo("\n".join(describe_result(out["result"] or {}, types)))
 
 
 @job.command("output")
@@ -258,16 +262,29 @@ def run_cmd(job_file: str, local: bool, datasets: tuple[str, ...], out: str, as_
     if as_json:
         emit(results, True)
         return
+    types = component_types(spec)
     for party, res in results.items():
-        for line in _describe_result(res):
-            click.echo(f"{party}: {line}")
+        click.echo(f"{party}:")
+        for line in describe_result(res, types):
+            click.echo(f"  {line}")
 
 
 @click.command("components")
+@click.argument("name", required=False)
 @json_option
-def components(as_json: bool) -> None:
-    """List the components a job can use, with their parameters."""
-    from rainbridge.components import list_components
+def components(name: str | None, as_json: bool) -> None:
+    """List the components a job can use; with NAME, that component's parameters (type,
+    default, constraints, meaning) and outputs."""
+    from rainbridge.components import get_component, list_components
 
-    items = [c.describe() for c in list_components()]
-    emit(items, as_json, "\n".join(f"{c['type']:12} {c['summary']}" for c in items))
+    if name is None:
+        items = [c.describe() for c in list_components()]
+        emit(items, as_json, "\n".join(f"{c['type']:12} {c['summary']}" for c in items))
+        return
+    from rainbridge.cli.catalogue import describe_component
+
+    try:
+        component = get_component(name)
+    except RainbridgeError as exc:
+        fail_with(exc)
+    emit(component.describe(), as_json, "\n".join(describe_component(component)))
