@@ -1,37 +1,53 @@
-"""Vertical logistic regression: the label and some features at one party, the other features
-at another, rows aligned (after PSI). Each party keeps the weights of its own features.
+"""Vertical logistic regression: the labels (and maybe some features) at one party, the
+other features at one or more feature parties, rows aligned (after PSI). Each party keeps the
+weights of its own features.
 
 Per mini-batch each party computes its partial score ``z_p = X_p · w_p`` (the label party's
-includes the intercept). The residual ``e = σ(z_L + z_F) - y`` is secret-shared between the
-two: with ``sigmoid="taylor"`` (σ(z) ≈ 1/2 + z/4, the approximation of FATE's hetero-LR)
-each party's share is an affine function of its own partial score — no MPC at all; with
-``"piecewise"`` the engine computes σ on shares (clamp(z + 1/2, 0, 1), SecureML's
-three-piece function: two secure comparisons per row). The gradient of each party's
+includes the intercept). The residual ``e = σ(z) - y``, ``z = z_L + Σ z_i``, is secret-shared
+between the label party L and the first feature party F_1 (its *partner*), over their
+two-party engine (:class:`Mpc`): with ``sigmoid="taylor"`` (σ(z) ≈ 1/2 + z/4, the
+approximation of FATE's hetero-LR) each share is an affine function of the party's own
+partial score and the shares it received — no MPC at all; with ``"piecewise"`` the engine
+computes σ on shares (clamp(z + 1/2, 0, 1), SecureML's three-piece function: two secure
+comparisons per row). Every other feature party F_j splits its encoded partial score into
+two uniformly random ring shares, one to L and one to F_1, so L and F_1 hold a sharing of
+the whole ``z``. F_1 then sends each F_j its share of ``e`` re-masked with a mask L and F_1
+both draw from a seed L gave F_1 (L subtracts the same mask from its own share), so L and
+every feature party hold an additive sharing of ``e``. The gradient of each party's
 weights, ``X_pᵀ e / B``, is its local ``X_pᵀ e_p`` plus a product of two private matrices,
-``X_pᵀ`` and the other party's share (:meth:`Mpc.cross_product`), revealed to that party
-only. Early stopping: both parties stop when no weight moved by more than ``tol`` (relative)
-in an epoch; they exchange one number per epoch to agree.
+``X_pᵀ`` and the other share (:meth:`Mpc.cross_product`), revealed to that party only: L's
+and F_1's over their pair, F_j's over the pair (L, F_j). Early stopping: every party sends
+L the largest relative change of its weights in the epoch, L answers each with the largest
+of all, and all stop together when it is under ``tol``. With one feature party this is
+exactly the two-party protocol: the same messages, the same results.
 
-Security model: semi-honest; the MPC engine's setup (a dealer or OT extension). What each
-party learns: the gradients of its own weights, batch by batch — d_p sums over B rows, never
-a row's residual or label (the leakage FATE's hetero-LR also has); the batch order (drawn
-from a seed the label party sends). With ``scores_to_label=True`` the label party also gets
-the feature party's partial scores of the training rows, to evaluate the model (as FATE's
-evaluation does); the feature party then learns nothing more.
+Security model: semi-honest; the label party colludes with no feature party; each pair's
+engine setup (a dealer or OT extension). What each party learns: the gradients of its own
+weights, batch by batch — d_p sums over B rows, never a row's residual or label (the
+leakage FATE's hetero-LR also has); the batch order (drawn from a seed the label party
+sends); every party's feature count; the largest weight change per epoch. L and F_1 each
+see, of another feature party's partial scores, only a uniformly random share; F_j sees only
+a uniformly random share of the residual. With ``scores_to_label=True`` the label party
+also gets every feature party's partial scores of the training rows, to evaluate the model
+(as FATE's evaluation does); the feature parties learn nothing more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.net.channel import Channel
 from rainbridge.protocols.mpc.engine import Mpc, Secret
-from rainbridge.protocols.mpc.ring import encode
+from rainbridge.protocols.mpc.prg import SEED_BYTES, Prg, new_seed, random_ring
+from rainbridge.protocols.mpc.ring import Ring, byte_view, encode
 
 #: |standardised feature| above this is clipped before encoding (keeps products in range)
 MAX_ABS_FEATURE = 1000.0
@@ -73,6 +89,45 @@ def _sigma(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
+@dataclass(frozen=True)
+class LrRoles:
+    """Who does what in one run; every party builds the same roles (but its own ``me``)."""
+
+    me: str
+    label: str
+    #: the feature parties, in an order every party agrees on; the first is L's partner
+    feature_parties: tuple[str, ...]
+    #: every party's number of features (the label party's without its intercept)
+    features: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        parties = (self.label, *self.feature_parties)
+        if not self.feature_parties:
+            raise ConfigError("vertical LR needs at least one feature party")
+        if len(set(parties)) != len(parties):
+            raise ConfigError("a party is named twice (the label party is not a feature party)")
+        if self.me not in parties:
+            raise ConfigError(f"{self.me!r} is not a party of this training")
+        if set(self.features) != set(parties) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in self.features.values()
+        ):
+            raise ConfigError("give every party's feature count (0 or more), and no other's")
+
+    @property
+    def partner(self) -> str:
+        """F_1: the feature party that shares the residual with the label party."""
+        return self.feature_parties[0]
+
+    @property
+    def others(self) -> tuple[str, ...]:
+        """F_2 … F_N: they share their partial scores between L and F_1."""
+        return self.feature_parties[1:]
+
+    def width(self, party: str) -> int:
+        """Columns of ``party``'s weights (the label party's intercept is one)."""
+        return self.features[party] + (1 if party == self.label else 0)
+
+
 async def train(
     mpc: Mpc,
     x: npt.NDArray[np.float64],
@@ -84,33 +139,51 @@ async def train(
     scores_to_label: bool = False,
     progress: Callable[[float], None] | None = None,
 ) -> LrResult:
-    """Run this party's role; ``x`` are its (standardised) features, ``y`` the 0/1 labels at
-    the label party (None elsewhere)."""
-    me = mpc.party
-    is_label = me == label_party
-    n = x.shape[0]
-    if is_label and (y is None or y.shape != (n,)):
-        raise ConfigError("the label party gives one 0/1 label per row")
-    frac = mpc.frac
-    # the label party's intercept is a feature of ones
-    feats = np.hstack([x, np.ones((n, 1))]) if is_label else x
-    feats = np.clip(feats, -MAX_ABS_FEATURE, MAX_ABS_FEATURE)
-    x_int = encode(feats, frac)  # (n, d) ring
-    d_me = feats.shape[1]
-    d_other = their_features + (1 if not is_label else 0)
-    w = np.zeros(d_me)
-    # the label party draws the batch order's seed; the order says nothing about the data
-    if is_label:
-        seed = params.seed
-        if seed is None:
-            seed = int.from_bytes(np.random.default_rng().bytes(8), "little")
-        await mpc.ch.send_json("lr/seed", {"seed": seed, "rows": n})
-    else:
-        got = await mpc.ch.recv_json("lr/seed")
-        if not isinstance(got, dict) or got.get("rows") != n:
-            raise ProtocolViolationError("the parties' row counts differ")
-        seed = int(got["seed"])
+    """The two-party form of :func:`train_parties`: ``mpc`` joins the label party (engine
+    party ``label_party``) and the one feature party; ``x`` are this party's (standardised)
+    features, ``y`` the 0/1 labels at the label party (None elsewhere)."""
+    if label_party not in (0, 1):
+        raise ConfigError("the label party is engine party 0 or 1")
+    me, other = f"p{mpc.party}", f"p{1 - mpc.party}"
+    label = f"p{label_party}"
+    roles = LrRoles(
+        me=me,
+        label=label,
+        feature_parties=(other if me == label else me,),
+        features={me: x.shape[1] if x.ndim == 2 else -1, other: their_features},
+    )
+    return await train_parties(
+        roles, {other: mpc}, {}, x, y, params=params, scores_to_label=scores_to_label,
+        progress=progress,
+    )  # fmt: skip
+
+
+async def train_parties(
+    roles: LrRoles,
+    sessions: Mapping[str, Mpc],
+    channels: Mapping[str, Channel],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64] | None,
+    *,
+    params: LrParams,
+    scores_to_label: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> LrResult:
+    """Run ``roles.me``'s role.
+
+    ``sessions``: the two-party engines this party takes part in, by the other party — at
+    the label party one with each feature party, at a feature party the one with the label
+    party. ``channels``: to other feature parties — at the partner one to each of the others,
+    at another feature party the one to the partner; none with one feature party. ``x``:
+    this party's standardised features; ``y``: the 0/1 labels at the label party (None
+    elsewhere).
+    """
+    run = _Run(roles, sessions, channels, x, y, params)
+    n = run.n
+    seed = await run.agree_seed()
     rng = np.random.default_rng(seed)
+    w = np.zeros(run.feats.shape[1])
+    reg = slice(None, -1) if run.is_label else slice(None)  # never the intercept
     history: list[float] = []
     epochs_run = 0
     for _epoch in range(params.epochs):
@@ -118,10 +191,7 @@ async def train(
         order = rng.permutation(n)
         for start in range(0, n, params.batch_size):
             idx = order[start : start + params.batch_size]
-            grad = await _gradient(mpc, feats[idx], x_int[idx], w, y, idx, label_party, d_other,
-                                   params)  # fmt: skip
-            w -= params.learning_rate * grad
-            reg = slice(None, -1) if is_label else slice(None)  # never the intercept
+            w -= params.learning_rate * await run.gradient(idx, w)
             if params.l2:
                 w[reg] -= params.learning_rate * params.l2 * w[reg]
             if params.l1:
@@ -131,70 +201,289 @@ async def train(
         if progress is not None:
             progress(epochs_run / params.epochs)
         change = float(np.max(np.abs(w - before)) / max(1.0, float(np.max(np.abs(w)))))
-        await mpc.ch.send_json("lr/change", {"change": change})
-        theirs = await mpc.ch.recv_json("lr/change")
-        if not isinstance(theirs, dict) or not isinstance(theirs.get("change"), int | float):
-            raise ProtocolViolationError("malformed convergence message")
-        worst = max(change, float(theirs["change"]))
+        worst = await run.agree_change(change)
         history.append(worst)
         if worst < params.tol:
             break
-    scores = None
-    z_me = feats @ w
-    if scores_to_label:
-        if is_label:
-            other = np.empty(n, dtype=np.float64)
-            got_bytes = await mpc.ch.recv_into("lr/scores", other.data.cast("B"))
-            if got_bytes != other.nbytes:
-                raise ProtocolViolationError("the other party's scores have the wrong size")
-            scores = _sigma(z_me + other)
-        else:
-            await mpc.ch.send("lr/scores", np.ascontiguousarray(z_me).tobytes())
+    scores = await run.train_scores(run.feats @ w) if scores_to_label else None
     return LrResult(
-        weights=w[:-1] if is_label else w,
-        intercept=float(w[-1]) if is_label else None,
+        weights=w[:-1] if run.is_label else w,
+        intercept=float(w[-1]) if run.is_label else None,
         epochs_run=epochs_run,
         history=history,
         train_scores=scores,
     )
 
 
-async def _gradient(
+T = TypeVar("T")
+
+
+async def _together(*aws: Awaitable[T]) -> list[T]:
+    """All of ``aws`` at once; the first failure cancels the others, so that no exchange
+    with another party outlives it, and is raised as it is."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _recv_ring(ch: Channel, tag: str, n: int) -> Ring:
+    out = np.empty(n, dtype=np.uint64)
+    got = await ch.recv_into(tag, byte_view(out))
+    if got != out.nbytes:
+        raise ProtocolViolationError(
+            f"peer {ch.peer!r} sent {got} bytes for {tag!r}, expected {out.nbytes}"
+        )
+    return out
+
+
+def split_score(encoded: Ring) -> tuple[Ring, Ring]:
+    """Two uniformly random ring shares of ``encoded`` (a partial score): one for the
+    partner, one for the label party; either alone says nothing of the score."""
+    to_partner = random_ring(encoded.shape)
+    return to_partner, encoded - to_partner
+
+
+class _Run:
+    """One party's state in one training: its data, engines and channels."""
+
+    def __init__(
+        self,
+        roles: LrRoles,
+        sessions: Mapping[str, Mpc],
+        channels: Mapping[str, Channel],
+        x: npt.NDArray[np.float64],
+        y: npt.NDArray[np.float64] | None,
+        params: LrParams,
+    ) -> None:
+        me = roles.me
+        self.roles, self.sessions, self.channels, self.params = roles, sessions, channels, params
+        self.is_label = me == roles.label
+        if self.is_label:
+            want_sessions, want_channels = set(roles.feature_parties), set()
+        else:
+            want_sessions = {roles.label}
+            want_channels = set(roles.others) if me == roles.partner else {roles.partner}
+            if not roles.others:
+                want_channels = set()
+        if set(sessions) != want_sessions:
+            raise ConfigError(
+                f"{me!r} needs an MPC session with {sorted(want_sessions)}, got {sorted(sessions)}"
+            )
+        if not want_channels <= set(channels):
+            raise ConfigError(f"{me!r} needs channels to {sorted(want_channels)}")
+        fracs = {m.frac for m in sessions.values()}
+        if len(fracs) != 1:
+            raise ConfigError("every MPC session of a training has the same precision")
+        self.frac = fracs.pop()
+        if x.ndim != 2 or x.shape[1] != roles.features[me]:
+            raise ConfigError(
+                f"{me!r} announced {roles.features[me]} features but gives {x.shape[1:]} columns"
+            )
+        self.n = n = x.shape[0]
+        if self.is_label and (y is None or y.shape != (n,)):
+            raise ConfigError("the label party gives one 0/1 label per row")
+        self.y = y
+        # the label party's intercept is a feature of ones
+        feats = np.hstack([x, np.ones((n, 1))]) if self.is_label else x
+        self.feats = np.clip(feats, -MAX_ABS_FEATURE, MAX_ABS_FEATURE)
+        self.x_int = encode(self.feats, self.frac)  # (n, d) ring
+        #: the masks L and F_1 put on the residual shares F_1 sends the other feature parties
+        self.masks: Prg | None = None
+
+    # -- agreeing --------------------------------------------------------------------------
+
+    async def agree_seed(self) -> int:
+        """The label party draws the batch order's seed (the order says nothing about the
+        data) and, with several feature parties, the residual masks' seed for the partner."""
+        roles, n = self.roles, self.n
+        if self.is_label:
+            seed = self.params.seed
+            if seed is None:
+                seed = int.from_bytes(np.random.default_rng().bytes(8), "little")
+            msg = {"seed": seed, "rows": n}
+            await _together(*(m.ch.send_json("lr/seed", msg) for m in self.sessions.values()))
+            if roles.others:
+                mask_seed = new_seed()
+                await self.sessions[roles.partner].ch.send("lr/masks", mask_seed)
+                self.masks = Prg(mask_seed)
+            return seed
+        ch = self.sessions[roles.label].ch
+        got = await ch.recv_json("lr/seed")
+        if not isinstance(got, dict) or got.get("rows") != n:
+            raise ProtocolViolationError("the parties' row counts differ")
+        seed = got.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ProtocolViolationError("malformed batch-order seed")
+        if self.roles.me == roles.partner and roles.others:
+            mask_seed = await ch.recv("lr/masks")
+            if len(mask_seed) != SEED_BYTES:
+                raise ProtocolViolationError("malformed residual-mask seed")
+            self.masks = Prg(mask_seed)
+        return seed
+
+    async def agree_change(self, change: float) -> float:
+        """The largest relative weight change of the epoch at any party (all stop together)."""
+        if self.is_label:
+            theirs = await _together(*(_recv_change(m.ch) for m in self.sessions.values()))
+            worst = max([change, *theirs])
+            await _together(
+                *(m.ch.send_json("lr/change", {"change": worst}) for m in self.sessions.values())
+            )
+            return worst
+        ch = self.sessions[self.roles.label].ch
+        await ch.send_json("lr/change", {"change": change})
+        return max(change, await _recv_change(ch))
+
+    async def train_scores(self, z_me: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+        """σ(z) of the training rows at the label party (every feature party sends it its
+        partial scores); None elsewhere."""
+        if not self.is_label:
+            ch = self.sessions[self.roles.label].ch
+            await ch.send("lr/scores", np.ascontiguousarray(z_me).tobytes())
+            return None
+        parts = await _together(*(_recv_scores(m.ch, self.n) for m in self.sessions.values()))
+        return _sigma(z_me + np.sum(parts, axis=0))
+
+    # -- one mini-batch --------------------------------------------------------------------
+
+    async def gradient(
+        self, idx: npt.NDArray[np.int64], w: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """This party's gradient for the batch ``idx`` (its own weights only)."""
+        roles, b = self.roles, len(idx)
+        z = self.feats[idx] @ w
+        x_int = self.x_int[idx]
+        me = roles.me
+        if me not in (roles.label, roles.partner):
+            return await self._other_gradient(z, x_int)
+        # L and F_1 add the shares of the others' partial scores to their own
+        ring = (
+            self.channels if me == roles.partner else {f: self.sessions[f].ch for f in roles.others}
+        )
+        got = await _together(*(_recv_ring(ring[f], "lr/z", b) for f in roles.others))
+        extra: Ring = np.zeros(b, dtype=np.uint64)
+        for share in got:
+            extra += share  # wraps modulo 2^64, as shares do
+        pair = self.sessions[roles.partner if me == roles.label else roles.label]
+        y = self.y[idx] if self.y is not None else None
+        e = await _residual(pair, z, extra, y, self.params)
+        masks = [self.masks.ring((b,)) for _ in roles.others] if self.masks else []
+        dims = {pair.party: roles.width(me), 1 - pair.party: roles.width(_peer(roles, me))}
+        both = _pair_gradient(pair, x_int, e, (0, 1), dims)
+        if me == roles.partner:
+            sends = zip(roles.others, masks, strict=True)
+            await _together(*(self.channels[f].send("lr/e", byte_view(e + r)) for f, r in sends))
+            grad = await both
+        else:
+            # each other feature party's gradient over its own pair, with L's share less the
+            # mask F_1 added to the share it sent
+            grads = await _together(
+                both,
+                *(
+                    _pair_gradient(self.sessions[f], x_int, e - r,
+                                   (1 - self.sessions[f].party,),
+                                   {1 - self.sessions[f].party: roles.width(f)})
+                    for f, r in zip(roles.others, masks, strict=True)
+                ),
+            )  # fmt: skip
+            grad = grads[0]
+        assert grad is not None
+        return grad
+
+    async def _other_gradient(
+        self, z: npt.NDArray[np.float64], x_int: Ring
+    ) -> npt.NDArray[np.float64]:
+        """F_j (j ≥ 2): share the partial score between L and F_1, get a share of the
+        residual from F_1, and the gradient over the pair (L, F_j)."""
+        roles = self.roles
+        pair = self.sessions[roles.label]
+        scaled = 0.25 * z if self.params.sigmoid == "taylor" else z
+        to_partner, to_label = split_score(encode(scaled, self.frac))
+        partner = self.channels[roles.partner]
+        await _together(
+            partner.send("lr/z", byte_view(to_partner)), pair.ch.send("lr/z", byte_view(to_label))
+        )
+        e = await _recv_ring(partner, "lr/e", len(z))
+        grad = await _pair_gradient(
+            pair, x_int, e, (pair.party,), {pair.party: roles.width(roles.me)}
+        )
+        assert grad is not None
+        return grad
+
+
+def _peer(roles: LrRoles, me: str) -> str:
+    """The other party of the (L, F_1) pair."""
+    return roles.partner if me == roles.label else roles.label
+
+
+async def _recv_change(ch: Channel) -> float:
+    got = await ch.recv_json("lr/change")
+    value = got.get("change") if isinstance(got, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolViolationError("malformed convergence message")
+    return float(value)
+
+
+async def _recv_scores(ch: Channel, n: int) -> npt.NDArray[np.float64]:
+    out = np.empty(n, dtype=np.float64)
+    got = await ch.recv_into("lr/scores", byte_view(out.view(np.uint64)))
+    if got != out.nbytes:
+        raise ProtocolViolationError(f"{ch.peer!r}'s partial scores have the wrong size")
+    return out
+
+
+async def _residual(
     mpc: Mpc,
-    feats: npt.NDArray[np.float64],
-    x_int: Any,
-    w: npt.NDArray[np.float64],
+    z: npt.NDArray[np.float64],
+    extra: Ring,
     y: npt.NDArray[np.float64] | None,
-    idx: npt.NDArray[np.int64],
-    label_party: int,
-    d_other: int,
     params: LrParams,
-) -> npt.NDArray[np.float64]:
-    """This party's gradient for the batch (its own weights), the other's for the other."""
-    me = mpc.party
-    b = len(idx)
-    z = feats @ w
+) -> Ring:
+    """This party's share of ``σ(z) - y`` over the pair (L, F_1): ``z`` its own partial
+    score, ``extra`` its shares of the other feature parties' (zeros without them)."""
     frac = mpc.frac
     if params.sigmoid == "taylor":
         e = 0.25 * z
-        if me == label_party:
-            assert y is not None
-            e = e + 0.5 - y[idx]
-        e_share = encode(e, frac)
-    else:
-        z0 = await mpc.input(z if me == 0 else None, 0, (b,))
-        z1 = await mpc.input(z if me == 1 else None, 1, (b,))
-        s = mpc.add_public(mpc.add(z0, z1), 0.5)
-        zero = mpc.mul_public_int(s, 0)
-        clamped = await mpc.minimum(await mpc.maximum(s, zero), mpc.add_public(zero, 1.0))
-        e_share = clamped.share.copy()
-        if me == label_party:
-            assert y is not None
-            e_share -= encode(y[idx], frac)
-    grad = np.zeros(feats.shape[1])
+        if y is not None:
+            e = e + 0.5 - y
+        return encode(e, frac) + extra
+    b = len(z)
+    z0 = await mpc.input(z if mpc.party == 0 else None, 0, (b,))
+    z1 = await mpc.input(z if mpc.party == 1 else None, 1, (b,))
+    total = mpc.add(z0, z1)
+    s = mpc.add_public(Secret(total.share + extra, total.frac), 0.5)
+    zero = mpc.mul_public_int(s, 0)
+    clamped = await mpc.minimum(await mpc.maximum(s, zero), mpc.add_public(zero, 1.0))
+    e_share = clamped.share.copy()
+    if y is not None:
+        e_share -= encode(y, frac)
+    return e_share
+
+
+async def _pair_gradient(
+    mpc: Mpc,
+    x_int: Ring,
+    e_share: Ring,
+    owners: Sequence[int],
+    dims: Mapping[int, int],
+) -> npt.NDArray[np.float64] | None:
+    """``X_pᵀ e / B`` over one pair for each engine party p in ``owners`` (``dims[p]`` its
+    weights), revealed to p only; this party's gradient, or None if it owns none."""
+    me = mpc.party
+    b = len(e_share)
+    grad = None
     for p in (0, 1):
-        d_p = feats.shape[1] if me == p else d_other
+        if p not in owners:
+            continue
+        d_p = dims[p]
         if d_p == 0:
+            if me == p:
+                grad = np.zeros(0)
             continue
         cross = await mpc.cross_product(
             x_int.T if me == p else None,
@@ -205,10 +494,10 @@ async def _gradient(
         share = cross.share[:, 0]
         if me == p:
             share = share + x_int.T @ e_share  # the local part, wrapping like the shares
-        total = await mpc.reveal(Secret(share, 2 * frac), to=p)
+        total = await mpc.reveal(Secret(share, 2 * mpc.frac), to=p)
         if total is not None:
             grad = np.asarray(total, dtype=np.float64) / b
     return grad
 
 
-__all__ = ["LrParams", "LrResult", "train"]
+__all__ = ["LrParams", "LrResult", "LrRoles", "split_score", "train", "train_parties"]
