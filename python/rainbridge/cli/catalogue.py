@@ -18,6 +18,8 @@ from rainbridge.components.base import Component
 
 #: a cell wider than this does not widen its column for every row (it overflows its own)
 MAX_CELL = 34
+#: the meaning, the last column, wraps at this width
+MAX_MEANING = 60
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,8 @@ def describe_component(component: Component) -> list[str]:
     widths = [min(MAX_CELL, max(len(c[i]) for c in cells)) for i in range(len(header))]
     lines = [f"{component.type_name}: {component.summary}", ""]
     for c in cells:
-        # the meaning is the last column: it runs on to the end of the line
-        wrapped = [wrap_cell(cell, widths[i]) for i, cell in enumerate(c[:-1])] + [[c[-1]]]
+        wrapped = [wrap_cell(cell, widths[i]) for i, cell in enumerate(c[:-1])]
+        wrapped.append(wrap_cell(c[-1], MAX_MEANING))
         for k in range(max(len(w) for w in wrapped)):
             parts = [(w[k] if k < len(w) else "") for w in wrapped]
             line = "  ".join(p.ljust(widths[i]) for i, p in enumerate(parts[:-1]))
