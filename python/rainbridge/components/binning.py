@@ -40,8 +40,10 @@ MAX_SUMMARY_ROWS = 1000
 class BinningParams(LabelledParams):
     """Parameters of the ``binning`` component."""
 
-    method: Literal["quantile", "chimerge"] = "quantile"
-    bins: int = Field(default=10, ge=2, le=100)
+    method: Literal["quantile", "chimerge"] = Field(
+        default="quantile", description="equal-frequency bins, or ChiMerge on the label"
+    )
+    bins: int = Field(default=10, ge=2, le=100, description="bins per feature (at most)")
     init_bins: int = Field(default=50, ge=2, le=200, description="chimerge's starting bins")
     min_iv: float | None = Field(default=None, ge=0, description="select features with IV ≥")
 

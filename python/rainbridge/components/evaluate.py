@@ -33,10 +33,14 @@ class EvaluateParams(BaseModel):
     """Parameters of the ``evaluate`` component."""
 
     model_config = ConfigDict(extra="forbid")
-    score: str = "score"
-    label: str = "label"
-    task: Literal["binary", "regression"] = "binary"
-    threshold: float = Field(default=0.5, gt=0, lt=1)
+    score: str = Field(default="score", description="the column of scores")
+    label: str = Field(default="label", description="the column of true labels")
+    task: Literal["binary", "regression"] = Field(
+        default="binary", description="binary: AUC, KS, confusion, lift; regression: MSE, MAE, R²"
+    )
+    threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="binary: a score at least this is predicted 1"
+    )
     baseline: str | None = Field(default=None, description="a column of earlier scores (PSI)")
 
 

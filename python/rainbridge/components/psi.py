@@ -96,28 +96,66 @@ class PsiParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    protocol: Literal["ecdh", "rr22"] = "ecdh"
-    curve: Literal["curve25519", "ristretto255"] = "curve25519"
-    truncate: bool = True
-    batch_size: int = Field(default=1 << 16, ge=1, le=1 << 22)
+    protocol: Literal["ecdh", "rr22"] = Field(
+        default="ecdh",
+        description="ecdh: two or more parties; rr22: two parties, OT-based, far faster on "
+        "large sets",
+    )
+    curve: Literal["curve25519", "ristretto255"] = Field(
+        default="curve25519", description="ecdh: the group the IDs are blinded in"
+    )
+    truncate: bool = Field(
+        default=True,
+        description="ecdh: truncate fully blinded values to the standard's bound "
+        "(false: keep all 32 bytes)",
+    )
+    batch_size: int = Field(
+        default=1 << 16, ge=1, le=1 << 22, description="ecdh: IDs per message (memory in flight)"
+    )
     #: rr22: bound on the protocol's working memory; larger inputs are bucketed on disk
-    memory_limit_mb: int = Field(default=2048, ge=16, le=1 << 20)
+    memory_limit_mb: int = Field(
+        default=2048,
+        ge=16,
+        le=1 << 20,
+        description="rr22: working memory; larger inputs are bucketed on disk",
+    )
     #: per party, conditions (all must hold) on its own rows: a local WHERE before the join
-    filters: dict[str, list[RowFilter]] = Field(default_factory=dict)
+    filters: dict[str, list[RowFilter]] = Field(
+        default_factory=dict,
+        description="per party, conditions on its own rows (all must hold), applied before "
+        "the join",
+    )
     #: ecdh: every party learns the size only; nobody learns which IDs are common
-    cardinality_only: bool = False
+    cardinality_only: bool = Field(
+        default=False,
+        description="ecdh: every party learns the size only; no output",
+    )
     #: rr22: {party: [columns]}, that party's columns delivered to the intersection's one
     #: receiver, aligned to its rows (the party must not be a receiver)
-    payload: dict[str, list[str]] = Field(default_factory=dict)
+    payload: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="rr22: a party's columns delivered to the one receiver, aligned to its rows",
+    )
     #: rows whose ID is empty or NULL: refused (default, with their count) or left out
-    missing_ids: Literal["refuse", "drop"] = "refuse"
+    missing_ids: Literal["refuse", "drop"] = Field(
+        default="refuse", description="rows with an empty or NULL ID: refused or left out"
+    )
     #: Unicode normal form applied to IDs before hashing (none: compared byte for byte)
-    normalize: Literal["none", "nfc", "nfkc"] = "none"
+    normalize: Literal["none", "nfc", "nfkc"] = Field(
+        default="none",
+        description="Unicode form of the IDs before hashing (none: bytes as they are)",
+    )
     #: two parties: intersect bucket pair by bucket pair, each a task of the parties'
     #: compute engines (on: always; auto: when either party runs the ray engine)
-    bucket_pairs: Literal["auto", "on", "off"] = "auto"
+    bucket_pairs: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="two parties: intersect bucket pair by bucket pair as compute tasks "
+        "(auto: when either party runs the ray engine)",
+    )
     #: target IDs per bucket pair
-    bucket_items: int = Field(default=1 << 20, ge=1024, le=1 << 26)
+    bucket_items: int = Field(
+        default=1 << 20, ge=1024, le=1 << 26, description="target IDs per bucket pair"
+    )
 
 
 _OPS = {

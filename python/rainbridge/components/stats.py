@@ -119,20 +119,30 @@ class StatsParams(AlignedParams):
     model_config = ConfigDict(extra="forbid")
 
     columns: dict[str, list[str]] = Field(description="each data party's numeric columns")
-    statistics: list[Statistic] = Field(default=["count", "mean", "std"], min_length=1)
-    group_by: GroupBy | None = None
+    statistics: list[Statistic] = Field(
+        default=["count", "mean", "std"], min_length=1, description="what to compute of each column"
+    )
+    group_by: GroupBy | None = Field(
+        default=None, description="one party's column whose values group the other's statistics"
+    )
     decimals: int = Field(
         default=2, ge=0, le=6, description="with dp: the decimal places values are encoded at"
     )
-    min_group_size: int = Field(default=1, ge=1)
+    min_group_size: int = Field(
+        default=1, ge=1, description="groups with fewer rows are suppressed"
+    )
     quantiles: list[float] = Field(
         default=[0.25, 0.5, 0.75], min_length=1, max_length=99, description="for 'quantile'"
     )
     bins: dict[str, list[float]] = Field(
         default_factory=dict, description="histogram bin edges per column (increasing)"
     )
-    crosstab: Crosstab | None = None
-    dp: DpParams | None = None
+    crosstab: Crosstab | None = Field(
+        default=None, description="rows per pair of two parties' values (one column each)"
+    )
+    dp: DpParams | None = Field(
+        default=None, description="differential privacy: noise added inside the MPC"
+    )
     column_statistics: dict[str, list[Statistic]] = Field(
         default_factory=dict,
         description="only these statistics of a column (a column not named: all of them); "

@@ -40,17 +40,21 @@ class TrainFedAvgParams(BaseModel):
 
     label: str = Field(description="the 0/1 label column, at every client")
     features: list[str] = Field(min_length=1, description="the feature columns, at every client")
-    model: Literal["lr", "mlp"] = "lr"
-    hidden: int = Field(default=16, ge=1, le=1024)
-    rounds: int = Field(default=20, ge=1, le=10_000)
-    local_epochs: int = Field(default=1, ge=1, le=1000)
-    batch_size: int = Field(default=32, ge=1, le=1 << 16)
-    learning_rate: float = Field(default=0.05, gt=0, le=100)
-    l2: float = Field(default=0.0, ge=0)
+    model: Literal["lr", "mlp"] = Field(
+        default="lr", description="logistic regression, or a one-hidden-layer perceptron"
+    )
+    hidden: int = Field(default=16, ge=1, le=1024, description="mlp: units of the hidden layer")
+    rounds: int = Field(default=20, ge=1, le=10_000, description="aggregation rounds")
+    local_epochs: int = Field(
+        default=1, ge=1, le=1000, description="passes over its rows a client makes per round"
+    )
+    batch_size: int = Field(default=32, ge=1, le=1 << 16, description="rows per local step")
+    learning_rate: float = Field(default=0.05, gt=0, le=100, description="local step size")
+    l2: float = Field(default=0.0, ge=0, description="L2 penalty on the weights")
     threshold: int | None = Field(
         default=None, ge=2, description="clients needed to unmask a round (default: 2/3 of them)"
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="initial weights and batch order (repeatable runs)")
 
 
 class TrainFedAvgComponent(Component):

@@ -41,17 +41,30 @@ class TrainSgbParams(LabelledParams):
     model_config = ConfigDict(extra="forbid")
 
     trees: int = Field(default=10, ge=1, le=1000, description="boosting rounds")
-    max_depth: int = Field(default=5, ge=1, le=10)
-    learning_rate: float = Field(default=0.3, gt=0, le=1)
-    reg_lambda: float = Field(default=1.0, ge=0)
+    max_depth: int = Field(default=5, ge=1, le=10, description="levels of splits per tree")
+    learning_rate: float = Field(default=0.3, gt=0, le=1, description="shrinkage of each tree")
+    reg_lambda: float = Field(default=1.0, ge=0, description="L2 penalty on leaf weights")
     gamma: float = Field(default=0.0, ge=0, description="minimum gain of a split")
-    min_child_weight: float = Field(default=1.0, ge=0)
-    max_bin: int = Field(default=32, ge=2, le=255)
-    subsample: float = Field(default=1.0, gt=0, le=1)
-    objective: Literal["binary", "regression", "multiclass"] = "binary"
-    num_class: int = Field(default=0, ge=0, le=100)
-    validation_fraction: float = Field(default=0.0, ge=0, lt=1)
-    early_stopping_rounds: int = Field(default=0, ge=0)
+    min_child_weight: float = Field(
+        default=1.0, ge=0, description="minimum sum of hessians in a child of a split"
+    )
+    max_bin: int = Field(default=32, ge=2, le=255, description="bins per feature for splits")
+    subsample: float = Field(
+        default=1.0, gt=0, le=1, description="share of the rows each tree is grown on"
+    )
+    objective: Literal["binary", "regression", "multiclass"] = Field(
+        default="binary", description="what the label is: 0/1, a number, or a class"
+    )
+    num_class: int = Field(default=0, ge=0, le=100, description="multiclass: the number of classes")
+    validation_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="share of the rows held out to measure the loss per round",
+    )
+    early_stopping_rounds: int = Field(
+        default=0, ge=0, description="stop after this many rounds without a better validation loss"
+    )
     key_bits: Literal[1024, 2048] = Field(default=2048, description="1024 for tests only")
     seed: int | None = Field(default=None, description="sampling seed (repeatable runs)")
 
