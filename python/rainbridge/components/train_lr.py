@@ -1,18 +1,21 @@
 """The ``train_lr`` component: vertical logistic regression (:mod:`rainbridge.protocols.fl.
-vertical_lr`) over two parties' aligned tables — the labels and some features at one party,
-other features at the other; optionally a third party with ``role: dealer`` (without one the
-two use OT extension).
+vertical_lr`) over two or more parties' aligned tables — the labels (and maybe some
+features) at one party, the other features at one or more feature parties. The label party
+runs a two-party MPC session with each feature party, by OT extension; with exactly two data
+parties a third party with ``role: dealer`` may serve the session's randomness instead.
 
 Each party's ``model`` output is its own part only: its features, their standardisation
 (mean and scale from its own training rows) and their weights, plus the intercept at the
 label party — a JSON file no other party receives. The label party may also receive a
-``report`` (AUC, KS, epochs) computed on the training rows; that needs the feature party's
+``report`` (AUC, KS, epochs) computed on the training rows; that needs every feature party's
 partial scores (``evaluate: true``, the default), as FATE's evaluation does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,15 +27,18 @@ from rainbridge.components.base import Component, ComponentContext, ComponentPar
 from rainbridge.components.spec import ComponentSpec
 from rainbridge.components.twoparty import (
     LabelledParams,
-    check_roles,
+    check_aligned_star,
     matrix,
     open_session,
     serve_dealer,
 )
 from rainbridge.data import read_columns, write_json_atomic
 from rainbridge.errors import DataError
+from rainbridge.net.channel import Channel
 from rainbridge.protocols.fl.metrics import auc, ks
-from rainbridge.protocols.fl.vertical_lr import LrParams, train
+from rainbridge.protocols.fl.vertical_lr import LrParams, LrRoles, train_parties
+from rainbridge.protocols.mpc import Mpc
+from rainbridge.protocols.mpc.ot import OtProvider
 
 MODEL_FORMAT = "rainbridge/vertical-lr/v1"
 
@@ -63,12 +69,19 @@ class TrainLrComponent(Component):
         super().check(spec)
         params = self.parse_params(spec.params)
         assert isinstance(params, TrainLrParams)
-        data = check_roles(spec, "train_lr")
+        data, _dealer = lr_roles(spec)
         params.check_parties(data)
-        model = spec.outputs.get("model")
-        if model is None or sorted(model.receivers) != sorted(data):
+        empty = [p for p in data if p != params.label.party and not params.features.get(p)]
+        if empty:
             raise ComponentParamError(
-                "train_lr's 'model' output goes to both data parties (each keeps its own part)",
+                f"feature party {empty[0]!r} has no features: give it some or leave it out",
+                ("params", "features"),
+            )
+        model = spec.outputs.get("model")
+        if model is None or sorted(model.receivers) != data:
+            every = "both" if len(data) == 2 else "every"
+            raise ComponentParamError(
+                f"train_lr's 'model' output goes to {every} data parties (each keeps its own part)",
                 ("outputs", "model"),
             )
         report = spec.outputs.get("report")
@@ -93,19 +106,17 @@ class TrainLrComponent(Component):
     async def run(self, ctx: ComponentContext) -> dict[str, Any]:
         params = ctx.params
         assert isinstance(params, TrainLrParams)
-        served = await serve_dealer(ctx)
-        if served is not None:
+        data, dealer = lr_roles(ctx.spec)
+        if ctx.party == dealer:
+            served = await serve_dealer(ctx)
+            assert served is not None
             return served
-        is_label = ctx.party == params.label.party
+        label = params.label.party
+        is_label = ctx.party == label
         mine = params.features.get(ctx.party, [])
         table = self._read(ctx, params, mine, is_label)
-        session = await open_session(
-            ctx, table, params.id_of(ctx.party), {"features": len(mine)}, "lr"
-        )
-        mpc = session.mpc
-        their = session.their_hello.get("features")
-        if not isinstance(their, int) or their < 0:
-            raise DataError("the other party announced no feature count")
+        id_column = params.id_of(ctx.party)
+        # every input checked before the first message
         x = matrix(table, mine)
         mean = x.mean(axis=0) if len(x) else np.zeros(len(mine))
         scale = x.std(axis=0) if len(x) else np.ones(len(mine))
@@ -115,13 +126,26 @@ class TrainLrComponent(Component):
             y = matrix(table, [params.label.column])[:, 0]
             if not np.isin(y, (0.0, 1.0)).all():
                 raise DataError(f"label column {params.label.column!r} must hold 0 and 1 only")
-        label_idx = mpc.party if is_label else 1 - mpc.party
-        res = await train(
-            mpc,
+        counts = {p: len(params.features.get(p, [])) for p in data}
+        if len(data) == 2:
+            session = await open_session(ctx, table, id_column, {"features": len(mine)}, "lr")
+            their = session.their_hello.get("features")
+            if their != counts[session.other]:
+                raise DataError("the other party announced another feature count")
+            sessions: dict[str, Mpc] = {session.other: session.mpc}
+        else:
+            await check_aligned_star(ctx, table, id_column, label, data, "lr")
+            sessions = await _open_star(ctx, label, data)
+        feature_parties = tuple(p for p in data if p != label)
+        channels: Mapping[str, Channel] = (
+            {} if is_label else {p: ctx.channels[p] for p in feature_parties if p != ctx.party}
+        )
+        res = await train_parties(
+            LrRoles(ctx.party, label, feature_parties, counts),
+            sessions,
+            channels,
             (x - mean) / scale,
             y,
-            label_party=label_idx,
-            their_features=their,
             params=LrParams(
                 epochs=params.epochs,
                 batch_size=params.batch_size,
@@ -135,15 +159,16 @@ class TrainLrComponent(Component):
             scores_to_label=params.evaluate,
             progress=lambda f: ctx.progress(min(f, 0.99)),
         )
-        await mpc.close()
+        for mpc in sessions.values():
+            await mpc.close()
         ctx.progress(1.0)
         model = {
             "format": MODEL_FORMAT,
             "job": ctx.job_id,
             "component": ctx.spec.id,
             "party": ctx.party,
-            "label_party": params.label.party,
-            "parties": sorted(params.features) or [],
+            "label_party": label,
+            "parties": data,
             "features": mine,
             "mean": mean.tolist(),
             "scale": scale.tolist(),
@@ -189,3 +214,38 @@ class TrainLrComponent(Component):
                 f"train_lr input of {ctx.party!r} has no column {', '.join(map(repr, missing))}"
             )
         return read_columns(ref, list(dict.fromkeys(wanted)))
+
+
+def lr_roles(spec: ComponentSpec) -> tuple[list[str], str | None]:
+    """(the data parties, sorted; the dealer or None): two or more data parties, and a
+    dealer only beside exactly two (a session per pair of parties runs on OT extension)."""
+    dealers = [p for p, ref in spec.inputs.items() if ref.role == "dealer"]
+    data = sorted(p for p, ref in spec.inputs.items() if ref.role is None)
+    if len(dealers) + len(data) != len(spec.inputs) or len(dealers) > 1 or len(data) < 2:
+        raise ComponentParamError(
+            "train_lr needs two or more data parties and, beside exactly two, at most one "
+            "party with 'role: dealer'",
+            ("inputs",),
+        )
+    if dealers and len(data) > 2:
+        raise ComponentParamError(
+            f"a dealer serves two data parties only; with {len(data)} the label party runs "
+            "a session with each feature party by OT extension: remove 'role: dealer'",
+            ("inputs",),
+        )
+    return data, dealers[0] if dealers else None
+
+
+async def _open_star(ctx: ComponentContext, label: str, data: list[str]) -> dict[str, Mpc]:
+    """The label party's MPC session with each feature party (OT extension; the engine
+    parties numbered in name order, as with two); a feature party's one with the label
+    party."""
+    peers = [p for p in data if p != label] if ctx.party == label else [label]
+
+    async def one(peer: str) -> Mpc:
+        me = 0 if ctx.party < peer else 1
+        provider = OtProvider(me, ctx.channels[peer])
+        await provider.setup()
+        return Mpc(me, ctx.channels[peer], provider)
+
+    return dict(zip(peers, await asyncio.gather(*(one(p) for p in peers)), strict=True))
