@@ -10,10 +10,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +25,10 @@ from rainbridge.cli.summaries import component_types, describe_result, format_va
 from rainbridge.components import get_component
 from rainbridge.jobs import parse_job
 from rainbridge.jobs.local import datasets_from_args, run_local
+from rainbridge.node.api import create_app
+from rainbridge.node.config import NodeConfig
+from rainbridge.node.service import NodeService
+from rainbridge.node.storage import JobRow
 
 JOB = """\
 name: headlines
@@ -237,3 +243,74 @@ def test_an_unknown_component_is_refused_with_the_known_ones() -> None:
     assert r.exit_code == 2
     assert "unknown component type 'nope'" in r.output
     assert "train_lr" in r.output and "psi" in r.output
+
+
+@pytest.fixture
+def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NodeService:
+    """A node's API served in process; the CLI's HTTP calls are routed to it."""
+    d = tmp_path / "bank"
+    r = CliRunner().invoke(main, ["node", "init", "--name", "bank", "--dir", str(d)])
+    assert r.exit_code == 0, r.output
+    service = NodeService(NodeConfig.load(d))
+    client = TestClient(create_app(service, service.config.token()))
+    base = service.config.api_url
+
+    def request(method: str, url: str, **kw: Any) -> httpx.Response:
+        if not url.startswith(base):
+            raise httpx.ConnectError("nothing listens there")
+        kw.pop("timeout", None)
+        kw.pop("verify", None)
+        return client.request(method, url[len(base) :], **kw)
+
+    monkeypatch.setattr(httpx, "request", request)
+    return service
+
+
+def _put_job(node: NodeService, spec: Any, job_id: str, status: str, result: Any) -> None:
+    node.storage.put_job(
+        JobRow(
+            id=job_id,
+            name=spec.name,
+            spec=spec.to_dict(),
+            digest=spec.digest(),
+            initiator="bank",
+            status=status,
+            progress={},
+            error="telecom: failed (data error)" if status == "failed" else None,
+            result=result,
+        )
+    )
+
+
+def test_job_result_and_status_wait_print_the_table(
+    node: NodeService, job_run: tuple[Any, dict[str, Any]]
+) -> None:
+    spec, results = job_run
+    _put_job(node, spec, "j-ok", "succeeded", results["bank"])
+    where = ["--dir", str(node.config.path)]
+    expected = describe_result(results["bank"], component_types(spec))
+    r = CliRunner().invoke(main, ["job", "result", "j-ok", *where])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == expected
+    assert _cells(expected, "sgb")["type"] == "train_sgb"
+    # once a followed job succeeded, the same table follows its status
+    r = CliRunner().invoke(main, ["job", "status", "j-ok", "--wait", *where])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-len(expected) :] == expected
+    # --json stays the whole result, every metric
+    r = CliRunner().invoke(main, ["job", "result", "j-ok", "--json", *where])
+    assert json.loads(r.output)["result"] == json.loads(json.dumps(results["bank"]))
+    r = CliRunner().invoke(main, ["job", "status", "j-ok", "--wait", "--json", *where])
+    assert json.loads(r.output)["status"] == "succeeded"
+
+
+def test_a_failed_job_shows_no_table(
+    node: NodeService, job_run: tuple[Any, dict[str, Any]]
+) -> None:
+    spec, _ = job_run
+    _put_job(node, spec, "j-bad", "failed", None)
+    where = ["--dir", str(node.config.path)]
+    r = CliRunner().invoke(main, ["job", "result", "j-bad", *where])
+    assert r.exit_code == 6 and "telecom: failed" in r.output and "component" not in r.output
+    r = CliRunner().invoke(main, ["job", "status", "j-bad", "--wait", *where])
+    assert r.exit_code == 6 and "AUC" not in r.output
