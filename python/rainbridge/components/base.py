@@ -47,6 +47,9 @@ class ComponentContext:
     #: peers of this component that speak the interconnection standard instead of ours:
     #: name -> how to reach them (see :mod:`rainbridge.node.interop`); no channel to them
     interop: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: registered models from earlier jobs that this component may name, by the name the job
+    #: uses: this party's part (``path``) and its registration (``id``, ``name``, ``version``)
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: where this party's tasks run (:mod:`rainbridge.compute`): this process by default
     compute: ComputeEngine = field(default_factory=LocalEngine)
     #: a new channel to a peer after the link dropped (the job's later components use it

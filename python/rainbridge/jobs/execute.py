@@ -37,6 +37,7 @@ from rainbridge.components import ComponentContext, get_component
 from rainbridge.compute.engine import ComputeEngine, LocalEngine
 from rainbridge.data import DatasetRef, inspect_dataset
 from rainbridge.errors import DataError
+from rainbridge.jobs.complete import complete_job
 from rainbridge.jobs.spec import ComponentSpec, JobSpec
 from rainbridge.net.channel import Channel
 
@@ -351,6 +352,7 @@ async def run_party(
     staging_dir: Path | None = None,
     compute: ComputeEngine | None = None,
     reconnect: Callable[[str], Awaitable[Channel]] | None = None,
+    models: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``party``'s roles of every component of ``job``.
 
@@ -374,6 +376,10 @@ async def run_party(
         ``await reconnect(peer)`` opens a new channel of this job's session to ``peer``
         after the old one dropped (components that can resume use it; the new channel
         replaces the old one in ``channels`` for the rest of the job).
+    models : Mapping, optional
+        Registered models that a ``predict`` of the job names, by the name it uses: this
+        party's part (``path``) and its registration (``id``, ``name``, ``version``,
+        ``features``…), as the node's registry resolved them.
 
     Returns
     -------
@@ -388,6 +394,7 @@ async def run_party(
     """
     if party not in job.parties:
         raise DataError(f"party {party!r} is not named in job {job.name!r}")
+    job = complete_job(job, party, datasets, models)
     check_inputs(job, party, datasets)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -433,6 +440,7 @@ async def run_party(
                     for name, o in done.get("outputs", {}).items()
                 },
                 interop=ic,
+                models=dict(models or {}),
                 compute=engine,
                 reconnect=_reconnector(channels, reconnect, f"{c.id}/"),
             )

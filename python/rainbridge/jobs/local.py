@@ -28,6 +28,7 @@ from typing import Any
 
 from rainbridge.data import DatasetRef
 from rainbridge.errors import ChannelError, RainbridgeError
+from rainbridge.jobs.complete import complete_job
 from rainbridge.jobs.execute import check_inputs, run_party
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.net.local import LocalChannel
@@ -39,8 +40,12 @@ async def run_local_async(
     out_dir: str | Path,
     *,
     timeout: float = 60.0,
+    models: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every party of ``job``; outputs go to ``out_dir/<party>/``.
+
+    ``models``: per party, the registered models a ``predict`` names (see
+    :func:`~rainbridge.jobs.execute.run_party`).
 
     Raises
     ------
@@ -51,7 +56,8 @@ async def run_local_async(
         A party failed; the first party to fail holds the cause. No output is left.
     """
     for party in job.parties:
-        check_inputs(job, party, datasets.get(party, {}))
+        mine = datasets.get(party, {})
+        check_inputs(complete_job(job, party, mine, (models or {}).get(party)), party, mine)
     out = Path(out_dir)
     existed = out.exists()
     session = f"local-{uuid.uuid4().hex[:12]}"
@@ -60,7 +66,13 @@ async def run_local_async(
     async def one(party: str) -> dict[str, Any]:
         try:
             return await run_party(
-                job, party, mesh[party], datasets.get(party, {}), out / party, job_id=session
+                job,
+                party,
+                mesh[party],
+                datasets.get(party, {}),
+                out / party,
+                job_id=session,
+                models=(models or {}).get(party),
             )
         except BaseException:
             # Wake the other parties at once instead of letting them wait for a timeout.
@@ -95,9 +107,10 @@ def run_local(
     out_dir: str | Path,
     *,
     timeout: float = 60.0,
+    models: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Blocking form of :func:`run_local_async`."""
-    return asyncio.run(run_local_async(job, datasets, out_dir, timeout=timeout))
+    return asyncio.run(run_local_async(job, datasets, out_dir, timeout=timeout, models=models))
 
 
 def datasets_from_args(job: JobSpec, pairs: list[str]) -> dict[str, dict[str, DatasetRef]]:

@@ -65,6 +65,40 @@ class JobSpec(_Strict):
     parties: list[str] = Field(min_length=1)
     components: list[ComponentSpec] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _short_inputs(cls, data: Any) -> Any:
+        """``inputs: COMPONENT.OUTPUT`` is every receiver of that earlier output, each
+        ``{from: COMPONENT.OUTPUT}``; a party's input written ``COMPONENT.OUTPUT`` is
+        ``{from: COMPONENT.OUTPUT}`` (the aligned rows are named once, by the PSI)."""
+        comps = data.get("components") if isinstance(data, dict) else None
+        if not isinstance(comps, list):
+            return data
+        receivers: dict[str, list[str]] = {}
+        out: list[Any] = []
+        for c in comps:
+            if isinstance(c, dict):
+                inputs = c.get("inputs")
+                if isinstance(inputs, str):
+                    got = receivers.get(inputs)
+                    if got is None:
+                        raise JobSpecProblem(
+                            f"{inputs!r} is not an output of an earlier component",
+                            ("components", len(out), "inputs"),
+                        )
+                    c = {**c, "inputs": {p: {"from": inputs} for p in got}}
+                elif isinstance(inputs, dict):
+                    c = {**c, "inputs": {
+                        p: {"from": v} if isinstance(v, str) else v for p, v in inputs.items()
+                    }}  # fmt: skip
+                outputs = c.get("outputs")
+                if isinstance(c.get("id"), str) and isinstance(outputs, dict):
+                    for name, o in outputs.items():
+                        if isinstance(o, dict) and isinstance(o.get("receivers"), list):
+                            receivers[f"{c['id']}.{name}"] = [str(r) for r in o["receivers"]]
+            out.append(c)
+        return {**data, "components": out}
+
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
         # Raised as JobSpecError (not ValueError) so the location survives pydantic.

@@ -33,6 +33,7 @@ from rainbridge.errors import (
     JobRefusedError,
     RainbridgeError,
 )
+from rainbridge.jobs.complete import complete_job
 from rainbridge.jobs.spec import JobSpec, parse_job
 from rainbridge.node.background import Background
 from rainbridge.node.config import NodeConfig
@@ -57,6 +58,7 @@ from rainbridge.node.worker import public_reason
 
 if TYPE_CHECKING:
     from rainbridge.node.interop import Interop
+    from rainbridge.node.models import Models
     from rainbridge.node.owners import DataOwners
 
 log = logging.getLogger("rainbridge.node")
@@ -97,8 +99,10 @@ class Jobs:
         interop: Interop,
         *,
         metrics: NodeMetrics | None = None,
+        models: Models | None = None,
     ) -> None:
         self.name, self.config, self.storage = config.name, config, storage
+        self.models = models
         self.metrics = metrics or NodeMetrics()
         self.dataplane, self.runner, self.background = dataplane, runner, background
         self.owners, self.interop = owners, interop
@@ -114,6 +118,8 @@ class Jobs:
         :mod:`.grants`); returns the grants that cover it."""
         rows = self.storage.datasets()
         datasets = {r.name: r.ref() for r in rows}
+        # this node's view: inherited ID columns, a registered model's features here
+        job = complete_job(job, self.name, datasets, self._models_of(job))
         check_job(
             job,
             node=self.name,
@@ -134,6 +140,10 @@ class Jobs:
             policies={d.name: dict(d.column_policy or {}) for d in rows},
         )
         return check_grants(job, node=self.name, datasets=datasets, grants=self.owners.grants())
+
+    def _models_of(self, job: JobSpec) -> dict[str, dict[str, Any]]:
+        """The registered models ``job`` scores with at this node (refused if retired)."""
+        return self.models.resolve_job(job) if self.models is not None else {}
 
     # -- jobs: as initiator ----------------------------------------------------------------
 
@@ -514,6 +524,18 @@ class Jobs:
             self.end(job_id, "failed", str(exc))
             self.background.spawn(self.tell_parties(job_id, str(exc)))
             raise
+        try:  # a model retired since the job was accepted is not used
+            models = self._models_of(job)
+        except RainbridgeError as exc:
+            self.end(job_id, "failed", str(exc))
+            self.background.spawn(self.tell_parties(job_id, str(exc)))
+            raise
+        for ref, m in models.items():  # which version scored: the ledger says so
+            self.storage.log(
+                "model_used",
+                {"model": m["id"], "name": m["name"], "version": m["version"], "as": ref},
+                job_id,
+            )
         peers = {p.name: p for p in self.storage.peers()}
         datasets = self.storage.dataset_refs()
         ic_names = self.interop.ic_names()
@@ -532,6 +554,7 @@ class Jobs:
                 if p != self.name and p not in ic
             },
             "ic_peers": ic,
+            "models": models,
             "datasets": {
                 name: datasets[name].to_dict()
                 for name in job.datasets_of(self.name)

@@ -15,6 +15,7 @@ features, and writes each answer to its ledger (the ID hashed).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -109,6 +110,7 @@ class Models:
                 if s.get(ModelRow, f"{job_id}.{cid}") is not None:
                     continue  # registered already (the end of a job handled twice)
             model = json.loads(Path(out["path"]).read_text())
+            feats = c.params.get("features")
             row = ModelRow(
                 id=f"{job_id}.{cid}",
                 job_id=job_id,
@@ -119,6 +121,7 @@ class Models:
                 label_party=str(model["label_party"]),
                 parties=sorted(p for p, r in c.inputs.items() if r.role is None),
                 features=list(model["features"]),
+                features_by_party=_features_by_party(feats),
             )
             self._add_model(row, f"{job.name}/{cid}", job_id)
 
@@ -172,6 +175,7 @@ class Models:
                 label_party=str(part["label_party"]),
                 parties=[str(p) for p in reg["parties"]],
                 features=feats,
+                features_by_party=_features_by_party(reg.get("features_by_party")),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"a malformed exported model: {exc}") from None
@@ -188,9 +192,104 @@ class Models:
         self.storage.log("model_imported", {"model": model_id}, actor=actor)
         return self.model_row(model_id).to_dict()
 
-    def models(self) -> list[dict[str, Any]]:
+    def models(self, name: str | None = None, *, retired: bool = True) -> list[dict[str, Any]]:
+        """This node's model parts, oldest first: every version of ``name`` only, if given;
+        without the retired ones, if ``retired`` is false."""
+        q = select(ModelRow).order_by(ModelRow.created_at, ModelRow.version)
+        if name is not None:
+            q = q.where(ModelRow.name == name)
+        if not retired:
+            q = q.where(ModelRow.retired_at.is_(None))
         with self.storage.session() as s:
-            return [m.to_dict() for m in s.scalars(select(ModelRow).order_by(ModelRow.created_at))]
+            return [m.to_dict() for m in s.scalars(q)]
+
+    def resolve(self, ref: str) -> ModelRow:
+        """The model part ``ref`` names here: its ID (``<job id>.<component>``),
+        ``name@version``, or ``name`` (the latest version not retired).
+
+        Raises
+        ------
+        NotFoundError
+            No such model, version or name here.
+        """
+        ref = str(ref).strip()
+        if not ref or len(ref) > 260:
+            raise NotFoundError("a model is named by its ID, name@version or name")
+        with self.storage.session() as s:
+            row = s.get(ModelRow, ref) if "@" not in ref else None
+            if row is None:
+                name, at, version = ref.rpartition("@") if "@" in ref else (ref, "", "")
+                q = select(ModelRow).where(ModelRow.name == name)
+                if at and version != "latest":
+                    try:
+                        number = int(version)
+                    except ValueError:
+                        raise NotFoundError(
+                            f"{ref!r}: a version is a number (name@3) or 'latest'"
+                        ) from None
+                    row = s.scalars(q.where(ModelRow.version == number)).first()
+                else:
+                    q = q.where(ModelRow.retired_at.is_(None))
+                    row = s.scalars(q.order_by(ModelRow.version.desc())).first()
+            if row is None:
+                raise NotFoundError(f"no model {ref!r} at this node (see `rainbridge model list`)")
+            s.expunge(row)
+            return row
+
+    def retire(self, ref: str, actor: str) -> dict[str, Any]:
+        """Retire a model version here: no job and no online request scores with it again
+        (the other parties keep their parts; a job naming it is refused here)."""
+        row = self.resolve(ref)
+        with self.storage.session() as s:
+            stored = s.get(ModelRow, row.id)
+            assert stored is not None
+            if stored.retired_at is not None:
+                raise ConfigError(f"model {row.name} v{row.version} is retired already")
+            stored.retired_at = dt.datetime.now(dt.UTC)
+            stored.retired_by = actor[:200]
+            s.flush()
+            info = stored.to_dict()
+        self._parts.pop(row.id, None)
+        self._indexes.pop(row.id, None)
+        self.storage.log(
+            "model_retired",
+            {"model": row.id, "name": row.name, "version": row.version},
+            actor=actor,
+        )
+        return info
+
+    def resolve_job(self, job: JobSpec) -> dict[str, dict[str, Any]]:
+        """The registered models ``job``'s ``predict`` components name at this node, by the
+        name the job uses: this node's part (``path``) and its registration. A model that
+        is not here, is retired, or belongs to other parties than the component's is
+        refused before any message.
+
+        Raises
+        ------
+        NotFoundError, AuthorizationError, DataError
+            Saying which component and which model.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        earlier: set[str] = set()
+        for c in job.components:
+            ref = c.inputs.get(self.name)
+            name = str(c.params.get("model", "")) if c.type == "predict" else ""
+            if c.type == "predict" and ref is not None and name not in earlier and name:
+                row = self.resolve(name)
+                if row.retired_at is not None:
+                    raise ModelRetiredError(
+                        f"model {row.name} v{row.version} ({row.id}) is retired at "
+                        f"{self.name!r} (component {c.id!r})"
+                    )
+                data = sorted(p for p, r in c.inputs.items() if r.role is None)
+                if data != sorted(row.parties):
+                    raise DataError(
+                        f"model {name!r} was trained by {', '.join(row.parties)}; component "
+                        f"{c.id!r} names {', '.join(data)}"
+                    )
+                out[name] = {**row.to_dict(), "path": row.path}
+            earlier.add(c.id)
+        return out
 
     def model(self, model_id: str) -> dict[str, Any]:
         row = self.model_row(model_id)
@@ -225,7 +324,10 @@ class Models:
         if given is not None:
             missing = [f for f in feats if f not in given]
             if missing:
-                raise DataError(f"the request lacks feature {missing[0]!r}")
+                raise DataError(
+                    f"the request lacks feature {missing[0]!r}; model {row.name} "
+                    f"v{row.version} needs at {self.name!r}: {', '.join(feats)}"
+                )
             try:
                 x = np.array([float(given[f]) for f in feats])
             except (TypeError, ValueError):
@@ -263,7 +365,9 @@ class Models:
     ) -> dict[str, Any]:
         """σ(z) for one ID at the label party, gathering the other parties' partial scores."""
         t0 = time.perf_counter()
-        row = self.model_row(model_id)
+        row = self.resolve(model_id)
+        model_id = row.id
+        _in_use(row)
         if row.label_party != self.name:
             raise AuthorizationError(
                 f"model {model_id!r} is scored at its label party {row.label_party!r}"
@@ -302,6 +406,7 @@ class Models:
         model_id, key = str(msg.get("model", ""))[:128], str(msg.get("key", ""))[:256]
         try:
             row = self.model_row(model_id)
+            _in_use(row)
             if peer != row.label_party or peer not in row.parties:
                 raise AuthorizationError(f"{peer!r} is not the label party of {model_id!r}")
             self._check_predict_grant(row, peer)
@@ -355,6 +460,22 @@ class Models:
             what=f"score dataset {row.dataset!r} online",
             count=False,
         )
+
+
+class ModelRetiredError(AuthorizationError):
+    """A retired model named by a job or an online request."""
+
+
+def _in_use(row: ModelRow) -> None:
+    if row.retired_at is not None:
+        raise ModelRetiredError(f"model {row.name} v{row.version} ({row.id}) is retired")
+
+
+def _features_by_party(raw: Any) -> dict[str, list[str]] | None:
+    """Every party's features as a training component named them (None: not known)."""
+    if not isinstance(raw, Mapping):
+        return None
+    return {str(p): [str(f) for f in cols] for p, cols in raw.items() if isinstance(cols, list)}
 
 
 class UnknownKeyError(NotFoundError):

@@ -28,6 +28,13 @@ class PredictIn(BaseModel):
     )
 
 
+class ModelRefIn(BaseModel):
+    """A model named by its ID, name@version or name (the latest version in use)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=260)
+
+
 class ModelImportIn(BaseModel):
     """A model part exported by ``GET /v1/models/{id}/export``, to register here."""
 
@@ -41,9 +48,24 @@ def router(service: NodeService, may: May, actor: Actor) -> APIRouter:
     r = APIRouter(tags=["models"])
 
     @r.get("/v1/models")
-    def models(user: UserRow = Depends(may("models.read"))) -> list[dict[str, Any]]:
-        """This node's parts of trained models."""
-        return service.models.models()
+    def models(
+        name: str | None = None,
+        active: bool = False,
+        user: UserRow = Depends(may("models.read")),
+    ) -> list[dict[str, Any]]:
+        """This node's parts of trained models (every version of ``name``; only those in use
+        with ``active=true``)."""
+        return service.models.models(name, retired=not active)
+
+    @r.get("/v1/models/resolve")
+    def resolve(ref: str, user: UserRow = Depends(may("models.read"))) -> dict[str, Any]:
+        """The model a name stands for here: ID, name@version, or name (latest in use)."""
+        return service.models.resolve(ref).to_dict()
+
+    @r.post("/v1/models/retire")
+    def retire(body: ModelRefIn, user: UserRow = Depends(may("models.write"))) -> dict[str, Any]:
+        """Retire a model version here: no job and no online request scores with it again."""
+        return service.models.retire(body.model, actor(user))
 
     @r.get("/v1/models/{model_id}")
     def model(model_id: str, user: UserRow = Depends(may("models.read"))) -> dict[str, Any]:

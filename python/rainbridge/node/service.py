@@ -115,6 +115,7 @@ class NodeService:
             self.owners,
             self.interop,
             metrics=self.metrics,
+            models=self.models,
         )
         self.closing = JobClosing(
             config,

@@ -270,6 +270,12 @@ class ModelRow(Base):
     parties: Mapped[list[str]] = mapped_column(JSON)
     features: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    #: every data party's features, from the training job (None: a part from before they
+    #: were kept); what a scoring job asks each party to align
+    features_by_party: Mapped[dict[str, list[str]] | None] = mapped_column(JSON, nullable=True)
+    #: a retired model is never scored again (batch or online); None: in use
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    retired_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -283,7 +289,15 @@ class ModelRow(Base):
             "label_party": self.label_party,
             "parties": list(self.parties),
             "features": list(self.features),
+            "features_by_party": (
+                {p: list(f) for p, f in self.features_by_party.items()}
+                if self.features_by_party
+                else None
+            ),
             "created_at": _iso(self.created_at),
+            "status": "retired" if self.retired_at is not None else "active",
+            "retired_at": _iso(self.retired_at) if self.retired_at is not None else None,
+            "retired_by": self.retired_by,
         }
 
 

@@ -28,6 +28,7 @@ from rainbridge.crypto.certs import TlsIdentity
 from rainbridge.data import DatasetRef
 from rainbridge.data.sql_source import provide_url
 from rainbridge.errors import ChannelError, ChannelTimeoutError, RainbridgeError
+from rainbridge.jobs.complete import complete_job
 from rainbridge.jobs.execute import check_inputs, run_party
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.net.channel import Channel
@@ -202,7 +203,9 @@ async def run(ctx: dict[str, Any]) -> dict[str, Any]:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     job = JobSpec.model_validate(ctx["spec"])
     datasets = {n: DatasetRef.from_dict(d) for n, d in ctx["datasets"].items()}
-    check_inputs(job, ctx["party"], datasets)  # before any channel: nothing has moved yet
+    models = dict(ctx.get("models") or {})
+    # before any channel: nothing has moved yet
+    check_inputs(complete_job(job, ctx["party"], datasets, models), ctx["party"], datasets)
     engine = make_engine(ctx.get("compute"))
     await engine.start()  # a cluster that cannot be joined fails the job before any message
     try:
@@ -231,6 +234,7 @@ async def _run_with(
             },
             compute=engine,
             reconnect=links.reconnect,
+            models=dict(ctx.get("models") or {}),
         )
     except BaseException as exc:
         if isinstance(exc, asyncio.CancelledError):
