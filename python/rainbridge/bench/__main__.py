@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         "--engine", choices=["local", "ray"], default="local", help="SecureBoost's engine"
     )
     fl.add_argument("--workers", type=int, default=0, help="engine workers (0: one per CPU)")
+    fl.add_argument(
+        "--parties", type=int, default=2, help="LR: 3+ runs 2 and N parties in one process"
+    )
     fl.add_argument("--timeout", type=float, default=1200)
     fl.add_argument("--out")
     he = sub.add_parser("he", help="homomorphic encryption: our OU, phe from the peers' venv")
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         from rainbridge.bench.mlq import bench
     elif args.what == "predict":
         from rainbridge.bench.predict import bench
+    elif args.what == "fl" and args.model == "lr" and args.parties > 2:
+        from rainbridge.bench.fl_parties import bench_parties as bench
     elif args.what == "fl":
         from rainbridge.bench.fl import bench
     elif args.what == "sql":
