@@ -184,12 +184,8 @@ class PsiComponent(Component):
                 "use protocol: ecdh for more",
                 ("params", "protocol"),
             )
+        # an input without ``id`` matches on its dataset's registered ID column
         self._check_variants(spec, params)
-        for party, ref in spec.inputs.items():
-            if ref.dataset is not None and not ref.id:
-                raise ComponentParamError(
-                    f"psi input of {party!r} needs 'id' (the ID column)", ("inputs", party)
-                )
 
     def _check_variants(self, spec: ComponentSpec, params: PsiParams) -> None:
         out = spec.outputs.get("intersection")

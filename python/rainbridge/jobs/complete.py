@@ -4,9 +4,9 @@ A job names a thing once; a later component that is not told again inherits it:
 
 * **the ID column**: an input ``from: COMPONENT.OUTPUT`` without ``id`` has the ID column of
   that component's input at the same party (a PSI's intersection keeps its inputs' ID
-  names); a dataset input without ``id`` has the dataset's registered ID column. A
-  component that takes an ``id`` parameter (``train_lr``, ``stats``, ``predict``…) and is
-  not given one uses the ID of its own input;
+  names); a dataset input without ``id`` has the dataset's registered ID column (a PSI
+  matches on it). A component that takes an ``id`` parameter (``train_lr``, ``stats``,
+  ``predict``…) and is not given one uses the ID of its own input;
 * **a model's features**: a ``predict`` without ``features`` scores with the features of the
   model it names — those of the training component earlier in the job, or, for a model
   from an earlier job, the features of this party's registered part (``models``).
@@ -58,6 +58,8 @@ def complete_job(
             if id_col is None and ref.get("dataset") is not None:
                 ds = (datasets or {}).get(ref["dataset"])
                 id_col = ds.id_column if ds is not None else None
+                if id_col is not None:
+                    ref["id"] = id_col
             elif id_col is None and ref.get("from") is not None:
                 id_col = ids.get(ref["from"].partition(".")[0])
                 if id_col is not None:
