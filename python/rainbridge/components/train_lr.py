@@ -79,9 +79,9 @@ class TrainLrComponent(Component):
             )
         model = spec.outputs.get("model")
         if model is None or sorted(model.receivers) != data:
-            every = "both" if len(data) == 2 else "every"
+            every = "both data parties" if len(data) == 2 else "every data party"
             raise ComponentParamError(
-                f"train_lr's 'model' output goes to {every} data parties (each keeps its own part)",
+                f"train_lr's 'model' output goes to {every} (each keeps its own part)",
                 ("outputs", "model"),
             )
         report = spec.outputs.get("report")
