@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from node_helpers import make_config
 
 from rainbridge.components.train_lr import MODEL_FORMAT
 from rainbridge.errors import AuthorizationError, ConfigError, DataError, NotFoundError
@@ -146,3 +147,29 @@ def test_the_node_fills_in_its_features_and_checks_the_columns(
     # the PSI's output lacks the model's feature here: refused before any message
     with pytest.raises(DataError, match=r"has no column 'age': component 'score'"):
         check_inputs(local, "bank", bank.storage.dataset_refs())
+
+
+def test_an_imported_part_keeps_its_version(bank: NodeService, tmp_path: Path) -> None:
+    _register(bank, tmp_path, "a" * 16)
+    v2 = _register(bank, tmp_path, "b" * 16)
+    exported = bank.models.export_model("risk/lr@2")
+    rebuilt = NodeService(make_config(tmp_path / "rebuilt", "bank"))  # rebuilt from nothing
+    got = rebuilt.models.import_model(exported, None, "user:admin")
+    assert (got["id"], got["version"]) == (v2, 2)  # the number the other parties know
+    assert got["features_by_party"] == {"bank": ["age"], "telecom": ["x", "y"]}
+    assert rebuilt.models.resolve("risk/lr@2").id == v2
+    # that version of the name is another model here: refused, nothing registered
+    other = NodeService(make_config(tmp_path / "other", "bank"))
+    _register(other, tmp_path, "c" * 16)
+    _register(other, tmp_path, "d" * 16)
+    with pytest.raises(ConfigError, match=r"risk/lr@2 is another model at this node"):
+        other.models.import_model(exported, None, "user:admin")
+    assert [m["id"] for m in other.models.models()] == ["c" * 16 + ".lr", "d" * 16 + ".lr"]
+    assert not (tmp_path / "other" / "models" / f"{v2}.json").exists()
+    # importing it again where it is: refused before its part's file is touched
+    part = tmp_path / "rebuilt" / "models" / f"{v2}.json"
+    before = part.read_bytes()
+    with pytest.raises(ConfigError, match="already registered"):
+        rebuilt.models.import_model({**exported, "part": {**exported["part"], "weights": [9]}},
+                                    None, "user:admin")  # fmt: skip
+    assert part.read_bytes() == before

@@ -125,14 +125,24 @@ class Models:
             )
             self._add_model(row, f"{job.name}/{cid}", job_id)
 
-    def _add_model(self, row: ModelRow, name: str, job_id: str | None) -> None:
-        """Register ``row`` as the next version of ``name``."""
+    def _add_model(
+        self, row: ModelRow, name: str, job_id: str | None, version: int | None = None
+    ) -> None:
+        """Register ``row`` as the next version of ``name`` (as ``version``, if given and
+        free: an imported part keeps the number the other parties know it by)."""
         with self._registering, self.storage.session() as s:
             if s.get(ModelRow, row.id) is not None:
                 raise ConfigError(f"model {row.id!r} is already registered here")
             versions = s.scalars(select(ModelRow.version).where(ModelRow.name == name)).all()
             row.name = name
             row.version = max(versions, default=0) + 1
+            if version is not None and version > 0:
+                if version in versions:
+                    raise ConfigError(
+                        f"{name}@{version} is another model at this node: the part cannot "
+                        "keep the version the other parties know it by"
+                    )
+                row.version = version
             s.add(row)
             s.flush()
             info = row.to_dict()
@@ -140,7 +150,7 @@ class Models:
 
     def export_model(self, model_id: str) -> dict[str, Any]:
         """This node's part of a model with its registration, to move it to another node."""
-        row = self.model_row(model_id)
+        row = self.resolve(model_id)
         return {"party": self.name, "registration": row.to_dict(), "part": self._part(row)}
 
     def import_model(
@@ -185,10 +195,23 @@ class Models:
             )
         if dataset is not None and dataset not in self.storage.dataset_refs():
             raise NotFoundError(f"no dataset {dataset!r} at this node")
+        with self.storage.session() as s:
+            if s.get(ModelRow, model_id) is not None:  # before its part's file is written
+                raise ConfigError(f"model {model_id!r} is already registered here")
         target = under(self.config.path / "models", f"{model_id}.json")
         write_json_atomic(part, target)
         row.path = str(target)
-        self._add_model(row, str(reg.get("name") or model_id), None)
+        version = reg.get("version")
+        try:
+            self._add_model(
+                row,
+                str(reg.get("name") or model_id),
+                None,
+                version if isinstance(version, int) and not isinstance(version, bool) else None,
+            )
+        except BaseException:
+            target.unlink(missing_ok=True)  # nothing registered, nothing left
+            raise
         self.storage.log("model_imported", {"model": model_id}, actor=actor)
         return self.model_row(model_id).to_dict()
 
@@ -292,7 +315,7 @@ class Models:
         return out
 
     def model(self, model_id: str) -> dict[str, Any]:
-        row = self.model_row(model_id)
+        row = self.resolve(model_id)
         return {**row.to_dict(), "part": self._part(row)}
 
     def model_row(self, model_id: str) -> ModelRow:
