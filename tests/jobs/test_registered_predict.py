@@ -180,3 +180,30 @@ def test_inputs_named_once() -> None:
         _job(TRAIN.replace("inputs: psi.intersection", "inputs: psi.nope"))
     with pytest.raises(JobSpecError, match="not an output of an earlier component"):
         _job(TRAIN.replace("inputs: psi.intersection", "inputs: {bank: psi.other}"))
+
+
+def test_run_local_scores_with_model_parts_of_an_earlier_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rainbridge.cli import main
+
+    _data(tmp_path)
+    (tmp_path / "train.yaml").write_text(TRAIN.replace("SEED", "3"))
+    head, _, _ = TRAIN.partition("  - id: psi\n")
+    (tmp_path / "score.yaml").write_text(head + SCORE_IN_JOB.replace("MODEL", '"risk@1"'))
+    sets = ["--dataset", f"bank.customers={tmp_path / 'train.csv'}",
+            "--dataset", f"telecom.subscribers={tmp_path / 'tel.csv'}"]  # fmt: skip
+    runner = CliRunner()
+    first = runner.invoke(main, ["run", str(tmp_path / "train.yaml"), "--local", *sets,
+                                 "--out", str(tmp_path / "a")])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    parts = [f"--model={p}:risk@1={tmp_path / 'a' / p / 'sgb.model.json'}"
+             for p in ("bank", "telecom")]  # fmt: skip
+    sets[1] = f"bank.applicants={tmp_path / 'new.csv'}"
+    second = runner.invoke(main, ["run", str(tmp_path / "score.yaml"), "--local", *sets,
+                                  *parts, "--out", str(tmp_path / "b")])  # fmt: skip
+    assert second.exit_code == 0, second.output
+    assert len(_scores(tmp_path / "b")) == 600 and "auc" in second.output.lower()
+    bad = runner.invoke(main, ["run", str(tmp_path / "score.yaml"), "--local", *sets,
+                               "--model=bank:risk@1=" + str(tmp_path / "new.csv")])  # fmt: skip
+    assert bad.exit_code == 2 and "not a model part" in bad.output

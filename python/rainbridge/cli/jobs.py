@@ -245,10 +245,24 @@ def job_cancel(job_id: str, directory: str, api_url: str | None, as_json: bool) 
 @click.option("--local", is_flag=True, required=True, help="Every party in this process.")
 @click.option("--dataset", "datasets", multiple=True, help="PARTY.DATASET=PATH (repeat).")
 @click.option("--out", default="out", show_default=True, help="Outputs go to OUT/<party>/.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="PARTY:NAME=PATH",
+    help="A party's part of a model from an earlier run, for a predict naming NAME (repeat).",
+)
 @json_option
-def run_cmd(job_file: str, local: bool, datasets: tuple[str, ...], out: str, as_json: bool) -> None:
+def run_cmd(
+    job_file: str,
+    local: bool,
+    datasets: tuple[str, ...],
+    out: str,
+    models: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Run a job with every party in one process (no nodes): same components, same outputs."""
-    from rainbridge.jobs.local import datasets_from_args, run_local
+    from rainbridge.jobs.local import datasets_from_args, models_from_args, run_local
     from rainbridge.jobs.spec import load_job
 
     if not local:
@@ -256,7 +270,7 @@ def run_cmd(job_file: str, local: bool, datasets: tuple[str, ...], out: str, as_
     try:
         spec = load_job(job_file)
         data = datasets_from_args(spec, list(datasets))
-        results = run_local(spec, data, out)
+        results = run_local(spec, data, out, models=models_from_args(spec, list(models)))
     except RainbridgeError as exc:
         fail_with(exc)
     if as_json:

@@ -151,3 +151,32 @@ def datasets_from_args(job: JobSpec, pairs: list[str]) -> dict[str, dict[str, Da
         extra = ", ".join(f"{p}.{n}" for p, n in given)
         raise ConfigError(f"--dataset {extra}: the job does not read these datasets")
     return out
+
+
+def models_from_args(job: JobSpec, pairs: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Map ``PARTY:NAME=PATH`` arguments (a party's part of a model, the ``model`` output of
+    an earlier run) to what :func:`run_local` gives a ``predict`` naming ``NAME``."""
+    import json
+
+    from rainbridge.errors import ConfigError
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for arg in pairs:
+        key, sep, path = arg.partition("=")
+        party, colon, name = key.partition(":")
+        if not sep or not colon or not party or not name or not path:
+            raise ConfigError(f"--model {arg!r}: expected PARTY:NAME=PATH")
+        if party not in job.parties:
+            raise ConfigError(f"--model {arg!r}: {party!r} is not a party of the job")
+        try:
+            part = json.loads(Path(path).read_text())
+            info = {
+                "id": f"{part['job']}.{part['component']}",
+                "name": name,
+                "path": str(Path(path).resolve()),
+                "features": [str(f) for f in part["features"]],
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"--model {arg!r}: not a model part (a model output)") from None
+        out.setdefault(party, {})[name] = info
+    return out
