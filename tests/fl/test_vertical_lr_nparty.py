@@ -30,11 +30,13 @@ from rainbridge.demo.data import DemoSizes, write_demo_data
 from rainbridge.errors import (
     ChannelError,
     ConfigError,
+    DataError,
     ParameterMismatchError,
     PeerDisconnectedError,
     ProtocolViolationError,
 )
 from rainbridge.jobs import parse_job
+from rainbridge.jobs.execute import run_party
 from rainbridge.jobs.local import run_local
 from rainbridge.net.channel import Buffer, Channel
 from rainbridge.net.local import LocalChannel
@@ -68,8 +70,8 @@ class _Tap(Channel):
     async def send(self, tag: str, payload: Buffer) -> None:
         data = bytes(memoryview(payload).cast("B"))
         self.sent.append((tag, data))
-        drop = self.drop_at
-        if drop is not None and sum(t == drop[0] for t, _ in self.sent) >= drop[1]:
+        drop = self.drop_at  # a job's component prefixes its tags with its id
+        if drop is not None and sum(t.endswith(drop[0]) for t, _ in self.sent) >= drop[1]:
             raise PeerDisconnectedError(f"the link to {self.peer!r} dropped")
         if tag == self.cut:
             data = data[:-8]
@@ -381,6 +383,50 @@ def test_misaligned_tables_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ParameterMismatchError, match="not aligned"):
         run_local(parse_job(job), ds, tmp_path / "out")
     assert not list((tmp_path / "out").glob("*/lr.model.json"))
+
+
+def test_a_feature_party_that_drops_mid_job_fails_every_party_and_leaves_no_model(
+    tmp_path: Path,
+) -> None:
+    ds = _datasets(tmp_path)
+    job = parse_job(JOB)
+    mesh = LocalChannel.mesh("lr-drop", list(job.parties), timeout=30)
+    # feature parties in name order: tax is the partner, telecom shares its partial scores;
+    # its link to the bank drops at the third batch, after the PSI and the sessions' setup
+    mesh["telecom"]["bank"] = _Tap(mesh["telecom"]["bank"], drop_at=("lr/z", 3))  # type: ignore[assignment]
+
+    async def one(party: str) -> Any:
+        try:
+            return await run_party(job, party, mesh[party], ds[party], tmp_path / "out" / party)
+        except BaseException:
+            for ch in mesh[party].values():  # as a job's party does when it fails
+                await ch.close()
+            raise
+
+    async def main() -> list[Any]:
+        jobs = [asyncio.wait_for(one(p), 60) for p in job.parties]
+        return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+    results = dict(zip(job.parties, asyncio.run(main()), strict=True))
+    assert all(isinstance(r, ChannelError) for r in results.values()), results
+    assert "dropped" in str(results["telecom"])
+    assert not list((tmp_path / "out").glob("*/lr.*"))
+
+
+def test_a_feature_column_with_nan_is_refused_before_training(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    ds = _datasets(tmp_path)
+    tax = pacsv.read_csv(ds["tax"]["taxpayers"].path)
+    years = tax.column("years_filed").to_numpy().astype(float)
+    years[::7] = np.nan
+    i = tax.column_names.index("years_filed")
+    pacsv.write_csv(tax.set_column(i, "years_filed", pa.array(years)), tmp_path / "tax.csv")
+    ds["tax"] = {"taxpayers": inspect_dataset("taxpayers", tmp_path / "tax.csv", "customer_id")}
+    with pytest.raises(DataError, match="'years_filed' of 'tax' holds NaN"):
+        run_local(parse_job(JOB), ds, tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*/lr.*"))
 
 
 def _spec(**change: Any) -> ComponentSpec:

@@ -118,6 +118,12 @@ class TrainLrComponent(Component):
         id_column = params.id_of(ctx.party)
         # every input checked before the first message
         x = matrix(table, mine)
+        bad = [c for c, ok in zip(mine, np.isfinite(x).all(axis=0), strict=True) if not ok]
+        if bad:
+            # a NaN is no missing value to Arrow, but it would poison every party's weights
+            raise DataError(
+                f"feature column {bad[0]!r} of {ctx.party!r} holds NaN or infinite values"
+            )
         mean = x.mean(axis=0) if len(x) else np.zeros(len(mine))
         scale = x.std(axis=0) if len(x) else np.ones(len(mine))
         scale[scale == 0] = 1.0
