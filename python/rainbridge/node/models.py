@@ -388,8 +388,7 @@ class Models:
     ) -> dict[str, Any]:
         """σ(z) for one ID at the label party, gathering the other parties' partial scores."""
         t0 = time.perf_counter()
-        row = self.resolve(model_id)
-        model_id = row.id
+        row = self.model_row(model_id)  # by its ID (the CLI resolves a name@version first)
         _in_use(row)
         if row.label_party != self.name:
             raise AuthorizationError(
