@@ -18,8 +18,9 @@ weights, ``X_pᵀ e / B``, is its local ``X_pᵀ e_p`` plus a product of two pri
 ``X_pᵀ`` and the other share (:meth:`Mpc.cross_product`), revealed to that party only: L's
 and F_1's over their pair, F_j's over the pair (L, F_j). Early stopping: every party sends
 L the largest relative change of its weights in the epoch, L answers each with the largest
-of all, and all stop together when it is under ``tol``. With one feature party this is
-exactly the two-party protocol: the same messages, the same results.
+of all, and all stop together when it is under ``tol``. With one feature party there are
+no score shares and no masks: the pair's engine is the whole protocol. Every party's result
+is the same mini-batch SGD as on the joined plaintext, up to fixed-point rounding.
 
 Security model: semi-honest; the label party colludes with no feature party; each pair's
 engine setup (a dealer or OT extension). What each party learns: the gradients of its own
