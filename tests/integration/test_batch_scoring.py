@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from rainbridge.demo.federation import Federation
 
@@ -117,6 +118,15 @@ def test_registered_model_scores_the_new_batch_as_its_training_job_did(
     in_job_result = f.cli_json("job", "result", a["id"], node="hospital")["result"]
     assert b["result"]["auc"] == in_job_result["components"]["score"]["result"]["auc"]
     assert 0.9 < b["result"]["auc"] <= 1.0
+    # the hospital evaluates the saved scores alone, in one process
+    ev = f.cli_json("run", str(EXAMPLE / "evaluate.yaml"), "--local", "--dataset",
+                    f"hospital.scores={out}", "--out", str(tmp_path / "evaluation"))  # fmt: skip
+    evaluated = ev["hospital"]["components"]["evaluate"]["result"]
+    assert (evaluated["auc"], evaluated["ks"]) == (b["result"]["auc"], b["result"]["ks"])
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    reference = roc_auc_score([int(r["label"]) for r in rows], [float(r["score"]) for r in rows])
+    assert b["result"]["auc"] == pytest.approx(reference, abs=1e-12)
     for node in ("hospital", "lab"):
         (used,) = _ledger(f, node, b["job"], "model_used")
         assert (used["model"], used["name"], used["version"]) == (f"{a['id']}.sgb", NAME, 1)
