@@ -82,6 +82,9 @@ class Component(abc.ABC):
     Params: ClassVar[type[BaseModel]]
     #: names of the outputs the component can produce
     outputs: ClassVar[tuple[str, ...]]
+    #: the outputs whose rows carry the input's ID column under its name (a later component
+    #: reading one inherits that ID column: :mod:`rainbridge.jobs.complete`)
+    id_outputs: ClassVar[tuple[str, ...]] = ()
     min_parties: ClassVar[int] = 2
 
     def parse_params(self, raw: Mapping[str, Any]) -> BaseModel:

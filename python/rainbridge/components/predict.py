@@ -83,6 +83,7 @@ class PredictComponent(Component):
     summary = "Score aligned rows with a vertical model trained earlier in the job"
     Params = PredictParams
     outputs = ("predictions",)
+    id_outputs = ("predictions",)
 
     def check(self, spec: ComponentSpec) -> None:
         super().check(spec)

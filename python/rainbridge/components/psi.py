@@ -173,6 +173,7 @@ class PsiComponent(Component):
     summary = "Private set intersection on an ID column (ECDH-PSI for 2+ parties, RR22 for 2)"
     Params = PsiParams
     outputs = ("intersection",)
+    id_outputs = ("intersection",)
 
     def check(self, spec: ComponentSpec) -> None:
         super().check(spec)

@@ -3,10 +3,11 @@
 A job names a thing once; a later component that is not told again inherits it:
 
 * **the ID column**: an input ``from: COMPONENT.OUTPUT`` without ``id`` has the ID column of
-  that component's input at the same party (a PSI's intersection keeps its inputs' ID
-  names); a dataset input without ``id`` has the dataset's registered ID column (a PSI
-  matches on it). A component that takes an ``id`` parameter (``train_lr``, ``stats``,
-  ``predict``…) and is not given one uses the ID of its own input;
+  that component's input at the same party, when the output keeps it (a PSI's
+  intersection, a ``predict``'s predictions: ``Component.id_outputs``); a dataset input
+  without ``id`` has the dataset's registered ID column (a PSI matches on it). A component
+  that takes an ``id`` parameter (``train_lr``, ``stats``, ``predict``…) and is not given
+  one uses the ID of its own input;
 * **a model's features**: a ``predict`` without ``features`` scores with the features of the
   model it names — those of the training component earlier in the job, or, for a model
   from an earlier job, the features of this party's registered part (``models``).
@@ -61,7 +62,9 @@ def complete_job(
                 if id_col is not None:
                     ref["id"] = id_col
             elif id_col is None and ref.get("from") is not None:
-                id_col = ids.get(ref["from"].partition(".")[0])
+                src, _, output = ref["from"].partition(".")
+                if src in by_id and output in get_component(by_id[src]["type"]).id_outputs:
+                    id_col = ids.get(src)  # only an output that keeps the ID column
                 if id_col is not None:
                     ref["id"] = id_col
         ids[c["id"]] = id_col
