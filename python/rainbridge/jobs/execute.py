@@ -141,8 +141,17 @@ def check_inputs(job: JobSpec, party: str, datasets: Mapping[str, DatasetRef]) -
     files: dict[str, set[str]] = {}
     #: "component.output" -> the columns it will have at this party (None: not known yet)
     produced: dict[str, set[str] | None] = {}
+    earlier: set[str] = set()
     for c in job.components:
         ref = c.inputs.get(party)
+        model = str(c.params.get("model", "")) if c.type == "predict" else ""
+        if ref is not None and model in earlier and f"{model}.model" not in produced:
+            # an earlier component is the in-job model, never a registered one of that name
+            raise DataError(
+                f"component {c.id!r}: {model!r} gives no model at {party!r} (name a train_lr "
+                f"or train_sgb component whose model {party!r} receives, or a registered model)"
+            )
+        earlier.add(c.id)
         if ref is None:
             continue
         comp = get_component(c.type)

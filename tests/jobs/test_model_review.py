@@ -1,0 +1,43 @@
+"""A reviewer's cases of ``predict`` with registered and in-job models: a model name that is
+no model, a part that cannot be read at one party, and what the parties then see."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from test_registered_predict import SCORE_IN_JOB, TRAIN, _data, _job, _registered
+
+from rainbridge.errors import DataError
+from rainbridge.jobs.local import run_local
+
+HEAD = TRAIN.partition("  - id: psi\n")[0]
+
+
+def test_a_predict_naming_a_component_that_is_no_model_is_refused_before_any_message(
+    tmp_path: Path,
+) -> None:
+    data = _data(tmp_path)
+    # the PSI is an earlier component, but it gives no model: refused at the checks, so
+    # nothing runs (no output is staged or written)
+    text = TRAIN + SCORE_IN_JOB.replace("MODEL", "psi_new")
+    with pytest.raises(DataError, match=r"component 'score'.*'psi_new' gives no model"):
+        run_local(_job(text), data, tmp_path / "a")
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("*.*"))
+
+
+def test_a_part_unreadable_at_one_party_fails_every_party_promptly(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    first = run_local(_job(TRAIN), data, tmp_path / "a")
+    models = _registered(first, "m", 1)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    models["telecom"]["m@1"] = {**models["telecom"]["m@1"], "path": str(broken)}
+    job = _job(HEAD + SCORE_IN_JOB.replace("MODEL", '"m@1"'))
+    t0 = time.monotonic()
+    with pytest.raises(DataError, match=r"model 'm@1' cannot be read at 'telecom'") as err:
+        run_local(job, data, tmp_path / "b", models=models, timeout=30)
+    assert time.monotonic() - t0 < 20
+    assert str(tmp_path) not in str(err.value)  # no path in what the others are told
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.csv"))
