@@ -129,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("predict", help="online scoring latency of a joint model (3 nodes)")
     pr.add_argument("--rows", type=int, default=20_000, help="bank and telecom rows")
     pr.add_argument("--calls", type=int, default=200)
+    pr.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="also score the bank's rows this many times in a batch job (rainbridge model score)",
+    )
     pr.add_argument("--out")
     ds = sub.add_parser("datasource", help="datasets read from PostgreSQL, MySQL and Parquet")
     ds.add_argument("--rows", type=int, default=10_000_000)
