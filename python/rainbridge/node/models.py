@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -244,13 +245,12 @@ class Models:
                 name, at, version = ref.rpartition("@") if "@" in ref else (ref, "", "")
                 q = select(ModelRow).where(ModelRow.name == name)
                 if at and version != "latest":
-                    try:
-                        number = int(version)
-                    except ValueError:
-                        raise NotFoundError(
-                            f"{ref!r}: a version is a number (name@3) or 'latest'"
-                        ) from None
-                    row = s.scalars(q.where(ModelRow.version == number)).first()
+                    # digits only: int() also reads "1_0", "+1", " 1" and other scripts'
+                    # digits, and a number too large for the database's integer
+                    if not re.fullmatch(r"[0-9]{1,9}", version):
+                        raise NotFoundError(f"{ref!r}: a version is a number (name@3) or 'latest'")
+                    q = q.where(ModelRow.version == int(version))
+                    row = s.scalars(q).first()
                 else:
                     q = q.where(ModelRow.retired_at.is_(None))
                     row = s.scalars(q.order_by(ModelRow.version.desc())).first()

@@ -1,0 +1,67 @@
+"""A reviewer's cases of the model registry at a node: a name whose latest version changes
+between a job's acceptance and its start, and versions written oddly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from node_helpers import pin
+
+from rainbridge.components.train_lr import MODEL_FORMAT
+from rainbridge.crypto.certs import create_identity
+from rainbridge.errors import NotFoundError
+from rainbridge.jobs.spec import JobSpec
+from rainbridge.node.service import NodeService
+
+Factory = Callable[[str], NodeService]
+
+
+def _register(node: NodeService, tmp: Path, job_id: str, feature: str) -> str:
+    """A vertical LR part of ``risk/lr`` at the bank scoring with ``feature``."""
+    part = tmp / f"{job_id}.json"
+    part.write_text(json.dumps({
+        "format": MODEL_FORMAT, "job": job_id, "component": "lr", "label_party": "bank",
+        "parties": ["bank", "telecom"], "features": [feature], "mean": [0.0], "scale": [1.0],
+        "weights": [0.5], "intercept": -1.0,
+    }))  # fmt: skip
+    training = {
+        "name": "risk", "parties": ["bank", "telecom"],
+        "components": [
+            {"id": "psi", "type": "psi",
+             "inputs": {"bank": {"dataset": "customers"}, "telecom": {"dataset": "subscribers"}},
+             "outputs": {"intersection": {"receivers": ["bank", "telecom"]}}},
+            {"id": "lr", "type": "train_lr", "inputs": "psi.intersection",
+             "params": {"label": {"party": "bank", "column": "age"},
+                        "features": {"bank": [feature], "telecom": ["x"]}},
+             "outputs": {"model": {"receivers": ["bank", "telecom"]}}},
+        ],
+    }  # fmt: skip
+    result = {"components": {"lr": {"outputs": {"model": {"path": str(part)}}}}}
+    node.models.register_models(job_id, JobSpec.model_validate(training).to_dict(), result)
+    return f"{job_id}.lr"
+
+
+@pytest.fixture
+def bank(node_factory: Factory, tmp_path: Path) -> NodeService:
+    node = node_factory("bank")
+    pin(node, "telecom", create_identity(tmp_path / "telecom-id", "telecom"))
+    data = tmp_path / "customers.csv"
+    data.write_text("customer_id,age,income\na,1,10\nb,2,20\nc,3,30\n")
+    node.owners.add_dataset("customers", str(data), "customer_id")
+    return node
+
+
+def test_a_version_is_written_in_digits(bank: NodeService, tmp_path: Path) -> None:
+    for c in "abcdefghijk":
+        _register(bank, tmp_path, c * 16, "age")
+    assert bank.models.resolve("risk/lr@10").id == "j" * 16 + ".lr"
+    assert bank.models.resolve("risk/lr@1").id == "a" * 16 + ".lr"
+    # what int() would read as another number is no version: never the wrong model, nor a
+    # crash in the database driver
+    for odd in ("risk/lr@1_0", "risk/lr@+1", "risk/lr@ 1", "risk/lr@\u0661", "risk/lr@-1",
+                "risk/lr@" + "9" * 30):  # fmt: skip
+        with pytest.raises(NotFoundError, match="a version is a number"):
+            bank.models.resolve(odd)
