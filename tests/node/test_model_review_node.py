@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from node_helpers import pin
+from node_helpers import make_config, pin
 
 from rainbridge.components.train_lr import MODEL_FORMAT
 from rainbridge.crypto.certs import create_identity
-from rainbridge.errors import NotFoundError
+from rainbridge.errors import ConfigError, NotFoundError
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node.service import NodeService
 
@@ -65,3 +65,18 @@ def test_a_version_is_written_in_digits(bank: NodeService, tmp_path: Path) -> No
                 "risk/lr@" + "9" * 30):  # fmt: skip
         with pytest.raises(NotFoundError, match="a version is a number"):
             bank.models.resolve(odd)
+
+
+def test_an_imported_name_is_one_a_job_can_name(bank: NodeService, tmp_path: Path) -> None:
+    _register(bank, tmp_path, "a" * 16, "age")
+    exported = bank.models.export_model("risk/lr@1")
+    rebuilt = NodeService(make_config(tmp_path / "rebuilt", "bank"))  # rebuilt from nothing
+    # 'x@3' would read as version 3 of 'x': a part no job and no command could name
+    forged = {**exported, "registration": {**exported["registration"], "name": "x@3"}}
+    with pytest.raises(ConfigError, match=r"'x@3'.*'@'"):
+        rebuilt.models.import_model(forged, None, "user:admin")
+    assert rebuilt.models.models() == []
+    parts = tmp_path / "rebuilt" / "models"
+    assert not parts.exists() or not any(parts.iterdir())
+    got = rebuilt.models.import_model(exported, None, "user:admin")
+    assert rebuilt.models.resolve(f"{got['name']}@{got['version']}").id == "a" * 16 + ".lr"

@@ -196,6 +196,9 @@ class Models:
             )
         if dataset is not None and dataset not in self.storage.dataset_refs():
             raise NotFoundError(f"no dataset {dataset!r} at this node")
+        name = str(reg.get("name") or model_id)
+        if "@" in name:  # resolve() would read it as name@version: no job could name it
+            raise ConfigError(f"model name {name[:80]!r}: a name has no '@'")
         with self.storage.session() as s:
             if s.get(ModelRow, model_id) is not None:  # before its part's file is written
                 raise ConfigError(f"model {model_id!r} is already registered here")
@@ -206,7 +209,7 @@ class Models:
         try:
             self._add_model(
                 row,
-                str(reg.get("name") or model_id),
+                name,
                 None,
                 version if isinstance(version, int) and not isinstance(version, bool) else None,
             )
