@@ -92,6 +92,7 @@ def default_text(field: FieldInfo) -> str:
 def constraints_text(field: FieldInfo) -> str:
     """The bounds pydantic checks: ``≥ 1, ≤ 1000``, ``> 0``, ``≥ 1 items``."""
     out: list[str] = []
+    unit = "characters" if field.annotation is str else "items"
     for m in field.metadata:
         if isinstance(m, at.Ge):
             out.append(f"≥ {m.ge}")
@@ -102,9 +103,9 @@ def constraints_text(field: FieldInfo) -> str:
         elif isinstance(m, at.Lt):
             out.append(f"< {m.lt}")
         elif isinstance(m, at.MinLen):
-            out.append(f"≥ {m.min_length} items")
+            out.append(f"≥ {m.min_length} {unit}")
         elif isinstance(m, at.MaxLen):
-            out.append(f"≤ {m.max_length} items")
+            out.append(f"≤ {m.max_length} {unit}")
         elif isinstance(m, at.MultipleOf):
             out.append(f"multiple of {m.multiple_of}")
     return ", ".join(out)

@@ -80,7 +80,7 @@ class PredictParams(AlignedParams):
 
 class PredictComponent(Component):
     type_name = "predict"
-    summary = "Score aligned rows with a vertical model trained earlier in the job"
+    summary = "Score aligned rows with a vertical model: of this job, or registered (name@version)"
     Params = PredictParams
     outputs = ("predictions",)
     id_outputs = ("predictions",)

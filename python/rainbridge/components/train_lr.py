@@ -48,13 +48,18 @@ class TrainLrParams(LabelledParams):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(default=10, ge=1, le=1000)
-    batch_size: int = Field(default=1024, ge=8, le=1 << 16)
-    learning_rate: float = Field(default=0.1, gt=0, le=100)
-    l2: float = Field(default=0.0, ge=0)
-    l1: float = Field(default=0.0, ge=0)
-    tol: float = Field(default=1e-4, ge=0)
-    sigmoid: Literal["piecewise", "taylor"] = "piecewise"
+    epochs: int = Field(default=10, ge=1, le=1000, description="passes over the rows, at most")
+    batch_size: int = Field(default=1024, ge=8, le=1 << 16, description="rows per gradient step")
+    learning_rate: float = Field(default=0.1, gt=0, le=100, description="step size of SGD")
+    l2: float = Field(default=0.0, ge=0, description="L2 penalty (never on the intercept)")
+    l1: float = Field(default=0.0, ge=0, description="L1 penalty (never on the intercept)")
+    tol: float = Field(
+        default=1e-4, ge=0, description="stop when no weight moves more than this in an epoch"
+    )
+    sigmoid: Literal["piecewise", "taylor"] = Field(
+        default="piecewise",
+        description="σ on shares: piecewise (two secure comparisons a row) or taylor (1/2 + z/4)",
+    )
     seed: int | None = Field(default=None, description="batch order (repeatable runs)")
     evaluate: bool = Field(default=True, description="AUC/KS on the training rows (report)")
 

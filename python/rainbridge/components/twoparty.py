@@ -33,11 +33,17 @@ class AlignedParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | dict[str, str] = Field(
-        default="customer_id", description="the aligned ID column (or one per data party)"
+    id: str | dict[str, str] | None = Field(
+        default=None,
+        description="the aligned ID column (or one per data party); default: its input's "
+        "(the PSI's ID column)",
     )
 
     def id_of(self, party: str) -> str:
+        # the job's completion fills ``id`` from the input (:mod:`rainbridge.jobs.complete`);
+        # "customer_id" only where no input names one
+        if self.id is None:
+            return "customer_id"
         return self.id if isinstance(self.id, str) else self.id.get(party, "customer_id")
 
 
@@ -50,7 +56,7 @@ class LabelRef(BaseModel):
 class LabelledParams(AlignedParams):
     """Parameters of a component over features of both parties and one party's label."""
 
-    label: LabelRef
+    label: LabelRef = Field(description="the label party and its label column")
     features: dict[str, list[str]] = Field(description="each data party's numeric features")
 
     def check_parties(self, data: list[str]) -> None:
