@@ -3,9 +3,11 @@ between a job's acceptance and its start, and versions written oddly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from node_helpers import make_config, pin
@@ -80,3 +82,40 @@ def test_an_imported_name_is_one_a_job_can_name(bank: NodeService, tmp_path: Pat
     assert not parts.exists() or not any(parts.iterdir())
     got = rebuilt.models.import_model(exported, None, "user:admin")
     assert rebuilt.models.resolve(f"{got['name']}@{got['version']}").id == "a" * 16 + ".lr"
+
+
+def _scoring(model: str) -> dict[str, Any]:
+    return {
+        "name": "score", "parties": ["bank", "telecom"],
+        "components": [
+            {"id": "align", "type": "psi",
+             "inputs": {"bank": {"dataset": "customers"}, "telecom": {"dataset": "subscribers"}},
+             "outputs": {"intersection": {"receivers": ["bank", "telecom"],
+                                          "columns": {"bank": ["age"]}}}},
+            {"id": "score", "type": "predict", "inputs": "align.intersection",
+             "params": {"model": model},
+             "outputs": {"predictions": {"receivers": ["bank"]}}},
+        ],
+    }  # fmt: skip
+
+
+def test_a_start_refused_for_a_retired_model_uses_no_quota(
+    bank: NodeService, tmp_path: Path
+) -> None:
+    g = bank.owners.add_grant(
+        dataset="customers", peer="telecom", columns=["customer_id", "age"],
+        components=["psi", "predict"], receivers=["bank", "telecom"], max_calls=1,
+        actor="user:olivia",
+    )  # fmt: skip
+    _register(bank, tmp_path, "a" * 16, "age")
+    job = _scoring("risk/lr@1")
+    msg = {"type": "propose", "job_id": "j1", "spec": job,
+           "digest": JobSpec.model_validate(job).digest()}  # fmt: skip
+    assert asyncio.run(bank.router.dispatch("telecom", msg)) == {"accept": True}
+    bank.models.retire("risk/lr@1", "user:admin")  # between the acceptance and the start
+    reply = asyncio.run(bank.router.dispatch("telecom", {"type": "start", "job_id": "j1"}))
+    assert reply["ok"] is False and "retired" in reply["reason"]
+    assert bank.storage.job_dict("j1")["status"] == "failed"
+    # the job never ran: the grant's one call is still there
+    (left,) = [x for x in bank.owners.grants() if x.id == g["id"]]
+    assert left.calls_used == 0

@@ -517,16 +517,18 @@ class Jobs:
     async def _start_worker(self, job_id: str) -> None:
         row = self.storage.job(job_id)
         job = JobSpec.model_validate(row.spec)
+        # a model retired since the job was accepted is not used; refused before the
+        # grants' quotas and privacy budgets are spent on a job that never runs
+        try:
+            models = self._models_of(job)
+        except RainbridgeError as exc:
+            self.end(job_id, "failed", str(exc))
+            self.background.spawn(self.tell_parties(job_id, str(exc)))
+            raise
         try:
             consume_grants(self.storage, row, self.name)
         except RainbridgeError as exc:
             self._refused(refusal_class(exc), row.spec, job_id)
-            self.end(job_id, "failed", str(exc))
-            self.background.spawn(self.tell_parties(job_id, str(exc)))
-            raise
-        try:  # a model retired since the job was accepted is not used
-            models = self._models_of(job)
-        except RainbridgeError as exc:
             self.end(job_id, "failed", str(exc))
             self.background.spawn(self.tell_parties(job_id, str(exc)))
             raise
