@@ -125,7 +125,10 @@ def test_train_sgb_then_predict_in_one_job(tmp_path: Path) -> None:
         (("report: {receivers: [bank]", "report: {receivers: [telecom]"), "label party alone"),
         (("max_depth: 4", "max_depth: 40"), "max_depth"),
         (
-            ("bank: {from: psi.intersection}\n", "bank: {from: psi.intersection, role: dealer}\n"),
+            (
+                "inputs: psi.intersection ",
+                "inputs: {bank: {from: psi.intersection, role: dealer}, telecom: psi.intersection}",
+            ),
             "dealer",
         ),
     ],
