@@ -41,3 +41,16 @@ def test_a_part_unreadable_at_one_party_fails_every_party_promptly(tmp_path: Pat
     assert time.monotonic() - t0 < 20
     assert str(tmp_path) not in str(err.value)  # no path in what the others are told
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.csv"))
+
+
+def test_predictions_for_another_party_than_the_label_party_are_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    data = _data(tmp_path)
+    text = TRAIN + SCORE_IN_JOB.replace("MODEL", "sgb").replace(
+        "predictions: {receivers: [bank]", "predictions: {receivers: [telecom]"
+    )
+    text = text.replace("params: {model: sgb, label: default}", "params: {model: sgb}")
+    with pytest.raises(DataError, match=r"component 'score'.*label party of model 'sgb', 'bank'"):
+        run_local(_job(text), data, tmp_path / "a")
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("*.*"))

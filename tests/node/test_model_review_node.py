@@ -14,7 +14,7 @@ from node_helpers import make_config, pin
 
 from rainbridge.components.train_lr import MODEL_FORMAT
 from rainbridge.crypto.certs import create_identity
-from rainbridge.errors import ConfigError, NotFoundError
+from rainbridge.errors import ConfigError, DataError, NotFoundError
 from rainbridge.jobs.spec import JobSpec
 from rainbridge.node.service import NodeService
 
@@ -119,3 +119,14 @@ def test_a_start_refused_for_a_retired_model_uses_no_quota(
     # the job never ran: the grant's one call is still there
     (left,) = [x for x in bank.owners.grants() if x.id == g["id"]]
     assert left.calls_used == 0
+
+
+def test_predictions_for_another_party_than_the_label_party_are_refused_at_the_proposal(
+    bank: NodeService, tmp_path: Path
+) -> None:
+    _register(bank, tmp_path, "a" * 16, "age")
+    job = _scoring("risk/lr@1")
+    job["components"][1]["outputs"]["predictions"]["receivers"] = ["telecom"]
+    # the label party adds the partial scores up: the PSI would have run for nothing
+    with pytest.raises(DataError, match=r"'score'.*label party of model 'risk/lr@1', 'bank'"):
+        bank.models.resolve_job(JobSpec.model_validate(job))

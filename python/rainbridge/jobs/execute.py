@@ -141,17 +141,27 @@ def check_inputs(job: JobSpec, party: str, datasets: Mapping[str, DatasetRef]) -
     files: dict[str, set[str]] = {}
     #: "component.output" -> the columns it will have at this party (None: not known yet)
     produced: dict[str, set[str] | None] = {}
-    earlier: set[str] = set()
+    earlier: dict[str, Any] = {}  # component id -> its params
     for c in job.components:
         ref = c.inputs.get(party)
         model = str(c.params.get("model", "")) if c.type == "predict" else ""
-        if ref is not None and model in earlier and f"{model}.model" not in produced:
+        if ref is not None and model in earlier:
             # an earlier component is the in-job model, never a registered one of that name
-            raise DataError(
-                f"component {c.id!r}: {model!r} gives no model at {party!r} (name a train_lr "
-                f"or train_sgb component whose model {party!r} receives, or a registered model)"
-            )
-        earlier.add(c.id)
+            if f"{model}.model" not in produced:
+                raise DataError(
+                    f"component {c.id!r}: {model!r} gives no model at {party!r} (name a "
+                    f"train_lr or train_sgb component whose model {party!r} receives, or a "
+                    "registered model)"
+                )
+            label = earlier[model].get("label")
+            holder = label.get("party") if isinstance(label, dict) else None
+            out = c.outputs.get("predictions")
+            if holder is not None and out is not None and out.receivers != [holder]:
+                raise DataError(  # only the label party can add the partial scores up
+                    f"component {c.id!r}: the predictions go to the label party of model "
+                    f"{model!r}, {holder!r}"
+                )
+        earlier[c.id] = c.params
         if ref is None:
             continue
         comp = get_component(c.type)

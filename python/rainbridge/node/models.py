@@ -313,6 +313,12 @@ class Models:
                         f"model {name!r} was trained by {', '.join(row.parties)}; component "
                         f"{c.id!r} names {', '.join(data)}"
                     )
+                out_spec = c.outputs.get("predictions")
+                if out_spec is not None and list(out_spec.receivers) != [row.label_party]:
+                    raise DataError(  # only the label party can add the partial scores up
+                        f"component {c.id!r}: the predictions go to the label party of model "
+                        f"{name!r}, {row.label_party!r}"
+                    )
                 out[name] = {**row.to_dict(), "path": row.path}
             earlier.add(c.id)
         return out
