@@ -54,3 +54,18 @@ def test_predictions_for_another_party_than_the_label_party_are_refused_before_t
     with pytest.raises(DataError, match=r"component 'score'.*label party of model 'sgb', 'bank'"):
         run_local(_job(text), data, tmp_path / "a")
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("*.*"))
+
+
+def test_an_id_column_for_a_party_not_of_the_model_is_refused() -> None:
+    from test_scoring_job import MODEL
+
+    from rainbridge.errors import ConfigError
+    from rainbridge.jobs.scoring import scoring_job
+
+    sets = {"bank": "applicants", "telecom": "subscribers"}
+    # a misspelt party would leave the telecom matching on its registered ID column instead
+    # of the one asked for: other rows, silently
+    with pytest.raises(ConfigError, match=r"--id telcom: not a party of the model"):
+        scoring_job(MODEL, sets, ids={"telcom": "phone"})
+    spec = scoring_job(MODEL, sets, ids={"telecom": "phone"})
+    assert spec["components"][0]["inputs"]["telecom"] == {"dataset": "subscribers", "id": "phone"}

@@ -47,13 +47,19 @@ def scoring_job(
     Raises
     ------
     ConfigError
-        A party is missing or not the model's, or the model does not list every party's
-        features (a part imported from before they were kept: write the job by hand).
+        A party is missing or not the model's (in ``datasets`` or ``ids``), or the model
+        does not list every party's features (a part imported from before they were kept:
+        write the job by hand).
     """
     parties = sorted(str(p) for p in model["parties"])
     extra = sorted(set(datasets) - set(parties))
     if extra:
         raise ConfigError(f"{', '.join(extra)} not a party of the model ({', '.join(parties)})")
+    strays = sorted(set(ids or {}) - set(parties))
+    if strays:  # ignored, the party would match on its registered ID column instead
+        raise ConfigError(
+            f"--id {', '.join(strays)}: not a party of the model ({', '.join(parties)})"
+        )
     missing = [p for p in parties if p not in datasets]
     if missing:
         raise ConfigError(
