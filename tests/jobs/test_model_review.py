@@ -69,3 +69,30 @@ def test_an_id_column_for_a_party_not_of_the_model_is_refused() -> None:
         scoring_job(MODEL, sets, ids={"telcom": "phone"})
     spec = scoring_job(MODEL, sets, ids={"telecom": "phone"})
     assert spec["components"][0]["inputs"]["telecom"] == {"dataset": "subscribers", "id": "phone"}
+
+
+def test_a_forged_verdict_of_the_same_model_check_is_refused_in_few_words() -> None:
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from rainbridge.components.predict import same_model
+    from rainbridge.net.local import LocalChannel
+
+    async def go(verdict: Any) -> str:
+        hub, other = LocalChannel.pair("s", "bank", "telecom")
+        ctx: Any = SimpleNamespace(party="telecom", channels={"bank": other})
+        await hub.send_json("predict/model-ok", verdict)
+        try:
+            await same_model(ctx, "j1.sgb", "bank", ["bank", "telecom"])
+        except DataError as exc:
+            assert await hub.recv_json("predict/model") == {"model": "j1.sgb"}
+            return str(exc)
+        raise AssertionError("a forged verdict was accepted")
+
+    # the label party says no and names what each holds: its words are kept short
+    huge = {f"p{i}": "x" * 100_000 for i in range(100)}
+    said = asyncio.run(go({"ok": False, "held": huge}))
+    assert "different models" in said and len(said) < 2_000
+    assert "different models" in asyncio.run(go(["ok"]))
+    assert "different models" in asyncio.run(go({"ok": "yes"}))

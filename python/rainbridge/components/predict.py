@@ -275,8 +275,10 @@ async def same_model(ctx: ComponentContext, model_id: str, hub: str, parties: li
         await ch.send_json("predict/model", {"model": model_id})
         verdict = await ch.recv_json("predict/model-ok")
         if not isinstance(verdict, dict) or verdict.get("ok") is not True:
-            held = verdict.get("held") if isinstance(verdict, dict) else None
-            raise DataError(_differ(held if isinstance(held, dict) else {}))
+            got = verdict.get("held") if isinstance(verdict, dict) else None
+            # the hub's words, kept to the job's parties and a model ID's length
+            said = {p: str(got[p])[:200] for p in parties if isinstance(got, dict) and p in got}
+            raise DataError(_differ(said))
         return
     held = {ctx.party: model_id}
     for p in parties:
