@@ -96,3 +96,20 @@ def test_a_forged_verdict_of_the_same_model_check_is_refused_in_few_words() -> N
     assert "different models" in said and len(said) < 2_000
     assert "different models" in asyncio.run(go(["ok"]))
     assert "different models" in asyncio.run(go({"ok": "yes"}))
+
+
+def test_a_psi_input_without_an_id_column_anywhere_is_refused_before_any_message(
+    tmp_path: Path,
+) -> None:
+    from rainbridge.data import inspect_dataset
+
+    data = _data(tmp_path)
+    # the new rows are registered without an ID column and the job names none: the first
+    # PSI and the training must not run before the second PSI finds it has nothing to match
+    data["bank"]["applicants"] = inspect_dataset("applicants", tmp_path / "new.csv", None)
+    text = TRAIN + SCORE_IN_JOB.replace("MODEL", "sgb").replace(
+        "bank: {dataset: applicants, id: cust_no}", "bank: {dataset: applicants}"
+    )
+    with pytest.raises(DataError, match=r"'applicants' at 'bank' has no ID column.*'psi_new'"):
+        run_local(_job(text), data, tmp_path / "a")
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("*.*"))

@@ -177,6 +177,11 @@ def check_inputs(job: JobSpec, party: str, datasets: Mapping[str, DatasetRef]) -
             if ds.name not in files:
                 files[ds.name] = _columns_now(ds, party, c.id)
             have, id_column, what = files[ds.name], ref.id or ds.id_column, f"dataset {ds.name!r}"
+            if c.type == "psi" and not id_column:  # else only its run finds it, messages later
+                raise DataError(
+                    f"{what} at {party!r} has no ID column: component {c.id!r} matches on it "
+                    "(name it with 'id')"
+                )
         elif ref.from_ is not None:
             if ref.from_ not in produced:
                 raise DataError(f"component {c.id!r}: {ref.from_!r} is not produced at {party!r}")
