@@ -113,3 +113,50 @@ def test_a_psi_input_without_an_id_column_anywhere_is_refused_before_any_message
     with pytest.raises(DataError, match=r"'applicants' at 'bank' has no ID column.*'psi_new'"):
         run_local(_job(text), data, tmp_path / "a")
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("*.*"))
+
+
+THREE = """
+name: three
+parties: [bank, telecom, tax]
+components:
+  - id: psi
+    type: psi
+    inputs:
+      bank: {dataset: customers, id: cust_no}
+      telecom: {dataset: subscribers, id: client}
+      tax: {dataset: filings, id: tin}
+    params: {protocol: ecdh}
+    outputs:
+      intersection:
+        receivers: [bank, telecom, tax]
+        columns: {bank: [a, b, default], telecom: [c, d], tax: [e]}
+  - id: lr
+    type: train_lr
+    inputs: psi.intersection
+    params:
+      label: {party: bank, column: default}
+      features: {bank: [a, b], telecom: [c, d], tax: [e]}
+    outputs:
+      model: {receivers: [bank, telecom, tax]}
+  - id: score
+    type: predict
+    inputs: {bank: psi.intersection, telecom: psi.intersection}
+    params: {model: lr}
+    outputs:
+      predictions: {receivers: [bank]}
+"""
+
+
+def test_a_predict_over_other_parties_than_the_in_job_models_is_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    from rainbridge.jobs.complete import complete_job
+    from rainbridge.jobs.execute import check_inputs
+
+    data = _data(tmp_path)
+    # the tax office's part is needed for every score: without it, the training would run
+    # and the predict fail after it
+    with pytest.raises(
+        DataError, match=r"component 'score'.*'lr' was trained by bank, tax, telecom"
+    ):
+        check_inputs(complete_job(_job(THREE), "bank", data["bank"]), "bank", data["bank"])

@@ -141,7 +141,7 @@ def check_inputs(job: JobSpec, party: str, datasets: Mapping[str, DatasetRef]) -
     files: dict[str, set[str]] = {}
     #: "component.output" -> the columns it will have at this party (None: not known yet)
     produced: dict[str, set[str] | None] = {}
-    earlier: dict[str, Any] = {}  # component id -> its params
+    earlier: dict[str, ComponentSpec] = {}
     for c in job.components:
         ref = c.inputs.get(party)
         model = str(c.params.get("model", "")) if c.type == "predict" else ""
@@ -153,7 +153,14 @@ def check_inputs(job: JobSpec, party: str, datasets: Mapping[str, DatasetRef]) -
                     f"train_lr or train_sgb component whose model {party!r} receives, or a "
                     "registered model)"
                 )
-            label = earlier[model].get("label")
+            trained = sorted(p for p, r in earlier[model].inputs.items() if r.role is None)
+            scored = sorted(p for p, r in c.inputs.items() if r.role is None)
+            if trained != scored:  # every part adds to each score
+                raise DataError(
+                    f"component {c.id!r}: model {model!r} was trained by "
+                    f"{', '.join(trained)}; it scores with the same parties"
+                )
+            label = earlier[model].params.get("label")
             holder = label.get("party") if isinstance(label, dict) else None
             out = c.outputs.get("predictions")
             if holder is not None and out is not None and out.receivers != [holder]:
@@ -161,7 +168,7 @@ def check_inputs(job: JobSpec, party: str, datasets: Mapping[str, DatasetRef]) -
                     f"component {c.id!r}: the predictions go to the label party of model "
                     f"{model!r}, {holder!r}"
                 )
-        earlier[c.id] = c.params
+        earlier[c.id] = c
         if ref is None:
             continue
         comp = get_component(c.type)
