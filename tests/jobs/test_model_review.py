@@ -160,3 +160,31 @@ def test_a_predict_over_other_parties_than_the_in_job_models_is_refused_before_t
         DataError, match=r"component 'score'.*'lr' was trained by bank, tax, telecom"
     ):
         check_inputs(complete_job(_job(THREE), "bank", data["bank"]), "bank", data["bank"])
+
+
+def test_features_named_for_another_party_only_leave_the_models_to_fill_in(
+    tmp_path: Path,
+) -> None:
+    data = _data(tmp_path)
+    first = run_local(_job(TRAIN), data, tmp_path / "a")
+    # the job names the telecom's features only; the bank's new rows lack its feature b,
+    # which its part of the model needs: refused at the checks, before any message
+    score = SCORE_IN_JOB.replace("MODEL", '"m@1"').replace(
+        "label: default}", "label: default, features: {telecom: [c, d]}}"
+    )
+    job = _job(HEAD + score.replace("[a, b, default]", "[a, default]"))
+    with pytest.raises(DataError, match=r"has no column 'b': component 'score'"):
+        run_local(job, data, tmp_path / "b", models=_registered(first, "m", 1))
+    # the same with the model trained earlier in the job: refused before the training
+    job = _job(TRAIN + score.replace('"m@1"', "sgb").replace("[a, b, default]", "[a, default]"))
+    with pytest.raises(DataError, match=r"has no column 'b': component 'score'"):
+        run_local(job, data, tmp_path / "c")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.*"))
+    # a malformed list of features (a peer's proposal) is left for the component's check
+    from rainbridge.jobs.complete import complete_job
+    from rainbridge.jobs.spec import JobSpec
+
+    raw = _job(HEAD + score).to_dict()
+    raw["components"][1]["params"]["features"] = ["a"]
+    mine = complete_job(JobSpec.model_validate(raw), "bank", data["bank"])
+    assert mine.components[1].params["features"] == ["a"]

@@ -74,14 +74,22 @@ def complete_job(
             params["id"] = {party: id_col}
         elif isinstance(params.get("id"), dict) and party not in params["id"] and id_col:
             params["id"] = {**params["id"], party: id_col}
-        if c["type"] == "predict" and ref is not None and not params.get("features"):
+        given = params.get("features") or {}
+        # features named for other parties only: this party's are still the model's (its
+        # checks and grants see the columns it will read)
+        if (
+            c["type"] == "predict"
+            and ref is not None
+            and isinstance(given, dict)
+            and party not in given
+        ):
             model = str(params.get("model", ""))
             trained = by_id.get(model)
             if trained is not None and trained["type"] in MODEL_COMPONENTS:
                 feats = trained["params"].get("features") or {}
-                params["features"] = {p: list(f) for p, f in feats.items()}
+                params["features"] = {**{p: list(f) for p, f in feats.items()}, **given}
             elif models is not None and model in models:
-                params["features"] = {party: list(models[model].get("features") or [])}
+                params["features"] = {**given, party: list(models[model].get("features") or [])}
         by_id[c["id"]] = c
     return JobSpec.model_validate(data)
 
