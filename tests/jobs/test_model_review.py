@@ -188,3 +188,18 @@ def test_features_named_for_another_party_only_leave_the_models_to_fill_in(
     raw["components"][1]["params"]["features"] = ["a"]
     mine = complete_job(JobSpec.model_validate(raw), "bank", data["bank"])
     assert mine.components[1].params["features"] == ["a"]
+
+
+def test_a_local_model_part_given_for_another_party_is_refused(tmp_path: Path) -> None:
+    from rainbridge.errors import ConfigError
+    from rainbridge.jobs.local import models_from_args
+
+    data = _data(tmp_path)
+    first = run_local(_job(TRAIN), data, tmp_path / "a")
+    bank_part = first["bank"]["components"]["sgb"]["outputs"]["model"]["path"]
+    job = _job(HEAD + SCORE_IN_JOB.replace("MODEL", '"m@1"'))
+    # both parts name the same training, so the same-model check would pass: the telecom
+    # would score with the bank's splits
+    with pytest.raises(ConfigError, match=r"--model 'telecom:m@1=.*': it is 'bank''s part"):
+        models_from_args(job, [f"bank:m@1={bank_part}", f"telecom:m@1={bank_part}"])
+    assert models_from_args(job, [f"bank:m@1={bank_part}"])["bank"]["m@1"]["name"] == "m@1"

@@ -178,5 +178,9 @@ def models_from_args(job: JobSpec, pairs: list[str]) -> dict[str, dict[str, dict
             }
         except (OSError, ValueError, KeyError, TypeError):
             raise ConfigError(f"--model {arg!r}: not a model part (a model output)") from None
+        if part.get("party", party) != party:  # same training: the same-model check passes
+            raise ConfigError(
+                f"--model {arg!r}: it is {part['party']!r}'s part of the model, not {party!r}'s"
+            )
         out.setdefault(party, {})[name] = info
     return out
