@@ -130,3 +130,13 @@ def test_predictions_for_another_party_than_the_label_party_are_refused_at_the_p
     # the label party adds the partial scores up: the PSI would have run for nothing
     with pytest.raises(DataError, match=r"'score'.*label party of model 'risk/lr@1', 'bank'"):
         bank.models.resolve_job(JobSpec.model_validate(job))
+
+
+def test_a_part_whose_file_is_gone_is_refused_at_the_proposal(
+    bank: NodeService, tmp_path: Path
+) -> None:
+    _register(bank, tmp_path, "a" * 16, "age")
+    (tmp_path / f"{'a' * 16}.json").unlink()  # a disk restored without the models folder
+    with pytest.raises(DataError, match=r"risk/lr v1 .*part.*missing at 'bank'") as err:
+        bank.models.resolve_job(JobSpec.model_validate(_scoring("risk/lr@1")))
+    assert str(tmp_path) not in str(err.value)  # the proposing peer is told no path

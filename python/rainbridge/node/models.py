@@ -313,6 +313,11 @@ class Models:
                         f"model {name!r} was trained by {', '.join(row.parties)}; component "
                         f"{c.id!r} names {', '.join(data)}"
                     )
+                if not Path(row.path).is_file():  # else the PSI runs, then the predict fails
+                    raise DataError(
+                        f"model {row.name} v{row.version} ({row.id}): this node's part is "
+                        f"missing at {self.name!r} (component {c.id!r})"
+                    )
                 out_spec = c.outputs.get("predictions")
                 if out_spec is not None and list(out_spec.receivers) != [row.label_party]:
                     raise DataError(  # only the label party can add the partial scores up
