@@ -203,3 +203,16 @@ def test_a_local_model_part_given_for_another_party_is_refused(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"--model 'telecom:m@1=.*': it is 'bank''s part"):
         models_from_args(job, [f"bank:m@1={bank_part}", f"telecom:m@1={bank_part}"])
     assert models_from_args(job, [f"bank:m@1={bank_part}"])["bank"]["m@1"]["name"] == "m@1"
+
+
+def test_a_local_run_naming_a_model_it_is_not_given_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    data = _data(tmp_path)
+    # a later component's name, or a registered model no --model gives: the training
+    # would run for nothing before the predict finds no model
+    for model in ("later", '"m@1"'):
+        text = TRAIN + SCORE_IN_JOB.replace("MODEL", model)
+        with pytest.raises(DataError, match=r"component 'score': no model '(later|m@1)' at 'bank'"):
+            run_local(_job(text), data, tmp_path / "a")
+        assert not (tmp_path / "a").exists()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rainbridge.data import DatasetRef
-from rainbridge.errors import ChannelError, RainbridgeError
+from rainbridge.errors import ChannelError, DataError, RainbridgeError
 from rainbridge.jobs.complete import complete_job
 from rainbridge.jobs.execute import check_inputs, run_party
 from rainbridge.jobs.spec import JobSpec
@@ -58,6 +58,7 @@ async def run_local_async(
     for party in job.parties:
         mine = datasets.get(party, {})
         check_inputs(complete_job(job, party, mine, (models or {}).get(party)), party, mine)
+        _check_models(job, party, (models or {}).get(party) or {})
     out = Path(out_dir)
     existed = out.exists()
     session = f"local-{uuid.uuid4().hex[:12]}"
@@ -99,6 +100,21 @@ async def run_local_async(
         causes = [e for e in typed if not isinstance(e, ChannelError)]
         raise (causes or typed or errors)[0]
     return {p: r for p, r in zip(job.parties, results, strict=True)}  # type: ignore[misc]
+
+
+def _check_models(job: JobSpec, party: str, models: Mapping[str, Any]) -> None:
+    """Refuse a ``predict`` at ``party`` naming neither an earlier component nor a model
+    part given (what a node's registry refuses at the proposal), before anything runs."""
+    earlier: set[str] = set()
+    for c in job.components:
+        name = str(c.params.get("model", ""))
+        if c.type == "predict" and party in c.inputs and name not in earlier | set(models):
+            raise DataError(
+                f"component {c.id!r}: no model {name!r} at {party!r}: name a train_lr or "
+                f"train_sgb component earlier in this job, or give its part of a model "
+                f"(--model {party}:{name}=PATH)"
+            )
+        earlier.add(c.id)
 
 
 def run_local(
