@@ -140,3 +140,21 @@ def test_a_part_whose_file_is_gone_is_refused_at_the_proposal(
     with pytest.raises(DataError, match=r"risk/lr v1 .*part.*missing at 'bank'") as err:
         bank.models.resolve_job(JobSpec.model_validate(_scoring("risk/lr@1")))
     assert str(tmp_path) not in str(err.value)  # the proposing peer is told no path
+
+
+def test_an_imported_part_lacking_what_scoring_reads_is_refused(
+    bank: NodeService, tmp_path: Path
+) -> None:
+    _register(bank, tmp_path, "a" * 16, "age")
+    exported = bank.models.export_model("risk/lr@1")
+    rebuilt = NodeService(make_config(tmp_path / "rebuilt", "bank"))
+    part = exported["part"]
+    # each was registered, then online scoring and the predict failed with a KeyError
+    for key in ("scale", "intercept"):
+        bad = {**exported, "part": {k: v for k, v in part.items() if k != key}}
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            rebuilt.models.import_model(bad, None, "user:admin")
+    bad = {**exported, "part": {**part, "scale": [1.0, 2.0]}}
+    with pytest.raises(ConfigError, match="standardisation differ"):
+        rebuilt.models.import_model(bad, None, "user:admin")
+    assert rebuilt.models.models() == []

@@ -168,8 +168,15 @@ class Models:
         try:
             model_id = check_id(reg["id"], "model ID")
             feats = [str(f) for f in part["features"]]
-            if fmt == MODEL_FORMAT and (
-                len(feats) != len(part["weights"]) or len(feats) != len(part["mean"])
+            # what scoring reads (online and in a job): refused now, not as a KeyError then
+            needs: tuple[str, ...] = ("weights", "mean", "scale", "intercept", "label_party")
+            if fmt == SGB_FORMAT:
+                needs = ("trees", "base", "objective", "label_party")
+            absent = [k for k in needs if k not in part]
+            if absent:
+                raise ConfigError(f"the model part has no {absent[0]!r}")
+            if fmt == MODEL_FORMAT and any(
+                len(part[k]) != len(feats) for k in ("weights", "mean", "scale")
             ):
                 raise ConfigError("the part's features, weights and standardisation differ")
             if fmt == SGB_FORMAT:
