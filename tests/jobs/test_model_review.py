@@ -216,3 +216,71 @@ def test_a_local_run_naming_a_model_it_is_not_given_is_refused_before_anything_r
         with pytest.raises(DataError, match=r"component 'score': no model '(later|m@1)' at 'bank'"):
             run_local(_job(text), data, tmp_path / "a")
         assert not (tmp_path / "a").exists()
+
+
+LR_SCORE = """
+name: lr-score
+parties: [bank, telecom]
+components:
+  - id: psi
+    type: psi
+    inputs:
+      bank: {dataset: customers, id: cust_no}
+      telecom: {dataset: subscribers, id: client}
+    outputs:
+      intersection:
+        receivers: [bank, telecom]
+        columns: {bank: [a, b, default], telecom: [c, d]}
+  - id: lr
+    type: train_lr
+    inputs: psi.intersection
+    params:
+      label: {party: bank, column: default}
+      features: {bank: [a, b], telecom: [c, d]}
+      epochs: 2
+    outputs:
+      model: {receivers: [bank, telecom]}
+  - id: psi_new
+    type: psi
+    inputs:
+      bank: {dataset: applicants, id: cust_no}
+      telecom: {dataset: newsubs, id: client}
+    outputs:
+      intersection:
+        receivers: [bank, telecom]
+        columns: {bank: [a, b, default], telecom: [c, d]}
+  - id: score
+    type: predict
+    inputs: psi_new.intersection
+    params: {model: lr, label: default}
+    outputs:
+      predictions: {receivers: [bank], format: csv}
+"""
+
+
+@pytest.mark.parametrize("where", ["bank", "telecom"])
+def test_a_nan_feature_in_the_rows_scored_with_lr_is_refused_at_its_party(
+    tmp_path: Path, where: str
+) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rainbridge.data import inspect_dataset
+
+    data = _data(tmp_path)
+    rng = np.random.default_rng(3)
+    ids = [f"id{i:05d}" for i in range(1000, 1600)]
+    x = rng.normal(size=(600, 4))
+    x[17, 0 if where == "bank" else 2] = np.nan  # a NaN is no missing value to Arrow
+    y = (x[:, 0] > 0).astype(int)
+    pq.write_table(pa.table({"cust_no": ids, "a": x[:, 0], "b": x[:, 1], "default": y}),
+                   tmp_path / "new.parquet")  # fmt: skip
+    pq.write_table(pa.table({"client": ids, "c": x[:, 2], "d": x[:, 3]}), tmp_path / "ns.parquet")
+    data["bank"]["applicants"] = inspect_dataset("applicants", tmp_path / "new.parquet", "cust_no")
+    data["telecom"]["newsubs"] = inspect_dataset("newsubs", tmp_path / "ns.parquet", "client")
+    # a NaN score (class 0) at the label party, or the telecom taken for a forger there
+    col = "a" if where == "bank" else "c"
+    with pytest.raises(DataError, match=f"feature column '{col}' of '{where}' holds NaN"):
+        run_local(_job(LR_SCORE), data, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))

@@ -139,8 +139,15 @@ class PredictComponent(Component):
         missing = [c for c in dict.fromkeys(wanted) if c not in ref.columns]
         if missing:
             raise DataError(f"predict input of {ctx.party!r} has no column {missing[0]!r}")
-        await same_model(ctx, f"{model['job']}.{model['component']}", receiver, parties)
         table = read_columns(ref, list(dict.fromkeys(wanted)))
+        if model["format"] == MODEL_FORMAT:  # SecureBoost sends a NaN down its missing branch
+            finite = np.isfinite(matrix(table, feats)).all(axis=0)
+            bad = [c for c, ok in zip(feats, finite, strict=True) if not ok]
+            if bad:  # a NaN is no missing value to Arrow: it made a NaN score, predicted 0
+                raise DataError(
+                    f"feature column {bad[0]!r} of {ctx.party!r} holds NaN or infinite values"
+                )
+        await same_model(ctx, f"{model['job']}.{model['component']}", receiver, parties)
         await check_aligned_star(ctx, table, id_col, receiver, parties, "predict")
         summary: dict[str, Any] = {"rows": table.num_rows, "receiver": receiver}
         if registered:
