@@ -158,3 +158,13 @@ def test_an_imported_part_lacking_what_scoring_reads_is_refused(
     with pytest.raises(ConfigError, match="standardisation differ"):
         rebuilt.models.import_model(bad, None, "user:admin")
     assert rebuilt.models.models() == []
+
+
+def test_online_scoring_refuses_a_nan_feature_before_asking_anyone(
+    bank: NodeService, tmp_path: Path
+) -> None:
+    model = _register(bank, tmp_path, "a" * 16, "age")
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(DataError, match=r"'age'.*not a finite number"):
+            asyncio.run(bank.models.predict_online(model, "k", {"age": bad}, "user:admin"))
+    assert not any(e["kind"] == "model_scored" for e in bank.storage.events())

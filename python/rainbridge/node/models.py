@@ -383,6 +383,11 @@ class Models:
         if part["format"] == SGB_FORMAT:
             trees = self._trees[row.id]
             return leaf_marks(trees, np.asarray(x, dtype=float).reshape(1, -1)).hex()
+        bad = [
+            f for f, v in zip(feats, np.asarray(x, dtype=float), strict=True) if not np.isfinite(v)
+        ]
+        if bad:  # SecureBoost has a branch for a missing value; a weight times NaN is NaN
+            raise DataError(f"feature {bad[0]!r} is not a finite number at {self.name!r}")
         z = float(
             ((x - np.array(part["mean"])) / np.array(part["scale"])) @ np.array(part["weights"])
         )
