@@ -168,3 +168,26 @@ def test_online_scoring_refuses_a_nan_feature_before_asking_anyone(
         with pytest.raises(DataError, match=r"'age'.*not a finite number"):
             asyncio.run(bank.models.predict_online(model, "k", {"age": bad}, "user:admin"))
     assert not any(e["kind"] == "model_scored" for e in bank.storage.events())
+
+
+class _Forger:
+    """A peer whose every answer to a score request is ``reply``."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+        self.router = self
+
+    async def dispatch(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        return self.reply
+
+
+@pytest.mark.parametrize("z", [float("nan"), float("inf"), True])
+def test_online_scoring_refuses_a_forged_partial_score(tmp_path: Path, z: Any) -> None:
+    from inprocess_plane import Plane
+
+    plane = Plane()
+    bank = plane.node(tmp_path, "bank")
+    model = _register(bank, tmp_path, "a" * 16, "age")
+    plane.nodes["telecom"] = _Forger({"ok": True, "z": z})  # type: ignore[assignment]
+    with pytest.raises(DataError, match=r"'telecom' answered without a partial score"):
+        asyncio.run(bank.models.predict_online(model, "k", {"age": 1.0}, "user:admin"))

@@ -434,9 +434,11 @@ class Models:
         else:
             total = mine
             for peer, reply in zip(others, replies, strict=True):
-                if not isinstance(reply.get("z"), int | float):
+                z = reply.get("z")
+                # a bool is an int to Python; NaN or infinity would make the score NaN, 0 or 1
+                if isinstance(z, bool) or not isinstance(z, int | float) or not np.isfinite(z):
                     raise DataError(f"{peer!r} answered without a partial score")
-                total += float(reply["z"])
+                total += float(z)
             score = float(1.0 / (1.0 + np.exp(-np.clip(total, -30, 30))))
         self.storage.log(
             "model_scored", {"model": model_id, "key_sha256": _h(key), "parties": others},
