@@ -284,3 +284,17 @@ def test_a_nan_feature_in_the_rows_scored_with_lr_is_refused_at_its_party(
     with pytest.raises(DataError, match=f"feature column '{col}' of '{where}' holds NaN"):
         run_local(_job(LR_SCORE), data, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))
+
+
+def test_a_predict_naming_a_later_component_is_refused_even_if_a_model_has_that_name(
+    tmp_path: Path,
+) -> None:
+    data = _data(tmp_path)
+    first = run_local(_job(TRAIN), data, tmp_path / "a")
+    # the job's own sgb comes after the predict: a registered part that happens to be
+    # named sgb would score instead, silently
+    later = TRAIN.partition("components:\n")[2]
+    text = HEAD + SCORE_IN_JOB.replace("MODEL", "sgb") + later
+    with pytest.raises(DataError, match=r"component 'score': 'sgb' comes after it"):
+        models = {p: {"sgb": m["sgb@1"]} for p, m in _registered(first, "sgb", 1).items()}
+        run_local(_job(text), data, tmp_path / "b", models=models)

@@ -142,9 +142,16 @@ def check_inputs(job: JobSpec, party: str, datasets: Mapping[str, DatasetRef]) -
     #: "component.output" -> the columns it will have at this party (None: not known yet)
     produced: dict[str, set[str] | None] = {}
     earlier: dict[str, ComponentSpec] = {}
+    ids = {c.id for c in job.components}
     for c in job.components:
         ref = c.inputs.get(party)
         model = str(c.params.get("model", "")) if c.type == "predict" else ""
+        if ref is not None and model in ids and model not in earlier:
+            # else a registered model of that name would score instead, silently
+            raise DataError(
+                f"component {c.id!r}: {model!r} comes after it (a model is trained before "
+                "it scores)"
+            )
         if ref is not None and model in earlier:
             # an earlier component is the in-job model, never a registered one of that name
             if f"{model}.model" not in produced:
