@@ -173,3 +173,16 @@ def test_an_imported_part_keeps_its_version(bank: NodeService, tmp_path: Path) -
         rebuilt.models.import_model({**exported, "part": {**exported["part"], "weights": [9]}},
                                     None, "user:admin")  # fmt: skip
     assert part.read_bytes() == before
+
+
+def test_an_import_whose_parties_are_not_a_list_is_refused(
+    bank: NodeService, tmp_path: Path
+) -> None:
+    _register(bank, tmp_path, "a" * 16)
+    exported = bank.models.export_model("risk/lr@1")
+    fresh = NodeService(make_config(tmp_path / "fresh", "bank"))
+    for parties in ("bank,telecom", ["bank", 3], None):
+        bad = {**exported, "registration": {**exported["registration"], "parties": parties}}
+        with pytest.raises(ConfigError, match="its parties are a list of names"):
+            fresh.models.import_model(bad, None, "user:admin")
+    assert fresh.models.models() == []

@@ -191,7 +191,7 @@ class Models:
                 path="",
                 dataset=dataset,
                 label_party=str(part["label_party"]),
-                parties=[str(p) for p in reg["parties"]],
+                parties=[str(p) for p in _party_list(reg["parties"])],
                 features=feats,
                 features_by_party=_features_by_party(reg.get("features_by_party")),
             )
@@ -519,6 +519,14 @@ class ModelRetiredError(AuthorizationError):
 def _in_use(row: ModelRow) -> None:
     if row.retired_at is not None:
         raise ModelRetiredError(f"model {row.name} v{row.version} ({row.id}) is retired")
+
+
+def _party_list(raw: Any) -> list[str]:
+    """An exported registration's parties: a list of names (a string is refused, not read
+    as its letters)."""
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise ConfigError("a malformed exported model: its parties are a list of names")
+    return list(raw)
 
 
 def _features_by_party(raw: Any) -> dict[str, list[str]] | None:
