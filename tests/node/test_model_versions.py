@@ -186,3 +186,29 @@ def test_an_import_whose_parties_are_not_a_list_is_refused(
         with pytest.raises(ConfigError, match="its parties are a list of names"):
             fresh.models.import_model(bad, None, "user:admin")
     assert fresh.models.models() == []
+
+
+def test_a_version_keeps_its_training_figures(bank: NodeService, tmp_path: Path) -> None:
+    from rainbridge.cli.models import card_text
+
+    part = tmp_path / "p.json"
+    part.write_text(json.dumps({
+        "format": MODEL_FORMAT, "job": "e" * 16, "component": "lr", "label_party": "bank",
+        "parties": ["bank", "telecom"], "features": ["age"], "mean": [40.0], "scale": [10.0],
+        "weights": [0.5], "intercept": -1.0,
+    }))  # fmt: skip
+    summary = {
+        "outputs": {"model": {"path": str(part)}},
+        "result": {"auc": 0.8123456, "ks": 0.41, "rows": 1000.0, "positives": float("nan")},
+        "epochs_run": 3, "seconds": 1.25, "bytes": 123, "receiver": "bank",
+    }  # fmt: skip
+    spec = JobSpec.model_validate(_training()).to_dict()
+    bank.models.register_models("e" * 16, spec, {"components": {"lr": summary}})
+    row = bank.models.model("risk/lr@1")
+    # finite figures only; traffic and names are not a model's
+    assert row["metrics"] == {"auc": 0.8123456, "ks": 0.41, "rows": 1000.0, "epochs_run": 3.0,
+                              "seconds": 1.25}  # fmt: skip
+    assert card_text(row["metrics"]) == "AUC 0.8123, KS 0.4100, rows 1000, epochs 3, 1.2 s"
+    fresh = NodeService(make_config(tmp_path / "fresh", "bank"))
+    got = fresh.models.import_model(bank.models.export_model("risk/lr@1"), None, "user:admin")
+    assert got["metrics"] == row["metrics"]

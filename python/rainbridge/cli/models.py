@@ -24,6 +24,27 @@ def model() -> None:
     """
 
 
+def _auc(row: dict[str, Any]) -> str:
+    auc = (row.get("metrics") or {}).get("auc")
+    return f"AUC {auc:.4f}" if isinstance(auc, int | float) else ""
+
+
+def card_text(metrics: dict[str, Any]) -> str:
+    """A model's training figures in one line: AUC and KS to 4 decimals, counts whole."""
+    words = {"epochs_run": "epochs", "seconds": "s"}
+    out = []
+    for k, v in metrics.items():
+        if not isinstance(v, int | float):
+            continue
+        if k in ("auc", "ks", "accuracy", "rmse"):
+            out.append(f"{k.upper() if k != 'accuracy' else k} {v:.4f}")
+        elif k == "seconds":
+            out.append(f"{v:.1f} s")
+        else:
+            out.append(f"{words.get(k, k)} {int(v) if float(v).is_integer() else v}")
+    return ", ".join(out)
+
+
 def resolve(api: Api, ref: str) -> dict[str, Any]:
     """The registration ``ref`` names at the node (ID, name@version or name)."""
     return dict(api.call("GET", f"/v1/models/resolve?ref={quote(ref, safe='')}"))
@@ -46,7 +67,8 @@ def model_list(
     )
     text = "\n".join(
         f"{r['id']:32} {r['name']}@{r['version']}  {r.get('status', 'active'):7}  "
-        f"label at {r['label_party']}: {', '.join(r['features']) or '(no features here)'}"
+        f"{_auc(r):10}  label at {r['label_party']}: "
+        f"{', '.join(r['features']) or '(no features here)'}"
         for r in rows
     )
     emit(rows, as_json, text or "no models")
@@ -67,6 +89,8 @@ def model_show(model_ref: str, directory: str, api_url: str | None, as_json: boo
     ]
     for p, cols in sorted((out.get("features_by_party") or {}).items()):
         lines.append(f"  features at {p}: {', '.join(cols) or '(none)'}")
+    if out.get("metrics"):
+        lines.append("  training: " + card_text(out["metrics"]))
     if "trees" in part:
         used = [0] * len(part["features"])
         for t in part["trees"]:

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -123,6 +124,7 @@ class Models:
                 parties=sorted(p for p, r in c.inputs.items() if r.role is None),
                 features=list(model["features"]),
                 features_by_party=_features_by_party(feats),
+                metrics=_metrics(summary),
             )
             self._add_model(row, f"{job.name}/{cid}", job_id)
 
@@ -194,6 +196,7 @@ class Models:
                 parties=[str(p) for p in _party_list(reg["parties"])],
                 features=feats,
                 features_by_party=_features_by_party(reg.get("features_by_party")),
+                metrics=_metrics({"result": reg.get("metrics")}),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"a malformed exported model: {exc}") from None
@@ -519,6 +522,24 @@ class ModelRetiredError(AuthorizationError):
 def _in_use(row: ModelRow) -> None:
     if row.retired_at is not None:
         raise ModelRetiredError(f"model {row.name} v{row.version} ({row.id}) is retired")
+
+
+#: the figures of a training's summary kept with its model (model cards in the registry)
+_CARD = ("auc", "ks", "rows", "positives", "epochs_run", "accuracy", "rmse", "trees", "rounds")
+
+
+def _metrics(summary: Mapping[str, Any]) -> dict[str, float] | None:
+    """A training component's headline figures at this party, finite numbers only."""
+    given = summary.get("result")
+    out: dict[str, float] = {}
+    for source in (given if isinstance(given, Mapping) else {}, summary):
+        for k in (*_CARD, "seconds"):
+            v = source.get(k)
+            if isinstance(v, bool) or not isinstance(v, int | float) or k in out:
+                continue
+            if math.isfinite(v):
+                out[k] = float(v)
+    return out or None
 
 
 def _party_list(raw: Any) -> list[str]:

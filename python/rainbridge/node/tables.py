@@ -273,6 +273,9 @@ class ModelRow(Base):
     #: every data party's features, from the training job (None: a part from before they
     #: were kept); what a scoring job asks each party to align
     features_by_party: Mapped[dict[str, list[str]] | None] = mapped_column(JSON, nullable=True)
+    #: the training's headline figures at this party (AUC, KS, rows, trees or epochs,
+    #: seconds): the label party's only carry AUC and KS
+    metrics: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     #: a retired model is never scored again (batch or online); None: in use
     retired_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     retired_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -295,6 +298,7 @@ class ModelRow(Base):
                 else None
             ),
             "created_at": _iso(self.created_at),
+            "metrics": dict(self.metrics) if self.metrics else None,
             "status": "retired" if self.retired_at is not None else "active",
             "retired_at": _iso(self.retired_at) if self.retired_at is not None else None,
             "retired_by": self.retired_by,

@@ -1,5 +1,6 @@
-"""models: retirement (``retired_at``, ``retired_by``) and every party's features
-(``features_by_party``, from the training job) for batch scoring
+"""models: retirement (``retired_at``, ``retired_by``), every party's features
+(``features_by_party``, from the training job) for batch scoring, and the training's
+headline metrics (``metrics``)
 
 Revision ID: 0003_model_lifecycle
 Revises: 0002_dataset_source
@@ -20,6 +21,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("models", schema=None) as batch_op:
         batch_op.add_column(sa.Column("features_by_party", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("metrics", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("retired_by", sa.String(length=200), nullable=True))
 
@@ -28,4 +30,5 @@ def downgrade() -> None:
     with op.batch_alter_table("models", schema=None) as batch_op:
         batch_op.drop_column("retired_by")
         batch_op.drop_column("retired_at")
+        batch_op.drop_column("metrics")
         batch_op.drop_column("features_by_party")
