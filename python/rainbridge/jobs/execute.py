@@ -342,6 +342,9 @@ class _Ending:
         done, pending = await asyncio.wait([*waits, *tells], return_when=asyncio.FIRST_EXCEPTION)
         for t in pending:
             t.cancel()
+        # collected, so that one that failed while the others were cancelled is not reported
+        # as an exception never retrieved
+        await asyncio.gather(*pending, return_exceptions=True)
         errors = [e for e in (t.exception() for t in done) if e is not None]
         if errors:
             raise errors[0]
