@@ -201,7 +201,9 @@ async def train_parties(
         epochs_run += 1
         if progress is not None:
             progress(epochs_run / params.epochs)
-        change = float(np.max(np.abs(w - before)) / max(1.0, float(np.max(np.abs(w)))))
+        # initial=0: a feature party with no features has no weights to move
+        moved = float(np.max(np.abs(w - before), initial=0.0))
+        change = moved / max(1.0, float(np.max(np.abs(w), initial=0.0)))
         worst = await run.agree_change(change)
         history.append(worst)
         if worst < params.tol:

@@ -1,0 +1,129 @@
+"""Vertical logistic regression at its edges: odd but valid inputs (a feature party with no
+features, a batch larger than the rows), forged messages (a NaN partial score for the
+evaluation, a negative batch-order seed), parties that disagree on their roles, and the
+model parts of a three-party training scored by ``predict`` in the same job."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import numpy as np
+
+from rainbridge.net.channel import Buffer, Channel
+from rainbridge.net.local import LocalChannel
+from rainbridge.protocols.fl.vertical_lr import LrParams, LrResult, LrRoles, train_parties
+from rainbridge.protocols.mpc import Mpc
+from rainbridge.protocols.mpc.ot import OtProvider
+
+Parts = dict[str, np.ndarray]
+#: rewrites what one party sends under one tag: (tag, payload) -> payload
+Forge = Callable[[str, bytes], bytes]
+
+
+class _Forging(Channel):
+    """A real channel whose sending end rewrites some messages (a forging peer)."""
+
+    def __init__(self, inner: Channel, forge: Forge) -> None:
+        super().__init__()
+        self.inner, self.forge = inner, forge
+        self.session_id, self.local, self.peer = inner.session_id, inner.local, inner.peer
+
+    async def send(self, tag: str, payload: Buffer) -> None:
+        await self.inner.send(tag, self.forge(tag, bytes(memoryview(payload).cast("B"))))
+
+    async def recv(self, tag: str, *, timeout: float | None = None) -> bytes:
+        return await self.inner.recv(tag, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def _train(
+    parts: Parts,
+    label: str,
+    y: np.ndarray,
+    params: LrParams,
+    *,
+    forge: dict[tuple[str, str], Forge] | None = None,
+    order: dict[str, tuple[str, ...]] | None = None,
+    evaluate: bool = True,
+) -> dict[str, LrResult | BaseException]:
+    """Every party in one process over a channel mesh (OT-extension sessions); ``forge``
+    rewrites what (me, peer) sends, ``order`` gives a party another feature-party order. A
+    party that fails closes its channels, as a job's party does."""
+    names = list(parts)
+    feature_parties = tuple(n for n in names if n != label)
+    counts = {n: parts[n].shape[1] for n in names}
+    mesh = LocalChannel.mesh("lr-review", names, timeout=20)
+    chans: dict[str, dict[str, Channel]] = {
+        me: {
+            p: _Forging(ch, (forge or {})[me, p]) if (me, p) in (forge or {}) else ch
+            for p, ch in mesh[me].items()
+        }
+        for me in names
+    }
+
+    async def party(me: str) -> LrResult:
+        mine = chans[me]
+        try:
+            peers = feature_parties if me == label else (label,)
+
+            async def session(peer: str) -> Mpc:
+                idx = 0 if me < peer else 1
+                provider = OtProvider(idx, mine[peer])
+                await provider.setup()
+                return Mpc(idx, mine[peer], provider)
+
+            sessions = dict(zip(peers, await asyncio.gather(*map(session, peers)), strict=True))
+            fps = (order or {}).get(me, feature_parties)
+            channels = {} if me == label else {p: mine[p] for p in fps if p != me}
+            roles = LrRoles(me, label, fps, counts)
+            return await train_parties(
+                roles, sessions, channels, parts[me], y if me == label else None,
+                params=params, scores_to_label=evaluate,
+            )  # fmt: skip
+        except BaseException:
+            for ch in mine.values():
+                await ch.close()
+            raise
+
+    async def main() -> list[LrResult | BaseException]:
+        jobs = [asyncio.wait_for(party(n), 40) for n in names]
+        return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+    return dict(zip(names, asyncio.run(main()), strict=True))
+
+
+def _plaintext_sgd(x: np.ndarray, y: np.ndarray, p: LrParams) -> np.ndarray:
+    """The protocol's mini-batch SGD in floating point: the weights, then the intercept."""
+    n = len(y)
+    xs = np.hstack([x, np.ones((n, 1))])
+    w = np.zeros(xs.shape[1])
+    rng = np.random.default_rng(p.seed)
+    for _ in range(p.epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, p.batch_size):
+            idx = order[start : start + p.batch_size]
+            z = xs[idx] @ w
+            sig = 0.5 + 0.25 * z if p.sigmoid == "taylor" else np.clip(z + 0.5, 0.0, 1.0)
+            w -= p.learning_rate * xs[idx].T @ (sig - y[idx]) / len(idx)
+    return w
+
+
+def _data(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    y = (x @ np.array([1.0, -2.0, 0.5, 1.5, -1.0]) + rng.normal(size=n) > 0).astype(float)
+    return x, y
+
+
+def test_a_feature_party_without_features_takes_part_and_changes_nothing() -> None:
+    x, y = _data()
+    params = LrParams(epochs=2, batch_size=64, learning_rate=0.3, tol=0.0, seed=5)
+    parts = {"bank": x[:, :2], "telecom": x[:, 2:], "tax": x[:, :0]}
+    res = _train(parts, "bank", y, params)
+    assert all(isinstance(r, LrResult) for r in res.values()), res
+    got = np.concatenate([res["bank"].weights, res["telecom"].weights, [res["bank"].intercept]])  # type: ignore[union-attr,list-item]
+    assert np.abs(got - _plaintext_sgd(x, y, params)).max() < 1e-4
+    assert res["tax"].weights.shape == (0,)  # type: ignore[union-attr]
