@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rainbridge.errors import ProtocolViolationError
 from rainbridge.net.channel import Buffer, Channel
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl.vertical_lr import LrParams, LrResult, LrRoles, train_parties
@@ -127,3 +128,21 @@ def test_a_feature_party_without_features_takes_part_and_changes_nothing() -> No
     got = np.concatenate([res["bank"].weights, res["telecom"].weights, [res["bank"].intercept]])  # type: ignore[union-attr,list-item]
     assert np.abs(got - _plaintext_sgd(x, y, params)).max() < 1e-4
     assert res["tax"].weights.shape == (0,)  # type: ignore[union-attr]
+
+
+def _nan_scores(tag: str, data: bytes) -> bytes:
+    if tag != "lr/scores":
+        return data
+    z = np.frombuffer(data, np.float64).copy()
+    z[::3] = np.nan
+    return z.tobytes()
+
+
+def test_a_partial_score_for_the_evaluation_that_is_not_finite_is_refused() -> None:
+    # a NaN sorts anywhere: the label party's AUC and KS came out silently wrong
+    x, y = _data()
+    parts = {"bank": x[:, :2], "telecom": x[:, 2:4], "tax": x[:, 4:]}
+    res = _train(parts, "bank", y, LrParams(epochs=1, batch_size=64, seed=1),
+                 forge={("tax", "bank"): _nan_scores})  # fmt: skip
+    assert isinstance(res["bank"], ProtocolViolationError), res
+    assert "tax" in str(res["bank"])

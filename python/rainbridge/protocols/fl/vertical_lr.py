@@ -437,6 +437,8 @@ async def _recv_scores(ch: Channel, n: int) -> npt.NDArray[np.float64]:
     got = await ch.recv_into("lr/scores", byte_view(out.view(np.uint64)))
     if got != out.nbytes:
         raise ProtocolViolationError(f"{ch.peer!r}'s partial scores have the wrong size")
+    if not np.isfinite(out).all():  # a NaN sorts anywhere: the AUC and KS would be wrong
+        raise ProtocolViolationError(f"{ch.peer!r}'s partial scores are not all finite")
     return out
 
 
