@@ -6,11 +6,15 @@ model parts of a three-party training scored by ``predict`` in the same job."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
-from rainbridge.errors import ProtocolViolationError
+from rainbridge.components import ComponentParamError, get_component
+from rainbridge.components.spec import ComponentSpec
+from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Buffer, Channel
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl.vertical_lr import LrParams, LrResult, LrRoles, train_parties
@@ -146,3 +150,33 @@ def test_a_partial_score_for_the_evaluation_that_is_not_finite_is_refused() -> N
                  forge={("tax", "bank"): _nan_scores})  # fmt: skip
     assert isinstance(res["bank"], ProtocolViolationError), res
     assert "tax" in str(res["bank"])
+
+
+def test_a_negative_batch_order_seed_is_refused_before_any_message() -> None:
+    # it was sent to every party, then failed each with numpy's ValueError
+    with pytest.raises(ConfigError, match="seed"):
+        LrParams(seed=-1)
+    spec = ComponentSpec.model_validate(
+        {
+            "id": "lr",
+            "type": "train_lr",
+            "inputs": {p: {"from": "psi.intersection"} for p in ("bank", "telecom")},
+            "params": {"label": {"party": "bank", "column": "y"},
+                       "features": {"telecom": ["a"]}, "seed": -1},
+            "outputs": {"model": {"receivers": ["bank", "telecom"]}},
+        }
+    )  # fmt: skip
+    with pytest.raises(ComponentParamError, match="seed"):
+        get_component("train_lr").check(spec)
+
+
+def _negative_seed(tag: str, data: bytes) -> bytes:
+    return json.dumps({**json.loads(data), "seed": -1}).encode() if tag == "lr/seed" else data
+
+
+def test_a_forged_negative_batch_order_seed_is_refused() -> None:
+    x, y = _data()
+    parts = {"bank": x[:, :2], "telecom": x[:, 2:4], "tax": x[:, 4:]}
+    res = _train(parts, "bank", y, LrParams(epochs=1, seed=1),
+                 forge={("bank", "tax"): _negative_seed})  # fmt: skip
+    assert isinstance(res["tax"], ProtocolViolationError), res

@@ -60,7 +60,7 @@ class TrainLrParams(LabelledParams):
         default="piecewise",
         description="σ on shares: piecewise (two secure comparisons a row) or taylor (1/2 + z/4)",
     )
-    seed: int | None = Field(default=None, description="batch order (repeatable runs)")
+    seed: int | None = Field(default=None, ge=0, description="batch order (repeatable runs)")
     evaluate: bool = Field(default=True, description="AUC/KS on the training rows (report)")
 
 

@@ -73,6 +73,8 @@ class LrParams:
             raise ConfigError("l1, l2 and tol must not be negative")
         if self.sigmoid not in ("taylor", "piecewise"):
             raise ConfigError("sigmoid is 'taylor' or 'piecewise'")
+        if self.seed is not None and self.seed < 0:  # numpy's generators take none
+            raise ConfigError("the batch-order seed must not be negative")
 
 
 @dataclass
@@ -320,7 +322,7 @@ class _Run:
         if not isinstance(got, dict) or got.get("rows") != n:
             raise ProtocolViolationError("the parties' row counts differ")
         seed = got.get("seed")
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ProtocolViolationError("malformed batch-order seed")
         if self.roles.me == roles.partner and roles.others:
             mask_seed = await ch.recv("lr/masks")
