@@ -14,7 +14,12 @@ import pytest
 
 from rainbridge.components import ComponentParamError, get_component
 from rainbridge.components.spec import ComponentSpec
-from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.errors import (
+    ChannelError,
+    ConfigError,
+    ParameterMismatchError,
+    ProtocolViolationError,
+)
 from rainbridge.net.channel import Buffer, Channel
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl.vertical_lr import LrParams, LrResult, LrRoles, train_parties
@@ -180,3 +185,15 @@ def test_a_forged_negative_batch_order_seed_is_refused() -> None:
     res = _train(parts, "bank", y, LrParams(epochs=1, seed=1),
                  forge={("bank", "tax"): _negative_seed})  # fmt: skip
     assert isinstance(res["tax"], ProtocolViolationError), res
+
+
+def test_parties_that_disagree_on_the_feature_parties_order_are_refused_at_once() -> None:
+    # tax takes itself for the label party's partner: each side waited for a message the
+    # other never sends, until the channel's timeout
+    x, y = _data()
+    parts = {"bank": x[:, :2], "telecom": x[:, 2:4], "tax": x[:, 4:]}
+    res = _train(parts, "bank", y, LrParams(epochs=1, seed=1),
+                 order={"tax": ("tax", "telecom")})  # fmt: skip
+    assert isinstance(res["tax"], ParameterMismatchError), res
+    assert "feature parties" in str(res["tax"])
+    assert all(isinstance(r, ChannelError) for p, r in res.items() if p != "tax"), res

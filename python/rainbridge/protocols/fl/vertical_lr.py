@@ -44,7 +44,7 @@ from typing import Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.errors import ConfigError, ParameterMismatchError, ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.mpc.engine import Mpc, Secret
 from rainbridge.protocols.mpc.prg import SEED_BYTES, Prg, new_seed, random_ring
@@ -310,7 +310,10 @@ class _Run:
             seed = self.params.seed
             if seed is None:
                 seed = int.from_bytes(np.random.default_rng().bytes(8), "little")
-            msg = {"seed": seed, "rows": n}
+            # the roles too: a feature party that takes itself for another's place would
+            # wait for messages nobody sends
+            msg = {"seed": seed, "rows": n, "feature_parties": list(roles.feature_parties),
+                   "features": dict(roles.features)}  # fmt: skip
             await _together(*(m.ch.send_json("lr/seed", msg) for m in self.sessions.values()))
             if roles.others:
                 mask_seed = new_seed()
@@ -321,6 +324,12 @@ class _Run:
         got = await ch.recv_json("lr/seed")
         if not isinstance(got, dict) or got.get("rows") != n:
             raise ProtocolViolationError("the parties' row counts differ")
+        theirs = (got.get("feature_parties"), got.get("features"))
+        if theirs != (list(roles.feature_parties), dict(roles.features)):
+            raise ParameterMismatchError(
+                f"the label party has the feature parties and counts {str(theirs)[:300]}; "
+                f"{roles.me!r} has {list(roles.feature_parties)}, {dict(roles.features)}"
+            )
         seed = got.get("seed")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ProtocolViolationError("malformed batch-order seed")
