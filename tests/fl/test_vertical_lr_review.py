@@ -8,18 +8,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from rainbridge.components import ComponentParamError, get_component
 from rainbridge.components.spec import ComponentSpec
+from rainbridge.data import DatasetRef, inspect_dataset, read_columns
 from rainbridge.errors import (
     ChannelError,
     ConfigError,
     ParameterMismatchError,
     ProtocolViolationError,
 )
+from rainbridge.jobs import parse_job
+from rainbridge.jobs.local import run_local
 from rainbridge.net.channel import Buffer, Channel
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl.vertical_lr import LrParams, LrResult, LrRoles, train_parties
@@ -197,3 +206,95 @@ def test_parties_that_disagree_on_the_feature_parties_order_are_refused_at_once(
     assert isinstance(res["tax"], ParameterMismatchError), res
     assert "feature parties" in str(res["tax"])
     assert all(isinstance(r, ChannelError) for p, r in res.items() if p != "tax"), res
+
+
+# -- the component and predict, in a whole job ----------------------------------------------
+
+JOB = """
+name: lr-review
+parties: [bank, telecom, tax]
+components:
+  - id: lr
+    type: train_lr
+    inputs:
+      bank: {dataset: b, id: id}
+      telecom: {dataset: t, id: id}
+      tax: {dataset: x, id: id}
+    params:
+      label: {party: bank, column: y}
+      features: {bank: [b0], telecom: [t0, t1], tax: [x0, rate]}
+      epochs: 3
+      batch_size: 64
+      learning_rate: 0.3
+      seed: 3
+    outputs:
+      model: {receivers: [bank, telecom, tax]}
+  - id: score
+    type: predict
+    inputs:
+      bank: {dataset: b, id: id}
+      telecom: {dataset: t, id: id}
+      tax: {dataset: x, id: id}
+    params: {model: lr, label: y}
+    outputs:
+      predictions: {receivers: [bank]}
+"""
+COLUMNS = {"bank": ["b0"], "telecom": ["t0", "t1"], "tax": ["x0", "rate"]}
+
+
+def _write(tmp: Path, rate: np.ndarray) -> dict[str, dict[str, DatasetRef]]:
+    """Three aligned tables of 300 rows (the same IDs in the same order)."""
+    x, y = _data()
+    cols = {"bank": {"b0": x[:, 0] * 1e4, "y": y}, "telecom": {"t0": x[:, 1], "t1": x[:, 2]},
+            "tax": {"x0": x[:, 3] + 7, "rate": rate}}  # fmt: skip
+    out: dict[str, dict[str, DatasetRef]] = {}
+    for party, name in (("bank", "b"), ("telecom", "t"), ("tax", "x")):
+        path = tmp / f"{party}.csv"
+        pacsv.write_csv(pa.table({"id": [f"c{i:04d}" for i in range(len(y))], **cols[party]}),
+                        path)  # fmt: skip
+        out[party] = {name: inspect_dataset(name, path, "id")}
+    return out
+
+
+def _parts(tmp: Path) -> dict[str, dict[str, Any]]:
+    return {p: json.loads((tmp / p / "lr.model.json").read_text()) for p in COLUMNS}
+
+
+def _plain_scores(ds: dict[str, dict[str, DatasetRef]], models: dict[str, Any]) -> np.ndarray:
+    """The three parts applied in plaintext to the parties' own columns."""
+    z = np.full(300, float(models["bank"]["intercept"]))
+    for p, m in models.items():
+        t = read_columns(next(iter(ds[p].values())), m["features"])
+        xs = np.column_stack([t.column(c).to_numpy().astype(float) for c in m["features"]])
+        z += ((xs - m["mean"]) / m["scale"]) @ m["weights"]
+    return np.asarray(1 / (1 + np.exp(-z)))
+
+
+def test_three_parties_train_then_predict_in_one_job_as_the_parts_say(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    ds = _write(tmp_path, rng.uniform(0.1, 0.4, 300))
+    res = run_local(parse_job(JOB), ds, tmp_path / "out")
+    models = _parts(tmp_path / "out")
+    assert [m["parties"] for m in models.values()] == [["bank", "tax", "telecom"]] * 3
+    assert {p: m["features"] for p, m in models.items()} == COLUMNS
+    got = pq.read_table(tmp_path / "out" / "bank" / "score.predictions.parquet")
+    want = _plain_scores(ds, models)
+    assert np.allclose(got.column("score").to_numpy(), want, atol=1e-12)
+    assert res["bank"]["components"]["score"]["result"]["auc"] == pytest.approx(
+        roc_auc_score(_data()[1], want), abs=1e-12
+    )
+
+
+def test_a_feature_constant_over_the_training_rows_has_no_say_in_new_rows(
+    tmp_path: Path,
+) -> None:
+    # 0.1 three hundred times has a standard deviation of 4e-17 in floating point, not 0:
+    # the column was standardised by it into a second intercept, and a new row's 0.2 became
+    # a partial score of about 10^15 (a score of exactly 0 or 1)
+    ds = _write(tmp_path, np.full(300, 0.1))
+    run_local(parse_job(JOB), ds, tmp_path / "out")
+    tax = _parts(tmp_path / "out")["tax"]
+    j = tax["features"].index("rate")
+    assert tax["scale"][j] == 1.0 and tax["weights"][j] == 0.0
+    moved = (0.2 - tax["mean"][j]) / tax["scale"][j] * tax["weights"][j]
+    assert moved == 0.0

@@ -131,7 +131,10 @@ class TrainLrComponent(Component):
             )
         mean = x.mean(axis=0) if len(x) else np.zeros(len(mine))
         scale = x.std(axis=0) if len(x) else np.ones(len(mine))
-        scale[scale == 0] = 1.0
+        # a column constant over the rows gets scale 1, so 0 and no weight: its floating-point
+        # std is often about 1e-17, not 0, which made it a second intercept and another value
+        # in a new row a partial score of about 10^15
+        scale[(scale == 0) | (x == x[:1]).all(axis=0)] = 1.0
         y = None
         if is_label:
             y = matrix(table, [params.label.column])[:, 0]
