@@ -298,3 +298,15 @@ def test_a_feature_constant_over_the_training_rows_has_no_say_in_new_rows(
     assert tax["scale"][j] == 1.0 and tax["weights"][j] == 0.0
     moved = (0.2 - tax["mean"][j]) / tax["scale"][j] * tax["weights"][j]
     assert moved == 0.0
+
+
+@pytest.mark.parametrize("bad", [2.0, -1.0, np.nan, 0.5])
+def test_labels_other_than_0_and_1_are_refused_before_any_message(bad: float) -> None:
+    # a 2 trained another model silently; a NaN failed in the fixed-point encoding mid-run
+    x, y = _data()
+    y = y.copy()
+    y[7] = bad
+    parts = {"bank": x[:, :2], "telecom": x[:, 2:4], "tax": x[:, 4:]}
+    res = _train(parts, "bank", y, LrParams(epochs=1, seed=1))
+    assert isinstance(res["bank"], ConfigError) and "label" in str(res["bank"]), res
+    assert all(isinstance(res[p], ChannelError) for p in ("telecom", "tax")), res

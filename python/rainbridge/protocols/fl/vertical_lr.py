@@ -290,7 +290,8 @@ class _Run:
                 f"{me!r} announced {roles.features[me]} features but gives {x.shape[1:]} columns"
             )
         self.n = n = x.shape[0]
-        if self.is_label and (y is None or y.shape != (n,)):
+        # checked before the first message: a 2 would train another model silently
+        if self.is_label and (y is None or y.shape != (n,) or not np.isin(y, (0.0, 1.0)).all()):
             raise ConfigError("the label party gives one 0/1 label per row")
         self.y = y
         # the label party's intercept is a feature of ones
