@@ -310,3 +310,20 @@ def test_labels_other_than_0_and_1_are_refused_before_any_message(bad: float) ->
     res = _train(parts, "bank", y, LrParams(epochs=1, seed=1))
     assert isinstance(res["bank"], ConfigError) and "label" in str(res["bank"]), res
     assert all(isinstance(res[p], ChannelError) for p in ("telecom", "tax")), res
+
+
+def test_the_label_column_as_a_feature_of_the_label_party_is_refused() -> None:
+    # the model learnt the label from itself: a perfect training AUC, and scoring new rows
+    # needed their labels
+    spec = ComponentSpec.model_validate(
+        {
+            "id": "lr",
+            "type": "train_lr",
+            "inputs": {p: {"from": "psi.intersection"} for p in ("bank", "telecom")},
+            "params": {"label": {"party": "bank", "column": "y"},
+                       "features": {"telecom": ["a"], "bank": ["b", "y"]}},
+            "outputs": {"model": {"receivers": ["bank", "telecom"]}},
+        }
+    )  # fmt: skip
+    with pytest.raises(ComponentParamError, match="label column 'y'"):
+        get_component("train_lr").check(spec)

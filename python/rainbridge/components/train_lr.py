@@ -82,6 +82,12 @@ class TrainLrComponent(Component):
                 f"feature party {empty[0]!r} has no features: give it some or leave it out",
                 ("params", "features"),
             )
+        if params.label.column in params.features.get(params.label.party, []):
+            raise ComponentParamError(
+                f"the label column {params.label.column!r} is not a feature too: the model would "
+                "learn the label from itself",
+                ("params", "features"),
+            )
         model = spec.outputs.get("model")
         if model is None or sorted(model.receivers) != data:
             every = "both data parties" if len(data) == 2 else "every data party"
