@@ -20,7 +20,9 @@ and F_1's over their pair, F_j's over the pair (L, F_j). Early stopping: every p
 L the largest relative change of its weights in the epoch, L answers each with the largest
 of all, and all stop together when it is under ``tol``. With one feature party there are
 no score shares and no masks: the pair's engine is the whole protocol. Every party's result
-is the same mini-batch SGD as on the joined plaintext, up to fixed-point rounding.
+is the same mini-batch SGD as on the joined plaintext, up to fixed-point rounding; a Taylor
+training that diverges (a partial score past :data:`MAX_TAYLOR_SCORE`) is refused before its
+residual could wrap around the ring.
 
 Security model: semi-honest; the label party colludes with no feature party; each pair's
 engine setup (a dealer or OT extension). What each party learns: the gradients of its own
@@ -44,7 +46,7 @@ from typing import Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from rainbridge.errors import ConfigError, ParameterMismatchError, ProtocolViolationError
+from rainbridge.errors import ConfigError, DataError, ParameterMismatchError, ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.mpc.engine import Mpc, Secret
 from rainbridge.protocols.mpc.prg import SEED_BYTES, Prg, new_seed, random_ring
@@ -52,6 +54,9 @@ from rainbridge.protocols.mpc.ring import Ring, byte_view, encode
 
 #: |standardised feature| above this is clipped before encoding (keeps products in range)
 MAX_ABS_FEATURE = 1000.0
+#: |partial score| above this stops a Taylor training: 1/2 + z/4 means nothing there (the
+#: SGD diverges), and the residual, which nothing clamps, must keep its products in the ring
+MAX_TAYLOR_SCORE = 1024.0
 
 
 @dataclass
@@ -372,6 +377,8 @@ class _Run:
         """This party's gradient for the batch ``idx`` (its own weights only)."""
         roles, b = self.roles, len(idx)
         z = self.feats[idx] @ w
+        if self.params.sigmoid == "taylor":
+            self._check_taylor(z, idx)
         x_int = self.x_int[idx]
         me = roles.me
         if me not in (roles.label, roles.partner):
@@ -409,6 +416,24 @@ class _Run:
             grad = grads[0]
         assert grad is not None
         return grad
+
+    def _check_taylor(self, z: npt.NDArray[np.float64], idx: npt.NDArray[np.int64]) -> None:
+        """Refuse a batch whose gradient could wrap modulo 2^64: with every party's |z_p| at
+        most MAX_TAYLOR_SCORE, |e| is at most P·MAX_TAYLOR_SCORE/4 + 1 for P parties, and
+        this party's sums Σ|x|·|e| must stay under 2^62 at 2·frac fractional bits."""
+        e_max = len(self.roles.features) * MAX_TAYLOR_SCORE / 4 + 1
+        x_sum = float(np.max(np.abs(self.feats[idx]).sum(axis=0), initial=0.0))
+        if np.max(np.abs(z), initial=0.0) > MAX_TAYLOR_SCORE:
+            raise DataError(
+                f"the Taylor training diverges at {self.roles.me!r} (a partial score over "
+                f"{MAX_TAYLOR_SCORE:g}): lower learning_rate or use sigmoid: piecewise"
+            )
+        if x_sum * e_max * 2.0 ** (2 * self.frac) >= 2.0**62:
+            raise DataError(
+                f"the Taylor training could diverge at {self.roles.me!r} past the fixed-point "
+                "range (features too large for the batch): standardise them, lower "
+                "batch_size or use sigmoid: piecewise"
+            )
 
     async def _other_gradient(
         self, z: npt.NDArray[np.float64], x_int: Ring
