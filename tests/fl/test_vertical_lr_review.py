@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from rainbridge.components import ComponentParamError, get_component
@@ -342,3 +344,32 @@ def test_a_taylor_training_that_diverges_is_refused_not_wrapped_around_the_ring(
     res = _train(parts, "bank", y, params)
     assert any(isinstance(r, DataError) and "diverge" in str(r) for r in res.values()), res
     assert all(isinstance(r, DataError | ChannelError) for r in res.values()), res
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=2, max_size=4),
+    st.integers(1, 40),
+    st.integers(1, 50),
+    st.sampled_from(["piecewise", "taylor"]),
+    st.integers(0, 2**32),
+)
+def test_any_layout_is_the_plaintext_sgd(
+    widths: list[int], rows: int, batch: int, sigmoid: str, seed: int
+) -> None:
+    # any number of parties and features (the label party's and any feature party's may be
+    # none), any batch against any row count
+    if not any(widths[1:]):
+        widths[1] = 1
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, sum(widths))) * rng.uniform(0.1, 3, sum(widths))
+    y = rng.integers(0, 2, rows).astype(float)
+    names = [f"p{i}" for i in range(len(widths))]
+    cuts = np.cumsum([0, *widths])
+    parts = {n: x[:, cuts[i] : cuts[i + 1]] for i, n in enumerate(names)}
+    params = LrParams(epochs=2, batch_size=batch, learning_rate=0.2, tol=0.0, seed=seed,
+                      sigmoid=sigmoid)  # type: ignore[arg-type]  # fmt: skip
+    res = _train(parts, names[0], y, params)
+    assert all(isinstance(r, LrResult) for r in res.values()), res
+    got = np.concatenate([*(res[n].weights for n in names), [res[names[0]].intercept]])  # type: ignore[union-attr,list-item]
+    assert np.abs(got - _plaintext_sgd(x, y, params)).max() < 1e-4
