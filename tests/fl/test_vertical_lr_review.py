@@ -245,9 +245,12 @@ components:
 COLUMNS = {"bank": ["b0"], "telecom": ["t0", "t1"], "tax": ["x0", "rate"]}
 
 
-def _write(tmp: Path, rate: np.ndarray) -> dict[str, dict[str, DatasetRef]]:
+def _write(
+    tmp: Path, rate: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, dict[str, DatasetRef]]:
     """Three aligned tables of 300 rows (the same IDs in the same order)."""
     x, y = _data()
+    y = y if labels is None else labels
     cols = {"bank": {"b0": x[:, 0] * 1e4, "y": y}, "telecom": {"t0": x[:, 1], "t1": x[:, 2]},
             "tax": {"x0": x[:, 3] + 7, "rate": rate}}  # fmt: skip
     out: dict[str, dict[str, DatasetRef]] = {}
@@ -373,3 +376,12 @@ def test_any_layout_is_the_plaintext_sgd(
     assert all(isinstance(r, LrResult) for r in res.values()), res
     got = np.concatenate([*(res[n].weights for n in names), [res[names[0]].intercept]])  # type: ignore[union-attr,list-item]
     assert np.abs(got - _plaintext_sgd(x, y, params)).max() < 1e-4
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0])
+def test_labels_of_one_class_are_refused_before_training(tmp_path: Path, label: float) -> None:
+    # nothing to learn: the intercept drifted off, and the report said KS 1.0 beside AUC NaN
+    ds = _write(tmp_path, np.ones(300), np.full(300, label))
+    with pytest.raises(DataError, match="one class"):
+        run_local(parse_job(JOB), ds, tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*/lr.*"))

@@ -146,6 +146,11 @@ class TrainLrComponent(Component):
             y = matrix(table, [params.label.column])[:, 0]
             if not np.isin(y, (0.0, 1.0)).all():
                 raise DataError(f"label column {params.label.column!r} must hold 0 and 1 only")
+            if len(np.unique(y)) < 2:  # nothing to learn, and a KS of 1.0 beside no AUC
+                raise DataError(
+                    f"label column {params.label.column!r} holds one class only over the "
+                    "training rows: logistic regression needs both 0 and 1"
+                )
         counts = {p: len(params.features.get(p, [])) for p in data}
         if len(data) == 2:
             session = await open_session(ctx, table, id_column, {"features": len(mine)}, "lr")
