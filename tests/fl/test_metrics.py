@@ -68,3 +68,10 @@ def test_stability_index_is_zero_for_the_same_population_and_grows_with_drift() 
     same = rng.normal(size=20_000)
     assert stability_index(base, same) < 0.01
     assert stability_index(base, rng.normal(0.5, 1, 20_000)) > 0.1
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 0], [1, 1, 1], []])
+def test_ks_like_auc_is_undefined_with_one_class(labels: list[int]) -> None:
+    y = np.asarray(labels, dtype=float)
+    s = np.linspace(0, 1, len(y))
+    assert np.isnan(ks(s, y)) and np.isnan(auc(s, y))

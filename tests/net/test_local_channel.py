@@ -161,3 +161,15 @@ def test_mesh() -> None:
             LocalChannel.pair("s", "a", "a")
 
     asyncio.run(main())
+
+
+def test_a_json_message_python_cannot_read_is_a_protocol_violation() -> None:
+    # a number of more digits than Python converts raises ValueError, not JSONDecodeError
+    async def main() -> None:
+        a, b = LocalChannel.pair("s", "alice", "bob")
+        for raw in (b"1" * 5000, b"[" + b"9" * 5000 + b"]", b"\xff{", b"{'a': 1}"):
+            await a.send("m", raw)
+            with pytest.raises(ProtocolViolationError, match="malformed 'm' message"):
+                await b.recv_json("m")
+
+    asyncio.run(main())

@@ -138,7 +138,8 @@ class Channel(abc.ABC):
         raw = await self.recv(tag, timeout=timeout)
         try:
             return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError) as exc:
+            # ValueError too: an integer of more digits than Python converts (4,300)
             raise ProtocolViolationError(
                 f"peer {self.peer!r} sent a malformed {tag!r} message (not JSON)"
             ) from exc

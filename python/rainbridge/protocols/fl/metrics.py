@@ -38,8 +38,10 @@ def roc_curve(scores: Array, y: Array) -> tuple[Array, Array, Array]:
 
 
 def ks(scores: Array, y: Array) -> float:
-    """Kolmogorov-Smirnov statistic: the largest gap between the classes' score CDFs."""
-    if not len(y):
+    """Kolmogorov-Smirnov statistic: the largest gap between the classes' score CDFs (NaN,
+    as AUC, when a class is absent: there is no second CDF)."""
+    pos = int(np.sum(y == 1))
+    if not len(y) or pos == 0 or pos == len(y):
         return float("nan")
     fpr, tpr, _ = roc_curve(scores, y)
     return float(np.max(np.abs(tpr - fpr)))
