@@ -55,6 +55,7 @@ from rainbridge.protocols.fl.trees import (
     link,
     unpack_marks,
 )
+from rainbridge.protocols.fl.vertical_lr import standardise
 
 
 class PredictParams(AlignedParams):
@@ -205,7 +206,7 @@ class PredictComponent(Component):
         x = matrix(table, [str(f) for f in model["features"]])
         z = np.zeros(table.num_rows)
         if x.shape[1]:
-            z = ((x - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(
+            z = standardise(x, model["mean"], model["scale"]) @ np.asarray(
                 model["weights"], dtype=float
             )
         n = table.num_rows

@@ -54,7 +54,9 @@ class TrainFedAvgParams(BaseModel):
     threshold: int | None = Field(
         default=None, ge=2, description="clients needed to unmask a round (default: 2/3 of them)"
     )
-    seed: int = Field(default=0, description="initial weights and batch order (repeatable runs)")
+    seed: int = Field(
+        default=0, ge=0, description="initial weights and batch order (repeatable runs)"
+    )
 
 
 class TrainFedAvgComponent(Component):

@@ -66,7 +66,7 @@ class TrainSgbParams(LabelledParams):
         default=0, ge=0, description="stop after this many rounds without a better validation loss"
     )
     key_bits: Literal[1024, 2048] = Field(default=2048, description="1024 for tests only")
-    seed: int | None = Field(default=None, description="sampling seed (repeatable runs)")
+    seed: int | None = Field(default=None, ge=0, description="sampling seed (repeatable runs)")
 
     def protocol(self) -> SgbParams:
         try:

@@ -70,6 +70,18 @@ class LabelledParams(AlignedParams):
                 )
         if not any(self.features.values()):
             raise ComponentParamError("give some features", ("params", "features"))
+        for p, cols in self.features.items():
+            twice = sorted({c for c in cols if cols.count(c) > 1})
+            if twice:
+                raise ComponentParamError(
+                    f"feature {twice[0]!r} of {p!r} is named twice", ("params", "features")
+                )
+        if self.label.column in self.features.get(self.label.party, []):
+            raise ComponentParamError(
+                f"the label column {self.label.column!r} is not a feature too: the model would "
+                "learn the label from itself",
+                ("params", "features"),
+            )
 
     def uses(self, party: str) -> dict[str, set[str]]:
         """Column uses (``Component.column_uses``): features and the label only inside

@@ -53,6 +53,7 @@ from rainbridge.protocols.fl.trees import (
     link,
     unpack_marks,
 )
+from rainbridge.protocols.fl.vertical_lr import standardise
 
 MODEL_TYPES = {"train_lr": MODEL_FORMAT, "train_sgb": SGB_FORMAT}
 
@@ -391,9 +392,7 @@ class Models:
         ]
         if bad:  # SecureBoost has a branch for a missing value; a weight times NaN is NaN
             raise DataError(f"feature {bad[0]!r} is not a finite number at {self.name!r}")
-        z = float(
-            ((x - np.array(part["mean"])) / np.array(part["scale"])) @ np.array(part["weights"])
-        )
+        z = float(standardise(x, part["mean"], part["scale"]) @ np.array(part["weights"]))
         return z + float(part["intercept"] or 0.0)
 
     def _lookup(self, row: ModelRow, key: str) -> Any:

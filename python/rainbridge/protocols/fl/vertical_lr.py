@@ -41,7 +41,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +91,16 @@ class LrResult:
     epochs_run: int
     history: list[float] = field(default_factory=list)  # largest relative weight change
     train_scores: npt.NDArray[np.float64] | None = None  # σ(z) at the label party
+
+
+def standardise(x: Any, mean: Any, scale: Any) -> npt.NDArray[np.float64]:
+    """A part's features as its weights expect them: standardised with the training rows'
+    mean and scale, clipped at ±``MAX_ABS_FEATURE`` as in training (scoring a new row
+    the way the model saw its training rows)."""
+    z = (np.asarray(x, dtype=np.float64) - np.asarray(mean, dtype=np.float64)) / np.asarray(
+        scale, dtype=np.float64
+    )
+    return np.clip(z, -MAX_ABS_FEATURE, MAX_ABS_FEATURE)
 
 
 def _sigma(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
