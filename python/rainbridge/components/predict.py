@@ -141,8 +141,10 @@ class PredictComponent(Component):
         if missing:
             raise DataError(f"predict input of {ctx.party!r} has no column {missing[0]!r}")
         table = read_columns(ref, list(dict.fromkeys(wanted)))
+        x = None
         if model["format"] == MODEL_FORMAT:  # SecureBoost sends a NaN down its missing branch
-            finite = np.isfinite(matrix(table, feats)).all(axis=0)
+            x = matrix(table, feats)
+            finite = np.isfinite(x).all(axis=0)
             bad = [c for c, ok in zip(feats, finite, strict=True) if not ok]
             if bad:  # a NaN is no missing value to Arrow: it made a NaN score, predicted 0
                 raise DataError(
@@ -156,7 +158,8 @@ class PredictComponent(Component):
         if model["format"] == SGB_FORMAT:
             cols = await self._score_sgb(ctx, params, model, table, receiver, parties)
         else:
-            cols = await self._score_lr(ctx, model, table, receiver, parties)
+            assert x is not None
+            cols = await self._score_lr(ctx, model, x, receiver, parties)
         if not is_label:
             ctx.progress(1.0)
             return summary
@@ -198,18 +201,18 @@ class PredictComponent(Component):
         self,
         ctx: ComponentContext,
         model: dict[str, Any],
-        table: pa.Table,
+        x: Any,
         receiver: str,
         parties: list[str],
     ) -> dict[str, Any] | None:
-        """Partial scores to the label party, which adds them up: its columns, or None."""
-        x = matrix(table, [str(f) for f in model["features"]])
-        z = np.zeros(table.num_rows)
+        """Partial scores of the rows' features ``x`` to the label party, which adds them up:
+        its columns, or None."""
+        n = x.shape[0]
+        z = np.zeros(n)
         if x.shape[1]:
             z = standardise(x, model["mean"], model["scale"]) @ np.asarray(
                 model["weights"], dtype=float
             )
-        n = table.num_rows
         if ctx.party != receiver:
             await ctx.channels[receiver].send(
                 "predict/scores", np.ascontiguousarray(z, dtype=np.float64).tobytes()
