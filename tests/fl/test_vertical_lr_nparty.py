@@ -85,15 +85,24 @@ class _Tap(Channel):
 
 
 def _train(
-    parts: Parts, label: str, y: np.ndarray, params: LrParams, wrap: Wrap | None = None
+    parts: Parts,
+    label: str,
+    y: np.ndarray,
+    params: LrParams,
+    wrap: Wrap | None = None,
+    *,
+    order: dict[str, tuple[str, ...]] | None = None,
+    evaluate: bool = True,
+    timeout: float = 30,
 ) -> dict[str, LrResult | BaseException]:
     """Every party in one process over a channel mesh; each pair of the label party and a
-    feature party sets its engine up by OT extension. A party that fails closes its channels,
-    as a job's party does, so the others fail at once instead of waiting."""
+    feature party sets its engine up by OT extension. ``wrap`` wraps what (me, peer) send,
+    ``order`` gives a party another feature-party order. A party that fails closes its
+    channels, as a job's party does, so the others fail at once instead of waiting."""
     names = list(parts)
     feature_parties = tuple(n for n in names if n != label)
     counts = {n: parts[n].shape[1] for n in names}
-    mesh = LocalChannel.mesh("lr-nparty", names, timeout=30)
+    mesh = LocalChannel.mesh("lr-nparty", names, timeout=timeout)
     chans: dict[str, dict[str, Channel]] = {
         me: {p: (wrap(me, p, ch) if wrap else ch) for p, ch in mesh[me].items()} for me in names
     }
@@ -110,11 +119,12 @@ def _train(
                 return Mpc(idx, mine[peer], provider)
 
             sessions = dict(zip(peers, await asyncio.gather(*map(session, peers)), strict=True))
-            channels = {} if me == label else {p: mine[p] for p in feature_parties if p != me}
-            roles = LrRoles(me, label, feature_parties, counts)
+            fps = (order or {}).get(me, feature_parties)
+            channels = {} if me == label else {p: mine[p] for p in fps if p != me}
+            roles = LrRoles(me, label, fps, counts)
             return await train_parties(
                 roles, sessions, channels, parts[me], y if me == label else None,
-                params=params, scores_to_label=True,
+                params=params, scores_to_label=evaluate,
             )  # fmt: skip
         except BaseException:
             for ch in mine.values():
@@ -122,7 +132,7 @@ def _train(
             raise
 
     async def main() -> list[LrResult | BaseException]:
-        jobs = [asyncio.wait_for(party(n), 60) for n in names]
+        jobs = [asyncio.wait_for(party(n), 2 * timeout) for n in names]
         return list(await asyncio.gather(*jobs, return_exceptions=True))
 
     return dict(zip(names, asyncio.run(main()), strict=True))

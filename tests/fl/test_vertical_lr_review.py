@@ -5,7 +5,6 @@ model parts of a three-party training scored by ``predict`` in the same job."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
+from test_vertical_lr_nparty import _train as _nparty_train
 
 from rainbridge.components import ComponentParamError, get_component
 from rainbridge.components.spec import ComponentSpec
@@ -33,10 +33,7 @@ from rainbridge.errors import (
 from rainbridge.jobs import parse_job
 from rainbridge.jobs.local import run_local
 from rainbridge.net.channel import Buffer, Channel
-from rainbridge.net.local import LocalChannel
-from rainbridge.protocols.fl.vertical_lr import LrParams, LrResult, LrRoles, train_parties
-from rainbridge.protocols.mpc import Mpc
-from rainbridge.protocols.mpc.ot import OtProvider
+from rainbridge.protocols.fl.vertical_lr import LrParams, LrResult
 
 Parts = dict[str, np.ndarray]
 #: rewrites what one party sends under one tag: (tag, payload) -> payload
@@ -71,50 +68,14 @@ def _train(
     order: dict[str, tuple[str, ...]] | None = None,
     evaluate: bool = True,
 ) -> dict[str, LrResult | BaseException]:
-    """Every party in one process over a channel mesh (OT-extension sessions); ``forge``
-    rewrites what (me, peer) sends, ``order`` gives a party another feature-party order. A
-    party that fails closes its channels, as a job's party does."""
-    names = list(parts)
-    feature_parties = tuple(n for n in names if n != label)
-    counts = {n: parts[n].shape[1] for n in names}
-    mesh = LocalChannel.mesh("lr-review", names, timeout=20)
-    chans: dict[str, dict[str, Channel]] = {
-        me: {
-            p: _Forging(ch, (forge or {})[me, p]) if (me, p) in (forge or {}) else ch
-            for p, ch in mesh[me].items()
-        }
-        for me in names
-    }
+    """The N-party tests' runner (:func:`test_vertical_lr_nparty._train`); ``forge``
+    rewrites what (me, peer) sends."""
+    forged = forge or {}
 
-    async def party(me: str) -> LrResult:
-        mine = chans[me]
-        try:
-            peers = feature_parties if me == label else (label,)
+    def wrap(me: str, peer: str, ch: Channel) -> Channel:
+        return _Forging(ch, forged[me, peer]) if (me, peer) in forged else ch
 
-            async def session(peer: str) -> Mpc:
-                idx = 0 if me < peer else 1
-                provider = OtProvider(idx, mine[peer])
-                await provider.setup()
-                return Mpc(idx, mine[peer], provider)
-
-            sessions = dict(zip(peers, await asyncio.gather(*map(session, peers)), strict=True))
-            fps = (order or {}).get(me, feature_parties)
-            channels = {} if me == label else {p: mine[p] for p in fps if p != me}
-            roles = LrRoles(me, label, fps, counts)
-            return await train_parties(
-                roles, sessions, channels, parts[me], y if me == label else None,
-                params=params, scores_to_label=evaluate,
-            )  # fmt: skip
-        except BaseException:
-            for ch in mine.values():
-                await ch.close()
-            raise
-
-    async def main() -> list[LrResult | BaseException]:
-        jobs = [asyncio.wait_for(party(n), 40) for n in names]
-        return list(await asyncio.gather(*jobs, return_exceptions=True))
-
-    return dict(zip(names, asyncio.run(main()), strict=True))
+    return _nparty_train(parts, label, y, params, wrap, order=order, evaluate=evaluate, timeout=20)
 
 
 def _plaintext_sgd(x: np.ndarray, y: np.ndarray, p: LrParams) -> np.ndarray:
