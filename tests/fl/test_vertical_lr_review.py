@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from test_vertical_lr_nparty import _train as _nparty_train
@@ -311,6 +311,8 @@ def test_a_taylor_training_that_diverges_is_refused_not_wrapped_around_the_ring(
 
 
 @settings(max_examples=20, deadline=None)
+@example([1, 3], 38, 1, "piecewise", 0)  # 1.2e-4 from the plaintext: a fixed 1e-4 bound failed
+@example([1, 1, 1, 1], 40, 1, "piecewise", 3)  # 2.9e-4
 @given(
     st.lists(st.integers(0, 3), min_size=2, max_size=4),
     st.integers(1, 40),
@@ -336,7 +338,12 @@ def test_any_layout_is_the_plaintext_sgd(
     res = _train(parts, names[0], y, params)
     assert all(isinstance(r, LrResult) for r in res.values()), res
     got = np.concatenate([*(res[n].weights for n in names), [res[names[0]].intercept]])  # type: ignore[union-attr,list-item]
-    assert np.abs(got - _plaintext_sgd(x, y, params)).max() < 1e-4
+    # the protocol computes at 16 fractional bits: each step's rounding of a score moves
+    # the weights by up to lr·|x|·2^-16, and a batch of one row averages none of it away
+    # (38 rows, batch 1, 4 features: 1.2e-4 measured), so the bound grows with the steps
+    steps = params.epochs * -(-rows // batch)
+    bound = max(1e-4, steps * params.learning_rate * np.abs(x).max(initial=1.0) * 2.0**-16)
+    assert np.abs(got - _plaintext_sgd(x, y, params)).max() < bound
 
 
 @pytest.mark.parametrize("label", [0.0, 1.0])
