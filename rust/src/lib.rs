@@ -18,6 +18,7 @@ pub mod ou;
 pub mod pprf;
 pub mod ristretto;
 pub mod rr22;
+pub mod silentot;
 pub mod sm2;
 pub mod sm2_ecdh;
 pub mod x25519;
