@@ -15,8 +15,10 @@ use crate::{baseot, bits, ristretto, x25519};
 
 mod ou;
 mod rr22;
+mod silentot;
 use ou::{OuCiphertexts, OuPublicKey, OuSecretKey};
 use rr22::{aes_ctr_rows, rr22_digests, rr22_layout, rr22_payload_keys, Rr22Receiver, Rr22Sender};
+use silentot::{silent_cot_layout, SilentCotReceiver, SilentCotSender};
 
 // Qualified as `rainbridge._core.InvalidElementError` so that it pickles across processes.
 create_exception!(
@@ -570,6 +572,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OuCiphertexts>()?;
     m.add_class::<Rr22Receiver>()?;
     m.add_class::<Rr22Sender>()?;
+    m.add_class::<SilentCotReceiver>()?;
+    m.add_class::<SilentCotSender>()?;
+    m.add_function(wrap_pyfunction!(silent_cot_layout, m)?)?;
     m.add_function(wrap_pyfunction!(rr22_digests, m)?)?;
     m.add_function(wrap_pyfunction!(rr22_layout, m)?)?;
     m.add_function(wrap_pyfunction!(rr22_payload_keys, m)?)?;

@@ -478,7 +478,7 @@ mod tests {
         zero[..8].copy_from_slice(&0u64.to_le_bytes());
         assert!(s.on_request(&zero).is_err());
         let l = Layout::new(3000).unwrap();
-        if l.base_ots() % 8 != 0 {
+        if !l.base_ots().is_multiple_of(8) {
             let mut pad = q.clone();
             *pad.last_mut().unwrap() |= 0x80;
             assert!(s.on_request(&pad).is_err());

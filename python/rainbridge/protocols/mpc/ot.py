@@ -1,21 +1,31 @@
-"""Dealer-free correlated randomness: oblivious-transfer extension and Gilboa products.
+"""Dealer-free correlated randomness: silent correlated OT and Gilboa products.
 
-Security model: semi-honest, two parties and nobody else. 128 base OTs (Chou-Orlandi over
-ristretto255, in the core) seed an IKNP extension (Ishai, Kilian, Nissim, Petrank 2003) in
-each direction; its random OTs are hashed with a tweakable correlation-robust hash made
-of fixed-key AES (Guo et al. 2020). A product of two private values ``x`` (one party's) and
-``y`` (the other's) is then shared with Gilboa's method: one correlated OT per bit of
-``x`` — the receiver chooses by the bit, the sender's two messages differ by ``2^k · y`` —
-so neither learns the other's value. Everything the engine's dealer provided
-(:mod:`.correlated`) is built from such products between uniformly random values each
-party draws itself: Beaver triples, matrix triples, masks for products of private
-matrices, and the XOR-shared masks of comparison circuits.
+Security model: semi-honest, two parties and nobody else. Each party is the receiver of
+one stream of correlated OTs and the sender of the other. By default the stream is silent
+(:mod:`rust/src/silentot.rs <rainbridge._core>`): random correlated OTs from regular-noise
+LPN with the dual expand-accumulate code (Boyle et al. 2019 and 2022, Ferret's
+bootstrapping of Yang et al. 2020), seeded once by 128 Chou-Orlandi base OTs and an IKNP
+extension (Ishai, Kilian, Nissim, Petrank 2003), later batches by the reserve of the batch
+before. A batch is made ahead of use: the receiver turns a random OT into the one it needs
+by sending one bit (its random choice XOR the wanted one). ``source="iknp"`` runs the IKNP
+extension for every OT instead (128 bits from the receiver per OT). The random OTs are
+hashed with a tweakable correlation-robust hash made of fixed-key AES (Guo et al. 2020).
+
+A product of two private values ``x`` (one party's) and ``y`` (the other's) is then shared
+with Gilboa's method: one correlated OT per bit of ``x`` — the receiver chooses by the bit,
+the sender's two messages differ by ``y`` modulo ``2^(64-k)`` for bit ``k`` (its share is
+scaled by ``2^k``) — so neither learns the other's value. Everything the engine's dealer
+provided (:mod:`.correlated`) is built from such products between uniformly random values
+each party draws itself: Beaver triples, matrix triples, masks for products of private
+matrices, and the XOR-shared masks of comparison circuits. What the transcript reveals:
+nothing but the sizes of the batches, which follow from the program.
 
 Cost: 64 random OTs per arithmetic product of 64-bit words, 1 per product of a bit with a
-word, 64 per bitwise AND of words; an OT moves 16 bytes from its receiver to its sender and
-its correction (8 bytes per word, 1 bit for a bit) back. The extension is numpy and AES
-(OpenSSL through ``cryptography``); see docs/BENCHMARKS.md for what that costs against the
-dealer.
+word, 64 per bitwise AND of words. Per OT the receiver sends 1 bit (silent) or 16 bytes
+(IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per word for bit ``k`` of a
+64-bit product (288 bytes per product word instead of 512), 1 bit for a bitwise AND; the
+silent batches add about 0.2 MB per 2^17 OTs. See docs/BENCHMARKS.md for what that costs
+against the dealer.
 """
 
 from __future__ import annotations
@@ -39,6 +49,11 @@ from rainbridge.protocols.mpc.ring import Ring, byte_view
 KAPPA = 128
 #: random OTs per extension batch (bounds the transposition's memory: 16 · 8 bytes per OT)
 MAX_BATCH = 1 << 20
+#: correlated OTs per silent batch: its vectors (32 bytes per OT and side) stay near the
+#: caches, where the code's random reads are cheap (larger batches run slower per OT)
+SILENT_BATCH = 1 << 17
+#: the largest silent batch message accepted (a request or the tree sums: 16·(2·t·d + t))
+_MAX_MSG = 1 << 20
 _FIXED_KEY = hashlib.sha256(b"rainbridge/ot/tccr/v1").digest()[:16]
 _ZERO_IV = bytes(16)
 
@@ -101,19 +116,28 @@ class OtExtension:
     """One party's two ends of IKNP: as receiver (it chooses) and as sender, each towards
     the other party, so that both can multiply their private values in one exchange."""
 
-    def __init__(self, channel: Channel, prefix: str = "ot") -> None:
+    def __init__(self, channel: Channel, prefix: str = "ot", source: str = "silent") -> None:
+        if source not in ("silent", "iknp"):
+            raise ValueError(f"no OT source {source!r}: 'silent' or 'iknp'")
         self.ch = channel
         self.prefix = prefix  # a second extension on the same channel takes another
+        self.source = source
         self._hash = _Hash()
         self._step = 0
         self._recv: tuple[_Streams, _Streams] | None = None
         self._send: tuple[_Streams, npt.NDArray[np.uint8], npt.NDArray[np.uint64]] | None = None
+        self._silent: _SilentPools | None = None
         self._recv_count = 0
         self._send_count = 0
         self.random_ots = 0
 
     async def setup(self) -> None:
-        """128 base OTs each way (this party is the base-OT sender for its receiving end)."""
+        """128 base OTs each way (this party is the base-OT sender for its receiving end),
+        then, silent, the first reserve of correlated OTs each way."""
+        if self.source == "silent":
+            self._silent = _SilentPools(self.ch, self.prefix)
+            await self._silent.setup()
+            return
         secret, msg = _core.baseot_sender_setup()
         (their_a,) = await self._swap_bytes(f"{self.prefix}/base-a", msg)
         s = np.frombuffer(new_seed(), dtype=np.uint8)
@@ -178,9 +202,26 @@ class OtExtension:
         )
         return u_all, v_all
 
+    def _ready(self) -> None:
+        if self._silent is None and (self._recv is None or self._send is None):
+            raise RuntimeError("OtExtension.setup() first")
+
+    def _delta(self) -> npt.NDArray[np.uint64]:
+        if self._silent is not None:
+            return self._silent.delta
+        assert self._send is not None
+        return self._send[2]
+
+    def _u_shape(self, m: int) -> tuple[int, ...]:
+        """The shape of the receiving end's first message for m OTs."""
+        return ((m + 7) // 8,) if self._silent is not None else (KAPPA, (m + 7) // 8)
+
     def _choose(self, choice: npt.NDArray[np.uint8]) -> tuple[Any, Any]:
-        """The receiving end's first step for these choice bits: (u = t ⊕ G(k1) ⊕ r to
-        send, the rows of t)."""
+        """The receiving end's first step for these choice bits: (the message to send, the
+        rows the receiver holds: M = K ⊕ choice·Δ). Silent: the flips that turn the next
+        random OTs into these; IKNP: u = t ⊕ G(k1) ⊕ r."""
+        if self._silent is not None:
+            return self._silent.choose(choice)
         assert self._recv is not None, "setup() first"
         nbytes = (len(choice) + 7) // 8
         r = np.packbits(choice, bitorder="little")
@@ -189,6 +230,11 @@ class OtExtension:
 
     def _sender_rows(self, u_theirs: Any, m: int) -> tuple[Any, int]:
         """The sending end's Q rows for the other party's u, and the index of the first."""
+        if self._silent is not None:
+            q_rows = self._silent.sender_rows(u_theirs, m)
+            first = self._send_count
+            self._send_count += m
+            return q_rows, first
         assert self._send is not None, "setup() first"
         streams, s_bits, _delta = self._send
         q = streams.read(u_theirs.shape[1])
@@ -200,30 +246,29 @@ class OtExtension:
     async def _batch(
         self, x: Ring | None, y: Ring | None, bits: int, words: int, their: int, gf2: bool
     ) -> tuple[Ring | None, Ring | None]:
-        assert self._recv is not None and self._send is not None, "setup() first"
+        self._ready()
         self._step += 1
         tag = f"{self.prefix}/{self._step}"
-        # 1. the receiving end: choices are the bits of x; send u = t ⊕ G(k1) ⊕ r
+        m_mine = 0 if x is None else len(x) * bits
+        m_theirs = their * bits if y is not None else 0
+        if self._silent is not None:
+            await self._silent.ensure(m_mine, m_theirs)
+        # 1. the receiving end: choices are the bits of x
         t_rows = None
         u_mine = None
-        m_mine = 0 if x is None else len(x) * bits
         if x is not None and m_mine:
             shifts = np.arange(bits, dtype=np.uint64)
             choice = ((x[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
             u_mine, t_rows = self._choose(choice)
-        m_theirs = their * bits
         u_theirs = await self._swap(
-            tag + "/u",
-            u_mine,
-            (KAPPA, (m_theirs + 7) // 8) if m_theirs and y is not None else None,
-            np.uint8,
+            tag + "/u", u_mine, self._u_shape(m_theirs) if m_theirs else None, np.uint8
         )
         # 2. the sending end: Q rows, the two messages, the corrections
-        d_mine = None
+        d_mine: Any = None
         v = None
         if y is not None and m_theirs:
             assert u_theirs is not None
-            delta = self._send[2]
+            delta = self._delta()
             q_rows, first = self._sender_rows(u_theirs, m_theirs)
             m0 = self._hash(q_rows, first, 1 if gf2 else words)
             m1 = self._hash(q_rows ^ delta[None, :], first, 1 if gf2 else words)
@@ -234,17 +279,18 @@ class OtExtension:
                 d_mine = _pack_bits(lo0 ^ lo1 ^ ybits)
                 v = _pack_bits(lo0)[:, None]
             else:
-                shifts = np.arange(bits, dtype=np.uint64)
-                scaled = y[:, None, :] << shifts[None, :, None]  # 2^k · y
+                # bit k's messages differ by y modulo 2^(64-k); both shares are scaled by
+                # 2^k, so only the correction's low 64-k bits travel
+                shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
                 m0 = m0.reshape(their, bits, words)
-                d_mine = m0 + scaled - m1.reshape(their, bits, words)
-                v = -m0.sum(axis=1, dtype=np.uint64)
+                d_mine = _trim(m0 + y[:, None, :] - m1.reshape(their, bits, words))
+                v = -(m0 << shifts).sum(axis=1, dtype=np.uint64)
         elif y is not None:
             v = np.zeros((0, words), dtype=np.uint64)
         d_shape = None
         if x is not None and m_mine:
-            d_shape = (len(x),) if gf2 else (len(x), bits, words)
-        d_theirs = await self._swap(tag + "/d", d_mine, d_shape, np.uint64)
+            d_shape = (len(x),) if gf2 else (len(x) * words * _trimmed_bytes(bits),)
+        d_theirs = await self._swap(tag + "/d", d_mine, d_shape, np.uint64 if gf2 else np.uint8)
         # 3. the receiving end's shares
         u = None
         if x is not None and m_mine:
@@ -258,8 +304,10 @@ class OtExtension:
                 dbits = (d_theirs[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
                 u = _pack_bits(lo ^ (xb & dbits))[:, None]
             else:
+                shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
                 mc = mc.reshape(len(x), bits, words)
-                u = (mc + xb[:, :, None] * d_theirs).sum(axis=1, dtype=np.uint64)
+                d = _untrim(d_theirs, len(x), bits, words)
+                u = ((mc + xb[:, :, None] * d) << shifts).sum(axis=1, dtype=np.uint64)
         elif x is not None:
             u = np.zeros((0, words), dtype=np.uint64)
         self.random_ots += m_mine
@@ -298,25 +346,27 @@ class OtExtension:
     async def _batch_wide(
         self, x: Ring | None, y: Ring | None, words: int, their: int
     ) -> tuple[Ring | None, Ring | None]:
-        assert self._recv is not None and self._send is not None, "setup() first"
+        self._ready()
         self._step += 1
         tag = f"{self.prefix}/{self._step}"
         t_rows = None
         u_mine = None
         m_mine = 0 if x is None else len(x)
+        if self._silent is not None:
+            await self._silent.ensure(m_mine, their if y is not None else 0)
         if x is not None and m_mine:
             u_mine, t_rows = self._choose((x & np.uint64(1)).astype(np.uint8))
         u_theirs = await self._swap(
             tag + "/u",
             u_mine,
-            (KAPPA, (their + 7) // 8) if their and y is not None else None,
+            self._u_shape(their) if their and y is not None else None,
             np.uint8,
         )
         d_mine = None
         v = None
         if y is not None and their:
             assert u_theirs is not None
-            delta = self._send[2]
+            delta = self._delta()
             q_rows, first = self._sender_rows(u_theirs, their)
             m0 = self._hash(q_rows, first, words).reshape(their, -1, 2)
             m1 = self._hash(q_rows ^ delta[None, :], first, words).reshape(their, -1, 2)
@@ -380,6 +430,135 @@ def sub128(a: Ring, b: Ring) -> Ring:
     return add128(a, neg128(b))
 
 
+def _trimmed_bytes(bits: int) -> int:
+    """Bytes of the corrections of one word's bits 0..bits-1: ceil((64-k)/8) for bit k."""
+    return sum(-(-(64 - k) // 8) for k in range(bits))
+
+
+def _trim(d: Ring) -> npt.NDArray[np.uint8]:
+    """(N, bits, words) corrections → their low ceil((64-k)/8) bytes for bit k, flat."""
+    n, bits, words = d.shape
+    b = np.ascontiguousarray(d).view(np.uint8).reshape(n, bits, words, 8)
+    parts = [
+        b[:, k0 : min(bits, k0 + 8), :, : 8 - k0 // 8].reshape(n, -1) for k0 in range(0, bits, 8)
+    ]
+    return np.concatenate(parts, axis=1).reshape(-1)
+
+
+def _untrim(buf: npt.NDArray[np.uint8], n: int, bits: int, words: int) -> Ring:
+    """The inverse of :func:`_trim`, the dropped high bytes zero."""
+    out = np.zeros((n, bits, words, 8), dtype=np.uint8)
+    flat = buf.reshape(n, -1)
+    at = 0
+    for k0 in range(0, bits, 8):
+        kk = min(bits, k0 + 8) - k0
+        w = 8 - k0 // 8
+        out[:, k0 : k0 + kk, :, :w] = flat[:, at : at + kk * words * w].reshape(n, kk, words, w)
+        at += kk * words * w
+    return out.view(np.uint64).reshape(n, bits, words)
+
+
+class _SilentPools:
+    """This party's two silent streams of correlated OTs: as receiver (random choice bits
+    and M) and as sender (K, and Δ), each refilled by whole batches ahead of use. Both
+    parties ask for the same counts in the same order, so the refills pair up."""
+
+    def __init__(self, channel: Channel, prefix: str) -> None:
+        self.ch = channel
+        self.prefix = prefix
+        self._r: _core.SilentCotReceiver | None = None
+        self._s = _core.SilentCotSender()
+        self.delta = np.frombuffer(self._s.delta(), dtype=np.uint64).copy()
+        self._bits = np.zeros(0, dtype=np.uint8)
+        self._m = np.zeros((0, 2), dtype=np.uint64)
+        self._k = np.zeros((0, 2), dtype=np.uint64)
+        self._batches = 0
+        self.bytes_sent = 0  # this party's share of the batches' own traffic
+
+    async def setup(self) -> None:
+        self._r, a = _core.SilentCotReceiver.start()
+        tag = f"{self.prefix}/cot"
+        _, their_a = await asyncio.gather(self.ch.send(tag + "/a", a), self.ch.recv(tag + "/a"))
+        if len(their_a) != 32:
+            raise ProtocolViolationError("a silent OT setup must be 32 bytes")
+        b = self._s.on_setup(their_a)
+        _, their_b = await asyncio.gather(self.ch.send(tag + "/b", b), self.ch.recv(tag + "/b"))
+        if len(their_b) != 32 * KAPPA:
+            raise ProtocolViolationError("the base OT message must hold 128 points")
+        u = self._r.on_base(their_b)
+        _, their_u = await asyncio.gather(self.ch.send(tag + "/u", u), self.ch.recv(tag + "/u"))
+        try:
+            self._s.on_matrix(their_u)
+        except ValueError as e:
+            raise ProtocolViolationError(f"silent OT setup: {e}") from None
+        self.bytes_sent += len(a) + len(b) + len(u)
+
+    async def ensure(self, recv: int, send: int) -> None:
+        """Batches until the receiving pool holds ``recv`` OTs and the sending ``send``.
+
+        The channel keeps order, so both streams step in lockstep: each round this party
+        sends its request (if its receiving pool is short), reads the other's (if its
+        sending pool is short), answers it, and reads the answer to its own. The other
+        party's counts are this party's swapped, so the rounds pair up."""
+        assert self._r is not None, "setup() first"
+        bits, ms, ks = [self._bits], [self._m], [self._k]
+        have_r, have_s = len(self._bits), len(self._k)
+        while have_r < recv or have_s < send:
+            tag = f"{self.prefix}/cot/{self._batches}"
+            self._batches += 1
+            want_r, want_s = have_r < recv, have_s < send
+            req = None
+            if want_r:
+                req = self._r.request(SILENT_BATCH)  # whole batches: the rest serves later
+                await self.ch.send(tag + "/q", req)
+            if want_s:
+                their_req = await self.ch.recv(tag + "/q")
+                if len(their_req) > _MAX_MSG:
+                    raise ProtocolViolationError("an oversized silent OT request")
+                try:
+                    trees, keys = self._s.on_request(their_req)
+                except ValueError as e:
+                    raise ProtocolViolationError(f"silent OT request: {e}") from None
+                await self.ch.send(tag + "/t", trees)
+                rows = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2)
+                ks.append(rows)
+                have_s += len(rows)
+                self.bytes_sent += len(trees)
+            if want_r:
+                assert req is not None
+                answer = await self.ch.recv(tag + "/t")
+                if len(answer) > _MAX_MSG:
+                    raise ProtocolViolationError("an oversized silent OT message")
+                try:
+                    packed, m_rows = self._r.on_trees(answer)
+                except ValueError as e:
+                    raise ProtocolViolationError(f"silent OT batch: {e}") from None
+                b = np.unpackbits(np.frombuffer(packed, np.uint8), bitorder="little")
+                bits.append(b[:SILENT_BATCH])
+                ms.append(np.frombuffer(m_rows, dtype=np.uint64).reshape(-1, 2))
+                have_r += SILENT_BATCH
+                self.bytes_sent += len(req)
+        if len(bits) > 1:
+            self._bits, self._m = np.concatenate(bits), np.concatenate(ms)
+        if len(ks) > 1:
+            self._k = np.concatenate(ks)
+
+    def choose(self, choice: npt.NDArray[np.uint8]) -> tuple[Any, Any]:
+        """The flips for the next len(choice) random OTs (to send) and their rows M."""
+        m = len(choice)
+        flips = np.packbits(self._bits[:m] ^ choice, bitorder="little")
+        rows = self._m[:m]
+        self._bits, self._m = self._bits[m:], self._m[m:]
+        return flips, rows
+
+    def sender_rows(self, flips: npt.NDArray[np.uint8], m: int) -> Any:
+        """The next m keys, each turned by the receiver's flip: K ⊕ flip·Δ."""
+        k = self._k[:m]
+        self._k = self._k[m:]
+        f = np.unpackbits(flips, count=m, bitorder="little").astype(np.uint64)
+        return k ^ (f[:, None] * self.delta[None, :])
+
+
 def _pack_bits(b: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """(N, 64) bits → (N,) words."""
     return (b << np.arange(b.shape[1], dtype=np.uint64)[None, :]).sum(axis=1, dtype=np.uint64)
@@ -390,9 +569,9 @@ class OtProvider(Provider):
     products between masks each party draws itself. Both parties call the same methods in
     the same order (they run the same program); call :meth:`setup` first."""
 
-    def __init__(self, party: int, channel: Channel) -> None:
+    def __init__(self, party: int, channel: Channel, source: str = "silent") -> None:
         self.party = party
-        self.ot = OtExtension(channel)
+        self.ot = OtExtension(channel, source=source)
         self.prg = Prg(new_seed())  # this party's own randomness
 
     async def setup(self) -> None:
