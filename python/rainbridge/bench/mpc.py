@@ -166,14 +166,17 @@ def _port(p: subprocess.Popen[str]) -> int:
         raise RuntimeError(f"a party did not start: {line or err[-300:]}") from None
 
 
-def run_once(keys: Path, work: list[str], timeout: float, setup: str = "dealer") -> dict[str, Any]:
+def run_once(
+    keys: Path, work: list[str], timeout: float, setup: str = "dealer", source: str = "silent"
+) -> dict[str, Any]:
     procs: list[subprocess.Popen[str]] = []
     try:
         if setup == "ot":  # two processes, no dealer
-            p1 = _start("p1", keys, ["--setup", "ot", *work])
+            ot = ["--setup", "ot", "--ot-source", source]
+            p1 = _start("p1", keys, [*ot, *work])
             procs.append(p1)
             peer = _port(p1)
-            procs.append(_start("p0", keys, ["--setup", "ot", "--peer-port", str(peer), *work]))
+            procs.append(_start("p0", keys, [*ot, "--peer-port", str(peer), *work]))
         else:
             dealer = _start("dealer", keys, [])
             procs.append(dealer)
@@ -230,9 +233,16 @@ def run_once(keys: Path, work: list[str], timeout: float, setup: str = "dealer")
             "dealer_bytes": dealer_out["bytes_sent"],
             "peak_rss_mib": {"p0": r0["peak_rss_mib"], "p1": r1["peak_rss_mib"]},
         }
+    phases = {
+        f"{phase}_{what}": r0[f"{phase}_{what}"] + r1[f"{phase}_{what}"]
+        for phase in ("mul", "cmp", "sort")
+        for what in ("bytes_sent", "random_ots")
+        if f"{phase}_{what}" in r0 and f"{phase}_{what}" in r1
+    }
     return {
         "mul_seconds": max(r0["mul_seconds"], r1["mul_seconds"]),
         "cmp_seconds": max(r0["cmp_seconds"], r1["cmp_seconds"]),
+        **phases,
         **(
             {"sort_seconds": max(r0["sort_seconds"], r1["sort_seconds"])}
             if "sort_seconds" in r0
@@ -246,6 +256,64 @@ def run_once(keys: Path, work: list[str], timeout: float, setup: str = "dealer")
     }
 
 
+def _summary(runs: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"ok": False}
+    return {
+        "ok": len(ok) == len(runs),
+        "fixed_point_mul_per_s": round(args.n * args.reps / median([r["mul_seconds"] for r in ok])),
+        "comparisons_per_s": round(args.n_cmp / median([r["cmp_seconds"] for r in ok])),
+        "sort_seconds": round(median([r["sort_seconds"] for r in ok]), 3) if args.n_sort else None,
+        **_per_operation(ok, args),
+    }
+
+
+def _per_operation(ok: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+    """Bytes (both directions) and random OTs per multiplication and per comparison."""
+    out: dict[str, Any] = {}
+    for phase, count in (("mul", args.n * args.reps), ("cmp", args.n_cmp)):
+        for what in ("bytes_sent", "random_ots"):
+            key = f"{phase}_{what}"
+            if ok and all(key in r for r in ok):
+                name = "bytes" if what == "bytes_sent" else "random_ots"
+                out[f"{name}_per_{phase}"] = round(median([r[key] for r in ok]) / count, 1)
+    return out
+
+
+def silent_generator(batch: int = 0, repeat: int = 5) -> dict[str, Any]:
+    """Random correlated OTs per second of the core's silent generator alone: both roles of
+    one direction on this process's threads, in memory (no channel), median of ``repeat``
+    batches after the base OTs."""
+    from rainbridge import _core
+    from rainbridge.protocols.mpc.ot import SILENT_BATCH
+
+    m = batch or SILENT_BATCH
+    r, a = _core.SilentCotReceiver.start()
+    s = _core.SilentCotSender()
+    s.on_matrix(r.on_base(s.on_setup(a)))
+    times: list[tuple[float, float]] = []
+    size = 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        req = r.request(m)
+        trees, _ = s.on_request(req)
+        t1 = time.perf_counter()
+        r.on_trees(trees)
+        times.append((t1 - t0, time.perf_counter() - t1))
+        size = len(req) + len(trees)
+    snd = median([t[0] for t in times])
+    rcv = median([t[1] for t in times])
+    return {
+        "batch": m,
+        "sender_seconds": round(snd, 4),
+        "receiver_seconds": round(rcv, 4),
+        "cot_per_s_both_roles": round(m / (snd + rcv)),
+        "batch_message_bytes": size,
+        "bytes_per_cot": round(size / m, 3),
+    }
+
+
 def bench(args: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rb-mpc-") as tmp:
         keys = Path(tmp)
@@ -254,9 +322,17 @@ def bench(args: Any) -> dict[str, Any]:
         work = ["--n", str(args.n), "--reps", str(args.reps), "--n-cmp", str(args.n_cmp)]
         work += ["--n-sort", str(args.n_sort)]
         runs = []
+        # dealer-free: the IKNP source and the dealer run the same workload in the same
+        # session, interleaved, so that the ratios share the machine's noise
+        baselines: dict[str, list[dict[str, Any]]] = (
+            {"ot_iknp": [], "dealer": []} if args.setup == "ot" else {}
+        )
         t0 = time.perf_counter()
         for _ in range(args.repeat):
             runs.append(run_once(keys, work, args.timeout, args.setup))
+            if baselines:
+                baselines["ot_iknp"].append(run_once(keys, work, args.timeout, "ot", "iknp"))
+                baselines["dealer"].append(run_once(keys, work, args.timeout, "dealer"))
     peers: dict[str, Any] = {}
     wanted = [p.strip() for p in args.peers.split(",")]
     if "mpyc" in wanted:
@@ -278,6 +354,13 @@ def bench(args: Any) -> dict[str, Any]:
     ok = [r for r in runs if "error" not in r]
     mul_s = median([r["mul_seconds"] for r in ok])
     cmp_s = median([r["cmp_seconds"] for r in ok])
+    extra: dict[str, Any] = {}
+    if args.setup == "ot":
+        extra["per_operation"] = _per_operation(ok, args)
+        extra["silent_cot_generator"] = silent_generator()
+        extra["baselines"] = {
+            name: _summary(rs, args) | {"runs": rs} for name, rs in baselines.items()
+        }
     return {
         "benchmark": "mpc",
         "machine": machine(),
@@ -300,6 +383,7 @@ def bench(args: Any) -> dict[str, Any]:
             else None,
             "runs": runs,
         },
+        **extra,
         "in_process": in_process,
         "peers": {
             name: {

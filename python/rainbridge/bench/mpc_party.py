@@ -66,25 +66,41 @@ async def _dial(keys: str, me: str, peer: str, port: int) -> Channel:
 
 
 async def workload(mpc: Mpc, n: int, reps: int, n_cmp: int, n_sort: int = 0) -> dict[str, float]:
+    """Timed multiplications, comparisons and a sort; with each phase's bytes sent by this
+    party and, dealer-free, the random OTs it chose in (the OTs of the other party's
+    products are that party's)."""
     rng = np.random.default_rng(7 + mpc.party)
     x = rng.normal(scale=100, size=n)
     a = await mpc.input(x if mpc.party == 0 else None, 0, (n,))
     b = await mpc.input(x if mpc.party == 1 else None, 1, (n,))
-    t0 = time.perf_counter()
+    ot = getattr(mpc.provider, "ot", None)
+
+    def counters() -> tuple[int, int]:
+        return int(getattr(mpc.ch, "bytes_sent", 0)), int(getattr(ot, "random_ots", 0))
+
+    out: dict[str, float] = {}
+
+    def record(phase: str, t0: float, before: tuple[int, int]) -> None:
+        after = counters()
+        out[f"{phase}_seconds"] = time.perf_counter() - t0
+        out[f"{phase}_bytes_sent"] = after[0] - before[0]
+        if ot is not None:
+            out[f"{phase}_random_ots"] = after[1] - before[1]
+
+    c0, t0 = counters(), time.perf_counter()
     for _ in range(reps):
         await mpc.mul(a, b)
-    t_mul = time.perf_counter() - t0
+    record("mul", t0, c0)
     c = a[:n_cmp]
-    t0 = time.perf_counter()
+    c0, t0 = counters(), time.perf_counter()
     await mpc.ltz(c)
-    t_cmp = time.perf_counter() - t0
-    out = {"mul_seconds": t_mul, "cmp_seconds": t_cmp}
+    record("cmp", t0, c0)
     if n_sort:
         from rainbridge.protocols.mpc.sort import sort
 
-        t0 = time.perf_counter()
+        c0, t0 = counters(), time.perf_counter()
         await sort(mpc, a[:n_sort])
-        out["sort_seconds"] = time.perf_counter() - t0
+        record("sort", t0, c0)
     return out
 
 
@@ -242,7 +258,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             other = await _listen(args.keys, "p1", "p0")
         else:
             other = await _dial(args.keys, "p0", "p1", args.peer_port)
-        provider = OtProvider(party, other)
+        provider = OtProvider(party, other, source=args.ot_source)
         t0 = time.perf_counter()
         await provider.setup()
         setup_seconds = time.perf_counter() - t0
@@ -285,6 +301,7 @@ def main() -> int:
     ap.add_argument("--n-cmp", type=int, default=1 << 18)
     ap.add_argument("--n-sort", type=int, default=0)
     ap.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
+    ap.add_argument("--ot-source", choices=["silent", "iknp"], default="silent")
     ap.add_argument("--frac", type=int, default=16)
     ap.add_argument("--group-rows", type=int, default=0, help="GROUP BY instead of mul/cmp")
     ap.add_argument("--groups", type=int, default=5)

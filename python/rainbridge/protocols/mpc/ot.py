@@ -24,7 +24,7 @@ Cost: 64 random OTs per arithmetic product of 64-bit words, 1 per product of a b
 word, 64 per bitwise AND of words. Per OT the receiver sends 1 bit (silent) or 16 bytes
 (IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per word for bit ``k`` of a
 64-bit product (288 bytes per product word instead of 512), 1 bit for a bitwise AND; the
-silent batches add about 0.2 MB per 2^17 OTs. See docs/BENCHMARKS.md for what that costs
+silent batches add about 0.18 MB per 2^18 OTs. See docs/BENCHMARKS.md for what that costs
 against the dealer.
 """
 
@@ -49,9 +49,10 @@ from rainbridge.protocols.mpc.ring import Ring, byte_view
 KAPPA = 128
 #: random OTs per extension batch (bounds the transposition's memory: 16 · 8 bytes per OT)
 MAX_BATCH = 1 << 20
-#: correlated OTs per silent batch: its vectors (32 bytes per OT and side) stay near the
-#: caches, where the code's random reads are cheap (larger batches run slower per OT)
-SILENT_BATCH = 1 << 17
+#: correlated OTs per silent batch: its vectors (32 bytes per OT and side) stay within the
+#: last-level cache, where the code's random reads are cheapest (2^20 ran at half the speed
+#: per OT), and its tree message is 0.7 byte per OT (1.3 at 2^17)
+SILENT_BATCH = 1 << 18
 #: the largest silent batch message accepted (a request or the tree sums: 16·(2·t·d + t))
 _MAX_MSG = 1 << 20
 _FIXED_KEY = hashlib.sha256(b"rainbridge/ot/tccr/v1").digest()[:16]
