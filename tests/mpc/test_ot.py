@@ -77,7 +77,28 @@ def test_bitwise_and_and_bit_products(source: str) -> None:
     assert (u_and[:, 0] != x & y[:, 0]).any()  # a share alone is not the answer
 
 
-def test_the_engine_on_dealer_free_randomness() -> None:
+def _run_ot(program, source: str):  # type: ignore[no-untyped-def]
+    """run2's dealer-free session with a chosen OT source: (party 0's, party 1's result)."""
+
+    async def main():  # type: ignore[no-untyped-def]
+        mesh = LocalChannel.mesh("ot-src", ["p0", "p1"])
+
+        async def party(i: int):  # type: ignore[no-untyped-def]
+            ch = mesh[f"p{i}"][f"p{1 - i}"]
+            prov = OtProvider(i, ch, source=source)
+            await prov.setup()
+            m = Mpc(i, ch, prov)
+            out = await program(m)
+            await m.close()
+            return out
+
+        return await asyncio.gather(party(0), party(1))
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_engine_on_dealer_free_randomness(source: str) -> None:
     rng = np.random.default_rng(5)
     x = rng.normal(0, 50, 40)
     y = rng.normal(0, 50, 40)
@@ -103,7 +124,7 @@ def test_the_engine_on_dealer_free_randomness() -> None:
         ordered, _ = await sort(m, sx)
         return prod, less, mat, grouped, await m.reveal(ordered)
 
-    (prod, less, mat, grouped, ordered), _, _ = run2(prog, setup="ot")
+    (prod, less, mat, grouped, ordered), _ = _run_ot(prog, source)
     assert np.allclose(prod, x * y, atol=2 * 2**-16 * 100)
     assert np.array_equal(less, (x < y).astype(float))
     assert np.allclose(mat, a @ b, atol=1e-3)
@@ -137,8 +158,8 @@ def test_statistics_without_a_dealer_match_numpy() -> None:
 def test_a_truncated_correction_is_refused() -> None:
     async def run() -> None:
         mesh = LocalChannel.mesh("ot-bad", ["p0", "p1"])
-        p0 = OtProvider(0, mesh["p0"]["p1"])
-        ext1 = OtExtension(mesh["p1"]["p0"])
+        p0 = OtProvider(0, mesh["p0"]["p1"], source="silent")
+        ext1 = OtExtension(mesh["p1"]["p0"], source="silent")
         await asyncio.gather(p0.setup(), ext1.setup())
 
         async def liar() -> None:  # serves party 0's OTs, answers with a short correction
@@ -208,8 +229,8 @@ def test_trimmed_corrections_keep_what_bit_k_needs(bits: int, words: int, seed: 
 def test_a_peer_leaving_during_silent_ot_fails_the_other_cleanly(where: str) -> None:
     async def run() -> None:
         mesh = LocalChannel.mesh("ot-quit", ["p0", "p1"], timeout=5)
-        p0 = OtProvider(0, mesh["p0"]["p1"])
-        ext1 = OtExtension(mesh["p1"]["p0"])
+        p0 = OtProvider(0, mesh["p0"]["p1"], source="silent")
+        ext1 = OtExtension(mesh["p1"]["p0"], source="silent")
         await asyncio.gather(p0.setup(), ext1.setup())
 
         async def quitter() -> None:
@@ -227,8 +248,8 @@ def test_a_peer_leaving_during_silent_ot_fails_the_other_cleanly(where: str) -> 
 def test_a_forged_silent_batch_is_refused() -> None:
     async def run() -> None:
         mesh = LocalChannel.mesh("ot-forge", ["p0", "p1"], timeout=5)
-        p0 = OtProvider(0, mesh["p0"]["p1"])
-        ext1 = OtExtension(mesh["p1"]["p0"])
+        p0 = OtProvider(0, mesh["p0"]["p1"], source="silent")
+        ext1 = OtExtension(mesh["p1"]["p0"], source="silent")
         await asyncio.gather(p0.setup(), ext1.setup())
 
         async def forger() -> None:  # answers party 0's request with a short tree message
@@ -249,21 +270,11 @@ def test_triples_and_comparisons_match_plaintext_in_both_sources(seed: int, sour
     x = rng.normal(0, 100, 30)
     y = rng.normal(0, 100, 30)
 
-    async def main() -> list[object]:
-        mesh = LocalChannel.mesh("ot-src", ["p0", "p1"])
+    async def prog(m: Mpc) -> object:
+        sx = await m.input(x if m.party == 0 else None, 0, x.shape)
+        sy = await m.input(y if m.party == 1 else None, 1, y.shape)
+        return await m.reveal(await m.mul(sx, sy)), await m.reveal(await m.lt(sx, sy))
 
-        async def party(i: int) -> object:
-            prov = OtProvider(i, mesh[f"p{i}"][f"p{1 - i}"], source=source)
-            await prov.setup()
-            m = Mpc(i, mesh[f"p{i}"][f"p{1 - i}"], prov)
-            sx = await m.input(x if i == 0 else None, 0, x.shape)
-            sy = await m.input(y if i == 1 else None, 1, y.shape)
-            out = (await m.reveal(await m.mul(sx, sy)), await m.reveal(await m.lt(sx, sy)))
-            await m.close()
-            return out
-
-        return list(await asyncio.gather(party(0), party(1)))
-
-    (prod, less), _ = asyncio.run(main())
+    (prod, less), _ = _run_ot(prog, source)
     assert np.allclose(prod, x * y, atol=2 * 2**-16 * 200)
     assert np.array_equal(less, (x < y).astype(float))

@@ -301,7 +301,7 @@ def main() -> int:
     ap.add_argument("--n-cmp", type=int, default=1 << 18)
     ap.add_argument("--n-sort", type=int, default=0)
     ap.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
-    ap.add_argument("--ot-source", choices=["silent", "iknp"], default="silent")
+    ap.add_argument("--ot-source", choices=["silent", "iknp"], default="iknp")
     ap.add_argument("--frac", type=int, default=16)
     ap.add_argument("--group-rows", type=int, default=0, help="GROUP BY instead of mul/cmp")
     ap.add_argument("--groups", type=int, default=5)

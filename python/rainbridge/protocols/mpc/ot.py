@@ -1,15 +1,22 @@
 """Dealer-free correlated randomness: silent correlated OT and Gilboa products.
 
 Security model: semi-honest, two parties and nobody else. Each party is the receiver of
-one stream of correlated OTs and the sender of the other. By default the stream is silent
-(:mod:`rust/src/silentot.rs <rainbridge._core>`): random correlated OTs from regular-noise
-LPN with the dual expand-accumulate code (Boyle et al. 2019 and 2022, Ferret's
-bootstrapping of Yang et al. 2020), seeded once by 128 Chou-Orlandi base OTs and an IKNP
-extension (Ishai, Kilian, Nissim, Petrank 2003), later batches by the reserve of the batch
-before. A batch is made ahead of use: the receiver turns a random OT into the one it needs
-by sending one bit (its random choice XOR the wanted one). ``source="iknp"`` runs the IKNP
-extension for every OT instead (128 bits from the receiver per OT). The random OTs are
-hashed with a tweakable correlation-robust hash made of fixed-key AES (Guo et al. 2020).
+one stream of correlated OTs and the sender of the other, from one of two sources:
+
+- ``source="iknp"`` (the default): IKNP extension (Ishai, Kilian, Nissim, Petrank 2003) of
+  128 Chou-Orlandi base OTs; the receiver sends 16 bytes per OT. Cheapest in computation,
+  so fastest on a fast link (loopback, a LAN).
+- ``source="silent"``: silent correlated OT from the core (rust/src/silentot.rs):
+  regular-noise LPN compressed by the dual expand-accumulate code (Boyle et al. 2019 and
+  2022), seeded once by IKNP and later by each batch's own reserve (Ferret's bootstrapping,
+  Yang et al. 2020). Batches of :data:`SILENT_BATCH` are made ahead of use, and the
+  receiver turns a random OT into the one it needs with one bit (its random choice XOR the
+  wanted one): 1 bit plus 0.7 byte of batch traffic per OT instead of 16 bytes, for more
+  computation (the code's random reads). It is the faster source on links slower than a
+  few hundred Mbit/s; docs/BENCHMARKS.md has the measured trade.
+
+Either way the random OTs are hashed with a tweakable correlation-robust hash made of
+fixed-key AES (Guo et al. 2020).
 
 A product of two private values ``x`` (one party's) and ``y`` (the other's) is then shared
 with Gilboa's method: one correlated OT per bit of ``x`` — the receiver chooses by the bit,
@@ -117,7 +124,7 @@ class OtExtension:
     """One party's two ends of IKNP: as receiver (it chooses) and as sender, each towards
     the other party, so that both can multiply their private values in one exchange."""
 
-    def __init__(self, channel: Channel, prefix: str = "ot", source: str = "silent") -> None:
+    def __init__(self, channel: Channel, prefix: str = "ot", source: str = "iknp") -> None:
         if source not in ("silent", "iknp"):
             raise ValueError(f"no OT source {source!r}: 'silent' or 'iknp'")
         self.ch = channel
@@ -570,7 +577,7 @@ class OtProvider(Provider):
     products between masks each party draws itself. Both parties call the same methods in
     the same order (they run the same program); call :meth:`setup` first."""
 
-    def __init__(self, party: int, channel: Channel, source: str = "silent") -> None:
+    def __init__(self, party: int, channel: Channel, source: str = "iknp") -> None:
         self.party = party
         self.ot = OtExtension(channel, source=source)
         self.prg = Prg(new_seed())  # this party's own randomness
