@@ -14,12 +14,11 @@
 //! dual LPN, noise of weight `t` on a code of minimum distance `δ·N` leaves a bias
 //! `(1 - 2δ)^t`; with `δ = 0.1` as estimated for expand-accumulate codes of weight 21 (Boyle,
 //! Couteau, Gilboa, Ishai, Kohl, Resch and Scholl, "Correlated Pseudorandomness from
-//! Expand-Accumulate Codes", CRYPTO 2022), 400 positions give `2^-128` (the estimate the
-//! libOTe implementation uses for its expand-accumulate silent OT). Regular noise (one
-//! position per block of `2^d`) is the structure of Boyle et al. (CCS 2019) and of Ferret
-//! (Yang, Weng, Lan, Zhang and Wang, CCS 2020); the algebraic attacks on regular syndrome
-//! decoding (Briaud and Øygarden, EUROCRYPT 2023) need a far lower noise rate than the
-//! dual code's rate 1/2 here.
+//! Expand-Accumulate Codes", CRYPTO 2022), 400 positions give `2^-128` (the figure `eacode`
+//! and the RR22 VOLE rest on). Regular noise (one position per block of `2^d`) is the
+//! structure of Boyle et al. (CCS 2019) and of Ferret (Yang, Weng, Lan, Zhang and Wang, CCS
+//! 2020). Not re-evaluated here: the algebraic attacks on regular syndrome decoding (Briaud
+//! and Øygarden, EUROCRYPT 2023) for these exact sizes.
 //!
 //! The base correlated OTs of a batch are `RESERVE` outputs of the batch before (Ferret's
 //! bootstrapping): the first batch's come from IKNP over 128 Chou–Orlandi base OTs, and no

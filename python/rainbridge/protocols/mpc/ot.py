@@ -12,8 +12,8 @@ one stream of correlated OTs and the sender of the other, from one of two source
   Yang et al. 2020). Batches of :data:`SILENT_BATCH` are made ahead of use, and the
   receiver turns a random OT into the one it needs with one bit (its random choice XOR the
   wanted one): 1 bit plus 0.7 byte of batch traffic per OT instead of 16 bytes, for more
-  computation (the code's random reads). It is the faster source on links slower than a
-  few hundred Mbit/s; docs/BENCHMARKS.md has the measured trade.
+  computation (the code's random reads). From the measured trade in docs/BENCHMARKS.md it
+  is the faster source on links slower than about 135 Mbit/s each way.
 
 Either way the random OTs are hashed with a tweakable correlation-robust hash made of
 fixed-key AES (Guo et al. 2020).
