@@ -81,6 +81,8 @@ mod cios {
     pub(super) struct Modulus<const L: usize> {
         m: [Word; L],
         neg_inv: Word,
+        /// R² mod m: x ↦ mul(x, R²) = x·R enters Montgomery form
+        r2: Uint<L>,
     }
 
     impl<const L: usize> Modulus<L> {
@@ -91,13 +93,30 @@ mod cios {
             for _ in 0..7 {
                 inv = inv.wrapping_mul((2 as Word).wrapping_sub(m[0].wrapping_mul(inv)));
             }
+            let one = crypto_bigint::modular::MontyForm::one(*params);
+            let r2 = *crypto_bigint::modular::MontyForm::new(one.as_montgomery(), *params)
+                .as_montgomery();
             Modulus {
                 m,
                 neg_inv: inv.wrapping_neg(),
+                r2,
             }
         }
 
-        /// a·b·R^(-1) mod m for a, b < m.
+        /// x·R mod m (Montgomery form) for any x < R.
+        #[inline]
+        pub(super) fn enter(&self, x: &Uint<L>) -> Uint<L> {
+            self.mul(x, &self.r2)
+        }
+
+        /// x·R^(-1) mod m (leaves Montgomery form) for any x < R.
+        #[inline]
+        pub(super) fn leave(&self, x: &Uint<L>) -> Uint<L> {
+            self.mul(x, &Uint::ONE)
+        }
+
+        /// a·b·R^(-1) mod m, for a·b < m·R (a below R and b below m, say): the sum before
+        /// the last subtraction stays below 2m.
         #[inline]
         pub(super) fn mul(&self, a: &Uint<L>, b: &Uint<L>) -> Uint<L> {
             const BITS: u32 = Word::BITS;
@@ -181,10 +200,6 @@ impl<const L: usize> FixedBase<L> {
             windows,
             table,
         }
-    }
-
-    fn params(&self) -> &MontyParams<L> {
-        &self.params
     }
 
     /// `base^e`, `e` given as little-endian bytes; its bits past `windows·window` must be
@@ -321,14 +336,15 @@ impl PublicKey {
     }
 
     fn to_wire(&self, c: &Mont, out: &mut [u8]) {
-        out.copy_from_slice(&c.retrieve().to_le_bytes());
+        let raw = self.h.modulus.leave(c.as_montgomery());
+        out.copy_from_slice(&raw.to_le_bytes());
     }
 
     /// Parses and checks received ciphertexts into Montgomery form.
     pub fn parse(&self, data: &[u8]) -> Result<Vec<U2048>> {
         let mut cts = self.check(data)?;
         cts.par_iter_mut()
-            .for_each(|c| *c = *Mont::new(c, self.params).as_montgomery());
+            .for_each(|c| *c = self.h.modulus.enter(c));
         Ok(cts)
     }
 
@@ -400,11 +416,15 @@ impl PublicKey {
                 "ciphertext buffers differ in length".into(),
             ));
         }
-        let (a, b) = (self.parse(a)?, self.parse(b)?);
+        let (a, b) = (self.check(a)?, self.check(b)?);
+        let m = &self.h.modulus;
         let mut out = vec![0u8; a.len() * CT_BYTES];
+        // (a·b·R^(-1))·R²·R^(-1) = a·b: two products, no conversion in or out
         out.par_chunks_mut(CT_BYTES)
             .zip(a.par_iter().zip(b.par_iter()))
-            .for_each(|(o, (x, y))| self.to_wire(&self.mul(&self.mont(x), &self.mont(y)), o));
+            .for_each(|(o, (x, y))| {
+                o.copy_from_slice(&m.enter(&m.mul(x, y)).to_le_bytes());
+            });
         Ok(out)
     }
 
@@ -649,7 +669,7 @@ type P2 = Uint<P2_LIMBS>;
 /// ciphertext reveals nothing about which path made it, and both kinds add together.
 struct Crt {
     p: U768,
-    p_params: MontyParams<12>,
+    p_mod: cios::Modulus<12>,
     p2_params: MontyParams<P2_LIMBS>,
     q: U704,
     t_768: NonZero<U768>,
@@ -724,7 +744,7 @@ impl Crt {
         let r_bits = (t_bits + R_SLACK) as usize;
         Ok(Crt {
             p: *p,
-            p_params,
+            p_mod: cios::Modulus::new(&p_params),
             p2_params,
             q: q.resize::<Q_LIMBS>(),
             t_768: Option::from(NonZero::new(t.resize::<12>())).expect("t is non-zero"),
@@ -744,7 +764,8 @@ impl Crt {
     fn encrypt(&self, mag: &U768, negative: bool, r: &U384) -> U2048 {
         // mod p²: the exponents of the order-t parts reduced mod t, G₁'s power in one product
         let mut mt = mag.rem(&self.t_768).resize::<4>();
-        let mut k = MontyForm::new(mag, self.p_params).mul(&self.l1).retrieve();
+        // mag < p and l1 in Montgomery form: one product gives mag·l1 mod p
+        let mut k = self.p_mod.mul(mag, self.l1.as_montgomery());
         if negative {
             // G^(-m): the same parts with -m mod t and -m·l1 mod p (zero stays zero)
             if mt != U256::ZERO {
@@ -762,7 +783,7 @@ impl Crt {
         let (mp2, mq) = (&self.g2.modulus, &self.g_q.modulus);
         let cp = mp2.mul(
             &mp2.mul(
-                MontyForm::new(&g1m, self.p2_params).as_montgomery(),
+                &mp2.enter(&g1m),
                 self.g2.pow(&mt.to_le_bytes()).as_montgomery(),
             ),
             self.h_p2.pow(&rt.to_le_bytes()).as_montgomery(),
@@ -773,12 +794,13 @@ impl Crt {
             base.pow(&mag.to_le_bytes()).as_montgomery(),
             self.h_q.pow(&r.to_le_bytes()).as_montgomery(),
         );
-        let cq = MontyForm::from_montgomery(cq, *self.g_q.params()).retrieve();
+        let cq = mq.leave(&cq);
         // c = cq + q·((cp - cq)·q^(-1) mod p²), below q·p² = n
-        let d = MontyForm::from_montgomery(cp, self.p2_params)
-            .sub(&MontyForm::new(&cq.resize::<P2_LIMBS>(), self.p2_params))
-            .mul(&self.q_inv)
-            .retrieve();
+        let diff = MontyForm::from_montgomery(cp, self.p2_params).sub(&MontyForm::from_montgomery(
+            mp2.enter(&cq.resize::<P2_LIMBS>()),
+            self.p2_params,
+        ));
+        let d = mp2.leave(&mp2.mul(diff.as_montgomery(), self.q_inv.as_montgomery()));
         self.q
             .resize::<LIMBS>()
             .wrapping_mul(&d.resize::<LIMBS>())
@@ -794,7 +816,6 @@ pub struct SecretKey {
     t: U256,
     p2: NonZero<U2048>,
     p2_mod: cios::Modulus<P2_LIMBS>,
-    p_params: MontyParams<12>,
     /// p^(-1) mod 2^768: L(y) = (y - 1)/p is an exact division, so a product by this
     p_inv_2k: U768,
     /// L(G^t mod p²)^(-1) mod p, in Montgomery form mod p
@@ -888,7 +909,6 @@ impl SecretKey {
             t,
             p2: Option::from(NonZero::new(p2)).expect("p²"),
             p2_mod: cios::Modulus::new(&crt.p2_params),
-            p_params,
             p_inv_2k,
             l_inv: MontyForm::one(p_params),
             half_p: p.shr_vartime(1),
@@ -906,15 +926,10 @@ impl SecretKey {
     /// L(c^t mod p²) for a residue c mod n: the one exponentiation of decryption, by a
     /// fixed-window ladder that is constant-time in the secret t ([`pow_ct`]).
     fn l_raw(&self, c: &U2048) -> U768 {
-        let params = self.crt.p2_params;
-        let x = MontyForm::new(&c.rem(&self.p2).resize::<P2_LIMBS>(), params);
-        let y = pow_ct(
-            &self.p2_mod,
-            MontyForm::one(params).as_montgomery(),
-            x.as_montgomery(),
-            &self.t,
-        );
-        let y = MontyForm::from_montgomery(y, params).retrieve();
+        let m = &self.p2_mod;
+        let x = m.enter(&c.rem(&self.p2).resize::<P2_LIMBS>());
+        let one = MontyForm::one(self.crt.p2_params);
+        let y = m.leave(&pow_ct(m, one.as_montgomery(), &x, &self.t));
         // y ≡ 1 mod p for an encryption (y = G^(m·t)): (y - 1)/p = (y - 1)·p^(-1) mod 2^768,
         // exact since the quotient is below p. Anything else decrypts to some residue too.
         y.wrapping_sub(&P2::ONE)
@@ -924,8 +939,11 @@ impl SecretKey {
 
     /// The signed plaintext of `c` as two's complement in 768 bits.
     fn decrypt_one(&self, c: &U2048) -> U768 {
-        let l = MontyForm::<12>::new(&self.l_raw(c), self.p_params);
-        let m = l.mul(&self.l_inv).retrieve();
+        // l < 2^768 = R and l_inv in Montgomery form: one product gives l·l_inv mod p
+        let m = self
+            .crt
+            .p_mod
+            .mul(&self.l_raw(c), self.l_inv.as_montgomery());
         if m > self.half_p {
             m.wrapping_sub(&self.p) // m - p < 0, two's complement
         } else {

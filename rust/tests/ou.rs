@@ -308,6 +308,22 @@ mod key_owner {
             assert!(pk.encrypt_packed(&vals, slots, bits).is_err());
             assert!(sk.encrypt_packed(&vals, slots, bits).is_err());
         }
+        // a value outside its signed slot would carry into the next one: refused
+        for (vals, bits) in [
+            (vec![1i64 << 9, 0], 10u32),
+            (vec![0, -(1i64 << 9)], 10),
+            (vec![i64::MIN, 0], 64),
+        ] {
+            assert!(pk.encrypt_packed(&vals, 2, bits).is_err(), "{vals:?}");
+            assert!(sk.encrypt_packed(&vals, 2, bits).is_err(), "{vals:?}");
+        }
+        let edge = [(1i64 << 9) - 1, -((1i64 << 9) - 1)];
+        let c = sk.encrypt_packed(&edge, 2, 10).unwrap();
+        assert_eq!(
+            sk.decrypt_packed(&c, 2, 10, 0).unwrap(),
+            vec![511.0, -511.0]
+        );
+        assert!(sk.encrypt_packed(&[i64::MIN, i64::MAX], 2, 65).is_ok());
         assert!(sk.encrypt_packed(&[], 2, 64).unwrap().is_empty());
         let r = nonces(1, 224);
         assert!(sk.encrypt_packed_with(&[1, 2], 1, 64, Some(&r)).is_err());
