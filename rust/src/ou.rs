@@ -23,7 +23,7 @@
 use crypto_bigint::modular::{MontyForm, MontyParams};
 use crypto_bigint::{NonZero, Odd, RandomBits, RandomMod, Uint, U2048, U256, U384, U704, U768};
 use crypto_primes::{generate_prime_with_rng, is_prime_with_rng};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
@@ -41,6 +41,8 @@ const W_PUBLIC_H: usize = 10;
 const W_P2: usize = 11;
 const W_Q_G: usize = 10;
 const W_Q_H: usize = 11;
+/// Rows per parallel task of encryption, each drawing its randomness in one read.
+const NONCE_BLOCK: usize = 128;
 /// Extra bits of the randomness r beyond |t|, so that r mod t is statistically uniform.
 const R_SLACK: u32 = 64;
 
@@ -396,17 +398,56 @@ impl PublicKey {
         slot_bits: u32,
         nonces: Option<&[U384]>,
     ) -> Result<Vec<u8>> {
-        let rows = check_rows(values, slots, slot_bits, self.plaintext_bits(), nonces)?;
+        check_rows(values, slots, slot_bits, self.plaintext_bits(), nonces)?;
+        Ok(
+            self.encrypt_rows(values, slots, slot_bits, nonces, |mag, neg, r, o| {
+                self.to_wire(&self.encrypt_mag(&mag.to_le_bytes(), neg, r), o)
+            }),
+        )
+    }
+
+    /// One ciphertext per row of `slots` checked values, rows in parallel blocks of
+    /// [`NONCE_BLOCK`]; each block draws its rows' randomness with one call to the system's
+    /// generator (or takes the given `nonces`). `encrypt(|m|, m < 0, r, out)` writes a row.
+    fn encrypt_rows(
+        &self,
+        values: &[i64],
+        slots: usize,
+        slot_bits: u32,
+        nonces: Option<&[U384]>,
+        encrypt: impl Fn(&U768, bool, &U384, &mut [u8]) + Sync,
+    ) -> Vec<u8> {
+        let rows = values.len() / slots;
         let mut out = vec![0u8; rows * CT_BYTES];
-        out.par_chunks_mut(CT_BYTES)
-            .zip(values.par_chunks(slots))
+        out.par_chunks_mut(CT_BYTES * NONCE_BLOCK)
+            .zip(values.par_chunks(slots * NONCE_BLOCK))
             .enumerate()
-            .for_each(|(i, (o, row))| {
-                let (mag, neg) = pack(row, slot_bits);
-                let r = nonces.map_or_else(|| self.draw_r(), |n| n[i]);
-                self.to_wire(&self.encrypt_mag(&mag.to_le_bytes(), neg, &r), o);
+            .for_each(|(block, (o, vals))| {
+                let n = vals.len() / slots;
+                let r = match nonces {
+                    Some(all) => all[block * NONCE_BLOCK..block * NONCE_BLOCK + n].to_vec(),
+                    None => self.draw_rs(n),
+                };
+                for (i, (o, row)) in o.chunks_mut(CT_BYTES).zip(vals.chunks(slots)).enumerate() {
+                    let (mag, neg) = pack(row, slot_bits);
+                    encrypt(&mag, neg, &r[i], o);
+                }
             });
-        Ok(out)
+        out
+    }
+
+    /// `n` fresh randomness values r, each uniform below 2^(|t| + R_SLACK) as [`draw_r`]'s,
+    /// from one read of the system's generator.
+    ///
+    /// [`draw_r`]: Self::draw_r
+    fn draw_rs(&self, n: usize) -> Vec<U384> {
+        const W: usize = U384::BYTES;
+        let mut buf = vec![0u8; n * W];
+        OsRng.fill_bytes(&mut buf);
+        let mask = U384::MAX.shr_vartime(U384::BITS - (self.t_bits + R_SLACK));
+        buf.chunks_exact(W)
+            .map(|b| U384::from_le_slice(b).bitand(&mask))
+            .collect()
     }
 
     /// Element-wise homomorphic sum of two equally long ciphertext buffers.
@@ -967,17 +1008,12 @@ impl SecretKey {
         nonces: Option<&[U384]>,
     ) -> Result<Vec<u8>> {
         let pk = &self.public;
-        let rows = check_rows(values, slots, slot_bits, pk.plaintext_bits(), nonces)?;
-        let mut out = vec![0u8; rows * CT_BYTES];
-        out.par_chunks_mut(CT_BYTES)
-            .zip(values.par_chunks(slots))
-            .enumerate()
-            .for_each(|(i, (o, row))| {
-                let (mag, neg) = pack(row, slot_bits);
-                let r = nonces.map_or_else(|| pk.draw_r(), |n| n[i]);
-                o.copy_from_slice(&self.crt.encrypt(&mag, neg, &r).to_le_bytes());
-            });
-        Ok(out)
+        check_rows(values, slots, slot_bits, pk.plaintext_bits(), nonces)?;
+        Ok(
+            pk.encrypt_rows(values, slots, slot_bits, nonces, |mag, neg, r, o| {
+                o.copy_from_slice(&self.crt.encrypt(mag, neg, r).to_le_bytes())
+            }),
+        )
     }
 
     /// Decrypts packed ciphertexts and returns every slot scaled by 2^-frac_bits.

@@ -266,6 +266,22 @@ mod key_owner {
                 assert_eq!(sk.decrypt_i64(&a).unwrap(), vals);
             }
         }
+        // several parallel blocks of rows, each with its own randomness
+        let rows = 300usize;
+        let vals: Vec<i64> = (0..2 * rows as i64).map(|i| i * 7919 - 1_000_000).collect();
+        let r = nonces(rows, 224);
+        let a = sk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap();
+        assert_eq!(a, pk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap());
+        let fresh = sk.encrypt_packed(&vals, 2, 64).unwrap();
+        let distinct: std::collections::HashSet<&[u8]> = fresh.chunks(CT_BYTES).collect();
+        assert_eq!(distinct.len(), rows, "every row has its own randomness");
+        let want: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+        assert_eq!(sk.decrypt_packed(&fresh, 2, 64, 0).unwrap(), want);
+        assert_eq!(
+            sk.decrypt_packed(&pk.encrypt_packed(&vals, 2, 64).unwrap(), 2, 64, 0)
+                .unwrap(),
+            want
+        );
         // the largest plaintext magnitude: 339 bits in 3 slots of 113 bits
         let vals = [i64::MAX, i64::MIN + 1, -(1 << 62)];
         let r = nonces(1, 224);
