@@ -28,6 +28,9 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 
+#[path = "ou_ifma.rs"]
+mod ifma;
+
 /// Bytes of one ciphertext on the wire.
 pub const CT_BYTES: usize = 256;
 const LIMBS: usize = 32;
@@ -400,22 +403,25 @@ impl PublicKey {
     ) -> Result<Vec<u8>> {
         check_rows(values, slots, slot_bits, self.plaintext_bits(), nonces)?;
         Ok(
-            self.encrypt_rows(values, slots, slot_bits, nonces, |mag, neg, r, o| {
-                self.to_wire(&self.encrypt_mag(&mag.to_le_bytes(), neg, r), o)
+            self.encrypt_rows(values, slots, slot_bits, nonces, |rows, out| {
+                for ((mag, neg, r), o) in rows.iter().zip(out.chunks_mut(CT_BYTES)) {
+                    self.to_wire(&self.encrypt_mag(&mag.to_le_bytes(), *neg, r), o)
+                }
             }),
         )
     }
 
     /// One ciphertext per row of `slots` checked values, rows in parallel blocks of
     /// [`NONCE_BLOCK`]; each block draws its rows' randomness with one call to the system's
-    /// generator (or takes the given `nonces`). `encrypt(|m|, m < 0, r, out)` writes a row.
+    /// generator (or takes the given `nonces`). `encrypt(rows, out)` writes a block's
+    /// ciphertexts, each row given as (|m|, m < 0, r).
     fn encrypt_rows(
         &self,
         values: &[i64],
         slots: usize,
         slot_bits: u32,
         nonces: Option<&[U384]>,
-        encrypt: impl Fn(&U768, bool, &U384, &mut [u8]) + Sync,
+        encrypt: impl Fn(&[(U768, bool, U384)], &mut [u8]) + Sync,
     ) -> Vec<u8> {
         let rows = values.len() / slots;
         let mut out = vec![0u8; rows * CT_BYTES];
@@ -428,10 +434,15 @@ impl PublicKey {
                     Some(all) => all[block * NONCE_BLOCK..block * NONCE_BLOCK + n].to_vec(),
                     None => self.draw_rs(n),
                 };
-                for (i, (o, row)) in o.chunks_mut(CT_BYTES).zip(vals.chunks(slots)).enumerate() {
-                    let (mag, neg) = pack(row, slot_bits);
-                    encrypt(&mag, neg, &r[i], o);
-                }
+                let rows: Vec<(U768, bool, U384)> = vals
+                    .chunks(slots)
+                    .zip(r)
+                    .map(|(row, r)| {
+                        let (mag, neg) = pack(row, slot_bits);
+                        (mag, neg, r)
+                    })
+                    .collect();
+                encrypt(&rows, o);
             });
         out
     }
@@ -725,6 +736,22 @@ struct Crt {
     g_q: FixedBase<Q_LIMBS>,
     g_inv_q: FixedBase<Q_LIMBS>,
     h_q: FixedBase<Q_LIMBS>,
+    /// The same tables in AVX-512 IFMA form, eight rows at a time, where the CPU has it.
+    ifma: Option<CrtIfma>,
+}
+
+/// Radix-2^52 limbs of residues mod p² (1,366 bits at most) and mod q (684).
+const P2_K: usize = 27;
+const Q_K: usize = 14;
+
+struct CrtIfma {
+    fp2: ifma::Field<P2_K>,
+    fq: ifma::Field<Q_K>,
+    g2: ifma::Table<P2_K>,
+    h_p2: ifma::Table<P2_K>,
+    /// G and G^-1 mod q (tables 0 and 1: a lane picks by its plaintext's sign)
+    g_q: ifma::Table<Q_K>,
+    h_q: ifma::Table<Q_K>,
 }
 
 impl Crt {
@@ -735,6 +762,7 @@ impl Crt {
         g_raw: &U2048,
         h_raw: &U2048,
         pt_bits: u32,
+        use_ifma: bool,
     ) -> Result<Self> {
         const BAD_ORDER: &str = "OU generators G, H do not have the orders p·t, t mod p²";
         if 2 * p.bits() > P2::BITS || q.bits() > U704::BITS {
@@ -783,7 +811,7 @@ impl Crt {
         let gq_inv = gq.pow_bounded_exp(&q_less_2, U704::BITS);
         let hq = mod_q(h_raw);
         let r_bits = (t_bits + R_SLACK) as usize;
-        Ok(Crt {
+        let mut crt = Crt {
             p: *p,
             p_mod: cios::Modulus::new(&p_params),
             p2_params,
@@ -798,12 +826,47 @@ impl Crt {
             g_q: FixedBase::new(gq, pt_bits as usize, W_Q_G),
             g_inv_q: FixedBase::new(gq_inv, pt_bits as usize, W_Q_G),
             h_q: FixedBase::new(hq, r_bits, W_Q_H),
+            ifma: None,
+        };
+        if use_ifma {
+            crt.ifma = crt.build_ifma(&p2, &q.resize::<Q_LIMBS>(), [&g2, &h], [&gq, &gq_inv, &hq]);
+        }
+        Ok(crt)
+    }
+
+    /// The IFMA tables from the same bases (Montgomery forms of crypto-bigint's), or `None`
+    /// where a modulus does not fit the limbs.
+    fn build_ifma(
+        &self,
+        p2: &P2,
+        q: &U704,
+        [g2, h]: [&MontyForm<P2_LIMBS>; 2],
+        [gq, gq_inv, hq]: [&MontyForm<Q_LIMBS>; 3],
+    ) -> Option<CrtIfma> {
+        let fp2 = ifma::Field::new(p2)?;
+        let fq = ifma::Field::new(q)?;
+        let (mp2, mq) = (&self.g2.modulus, &self.g_q.modulus);
+        // plain products for the tables: (a·R)·b·R^(-1) = a·b
+        let mul_p2 = |a: &P2, b: &P2| mp2.mul(&mp2.enter(a), b);
+        let mul_q = |a: &U704, b: &U704| mq.mul(&mq.enter(a), b);
+        let plain_p2 = |x: &MontyForm<P2_LIMBS>| x.retrieve();
+        let plain_q = |x: &MontyForm<Q_LIMBS>| x.retrieve();
+        let t_bits = self.t.bits() as usize;
+        let pt_bits = self.g_q.windows * self.g_q.window;
+        let r_bits = self.h_q.windows * self.h_q.window;
+        Some(CrtIfma {
+            g2: ifma::Table::new(&fp2, &[plain_p2(g2)], t_bits, W_P2, mul_p2),
+            h_p2: ifma::Table::new(&fp2, &[plain_p2(h)], t_bits, W_P2, mul_p2),
+            g_q: ifma::Table::new(&fq, &[plain_q(gq), plain_q(gq_inv)], pt_bits, W_Q_G, mul_q),
+            h_q: ifma::Table::new(&fq, &[plain_q(hq)], r_bits, W_Q_H, mul_q),
+            fp2,
+            fq,
         })
     }
 
-    /// G^(±mag) · H^r mod n, as the residue below n.
-    fn encrypt(&self, mag: &U768, negative: bool, r: &U384) -> U2048 {
-        // mod p²: the exponents of the order-t parts reduced mod t, G₁'s power in one product
+    /// The per-row scalars of the mod-p² part: (m mod t, r mod t, G₁^m mod p²) for the
+    /// signed plaintext ±mag (G₁^m = 1 + (m·l1 mod p)·p, one product mod p).
+    fn p2_parts(&self, mag: &U768, negative: bool, r: &U384) -> (U256, U256, P2) {
         let mut mt = mag.rem(&self.t_768).resize::<4>();
         // mag < p and l1 in Montgomery form: one product gives mag·l1 mod p
         let mut k = self.p_mod.mul(mag, self.l1.as_montgomery());
@@ -821,31 +884,81 @@ impl Crt {
             .resize::<P2_LIMBS>()
             .wrapping_mul(&self.p.resize::<P2_LIMBS>())
             .wrapping_add(&P2::ONE);
-        let (mp2, mq) = (&self.g2.modulus, &self.g_q.modulus);
-        let cp = mp2.mul(
-            &mp2.mul(
-                &mp2.enter(&g1m),
-                self.g2.pow(&mt.to_le_bytes()).as_montgomery(),
-            ),
-            self.h_p2.pow(&rt.to_le_bytes()).as_montgomery(),
+        (mt, rt, g1m)
+    }
+
+    /// c = cq + q·((cp - cq)·q^(-1) mod p²): the residue below q·p² = n that is cp mod p²
+    /// and cq mod q (both plain, below their moduli).
+    fn recombine(&self, cp: &P2, cq: &U704) -> U2048 {
+        let mp2 = &self.g2.modulus;
+        let diff = MontyForm::from_montgomery(mp2.enter(cp), self.p2_params).sub(
+            &MontyForm::from_montgomery(mp2.enter(&cq.resize::<P2_LIMBS>()), self.p2_params),
         );
-        // mod q: whole exponents
-        let base = if negative { &self.g_inv_q } else { &self.g_q };
-        let cq = mq.mul(
-            base.pow(&mag.to_le_bytes()).as_montgomery(),
-            self.h_q.pow(&r.to_le_bytes()).as_montgomery(),
-        );
-        let cq = mq.leave(&cq);
-        // c = cq + q·((cp - cq)·q^(-1) mod p²), below q·p² = n
-        let diff = MontyForm::from_montgomery(cp, self.p2_params).sub(&MontyForm::from_montgomery(
-            mp2.enter(&cq.resize::<P2_LIMBS>()),
-            self.p2_params,
-        ));
+        // (cp - cq)·R times q^(-1)·R, then out of Montgomery form
         let d = mp2.leave(&mp2.mul(diff.as_montgomery(), self.q_inv.as_montgomery()));
         self.q
             .resize::<LIMBS>()
             .wrapping_mul(&d.resize::<LIMBS>())
             .wrapping_add(&cq.resize::<LIMBS>())
+    }
+
+    /// G^(±mag) · H^r mod n, as the residue below n.
+    fn encrypt(&self, mag: &U768, negative: bool, r: &U384) -> U2048 {
+        // mod p²: the exponents of the order-t parts reduced mod t, G₁'s power in one product
+        let (mt, rt, g1m) = self.p2_parts(mag, negative, r);
+        let (mp2, mq) = (&self.g2.modulus, &self.g_q.modulus);
+        // (G₂^mt·R)·(H^rt·R)·R^(-1) times g1m (plain): the plain product
+        let cp = mp2.mul(
+            &mp2.mul(
+                self.g2.pow(&mt.to_le_bytes()).as_montgomery(),
+                self.h_p2.pow(&rt.to_le_bytes()).as_montgomery(),
+            ),
+            &g1m,
+        );
+        // mod q: whole exponents
+        let base = if negative { &self.g_inv_q } else { &self.g_q };
+        let cq = mq.leave(&mq.mul(
+            base.pow(&mag.to_le_bytes()).as_montgomery(),
+            self.h_q.pow(&r.to_le_bytes()).as_montgomery(),
+        ));
+        self.recombine(&cp, &cq)
+    }
+
+    /// [`encrypt`](Self::encrypt) of up to eight rows at once in IFMA lanes: the same
+    /// numbers (padding lanes encrypt zero and are dropped).
+    fn encrypt8(&self, x: &CrtIfma, rows: &[(U768, bool, U384)]) -> Vec<U2048> {
+        const L: usize = ifma::LANES;
+        let pad = (U768::ZERO, false, U384::ZERO);
+        let row = |l: usize| rows.get(l).unwrap_or(&pad);
+        let parts: [(U256, U256, P2); L] = std::array::from_fn(|l| {
+            let (mag, neg, r) = row(l);
+            self.p2_parts(mag, *neg, r)
+        });
+        let mt: [[u8; 32]; L] = std::array::from_fn(|l| parts[l].0.to_le_bytes());
+        let rt: [[u8; 32]; L] = std::array::from_fn(|l| parts[l].1.to_le_bytes());
+        let g1m: [[u64; P2_K]; L] = std::array::from_fn(|l| ifma::to_limbs(&parts[l].2));
+        let cp = x.g2.pow2_times(
+            &x.h_p2,
+            &x.fp2,
+            [0; L],
+            std::array::from_fn(|l| &mt[l][..]),
+            std::array::from_fn(|l| &rt[l][..]),
+            &g1m,
+        );
+        let mag: [[u8; 96]; L] = std::array::from_fn(|l| row(l).0.to_le_bytes());
+        let r: [[u8; 48]; L] = std::array::from_fn(|l| row(l).2.to_le_bytes());
+        let one = [ifma::to_limbs::<Q_LIMBS, Q_K>(&U704::ONE); L];
+        let cq = x.g_q.pow2_times(
+            &x.h_q,
+            &x.fq,
+            std::array::from_fn(|l| row(l).1 as usize),
+            std::array::from_fn(|l| &mag[l][..]),
+            std::array::from_fn(|l| &r[l][..]),
+            &one,
+        );
+        (0..rows.len())
+            .map(|l| self.recombine(&x.fp2.reduce(&cp[l]), &x.fq.reduce(&cq[l])))
+            .collect()
     }
 }
 
@@ -902,7 +1015,7 @@ impl SecretKey {
         let g_raw = draw().retrieve();
         let h_raw = draw().pow(&n).retrieve();
         // L(G^t) = 0 has probability 1/p; from_parts rejects it rather than loop here
-        Self::from_parts(p, q, t, g_raw, h_raw)
+        Self::from_parts(p, q, t, g_raw, h_raw, ifma::available())
     }
 
     pub fn public(&self) -> &PublicKey {
@@ -929,10 +1042,33 @@ impl SecretKey {
         let t = U256::from_le_slice(&b[192..224]);
         let g_raw = U2048::from_le_slice(&b[224..480]);
         let h_raw = U2048::from_le_slice(&b[480..736]);
-        Self::from_parts(p, q, t, g_raw, h_raw)
+        Self::from_parts(p, q, t, g_raw, h_raw, ifma::available())
     }
 
-    fn from_parts(p: U768, q: U768, t: U256, g_raw: U2048, h_raw: U2048) -> Result<Self> {
+    /// [`from_bytes`](Self::from_bytes) choosing the key owner's encryption path: with
+    /// `ifma` false the portable one even where the CPU has AVX-512 IFMA (tests compare them).
+    #[doc(hidden)]
+    pub fn from_bytes_with(b: &[u8], ifma: bool) -> Result<Self> {
+        let sk = Self::from_bytes(b)?;
+        if ifma == sk.crt.ifma.is_some() {
+            return Ok(sk);
+        }
+        Self::from_parts(sk.p, sk.q, sk.t, sk.public.g_raw, sk.public.h_raw, ifma)
+    }
+
+    /// Whether the key owner's encryption runs in AVX-512 IFMA lanes.
+    pub fn uses_ifma(&self) -> bool {
+        self.crt.ifma.is_some()
+    }
+
+    fn from_parts(
+        p: U768,
+        q: U768,
+        t: U256,
+        g_raw: U2048,
+        h_raw: U2048,
+        ifma: bool,
+    ) -> Result<Self> {
         if p.bits() < 300 || q.bits() < 300 || t.bits() < 128 || !p.bit_vartime(0) {
             return Err(CoreError::InvalidKey(
                 "OU secret key parameters out of range",
@@ -941,7 +1077,7 @@ impl SecretKey {
         let (p2, n) = modulus(&p, &q);
         let public = PublicKey::build(n, g_raw, h_raw)?;
         let p_params = MontyParams::new_vartime(Option::from(Odd::new(p)).expect("p is odd"));
-        let crt = Crt::new(&p, &q, &t, &g_raw, &h_raw, public.plaintext_bits())?;
+        let crt = Crt::new(&p, &q, &t, &g_raw, &h_raw, public.plaintext_bits(), ifma)?;
         let p_inv_2k = Option::from(p.inv_mod2k(U768::BITS)).expect("p is odd");
         let mut sk = SecretKey {
             public,
@@ -1010,8 +1146,26 @@ impl SecretKey {
         let pk = &self.public;
         check_rows(values, slots, slot_bits, pk.plaintext_bits(), nonces)?;
         Ok(
-            pk.encrypt_rows(values, slots, slot_bits, nonces, |mag, neg, r, o| {
-                o.copy_from_slice(&self.crt.encrypt(mag, neg, r).to_le_bytes())
+            pk.encrypt_rows(values, slots, slot_bits, nonces, |rows, out| {
+                let crt = &self.crt;
+                match &crt.ifma {
+                    Some(x) => {
+                        for (rows, out) in rows
+                            .chunks(ifma::LANES)
+                            .zip(out.chunks_mut(ifma::LANES * CT_BYTES))
+                        {
+                            for (c, o) in crt.encrypt8(x, rows).iter().zip(out.chunks_mut(CT_BYTES))
+                            {
+                                o.copy_from_slice(&c.to_le_bytes());
+                            }
+                        }
+                    }
+                    None => {
+                        for ((mag, neg, r), o) in rows.iter().zip(out.chunks_mut(CT_BYTES)) {
+                            o.copy_from_slice(&crt.encrypt(mag, *neg, r).to_le_bytes());
+                        }
+                    }
+                }
             }),
         )
     }

@@ -292,6 +292,54 @@ mod key_owner {
     }
 
     #[test]
+    fn ifma_and_portable_paths_give_the_public_keys_ciphertexts() {
+        let sk = key();
+        let pk = sk.public();
+        let bytes = sk.to_bytes();
+        let portable = SecretKey::from_bytes_with(&bytes, false).unwrap();
+        assert!(!portable.uses_ifma());
+        let fast = SecretKey::from_bytes_with(&bytes, true).unwrap();
+        #[cfg(target_arch = "x86_64")]
+        if std::env::var_os("RAINBRIDGE_DISABLE_IFMA").is_none() {
+            assert_eq!(
+                fast.uses_ifma(),
+                std::arch::is_x86_feature_detected!("avx512ifma")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+            );
+        }
+        // rows in several blocks, a partial vector at the end, both signs, both extremes
+        let rows = 141usize;
+        let vals: Vec<i64> = (0..rows as i64)
+            .flat_map(|i| match i % 4 {
+                0 => [i64::MAX, -i],
+                1 => [i64::MIN + 1, i],
+                2 => [0, 0],
+                _ => [-(i * 1_000_003), i * 7],
+            })
+            .collect();
+        let mut r = nonces(rows, 224);
+        r[3] = U384::ZERO;
+        r[4] = U384::MAX.shr_vartime(384 - 224);
+        let want = pk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap();
+        assert_eq!(
+            portable
+                .encrypt_packed_with(&vals, 2, 64, Some(&r))
+                .unwrap(),
+            want
+        );
+        assert_eq!(
+            fast.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap(),
+            want
+        );
+        let wide: Vec<i64> = (0..3 * 9).map(|i| (i - 13) * (1 << 50)).collect();
+        let r = nonces(9, 224);
+        assert_eq!(
+            fast.encrypt_packed_with(&wide, 3, 113, Some(&r)).unwrap(),
+            pk.encrypt_packed_with(&wide, 3, 113, Some(&r)).unwrap()
+        );
+    }
+
+    #[test]
     fn mixes_with_public_key_ciphertexts() {
         let sk = key();
         let pk = sk.public();
