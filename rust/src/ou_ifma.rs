@@ -176,6 +176,19 @@ impl<const K: usize> Table<K> {
     }
 }
 
+/// `x[lane]^e` for eight plain residues below m and one secret exponent `e` (the
+/// decryption exponent t), as plain almost-reduced limbs: the same constant-time 5-bit
+/// fixed-window ladder as the portable `pow_ct` in ou.rs (every table entry read at every
+/// window through masks, the same products whatever `e` is).
+pub(super) fn pow_ct<const K: usize>(
+    f: &Field<K>,
+    x: &[[u64; K]; LANES],
+    e: &crypto_bigint::U256,
+) -> [[u64; K]; LANES] {
+    // SAFETY: only called where `available()` said the CPU has AVX-512F and IFMA
+    unsafe { imp::pow_ct(f, x, e) }
+}
+
 /// Bits `[at, at + width)` of the little-endian `e` (zero past its end), `width` <= 16.
 fn digit(e: &[u8], at: usize, width: usize) -> usize {
     let byte = at / 8;
@@ -196,6 +209,14 @@ mod imp {
     pub(super) unsafe fn enter<const K: usize>(
         _: &Field<K>,
         _: &[[u64; K]; LANES],
+    ) -> [[u64; K]; LANES] {
+        unreachable!("IFMA off x86-64")
+    }
+
+    pub(super) unsafe fn pow_ct<const K: usize>(
+        _: &Field<K>,
+        _: &[[u64; K]; LANES],
+        _: &crypto_bigint::U256,
     ) -> [[u64; K]; LANES] {
         unreachable!("IFMA off x86-64")
     }
@@ -346,6 +367,54 @@ mod imp {
             });
         }
         acc
+    }
+
+    /// Window of [`pow_ct`], in bits.
+    const W_CT: usize = 5;
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn pow_ct<const K: usize>(
+        f: &Field<K>,
+        x: &[[u64; K]; LANES],
+        e: &crypto_bigint::U256,
+    ) -> [[u64; K]; LANES] {
+        let (mv, n0) = consts(f);
+        let r2: [V; K] = std::array::from_fn(|k| splat(f.r2[k]));
+        let mut one_plain = [_mm512_setzero_si512(); K];
+        one_plain[0] = splat(1);
+        let base = mul(&mv, n0, &load(x), &r2); // x·R
+        let one = mul(&mv, n0, &one_plain, &r2); // R
+        let mut table = [one; 1 << W_CT];
+        for k in 1..table.len() {
+            table[k] = mul(&mv, n0, &table[k - 1], &base);
+        }
+        let words = e.as_words();
+        let windows = (e.bits() as usize).div_ceil(W_CT);
+        let mut acc = one;
+        for i in (0..windows).rev() {
+            for _ in 0..W_CT {
+                acc = mul(&mv, n0, &acc, &acc);
+            }
+            let at = i * W_CT;
+            let (w, s) = (at / 64, at % 64);
+            let mut d = words[w] >> s;
+            if s + W_CT > 64 && w + 1 < words.len() {
+                d |= words[w + 1] << (64 - s);
+            }
+            let d = d & ((1 << W_CT) - 1);
+            let mut pick = [_mm512_setzero_si512(); K];
+            for (k, entry) in table.iter().enumerate() {
+                let y = k as u64 ^ d;
+                // all ones iff k == d, without a branch on d
+                let mask = splat(((y | y.wrapping_neg()) >> 63).wrapping_sub(1));
+                for j in 0..K {
+                    pick[j] = _mm512_or_si512(pick[j], _mm512_and_si512(entry[j], mask));
+                }
+            }
+            acc = mul(&mv, n0, &acc, &pick);
+        }
+        // (x^e·R)·1·R^(-1): plain
+        store(&mul(&mv, n0, &acc, &one_plain))
     }
 
     #[allow(clippy::too_many_arguments)]

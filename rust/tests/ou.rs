@@ -331,6 +331,22 @@ mod key_owner {
             fast.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap(),
             want
         );
+        // decryption: both paths agree on every in-range residue, encryption or not
+        let mut buf = want.clone();
+        for (k, c) in buf.chunks_mut(CT_BYTES).take(20).enumerate() {
+            // forged but in range: the low 100 bytes changed (a residue below 2^800 < n)
+            for (i, b) in c.iter_mut().take(100).enumerate() {
+                *b ^= ((i + k) * 131 % 251) as u8;
+            }
+        }
+        assert!(pk.parse(&buf).is_ok());
+        assert_eq!(
+            portable.decrypt_packed(&buf, 2, 64, 0).unwrap(),
+            fast.decrypt_packed(&buf, 2, 64, 0).unwrap()
+        );
+        let plain: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+        assert_eq!(fast.decrypt_packed(&want, 2, 64, 0).unwrap(), plain);
+        assert_eq!(portable.decrypt_packed(&want, 2, 64, 0).unwrap(), plain);
         let wide: Vec<i64> = (0..3 * 9).map(|i| (i - 13) * (1 << 50)).collect();
         let r = nonces(9, 224);
         assert_eq!(
