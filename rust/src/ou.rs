@@ -261,9 +261,23 @@ pub struct PublicKey {
     params: MontyParams<LIMBS>,
     g_raw: U2048,
     h_raw: U2048,
+    g_inv_raw: U2048,
     g: FixedBase<LIMBS>,
     g_inv: FixedBase<LIMBS>,
     h: FixedBase<LIMBS>,
+    /// The same tables in AVX-512 IFMA form, built on first use where the CPU has it (a key
+    /// parsed only to check ciphertexts never pays for them).
+    ifma: std::sync::OnceLock<Option<PkIfma>>,
+}
+
+/// Radix-2^52 limbs of residues mod n (2,048 bits at most).
+const N_K: usize = 40;
+
+struct PkIfma {
+    f: ifma::Field<N_K>,
+    /// G and G^-1 (tables 0 and 1: a lane picks by its plaintext's sign)
+    g: ifma::Table<N_K>,
+    h: ifma::Table<N_K>,
 }
 
 impl PublicKey {
@@ -295,6 +309,8 @@ impl PublicKey {
             params,
             g_raw,
             h_raw,
+            g_inv_raw: g_inv.retrieve(),
+            ifma: std::sync::OnceLock::new(),
             g: FixedBase::new(g, pt_bits, W_PUBLIC_G),
             g_inv: FixedBase::new(g_inv, pt_bits, W_PUBLIC_G),
             h: FixedBase::new(h, (t_bits + R_SLACK) as usize, W_PUBLIC_H),
@@ -410,8 +426,20 @@ impl PublicKey {
         nonces: Option<&[U384]>,
     ) -> Result<Vec<u8>> {
         check_rows(values, slots, slot_bits, self.plaintext_bits(), nonces)?;
+        let x = self.ifma();
         Ok(
             self.encrypt_rows(values, slots, slot_bits, nonces, |rows, out| {
+                if let Some(x) = x {
+                    for (rows, out) in rows
+                        .chunks(ifma::LANES)
+                        .zip(out.chunks_mut(ifma::LANES * CT_BYTES))
+                    {
+                        for (c, o) in self.pow8(x, rows, &[]).iter().zip(out.chunks_mut(CT_BYTES)) {
+                            o.copy_from_slice(&c.to_le_bytes());
+                        }
+                    }
+                    return;
+                }
                 for ((mag, neg, r), o) in rows.iter().zip(out.chunks_mut(CT_BYTES)) {
                     self.to_wire(&self.encrypt_mag(&mag.to_le_bytes(), *neg, r), o)
                 }
@@ -479,6 +507,21 @@ impl PublicKey {
         let (a, b) = (self.check(a)?, self.check(b)?);
         let m = &self.h.modulus;
         let mut out = vec![0u8; a.len() * CT_BYTES];
+        if let Some(x) = self.ifma() {
+            const L: usize = ifma::LANES;
+            out.par_chunks_mut(CT_BYTES * L)
+                .zip(a.par_chunks(L).zip(b.par_chunks(L)))
+                .for_each(|(o, (a, b))| {
+                    let limbs = |v: &[U2048]| -> [[u64; N_K]; L] {
+                        std::array::from_fn(|l| ifma::to_limbs(v.get(l).unwrap_or(&U2048::ONE)))
+                    };
+                    let c = ifma::mul_plain(&x.f, &limbs(a), &limbs(b));
+                    for (c, o) in c.iter().zip(o.chunks_mut(CT_BYTES)) {
+                        o.copy_from_slice(&x.f.reduce::<LIMBS>(c).to_le_bytes());
+                    }
+                });
+            return Ok(out);
+        }
         // (a·b·R^(-1))·R²·R^(-1) = a·b: two products, no conversion in or out
         out.par_chunks_mut(CT_BYTES)
             .zip(a.par_iter().zip(b.par_iter()))
@@ -488,8 +531,77 @@ impl PublicKey {
         Ok(out)
     }
 
+    /// This key on the portable path even where the CPU has AVX-512 IFMA (tests compare).
+    #[doc(hidden)]
+    pub fn without_ifma(mut self) -> Self {
+        self.ifma = std::sync::OnceLock::from(None);
+        self
+    }
+
+    /// The IFMA tables, built on first call where the CPU has AVX-512 IFMA.
+    fn ifma(&self) -> Option<&PkIfma> {
+        self.ifma
+            .get_or_init(|| {
+                if !ifma::available() {
+                    return None;
+                }
+                let f = ifma::Field::new(&self.n)?;
+                let m = &self.h.modulus;
+                let mul = |a: &U2048, b: &U2048| m.mul(&m.enter(a), b);
+                let g_bits = self.g.windows * self.g.window;
+                let h_bits = self.h.windows * self.h.window;
+                Some(PkIfma {
+                    g: ifma::Table::new(&f, &[self.g_raw, self.g_inv_raw], g_bits, W_PUBLIC_G, mul),
+                    h: ifma::Table::new(&f, &[self.h_raw], h_bits, W_PUBLIC_H, mul),
+                    f,
+                })
+            })
+            .as_ref()
+    }
+
+    /// Up to eight rows' `G^(±mag)·H^r·times` (plain residues below n) in IFMA lanes.
+    fn pow8(&self, x: &PkIfma, rows: &[(U768, bool, U384)], times: &[U2048]) -> Vec<U2048> {
+        const L: usize = ifma::LANES;
+        let pad = (U768::ZERO, false, U384::ZERO);
+        let row = |l: usize| rows.get(l).unwrap_or(&pad);
+        let mag: [[u8; 96]; L] = std::array::from_fn(|l| row(l).0.to_le_bytes());
+        let r: [[u8; 48]; L] = std::array::from_fn(|l| row(l).2.to_le_bytes());
+        let times: [[u64; N_K]; L] =
+            std::array::from_fn(|l| ifma::to_limbs(times.get(l).unwrap_or(&U2048::ONE)));
+        let c = x.g.pow2_times(
+            &x.h,
+            &x.f,
+            std::array::from_fn(|l| row(l).1 as usize),
+            std::array::from_fn(|l| &mag[l][..]),
+            std::array::from_fn(|l| &r[l][..]),
+            &times,
+        );
+        (0..rows.len()).map(|l| x.f.reduce(&c[l])).collect()
+    }
+
     /// Multiplies every ciphertext by a fresh encryption of zero.
     pub fn rerandomize(&self, a: &[u8]) -> Result<Vec<u8>> {
+        if let Some(x) = self.ifma() {
+            let a = self.check(a)?;
+            let mut out = vec![0u8; a.len() * CT_BYTES];
+            out.par_chunks_mut(CT_BYTES * NONCE_BLOCK)
+                .zip(a.par_chunks(NONCE_BLOCK))
+                .for_each(|(o, a)| {
+                    let r = self.draw_rs(a.len());
+                    for ((o, a), r) in o
+                        .chunks_mut(CT_BYTES * ifma::LANES)
+                        .zip(a.chunks(ifma::LANES))
+                        .zip(r.chunks(ifma::LANES))
+                    {
+                        let rows: Vec<(U768, bool, U384)> =
+                            r.iter().map(|r| (U768::ZERO, false, *r)).collect();
+                        for (c, o) in self.pow8(x, &rows, a).iter().zip(o.chunks_mut(CT_BYTES)) {
+                            o.copy_from_slice(&c.to_le_bytes());
+                        }
+                    }
+                });
+            return Ok(out);
+        }
         let a = self.parse(a)?;
         let mut out = vec![0u8; a.len() * CT_BYTES];
         out.par_chunks_mut(CT_BYTES)

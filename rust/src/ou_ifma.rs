@@ -176,6 +176,16 @@ impl<const K: usize> Table<K> {
     }
 }
 
+/// Lane-wise a·b mod m (plain residues below m in, almost-reduced limbs out).
+pub(super) fn mul_plain<const K: usize>(
+    f: &Field<K>,
+    a: &[[u64; K]; LANES],
+    b: &[[u64; K]; LANES],
+) -> [[u64; K]; LANES] {
+    // SAFETY: only called where `available()` said the CPU has AVX-512F and IFMA
+    unsafe { imp::mul_plain(f, a, b) }
+}
+
 /// `x[lane]^e` for eight plain residues below m and one secret exponent `e` (the
 /// decryption exponent t), as plain almost-reduced limbs: the same constant-time 5-bit
 /// fixed-window ladder as the portable `pow_ct` in ou.rs (every table entry read at every
@@ -217,6 +227,14 @@ mod imp {
         _: &Field<K>,
         _: &[[u64; K]; LANES],
         _: &crypto_bigint::U256,
+    ) -> [[u64; K]; LANES] {
+        unreachable!("IFMA off x86-64")
+    }
+
+    pub(super) unsafe fn mul_plain<const K: usize>(
+        _: &Field<K>,
+        _: &[[u64; K]; LANES],
+        _: &[[u64; K]; LANES],
     ) -> [[u64; K]; LANES] {
         unreachable!("IFMA off x86-64")
     }
@@ -371,6 +389,19 @@ mod imp {
 
     /// Window of [`pow_ct`], in bits.
     const W_CT: usize = 5;
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn mul_plain<const K: usize>(
+        f: &Field<K>,
+        a: &[[u64; K]; LANES],
+        b: &[[u64; K]; LANES],
+    ) -> [[u64; K]; LANES] {
+        let (mv, n0) = consts(f);
+        let r2: [V; K] = std::array::from_fn(|k| splat(f.r2[k]));
+        // (a·b·R^(-1))·R²·R^(-1) = a·b
+        let ab = mul(&mv, n0, &load(a), &load(b));
+        store(&mul(&mv, n0, &ab, &r2))
+    }
 
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub(super) fn pow_ct<const K: usize>(

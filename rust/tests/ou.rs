@@ -185,7 +185,7 @@ fn rejects_out_of_range_ciphertexts_and_layouts() {
 mod key_owner {
     use std::sync::OnceLock;
 
-    use _core::ou::{SecretKey, CT_BYTES};
+    use _core::ou::{PublicKey, SecretKey, CT_BYTES};
     use crypto_bigint::{RandomBits, U384};
     use proptest::prelude::*;
     use rand_core::OsRng;
@@ -331,6 +331,30 @@ mod key_owner {
             fast.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap(),
             want
         );
+        // the public key's portable path gives the same numbers as its IFMA path
+        let slow = PublicKey::from_bytes(&pk.to_bytes())
+            .unwrap()
+            .without_ifma();
+        assert_eq!(
+            slow.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap(),
+            want
+        );
+        let half = &want[..70 * CT_BYTES];
+        let other = &want[71 * CT_BYTES..];
+        assert_eq!(pk.add(half, other).unwrap(), slow.add(half, other).unwrap());
+        // (packed 64-bit slots overflow in these sums: the check is that both paths and a
+        // re-randomisation keep the same plaintext, whatever it reads as)
+        let sum = pk.add(half, other).unwrap();
+        let plain_sum = portable.decrypt_packed(&sum, 2, 64, 0).unwrap();
+        assert_eq!(fast.decrypt_packed(&sum, 2, 64, 0).unwrap(), plain_sum);
+        for key in [pk, &slow] {
+            let re = key.rerandomize(&sum).unwrap();
+            assert!(re
+                .chunks(CT_BYTES)
+                .zip(sum.chunks(CT_BYTES))
+                .all(|(a, b)| a != b));
+            assert_eq!(portable.decrypt_packed(&re, 2, 64, 0).unwrap(), plain_sum);
+        }
         // decryption: both paths agree on every in-range residue, encryption or not
         let mut buf = want.clone();
         for (k, c) in buf.chunks_mut(CT_BYTES).take(20).enumerate() {
