@@ -82,3 +82,24 @@ def test_refuses_bad_layouts_as_the_public_key(values: object, slots: int, bits:
         sk.public_key().encrypt_packed(values, slots, bits)
     with pytest.raises(ValueError):
         sk.encrypt_packed(values, slots, bits)
+
+
+def test_ifma_and_portable_keys_interoperate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the same key on both paths (where the CPU has no IFMA, both are portable): each
+    # decrypts and adds the other's ciphertexts
+    sk = key()
+    monkeypatch.setenv("RAINBRIDGE_DISABLE_IFMA", "1")
+    portable = OuSecretKey.from_bytes(sk.to_bytes())
+    portable_pk = portable.public_key()
+    monkeypatch.delenv("RAINBRIDGE_DISABLE_IFMA")
+    v = np.array([[5, -7], [2**62, -(2**62)], [0, 1]] * 7, dtype="<i8")
+    a, b = sk.encrypt_packed(v, 2, 70), portable.encrypt_packed(v, 2, 70)
+    c = portable_pk.encrypt_packed(v, 2, 70)
+    for x in (a, b, c):
+        for k in (sk, portable):
+            assert (np.frombuffer(k.decrypt_packed(x, 2, 70, 0)) == v.ravel()).all()
+    twice = v.ravel().astype(float) * 2  # exact: doubling a float64
+    assert (np.frombuffer(sk.decrypt_packed(portable_pk.add(a, b), 2, 70, 0)) == twice).all()
+    assert (
+        np.frombuffer(portable.decrypt_packed(sk.public_key().add(b, c), 2, 70, 0)) == twice
+    ).all()
