@@ -948,7 +948,8 @@ impl Crt {
             h_q: FixedBase::new(hq, r_bits, W_Q_H),
             ifma: None,
         };
-        if use_ifma {
+        // (asked for and there: the instructions exist on this CPU)
+        if use_ifma && ifma::available() {
             crt.ifma = crt.build_ifma(&p2, &q.resize::<Q_LIMBS>(), [&g2, &h], [&gq, &gq_inv, &hq]);
             if crt.ifma.is_some() {
                 // the portable tables served to build these; only their moduli stay in use
@@ -1179,7 +1180,8 @@ impl SecretKey {
     }
 
     /// [`from_bytes`](Self::from_bytes) choosing the key owner's encryption path: with
-    /// `ifma` false the portable one even where the CPU has AVX-512 IFMA (tests compare them).
+    /// `ifma` false the portable one even where the CPU has AVX-512 IFMA (tests compare them);
+    /// with `ifma` true the IFMA one only where the CPU has it.
     #[doc(hidden)]
     pub fn from_bytes_with(b: &[u8], ifma: bool) -> Result<Self> {
         let sk = Self::from_bytes(b)?;
