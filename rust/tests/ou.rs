@@ -179,3 +179,269 @@ fn rejects_out_of_range_ciphertexts_and_layouts() {
         "exceeds the plaintext space"
     );
 }
+
+// -- encryption by the key owner (CRT) --------------------------------------------------------
+
+mod key_owner {
+    use std::sync::OnceLock;
+
+    use _core::ou::{PublicKey, SecretKey, CT_BYTES};
+    use crypto_bigint::{RandomBits, U384};
+    use proptest::prelude::*;
+    use rand_core::OsRng;
+
+    fn key() -> &'static SecretKey {
+        static KEY: OnceLock<SecretKey> = OnceLock::new();
+        KEY.get_or_init(|| SecretKey::generate(1024).expect("keygen"))
+    }
+
+    fn nonces(rows: usize, bits: u32) -> Vec<U384> {
+        (0..rows)
+            .map(|_| U384::random_bits(&mut OsRng, bits))
+            .collect()
+    }
+
+    /// A slot value drawn mostly from the edges of a `slot_bits`-bit signed range.
+    fn slot_value(slot_bits: u32) -> impl Strategy<Value = i64> {
+        let hi = if slot_bits >= 64 {
+            i64::MAX
+        } else {
+            (1i64 << (slot_bits - 1)) - 1
+        };
+        prop_oneof![Just(0i64), Just(hi), Just(-hi), Just(1), Just(-1), -hi..=hi,]
+    }
+
+    fn layout() -> impl Strategy<Value = (usize, u32, Vec<i64>)> {
+        // a 1024-bit key holds 339-bit plaintexts
+        (1usize..=5, 2u32..=64)
+            .prop_filter("fits the plaintext", |(s, b)| *s as u32 * *b <= 339)
+            .prop_flat_map(|(slots, bits)| {
+                let row = proptest::collection::vec(slot_value(bits), slots);
+                (
+                    Just(slots),
+                    Just(bits),
+                    proptest::collection::vec(row, 1..4)
+                        .prop_map(|rows| rows.into_iter().flatten().collect()),
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn same_ciphertext_as_the_public_key_and_decrypts((slots, bits, vals) in layout()) {
+            let sk = key();
+            let pk = sk.public();
+            let r = nonces(vals.len() / slots, 160 + 64);
+            let ours = sk.encrypt_packed_with(&vals, slots, bits, Some(&r)).unwrap();
+            let public = pk.encrypt_packed_with(&vals, slots, bits, Some(&r)).unwrap();
+            prop_assert_eq!(&ours, &public);
+            let fresh = sk.encrypt_packed(&vals, slots, bits).unwrap();
+            let want: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+            prop_assert_eq!(sk.decrypt_packed(&fresh, slots, bits, 0).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn extremes_and_zero_randomness_match_the_public_key() {
+        let sk = key();
+        let pk = sk.public();
+        let t_bits = 160;
+        for r in [
+            U384::ZERO,
+            U384::ONE,
+            U384::MAX.shr_vartime(384 - t_bits - 64),
+        ] {
+            for vals in [
+                vec![0i64],
+                vec![i64::MAX],
+                vec![i64::MIN + 1],
+                vec![-1],
+                vec![1],
+            ] {
+                let a = sk.encrypt_packed_with(&vals, 1, 64, Some(&[r])).unwrap();
+                let b = pk.encrypt_packed_with(&vals, 1, 64, Some(&[r])).unwrap();
+                assert_eq!(a, b, "{vals:?} r={r}");
+                assert_eq!(sk.decrypt_i64(&a).unwrap(), vals);
+            }
+        }
+        // several parallel blocks of rows, each with its own randomness
+        let rows = 300usize;
+        let vals: Vec<i64> = (0..2 * rows as i64).map(|i| i * 7919 - 1_000_000).collect();
+        let r = nonces(rows, 224);
+        let a = sk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap();
+        assert_eq!(a, pk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap());
+        let fresh = sk.encrypt_packed(&vals, 2, 64).unwrap();
+        let distinct: std::collections::HashSet<&[u8]> = fresh.chunks(CT_BYTES).collect();
+        assert_eq!(distinct.len(), rows, "every row has its own randomness");
+        let want: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+        assert_eq!(sk.decrypt_packed(&fresh, 2, 64, 0).unwrap(), want);
+        assert_eq!(
+            sk.decrypt_packed(&pk.encrypt_packed(&vals, 2, 64).unwrap(), 2, 64, 0)
+                .unwrap(),
+            want
+        );
+        // the largest plaintext magnitude: 339 bits in 3 slots of 113 bits
+        let vals = [i64::MAX, i64::MIN + 1, -(1 << 62)];
+        let r = nonces(1, 224);
+        assert_eq!(
+            sk.encrypt_packed_with(&vals, 3, 113, Some(&r)).unwrap(),
+            pk.encrypt_packed_with(&vals, 3, 113, Some(&r)).unwrap()
+        );
+    }
+
+    #[test]
+    fn ifma_and_portable_paths_give_the_public_keys_ciphertexts() {
+        let sk = key();
+        let pk = sk.public();
+        let bytes = sk.to_bytes();
+        let portable = SecretKey::from_bytes_with(&bytes, false).unwrap();
+        assert!(!portable.uses_ifma());
+        let fast = SecretKey::from_bytes_with(&bytes, true).unwrap();
+        #[cfg(target_arch = "x86_64")]
+        if std::env::var_os("RAINBRIDGE_DISABLE_IFMA").is_none() {
+            assert_eq!(
+                fast.uses_ifma(),
+                std::arch::is_x86_feature_detected!("avx512ifma")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+            );
+        }
+        // rows in several blocks, a partial vector at the end, both signs, both extremes
+        let rows = 141usize;
+        let vals: Vec<i64> = (0..rows as i64)
+            .flat_map(|i| match i % 4 {
+                0 => [i64::MAX, -i],
+                1 => [i64::MIN + 1, i],
+                2 => [0, 0],
+                _ => [-(i * 1_000_003), i * 7],
+            })
+            .collect();
+        let mut r = nonces(rows, 224);
+        r[3] = U384::ZERO;
+        r[4] = U384::MAX.shr_vartime(384 - 224);
+        let want = pk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap();
+        assert_eq!(
+            portable
+                .encrypt_packed_with(&vals, 2, 64, Some(&r))
+                .unwrap(),
+            want
+        );
+        assert_eq!(
+            fast.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap(),
+            want
+        );
+        // the public key's portable path gives the same numbers as its IFMA path
+        let slow = PublicKey::from_bytes(&pk.to_bytes())
+            .unwrap()
+            .without_ifma();
+        assert_eq!(
+            slow.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap(),
+            want
+        );
+        let half = &want[..70 * CT_BYTES];
+        let other = &want[71 * CT_BYTES..];
+        assert_eq!(pk.add(half, other).unwrap(), slow.add(half, other).unwrap());
+        // (packed 64-bit slots overflow in these sums: the check is that both paths and a
+        // re-randomisation keep the same plaintext, whatever it reads as)
+        let sum = pk.add(half, other).unwrap();
+        let plain_sum = portable.decrypt_packed(&sum, 2, 64, 0).unwrap();
+        assert_eq!(fast.decrypt_packed(&sum, 2, 64, 0).unwrap(), plain_sum);
+        for key in [pk, &slow] {
+            let re = key.rerandomize(&sum).unwrap();
+            assert!(re
+                .chunks(CT_BYTES)
+                .zip(sum.chunks(CT_BYTES))
+                .all(|(a, b)| a != b));
+            assert_eq!(portable.decrypt_packed(&re, 2, 64, 0).unwrap(), plain_sum);
+        }
+        // decryption: both paths agree on every in-range residue, encryption or not
+        let mut buf = want.clone();
+        for (k, c) in buf.chunks_mut(CT_BYTES).take(20).enumerate() {
+            // forged but in range: the low 100 bytes changed (a residue below 2^800 < n)
+            for (i, b) in c.iter_mut().take(100).enumerate() {
+                *b ^= ((i + k) * 131 % 251) as u8;
+            }
+        }
+        assert!(pk.parse(&buf).is_ok());
+        assert_eq!(
+            portable.decrypt_packed(&buf, 2, 64, 0).unwrap(),
+            fast.decrypt_packed(&buf, 2, 64, 0).unwrap()
+        );
+        let plain: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+        assert_eq!(fast.decrypt_packed(&want, 2, 64, 0).unwrap(), plain);
+        assert_eq!(portable.decrypt_packed(&want, 2, 64, 0).unwrap(), plain);
+        let wide: Vec<i64> = (0..3 * 9).map(|i| (i - 13) * (1 << 50)).collect();
+        let r = nonces(9, 224);
+        assert_eq!(
+            fast.encrypt_packed_with(&wide, 3, 113, Some(&r)).unwrap(),
+            pk.encrypt_packed_with(&wide, 3, 113, Some(&r)).unwrap()
+        );
+    }
+
+    #[test]
+    fn mixes_with_public_key_ciphertexts() {
+        let sk = key();
+        let pk = sk.public();
+        let a = [5i64, -7, i64::MAX / 4, -(1 << 40)];
+        let b = [-9i64, 11, i64::MAX / 4, 3];
+        let ca = sk.encrypt_packed(&a, 2, 80).unwrap();
+        let cb = pk.encrypt_packed(&b, 2, 80).unwrap();
+        assert_eq!(ca.len(), 2 * CT_BYTES);
+        assert!(pk.parse(&ca).is_ok(), "a public key accepts them");
+        assert_ne!(ca, sk.encrypt_packed(&a, 2, 80).unwrap(), "randomised");
+        let sum = pk.add(&ca, &cb).unwrap();
+        let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) as f64).collect();
+        assert_eq!(sk.decrypt_packed(&sum, 2, 80, 0).unwrap(), want);
+        let re = pk.rerandomize(&ca).unwrap();
+        let want_a: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+        assert_eq!(sk.decrypt_packed(&re, 2, 80, 0).unwrap(), want_a);
+    }
+
+    #[test]
+    fn refuses_what_the_public_key_refuses() {
+        let sk = key();
+        let pk = sk.public();
+        for (vals, slots, bits) in [
+            (vec![1i64, 2, 3], 2usize, 64u32),
+            (vec![1; 8], 8, 126),
+            (vec![1], 0, 64),
+            (vec![1], 1, 1),
+            (vec![1], 1, 127),
+        ] {
+            assert!(pk.encrypt_packed(&vals, slots, bits).is_err());
+            assert!(sk.encrypt_packed(&vals, slots, bits).is_err());
+        }
+        // a value outside its signed slot would carry into the next one: refused
+        for (vals, bits) in [
+            (vec![1i64 << 9, 0], 10u32),
+            (vec![0, -(1i64 << 9)], 10),
+            (vec![i64::MIN, 0], 64),
+        ] {
+            assert!(pk.encrypt_packed(&vals, 2, bits).is_err(), "{vals:?}");
+            assert!(sk.encrypt_packed(&vals, 2, bits).is_err(), "{vals:?}");
+        }
+        let edge = [(1i64 << 9) - 1, -((1i64 << 9) - 1)];
+        let c = sk.encrypt_packed(&edge, 2, 10).unwrap();
+        assert_eq!(
+            sk.decrypt_packed(&c, 2, 10, 0).unwrap(),
+            vec![511.0, -511.0]
+        );
+        assert!(sk.encrypt_packed(&[i64::MIN, i64::MAX], 2, 65).is_ok());
+        assert!(sk.encrypt_packed(&[], 2, 64).unwrap().is_empty());
+        let r = nonces(1, 224);
+        assert!(sk.encrypt_packed_with(&[1, 2], 1, 64, Some(&r)).is_err());
+    }
+
+    #[test]
+    fn refuses_a_key_whose_generators_have_the_wrong_order() {
+        let sk = key();
+        let mut bytes = sk.to_bytes();
+        // H ← H·2 mod n: 2 has (overwhelmingly likely) an order not dividing t mod p²
+        let h = crypto_bigint::U2048::from_le_slice(&bytes[480..736]);
+        let n = crypto_bigint::U2048::from_le_slice(&sk.public().to_bytes()[..CT_BYTES]);
+        let h2 = h.add_mod(&h, &n);
+        bytes[480..736].copy_from_slice(&h2.to_le_bytes());
+        assert!(SecretKey::from_bytes(&bytes).is_err());
+    }
+}
