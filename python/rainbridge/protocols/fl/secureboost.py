@@ -46,7 +46,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -114,6 +115,34 @@ class SgbParams:
         return self.num_class if self.objective == "multiclass" else 1
 
 
+class PhaseClock:
+    """Wall seconds one party spends per phase of training (encryption, waits for the peer,
+    histograms...), so that where the time goes stays measurable; what no span covers is
+    ``other``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextmanager
+    def span(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, t0)
+
+    def add(self, phase: str, since: float) -> None:
+        """Counts the seconds from ``since`` (a ``time.perf_counter()``) to now."""
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - since
+
+    def totals(self) -> dict[str, float]:
+        out = {k: round(v, 3) for k, v in self.seconds.items()}
+        wall = time.perf_counter() - self._start
+        out["other"] = round(max(0.0, wall - sum(self.seconds.values())), 3)
+        return out
+
+
 # -- the label party --------------------------------------------------------------------------
 
 
@@ -128,6 +157,7 @@ class SgbResult:
     history: list[float] = field(default_factory=list)  # validation loss per round
     train_scores: npt.NDArray[np.float64] | None = None  # label party, training rows
     he_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
 
 
 def _gradients(
@@ -232,6 +262,7 @@ async def train_label(
     default; none or ``local``: one call each).
     """
     n = len(y)
+    clock = PhaseClock()
     shards = row_shards(engine, min_block)
     rng = np.random.default_rng(params.seed)
     obj = params.objective
@@ -239,10 +270,12 @@ async def train_label(
         raise ConfigError("a binary objective needs labels 0 and 1")
     if obj == "multiclass" and not (np.isin(y, np.arange(params.num_class)).all()):
         raise ConfigError(f"multiclass labels must be 0..{params.num_class - 1}")
-    binned = bin_features(x, params.max_bin)
+    with clock.span("binning"):
+        binned = bin_features(x, params.max_bin)
     t0 = time.perf_counter()
-    sk = await asyncio.to_thread(OuSecretKey.generate, params.key_bits)
-    pk = sk.public_key()
+    with clock.span("keygen"):
+        sk = await asyncio.to_thread(OuSecretKey.generate, params.key_bits)
+        pk = sk.public_key()
     he = time.perf_counter() - t0
     setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
     pkb = pk.to_bytes()
@@ -251,7 +284,8 @@ async def train_label(
         await ch.send_json("sgb/setup", setup)
     peer_list: list[_Peer] = []
     for name, ch in peers.items():
-        info = await ch.recv_json("sgb/features")
+        with clock.span("wait"):
+            info = await ch.recv_json("sgb/features")
         try:
             nf, nb = int(info["features"]), int(info["n_bins"])
             ns = np.asarray([int(v) for v in info["n_splits"]], dtype=np.int64)
@@ -283,35 +317,38 @@ async def train_label(
     best_loss, best_rounds, rounds = math.inf, 0, 0
     for rnd in range(params.trees):
         for cls in range(k_out):
-            g_all, h_all = _gradients(obj, raw, y, cls)
-            rows = train
-            if params.subsample < 1:
-                take = max(1, round(params.subsample * len(train)))
-                rows = np.sort(rng.choice(train, size=take, replace=False))
-            rows = rows.astype(np.int64)
-            g, h = g_all[rows], h_all[rows]
-            frac, slot = _encoding(np.concatenate([g, h]), len(rows))
-            enc = np.empty((len(rows), 2), dtype="<i8")
-            enc[:, 0] = np.rint(np.ldexp(g, frac))
-            enc[:, 1] = np.rint(np.ldexp(h, frac))
+            with clock.span("gradients"):
+                g_all, h_all = _gradients(obj, raw, y, cls)
+                rows = train
+                if params.subsample < 1:
+                    take = max(1, round(params.subsample * len(train)))
+                    rows = np.sort(rng.choice(train, size=take, replace=False))
+                rows = rows.astype(np.int64)
+                g, h = g_all[rows], h_all[rows]
+                frac, slot = _encoding(np.concatenate([g, h]), len(rows))
+                enc = np.empty((len(rows), 2), dtype="<i8")
+                enc[:, 0] = np.rint(np.ldexp(g, frac))
+                enc[:, 1] = np.rint(np.ldexp(h, frac))
             t0 = time.perf_counter()
             # alone (no feature party: a baseline on the label party's own features) nothing
             # leaves, so nothing is encrypted
-            if not peer_list:
-                cts = b""
-            elif shards is None:
-                cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot)
-            else:
-                cts = await shards.encrypt_packed(pk, enc, 2, slot)
+            with clock.span("encrypt"):
+                if not peer_list:
+                    cts = b""
+                elif shards is None:
+                    cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot)
+                else:
+                    cts = await shards.encrypt_packed(pk, enc, 2, slot)
             he += time.perf_counter() - t0
             rows32 = rows.astype("<i4").tobytes()
-            for pr in peer_list:
-                await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
-                await pr.ch.send("sgb/rows", rows32)
-                await pr.ch.send("sgb/gh", cts)
+            with clock.span("send"):
+                for pr in peer_list:
+                    await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
+                    await pr.ch.send("sgb/rows", rows32)
+                    await pr.ch.send("sgb/gh", cts)
             tree, pos, spent = await _grow(
                 peer_list, binned, own_splits, rows, g_all, h_all, sk, frac, slot, params,
-                me=me, n=n, cls=cls, shards=shards,
+                me=me, n=n, cls=cls, clock=clock, shards=shards,
             )  # fmt: skip
             he += spent
             trees.append(tree)
@@ -352,6 +389,7 @@ async def train_label(
         history=history,
         train_scores=link(final, obj),
         he_seconds=he,
+        phases=clock.totals(),
     )
 
 
@@ -359,7 +397,7 @@ async def _grow(
     peers: list[_Peer], binned: Binned, own_splits: npt.NDArray[np.int64],
     rows: npt.NDArray[np.int64], g_all: npt.NDArray[np.float64], h_all: npt.NDArray[np.float64],
     sk: OuSecretKey, frac: int, slot: int, p: SgbParams, *, me: str, n: int, cls: int,
-    shards: RowShards | None = None,
+    clock: PhaseClock, shards: RowShards | None = None,
 ) -> tuple[TreePart, npt.NDArray[np.int32], float]:  # fmt: skip
     """Grows one tree level by level; (the tree, every row's leaf, seconds in HE)."""
     pos = np.zeros(n, dtype=np.int32)
@@ -397,10 +435,12 @@ async def _grow(
             else:
                 derive.append(k)
         pos_b = pos.astype("<i4").tobytes()
-        for pr in peers:
-            await pr.ch.send_json("sgb/level", {"compute": compute})
-            await pr.ch.send("sgb/pos", pos_b)
-        raw_hists = await asyncio.gather(*(pr.ch.recv("sgb/hist") for pr in peers))
+        with clock.span("send"):
+            for pr in peers:
+                await pr.ch.send_json("sgb/level", {"compute": compute})
+                await pr.ch.send("sgb/pos", pos_b)
+        with clock.span("wait_histograms"):
+            raw_hists = await asyncio.gather(*(pr.ch.recv("sgb/hist") for pr in peers))
         hists: dict[str, dict[int, npt.NDArray[np.float64]]] = {}
         for pr, data in zip(peers, raw_hists, strict=True):
             cells = len(compute) * pr.n_features * pr.n_bins
@@ -408,10 +448,11 @@ async def _grow(
                 raise ProtocolViolationError(f"{pr.name!r} sent histograms of the wrong size")
             t0 = time.perf_counter()
             try:
-                if shards is None:
-                    dec = await asyncio.to_thread(sk.decrypt_packed, data, 2, slot, frac)
-                else:
-                    dec = await shards.decrypt_packed(sk, data, 2, slot, frac)
+                with clock.span("decrypt"):
+                    if shards is None:
+                        dec = await asyncio.to_thread(sk.decrypt_packed, data, 2, slot, frac)
+                    else:
+                        dec = await shards.decrypt_packed(sk, data, 2, slot, frac)
             except ValueError as exc:  # a ciphertext out of range for the key
                 raise ProtocolViolationError(
                     f"{pr.name!r} sent invalid histogram ciphertexts: {exc}"
@@ -423,9 +464,11 @@ async def _grow(
                 sib = k + 1 if k % 2 == 1 else k - 1
                 mine[k] = parent_hist[pr.name][(k - 1) // 2] - mine[sib]
             hists[pr.name] = mine
-        own = _own_hist(binned, rows, pos, g_all, h_all, opened)
+        with clock.span("own_histograms"):
+            own = _own_hist(binned, rows, pos, g_all, h_all, opened)
         # the best split of every open node, over every party's features
         chosen: dict[int, tuple[str, int, int]] = {}
+        split_t0 = time.perf_counter()
         for k in opened:
             best = _best(own[k], own_splits, gsum[k], hsum[k], p)
             who = me
@@ -438,10 +481,14 @@ async def _grow(
                 owner[k] = who
             else:
                 leaf(k)
-        for pr in peers:
-            mine_s = [[k, f, b] for k, (w, f, b) in chosen.items() if w == pr.name]
-            await pr.ch.send_json("sgb/splits", {"splits": mine_s})
-        lefts = await asyncio.gather(*(pr.ch.recv("sgb/left") for pr in peers))
+        clock.add("split", split_t0)
+        with clock.span("send"):
+            for pr in peers:
+                mine_s = [[k, f, b] for k, (w, f, b) in chosen.items() if w == pr.name]
+                await pr.ch.send_json("sgb/splits", {"splits": mine_s})
+        with clock.span("wait_splits"):
+            lefts = await asyncio.gather(*(pr.ch.recv("sgb/left") for pr in peers))
+        update_t0 = time.perf_counter()
         go_left = np.zeros(n, dtype=bool)
         for pr, data in zip(peers, lefts, strict=True):
             if len(data) != n:
@@ -469,6 +516,7 @@ async def _grow(
                 nxt.append(c)
         for pr in peers:
             parent_hist[pr.name] = {k: hists[pr.name][k] for k in chosen}
+        clock.add("update", update_t0)
         level = nxt
     tree = TreePart(owner, splits, sorted(weights), weights, cls)
     done = {"owner": {str(k): v for k, v in owner.items()}, "leaves": tree.leaves}
@@ -491,10 +539,14 @@ async def train_feature(
     :func:`train_label`; none or ``local``: one call per level).
     """
     n, nf = x.shape
+    clock = PhaseClock()
     shards = row_shards(engine, min_block)
-    binned = bin_features(x, max_bin)
+    with clock.span("binning"):
+        binned = bin_features(x, max_bin)
     try:
-        pk = OuPublicKey.from_bytes(await ch.recv("sgb/pk"))
+        with clock.span("wait"):
+            pkb = await ch.recv("sgb/pk")
+        pk = OuPublicKey.from_bytes(pkb)
     except ValueError as exc:
         raise ProtocolViolationError(f"the label party's key is invalid: {exc}") from None
     setup = await ch.recv_json("sgb/setup")
@@ -510,7 +562,8 @@ async def train_feature(
     trees: list[TreePart] = []
     max_node = 2 ** (max_depth + 1) - 1
     while True:
-        nxt = await ch.recv_json("sgb/next")
+        with clock.span("wait"):
+            nxt = await ch.recv_json("sgb/next")
         kind = nxt.get("kind") if isinstance(nxt, dict) else None
         if kind == "end":
             keep = nxt.get("keep")
@@ -520,12 +573,15 @@ async def train_feature(
             break
         if kind != "tree":
             raise ProtocolViolationError(f"unexpected SecureBoost step {kind!r}")
-        rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
+        with clock.span("wait"):
+            rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise ProtocolViolationError("the label party named rows out of range")
-        gh = await ch.recv("sgb/gh")
+        with clock.span("wait"):
+            gh = await ch.recv("sgb/gh")
         try:
-            loaded = pk.load(gh)  # checks every ciphertext against the key
+            with clock.span("load"):
+                loaded = pk.load(gh)  # checks every ciphertext against the key
         except ValueError as exc:
             raise ProtocolViolationError(f"invalid gradient ciphertexts: {exc}") from None
         if len(loaded) != len(rows):
@@ -537,7 +593,8 @@ async def train_feature(
         bins_t = np.ascontiguousarray(binned.bins[rows])
         splits: dict[int, tuple[int, float]] = {}
         while True:
-            lvl = await ch.recv_json("sgb/level")
+            with clock.span("wait"):
+                lvl = await ch.recv_json("sgb/level")
             if not isinstance(lvl, dict):
                 raise ProtocolViolationError("a malformed SecureBoost level")
             if "done" in lvl:
@@ -556,11 +613,13 @@ async def train_feature(
                 compute = [int(k) for k in lvl.get("compute", [])]
             except (TypeError, ValueError):
                 raise ProtocolViolationError("a malformed histogram request") from None
-            pos = np.frombuffer(await ch.recv("sgb/pos"), dtype="<i4")
+            with clock.span("wait"):
+                pos = np.frombuffer(await ch.recv("sgb/pos"), dtype="<i4")
             if len(pos) != n:
                 raise ProtocolViolationError("row positions of the wrong length")
             if any(not 0 <= k < max_node for k in compute):
                 raise ProtocolViolationError("a histogram asked for a node out of range")
+            hist_t0 = time.perf_counter()
             if cts is not None:
                 hist = await asyncio.to_thread(
                     cts.histogram,
@@ -581,8 +640,12 @@ async def train_feature(
                     np.asarray(compute, dtype="<i4"),
                     binned.n_bins,
                 )
-            await ch.send("sgb/hist", hist)
-            req = await ch.recv_json("sgb/splits")
+            clock.add("histogram", hist_t0)
+            with clock.span("send"):
+                await ch.send("sgb/hist", hist)
+            with clock.span("wait"):
+                req = await ch.recv_json("sgb/splits")
+            split_t0 = time.perf_counter()
             left = np.zeros(n, dtype=np.uint8)
             for item in req.get("splits", []) if isinstance(req, dict) else []:
                 try:
@@ -594,9 +657,15 @@ async def train_feature(
                 at = pos == k
                 left[at] = binned.bins[at, f] <= b
                 splits[k] = (f, float(binned.edges[f][b]))
-            await ch.send("sgb/left", left.tobytes())
+            clock.add("split", split_t0)
+            with clock.span("send"):
+                await ch.send("sgb/left", left.tobytes())
         if progress is not None:
             progress(min(0.99, len(trees) / max(1, len(trees) + 1)))
     return SgbResult(
-        trees=trees, edges=[e.tolist() for e in binned.edges], base=[], rounds=len(trees)
+        trees=trees,
+        edges=[e.tolist() for e in binned.edges],
+        base=[],
+        rounds=len(trees),
+        phases=clock.totals(),
     )
