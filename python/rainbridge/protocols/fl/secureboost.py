@@ -57,6 +57,7 @@ import numpy.typing as npt
 from rainbridge._core import OuPublicKey, OuSecretKey
 from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Channel
+from rainbridge.protocols.fl.histograms import histograms
 from rainbridge.protocols.fl.sharding import CT_BYTES, RowShards, TaskEngine, row_shards
 from rainbridge.protocols.fl.trees import (
     Binned,
@@ -617,14 +618,15 @@ async def train_feature(
                 pos = np.frombuffer(await ch.recv("sgb/pos"), dtype="<i4")
             if len(pos) != n:
                 raise ProtocolViolationError("row positions of the wrong length")
-            if any(not 0 <= k < max_node for k in compute):
-                raise ProtocolViolationError("a histogram asked for a node out of range")
+            if any(not 0 <= k < max_node for k in compute) or len(set(compute)) != len(compute):
+                raise ProtocolViolationError("a histogram asked for a node out of range or twice")
             hist_t0 = time.perf_counter()
             if cts is not None:
                 hist = await asyncio.to_thread(
-                    cts.histogram,
+                    histograms,
+                    pk,
+                    cts,
                     bins_t,
-                    nf,
                     np.ascontiguousarray(pos[rows]),
                     np.asarray(compute, dtype="<i4"),
                     binned.n_bins,
