@@ -179,3 +179,149 @@ fn rejects_out_of_range_ciphertexts_and_layouts() {
         "exceeds the plaintext space"
     );
 }
+
+// -- encryption by the key owner (CRT) --------------------------------------------------------
+
+mod key_owner {
+    use std::sync::OnceLock;
+
+    use _core::ou::{SecretKey, CT_BYTES};
+    use crypto_bigint::{RandomBits, U384};
+    use proptest::prelude::*;
+    use rand_core::OsRng;
+
+    fn key() -> &'static SecretKey {
+        static KEY: OnceLock<SecretKey> = OnceLock::new();
+        KEY.get_or_init(|| SecretKey::generate(1024).expect("keygen"))
+    }
+
+    fn nonces(rows: usize, bits: u32) -> Vec<U384> {
+        (0..rows)
+            .map(|_| U384::random_bits(&mut OsRng, bits))
+            .collect()
+    }
+
+    /// A slot value drawn mostly from the edges of a `slot_bits`-bit signed range.
+    fn slot_value(slot_bits: u32) -> impl Strategy<Value = i64> {
+        let hi = if slot_bits >= 64 {
+            i64::MAX
+        } else {
+            (1i64 << (slot_bits - 1)) - 1
+        };
+        prop_oneof![Just(0i64), Just(hi), Just(-hi), Just(1), Just(-1), -hi..=hi,]
+    }
+
+    fn layout() -> impl Strategy<Value = (usize, u32, Vec<i64>)> {
+        // a 1024-bit key holds 339-bit plaintexts
+        (1usize..=5, 2u32..=64)
+            .prop_filter("fits the plaintext", |(s, b)| *s as u32 * *b <= 339)
+            .prop_flat_map(|(slots, bits)| {
+                let row = proptest::collection::vec(slot_value(bits), slots);
+                (
+                    Just(slots),
+                    Just(bits),
+                    proptest::collection::vec(row, 1..4)
+                        .prop_map(|rows| rows.into_iter().flatten().collect()),
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn same_ciphertext_as_the_public_key_and_decrypts((slots, bits, vals) in layout()) {
+            let sk = key();
+            let pk = sk.public();
+            let r = nonces(vals.len() / slots, 160 + 64);
+            let ours = sk.encrypt_packed_with(&vals, slots, bits, Some(&r)).unwrap();
+            let public = pk.encrypt_packed_with(&vals, slots, bits, Some(&r)).unwrap();
+            prop_assert_eq!(&ours, &public);
+            let fresh = sk.encrypt_packed(&vals, slots, bits).unwrap();
+            let want: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+            prop_assert_eq!(sk.decrypt_packed(&fresh, slots, bits, 0).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn extremes_and_zero_randomness_match_the_public_key() {
+        let sk = key();
+        let pk = sk.public();
+        let t_bits = 160;
+        for r in [
+            U384::ZERO,
+            U384::ONE,
+            U384::MAX.shr_vartime(384 - t_bits - 64),
+        ] {
+            for vals in [
+                vec![0i64],
+                vec![i64::MAX],
+                vec![i64::MIN + 1],
+                vec![-1],
+                vec![1],
+            ] {
+                let a = sk.encrypt_packed_with(&vals, 1, 64, Some(&[r])).unwrap();
+                let b = pk.encrypt_packed_with(&vals, 1, 64, Some(&[r])).unwrap();
+                assert_eq!(a, b, "{vals:?} r={r}");
+                assert_eq!(sk.decrypt_i64(&a).unwrap(), vals);
+            }
+        }
+        // the largest plaintext magnitude: 339 bits in 3 slots of 113 bits
+        let vals = [i64::MAX, i64::MIN + 1, -(1 << 62)];
+        let r = nonces(1, 224);
+        assert_eq!(
+            sk.encrypt_packed_with(&vals, 3, 113, Some(&r)).unwrap(),
+            pk.encrypt_packed_with(&vals, 3, 113, Some(&r)).unwrap()
+        );
+    }
+
+    #[test]
+    fn mixes_with_public_key_ciphertexts() {
+        let sk = key();
+        let pk = sk.public();
+        let a = [5i64, -7, i64::MAX / 4, -(1 << 40)];
+        let b = [-9i64, 11, i64::MAX / 4, 3];
+        let ca = sk.encrypt_packed(&a, 2, 80).unwrap();
+        let cb = pk.encrypt_packed(&b, 2, 80).unwrap();
+        assert_eq!(ca.len(), 2 * CT_BYTES);
+        assert!(pk.parse(&ca).is_ok(), "a public key accepts them");
+        assert_ne!(ca, sk.encrypt_packed(&a, 2, 80).unwrap(), "randomised");
+        let sum = pk.add(&ca, &cb).unwrap();
+        let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) as f64).collect();
+        assert_eq!(sk.decrypt_packed(&sum, 2, 80, 0).unwrap(), want);
+        let re = pk.rerandomize(&ca).unwrap();
+        let want_a: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+        assert_eq!(sk.decrypt_packed(&re, 2, 80, 0).unwrap(), want_a);
+    }
+
+    #[test]
+    fn refuses_what_the_public_key_refuses() {
+        let sk = key();
+        let pk = sk.public();
+        for (vals, slots, bits) in [
+            (vec![1i64, 2, 3], 2usize, 64u32),
+            (vec![1; 8], 8, 126),
+            (vec![1], 0, 64),
+            (vec![1], 1, 1),
+            (vec![1], 1, 127),
+        ] {
+            assert!(pk.encrypt_packed(&vals, slots, bits).is_err());
+            assert!(sk.encrypt_packed(&vals, slots, bits).is_err());
+        }
+        assert!(sk.encrypt_packed(&[], 2, 64).unwrap().is_empty());
+        let r = nonces(1, 224);
+        assert!(sk.encrypt_packed_with(&[1, 2], 1, 64, Some(&r)).is_err());
+    }
+
+    #[test]
+    fn refuses_a_key_whose_generators_have_the_wrong_order() {
+        let sk = key();
+        let mut bytes = sk.to_bytes();
+        // H ← H·2 mod n: 2 has (overwhelmingly likely) an order not dividing t mod p²
+        let h = crypto_bigint::U2048::from_le_slice(&bytes[480..736]);
+        let n = crypto_bigint::U2048::from_le_slice(&sk.public().to_bytes()[..CT_BYTES]);
+        let h2 = h.add_mod(&h, &n);
+        bytes[480..736].copy_from_slice(&h2.to_le_bytes());
+        assert!(SecretKey::from_bytes(&bytes).is_err());
+    }
+}

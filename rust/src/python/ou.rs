@@ -176,6 +176,21 @@ impl OuSecretKey {
         OuPublicKey(self.1.clone())
     }
 
+    /// Encrypts like `OuPublicKey.encrypt_packed` (same arguments, same wire format; the
+    /// two kinds of ciphertexts add together) by the key owner's faster CRT path.
+    fn encrypt_packed(
+        &self,
+        py: Python<'_>,
+        values: &Bound<'_, PyAny>,
+        slots: usize,
+        slot_bits: u32,
+    ) -> PyResult<Py<PyBytes>> {
+        let v = Bytes::new(values, "values")?;
+        let v = ints(v.slice(), "values", i64::from_le_bytes)?;
+        let r = py.allow_threads(|| self.0.encrypt_packed(&v, slots, slot_bits));
+        bytes_out(py, r)
+    }
+
     /// Decrypts packed ciphertexts: float64 little-endian bytes, `slots` per ciphertext,
     /// each slot's signed integer scaled by 2^-frac_bits.
     fn decrypt_packed(
