@@ -322,7 +322,6 @@ class _ForgedFeatureParty:
         await ch.recv("sgb/rows")
         await ch.recv("sgb/gh")
         lvl = await ch.recv_json("sgb/level")
-        await ch.recv("sgb/pos")
         await ch.send("sgb/hist", b"\xff" * CT_BYTES * 3 * len(lvl["compute"]))
 
 

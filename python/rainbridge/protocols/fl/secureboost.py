@@ -12,7 +12,10 @@ each split, the other is the parent minus it), re-randomised, and returns them; 
 party decrypts, adds its own plaintext histograms and finds the best split (XGBoost's gain
 with λ, γ and the minimum child weight). For a split on a feature party's feature it names
 only (node, feature index, bin); the owner keeps the threshold, and answers which rows of
-that node go left. Leaf weights stay with the label party.
+that node go left, one bit a row; with the next level's request the label party tells every
+feature party which nodes split and which of their rows went left (one bit a row again),
+from which each keeps every row's node. Leaf weights stay with the label party. The label
+party encrypts with its secret key (by CRT, ciphertexts distributed as the public key's).
 
 Objectives: ``binary`` (logistic), ``regression`` (squared error), ``multiclass`` (softmax;
 one tree per class per round). Row subsampling per tree, learning rate (shrinkage), early
@@ -195,6 +198,21 @@ def _encoding(vals: npt.NDArray[np.float64], rows: int) -> tuple[int, int]:
     return frac, slot
 
 
+def unpack_rows(data: bytes, n: int, what: str) -> npt.NDArray[np.bool_]:
+    """One bit a row (``np.packbits``' order), exactly ``ceil(n / 8)`` bytes, or refused."""
+    if len(data) != (n + 7) // 8:
+        raise ProtocolViolationError(f"{what} is {len(data)} bytes; {(n + 7) // 8} expected")
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n).astype(bool)
+
+
+def move_rows(
+    pos: npt.NDArray[np.int32], split: list[int], left: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int32]:
+    """Every row's node after the nodes ``split`` split: the left or the right child."""
+    moving = np.isin(pos, split)
+    return np.where(moving, np.where(left, 2 * pos + 1, 2 * pos + 2), pos).astype(np.int32)
+
+
 @dataclass
 class _Peer:
     name: str
@@ -337,7 +355,9 @@ async def train_label(
                 if not peer_list:
                     cts = b""
                 elif shards is None:
-                    cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot)
+                    # the key owner encrypts by CRT (about twice as fast); the ciphertexts are
+                    # those of the public key, so the feature party cannot tell
+                    cts = await asyncio.to_thread(sk.encrypt_packed, enc, 2, slot)
                 else:
                     cts = await shards.encrypt_packed(pk, enc, 2, slot)
             he += time.perf_counter() - t0
@@ -413,6 +433,10 @@ async def _grow(
     level = [0]
     he = 0.0
     lam = p.reg_lambda
+    # the previous level's splits: the nodes split and, one bit a row, which rows went left
+    # (the feature parties keep every row's node from these, as the label party does)
+    moved: list[int] = []
+    moves = b""
 
     def leaf(k: int) -> None:
         weights[k] = -gsum[k] / (hsum[k] + lam) * p.learning_rate
@@ -435,11 +459,11 @@ async def _grow(
                 compute.append(k)
             else:
                 derive.append(k)
-        pos_b = pos.astype("<i4").tobytes()
         with clock.span("send"):
             for pr in peers:
-                await pr.ch.send_json("sgb/level", {"compute": compute})
-                await pr.ch.send("sgb/pos", pos_b)
+                await pr.ch.send_json("sgb/level", {"compute": compute, "moved": moved})
+                if moved:
+                    await pr.ch.send("sgb/moves", moves)
         with clock.span("wait_histograms"):
             raw_hists = await asyncio.gather(*(pr.ch.recv("sgb/hist") for pr in peers))
         hists: dict[str, dict[int, npt.NDArray[np.float64]]] = {}
@@ -492,18 +516,16 @@ async def _grow(
         update_t0 = time.perf_counter()
         go_left = np.zeros(n, dtype=bool)
         for pr, data in zip(peers, lefts, strict=True):
-            if len(data) != n:
-                raise ProtocolViolationError(f"{pr.name!r} sent a split answer of the wrong size")
-            arr = np.frombuffer(data, dtype=np.uint8)
             theirs = np.isin(pos, [k for k, c in chosen.items() if c[0] == pr.name])
-            go_left |= theirs & (arr == 1)
+            go_left |= theirs & unpack_rows(data, n, f"{pr.name!r}'s split answer")
         for k, (who, f, b) in chosen.items():
             if who == me:
                 at = pos == k
                 go_left[at] = binned.bins[at, f] <= b
                 splits[k] = (f, float(binned.edges[f][b]))
-        moving = np.isin(pos, list(chosen))
-        pos = np.where(moving, np.where(go_left, 2 * pos + 1, 2 * pos + 2), pos).astype(np.int32)
+        moved = sorted(chosen)
+        moves = np.packbits(go_left).tobytes()  # set only at rows of split nodes
+        pos = move_rows(pos, moved, go_left)
         nxt: list[int] = []
         pt = pos[rows]
         for k in chosen:
@@ -520,6 +542,7 @@ async def _grow(
         clock.add("update", update_t0)
         level = nxt
     tree = TreePart(owner, splits, sorted(weights), weights, cls)
+    # the last level's moves are not sent: a feature party needs no row's leaf
     done = {"owner": {str(k): v for k, v in owner.items()}, "leaves": tree.leaves}
     for pr in peers:
         await pr.ch.send_json("sgb/level", {"done": done})
@@ -593,6 +616,7 @@ async def train_feature(
         del loaded
         bins_t = np.ascontiguousarray(binned.bins[rows])
         splits: dict[int, tuple[int, float]] = {}
+        pos = np.zeros(n, dtype=np.int32)  # every row's node, kept from the label's moves
         while True:
             with clock.span("wait"):
                 lvl = await ch.recv_json("sgb/level")
@@ -612,12 +636,15 @@ async def train_feature(
                 break
             try:
                 compute = [int(k) for k in lvl.get("compute", [])]
+                moved = [int(k) for k in lvl.get("moved", [])]
             except (TypeError, ValueError):
                 raise ProtocolViolationError("a malformed histogram request") from None
-            with clock.span("wait"):
-                pos = np.frombuffer(await ch.recv("sgb/pos"), dtype="<i4")
-            if len(pos) != n:
-                raise ProtocolViolationError("row positions of the wrong length")
+            if any(not 0 <= k < max_node // 2 for k in moved) or len(set(moved)) != len(moved):
+                raise ProtocolViolationError("the label party moved rows of an invalid node")
+            if moved:
+                with clock.span("wait"):
+                    data = await ch.recv("sgb/moves")
+                pos = move_rows(pos, moved, unpack_rows(data, n, "the label party's moves"))
             if any(not 0 <= k < max_node for k in compute) or len(set(compute)) != len(compute):
                 raise ProtocolViolationError("a histogram asked for a node out of range or twice")
             hist_t0 = time.perf_counter()
@@ -648,7 +675,7 @@ async def train_feature(
             with clock.span("wait"):
                 req = await ch.recv_json("sgb/splits")
             split_t0 = time.perf_counter()
-            left = np.zeros(n, dtype=np.uint8)
+            left = np.zeros(n, dtype=bool)
             for item in req.get("splits", []) if isinstance(req, dict) else []:
                 try:
                     k, f, b = (int(v) for v in item)
@@ -661,7 +688,7 @@ async def train_feature(
                 splits[k] = (f, float(binned.edges[f][b]))
             clock.add("split", split_t0)
             with clock.span("send"):
-                await ch.send("sgb/left", left.tobytes())
+                await ch.send("sgb/left", np.packbits(left).tobytes())
         if progress is not None:
             progress(min(0.99, len(trees) / max(1, len(trees) + 1)))
     return SgbResult(
