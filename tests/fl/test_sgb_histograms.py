@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rainbridge._core import OuSecretKey
-from rainbridge.protocols.fl.histograms import histograms, pair_min_rows
+from rainbridge.protocols.fl.histograms import histograms, kept_cells, pair_min_rows
 
 SK = OuSecretKey.generate(1024)
 PK = SK.public_key()
@@ -70,3 +70,12 @@ def test_repeated_nodes_are_refused() -> None:
     bins = np.zeros((2, 2), np.uint8)
     with pytest.raises(ValueError, match="distinct"):
         histograms(PK, cts, bins, np.zeros(2, "<i4"), np.asarray([0, 0], "<i4"), 2)
+
+
+def test_only_bins_that_can_hold_rows_are_kept() -> None:
+    keep = kept_cells([2, 0, 3], [False, True, False], 5)
+    assert keep.tolist() == [
+        [True, True, True, False, False],
+        [True, False, False, False, True],
+        [True, True, True, True, False],
+    ]

@@ -110,7 +110,10 @@ class _Feature:
     async def run(self, ch: Any, n: int) -> None:
         pk = OuPublicKey.from_bytes(await ch.recv("sgb/pk"))
         await ch.recv_json("sgb/setup")
-        await ch.send_json("sgb/features", {"features": 1, "n_bins": 3, "n_splits": [2]})
+        info: dict[str, Any] = {"features": 1, "n_bins": 3, "n_splits": [2], "missing": [False]}
+        if self.forge == "no missing":
+            del info["missing"]
+        await ch.send_json("sgb/features", info)
         await ch.recv_json("sgb/next")
         await ch.recv("sgb/rows")
         await ch.recv("sgb/gh")
@@ -130,6 +133,7 @@ class _Feature:
 @pytest.mark.parametrize(
     ("forge", "error", "match"),
     [
+        ("no missing", ProtocolViolationError, "described its features wrongly"),
         ("long histogram", ProtocolViolationError, "histograms of the wrong size"),
         ("long answer", ProtocolViolationError, "split answer"),
         ("hang up", PeerDisconnectedError, None),

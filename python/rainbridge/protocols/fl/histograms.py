@@ -26,6 +26,15 @@ from rainbridge._core import OuCiphertexts, OuPublicKey
 CT_BYTES = 256
 
 
+def kept_cells(n_splits: list[int], missing: list[bool], n_bins: int) -> npt.NDArray[np.bool_]:
+    """features × n_bins: the bins that can hold rows, so the only ones a feature party
+    sends and the label party decrypts — a feature's bins up to its number of splits, and
+    the last bin (missing values) only for a feature with missing values."""
+    keep = np.arange(n_bins)[None, :] <= np.asarray(n_splits, dtype=np.int64)[:, None]
+    keep[:, n_bins - 1] |= np.asarray(missing, dtype=bool)
+    return keep
+
+
 def pair_min_rows(n_bins: int) -> int:
     """Rows from which a node is summed by pairs of features: the pair's extra cost, about
     four multiplications per cell of its joint table (out, in and into two marginals), is

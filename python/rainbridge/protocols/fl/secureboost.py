@@ -35,7 +35,9 @@ Security model: semi-honest parties. What each learns —
 the label party: for each node and each of a feature party's features, the sums of
 gradients and hessians per bin (so, the order statistics of the node's rows along that
 feature, bin by bin, in gradient-weighted form) and hence which rows go left at every
-split; the number of bins per feature. It never sees a feature value or a threshold.
+split; the number of bins per feature and whether it has missing values (what its root
+histogram shows anyway: only the bins that can hold rows are sent). It never sees a feature
+value or a threshold.
 A feature party: the instance space of every node (which rows reach it), which rows the
 label party samples into each tree, the tree shapes and which of its own features and bins
 are used; never a label, gradient or hessian (encrypted under a key only the label party
@@ -60,7 +62,7 @@ import numpy.typing as npt
 from rainbridge._core import OuPublicKey, OuSecretKey
 from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Channel
-from rainbridge.protocols.fl.histograms import histograms
+from rainbridge.protocols.fl.histograms import histograms, kept_cells
 from rainbridge.protocols.fl.sharding import CT_BYTES, RowShards, TaskEngine, row_shards
 from rainbridge.protocols.fl.trees import (
     Binned,
@@ -122,11 +124,13 @@ class SgbParams:
 class PhaseClock:
     """Wall seconds one party spends per phase of training (encryption, waits for the peer,
     histograms...), so that where the time goes stays measurable; what no span covers is
-    ``other``."""
+    ``other``. ``cpu`` is the process's CPU seconds over the whole training (all its
+    threads): on a shared machine a steadier measure of the work than wall time."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._start = time.perf_counter()
+        self._cpu = time.process_time()
 
     @contextmanager
     def span(self, phase: str) -> Iterator[None]:
@@ -144,6 +148,7 @@ class PhaseClock:
         out = {k: round(v, 3) for k, v in self.seconds.items()}
         wall = time.perf_counter() - self._start
         out["other"] = round(max(0.0, wall - sum(self.seconds.values())), 3)
+        out["cpu"] = round(time.process_time() - self._cpu, 3)
         return out
 
 
@@ -220,6 +225,7 @@ class _Peer:
     n_features: int
     n_bins: int
     n_splits: npt.NDArray[np.int64]
+    keep: npt.NDArray[np.bool_]  # features × bins: the cells its histograms hold
 
 
 def _own_hist(
@@ -308,11 +314,16 @@ async def train_label(
         try:
             nf, nb = int(info["features"]), int(info["n_bins"])
             ns = np.asarray([int(v) for v in info["n_splits"]], dtype=np.int64)
+            missing = info["missing"]
+            if not isinstance(missing, list) or any(not isinstance(v, bool) for v in missing):
+                raise TypeError
         except (KeyError, TypeError, ValueError):
             raise ProtocolViolationError(f"{name!r} described its features wrongly") from None
-        if nf != len(ns) or not 2 <= nb <= 256 or (ns >= nb).any() or (ns < 0).any():
+        if nf != len(ns) or nf != len(missing) or not 2 <= nb <= 256:
             raise ProtocolViolationError(f"{name!r} described its features inconsistently")
-        peer_list.append(_Peer(name, ch, nf, nb, ns))
+        if (ns >= nb).any() or (ns < 0).any():
+            raise ProtocolViolationError(f"{name!r} described its features inconsistently")
+        peer_list.append(_Peer(name, ch, nf, nb, ns, kept_cells(ns.tolist(), missing, nb)))
 
     # validation rows (held out of every tree) and the initial margin
     perm = rng.permutation(n)
@@ -468,7 +479,7 @@ async def _grow(
             raw_hists = await asyncio.gather(*(pr.ch.recv("sgb/hist") for pr in peers))
         hists: dict[str, dict[int, npt.NDArray[np.float64]]] = {}
         for pr, data in zip(peers, raw_hists, strict=True):
-            cells = len(compute) * pr.n_features * pr.n_bins
+            cells = len(compute) * int(pr.keep.sum())
             if len(data) != cells * CT_BYTES:
                 raise ProtocolViolationError(f"{pr.name!r} sent histograms of the wrong size")
             t0 = time.perf_counter()
@@ -483,7 +494,8 @@ async def _grow(
                     f"{pr.name!r} sent invalid histogram ciphertexts: {exc}"
                 ) from None
             he += time.perf_counter() - t0
-            arr = np.frombuffer(dec, dtype="<f8").reshape(len(compute), pr.n_features, pr.n_bins, 2)
+            arr = np.zeros((len(compute), pr.n_features, pr.n_bins, 2))
+            arr[:, pr.keep] = np.frombuffer(dec, dtype="<f8").reshape(len(compute), -1, 2)
             mine = {k: arr[i] for i, k in enumerate(compute)}
             for k in derive:
                 sib = k + 1 if k % 2 == 1 else k - 1
@@ -567,6 +579,7 @@ async def train_feature(
     shards = row_shards(engine, min_block)
     with clock.span("binning"):
         binned = bin_features(x, max_bin)
+        missing = [bool(v) for v in (binned.bins == binned.n_bins - 1).any(axis=0)]
     try:
         with clock.span("wait"):
             pkb = await ch.recv("sgb/pk")
@@ -581,8 +594,14 @@ async def train_feature(
         raise ProtocolViolationError("the label party asked for an invalid tree depth")
     await ch.send_json(
         "sgb/features",
-        {"features": nf, "n_bins": binned.n_bins, "n_splits": binned.n_splits},
+        {
+            "features": nf,
+            "n_bins": binned.n_bins,
+            "n_splits": binned.n_splits,
+            "missing": missing,
+        },
     )
+    keep = kept_cells(binned.n_splits, missing, binned.n_bins)
     trees: list[TreePart] = []
     max_node = 2 ** (max_depth + 1) - 1
     while True:
@@ -669,6 +688,10 @@ async def train_feature(
                     np.asarray(compute, dtype="<i4"),
                     binned.n_bins,
                 )
+            # only the cells that can hold rows leave: no bin past a feature's last split,
+            # no missing-value bin of a feature without missing values
+            cells = np.frombuffer(hist, np.uint8).reshape(len(compute), nf, binned.n_bins, -1)
+            hist = cells[:, keep].tobytes()
             clock.add("histogram", hist_t0)
             with clock.span("send"):
                 await ch.send("sgb/hist", hist)
