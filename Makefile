@@ -9,7 +9,7 @@ DBSERVERS := build/.dbservers
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/package.json web/package-lock.json \
 	web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: setup demo dist image image-smoke test test-py test-pg test-rust test-web lint lint-py bench bench-peers bench-crypten fuzz-sql fuzz fuzz-rust clean
+.PHONY: setup demo dist image image-smoke test test-py test-pg test-rust test-web lint lint-py bench bench-peers bench-heu bench-crypten fuzz-sql fuzz fuzz-rust clean
 
 setup: $(STAMP) $(CONSOLE) $(DBSERVERS)
 
@@ -137,6 +137,10 @@ fuzz-rust:
 # the product never imports them.
 bench-peers: $(STAMP)
 	bash scripts/bench-peers-env.sh
+
+# SecretFlow's HEU, the HE benchmark's peer, in its own environment (.venv-heu)
+bench-heu: $(STAMP)
+	bash scripts/bench-heu-env.sh
 
 # CrypTen (with torch, several GiB) in its own environment too
 bench-crypten: $(STAMP)

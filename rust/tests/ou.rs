@@ -266,6 +266,22 @@ mod key_owner {
                 assert_eq!(sk.decrypt_i64(&a).unwrap(), vals);
             }
         }
+        // several parallel blocks of rows, each with its own randomness
+        let rows = 300usize;
+        let vals: Vec<i64> = (0..2 * rows as i64).map(|i| i * 7919 - 1_000_000).collect();
+        let r = nonces(rows, 224);
+        let a = sk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap();
+        assert_eq!(a, pk.encrypt_packed_with(&vals, 2, 64, Some(&r)).unwrap());
+        let fresh = sk.encrypt_packed(&vals, 2, 64).unwrap();
+        let distinct: std::collections::HashSet<&[u8]> = fresh.chunks(CT_BYTES).collect();
+        assert_eq!(distinct.len(), rows, "every row has its own randomness");
+        let want: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+        assert_eq!(sk.decrypt_packed(&fresh, 2, 64, 0).unwrap(), want);
+        assert_eq!(
+            sk.decrypt_packed(&pk.encrypt_packed(&vals, 2, 64).unwrap(), 2, 64, 0)
+                .unwrap(),
+            want
+        );
         // the largest plaintext magnitude: 339 bits in 3 slots of 113 bits
         let vals = [i64::MAX, i64::MIN + 1, -(1 << 62)];
         let r = nonces(1, 224);
@@ -308,6 +324,22 @@ mod key_owner {
             assert!(pk.encrypt_packed(&vals, slots, bits).is_err());
             assert!(sk.encrypt_packed(&vals, slots, bits).is_err());
         }
+        // a value outside its signed slot would carry into the next one: refused
+        for (vals, bits) in [
+            (vec![1i64 << 9, 0], 10u32),
+            (vec![0, -(1i64 << 9)], 10),
+            (vec![i64::MIN, 0], 64),
+        ] {
+            assert!(pk.encrypt_packed(&vals, 2, bits).is_err(), "{vals:?}");
+            assert!(sk.encrypt_packed(&vals, 2, bits).is_err(), "{vals:?}");
+        }
+        let edge = [(1i64 << 9) - 1, -((1i64 << 9) - 1)];
+        let c = sk.encrypt_packed(&edge, 2, 10).unwrap();
+        assert_eq!(
+            sk.decrypt_packed(&c, 2, 10, 0).unwrap(),
+            vec![511.0, -511.0]
+        );
+        assert!(sk.encrypt_packed(&[i64::MIN, i64::MAX], 2, 65).is_ok());
         assert!(sk.encrypt_packed(&[], 2, 64).unwrap().is_empty());
         let r = nonces(1, 224);
         assert!(sk.encrypt_packed_with(&[1, 2], 1, 64, Some(&r)).is_err());

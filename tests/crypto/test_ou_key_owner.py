@@ -72,6 +72,8 @@ def test_randomised_like_the_public_key() -> None:
         (np.zeros(2, dtype="<i8"), 0, 64),
         (np.zeros(2, dtype="<i8"), 1, 127),
         (b"\x00" * 7, 1, 64),  # not whole int64s
+        (np.array([512, 0], dtype="<i8"), 2, 10),  # 512 overflows a signed 10-bit slot
+        (np.array([0, -512], dtype="<i8"), 2, 10),
     ],
 )
 def test_refuses_bad_layouts_as_the_public_key(values: object, slots: int, bits: int) -> None:
