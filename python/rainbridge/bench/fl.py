@@ -75,8 +75,8 @@ def bench_sgb(args: Any) -> dict[str, Any]:
     phases: dict[str, dict[str, float]] = {}
     for party in ("p0", "p1"):
         per = [r["phases"][party] for r in ok if (r.get("phases") or {}).get(party)]
-        keys = sorted({k for d in per for k in d})
-        phases[party] = {k: round(median([d.get(k, 0.0) for d in per]), 2) for k in keys}
+        names = sorted({k for d in per for k in d})
+        phases[party] = {k: round(median([d.get(k, 0.0) for d in per]), 2) for k in names}
     return {
         "benchmark": "fl-sgb",
         "machine": machine(),
