@@ -8,7 +8,8 @@ gradient and hessian, packs the two into one Okamoto–Uchiyama plaintext
 (:mod:`rainbridge._core`, a key it generates for this training) and sends the ciphertexts to
 each feature party. Level by level, each feature party adds them up into encrypted
 histograms over its own bins (per open node, per feature, per bin; only the smaller child of
-each split, the other is the parent minus it), re-randomised, and returns them; the label
+each split, the other is the parent minus it; big nodes two features at a time,
+:mod:`rainbridge.protocols.fl.histograms`), re-randomised, and returns them; the label
 party decrypts, adds its own plaintext histograms and finds the best split (XGBoost's gain
 with λ, γ and the minimum child weight). For a split on a feature party's feature it names
 only (node, feature index, bin); the owner keeps the threshold, and answers which rows of
