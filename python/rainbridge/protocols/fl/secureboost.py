@@ -496,7 +496,8 @@ async def _grow(
                 ) from None
             he += time.perf_counter() - t0
             arr = np.zeros((len(compute), pr.n_features, pr.n_bins, 2))
-            arr[:, pr.keep] = np.frombuffer(dec, dtype="<f8").reshape(len(compute), -1, 2)
+            got = np.frombuffer(dec, dtype="<f8").reshape(len(compute), int(pr.keep.sum()), 2)
+            arr[:, pr.keep] = got
             mine = {k: arr[i] for i, k in enumerate(compute)}
             for k in derive:
                 sib = k + 1 if k % 2 == 1 else k - 1
@@ -691,7 +692,7 @@ async def train_feature(
                 )
             # only the cells that can hold rows leave: no bin past a feature's last split,
             # no missing-value bin of a feature without missing values
-            cells = np.frombuffer(hist, np.uint8).reshape(len(compute), nf, binned.n_bins, -1)
+            cells = np.frombuffer(hist, np.uint8).reshape(len(compute), nf, binned.n_bins, CT_BYTES)
             hist = cells[:, keep].tobytes()
             clock.add("histogram", hist_t0)
             with clock.span("send"):
