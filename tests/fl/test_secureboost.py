@@ -176,7 +176,6 @@ class _Forger:
         await ch.send("sgb/rows", rows.tobytes())
         await ch.send("sgb/gh", cts)
         await ch.send_json("sgb/level", {"compute": [0]})
-        await ch.send("sgb/pos", np.zeros(n, dtype="<i4").tobytes())
         await ch.recv("sgb/hist")
         await ch.send_json("sgb/splits", {"splits": [[0, 0, 200]]})  # a bin out of range
 

@@ -317,12 +317,13 @@ class _ForgedFeatureParty:
     async def run(self, ch: Any, n: int) -> None:
         await ch.recv("sgb/pk")
         await ch.recv_json("sgb/setup")
-        await ch.send_json("sgb/features", {"features": 1, "n_bins": 3, "n_splits": [2]})
+        await ch.send_json(
+            "sgb/features", {"features": 1, "n_bins": 3, "n_splits": [2], "missing": [False]}
+        )
         await ch.recv_json("sgb/next")
         await ch.recv("sgb/rows")
         await ch.recv("sgb/gh")
         lvl = await ch.recv_json("sgb/level")
-        await ch.recv("sgb/pos")
         await ch.send("sgb/hist", b"\xff" * CT_BYTES * 3 * len(lvl["compute"]))
 
 
@@ -353,7 +354,9 @@ def test_a_feature_party_that_hangs_up_stops_the_label_party_on_ray(
     async def hang_up(ch: Any) -> None:
         await ch.recv("sgb/pk")
         await ch.recv_json("sgb/setup")
-        await ch.send_json("sgb/features", {"features": 1, "n_bins": 3, "n_splits": [2]})
+        await ch.send_json(
+            "sgb/features", {"features": 1, "n_bins": 3, "n_splits": [2], "missing": [False]}
+        )
         await ch.recv_json("sgb/next")
         await ch.recv("sgb/rows")
         await ch.recv("sgb/gh")  # encrypted by blocks on the cluster

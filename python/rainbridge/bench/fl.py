@@ -71,6 +71,12 @@ def bench_sgb(args: Any) -> dict[str, Any]:
         runs = [run_once(keys, work, args.timeout, "ot") for _ in range(args.repeat)]
     ok = [r for r in runs if "error" not in r]
     secs = median([r["seconds"] for r in ok]) if ok else None
+    # each party's median seconds per phase over the runs (where its time goes)
+    phases: dict[str, dict[str, float]] = {}
+    for party in ("p0", "p1"):
+        per = [r["phases"][party] for r in ok if (r.get("phases") or {}).get(party)]
+        names = sorted({k for d in per for k in d})
+        phases[party] = {k: round(median([d.get(k, 0.0) for d in per]), 2) for k in names}
     return {
         "benchmark": "fl-sgb",
         "machine": machine(),
@@ -82,7 +88,11 @@ def bench_sgb(args: Any) -> dict[str, Any]:
         "trees": args.trees,
         "max_depth": args.depth,
         "ok": bool(ok) and len(ok) == len(runs),
-        "rainbridge": {"seconds": round(secs, 2) if secs is not None else None, "runs": runs},
+        "rainbridge": {
+            "seconds": round(secs, 2) if secs is not None else None,
+            "phases_median": phases,
+            "runs": runs,
+        },
         "plaintext": _xgboost(args.rows, args.features, args.trees, args.depth),
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }

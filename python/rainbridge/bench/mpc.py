@@ -206,6 +206,7 @@ def run_once(
         return {
             "seconds": max(r0["sgb_seconds"], r1["sgb_seconds"]),
             "he_seconds_label": r1.get("he_seconds"),
+            "phases": {"p0": r0.get("phases"), "p1": r1.get("phases")},
             "trees": r1["trees"],
             "train_auc": r1.get("train_auc"),
             "bytes_p0_to_p1": r0["bytes_sent"],

@@ -225,6 +225,7 @@ async def sgb_workload(args: argparse.Namespace, other: Channel) -> dict[str, ob
         else:
             res = await train_feature(other, x[:, half:], me="p0", max_bin=32, engine=engine)
             out = {"trees": len(res.trees)}
+        out["phases"] = res.phases
         seconds = time.perf_counter() - t0
     finally:
         await engine.close()

@@ -8,11 +8,15 @@ gradient and hessian, packs the two into one Okamoto–Uchiyama plaintext
 (:mod:`rainbridge._core`, a key it generates for this training) and sends the ciphertexts to
 each feature party. Level by level, each feature party adds them up into encrypted
 histograms over its own bins (per open node, per feature, per bin; only the smaller child of
-each split, the other is the parent minus it), re-randomised, and returns them; the label
+each split, the other is the parent minus it; big nodes two features at a time,
+:mod:`rainbridge.protocols.fl.histograms`), re-randomised, and returns them; the label
 party decrypts, adds its own plaintext histograms and finds the best split (XGBoost's gain
 with λ, γ and the minimum child weight). For a split on a feature party's feature it names
 only (node, feature index, bin); the owner keeps the threshold, and answers which rows of
-that node go left. Leaf weights stay with the label party.
+that node go left, one bit a row; with the next level's request the label party tells every
+feature party which nodes split and which of their rows went left (one bit a row again),
+from which each keeps every row's node. Leaf weights stay with the label party. The label
+party encrypts with its secret key (by CRT, ciphertexts distributed as the public key's).
 
 Objectives: ``binary`` (logistic), ``regression`` (squared error), ``multiclass`` (softmax;
 one tree per class per round). Row subsampling per tree, learning rate (shrinkage), early
@@ -32,7 +36,9 @@ Security model: semi-honest parties. What each learns —
 the label party: for each node and each of a feature party's features, the sums of
 gradients and hessians per bin (so, the order statistics of the node's rows along that
 feature, bin by bin, in gradient-weighted form) and hence which rows go left at every
-split; the number of bins per feature. It never sees a feature value or a threshold.
+split; the number of bins per feature and whether it has missing values (what its root
+histogram shows anyway: only the bins that can hold rows are sent). It never sees a feature
+value or a threshold.
 A feature party: the instance space of every node (which rows reach it), which rows the
 label party samples into each tree, the tree shapes and which of its own features and bins
 are used; never a label, gradient or hessian (encrypted under a key only the label party
@@ -46,7 +52,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,6 +63,7 @@ import numpy.typing as npt
 from rainbridge._core import OuPublicKey, OuSecretKey
 from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Channel
+from rainbridge.protocols.fl.histograms import histograms, kept_cells
 from rainbridge.protocols.fl.sharding import CT_BYTES, RowShards, TaskEngine, row_shards
 from rainbridge.protocols.fl.trees import (
     Binned,
@@ -114,6 +122,37 @@ class SgbParams:
         return self.num_class if self.objective == "multiclass" else 1
 
 
+class PhaseClock:
+    """Wall seconds one party spends per phase of training (encryption, waits for the peer,
+    histograms...), so that where the time goes stays measurable; what no span covers is
+    ``other``. ``cpu`` is the process's CPU seconds over the whole training (all its
+    threads): on a shared machine a steadier measure of the work than wall time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+        self._cpu = time.process_time()
+
+    @contextmanager
+    def span(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, t0)
+
+    def add(self, phase: str, since: float) -> None:
+        """Counts the seconds from ``since`` (a ``time.perf_counter()``) to now."""
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - since
+
+    def totals(self) -> dict[str, float]:
+        out = {k: round(v, 3) for k, v in self.seconds.items()}
+        wall = time.perf_counter() - self._start
+        out["other"] = round(max(0.0, wall - sum(self.seconds.values())), 3)
+        out["cpu"] = round(time.process_time() - self._cpu, 3)
+        return out
+
+
 # -- the label party --------------------------------------------------------------------------
 
 
@@ -128,6 +167,7 @@ class SgbResult:
     history: list[float] = field(default_factory=list)  # validation loss per round
     train_scores: npt.NDArray[np.float64] | None = None  # label party, training rows
     he_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
 
 
 def _gradients(
@@ -164,6 +204,21 @@ def _encoding(vals: npt.NDArray[np.float64], rows: int) -> tuple[int, int]:
     return frac, slot
 
 
+def unpack_rows(data: bytes, n: int, what: str) -> npt.NDArray[np.bool_]:
+    """One bit a row (``np.packbits``' order), exactly ``ceil(n / 8)`` bytes, or refused."""
+    if len(data) != (n + 7) // 8:
+        raise ProtocolViolationError(f"{what} is {len(data)} bytes; {(n + 7) // 8} expected")
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n).astype(bool)
+
+
+def move_rows(
+    pos: npt.NDArray[np.int32], split: list[int], left: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int32]:
+    """Every row's node after the nodes ``split`` split: the left or the right child."""
+    moving = np.isin(pos, split)
+    return np.where(moving, np.where(left, 2 * pos + 1, 2 * pos + 2), pos).astype(np.int32)
+
+
 @dataclass
 class _Peer:
     name: str
@@ -171,6 +226,7 @@ class _Peer:
     n_features: int
     n_bins: int
     n_splits: npt.NDArray[np.int64]
+    keep: npt.NDArray[np.bool_]  # features × bins: the cells its histograms hold
 
 
 def _own_hist(
@@ -232,6 +288,7 @@ async def train_label(
     default; none or ``local``: one call each).
     """
     n = len(y)
+    clock = PhaseClock()
     shards = row_shards(engine, min_block)
     rng = np.random.default_rng(params.seed)
     obj = params.objective
@@ -239,10 +296,12 @@ async def train_label(
         raise ConfigError("a binary objective needs labels 0 and 1")
     if obj == "multiclass" and not (np.isin(y, np.arange(params.num_class)).all()):
         raise ConfigError(f"multiclass labels must be 0..{params.num_class - 1}")
-    binned = bin_features(x, params.max_bin)
+    with clock.span("binning"):
+        binned = bin_features(x, params.max_bin)
     t0 = time.perf_counter()
-    sk = await asyncio.to_thread(OuSecretKey.generate, params.key_bits)
-    pk = sk.public_key()
+    with clock.span("keygen"):
+        sk = await asyncio.to_thread(OuSecretKey.generate, params.key_bits)
+        pk = sk.public_key()
     he = time.perf_counter() - t0
     setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
     pkb = pk.to_bytes()
@@ -251,15 +310,21 @@ async def train_label(
         await ch.send_json("sgb/setup", setup)
     peer_list: list[_Peer] = []
     for name, ch in peers.items():
-        info = await ch.recv_json("sgb/features")
+        with clock.span("wait"):
+            info = await ch.recv_json("sgb/features")
         try:
             nf, nb = int(info["features"]), int(info["n_bins"])
             ns = np.asarray([int(v) for v in info["n_splits"]], dtype=np.int64)
+            missing = info["missing"]
+            if not isinstance(missing, list) or any(not isinstance(v, bool) for v in missing):
+                raise TypeError
         except (KeyError, TypeError, ValueError):
             raise ProtocolViolationError(f"{name!r} described its features wrongly") from None
-        if nf != len(ns) or not 2 <= nb <= 256 or (ns >= nb).any() or (ns < 0).any():
+        if nf != len(ns) or nf != len(missing) or not 2 <= nb <= 256:
             raise ProtocolViolationError(f"{name!r} described its features inconsistently")
-        peer_list.append(_Peer(name, ch, nf, nb, ns))
+        if (ns >= nb).any() or (ns < 0).any():
+            raise ProtocolViolationError(f"{name!r} described its features inconsistently")
+        peer_list.append(_Peer(name, ch, nf, nb, ns, kept_cells(ns.tolist(), missing, nb)))
 
     # validation rows (held out of every tree) and the initial margin
     perm = rng.permutation(n)
@@ -283,35 +348,40 @@ async def train_label(
     best_loss, best_rounds, rounds = math.inf, 0, 0
     for rnd in range(params.trees):
         for cls in range(k_out):
-            g_all, h_all = _gradients(obj, raw, y, cls)
-            rows = train
-            if params.subsample < 1:
-                take = max(1, round(params.subsample * len(train)))
-                rows = np.sort(rng.choice(train, size=take, replace=False))
-            rows = rows.astype(np.int64)
-            g, h = g_all[rows], h_all[rows]
-            frac, slot = _encoding(np.concatenate([g, h]), len(rows))
-            enc = np.empty((len(rows), 2), dtype="<i8")
-            enc[:, 0] = np.rint(np.ldexp(g, frac))
-            enc[:, 1] = np.rint(np.ldexp(h, frac))
+            with clock.span("gradients"):
+                g_all, h_all = _gradients(obj, raw, y, cls)
+                rows = train
+                if params.subsample < 1:
+                    take = max(1, round(params.subsample * len(train)))
+                    rows = np.sort(rng.choice(train, size=take, replace=False))
+                rows = rows.astype(np.int64)
+                g, h = g_all[rows], h_all[rows]
+                frac, slot = _encoding(np.concatenate([g, h]), len(rows))
+                enc = np.empty((len(rows), 2), dtype="<i8")
+                enc[:, 0] = np.rint(np.ldexp(g, frac))
+                enc[:, 1] = np.rint(np.ldexp(h, frac))
             t0 = time.perf_counter()
             # alone (no feature party: a baseline on the label party's own features) nothing
             # leaves, so nothing is encrypted
-            if not peer_list:
-                cts = b""
-            elif shards is None:
-                cts = await asyncio.to_thread(pk.encrypt_packed, enc, 2, slot)
-            else:
-                cts = await shards.encrypt_packed(pk, enc, 2, slot)
+            with clock.span("encrypt"):
+                if not peer_list:
+                    cts = b""
+                elif shards is None:
+                    # the key owner encrypts by CRT (about twice as fast); the ciphertexts are
+                    # those of the public key, so the feature party cannot tell
+                    cts = await asyncio.to_thread(sk.encrypt_packed, enc, 2, slot)
+                else:
+                    cts = await shards.encrypt_packed(pk, enc, 2, slot)
             he += time.perf_counter() - t0
             rows32 = rows.astype("<i4").tobytes()
-            for pr in peer_list:
-                await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
-                await pr.ch.send("sgb/rows", rows32)
-                await pr.ch.send("sgb/gh", cts)
+            with clock.span("send"):
+                for pr in peer_list:
+                    await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
+                    await pr.ch.send("sgb/rows", rows32)
+                    await pr.ch.send("sgb/gh", cts)
             tree, pos, spent = await _grow(
                 peer_list, binned, own_splits, rows, g_all, h_all, sk, frac, slot, params,
-                me=me, n=n, cls=cls, shards=shards,
+                me=me, n=n, cls=cls, clock=clock, shards=shards,
             )  # fmt: skip
             he += spent
             trees.append(tree)
@@ -352,6 +422,7 @@ async def train_label(
         history=history,
         train_scores=link(final, obj),
         he_seconds=he,
+        phases=clock.totals(),
     )
 
 
@@ -359,7 +430,7 @@ async def _grow(
     peers: list[_Peer], binned: Binned, own_splits: npt.NDArray[np.int64],
     rows: npt.NDArray[np.int64], g_all: npt.NDArray[np.float64], h_all: npt.NDArray[np.float64],
     sk: OuSecretKey, frac: int, slot: int, p: SgbParams, *, me: str, n: int, cls: int,
-    shards: RowShards | None = None,
+    clock: PhaseClock, shards: RowShards | None = None,
 ) -> tuple[TreePart, npt.NDArray[np.int32], float]:  # fmt: skip
     """Grows one tree level by level; (the tree, every row's leaf, seconds in HE)."""
     pos = np.zeros(n, dtype=np.int32)
@@ -374,6 +445,10 @@ async def _grow(
     level = [0]
     he = 0.0
     lam = p.reg_lambda
+    # the previous level's splits: the nodes split and, one bit a row, which rows went left
+    # (the feature parties keep every row's node from these, as the label party does)
+    moved: list[int] = []
+    moves = b""
 
     def leaf(k: int) -> None:
         weights[k] = -gsum[k] / (hsum[k] + lam) * p.learning_rate
@@ -396,36 +471,43 @@ async def _grow(
                 compute.append(k)
             else:
                 derive.append(k)
-        pos_b = pos.astype("<i4").tobytes()
-        for pr in peers:
-            await pr.ch.send_json("sgb/level", {"compute": compute})
-            await pr.ch.send("sgb/pos", pos_b)
-        raw_hists = await asyncio.gather(*(pr.ch.recv("sgb/hist") for pr in peers))
+        with clock.span("send"):
+            for pr in peers:
+                await pr.ch.send_json("sgb/level", {"compute": compute, "moved": moved})
+                if moved:
+                    await pr.ch.send("sgb/moves", moves)
+        with clock.span("wait_histograms"):
+            raw_hists = await asyncio.gather(*(pr.ch.recv("sgb/hist") for pr in peers))
         hists: dict[str, dict[int, npt.NDArray[np.float64]]] = {}
         for pr, data in zip(peers, raw_hists, strict=True):
-            cells = len(compute) * pr.n_features * pr.n_bins
+            cells = len(compute) * int(pr.keep.sum())
             if len(data) != cells * CT_BYTES:
                 raise ProtocolViolationError(f"{pr.name!r} sent histograms of the wrong size")
             t0 = time.perf_counter()
             try:
-                if shards is None:
-                    dec = await asyncio.to_thread(sk.decrypt_packed, data, 2, slot, frac)
-                else:
-                    dec = await shards.decrypt_packed(sk, data, 2, slot, frac)
+                with clock.span("decrypt"):
+                    if shards is None:
+                        dec = await asyncio.to_thread(sk.decrypt_packed, data, 2, slot, frac)
+                    else:
+                        dec = await shards.decrypt_packed(sk, data, 2, slot, frac)
             except ValueError as exc:  # a ciphertext out of range for the key
                 raise ProtocolViolationError(
                     f"{pr.name!r} sent invalid histogram ciphertexts: {exc}"
                 ) from None
             he += time.perf_counter() - t0
-            arr = np.frombuffer(dec, dtype="<f8").reshape(len(compute), pr.n_features, pr.n_bins, 2)
+            arr = np.zeros((len(compute), pr.n_features, pr.n_bins, 2))
+            got = np.frombuffer(dec, dtype="<f8").reshape(len(compute), int(pr.keep.sum()), 2)
+            arr[:, pr.keep] = got
             mine = {k: arr[i] for i, k in enumerate(compute)}
             for k in derive:
                 sib = k + 1 if k % 2 == 1 else k - 1
                 mine[k] = parent_hist[pr.name][(k - 1) // 2] - mine[sib]
             hists[pr.name] = mine
-        own = _own_hist(binned, rows, pos, g_all, h_all, opened)
+        with clock.span("own_histograms"):
+            own = _own_hist(binned, rows, pos, g_all, h_all, opened)
         # the best split of every open node, over every party's features
         chosen: dict[int, tuple[str, int, int]] = {}
+        split_t0 = time.perf_counter()
         for k in opened:
             best = _best(own[k], own_splits, gsum[k], hsum[k], p)
             who = me
@@ -438,24 +520,26 @@ async def _grow(
                 owner[k] = who
             else:
                 leaf(k)
-        for pr in peers:
-            mine_s = [[k, f, b] for k, (w, f, b) in chosen.items() if w == pr.name]
-            await pr.ch.send_json("sgb/splits", {"splits": mine_s})
-        lefts = await asyncio.gather(*(pr.ch.recv("sgb/left") for pr in peers))
+        clock.add("split", split_t0)
+        with clock.span("send"):
+            for pr in peers:
+                mine_s = [[k, f, b] for k, (w, f, b) in chosen.items() if w == pr.name]
+                await pr.ch.send_json("sgb/splits", {"splits": mine_s})
+        with clock.span("wait_splits"):
+            lefts = await asyncio.gather(*(pr.ch.recv("sgb/left") for pr in peers))
+        update_t0 = time.perf_counter()
         go_left = np.zeros(n, dtype=bool)
         for pr, data in zip(peers, lefts, strict=True):
-            if len(data) != n:
-                raise ProtocolViolationError(f"{pr.name!r} sent a split answer of the wrong size")
-            arr = np.frombuffer(data, dtype=np.uint8)
             theirs = np.isin(pos, [k for k, c in chosen.items() if c[0] == pr.name])
-            go_left |= theirs & (arr == 1)
+            go_left |= theirs & unpack_rows(data, n, f"{pr.name!r}'s split answer")
         for k, (who, f, b) in chosen.items():
             if who == me:
                 at = pos == k
                 go_left[at] = binned.bins[at, f] <= b
                 splits[k] = (f, float(binned.edges[f][b]))
-        moving = np.isin(pos, list(chosen))
-        pos = np.where(moving, np.where(go_left, 2 * pos + 1, 2 * pos + 2), pos).astype(np.int32)
+        moved = sorted(chosen)
+        moves = np.packbits(go_left).tobytes()  # set only at rows of split nodes
+        pos = move_rows(pos, moved, go_left)
         nxt: list[int] = []
         pt = pos[rows]
         for k in chosen:
@@ -469,8 +553,10 @@ async def _grow(
                 nxt.append(c)
         for pr in peers:
             parent_hist[pr.name] = {k: hists[pr.name][k] for k in chosen}
+        clock.add("update", update_t0)
         level = nxt
     tree = TreePart(owner, splits, sorted(weights), weights, cls)
+    # the last level's moves are not sent: a feature party needs no row's leaf
     done = {"owner": {str(k): v for k, v in owner.items()}, "leaves": tree.leaves}
     for pr in peers:
         await pr.ch.send_json("sgb/level", {"done": done})
@@ -491,10 +577,15 @@ async def train_feature(
     :func:`train_label`; none or ``local``: one call per level).
     """
     n, nf = x.shape
+    clock = PhaseClock()
     shards = row_shards(engine, min_block)
-    binned = bin_features(x, max_bin)
+    with clock.span("binning"):
+        binned = bin_features(x, max_bin)
+        missing = [bool(v) for v in (binned.bins == binned.n_bins - 1).any(axis=0)]
     try:
-        pk = OuPublicKey.from_bytes(await ch.recv("sgb/pk"))
+        with clock.span("wait"):
+            pkb = await ch.recv("sgb/pk")
+        pk = OuPublicKey.from_bytes(pkb)
     except ValueError as exc:
         raise ProtocolViolationError(f"the label party's key is invalid: {exc}") from None
     setup = await ch.recv_json("sgb/setup")
@@ -505,12 +596,19 @@ async def train_feature(
         raise ProtocolViolationError("the label party asked for an invalid tree depth")
     await ch.send_json(
         "sgb/features",
-        {"features": nf, "n_bins": binned.n_bins, "n_splits": binned.n_splits},
+        {
+            "features": nf,
+            "n_bins": binned.n_bins,
+            "n_splits": binned.n_splits,
+            "missing": missing,
+        },
     )
+    keep = kept_cells(binned.n_splits, missing, binned.n_bins)
     trees: list[TreePart] = []
     max_node = 2 ** (max_depth + 1) - 1
     while True:
-        nxt = await ch.recv_json("sgb/next")
+        with clock.span("wait"):
+            nxt = await ch.recv_json("sgb/next")
         kind = nxt.get("kind") if isinstance(nxt, dict) else None
         if kind == "end":
             keep = nxt.get("keep")
@@ -520,12 +618,15 @@ async def train_feature(
             break
         if kind != "tree":
             raise ProtocolViolationError(f"unexpected SecureBoost step {kind!r}")
-        rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
+        with clock.span("wait"):
+            rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise ProtocolViolationError("the label party named rows out of range")
-        gh = await ch.recv("sgb/gh")
+        with clock.span("wait"):
+            gh = await ch.recv("sgb/gh")
         try:
-            loaded = pk.load(gh)  # checks every ciphertext against the key
+            with clock.span("load"):
+                loaded = pk.load(gh)  # checks every ciphertext against the key
         except ValueError as exc:
             raise ProtocolViolationError(f"invalid gradient ciphertexts: {exc}") from None
         if len(loaded) != len(rows):
@@ -536,8 +637,10 @@ async def train_feature(
         del loaded
         bins_t = np.ascontiguousarray(binned.bins[rows])
         splits: dict[int, tuple[int, float]] = {}
+        pos = np.zeros(n, dtype=np.int32)  # every row's node, kept from the label's moves
         while True:
-            lvl = await ch.recv_json("sgb/level")
+            with clock.span("wait"):
+                lvl = await ch.recv_json("sgb/level")
             if not isinstance(lvl, dict):
                 raise ProtocolViolationError("a malformed SecureBoost level")
             if "done" in lvl:
@@ -554,18 +657,24 @@ async def train_feature(
                 break
             try:
                 compute = [int(k) for k in lvl.get("compute", [])]
+                moved = [int(k) for k in lvl.get("moved", [])]
             except (TypeError, ValueError):
                 raise ProtocolViolationError("a malformed histogram request") from None
-            pos = np.frombuffer(await ch.recv("sgb/pos"), dtype="<i4")
-            if len(pos) != n:
-                raise ProtocolViolationError("row positions of the wrong length")
-            if any(not 0 <= k < max_node for k in compute):
-                raise ProtocolViolationError("a histogram asked for a node out of range")
+            if any(not 0 <= k < max_node // 2 for k in moved) or len(set(moved)) != len(moved):
+                raise ProtocolViolationError("the label party moved rows of an invalid node")
+            if moved:
+                with clock.span("wait"):
+                    data = await ch.recv("sgb/moves")
+                pos = move_rows(pos, moved, unpack_rows(data, n, "the label party's moves"))
+            if any(not 0 <= k < max_node for k in compute) or len(set(compute)) != len(compute):
+                raise ProtocolViolationError("a histogram asked for a node out of range or twice")
+            hist_t0 = time.perf_counter()
             if cts is not None:
                 hist = await asyncio.to_thread(
-                    cts.histogram,
+                    histograms,
+                    pk,
+                    cts,
                     bins_t,
-                    nf,
                     np.ascontiguousarray(pos[rows]),
                     np.asarray(compute, dtype="<i4"),
                     binned.n_bins,
@@ -581,9 +690,17 @@ async def train_feature(
                     np.asarray(compute, dtype="<i4"),
                     binned.n_bins,
                 )
-            await ch.send("sgb/hist", hist)
-            req = await ch.recv_json("sgb/splits")
-            left = np.zeros(n, dtype=np.uint8)
+            # only the cells that can hold rows leave: no bin past a feature's last split,
+            # no missing-value bin of a feature without missing values
+            cells = np.frombuffer(hist, np.uint8).reshape(len(compute), nf, binned.n_bins, CT_BYTES)
+            hist = cells[:, keep].tobytes()
+            clock.add("histogram", hist_t0)
+            with clock.span("send"):
+                await ch.send("sgb/hist", hist)
+            with clock.span("wait"):
+                req = await ch.recv_json("sgb/splits")
+            split_t0 = time.perf_counter()
+            left = np.zeros(n, dtype=bool)
             for item in req.get("splits", []) if isinstance(req, dict) else []:
                 try:
                     k, f, b = (int(v) for v in item)
@@ -594,9 +711,15 @@ async def train_feature(
                 at = pos == k
                 left[at] = binned.bins[at, f] <= b
                 splits[k] = (f, float(binned.edges[f][b]))
-            await ch.send("sgb/left", left.tobytes())
+            clock.add("split", split_t0)
+            with clock.span("send"):
+                await ch.send("sgb/left", np.packbits(left).tobytes())
         if progress is not None:
             progress(min(0.99, len(trees) / max(1, len(trees) + 1)))
     return SgbResult(
-        trees=trees, edges=[e.tolist() for e in binned.edges], base=[], rounds=len(trees)
+        trees=trees,
+        edges=[e.tolist() for e in binned.edges],
+        base=[],
+        rounds=len(trees),
+        phases=clock.totals(),
     )
