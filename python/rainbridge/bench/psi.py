@@ -115,6 +115,8 @@ def run_ours(
         "peak_rss_mib": {"a": ra["peak_rss_mib"], "b": rb["peak_rss_mib"]},
         "buckets": ra.get("buckets", 1),
         "payload_rows": ra.get("payload_rows"),
+        # seconds per phase at each party (see rainbridge.protocols.psi.phases)
+        "phases": {"a": ra.get("phases", {}), "b": rb.get("phases", {})},
     }
 
 

@@ -69,6 +69,7 @@ from rainbridge.net.channel import Channel
 from rainbridge.protocols.psi.ecdh import PsiResult, _compare
 from rainbridge.protocols.psi.intersect import match, truncation_bytes
 from rainbridge.protocols.psi.items import as_items, to_large_string
+from rainbridge.protocols.psi.phases import Phases
 from rainbridge.protocols.psi.records import RecordLayout
 
 PROTOCOL = "rr22-psi"
@@ -270,6 +271,7 @@ async def run_rr22(
     """
     params = params or Rr22PsiParams()
     t0 = time.perf_counter()
+    ph = Phases()
     if len(channels) != 1:
         raise ParameterMismatchError(
             f"RR22 PSI takes exactly two parties (got {len(channels) + 1}); use ecdh for more"
@@ -279,8 +281,9 @@ async def run_rr22(
     rows, batches = _batches(ids, params.batch_size)
     my_seed = secrets.token_bytes(16)
     want_buckets = bucket_count(rows, params.memory_limit_mb)
-    await ch.send_json("rr22/hello", {**mine, "seed": my_seed.hex(), "buckets": want_buckets})
-    theirs = await ch.recv_json("rr22/hello")
+    with ph("hello"):
+        await ch.send_json("rr22/hello", {**mine, "seed": my_seed.hex(), "buckets": want_buckets})
+        theirs = await ch.recv_json("rr22/hello")
     # the same agreement check as ECDH-PSI, over the fields both must share
     _compare(mine, {k: theirs.get(k) for k in mine} if isinstance(theirs, dict) else theirs, peer)
     try:
@@ -302,9 +305,11 @@ async def run_rr22(
     try:
         done = 0
         for arr in batches:
-            items = as_items(to_large_string(arr))
-            dig = await asyncio.to_thread(_core.rr22_digests, seed, items.data, items.offsets)
-            buckets.add(dig, done)
+            with ph("hash"):
+                items = as_items(to_large_string(arr))
+                dig = await asyncio.to_thread(_core.rr22_digests, seed, items.data, items.offsets)
+            with ph("bucket"):
+                buckets.add(dig, done)
             done += len(arr)
         buckets.seal()
         if done != rows:
@@ -319,7 +324,8 @@ async def run_rr22(
         opened: list[np.ndarray] = []
         size = 0
         for k in range(buckets.count):
-            rec = buckets.load(k)
+            with ph("bucket"):
+                rec = buckets.load(k)
             s, rows_k, retries, records = await bucket_role(
                 k,
                 ch,
@@ -331,6 +337,7 @@ async def run_rr22(
                 peer in mine["receivers"],
                 layout,
                 payload,
+                phases=ph,
             )
             size += s
             stats["okvs_retries"] += retries
@@ -344,6 +351,7 @@ async def run_rr22(
         buckets.close()
     indices = None
     table = None
+    t_out = time.perf_counter()
     if party in mine["receivers"]:
         indices = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
@@ -353,7 +361,9 @@ async def run_rr22(
             records = np.concatenate(opened) if opened else np.zeros((0, w), dtype=np.uint8)
             table = layout.decode(records[order])
             stats["payload_bytes_per_row"] = w
+    ph.add("result", time.perf_counter() - t_out)
     stats["intersection"] = size
+    stats["phases"] = ph.as_dict()
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return PsiResult(size=size, indices=indices, stats=stats, payload=table)
 
@@ -404,20 +414,26 @@ async def bucket_role(
     peer_receives: bool,
     layout: RecordLayout | None,
     payload: pa.Table | None,
+    *,
+    phases: Phases | None = None,
 ) -> tuple[int, np.ndarray | None, int, np.ndarray | None]:
     """One bucket pair at this party (``rec``: its digests and row numbers, on ``ch``):
     returns (common distinct IDs, this party's common rows or None, retries, the opened
     payload records of those rows or None). :mod:`rainbridge.compute.psi` runs each bucket
-    pair of a large PSI through it as its own session."""
-    uniq, inverse = _distinct(rec)
+    pair of a large PSI through it as its own session. ``phases`` accumulates the time of
+    each step (``wait …`` phases include the peer's computation)."""
+    ph = phases if phases is not None else Phases()
+    with ph("group"):
+        uniq, inverse = _distinct(rec)
     n_mine = len(uniq)
     if payload is not None and n_mine != len(rec):
         raise DataError(
             f"the payload party's IDs must be unique: {len(rec) - n_mine} rows repeat an ID "
             "(a receiver's row could not be given one payload)"
         )
-    await ch.send_json(f"rr22/{k}/size", n_mine)
-    n_theirs = await ch.recv_json(f"rr22/{k}/size")
+    with ph("wait size"):
+        await ch.send_json(f"rr22/{k}/size", n_mine)
+        n_theirs = await ch.recv_json(f"rr22/{k}/size")
     if not isinstance(n_theirs, int) or isinstance(n_theirs, bool) or not 0 <= n_theirs < 1 << 40:
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid bucket size")
     n_recv, n_send = (n_mine, n_theirs) if leader else (n_theirs, n_mine)
@@ -425,82 +441,112 @@ async def bucket_role(
     digests = uniq.tobytes()
     tag = f"rr22/{k}/"
     if leader:
-        role, m0 = await asyncio.to_thread(_core.Rr22Receiver.start, seed, digests)
+        with ph("core start"):
+            role, m0 = await asyncio.to_thread(_core.Rr22Receiver.start, seed, digests)
         await ch.send(tag + "setup", m0)
-        m2 = await asyncio.to_thread(role.on_base, await ch.recv(tag + "base"))
+        with ph("wait base"):
+            m1 = await ch.recv(tag + "base")
+        with ph("core base"):
+            m2 = await asyncio.to_thread(role.on_base, m1)
         await ch.send(tag + "matrix", m2)
-        m4 = await asyncio.to_thread(role.on_trees, await ch.recv(tag + "trees"))
+        with ph("wait trees"):
+            m3 = await ch.recv(tag + "trees")
+        with ph("core vole+okvs"):
+            m4 = await asyncio.to_thread(role.on_trees, m3)
         retries = int.from_bytes(bytes(m4[:4]), "little")
-        await ch.send(tag + "store", m4)
-        del m4
-        outs = await asyncio.to_thread(role.outputs)
-        keys = b""
-        if layout is not None:
-            outs, keys = await asyncio.to_thread(_core.rr22_payload_keys, outs)
+        with ph("send store"):
+            await ch.send(tag + "store", m4)
+        del m4, m3
+        with ph("core outputs"):
+            outs = await asyncio.to_thread(role.outputs)
+            keys = b""
+            if layout is not None:
+                outs, keys = await asyncio.to_thread(_core.rr22_payload_keys, outs)
         mine = np.frombuffer(outs, dtype=np.uint8).reshape(-1, 16)[:, :width]
-        theirs = np.frombuffer(await ch.recv(tag + "values"), dtype=np.uint8)
+        with ph("wait values"):
+            theirs = np.frombuffer(await ch.recv(tag + "values"), dtype=np.uint8)
         if len(theirs) != n_send * width:
             raise ProtocolViolationError(
                 f"peer {peer!r} sent {len(theirs)} bytes of PRF values, expected {n_send * width}"
             )
-        i, j = match(np.ascontiguousarray(mine), theirs.reshape(-1, width))
+        with ph("match"):
+            i, j = match(np.ascontiguousarray(mine), theirs.reshape(-1, width))
         opened = None
         if layout is not None:
-            opened = await _open(ch, tag, peer, layout, n_send, keys, i, j)
-        if peer_receives:
-            await ch.send(tag + "hits", j.astype("<u4").tobytes())
-        else:
-            await ch.send_json(tag + "count", len(i))
-        common = np.zeros(n_mine, dtype=bool)
-        common[i] = True
-        sel = common[inverse]
-        rows = rec["row"][sel] if i_receive else None
-        records = None
-        if opened is not None:
-            at = np.full(n_mine, -1, dtype=np.int64)
-            at[i] = np.arange(len(i))
-            records = opened[at[inverse[sel]]]
+            with ph("payload open"):
+                opened = await _open(ch, tag, peer, layout, n_send, keys, i, j)
+        with ph("send hits"):
+            if peer_receives:
+                await ch.send(tag + "hits", j.astype("<u4").tobytes())
+            else:
+                await ch.send_json(tag + "count", len(i))
+        with ph("rows"):
+            common = np.zeros(n_mine, dtype=bool)
+            common[i] = True
+            sel = common[inverse]
+            rows = rec["row"][sel] if i_receive else None
+            records = None
+            if opened is not None:
+                at = np.full(n_mine, -1, dtype=np.int64)
+                at[i] = np.arange(len(i))
+                records = opened[at[inverse[sel]]]
         return len(i), rows, retries, records
-    role_s = await asyncio.to_thread(_core.Rr22Sender, seed, digests, n_recv)
-    await ch.send(
-        tag + "base", await asyncio.to_thread(role_s.on_setup, await ch.recv(tag + "setup"))
-    )
-    await ch.send(
-        tag + "trees", await asyncio.to_thread(role_s.on_matrix, await ch.recv(tag + "matrix"))
-    )
-    store = await ch.recv(tag + "store")
+    with ph("core start"):
+        role_s = await asyncio.to_thread(_core.Rr22Sender, seed, digests, n_recv)
+    with ph("wait setup"):
+        m0 = await ch.recv(tag + "setup")
+    with ph("core base"):
+        m1 = await asyncio.to_thread(role_s.on_setup, m0)
+    await ch.send(tag + "base", m1)
+    with ph("wait matrix"):
+        m2 = await ch.recv(tag + "matrix")
+    with ph("core trees"):
+        m3 = await asyncio.to_thread(role_s.on_matrix, m2)
+    await ch.send(tag + "trees", m3)
+    del m0, m1, m2, m3
+    with ph("wait store"):
+        store = await ch.recv(tag + "store")
     retries = int.from_bytes(store[:4], "little") if len(store) >= 4 else 0
-    vals = np.frombuffer(await asyncio.to_thread(role_s.on_store, store), dtype=np.uint8)
+    with ph("core vole+prf"):
+        vals = np.frombuffer(await asyncio.to_thread(role_s.on_store, store), dtype=np.uint8)
     del store
-    # A secret random order: the leader must not learn which of our rows a value belongs to.
-    perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
+    with ph("shuffle"):
+        # A secret random order: the leader must not learn which of our rows a value
+        # belongs to.
+        perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
     sealed = b""
     if layout is not None and payload is not None:
-        tags, keys = await asyncio.to_thread(_core.rr22_payload_keys, vals)
-        vals = np.frombuffer(tags, dtype=np.uint8)
-        row_of = np.empty(n_mine, dtype=np.int64)
-        row_of[inverse] = rec["row"]
-        plain = layout.encode(payload.take(pa.array(row_of[perm])))
-        kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
-        sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
-        del plain, kp, keys
-    await ch.send(
-        tag + "values", np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
-    )
+        with ph("payload seal"):
+            tags, keys = await asyncio.to_thread(_core.rr22_payload_keys, vals)
+            vals = np.frombuffer(tags, dtype=np.uint8)
+            row_of = np.empty(n_mine, dtype=np.int64)
+            row_of[inverse] = rec["row"]
+            plain = layout.encode(payload.take(pa.array(row_of[perm])))
+            kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
+            sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
+            del plain, kp, keys
+    with ph("shuffle"):
+        out = np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
     del vals
+    with ph("send values"):
+        await ch.send(tag + "values", out)
+    del out
     if layout is not None:
         await ch.send(tag + "records", sealed)
         del sealed
     if i_receive:
-        hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
+        with ph("wait hits"):
+            hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
         if len(hits) > n_mine or (len(hits) and int(hits.max()) >= n_mine):
             raise ProtocolViolationError(f"peer {peer!r} sent an invalid match list")
-        common = np.zeros(n_mine, dtype=bool)
-        common[perm[hits]] = True
-        if int(common.sum()) != len(hits):
-            raise ProtocolViolationError(f"peer {peer!r} sent a match list with repeats")
-        return len(hits), rec["row"][common[inverse]], retries, None
-    count = await ch.recv_json(tag + "count")
+        with ph("rows"):
+            common = np.zeros(n_mine, dtype=bool)
+            common[perm[hits]] = True
+            if int(common.sum()) != len(hits):
+                raise ProtocolViolationError(f"peer {peer!r} sent a match list with repeats")
+            return len(hits), rec["row"][common[inverse]], retries, None
+    with ph("wait count"):
+        count = await ch.recv_json(tag + "count")
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_mine:
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid intersection size")
     return count, None, retries, None
