@@ -17,6 +17,8 @@
 //! IKNP matrix (128·M/8); S→R the tree sums and corrections; R→S the masked OKVS (4-byte
 //! retry counter and `m` blocks); S→R the PRF values (by the caller, truncated).
 
+pub mod lookup;
+
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 

@@ -67,7 +67,7 @@ from rainbridge import _core
 from rainbridge.errors import DataError, ParameterMismatchError, ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.psi.ecdh import PsiResult, _compare
-from rainbridge.protocols.psi.intersect import match, truncation_bytes
+from rainbridge.protocols.psi.intersect import truncation_bytes
 from rainbridge.protocols.psi.items import as_items, to_large_string
 from rainbridge.protocols.psi.phases import Phases
 from rainbridge.protocols.psi.records import RecordLayout
@@ -396,11 +396,11 @@ async def _payload_layout(
     return layout
 
 
-def _distinct(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct digests of a bucket and, per record, the index of its digest among them."""
-    keys = rec["digest"]
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    return uniq, inverse.reshape(-1)
+def _distinct(rec: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Distinct digests of a bucket (16 bytes each, in order of first occurrence) and, per
+    record, the index of its digest among them (a hash table in the core)."""
+    uniq, group = _core.Rr22Receiver.distinct(np.ascontiguousarray(rec["digest"]))
+    return uniq, np.frombuffer(group, dtype="<i8")
 
 
 async def bucket_role(
@@ -424,8 +424,8 @@ async def bucket_role(
     each step (``wait …`` phases include the peer's computation)."""
     ph = phases if phases is not None else Phases()
     with ph("group"):
-        uniq, inverse = _distinct(rec)
-    n_mine = len(uniq)
+        digests, inverse = _distinct(rec)
+    n_mine = len(digests) // 16
     if payload is not None and n_mine != len(rec):
         raise DataError(
             f"the payload party's IDs must be unique: {len(rec) - n_mine} rows repeat an ID "
@@ -438,7 +438,6 @@ async def bucket_role(
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid bucket size")
     n_recv, n_send = (n_mine, n_theirs) if leader else (n_theirs, n_mine)
     width = min(16, truncation_bytes(n_recv, n_send))
-    digests = uniq.tobytes()
     tag = f"rr22/{k}/"
     if leader:
         with ph("core start"):
@@ -462,7 +461,6 @@ async def bucket_role(
             keys = b""
             if layout is not None:
                 outs, keys = await asyncio.to_thread(_core.rr22_payload_keys, outs)
-        mine = np.frombuffer(outs, dtype=np.uint8).reshape(-1, 16)[:, :width]
         with ph("wait values"):
             theirs = np.frombuffer(await ch.recv(tag + "values"), dtype=np.uint8)
         if len(theirs) != n_send * width:
@@ -470,7 +468,10 @@ async def bucket_role(
                 f"peer {peer!r} sent {len(theirs)} bytes of PRF values, expected {n_send * width}"
             )
         with ph("match"):
-            i, j = match(np.ascontiguousarray(mine), theirs.reshape(-1, width))
+            # our values are 16-byte rows of which the first `width` bytes count
+            ii, jj = await asyncio.to_thread(_core.Rr22Receiver.match_rows, outs, 16, theirs, width)
+            i, j = np.frombuffer(ii, dtype="<i8"), np.frombuffer(jj, dtype="<i8")
+        del outs
         opened = None
         if layout is not None:
             with ph("payload open"):
