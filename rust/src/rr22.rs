@@ -152,6 +152,26 @@ pub fn xor_rows(keys: &[u8], data: &mut [u8], width: usize, nonce: u64) -> Resul
     Ok(())
 }
 
+/// A uniformly random permutation of `0..n`, secret to this party.
+fn secret_permutation(n: usize) -> Vec<u32> {
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    let prg = Cipher::new(random_block());
+    let mut pool = vec![0u128; 1024];
+    let (mut used, mut counter) = (2 * pool.len(), 0u128);
+    for i in (1..n).rev() {
+        if used == 2 * pool.len() {
+            prg.fill(counter, &mut pool);
+            counter += pool.len() as u128;
+            used = 0;
+        }
+        let r = (pool[used / 2] >> (64 * (used % 2))) as u64;
+        used += 1;
+        let j = ((r as u128 * (i as u128 + 1)) >> 64) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
 fn x_pow(k: usize) -> Block {
     1u128 << k
 }
@@ -333,6 +353,16 @@ pub struct Sender {
     delta: Block,
     keys: Vec<Block>,
     b: Vec<Block>,
+    /// What [`Sender::prepare`] computed ahead of the masked store.
+    pre: Option<Prepared>,
+}
+
+/// The sender's work that needs the VOLE but not the masked store: the code applied to `B`,
+/// and the OKVS rows (for retry 0, almost always the one used) and values of its items.
+struct Prepared {
+    bb: Vec<Block>,
+    rows: Vec<okvs::Row>,
+    vals: Vec<Block>,
 }
 
 impl Sender {
@@ -344,6 +374,7 @@ impl Sender {
             delta: random_block(),
             keys: Vec::new(),
             b: Vec::new(),
+            pre: None,
         }
     }
 
@@ -396,10 +427,55 @@ impl Sender {
         Ok(out)
     }
 
+    /// Does the work of [`Sender::on_store`] that does not need the masked store, so that
+    /// it runs while the receiver encodes its OKVS (whose elimination uses one core).
+    /// Optional: `on_store` does what is left undone.
+    pub fn prepare(&mut self) -> Result<()> {
+        if self.pre.is_some() {
+            return Ok(());
+        }
+        if self.b.is_empty() {
+            return Err(shape("RR22: prepare before the VOLE"));
+        }
+        let l = self.layout;
+        let mut b = std::mem::take(&mut self.b);
+        let bb = eacode::dual_encode(&mut b, l.m, derive(&self.seed, "rr22/ea", 0));
+        drop(b);
+        self.pre = Some(Prepared {
+            bb,
+            rows: okvs_rows(&self.seed, 0, l.m, &self.digests),
+            vals: values(&self.seed, &self.digests),
+        });
+        Ok(())
+    }
+
+    /// [`Sender::on_store`], then the values in a secret random order, each cut to its first
+    /// `width` bytes: returns `(values, order)` where value `k` is that of item `order[k]`
+    /// (`order` as little-endian u32). The order comes from AES in counter mode under a fresh
+    /// random key (Fisher–Yates with multiply-shift draws, bias below 2^-40).
+    pub fn on_store_shuffled(&mut self, msg: &[u8], width: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+        if !(1..=16).contains(&width) {
+            return Err(shape("RR22: values are cut to 1 to 16 bytes"));
+        }
+        let n = self.digests.len();
+        if n > u32::MAX as usize {
+            return Err(shape("RR22: at most 2^32 items per bucket"));
+        }
+        let vals = self.on_store(msg)?;
+        let order = secret_permutation(n);
+        let mut out = vec![0u8; n * width];
+        out.par_chunks_mut(width)
+            .zip(order.par_iter())
+            .with_min_len(4096)
+            .for_each(|(o, &i)| o.copy_from_slice(&vals[16 * i as usize..16 * i as usize + width]));
+        let order = order.iter().flat_map(|i| i.to_le_bytes()).collect();
+        Ok((out, order))
+    }
+
     /// The masked OKVS: returns the PRF value (16 bytes) of every own item, in input order.
     pub fn on_store(&mut self, msg: &[u8]) -> Result<Vec<u8>> {
         let l = self.layout;
-        if self.b.is_empty() {
+        if self.b.is_empty() && self.pre.is_none() {
             return Err(shape("RR22: masked store before the VOLE"));
         }
         if msg.len() != 4 + 16 * l.m {
@@ -413,9 +489,8 @@ impl Sender {
         if retry >= 8 {
             return Err(shape("RR22: OKVS retry counter out of range"));
         }
-        let mut b = std::mem::take(&mut self.b);
-        let bb = eacode::dual_encode(&mut b, l.m, derive(&self.seed, "rr22/ea", 0));
-        drop(b);
+        self.prepare()?;
+        let Prepared { bb, rows, vals } = self.pre.take().expect("prepared");
         let delta = self.delta;
         let k: Vec<Block> = msg[4..]
             .par_chunks_exact(16)
@@ -424,8 +499,11 @@ impl Sender {
             .map(|(q, b)| b ^ gf_mul(delta, u128::from_le_bytes(q.try_into().expect("16 bytes"))))
             .collect();
         drop(bb);
-        let rows = okvs_rows(&self.seed, retry, l.m, &self.digests);
-        let vals = values(&self.seed, &self.digests);
+        let rows = if retry == 0 {
+            rows
+        } else {
+            okvs_rows(&self.seed, retry, l.m, &self.digests)
+        };
         let o: Vec<Block> = rows
             .par_iter()
             .zip(vals.par_iter())
@@ -450,6 +528,50 @@ mod tests {
         let m4 = r.on_trees(&m3).unwrap();
         let sy = s.on_store(&m4).unwrap();
         (r.outputs().unwrap(), sy)
+    }
+
+    #[test]
+    fn prepared_and_shuffled_values_are_the_same_prf() {
+        let x: Vec<Block> = (0..3000u128).map(|i| i * 7 + 1).collect();
+        let y: Vec<Block> = (0..2000u128)
+            .map(|i| if i < 700 { i * 7 + 1 } else { !i })
+            .collect();
+        let seed = b"session";
+        let (mut r, m0) = Receiver::new(seed, x.clone()).unwrap();
+        let mut s = Sender::new(seed, y.clone(), x.len());
+        assert!(s.prepare().is_err()); // before the VOLE
+        let m1 = s.on_setup(&m0).unwrap();
+        let m2 = r.on_base(&m1).unwrap();
+        let m3 = s.on_matrix(&m2).unwrap();
+        s.prepare().unwrap();
+        s.prepare().unwrap(); // twice is once
+        let m4 = r.on_trees(&m3).unwrap();
+        assert!(s.on_store_shuffled(&m4, 17).is_err());
+        let (vals, order) = s.on_store_shuffled(&m4, 11).unwrap();
+        let rx = r.outputs().unwrap();
+        let order: Vec<usize> = order
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as usize)
+            .collect();
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..y.len()).collect::<Vec<_>>());
+        assert_ne!(
+            order, seen,
+            "a random order (2000! orders: the identity never comes)"
+        );
+        let mut hits = 0;
+        for (k, &i) in order.iter().enumerate() {
+            let v = &vals[11 * k..11 * k + 11];
+            if i < 700 {
+                // y[i] = x[i]: the receiver's value of the same item
+                assert_eq!(v, &rx[16 * i..16 * i + 11]);
+                hits += 1;
+            } else {
+                assert!(rx.chunks_exact(16).all(|o| &o[..11] != v));
+            }
+        }
+        assert_eq!(hits, 700);
     }
 
     #[test]

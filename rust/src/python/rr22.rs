@@ -163,6 +163,29 @@ impl Rr22Sender {
         let r = py.allow_threads(|| inner.on_store(m.slice()));
         bytes_out(py, r)
     }
+
+    /// The work of `on_store` that does not need the masked store (call it while waiting
+    /// for the store; optional).
+    fn prepare(&mut self, py: Python<'_>) -> PyResult<()> {
+        let inner = &mut self.0;
+        py.allow_threads(|| inner.prepare()).map_err(to_py)
+    }
+
+    /// `(values, order)`: the PRF values in a secret random order, cut to `width` bytes;
+    /// value `k` is that of item `order[k]` (`order`: little-endian uint32).
+    fn on_store_shuffled(
+        &mut self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        width: usize,
+    ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+        let m = Bytes::new(msg, "message")?;
+        let inner = &mut self.0;
+        let (v, o) = py
+            .allow_threads(|| inner.on_store_shuffled(m.slice(), width))
+            .map_err(to_py)?;
+        Ok((PyBytes::new(py, &v).unbind(), PyBytes::new(py, &o).unbind()))
+    }
 }
 
 /// `(tags, keys)` of the payload variant from 16-byte PRF values.

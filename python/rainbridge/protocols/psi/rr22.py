@@ -505,30 +505,43 @@ async def bucket_role(
         m3 = await asyncio.to_thread(role_s.on_matrix, m2)
     await ch.send(tag + "trees", m3)
     del m0, m1, m2, m3
-    with ph("wait store"):
-        store = await ch.recv(tag + "store")
+    # The VOLE's code and our OKVS rows need no store: the core computes them while the
+    # receiver encodes its OKVS.
+    prep = asyncio.create_task(asyncio.to_thread(_timed, ph, "core prepare", role_s.prepare))
+    try:
+        with ph("wait store"):
+            store = await ch.recv(tag + "store")
+    finally:
+        await prep
     retries = int.from_bytes(store[:4], "little") if len(store) >= 4 else 0
-    with ph("core vole+prf"):
-        vals = np.frombuffer(await asyncio.to_thread(role_s.on_store, store), dtype=np.uint8)
-    del store
-    with ph("shuffle"):
-        # A secret random order: the leader must not learn which of our rows a value
-        # belongs to.
-        perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
     sealed = b""
-    if layout is not None and payload is not None:
+    if layout is None:
+        # PRF values in a secret random order (the leader must not learn which of our rows
+        # a value belongs to), cut to `width` bytes, in one pass in the core
+        with ph("core vole+prf+shuffle"):
+            out, order = await asyncio.to_thread(role_s.on_store_shuffled, store, width)
+        del store
+        perm = np.frombuffer(order, dtype="<u4")
+    else:
+        with ph("core vole+prf"):
+            vals = np.frombuffer(await asyncio.to_thread(role_s.on_store, store), dtype=np.uint8)
+        del store
+        with ph("shuffle"):
+            perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
         with ph("payload seal"):
             tags, keys = await asyncio.to_thread(_core.rr22_payload_keys, vals)
             vals = np.frombuffer(tags, dtype=np.uint8)
-            row_of = np.empty(n_mine, dtype=np.int64)
-            row_of[inverse] = rec["row"]
-            plain = layout.encode(payload.take(pa.array(row_of[perm])))
-            kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
-            sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
-            del plain, kp, keys
-    with ph("shuffle"):
-        out = np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
-    del vals
+            if payload is not None:
+                row_of = np.empty(n_mine, dtype=np.int64)
+                row_of[inverse] = rec["row"]
+                plain = layout.encode(payload.take(pa.array(row_of[perm])))
+                kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
+                sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
+                del plain, kp
+            del keys
+        with ph("shuffle"):
+            out = np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
+        del vals
     with ph("send values"):
         await ch.send(tag + "values", out)
     del out
@@ -551,6 +564,15 @@ async def bucket_role(
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_mine:
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid intersection size")
     return count, None, retries, None
+
+
+def _timed(ph: Phases, name: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a worker thread, its time added to phase ``name``."""
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        ph.add(name, time.perf_counter() - t0)
 
 
 async def _open(
