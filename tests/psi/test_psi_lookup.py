@@ -25,6 +25,9 @@ def test_distinct_groups_digests_exactly(pool: list[bytes], picks: list[int]) ->
     values = [uniq[16 * k : 16 * k + 16] for k in range(len(uniq) // 16)]
     assert values == list(dict.fromkeys(rows))  # first occurrence order, each once
     assert [values[g] for g in group] == rows
+    # one bucket in memory: the digests alone, the row numbers implicit
+    plain_uniq, plain_group = _distinct(np.ascontiguousarray(rec["digest"]))
+    assert plain_uniq == uniq and plain_group.tolist() == group.tolist()
 
 
 def test_distinct_of_digests_sharing_half_their_bytes() -> None:

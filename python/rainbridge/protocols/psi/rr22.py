@@ -209,13 +209,16 @@ class _Buckets:
 
     def add(self, digests: bytes, first_row: int) -> None:
         n = len(digests) // 16
+        if self.count == 1:
+            # one bucket: the digests alone, in row order (the row numbers are implicit)
+            assert first_row == self.rows
+            self._mem.append(np.frombuffer(digests, dtype="V16"))
+            self.rows += n
+            return
         rec = np.empty(n, dtype=_RECORD)
         rec["digest"] = np.frombuffer(digests, dtype="V16")
         rec["row"] = np.arange(first_row, first_row + n, dtype=np.int64)
         self.rows += n
-        if self.count == 1:
-            self._mem.append(rec)
-            return
         # A keyed mix of the digest's first 8 bytes picks the bucket (the same at both).
         low = np.frombuffer(digests, dtype="<u8")[::2]
         with np.errstate(over="ignore"):
@@ -234,8 +237,10 @@ class _Buckets:
             f.close()
 
     def load(self, k: int) -> np.ndarray:
+        """Bucket ``k``: records of :data:`_RECORD`, or with one bucket the digests alone
+        (dtype ``V16``), row ``i`` being row number ``i``."""
         if self.count == 1:
-            out = np.concatenate(self._mem) if self._mem else np.empty(0, dtype=_RECORD)
+            out = np.concatenate(self._mem) if self._mem else np.empty(0, dtype="V16")
             self._mem = []
             return out
         assert self._dir is not None
@@ -399,8 +404,14 @@ async def _payload_layout(
 def _distinct(rec: np.ndarray) -> tuple[bytes, np.ndarray]:
     """Distinct digests of a bucket (16 bytes each, in order of first occurrence) and, per
     record, the index of its digest among them (a hash table in the core)."""
-    uniq, group = _core.Rr22Receiver.distinct(np.ascontiguousarray(rec["digest"]))
+    digests = np.ascontiguousarray(rec["digest"]) if rec.dtype.names else rec
+    uniq, group = _core.Rr22Receiver.distinct(digests)
     return uniq, np.frombuffer(group, dtype="<i8")
+
+
+def _row_numbers(rec: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """The row numbers of the records selected by the boolean mask ``sel``."""
+    return rec["row"][sel] if rec.dtype.names else np.flatnonzero(sel).astype(np.int64)
 
 
 async def bucket_role(
@@ -417,7 +428,8 @@ async def bucket_role(
     *,
     phases: Phases | None = None,
 ) -> tuple[int, np.ndarray | None, int, np.ndarray | None]:
-    """One bucket pair at this party (``rec``: its digests and row numbers, on ``ch``):
+    """One bucket pair at this party (``rec``: its digests and row numbers as
+    :data:`_RECORD`, or its digests alone as ``V16`` for rows ``0..n-1``; on ``ch``):
     returns (common distinct IDs, this party's common rows or None, retries, the opened
     payload records of those rows or None). :mod:`rainbridge.compute.psi` runs each bucket
     pair of a large PSI through it as its own session. ``phases`` accumulates the time of
@@ -485,7 +497,7 @@ async def bucket_role(
             common = np.zeros(n_mine, dtype=bool)
             common[i] = True
             sel = common[inverse]
-            rows = rec["row"][sel] if i_receive else None
+            rows = _row_numbers(rec, sel) if i_receive else None
             records = None
             if opened is not None:
                 at = np.full(n_mine, -1, dtype=np.int64)
@@ -533,7 +545,7 @@ async def bucket_role(
             vals = np.frombuffer(tags, dtype=np.uint8)
             if payload is not None:
                 row_of = np.empty(n_mine, dtype=np.int64)
-                row_of[inverse] = rec["row"]
+                row_of[inverse] = rec["row"] if rec.dtype.names else np.arange(len(rec))
                 plain = layout.encode(payload.take(pa.array(row_of[perm])))
                 kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
                 sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
@@ -558,7 +570,7 @@ async def bucket_role(
             common[perm[hits]] = True
             if int(common.sum()) != len(hits):
                 raise ProtocolViolationError(f"peer {peer!r} sent a match list with repeats")
-            return len(hits), rec["row"][common[inverse]], retries, None
+            return len(hits), _row_numbers(rec, common[inverse]), retries, None
     with ph("wait count"):
         count = await ch.recv_json(tag + "count")
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_mine:
