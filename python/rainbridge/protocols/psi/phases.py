@@ -8,8 +8,11 @@ Timing is wall-clock: a phase that waits on the channel includes the peer's comp
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Phases:
@@ -23,6 +26,15 @@ class Phases:
         t0 = time.perf_counter()
         try:
             yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
+
+    def timed(self, name: str, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)``, its time added to ``name`` (for work run in a worker thread, where
+        several calls may overlap: their times add up)."""
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
         finally:
             self.add(name, time.perf_counter() - t0)
 

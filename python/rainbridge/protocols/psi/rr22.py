@@ -519,7 +519,7 @@ async def bucket_role(
     del m0, m1, m2, m3
     # The VOLE's code and our OKVS rows need no store: the core computes them while the
     # receiver encodes its OKVS.
-    prep = asyncio.create_task(asyncio.to_thread(_timed, ph, "core prepare", role_s.prepare))
+    prep = asyncio.create_task(asyncio.to_thread(ph.timed, "core prepare", role_s.prepare))
     try:
         with ph("wait store"):
             store = await ch.recv(tag + "store")
@@ -576,15 +576,6 @@ async def bucket_role(
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_mine:
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid intersection size")
     return count, None, retries, None
-
-
-def _timed(ph: Phases, name: str, fn: Callable[[], Any]) -> Any:
-    """``fn()`` in a worker thread, its time added to phase ``name``."""
-    t0 = time.perf_counter()
-    try:
-        return fn()
-    finally:
-        ph.add(name, time.perf_counter() - t0)
 
 
 async def _open(
