@@ -158,10 +158,47 @@ pub fn decode1(store: &[Block], row: Row) -> Block {
 
 /// Decodes every row (in parallel).
 pub fn decode(store: &[Block], rows: &[Row]) -> Vec<Block> {
-    rows.par_iter()
+    decode_map(store, rows, |_, x| x)
+}
+
+/// `f(i, decode1(store, rows[i]))` for every row `i`, in parallel.
+///
+/// A row reads a 2 KiB window at a random place in the store: in the rows' own order the
+/// store (16 bytes per column) would come from memory once per row. Visited in order of
+/// their start instead (a counting sort, one bin per 64 columns), neighbouring rows share
+/// their windows and the store is read about once, front to back.
+pub fn decode_map<F>(store: &[Block], rows: &[Row], f: F) -> Vec<Block>
+where
+    F: Fn(usize, Block) -> Block + Sync,
+{
+    const SHIFT: u32 = 6;
+    let n = rows.len();
+    assert!(n < u32::MAX as usize, "at most 2^32 - 1 rows");
+    let bins = (store.len() >> SHIFT) + 1;
+    let mut first = vec![0u32; bins + 1];
+    for r in rows {
+        first[(r.start >> SHIFT) as usize + 1] += 1;
+    }
+    for b in 0..bins {
+        first[b + 1] += first[b];
+    }
+    let mut order = vec![0u32; n];
+    for (i, r) in rows.iter().enumerate() {
+        let b = (r.start >> SHIFT) as usize;
+        order[first[b] as usize] = i as u32;
+        first[b] += 1;
+    }
+    drop(first);
+    let sorted: Vec<Block> = order
+        .par_iter()
         .with_min_len(4096)
-        .map(|&r| decode1(store, r))
-        .collect()
+        .map(|&i| f(i as usize, decode1(store, rows[i as usize])))
+        .collect();
+    let mut out = crate::block::zeroed(n);
+    for (&i, v) in order.iter().zip(sorted) {
+        out[i as usize] = v;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -183,6 +220,24 @@ mod tests {
             assert_eq!(p.len(), m);
             assert_eq!(decode(&p, &rows), vals);
         }
+    }
+
+    #[test]
+    fn decoding_in_start_order_is_decoding_each_row() {
+        let m = size(5000);
+        let store: Vec<Block> = (0..m).map(|_| random_block()).collect();
+        let keys: Vec<Block> = (0..5000).map(|_| random_block()).collect();
+        let rows = Rows::new(random_block(), m).rows(&keys);
+        let each: Vec<Block> = rows.iter().map(|&r| decode1(&store, r)).collect();
+        assert_eq!(decode(&store, &rows), each);
+        let mapped = decode_map(&store, &rows, |i, x| x ^ i as u128);
+        let want: Vec<Block> = each
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x ^ i as u128)
+            .collect();
+        assert_eq!(mapped, want);
+        assert!(decode(&store, &[]).is_empty());
     }
 
     #[test]

@@ -504,12 +504,7 @@ impl Sender {
         } else {
             okvs_rows(&self.seed, retry, l.m, &self.digests)
         };
-        let o: Vec<Block> = rows
-            .par_iter()
-            .zip(vals.par_iter())
-            .with_min_len(4096)
-            .map(|(&r, &v)| okvs::decode1(&k, r) ^ gf_mul(delta, v))
-            .collect();
+        let o = okvs::decode_map(&k, &rows, |i, d| d ^ gf_mul(delta, vals[i]));
         Ok(finish(o))
     }
 }
