@@ -180,11 +180,16 @@ fn shape(msg: &str) -> CoreError {
     CoreError::Shape(msg.into())
 }
 
+/// The masked store's plaintext: the OKVS `P`, its retry counter and the rows it used.
+type Encoded = (Vec<Block>, u32, Vec<okvs::Row>);
+
 /// The receiver (holds `X`, learns the PRF values of its own items).
 pub struct Receiver {
     seed: Vec<u8>,
     layout: Layout,
-    digests: Vec<Block>,
+    /// The OKVS of `X`, encoded on its own thread from the start: it needs no message, and
+    /// its elimination (one core) overlaps the base OTs and the VOLE (the other).
+    encoder: Option<std::thread::JoinHandle<Result<Encoded>>>,
     base_secret: [u8; 32],
     choices: Vec<u8>,
     t: Vec<Block>,
@@ -199,10 +204,15 @@ impl Receiver {
     pub fn new(seed: &[u8], digests: Vec<Block>) -> Result<(Self, Vec<u8>)> {
         let layout = Layout::new(digests.len());
         let (secret, msg) = baseot::sender_setup()?;
+        let s = seed.to_vec();
+        let encoder = std::thread::Builder::new()
+            .name("rr22-okvs".into())
+            .spawn(move || encode_set(&s, layout.m, &digests))
+            .map_err(|e| CoreError::Shape(format!("RR22: could not start the encoder: {e}")))?;
         let r = Receiver {
             seed: seed.to_vec(),
             layout,
-            digests,
+            encoder: Some(encoder),
             base_secret: secret,
             choices: Vec::new(),
             t: Vec::new(),
@@ -309,22 +319,13 @@ impl Receiver {
         let ea_seed = derive(&self.seed, "rr22/ea", 0);
         let (cc, aa) = eacode::dual_encode_with(&mut c, l.m, ea_seed, Some(noise_prefix));
         drop(c);
-        let vals = values(&self.seed, &self.digests);
-        let mut fill = |b: &mut [Block]| {
-            let c = Cipher::new(random_block());
-            c.fill(0, b);
-        };
-        let (p, retry, rows) = {
-            let mut retry = 0u32;
-            loop {
-                let rows = okvs_rows(&self.seed, retry, l.m, &self.digests);
-                match okvs::encode(&rows, &vals, l.m, &mut fill) {
-                    Ok(p) => break (p, retry, rows),
-                    Err(okvs::Singular) if retry < 8 => retry += 1,
-                    Err(_) => return Err(shape("RR22: the OKVS could not be encoded (8 tries)")),
-                }
-            }
-        };
+        let encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| shape("RR22: the OKVS was used already"))?;
+        let (p, retry, rows) = encoder
+            .join()
+            .map_err(|_| shape("RR22: the OKVS encoder failed"))??;
         // kept for `outputs`: the same rows decode the receiver's own values
         self.rows = rows;
         self.c = cc;
@@ -342,6 +343,25 @@ impl Receiver {
             return Err(shape("RR22: outputs before the VOLE"));
         }
         Ok(finish(okvs::decode(&self.c, &self.rows)))
+    }
+}
+
+/// Encodes the OKVS of the receiver's set: `Decode(P, x) = H(x)`, free columns random;
+/// retried under the next OKVS key while the band matrix is singular (8 tries).
+fn encode_set(seed: &[u8], m: usize, digests: &[Block]) -> Result<Encoded> {
+    let vals = values(seed, digests);
+    let mut fill = |b: &mut [Block]| {
+        let c = Cipher::new(random_block());
+        c.fill(0, b);
+    };
+    let mut retry = 0u32;
+    loop {
+        let rows = okvs_rows(seed, retry, m, digests);
+        match okvs::encode(&rows, &vals, m, &mut fill) {
+            Ok(p) => return Ok((p, retry, rows)),
+            Err(okvs::Singular) if retry < 7 => retry += 1,
+            Err(_) => return Err(shape("RR22: the OKVS could not be encoded (8 tries)")),
+        }
     }
 }
 
