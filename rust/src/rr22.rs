@@ -180,8 +180,9 @@ fn shape(msg: &str) -> CoreError {
     CoreError::Shape(msg.into())
 }
 
-/// The masked store's plaintext: the OKVS `P`, its retry counter and the rows it used.
-type Encoded = (Vec<Block>, u32, Vec<okvs::Row>);
+/// The masked store's plaintext: the OKVS `P`, its retry counter and the rows it used
+/// (binned for decoding).
+type Encoded = (Vec<Block>, u32, Vec<okvs::Entry>);
 
 /// The receiver (holds `X`, learns the PRF values of its own items).
 pub struct Receiver {
@@ -196,7 +197,7 @@ pub struct Receiver {
     alphas: Vec<u32>,
     betas: Vec<Block>,
     c: Vec<Block>,
-    rows: Vec<okvs::Row>,
+    rows: Vec<okvs::Entry>,
 }
 
 impl Receiver {
@@ -342,7 +343,7 @@ impl Receiver {
         if self.c.is_empty() {
             return Err(shape("RR22: outputs before the VOLE"));
         }
-        Ok(finish(okvs::decode(&self.c, &self.rows)))
+        Ok(finish(okvs::decode_binned(&self.c, &self.rows, |_, d| d)))
     }
 }
 
@@ -358,7 +359,7 @@ fn encode_set(seed: &[u8], m: usize, digests: &[Block]) -> Result<Encoded> {
     loop {
         let rows = okvs_rows(seed, retry, m, digests);
         match okvs::encode(&rows, &vals, m, &mut fill) {
-            Ok(p) => return Ok((p, retry, rows)),
+            Ok(p) => return Ok((p, retry, okvs::bin(&rows, None))),
             Err(okvs::Singular) if retry < 7 => retry += 1,
             Err(_) => return Err(shape("RR22: the OKVS could not be encoded (8 tries)")),
         }
@@ -378,11 +379,11 @@ pub struct Sender {
 }
 
 /// The sender's work that needs the VOLE but not the masked store: the code applied to `B`,
-/// and the OKVS rows (for retry 0, almost always the one used) and values of its items.
+/// and the OKVS rows (for retry 0, almost always the one used) of its items, binned by
+/// where they read the store, each with its item's value `H(y)`.
 struct Prepared {
     bb: Vec<Block>,
-    rows: Vec<okvs::Row>,
-    vals: Vec<Block>,
+    entries: Vec<okvs::Entry>,
 }
 
 impl Sender {
@@ -463,8 +464,10 @@ impl Sender {
         drop(b);
         self.pre = Some(Prepared {
             bb,
-            rows: okvs_rows(&self.seed, 0, l.m, &self.digests),
-            vals: values(&self.seed, &self.digests),
+            entries: okvs::bin(
+                &okvs_rows(&self.seed, 0, l.m, &self.digests),
+                Some(&values(&self.seed, &self.digests)),
+            ),
         });
         Ok(())
     }
@@ -510,7 +513,7 @@ impl Sender {
             return Err(shape("RR22: OKVS retry counter out of range"));
         }
         self.prepare()?;
-        let Prepared { bb, rows, vals } = self.pre.take().expect("prepared");
+        let Prepared { bb, entries } = self.pre.take().expect("prepared");
         let delta = self.delta;
         let k: Vec<Block> = msg[4..]
             .par_chunks_exact(16)
@@ -519,12 +522,16 @@ impl Sender {
             .map(|(q, b)| b ^ gf_mul(delta, u128::from_le_bytes(q.try_into().expect("16 bytes"))))
             .collect();
         drop(bb);
-        let rows = if retry == 0 {
-            rows
+        let entries = if retry == 0 {
+            entries
         } else {
-            okvs_rows(&self.seed, retry, l.m, &self.digests)
+            drop(entries);
+            okvs::bin(
+                &okvs_rows(&self.seed, retry, l.m, &self.digests),
+                Some(&values(&self.seed, &self.digests)),
+            )
         };
-        let o = okvs::decode_map(&k, &rows, |i, d| d ^ gf_mul(delta, vals[i]));
+        let o = okvs::decode_binned(&k, &entries, |e, d| d ^ gf_mul(delta, e.val()));
         Ok(finish(o))
     }
 }
