@@ -77,6 +77,8 @@ VERSION = 1
 #: Bytes of protocol state per item in a bucket (VOLE, OKVS, digests, matching), measured
 #: at 2^22 items with some margin; the bound on a bucket's size follows from it.
 BYTES_PER_ITEM = 400
+#: Distinct IDs per bucket and party, exclusive (the core's indices are 32-bit).
+_MAX_BUCKET = 1 << 31
 #: Records of the spill files: the 16-byte digest and the row number.
 _RECORD = np.dtype([("digest", "V16"), ("row", "<i8")])
 
@@ -438,6 +440,10 @@ async def bucket_role(
     with ph("group"):
         digests, inverse = _distinct(rec)
     n_mine = len(digests) // 16
+    if n_mine >= _MAX_BUCKET:
+        raise DataError(
+            f"an RR22 bucket holds fewer than {_MAX_BUCKET} distinct IDs: lower memory_limit_mb"
+        )
     if payload is not None and n_mine != len(rec):
         raise DataError(
             f"the payload party's IDs must be unique: {len(rec) - n_mine} rows repeat an ID "
@@ -446,7 +452,13 @@ async def bucket_role(
     with ph("wait size"):
         await ch.send_json(f"rr22/{k}/size", n_mine)
         n_theirs = await ch.recv_json(f"rr22/{k}/size")
-    if not isinstance(n_theirs, int) or isinstance(n_theirs, bool) or not 0 <= n_theirs < 1 << 40:
+    # The core indexes a bucket's items and OKVS columns with 32 bits (2^31 items per bucket
+    # is far past any memory bound; more buckets split a larger input).
+    if (
+        not isinstance(n_theirs, int)
+        or isinstance(n_theirs, bool)
+        or not 0 <= n_theirs < _MAX_BUCKET
+    ):
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid bucket size")
     n_recv, n_send = (n_mine, n_theirs) if leader else (n_theirs, n_mine)
     width = min(16, truncation_bytes(n_recv, n_send))
