@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rainbridge import _core
+from rainbridge.errors import ProtocolViolationError
 from rainbridge.protocols.psi.intersect import match
 from rainbridge.protocols.psi.rr22 import _RECORD, _distinct
 
@@ -84,3 +85,12 @@ def test_match_refuses_bad_shapes() -> None:
         0,
         0,
     ]
+
+
+def test_a_table_repeating_far_beyond_chance_is_a_protocol_violation() -> None:
+    # a forged set of masked values, one value 5000 times: refused at once, never quadratic
+    table = np.full((5000, 12), 7, dtype=np.uint8)
+    with pytest.raises(ProtocolViolationError, match="repeat"):
+        match(np.full((1, 12), 7, dtype=np.uint8), table)
+    ii, jj = match(np.full((1, 12), 7, dtype=np.uint8), table[:3])
+    assert ii.tolist() == [0, 0, 0] and jj.tolist() == [0, 1, 2]

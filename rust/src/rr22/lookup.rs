@@ -70,11 +70,22 @@ pub fn distinct(digests: &[u8]) -> Result<(Vec<u8>, Vec<i64>)> {
     Ok((uniq, group))
 }
 
+/// Longest walk along a run of occupied slots. Random keys at load at most 3/4 make runs of
+/// this length practically impossible (the chance falls exponentially with the length);
+/// keys that repeat, or were chosen to share slots, make them at once and would make the
+/// work quadratic. The table's rows come from the peer, so such a table is refused.
+const MAX_WALK: usize = 1024;
+
+fn repeated() -> CoreError {
+    CoreError::Shape("match: the table's rows repeat or collide far beyond chance".into())
+}
+
 /// Pairs `(i, j)` with `probe[i] == table[j]` on their first `width` bytes, `i` ascending.
 ///
 /// `probe` holds rows of `stride >= width` bytes (of which the first `width` count), `table`
 /// rows of `width` bytes, `width >= 8`. Every equal pair is reported, so rows that repeat in
-/// `table` give one pair each.
+/// `table` give one pair each, unless so many repeat that the table is refused (see
+/// [`MAX_WALK`]).
 pub fn match_rows(
     probe: &[u8],
     stride: usize,
@@ -106,8 +117,13 @@ pub fn match_rows(
     for (j, row) in table.chunks_exact(width).enumerate() {
         let k = word(row, 0);
         let mut s = slot(k, bits);
+        let mut steps = 0;
         while slots[s].1 != 0 {
             s = (s + 1) & mask;
+            steps += 1;
+            if steps > MAX_WALK {
+                return Err(repeated());
+            }
         }
         slots[s] = (k, j as u32 + 1);
     }
@@ -123,7 +139,10 @@ pub fn match_rows(
                 let row = &row[..width];
                 let k = word(row, 0);
                 let mut s = slot(k, bits);
-                loop {
+                for steps in 0.. {
+                    if steps > MAX_WALK {
+                        return Err(repeated());
+                    }
                     let (sk, at) = slots[s];
                     if at == 0 {
                         break;
@@ -137,9 +156,9 @@ pub fn match_rows(
                     s = (s + 1) & mask;
                 }
             }
-            out
+            Ok(out)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let total = parts.iter().map(Vec::len).sum();
     let (mut ii, mut jj) = (Vec::with_capacity(total), Vec::with_capacity(total));
     for (i, j) in parts.into_iter().flatten() {
@@ -208,6 +227,15 @@ mod tests {
             got.sort();
             prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_table_of_repeated_rows_is_refused_not_quadratic() {
+        let table = vec![7u8; 16 * 5000];
+        assert!(match_rows(&[7u8; 16], 16, &table, 16).is_err());
+        // a few repeats are fine: each gives its pair
+        let (ii, jj) = match_rows(&[7u8; 16], 16, &table[..16 * 3], 16).unwrap();
+        assert_eq!((ii, jj), (vec![0, 0, 0], vec![0, 1, 2]));
     }
 
     #[test]

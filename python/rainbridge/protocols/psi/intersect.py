@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rainbridge import _core
+from rainbridge.errors import ProtocolViolationError
 
 
 def match(probe: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -18,7 +19,9 @@ def match(probe: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
     Both inputs are ``(n, t)`` uint8 arrays with ``t >= 8`` (distinct inputs under a random
     permutation of the group have distinct images; rows repeated in ``table`` give a pair
-    each). Returns two int64 arrays of equal length, ``i`` ascending.
+    each). Returns two int64 arrays of equal length, ``i`` ascending. A ``table`` whose rows
+    repeat (or share their first 8 bytes) far beyond chance is refused with
+    :class:`~rainbridge.errors.ProtocolViolationError`.
     """
     if probe.ndim != 2 or table.ndim != 2 or probe.shape[1] != table.shape[1]:
         raise ValueError("match expects two (n, t) arrays with the same t")
@@ -30,7 +33,14 @@ def match(probe: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         raise ValueError("match expects rows of at least 8 bytes")
     p = np.ascontiguousarray(probe, dtype=np.uint8)
     t = np.ascontiguousarray(table, dtype=np.uint8)
-    ii, jj = _core.Rr22Receiver.match_rows(p, width, t, width)
+    try:
+        ii, jj = _core.Rr22Receiver.match_rows(p, width, t, width)
+    except ValueError:
+        # the shapes are right, so the core refused a table whose rows repeat far beyond
+        # chance: only a peer that deviates from the protocol sends one
+        raise ProtocolViolationError(
+            "the masked values repeat far beyond chance: a peer deviated from the protocol"
+        ) from None
     return np.frombuffer(ii, dtype="<i8"), np.frombuffer(jj, dtype="<i8")
 
 

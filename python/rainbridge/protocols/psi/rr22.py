@@ -493,7 +493,14 @@ async def bucket_role(
             )
         with ph("match"):
             # our values are 16-byte rows of which the first `width` bytes count
-            ii, jj = await asyncio.to_thread(_core.Rr22Receiver.match_rows, outs, 16, theirs, width)
+            try:
+                ii, jj = await asyncio.to_thread(
+                    _core.Rr22Receiver.match_rows, outs, 16, theirs, width
+                )
+            except ValueError:
+                raise ProtocolViolationError(
+                    f"peer {peer!r} sent PRF values that repeat far beyond chance"
+                ) from None
             i, j = np.frombuffer(ii, dtype="<i8"), np.frombuffer(jj, dtype="<i8")
         del outs
         opened = None
