@@ -158,10 +158,101 @@ pub fn decode1(store: &[Block], row: Row) -> Block {
 
 /// Decodes every row (in parallel).
 pub fn decode(store: &[Block], rows: &[Row]) -> Vec<Block> {
-    rows.par_iter()
+    decode_map(store, rows, |_, x| x)
+}
+
+/// `f(i, decode1(store, rows[i]))` for every row `i`, in parallel.
+pub fn decode_map<F>(store: &[Block], rows: &[Row], f: F) -> Vec<Block>
+where
+    F: Fn(usize, Block) -> Block + Sync,
+{
+    decode_binned(store, &bin(rows, None), |e, d| f(e.idx as usize, d))
+}
+
+/// A row with its index and a value that travels with it (see [`bin`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    band: [u64; 2],
+    val: [u64; 2],
+    start: u32,
+    pub idx: u32,
+}
+
+impl Entry {
+    pub fn val(&self) -> Block {
+        self.val[0] as u128 | (self.val[1] as u128) << 64
+    }
+
+    fn row(&self) -> Row {
+        Row {
+            start: self.start as u64,
+            band: self.band[0] as u128 | (self.band[1] as u128) << 64,
+        }
+    }
+}
+
+/// Columns per bin of [`bin`]: a bin's rows read 16·(4096 + 128) bytes of the store, which
+/// stay in the core's cache while the bin is decoded.
+const BIN_SHIFT: u32 = 12;
+
+/// The rows (each with `vals[i]` when given) grouped by the part of the store they read.
+///
+/// A row reads a 2 KiB window at a random place in the store: in the rows' own order that
+/// costs a trip to memory per row (about 7 times slower here). Grouped in bins of 4096
+/// columns (a counting sort: one pass, a thousand or so write streams), the store is read
+/// about once, front to back.
+pub fn bin(rows: &[Row], vals: Option<&[Block]>) -> Vec<Entry> {
+    assert!(rows.len() < u32::MAX as usize, "at most 2^32 - 1 rows");
+    assert!(vals.is_none_or(|v| v.len() == rows.len()));
+    let bins = rows
+        .iter()
+        .map(|r| (r.start >> BIN_SHIFT) as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut first = vec![0usize; bins + 1];
+    for r in rows {
+        assert!(r.start < u32::MAX as u64, "at most 2^32 - 1 columns");
+        first[(r.start >> BIN_SHIFT) as usize + 1] += 1;
+    }
+    for b in 0..bins {
+        first[b + 1] += first[b];
+    }
+    let blank = Entry {
+        band: [0; 2],
+        val: [0; 2],
+        start: 0,
+        idx: 0,
+    };
+    let mut out = vec![blank; rows.len()];
+    for (i, r) in rows.iter().enumerate() {
+        let b = (r.start >> BIN_SHIFT) as usize;
+        let v = vals.map_or(0, |v| v[i]);
+        out[first[b]] = Entry {
+            band: [r.band as u64, (r.band >> 64) as u64],
+            val: [v as u64, (v >> 64) as u64],
+            start: r.start as u32,
+            idx: i as u32,
+        };
+        first[b] += 1;
+    }
+    out
+}
+
+/// `f(e, decode1(store, e.row))` for every entry, returned in the rows' original order.
+pub fn decode_binned<F>(store: &[Block], entries: &[Entry], f: F) -> Vec<Block>
+where
+    F: Fn(&Entry, Block) -> Block + Sync,
+{
+    let sorted: Vec<Block> = entries
+        .par_iter()
         .with_min_len(4096)
-        .map(|&r| decode1(store, r))
-        .collect()
+        .map(|e| f(e, decode1(store, e.row())))
+        .collect();
+    let mut out = crate::block::zeroed(entries.len());
+    for (e, v) in entries.iter().zip(sorted) {
+        out[e.idx as usize] = v;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -183,6 +274,28 @@ mod tests {
             assert_eq!(p.len(), m);
             assert_eq!(decode(&p, &rows), vals);
         }
+    }
+
+    #[test]
+    fn decoding_in_start_order_is_decoding_each_row() {
+        let m = size(5000);
+        let store: Vec<Block> = (0..m).map(|_| random_block()).collect();
+        let keys: Vec<Block> = (0..5000).map(|_| random_block()).collect();
+        let rows = Rows::new(random_block(), m).rows(&keys);
+        let each: Vec<Block> = rows.iter().map(|&r| decode1(&store, r)).collect();
+        assert_eq!(decode(&store, &rows), each);
+        let vals: Vec<Block> = (0..5000).map(|_| random_block()).collect();
+        let binned = decode_binned(&store, &bin(&rows, Some(&vals)), |e, x| x ^ e.val());
+        let want: Vec<Block> = each.iter().zip(&vals).map(|(x, v)| x ^ v).collect();
+        assert_eq!(binned, want);
+        let mapped = decode_map(&store, &rows, |i, x| x ^ i as u128);
+        let want: Vec<Block> = each
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x ^ i as u128)
+            .collect();
+        assert_eq!(mapped, want);
+        assert!(decode(&store, &[]).is_empty());
     }
 
     #[test]

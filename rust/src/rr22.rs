@@ -17,6 +17,8 @@
 //! IKNP matrix (128·M/8); S→R the tree sums and corrections; R→S the masked OKVS (4-byte
 //! retry counter and `m` blocks); S→R the PRF values (by the caller, truncated).
 
+pub mod lookup;
+
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -150,6 +152,26 @@ pub fn xor_rows(keys: &[u8], data: &mut [u8], width: usize, nonce: u64) -> Resul
     Ok(())
 }
 
+/// A uniformly random permutation of `0..n`, secret to this party.
+fn secret_permutation(n: usize) -> Vec<u32> {
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    let prg = Cipher::new(random_block());
+    let mut pool = vec![0u128; 1024];
+    let (mut used, mut counter) = (2 * pool.len(), 0u128);
+    for i in (1..n).rev() {
+        if used == 2 * pool.len() {
+            prg.fill(counter, &mut pool);
+            counter += pool.len() as u128;
+            used = 0;
+        }
+        let r = (pool[used / 2] >> (64 * (used % 2))) as u64;
+        used += 1;
+        let j = ((r as u128 * (i as u128 + 1)) >> 64) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
 fn x_pow(k: usize) -> Block {
     1u128 << k
 }
@@ -158,18 +180,24 @@ fn shape(msg: &str) -> CoreError {
     CoreError::Shape(msg.into())
 }
 
+/// The masked store's plaintext: the OKVS `P`, its retry counter and the rows it used
+/// (binned for decoding).
+type Encoded = (Vec<Block>, u32, Vec<okvs::Entry>);
+
 /// The receiver (holds `X`, learns the PRF values of its own items).
 pub struct Receiver {
     seed: Vec<u8>,
     layout: Layout,
-    digests: Vec<Block>,
+    /// The OKVS of `X`, encoded on its own thread from the start: it needs no message, and
+    /// its elimination (one core) overlaps the base OTs and the VOLE (the other).
+    encoder: Option<std::thread::JoinHandle<Result<Encoded>>>,
     base_secret: [u8; 32],
     choices: Vec<u8>,
     t: Vec<Block>,
     alphas: Vec<u32>,
     betas: Vec<Block>,
     c: Vec<Block>,
-    rows: Vec<okvs::Row>,
+    rows: Vec<okvs::Entry>,
 }
 
 impl Receiver {
@@ -177,10 +205,15 @@ impl Receiver {
     pub fn new(seed: &[u8], digests: Vec<Block>) -> Result<(Self, Vec<u8>)> {
         let layout = Layout::new(digests.len());
         let (secret, msg) = baseot::sender_setup()?;
+        let s = seed.to_vec();
+        let encoder = std::thread::Builder::new()
+            .name("rr22-okvs".into())
+            .spawn(move || encode_set(&s, layout.m, &digests))
+            .map_err(|e| CoreError::Shape(format!("RR22: could not start the encoder: {e}")))?;
         let r = Receiver {
             seed: seed.to_vec(),
             layout,
-            digests,
+            encoder: Some(encoder),
             base_secret: secret,
             choices: Vec::new(),
             t: Vec::new(),
@@ -287,22 +320,13 @@ impl Receiver {
         let ea_seed = derive(&self.seed, "rr22/ea", 0);
         let (cc, aa) = eacode::dual_encode_with(&mut c, l.m, ea_seed, Some(noise_prefix));
         drop(c);
-        let vals = values(&self.seed, &self.digests);
-        let mut fill = |b: &mut [Block]| {
-            let c = Cipher::new(random_block());
-            c.fill(0, b);
-        };
-        let (p, retry, rows) = {
-            let mut retry = 0u32;
-            loop {
-                let rows = okvs_rows(&self.seed, retry, l.m, &self.digests);
-                match okvs::encode(&rows, &vals, l.m, &mut fill) {
-                    Ok(p) => break (p, retry, rows),
-                    Err(okvs::Singular) if retry < 8 => retry += 1,
-                    Err(_) => return Err(shape("RR22: the OKVS could not be encoded (8 tries)")),
-                }
-            }
-        };
+        let encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| shape("RR22: the OKVS was used already"))?;
+        let (p, retry, rows) = encoder
+            .join()
+            .map_err(|_| shape("RR22: the OKVS encoder failed"))??;
         // kept for `outputs`: the same rows decode the receiver's own values
         self.rows = rows;
         self.c = cc;
@@ -319,7 +343,26 @@ impl Receiver {
         if self.c.is_empty() {
             return Err(shape("RR22: outputs before the VOLE"));
         }
-        Ok(finish(okvs::decode(&self.c, &self.rows)))
+        Ok(finish(okvs::decode_binned(&self.c, &self.rows, |_, d| d)))
+    }
+}
+
+/// Encodes the OKVS of the receiver's set: `Decode(P, x) = H(x)`, free columns random;
+/// retried under the next OKVS key while the band matrix is singular (8 tries).
+fn encode_set(seed: &[u8], m: usize, digests: &[Block]) -> Result<Encoded> {
+    let vals = values(seed, digests);
+    let mut fill = |b: &mut [Block]| {
+        let c = Cipher::new(random_block());
+        c.fill(0, b);
+    };
+    let mut retry = 0u32;
+    loop {
+        let rows = okvs_rows(seed, retry, m, digests);
+        match okvs::encode(&rows, &vals, m, &mut fill) {
+            Ok(p) => return Ok((p, retry, okvs::bin(&rows, None))),
+            Err(okvs::Singular) if retry < 7 => retry += 1,
+            Err(_) => return Err(shape("RR22: the OKVS could not be encoded (8 tries)")),
+        }
     }
 }
 
@@ -331,6 +374,16 @@ pub struct Sender {
     delta: Block,
     keys: Vec<Block>,
     b: Vec<Block>,
+    /// What [`Sender::prepare`] computed ahead of the masked store.
+    pre: Option<Prepared>,
+}
+
+/// The sender's work that needs the VOLE but not the masked store: the code applied to `B`,
+/// and the OKVS rows (for retry 0, almost always the one used) of its items, binned by
+/// where they read the store, each with its item's value `H(y)`.
+struct Prepared {
+    bb: Vec<Block>,
+    entries: Vec<okvs::Entry>,
 }
 
 impl Sender {
@@ -342,6 +395,7 @@ impl Sender {
             delta: random_block(),
             keys: Vec::new(),
             b: Vec::new(),
+            pre: None,
         }
     }
 
@@ -394,10 +448,57 @@ impl Sender {
         Ok(out)
     }
 
+    /// Does the work of [`Sender::on_store`] that does not need the masked store, so that
+    /// it runs while the receiver encodes its OKVS (whose elimination uses one core).
+    /// Optional: `on_store` does what is left undone.
+    pub fn prepare(&mut self) -> Result<()> {
+        if self.pre.is_some() {
+            return Ok(());
+        }
+        if self.b.is_empty() {
+            return Err(shape("RR22: prepare before the VOLE"));
+        }
+        let l = self.layout;
+        let mut b = std::mem::take(&mut self.b);
+        let bb = eacode::dual_encode(&mut b, l.m, derive(&self.seed, "rr22/ea", 0));
+        drop(b);
+        self.pre = Some(Prepared {
+            bb,
+            entries: okvs::bin(
+                &okvs_rows(&self.seed, 0, l.m, &self.digests),
+                Some(&values(&self.seed, &self.digests)),
+            ),
+        });
+        Ok(())
+    }
+
+    /// [`Sender::on_store`], then the values in a secret random order, each cut to its first
+    /// `width` bytes: returns `(values, order)` where value `k` is that of item `order[k]`
+    /// (`order` as little-endian u32). The order comes from AES in counter mode under a fresh
+    /// random key (Fisher–Yates with multiply-shift draws, bias below 2^-40).
+    pub fn on_store_shuffled(&mut self, msg: &[u8], width: usize) -> Result<(Vec<u8>, Vec<u8>)> {
+        if !(1..=16).contains(&width) {
+            return Err(shape("RR22: values are cut to 1 to 16 bytes"));
+        }
+        let n = self.digests.len();
+        if n > u32::MAX as usize {
+            return Err(shape("RR22: at most 2^32 items per bucket"));
+        }
+        let vals = self.on_store(msg)?;
+        let order = secret_permutation(n);
+        let mut out = vec![0u8; n * width];
+        out.par_chunks_mut(width)
+            .zip(order.par_iter())
+            .with_min_len(4096)
+            .for_each(|(o, &i)| o.copy_from_slice(&vals[16 * i as usize..16 * i as usize + width]));
+        let order = order.iter().flat_map(|i| i.to_le_bytes()).collect();
+        Ok((out, order))
+    }
+
     /// The masked OKVS: returns the PRF value (16 bytes) of every own item, in input order.
     pub fn on_store(&mut self, msg: &[u8]) -> Result<Vec<u8>> {
         let l = self.layout;
-        if self.b.is_empty() {
+        if self.b.is_empty() && self.pre.is_none() {
             return Err(shape("RR22: masked store before the VOLE"));
         }
         if msg.len() != 4 + 16 * l.m {
@@ -411,9 +512,8 @@ impl Sender {
         if retry >= 8 {
             return Err(shape("RR22: OKVS retry counter out of range"));
         }
-        let mut b = std::mem::take(&mut self.b);
-        let bb = eacode::dual_encode(&mut b, l.m, derive(&self.seed, "rr22/ea", 0));
-        drop(b);
+        self.prepare()?;
+        let Prepared { bb, entries } = self.pre.take().expect("prepared");
         let delta = self.delta;
         let k: Vec<Block> = msg[4..]
             .par_chunks_exact(16)
@@ -422,14 +522,16 @@ impl Sender {
             .map(|(q, b)| b ^ gf_mul(delta, u128::from_le_bytes(q.try_into().expect("16 bytes"))))
             .collect();
         drop(bb);
-        let rows = okvs_rows(&self.seed, retry, l.m, &self.digests);
-        let vals = values(&self.seed, &self.digests);
-        let o: Vec<Block> = rows
-            .par_iter()
-            .zip(vals.par_iter())
-            .with_min_len(4096)
-            .map(|(&r, &v)| okvs::decode1(&k, r) ^ gf_mul(delta, v))
-            .collect();
+        let entries = if retry == 0 {
+            entries
+        } else {
+            drop(entries);
+            okvs::bin(
+                &okvs_rows(&self.seed, retry, l.m, &self.digests),
+                Some(&values(&self.seed, &self.digests)),
+            )
+        };
+        let o = okvs::decode_binned(&k, &entries, |e, d| d ^ gf_mul(delta, e.val()));
         Ok(finish(o))
     }
 }
@@ -448,6 +550,50 @@ mod tests {
         let m4 = r.on_trees(&m3).unwrap();
         let sy = s.on_store(&m4).unwrap();
         (r.outputs().unwrap(), sy)
+    }
+
+    #[test]
+    fn prepared_and_shuffled_values_are_the_same_prf() {
+        let x: Vec<Block> = (0..3000u128).map(|i| i * 7 + 1).collect();
+        let y: Vec<Block> = (0..2000u128)
+            .map(|i| if i < 700 { i * 7 + 1 } else { !i })
+            .collect();
+        let seed = b"session";
+        let (mut r, m0) = Receiver::new(seed, x.clone()).unwrap();
+        let mut s = Sender::new(seed, y.clone(), x.len());
+        assert!(s.prepare().is_err()); // before the VOLE
+        let m1 = s.on_setup(&m0).unwrap();
+        let m2 = r.on_base(&m1).unwrap();
+        let m3 = s.on_matrix(&m2).unwrap();
+        s.prepare().unwrap();
+        s.prepare().unwrap(); // twice is once
+        let m4 = r.on_trees(&m3).unwrap();
+        assert!(s.on_store_shuffled(&m4, 17).is_err());
+        let (vals, order) = s.on_store_shuffled(&m4, 11).unwrap();
+        let rx = r.outputs().unwrap();
+        let order: Vec<usize> = order
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as usize)
+            .collect();
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..y.len()).collect::<Vec<_>>());
+        assert_ne!(
+            order, seen,
+            "a random order (2000! orders: the identity never comes)"
+        );
+        let mut hits = 0;
+        for (k, &i) in order.iter().enumerate() {
+            let v = &vals[11 * k..11 * k + 11];
+            if i < 700 {
+                // y[i] = x[i]: the receiver's value of the same item
+                assert_eq!(v, &rx[16 * i..16 * i + 11]);
+                hits += 1;
+            } else {
+                assert!(rx.chunks_exact(16).all(|o| &o[..11] != v));
+            }
+        }
+        assert_eq!(hits, 700);
     }
 
     #[test]

@@ -161,3 +161,37 @@ def test_prf_values_are_distinct_per_session() -> None:
     d2 = _core.rr22_digests(b"2" * 32, it.data, it.offsets)
     assert len(d1) == 32 and d1 != d2
     assert np.frombuffer(d1, dtype="V16")[0] != np.frombuffer(d1, dtype="V16")[1]
+
+
+def test_an_oversized_bucket_size_is_a_protocol_violation() -> None:
+    async def main() -> None:
+        mesh = LocalChannel.mesh("s", ["a", "b"])
+
+        async def liar() -> None:
+            ch = mesh["b"]["a"]
+            hello = await ch.recv_json("rr22/hello")
+            await ch.send_json("rr22/hello", {**hello, "seed": "00" * 16})
+            await ch.recv_json("rr22/0/size")
+            await ch.send_json("rr22/0/size", 1 << 31)  # past the core's 32-bit indices
+
+        await asyncio.gather(run_rr22("a", mesh["a"], pa.array(["x", "y"])), liar())
+
+    with pytest.raises(ProtocolViolationError, match="bucket size"):
+        asyncio.run(main())
+
+
+def test_sender_steps_out_of_order_or_mis_sized_are_refused() -> None:
+    s = _core.Rr22Sender(b"s" * 32, bytes(16), 2)
+    with pytest.raises(ValueError, match="before"):
+        s.prepare()
+    with pytest.raises(ValueError, match="before"):
+        s.on_store_shuffled(b"\x00" * 100, 8)
+    r, m0 = _core.Rr22Receiver.start(b"s" * 32, bytes(32))
+    m3 = s.on_matrix(r.on_base(s.on_setup(m0)))
+    s.prepare()
+    m4 = r.on_trees(m3)
+    for width in (0, 17):
+        with pytest.raises(ValueError, match="cut to"):
+            s.on_store_shuffled(m4, width)
+    values, order = s.on_store_shuffled(m4, 9)
+    assert len(values) == 9 and np.frombuffer(order, "<u4").tolist() == [0]

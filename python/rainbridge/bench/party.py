@@ -103,6 +103,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "intersection": res.size,
         "payload_rows": None if res.payload is None else res.payload.num_rows,
         "buckets": res.stats.get("buckets", 1),
+        "phases": res.stats.get("phases", {}),
         "peak_rss_mib": peak_rss_mib(),
     }
 

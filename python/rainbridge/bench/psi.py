@@ -115,6 +115,8 @@ def run_ours(
         "peak_rss_mib": {"a": ra["peak_rss_mib"], "b": rb["peak_rss_mib"]},
         "buckets": ra.get("buckets", 1),
         "payload_rows": ra.get("payload_rows"),
+        # seconds per phase at each party (see rainbridge.protocols.psi.phases)
+        "phases": {"a": ra.get("phases", {}), "b": rb.get("phases", {})},
     }
 
 
@@ -179,22 +181,38 @@ def bench(args: Any) -> dict[str, Any]:
                 link = stack.enter_context(shaped_link(rate, rtt))
             except WanUnavailable as e:
                 raise SystemExit(f"--wan: {e}") from None
-        runs = [
-            run_ours(
-                n,
-                m,
-                args.overlap,
-                args.curve,
-                args.batch,
-                keys,
-                args.timeout,
-                args.protocol,
-                args.memory_limit_mb,
-                args.variant,
-                link,
-            )
-            for _ in range(args.repeat)
-        ]
+        a_csv, b_csv = keys / "a.csv", keys / "b.csv"
+        if peers_wanted:
+            # The peers read the very strings our parties made, from files written here
+            # (outside anyone's timing).
+            write_ids_csv(make_ids(n, m, args.overlap, "a"), a_csv)
+            write_ids_csv(make_ids(n, m, args.overlap, "b"), b_csv)
+        # Our runs and the peers' take turns (ours, each peer, ours, ...), so that a change
+        # in the load of this shared machine weighs on both sides alike.
+        runs: list[dict[str, Any]] = []
+        peer_runs: dict[str, list[dict[str, Any]]] = {p: [] for p in peers_wanted}
+        for i in range(max(args.repeat, args.peer_repeat if peers_wanted else 0)):
+            if i < args.repeat:
+                runs.append(
+                    run_ours(
+                        n,
+                        m,
+                        args.overlap,
+                        args.curve,
+                        args.batch,
+                        keys,
+                        args.timeout,
+                        args.protocol,
+                        args.memory_limit_mb,
+                        args.variant,
+                        link,
+                    )
+                )
+            if i < args.peer_repeat:
+                for peer in peers_wanted:
+                    peer_runs[peer].append(
+                        run_peer(peer, a_csv, b_csv, expected, n, m, args.timeout)
+                    )
         for r in runs:
             if "error" not in r and r["intersection"] != expected:
                 r["error"] = f"intersection {r['intersection']} != expected {expected}"
@@ -212,6 +230,7 @@ def bench(args: Any) -> dict[str, Any]:
             "curve": args.curve if args.protocol == "ecdh" else None,
             "memory_limit_mb": args.memory_limit_mb if args.protocol == "rr22" else None,
             "runs": runs,
+            "interleaved_with_peers": bool(peers_wanted),
             "median_seconds": median([r["seconds"] for r in ok]) if ok else None,
             "median_process_wall_seconds": (
                 median([r["process_wall_seconds"] for r in ok]) if ok else None
@@ -219,29 +238,17 @@ def bench(args: Any) -> dict[str, Any]:
             "max_peak_rss_mib": max((max(r["peak_rss_mib"].values()) for r in ok), default=None),
         }
         peers: dict[str, Any] = {}
-        if peers_wanted:
-            # The peers read the very strings our parties made, from files written here
-            # (outside anyone's timing).
-            a_csv, b_csv = keys / "a.csv", keys / "b.csv"
-            write_ids_csv(make_ids(n, m, args.overlap, "a"), a_csv)
-            write_ids_csv(make_ids(n, m, args.overlap, "b"), b_csv)
-            for peer in peers_wanted:
-                pr = [
-                    run_peer(peer, a_csv, b_csv, expected, n, m, args.timeout)
-                    for _ in range(args.peer_repeat)
-                ]
-                good = [r for r in pr if "error" not in r]
-                med = median([r["seconds"] for r in good]) if good else float("nan")
-                peers[peer] = {
-                    "runs": pr,
-                    "median_seconds": None if math.isnan(med) else med,
-                    "max_peak_rss_mib": max(
-                        (max(r["peak_rss_mib"].values()) for r in good), default=None
-                    ),
-                    "ratio_peer_over_ours": _ratio(
-                        med, ours["median_seconds"] if ok else float("nan")
-                    ),
-                }
+        for peer, pr in peer_runs.items():
+            good = [r for r in pr if "error" not in r]
+            med = median([r["seconds"] for r in good]) if good else float("nan")
+            peers[peer] = {
+                "runs": pr,
+                "median_seconds": None if math.isnan(med) else med,
+                "max_peak_rss_mib": max(
+                    (max(r["peak_rss_mib"].values()) for r in good), default=None
+                ),
+                "ratio_peer_over_ours": _ratio(med, ours["median_seconds"] if ok else float("nan")),
+            }
     return {
         "benchmark": "psi",
         "n": n,

@@ -9,6 +9,7 @@ use super::{bytes_out, to_py, Bytes, Offsets};
 use crate::block::{from_bytes, Block};
 use crate::items::Items;
 use crate::rr22;
+use crate::rr22::lookup;
 
 fn digest_blocks(buf: &Bound<'_, PyAny>) -> PyResult<Vec<Block>> {
     let b = Bytes::new(buf, "digests")?;
@@ -79,6 +80,49 @@ impl Rr22Receiver {
         let r = py.allow_threads(|| inner.outputs());
         bytes_out(py, r)
     }
+
+    /// `(distinct, group)`: the distinct 16-byte digests in order of first occurrence, and
+    /// per input digest the index (little-endian int64 bytes) of its value among them. A
+    /// static method here because both roles group their digests before they start.
+    #[staticmethod]
+    fn distinct(
+        py: Python<'_>,
+        digests: &Bound<'_, PyAny>,
+    ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+        let d = Bytes::new(digests, "digests")?;
+        let s = d.slice();
+        let (uniq, group) = py.allow_threads(|| lookup::distinct(s)).map_err(to_py)?;
+        Ok((
+            PyBytes::new(py, &uniq).unbind(),
+            PyBytes::new(py, &i64_bytes(&group)).unbind(),
+        ))
+    }
+
+    /// `(i, j)` (little-endian int64 bytes): the pairs with `probe[i] == table[j]` on the
+    /// first `width` bytes, `i` ascending; `probe` rows are `stride` bytes apart, `table`
+    /// rows `width`.
+    #[staticmethod]
+    fn match_rows(
+        py: Python<'_>,
+        probe: &Bound<'_, PyAny>,
+        stride: usize,
+        table: &Bound<'_, PyAny>,
+        width: usize,
+    ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+        let (p, t) = (Bytes::new(probe, "probe")?, Bytes::new(table, "table")?);
+        let (ps, ts) = (p.slice(), t.slice());
+        let (i, j) = py
+            .allow_threads(|| lookup::match_rows(ps, stride, ts, width))
+            .map_err(to_py)?;
+        Ok((
+            PyBytes::new(py, &i64_bytes(&i)).unbind(),
+            PyBytes::new(py, &i64_bytes(&j)).unbind(),
+        ))
+    }
+}
+
+fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 #[pyclass(module = "rainbridge._core")]
@@ -118,6 +162,29 @@ impl Rr22Sender {
         let inner = &mut self.0;
         let r = py.allow_threads(|| inner.on_store(m.slice()));
         bytes_out(py, r)
+    }
+
+    /// The work of `on_store` that does not need the masked store (call it while waiting
+    /// for the store; optional).
+    fn prepare(&mut self, py: Python<'_>) -> PyResult<()> {
+        let inner = &mut self.0;
+        py.allow_threads(|| inner.prepare()).map_err(to_py)
+    }
+
+    /// `(values, order)`: the PRF values in a secret random order, cut to `width` bytes;
+    /// value `k` is that of item `order[k]` (`order`: little-endian uint32).
+    fn on_store_shuffled(
+        &mut self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        width: usize,
+    ) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+        let m = Bytes::new(msg, "message")?;
+        let inner = &mut self.0;
+        let (v, o) = py
+            .allow_threads(|| inner.on_store_shuffled(m.slice(), width))
+            .map_err(to_py)?;
+        Ok((PyBytes::new(py, &v).unbind(), PyBytes::new(py, &o).unbind()))
     }
 }
 

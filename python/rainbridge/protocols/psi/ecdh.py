@@ -67,6 +67,7 @@ from rainbridge.errors import ParameterMismatchError, ProtocolViolationError, Ra
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.psi.intersect import match, truncation_bytes
 from rainbridge.protocols.psi.items import as_items, distinct_ids, to_large_string
+from rainbridge.protocols.psi.phases import Phases
 
 PROTOCOL = "ecdh-psi"
 VERSION = 1
@@ -225,14 +226,17 @@ async def run_role(
     if not channels:
         raise ParameterMismatchError("PSI needs at least two parties")
     t0 = time.perf_counter()
+    ph = Phases()
     config = _config(party, list(channels), params)
-    ids = to_large_string(ids)
-    grouped = distinct_ids(ids)  # duplicates count once and travel once
+    with ph("group"):
+        ids = to_large_string(ids)
+        grouped = distinct_ids(ids)  # duplicates count once and travel once
     uniq = grouped.values
     leader = config["leader"]
     if party != leader and leader not in channels:
         raise ParameterMismatchError(f"PSI leader {leader!r} has no channel at {party!r}")
 
+    t_hello = time.perf_counter()
     if party == leader:
         sizes = {party: len(uniq)}
         for peer, ch in channels.items():
@@ -258,6 +262,7 @@ async def run_role(
         ):
             raise ProtocolViolationError(f"leader {leader!r} sent an invalid PSI plan")
 
+    ph.add("hello", time.perf_counter() - t_hello)
     others_max = max(v for k, v in sizes.items() if k != leader)
     t = truncation_bytes(sizes[leader], others_max) if config["truncate"] else _ELEMENT
     plan = _Plan(
@@ -282,11 +287,14 @@ async def run_role(
 
     runner = _Leader if party == leader else _Follower
     role = runner(plan, channels, suite, key, uniq, advance)
+    role.phases = ph
     try:
-        size, common = await role.run()
+        with ph("stream (all of the below, overlapped)"):
+            size, common = await role.run()
     except BaseExceptionGroup as group:
         raise first_error(group) from None
-    indices = grouped.rows(common) if common is not None else None
+    with ph("rows"):
+        indices = grouped.rows(common) if common is not None else None
     if config["cardinality_only"]:
         indices = None
     return PsiResult(
@@ -305,6 +313,7 @@ async def run_role(
             "bytes_sent": sum(c.bytes_sent for c in channels.values()),
             "bytes_received": sum(c.bytes_received for c in channels.values()),
             "seconds": round(time.perf_counter() - t0, 3),
+            "phases": ph.as_dict(),
         },
     )
 
@@ -343,6 +352,7 @@ class _Role:
         self.advance = advance
         # Frames of two messages must not interleave on one channel.
         self.send_locks = {p: asyncio.Lock() for p in channels}
+        self.phases = Phases()
 
     async def send(self, peer: str, tag: str, payload: bytes | memoryview) -> None:
         async with self.send_locks[peer]:
@@ -351,21 +361,29 @@ class _Role:
     async def hash_mul(self, arr: pa.Array) -> bytes:
         items = as_items(arr)
         out: bytes = await asyncio.to_thread(
-            self.suite.hash_mul, self.key, items.data, items.offsets
+            self.phases.timed,
+            "core hash+mul",
+            self.suite.hash_mul,
+            self.key,
+            items.data,
+            items.offsets,
         )
         self.advance(len(arr))
         return out
 
     async def mul(self, points: bytes | memoryview) -> bytes:
-        out: bytes = await asyncio.to_thread(self.suite.mul, self.key, points)
+        out: bytes = await asyncio.to_thread(
+            self.phases.timed, "core mul", self.suite.mul, self.key, points
+        )
         self.advance(len(points) // _ELEMENT)
         return out
 
     def truncate(self, values: bytes) -> bytes:
         if self.plan.t == _ELEMENT:
             return values
-        arr = np.frombuffer(values, dtype=np.uint8).reshape(-1, _ELEMENT)
-        return np.ascontiguousarray(arr[:, : self.plan.t]).tobytes()
+        with self.phases("truncate"):
+            arr = np.frombuffer(values, dtype=np.uint8).reshape(-1, _ELEMENT)
+            return np.ascontiguousarray(arr[:, : self.plan.t]).tobytes()
 
     def check_len(self, peer: str, what: str, got: int, count: int, width: int) -> None:
         if got != count * width:
@@ -484,7 +502,7 @@ class _Leader(_Role):
         in_all = np.ones(len(mine), dtype=bool)
         pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for s in plan.others:
-            ii, jj = await asyncio.to_thread(match, mine, self.full[s])
+            ii, jj = await asyncio.to_thread(self.phases.timed, "match", match, mine, self.full[s])
             pairs[s] = (ii, jj)
             hit = np.zeros(len(mine), dtype=bool)
             hit[ii] = True
@@ -517,8 +535,10 @@ class _Follower(_Role):
         for b in range(plan.nbatches(me)):
             lo = b * plan.batch
             # Taken batch by batch, so the shuffled set is never held whole.
-            rows = pa.array(self.perm[lo : lo + plan.batch_len(me, b)])
-            values = await self.hash_mul(self.uniq.take(rows))
+            with self.phases("shuffle (take)"):
+                rows = pa.array(self.perm[lo : lo + plan.batch_len(me, b)])
+                batch = self.uniq.take(rows)
+            values = await self.hash_mul(batch)
             header = _HDR.pack(_OWN, plan.parties.index(me), b, 0)
             await self.send(plan.leader, "psi/up", header + values)
 
@@ -574,7 +594,8 @@ class _Follower(_Role):
 
     async def result(self) -> tuple[int, np.ndarray | None]:
         plan = self.plan
-        msg = await self.channels[plan.leader].recv("psi/result")
+        with self.phases("wait result"):
+            msg = await self.channels[plan.leader].recv("psi/result")
         n = len(self.uniq)
         if len(msg) < 8 or (len(msg) - 8) % 8:
             raise ProtocolViolationError(f"leader {plan.leader!r} sent a malformed PSI result")

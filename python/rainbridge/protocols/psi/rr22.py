@@ -67,8 +67,9 @@ from rainbridge import _core
 from rainbridge.errors import DataError, ParameterMismatchError, ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.psi.ecdh import PsiResult, _compare
-from rainbridge.protocols.psi.intersect import match, truncation_bytes
+from rainbridge.protocols.psi.intersect import truncation_bytes
 from rainbridge.protocols.psi.items import as_items, to_large_string
+from rainbridge.protocols.psi.phases import Phases
 from rainbridge.protocols.psi.records import RecordLayout
 
 PROTOCOL = "rr22-psi"
@@ -76,6 +77,8 @@ VERSION = 1
 #: Bytes of protocol state per item in a bucket (VOLE, OKVS, digests, matching), measured
 #: at 2^22 items with some margin; the bound on a bucket's size follows from it.
 BYTES_PER_ITEM = 400
+#: Distinct IDs per bucket and party, exclusive (the core's indices are 32-bit).
+_MAX_BUCKET = 1 << 31
 #: Records of the spill files: the 16-byte digest and the row number.
 _RECORD = np.dtype([("digest", "V16"), ("row", "<i8")])
 
@@ -208,13 +211,16 @@ class _Buckets:
 
     def add(self, digests: bytes, first_row: int) -> None:
         n = len(digests) // 16
+        if self.count == 1:
+            # one bucket: the digests alone, in row order (the row numbers are implicit)
+            assert first_row == self.rows
+            self._mem.append(np.frombuffer(digests, dtype="V16"))
+            self.rows += n
+            return
         rec = np.empty(n, dtype=_RECORD)
         rec["digest"] = np.frombuffer(digests, dtype="V16")
         rec["row"] = np.arange(first_row, first_row + n, dtype=np.int64)
         self.rows += n
-        if self.count == 1:
-            self._mem.append(rec)
-            return
         # A keyed mix of the digest's first 8 bytes picks the bucket (the same at both).
         low = np.frombuffer(digests, dtype="<u8")[::2]
         with np.errstate(over="ignore"):
@@ -233,8 +239,10 @@ class _Buckets:
             f.close()
 
     def load(self, k: int) -> np.ndarray:
+        """Bucket ``k``: records of :data:`_RECORD`, or with one bucket the digests alone
+        (dtype ``V16``), row ``i`` being row number ``i``."""
         if self.count == 1:
-            out = np.concatenate(self._mem) if self._mem else np.empty(0, dtype=_RECORD)
+            out = np.concatenate(self._mem) if self._mem else np.empty(0, dtype="V16")
             self._mem = []
             return out
         assert self._dir is not None
@@ -270,6 +278,7 @@ async def run_rr22(
     """
     params = params or Rr22PsiParams()
     t0 = time.perf_counter()
+    ph = Phases()
     if len(channels) != 1:
         raise ParameterMismatchError(
             f"RR22 PSI takes exactly two parties (got {len(channels) + 1}); use ecdh for more"
@@ -279,8 +288,9 @@ async def run_rr22(
     rows, batches = _batches(ids, params.batch_size)
     my_seed = secrets.token_bytes(16)
     want_buckets = bucket_count(rows, params.memory_limit_mb)
-    await ch.send_json("rr22/hello", {**mine, "seed": my_seed.hex(), "buckets": want_buckets})
-    theirs = await ch.recv_json("rr22/hello")
+    with ph("hello"):
+        await ch.send_json("rr22/hello", {**mine, "seed": my_seed.hex(), "buckets": want_buckets})
+        theirs = await ch.recv_json("rr22/hello")
     # the same agreement check as ECDH-PSI, over the fields both must share
     _compare(mine, {k: theirs.get(k) for k in mine} if isinstance(theirs, dict) else theirs, peer)
     try:
@@ -302,9 +312,11 @@ async def run_rr22(
     try:
         done = 0
         for arr in batches:
-            items = as_items(to_large_string(arr))
-            dig = await asyncio.to_thread(_core.rr22_digests, seed, items.data, items.offsets)
-            buckets.add(dig, done)
+            with ph("hash"):
+                items = as_items(to_large_string(arr))
+                dig = await asyncio.to_thread(_core.rr22_digests, seed, items.data, items.offsets)
+            with ph("bucket"):
+                buckets.add(dig, done)
             done += len(arr)
         buckets.seal()
         if done != rows:
@@ -319,7 +331,8 @@ async def run_rr22(
         opened: list[np.ndarray] = []
         size = 0
         for k in range(buckets.count):
-            rec = buckets.load(k)
+            with ph("bucket"):
+                rec = buckets.load(k)
             s, rows_k, retries, records = await bucket_role(
                 k,
                 ch,
@@ -331,6 +344,7 @@ async def run_rr22(
                 peer in mine["receivers"],
                 layout,
                 payload,
+                phases=ph,
             )
             size += s
             stats["okvs_retries"] += retries
@@ -344,6 +358,7 @@ async def run_rr22(
         buckets.close()
     indices = None
     table = None
+    t_out = time.perf_counter()
     if party in mine["receivers"]:
         indices = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
@@ -353,7 +368,9 @@ async def run_rr22(
             records = np.concatenate(opened) if opened else np.zeros((0, w), dtype=np.uint8)
             table = layout.decode(records[order])
             stats["payload_bytes_per_row"] = w
+    ph.add("result", time.perf_counter() - t_out)
     stats["intersection"] = size
+    stats["phases"] = ph.as_dict()
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return PsiResult(size=size, indices=indices, stats=stats, payload=table)
 
@@ -386,11 +403,17 @@ async def _payload_layout(
     return layout
 
 
-def _distinct(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct digests of a bucket and, per record, the index of its digest among them."""
-    keys = rec["digest"]
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    return uniq, inverse.reshape(-1)
+def _distinct(rec: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Distinct digests of a bucket (16 bytes each, in order of first occurrence) and, per
+    record, the index of its digest among them (a hash table in the core)."""
+    digests = np.ascontiguousarray(rec["digest"]) if rec.dtype.names else rec
+    uniq, group = _core.Rr22Receiver.distinct(digests)
+    return uniq, np.frombuffer(group, dtype="<i8")
+
+
+def _row_numbers(rec: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """The row numbers of the records selected by the boolean mask ``sel``."""
+    return rec["row"][sel] if rec.dtype.names else np.flatnonzero(sel).astype(np.int64)
 
 
 async def bucket_role(
@@ -404,103 +427,171 @@ async def bucket_role(
     peer_receives: bool,
     layout: RecordLayout | None,
     payload: pa.Table | None,
+    *,
+    phases: Phases | None = None,
 ) -> tuple[int, np.ndarray | None, int, np.ndarray | None]:
-    """One bucket pair at this party (``rec``: its digests and row numbers, on ``ch``):
+    """One bucket pair at this party (``rec``: its digests and row numbers as
+    :data:`_RECORD`, or its digests alone as ``V16`` for rows ``0..n-1``; on ``ch``):
     returns (common distinct IDs, this party's common rows or None, retries, the opened
     payload records of those rows or None). :mod:`rainbridge.compute.psi` runs each bucket
-    pair of a large PSI through it as its own session."""
-    uniq, inverse = _distinct(rec)
-    n_mine = len(uniq)
+    pair of a large PSI through it as its own session. ``phases`` accumulates the time of
+    each step (``wait …`` phases include the peer's computation)."""
+    ph = phases if phases is not None else Phases()
+    with ph("group"):
+        digests, inverse = _distinct(rec)
+    n_mine = len(digests) // 16
+    if n_mine >= _MAX_BUCKET:
+        raise DataError(
+            f"an RR22 bucket holds fewer than {_MAX_BUCKET} distinct IDs: lower memory_limit_mb"
+        )
     if payload is not None and n_mine != len(rec):
         raise DataError(
             f"the payload party's IDs must be unique: {len(rec) - n_mine} rows repeat an ID "
             "(a receiver's row could not be given one payload)"
         )
-    await ch.send_json(f"rr22/{k}/size", n_mine)
-    n_theirs = await ch.recv_json(f"rr22/{k}/size")
-    if not isinstance(n_theirs, int) or isinstance(n_theirs, bool) or not 0 <= n_theirs < 1 << 40:
+    with ph("wait size"):
+        await ch.send_json(f"rr22/{k}/size", n_mine)
+        n_theirs = await ch.recv_json(f"rr22/{k}/size")
+    # The core indexes a bucket's items and OKVS columns with 32 bits (2^31 items per bucket
+    # is far past any memory bound; more buckets split a larger input).
+    if (
+        not isinstance(n_theirs, int)
+        or isinstance(n_theirs, bool)
+        or not 0 <= n_theirs < _MAX_BUCKET
+    ):
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid bucket size")
     n_recv, n_send = (n_mine, n_theirs) if leader else (n_theirs, n_mine)
     width = min(16, truncation_bytes(n_recv, n_send))
-    digests = uniq.tobytes()
     tag = f"rr22/{k}/"
     if leader:
-        role, m0 = await asyncio.to_thread(_core.Rr22Receiver.start, seed, digests)
+        with ph("core start"):
+            role, m0 = await asyncio.to_thread(_core.Rr22Receiver.start, seed, digests)
         await ch.send(tag + "setup", m0)
-        m2 = await asyncio.to_thread(role.on_base, await ch.recv(tag + "base"))
+        with ph("wait base"):
+            m1 = await ch.recv(tag + "base")
+        with ph("core base"):
+            m2 = await asyncio.to_thread(role.on_base, m1)
         await ch.send(tag + "matrix", m2)
-        m4 = await asyncio.to_thread(role.on_trees, await ch.recv(tag + "trees"))
+        with ph("wait trees"):
+            m3 = await ch.recv(tag + "trees")
+        with ph("core vole+okvs"):
+            m4 = await asyncio.to_thread(role.on_trees, m3)
         retries = int.from_bytes(bytes(m4[:4]), "little")
-        await ch.send(tag + "store", m4)
-        del m4
-        outs = await asyncio.to_thread(role.outputs)
-        keys = b""
-        if layout is not None:
-            outs, keys = await asyncio.to_thread(_core.rr22_payload_keys, outs)
-        mine = np.frombuffer(outs, dtype=np.uint8).reshape(-1, 16)[:, :width]
-        theirs = np.frombuffer(await ch.recv(tag + "values"), dtype=np.uint8)
+        with ph("send store"):
+            await ch.send(tag + "store", m4)
+        del m4, m3
+        with ph("core outputs"):
+            outs = await asyncio.to_thread(role.outputs)
+            keys = b""
+            if layout is not None:
+                outs, keys = await asyncio.to_thread(_core.rr22_payload_keys, outs)
+        with ph("wait values"):
+            theirs = np.frombuffer(await ch.recv(tag + "values"), dtype=np.uint8)
         if len(theirs) != n_send * width:
             raise ProtocolViolationError(
                 f"peer {peer!r} sent {len(theirs)} bytes of PRF values, expected {n_send * width}"
             )
-        i, j = match(np.ascontiguousarray(mine), theirs.reshape(-1, width))
+        with ph("match"):
+            # our values are 16-byte rows of which the first `width` bytes count
+            try:
+                ii, jj = await asyncio.to_thread(
+                    _core.Rr22Receiver.match_rows, outs, 16, theirs, width
+                )
+            except ValueError:
+                raise ProtocolViolationError(
+                    f"peer {peer!r} sent PRF values that repeat far beyond chance"
+                ) from None
+            i, j = np.frombuffer(ii, dtype="<i8"), np.frombuffer(jj, dtype="<i8")
+        del outs
         opened = None
         if layout is not None:
-            opened = await _open(ch, tag, peer, layout, n_send, keys, i, j)
-        if peer_receives:
-            await ch.send(tag + "hits", j.astype("<u4").tobytes())
-        else:
-            await ch.send_json(tag + "count", len(i))
-        common = np.zeros(n_mine, dtype=bool)
-        common[i] = True
-        sel = common[inverse]
-        rows = rec["row"][sel] if i_receive else None
-        records = None
-        if opened is not None:
-            at = np.full(n_mine, -1, dtype=np.int64)
-            at[i] = np.arange(len(i))
-            records = opened[at[inverse[sel]]]
+            with ph("payload open"):
+                opened = await _open(ch, tag, peer, layout, n_send, keys, i, j)
+        with ph("send hits"):
+            if peer_receives:
+                await ch.send(tag + "hits", j.astype("<u4").tobytes())
+            else:
+                await ch.send_json(tag + "count", len(i))
+        with ph("rows"):
+            common = np.zeros(n_mine, dtype=bool)
+            common[i] = True
+            sel = common[inverse]
+            rows = _row_numbers(rec, sel) if i_receive else None
+            records = None
+            if opened is not None:
+                at = np.full(n_mine, -1, dtype=np.int64)
+                at[i] = np.arange(len(i))
+                records = opened[at[inverse[sel]]]
         return len(i), rows, retries, records
-    role_s = await asyncio.to_thread(_core.Rr22Sender, seed, digests, n_recv)
-    await ch.send(
-        tag + "base", await asyncio.to_thread(role_s.on_setup, await ch.recv(tag + "setup"))
-    )
-    await ch.send(
-        tag + "trees", await asyncio.to_thread(role_s.on_matrix, await ch.recv(tag + "matrix"))
-    )
-    store = await ch.recv(tag + "store")
+    with ph("core start"):
+        role_s = await asyncio.to_thread(_core.Rr22Sender, seed, digests, n_recv)
+    with ph("wait setup"):
+        m0 = await ch.recv(tag + "setup")
+    with ph("core base"):
+        m1 = await asyncio.to_thread(role_s.on_setup, m0)
+    await ch.send(tag + "base", m1)
+    with ph("wait matrix"):
+        m2 = await ch.recv(tag + "matrix")
+    with ph("core trees"):
+        m3 = await asyncio.to_thread(role_s.on_matrix, m2)
+    await ch.send(tag + "trees", m3)
+    del m0, m1, m2, m3
+    # The VOLE's code and our OKVS rows need no store: the core computes them while the
+    # receiver encodes its OKVS.
+    prep = asyncio.create_task(asyncio.to_thread(ph.timed, "core prepare", role_s.prepare))
+    try:
+        with ph("wait store"):
+            store = await ch.recv(tag + "store")
+    finally:
+        await prep
     retries = int.from_bytes(store[:4], "little") if len(store) >= 4 else 0
-    vals = np.frombuffer(await asyncio.to_thread(role_s.on_store, store), dtype=np.uint8)
-    del store
-    # A secret random order: the leader must not learn which of our rows a value belongs to.
-    perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
     sealed = b""
-    if layout is not None and payload is not None:
-        tags, keys = await asyncio.to_thread(_core.rr22_payload_keys, vals)
-        vals = np.frombuffer(tags, dtype=np.uint8)
-        row_of = np.empty(n_mine, dtype=np.int64)
-        row_of[inverse] = rec["row"]
-        plain = layout.encode(payload.take(pa.array(row_of[perm])))
-        kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
-        sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
-        del plain, kp, keys
-    await ch.send(
-        tag + "values", np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
-    )
-    del vals
+    if layout is None:
+        # PRF values in a secret random order (the leader must not learn which of our rows
+        # a value belongs to), cut to `width` bytes, in one pass in the core
+        with ph("core vole+prf+shuffle"):
+            out, order = await asyncio.to_thread(role_s.on_store_shuffled, store, width)
+        del store
+        perm = np.frombuffer(order, dtype="<u4")
+    else:
+        with ph("core vole+prf"):
+            vals = np.frombuffer(await asyncio.to_thread(role_s.on_store, store), dtype=np.uint8)
+        del store
+        with ph("shuffle"):
+            perm = np.random.default_rng(secrets.randbits(128)).permutation(n_mine)
+        with ph("payload seal"):
+            tags, keys = await asyncio.to_thread(_core.rr22_payload_keys, vals)
+            vals = np.frombuffer(tags, dtype=np.uint8)
+            if payload is not None:
+                row_of = np.empty(n_mine, dtype=np.int64)
+                row_of[inverse] = rec["row"] if rec.dtype.names else np.arange(len(rec))
+                plain = layout.encode(payload.take(pa.array(row_of[perm])))
+                kp = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16)[perm]
+                sealed = await asyncio.to_thread(_core.aes_ctr_rows, kp, plain, layout.width)
+                del plain, kp
+            del keys
+        with ph("shuffle"):
+            out = np.ascontiguousarray(vals.reshape(-1, 16)[perm, :width]).tobytes()
+        del vals
+    with ph("send values"):
+        await ch.send(tag + "values", out)
+    del out
     if layout is not None:
         await ch.send(tag + "records", sealed)
         del sealed
     if i_receive:
-        hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
+        with ph("wait hits"):
+            hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
         if len(hits) > n_mine or (len(hits) and int(hits.max()) >= n_mine):
             raise ProtocolViolationError(f"peer {peer!r} sent an invalid match list")
-        common = np.zeros(n_mine, dtype=bool)
-        common[perm[hits]] = True
-        if int(common.sum()) != len(hits):
-            raise ProtocolViolationError(f"peer {peer!r} sent a match list with repeats")
-        return len(hits), rec["row"][common[inverse]], retries, None
-    count = await ch.recv_json(tag + "count")
+        with ph("rows"):
+            common = np.zeros(n_mine, dtype=bool)
+            common[perm[hits]] = True
+            if int(common.sum()) != len(hits):
+                raise ProtocolViolationError(f"peer {peer!r} sent a match list with repeats")
+            return len(hits), _row_numbers(rec, common[inverse]), retries, None
+    with ph("wait count"):
+        count = await ch.recv_json(tag + "count")
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= n_mine:
         raise ProtocolViolationError(f"peer {peer!r} sent an invalid intersection size")
     return count, None, retries, None
