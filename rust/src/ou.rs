@@ -278,6 +278,11 @@ struct PkIfma {
     /// G and G^-1 (tables 0 and 1: a lane picks by its plaintext's sign)
     g: ifma::Table<N_K>,
     h: ifma::Table<N_K>,
+    /// 2^(2·52·N_K − 2048) mod n: a product with it takes a residue in the portable
+    /// Montgomery form (R = 2^2048, as `parse` returns ciphertexts) to the lanes' (R = 2^(52·N_K))
+    from_portable: [u64; N_K],
+    /// R = 2^(52·N_K) mod n: the lanes' Montgomery one
+    one: [u64; N_K],
 }
 
 impl PublicKey {
@@ -553,6 +558,8 @@ impl PublicKey {
                 Some(PkIfma {
                     g: ifma::Table::new(&f, &[self.g_raw, self.g_inv_raw], g_bits, W_PUBLIC_G, mul),
                     h: ifma::Table::new(&f, &[self.h_raw], h_bits, W_PUBLIC_H, mul),
+                    from_portable: ifma::pow2_mod(&self.n, 2 * 52 * N_K - 64 * LIMBS),
+                    one: ifma::pow2_mod(&self.n, 52 * N_K),
                     f,
                 })
             })
@@ -680,6 +687,14 @@ impl PublicKey {
                 }
             }
         }
+        if let Some(x) = self.ifma() {
+            let out = self.histogram_lanes(x, cts, bins, features, &members, n_bins);
+            return if rerandomize {
+                self.rerandomize(&out)
+            } else {
+                Ok(out)
+            };
+        }
         let cell_bytes = n_bins * CT_BYTES;
         let mut out = vec![0u8; nodes.len() * features * cell_bytes];
         out.par_chunks_mut(cell_bytes)
@@ -702,6 +717,84 @@ impl PublicKey {
                 }
             });
         Ok(out)
+    }
+}
+
+impl PublicKey {
+    /// [`histogram_sums`](Self::histogram_sums) in IFMA lanes: every lane sums one (node,
+    /// feature) task. Each member row's ciphertext enters the lanes' Montgomery form once
+    /// (not once per feature); tasks are sorted by their node's size so that the eight in a
+    /// vector mostly run out together (a lane that has run out multiplies by one). The sums
+    /// are exact products mod n, so the bytes are those of the portable path.
+    fn histogram_lanes(
+        &self,
+        x: &PkIfma,
+        cts: &[U2048],
+        bins: &[u8],
+        features: usize,
+        members: &[Vec<u32>],
+        n_bins: usize,
+    ) -> Vec<u8> {
+        const L: usize = ifma::LANES;
+        // member rows laid node after node; the last row is the one that pads idle lanes
+        let ids: Vec<u32> = members.iter().flatten().copied().collect();
+        let mut start = Vec::with_capacity(members.len());
+        let mut at = 0usize;
+        for m in members {
+            start.push(at);
+            at += m.len();
+        }
+        let mut rows = vec![[0u64; N_K]; ids.len() + 1];
+        rows.par_chunks_mut(L)
+            .zip(ids.par_chunks(L))
+            .for_each(|(o, ids)| {
+                let lanes: [[u64; N_K]; L] = std::array::from_fn(|l| {
+                    ids.get(l)
+                        .map_or([0u64; N_K], |&r| ifma::to_limbs(&cts[r as usize]))
+                });
+                let c = ifma::mul_const(&x.f, &lanes, &x.from_portable);
+                for (o, c) in o.iter_mut().zip(c.iter()) {
+                    *o = *c;
+                }
+            });
+        let pad = ids.len();
+        rows[pad] = x.one;
+        let mut tasks: Vec<(usize, usize)> = (0..members.len())
+            .flat_map(|k| (0..features).map(move |f| (k, f)))
+            .collect();
+        tasks.sort_by_key(|&(k, _)| std::cmp::Reverse(members[k].len()));
+        let sums: Vec<Vec<[[u64; N_K]; L]>> = tasks
+            .par_chunks(L)
+            .map(|group| {
+                let task = |l: usize| group.get(l).copied();
+                let steps = group.iter().map(|&(k, _)| members[k].len()).max();
+                ifma::histogram8(&x.f, &rows, &x.one, n_bins, steps.unwrap_or(0), |step| {
+                    let mut row = [pad; L];
+                    let mut bin = [0usize; L];
+                    for l in 0..L {
+                        if let Some((k, f)) = task(l) {
+                            if step < members[k].len() {
+                                row[l] = start[k] + step;
+                                bin[l] = bins[ids[row[l]] as usize * features + f] as usize;
+                            }
+                        }
+                    }
+                    (row, bin)
+                })
+            })
+            .collect();
+        let cell_bytes = n_bins * CT_BYTES;
+        let mut out = vec![0u8; members.len() * features * cell_bytes];
+        for (group, sums) in tasks.chunks(L).zip(&sums) {
+            for (l, &(k, f)) in group.iter().enumerate() {
+                let o = &mut out[(k * features + f) * cell_bytes..][..cell_bytes];
+                for (b, s) in sums.iter().enumerate() {
+                    let c: U2048 = x.f.reduce(&s[l]);
+                    o[b * CT_BYTES..(b + 1) * CT_BYTES].copy_from_slice(&c.to_le_bytes());
+                }
+            }
+        }
+        out
     }
 }
 
