@@ -577,11 +577,17 @@ mod imp {
             let a_start = a_off;
             let mut c = [_mm512_setzero_si512(); K];
             let mut a = [_mm512_setzero_si512(); K];
+            // lanes of one node share their row: a broadcast is cheaper than a gather
+            let shared = row.iter().all(|&r| r == row[0]);
             for k in 0..K {
                 // SAFETY: row < rows.len() and k < K index inside `rows`; bin < n_bins,
                 // k < K and lane < LANES inside `acc` (checked above)
                 unsafe {
-                    c[k] = _mm512_i64gather_epi64::<8>(r_off, base_rows.cast());
+                    c[k] = if shared {
+                        splat(rows[row[0]][k])
+                    } else {
+                        _mm512_i64gather_epi64::<8>(r_off, base_rows.cast())
+                    };
                     a[k] = _mm512_i64gather_epi64::<8>(a_off, base_acc.cast_const().cast());
                 }
                 r_off = _mm512_add_epi64(r_off, k_row);
