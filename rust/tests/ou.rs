@@ -486,7 +486,7 @@ mod key_owner {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
+        #![proptest_config(ProptestConfig::with_cases(16))]
 
         /// The lanes' sums are the portable path's, byte for byte, and both decrypt to the
         /// plain sums (re-randomised or not).
