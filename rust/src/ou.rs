@@ -278,6 +278,14 @@ struct PkIfma {
     /// G and G^-1 (tables 0 and 1: a lane picks by its plaintext's sign)
     g: ifma::Table<N_K>,
     h: ifma::Table<N_K>,
+    /// 2^(2·52·N_K − 2048) mod n: a product with it takes a residue in the portable
+    /// Montgomery form (R = 2^2048, as `parse` returns ciphertexts) to the lanes' (R = 2^(52·N_K))
+    from_portable: [u64; N_K],
+    /// Whether histogram rows may enter the lanes by a shift instead of that product: see
+    /// [`PublicKey::histogram_lanes`]
+    shift_rows: bool,
+    /// R = 2^(52·N_K) mod n: the lanes' Montgomery one
+    one: [u64; N_K],
 }
 
 impl PublicKey {
@@ -553,6 +561,9 @@ impl PublicKey {
                 Some(PkIfma {
                     g: ifma::Table::new(&f, &[self.g_raw, self.g_inv_raw], g_bits, W_PUBLIC_G, mul),
                     h: ifma::Table::new(&f, &[self.h_raw], h_bits, W_PUBLIC_H, mul),
+                    from_portable: ifma::pow2_mod(&self.n, 2 * 52 * N_K - 64 * LIMBS),
+                    one: ifma::pow2_mod(&self.n, 52 * N_K),
+                    shift_rows: shift_bound_holds(&self.n),
                     f,
                 })
             })
@@ -680,6 +691,15 @@ impl PublicKey {
                 }
             }
         }
+        if let Some(x) = self.ifma() {
+            let shift = x.shift_rows;
+            let out = self.histogram_lanes(x, cts, bins, features, &members, n_bins, shift);
+            return if rerandomize {
+                self.rerandomize(&out)
+            } else {
+                Ok(out)
+            };
+        }
         let cell_bytes = n_bins * CT_BYTES;
         let mut out = vec![0u8; nodes.len() * features * cell_bytes];
         out.par_chunks_mut(cell_bytes)
@@ -703,6 +723,126 @@ impl PublicKey {
             });
         Ok(out)
     }
+}
+
+impl PublicKey {
+    /// [`histogram_sums`](Self::histogram_sums) in IFMA lanes: every lane sums one (node,
+    /// feature) task. Each member row's ciphertext enters the lanes' Montgomery form once
+    /// (not once per feature); tasks are sorted by their node's size so that the eight in a
+    /// vector mostly run out together (a lane that has run out multiplies by one). The sums
+    /// are exact products mod n, so the bytes are those of the portable path.
+    ///
+    /// With `shift`, a row enters as y = x·2^(52·N_K − 2048) where x = c·2^2048 mod n is
+    /// its portable Montgomery form: a shift of the limbs, no product, and acc·y·2^(−52·N_K)
+    /// = acc·c keeps the accumulator in the lanes' Montgomery form. y is not reduced
+    /// (below 2^32·n), so each product is below λ·acc + n with λ = n/2^2048, and by
+    /// induction every accumulator stays below B = n/(1 − λ). The limbs hold it as long as
+    /// B < 2^(52·N_K), which [`shift_bound_holds`] checks once per key; otherwise every row
+    /// takes one product by `from_portable`.
+    #[allow(clippy::too_many_arguments)]
+    fn histogram_lanes(
+        &self,
+        x: &PkIfma,
+        cts: &[U2048],
+        bins: &[u8],
+        features: usize,
+        members: &[Vec<u32>],
+        n_bins: usize,
+        shift: bool,
+    ) -> Vec<u8> {
+        const L: usize = ifma::LANES;
+        // member rows laid node after node; the last row is the one that pads idle lanes
+        let ids: Vec<u32> = members.iter().flatten().copied().collect();
+        let mut start = Vec::with_capacity(members.len());
+        let mut at = 0usize;
+        for m in members {
+            start.push(at);
+            at += m.len();
+        }
+        let mut rows = vec![[0u64; N_K]; ids.len() + 1];
+        rows.par_chunks_mut(L)
+            .zip(ids.par_chunks(L))
+            .for_each(|(o, ids)| {
+                if shift {
+                    for (o, &r) in o.iter_mut().zip(ids) {
+                        *o = shifted_limbs(&cts[r as usize]);
+                    }
+                    return;
+                }
+                let lanes: [[u64; N_K]; L] = std::array::from_fn(|l| {
+                    ids.get(l)
+                        .map_or([0u64; N_K], |&r| ifma::to_limbs(&cts[r as usize]))
+                });
+                let c = ifma::mul_const(&x.f, &lanes, &x.from_portable);
+                for (o, c) in o.iter_mut().zip(c.iter()) {
+                    *o = *c;
+                }
+            });
+        let pad = ids.len();
+        // the one, as a row enters: R mod n, or the portable one (2^2048 mod n) shifted
+        rows[pad] = if shift {
+            shifted_limbs(Mont::one(self.params).as_montgomery())
+        } else {
+            x.one
+        };
+        let mut tasks: Vec<(usize, usize)> = (0..members.len())
+            .flat_map(|k| (0..features).map(move |f| (k, f)))
+            .collect();
+        tasks.sort_by_key(|&(k, _)| std::cmp::Reverse(members[k].len()));
+        let sums: Vec<Vec<[[u64; N_K]; L]>> = tasks
+            .par_chunks(L)
+            .map(|group| {
+                let task = |l: usize| group.get(l).copied();
+                let steps = group.iter().map(|&(k, _)| members[k].len()).max();
+                ifma::histogram8(&x.f, &rows, &x.one, n_bins, steps.unwrap_or(0), |step| {
+                    let mut row = [pad; L];
+                    let mut bin = [0usize; L];
+                    for l in 0..L {
+                        if let Some((k, f)) = task(l) {
+                            if step < members[k].len() {
+                                row[l] = start[k] + step;
+                                bin[l] = bins[ids[row[l]] as usize * features + f] as usize;
+                            }
+                        }
+                    }
+                    (row, bin)
+                })
+            })
+            .collect();
+        let cell_bytes = n_bins * CT_BYTES;
+        let mut out = vec![0u8; members.len() * features * cell_bytes];
+        for (group, sums) in tasks.chunks(L).zip(&sums) {
+            for (l, &(k, f)) in group.iter().enumerate() {
+                let o = &mut out[(k * features + f) * cell_bytes..][..cell_bytes];
+                for (b, s) in sums.iter().enumerate() {
+                    let c: U2048 = x.f.reduce(&s[l]);
+                    o[b * CT_BYTES..(b + 1) * CT_BYTES].copy_from_slice(&c.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Radix-2^52 limbs of x·2^(52·N_K − 2048) (x below 2^2048: the product fits the limbs).
+fn shifted_limbs(x: &U2048) -> [u64; N_K] {
+    const SHIFT: usize = 52 * N_K - 64 * LIMBS;
+    let w = x.as_words();
+    let mut wide = [0u64; LIMBS + 1];
+    for (i, &v) in w.iter().enumerate() {
+        wide[i] |= v << SHIFT;
+        wide[i + 1] = v >> (64 - SHIFT);
+    }
+    ifma::to_limbs(&crypto_bigint::Uint::<{ LIMBS + 1 }>::from_words(wide))
+}
+
+/// Whether n/(1 − n/2^2048) < 2^(52·N_K), the bound on the accumulators of rows entered by
+/// [`shifted_limbs`]: it holds when n < 2^2048 − 2^2017 (then 1 − λ > 2^−31 and the bound is
+/// below 2^31·n < 2^2079), that is unless n's top 31 bits are all ones.
+fn shift_bound_holds(n: &U2048) -> bool {
+    const _: () = assert!(52 * N_K - 64 * LIMBS == 32);
+    let top = n.as_words()[LIMBS - 1] >> 33;
+    top != (1u64 << 31) - 1
 }
 
 fn check_layout(len: usize, slots: usize, slot_bits: u32, pt_bits: u32) -> Result<()> {
@@ -1596,6 +1736,120 @@ mod tests {
             let x = MontyForm::new(&a, params);
             let got = FixedBase::new(x, 192, window).pow(&e);
             prop_assert_eq!(got, x.pow(&U256::from_le_slice(&[&e[..], &[0u8; 8]].concat())));
+        }
+    }
+
+    /// A 2048-bit odd modulus whose top bits are all ones but for bit 2017 + `gap` (the
+    /// closest to 2^2048 that [`shift_bound_holds`] lets the shifted rows run under).
+    fn near_top(words: Vec<u64>, gap: u32) -> U2048 {
+        let n = U2048::from_words(words.try_into().expect("32 words")).bitor(&U2048::ONE);
+        let top = U2048::MAX.shl_vartime(2017);
+        n.bitor(&top).bitxor(&U2048::ONE.shl_vartime(2017 + gap))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Rows entered by a shift (unreduced, below 2^32·n) keep the lanes' accumulators
+        /// exact for moduli up to the bound, pads and many steps per bin included.
+        #[test]
+        fn shifted_rows_accumulate_exactly(
+            words in proptest::collection::vec(any::<u64>(), 32),
+            gap in 0u32..31,
+            raw in proptest::collection::vec(proptest::collection::vec(any::<u64>(), 32), 1..12),
+            picks in proptest::collection::vec((0usize..16, 0usize..3), 0..200),
+        ) {
+            if !ifma::available() {
+                return Ok(());
+            }
+            let n = near_top(words, gap);
+            prop_assert!(shift_bound_holds(&n));
+            let params = MontyParams::new_vartime(Odd::new(n).unwrap());
+            let f = ifma::Field::<N_K>::new(&n).unwrap();
+            // portable Montgomery forms below n, then one pad row (the portable one)
+            let xs: Vec<U2048> = raw
+                .iter()
+                .map(|w| U2048::from_words(w.clone().try_into().unwrap()).rem_vartime(&n.to_nz().unwrap()))
+                .collect();
+            let mut rows: Vec<[u64; N_K]> = xs.iter().map(shifted_limbs).collect();
+            rows.push(shifted_limbs(Mont::one(params).as_montgomery()));
+            let pad = xs.len();
+            let one = ifma::pow2_mod(&n, 52 * N_K);
+            let steps = picks.len().div_ceil(ifma::LANES);
+            let at = |step: usize| {
+                let mut row = [pad; ifma::LANES];
+                let mut bin = [0usize; ifma::LANES];
+                for l in 0..ifma::LANES {
+                    if let Some(&(r, b)) = picks.get(step * ifma::LANES + l) {
+                        if r < pad {
+                            (row[l], bin[l]) = (r, b);
+                        }
+                    }
+                }
+                (row, bin)
+            };
+            let got = ifma::histogram8(&f, &rows, &one, 3, steps, at);
+            let mut want = vec![[Mont::one(params); ifma::LANES]; 3];
+            for step in 0..steps {
+                let (row, bin) = at(step);
+                for l in 0..ifma::LANES {
+                    if row[l] < pad {
+                        want[bin[l]][l] *= Mont::from_montgomery(xs[row[l]], params);
+                    }
+                }
+            }
+            for b in 0..3 {
+                for l in 0..ifma::LANES {
+                    let g: U2048 = f.reduce(&got[b][l]);
+                    prop_assert_eq!(g, want[b][l].retrieve());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shift_bound_refuses_moduli_with_the_top_31_bits_set() {
+        assert!(!shift_bound_holds(&U2048::MAX));
+        assert!(!shift_bound_holds(&U2048::MAX.shl_vartime(2017)));
+        assert!(shift_bound_holds(
+            &U2048::MAX.bitxor(&U2048::ONE.shl_vartime(2017))
+        ));
+        assert!(shift_bound_holds(&U2048::MAX.shr_vartime(1)));
+    }
+
+    /// Both ways into the lanes (shift, or one product per row) give the portable bytes.
+    #[test]
+    fn histogram_lanes_by_shift_or_product_match_the_portable_path() {
+        let sk = SecretKey::generate(1024).unwrap();
+        let pk = sk.public();
+        let Some(x) = pk.ifma() else { return };
+        let rows = 53usize;
+        let features = 5usize;
+        let vals: Vec<i64> = (0..rows as i64).map(|i| i * 977 - 20_000).collect();
+        let cts = pk.parse(&pk.encrypt_packed(&vals, 1, 64).unwrap()).unwrap();
+        let bins: Vec<u8> = (0..rows * features).map(|i| ((i * 13) % 7) as u8).collect();
+        let node_of_row: Vec<i32> = (0..rows as i32)
+            .map(|i| [0, 1, 1, -1, 2][i as usize % 5])
+            .collect();
+        let nodes = [1i32, 2, 0, 3];
+        let want = PublicKey::from_bytes(&pk.to_bytes())
+            .unwrap()
+            .without_ifma()
+            .histogram_sums(&cts, &bins, features, &node_of_row, &nodes, 7)
+            .unwrap();
+        let members: Vec<Vec<u32>> = nodes
+            .iter()
+            .map(|&k| {
+                (0..rows as u32)
+                    .filter(|&r| node_of_row[r as usize] == k)
+                    .collect()
+            })
+            .collect();
+        for shift in [true, false] {
+            assert_eq!(
+                pk.histogram_lanes(x, &cts, &bins, features, &members, 7, shift),
+                want
+            );
         }
     }
 }

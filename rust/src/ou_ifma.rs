@@ -199,6 +199,45 @@ pub(super) fn pow_ct<const K: usize>(
     unsafe { imp::pow_ct(f, x, e) }
 }
 
+/// 2^bits mod m as limbs: the constant that moves a residue between Montgomery radices
+/// (a product with 2^(2·52K − 64L) takes a 64-bit-limb Montgomery form to this one).
+pub(super) fn pow2_mod<const L: usize, const K: usize>(m: &Uint<L>, bits: usize) -> [u64; K] {
+    let mut x = Uint::<L>::ONE;
+    for _ in 0..bits {
+        x = x.add_mod(&x, m);
+    }
+    to_limbs(&x)
+}
+
+/// Lane-wise a·c·R^(-1) mod m for one constant `c` (a, c below 2m; almost reduced out).
+pub(super) fn mul_const<const K: usize>(
+    f: &Field<K>,
+    a: &[[u64; K]; LANES],
+    c: &[u64; K],
+) -> [[u64; K]; LANES] {
+    // SAFETY: only called where `available()` said the CPU has AVX-512F and IFMA
+    unsafe { imp::mul_const(f, a, c) }
+}
+
+/// Eight histograms at once, one per lane: at every step, lane l multiplies its accumulator
+/// of bin `bin[l]` by row `row[l]` of `rows` (Montgomery form), where `(row, bin) = at(step)`.
+/// Accumulators start at `one` (R mod m). Returns each bin's eight plain products as
+/// almost-reduced limbs. A lane with nothing left to add points at a row holding `one`.
+///
+/// Panics if `at` names a row past `rows` or a bin past `n_bins` (the gathers would read
+/// out of bounds).
+pub(super) fn histogram8<const K: usize>(
+    f: &Field<K>,
+    rows: &[[u64; K]],
+    one: &[u64; K],
+    n_bins: usize,
+    steps: usize,
+    at: impl Fn(usize) -> ([usize; LANES], [usize; LANES]),
+) -> Vec<[[u64; K]; LANES]> {
+    // SAFETY: only called where `available()` said the CPU has AVX-512F and IFMA
+    unsafe { imp::histogram8(f, rows, one, n_bins, steps, at) }
+}
+
 /// Bits `[at, at + width)` of the little-endian `e` (zero past its end), `width` <= 16.
 fn digit(e: &[u8], at: usize, width: usize) -> usize {
     let byte = at / 8;
@@ -236,6 +275,25 @@ mod imp {
         _: &[[u64; K]; LANES],
         _: &[[u64; K]; LANES],
     ) -> [[u64; K]; LANES] {
+        unreachable!("IFMA off x86-64")
+    }
+
+    pub(super) unsafe fn mul_const<const K: usize>(
+        _: &Field<K>,
+        _: &[[u64; K]; LANES],
+        _: &[u64; K],
+    ) -> [[u64; K]; LANES] {
+        unreachable!("IFMA off x86-64")
+    }
+
+    pub(super) unsafe fn histogram8<const K: usize>(
+        _: &Field<K>,
+        _: &[[u64; K]],
+        _: &[u64; K],
+        _: usize,
+        _: usize,
+        _: impl Fn(usize) -> ([usize; LANES], [usize; LANES]),
+    ) -> Vec<[[u64; K]; LANES]> {
         unreachable!("IFMA off x86-64")
     }
 
@@ -466,5 +524,95 @@ mod imp {
             Some(a) => store(&mul(&mv, n0, &a, &x)),
             None => *times,
         }
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn mul_const<const K: usize>(
+        f: &Field<K>,
+        a: &[[u64; K]; LANES],
+        c: &[u64; K],
+    ) -> [[u64; K]; LANES] {
+        let (mv, n0) = consts(f);
+        let c: [V; K] = std::array::from_fn(|k| splat(c[k]));
+        store(&mul(&mv, n0, &load(a), &c))
+    }
+
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) fn histogram8<const K: usize>(
+        f: &Field<K>,
+        rows: &[[u64; K]],
+        one: &[u64; K],
+        n_bins: usize,
+        steps: usize,
+        at: impl Fn(usize) -> ([usize; LANES], [usize; LANES]),
+    ) -> Vec<[[u64; K]; LANES]> {
+        let (mv, n0) = consts(f);
+        // acc[(bin·K + k)·LANES + lane]: a lane's limb k of every bin is one gather away,
+        // and the eight lanes of one (bin, limb) are one vector for the final conversion
+        let mut acc = vec![0u64; n_bins * K * LANES];
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = one[(i / LANES) % K];
+        }
+        let lane_ids: [u64; LANES] = std::array::from_fn(|l| l as u64);
+        // SAFETY: `lane_ids` is 8 u64
+        let lane_v: V = unsafe { _mm512_loadu_si512(lane_ids.as_ptr().cast()) };
+        let k_row = splat(1);
+        let k_acc = splat(LANES as u64);
+        let base_rows: *const u64 = rows.as_ptr().cast();
+        let base_acc: *mut u64 = acc.as_mut_ptr();
+        for step in 0..steps {
+            let (row, bin) = at(step);
+            for l in 0..LANES {
+                assert!(
+                    row[l] < rows.len() && bin[l] < n_bins,
+                    "histogram lane out of range"
+                );
+            }
+            let r_idx: [u64; LANES] = std::array::from_fn(|l| (row[l] * K) as u64);
+            let a_idx: [u64; LANES] = std::array::from_fn(|l| (bin[l] * K * LANES) as u64);
+            // SAFETY: both are 8 u64
+            let mut r_off: V = unsafe { _mm512_loadu_si512(r_idx.as_ptr().cast()) };
+            let mut a_off: V =
+                _mm512_add_epi64(unsafe { _mm512_loadu_si512(a_idx.as_ptr().cast()) }, lane_v);
+            let a_start = a_off;
+            let mut c = [_mm512_setzero_si512(); K];
+            let mut a = [_mm512_setzero_si512(); K];
+            // lanes of one node share their row: a broadcast is cheaper than a gather
+            let shared = row.iter().all(|&r| r == row[0]);
+            for k in 0..K {
+                // SAFETY: row < rows.len() and k < K index inside `rows`; bin < n_bins,
+                // k < K and lane < LANES inside `acc` (checked above)
+                unsafe {
+                    c[k] = if shared {
+                        splat(rows[row[0]][k])
+                    } else {
+                        _mm512_i64gather_epi64::<8>(r_off, base_rows.cast())
+                    };
+                    a[k] = _mm512_i64gather_epi64::<8>(a_off, base_acc.cast_const().cast());
+                }
+                r_off = _mm512_add_epi64(r_off, k_row);
+                a_off = _mm512_add_epi64(a_off, k_acc);
+            }
+            let p = mul(&mv, n0, &a, &c);
+            // lanes write distinct addresses (the lane is part of every offset)
+            let mut a_off = a_start;
+            for k in 0..K {
+                // SAFETY: the same offsets as the gathers
+                unsafe { _mm512_i64scatter_epi64::<8>(base_acc.cast(), a_off, p[k]) };
+                a_off = _mm512_add_epi64(a_off, k_acc);
+            }
+        }
+        let mut one_plain = [_mm512_setzero_si512(); K];
+        one_plain[0] = splat(1);
+        (0..n_bins)
+            .map(|b| {
+                let v: [V; K] = std::array::from_fn(|k| {
+                    // SAFETY: (b·K + k)·LANES + 8 <= acc.len()
+                    unsafe { _mm512_loadu_si512(acc[(b * K + k) * LANES..].as_ptr().cast()) }
+                });
+                // (x·R)·1·R^(-1): plain
+                store(&mul(&mv, n0, &v, &one_plain))
+            })
+            .collect()
     }
 }

@@ -444,4 +444,131 @@ mod key_owner {
         bytes[480..736].copy_from_slice(&h2.to_le_bytes());
         assert!(SecretKey::from_bytes(&bytes).is_err());
     }
+
+    /// A histogram request: ciphertexts (Montgomery form), bins, features, node ids, nodes,
+    /// n_bins and the plain values.
+    type Request = (Vec<u8>, usize, Vec<i32>, Vec<i32>, usize, Vec<i64>);
+
+    fn request() -> impl Strategy<Value = Request> {
+        (0usize..40, 1usize..5, 1usize..=256).prop_flat_map(|(rows, features, n_bins)| {
+            (
+                proptest::collection::vec(0..n_bins, rows * features)
+                    .prop_map(move |b| b.into_iter().map(|x| (x % n_bins) as u8).collect()),
+                Just(features),
+                // -1 and 7 are in no listed node
+                proptest::collection::vec(prop_oneof![Just(-1i32), 0i32..4, Just(7)], rows),
+                // distinct nodes, some of them empty
+                proptest::sample::subsequence(vec![0i32, 1, 2, 3, 5, 6], 0..=6).prop_shuffle(),
+                Just(n_bins),
+                proptest::collection::vec(-(1i64 << 40)..(1i64 << 40), rows),
+            )
+        })
+    }
+
+    /// The plain per-cell sums the histogram must decrypt to.
+    fn plain_sums(
+        vals: &[i64],
+        bins: &[u8],
+        features: usize,
+        node_of_row: &[i32],
+        nodes: &[i32],
+        n_bins: usize,
+    ) -> Vec<i64> {
+        let mut want = vec![0i64; nodes.len() * features * n_bins];
+        for (r, &v) in vals.iter().enumerate() {
+            if let Some(k) = nodes.iter().position(|&n| n == node_of_row[r]) {
+                for f in 0..features {
+                    want[(k * features + f) * n_bins + bins[r * features + f] as usize] += v;
+                }
+            }
+        }
+        want
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// The lanes' sums are the portable path's, byte for byte, and both decrypt to the
+        /// plain sums (re-randomised or not).
+        #[test]
+        fn histogram_lanes_match_the_portable_sums(
+            (bins, features, node_of_row, nodes, n_bins, vals) in request()
+        ) {
+            let sk = key();
+            let pk = sk.public();
+            let slow = PublicKey::from_bytes(&pk.to_bytes()).unwrap().without_ifma();
+            let cts = pk.parse(&pk.encrypt_packed(&vals, 1, 64).unwrap()).unwrap();
+            let want = plain_sums(&vals, &bins, features, &node_of_row, &nodes, n_bins);
+            let fast_sums = pk
+                .histogram_sums(&cts, &bins, features, &node_of_row, &nodes, n_bins)
+                .unwrap();
+            let slow_sums = slow
+                .histogram_sums(&cts, &bins, features, &node_of_row, &nodes, n_bins)
+                .unwrap();
+            prop_assert_eq!(&fast_sums, &slow_sums);
+            prop_assert_eq!(sk.decrypt_i64(&fast_sums).unwrap(), want.clone());
+            let fast = pk.histogram(&cts, &bins, features, &node_of_row, &nodes, n_bins).unwrap();
+            let slow_h = slow.histogram(&cts, &bins, features, &node_of_row, &nodes, n_bins).unwrap();
+            prop_assert_eq!(sk.decrypt_i64(&fast).unwrap(), want.clone());
+            prop_assert_eq!(sk.decrypt_i64(&slow_h).unwrap(), want);
+        }
+
+        /// Both paths refuse the same malformed requests.
+        #[test]
+        fn histogram_paths_refuse_alike(
+            (bins, features, node_of_row, nodes, n_bins, vals) in request(),
+            cut in 0usize..3,
+        ) {
+            let pk = key().public();
+            let slow = PublicKey::from_bytes(&pk.to_bytes()).unwrap().without_ifma();
+            let cts = pk.parse(&pk.encrypt_packed(&vals, 1, 64).unwrap()).unwrap();
+            let mut bins = bins;
+            let mut nob = node_of_row;
+            let mut n_bins = n_bins;
+            match cut {
+                0 => { bins.push(0); }
+                1 => { nob.push(0); }
+                _ => {
+                    if bins.is_empty() { n_bins = 0 } else { bins[0] = 255; n_bins = n_bins.min(255); }
+                }
+            }
+            let a = pk.histogram_sums(&cts, &bins, features, &nob, &nodes, n_bins);
+            let b = slow.histogram_sums(&cts, &bins, features, &nob, &nodes, n_bins);
+            prop_assert!(a.is_err() && b.is_err());
+        }
+    }
+
+    #[test]
+    fn histogram_lanes_match_the_portable_sums_at_2048_bits() {
+        // the full-width modulus fills the lanes' top limbs; many rows, 30 features, nodes
+        // of unequal sizes (vectors mix nodes)
+        let sk = SecretKey::generate(2048).expect("keygen");
+        let pk = sk.public();
+        let slow = PublicKey::from_bytes(&pk.to_bytes())
+            .unwrap()
+            .without_ifma();
+        let (rows, features, n_bins) = (101usize, 30usize, 16usize);
+        let vals: Vec<i64> = (0..rows as i64)
+            .map(|i| i * 1_000_003 - 50_000_000)
+            .collect();
+        let cts = pk.parse(&pk.encrypt_packed(&vals, 1, 64).unwrap()).unwrap();
+        let bins: Vec<u8> = (0..rows * features)
+            .map(|i| ((i * 31 + i / 7) % n_bins) as u8)
+            .collect();
+        let node_of_row: Vec<i32> = (0..rows as i32)
+            .map(|i| [0, 1, 1, 2, 2, 2, -1][i as usize % 7])
+            .collect();
+        let nodes = [2i32, 0, 1, 4];
+        let a = pk
+            .histogram_sums(&cts, &bins, features, &node_of_row, &nodes, n_bins)
+            .unwrap();
+        let b = slow
+            .histogram_sums(&cts, &bins, features, &node_of_row, &nodes, n_bins)
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            sk.decrypt_i64(&a).unwrap(),
+            plain_sums(&vals, &bins, features, &node_of_row, &nodes, n_bins)
+        );
+    }
 }
