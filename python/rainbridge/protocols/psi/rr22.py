@@ -503,6 +503,10 @@ async def bucket_role(
                 ) from None
             i, j = np.frombuffer(ii, dtype="<i8"), np.frombuffer(jj, dtype="<i8")
         del outs
+        # an honest sender's values are distinct (its IDs are), so one of ours matching two
+        # of its values would count a common ID twice
+        if len(i) > 1 and bool((i[1:] == i[:-1]).any()):
+            raise ProtocolViolationError(f"peer {peer!r} sent PRF values that repeat")
         opened = None
         if layout is not None:
             with ph("payload open"):

@@ -1,0 +1,52 @@
+"""RR22 PSI against forged sender values: a value repeated by the sender must not count a
+common ID twice (exact or refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rainbridge import _core
+from rainbridge.errors import ProtocolViolationError
+from rainbridge.net.local import LocalChannel
+from rainbridge.protocols.psi import run_rr22
+from rainbridge.protocols.psi.intersect import truncation_bytes
+from rainbridge.protocols.psi.items import as_items
+
+
+def test_a_sender_repeating_a_matching_value_is_refused_not_counted_twice() -> None:
+    async def main() -> None:
+        mesh = LocalChannel.mesh("s", ["a", "b"])
+
+        async def liar() -> None:
+            ch = mesh["b"]["a"]
+            hello = await ch.recv_json("rr22/hello")
+            mine = bytes(16)
+            await ch.send_json("rr22/hello", {**hello, "seed": mine.hex()})
+            first, second = sorted([("a", bytes.fromhex(hello["seed"])), ("b", mine)])
+            seed = hashlib.sha256(b"rainbridge/rr22/seed" + first[1] + second[1]).digest()
+            it = as_items(pa.array(["x", "q"], type=pa.large_string()))
+            digests = _core.rr22_digests(seed, it.data, it.offsets)
+            await ch.recv_json("rr22/0/size")
+            await ch.send_json("rr22/0/size", 2)
+            s = _core.Rr22Sender(seed, digests, 2)
+            await ch.send("rr22/0/base", s.on_setup(await ch.recv("rr22/0/setup")))
+            await ch.send("rr22/0/trees", s.on_matrix(await ch.recv("rr22/0/matrix")))
+            width = min(16, truncation_bytes(2, 2))
+            values, order = s.on_store_shuffled(await ch.recv("rr22/0/store"), width)
+            rows = np.frombuffer(values, dtype=np.uint8).reshape(-1, width)
+            x = rows[np.frombuffer(order, dtype="<u4").tolist().index(0)]
+            # the value of "x" twice, in place of "q"'s
+            await ch.send("rr22/0/values", np.concatenate([x, x]).tobytes())
+            await ch.recv("rr22/0/hits")
+
+        res, _ = await asyncio.gather(run_rr22("a", mesh["a"], pa.array(["x", "y"])), liar())
+        # without the check the leader reports 2 common IDs where there is 1
+        assert res.size == 1
+
+    with pytest.raises(ProtocolViolationError, match="repeat"):
+        asyncio.run(main())
