@@ -205,10 +205,15 @@ def _encoding(vals: npt.NDArray[np.float64], rows: int) -> tuple[int, int]:
 
 
 def unpack_rows(data: bytes, n: int, what: str) -> npt.NDArray[np.bool_]:
-    """One bit a row (``np.packbits``' order), exactly ``ceil(n / 8)`` bytes, or refused."""
+    """One bit a row (``np.packbits``' order), exactly ``ceil(n / 8)`` bytes with the
+    padding bits clear, or refused."""
     if len(data) != (n + 7) // 8:
         raise ProtocolViolationError(f"{what} is {len(data)} bytes; {(n + 7) // 8} expected")
-    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n).astype(bool)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    # the last byte's bits past row n are padding: set, the message is not one we sent
+    if n % 8 and int(raw[-1]) & ((1 << (8 - n % 8)) - 1):
+        raise ProtocolViolationError(f"{what} has padding bits set past its {n} rows")
+    return np.unpackbits(raw, count=n).astype(bool)
 
 
 def move_rows(
