@@ -50,3 +50,39 @@ def test_a_sender_repeating_a_matching_value_is_refused_not_counted_twice() -> N
 
     with pytest.raises(ProtocolViolationError, match="repeat"):
         asyncio.run(main())
+
+
+def test_ecdh_masked_values_repeated_by_a_peer_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # bob masks alice's values and sends every row as a copy of the first: each of alice's
+    # IDs would match bob's copy of her first one
+    from rainbridge.protocols.psi import EcdhPsiParams, run_role
+    from rainbridge.protocols.psi import ecdh as ecdh_mod
+
+    honest = ecdh_mod._Follower.reply
+
+    async def copying(self, s, si, b, hop, body):  # type: ignore[no-untyped-def]
+        if s == self.plan.leader:
+            arr = np.frombuffer(bytes(body), dtype=np.uint8).reshape(-1, ecdh_mod._ELEMENT)
+            body = np.repeat(arr[:1], len(arr), axis=0).tobytes()
+        await honest(self, s, si, b, hop, body)
+
+    monkeypatch.setattr(ecdh_mod._Follower, "reply", copying)
+
+    async def main() -> None:
+        mesh = LocalChannel.mesh("s", ["alice", "bob"])
+        p = EcdhPsiParams()
+        # the forger's own outcome does not matter: alice's must be exact or refused
+        alice, _ = await asyncio.gather(
+            run_role("alice", mesh["alice"], pa.array(["a", "b", "c"]), p),
+            run_role("bob", mesh["bob"], pa.array(["a", "b"]), p),
+            return_exceptions=True,
+        )
+        if isinstance(alice, BaseException):
+            raise alice
+        # without the check alice reports 3 common IDs where there are at most 2
+        assert alice.size <= 2
+
+    with pytest.raises(ProtocolViolationError, match="repeat"):
+        asyncio.run(main())
