@@ -4,14 +4,18 @@ two rows."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_sgb_reference import Split, _check_against_plaintext, _protocol
 
+from rainbridge._core import OuSecretKey
 from rainbridge.errors import ProtocolViolationError
-from rainbridge.protocols.fl.secureboost import SgbParams, unpack_rows
+from rainbridge.net.local import LocalChannel
+from rainbridge.protocols.fl.secureboost import SgbParams, train_feature, unpack_rows
 from rainbridge.protocols.fl.trees import bin_features
 
 
@@ -64,3 +68,26 @@ def test_bitmaps_with_padding_bits_set_are_refused(n: int, pad: int) -> None:
     data[-1] |= pad & ((1 << spare) - 1) or 1
     with pytest.raises(ProtocolViolationError, match="padding"):
         unpack_rows(bytes(data), n, "x")
+
+
+def test_a_feature_party_refuses_a_row_list_of_partial_entries() -> None:
+    mesh = LocalChannel.mesh("sgb-review-rows", ["label", "feat"])
+    x = np.random.default_rng(0).normal(size=(30, 3))
+
+    async def forger() -> None:
+        ch = mesh["label"]["feat"]
+        await ch.send("sgb/pk", OuSecretKey.generate(1024).public_key().to_bytes())
+        await ch.send_json("sgb/setup", {"rows": 30, "max_depth": 3})
+        await ch.recv_json("sgb/features")
+        await ch.send_json("sgb/next", {"kind": "tree"})
+        await ch.send("sgb/rows", np.arange(30, dtype="<i4").tobytes()[:-1])  # not 4-byte rows
+
+    async def main() -> None:
+        task = asyncio.create_task(forger())
+        try:
+            await train_feature(mesh["feat"]["label"], x, me="feat")
+        finally:
+            task.cancel()
+
+    with pytest.raises(ProtocolViolationError, match="rows"):
+        asyncio.run(main())

@@ -624,7 +624,10 @@ async def train_feature(
         if kind != "tree":
             raise ProtocolViolationError(f"unexpected SecureBoost step {kind!r}")
         with clock.span("wait"):
-            rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
+            raw_rows = await ch.recv("sgb/rows")
+        if len(raw_rows) % 4:
+            raise ProtocolViolationError("the label party's rows are not 4-byte entries")
+        rows = np.frombuffer(raw_rows, dtype="<i4")
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise ProtocolViolationError("the label party named rows out of range")
         with clock.span("wait"):
