@@ -86,3 +86,32 @@ def test_ecdh_masked_values_repeated_by_a_peer_are_refused(
 
     with pytest.raises(ProtocolViolationError, match="repeat"):
         asyncio.run(main())
+
+
+def test_a_match_list_of_partial_entries_is_a_protocol_violation() -> None:
+    # alice (the leader) answers bob's values with a match list cut mid-entry
+    async def main() -> None:
+        mesh = LocalChannel.mesh("s", ["a", "b"])
+
+        async def liar() -> None:
+            ch = mesh["a"]["b"]
+            hello = await ch.recv_json("rr22/hello")
+            mine = bytes(16)
+            await ch.send_json("rr22/hello", {**hello, "seed": mine.hex()})
+            first, second = sorted([("b", bytes.fromhex(hello["seed"])), ("a", mine)])
+            seed = hashlib.sha256(b"rainbridge/rr22/seed" + first[1] + second[1]).digest()
+            it = as_items(pa.array(["x", "q"], type=pa.large_string()))
+            digests = _core.rr22_digests(seed, it.data, it.offsets)
+            await ch.send_json("rr22/0/size", 2)
+            await ch.recv_json("rr22/0/size")
+            r, m0 = _core.Rr22Receiver.start(seed, digests)
+            await ch.send("rr22/0/setup", m0)
+            await ch.send("rr22/0/matrix", r.on_base(await ch.recv("rr22/0/base")))
+            await ch.send("rr22/0/store", r.on_trees(await ch.recv("rr22/0/trees")))
+            await ch.recv("rr22/0/values")
+            await ch.send("rr22/0/hits", b"\x00" * 5)
+
+        await asyncio.gather(run_rr22("b", mesh["b"], pa.array(["x", "y"])), liar())
+
+    with pytest.raises(ProtocolViolationError, match="match list"):
+        asyncio.run(main())

@@ -585,7 +585,10 @@ async def bucket_role(
         del sealed
     if i_receive:
         with ph("wait hits"):
-            hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
+            raw_hits = await ch.recv(tag + "hits")
+        if len(raw_hits) % 4:
+            raise ProtocolViolationError(f"peer {peer!r} sent a match list of partial entries")
+        hits = np.frombuffer(raw_hits, dtype="<u4")
         if len(hits) > n_mine or (len(hits) and int(hits.max()) >= n_mine):
             raise ProtocolViolationError(f"peer {peer!r} sent an invalid match list")
         with ph("rows"):
