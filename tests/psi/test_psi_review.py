@@ -71,7 +71,8 @@ def test_ecdh_masked_values_repeated_by_a_peer_are_refused(
     monkeypatch.setattr(ecdh_mod._Follower, "reply", copying)
 
     async def main() -> None:
-        mesh = LocalChannel.mesh("s", ["alice", "bob"])
+        # bob waits for a result alice refuses to give: a short timeout ends his wait
+        mesh = LocalChannel.mesh("s", ["alice", "bob"], timeout=2)
         p = EcdhPsiParams()
         # the forger's own outcome does not matter: alice's must be exact or refused
         alice, _ = await asyncio.gather(
