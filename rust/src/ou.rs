@@ -1510,11 +1510,19 @@ impl SecretKey {
             .into_iter()
             .enumerate()
             .map(|(i, x)| {
+                // on the whole 768-bit plaintext: `unpack` keeps only its low 128 bits, so
+                // 2^130 + 5 would read as 5
+                let neg = x.bit_vartime(767);
+                let mag = if neg { x.wrapping_neg() } else { x };
+                let limit = if neg { 64 } else { 63 };
                 let v = unpack(x, 1, 126)[0];
-                i64::try_from(v).map_err(|_| CoreError::InvalidElement {
-                    index: i,
-                    reason: "plaintext does not fit 64 bits",
-                })
+                match i64::try_from(v) {
+                    Ok(v) if mag.bits_vartime() <= limit => Ok(v),
+                    _ => Err(CoreError::InvalidElement {
+                        index: i,
+                        reason: "plaintext does not fit 64 bits",
+                    }),
+                }
             })
             .collect()
     }

@@ -205,10 +205,15 @@ def _encoding(vals: npt.NDArray[np.float64], rows: int) -> tuple[int, int]:
 
 
 def unpack_rows(data: bytes, n: int, what: str) -> npt.NDArray[np.bool_]:
-    """One bit a row (``np.packbits``' order), exactly ``ceil(n / 8)`` bytes, or refused."""
+    """One bit a row (``np.packbits``' order), exactly ``ceil(n / 8)`` bytes with the
+    padding bits clear, or refused."""
     if len(data) != (n + 7) // 8:
         raise ProtocolViolationError(f"{what} is {len(data)} bytes; {(n + 7) // 8} expected")
-    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n).astype(bool)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    # the last byte's bits past row n are padding: set, the message is not one we sent
+    if n % 8 and int(raw[-1]) & ((1 << (8 - n % 8)) - 1):
+        raise ProtocolViolationError(f"{what} has padding bits set past its {n} rows")
+    return np.unpackbits(raw, count=n).astype(bool)
 
 
 def move_rows(
@@ -619,7 +624,10 @@ async def train_feature(
         if kind != "tree":
             raise ProtocolViolationError(f"unexpected SecureBoost step {kind!r}")
         with clock.span("wait"):
-            rows = np.frombuffer(await ch.recv("sgb/rows"), dtype="<i4")
+            raw_rows = await ch.recv("sgb/rows")
+        if len(raw_rows) % 4:
+            raise ProtocolViolationError("the label party's rows are not 4-byte entries")
+        rows = np.frombuffer(raw_rows, dtype="<i4")
         if len(rows) and (rows.min() < 0 or rows.max() >= n):
             raise ProtocolViolationError("the label party named rows out of range")
         with clock.span("wait"):

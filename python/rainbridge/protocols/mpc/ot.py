@@ -523,6 +523,12 @@ class _SilentPools:
                 their_req = await self.ch.recv(tag + "/q")
                 if len(their_req) > _MAX_MSG:
                     raise ProtocolViolationError("an oversized silent OT request")
+                # both ask for whole batches of SILENT_BATCH: any other size would cost a
+                # batch's work per round for what it serves (one OT a round: a batch per OT)
+                if int.from_bytes(bytes(their_req[:8]), "little") != SILENT_BATCH:
+                    raise ProtocolViolationError(
+                        f"a silent OT request for other than a batch of {SILENT_BATCH}"
+                    )
                 try:
                     trees, keys = self._s.on_request(their_req)
                 except ValueError as e:

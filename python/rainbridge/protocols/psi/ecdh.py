@@ -503,6 +503,12 @@ class _Leader(_Role):
         pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for s in plan.others:
             ii, jj = await asyncio.to_thread(self.phases.timed, "match", match, mine, self.full[s])
+            # distinct IDs have distinct masked values: a value matched twice was repeated
+            # by a peer, and would count (or name) one common ID as several
+            if (len(ii) > 1 and bool((ii[1:] == ii[:-1]).any())) or len(np.unique(jj)) != len(jj):
+                raise ProtocolViolationError(
+                    f"the masked values of {s!r}'s or this party's set repeat: a peer deviated"
+                )
             pairs[s] = (ii, jj)
             hit = np.zeros(len(mine), dtype=bool)
             hit[ii] = True

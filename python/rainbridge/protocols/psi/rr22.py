@@ -503,6 +503,10 @@ async def bucket_role(
                 ) from None
             i, j = np.frombuffer(ii, dtype="<i8"), np.frombuffer(jj, dtype="<i8")
         del outs
+        # an honest sender's values are distinct (its IDs are), so one of ours matching two
+        # of its values would count a common ID twice
+        if len(i) > 1 and bool((i[1:] == i[:-1]).any()):
+            raise ProtocolViolationError(f"peer {peer!r} sent PRF values that repeat")
         opened = None
         if layout is not None:
             with ph("payload open"):
@@ -581,7 +585,10 @@ async def bucket_role(
         del sealed
     if i_receive:
         with ph("wait hits"):
-            hits = np.frombuffer(await ch.recv(tag + "hits"), dtype="<u4")
+            raw_hits = await ch.recv(tag + "hits")
+        if len(raw_hits) % 4:
+            raise ProtocolViolationError(f"peer {peer!r} sent a match list of partial entries")
+        hits = np.frombuffer(raw_hits, dtype="<u4")
         if len(hits) > n_mine or (len(hits) and int(hits.max()) >= n_mine):
             raise ProtocolViolationError(f"peer {peer!r} sent an invalid match list")
         with ph("rows"):
