@@ -910,8 +910,10 @@ pub fn pack(values: &[i64], slot_bits: u32) -> (U768, bool) {
 }
 
 /// Inverse of [`pack`] on a signed plaintext (two's complement in 768 bits): the slots'
-/// signed values, lowest first.
-pub fn unpack(mut x: U768, slots: usize, slot_bits: u32) -> Vec<i128> {
+/// signed values, lowest first; `None` when the top slot, which takes the rest of the
+/// plaintext, does not fit a signed `slot_bits`-bit value (an overflowed sum or a forged
+/// ciphertext: the lower slots are always in range, so only the top one can lie).
+pub fn unpack(mut x: U768, slots: usize, slot_bits: u32) -> Option<Vec<i128>> {
     let half = 1i128 << (slot_bits - 1);
     let mask = (1u128 << slot_bits) - 1;
     let mut out = Vec::with_capacity(slots);
@@ -920,13 +922,24 @@ pub fn unpack(mut x: U768, slots: usize, slot_bits: u32) -> Vec<i128> {
         let low = u128::from_le_bytes(bytes[..16].try_into().expect("16 bytes"));
         let negative_x = x.bit_vartime(767);
         if j + 1 == slots {
-            // the top slot takes the rest: a small signed number
-            let v = if negative_x {
-                -(x.wrapping_neg().resize::<2>().to_le_bytes_u128() as i128)
+            // the top slot takes the rest: a signed number of at most slot_bits bits,
+            // checked on all 768 bits (reading only the low 128 would turn 2^130 + 5 into 5)
+            let mag = if negative_x { x.wrapping_neg() } else { x };
+            let half_mag = U768::ONE.shl_vartime(slot_bits - 1);
+            let fits = if negative_x {
+                mag <= half_mag
             } else {
-                x.resize::<2>().to_le_bytes_u128() as i128
+                mag < half_mag
             };
-            out.push(v);
+            if !fits {
+                return None;
+            }
+            let m = mag.resize::<2>().to_le_bytes_u128();
+            out.push(if negative_x {
+                (m as i128).wrapping_neg()
+            } else {
+                m as i128
+            });
             break;
         }
         let mut s = (low & mask) as i128;
@@ -948,7 +961,7 @@ pub fn unpack(mut x: U768, slots: usize, slot_bits: u32) -> Vec<i128> {
             x = x.wrapping_add(&fill); // set the vacated top bits (they are zero after the shift)
         }
     }
-    out
+    Some(out)
 }
 
 trait LowU128 {
@@ -1481,6 +1494,17 @@ impl SecretKey {
             .collect())
     }
 
+    /// The raw plaintexts (little-endian, 96 bytes each) of checked ciphertexts: for tests
+    /// that compare the decryption paths on any residue, in range of a layout or not.
+    #[doc(hidden)]
+    pub fn decrypt_raw(&self, data: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .decrypt_all(data)?
+            .into_iter()
+            .map(|x| x.to_le_bytes().to_vec())
+            .collect())
+    }
+
     /// Decrypts packed ciphertexts and returns every slot scaled by 2^-frac_bits.
     pub fn decrypt_packed(
         &self,
@@ -1491,16 +1515,19 @@ impl SecretKey {
     ) -> Result<Vec<f64>> {
         check_layout(slots, slots, slot_bits, self.public.plaintext_bits())?;
         let scale = (-(frac_bits as f64)).exp2();
-        let rows: Vec<Vec<f64>> = self
+        let rows = self
             .decrypt_all(data)?
             .into_iter()
-            .map(|x| {
+            .enumerate()
+            .map(|(i, x)| {
                 unpack(x, slots, slot_bits)
-                    .into_iter()
-                    .map(|v| v as f64 * scale)
-                    .collect()
+                    .map(|vs| vs.into_iter().map(|v| v as f64 * scale).collect::<Vec<_>>())
+                    .ok_or(CoreError::InvalidElement {
+                        index: i,
+                        reason: "plaintext's top slot does not fit its slot bits",
+                    })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(rows.into_iter().flatten().collect())
     }
 
@@ -1515,9 +1542,9 @@ impl SecretKey {
                 let neg = x.bit_vartime(767);
                 let mag = if neg { x.wrapping_neg() } else { x };
                 let limit = if neg { 64 } else { 63 };
-                let v = unpack(x, 1, 126)[0];
-                match i64::try_from(v) {
-                    Ok(v) if mag.bits_vartime() <= limit => Ok(v),
+                let v = unpack(x, 1, 126).map(|v| v[0]);
+                match v.map(i64::try_from) {
+                    Some(Ok(v)) if mag.bits_vartime() <= limit => Ok(v),
                     _ => Err(CoreError::InvalidElement {
                         index: i,
                         reason: "plaintext does not fit 64 bits",

@@ -122,7 +122,15 @@ class _Feature:
             return
         lvl = await ch.recv_json("sgb/level")
         cells = 3 * len(lvl["compute"]) + (1 if self.forge == "long histogram" else 0)
-        await ch.send("sgb/hist", pk.encrypt_packed(np.zeros((cells, 2), dtype="<i8"), 2, 64))
+        if self.forge == "overflowing histogram":
+            # valid ciphertexts whose plaintexts run past the two slots the label party reads
+            # (2^192): their low 128 bits are zero, the sums are not
+            vals = np.zeros((cells, 4), dtype="<i8")
+            vals[:, 3] = 1
+            await ch.send("sgb/hist", pk.encrypt_packed(vals, 4, 64))
+        else:
+            hist = pk.encrypt_packed(np.zeros((cells, 2), dtype="<i8"), 2, 64)
+            await ch.send("sgb/hist", hist)
         await ch.recv_json("sgb/splits")
         size = (n + 7) // 8 + (1 if self.forge == "long answer" else 0)
         await ch.send("sgb/left", b"\x00" * size)
@@ -136,6 +144,7 @@ class _Feature:
         ("no missing", ProtocolViolationError, "described its features wrongly"),
         ("long histogram", ProtocolViolationError, "histograms of the wrong size"),
         ("long answer", ProtocolViolationError, "split answer"),
+        ("overflowing histogram", ProtocolViolationError, "top slot does not fit"),
         ("hang up", PeerDisconnectedError, None),
         ("hang up later", PeerDisconnectedError, None),
     ],
