@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rainbridge._core import OuPublicKey, OuSecretKey
-from rainbridge.errors import PeerDisconnectedError, ProtocolViolationError
+from rainbridge.errors import DataError, PeerDisconnectedError, ProtocolViolationError
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl.secureboost import (
     SgbParams,
@@ -113,6 +113,9 @@ class _Feature:
         info: dict[str, Any] = {"features": 1, "n_bins": 3, "n_splits": [2], "missing": [False]}
         if self.forge == "no missing":
             del info["missing"]
+        if self.forge == "huge":  # 2^18 features of no split: small messages, 8 GiB of nodes
+            k = 1 << 18
+            info = {"features": k, "n_bins": 256, "n_splits": [0] * k, "missing": [False] * k}
         await ch.send_json("sgb/features", info)
         await ch.recv_json("sgb/next")
         await ch.recv("sgb/rows")
@@ -142,6 +145,7 @@ class _Feature:
     ("forge", "error", "match"),
     [
         ("no missing", ProtocolViolationError, "described its features wrongly"),
+        ("huge", DataError, "GiB at the label party"),
         ("long histogram", ProtocolViolationError, "histograms of the wrong size"),
         ("long answer", ProtocolViolationError, "split answer"),
         ("overflowing histogram", ProtocolViolationError, "top slot does not fit"),

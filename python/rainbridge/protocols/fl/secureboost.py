@@ -61,7 +61,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rainbridge._core import OuPublicKey, OuSecretKey
-from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.errors import ConfigError, DataError, ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.fl.histograms import histograms, kept_cells
 from rainbridge.protocols.fl.sharding import CT_BYTES, RowShards, TaskEngine, row_shards
@@ -78,6 +78,9 @@ Objective = Literal["binary", "regression", "multiclass"]
 #: bits of precision kept from each gradient when it is encoded as an integer
 PRECISION_BITS = 53
 MAX_DEPTH = 10
+#: bytes of a feature party's histograms the label party holds at most (float64 g and h
+#: per node, feature and bin over a level and its parents)
+HIST_BUDGET = 4 << 30
 
 
 @dataclass
@@ -329,6 +332,16 @@ async def train_label(
             raise ProtocolViolationError(f"{name!r} described its features inconsistently")
         if (ns >= nb).any() or (ns < 0).any():
             raise ProtocolViolationError(f"{name!r} described its features inconsistently")
+        # the label party holds every node's histogram of this party's features for a
+        # level and its parents: sized from the party's own description, so bounded here
+        # before anything is allocated (a forged count of features would exhaust memory)
+        need = (2**params.max_depth) * nf * nb * 16
+        if need > HIST_BUDGET:
+            raise DataError(
+                f"{name!r} has {nf:,} features of {nb} bins: at depth {params.max_depth} their "
+                f"histograms need {need / 2**30:.1f} GiB at the label party, over its "
+                f"{HIST_BUDGET / 2**30:g} GiB per party; use fewer features, bins or depth"
+            )
         peer_list.append(_Peer(name, ch, nf, nb, ns, kept_cells(ns.tolist(), missing, nb)))
 
     # validation rows (held out of every tree) and the initial margin
