@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -225,6 +226,48 @@ def test_a_sql_component_in_a_job_file_runs_its_planned_steps(tmp_path: Path) ->
         "ON b.id = t.uid WHERE b.amount > 10000 GROUP BY t.plan",
     )
     assert sorted(table) == sorted(direct)
+
+
+QUERY_BY_PLAN = (
+    "SELECT t.plan, COUNT(*), AVG(b.balance) FROM bank.loans b JOIN telecom.users t "
+    "ON b.id = t.uid WHERE b.amount > 10000 GROUP BY t.plan"
+)
+
+
+def test_without_a_dealer_silent_ot_answers_as_ot_extension(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the job chooses the dealer-free correlations' source; both give the same exact answer
+    from rainbridge.protocols.mpc import ot
+
+    used: list[str] = []
+    real_init = ot.OtProvider.__init__
+
+    def spy(self: ot.OtProvider, party: int, channel: Any, source: str = "iknp") -> None:
+        used.append(source)
+        real_init(self, party, channel, source)
+
+    monkeypatch.setattr(ot.OtProvider, "__init__", spy)
+    _tables(tmp_path)
+    ds = {
+        "bank": {"loans": inspect_dataset("loans", tmp_path / "bank.csv", "id")},
+        "telecom": {"users": inspect_dataset("users", tmp_path / "tel.csv", "uid")},
+    }
+    tables = {}
+    for source in ("iknp", "silent"):
+        text = SQL_JOB.replace("parties: [bank, telecom, tax]", "parties: [bank, telecom]")
+        text = text.replace("      dealer: tax\n", f"      ot: {source}\n")
+        job = parse_job(text)
+        assert job.components[1].params["ot"] == source
+        res = run_local(job, ds, tmp_path / f"out-{source}")
+        plan = plan_sql(QUERY_BY_PLAN, dealer=None, receiver="bank")
+        _, tables[source] = result_table(plan, res["bank"]["components"]["answer"]["result"])
+    assert used == ["iknp", "iknp", "silent", "silent"]
+    assert sorted(tables["silent"]) == sorted(tables["iknp"])
+    _, direct = _run(tmp_path, QUERY_BY_PLAN)
+    assert sorted(tables["silent"]) == sorted(direct)
+    with pytest.raises(JobSpecError, match="ot"):
+        parse_job(SQL_JOB.replace("      dealer: tax\n", "      ot: telepathy\n"))
 
 
 @pytest.mark.parametrize(

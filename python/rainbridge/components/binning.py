@@ -149,7 +149,7 @@ class BinningComponent(Component):
         if missing:
             raise DataError(f"binning input of {ctx.party!r} has no column {missing[0]!r}")
         table = read_columns(ref, wanted)
-        session = await open_session(ctx, table, params.id_of(ctx.party), {}, "binning")
+        session = await open_session(ctx, table, params.id_of(ctx.party), {}, "binning", params.ot)
         mpc, me = session.mpc, session.me
         receiver_name = ctx.spec.outputs["result"].receivers[0]
         receiver = me if ctx.party == receiver_name else 1 - me

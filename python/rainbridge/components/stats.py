@@ -297,7 +297,7 @@ class StatsComponent(Component):
             self._check_dp_range(params, cols, n)
         hello = {"columns": mine, "nulls": any(c.has_nulls for c in cols)}
         # agree on the alignment and the shapes before any share moves
-        session = await open_session(ctx, table, params.id_of(ctx.party), hello, "stats")
+        session = await open_session(ctx, table, params.id_of(ctx.party), hello, "stats", params.ot)
         mpc, me = session.mpc, session.me
         their_cols = [str(c) for c in session.their_hello.get("columns", [])][:10_000]
         their_nulls = bool(session.their_hello.get("nulls", False))

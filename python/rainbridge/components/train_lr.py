@@ -153,14 +153,15 @@ class TrainLrComponent(Component):
                 )
         counts = {p: len(params.features.get(p, [])) for p in data}
         if len(data) == 2:
-            session = await open_session(ctx, table, id_column, {"features": len(mine)}, "lr")
+            hello = {"features": len(mine)}
+            session = await open_session(ctx, table, id_column, hello, "lr", params.ot)
             their = session.their_hello.get("features")
             if their != counts[session.other]:
                 raise DataError("the other party announced another feature count")
             sessions: dict[str, Mpc] = {session.other: session.mpc}
         else:
             await check_aligned_star(ctx, table, id_column, label, data, "lr")
-            sessions = await _open_star(ctx, label, data)
+            sessions = await _open_star(ctx, label, data, params.ot)
         feature_parties = tuple(p for p in data if p != label)
         channels: Mapping[str, Channel] = (
             {} if is_label else {p: ctx.channels[p] for p in feature_parties if p != ctx.party}
@@ -261,7 +262,7 @@ def lr_roles(spec: ComponentSpec) -> tuple[list[str], str | None]:
     return data, dealers[0] if dealers else None
 
 
-async def _open_star(ctx: ComponentContext, label: str, data: list[str]) -> dict[str, Mpc]:
+async def _open_star(ctx: ComponentContext, label: str, data: list[str], ot: str) -> dict[str, Mpc]:
     """The label party's MPC session with each feature party (OT extension; the engine
     parties numbered in name order, as with two); a feature party's one with the label
     party."""
@@ -269,7 +270,7 @@ async def _open_star(ctx: ComponentContext, label: str, data: list[str]) -> dict
 
     async def one(peer: str) -> Mpc:
         me = 0 if ctx.party < peer else 1
-        provider = OtProvider(me, ctx.channels[peer])
+        provider = OtProvider(me, ctx.channels[peer], source=ot)
         await provider.setup()
         return Mpc(me, ctx.channels[peer], provider)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,13 @@ class AlignedParams(BaseModel):
         default=None,
         description="the aligned ID column (or one per data party); default: its input's "
         "(the PSI's ID column)",
+    )
+
+    ot: Literal["iknp", "silent"] = Field(
+        default="iknp",
+        description="without a dealer, the source of the two parties' correlated randomness: "
+        "iknp (OT extension: the faster on fast links) or silent (silent OT from LPN: a "
+        "fraction of the traffic, the faster below about 450 Mbit/s); ignored with a dealer",
     )
 
     def id_of(self, party: str) -> str:
@@ -156,16 +163,22 @@ async def check_aligned(
 
 
 async def open_session(
-    ctx: ComponentContext, table: pa.Table, id_column: str, hello: dict[str, Any], tag: str
+    ctx: ComponentContext,
+    table: pa.Table,
+    id_column: str,
+    hello: dict[str, Any],
+    tag: str,
+    ot: str = "iknp",
 ) -> Session:
-    """:func:`check_aligned`, then start the engine (the dealer's randomness, or OT)."""
+    """:func:`check_aligned`, then start the engine (the dealer's randomness, or OT from
+    the ``ot`` source: ``iknp`` or ``silent``)."""
     (p0, _p1), dealer = roles(ctx.spec)
     me = 0 if ctx.party == p0 else 1
     other, theirs = await check_aligned(ctx, table, id_column, hello, tag)
     ch = ctx.channels[other]
     provider: Provider
     if dealer is None:
-        provider = OtProvider(me, ch)
+        provider = OtProvider(me, ch, source=ot)
         await provider.setup()
     else:
         seed = await receive_seed(ctx.channels[dealer])

@@ -277,7 +277,7 @@ def _expand_sql(data: dict[str, Any], source: str) -> dict[str, Any]:
         params = c.get("params") or {}
         if not isinstance(params, dict) or "query" not in params or "receiver" not in params:
             raise JobSpecError(f"{source}: components[{i}].params: sql needs query and receiver")
-        unknown = set(params) - {"query", "receiver", "dealer", "min_group_size", "decimals"}
+        unknown = set(params) - {"query", "receiver", "dealer", "min_group_size", "decimals", "ot"}
         if unknown:
             raise JobSpecError(
                 f"{source}: components[{i}].params: unknown sql parameter {sorted(unknown)[0]!r}"
@@ -298,6 +298,8 @@ def _expand_sql(data: dict[str, Any], source: str) -> dict[str, Any]:
         except JobSpecError as exc:
             raise JobSpecError(f"{source}: components[{i}] ({cid}): {exc}") from None
         psi, stats = plan.job["components"]
+        if "ot" in params:  # checked with the stats component's parameters
+            stats["params"]["ot"] = params["ot"]
         psi["id"] = f"{cid}_join"
         stats["id"] = cid
         for ref in stats["inputs"].values():
