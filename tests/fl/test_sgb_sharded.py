@@ -292,7 +292,7 @@ def test_two_parties_train_the_same_trees_on_ray(ray_engine: _CountingRayEngine)
     ray_engine.ran.clear()
     ray = _train(parts, y, p, ray_engine, 256)  # 8 blocks of rows
     _same(local, ray)
-    assert ray_engine.ran["encrypt_block"] == 3 * 8
+    assert ray_engine.ran["encrypt_block_secret"] == 3 * 8
     assert ray_engine.ran["histogram_block"] > 3 * 8 and ray_engine.ran["sum_chunk"] >= 3
     assert "telco" in {o for t in ray[0].trees for o in t.owner.values()}
 
@@ -488,7 +488,7 @@ def test_components_score_the_same_on_ray(
     monkeypatch.setattr(sharding, "MIN_BLOCK", 200)  # 1,500 rows: 8 blocks
     ray_engine.ran.clear()
     ray = _run_job(tmp_path, ray_engine)
-    assert ray_engine.ran["encrypt_block"] == 3 * 8 and ray_engine.ran["histogram_block"]
+    assert ray_engine.ran["encrypt_block_secret"] == 3 * 8 and ray_engine.ran["histogram_block"]
     assert ray_engine.ran["marks_block"] == 2 * 8  # both parties mark their rows by blocks
     assert local["models"] == ray["models"]
     assert local["predictions"].equals(ray["predictions"])

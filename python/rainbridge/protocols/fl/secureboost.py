@@ -389,7 +389,7 @@ async def train_label(
                     # those of the public key, so the feature party cannot tell
                     cts = await asyncio.to_thread(sk.encrypt_packed, enc, 2, slot)
                 else:
-                    cts = await shards.encrypt_packed(pk, enc, 2, slot)
+                    cts = await shards.encrypt_packed(sk, enc, 2, slot)
             he += time.perf_counter() - t0
             rows32 = rows.astype("<i4").tobytes()
             with clock.span("send"):

@@ -103,6 +103,16 @@ def encrypt_block(pk: bytes, values: npt.NDArray[np.int64], slots: int, slot_bit
     return _public_key(pk).encrypt_packed(np.ascontiguousarray(values), slots, slot_bits)
 
 
+def encrypt_block_secret(
+    sk: bytes, values: npt.NDArray[np.int64], slots: int, slot_bits: int
+) -> bytes:
+    """:func:`encrypt_block` by the key owner: by CRT, about twice as fast, the very
+    ciphertexts the public key gives (the feature party cannot tell)."""
+    # not cached, as in decrypt_block: the secret key lives no longer than the task
+    key = OuSecretKey.from_bytes(sk)
+    return key.encrypt_packed(np.ascontiguousarray(values), slots, slot_bits)
+
+
 def decrypt_block(sk: bytes, data: bytes, slots: int, slot_bits: int, frac_bits: int) -> bytes:
     """One block of packed ciphertexts decrypted to float64 slots."""
     # not cached: the secret key stays in a worker no longer than the task that uses it
@@ -170,17 +180,24 @@ class RowShards:
                 retries += 1
 
     async def encrypt_packed(
-        self, pk: OuPublicKey, values: npt.NDArray[np.int64], slots: int, slot_bits: int
+        self,
+        key: OuPublicKey | OuSecretKey,
+        values: npt.NDArray[np.int64],
+        slots: int,
+        slot_bits: int,
     ) -> bytes:
-        """``pk.encrypt_packed(values, slots, slot_bits)`` (``values``: rows × slots)."""
+        """``key.encrypt_packed(values, slots, slot_bits)`` (``values``: rows × slots); a
+        secret key (the key owner's) goes only to this party's own workers, as in
+        :meth:`decrypt_packed`."""
         spans = self.blocks(len(values))
         if not spans:
             return b""  # no rows: no ciphertexts (the core takes no empty int64 matrix)
         if len(spans) == 1:
-            return await asyncio.to_thread(pk.encrypt_packed, values, slots, slot_bits)
-        key = pk.to_bytes()
-        items = [(key, values[lo:hi], slots, slot_bits) for lo, hi in spans]
-        return b"".join(await self._map(encrypt_block, items))
+            return await asyncio.to_thread(key.encrypt_packed, values, slots, slot_bits)
+        task = encrypt_block_secret if isinstance(key, OuSecretKey) else encrypt_block
+        raw = key.to_bytes()
+        items = [(raw, values[lo:hi], slots, slot_bits) for lo, hi in spans]
+        return b"".join(await self._map(task, items))
 
     async def decrypt_packed(
         self, sk: OuSecretKey, data: bytes, slots: int, slot_bits: int, frac_bits: int
