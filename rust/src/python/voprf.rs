@@ -1,0 +1,42 @@
+//! The batches behind RFC 9497's verifiable mode (`rainbridge.crypto.voprf`): composite
+//! scalars and multi-scalar multiplications, one core call per batch.
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::{bytes_filled, items, to_py, Bytes, Offsets};
+use crate::ristretto;
+
+/// HashToScalar (RFC 9497, with `dst`) of every item: 32 bytes each.
+#[pyfunction]
+pub(super) fn ristretto_hash_to_scalar(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+    dst: &[u8],
+) -> PyResult<Py<PyBytes>> {
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ds, os) = (d.slice(), o.slice());
+    let it = items(py, ds, &os)?;
+    bytes_filled(py, 32 * it.len(), |out| {
+        ristretto::hash_to_scalar_batch_into(&it, dst, out)
+    })
+}
+
+/// `sum_i s_i * P_i` of public scalars and elements (variable time), encoded.
+#[pyfunction]
+pub(super) fn ristretto_msm_vartime(
+    py: Python<'_>,
+    scalars: &Bound<'_, PyAny>,
+    points: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyBytes>> {
+    let (s, p) = (
+        Bytes::new(scalars, "scalars")?,
+        Bytes::new(points, "points")?,
+    );
+    let (ss, ps) = (s.slice(), p.slice());
+    let r = py
+        .allow_threads(|| ristretto::msm_vartime(ss, ps))
+        .map_err(to_py)?;
+    Ok(PyBytes::new(py, &r).unbind())
+}
