@@ -16,8 +16,9 @@ Answer: ``{"ok": true, "evaluated": b64(32·n), "proof": b64(64), "key_id", "opr
 table of mode 0 sends no proof and no public key); in bucket mode also ``"answer":
 {"ticket", "rows", "bytes", "version", "answer_rows", "offset", "rows", "next"}``: the
 rows of the distinct buckets named, laid end to end, the first page of them, and where
-the next page starts (null at the end). Before any work the server refuses a bucket-mode query whose answer
-would exceed the service's stated ``max_reply_bytes`` (:class:`ReplyTooLargeError`).
+the next page starts (null at the end). Before any work the server refuses a bucket-mode
+query whose answer would exceed the service's stated ``max_reply_bytes``
+(:class:`ReplyTooLargeError`).
 
 Page (``pir_query`` with ``"page": {"ticket", "offset", "version"}``): rows ``offset..`` of
 the answer the ticket names (a MAC under a key derived from the service's OPRF key, bound to
