@@ -157,12 +157,15 @@ def verify(pk: bytes, blinded: bytes, evaluated: bytes, proof: bytes) -> None:
     Raises
     ------
     ProofError
-        The proof is malformed (not 64 bytes, a scalar out of range) or does not verify, or
-        the answer does not hold one valid element per query element.
+        The proof is missing, malformed (not 64 bytes, a scalar out of range) or does not
+        verify.
+    InvalidElementError
+        The answer does not hold one valid element per query element, or ``pk`` is not a
+        valid element.
     """
     n = _count(blinded, "a VOPRF query")
     if len(evaluated) != n * ELEMENT_SIZE:
-        raise ProofError(
+        raise InvalidElementError(
             f"a VOPRF answer of {len(evaluated)} bytes for {n} elements (want {n * ELEMENT_SIZE})"
         )
     if len(proof) != PROOF_SIZE:
@@ -178,7 +181,7 @@ def verify(pk: bytes, blinded: bytes, evaluated: bytes, proof: bytes) -> None:
         t2 = _msm(s_b + c_b, GENERATOR + pk)
         t3 = _msm(s_b + c_b, m + z)
     except _core.InvalidElementError as exc:
-        raise ProofError(f"the VOPRF answer does not verify: {exc}") from None
+        raise InvalidElementError(f"a VOPRF answer or key: {exc}") from None
     if _challenge(pk, m, z, t2, t3) != c:
         raise ProofError(
             "the VOPRF proof does not verify: the answer was not computed under the pinned key"
@@ -191,7 +194,7 @@ def finalize(query: Blinded, answer: Evaluation, pk: bytes) -> list[bytes]:
 
     Raises
     ------
-    ProofError
+    ProofError, InvalidElementError
         As :func:`verify`; nothing is finalized.
     """
     verify(pk, query.elements, answer.elements, answer.proof)
