@@ -237,6 +237,90 @@ pub fn hash_to_scalar_batch_into(items: &Items<'_>, dst: &[u8], out: &mut [u8]) 
     Ok(())
 }
 
+/// `s_i * P_i` (or `s_i^-1 * P_i` with `invert`: a client's unblinding) for each pair of
+/// a secret scalar (canonical, non-zero) and a received element (validated as in
+/// [`mul_batch`], naming the first bad one), into `out` (as long as `points`). Constant
+/// time in the scalars. On error `out` holds no useful data.
+pub fn mul_each_into(scalars: &[u8], points: &[u8], invert: bool, out: &mut [u8]) -> Result<()> {
+    let ks = elements(scalars)?;
+    let pts = elements(points)?;
+    if ks.len() != pts.len() {
+        return Err(CoreError::Shape(format!(
+            "{} scalars for {} elements",
+            ks.len(),
+            pts.len()
+        )));
+    }
+    check_out(out, pts.len())?;
+    let err = out
+        .par_chunks_mut(32 * CHUNK)
+        .zip(pts.par_chunks(CHUNK).zip(ks.par_chunks(CHUNK)))
+        .enumerate()
+        .find_map_first(|(c, (buf, (src, ks)))| {
+            let run = || -> Result<Vec<RistrettoPoint>> {
+                let mut ss = ks.iter().map(scalar).collect::<Result<Vec<_>>>()?;
+                if invert {
+                    // one inversion for the chunk (Montgomery's trick), constant time
+                    Scalar::batch_invert(&mut ss);
+                }
+                src.iter()
+                    .zip(&ss)
+                    .enumerate()
+                    .map(|(j, (p, s))| decode(p, c * CHUNK + j).map(|p| p * half(s)))
+                    .collect()
+            };
+            match run() {
+                Ok(qs) => {
+                    double_and_compress_into(&qs, buf);
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        });
+    err.map_or(Ok(()), Err)
+}
+
+/// `s_i * HashToGroup(item_i)` (with `dst`) for each item and its own secret scalar (a
+/// client's blinding), into `out` (32 bytes per item).
+pub fn hash_mul_each_into(
+    scalars: &[u8],
+    items: &Items<'_>,
+    dst: &[u8],
+    out: &mut [u8],
+) -> Result<()> {
+    check_dst(dst)?;
+    let ks = elements(scalars)?;
+    if ks.len() != items.len() {
+        return Err(CoreError::Shape(format!(
+            "{} scalars for {} items",
+            ks.len(),
+            items.len()
+        )));
+    }
+    check_out(out, items.len())?;
+    let err = out
+        .par_chunks_mut(32 * CHUNK)
+        .zip(ks.par_chunks(CHUNK))
+        .enumerate()
+        .find_map_first(|(c, (buf, ks))| {
+            let qs = ks
+                .iter()
+                .enumerate()
+                .map(|(j, k)| {
+                    scalar(k).map(|s| hash_to_group(items.get(c * CHUNK + j), dst) * half(&s))
+                })
+                .collect::<Result<Vec<_>>>();
+            match qs {
+                Ok(qs) => {
+                    double_and_compress_into(&qs, buf);
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        });
+    err.map_or(Ok(()), Err)
+}
+
 /// Points per rayon task of a multi-scalar multiplication (Pippenger's gain grows with the
 /// batch, so tasks stay large).
 const MSM_CHUNK: usize = 1024;
@@ -330,6 +414,76 @@ mod tests {
                 prop_assert_eq!(&out[32 * i..32 * i + 32], &want[..]);
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Per-element products (and unblinding) equal one multiplication at a time, across
+        /// the rayon task boundary.
+        #[test]
+        fn mul_each_matches_one_at_a_time(
+            seeds in proptest::collection::vec(1u64..u64::MAX, 1..8),
+            long in any::<bool>(),
+        ) {
+            let n = if long { CHUNK + 5 } else { seeds.len() };
+            let ks: Vec<Scalar> = (0..n)
+                .map(|i| Scalar::from(seeds[i % seeds.len()]) * Scalar::from(i as u64 + 3))
+                .collect();
+            let pts: Vec<RistrettoPoint> = (0..n).map(|i| point(i as u64 + 1)).collect();
+            let sb: Vec<u8> = ks.iter().flat_map(|k| k.to_bytes()).collect();
+            let pb: Vec<u8> = pts.iter().flat_map(|p| p.compress().to_bytes()).collect();
+            let mut out = vec![0u8; pb.len()];
+            mul_each_into(&sb, &pb, false, &mut out).unwrap();
+            let mut back = vec![0u8; pb.len()];
+            mul_each_into(&sb, &out, true, &mut back).unwrap();
+            prop_assert_eq!(&back, &pb);
+            for i in 0..n {
+                let want = (pts[i] * ks[i]).compress().to_bytes();
+                prop_assert_eq!(&out[32 * i..32 * i + 32], &want[..]);
+            }
+            let items: Vec<Vec<u8>> = (0..n).map(|i| format!("id{i}").into_bytes()).collect();
+            let data = items.concat();
+            let mut offsets = vec![0i64];
+            for it in &items {
+                offsets.push(offsets.last().unwrap() + it.len() as i64);
+            }
+            let it = Items::new(&data, &offsets).unwrap();
+            let mut hm = vec![0u8; 32 * n];
+            hash_mul_each_into(&sb, &it, b"dst", &mut hm).unwrap();
+            for i in 0..n {
+                let want = (hash_to_group(&items[i], b"dst") * ks[i]).compress().to_bytes();
+                prop_assert_eq!(&hm[32 * i..32 * i + 32], &want[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn mul_each_refuses_bad_inputs() {
+        let p = point(7).compress().to_bytes();
+        let one = Scalar::ONE.to_bytes();
+        let mut out = [0u8; 64];
+        assert!(matches!(
+            mul_each_into(&[0u8; 32], &p, false, &mut out[..32]),
+            Err(CoreError::InvalidScalar(_))
+        ));
+        let mut pts = p.to_vec();
+        pts.extend_from_slice(&[0u8; 32]);
+        let mut ss = one.to_vec();
+        ss.extend_from_slice(&one);
+        assert!(matches!(
+            mul_each_into(&ss, &pts, true, &mut out),
+            Err(CoreError::InvalidElement { index: 1, .. })
+        ));
+        assert!(matches!(
+            mul_each_into(&one, &pts, false, &mut out),
+            Err(CoreError::Shape(_))
+        ));
+        let it = Items::new(b"ab", &[0, 1, 2]).unwrap();
+        assert!(matches!(
+            hash_mul_each_into(&one, &it, b"dst", &mut out),
+            Err(CoreError::Shape(_))
+        ));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The batches behind RFC 9497's verifiable mode (`rainbridge.crypto.voprf`): composite
-//! scalars and multi-scalar multiplications, one core call per batch.
+//! The batches behind RFC 9497's clients and verifiable mode (`rainbridge.crypto.oprf`,
+//! `rainbridge.crypto.voprf`): per-element blinding and unblinding, composite scalars and
+//! multi-scalar multiplications, one core call per batch.
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -39,4 +40,41 @@ pub(super) fn ristretto_msm_vartime(
         .allow_threads(|| ristretto::msm_vartime(ss, ps))
         .map_err(to_py)?;
     Ok(PyBytes::new(py, &r).unbind())
+}
+
+/// `s_i * P_i` (or `s_i^-1 * P_i` with `invert`) for each secret scalar and received element.
+#[pyfunction]
+#[pyo3(signature = (scalars, points, invert=false))]
+pub(super) fn ristretto_mul_each(
+    py: Python<'_>,
+    scalars: &Bound<'_, PyAny>,
+    points: &Bound<'_, PyAny>,
+    invert: bool,
+) -> PyResult<Py<PyBytes>> {
+    let (s, p) = (
+        Bytes::new(scalars, "scalars")?,
+        Bytes::new(points, "points")?,
+    );
+    let (ss, ps) = (s.slice(), p.slice());
+    bytes_filled(py, ps.len(), |out| {
+        ristretto::mul_each_into(ss, ps, invert, out)
+    })
+}
+
+/// `s_i * HashToGroup(item_i)` (with `dst`) for each item and its own secret scalar.
+#[pyfunction]
+pub(super) fn ristretto_hash_mul_each(
+    py: Python<'_>,
+    scalars: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    offsets: &Bound<'_, PyAny>,
+    dst: &[u8],
+) -> PyResult<Py<PyBytes>> {
+    let s = Bytes::new(scalars, "scalars")?;
+    let (d, o) = (Bytes::new(data, "data")?, Offsets::new(offsets)?);
+    let (ss, ds, os) = (s.slice(), d.slice(), o.slice());
+    let it = items(py, ds, &os)?;
+    bytes_filled(py, 32 * it.len(), |out| {
+        ristretto::hash_mul_each_into(ss, &it, dst, out)
+    })
 }
