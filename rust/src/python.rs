@@ -22,6 +22,7 @@ use rr22::{aes_ctr_rows, rr22_digests, rr22_layout, rr22_payload_keys, Rr22Recei
 use silentot::{silent_cot_layout, SilentCotReceiver, SilentCotSender};
 use voprf::{
     ristretto_hash_mul_each, ristretto_hash_to_scalar, ristretto_msm_vartime, ristretto_mul_each,
+    ristretto_scalar_muladd,
 };
 
 // Qualified as `rainbridge._core.InvalidElementError` so that it pickles across processes.
@@ -569,6 +570,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ristretto_msm_vartime, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_mul_each, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_hash_mul_each, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_scalar_muladd, m)?)?;
     m.add_function(wrap_pyfunction!(expand_message_xmd_sha512, m)?)?;
     m.add_function(wrap_pyfunction!(baseot_sender_setup, m)?)?;
     m.add_function(wrap_pyfunction!(transpose_128, m)?)?;

@@ -321,6 +321,12 @@ pub fn hash_mul_each_into(
     err.map_or(Ok(()), Err)
 }
 
+/// `a * b + c mod l` in constant time (a proof's response from its secret nonce and key,
+/// which must not meet variable-time big-integer arithmetic). Scalars canonical, zero allowed.
+pub fn scalar_muladd(a: &[u8; 32], b: &[u8; 32], c: &[u8; 32]) -> Result<[u8; 32]> {
+    Ok((public_scalar(a)? * public_scalar(b)? + public_scalar(c)?).to_bytes())
+}
+
 /// Points per rayon task of a multi-scalar multiplication (Pippenger's gain grows with the
 /// batch, so tasks stay large).
 const MSM_CHUNK: usize = 1024;
@@ -483,6 +489,17 @@ mod tests {
         assert!(matches!(
             hash_mul_each_into(&one, &it, b"dst", &mut out),
             Err(CoreError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn scalar_muladd_is_arithmetic_mod_l() {
+        let (a, b, c) = (Scalar::from(7u64), -Scalar::from(3u64), Scalar::from(5u64));
+        let got = scalar_muladd(&a.to_bytes(), &b.to_bytes(), &c.to_bytes()).unwrap();
+        assert_eq!(got, (-Scalar::from(16u64)).to_bytes());
+        assert!(matches!(
+            scalar_muladd(&[0xff; 32], &b.to_bytes(), &c.to_bytes()),
+            Err(CoreError::InvalidScalar(_))
         ));
     }
 

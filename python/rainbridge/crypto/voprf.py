@@ -147,8 +147,9 @@ def evaluate(sk: bytes, blinded: bytes, *, r: bytes | None = None) -> Evaluation
     t2 = _GROUP.mul(rb, GENERATOR)
     t3 = _GROUP.mul(rb, m)
     c = _challenge(pk, m, z, t2, t3)
-    s = (int.from_bytes(rb, "little") - c * int.from_bytes(sk, "little")) % ORDER
-    return Evaluation(evaluated, _scalar(c) + _scalar(s))
+    # s = r - c·sk, in the core's constant-time arithmetic (r and sk are secret)
+    s = bytes(_core.ristretto_scalar_muladd(_scalar(-c % ORDER), sk, rb))
+    return Evaluation(evaluated, _scalar(c) + s)
 
 
 def verify(pk: bytes, blinded: bytes, evaluated: bytes, proof: bytes) -> None:

@@ -5,7 +5,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::{bytes_filled, items, to_py, Bytes, Offsets};
+use super::{bytes_filled, items, scalar32, to_py, Bytes, Offsets};
 use crate::ristretto;
 
 /// HashToScalar (RFC 9497, with `dst`) of every item: 32 bytes each.
@@ -77,4 +77,16 @@ pub(super) fn ristretto_hash_mul_each(
     bytes_filled(py, 32 * it.len(), |out| {
         ristretto::hash_mul_each_into(ss, &it, dst, out)
     })
+}
+
+/// `a * b + c mod l` in constant time (canonical scalars, zero allowed).
+#[pyfunction]
+pub(super) fn ristretto_scalar_muladd(
+    py: Python<'_>,
+    a: &[u8],
+    b: &[u8],
+    c: &[u8],
+) -> PyResult<Py<PyBytes>> {
+    let r = ristretto::scalar_muladd(&scalar32(a)?, &scalar32(b)?, &scalar32(c)?).map_err(to_py)?;
+    Ok(PyBytes::new(py, &r).unbind())
 }
