@@ -51,6 +51,13 @@ class InvalidSignatureError(CryptoError):
     code = "invalid_signature"
 
 
+class ProofError(CryptoError):
+    """A server's proof (RFC 9497 verifiable OPRF) does not verify, or is missing: its answer
+    was not computed under the public key the client holds."""
+
+    code = "invalid_proof"
+
+
 class ChannelError(RainbridgeError):
     """The channel to a peer failed; the session is over."""
 

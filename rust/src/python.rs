@@ -16,9 +16,14 @@ use crate::{baseot, bits, ristretto, x25519};
 mod ou;
 mod rr22;
 mod silentot;
+mod voprf;
 use ou::{OuCiphertexts, OuPublicKey, OuSecretKey};
 use rr22::{aes_ctr_rows, rr22_digests, rr22_layout, rr22_payload_keys, Rr22Receiver, Rr22Sender};
 use silentot::{silent_cot_layout, SilentCotReceiver, SilentCotSender};
+use voprf::{
+    ristretto_hash_mul_each, ristretto_hash_to_scalar, ristretto_msm_vartime, ristretto_mul_each,
+    ristretto_scalar_muladd,
+};
 
 // Qualified as `rainbridge._core.InvalidElementError` so that it pickles across processes.
 create_exception!(
@@ -561,6 +566,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sm2_ecdh_mul, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_from_uniform_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(ristretto_base_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_hash_to_scalar, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_msm_vartime, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_mul_each, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_hash_mul_each, m)?)?;
+    m.add_function(wrap_pyfunction!(ristretto_scalar_muladd, m)?)?;
     m.add_function(wrap_pyfunction!(expand_message_xmd_sha512, m)?)?;
     m.add_function(wrap_pyfunction!(baseot_sender_setup, m)?)?;
     m.add_function(wrap_pyfunction!(transpose_128, m)?)?;

@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("--bucket-batch", type=int, default=0, help="also time bucket-mode batches")
     pi.add_argument("--batch-runs", type=int, default=5, help="bucket-mode batches timed")
     pi.add_argument("--out")
+    vo = sub.add_parser("voprf", help="verifiable OPRF: proving and verifying beside mode 0")
+    vo.add_argument("--batches", default="1,64,1024,4096", help="comma list of batch sizes")
+    vo.add_argument("--repeat", type=int, default=5, help="alternating rounds (medians)")
+    vo.add_argument("--out")
     ml = sub.add_parser("mlq", help="multi-lender count between five nodes (latency)")
     ml.add_argument("--rows", type=int, default=100_000, help="applications per lender")
     ml.add_argument("--counts", type=int, default=200)
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         from rainbridge.bench.he import bench
     elif args.what == "pir":
         from rainbridge.bench.pir import bench
+    elif args.what == "voprf":
+        from rainbridge.bench.voprf import bench
     elif args.what == "mlq":
         from rainbridge.bench.mlq import bench
     elif args.what == "predict":

@@ -81,6 +81,7 @@ def pir_services(directory: str, api_url: str | None, as_json: bool) -> None:
         f"{r['name']:24} {r['rows']:>10} rows  v{r['version']}  {','.join(r['modes'])}  "
         f"labels: {', '.join(r['labels']) or '-'}  "
         f"max reply {r.get('max_reply_bytes', 0) / (1 << 20):g} MiB"
+        f"{'' if r.get('verifiable') else '  unverifiable (OPRF mode 0: publish it again)'}"
         for r in rows
     )
     emit(rows, as_json, text or "no PIR services")

@@ -14,6 +14,7 @@ service does. Received elements are validated (canonical, not the identity).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import struct
@@ -28,7 +29,15 @@ from rainbridge.errors import ConfigError, InvalidElementError
 
 MODE_OPRF = 0
 SUITE_ID = b"ristretto255-SHA512"
-CONTEXT = b"OPRFV1-" + bytes([MODE_OPRF]) + b"-" + SUITE_ID
+
+
+def context_string(mode: int) -> bytes:
+    """RFC 9497 §3.1 contextString of ``ristretto255-SHA512`` in ``mode`` (0 OPRF, 1 VOPRF):
+    every hash of the protocol is domain-separated by it."""
+    return b"OPRFV1-" + bytes([mode]) + b"-" + SUITE_ID
+
+
+CONTEXT = context_string(MODE_OPRF)
 #: The group order of ristretto255 (RFC 9496 §4).
 ORDER = 2**252 + 27742317777372353535851937790883648493
 #: RFC 9497 §Input Limits: an input and a key info stay below 2^16 - 1 bytes.
@@ -36,7 +45,14 @@ MAX_INPUT = (1 << 16) - 2
 OUTPUT_SIZE = 64
 ELEMENT_SIZE = 32
 
-_GROUP = Ristretto255Suite(dst=b"HashToGroup-" + CONTEXT)
+
+@functools.cache
+def group(context: bytes = CONTEXT) -> Ristretto255Suite:
+    """The group with the HashToGroup of ``context``."""
+    return Ristretto255Suite(dst=b"HashToGroup-" + context)
+
+
+_GROUP = group(CONTEXT)
 
 
 def _scalar_bytes(k: int) -> bytes:
@@ -49,15 +65,16 @@ def hash_to_scalar(data: bytes, dst: bytes = b"HashToScalar-" + CONTEXT) -> int:
     return int.from_bytes(wide, "little") % ORDER
 
 
-def derive_key(seed: bytes, info: bytes) -> bytes:
-    """RFC 9497 DeriveKeyPair: the secret scalar for ``seed`` (32 bytes) and ``info``."""
+def derive_key(seed: bytes, info: bytes, context: bytes = CONTEXT) -> bytes:
+    """RFC 9497 DeriveKeyPair: the secret scalar for ``seed`` (32 bytes) and ``info`` (in the
+    mode ``context`` names)."""
     if len(seed) != 32:
         raise ConfigError("an OPRF seed is 32 bytes")
     if len(info) > MAX_INPUT:
         raise ConfigError("an OPRF key info is at most 65534 bytes")
     derive_input = seed + struct.pack(">H", len(info)) + info
     for counter in range(256):
-        sk = hash_to_scalar(derive_input + bytes([counter]), b"DeriveKeyPair" + CONTEXT)
+        sk = hash_to_scalar(derive_input + bytes([counter]), b"DeriveKeyPair" + context)
         if sk:
             return _scalar_bytes(sk)
     raise ConfigError("DeriveKeyPair: no key found")  # probability 2^-252 per counter
@@ -101,8 +118,11 @@ class Blinded:
     elements: bytes  # 32 bytes per input, in order
 
 
-def blind(inputs: Sequence[bytes], blinds: Sequence[bytes] | None = None) -> Blinded:
-    """RFC 9497 Blind for each input: ``r·HashToGroup(x)``, ``r`` fresh (or given, for tests).
+def blind(
+    inputs: Sequence[bytes], blinds: Sequence[bytes] | None = None, *, context: bytes = CONTEXT
+) -> Blinded:
+    """RFC 9497 Blind for each input: ``r·HashToGroup(x)``, ``r`` fresh (or given, for tests),
+    HashToGroup in the mode ``context`` names.
 
     Raises
     ------
@@ -114,14 +134,16 @@ def blind(inputs: Sequence[bytes], blinds: Sequence[bytes] | None = None) -> Bli
     rs = tuple(bytes(r) for r in blinds) if blinds is not None else None
     if rs is not None and len(rs) != len(xs):
         raise ConfigError("one blind per OPRF input")
-    _offsets(xs)  # length checks
-    out = bytearray()
-    chosen = []
-    for i, x in enumerate(xs):
-        r = rs[i] if rs is not None else random_key()
-        out += _GROUP.hash_mul(r, x, np.array([0, len(x)], dtype=np.int64))
-        chosen.append(r)
-    return Blinded(inputs=xs, blinds=tuple(chosen), elements=bytes(out))
+    data, offsets = _offsets(xs)  # length checks
+    chosen = rs if rs is not None else tuple(random_blinds(len(xs)))
+    dst = b"HashToGroup-" + context
+    try:  # one core call for the batch, each input with its own blind
+        out = _core.ristretto_hash_mul_each(b"".join(chosen), data, offsets, dst)
+    except _core.InvalidElementError:
+        raise ConfigError("an OPRF blind is not a canonical non-zero 32-byte scalar") from None
+    except ValueError as exc:
+        raise ConfigError(f"OPRF blinds: {exc}") from None
+    return Blinded(inputs=xs, blinds=chosen, elements=bytes(out))
 
 
 def evaluate(sk: bytes, blinded: bytes) -> bytes:
@@ -150,21 +172,23 @@ def finalize(query: Blinded, evaluated: bytes) -> list[bytes]:
         raise InvalidElementError(
             f"an OPRF answer of {len(evaluated)} bytes for {n} inputs (want {n * ELEMENT_SIZE})"
         )
-    outs = []
-    for i, x in enumerate(query.inputs):
-        r = int.from_bytes(query.blinds[i], "little")
-        inv = _scalar_bytes(pow(r, ORDER - 2, ORDER))
-        z = evaluated[i * ELEMENT_SIZE : (i + 1) * ELEMENT_SIZE]
-        n_elem = _GROUP.mul(inv, z)
-        outs.append(_finalize_hash(x, n_elem))
-    return outs
+    if not n:
+        return []
+    try:  # each element times the inverse of its blind, in one core call
+        unblinded = _core.ristretto_mul_each(b"".join(query.blinds), evaluated, invert=True)
+    except (_core.InvalidElementError, ValueError) as exc:
+        raise InvalidElementError(f"an OPRF answer: {exc}") from None
+    return [
+        _finalize_hash(x, unblinded[i * ELEMENT_SIZE : (i + 1) * ELEMENT_SIZE])
+        for i, x in enumerate(query.inputs)
+    ]
 
 
-def evaluate_direct(sk: bytes, inputs: Sequence[bytes]) -> list[bytes]:
+def evaluate_direct(sk: bytes, inputs: Sequence[bytes], *, context: bytes = CONTEXT) -> list[bytes]:
     """The server's own PRF outputs (RFC 9497 Evaluate), batched: what a client's
-    :func:`finalize` yields for the same inputs."""
+    :func:`finalize` yields for the same inputs (blinded in the same mode)."""
     data, offsets = _offsets(inputs)
-    elements = _GROUP.hash_mul(sk, data, offsets) if inputs else b""
+    elements = group(context).hash_mul(sk, data, offsets) if inputs else b""
     return [
         _finalize_hash(x, elements[i * ELEMENT_SIZE : (i + 1) * ELEMENT_SIZE])
         for i, x in enumerate(inputs)

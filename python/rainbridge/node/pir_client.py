@@ -4,6 +4,13 @@
 the peer's sealed table (``DIR/pir-replicas/<peer>/<service>/``, synced first when missing
 or behind) in private mode, or, in bucket mode, from the rows returned (read in pages).
 Its own ledger records each query with the IDs hashed.
+
+Every answer is checked against the peer's OPRF key as this node pinned it (``pin.json``
+beside the replica): the key a sync copied, or in bucket mode the one the service's info
+named at first use. A verifiable service's evaluations must carry a proof under that key
+(:class:`~rainbridge.errors.ProofError` otherwise); an answer under another key is refused
+(:class:`~rainbridge.protocols.pir.wire.KeyChangedError`) until an explicit ``sync`` pins
+the service's new key. The automatic catch-up of a replica never changes its key.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.storage import Storage
 from rainbridge.protocols.pir import wire
-from rainbridge.protocols.pir.client import Answer, Replica
+from rainbridge.protocols.pir.client import Answer, PinnedKey, Replica
 
 #: a PIR service's own refusals, as the client raises them
 _REFUSALS = {
@@ -54,6 +61,7 @@ class PirClient:
         self.dataplane = dataplane
         self._replicas: dict[tuple[str, str], Replica] = {}  # (peer, service) -> replica
         self._bits: dict[tuple[str, str], int] = {}  # (peer, service) -> bucket bits
+        self._pins: dict[tuple[str, str], PinnedKey] = {}  # (peer, service) -> its OPRF key
 
     # -- replicas ----------------------------------------------------------------------------
 
@@ -90,10 +98,44 @@ class PirClient:
         tmp.replace(folder / "rows.npz")
         write_json_atomic(rep.meta(), folder / "replica.json")
 
-    async def sync(self, peer: str, service: str, actor: str = "node") -> dict[str, Any]:
-        """Bring this node's replica of ``peer``'s ``service`` up to date."""
+    def _pinned(self, peer: str, service: str) -> PinnedKey | None:
+        key = (peer, service)
+        if key not in self._pins:
+            path = self.root / peer / service / "pin.json"
+            try:
+                self._pins[key] = PinnedKey.from_header(
+                    json.loads(path.read_text()), f"pinned key of {peer}/{service}"
+                )
+            except (OSError, ValueError):
+                return None
+        return self._pins[key]
+
+    def _pin(self, peer: str, service: str, pin: PinnedKey) -> None:
+        folder = self.root / peer / service
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(pin.to_json(), folder / "pin.json")
+        self._pins[(peer, service)] = pin
+
+    async def sync(
+        self, peer: str, service: str, actor: str = "node", *, repin: bool = True
+    ) -> dict[str, Any]:
+        """Bring this node's replica of ``peer``'s ``service`` up to date, pinning the key
+        the service names now (``repin``; a bucket-only service is only pinned). Without
+        ``repin`` (the automatic catch-up before a query) a service under another key than
+        the pinned one is refused, the replica unchanged."""
         t0 = time.perf_counter()
         rep = self._replica(peer, service)
+        pin = rep.pinned if rep is not None else self._pinned(peer, service)
+        if repin or pin is None:
+            info = await self._call(peer, {"type": "pir_info", "service": service})
+            pin = PinnedKey.from_header(info, f"{peer}'s PIR info")
+            self._pin(peer, service, pin)
+            self._bits.pop((peer, service), None)
+            if "private" not in (info.get("modes") or []):
+                out = {"peer": peer, "service": service, **pin.to_json(), "messages": 1}
+                out.update({k: info.get(k) for k in ("version", "rows", "bucket_bits")})
+                self.storage.log("pir_key_pinned", out, actor=actor)
+                return {**out, "seconds": round(time.perf_counter() - t0, 3)}
         have = {"key_id": rep.key_id, "version": rep.version} if rep else None
         req: dict[str, Any] = {
             "type": "pir_sync",
@@ -104,6 +146,11 @@ class PirClient:
         pages = 0
         while True:
             reply = await self._call(peer, req)
+            if reply.get("key_id") != pin.key_id:
+                raise wire.KeyChangedError(
+                    f"{peer!r} serves {service!r} under another key than the pinned "
+                    f"{pin.key_id!r}: sync it to pin the new key"
+                )
             rep, nxt = await asyncio.to_thread(wire.apply_sync, rep, reply, peer)
             pages += 1
             if nxt is None:
@@ -173,26 +220,28 @@ class PirClient:
     ) -> tuple[list[Answer], Any]:
         rep = self._replica(peer, service)
         if rep is None:
-            await self.sync(peer, service, actor)
+            await self.sync(peer, service, actor, repin=self._pinned(peer, service) is None)
             rep = self._replica(peer, service)
-        q, msg = wire.make_query(service, ids, "private")
+        assert rep is not None
+        q, msg = wire.make_query(service, ids, "private", oprf_mode=rep.oprf_mode)
         reply = await self._call(peer, msg)
-        if rep is None or (reply.get("version"), reply.get("key_id")) != (
-            rep.version,
-            rep.key_id,
-        ):
-            await self.sync(peer, service, actor)  # the table changed since the last copy
+        if reply.get("key_id") == rep.key_id and reply.get("version") != rep.version:
+            # the table changed since the last copy (under the same key: another key is
+            # refused by read_answer, until an explicit sync)
+            await self.sync(peer, service, actor, repin=False)
             rep = self._replica(peer, service)
         answers = await asyncio.to_thread(wire.read_answer, q, reply, rep, peer)
         return answers, reply.get("version")
 
     async def _bucket(self, peer: str, service: str, ids: list[str]) -> tuple[list[Answer], Any]:
         bits = await self._bucket_bits(peer, service)
-        q, msg = wire.make_query(service, ids, "bucket", bits)
+        pin = self._pinned(peer, service)
+        assert pin is not None  # pinned with the bucket bits at the latest
+        q, msg = wire.make_query(service, ids, "bucket", bits, oprf_mode=pin.oprf_mode)
         reply = await self._call(peer, msg)
-        if reply.get("bucket_bits") != bits:
+        if reply.get("key_id") == pin.key_id and reply.get("bucket_bits") != bits:
             raise wire.RebucketedError(f"{peer!r} re-bucketed {service!r}: ask again")
-        got = await asyncio.to_thread(wire.BucketAnswer, q, reply, peer)
+        got = await asyncio.to_thread(wire.BucketAnswer, q, reply, peer, pin)
         while got.next is not None:
             page = await self._call(
                 peer, {"type": "pir_query", "service": service, "page": got.next}
@@ -209,5 +258,7 @@ class PirClient:
             bits = info.get("bucket_bits")
             if not isinstance(bits, int) or not 0 <= bits <= 24:
                 raise DataError(f"{peer!r} sent no bucket size for {service!r}")
+            if self._pinned(peer, service) is None:  # first use: pin the key it names
+                self._pin(peer, service, PinnedKey.from_header(info, f"{peer}'s PIR info"))
             self._bits[key] = bits
         return self._bits[key]

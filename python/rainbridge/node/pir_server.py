@@ -1,8 +1,11 @@
 """The server half of keyword PIR at a node: the services it publishes and its answers to
 peers.
 
-``publish`` seals a registered dataset's label columns under a fresh OPRF key
-(:mod:`rainbridge.protocols.pir.table`) into ``DIR/pir/<service>/``; ``update`` adds,
+``publish`` seals a registered dataset's label columns under a fresh key of the verifiable
+OPRF (RFC 9497 mode 1: every evaluation carries a proof under the service's public key,
+whose SHA-256 the ledger's ``pir_published`` entry records;
+:mod:`rainbridge.protocols.pir.table`) into ``DIR/pir/<service>/``; a table published
+before it stays of mode 0 (no proofs: ``"verifiable": false`` in its description); ``update`` adds,
 changes and deletes rows as a new version. A peer's ``pir_query`` is answered only if a
 grant lets that peer use the dataset for ``pir`` with the ID and label columns (its
 ``max_calls`` counts queries, ``max_rows`` IDs), within the service's rate limit for that
@@ -298,7 +301,7 @@ class PirServer:
             return _refusal(exc)
         answer = reply.get("answer")
         size = int(answer["bytes"]) if answer else 0
-        size += len(reply.get("evaluated", ""))
+        size += len(reply.get("evaluated", "")) + len(reply.get("proof", ""))
         with self.storage.session() as s:
             s.add(
                 MeterRow(
@@ -372,5 +375,8 @@ def _refusal(exc: RainbridgeError) -> dict[str, Any]:
 
 
 def _public(table: PirTable) -> dict[str, Any]:
+    """A publication's ledger record: with the OPRF mode and, when its answers are proven,
+    the public key's SHA-256, which a compliance officer matches with what clients pinned."""
     d = table.describe()
-    return {k: d[k] for k in ("rows", "version", "key_id", "bucket_bits", "width")}
+    keys = ("rows", "version", "key_id", "bucket_bits", "width", "oprf_mode", "pk_sha256")
+    return {k: d[k] for k in keys if k in d}

@@ -9,6 +9,11 @@ element, the same size and shape whatever the ID and whether it is in the table.
 k-anonymity mode: no replica; the query also names each ID's public bucket, and the answer
 carries that bucket's rows. The server learns the bucket: the ID is one of the roughly ``k``
 IDs of the table that share it (or an ID outside the table).
+
+Both modes pin the service's OPRF key (:class:`PinnedKey`, kept with the replica): a
+verifiable (mode 1) service proves every evaluation under its public key, and an answer
+under any other key, or without a valid proof, is refused before anything is read or
+changed.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from rainbridge.crypto import oprf, voprf
 from rainbridge.errors import DataError
-from rainbridge.protocols.pir.table import Delta, Rows, find, seal, split_outputs
+from rainbridge.protocols.pir.table import Delta, Rows, find, key_id_of, seal, split_outputs
 from rainbridge.protocols.psi.records import RecordLayout
 
 
@@ -59,6 +65,46 @@ def open_rows(
     return answers
 
 
+@dataclass(frozen=True)
+class PinnedKey:
+    """The OPRF key a client holds a service to: its name, mode and (mode 1) public key."""
+
+    key_id: str
+    oprf_mode: int
+    public_key: bytes | None = None
+
+    @property
+    def verifiable(self) -> bool:
+        return self.oprf_mode == voprf.MODE_VOPRF
+
+    @classmethod
+    def from_header(cls, obj: Any, what: str) -> PinnedKey:
+        """The key a service's header (an answer, a sync page, its info) names, checked: in
+        mode 1 the public key must be a valid element whose digest is the key ID. A header
+        without a mode is a mode-0 service's."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("key_id"), str):
+            raise DataError(f"{what}: no key ID")
+        key_id, mode = obj["key_id"], obj.get("oprf_mode", oprf.MODE_OPRF)
+        if mode == oprf.MODE_OPRF:
+            return cls(key_id, mode)
+        if mode != voprf.MODE_VOPRF:
+            raise DataError(f"{what}: unknown OPRF mode {mode!r}")
+        try:
+            pk = bytes.fromhex(obj.get("public_key") or "")
+        except (TypeError, ValueError):
+            raise DataError(f"{what}: malformed public key") from None
+        if len(pk) != oprf.ELEMENT_SIZE or key_id_of(pk, mode) != key_id:
+            raise DataError(f"{what}: the public key does not match the key ID {key_id!r}")
+        oprf.group().validate(pk)
+        return cls(key_id, mode, pk)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key_id": self.key_id, "oprf_mode": self.oprf_mode}
+        if self.public_key is not None:
+            out["public_key"] = self.public_key.hex()
+        return out
+
+
 @dataclass
 class Replica:
     """A client's copy of one service's sealed table, at one key and version."""
@@ -68,12 +114,19 @@ class Replica:
     layout: RecordLayout
     bucket_bits: int
     rows: Rows
+    #: the key the rows are sealed under, as pinned when the replica was copied
+    oprf_mode: int = oprf.MODE_OPRF
+    public_key: bytes | None = None
     #: a delta being copied in parts: (version, removed parts, added parts, items so far)
     pending: Any = field(default=None, repr=False, compare=False)
 
     @property
     def width(self) -> int:
         return self.layout.size
+
+    @property
+    def pinned(self) -> PinnedKey:
+        return PinnedKey(self.key_id, self.oprf_mode, self.public_key)
 
     def apply(self, delta: Delta) -> None:
         """Move to ``delta.version`` (which must be the next one)."""
@@ -109,6 +162,7 @@ class Replica:
             "layout": self.layout.to_json(),
             "bucket_bits": self.bucket_bits,
             "rows": len(self.rows),
+            **self.pinned.to_json(),
         }
 
     @classmethod
@@ -116,9 +170,16 @@ class Replica:
         layout = layout_from(meta.get("layout"), what)
         width = layout.size
         rows = Rows.from_bytes(arrays, width, what)
+        pin = PinnedKey.from_header(meta, what)  # a replica saved without a mode is of mode 0
         try:
             return cls(
-                str(meta["key_id"]), int(meta["version"]), layout, int(meta["bucket_bits"]), rows
+                str(meta["key_id"]),
+                int(meta["version"]),
+                layout,
+                int(meta["bucket_bits"]),
+                rows,
+                pin.oprf_mode,
+                pin.public_key,
             )
         except (KeyError, ValueError, TypeError):
             raise DataError(f"{what}: malformed replica metadata") from None

@@ -8,6 +8,12 @@ label never reuses a keystream). Only someone who knows ``o`` can find or open a
 only the key holder can compute ``o`` — a client gets it for one ID per OPRF evaluation,
 which the service meters and rate-limits.
 
+The OPRF is the verifiable one (RFC 9497 mode 1, :mod:`rainbridge.crypto.voprf`): every
+evaluation comes with a proof that it was computed under the key behind the table's public
+key, which clients pin. A table's ``oprf_mode`` is recorded with it; a table saved without
+one is of mode 0 (the plain OPRF, no proofs), and keeps being served as such, marked
+unverifiable, until it is published again.
+
 Each row also carries its ID's public *bucket* (the first bits of a SHA-256 of the ID, the
 same at the client) for the k-anonymity mode, where a client names the bucket instead of
 holding a replica of the whole table.
@@ -18,6 +24,7 @@ Changes are versions: ``update`` upserts and deletes rows and keeps the last
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -30,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from rainbridge import _core
-from rainbridge.crypto import oprf
+from rainbridge.crypto import oprf, voprf
 from rainbridge.data import write_json_atomic
 from rainbridge.errors import ConfigError, DataError
 from rainbridge.protocols.psi.items import as_items, to_large_string
@@ -42,6 +49,14 @@ KEEP_VERSIONS = 64
 _BUCKET_SEED = b"rainbridge/pir/bucket/v1"
 #: IDs sealed at a time (bounds the per-ID Python objects alive during a build)
 _CHUNK = 1 << 18
+
+
+def key_id_of(public_key: bytes, oprf_mode: int) -> str:
+    """Names an OPRF key: in mode 1 the first 32 hex digits of SHA-256(pkS) (what a
+    ledger's ``pk_sha256`` starts with); in mode 0, as before, pkS's first 8 bytes."""
+    if oprf_mode == voprf.MODE_VOPRF:
+        return hashlib.sha256(public_key).hexdigest()[:32]
+    return public_key[:8].hex()
 
 
 def buckets_of(ids: pa.Array, bits: int) -> np.ndarray:
@@ -176,11 +191,22 @@ class PirTable:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     #: one update at a time (each builds on the version before it)
     _writing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: 1: the verifiable OPRF (every evaluation proven); 0: a table sealed before it
+    oprf_mode: int = voprf.MODE_VOPRF
+
+    @property
+    def public_key(self) -> bytes:
+        return oprf.public_key(self.key)
 
     @property
     def key_id(self) -> str:
         """Names the OPRF key: a replica sealed under another key must be copied again."""
-        return oprf.public_key(self.key)[:8].hex()
+        return key_id_of(self.public_key, self.oprf_mode)
+
+    @property
+    def context(self) -> bytes:
+        """The RFC 9497 context string the table's IDs are hashed under."""
+        return oprf.context_string(self.oprf_mode)
 
     @property
     def width(self) -> int:
@@ -194,6 +220,20 @@ class PirTable:
             "bucket_bits": self.bucket_bits,
             "layout": self.layout.to_json(),
             "width": self.width,
+            **self.key_header(),
+        }
+
+    def key_header(self) -> dict[str, Any]:
+        """What a client pins: the OPRF mode and, when its answers are proven (mode 1), the
+        public key and its SHA-256."""
+        if self.oprf_mode != voprf.MODE_VOPRF:
+            return {"oprf_mode": self.oprf_mode, "verifiable": False}
+        pk = self.public_key
+        return {
+            "oprf_mode": self.oprf_mode,
+            "verifiable": True,
+            "public_key": pk.hex(),
+            "pk_sha256": hashlib.sha256(pk).hexdigest(),
         }
 
     @classmethod
@@ -205,8 +245,10 @@ class PirTable:
         key: bytes | None = None,
         k: int = 256,
         version: int = 1,
+        oprf_mode: int = voprf.MODE_VOPRF,
     ) -> PirTable:
-        """Seal ``labels`` (one row per ID, IDs unique) under a fresh or given OPRF key.
+        """Seal ``labels`` (one row per ID, IDs unique) under a fresh or given OPRF key
+        (``oprf_mode`` 0 only to stand for a table sealed before the verifiable OPRF).
 
         Raises
         ------
@@ -220,7 +262,9 @@ class PirTable:
         layout = RecordLayout.of(labels)
         bits = bucket_bits_for(len(ids), k)
         key = key or oprf.random_key()
-        table = cls(key, layout, version, Rows.empty(layout.size), bits)
+        if oprf_mode not in (oprf.MODE_OPRF, voprf.MODE_VOPRF):
+            raise ConfigError(f"unknown OPRF mode {oprf_mode!r}")
+        table = cls(key, layout, version, Rows.empty(layout.size), bits, oprf_mode=oprf_mode)
         table.rows = _sort_by_tag(table._seal(ids, labels, version))
         return table
 
@@ -240,7 +284,8 @@ class PirTable:
         )
 
     def _seal_chunk(self, ids: pa.Array, labels: pa.Table, version: int) -> Rows:
-        tags, keys = split_outputs(oprf.evaluate_direct(self.key, _as_bytes(ids)))
+        outputs = oprf.evaluate_direct(self.key, _as_bytes(ids), context=self.context)
+        tags, keys = split_outputs(outputs)
         records = (
             self.layout.encode(labels.select(self.layout.names))
             if self.layout.fields
@@ -281,7 +326,8 @@ class PirTable:
             if len(upsert_ids)
             else Rows.empty(self.width)
         )
-        gone = split_outputs(oprf.evaluate_direct(self.key, _as_bytes(delete_ids)))[0]
+        gone_outputs = oprf.evaluate_direct(self.key, _as_bytes(delete_ids), context=self.context)
+        gone = split_outputs(gone_outputs)[0]
         drop = np.concatenate([added.tags, gone]) if len(gone) else added.tags
         at = find(self.rows.tags, drop)
         removed = self.rows.tags[at[at >= 0]]
@@ -410,7 +456,13 @@ class PirTable:
         layout = RecordLayout.from_json(fields, [f["name"] for f in fields], "storage")
         width = layout.size
         rows = Rows.from_bytes(parts, width, f"PIR table in {folder}")
-        return cls(key, layout, int(meta["version"]), rows, int(meta["bucket_bits"]))
+        # a table saved before the verifiable OPRF has no mode: it stays of mode 0
+        mode = meta.get("oprf_mode", oprf.MODE_OPRF)
+        if mode not in (oprf.MODE_OPRF, voprf.MODE_VOPRF):
+            raise ConfigError(f"PIR table in {folder}: unknown OPRF mode {mode!r}")
+        return cls(
+            key, layout, int(meta["version"]), rows, int(meta["bucket_bits"]), oprf_mode=mode
+        )
 
 
 def _as_bytes(ids: pa.Array) -> list[bytes]:

@@ -7,21 +7,30 @@ labels' width or the batch: rows travel in pages of at most :data:`PAGE_BYTES` r
 Query (``pir_query``)::
 
     {"service": S, "mode": "private" | "bucket", "elements": b64(32·n),
+     "oprf_mode": 1,                          # the RFC 9497 mode the IDs are blinded in
      "buckets": [b, ...], "bucket_bits": B    # bucket mode only, one bucket per element
     }
 
-Answer: ``{"ok": true, "evaluated": b64(32·n), "key_id", "version", "layout",
-"bucket_bits", "rows_total"}``; in bucket mode also ``"answer": {"ticket", "rows",
-"bytes", "version", "answer_rows", "offset", "rows", "next"}``: the rows of the distinct
-buckets named, laid end to end, the first page of them, and where the next page starts
-(null at the end). Before any work the server refuses a bucket-mode query whose answer
-would exceed the service's stated ``max_reply_bytes`` (:class:`ReplyTooLargeError`).
+Answer: ``{"ok": true, "evaluated": b64(32·n), "proof": b64(64), "key_id", "oprf_mode",
+"public_key", "version", "layout", "bucket_bits", "rows_total"}`` (:func:`evaluate`; a
+table of mode 0 sends no proof and no public key); in bucket mode also ``"answer":
+{"ticket", "rows", "bytes", "version", "answer_rows", "offset", "rows", "next"}``: the
+rows of the distinct buckets named, laid end to end, the first page of them, and where
+the next page starts (null at the end). Before any work the server refuses a bucket-mode
+query whose answer would exceed the service's stated ``max_reply_bytes``
+(:class:`ReplyTooLargeError`).
 
 Page (``pir_query`` with ``"page": {"ticket", "offset", "version"}``): rows ``offset..`` of
 the answer the ticket names (a MAC under a key derived from the service's OPRF key, bound to
 the service, the client, the buckets and an expiry). If the table changed version since,
 the page is the first one of the answer at the new version, and the client starts over
 (the OPRF evaluations stay valid: updates keep the key).
+
+The client checks every answer against the key it pinned (:func:`finalize`): an answer under
+another key is refused (:class:`KeyChangedError`: the service was published again, and only
+an explicit sync pins its new key), and in mode 1 an evaluation whose proof is missing or
+does not verify is refused (:class:`~rainbridge.errors.ProofError`). A query blinded in
+another mode than the table's is refused by the server before any work.
 
 Sync (``pir_sync``): ``{"service", "have": {"key_id", "version"} | null, "snapshot":
 cursor | null}``; the answer carries the deltas since ``have`` (whole deltas up to a page,
@@ -41,9 +50,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rainbridge.crypto import oprf
-from rainbridge.errors import DataError
-from rainbridge.protocols.pir.client import Answer, Replica, layout_from, open_rows
+from rainbridge.crypto import oprf, voprf
+from rainbridge.errors import DataError, ProofError
+from rainbridge.protocols.pir.client import Answer, PinnedKey, Replica, layout_from, open_rows
 from rainbridge.protocols.pir.table import (
     TAG,
     Delta,
@@ -72,6 +81,11 @@ class ReplyTooLargeError(DataError):
 
 class RebucketedError(DataError):
     """The service's buckets are not the ones the query was made for (it was republished)."""
+
+
+class KeyChangedError(DataError):
+    """A service answered under another OPRF key than the one the client pinned (it was
+    published again, or it is not the service the client pinned); nothing was read."""
 
 
 def b64(data: bytes) -> str:
@@ -120,6 +134,7 @@ def _header(table: PirTable) -> dict[str, Any]:
         "layout": table.layout.to_json(),
         "bucket_bits": table.bucket_bits,
         "rows_total": len(table.rows),
+        **table.key_header(),
     }
 
 
@@ -170,6 +185,12 @@ def check_query(
         raise DataError(f"unknown PIR mode {mode!r} (use {' or '.join(MODES)})")
     if mode not in modes:
         raise DataError(f"this service does not answer {mode!r} queries")
+    asked = msg.get("oprf_mode", oprf.MODE_OPRF)
+    if asked != table.oprf_mode:
+        raise DataError(
+            f"this service evaluates the OPRF in mode {table.oprf_mode}, not {asked!r}: "
+            "ask its info again (or sync) and query in its mode"
+        )
     elements = unb64(msg.get("elements"), "PIR query")
     n, rest = divmod(len(elements), oprf.ELEMENT_SIZE)
     if rest or not 1 <= n <= MAX_BATCH:
@@ -196,6 +217,21 @@ def check_query(
             f"ask fewer IDs at a time (about {fit:,}) or use private mode"
         )
     return n, distinct
+
+
+def evaluate(table: PirTable, elements: bytes) -> dict[str, str]:
+    """The table key's evaluation of a query's blinded elements, as an answer carries it:
+    ``evaluated`` and, for a table of mode 1, the batch's ``proof`` (base64).
+
+    Raises
+    ------
+    InvalidElementError
+        An element that is not a valid group element (or an empty or ragged batch).
+    """
+    if table.oprf_mode == voprf.MODE_VOPRF:
+        ev = voprf.evaluate(table.key, elements)
+        return {"evaluated": b64(ev.elements), "proof": b64(ev.proof)}
+    return {"evaluated": b64(oprf.evaluate(table.key, elements))}
 
 
 def answer_query(
@@ -228,7 +264,7 @@ def answer_query(
             "bytes": total * table.row_bytes,
             **_page(table, distinct, 0),
         }
-    reply["evaluated"] = b64(oprf.evaluate(table.key, unb64(msg.get("elements"), "PIR query")))
+    reply.update(evaluate(table, unb64(msg.get("elements"), "PIR query")))
     return reply
 
 
@@ -395,17 +431,25 @@ def _delta_page(table: PirTable, deltas: list[Delta], part: Any) -> dict[str, An
 
 
 def make_query(
-    service: str, ids: list[str], mode: str, bucket_bits: int | None = None
+    service: str,
+    ids: list[str],
+    mode: str,
+    bucket_bits: int | None = None,
+    *,
+    oprf_mode: int = voprf.MODE_VOPRF,
 ) -> tuple[oprf.Blinded, dict[str, Any]]:
-    """Blind ``ids`` (fresh blinds) into a query message."""
+    """Blind ``ids`` (fresh blinds, in the service's ``oprf_mode``) into a query message."""
     if not 1 <= len(ids) <= MAX_BATCH:
         raise DataError(f"a PIR query asks 1 to {MAX_BATCH} IDs")
-    q = oprf.blind([i.encode() for i in ids])
+    if oprf_mode not in (oprf.MODE_OPRF, voprf.MODE_VOPRF):
+        raise DataError(f"unknown OPRF mode {oprf_mode!r}")
+    q = oprf.blind([i.encode() for i in ids], context=oprf.context_string(oprf_mode))
     msg: dict[str, Any] = {
         "type": "pir_query",
         "service": service,
         "mode": mode,
         "elements": b64(q.elements),
+        "oprf_mode": oprf_mode,
     }
     if mode == "bucket":
         if bucket_bits is None:
@@ -415,13 +459,58 @@ def make_query(
     return q, msg
 
 
+def finalize(
+    pinned: PinnedKey | dict[str, Any], q: oprf.Blinded, reply: dict[str, Any], what: str = ""
+) -> list[bytes]:
+    """The 64-byte OPRF outputs of a query from its answer, checked against the pinned key
+    (a :class:`PinnedKey`, or a service header to pin from): the answer must be under that
+    key and, in mode 1, carry a proof that verifies under its public key.
+
+    Raises
+    ------
+    KeyChangedError
+        The answer names another key or OPRF mode than the pinned one.
+    ProofError
+        A mode-1 answer without a proof, or whose proof does not verify.
+    InvalidElementError
+        The answer does not hold one valid element per query element.
+    """
+    what = what or "the PIR answer"
+    pin = pinned if isinstance(pinned, PinnedKey) else PinnedKey.from_header(pinned, what)
+    key_id, mode = reply.get("key_id"), reply.get("oprf_mode", oprf.MODE_OPRF)
+    if key_id != pin.key_id or mode != pin.oprf_mode:
+        raise KeyChangedError(
+            f"{what} is under key {key_id!r} (OPRF mode {mode!r}), not the pinned key "
+            f"{pin.key_id!r} (mode {pin.oprf_mode}): the service was published again; "
+            "sync it to pin its new key"
+        )
+    evaluated = unb64(reply.get("evaluated"), what)
+    if not pin.verifiable:
+        return oprf.finalize(q, evaluated)
+    if "proof" not in reply:
+        raise ProofError(f"{what} carries no proof of its evaluation")
+    assert pin.public_key is not None  # a verifiable pin always holds its key
+    ev = voprf.Evaluation(evaluated, unb64(reply.get("proof"), what))
+    return voprf.finalize(q, ev, pin.public_key)
+
+
 class BucketAnswer:
     """A bucket-mode answer read page by page: only the rows whose tag is one of the query's
-    are kept, so the client's memory is bounded by a page and the rows it asked for."""
+    are kept, so the client's memory is bounded by a page and the rows it asked for.
 
-    def __init__(self, q: oprf.Blinded, reply: dict[str, Any], peer: str) -> None:
+    ``pinned``: the key the evaluation is checked against (by default, the one the answer's
+    header names: trust on first use)."""
+
+    def __init__(
+        self,
+        q: oprf.Blinded,
+        reply: dict[str, Any],
+        peer: str,
+        pinned: PinnedKey | None = None,
+    ) -> None:
         self.what = f"{peer}'s PIR answer"
-        self.outputs = oprf.finalize(q, unb64(reply.get("evaluated"), self.what))
+        self.pinned = pinned or PinnedKey.from_header(reply, self.what)
+        self.outputs = finalize(self.pinned, q, reply, self.what)
         self.ids = [x.decode() for x in q.inputs]
         self.layout = layout_from(reply.get("layout"), self.what)
         tags, _ = split_outputs(self.outputs)
@@ -448,6 +537,8 @@ class BucketAnswer:
 
     def take(self, page: dict[str, Any]) -> dict[str, Any] | None:
         """Keep one page's rows that the query wants; the next page request, or None."""
+        if "key_id" in page and page["key_id"] != self.pinned.key_id:
+            raise KeyChangedError(f"{self.what}: a page under another key: ask again")
         version, total, offset, nxt = (page.get(k) for k in ("version", "answer_rows",
                                                             "offset", "next"))  # fmt: skip
         if version != self.version:
@@ -493,22 +584,27 @@ class BucketAnswer:
 
 
 def read_answer(
-    q: oprf.Blinded, reply: dict[str, Any], replica: Replica | None, peer: str
+    q: oprf.Blinded,
+    reply: dict[str, Any],
+    replica: Replica | None,
+    peer: str,
+    pinned: PinnedKey | None = None,
 ) -> list[Answer]:
-    """The answers of a query: from the replica (private mode) or, for a bucket-mode answer
-    that fits in its first message, its rows (a longer one: :class:`BucketAnswer`)."""
+    """The answers of a query: from the replica (private mode, checked against the key it
+    was copied under) or, for a bucket-mode answer that fits in its first message, its rows
+    (checked against ``pinned``; a longer one: :class:`BucketAnswer`)."""
     what = f"{peer}'s PIR answer"
     if "answer" in reply:
-        got = BucketAnswer(q, reply, peer)
+        got = BucketAnswer(q, reply, peer, pinned)
         if got.next is not None:
             raise DataError(f"{what}: the answer continues in pages (read it page by page)")
         return got.answers()
-    evaluated = unb64(reply.get("evaluated"), what)
-    outputs = oprf.finalize(q, evaluated)
-    ids = [x.decode() for x in q.inputs]
     if replica is None:
         raise DataError("a private-mode answer needs a replica of the table")
-    if reply.get("key_id") != replica.key_id or reply.get("version") != replica.version:
+    # checked against the key the replica was copied under, before anything is read
+    outputs = finalize(replica.pinned, q, reply, what)
+    ids = [x.decode() for x in q.inputs]
+    if reply.get("version") != replica.version:
         raise DataError("the replica is behind the service: sync it first")
     return replica.lookup(outputs, ids)
 
@@ -521,14 +617,19 @@ def run_query(
     replica: Replica | None = None,
     bucket_bits: int | None = None,
     peer: str = "server",
+    pinned: PinnedKey | None = None,
 ) -> list[Answer]:
     """A whole query through ``fetch(msg) -> reply`` (a plain function): blind, ask, read
-    every page. The node does the same over the data plane."""
-    q, msg = make_query(service, ids, mode, bucket_bits)
+    every page, checking the evaluation against the replica's key (private mode) or
+    ``pinned`` (bucket mode; by default the answer's own: trust on first use). The node does
+    the same over the data plane."""
+    pin = replica.pinned if mode == "private" and replica is not None else pinned
+    oprf_mode = pin.oprf_mode if pin is not None else voprf.MODE_VOPRF
+    q, msg = make_query(service, ids, mode, bucket_bits, oprf_mode=oprf_mode)
     reply = fetch(msg)
     if mode == "private":
         return read_answer(q, reply, replica, peer)
-    got = BucketAnswer(q, reply, peer)
+    got = BucketAnswer(q, reply, peer, pin)
     while got.next is not None:
         got.take(fetch({"type": "pir_query", "service": service, "page": got.next}))
     return got.answers()
@@ -578,7 +679,16 @@ def apply_sync(
         raise DataError(f"{what}: neither deltas nor a snapshot")
     rows = unpack_rows(snap.get("rows"), width, what)
     if snap.get("offset") == 0 or replica is None or replica.key_id != key_id:
-        replica = Replica(key_id, version, layout, int(reply.get("bucket_bits", 0)), rows)
+        pin = PinnedKey.from_header(reply, what)  # a copy pins the key it is sealed under
+        replica = Replica(
+            key_id,
+            version,
+            layout,
+            int(reply.get("bucket_bits", 0)),
+            rows,
+            pin.oprf_mode,
+            pin.public_key,
+        )
     else:
         replica.rows = Rows(
             np.concatenate([replica.rows.tags, rows.tags]),
