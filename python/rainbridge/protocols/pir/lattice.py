@@ -55,11 +55,13 @@ rows              ``m``      hint        query (per ID, 2 col)  answer (per ID)
 
 At ``10^8`` rows the 16 MiB budget would need ``m ≈ 2.47·10^6 > 2^20``, beyond the
 parameters' security; ``l`` must grow to at least ``10^8 / (0.88·2^20) ≈ 109`` slots per
-column. We would pick 256 slots per column (``l = 22,528``, ``m ≈ 444,000``): the hint is
-88 MiB (a one-time download), a query 3.4 MiB per ID and an answer 176 KiB, the error
-bound stays far below ``2^-40`` (``m`` is well under the ``≈1.4·10^6`` it allows) and the
-server's work stays one pass over the 8.8 GB matrix per batch. Pass ``max_hint_bytes`` to
-choose.
+column. We would pick 256 slots per column (``max_hint_bytes = 88 << 20``: ``l = 22,528``,
+``m ≈ 444,000``), the smallest power of two that keeps ``m`` under ``2^19``, so the table can
+double before it meets the ``2^20`` limit, while the query (the per-lookup cost, ``4·m``
+bytes per column) stays a few MiB: the hint is 88 MiB (a one-time download), a query
+3.4 MiB per ID and an answer 176 KiB. The error bound stays far below ``2^-40`` (at
+``l = 22,528`` it allows ``m`` up to ``≈1.4·10^6``), and the server's work is one pass over
+the 8.8 GB matrix per batch (not measured here).
 
 Updates: changing a slot changes ``slot_bytes`` entries of its column; the hint is patched in
 place (``H[r,:] += δ·A[c,:]``, ``n`` word operations per changed entry) and the version
