@@ -2,8 +2,10 @@
 
 ``query`` blinds the IDs, asks the peer, and opens the answers from this node's replica of
 the peer's sealed table (``DIR/pir-replicas/<peer>/<service>/``, synced first when missing
-or behind) in private mode, or, in bucket mode, from the rows returned (read in pages).
-Its own ledger records each query with the IDs hashed.
+or behind) in private mode, or, in bucket mode, from the rows returned (read in pages). In
+lattice mode it keeps the service's hint instead (``hint.npy`` beside the replicas, caught up
+by its changed rows) and reads each ID's two columns by lattice PIR. Its own ledger records
+each query with the IDs hashed.
 """
 
 from __future__ import annotations
@@ -22,8 +24,13 @@ from rainbridge.errors import ConfigError, DataError
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.storage import Storage
-from rainbridge.protocols.pir import wire
+from rainbridge.protocols.pir import lattice_wire, wire
 from rainbridge.protocols.pir.client import Answer, Replica
+from rainbridge.protocols.pir.lattice import LatticeLayout
+from rainbridge.protocols.pir.table import split_outputs
+
+#: the modes a client may query in
+MODES = (*wire.MODES, "lattice")
 
 #: a PIR service's own refusals, as the client raises them
 _REFUSALS = {
@@ -31,6 +38,10 @@ _REFUSALS = {
         f"{peer!r} refused: {reason}"
     ),
     "rebucketed": lambda peer, reason, _r: wire.RebucketedError(f"{peer!r} refused: {reason}"),
+    "stale_hint": lambda peer, reason, _r: lattice_wire.StaleHintError(
+        f"{peer!r} refused: {reason}"
+    ),
+    "ticket": lambda peer, reason, _r: lattice_wire.TicketError(f"{peer!r} refused: {reason}"),
 }
 
 
@@ -54,6 +65,7 @@ class PirClient:
         self.dataplane = dataplane
         self._replicas: dict[tuple[str, str], Replica] = {}  # (peer, service) -> replica
         self._bits: dict[tuple[str, str], int] = {}  # (peer, service) -> bucket bits
+        self._hints: dict[tuple[str, str], lattice_wire.Hint] = {}  # (peer, service) -> hint
 
     # -- replicas ----------------------------------------------------------------------------
 
@@ -124,6 +136,70 @@ class PirClient:
         )
         return out
 
+    # -- the lattice mode's hint ---------------------------------------------------------------
+
+    def _hint(self, peer: str, service: str) -> lattice_wire.Hint | None:
+        key = (peer, service)
+        if key in self._hints:
+            return self._hints[key]
+        folder = self.root / peer / service
+        if not (folder / "hint.json").is_file():
+            return None
+        try:
+            meta = json.loads((folder / "hint.json").read_text())
+            layout = LatticeLayout.from_json(meta["layout"], f"hint of {peer}/{service}")
+            values = np.load(folder / "hint.npy")
+            version = int(meta["version"])
+        except (OSError, ValueError, KeyError, TypeError, DataError):
+            return None  # a damaged copy is copied again
+        if values.dtype != np.uint32 or values.shape != (layout.rows, lattice_wire.LWE_N):
+            return None
+        hint = lattice_wire.Hint(layout, version, meta.get("labels"), values)
+        self._hints[key] = hint
+        return hint
+
+    def _save_hint(self, peer: str, service: str, hint: lattice_wire.Hint) -> None:
+        folder = self.root / peer / service
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "hint.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, hint.values)
+        tmp.replace(folder / "hint.npy")
+        write_json_atomic(hint.meta(), folder / "hint.json")
+
+    async def sync_hint(self, peer: str, service: str, actor: str = "node") -> dict[str, Any]:
+        """Bring this node's lattice hint of ``peer``'s ``service`` up to date: copied whole,
+        or caught up by the rows changed since its version."""
+        t0 = time.perf_counter()
+        before = self._hint(peer, service)
+        sync = lattice_wire.HintSync(service, before, peer)
+        req: dict[str, Any] | None = sync.request()
+        kind = "current"
+        while req is not None:
+            reply = await self._call(peer, req)
+            if reply.get("offset") == 0:
+                kind = str(reply.get("kind"))
+            req = await asyncio.to_thread(sync.take, reply)
+        hint = sync.hint
+        assert hint is not None
+        self._hints[(peer, service)] = hint
+        if hint is not before or hint.version != (before.version if before else None):
+            await asyncio.to_thread(self._save_hint, peer, service, hint)
+        out = {
+            "peer": peer,
+            "service": service,
+            "mode": "lattice",
+            "layout_id": hint.layout.layout_id,
+            "version": hint.version,
+            "kind": kind,
+            "hint_bytes": int(hint.values.nbytes),
+            "bytes": sync.bytes,
+            "messages": sync.messages,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        self.storage.log("pir_hint_synced", out, actor=actor)
+        return out
+
     # -- queries -----------------------------------------------------------------------------
 
     async def _call(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
@@ -136,12 +212,21 @@ class PirClient:
         """Look ``ids`` up in ``peer``'s service; the peer learns nothing about them (private
         mode) or only their buckets (bucket mode, whose answer is read in pages)."""
         t0 = time.perf_counter()
-        if mode not in wire.MODES:
-            raise ConfigError(f"PIR mode {mode!r}: use {' or '.join(wire.MODES)}")
+        if mode not in MODES:
+            raise ConfigError(f"PIR mode {mode!r}: use {', '.join(MODES)}")
         if not ids or len(ids) > wire.MAX_BATCH:
             raise DataError(f"a PIR query asks 1 to {wire.MAX_BATCH} IDs")
+        traffic: dict[str, int] = {}
         if mode == "private":
             answers, version = await self._private(peer, service, ids, actor)
+        elif mode == "lattice":
+            try:
+                answers, version = await self._lattice(peer, service, ids, actor, traffic)
+            except lattice_wire.StaleHintError:
+                # the service changed between the ticket and the vectors: sync, ask once more
+                # (a new query, metered as one)
+                await self.sync_hint(peer, service, actor)
+                answers, version = await self._lattice(peer, service, ids, actor, traffic)
         else:
             try:
                 answers, version = await self._bucket(peer, service, ids)
@@ -159,7 +244,7 @@ class PirClient:
             },
             actor=actor,
         )
-        return {
+        out = {
             "peer": peer,
             "service": service,
             "mode": mode,
@@ -167,6 +252,59 @@ class PirClient:
             "results": [{"id": a.id, "found": a.found, "label": a.label} for a in answers],
             "milliseconds": round((time.perf_counter() - t0) * 1000, 2),
         }
+        if traffic:
+            out["traffic"] = traffic
+        return out
+
+    async def _lattice(
+        self, peer: str, service: str, ids: list[str], actor: str, traffic: dict[str, int]
+    ) -> tuple[list[Answer], Any]:
+        """Blind, have the OPRF evaluated (the metered step, with a ticket), read each ID's two
+        columns by lattice PIR under the ticket, open the rows found.
+
+        ``traffic`` gathers the bytes of the query's messages (JSON, both ways) and their
+        count."""
+        what = f"{peer}'s PIR answer"
+        hint = self._hint(peer, service)
+        if hint is None:
+            await self.sync_hint(peer, service, actor)
+            hint = self._hint(peer, service)
+        q, msg = wire.make_query(service, ids, "lattice")
+        reply = await self._counted(peer, msg, traffic)
+        lat = reply.get("lattice")
+        if not isinstance(lat, dict) or not isinstance(lat.get("ticket"), dict):
+            raise DataError(f"{what}: no lattice ticket")
+        if hint is None or (lat.get("layout_id"), lat.get("version")) != (
+            hint.layout.layout_id,
+            hint.version,
+        ):
+            await self.sync_hint(peer, service, actor)  # the service changed since the copy
+            hint = self._hint(peer, service)
+            assert hint is not None
+            if (lat.get("layout_id"), lat.get("version")) != (hint.layout.layout_id, hint.version):
+                raise lattice_wire.StaleHintError(f"{what}: the service changed during the query")
+        outputs = lattice_wire.finalize(q, wire.unb64(reply.get("evaluated"), what))
+        tags, _ = split_outputs(outputs)
+        client = hint.client()
+        vectors, state = await asyncio.to_thread(client.queries, tags)
+        answers = np.zeros((len(vectors), hint.layout.rows), np.uint32)
+        for m, first, count in lattice_wire.vector_messages(service, lat["ticket"], vectors):
+            got = await self._counted(peer, m, traffic)
+            part = lattice_wire.read_answers(got, count, hint.layout, what)
+            answers[first : first + count] += part  # slices of one vector add up
+        payloads = await asyncio.to_thread(client.read, state, answers, tags)
+        labels = reply.get("labels", hint.labels)
+        opened = lattice_wire.open_payloads(labels, outputs, ids, payloads, what)
+        return opened, hint.version
+
+    async def _counted(
+        self, peer: str, msg: dict[str, Any], traffic: dict[str, int]
+    ) -> dict[str, Any]:
+        reply = await self._call(peer, msg)
+        traffic["bytes_up"] = traffic.get("bytes_up", 0) + len(json.dumps(msg))
+        traffic["bytes_down"] = traffic.get("bytes_down", 0) + len(json.dumps(reply))
+        traffic["messages"] = traffic.get("messages", 0) + 1
+        return reply
 
     async def _private(
         self, peer: str, service: str, ids: list[str], actor: str
