@@ -42,7 +42,7 @@ def publish(bureau: NodeService, folder: Path, name: str, n: int = ROWS, **kw: A
     rng = random.Random(name)
     truth: dict[str, dict[str, Any]] = {}
     lines = ["customer_id,level,reason"]
-    for i in range(n):
+    for _ in range(n):
         ident = f"{rng.randrange(10**17, 10**18)}"
         level, reason = rng.randrange(-5, 10**6), rng.choice(["fraud", "overdue", "逾期", "x,y"])
         truth[ident] = {"level": level, "reason": reason}
@@ -180,10 +180,10 @@ def _ticket(bureau: NodeService, bank_msg: dict[str, Any]) -> dict[str, Any]:
 def test_forged_and_mis_sized_messages_are_refused(
     nodes: tuple[Plane, NodeService, NodeService], tmp_path: Path
 ) -> None:
-    _, bureau, bank = nodes
+    _, bureau, _ = nodes
     truth = publish(bureau, tmp_path, "forge")
     db = bureau.pir.server._lattice["forge"][1]
-    m, l = db.layout.cols, db.layout.rows
+    m, rows = db.layout.cols, db.layout.rows
     _, query = wire.make_query("forge", ["1", "2"], "lattice")
     ticket = _ticket(bureau, query)
     assert ticket["vectors"] == 4
@@ -212,7 +212,7 @@ def test_forged_and_mis_sized_messages_are_refused(
     # the ticket's 4 vectors: 2 + 2 answered, a fifth refused
     for _ in range(2):
         ok = send()
-        assert ok["ok"] and len(base64.b64decode(ok["answers"])) == 2 * 4 * l
+        assert ok["ok"] and len(base64.b64decode(ok["answers"])) == 2 * 4 * rows
     refused(send(), "ticket", "query again for more IDs")
     # an expired ticket
     old = lattice_wire.TICKET_SECONDS
