@@ -13,6 +13,7 @@ pub mod error;
 pub mod hash;
 pub mod iknp;
 pub mod items;
+pub mod lwepir;
 pub mod okvs;
 pub mod ou;
 pub mod pprf;

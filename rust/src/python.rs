@@ -13,6 +13,7 @@ use crate::error::CoreError;
 use crate::items::Items;
 use crate::{baseot, bits, ristretto, x25519};
 
+mod lwepir;
 mod ou;
 mod rr22;
 mod silentot;
@@ -544,6 +545,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<InvalidElementError>(),
     )?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    lwepir::register(m)?;
     m.add_function(wrap_pyfunction!(x25519_backend, m)?)?;
     m.add_function(wrap_pyfunction!(items_hash64, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_random_scalar, m)?)?;
