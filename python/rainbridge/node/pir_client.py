@@ -218,7 +218,7 @@ class PirClient:
             raise DataError(f"a PIR query asks 1 to {wire.MAX_BATCH} IDs")
         traffic: dict[str, int] = {}
         if mode == "private":
-            answers, version = await self._private(peer, service, ids, actor)
+            answers, version = await self._private(peer, service, ids, actor, traffic)
         elif mode == "lattice":
             try:
                 answers, version = await self._lattice(peer, service, ids, actor, traffic)
@@ -307,14 +307,14 @@ class PirClient:
         return reply
 
     async def _private(
-        self, peer: str, service: str, ids: list[str], actor: str
+        self, peer: str, service: str, ids: list[str], actor: str, traffic: dict[str, int]
     ) -> tuple[list[Answer], Any]:
         rep = self._replica(peer, service)
         if rep is None:
             await self.sync(peer, service, actor)
             rep = self._replica(peer, service)
         q, msg = wire.make_query(service, ids, "private")
-        reply = await self._call(peer, msg)
+        reply = await self._counted(peer, msg, traffic)
         if rep is None or (reply.get("version"), reply.get("key_id")) != (
             rep.version,
             rep.key_id,
