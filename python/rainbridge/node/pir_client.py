@@ -183,7 +183,7 @@ class PirClient:
         hint = sync.hint
         assert hint is not None
         self._hints[(peer, service)] = hint
-        if hint is not before or hint.version != (before.version if before else None):
+        if before is None or (hint.layout, hint.version) != (before.layout, before.version):
             await asyncio.to_thread(self._save_hint, peer, service, hint)
         out = {
             "peer": peer,

@@ -335,13 +335,17 @@ class Hint:
     layout: LatticeLayout
     version: int
     labels: Any
-    values: np.ndarray  # (l, n) uint32
+    values: np.ndarray  # (l, n) uint32, never changed in place (queries may be reading it)
+    _client: LatticeClient | None = field(default=None, repr=False, compare=False)
 
     def meta(self) -> dict[str, Any]:
         return {"layout": self.layout.to_json(), "version": self.version, "labels": self.labels}
 
     def client(self) -> LatticeClient:
-        return LatticeClient(self.layout, self.values, self.version)
+        """The lattice client of this hint (made once: a newer hint is a new object)."""
+        if self._client is None:
+            self._client = LatticeClient(self.layout, self.values, self.version)
+        return self._client
 
 
 class HintSync:
@@ -434,7 +438,8 @@ class HintSync:
             assert self.hint is not None
             if self.hint.version > version:
                 raise DataError(f"{what}: a hint of version {version}, older than this node's")
-            hint = self.hint.values
+            # a copy: a query in flight may still be decoding with the old rows
+            hint = self.hint.values.copy()
             if self.rows:
                 hint[np.concatenate(self.rows)] = np.concatenate(self.values)
             self.hint = Hint(layout, version, labels, hint)
