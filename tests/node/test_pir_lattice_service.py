@@ -260,3 +260,24 @@ def test_a_hint_copy_that_the_service_changes_midway_starts_over(
     assert out["version"] == db.version and out["kind"] == "full"
     hint = bank.pir.client._hint("bureau", "mid")
     assert hint is not None and np.array_equal(hint.values, np.asarray(db.hint))
+
+
+def test_large_batches_go_in_chunks_and_large_vectors_in_slices(
+    nodes: tuple[Plane, NodeService, NodeService], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rainbridge.node import pir_client
+
+    plane, bureau, bank = nodes
+    truth = publish(bureau, tmp_path, "big")
+    present = list(truth)
+    run(bank.pir.pir_sync_hint("bureau", "big"))
+    m = bureau.pir.server._lattice["big"][1].layout.cols
+    ids = [*present[:6], "gone-1", present[100], "gone-2", present[6]]
+    # 3 IDs' vectors at a time at the client; one ticket for all 10
+    monkeypatch.setattr(pir_client, "QUERY_BYTES", 3 * 2 * 4 * m)
+    check(truth, ids, ask(bank, "big", ids, "lattice"))
+    # a vector larger than a message: sent in slices whose answers add up
+    monkeypatch.setattr(lattice_wire, "PAGE_BYTES", 4 * (m // 3 + 1))
+    plane.messages = 0
+    check(truth, ids[:2], ask(bank, "big", ids[:2], "lattice"))
+    assert plane.messages >= 2 * (1 + 4 * 3)  # the query, then 4 vectors in 3 slices each

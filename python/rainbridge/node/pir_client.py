@@ -31,6 +31,8 @@ from rainbridge.protocols.pir.table import split_outputs
 
 #: the modes a client may query in
 MODES = (*wire.MODES, "lattice")
+#: bytes of lattice query vectors a query holds at once (its IDs go in chunks)
+QUERY_BYTES = 64 << 20
 
 #: a PIR service's own refusals, as the client raises them
 _REFUSALS = {
@@ -286,13 +288,18 @@ class PirClient:
         outputs = lattice_wire.finalize(q, wire.unb64(reply.get("evaluated"), what))
         tags, _ = split_outputs(outputs)
         client = hint.client()
-        vectors, state = await asyncio.to_thread(client.queries, tags)
-        answers = np.zeros((len(vectors), hint.layout.rows), np.uint32)
-        for m, first, count in lattice_wire.vector_messages(service, lat["ticket"], vectors):
-            got = await self._counted(peer, m, traffic)
-            part = lattice_wire.read_answers(got, count, hint.layout, what)
-            answers[first : first + count] += part  # slices of one vector add up
-        payloads = await asyncio.to_thread(client.read, state, answers, tags)
+        payloads: list[bytes | None] = []
+        # IDs a chunk at a time: the vectors in memory stay within QUERY_BYTES
+        chunk = max(1, QUERY_BYTES // (2 * 4 * hint.layout.cols))
+        for lo in range(0, len(tags), chunk):
+            part_tags = tags[lo : lo + chunk]
+            vectors, state = await asyncio.to_thread(client.queries, part_tags)
+            answers = np.zeros((len(vectors), hint.layout.rows), np.uint32)
+            for m, first, count in lattice_wire.vector_messages(service, lat["ticket"], vectors):
+                got = await self._counted(peer, m, traffic)
+                part = lattice_wire.read_answers(got, count, hint.layout, what)
+                answers[first : first + count] += part  # slices of one vector add up
+            payloads += await asyncio.to_thread(client.read, state, answers, part_tags)
         labels = reply.get("labels", hint.labels)
         opened = lattice_wire.open_payloads(labels, outputs, ids, payloads, what)
         return opened, hint.version
