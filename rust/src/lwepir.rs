@@ -5,7 +5,8 @@
 //! Parameters are the paper's: LWE dimension `N = 1024`, modulus `q = 2^32` (native wrapping
 //! u32 arithmetic), plaintext modulus `p = 2^8` (one byte per matrix entry), `Δ = q / p =
 //! 2^24`, error from a discrete Gaussian of standard deviation `σ = 6.4` cut at `|e| ≤ 64`
-//! (10σ; the mass cut off is below 2^-70 per sample). The paper reports 128-bit security
+//! (10σ), sampled by a table of 64-bit cumulative probabilities (values of probability below
+//! 2^-64, beyond about 9σ, are never drawn; the mass cut off is below 2^-60 per sample). The paper reports 128-bit security
 //! by the lattice estimator for up to 2^20 LWE samples, i.e. up to 2^20 matrix columns; the
 //! caller enforces that limit and the correctness bound (these kernels compute for any size).
 //!
@@ -264,40 +265,38 @@ impl MatrixA {
 }
 
 /// Cumulative table of the error distribution: `CDT[i] = ⌊2^64·P(e ≤ i − TAIL)⌋` for
-/// `i < 2·TAIL`; a uniform `r` maps to `−TAIL + #{i : r ≥ CDT[i]}`.
-fn cdt() -> &'static [u64; 2 * TAIL as usize] {
-    static T: OnceLock<[u64; 2 * TAIL as usize]> = OnceLock::new();
+/// `i < TAIL` (the left half; the right half is its mirror image).
+fn cdt() -> &'static [u64; TAIL as usize] {
+    static T: OnceLock<[u64; TAIL as usize]> = OnceLock::new();
     T.get_or_init(|| {
         let rho = |x: i32| (-(x as f64).powi(2) / (2.0 * SIGMA * SIGMA)).exp();
         let total: f64 = (-TAIL..=TAIL).map(rho).sum();
-        let mut t = [0u64; 2 * TAIL as usize];
-        // The lower half from the left tail's own sums (precise for tiny masses); the upper
-        // half by symmetry, P(e ≤ x) = 1 − P(e ≤ −x − 1), so the table is exactly symmetric.
+        let mut t = [0u64; TAIL as usize];
+        // Summed from the far tail, so that tiny masses keep their precision.
         let mut cum = 0.0;
-        for (i, x) in t.iter_mut().enumerate().take(TAIL as usize) {
+        for (i, x) in t.iter_mut().enumerate() {
             cum += rho(i as i32 - TAIL);
             *x = (cum / total * 2f64.powi(64)) as u64;
-        }
-        for i in TAIL as usize..2 * TAIL as usize {
-            let mirror = 2 * TAIL as usize - 1 - i;
-            t[i] = 0u64.wrapping_sub(t[mirror]);
         }
         t
     })
 }
 
-fn os_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::getrandom(buf).map_err(|e| shape(format!("operating system randomness: {e}")))
-}
-
-/// Maps uniform 64-bit words to errors (a full scan of the table: data-independent time).
+/// Maps a uniform 64-bit word to an error: `−TAIL + #{i : r ≥ CDT[i]} + #{i : r > MAX −
+/// CDT[i]}`, so `P(e ≤ −x−1) = P(e ≥ x+1) = CDT[…]/2^64` exactly (the distribution is
+/// symmetric, its mean exactly 0). A full scan of the table: data-independent time.
 pub fn gaussian_from_uniform(r: u64) -> i32 {
     let t = cdt();
     let mut c = 0i32;
     for &x in t.iter() {
         c += (r >= x) as i32;
+        c += (r > u64::MAX - x) as i32;
     }
     c - TAIL
+}
+
+fn os_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::getrandom(buf).map_err(|e| shape(format!("operating system randomness: {e}")))
 }
 
 /// `count` errors drawn from the operating system's CSPRNG.
@@ -656,8 +655,29 @@ mod tests {
         for w in t.windows(2) {
             assert!(w[0] <= w[1]);
         }
-        assert_eq!(gaussian_from_uniform(0), -TAIL);
-        assert_eq!(gaussian_from_uniform(u64::MAX), TAIL);
+        // the values whose mass rounds to nothing below 2^-64 are never drawn, on either side
+        let never = t.iter().filter(|&&x| x == 0).count() as i32;
+        assert!(never < 10);
+        assert_eq!(gaussian_from_uniform(0), -TAIL + never);
+        assert_eq!(gaussian_from_uniform(u64::MAX), TAIL - never);
         assert_eq!(gaussian_from_uniform(1 << 63), 0);
+        for r in [1u64, 12345, 1 << 40, 1 << 60, (1 << 63) - 7] {
+            assert_eq!(
+                gaussian_from_uniform(r),
+                -gaussian_from_uniform(u64::MAX - r)
+            );
+        }
+    }
+
+    #[test]
+    fn gaussian_mean_and_variance() {
+        let e = gaussian(200_000).unwrap();
+        let n = e.len() as f64;
+        let mean = e.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = e.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        // standard errors: σ/√n ≈ 0.014 for the mean, about σ²·√(2/n) ≈ 0.13 for the variance
+        assert!(mean.abs() < 0.1, "mean {mean}");
+        assert!((var - SIGMA * SIGMA).abs() < 1.0, "variance {var}");
+        assert!(e.iter().all(|&x| x.abs() <= TAIL));
     }
 }
