@@ -145,13 +145,13 @@ def test_vector_messages_answer_like_one_product(c: int, m: int, page: int, seed
     """Split into messages (whole vectors, or slices when one is larger than a page), each
     read back by the server's check and answered, the answers add up to ``D·q``."""
     rng = np.random.default_rng(seed)
-    db = fake(6, m, seed)
+    db = fake(24, m, seed)
     q = rng.integers(0, 1 << 32, (c, m), dtype=np.uint64).astype(np.uint32)
     old = lw.PAGE_BYTES
     lw.PAGE_BYTES = page
     try:
-        msgs = lw.vector_messages("svc", {"t": 1}, q)
-        got = np.zeros((c, 6), np.uint32)
+        msgs = lw.vector_messages("svc", {"t": 1}, q, db.layout)
+        got = np.zeros((c, 24), np.uint32)
         entries = 0
         for msg, first, count in msgs:
             vec, n = lw.read_vectors(msg, db.layout)
@@ -182,10 +182,10 @@ def test_a_hint_is_copied_then_caught_up_by_its_changed_rows(
 ) -> None:
     monkeypatch.setattr(lw, "PAGE_BYTES", 4 * N * 3)  # 3 rows a page
     rng = np.random.default_rng(5)
-    db = fake(10, 4)
+    db = fake(20, 4)
     sync = copy(db, None)
     assert sync.hint is not None and np.array_equal(sync.hint.values, db.hint)
-    assert sync.messages == 4 and sync.bytes == db.hint.nbytes
+    assert sync.messages == 7 and sync.bytes == db.hint.nbytes
     db.change([2, 7], rng)
     db.change([7, 9, 0, 5], rng)
     sync = copy(db, sync.hint)
@@ -200,15 +200,15 @@ def test_a_hint_is_copied_then_caught_up_by_its_changed_rows(
     assert sync.hint is not None and sync.bytes == db.hint.nbytes
     assert np.array_equal(sync.hint.values, db.hint)
     # another layout: the whole hint
-    other = fake(10, 4, seed=9)
-    other.layout = layout(10, 4, "L2")
+    other = fake(20, 4, seed=9)
+    other.layout = layout(20, 4, "L2")
     sync = copy(other, sync.hint)
     assert sync.hint is not None and sync.hint.layout.layout_id == "L2"
     assert np.array_equal(sync.hint.values, other.hint)
 
 
 def test_malformed_hint_pages_are_refused() -> None:
-    db = fake(4, 3)
+    db = fake(20, 3)
     page = lw.hint_page(db, {"offset": 0}, [])  # type: ignore[arg-type]
     over: dict[str, Any]
     match: str | None
@@ -230,7 +230,7 @@ def test_malformed_hint_pages_are_refused() -> None:
     hint = lw.Hint(db.layout, 1, [], db.hint.copy())
     rows = {**page, "kind": "rows", "total": 1, "next": None,
             "values": base64.b64encode(bytes(4 * N)).decode(),
-            "rows": base64.b64encode(np.array([4], "<u4").tobytes()).decode()}  # fmt: skip
+            "rows": base64.b64encode(np.array([20], "<u4").tobytes()).decode()}  # fmt: skip
     with pytest.raises(DataError, match="do not match"):
         lw.HintSync("svc", hint, "bureau").take(rows)
 

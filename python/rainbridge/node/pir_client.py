@@ -295,7 +295,9 @@ class PirClient:
             part_tags = tags[lo : lo + chunk]
             vectors, state = await asyncio.to_thread(client.queries, part_tags)
             answers = np.zeros((len(vectors), hint.layout.rows), np.uint32)
-            for m, first, count in lattice_wire.vector_messages(service, lat["ticket"], vectors):
+            for m, first, count in lattice_wire.vector_messages(
+                service, lat["ticket"], vectors, hint.layout
+            ):
                 got = await self._counted(peer, m, traffic)
                 part = lattice_wire.read_answers(got, count, hint.layout, what)
                 answers[first : first + count] += part  # slices of one vector add up

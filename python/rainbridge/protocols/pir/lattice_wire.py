@@ -52,7 +52,13 @@ import numpy as np
 from rainbridge.crypto import oprf
 from rainbridge.errors import DataError
 from rainbridge.protocols.pir.client import Answer, layout_from, open_rows
-from rainbridge.protocols.pir.lattice import LatticeClient, LatticeDb, LatticeLayout
+from rainbridge.protocols.pir.lattice import MAX_BATCH as ANSWER_BATCH
+from rainbridge.protocols.pir.lattice import (
+    LatticeClient,
+    LatticeDb,
+    LatticeLayout,
+    StaleHintError,
+)
 from rainbridge.protocols.pir.table import TAG, PirTable, Rows, split_outputs
 from rainbridge.protocols.pir.wire import MAX_BATCH, b64, unb64
 
@@ -65,12 +71,19 @@ TICKET_SECONDS = 600
 MAX_RESTARTS = 8
 #: the lattice dimension (u32 per hint row)
 LWE_N = 1024
+
+
+def vectors_per_message(layout: LatticeLayout) -> int:
+    """Whole query vectors one ``pir_lattice`` message may carry: they, and their answers
+    (``l`` u32 each), fit in :data:`PAGE_BYTES` (at least one)."""
+    return max(1, PAGE_BYTES // (4 * max(layout.cols, layout.rows)))
+
+
 #: bytes of a payload before the sealed label: the version it was sealed at (u64 LE)
 VERSION_BYTES = 8
 
 
-class StaleHintError(DataError):
-    """The client's hint is of another version or layout than the service's: sync it."""
+__all__ = ["StaleHintError", "TicketError"]
 
 
 class TicketError(DataError):
@@ -239,6 +252,12 @@ def read_vectors(msg: dict[str, Any], layout: LatticeLayout) -> tuple[np.ndarray
                 f"a lattice query's vectors are {m} u32 each (the layout's columns): "
                 f"got {entries} entries; sync the hint if the layout changed"
             )
+        most = vectors_per_message(layout)
+        if entries // m > most:
+            raise DataError(
+                f"a lattice query message carries at most {most} vectors (got {entries // m}): "
+                "send them in more messages"
+            )
         return vec.reshape(-1, m), entries
     # one vector larger than a message: a slice of it
     if not 0 <= lo < m or lo + entries > m:
@@ -283,7 +302,8 @@ def answer_vectors(
         )
     vectors, entries = read_vectors(msg, layout)
     tickets.spend(ticket["mac"], entries, ticket["vectors"], layout.cols, ticket["expires"])
-    answers = np.ascontiguousarray(db.answer(vectors), dtype="<u4")
+    parts = [db.answer(vectors[i : i + ANSWER_BATCH]) for i in range(0, len(vectors), ANSWER_BATCH)]
+    answers = np.ascontiguousarray(np.concatenate(parts), dtype="<u4")
     return {"ok": True, "version": db.version, "answers": b64(answers.tobytes())}
 
 
@@ -448,7 +468,7 @@ class HintSync:
 
 
 def vector_messages(
-    service: str, ticket: dict[str, Any], queries: np.ndarray
+    service: str, ticket: dict[str, Any], queries: np.ndarray, layout: LatticeLayout
 ) -> list[tuple[dict[str, Any], int, int]]:
     """The ``pir_lattice`` messages that carry ``queries`` (``(c, m)`` u32): each with the
     first vector it answers and how many (a slice counts 1, answered in part)."""
@@ -457,7 +477,7 @@ def vector_messages(
     out: list[tuple[dict[str, Any], int, int]] = []
     base = {"type": "pir_lattice", "service": service, "ticket": ticket}
     if 4 * m <= PAGE_BYTES:
-        per = PAGE_BYTES // (4 * m)
+        per = vectors_per_message(layout)
         for lo in range(0, c, per):
             part = q[lo : lo + per]
             out.append(({**base, "lo": 0, "vectors": b64(part.tobytes())}, lo, len(part)))
