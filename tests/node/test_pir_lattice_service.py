@@ -107,7 +107,7 @@ def test_updates_reach_the_client_by_hint_rows(
     present = list(truth)
     first = run(bank.pir.pir_sync_hint("bureau", "upd"))
     assert first["kind"] == "full" and first["hint_bytes"] == first["bytes"]
-    bureau.pir.update_pir(
+    out = bureau.pir.update_pir(
         "upd",
         [
             {"customer_id": present[1], "level": 9, "reason": "appeal"},
@@ -115,6 +115,9 @@ def test_updates_reach_the_client_by_hint_rows(
         ],
         [present[2]],
     )
+    assert out["lattice"]["version"] == 2 and out["lattice"]["hint_bytes"] == first["hint_bytes"]
+    listed = {x["name"]: x for x in bureau.pir.pir_services()}
+    assert listed["upd"]["lattice"] == out["lattice"] and "lattice" not in listed.get("plain", {})
     truth[present[1]] = {"level": 9, "reason": "appeal"}
     truth["0000042"] = {"level": 1, "reason": "fraud"}
     del truth[present[2]]

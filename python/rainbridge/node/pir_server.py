@@ -168,7 +168,7 @@ class PirServer:
         if db is not None:
             self._lattice[name] = (threading.Lock(), db)
         self.storage.log("pir_published", {**meta, **_public(table)}, actor=actor)
-        return {**meta, **table.describe()}
+        return {**meta, **table.describe(), **self._describe_lattice(name)}
 
     def _service(self, name: str) -> tuple[dict[str, Any], PirTable]:
         if name in self._tables:
@@ -197,8 +197,35 @@ class PirServer:
         out = []
         for n in names:
             meta, table = self._service(n)
-            out.append({**meta, "max_reply_bytes": _max_reply(meta), **table.describe()})
+            out.append(
+                {
+                    **meta,
+                    "max_reply_bytes": _max_reply(meta),
+                    **table.describe(),
+                    **self._describe_lattice(n),
+                }
+            )
         return out
+
+    def _describe_lattice(self, name: str) -> dict[str, Any]:
+        """The lattice layout's public figures, for a service published in lattice mode."""
+        if name not in self._lattice:
+            return {}
+        lock, db = self._lattice[name]
+        with lock:
+            lay, version = db.layout, db.version
+        return {
+            "lattice": {
+                "layout_id": lay.layout_id,
+                "version": version,
+                "rows": lay.rows,
+                "cols": lay.cols,
+                "slots_per_col": lay.slots_per_col,
+                "hint_bytes": lay.rows * lattice_wire.LWE_N * 4,
+                "query_bytes_per_id": 2 * 4 * lay.cols,
+                "answer_bytes_per_id": 2 * 4 * lay.rows,
+            }
+        }
 
     def update(
         self,
@@ -260,7 +287,7 @@ class PirServer:
             "removed_rows": len(delta.removed),
         }
         self.storage.log("pir_updated", detail, actor=actor)
-        return {**detail, **table.describe()}
+        return {**detail, **table.describe(), **self._describe_lattice(name)}
 
     def _grant(self, meta: dict[str, Any], peer: str, rows: int) -> GrantRow:
         """The grant that lets ``peer`` query (``rows`` IDs, counted when > 0); else refused
