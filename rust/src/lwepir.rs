@@ -100,6 +100,19 @@ impl Backend {
         v
     }
 
+    /// `self` if this CPU runs it, else an error (the SIMD builds must never run without
+    /// their features).
+    pub fn checked(self) -> Result<Backend> {
+        if Backend::available().contains(&self) {
+            Ok(self)
+        } else {
+            Err(shape(format!(
+                "this CPU cannot run the {} kernels",
+                self.name()
+            )))
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Portable => "portable",
@@ -127,8 +140,8 @@ macro_rules! multiversion {
             #[target_feature(enable = "avx512f,avx512bw")]
             unsafe fn avx512($($arg: $ty),*) -> $ret { generic($($arg),*) }
             match be {
-                // SAFETY: `Backend::Avx2/Avx512` are only constructed after run-time detection
-                // (`detect`, `available`) found the features on this CPU.
+                // SAFETY: every public entry point passes `detect()` or a backend that
+                // `Backend::checked` found on this CPU.
                 #[cfg(target_arch = "x86_64")]
                 Backend::Avx2 => unsafe { avx2($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
@@ -333,6 +346,7 @@ pub fn hint(db: &[u8], l: usize, m: usize, seed: &[u8]) -> Result<Vec<u32>> {
 }
 
 pub fn hint_with(be: Backend, db: &[u8], l: usize, m: usize, seed: &[u8]) -> Result<Vec<u32>> {
+    let be = be.checked()?;
     check_db(db, l, m)?;
     let a = MatrixA::new(seed)?;
     let mut h = vec![0u32; l * N];
@@ -465,6 +479,7 @@ pub fn answer_with(
     m: usize,
     queries: &[u32],
 ) -> Result<Vec<u32>> {
+    let be = be.checked()?;
     check_db(db, l, m)?;
     if queries.is_empty() || !queries.len().is_multiple_of(m) {
         return Err(shape(format!(
@@ -535,6 +550,7 @@ pub fn query_with(
     secrets: &[u32],
     errors: &[i32],
 ) -> Result<Vec<u32>> {
+    let be = be.checked()?;
     let a = MatrixA::new(seed)?;
     let b = columns.len();
     if m == 0 || m > u32::MAX as usize {
@@ -597,6 +613,7 @@ pub fn decode_with(
     secrets: &[u32],
     answers: &[u32],
 ) -> Result<(Vec<u8>, Vec<u32>)> {
+    let be = be.checked()?;
     if l == 0 || l.checked_mul(N) != Some(hint.len()) {
         return Err(shape(format!(
             "hint must be l·{N} = {l}·{N} words, got {}",

@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("--bucket-batch", type=int, default=0, help="also time bucket-mode batches")
     pi.add_argument("--batch-runs", type=int, default=5, help="bucket-mode batches timed")
     pi.add_argument("--out")
+    pl = sub.add_parser("pir-lattice", help="lattice keyword PIR in-process (SimplePIR)")
+    pl.add_argument("--rows", type=int, default=1_000_000, help="rows in the table")
+    pl.add_argument("--label-bytes", type=int, default=64, help="sealed label width")
+    pl.add_argument("--queries", type=int, default=20, help="IDs looked up (a fifth absent)")
+    pl.add_argument("--max-hint-mb", type=float, default=16.0, help="the hint budget (MiB)")
+    pl.add_argument("--out")
     ml = sub.add_parser("mlq", help="multi-lender count between five nodes (latency)")
     ml.add_argument("--rows", type=int, default=100_000, help="applications per lender")
     ml.add_argument("--counts", type=int, default=200)
@@ -182,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         from rainbridge.bench.he import bench
     elif args.what == "pir":
         from rainbridge.bench.pir import bench
+    elif args.what == "pir-lattice":
+        from rainbridge.bench.pir_lattice import bench
     elif args.what == "mlq":
         from rainbridge.bench.mlq import bench
     elif args.what == "predict":
