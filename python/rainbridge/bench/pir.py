@@ -97,6 +97,8 @@ def bench(args: Any) -> dict[str, Any]:
                              "--modes", ",".join(modes), node="bureau")  # fmt: skip
             out["publish_seconds"] = round(time.perf_counter() - t0, 2)
             out["bucket_bits"] = pub["bucket_bits"]
+            if pub.get("lattice"):
+                out["lattice_layout"] = pub["lattice"]
             f.cli("grant", "add", "blacklist", "--peer", "bank", "--columns", "*",
                   "--components", "pir", "--receivers", "bank", node="bureau")  # fmt: skip
             sync = f.cli_json("pir", "sync", "bl", "--peer", "bureau", node="bank")
