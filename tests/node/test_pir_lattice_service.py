@@ -292,3 +292,29 @@ def test_large_batches_go_in_chunks_and_large_vectors_in_slices(
     slices = -(-m // step)
     assert slices >= 2
     assert plane.messages == 2 * (1 + 4 * slices)  # the query, then 4 vectors in slices
+
+
+def test_a_restarted_server_serves_its_saved_layout_and_voids_old_tickets(
+    tmp_path: Path,
+) -> None:
+    plane = Plane()
+    bureau, bank = plane.node(tmp_path, "bureau"), plane.node(tmp_path, "bank")
+    truth = publish(bureau, tmp_path, "kept")
+    present = list(truth)
+    ids = [present[0], "absent", present[9]]
+    check(truth, ids, ask(bank, "kept", ids, "lattice"))
+    bureau.pir.update_pir("kept", [], [present[9]])
+    del truth[present[9]]
+    _, query = wire.make_query("kept", ["1"], "lattice")
+    ticket = _ticket(bureau, query)
+    # the same node directory opened again: the layout, hint and versions read back
+    again = plane.node(tmp_path, "bureau")
+    check(truth, ids, ask(bank, "kept", ids, "lattice"))
+    synced = [e["detail"]["kind"] for e in bank.storage.events(limit=1000)
+              if e["kind"] == "pir_hint_synced"]  # fmt: skip
+    assert synced == ["full", "rows"]  # caught up by rows across the restart
+    db = again.pir.server._lattice["kept"][1]
+    msg = {"type": "pir_lattice", "service": "kept", "ticket": ticket, "lo": 0,
+           "vectors": base64.b64encode(bytes(4 * db.layout.cols)).decode()}  # fmt: skip
+    reply = run(again.router.dispatch("bank", msg))
+    assert reply["ok"] is False and reply["refusal"] == "ticket"
