@@ -154,71 +154,32 @@ macro_rules! multiversion {
 
 multiversion! {
     /// `Σ_k d[k]·q[k] mod 2^32`, the bytes taken unsigned (the centring is applied by the
-    /// caller through `Σ q`).
+    /// caller through `Σ q`). A plain wrapping reduction: LLVM vectorises and interleaves it.
     fn dot_u8(d: &[u8], q: &[u32]) -> u32 {
-        const W: usize = 64;
-        let mut acc = [0u32; W];
-        let (dc, dr) = (d.chunks_exact(W), d.len() / W * W);
-        for (dv, qv) in dc.zip(q.chunks_exact(W)) {
-            let dv: &[u8; W] = dv.try_into().expect("W bytes");
-            let qv: &[u32; W] = qv.try_into().expect("W words");
-            for t in 0..W {
-                acc[t] = acc[t].wrapping_add((dv[t] as u32).wrapping_mul(qv[t]));
-            }
-        }
-        let mut s = acc.iter().fold(0u32, |a, &x| a.wrapping_add(x));
-        for (dv, qv) in d[dr..].iter().zip(&q[dr..]) {
-            s = s.wrapping_add((*dv as u32).wrapping_mul(*qv));
-        }
-        s
+        d.iter()
+            .zip(q)
+            .fold(0u32, |acc, (&x, &y)| acc.wrapping_add((x as u32).wrapping_mul(y)))
     }
 }
 
 multiversion! {
     /// `Σ_k d[k]·q_b[k]` for two vectors at once, so `d` is read once for both.
     fn dot_u8_x2(d: &[u8], q0: &[u32], q1: &[u32]) -> (u32, u32) {
-        const W: usize = 32;
-        let mut a0 = [0u32; W];
-        let mut a1 = [0u32; W];
-        let dr = d.len() / W * W;
-        for ((dv, v0), v1) in d.chunks_exact(W).zip(q0.chunks_exact(W)).zip(q1.chunks_exact(W)) {
-            let dv: &[u8; W] = dv.try_into().expect("W bytes");
-            let v0: &[u32; W] = v0.try_into().expect("W words");
-            let v1: &[u32; W] = v1.try_into().expect("W words");
-            for t in 0..W {
-                let x = dv[t] as u32;
-                a0[t] = a0[t].wrapping_add(x.wrapping_mul(v0[t]));
-                a1[t] = a1[t].wrapping_add(x.wrapping_mul(v1[t]));
-            }
-        }
-        let mut s0 = a0.iter().fold(0u32, |a, &x| a.wrapping_add(x));
-        let mut s1 = a1.iter().fold(0u32, |a, &x| a.wrapping_add(x));
-        for ((dv, x0), x1) in d[dr..].iter().zip(&q0[dr..]).zip(&q1[dr..]) {
-            s0 = s0.wrapping_add((*dv as u32).wrapping_mul(*x0));
-            s1 = s1.wrapping_add((*dv as u32).wrapping_mul(*x1));
+        let (mut s0, mut s1) = (0u32, 0u32);
+        for ((&x, &y0), &y1) in d.iter().zip(q0).zip(q1) {
+            s0 = s0.wrapping_add((x as u32).wrapping_mul(y0));
+            s1 = s1.wrapping_add((x as u32).wrapping_mul(y1));
         }
         (s0, s1)
     }
 }
 
 multiversion! {
-    /// `Σ_j a[j]·s[j] mod 2^32` over `N`-word rows.
+    /// `Σ_j a[j]·s[j] mod 2^32`.
     fn dot_u32(a: &[u32], s: &[u32]) -> u32 {
-        const W: usize = 32;
-        let mut acc = [0u32; W];
-        let r = a.len() / W * W;
-        for (av, sv) in a.chunks_exact(W).zip(s.chunks_exact(W)) {
-            let av: &[u32; W] = av.try_into().expect("W words");
-            let sv: &[u32; W] = sv.try_into().expect("W words");
-            for t in 0..W {
-                acc[t] = acc[t].wrapping_add(av[t].wrapping_mul(sv[t]));
-            }
-        }
-        let mut s0 = acc.iter().fold(0u32, |a, &x| a.wrapping_add(x));
-        for (x, y) in a[r..].iter().zip(&s[r..]) {
-            s0 = s0.wrapping_add(x.wrapping_mul(*y));
-        }
-        s0
+        a.iter()
+            .zip(s)
+            .fold(0u32, |acc, (&x, &y)| acc.wrapping_add(x.wrapping_mul(y)))
     }
 }
 

@@ -246,3 +246,20 @@ def test_bad_inputs_are_refused() -> None:
     forged[0, 3] += np.uint32(1 << 23)
     with pytest.raises(StaleHintError):
         client.read(state, forged, tags[:2])
+
+
+def test_a_table_that_cannot_grow_is_left_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rainbridge.protocols.pir import lattice
+
+    rng = np.random.default_rng(7)
+    tags, pays = rows(rng, 40)
+    db = LatticeDb.build(tags, pays, max_hint_bytes=budget(2), seed=b"g")
+    truth = {t.tobytes(): p.tobytes() for t, p in zip(tags, pays, strict=True)}
+    before, hint, version = db._db.copy(), db.hint.copy(), db.version
+    monkeypatch.setattr(lattice, "MAX_COLS", db.layout.cols)  # no room to grow
+    new_t, new_p = rows(rng, 60)
+    with pytest.raises(DataError, match="2\\^20"):
+        db.update(np.concatenate([tags[:1], new_t]), np.concatenate([pays[1:2], new_p]), tags[2:3])
+    assert np.array_equal(db._db, before) and np.array_equal(db.hint, hint)
+    assert db.version == version
+    check(fresh_client(db), db, truth, tags)

@@ -55,11 +55,13 @@ rows              ``m``      hint        query (per ID, 2 col)  answer (per ID)
 
 At ``10^8`` rows the 16 MiB budget would need ``m ≈ 2.47·10^6 > 2^20``, beyond the
 parameters' security; ``l`` must grow to at least ``10^8 / (0.88·2^20) ≈ 109`` slots per
-column. We would pick 256 slots per column (``l = 22,528``, ``m ≈ 444,000``): the hint is
-88 MiB (a one-time download), a query 3.4 MiB per ID and an answer 176 KiB, the error
-bound stays far below ``2^-40`` (``m`` is well under the ``≈1.4·10^6`` it allows) and the
-server's work stays one pass over the 8.8 GB matrix per batch. Pass ``max_hint_bytes`` to
-choose.
+column. We would pick 256 slots per column (``max_hint_bytes = 88 << 20``: ``l = 22,528``,
+``m ≈ 444,000``), the smallest power of two that keeps ``m`` under ``2^19``, so the table can
+double before it meets the ``2^20`` limit, while the query (the per-lookup cost, ``4·m``
+bytes per column) stays a few MiB: the hint is 88 MiB (a one-time download), a query
+3.4 MiB per ID and an answer 176 KiB. The error bound stays far below ``2^-40`` (at
+``l = 22,528`` it allows ``m`` up to ``≈1.4·10^6``), and the server's work is one pass over
+the 8.8 GB matrix per batch (not measured here).
 
 Updates: changing a slot changes ``slot_bytes`` entries of its column; the hint is patched in
 place (``H[r,:] += δ·A[c,:]``, ``n`` word operations per changed entry) and the version
@@ -93,6 +95,8 @@ SIGMA = float(_core.LWE_SIGMA)
 DELTA = 1 << (_core.LWE_LOG_Q - _core.LWE_LOG_P)
 #: the lattice estimator's figure for n = 1024 holds up to 2^20 samples (columns)
 MAX_COLS = 1 << 20
+#: a hint of at most 1 GiB
+MAX_ROWS = 1 << 18
 #: slots filled at build: 2-choice cuckoo with ~46-slot buckets places rows well above this
 LOAD = 0.88
 #: a per-answer decoding failure bound above this refuses the layout
@@ -130,6 +134,8 @@ def _check_dims(rows: int, cols: int, slot_bytes: int, slots_per_col: int, what:
             f"{what}: rows must be slots_per_col·slot_bytes with slot_bytes > {TAG} "
             f"(got rows={rows}, slot_bytes={slot_bytes}, slots_per_col={slots_per_col})"
         )
+    if rows > MAX_ROWS:
+        raise DataError(f"{what}: {rows} rows make a hint over 1 GiB")
     if not 2 <= cols <= MAX_COLS:
         raise DataError(
             f"{what}: {cols} columns is outside 2..2^20 (the LWE parameters' security); "
@@ -264,7 +270,8 @@ class LatticeDb:
     """The server's matrix, its hint and its versions.
 
     Build with :meth:`build`; ``answer`` is the per-query work (one pass over the matrix per
-    batch); ``update`` upserts and deletes rows and patches the hint in place.
+    batch); ``update`` upserts and deletes rows and patches the hint in place. Not safe for
+    an ``update`` concurrent with ``answer``: the caller serialises them.
     """
 
     def __init__(
@@ -375,7 +382,6 @@ class LatticeDb:
                 ):
                     homeless.append(i)
                     break
-        self.version += 1
         if homeless:
             # Re-lay the whole table from what it now holds, the row the failed walk left
             # out and the insertions not yet tried.
@@ -383,18 +389,23 @@ class LatticeDb:
             t_all, p_all = self._all_rows()
             t_all = np.concatenate([t_all, inserts_t[first + 1 :]])
             p_all = np.concatenate([p_all, inserts_p[first + 1 :]])
-            layout = plan_layout(
-                len(t_all),
-                lay.payload_bytes,
-                max_hint_bytes=lay.rows * 4 * LWE_N,
-                seed=None,
-            )
-            layout = _grow(layout, lay.cols)
-            matrix, layout = _place_all(layout, t_all, p_all, lay.rows * 4 * LWE_N)
+            try:
+                layout = plan_layout(
+                    len(t_all), lay.payload_bytes, max_hint_bytes=lay.rows * 4 * LWE_N
+                )
+                layout = _grow(layout, lay.cols)
+                matrix, layout = _place_all(layout, t_all, p_all, lay.rows * 4 * LWE_N)
+            except DataError:
+                # the table cannot grow (the parameters' limit): undo every change
+                for c, col in old_cols.items():
+                    self._db[:, c] = col
+                raise
+            self.version += 1
             self.layout, self._db = layout, matrix
             self.hint = _compute_hint(layout, matrix)
             self._history, self._since = [], self.version
             return
+        self.version += 1
         rows_changed: list[np.ndarray] = []
         rr, cc, dd = [], [], []
         for c, old in old_cols.items():
