@@ -31,9 +31,11 @@ What each side learns: the server sees blinded OPRF elements (uniform group elem
 then ``2k`` LWE ciphertexts (``A·s + e + Δ·u_j``: pseudorandom under LWE, whatever the
 columns), their count and sizes — the same for any IDs, present or absent. The client
 learns two whole columns per ID: the slots there are sealed under OPRF outputs it does not
-hold, except its own ID's row. Model: semi-honest server for the columns' privacy (a
-malicious one can answer wrongly: the client sees a tag mismatch, i.e. "absent", or a
-label that fails to open); the OPRF limits a malicious client to one row per metered ID.
+hold, except its own ID's row. Model: semi-honest server. The columns stay private even
+from a malicious one, but it can answer wrongly: the client's decoder refuses an answer
+whose noise is too large (most wrong answers; a typed error), and what passes shows as a
+tag mismatch ("absent") or, rarely, a corrupted label — the sealing (AES-CTR) is not
+authenticated. The OPRF limits a malicious client to one openable row per metered ID.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import numpy as np
 from rainbridge.crypto import oprf
 from rainbridge.errors import DataError
 from rainbridge.protocols.pir.client import Answer, layout_from, open_rows
+from rainbridge.protocols.pir.lattice import LWE_N as LWE_N
 from rainbridge.protocols.pir.lattice import MAX_BATCH as ANSWER_BATCH
 from rainbridge.protocols.pir.lattice import (
     LatticeClient,
@@ -69,21 +72,14 @@ PAGE_BYTES = 1 << 20
 TICKET_SECONDS = 600
 #: times a client starts a hint copy over because the service changed under it
 MAX_RESTARTS = 8
-#: the lattice dimension (u32 per hint row)
-LWE_N = 1024
+#: bytes of a payload before the sealed label: the version it was sealed at (u64 LE)
+VERSION_BYTES = 8
 
 
 def vectors_per_message(layout: LatticeLayout) -> int:
     """Whole query vectors one ``pir_lattice`` message may carry: they, and their answers
     (``l`` u32 each), fit in :data:`PAGE_BYTES` (at least one)."""
     return max(1, PAGE_BYTES // (4 * max(layout.cols, layout.rows)))
-
-
-#: bytes of a payload before the sealed label: the version it was sealed at (u64 LE)
-VERSION_BYTES = 8
-
-
-__all__ = ["StaleHintError", "TicketError"]
 
 
 class TicketError(DataError):
