@@ -2,8 +2,9 @@
 //!
 //! Batched group operations for PSI and, later, OPRF-based protocols: X25519 with the
 //! interconnection standard's direct-hash suite (portable and AVX-512 IFMA back ends) and
-//! ristretto255 (RFC 9496). No I/O, no protocol state: buffers in, buffers out, rayon inside.
-//! The Python module `rainbridge._core` (feature `python`) releases the GIL around each call.
+//! ristretto255 (RFC 9496); single-server lattice PIR (SimplePIR, `lwepir`). No I/O, no
+//! protocol state: buffers in, buffers out, rayon inside. The Python module
+//! `rainbridge._core` (feature `python`) releases the GIL around each call.
 
 pub mod baseot;
 pub mod bits;

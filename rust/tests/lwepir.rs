@@ -156,3 +156,39 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(lwepir::hint_patch(&mut [0u32; 5], &s, 4, &[], &[], &[]).is_err());
     assert_eq!(h, vec![0u32; N]);
 }
+
+/// Timings of each SIMD build on a 10^6-row-sized matrix (not a check; run by hand):
+/// `cargo test --release --locked --test lwepir -- --ignored --nocapture backend_timings`.
+#[test]
+#[ignore]
+fn backend_timings() {
+    use std::time::Instant;
+    let (l, m) = (4048usize, 24704usize);
+    let db: Vec<u8> = (0..l * m)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    let seed = [1u8; 16];
+    let (q, _) = lwepir::query(&seed, m, &[3, 9]).unwrap();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    for be in Backend::available() {
+        let answer = median(
+            (0..7)
+                .map(|_| {
+                    let t = Instant::now();
+                    std::hint::black_box(lwepir::answer_with(be, &db, l, m, &q).unwrap());
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        );
+        let t = Instant::now();
+        std::hint::black_box(lwepir::hint_with(be, &db, l, m, &seed).unwrap());
+        let hint = t.elapsed().as_secs_f64();
+        println!(
+            "{}: answer (2 vectors) {answer:.1} ms, hint {hint:.2} s",
+            be.name()
+        );
+    }
+}

@@ -263,3 +263,51 @@ def test_a_table_that_cannot_grow_is_left_whole(monkeypatch: pytest.MonkeyPatch)
     assert np.array_equal(db._db, before) and np.array_equal(db.hint, hint)
     assert db.version == version
     check(fresh_client(db), db, truth, tags)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 4)), min_size=1, max_size=6
+    ),
+    slots=st.integers(1, 6),
+    data=st.data(),
+)
+def test_update_sequences_match_dict(
+    steps: list[tuple[int, int, int]], slots: int, data: st.DataObject
+) -> None:
+    """Random upserts (existing and new tags) and deletes; after each, a client that catches
+    up (by hint rows, or the whole hint when told to) reads exactly the dict's contents."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    tags, pays = rows(rng, data.draw(st.integers(0, 60)))
+    db = LatticeDb.build(tags, pays, max_hint_bytes=budget(slots), seed=b"h")
+    truth = {t.tobytes(): p.tobytes() for t, p in zip(tags, pays, strict=True)}
+    client = fresh_client(db)
+    for n_old, n_new, n_del in steps:
+        keys = list(truth)
+        pick = rng.permutation(len(keys))
+        old = [keys[i] for i in pick[:n_old]]
+        gone = [keys[i] for i in pick[n_old : n_old + n_del]]
+        new_t, _ = rows(rng, n_new)
+        up_t = np.array(
+            [np.frombuffer(k, np.uint8) for k in old] + list(new_t), dtype=np.uint8
+        ).reshape(-1, 16)
+        up_p = rng.integers(0, 256, (len(up_t), P), dtype=np.uint8)
+        del_t = np.array([np.frombuffer(k, np.uint8) for k in gone], dtype=np.uint8).reshape(-1, 16)
+        before = client.version
+        db.update(up_t, up_p, del_t)
+        for t, p in zip(up_t, up_p, strict=True):
+            truth[t.tobytes()] = p.tobytes()
+        for k in gone:
+            del truth[k]
+        changed = db.hint_rows_since(before)
+        if changed is None or client.layout != db.layout:
+            client = fresh_client(db)
+        else:
+            client.apply_hint_rows(changed, db.hint[changed], db.version)
+        assert np.array_equal(client.hint, db.hint)
+        probe = np.array(
+            [np.frombuffer(k, np.uint8) for k in [*truth, *gone]] + list(rows(rng, 2)[0]),
+            dtype=np.uint8,
+        ).reshape(-1, 16)
+        check(client, db, truth, probe)
