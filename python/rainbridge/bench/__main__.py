@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("--rows", type=int, default=1_000_000, help="IDs in the bureau's table")
     pi.add_argument("--label-bytes", type=int, default=64)
     pi.add_argument("--queries", type=int, default=200, help="single-ID queries per mode")
+    pi.add_argument("--mode", choices=["bucket", "lattice"], default="bucket",
+                    help="the mode timed beside private mode")  # fmt: skip
     pi.add_argument("--clients", type=int, default=8, help="concurrent callers for queries/s")
     pi.add_argument("--seconds", type=float, default=10.0, help="how long the queries/s run")
     pi.add_argument("--build-rows", type=int, default=0, help="also seal this many in-process")

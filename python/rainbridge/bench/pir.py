@@ -9,6 +9,12 @@ replica. Also: the same in bucket mode, and queries/s with ``--clients`` concurr
 ``--bucket-batch N`` also times ``--batch-runs`` bucket-mode queries of N IDs each (half
 present; every answer checked), whose answers arrive in pages of at most 1 MiB.
 ``--build-rows`` times the sealing alone (in-process) at a larger size (10^7).
+
+``--mode lattice`` times lattice mode beside private mode instead of bucket mode, in the
+same run: the bureau publishes both; the bank downloads the hint (seconds, bytes, messages)
+and copies the replica, then the same single-ID queries go through each mode; every query's
+messages are measured (JSON bytes up and down, their count), and queries/s with
+``--clients`` callers are timed for both modes.
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ def _pct(xs: list[float], q: float) -> float:
 def _ids(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(10**17, 10**18, size=n, dtype=np.int64)
+
+
+def _label(i: int, args: Any) -> str:
+    """The label of the ``i``-th ID :func:`_write_table` returns."""
+    return f"{i:0{args.label_bytes}d}"
 
 
 def _write_table(path: Path, n: int, label_bytes: int) -> list[str]:
@@ -78,22 +89,33 @@ def bench(args: Any) -> dict[str, Any]:
             f.pin_all()
             f.cli("dataset", "add", "blacklist", "--path", str(base / "blacklist.parquet"),
                   "--id", "customer_id", node="bureau")  # fmt: skip
+            other = getattr(args, "mode", "bucket") or "bucket"
+            modes = ("private", other)
             t0 = time.perf_counter()
             pub = f.cli_json("pir", "publish", "bl", "--dataset", "blacklist", "--labels",
                              "label", "--rate", "100000", "--burst", "100000",
-                             node="bureau")  # fmt: skip
+                             "--modes", ",".join(modes), node="bureau")  # fmt: skip
             out["publish_seconds"] = round(time.perf_counter() - t0, 2)
             out["bucket_bits"] = pub["bucket_bits"]
+            if pub.get("lattice"):
+                out["lattice_layout"] = pub["lattice"]
             f.cli("grant", "add", "blacklist", "--peer", "bank", "--columns", "*",
                   "--components", "pir", "--receivers", "bank", node="bureau")  # fmt: skip
             sync = f.cli_json("pir", "sync", "bl", "--peer", "bureau", node="bank")
             out["sync"] = {k: sync[k] for k in ("seconds", "messages", "rows")}
+            if other == "lattice":
+                hint = f.cli_json("pir", "sync", "bl", "--peer", "bureau", "--mode", "lattice",
+                                  node="bank")  # fmt: skip
+                out["hint"] = {k: hint[k] for k in ("seconds", "bytes", "messages")}
             cfg = NodeConfig.load(str(f.nodes["bank"].dir))
             headers = {"Authorization": f"Bearer {cfg.token()}"}
-            for mode in ("private", "bucket"):
+            for mode in modes:
                 client = httpx.Client(base_url=cfg.api_url, headers=headers, timeout=60)
                 ms: list[float] = []
                 node_ms: list[float] = []
+                up: list[int] = []
+                down: list[int] = []
+                messages: list[int] = []
                 for i in range(args.queries):
                     ident = present[i // 2] if i % 2 == 0 else absent[i // 2]
                     s = time.perf_counter()
@@ -103,7 +125,13 @@ def bench(args: Any) -> dict[str, Any]:
                     r.raise_for_status()
                     got = r.json()
                     assert got["results"][0]["found"] == (i % 2 == 0), got
+                    if i % 2 == 0:
+                        assert got["results"][0]["label"] == {"label": _label(i // 2, args)}
                     node_ms.append(float(got["milliseconds"]))
+                    traffic = got.get("traffic") or {}
+                    up.append(int(traffic.get("bytes_up", 0)))
+                    down.append(int(traffic.get("bytes_down", 0)))
+                    messages.append(int(traffic.get("messages", 0)))
                 client.close()
                 out[mode] = {
                     "queries": len(ms),
@@ -111,9 +139,16 @@ def bench(args: Any) -> dict[str, Any]:
                                   "mean": round(statistics.mean(ms), 2)},
                     "node_ms": {"p50": _pct(node_ms, 0.5)},
                 }  # fmt: skip
-            out["private"]["throughput"] = _throughput(
-                cfg.api_url, headers, present, args.clients, args.seconds
-            )
+                if any(messages):
+                    out[mode]["per_query"] = {
+                        "bytes_up": int(statistics.median(up)),
+                        "bytes_down": int(statistics.median(down)),
+                        "messages": int(statistics.median(messages)),
+                    }
+            for mode in modes if other == "lattice" else ("private",):
+                out[mode]["throughput"] = _throughput(
+                    cfg.api_url, headers, present, args.clients, args.seconds, mode
+                )
             if getattr(args, "bucket_batch", 0):
                 metered = _metered_bytes(f)
                 out["bucket_batch"] = _bucket_batches(
@@ -176,9 +211,14 @@ def _bucket_batches(
 
 
 def _throughput(
-    url: str, headers: dict[str, str], ids: list[str], clients: int, seconds: float
+    url: str,
+    headers: dict[str, str],
+    ids: list[str],
+    clients: int,
+    seconds: float,
+    mode: str = "private",
 ) -> dict[str, Any]:
-    """Single-ID private queries from ``clients`` threads for ``seconds``: answered per s."""
+    """Single-ID queries from ``clients`` threads for ``seconds``: answered per s."""
     done: list[int] = [0] * clients
     errors: list[str] = []
     stop = time.perf_counter() + seconds
@@ -188,7 +228,8 @@ def _throughput(
             i = c
             while time.perf_counter() < stop:
                 r = client.post("/v1/pir/bl/query",
-                                json={"peer": "bureau", "ids": [ids[i % len(ids)]]})  # fmt: skip
+                                json={"peer": "bureau", "ids": [ids[i % len(ids)]],
+                                      "mode": mode})  # fmt: skip
                 if r.status_code != 200:
                     errors.append(r.text[:200])
                     return

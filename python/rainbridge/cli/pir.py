@@ -26,7 +26,8 @@ def _csv_list(value: str | None) -> list[str]:
 @click.argument("name")
 @click.option("--dataset", required=True, help="A registered dataset; its ID column keys it.")
 @click.option("--labels", default="", help="Comma list of columns clients may learn.")
-@click.option("--modes", default="private,bucket", show_default=True)
+@click.option("--modes", default="private,bucket", show_default=True,
+              help="Comma list of private, bucket, lattice.")  # fmt: skip
 @click.option("--k", default=256, show_default=True, help="Bucket mode: IDs per bucket.")
 @click.option("--rate", "rate_per_s", default=50.0, show_default=True, help="Queries/s a client.")
 @click.option("--burst", default=100, show_default=True)
@@ -159,7 +160,7 @@ def _json_value(v: Any) -> Any:
 @click.option("--id", "ids", multiple=True, help="An ID to look up (repeatable).")
 @click.option("--file", "id_file", type=click.Path(exists=True, dir_okay=False),
               help="A file of IDs, one per line (unbalanced PSI: the whole set).")  # fmt: skip
-@click.option("--mode", type=click.Choice(["private", "bucket"]), default="private",
+@click.option("--mode", type=click.Choice(["private", "bucket", "lattice"]), default="private",
               show_default=True)  # fmt: skip
 @api_command
 def pir_query(
@@ -197,9 +198,27 @@ def pir_query(
 @pir.command("sync")
 @click.argument("name")
 @click.option("--peer", required=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["private", "lattice"]),
+    default="private",
+    show_default=True,
+    help="private: the sealed table's replica; lattice: the hint.",
+)
 @api_command
-def pir_sync(name: str, peer: str, directory: str, api_url: str | None, as_json: bool) -> None:
-    """Copy PEER's sealed table of NAME, or catch up by its deltas."""
-    out = Api(directory, api_url).call("POST", f"/v1/pir/{name}/sync", {"peer": peer})
-    emit(out, as_json, f"{name}@{peer}: version {out['version']}, {out['rows']} rows "
-                       f"({out['messages']} messages, {out['seconds']} s)")  # fmt: skip
+def pir_sync(
+    name: str, peer: str, mode: str, directory: str, api_url: str | None, as_json: bool
+) -> None:
+    """Copy PEER's sealed table of NAME (or its lattice hint), or catch up by its changes."""
+    out = Api(directory, api_url).call("POST", f"/v1/pir/{name}/sync", {"peer": peer, "mode": mode})
+    if mode == "lattice":
+        text = (
+            f"{name}@{peer}: hint version {out['version']}, {out['kind']}, "
+            f"{out['bytes']:,} bytes ({out['messages']} messages, {out['seconds']} s)"
+        )
+    else:
+        text = (
+            f"{name}@{peer}: version {out['version']}, {out['rows']} rows "
+            f"({out['messages']} messages, {out['seconds']} s)"
+        )
+    emit(out, as_json, text)

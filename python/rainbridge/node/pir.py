@@ -7,7 +7,8 @@ wire format (:mod:`rainbridge.protocols.pir.wire`):
   columns as a sealed table, updates it by versions, and answers peers' queries, syncs
   and info requests under grants, rate limits and metering;
 * the client (:mod:`rainbridge.node.pir_client`) keeps replicas of peers' tables and
-  looks IDs up in them, privately or by bucket.
+  looks IDs up in them, privately or by bucket, or keeps their lattice hints and looks IDs
+  up by lattice PIR at the server.
 
 The REST routes are in :mod:`rainbridge.node.pir_api`.
 """
@@ -55,3 +56,4 @@ class Pir:
         self.pir_services = self.server.services
         self.pir_query = self.client.query
         self.pir_sync = self.client.sync
+        self.pir_sync_hint = self.client.sync_hint

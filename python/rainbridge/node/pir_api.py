@@ -22,7 +22,11 @@ class PirPublishIn(BaseModel):
     name: str = Field(max_length=64, description="the service's name, as clients ask for it")
     dataset: str = Field(description="a registered dataset; its ID column keys the service")
     labels: list[str] = Field(default_factory=list, description="columns a client may learn")
-    modes: list[Literal["private", "bucket"]] = Field(default=["private", "bucket"])
+    modes: list[Literal["private", "bucket", "lattice"]] = Field(
+        default=["private", "bucket"],
+        description="private: clients copy the sealed table; bucket: k-anonymity; lattice: "
+        "clients keep only a hint and read their rows by lattice PIR",
+    )
     k: int = Field(default=256, ge=1, le=1 << 20, description="bucket mode: IDs per bucket")
     rate_per_s: float = Field(default=50.0, gt=0, description="queries/s per client")
     burst: int = Field(default=100, ge=1)
@@ -53,12 +57,16 @@ class PirQueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     peer: str = Field(max_length=64, description="the node serving the service")
     ids: list[str] = Field(min_length=1, max_length=4096)
-    mode: Literal["private", "bucket"] = "private"
+    mode: Literal["private", "bucket", "lattice"] = "private"
 
 
 class PirSyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     peer: str = Field(max_length=64)
+    mode: Literal["private", "lattice"] = Field(
+        default="private",
+        description="private: the replica of the sealed table; lattice: the hint",
+    )
 
 
 def router(
@@ -93,15 +101,19 @@ def router(
     async def pir_query(
         name: str, body: PirQueryIn, user: UserRow = Depends(may("pir.query"))
     ) -> dict[str, Any]:
-        """Look IDs up in a peer's PIR service without revealing them (private mode: the peer
-        sees only blinded elements; bucket mode: it learns each ID's bucket)."""
+        """Look IDs up in a peer's PIR service without revealing them (private and lattice
+        modes: the peer sees only blinded elements and, in lattice mode, LWE-encrypted
+        column selections; bucket mode: it learns each ID's bucket)."""
         return await service.pir.pir_query(body.peer, name, body.ids, body.mode, actor(user))
 
     @r.post("/v1/pir/{name}/sync")
     async def pir_sync(
         name: str, body: PirSyncIn, user: UserRow = Depends(may("pir.query"))
     ) -> dict[str, Any]:
-        """Copy a peer's sealed table, or catch up by its deltas (private mode's replica)."""
+        """Copy a peer's sealed table, or catch up by its deltas (private mode's replica); or,
+        with mode "lattice", copy the service's hint or catch up by its changed rows."""
+        if body.mode == "lattice":
+            return await service.pir.pir_sync_hint(body.peer, name, actor(user))
         return await service.pir.pir_sync(body.peer, name, actor(user))
 
     return r

@@ -2,8 +2,10 @@
 
 ``query`` blinds the IDs, asks the peer, and opens the answers from this node's replica of
 the peer's sealed table (``DIR/pir-replicas/<peer>/<service>/``, synced first when missing
-or behind) in private mode, or, in bucket mode, from the rows returned (read in pages).
-Its own ledger records each query with the IDs hashed.
+or behind) in private mode, or, in bucket mode, from the rows returned (read in pages). In
+lattice mode it keeps the service's hint instead (``hint.npy`` beside the replicas, caught up
+by its changed rows) and reads each ID's two columns by lattice PIR. Its own ledger records
+each query with the IDs hashed.
 
 Every answer is checked against the peer's OPRF key as this node pinned it (``pin.json``
 beside the replica): the key a sync copied, or in bucket mode the one the service's info
@@ -29,8 +31,15 @@ from rainbridge.errors import ConfigError, DataError
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.storage import Storage
-from rainbridge.protocols.pir import wire
+from rainbridge.protocols.pir import lattice_wire, wire
 from rainbridge.protocols.pir.client import Answer, PinnedKey, Replica
+from rainbridge.protocols.pir.lattice import LatticeLayout
+from rainbridge.protocols.pir.table import split_outputs
+
+#: the modes a client may query in
+MODES = (*wire.MODES, "lattice")
+#: bytes of lattice query vectors a query holds at once (its IDs go in chunks)
+QUERY_BYTES = 64 << 20
 
 #: a PIR service's own refusals, as the client raises them
 _REFUSALS = {
@@ -38,6 +47,10 @@ _REFUSALS = {
         f"{peer!r} refused: {reason}"
     ),
     "rebucketed": lambda peer, reason, _r: wire.RebucketedError(f"{peer!r} refused: {reason}"),
+    "stale_hint": lambda peer, reason, _r: lattice_wire.StaleHintError(
+        f"{peer!r} refused: {reason}"
+    ),
+    "ticket": lambda peer, reason, _r: lattice_wire.TicketError(f"{peer!r} refused: {reason}"),
 }
 
 
@@ -62,6 +75,7 @@ class PirClient:
         self._replicas: dict[tuple[str, str], Replica] = {}  # (peer, service) -> replica
         self._bits: dict[tuple[str, str], int] = {}  # (peer, service) -> bucket bits
         self._pins: dict[tuple[str, str], PinnedKey] = {}  # (peer, service) -> its OPRF key
+        self._hints: dict[tuple[str, str], lattice_wire.Hint] = {}  # (peer, service) -> hint
 
     # -- replicas ----------------------------------------------------------------------------
 
@@ -171,6 +185,77 @@ class PirClient:
         )
         return out
 
+    # -- the lattice mode's hint ---------------------------------------------------------------
+
+    def _hint(self, peer: str, service: str) -> lattice_wire.Hint | None:
+        key = (peer, service)
+        if key in self._hints:
+            return self._hints[key]
+        folder = self.root / peer / service
+        if not (folder / "hint.json").is_file():
+            return None
+        try:
+            meta = json.loads((folder / "hint.json").read_text())
+            layout = LatticeLayout.from_json(meta["layout"], f"hint of {peer}/{service}")
+            values = np.load(folder / "hint.npy")
+            version = int(meta["version"])
+        except (OSError, ValueError, KeyError, TypeError, DataError):
+            return None  # a damaged copy is copied again
+        if values.dtype != np.uint32 or values.shape != (layout.rows, lattice_wire.LWE_N):
+            return None
+        hint = lattice_wire.Hint(layout, version, meta.get("labels"), values)
+        self._hints[key] = hint
+        return hint
+
+    def _save_hint(self, peer: str, service: str, hint: lattice_wire.Hint) -> None:
+        folder = self.root / peer / service
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "hint.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, hint.values)
+        tmp.replace(folder / "hint.npy")
+        write_json_atomic(hint.meta(), folder / "hint.json")
+
+    async def sync_hint(
+        self, peer: str, service: str, actor: str = "node", *, repin: bool = True
+    ) -> dict[str, Any]:
+        """Bring this node's lattice hint of ``peer``'s ``service`` up to date: copied whole,
+        or caught up by the rows changed since its version. An explicit sync (``repin``)
+        also pins the OPRF key the service names now; the automatic one before a query
+        never changes the pinned key."""
+        t0 = time.perf_counter()
+        if repin:
+            info = await self._call(peer, {"type": "pir_info", "service": service})
+            self._pin(peer, service, PinnedKey.from_header(info, f"{peer}'s PIR info"))
+        before = self._hint(peer, service)
+        sync = lattice_wire.HintSync(service, before, peer)
+        req: dict[str, Any] | None = sync.request()
+        kind = "current"
+        while req is not None:
+            reply = await self._call(peer, req)
+            if reply.get("offset") == 0:
+                kind = str(reply.get("kind"))
+            req = await asyncio.to_thread(sync.take, reply)
+        hint = sync.hint
+        assert hint is not None
+        self._hints[(peer, service)] = hint
+        if before is None or (hint.layout, hint.version) != (before.layout, before.version):
+            await asyncio.to_thread(self._save_hint, peer, service, hint)
+        out = {
+            "peer": peer,
+            "service": service,
+            "mode": "lattice",
+            "layout_id": hint.layout.layout_id,
+            "version": hint.version,
+            "kind": kind,
+            "hint_bytes": int(hint.values.nbytes),
+            "bytes": sync.bytes,
+            "messages": sync.messages,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        self.storage.log("pir_hint_synced", out, actor=actor)
+        return out
+
     # -- queries -----------------------------------------------------------------------------
 
     async def _call(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
@@ -183,12 +268,21 @@ class PirClient:
         """Look ``ids`` up in ``peer``'s service; the peer learns nothing about them (private
         mode) or only their buckets (bucket mode, whose answer is read in pages)."""
         t0 = time.perf_counter()
-        if mode not in wire.MODES:
-            raise ConfigError(f"PIR mode {mode!r}: use {' or '.join(wire.MODES)}")
+        if mode not in MODES:
+            raise ConfigError(f"PIR mode {mode!r}: use {', '.join(MODES)}")
         if not ids or len(ids) > wire.MAX_BATCH:
             raise DataError(f"a PIR query asks 1 to {wire.MAX_BATCH} IDs")
+        traffic: dict[str, int] = {}
         if mode == "private":
-            answers, version = await self._private(peer, service, ids, actor)
+            answers, version = await self._private(peer, service, ids, actor, traffic)
+        elif mode == "lattice":
+            try:
+                answers, version = await self._lattice(peer, service, ids, actor, traffic)
+            except lattice_wire.StaleHintError:
+                # the service changed between the ticket and the vectors: sync, ask once more
+                # (a new query, metered as one)
+                await self.sync_hint(peer, service, actor)
+                answers, version = await self._lattice(peer, service, ids, actor, traffic)
         else:
             try:
                 answers, version = await self._bucket(peer, service, ids)
@@ -206,7 +300,7 @@ class PirClient:
             },
             actor=actor,
         )
-        return {
+        out = {
             "peer": peer,
             "service": service,
             "mode": mode,
@@ -214,9 +308,71 @@ class PirClient:
             "results": [{"id": a.id, "found": a.found, "label": a.label} for a in answers],
             "milliseconds": round((time.perf_counter() - t0) * 1000, 2),
         }
+        if traffic:
+            out["traffic"] = traffic
+        return out
+
+    async def _lattice(
+        self, peer: str, service: str, ids: list[str], actor: str, traffic: dict[str, int]
+    ) -> tuple[list[Answer], Any]:
+        """Blind, have the OPRF evaluated (the metered step, with a ticket), read each ID's two
+        columns by lattice PIR under the ticket, open the rows found.
+
+        ``traffic`` gathers the bytes of the query's messages (JSON, both ways) and their
+        count."""
+        what = f"{peer}'s PIR answer"
+        pin = await self._first_pin(peer, service)
+        hint = self._hint(peer, service)
+        if hint is None:
+            await self.sync_hint(peer, service, actor, repin=False)
+            hint = self._hint(peer, service)
+        q, msg = wire.make_query(service, ids, "lattice", oprf_mode=pin.oprf_mode)
+        reply = await self._counted(peer, msg, traffic)
+        lat = reply.get("lattice")
+        if not isinstance(lat, dict) or not isinstance(lat.get("ticket"), dict):
+            raise DataError(f"{what}: no lattice ticket")
+        if hint is None or (lat.get("layout_id"), lat.get("version")) != (
+            hint.layout.layout_id,
+            hint.version,
+        ):
+            # the service changed since the copy
+            await self.sync_hint(peer, service, actor, repin=False)
+            hint = self._hint(peer, service)
+            assert hint is not None
+            if (lat.get("layout_id"), lat.get("version")) != (hint.layout.layout_id, hint.version):
+                raise lattice_wire.StaleHintError(f"{what}: the service changed during the query")
+        outputs = await asyncio.to_thread(wire.finalize, pin, q, reply, what)
+        tags, _ = split_outputs(outputs)
+        client = hint.client()
+        payloads: list[bytes | None] = []
+        # IDs a chunk at a time: the vectors in memory stay within QUERY_BYTES
+        chunk = max(1, QUERY_BYTES // (2 * 4 * hint.layout.cols))
+        for lo in range(0, len(tags), chunk):
+            part_tags = tags[lo : lo + chunk]
+            vectors, state = await asyncio.to_thread(client.queries, part_tags)
+            answers = np.zeros((len(vectors), hint.layout.rows), np.uint32)
+            for m, first, count in lattice_wire.vector_messages(
+                service, lat["ticket"], vectors, hint.layout
+            ):
+                got = await self._counted(peer, m, traffic)
+                part = lattice_wire.read_answers(got, count, hint.layout, what)
+                answers[first : first + count] += part  # slices of one vector add up
+            payloads += await asyncio.to_thread(client.read, state, answers, part_tags)
+        labels = reply.get("labels", hint.labels)
+        opened = lattice_wire.open_payloads(labels, outputs, ids, payloads, what)
+        return opened, hint.version
+
+    async def _counted(
+        self, peer: str, msg: dict[str, Any], traffic: dict[str, int]
+    ) -> dict[str, Any]:
+        reply = await self._call(peer, msg)
+        traffic["bytes_up"] = traffic.get("bytes_up", 0) + len(json.dumps(msg))
+        traffic["bytes_down"] = traffic.get("bytes_down", 0) + len(json.dumps(reply))
+        traffic["messages"] = traffic.get("messages", 0) + 1
+        return reply
 
     async def _private(
-        self, peer: str, service: str, ids: list[str], actor: str
+        self, peer: str, service: str, ids: list[str], actor: str, traffic: dict[str, int]
     ) -> tuple[list[Answer], Any]:
         rep = self._replica(peer, service)
         if rep is None:
@@ -224,7 +380,7 @@ class PirClient:
             rep = self._replica(peer, service)
         assert rep is not None
         q, msg = wire.make_query(service, ids, "private", oprf_mode=rep.oprf_mode)
-        reply = await self._call(peer, msg)
+        reply = await self._counted(peer, msg, traffic)
         if reply.get("key_id") == rep.key_id and reply.get("version") != rep.version:
             # the table changed since the last copy (under the same key: another key is
             # refused by read_answer, until an explicit sync)
@@ -250,6 +406,15 @@ class PirClient:
                 raise DataError(f"{peer!r} republished {service!r} during the answer: ask again")
             await asyncio.to_thread(got.take, page)
         return await asyncio.to_thread(got.answers), got.version
+
+    async def _first_pin(self, peer: str, service: str) -> PinnedKey:
+        """The key pinned for ``peer``'s ``service``, pinned now from its info at first use."""
+        pin = self._pinned(peer, service)
+        if pin is None:
+            info = await self._call(peer, {"type": "pir_info", "service": service})
+            pin = PinnedKey.from_header(info, f"{peer}'s PIR info")
+            self._pin(peer, service, pin)
+        return pin
 
     async def _bucket_bits(self, peer: str, service: str) -> int:
         key = (peer, service)

@@ -13,6 +13,12 @@ peer (a token bucket); each answer is metered (``component_type: pir``) and ledg
 the number of IDs, never anything about them (the server does not know them). A
 ``pir_sync`` copies the sealed table or its deltas under the same grant; a ``pir_info``
 tells a granted peer the service's modes and bucket size.
+
+A service published with the ``lattice`` mode also keeps its sealed rows laid out for
+lattice PIR (:mod:`rainbridge.protocols.pir.lattice`) in ``DIR/pir/<service>/lattice/``,
+updated with the table: a ``pir_query`` of that mode is the metered OPRF step and returns a
+ticket, ``pir_lattice`` messages carry the query vectors the ticket allows, and ``pir_hint``
+copies the hint (or its rows changed since the client's version) under the grant.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import datetime as dt
 import functools
 import json
 import logging
+import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +52,8 @@ from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.pir_labels import label_schema, labels_of
 from rainbridge.node.router import MessageRouter
 from rainbridge.node.storage import GrantRow, MeterRow, Storage
-from rainbridge.protocols.pir import wire
+from rainbridge.protocols.pir import lattice_wire, wire
+from rainbridge.protocols.pir.lattice import LatticeDb
 from rainbridge.protocols.pir.table import PirTable
 
 log = logging.getLogger("rainbridge.node.pir")
@@ -53,11 +62,14 @@ PURPOSE = "pir"
 #: the bounds a service's max_reply_bytes may be set within
 MIN_REPLY_BYTES = 1 << 16
 MAX_REPLY_LIMIT = 1 << 34
+#: the modes a service may be published in
+MODES = (*wire.MODES, "lattice")
 
 
 class PirServer:
     """The PIR services this node serves; owns their opened tables and the rate limits of
-    the peers that query them. Registers ``pir_query``, ``pir_sync`` and ``pir_info``.
+    the peers that query them. Registers ``pir_query``, ``pir_sync``, ``pir_info``, and the
+    lattice mode's ``pir_lattice`` and ``pir_hint``.
 
     Parameters
     ----------
@@ -82,9 +94,14 @@ class PirServer:
         self.metrics = metrics or NodeMetrics()
         self._tables: dict[str, tuple[dict[str, Any], PirTable]] = {}  # name -> (meta, table)
         self._limits = RateLimits("queries")
+        # name -> (lock, lattice layout): the lock holds one version for an answer or a page
+        self._lattice: dict[str, tuple[threading.Lock, LatticeDb]] = {}
+        self._tickets = lattice_wire.Tickets()
         router.add("pir_query", self._on_query, owner="pir")
         router.add("pir_sync", self._on_sync, owner="pir")
         router.add("pir_info", self._on_info, owner="pir")
+        router.add("pir_lattice", self._on_lattice, owner="pir")
+        router.add("pir_hint", self._on_hint, owner="pir")
 
     def publish(
         self,
@@ -106,8 +123,8 @@ class PirServer:
         1 MiB each): a query whose answer would be larger is refused before any work."""
         check_service_name(name)
         modes = list(modes or wire.MODES)
-        if not modes or any(m not in wire.MODES for m in modes):
-            raise ConfigError(f"PIR modes: some of {', '.join(wire.MODES)}")
+        if not modes or any(m not in MODES for m in modes):
+            raise ConfigError(f"PIR modes: some of {', '.join(MODES)}")
         if not 1 <= k <= 1 << 20 or rate_per_s <= 0 or burst < 1:
             raise ConfigError("PIR k must be 1..2^20, rate_per_s positive and burst at least 1")
         if not MIN_REPLY_BYTES <= max_reply_bytes <= MAX_REPLY_LIMIT:
@@ -142,11 +159,19 @@ class PirServer:
             "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         folder = self.root / name
+        db = lattice_wire.build_db(table) if "lattice" in modes else None
         table.save(folder)
+        if db is not None:
+            db.save(folder / "lattice")
+        elif (folder / "lattice").exists():
+            shutil.rmtree(folder / "lattice")
         write_json_atomic(meta, folder / "service.json")
         self._tables[name] = (meta, table)
+        self._lattice.pop(name, None)
+        if db is not None:
+            self._lattice[name] = (threading.Lock(), db)
         self.storage.log("pir_published", {**meta, **_public(table)}, actor=actor)
-        return {**meta, **table.describe()}
+        return {**meta, **table.describe(), **self._describe_lattice(name)}
 
     def _service(self, name: str) -> tuple[dict[str, Any], PirTable]:
         if name in self._tables:
@@ -155,8 +180,18 @@ class PirServer:
         if not valid_service_name(name) or not (folder / "service.json").is_file():
             raise NotFoundError(f"no PIR service {name!r} at this node")
         meta = json.loads((folder / "service.json").read_text())
-        self._tables[name] = (meta, PirTable.load(folder))
+        table = PirTable.load(folder)
+        if "lattice" in meta["modes"]:
+            self._lattice[name] = (threading.Lock(), _load_lattice(folder / "lattice"))
+        self._tables[name] = (meta, table)
         return self._tables[name]
+
+    def _lattice_of(self, name: str) -> tuple[dict[str, Any], PirTable, threading.Lock, LatticeDb]:
+        meta, table = self._service(name)
+        if "lattice" not in meta["modes"] or name not in self._lattice:
+            raise DataError(f"PIR service {name!r} is not served in lattice mode")
+        lock, db = self._lattice[name]
+        return meta, table, lock, db
 
     def services(self) -> list[dict[str, Any]]:
         """The services this node serves: rows, version, key ID, modes, rate limits."""
@@ -165,8 +200,35 @@ class PirServer:
         out = []
         for n in names:
             meta, table = self._service(n)
-            out.append({**meta, "max_reply_bytes": _max_reply(meta), **table.describe()})
+            out.append(
+                {
+                    **meta,
+                    "max_reply_bytes": _max_reply(meta),
+                    **table.describe(),
+                    **self._describe_lattice(n),
+                }
+            )
         return out
+
+    def _describe_lattice(self, name: str) -> dict[str, Any]:
+        """The lattice layout's public figures, for a service published in lattice mode."""
+        if name not in self._lattice:
+            return {}
+        lock, db = self._lattice[name]
+        with lock:
+            lay, version = db.layout, db.version
+        return {
+            "lattice": {
+                "layout_id": lay.layout_id,
+                "version": version,
+                "rows": lay.rows,
+                "cols": lay.cols,
+                "slots_per_col": lay.slots_per_col,
+                "hint_bytes": lay.rows * lattice_wire.LWE_N * 4,
+                "query_bytes_per_id": 2 * 4 * lay.cols,
+                "answer_bytes_per_id": 2 * 4 * lay.rows,
+            }
+        }
 
     def update(
         self,
@@ -210,8 +272,16 @@ class PirServer:
                 "name each once"
             )
         rows = labels_of(upsert, label_schema(table), f"service {name!r}")
+        lattice = self._lattice.get(name) if "lattice" in meta["modes"] else None
         delta = table.update(pa.array(upsert_ids, pa.string()), rows, pa.array(delete, pa.string()))
         table.save(self.root / name)
+        if lattice is not None:
+            # the layout follows the table: its changed slots patch the hint (a re-layout, if
+            # the new rows do not fit, gives it a new layout ID)
+            lock, db = lattice
+            with lock:
+                lattice_wire.update_db(db, delta.removed, delta.added)
+                db.save(self.root / name / "lattice")
         detail = {
             "service": name,
             "version": delta.version,
@@ -220,7 +290,7 @@ class PirServer:
             "removed_rows": len(delta.removed),
         }
         self.storage.log("pir_updated", detail, actor=actor)
-        return {**detail, **table.describe()}
+        return {**detail, **table.describe(), **self._describe_lattice(name)}
 
     def _grant(self, meta: dict[str, Any], peer: str, rows: int) -> GrantRow:
         """The grant that lets ``peer`` query (``rows`` IDs, counted when > 0); else refused
@@ -269,6 +339,8 @@ class PirServer:
         service = str(msg.get("service", ""))[:64]
         try:
             meta, table = self._service(service)
+            if msg.get("mode") == "lattice" and "page" not in msg:
+                return await self._lattice_query(peer, service, msg, t0)
             if "page" in msg:
                 # a page of an answer already granted, rate-limited and metered: the grant
                 # must still hold, nothing more is counted
@@ -302,6 +374,29 @@ class PirServer:
         answer = reply.get("answer")
         size = int(answer["bytes"]) if answer else 0
         size += len(reply.get("evaluated", "")) + len(reply.get("proof", ""))
+        self._meter(peer, service, grant, n, size, msg.get("mode"), t0)
+        return reply
+
+    async def _lattice_query(
+        self, peer: str, service: str, msg: dict[str, Any], t0: float
+    ) -> dict[str, Any]:
+        """The OPRF step of a lattice-mode query and its ticket: checked, rate-limited, granted
+        and metered exactly as a private-mode query."""
+        meta, table, _, db = self._lattice_of(service)
+        self._limits.take(service, peer, meta["rate_per_s"], meta["burst"])
+        n = lattice_wire.check_query(table, msg)
+        grant = self._grant(meta, peer, n)
+        reply = await asyncio.to_thread(
+            lattice_wire.answer_query, table, db, self._tickets, msg, service=service, peer=peer
+        )
+        size = len(reply["evaluated"]) + len(reply.get("proof", ""))
+        self._meter(peer, service, grant, n, size, "lattice", t0)
+        return reply
+
+    def _meter(
+        self, peer: str, service: str, grant: GrantRow, n: int, size: int, mode: Any, t0: float
+    ) -> None:
+        """One answered query: metered (calls, IDs, bytes) and ledgered, never its IDs."""
         with self.storage.session() as s:
             s.add(
                 MeterRow(
@@ -319,10 +414,9 @@ class PirServer:
             )
         self.storage.log(
             "pir_answered",
-            {"service": service, "ids": n, "mode": msg.get("mode"), "grant": grant.id},
+            {"service": service, "ids": n, "mode": mode, "grant": grant.id},
             actor=f"peer:{peer}",
         )
-        return reply
 
     def _on_sync(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         service = str(msg.get("service", ""))[:64]
@@ -340,6 +434,56 @@ class PirServer:
             self.storage.log(
                 "pir_synced",
                 {"service": service, "kind": kind, "version": table.version},
+                actor=f"peer:{peer}",
+            )
+        return reply
+
+    async def _on_lattice(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """Query vectors under a ticket: answered (not counted again: the ticket's query was),
+        while the grant still holds."""
+        t0 = time.perf_counter()
+        service = str(msg.get("service", ""))[:64]
+        try:
+            meta, _, lock, db = self._lattice_of(service)
+            self._grant(meta, peer, 0)
+
+            def answer() -> dict[str, Any]:
+                with lock:
+                    return lattice_wire.answer_vectors(
+                        db, self._tickets, msg, service=service, peer=peer
+                    )
+
+            reply = await asyncio.to_thread(answer)
+        except RainbridgeError as exc:
+            self.storage.log(
+                "pir_refused", {"service": service, "reason": str(exc)[:200]}, actor=f"peer:{peer}"
+            )
+            reply = _refusal(exc)
+        outcome = "refused" if reply.get("ok") is False else "answered"
+        self.metrics.pir_queries.labels("vectors", outcome).inc()
+        self.metrics.pir_seconds.labels("vectors", outcome).observe(time.perf_counter() - t0)
+        return reply
+
+    async def _on_hint(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """One page of the lattice hint, or of its rows changed since the client's version,
+        under the same grant as a sync."""
+        service = str(msg.get("service", ""))[:64]
+        try:
+            meta, table, lock, db = self._lattice_of(service)
+            self._grant(meta, peer, 0)
+            labels = table.layout.to_json()
+
+            def page() -> dict[str, Any]:
+                with lock:
+                    return lattice_wire.hint_page(db, msg, labels)
+
+            reply = await asyncio.to_thread(page)
+        except RainbridgeError as exc:
+            return _refusal(exc)
+        if reply["offset"] == 0:
+            self.storage.log(
+                "pir_hint_sent",
+                {"service": service, "kind": reply["kind"], "version": reply["version"]},
                 actor=f"peer:{peer}",
             )
         return reply
@@ -371,7 +515,18 @@ def _refusal(exc: RainbridgeError) -> dict[str, Any]:
         out["refusal"] = "reply_too_large"
     elif isinstance(exc, wire.RebucketedError):
         out["refusal"] = "rebucketed"
+    elif isinstance(exc, lattice_wire.StaleHintError):
+        out["refusal"] = "stale_hint"
+    elif isinstance(exc, lattice_wire.TicketError):
+        out["refusal"] = "ticket"
     return out
+
+
+def _load_lattice(folder: Path) -> LatticeDb:
+    try:
+        return LatticeDb.load(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"the lattice layout in {folder} cannot be read: {exc}") from exc
 
 
 def _public(table: PirTable) -> dict[str, Any]:
