@@ -102,6 +102,19 @@ def test_lattice_lookup_between_nodes(tmp_path: Path) -> None:
         assert sum(r["rows"] for r in pir_rows) == 5 + 5 + 3 + 1 + 1
         assert pir_rows[0]["grant_id"] == grant["id"]
 
+        # unbalanced PSI over the lattice mode: a file of IDs, no labels; which are listed
+        f.cli("pir", "publish", "set", "--dataset", "blacklist", "--modes", "lattice",
+              node="bureau")  # fmt: skip
+        f.cli("grant", "add", "blacklist", "--peer", "bank", "--columns", "customer_id",
+              "--components", "pir", "--receivers", "bank", node="bureau")  # fmt: skip
+        mine = people[300:] + ["0000042", "never-seen"]  # 100 listed, 202 not
+        (tmp_path / "mine.txt").write_text("\n".join(mine) + "\n")
+        out = f.cli_json("pir", "query", "set", "--peer", "bureau", "--mode", "lattice",
+                         "--file", str(tmp_path / "mine.txt"), node="bank")  # fmt: skip
+        found = {r["id"] for r in out["results"] if r["found"]}
+        assert [r["id"] for r in out["results"]] == mine
+        assert found == set(mine) & set(listed)  # a new service: the dataset's rows
+
         # a tight rate limit: the third lattice query in a burst of two is refused
         f.cli("pir", "publish", "hot", "--dataset", "blacklist", "--modes", "lattice",
               "--rate", "0.02", "--burst", "2", node="bureau")  # fmt: skip

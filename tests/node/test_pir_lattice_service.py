@@ -353,3 +353,20 @@ def test_lattice_answers_are_proven_under_the_pinned_key(
         ask(bank, "pinned", [first], "lattice")
     run(bank.pir.pir_sync_hint("bureau", "pinned"))
     check(truth, [first, "absent"], ask(bank, "pinned", [first, "absent"], "lattice"))
+
+
+def test_the_hint_budget_is_the_publishers_choice(
+    nodes: tuple[Plane, NodeService, NodeService], tmp_path: Path
+) -> None:
+    from rainbridge.errors import ConfigError
+
+    _, bureau, bank = nodes
+    truth = publish(bureau, tmp_path, "small", max_hint_bytes=1 << 20)
+    (svc,) = [s for s in bureau.pir.pir_services() if s["name"] == "small"]
+    assert svc["max_hint_bytes"] == 1 << 20
+    assert 0 < svc["lattice"]["hint_bytes"] <= 1 << 20
+    ids = [*list(truth)[:3], "absent"]
+    check(truth, ids, ask(bank, "small", ids, "lattice"))
+    for bad in (1 << 19, (1 << 30) + 1):
+        with pytest.raises(ConfigError, match="max_hint_bytes"):
+            publish(bureau, tmp_path, "bad", max_hint_bytes=bad)

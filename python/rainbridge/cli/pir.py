@@ -39,6 +39,14 @@ def _csv_list(value: str | None) -> list[str]:
     help="Bucket mode: the most MiB of rows one answer may carry (sent in 1 MiB pages); "
     "larger queries are refused before any work.",
 )
+@click.option(
+    "--max-hint-mib",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 1 << 10),
+    help="Lattice mode: the most MiB of the hint each client downloads once (larger: smaller "
+    "queries; about 88 for 10^8 rows).",
+)
 @api_command
 def pir_publish(
     name: str,
@@ -49,6 +57,7 @@ def pir_publish(
     rate_per_s: float,
     burst: int,
     max_reply_mib: int,
+    max_hint_mib: int,
     directory: str,
     api_url: str | None,
     as_json: bool,
@@ -63,6 +72,7 @@ def pir_publish(
         "rate_per_s": rate_per_s,
         "burst": burst,
         "max_reply_bytes": max_reply_mib << 20,
+        "max_hint_bytes": max_hint_mib << 20,
     }
     out = Api(directory, api_url).call("POST", "/v1/pir/services", body)
     emit(

@@ -37,6 +37,13 @@ class PirPublishIn(BaseModel):
         description="bucket mode: the most bytes of rows one answer may carry (sent in pages "
         "of at most 1 MiB); a query whose answer would be larger is refused before any work",
     )
+    max_hint_bytes: int = Field(
+        default=16 << 20,
+        ge=1 << 20,
+        le=1 << 30,
+        description="lattice mode: the most bytes of the hint every client downloads once; a "
+        "larger hint makes each query smaller (16 MiB serves about 10^7 rows, 10^8 need ~88 MiB)",
+    )
 
 
 class PirUpdateIn(BaseModel):

@@ -62,6 +62,10 @@ PURPOSE = "pir"
 #: the bounds a service's max_reply_bytes may be set within
 MIN_REPLY_BYTES = 1 << 16
 MAX_REPLY_LIMIT = 1 << 34
+#: the lattice mode's hint budget: its default and the bounds it may be set within
+DEFAULT_HINT_BYTES = 16 << 20
+MIN_HINT_BYTES = 1 << 20
+MAX_HINT_BYTES = 1 << 30
 #: the modes a service may be published in
 MODES = (*wire.MODES, "lattice")
 
@@ -114,13 +118,17 @@ class PirServer:
         rate_per_s: float = 50.0,
         burst: int = 100,
         max_reply_bytes: int = wire.MAX_REPLY_BYTES,
+        max_hint_bytes: int = DEFAULT_HINT_BYTES,
         actor: str = "node",
     ) -> dict[str, Any]:
         """Seal ``dataset``'s ``labels`` by its ID column as service ``name`` (replacing any
         earlier table of that name: a new key, so replicas copy it again).
 
         ``max_reply_bytes`` bounds one bucket-mode answer (its rows, sent in pages of at most
-        1 MiB each): a query whose answer would be larger is refused before any work."""
+        1 MiB each): a query whose answer would be larger is refused before any work.
+        ``max_hint_bytes`` bounds the lattice mode's hint, every client's one-time download:
+        a larger hint makes each query smaller (the default, 16 MiB, serves up to about
+        10^7 rows; 10^8 rows need about 88 MiB, :mod:`rainbridge.protocols.pir.lattice`)."""
         check_service_name(name)
         modes = list(modes or wire.MODES)
         if not modes or any(m not in MODES for m in modes):
@@ -131,6 +139,11 @@ class PirServer:
             raise ConfigError(
                 f"PIR max_reply_bytes must be {MIN_REPLY_BYTES:,}..{MAX_REPLY_LIMIT:,} "
                 f"(got {max_reply_bytes:,})"
+            )
+        if not MIN_HINT_BYTES <= max_hint_bytes <= MAX_HINT_BYTES:
+            raise ConfigError(
+                f"PIR max_hint_bytes must be {MIN_HINT_BYTES:,}..{MAX_HINT_BYTES:,} "
+                f"(got {max_hint_bytes:,})"
             )
         ref = self.storage.dataset_refs().get(dataset)
         if ref is None:
@@ -156,10 +169,13 @@ class PirServer:
             "rate_per_s": float(rate_per_s),
             "burst": int(burst),
             "max_reply_bytes": int(max_reply_bytes),
+            "max_hint_bytes": int(max_hint_bytes),
             "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         folder = self.root / name
-        db = lattice_wire.build_db(table) if "lattice" in modes else None
+        db = None
+        if "lattice" in modes:
+            db = lattice_wire.build_db(table, max_hint_bytes=max_hint_bytes)
         table.save(folder)
         if db is not None:
             db.save(folder / "lattice")

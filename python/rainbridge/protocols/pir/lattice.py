@@ -39,8 +39,10 @@ entry a uniform noise, which passes with probability ``T/2^23`` (about 1/8) per 
 changed slot changes up to ``slot_bytes`` entries, so a stale hint is reported
 (:class:`StaleHintError`) rather than read. What remains: a wrong entry that happens to pass
 the check lies in a slot whose tag then almost surely does not match (a present row reads as
-absent), unless it lies in the payload of the matching slot; the caller's authenticated
-opening of the sealed label (the version and keystream it was sealed under) catches that.
+absent), unless it lies in the payload of the matching slot: the label is sealed by AES-CTR,
+which is not authenticated, so such a payload opens to a corrupted label (the label's own
+encoding catches some of it, not all). An honest server with a current hint never gets
+there (the ``2^-40`` bound).
 
 Sizes (64-byte labels: slot 88 bytes = tag 16 + version 8 + label 64; 16 MiB hint budget,
 so 46 slots per column and ``l = 4048``):
