@@ -107,7 +107,7 @@ def test_lattice_lookup_between_nodes(tmp_path: Path) -> None:
               node="bureau")  # fmt: skip
         f.cli("grant", "add", "blacklist", "--peer", "bank", "--columns", "customer_id",
               "--components", "pir", "--receivers", "bank", node="bureau")  # fmt: skip
-        mine = people[300:] + ["0000042", "never-seen"]  # 100 listed, 202 not
+        mine = [*people[300:], "0000042", "never-seen"]  # 100 listed, 202 not
         (tmp_path / "mine.txt").write_text("\n".join(mine) + "\n")
         out = f.cli_json("pir", "query", "set", "--peer", "bureau", "--mode", "lattice",
                          "--file", str(tmp_path / "mine.txt"), node="bank")  # fmt: skip
