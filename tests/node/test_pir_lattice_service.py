@@ -370,3 +370,24 @@ def test_the_hint_budget_is_the_publishers_choice(
     for bad in (1 << 19, (1 << 30) + 1):
         with pytest.raises(ConfigError, match="max_hint_bytes"):
             publish(bureau, tmp_path, "bad", max_hint_bytes=bad)
+
+
+def test_a_layout_the_parameters_cannot_serve_is_refused_before_sealing(
+    nodes: tuple[Plane, NodeService, NodeService], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rainbridge.errors import DataError
+    from rainbridge.protocols.pir.table import PirTable
+
+    _, bureau, _ = nodes
+    path = tmp_path / "wide.csv"
+    path.write_text("customer_id,note\n" + "".join(f"c{i},{'n' * 300}\n" for i in range(5)))
+    bureau.owners.add_dataset("wide", str(path), "customer_id")
+
+    def never(*a: Any, **k: Any) -> None:
+        raise AssertionError("sealed before the layout was checked")
+
+    monkeypatch.setattr(PirTable, "build", never)
+    with pytest.raises(DataError, match="no room for one"):  # 1 MiB: 256 bytes a column
+        bureau.pir.publish_pir(name="wide", dataset="wide", labels=["note"],
+                               modes=["lattice"], max_hint_bytes=1 << 20)  # fmt: skip
+    assert not (bureau.pir.server.root / "wide").exists()

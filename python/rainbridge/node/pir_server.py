@@ -53,8 +53,9 @@ from rainbridge.node.pir_labels import label_schema, labels_of
 from rainbridge.node.router import MessageRouter
 from rainbridge.node.storage import GrantRow, MeterRow, Storage
 from rainbridge.protocols.pir import lattice_wire, wire
-from rainbridge.protocols.pir.lattice import LatticeDb
+from rainbridge.protocols.pir.lattice import LatticeDb, plan_layout
 from rainbridge.protocols.pir.table import PirTable
+from rainbridge.protocols.psi.records import RecordLayout
 
 log = logging.getLogger("rainbridge.node.pir")
 
@@ -158,6 +159,9 @@ class PirServer:
                     f"label {f.name!r} is {f.type}: answers carry times to the microsecond, "
                     "so nanoseconds would not read back exactly; store it in microseconds"
                 )
+        if "lattice" in modes:  # a layout the parameters cannot serve: refused before sealing
+            payload = lattice_wire.VERSION_BYTES + RecordLayout.of(label_table).size
+            plan_layout(len(ids), payload, max_hint_bytes=max_hint_bytes)
         table = PirTable.build(ids, label_table, k=k)
         meta = {
             "name": name,
