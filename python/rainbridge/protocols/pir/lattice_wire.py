@@ -81,6 +81,15 @@ MAX_RESTARTS = 8
 VERSION_BYTES = 8
 
 
+def _words(value: Any, what: str) -> np.ndarray:
+    """The little-endian u32 words a peer's base64 field carries; a byte count that is not a
+    whole number of words is refused (a forged or truncated message)."""
+    raw = unb64(value, what)
+    if len(raw) % 4:
+        raise DataError(f"{what}: {len(raw)} bytes are not whole 4-byte words")
+    return np.frombuffer(raw, dtype="<u4")
+
+
 def vectors_per_message(layout: LatticeLayout) -> int:
     """Whole query vectors one ``pir_lattice`` message may carry: they, and their answers
     (``l`` u32 each), fit in :data:`PAGE_BYTES` (at least one)."""
@@ -422,7 +431,7 @@ class HintSync:
         if offset != self.offset:
             raise DataError(f"{what}: a page out of order")
         n = LWE_N
-        values = np.frombuffer(unb64(reply.get("values"), what), dtype="<u4")
+        values = _words(reply.get("values"), what)
         if len(values) % n:
             raise DataError(f"{what}: hint rows are {n} u32 each")
         values = values.reshape(-1, n)
@@ -439,7 +448,7 @@ class HintSync:
         else:
             if self.hint is None or self.hint.layout != layout:
                 raise DataError(f"{what}: changed rows for a hint this node does not hold")
-            rows = np.frombuffer(unb64(reply.get("rows"), what), dtype="<u4")
+            rows = _words(reply.get("rows"), what)
             self.bytes += rows.nbytes
             if len(rows) != got or (got and int(rows.max()) >= layout.rows):
                 raise DataError(f"{what}: changed rows that do not match their values")
@@ -491,7 +500,7 @@ def vector_messages(
 
 def read_answers(reply: dict[str, Any], count: int, layout: LatticeLayout, what: str) -> np.ndarray:
     """``count`` answers (``(count, l)`` u32) from a ``pir_lattice`` reply."""
-    raw = np.frombuffer(unb64(reply.get("answers"), what), dtype="<u4")
+    raw = _words(reply.get("answers"), what)
     if len(raw) != count * layout.rows:
         raise DataError(f"{what}: {len(raw)} answer entries, not {count}×{layout.rows}")
     return raw.astype(np.uint32).reshape(count, layout.rows)

@@ -1,0 +1,61 @@
+"""Review cases of the lattice mode: what a forged peer message or a failed layout update
+must give (a typed error, never a raw exception or a silently stale answer)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rainbridge.errors import DataError
+from rainbridge.protocols.pir import lattice_wire as lw
+from rainbridge.protocols.pir.lattice import LatticeDb
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _db(rows: int = 40, payload: int = 9, slots: int = 20) -> LatticeDb:
+    rng = np.random.default_rng(7)
+    tags = rng.integers(1, 256, (rows, 16), dtype=np.uint8)
+    pays = rng.integers(0, 256, (rows, payload), dtype=np.uint8)
+    return LatticeDb.build(tags, pays, max_hint_bytes=4 * lw.LWE_N * (16 + payload) * slots)
+
+
+@settings(max_examples=20, deadline=None)
+@given(extra=st.integers(1, 3), words=st.integers(0, 3))
+def test_ragged_hint_values_are_refused(extra: int, words: int) -> None:
+    db = _db()
+    page = lw.hint_page(db, {}, None)
+    page["values"] = _b64(bytes(4 * words + extra))
+    with pytest.raises(DataError):
+        lw.HintSync("svc", None, "peer").take(page)
+
+
+@settings(max_examples=20, deadline=None)
+@given(extra=st.integers(1, 3))
+def test_ragged_changed_rows_are_refused(extra: int) -> None:
+    db = _db()
+    before = lw.Hint(db.layout, db.version, None, db.hint.copy())
+    db.update(
+        np.full((1, 16), 9, np.uint8), np.zeros((1, 9), np.uint8), np.zeros((0, 16), np.uint8)
+    )
+    page = lw.hint_page(db, {"have": {"layout_id": db.layout.layout_id, "version": 1}}, None)
+    assert page["kind"] == "rows"
+    rows = base64.b64decode(page["rows"])
+    page["rows"] = _b64(rows + bytes(extra))
+    with pytest.raises(DataError):
+        lw.HintSync("svc", before, "peer").take(page)
+
+
+@settings(max_examples=20, deadline=None)
+@given(extra=st.integers(1, 3), count=st.integers(1, 3))
+def test_ragged_answers_are_refused(extra: int, count: int) -> None:
+    lay = _db().layout
+    raw = bytes(4 * count * lay.rows + extra)
+    with pytest.raises(DataError):
+        lw.read_answers({"answers": _b64(raw)}, count, lay, "the answer")
