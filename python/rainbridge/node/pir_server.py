@@ -181,7 +181,8 @@ class PirServer:
             raise NotFoundError(f"no PIR service {name!r} at this node")
         meta = json.loads((folder / "service.json").read_text())
         table = PirTable.load(folder)
-        if "lattice" in meta["modes"]:
+        if "lattice" in meta["modes"] and (folder / "lattice").is_dir():
+            # (no folder: the layout was withdrawn by an update it could not take)
             self._lattice[name] = (threading.Lock(), _load_lattice(folder / "lattice"))
         self._tables[name] = (meta, table)
         return self._tables[name]
@@ -189,7 +190,10 @@ class PirServer:
     def _lattice_of(self, name: str) -> tuple[dict[str, Any], PirTable, threading.Lock, LatticeDb]:
         meta, table = self._service(name)
         if "lattice" not in meta["modes"] or name not in self._lattice:
-            raise DataError(f"PIR service {name!r} is not served in lattice mode")
+            raise DataError(
+                f"PIR service {name!r} is not served in lattice mode (or its layout was "
+                "withdrawn when an update outgrew it): use private mode"
+            )
         lock, db = self._lattice[name]
         return meta, table, lock, db
 
@@ -275,20 +279,33 @@ class PirServer:
         lattice = self._lattice.get(name) if "lattice" in meta["modes"] else None
         delta = table.update(pa.array(upsert_ids, pa.string()), rows, pa.array(delete, pa.string()))
         table.save(self.root / name)
+        withdrawn: str | None = None
         if lattice is not None:
             # the layout follows the table: its changed slots patch the hint (a re-layout, if
             # the new rows do not fit, gives it a new layout ID)
             lock, db = lattice
             with lock:
-                lattice_wire.update_db(db, delta.removed, delta.added)
-                db.save(self.root / name / "lattice")
-        detail = {
+                try:
+                    lattice_wire.update_db(db, delta.removed, delta.added)
+                except DataError as exc:
+                    # the layout cannot take the rows and stays at the previous version: its
+                    # answers would lag the table, so lattice mode is withdrawn (here and on
+                    # disk) until the service is published again
+                    self._lattice.pop(name, None)
+                    shutil.rmtree(self.root / name / "lattice", ignore_errors=True)
+                    withdrawn = str(exc)[:200]
+                    log.warning("PIR service %r: lattice mode withdrawn: %s", name, withdrawn)
+                else:
+                    db.save(self.root / name / "lattice")
+        detail: dict[str, Any] = {
             "service": name,
             "version": delta.version,
             "upserted": len(upsert),
             "deleted": len(delete),
             "removed_rows": len(delta.removed),
         }
+        if withdrawn is not None:
+            detail["lattice_withdrawn"] = withdrawn
         self.storage.log("pir_updated", detail, actor=actor)
         return {**detail, **table.describe(), **self._describe_lattice(name)}
 

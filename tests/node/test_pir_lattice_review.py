@@ -1,0 +1,81 @@
+"""Review case of the lattice mode at the node: a table update whose rows the lattice layout
+cannot take (its columns at the parameters' limit) must not leave lattice answers behind the
+table (a new row absent, an old label), not even after a restart: lattice mode is withdrawn
+and refused, private mode answers the new version."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from inprocess_plane import Plane
+
+from rainbridge.errors import RainbridgeError
+from rainbridge.node.service import NodeService
+
+
+def _publish(bureau: NodeService, folder: Path, name: str, n: int) -> dict[str, dict[str, Any]]:
+    rng = random.Random(name)
+    truth: dict[str, dict[str, Any]] = {}
+    lines = ["customer_id,level"]
+    for _ in range(n):
+        ident = f"{rng.randrange(10**17, 10**18)}"
+        truth[ident] = {"level": rng.randrange(10**6)}
+        lines.append(f"{ident},{truth[ident]['level']}")
+    path = folder / f"{name}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    bureau.owners.add_dataset(name, str(path), "customer_id")
+    bureau.pir.publish_pir(
+        name=name,
+        dataset=name,
+        labels=["level"],
+        modes=["private", "lattice"],
+        rate_per_s=1000.0,
+        burst=1000,
+    )
+    bureau.owners.add_grant(
+        dataset=name, peer="bank", columns=["*"], components=["pir"], receivers=["bank"]
+    )
+    return truth
+
+
+def _lattice_or_refused(bank: NodeService, ids: list[str]) -> list[dict[str, Any]] | None:
+    try:
+        out = asyncio.run(bank.pir.pir_query("bureau", "full", ids, "lattice"))
+    except RainbridgeError:
+        return None
+    return list(out["results"])
+
+
+def test_an_update_the_layout_cannot_take_withdraws_lattice_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rainbridge.protocols.pir import lattice
+
+    plane = Plane()
+    bureau, bank = plane.node(tmp_path, "bureau"), plane.node(tmp_path, "bank")
+    truth = _publish(bureau, tmp_path, "full", 50)
+    old = list(truth)
+    assert _lattice_or_refused(bank, old[:2]) is not None
+    db = bureau.pir.server._lattice["full"][1]
+    monkeypatch.setattr(lattice, "MAX_COLS", db.layout.cols)  # no room to grow
+    spc = db.layout.slots_per_col
+    new = [f"{900_000_000_000 + i}" for i in range(3 * spc * db.layout.cols)]
+    upsert = [{"customer_id": i, "level": 7} for i in new]
+    upsert.append({"customer_id": old[0], "level": -1})
+    out = bureau.pir.update_pir("full", upsert, [old[1]])  # the table's new version holds
+    assert "lattice_withdrawn" in out and "lattice" not in out
+    truth.update({i: {"level": 7} for i in new})
+    truth[old[0]] = {"level": -1}
+    del truth[old[1]]
+    ids = [new[0], new[-1], old[0], old[1], old[2]]
+    want = [{"id": i, "found": i in truth, "label": truth.get(i)} for i in ids]
+    assert list(asyncio.run(bank.pir.pir_query("bureau", "full", ids, "private"))["results"]) == (
+        want
+    )
+    assert _lattice_or_refused(bank, ids) in (None, want), "lattice answers behind the table"
+    plane.node(tmp_path, "bureau")  # the same node directory opened again
+    assert _lattice_or_refused(bank, ids) in (None, want), "lattice answers behind the table"
