@@ -59,3 +59,19 @@ def test_ragged_answers_are_refused(extra: int, count: int) -> None:
     raw = bytes(4 * count * lay.rows + extra)
     with pytest.raises(DataError):
         lw.read_answers({"answers": _b64(raw)}, count, lay, "the answer")
+
+
+def test_a_hint_copy_restarts_when_the_layout_changes_midway() -> None:
+    """A service published again between two pages of a whole hint: a new layout, at the
+    same version (1). The copy starts over rather than mixing the two hints."""
+    first, again = _db(slots=12), _db(slots=12)
+    assert first.version == again.version and first.layout.layout_id != again.layout.layout_id
+    assert first.layout.rows > lw.PAGE_BYTES // (4 * lw.LWE_N)  # two pages at least
+    sync = lw.HintSync("svc", None, "peer")
+    req = sync.request()
+    served = first
+    while req is not None:
+        req = sync.take(lw.hint_page(served, req, None))
+        served = again  # republished after the first page
+    assert sync.hint is not None and sync.hint.layout == again.layout
+    assert np.array_equal(sync.hint.values, again.hint)

@@ -392,6 +392,7 @@ class HintSync:
         self.offset = 0
         self.version: int | None = None
         self.kind: str | None = None
+        self.layout_id: str | None = None
         self.rows: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
         self.full: np.ndarray | None = None
@@ -425,8 +426,12 @@ class HintSync:
         assert isinstance(version, int) and isinstance(total, int) and isinstance(offset, int)
         if kind not in ("full", "rows"):
             raise DataError(f"{what}: malformed page")
-        if self.version is not None and (version, kind) != (self.version, self.kind):
-            self._restart()  # the service changed during the copy
+        if self.version is not None and (version, kind, layout.layout_id) != (
+            self.version,
+            self.kind,
+            self.layout_id,
+        ):
+            self._restart()  # the service changed (or was published again) during the copy
             return self.request()
         if offset != self.offset:
             raise DataError(f"{what}: a page out of order")
@@ -455,6 +460,7 @@ class HintSync:
             self.rows.append(rows.astype(np.int64))
             self.values.append(values)
         self.version, self.kind, self.offset = version, kind, offset + got
+        self.layout_id = layout.layout_id
         if nxt is not None:
             return self.request()
         if self.offset != total:
