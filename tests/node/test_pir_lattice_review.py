@@ -79,3 +79,48 @@ def test_an_update_the_layout_cannot_take_withdraws_lattice_mode(
     assert _lattice_or_refused(bank, ids) in (None, want), "lattice answers behind the table"
     plane.node(tmp_path, "bureau")  # the same node directory opened again
     assert _lattice_or_refused(bank, ids) in (None, want), "lattice answers behind the table"
+
+
+def test_concurrent_updates_reach_the_layout_in_the_tables_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two updates of one ID at once (REST handlers run in threads): the first is held after
+    its table version, the second completes. The lattice layout must end at the table's last
+    version, not the first update's rows applied over the second's."""
+    import threading
+
+    from rainbridge.protocols.pir.table import PirTable
+
+    plane = Plane()
+    bureau, bank = plane.node(tmp_path, "bureau"), plane.node(tmp_path, "bank")
+    truth = _publish(bureau, tmp_path, "full", 30)
+    ident = next(iter(truth))
+    second_done = threading.Event()
+    save = PirTable.save
+    calls: list[int] = []
+
+    def held_save(self: PirTable, folder: Path) -> None:
+        calls.append(self.version)
+        if len(calls) == 1:
+            second_done.wait(1.0)  # held; nothing to wait for once updates are serialised
+        save(self, folder)
+
+    monkeypatch.setattr(PirTable, "save", held_save)
+    first = threading.Thread(
+        target=bureau.pir.update_pir, args=("full", [{"customer_id": ident, "level": 1}], [])
+    )
+    first.start()
+    while not calls:
+        threading.Event().wait(0.01)
+    second = threading.Thread(
+        target=bureau.pir.update_pir, args=("full", [{"customer_id": ident, "level": 2}], [])
+    )
+    second.start()
+    second.join(2.0)
+    second_done.set()
+    first.join()
+    second.join()
+    private = asyncio.run(bank.pir.pir_query("bureau", "full", [ident], "private"))["results"]
+    assert private[0]["label"] == {"level": 2}
+    lattice_got = asyncio.run(bank.pir.pir_query("bureau", "full", [ident], "lattice"))["results"]
+    assert lattice_got == private, "the lattice layout is not at the table's version"

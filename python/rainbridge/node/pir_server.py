@@ -97,6 +97,7 @@ class PirServer:
         # name -> (lock, lattice layout): the lock holds one version for an answer or a page
         self._lattice: dict[str, tuple[threading.Lock, LatticeDb]] = {}
         self._tickets = lattice_wire.Tickets()
+        self._updating = threading.Lock()
         router.add("pir_query", self._on_query, owner="pir")
         router.add("pir_sync", self._on_sync, owner="pir")
         router.add("pir_info", self._on_info, owner="pir")
@@ -276,27 +277,31 @@ class PirServer:
                 "name each once"
             )
         rows = labels_of(upsert, label_schema(table), f"service {name!r}")
-        lattice = self._lattice.get(name) if "lattice" in meta["modes"] else None
-        delta = table.update(pa.array(upsert_ids, pa.string()), rows, pa.array(delete, pa.string()))
-        table.save(self.root / name)
-        withdrawn: str | None = None
-        if lattice is not None:
-            # the layout follows the table: its changed slots patch the hint (a re-layout, if
-            # the new rows do not fit, gives it a new layout ID)
-            lock, db = lattice
-            with lock:
-                try:
-                    lattice_wire.update_db(db, delta.removed, delta.added)
-                except DataError as exc:
-                    # the layout cannot take the rows and stays at the previous version: its
-                    # answers would lag the table, so lattice mode is withdrawn (here and on
-                    # disk) until the service is published again
-                    self._lattice.pop(name, None)
-                    shutil.rmtree(self.root / name / "lattice", ignore_errors=True)
-                    withdrawn = str(exc)[:200]
-                    log.warning("PIR service %r: lattice mode withdrawn: %s", name, withdrawn)
-                else:
-                    db.save(self.root / name / "lattice")
+        # one update at a time: the table's versions reach its lattice layout in order
+        with self._updating:
+            lattice = self._lattice.get(name) if "lattice" in meta["modes"] else None
+            delta = table.update(
+                pa.array(upsert_ids, pa.string()), rows, pa.array(delete, pa.string())
+            )
+            table.save(self.root / name)
+            withdrawn: str | None = None
+            if lattice is not None:
+                # the layout follows the table: its changed slots patch the hint (a re-layout, if
+                # the new rows do not fit, gives it a new layout ID)
+                lock, db = lattice
+                with lock:
+                    try:
+                        lattice_wire.update_db(db, delta.removed, delta.added)
+                    except DataError as exc:
+                        # the layout cannot take the rows and stays at the previous version: its
+                        # answers would lag the table, so lattice mode is withdrawn (here and on
+                        # disk) until the service is published again
+                        self._lattice.pop(name, None)
+                        shutil.rmtree(self.root / name / "lattice", ignore_errors=True)
+                        withdrawn = str(exc)[:200]
+                        log.warning("PIR service %r: lattice mode withdrawn: %s", name, withdrawn)
+                    else:
+                        db.save(self.root / name / "lattice")
         detail: dict[str, Any] = {
             "service": name,
             "version": delta.version,
