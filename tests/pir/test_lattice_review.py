@@ -75,3 +75,31 @@ def test_a_hint_copy_restarts_when_the_layout_changes_midway() -> None:
         served = again  # republished after the first page
     assert sync.hint is not None and sync.hint.layout == again.layout
     assert np.array_equal(sync.hint.values, again.hint)
+
+
+def test_a_page_claiming_more_changed_rows_than_the_hint_has_is_refused() -> None:
+    """Changed rows are distinct rows of the hint: a page whose total exceeds them (a forged
+    server paging one row at a time for ever) is refused at once, not followed."""
+    db = _db()
+    before = lw.Hint(db.layout, db.version, None, db.hint.copy())
+    db.update(
+        np.full((1, 16), 9, np.uint8), np.zeros((1, 9), np.uint8), np.zeros((0, 16), np.uint8)
+    )
+    page = lw.hint_page(db, {"have": {"layout_id": db.layout.layout_id, "version": 1}}, None)
+    assert page["kind"] == "rows"
+    sync = lw.HintSync("svc", before, "peer")
+    values = np.asarray(db.hint[:1], "<u4").tobytes()
+    for offset in range(db.layout.rows + 2):
+        forged = {
+            **page,
+            "total": 10**9,
+            "offset": offset,
+            "values": _b64(values),
+            "rows": _b64(np.zeros(1, "<u4").tobytes()),
+            "next": offset + 1,
+        }
+        try:
+            sync.take(forged)
+        except DataError:
+            return
+    pytest.fail("the client kept following pages past the hint's rows")

@@ -426,6 +426,9 @@ class HintSync:
         assert isinstance(version, int) and isinstance(total, int) and isinstance(offset, int)
         if kind not in ("full", "rows"):
             raise DataError(f"{what}: malformed page")
+        if not 0 <= total <= layout.rows:
+            # changed rows are distinct rows of the hint: a larger total is never paged through
+            raise DataError(f"{what}: a page of {total} rows for a hint of {layout.rows}")
         if self.version is not None and (version, kind, layout.layout_id) != (
             self.version,
             self.kind,
