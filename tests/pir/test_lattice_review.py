@@ -103,3 +103,17 @@ def test_a_page_claiming_more_changed_rows_than_the_hint_has_is_refused() -> Non
         except DataError:
             return
     pytest.fail("the client kept following pages past the hint's rows")
+
+
+def test_a_ticket_spent_as_it_expires_gets_no_fresh_allowance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server prunes expired tickets' counts when it spends: a ticket checked just before
+    its expiry and spent just after must not find its count gone (a second allowance)."""
+    tickets = lw.Tickets()
+    t = tickets.issue("svc", "peer", 2, "L", 1)
+    tickets.spend(t["mac"], 2 * 10, 2, 10, t["expires"])  # all of it
+    late = t["expires"] + 1.0
+    monkeypatch.setattr(lw.time, "time", lambda: late)
+    with pytest.raises(lw.TicketError):
+        tickets.spend(t["mac"], 10, 2, 10, t["expires"])

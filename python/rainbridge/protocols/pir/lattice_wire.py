@@ -184,7 +184,8 @@ class Tickets:
         (nothing counted) past them."""
         with self.lock:
             now = time.time()
-            for k in [k for k, (_, exp) in self.spent.items() if exp < now]:
+            # (not this ticket's count: checked just before it expired, it would start afresh)
+            for k in [k for k, (_, exp) in self.spent.items() if exp < now and k != mac]:
                 del self.spent[k]
             used = self.spent.get(mac, (0, expires))[0]
             if used + entries > vectors * m:
