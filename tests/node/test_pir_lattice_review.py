@@ -124,3 +124,41 @@ def test_concurrent_updates_reach_the_layout_in_the_tables_order(
     assert private[0]["label"] == {"level": 2}
     lattice_got = asyncio.run(bank.pir.pir_query("bureau", "full", [ident], "lattice"))["results"]
     assert lattice_got == private, "the lattice layout is not at the table's version"
+
+
+def test_concurrent_hint_saves_leave_one_consistent_copy(tmp_path: Path) -> None:
+    """Two queries syncing one service's hint at once (each saves it from a worker thread):
+    no save fails, and the copy on disk is one hint whole, its version with its rows."""
+    import json
+    import threading
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rainbridge.node.pir_client import PirClient
+    from rainbridge.protocols.pir import lattice_wire
+    from rainbridge.protocols.pir.lattice import LatticeDb
+
+    rng = np.random.default_rng(3)
+    tags = rng.integers(1, 256, (40, 16), dtype=np.uint8)
+    db = LatticeDb.build(tags, np.zeros((40, 9), np.uint8), max_hint_bytes=4 * 1024 * 25 * 20)
+    hints = [lattice_wire.Hint(db.layout, v, None, np.full_like(db.hint, v)) for v in (1, 2, 3, 4)]
+    client = PirClient(SimpleNamespace(path=tmp_path), None, None)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def saves(hint: lattice_wire.Hint) -> None:
+        for _ in range(15):
+            try:
+                client._save_hint("bureau", "svc", hint)
+            except BaseException as exc:  # any failure is the finding
+                errors.append(exc)
+
+    threads = [threading.Thread(target=saves, args=(h,)) for h in hints]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    folder = client.root / "bureau" / "svc"
+    version = json.loads((folder / "hint.json").read_text())["version"]
+    assert (np.load(folder / "hint.npy") == version).all()
