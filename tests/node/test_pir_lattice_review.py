@@ -162,3 +162,32 @@ def test_concurrent_hint_saves_leave_one_consistent_copy(tmp_path: Path) -> None
     folder = client.root / "bureau" / "svc"
     version = json.loads((folder / "hint.json").read_text())["version"]
     assert (np.load(folder / "hint.npy") == version).all()
+
+
+def test_a_layout_saved_behind_its_table_is_not_served_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table's new version is saved, the lattice layout's is not (a full disk, a crash
+    between the two): the restarted node must not answer from the older layout."""
+    from rainbridge.protocols.pir.lattice import LatticeDb
+
+    plane = Plane()
+    bureau, bank = plane.node(tmp_path, "bureau"), plane.node(tmp_path, "bank")
+    truth = _publish(bureau, tmp_path, "full", 40)
+    old = list(truth)
+    save = LatticeDb.save
+
+    def full_disk(self: LatticeDb, folder: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LatticeDb, "save", full_disk)
+    with pytest.raises(OSError):
+        bureau.pir.update_pir("full", [{"customer_id": "777", "level": 5}], [old[0]])
+    monkeypatch.setattr(LatticeDb, "save", save)
+    truth["777"] = {"level": 5}
+    del truth[old[0]]
+    ids = ["777", old[0], old[1]]
+    want = [{"id": i, "found": i in truth, "label": truth.get(i)} for i in ids]
+    plane.node(tmp_path, "bureau")  # restarted
+    assert asyncio.run(bank.pir.pir_query("bureau", "full", ids, "private"))["results"] == want
+    assert _lattice_or_refused(bank, ids) in (None, want), "lattice answers behind the table"

@@ -163,7 +163,7 @@ class PirServer:
         db = lattice_wire.build_db(table) if "lattice" in modes else None
         table.save(folder)
         if db is not None:
-            db.save(folder / "lattice")
+            _save_lattice(folder / "lattice", db, table.version)
         elif (folder / "lattice").exists():
             shutil.rmtree(folder / "lattice")
         write_json_atomic(meta, folder / "service.json")
@@ -184,7 +184,7 @@ class PirServer:
         table = PirTable.load(folder)
         if "lattice" in meta["modes"] and (folder / "lattice").is_dir():
             # (no folder: the layout was withdrawn by an update it could not take)
-            self._lattice[name] = (threading.Lock(), _load_lattice(folder / "lattice"))
+            self._lattice[name] = (threading.Lock(), _load_lattice(folder / "lattice", table))
         self._tables[name] = (meta, table)
         return self._tables[name]
 
@@ -301,7 +301,7 @@ class PirServer:
                         withdrawn = str(exc)[:200]
                         log.warning("PIR service %r: lattice mode withdrawn: %s", name, withdrawn)
                     else:
-                        db.save(self.root / name / "lattice")
+                        _save_lattice(self.root / name / "lattice", db, delta.version)
         detail: dict[str, Any] = {
             "service": name,
             "version": delta.version,
@@ -544,11 +544,29 @@ def _refusal(exc: RainbridgeError) -> dict[str, Any]:
     return out
 
 
-def _load_lattice(folder: Path) -> LatticeDb:
+def _save_lattice(folder: Path, db: LatticeDb, table_version: int) -> None:
+    """The layout, then the table version it holds (written last, so that a layout saved
+    behind its table is found out when loaded)."""
+    db.save(folder)
+    write_json_atomic({"table_version": table_version}, folder / "table.json")
+
+
+def _load_lattice(folder: Path, table: PirTable) -> LatticeDb:
     try:
-        return LatticeDb.load(folder)
+        db = LatticeDb.load(folder)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"the lattice layout in {folder} cannot be read: {exc}") from exc
+    try:
+        held = json.loads((folder / "table.json").read_text()).get("table_version")
+    except (OSError, ValueError, AttributeError):
+        held = None
+    if held != table.version:
+        # a crash or a failed write between the table's save and the layout's: laid out anew
+        # from the table rather than answering from another version
+        log.warning("PIR lattice layout in %s is not of its table's version: laid out anew", folder)
+        db = lattice_wire.build_db(table)
+        _save_lattice(folder, db, table.version)
+    return db
 
 
 def _public(table: PirTable) -> dict[str, Any]:
