@@ -47,6 +47,8 @@ pub const DELTA: u32 = 1 << (LOG_Q - LOG_P);
 pub const SIGMA: f64 = 6.4;
 /// The error's support is `[-TAIL, TAIL]` (10σ).
 pub const TAIL: i32 = 64;
+/// The most columns (LWE samples) the parameters' security holds for.
+pub const MAX_COLS: usize = 1 << 20;
 
 /// A-rows generated and multiplied together in `hint` (1 MiB of A: stays in L2).
 const K_BLOCK: usize = 256;
@@ -490,6 +492,12 @@ pub fn answer_with(
 /// Queries for `columns` (`b × m` words) and their secrets (`b × N` words), fresh
 /// randomness from the operating system.
 pub fn query(seed: &[u8], m: usize, columns: &[u32]) -> Result<(Vec<u32>, Vec<u32>)> {
+    // before drawing `b·m` errors: an absurd `m` must not abort the process on allocation
+    if m == 0 || m > MAX_COLS {
+        return Err(shape(format!(
+            "m = {m} must be in 1..2^20 (the LWE parameters' security bound)"
+        )));
+    }
     let b = columns.len();
     let mut raw = vec![0u8; 4 * b * N];
     os_random(&mut raw)?;

@@ -165,6 +165,8 @@ def verify(pk: bytes, blinded: bytes, evaluated: bytes, proof: bytes) -> None:
         valid element.
     """
     n = _count(blinded, "a VOPRF query")
+    if len(pk) != ELEMENT_SIZE:
+        raise InvalidElementError(f"a VOPRF public key is {ELEMENT_SIZE} bytes (got {len(pk)})")
     if len(evaluated) != n * ELEMENT_SIZE:
         raise InvalidElementError(
             f"a VOPRF answer of {len(evaluated)} bytes for {n} elements (want {n * ELEMENT_SIZE})"

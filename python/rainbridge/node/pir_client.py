@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ class PirClient:
         self._bits: dict[tuple[str, str], int] = {}  # (peer, service) -> bucket bits
         self._pins: dict[tuple[str, str], PinnedKey] = {}  # (peer, service) -> its OPRF key
         self._hints: dict[tuple[str, str], lattice_wire.Hint] = {}  # (peer, service) -> hint
+        # one hint save at a time: its rows and its version are written as a pair
+        self._saving = threading.Lock()
 
     # -- replicas ----------------------------------------------------------------------------
 
@@ -209,12 +212,13 @@ class PirClient:
 
     def _save_hint(self, peer: str, service: str, hint: lattice_wire.Hint) -> None:
         folder = self.root / peer / service
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "hint.npy.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, hint.values)
-        tmp.replace(folder / "hint.npy")
-        write_json_atomic(hint.meta(), folder / "hint.json")
+        with self._saving:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / "hint.npy.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, hint.values)
+            tmp.replace(folder / "hint.npy")
+            write_json_atomic(hint.meta(), folder / "hint.json")
 
     async def sync_hint(
         self, peer: str, service: str, actor: str = "node", *, repin: bool = True

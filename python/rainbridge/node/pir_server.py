@@ -102,6 +102,7 @@ class PirServer:
         # name -> (lock, lattice layout): the lock holds one version for an answer or a page
         self._lattice: dict[str, tuple[threading.Lock, LatticeDb]] = {}
         self._tickets = lattice_wire.Tickets()
+        self._updating = threading.Lock()
         router.add("pir_query", self._on_query, owner="pir")
         router.add("pir_sync", self._on_sync, owner="pir")
         router.add("pir_info", self._on_info, owner="pir")
@@ -182,7 +183,7 @@ class PirServer:
             db = lattice_wire.build_db(table, max_hint_bytes=max_hint_bytes)
         table.save(folder)
         if db is not None:
-            db.save(folder / "lattice")
+            _save_lattice(folder / "lattice", db, table.version)
         elif (folder / "lattice").exists():
             shutil.rmtree(folder / "lattice")
         write_json_atomic(meta, folder / "service.json")
@@ -201,15 +202,19 @@ class PirServer:
             raise NotFoundError(f"no PIR service {name!r} at this node")
         meta = json.loads((folder / "service.json").read_text())
         table = PirTable.load(folder)
-        if "lattice" in meta["modes"]:
-            self._lattice[name] = (threading.Lock(), _load_lattice(folder / "lattice"))
+        if "lattice" in meta["modes"] and (folder / "lattice").is_dir():
+            # (no folder: the layout was withdrawn by an update it could not take)
+            self._lattice[name] = (threading.Lock(), _load_lattice(folder / "lattice", table))
         self._tables[name] = (meta, table)
         return self._tables[name]
 
     def _lattice_of(self, name: str) -> tuple[dict[str, Any], PirTable, threading.Lock, LatticeDb]:
         meta, table = self._service(name)
         if "lattice" not in meta["modes"] or name not in self._lattice:
-            raise DataError(f"PIR service {name!r} is not served in lattice mode")
+            raise DataError(
+                f"PIR service {name!r} is not served in lattice mode (or its layout was "
+                "withdrawn when an update outgrew it): use private mode"
+            )
         lock, db = self._lattice[name]
         return meta, table, lock, db
 
@@ -292,23 +297,40 @@ class PirServer:
                 "name each once"
             )
         rows = labels_of(upsert, label_schema(table), f"service {name!r}")
-        lattice = self._lattice.get(name) if "lattice" in meta["modes"] else None
-        delta = table.update(pa.array(upsert_ids, pa.string()), rows, pa.array(delete, pa.string()))
-        table.save(self.root / name)
-        if lattice is not None:
-            # the layout follows the table: its changed slots patch the hint (a re-layout, if
-            # the new rows do not fit, gives it a new layout ID)
-            lock, db = lattice
-            with lock:
-                lattice_wire.update_db(db, delta.removed, delta.added)
-                db.save(self.root / name / "lattice")
-        detail = {
+        # one update at a time: the table's versions reach its lattice layout in order
+        with self._updating:
+            lattice = self._lattice.get(name) if "lattice" in meta["modes"] else None
+            delta = table.update(
+                pa.array(upsert_ids, pa.string()), rows, pa.array(delete, pa.string())
+            )
+            table.save(self.root / name)
+            withdrawn: str | None = None
+            if lattice is not None:
+                # the layout follows the table: its changed slots patch the hint (a re-layout, if
+                # the new rows do not fit, gives it a new layout ID)
+                lock, db = lattice
+                with lock:
+                    try:
+                        lattice_wire.update_db(db, delta.removed, delta.added)
+                    except DataError as exc:
+                        # the layout cannot take the rows and stays at the previous version: its
+                        # answers would lag the table, so lattice mode is withdrawn (here and on
+                        # disk) until the service is published again
+                        self._lattice.pop(name, None)
+                        shutil.rmtree(self.root / name / "lattice", ignore_errors=True)
+                        withdrawn = str(exc)[:200]
+                        log.warning("PIR service %r: lattice mode withdrawn: %s", name, withdrawn)
+                    else:
+                        _save_lattice(self.root / name / "lattice", db, delta.version)
+        detail: dict[str, Any] = {
             "service": name,
             "version": delta.version,
             "upserted": len(upsert),
             "deleted": len(delete),
             "removed_rows": len(delta.removed),
         }
+        if withdrawn is not None:
+            detail["lattice_withdrawn"] = withdrawn
         self.storage.log("pir_updated", detail, actor=actor)
         return {**detail, **table.describe(), **self._describe_lattice(name)}
 
@@ -542,11 +564,29 @@ def _refusal(exc: RainbridgeError) -> dict[str, Any]:
     return out
 
 
-def _load_lattice(folder: Path) -> LatticeDb:
+def _save_lattice(folder: Path, db: LatticeDb, table_version: int) -> None:
+    """The layout, then the table version it holds (written last, so that a layout saved
+    behind its table is found out when loaded)."""
+    db.save(folder)
+    write_json_atomic({"table_version": table_version}, folder / "table.json")
+
+
+def _load_lattice(folder: Path, table: PirTable) -> LatticeDb:
     try:
-        return LatticeDb.load(folder)
+        db = LatticeDb.load(folder)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"the lattice layout in {folder} cannot be read: {exc}") from exc
+    try:
+        held = json.loads((folder / "table.json").read_text()).get("table_version")
+    except (OSError, ValueError, AttributeError):
+        held = None
+    if held != table.version:
+        # a crash or a failed write between the table's save and the layout's: laid out anew
+        # from the table rather than answering from another version
+        log.warning("PIR lattice layout in %s is not of its table's version: laid out anew", folder)
+        db = lattice_wire.build_db(table)
+        _save_lattice(folder, db, table.version)
+    return db
 
 
 def _public(table: PirTable) -> dict[str, Any]:

@@ -81,6 +81,15 @@ MAX_RESTARTS = 8
 VERSION_BYTES = 8
 
 
+def _words(value: Any, what: str) -> np.ndarray:
+    """The little-endian u32 words a peer's base64 field carries; a byte count that is not a
+    whole number of words is refused (a forged or truncated message)."""
+    raw = unb64(value, what)
+    if len(raw) % 4:
+        raise DataError(f"{what}: {len(raw)} bytes are not whole 4-byte words")
+    return np.frombuffer(raw, dtype="<u4")
+
+
 def vectors_per_message(layout: LatticeLayout) -> int:
     """Whole query vectors one ``pir_lattice`` message may carry: they, and their answers
     (``l`` u32 each), fit in :data:`PAGE_BYTES` (at least one)."""
@@ -175,7 +184,8 @@ class Tickets:
         (nothing counted) past them."""
         with self.lock:
             now = time.time()
-            for k in [k for k, (_, exp) in self.spent.items() if exp < now]:
+            # (not this ticket's count: checked just before it expired, it would start afresh)
+            for k in [k for k, (_, exp) in self.spent.items() if exp < now and k != mac]:
                 del self.spent[k]
             used = self.spent.get(mac, (0, expires))[0]
             if used + entries > vectors * m:
@@ -383,6 +393,7 @@ class HintSync:
         self.offset = 0
         self.version: int | None = None
         self.kind: str | None = None
+        self.layout_id: str | None = None
         self.rows: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
         self.full: np.ndarray | None = None
@@ -416,13 +427,20 @@ class HintSync:
         assert isinstance(version, int) and isinstance(total, int) and isinstance(offset, int)
         if kind not in ("full", "rows"):
             raise DataError(f"{what}: malformed page")
-        if self.version is not None and (version, kind) != (self.version, self.kind):
-            self._restart()  # the service changed during the copy
+        if not 0 <= total <= layout.rows:
+            # changed rows are distinct rows of the hint: a larger total is never paged through
+            raise DataError(f"{what}: a page of {total} rows for a hint of {layout.rows}")
+        if self.version is not None and (version, kind, layout.layout_id) != (
+            self.version,
+            self.kind,
+            self.layout_id,
+        ):
+            self._restart()  # the service changed (or was published again) during the copy
             return self.request()
         if offset != self.offset:
             raise DataError(f"{what}: a page out of order")
         n = LWE_N
-        values = np.frombuffer(unb64(reply.get("values"), what), dtype="<u4")
+        values = _words(reply.get("values"), what)
         if len(values) % n:
             raise DataError(f"{what}: hint rows are {n} u32 each")
         values = values.reshape(-1, n)
@@ -439,13 +457,14 @@ class HintSync:
         else:
             if self.hint is None or self.hint.layout != layout:
                 raise DataError(f"{what}: changed rows for a hint this node does not hold")
-            rows = np.frombuffer(unb64(reply.get("rows"), what), dtype="<u4")
+            rows = _words(reply.get("rows"), what)
             self.bytes += rows.nbytes
             if len(rows) != got or (got and int(rows.max()) >= layout.rows):
                 raise DataError(f"{what}: changed rows that do not match their values")
             self.rows.append(rows.astype(np.int64))
             self.values.append(values)
         self.version, self.kind, self.offset = version, kind, offset + got
+        self.layout_id = layout.layout_id
         if nxt is not None:
             return self.request()
         if self.offset != total:
@@ -491,7 +510,7 @@ def vector_messages(
 
 def read_answers(reply: dict[str, Any], count: int, layout: LatticeLayout, what: str) -> np.ndarray:
     """``count`` answers (``(count, l)`` u32) from a ``pir_lattice`` reply."""
-    raw = np.frombuffer(unb64(reply.get("answers"), what), dtype="<u4")
+    raw = _words(reply.get("answers"), what)
     if len(raw) != count * layout.rows:
         raise DataError(f"{what}: {len(raw)} answer entries, not {count}×{layout.rows}")
     return raw.astype(np.uint32).reshape(count, layout.rows)
