@@ -14,6 +14,7 @@ import pytest
 from inprocess_plane import Plane
 
 from rainbridge.errors import RainbridgeError
+from rainbridge.node import pir_server
 from rainbridge.node.service import NodeService
 
 
@@ -191,3 +192,52 @@ def test_a_layout_saved_behind_its_table_is_not_served_after_a_restart(
     plane.node(tmp_path, "bureau")  # restarted
     assert asyncio.run(bank.pir.pir_query("bureau", "full", ids, "private"))["results"] == want
     assert _lattice_or_refused(bank, ids) in (None, want), "lattice answers behind the table"
+
+
+def test_a_publication_during_an_update_is_not_overwritten_by_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update holds the earlier table while the service is published again: the update
+    must neither save the earlier table over the new files nor apply to the new table
+    unchecked; the new publication is what the node serves, now and after a restart."""
+    import threading
+
+    from rainbridge.errors import DataError
+    from rainbridge.protocols.pir.table import PirTable
+
+    plane = Plane()
+    bureau, bank = plane.node(tmp_path, "bureau"), plane.node(tmp_path, "bank")
+    truth = _publish(bureau, tmp_path, "pub", 30)
+    ident = next(iter(truth))
+    reached, published = threading.Event(), threading.Event()
+    real_labels = pir_server.labels_of
+    errors: list[Exception] = []
+
+    def held_labels(*a: Any, **k: Any) -> Any:
+        reached.set()  # the update has read the earlier table: held until republished
+        published.wait(5.0)
+        return real_labels(*a, **k)
+
+    monkeypatch.setattr(pir_server, "labels_of", held_labels)
+
+    def update() -> None:
+        try:
+            bureau.pir.update_pir("pub", [{"customer_id": ident, "level": -1}], [])
+        except DataError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=update)
+    t.start()
+    assert reached.wait(5.0)
+    bureau.pir.publish_pir(name="pub", dataset="pub", labels=["level"],
+                           modes=["private", "lattice"], rate_per_s=1000.0, burst=1000)  # fmt: skip
+    key = bureau.pir.pir_services()[0]["key_id"]
+    published.set()
+    t.join()
+    assert errors and "published again" in str(errors[0])
+    saved = PirTable.load(tmp_path / "bureau" / "pir" / "pub")
+    assert saved.key_id == key and saved.version == 1
+    asyncio.run(bank.pir.pir_sync("bureau", "pub"))
+    for mode in ("private", "lattice"):
+        got = asyncio.run(bank.pir.pir_query("bureau", "pub", [ident], mode))["results"]
+        assert got[0]["label"] == truth[ident], mode

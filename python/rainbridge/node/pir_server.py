@@ -181,16 +181,19 @@ class PirServer:
         db = None
         if "lattice" in modes:
             db = lattice_wire.build_db(table, max_hint_bytes=max_hint_bytes)
-        table.save(folder)
-        if db is not None:
-            _save_lattice(folder / "lattice", db, table.version)
-        elif (folder / "lattice").exists():
-            shutil.rmtree(folder / "lattice")
-        write_json_atomic(meta, folder / "service.json")
-        self._tables[name] = (meta, table)
-        self._lattice.pop(name, None)
-        if db is not None:
-            self._lattice[name] = (threading.Lock(), db)
+        # the files and the service swap as one step against updates: an update of the
+        # earlier table running now would otherwise save it over the new one's files
+        with self._updating:
+            table.save(folder)
+            if db is not None:
+                _save_lattice(folder / "lattice", db, table.version)
+            elif (folder / "lattice").exists():
+                shutil.rmtree(folder / "lattice")
+            write_json_atomic(meta, folder / "service.json")
+            self._tables[name] = (meta, table)
+            self._lattice.pop(name, None)
+            if db is not None:
+                self._lattice[name] = (threading.Lock(), db)
         self.storage.log("pir_published", {**meta, **_public(table)}, actor=actor)
         return {**meta, **table.describe(), **self._describe_lattice(name)}
 
@@ -299,6 +302,13 @@ class PirServer:
         rows = labels_of(upsert, label_schema(table), f"service {name!r}")
         # one update at a time: the table's versions reach its lattice layout in order
         with self._updating:
+            if self._service(name)[1] is not table:
+                # published again since this update read it: a new key and new rows, which
+                # this update was not checked against (and must not be saved over)
+                raise DataError(
+                    f"PIR service {name!r} was published again during the update: send the "
+                    "update again"
+                )
             lattice = self._lattice.get(name) if "lattice" in meta["modes"] else None
             delta = table.update(
                 pa.array(upsert_ids, pa.string()), rows, pa.array(delete, pa.string())
