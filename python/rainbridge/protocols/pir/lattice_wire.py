@@ -67,7 +67,7 @@ from rainbridge.protocols.pir.lattice import (
     StaleHintError,
 )
 from rainbridge.protocols.pir.table import TAG, PirTable, Rows, split_outputs
-from rainbridge.protocols.pir.wire import MAX_BATCH, b64, unb64
+from rainbridge.protocols.pir.wire import MAX_BATCH, b64, check_oprf_mode, unb64
 from rainbridge.protocols.pir.wire import evaluate as wire_evaluate
 
 #: raw bytes of vectors, answers or hint rows per message (base64 and JSON keep it under
@@ -202,12 +202,7 @@ class Tickets:
 def check_query(table: PirTable, msg: dict[str, Any]) -> int:
     """The number of IDs (blinded elements) a lattice-mode query asks; refused if malformed
     or blinded in another OPRF mode than the service's."""
-    asked = msg.get("oprf_mode", oprf.MODE_OPRF)
-    if asked != table.oprf_mode:
-        raise DataError(
-            f"this service evaluates the OPRF in mode {table.oprf_mode}, not {asked!r}: "
-            "ask its info again (or sync) and query in its mode"
-        )
+    check_oprf_mode(table, msg)
     elements = unb64(msg.get("elements"), "a lattice-mode PIR query")
     n, rest = divmod(len(elements), oprf.ELEMENT_SIZE)
     if rest or not 1 <= n <= MAX_BATCH:

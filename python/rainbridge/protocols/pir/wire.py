@@ -163,6 +163,16 @@ def answer(
     return answer_query(table, msg, modes, peer=peer, max_reply_bytes=max_reply_bytes)
 
 
+def check_oprf_mode(table: PirTable, msg: dict[str, Any]) -> None:
+    """Refuse, before any work, a query blinded in another OPRF mode than the table's."""
+    asked = msg.get("oprf_mode", oprf.MODE_OPRF)
+    if asked != table.oprf_mode:
+        raise DataError(
+            f"this service evaluates the OPRF in mode {table.oprf_mode}, not {asked!r}: "
+            "ask its info again (or sync) and query in its mode"
+        )
+
+
 def check_query(
     table: PirTable,
     msg: dict[str, Any],
@@ -185,12 +195,7 @@ def check_query(
         raise DataError(f"unknown PIR mode {mode!r} (use {' or '.join(MODES)})")
     if mode not in modes:
         raise DataError(f"this service does not answer {mode!r} queries")
-    asked = msg.get("oprf_mode", oprf.MODE_OPRF)
-    if asked != table.oprf_mode:
-        raise DataError(
-            f"this service evaluates the OPRF in mode {table.oprf_mode}, not {asked!r}: "
-            "ask its info again (or sync) and query in its mode"
-        )
+    check_oprf_mode(table, msg)
     elements = unb64(msg.get("elements"), "PIR query")
     n, rest = divmod(len(elements), oprf.ELEMENT_SIZE)
     if rest or not 1 <= n <= MAX_BATCH:
