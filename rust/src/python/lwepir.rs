@@ -182,6 +182,28 @@ pub(super) fn lwe_query(
     Ok((words_out(py, &q)?, words_out(py, &s)?))
 }
 
+/// The decoded columns' bytes and each answer's noise, from Python buffers.
+fn decoded(
+    py: Python<'_>,
+    hint: &Bound<'_, PyAny>,
+    l: usize,
+    secrets: &Bound<'_, PyAny>,
+    answers: &Bound<'_, PyAny>,
+) -> PyResult<(Vec<u8>, Vec<u32>)> {
+    let (h, s, a) = (
+        Bytes::new(hint, "hint")?,
+        Bytes::new(secrets, "secrets")?,
+        Bytes::new(answers, "answers")?,
+    );
+    let (hw, sw, aw) = (
+        words(h.slice(), "hint")?,
+        words(s.slice(), "secrets")?,
+        words(a.slice(), "answers")?,
+    );
+    py.allow_threads(|| lwepir::decode(&hw, l, &sw, &aw))
+        .map_err(to_py)
+}
+
 /// The columns' bytes (b·l); with `max_noise`, a noise beyond it raises `LweDecodingError`.
 #[pyfunction]
 #[pyo3(signature = (hint, l, secrets, answers, max_noise=None))]
@@ -193,19 +215,7 @@ pub(super) fn lwe_decode(
     answers: &Bound<'_, PyAny>,
     max_noise: Option<u32>,
 ) -> PyResult<Py<PyBytes>> {
-    let (h, s, a) = (
-        Bytes::new(hint, "hint")?,
-        Bytes::new(secrets, "secrets")?,
-        Bytes::new(answers, "answers")?,
-    );
-    let (hw, sw, aw) = (
-        words(h.slice(), "hint")?,
-        words(s.slice(), "secrets")?,
-        words(a.slice(), "answers")?,
-    );
-    let (bytes, noise) = py
-        .allow_threads(|| lwepir::decode(&hw, l, &sw, &aw))
-        .map_err(to_py)?;
+    let (bytes, noise) = decoded(py, hint, l, secrets, answers)?;
     if let Some(bound) = max_noise {
         if let Some((i, n)) = noise.iter().enumerate().find(|(_, &n)| n > bound) {
             return Err(LweDecodingError::new_err(format!(
@@ -225,19 +235,7 @@ pub(super) fn lwe_noise(
     secrets: &Bound<'_, PyAny>,
     answers: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<u32>> {
-    let (h, s, a) = (
-        Bytes::new(hint, "hint")?,
-        Bytes::new(secrets, "secrets")?,
-        Bytes::new(answers, "answers")?,
-    );
-    let (hw, sw, aw) = (
-        words(h.slice(), "hint")?,
-        words(s.slice(), "secrets")?,
-        words(a.slice(), "answers")?,
-    );
-    let (_, noise) = py
-        .allow_threads(|| lwepir::decode(&hw, l, &sw, &aw))
-        .map_err(to_py)?;
+    let (_, noise) = decoded(py, hint, l, secrets, answers)?;
     Ok(noise)
 }
 
