@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from rainbridge.crypto import oprf, voprf
 from rainbridge.errors import DataError, InvalidElementError, ProofError
-from rainbridge.protocols.pir import wire
+from rainbridge.protocols.pir import replica_sync, wire
 from rainbridge.protocols.pir.client import PinnedKey, Replica
 from rainbridge.protocols.pir.table import PirTable
 
@@ -30,7 +30,9 @@ def copy(table: PirTable) -> Replica:
     req: dict[str, Any] = {"have": None, "snapshot": None}
     replica: Replica | None = None
     while True:
-        replica, nxt = wire.apply_sync(replica, wire.sync_page(table, req), "server")
+        replica, nxt = replica_sync.apply_sync(
+            replica, replica_sync.sync_page(table, req), "server"
+        )
         if nxt is None:
             assert replica is not None
             return replica
@@ -163,9 +165,9 @@ def test_a_header_whose_key_does_not_match_its_id_is_refused() -> None:
     ):
         with pytest.raises(DataError):
             PinnedKey.from_header(bad, "t")
-    page = wire.sync_page(table, {"have": None, "snapshot": None})
+    page = replica_sync.sync_page(table, {"have": None, "snapshot": None})
     with pytest.raises(DataError):
-        wire.apply_sync(None, {**page, "public_key": other}, "server")
+        replica_sync.apply_sync(None, {**page, "public_key": other}, "server")
 
 
 def test_a_mode_0_table_still_answers(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rainbridge.errors import DataError
-from rainbridge.protocols.pir import wire
+from rainbridge.protocols.pir import replica_sync, wire
 from rainbridge.protocols.pir.client import Replica
 from rainbridge.protocols.pir.table import PirTable
 
@@ -66,9 +66,9 @@ class Server:
         have = {"key_id": replica.key_id, "version": replica.version} if replica else None
         req: dict[str, Any] = {"have": have, "snapshot": None}
         while True:
-            reply = json.loads(json.dumps(wire.sync_page(self.table, req)))
+            reply = json.loads(json.dumps(replica_sync.sync_page(self.table, req)))
             self.largest = max(self.largest, len(json.dumps(reply)))
-            replica, nxt = wire.apply_sync(replica, reply, "server")
+            replica, nxt = replica_sync.apply_sync(replica, reply, "server")
             if nxt is None:
                 assert replica is not None
                 return replica
@@ -210,7 +210,7 @@ def test_a_replica_catches_up_by_a_delta_larger_than_a_message() -> None:
     rows.update(small)
     rows.pop("id1")
     rows.pop("id3")
-    reply = wire.sync_page(table, {"have": {"key_id": replica.key_id, "version": 1}})
+    reply = replica_sync.sync_page(table, {"have": {"key_id": replica.key_id, "version": 1}})
     assert "delta_part" in reply  # the first delta alone is larger than a page
     replica = server.sync(replica)
     assert replica.version == 3 and len(replica.rows) == len(rows)

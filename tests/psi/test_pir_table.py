@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from rainbridge.crypto import oprf
 from rainbridge.errors import DataError, InvalidElementError
-from rainbridge.protocols.pir import wire
+from rainbridge.protocols.pir import replica_sync, wire
 from rainbridge.protocols.pir.client import Replica
 from rainbridge.protocols.pir.table import PirTable
 
@@ -33,7 +33,9 @@ def copy(table: PirTable, replica: Replica | None = None) -> Replica:
     have = {"key_id": replica.key_id, "version": replica.version} if replica else None
     req: dict[str, Any] = {"have": have, "snapshot": None}
     while True:
-        replica, nxt = wire.apply_sync(replica, wire.sync_page(table, req), "server")
+        replica, nxt = replica_sync.apply_sync(
+            replica, replica_sync.sync_page(table, req), "server"
+        )
         if nxt is None:
             assert replica is not None
             return replica
@@ -93,7 +95,7 @@ def test_a_replica_too_far_behind_copies_again() -> None:
     replica = copy(table)
     for i in range(70):  # more versions than the table keeps deltas for
         table.update(pa.array([f"n{i}"]), pa.table({"score": [1.0], "tag": ["x"]}), pa.array([]))
-    reply = wire.sync_page(table, {"have": {"key_id": replica.key_id, "version": 1}})
+    reply = replica_sync.sync_page(table, {"have": {"key_id": replica.key_id, "version": 1}})
     assert "snapshot" in reply and "deltas" not in reply
     replica = copy(table, replica)
     assert len(replica.rows) == 72
@@ -152,7 +154,7 @@ def test_malformed_queries_are_refused() -> None:
     with pytest.raises(DataError, match="does not answer"):
         wire.answer_query(table, {**good, "mode": "bucket", "buckets": [0]}, modes=("private",))
     with pytest.raises(DataError, match="changed during the copy"):
-        wire.sync_page(table, {"snapshot": {"version": 99, "offset": 0}})
+        replica_sync.sync_page(table, {"snapshot": {"version": 99, "offset": 0}})
 
 
 def test_a_forged_answer_is_refused_by_the_client() -> None:

@@ -32,7 +32,7 @@ from rainbridge.errors import ConfigError, DataError
 from rainbridge.node.config import NodeConfig
 from rainbridge.node.dataplane import DataPlane
 from rainbridge.node.storage import Storage
-from rainbridge.protocols.pir import lattice_wire, wire
+from rainbridge.protocols.pir import lattice_wire, replica_sync, wire
 from rainbridge.protocols.pir.client import Answer, PinnedKey, Replica
 from rainbridge.protocols.pir.lattice import LatticeLayout
 from rainbridge.protocols.pir.table import split_outputs
@@ -168,7 +168,7 @@ class PirClient:
                     f"{peer!r} serves {service!r} under another key than the pinned "
                     f"{pin.key_id!r}: sync it to pin the new key"
                 )
-            rep, nxt = await asyncio.to_thread(wire.apply_sync, rep, reply, peer)
+            rep, nxt = await asyncio.to_thread(replica_sync.apply_sync, rep, reply, peer)
             pages += 1
             if nxt is None:
                 break

@@ -52,7 +52,7 @@ from rainbridge.node.metrics import NodeMetrics
 from rainbridge.node.pir_labels import label_schema, labels_of
 from rainbridge.node.router import MessageRouter
 from rainbridge.node.storage import GrantRow, MeterRow, Storage
-from rainbridge.protocols.pir import lattice_wire, wire
+from rainbridge.protocols.pir import lattice_wire, replica_sync, wire
 from rainbridge.protocols.pir.lattice import LatticeDb, plan_layout
 from rainbridge.protocols.pir.table import PirTable
 from rainbridge.protocols.psi.records import RecordLayout
@@ -477,7 +477,7 @@ class PirServer:
             if "private" not in meta["modes"]:
                 raise DataError(f"PIR service {service!r} is not served in private mode")
             self._grant(meta, peer, 0)
-            reply = wire.sync_page(table, msg)
+            reply = replica_sync.sync_page(table, msg)
         except RainbridgeError as exc:
             return _refusal(exc)
         snap = reply.get("snapshot")
