@@ -354,38 +354,34 @@ mod imp {
     }
 
     /// a·b·R^(-1) mod m, almost reduced (below 2m for a, b below 2m), limbs carried.
+    /// Limbs are carried only at the end: a limb takes four partial products below 2^52
+    /// per row of a and shifts down once per row, so it sums at most 4K of them plus
+    /// carries (below 2^60 for K ≤ 40), inside the 64-bit lanes.
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
     fn mul<const K: usize>(mv: &[V; K], n0: V, a: &[V; K], b: &[V; K]) -> [V; K] {
         let zero = _mm512_setzero_si512();
         let m52 = splat(M52);
         let mut t = [zero; K];
-        let mut top = zero;
         for i in 0..K {
             let ai = a[i];
-            for j in 0..K {
-                t[j] = _mm512_madd52lo_epu64(t[j], ai, b[j]);
-            }
+            // limb 0 first: it fixes u, the multiple of m that clears it
+            let x0 = _mm512_madd52lo_epu64(t[0], ai, b[0]);
+            let u = _mm512_and_si512(_mm512_madd52lo_epu64(zero, x0, n0), m52);
+            let x0 = _mm512_madd52lo_epu64(x0, u, mv[0]);
+            // x0 ≡ 0 mod 2^52: drop the limb, keep its carry; then one pass shifts every limb
+            // down by one while adding this row's four partial products (one load and one
+            // store of each limb per row instead of five)
+            let carry = _mm512_srli_epi64(x0, 52);
             for j in 0..K - 1 {
-                t[j + 1] = _mm512_madd52hi_epu64(t[j + 1], ai, b[j]);
-            }
-            top = _mm512_madd52hi_epu64(top, ai, b[K - 1]);
-            let u = _mm512_and_si512(_mm512_madd52lo_epu64(zero, t[0], n0), m52);
-            for j in 0..K {
-                t[j] = _mm512_madd52lo_epu64(t[j], u, mv[j]);
-            }
-            for j in 0..K - 1 {
-                t[j + 1] = _mm512_madd52hi_epu64(t[j + 1], u, mv[j]);
-            }
-            top = _mm512_madd52hi_epu64(top, u, mv[K - 1]);
-            // t[0] ≡ 0 mod 2^52 now: drop the limb, keep its carry
-            let carry = _mm512_srli_epi64(t[0], 52);
-            for j in 0..K - 1 {
-                t[j] = t[j + 1];
+                let mut v = _mm512_madd52lo_epu64(t[j + 1], ai, b[j + 1]);
+                v = _mm512_madd52lo_epu64(v, u, mv[j + 1]);
+                v = _mm512_madd52hi_epu64(v, ai, b[j]);
+                t[j] = _mm512_madd52hi_epu64(v, u, mv[j]);
             }
             t[0] = _mm512_add_epi64(t[0], carry);
-            t[K - 1] = top;
-            top = zero;
+            t[K - 1] =
+                _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(zero, ai, b[K - 1]), u, mv[K - 1]);
         }
         for j in 0..K - 1 {
             let c = _mm512_srli_epi64(t[j], 52);
