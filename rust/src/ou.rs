@@ -37,6 +37,10 @@ use crate::error::{CoreError, Result};
 #[path = "ou_ifma.rs"]
 mod ifma;
 
+#[path = "ou_ahead.rs"]
+mod ahead;
+pub use ahead::{NonceMaker, Nonces};
+
 /// Bytes of one ciphertext on the wire.
 pub const CT_BYTES: usize = 256;
 const LIMBS: usize = 32;

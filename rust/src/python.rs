@@ -18,7 +18,7 @@ mod ou;
 mod rr22;
 mod silentot;
 mod voprf;
-use ou::{OuCiphertexts, OuPublicKey, OuSecretKey};
+use ou::{OuCiphertexts, OuNonceMaker, OuNonces, OuPublicKey, OuSecretKey};
 use rr22::{aes_ctr_rows, rr22_digests, rr22_layout, rr22_payload_keys, Rr22Receiver, Rr22Sender};
 use silentot::{silent_cot_layout, SilentCotReceiver, SilentCotSender};
 use voprf::{
@@ -83,6 +83,11 @@ impl Bytes {
                 "{what} must be a bytes-like object (buffer protocol)"
             ))
         })?;
+        if mv.getattr("nbytes")?.extract::<usize>()? == 0 {
+            // memoryview cannot cast an empty view of several dimensions: none is needed
+            let empty = PyBytes::new(obj.py(), b"");
+            return Ok(Bytes(PyBuffer::<u8>::get(empty.as_any())?));
+        }
         let flat = mv
             .call_method1("cast", ("B",))
             .map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))?;
@@ -580,6 +585,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(baseot_sender_keys, m)?)?;
     m.add_class::<Sm2Signer>()?;
     m.add_class::<OuSecretKey>()?;
+    m.add_class::<OuNonces>()?;
+    m.add_class::<OuNonceMaker>()?;
     m.add_class::<OuPublicKey>()?;
     m.add_class::<OuCiphertexts>()?;
     m.add_class::<Rr22Receiver>()?;

@@ -145,6 +145,55 @@ impl OuCiphertexts {
     }
 }
 
+/// Encryption nonces of one secret key made ahead of use; spent by the one encryption
+/// that takes them (`OuSecretKey.encrypt_packed_ahead`).
+#[pyclass(module = "rainbridge._core")]
+pub(super) struct OuNonces(Option<ou::Nonces>);
+
+#[pymethods]
+impl OuNonces {
+    fn __len__(&self) -> usize {
+        self.0.as_ref().map_or(0, |n| n.len())
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.0 {
+            Some(n) => format!("OuNonces({} unused)", n.len()),
+            None => "OuNonces(spent)".into(),
+        }
+    }
+}
+
+/// A reserve of one secret key's encryption nonces, filled by a background thread at the
+/// lowest CPU priority (see `ou::NonceMaker`).
+#[pyclass(frozen, module = "rainbridge._core")]
+pub(super) struct OuNonceMaker(ou::NonceMaker);
+
+#[pymethods]
+impl OuNonceMaker {
+    #[new]
+    fn new(key: &OuSecretKey) -> Self {
+        OuNonceMaker(ou::NonceMaker::new(key.0.clone()))
+    }
+
+    /// Starts filling the reserve up to `target` nonces in the background; returns at once.
+    fn fill(&self, target: usize) {
+        self.0.fill(target)
+    }
+
+    /// The nonces ready now (at most `at_most`), as a list of zero or one `OuNonces` for
+    /// `encrypt_packed_ahead`; stops the filling and discards the rest.
+    fn take(&self, py: Python<'_>, at_most: usize) -> PyResult<Vec<OuNonces>> {
+        let got = py.allow_threads(|| self.0.take(at_most)).map_err(to_py)?;
+        Ok(got.into_iter().map(|n| OuNonces(Some(n))).collect())
+    }
+
+    #[getter]
+    fn ready(&self) -> usize {
+        self.0.ready()
+    }
+}
+
 /// An Okamoto–Uchiyama secret key (decryption precomputed).
 #[pyclass(frozen, module = "rainbridge._core")]
 pub(super) struct OuSecretKey(Arc<ou::SecretKey>, Arc<ou::PublicKey>);
@@ -188,6 +237,40 @@ impl OuSecretKey {
         let v = Bytes::new(values, "values")?;
         let v = ints(v.slice(), "values", i64::from_le_bytes)?;
         let r = py.allow_threads(|| self.0.encrypt_packed(&v, slots, slot_bits));
+        bytes_out(py, r)
+    }
+
+    /// `count` encryption nonces for later use by `encrypt_packed_ahead`, computed on the
+    /// calling thread alone (the GIL released): for a low-priority thread's idle time.
+    fn nonces(&self, py: Python<'_>, count: usize) -> OuNonces {
+        OuNonces(Some(py.allow_threads(|| self.0.nonces(count))))
+    }
+
+    /// `encrypt_packed` whose first rows take the nonces of `nonces` (in order; each
+    /// object is consumed, and refused if used before) and the rest fresh randomness.
+    fn encrypt_packed_ahead(
+        &self,
+        py: Python<'_>,
+        values: &Bound<'_, PyAny>,
+        slots: usize,
+        slot_bits: u32,
+        nonces: Vec<PyRefMut<'_, OuNonces>>,
+    ) -> PyResult<Py<PyBytes>> {
+        let v = Bytes::new(values, "values")?;
+        let v = ints(v.slice(), "values", i64::from_le_bytes)?;
+        if nonces.iter().any(|n| n.0.is_none()) {
+            return Err(PyValueError::new_err(
+                "these nonces were used by an earlier encryption; a nonce is used once",
+            ));
+        }
+        let parts: Vec<ou::Nonces> = nonces
+            .into_iter()
+            .map(|mut n| n.0.take().expect("checked above"))
+            .collect();
+        let r = py.allow_threads(|| match ou::Nonces::concat(parts)? {
+            Some(all) => self.0.encrypt_packed_ahead(&v, slots, slot_bits, all),
+            None => self.0.encrypt_packed(&v, slots, slot_bits),
+        });
         bytes_out(py, r)
     }
 

@@ -60,7 +60,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from rainbridge._core import OuPublicKey, OuSecretKey
+from rainbridge._core import OuNonceMaker, OuPublicKey, OuSecretKey
 from rainbridge.errors import ConfigError, DataError, ProtocolViolationError
 from rainbridge.net.channel import Channel
 from rainbridge.protocols.fl.histograms import histograms, kept_cells
@@ -311,6 +311,12 @@ async def train_label(
         sk = await asyncio.to_thread(OuSecretKey.generate, params.key_bits)
         pk = sk.public_key()
     he = time.perf_counter() - t0
+    # the next encryption's randomness is made while this party waits for the feature
+    # parties (a background thread at the lowest CPU priority), so that only G^m is left
+    # to compute when the gradients are known; sharded, the workers encrypt whole
+    maker = OuNonceMaker(sk) if shards is None else None
+    if maker is not None:
+        maker.fill(n)  # the first tree's rows are at most all of them
     setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
     pkb = pk.to_bytes()
     for ch in peers.values():
@@ -387,7 +393,8 @@ async def train_label(
                 elif shards is None:
                     # the key owner encrypts by CRT (about twice as fast); the ciphertexts are
                     # those of the public key, so the feature party cannot tell
-                    cts = await asyncio.to_thread(sk.encrypt_packed, enc, 2, slot)
+                    ahead = maker.take(len(rows)) if maker is not None else []
+                    cts = await asyncio.to_thread(sk.encrypt_packed_ahead, enc, 2, slot, ahead)
                 else:
                     cts = await shards.encrypt_packed(sk, enc, 2, slot)
             he += time.perf_counter() - t0
@@ -397,6 +404,8 @@ async def train_label(
                     await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
                     await pr.ch.send("sgb/rows", rows32)
                     await pr.ch.send("sgb/gh", cts)
+            if maker is not None and peer_list:
+                maker.fill(len(rows))  # for the next tree, while the feature parties sum
             tree, pos, spent = await _grow(
                 peer_list, binned, own_splits, rows, g_all, h_all, sk, frac, slot, params,
                 me=me, n=n, cls=cls, clock=clock, shards=shards,
