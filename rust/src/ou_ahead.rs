@@ -318,8 +318,8 @@ impl NonceMaker {
         });
     }
 
-    /// The nonces ready now, at most `at_most` (whole batches, in order), and stops the
-    /// filling; the rest of the reserve is discarded.
+    /// The nonces ready now, at most `at_most` (in order), and stops the filling; the rest
+    /// of the reserve is discarded.
     pub fn take(&self, at_most: usize) -> Result<Option<Nonces>> {
         let ready = {
             let mut s = self.lock();
@@ -327,15 +327,12 @@ impl NonceMaker {
             s.count = 0;
             std::mem::take(&mut s.ready)
         };
-        let mut n = 0;
-        let parts: Vec<Nonces> = ready
-            .into_iter()
-            .take_while(|b| {
-                n += b.len();
-                n <= at_most
-            })
-            .collect();
-        Nonces::concat(parts)
+        let mut all = Nonces::concat(ready)?;
+        if let Some(n) = all.as_mut() {
+            n.p2.truncate(at_most);
+            n.q.truncate(at_most);
+        }
+        Ok(all)
     }
 
     /// Nonces ready now.
