@@ -1154,7 +1154,9 @@ impl Crt {
     /// The per-row scalars of the mod-p² part: (m mod t, r mod t, G₁^m mod p²) for the
     /// signed plaintext ±mag (G₁^m = 1 + (m·l1 mod p)·p, one product mod p).
     fn p2_parts(&self, mag: &U768, negative: bool, r: &U384) -> (U256, U256, P2) {
-        let mut mt = mag.rem(&self.t_768).resize::<4>();
+        // Knuth's division, variable-time only in the divisor (this key's t, whose length is
+        // public), constant-time in the dividend; the bit-serial `rem` took microseconds a row
+        let mut mt = mag.rem_vartime(&self.t_768).resize::<4>();
         // mag < p and l1 in Montgomery form: one product gives mag·l1 mod p
         let mut k = self.p_mod.mul(mag, self.l1.as_montgomery());
         if negative {
@@ -1166,7 +1168,7 @@ impl Crt {
                 k = self.p.wrapping_sub(&k);
             }
         }
-        let rt = r.rem(&self.t_384).resize::<4>();
+        let rt = r.rem_vartime(&self.t_384).resize::<4>();
         let g1m = k
             .resize::<P2_LIMBS>()
             .wrapping_mul(&self.p.resize::<P2_LIMBS>())
@@ -1396,7 +1398,8 @@ impl SecretKey {
     /// fixed-window ladder that is constant-time in the secret t ([`pow_ct`]).
     fn l_raw(&self, c: &U2048) -> U768 {
         let m = &self.p2_mod;
-        let x = m.enter(&c.rem(&self.p2).resize::<P2_LIMBS>());
+        // variable-time only in the divisor p² (of a fixed, public length), as decrypt_many
+        let x = m.enter(&c.rem_vartime(&self.p2).resize::<P2_LIMBS>());
         let one = MontyForm::one(self.crt.p2_params);
         self.l_of(&m.leave(&pow_ct(m, one.as_montgomery(), &x, &self.t)))
     }
@@ -1420,7 +1423,10 @@ impl SecretKey {
         let mut out = Vec::with_capacity(cts.len());
         for chunk in cts.chunks(L) {
             let bases: [[u64; P2_K]; L] = std::array::from_fn(|l| match chunk.get(l) {
-                Some(c) => ifma::to_limbs(&c.rem(&self.p2).resize::<P2_LIMBS>()),
+                // Knuth's division: constant-time in the ciphertext, variable only in the
+                // divisor's length (p², fixed and public); the bit-serial `rem` of 2048 bits
+                // cost as much as the exponentiation
+                Some(c) => ifma::to_limbs(&c.rem_vartime(&self.p2).resize::<P2_LIMBS>()),
                 None => ifma::to_limbs(&P2::ONE),
             });
             let y = ifma::pow_ct(&x.fp2, &bases, &self.t);
@@ -1650,9 +1656,9 @@ mod prof {
             std::hint::black_box(c.encrypt(&mag, false, &r));
         });
         time("crt rem t", &|| {
-            std::hint::black_box(mag.rem(&c.t_768));
+            std::hint::black_box(mag.rem_vartime(&c.t_768));
         });
-        let mt = mag.rem(&c.t_768).resize::<4>();
+        let mt = mag.rem_vartime(&c.t_768).resize::<4>();
         time("crt g2^mt", &|| {
             std::hint::black_box(c.g2.pow(&mt.to_le_bytes()));
         });

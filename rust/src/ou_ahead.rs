@@ -88,7 +88,7 @@ impl SecretKey {
             }
             None => {
                 for r in rs {
-                    let rt = r.rem(&crt.t_384).resize::<4>();
+                    let rt = r.rem_vartime(&crt.t_384).resize::<4>();
                     out.p2
                         .push(*crt.h_p2.pow(&rt.to_le_bytes()).as_montgomery());
                     out.q.push(*crt.h_q.pow(&r.to_le_bytes()).as_montgomery());
@@ -163,7 +163,7 @@ impl Crt {
         const L: usize = ifma::LANES;
         let r = |l: usize| rs.get(l).copied().unwrap_or(U384::ZERO);
         let rt: [[u8; 32]; L] =
-            std::array::from_fn(|l| r(l).rem(&self.t_384).resize::<4>().to_le_bytes());
+            std::array::from_fn(|l| r(l).rem_vartime(&self.t_384).resize::<4>().to_le_bytes());
         let rq: [[u8; 48]; L] = std::array::from_fn(|l| r(l).to_le_bytes());
         let none = [0u8; 1];
         let one_p2 = [ifma::to_limbs::<{ super::P2_LIMBS }, P2_K>(&P2::ONE); L];
