@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--repeat", type=int, default=1)
     fl.add_argument("--setup", choices=["dealer", "ot"], default="dealer")
     fl.add_argument(
+        "--ot-source",
+        choices=["iknp", "silent"],
+        default="iknp",
+        help="LR with --setup ot: where the correlated OTs come from",
+    )
+    fl.add_argument(
         "--engine", choices=["local", "ray"], default="local", help="SecureBoost's engine"
     )
     fl.add_argument("--workers", type=int, default=0, help="engine workers (0: one per CPU)")

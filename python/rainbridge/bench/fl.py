@@ -110,14 +110,19 @@ def bench(args: Any) -> dict[str, Any]:
             "--lr-rows", str(args.rows), "--lr-features", str(args.features),
             "--lr-epochs", str(args.epochs), "--lr-batch", str(args.batch),
         ]  # fmt: skip
-        runs = [run_once(keys, work, args.timeout, args.setup) for _ in range(args.repeat)]
+        source = getattr(args, "ot_source", "iknp")
+        runs = [run_once(keys, work, args.timeout, args.setup, source) for _ in range(args.repeat)]
     ok = [r for r in runs if "error" not in r]
     secs = median([r["seconds"] for r in ok]) if ok else None
     return {
         "benchmark": "fl",
         "machine": machine(),
         "setup": f"vertical LR, {args.features} features split in half, label at p1; "
-        + ("two parties + dealer, three" if args.setup == "dealer" else "two parties by OT, two")
+        + (
+            "two parties + dealer, three"
+            if args.setup == "dealer"
+            else f"two parties by OT ({source}), two"
+        )
         + " processes, loopback mutual TLS 1.3",
         "rows": args.rows,
         "epochs": args.epochs,
