@@ -175,27 +175,39 @@ impl IknpReceiver {
                 choice.len()
             )));
         }
+        // u row by row, then t tile by tile (G(k0) is expanded twice: AES-NI costs less
+        // than carrying a batch-sized copy of it from one layout to the other)
         let (g0, g1) = (&self.g0, &self.g1);
-        let u_tiles = by_tiles(nbytes, rows, |c, w, out| {
-            let mut t = vec![0u8; KAPPA * w];
-            let mut ut = vec![0u8; KAPPA * w];
-            g0.tile(c, w, &mut t);
-            g1.tile(c, w, &mut ut);
-            let r = &choice[c..c + w];
-            for (urow, trow) in ut.chunks_exact_mut(w).zip(t.chunks_exact(w)) {
-                for ((a, b), x) in urow.iter_mut().zip(trow).zip(r) {
+        let pos = g0.pos;
+        debug_assert_eq!(pos, g1.pos, "the two streams are read in lockstep");
+        let one_row = |((c0, c1), urow): ((&Aes128, &Aes128), &mut [u8])| {
+            keystream(c0, pos, urow);
+            let mut buf = [0u8; 4096];
+            for (k, (part, r)) in urow.chunks_mut(4096).zip(choice.chunks(4096)).enumerate() {
+                let g = &mut buf[..part.len()];
+                keystream(c1, pos + (4096 * k) as u64, g);
+                for ((a, b), x) in part.iter_mut().zip(g.iter()).zip(r) {
                     *a ^= b ^ x;
                 }
             }
-            transpose_128_into(&t, w, (m - 8 * c).min(8 * w), out)?;
-            Ok(ut)
-        })?;
-        for (k, ut) in u_tiles.iter().enumerate() {
-            let (c, w) = (k * TILE, ut.len() / KAPPA);
-            for (j, row) in ut.chunks_exact(w).enumerate() {
-                u[j * nbytes + c..j * nbytes + c + w].copy_from_slice(row);
+        };
+        if nbytes > 0 {
+            let pairs = g0.ciphers.iter().zip(g1.ciphers.iter());
+            if nbytes > TILE {
+                g0.ciphers
+                    .par_iter()
+                    .zip(g1.ciphers.par_iter())
+                    .zip(u.par_chunks_exact_mut(nbytes))
+                    .for_each(one_row);
+            } else {
+                pairs.zip(u.chunks_exact_mut(nbytes)).for_each(one_row);
             }
         }
+        by_tiles(nbytes, rows, |c, w, out| {
+            let mut t = vec![0u8; KAPPA * w];
+            g0.tile(c, w, &mut t);
+            transpose_128_into(&t, w, (m - 8 * c).min(8 * w), out)
+        })?;
         self.g0.advance(nbytes);
         self.g1.advance(nbytes);
         Ok(())

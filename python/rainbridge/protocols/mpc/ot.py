@@ -716,9 +716,11 @@ class OtProvider(Provider):
     products between masks each party draws itself. Both parties call the same methods in
     the same order (they run the same program); call :meth:`setup` first."""
 
-    def __init__(self, party: int, channel: Channel, source: str = "iknp") -> None:
+    def __init__(
+        self, party: int, channel: Channel, source: str = "iknp", kernels: str = "core"
+    ) -> None:
         self.party = party
-        self.ot = OtExtension(channel, source=source)
+        self.ot = OtExtension(channel, source=source, kernels=kernels)
         self.prg = Prg(new_seed())  # this party's own randomness
 
     async def setup(self) -> None:
