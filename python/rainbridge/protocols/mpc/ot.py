@@ -13,7 +13,7 @@ one stream of correlated OTs and the sender of the other, from one of two source
   receiver turns a random OT into the one it needs with one bit (its random choice XOR the
   wanted one): 1 bit plus 0.7 byte of batch traffic per OT instead of 16 bytes, for more
   computation (the code's random reads). From the measured trade in docs/BENCHMARKS.md it
-  is the faster source on links slower than about 450 Mbit/s each way.
+  is the faster source on links slower than about 190 Mbit/s each way.
 
 Either way the random OTs are hashed with a tweakable correlation-robust hash made of
 fixed-key AES (Guo et al. 2020).
