@@ -11,6 +11,7 @@ pub mod bits;
 pub mod block;
 pub mod eacode;
 pub mod error;
+pub mod gilboa;
 pub mod hash;
 pub mod iknp;
 pub mod items;

@@ -13,11 +13,15 @@ use crate::error::CoreError;
 use crate::items::Items;
 use crate::{baseot, bits, ristretto, x25519};
 
+mod gilboa;
 mod lwepir;
 mod ou;
 mod rr22;
 mod silentot;
 mod voprf;
+use gilboa::{
+    gilboa_receive, gilboa_send, ot_choice_bits, ot_hash, IknpReceiver, IknpSender, OtStreams,
+};
 use ou::{OuCiphertexts, OuNonceMaker, OuNonces, OuPublicKey, OuSecretKey};
 use rr22::{aes_ctr_rows, rr22_digests, rr22_layout, rr22_payload_keys, Rr22Receiver, Rr22Sender};
 use silentot::{silent_cot_layout, SilentCotReceiver, SilentCotSender};
@@ -582,6 +586,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(baseot_sender_setup, m)?)?;
     m.add_function(wrap_pyfunction!(transpose_128, m)?)?;
     m.add_function(wrap_pyfunction!(baseot_receiver, m)?)?;
+    m.add_class::<IknpReceiver>()?;
+    m.add_class::<IknpSender>()?;
+    m.add_class::<OtStreams>()?;
+    m.add_function(wrap_pyfunction!(ot_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(ot_choice_bits, m)?)?;
+    m.add_function(wrap_pyfunction!(gilboa_send, m)?)?;
+    m.add_function(wrap_pyfunction!(gilboa_receive, m)?)?;
     m.add_function(wrap_pyfunction!(baseot_sender_keys, m)?)?;
     m.add_class::<Sm2Signer>()?;
     m.add_class::<OuSecretKey>()?;

@@ -13,10 +13,16 @@ one stream of correlated OTs and the sender of the other, from one of two source
   receiver turns a random OT into the one it needs with one bit (its random choice XOR the
   wanted one): 1 bit plus 0.7 byte of batch traffic per OT instead of 16 bytes, for more
   computation (the code's random reads). From the measured trade in docs/BENCHMARKS.md it
-  is the faster source on links slower than about 450 Mbit/s each way.
+  is the faster source on links slower than about 190 Mbit/s each way.
 
 Either way the random OTs are hashed with a tweakable correlation-robust hash made of
 fixed-key AES (Guo et al. 2020).
+
+The batch work (the IKNP expansion and its bit transposition, the hash, Gilboa's sums and
+trimmed corrections) runs in the core (rust/src/gilboa.rs, ``kernels="core"``, the default).
+The numpy functions of this module (``kernels="numpy"``) are the reference it is tested
+against: both give byte-identical messages and shares on the same inputs, so the wire format
+does not depend on which one a party runs.
 
 A product of two private values ``x`` (one party's) and ``y`` (the other's) is then shared
 with Gilboa's method: one correlated OT per bit of ``x`` — the receiver chooses by the bit,
@@ -120,20 +126,170 @@ class _Hash:
         return out[:, :words]
 
 
+class _CoreHash:
+    """:class:`_Hash` computed by the core (same outputs)."""
+
+    def __call__(self, x: npt.NDArray[np.uint64], first: int, words: int) -> Ring:
+        out = _core.ot_hash(byte_view(x), first, words)
+        return np.frombuffer(out, dtype=np.uint64).reshape(x.shape[0], words)
+
+
+def choice_bits_reference(x: Ring, bits: int) -> npt.NDArray[np.uint8]:
+    """The receiver's packed choice bits: bit ``k`` of ``x[i]`` for OT ``i * bits + k``."""
+    shifts = np.arange(bits, dtype=np.uint64)
+    choice = ((x[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
+    return np.packbits(choice, bitorder="little")
+
+
+class _IknpReceiverReference:
+    """The IKNP receiver's streams G(k0), G(k1) in numpy (the reference of the core's)."""
+
+    def __init__(self, k0: bytes, k1: bytes) -> None:
+        self._g = (_Streams(k0), _Streams(k1))
+
+    def choose(self, r: npt.NDArray[np.uint8], m: int) -> tuple[Any, Any]:
+        """u = G(k0) ⊕ G(k1) ⊕ r (128 rows) and the rows t (the columns of G(k0))."""
+        nbytes = (m + 7) // 8
+        t = self._g[0].read(nbytes)
+        return t ^ self._g[1].read(nbytes) ^ r[None, :], _transpose(t, m)
+
+
+class _IknpSenderReference:
+    """The IKNP sender's streams G(k_s) and choices s in numpy."""
+
+    def __init__(self, keys: bytes, s_bits: npt.NDArray[np.uint8]) -> None:
+        self._g = _Streams(keys)
+        self._s = s_bits
+
+    def rows(self, u: npt.NDArray[np.uint8], m: int) -> Any:
+        """q = the columns of G(k_s) ⊕ s·u."""
+        q = self._g.read(u.shape[1])
+        q ^= u * self._s[:, None]
+        return _transpose(q, m)
+
+
+class _IknpReceiverCore:
+    def __init__(self, k0: bytes, k1: bytes) -> None:
+        self._r = _core.IknpReceiver(k0, k1)
+
+    def choose(self, r: npt.NDArray[np.uint8], m: int) -> tuple[Any, Any]:
+        u, t = self._r.choose(np.ascontiguousarray(r).data, m)
+        u_rows = np.frombuffer(u, dtype=np.uint8).reshape(KAPPA, (m + 7) // 8)
+        return u_rows, np.frombuffer(t, dtype=np.uint64).reshape(m, 2)
+
+
+class _IknpSenderCore:
+    def __init__(self, keys: bytes, s_bits: npt.NDArray[np.uint8]) -> None:
+        delta = np.packbits(s_bits, bitorder="little").tobytes()
+        self._s = _core.IknpSender(keys, delta)
+
+    def rows(self, u: npt.NDArray[np.uint8], m: int) -> Any:
+        return np.frombuffer(self._s.rows(np.ascontiguousarray(u).data, m), np.uint64).reshape(m, 2)
+
+
+def gilboa_send_reference(
+    q_rows: Ring,
+    delta: Ring,
+    first: int,
+    y: Ring,
+    bits: int,
+    words: int,
+    gf2: bool,
+) -> tuple[Any, Ring]:
+    """Gilboa's sender for ``len(y)`` values of the other party, from its rows ``q_rows``
+    (``bits`` per value, OT indices from ``first``): (the corrections to send, its shares)."""
+    their = len(y)
+    hash_ = _Hash()
+    m0 = hash_(q_rows, first, 1 if gf2 else words)
+    m1 = hash_(q_rows ^ delta[None, :], first, 1 if gf2 else words)
+    if gf2:
+        ybits = (y[:, :1] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+        lo0 = (m0[:, 0] & np.uint64(1)).reshape(their, bits)
+        lo1 = (m1[:, 0] & np.uint64(1)).reshape(their, bits)
+        return _pack_bits(lo0 ^ lo1 ^ ybits), _pack_bits(lo0)[:, None]
+    # bit k's messages differ by y modulo 2^(64-k); both shares are scaled by 2^k, so only
+    # the correction's low 64-k bits travel
+    shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
+    m0 = m0.reshape(their, bits, words)
+    d = _trim(m0 + y[:, None, :] - m1.reshape(their, bits, words))
+    return d, -(m0 << shifts).sum(axis=1, dtype=np.uint64)
+
+
+def gilboa_receive_reference(
+    t_rows: Ring,
+    first: int,
+    x: Ring,
+    d: Any,
+    bits: int,
+    words: int,
+    gf2: bool,
+) -> Ring:
+    """Gilboa's receiver for its values ``x`` from its rows ``t_rows`` and the sender's
+    corrections ``d``: its shares."""
+    n = len(x)
+    mc = _Hash()(t_rows, first, 1 if gf2 else words)
+    xb = (x[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+    if gf2:
+        lo = (mc[:, 0] & np.uint64(1)).reshape(n, bits)
+        dbits = (d[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+        return _pack_bits(lo ^ (xb & dbits))[:, None]
+    shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
+    mc = mc.reshape(n, bits, words)
+    full = _untrim(d, n, bits, words)
+    return ((mc + xb[:, :, None] * full) << shifts).sum(axis=1, dtype=np.uint64)
+
+
+def _u64(a: Ring) -> memoryview:
+    """The bytes of a uint64 array (the core reads little-endian words)."""
+    return byte_view(np.asarray(a, dtype=np.uint64))
+
+
+def _gilboa_send_core(
+    q_rows: Ring, delta: Ring, first: int, y: Ring, bits: int, words: int, gf2: bool
+) -> tuple[Any, Ring]:
+    their = len(y)
+    d, v = _core.gilboa_send(byte_view(q_rows), delta.tobytes(), first, _u64(y), bits, words, gf2)
+    d_arr = np.frombuffer(d, dtype=np.uint64 if gf2 else np.uint8)
+    return d_arr, np.frombuffer(v, dtype=np.uint64).reshape(their, 1 if gf2 else words)
+
+
+def _gilboa_receive_core(
+    t_rows: Ring, first: int, x: Ring, d: Any, bits: int, words: int, gf2: bool
+) -> Ring:
+    u = _core.gilboa_receive(byte_view(t_rows), first, _u64(x), byte_view(d), bits, words, gf2)
+    return np.frombuffer(u, dtype=np.uint64).reshape(len(x), 1 if gf2 else words)
+
+
+def _choice_bits_core(x: Ring, bits: int) -> npt.NDArray[np.uint8]:
+    out = _core.ot_choice_bits(_u64(x), bits)
+    return np.frombuffer(out, dtype=np.uint8)
+
+
 class OtExtension:
     """One party's two ends of IKNP: as receiver (it chooses) and as sender, each towards
     the other party, so that both can multiply their private values in one exchange."""
 
-    def __init__(self, channel: Channel, prefix: str = "ot", source: str = "iknp") -> None:
+    def __init__(
+        self, channel: Channel, prefix: str = "ot", source: str = "iknp", kernels: str = "core"
+    ) -> None:
         if source not in ("silent", "iknp"):
             raise ValueError(f"no OT source {source!r}: 'silent' or 'iknp'")
+        if kernels not in ("core", "numpy"):
+            raise ValueError(f"no OT kernels {kernels!r}: 'core' or 'numpy' (the reference)")
         self.ch = channel
         self.prefix = prefix  # a second extension on the same channel takes another
         self.source = source
-        self._hash = _Hash()
+        self.kernels = kernels
+        core = kernels == "core"
+        self._hash: Any = _CoreHash() if core else _Hash()
+        self._choice_bits = _choice_bits_core if core else choice_bits_reference
+        self._gilboa_send = _gilboa_send_core if core else gilboa_send_reference
+        self._gilboa_receive = _gilboa_receive_core if core else gilboa_receive_reference
         self._step = 0
-        self._recv: tuple[_Streams, _Streams] | None = None
-        self._send: tuple[_Streams, npt.NDArray[np.uint8], npt.NDArray[np.uint64]] | None = None
+        self._recv: _IknpReceiverCore | _IknpReceiverReference | None = None
+        self._send: tuple[_IknpSenderCore | _IknpSenderReference, npt.NDArray[np.uint64]] | None = (
+            None
+        )
         self._silent: _SilentPools | None = None
         self._recv_count = 0
         self._send_count = 0
@@ -153,9 +309,13 @@ class OtExtension:
         b_msgs, chosen = _core.baseot_receiver(their_a, choices.tobytes())
         (their_b,) = await self._swap_bytes(f"{self.prefix}/base-b", b_msgs)
         k0, k1 = _core.baseot_sender_keys(secret, their_b)
-        self._recv = (_Streams(k0), _Streams(k1))
         delta = np.packbits(choices, bitorder="little").view(np.uint64).copy()
-        self._send = (_Streams(chosen), choices, delta)
+        if self.kernels == "core":
+            self._recv = _IknpReceiverCore(k0, k1)
+            self._send = (_IknpSenderCore(chosen, choices), delta)
+        else:
+            self._recv = _IknpReceiverReference(k0, k1)
+            self._send = (_IknpSenderReference(chosen, choices), delta)
 
     async def _swap_bytes(self, tag: str, mine: bytes) -> list[bytes]:
         _, theirs = await asyncio.gather(self.ch.send(tag, mine), self.ch.recv(tag))
@@ -218,23 +378,20 @@ class OtExtension:
         if self._silent is not None:
             return self._silent.delta
         assert self._send is not None
-        return self._send[2]
+        return self._send[1]
 
     def _u_shape(self, m: int) -> tuple[int, ...]:
         """The shape of the receiving end's first message for m OTs."""
         return ((m + 7) // 8,) if self._silent is not None else (KAPPA, (m + 7) // 8)
 
-    def _choose(self, choice: npt.NDArray[np.uint8]) -> tuple[Any, Any]:
-        """The receiving end's first step for these choice bits: (the message to send, the
-        rows the receiver holds: M = K ⊕ choice·Δ). Silent: the flips that turn the next
+    def _choose(self, r: npt.NDArray[np.uint8], m: int) -> tuple[Any, Any]:
+        """The receiving end's first step for m packed choice bits r: (the message to send,
+        the rows the receiver holds: M = K ⊕ choice·Δ). Silent: the flips that turn the next
         random OTs into these; IKNP: u = t ⊕ G(k1) ⊕ r."""
         if self._silent is not None:
-            return self._silent.choose(choice)
+            return self._silent.choose(r, m)
         assert self._recv is not None, "setup() first"
-        nbytes = (len(choice) + 7) // 8
-        r = np.packbits(choice, bitorder="little")
-        t = self._recv[0].read(nbytes)
-        return t ^ self._recv[1].read(nbytes) ^ r[None, :], _transpose(t, len(choice))
+        return self._recv.choose(r, m)
 
     def _sender_rows(self, u_theirs: Any, m: int) -> tuple[Any, int]:
         """The sending end's Q rows for the other party's u, and the index of the first."""
@@ -244,12 +401,10 @@ class OtExtension:
             self._send_count += m
             return q_rows, first
         assert self._send is not None, "setup() first"
-        streams, s_bits, _delta = self._send
-        q = streams.read(u_theirs.shape[1])
-        q ^= u_theirs * s_bits[:, None]
+        q_rows = self._send[0].rows(u_theirs, m)
         first = self._send_count
         self._send_count += m
-        return _transpose(q, m), first
+        return q_rows, first
 
     async def _batch(
         self, x: Ring | None, y: Ring | None, bits: int, words: int, their: int, gf2: bool
@@ -265,9 +420,7 @@ class OtExtension:
         t_rows = None
         u_mine = None
         if x is not None and m_mine:
-            shifts = np.arange(bits, dtype=np.uint64)
-            choice = ((x[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
-            u_mine, t_rows = self._choose(choice)
+            u_mine, t_rows = self._choose(self._choice_bits(x, bits), m_mine)
         u_theirs = await self._swap(
             tag + "/u", u_mine, self._u_shape(m_theirs) if m_theirs else None, np.uint8
         )
@@ -276,23 +429,8 @@ class OtExtension:
         v = None
         if y is not None and m_theirs:
             assert u_theirs is not None
-            delta = self._delta()
             q_rows, first = self._sender_rows(u_theirs, m_theirs)
-            m0 = self._hash(q_rows, first, 1 if gf2 else words)
-            m1 = self._hash(q_rows ^ delta[None, :], first, 1 if gf2 else words)
-            if gf2:
-                ybits = (y[:, :1] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
-                lo0 = (m0[:, 0] & np.uint64(1)).reshape(their, bits)
-                lo1 = (m1[:, 0] & np.uint64(1)).reshape(their, bits)
-                d_mine = _pack_bits(lo0 ^ lo1 ^ ybits)
-                v = _pack_bits(lo0)[:, None]
-            else:
-                # bit k's messages differ by y modulo 2^(64-k); both shares are scaled by
-                # 2^k, so only the correction's low 64-k bits travel
-                shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
-                m0 = m0.reshape(their, bits, words)
-                d_mine = _trim(m0 + y[:, None, :] - m1.reshape(their, bits, words))
-                v = -(m0 << shifts).sum(axis=1, dtype=np.uint64)
+            d_mine, v = self._gilboa_send(q_rows, self._delta(), first, y, bits, words, gf2)
         elif y is not None:
             v = np.zeros((0, words), dtype=np.uint64)
         d_shape = None
@@ -305,17 +443,7 @@ class OtExtension:
             assert t_rows is not None and d_theirs is not None
             first = self._recv_count
             self._recv_count += m_mine
-            mc = self._hash(t_rows, first, 1 if gf2 else words)
-            xb = (x[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
-            if gf2:
-                lo = (mc[:, 0] & np.uint64(1)).reshape(len(x), bits)
-                dbits = (d_theirs[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
-                u = _pack_bits(lo ^ (xb & dbits))[:, None]
-            else:
-                shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
-                mc = mc.reshape(len(x), bits, words)
-                d = _untrim(d_theirs, len(x), bits, words)
-                u = ((mc + xb[:, :, None] * d) << shifts).sum(axis=1, dtype=np.uint64)
+            u = self._gilboa_receive(t_rows, first, x, d_theirs, bits, words, gf2)
         elif x is not None:
             u = np.zeros((0, words), dtype=np.uint64)
         self.random_ots += m_mine
@@ -363,7 +491,8 @@ class OtExtension:
         if self._silent is not None:
             await self._silent.ensure(m_mine, their if y is not None else 0)
         if x is not None and m_mine:
-            u_mine, t_rows = self._choose((x & np.uint64(1)).astype(np.uint8))
+            r = np.packbits((x & np.uint64(1)).astype(np.uint8), bitorder="little")
+            u_mine, t_rows = self._choose(r, m_mine)
         u_theirs = await self._swap(
             tag + "/u",
             u_mine,
@@ -447,8 +576,12 @@ def _trim(d: Ring) -> npt.NDArray[np.uint8]:
     """(N, bits, words) corrections → their low ceil((64-k)/8) bytes for bit k, flat."""
     n, bits, words = d.shape
     b = np.ascontiguousarray(d).view(np.uint8).reshape(n, bits, words, 8)
+    # explicit row lengths: reshape(n, -1) cannot infer one when n is 0
     parts = [
-        b[:, k0 : min(bits, k0 + 8), :, : 8 - k0 // 8].reshape(n, -1) for k0 in range(0, bits, 8)
+        b[:, k0 : min(bits, k0 + 8), :, : 8 - k0 // 8].reshape(
+            n, (min(bits, k0 + 8) - k0) * words * (8 - k0 // 8)
+        )
+        for k0 in range(0, bits, 8)
     ]
     return np.concatenate(parts, axis=1).reshape(-1)
 
@@ -456,7 +589,7 @@ def _trim(d: Ring) -> npt.NDArray[np.uint8]:
 def _untrim(buf: npt.NDArray[np.uint8], n: int, bits: int, words: int) -> Ring:
     """The inverse of :func:`_trim`, the dropped high bytes zero."""
     out = np.zeros((n, bits, words, 8), dtype=np.uint8)
-    flat = buf.reshape(n, -1)
+    flat = buf.reshape(n, words * _trimmed_bytes(bits))
     at = 0
     for k0 in range(0, bits, 8):
         kk = min(bits, k0 + 8) - k0
@@ -557,10 +690,10 @@ class _SilentPools:
         if len(ks) > 1:
             self._k = np.concatenate(ks)
 
-    def choose(self, choice: npt.NDArray[np.uint8]) -> tuple[Any, Any]:
-        """The flips for the next len(choice) random OTs (to send) and their rows M."""
-        m = len(choice)
-        flips = np.packbits(self._bits[:m] ^ choice, bitorder="little")
+    def choose(self, r: npt.NDArray[np.uint8], m: int) -> tuple[Any, Any]:
+        """The flips for the next m random OTs to become those of the packed choice bits r
+        (to send), and their rows M."""
+        flips = np.packbits(self._bits[:m], bitorder="little") ^ r
         rows = self._m[:m]
         self._bits, self._m = self._bits[m:], self._m[m:]
         return flips, rows
@@ -583,9 +716,11 @@ class OtProvider(Provider):
     products between masks each party draws itself. Both parties call the same methods in
     the same order (they run the same program); call :meth:`setup` first."""
 
-    def __init__(self, party: int, channel: Channel, source: str = "iknp") -> None:
+    def __init__(
+        self, party: int, channel: Channel, source: str = "iknp", kernels: str = "core"
+    ) -> None:
         self.party = party
-        self.ot = OtExtension(channel, source=source)
+        self.ot = OtExtension(channel, source=source, kernels=kernels)
         self.prg = Prg(new_seed())  # this party's own randomness
 
     async def setup(self) -> None:
