@@ -313,8 +313,10 @@ async def train_label(
     he = time.perf_counter() - t0
     # the next encryption's randomness is made while this party waits for the feature
     # parties (a background thread at the lowest CPU priority), so that only G^m is left
-    # to compute when the gradients are known; sharded, the workers encrypt whole
-    maker = OuNonceMaker(sk) if shards is None else None
+    # to compute when the gradients are known; sharded, the workers encrypt whole; with no
+    # feature party nothing is ever encrypted, so a reserve would only burn a core's idle
+    # time and hold every row's nonce in memory
+    maker = OuNonceMaker(sk) if shards is None and peers else None
     if maker is not None:
         maker.fill(n)  # the first tree's rows are at most all of them
     setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
