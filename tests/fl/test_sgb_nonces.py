@@ -5,14 +5,16 @@ feature party will take ciphertexts, and stopped when training ends, by an error
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 
 from rainbridge._core import OuNonceMaker, OuSecretKey
+from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl import secureboost
-from rainbridge.protocols.fl.secureboost import SgbParams, train_label
+from rainbridge.protocols.fl.secureboost import SgbParams, train_feature, train_label
 
 
 def _data(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
@@ -57,3 +59,38 @@ def test_no_nonces_are_made_without_a_feature_party(monkeypatch: pytest.MonkeyPa
     assert len(res.trees) == 2
     # alone nothing is encrypted: a reserve would only burn a core and hold memory
     assert spy.fills == []
+
+
+def test_the_reserve_stops_when_training_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _Spy()
+    monkeypatch.setattr(secureboost, "OuNonceMaker", spy)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a peer went away mid-tree")
+
+    # fails after the first tree's encryption, when the next tree's reserve is filling
+    monkeypatch.setattr(secureboost, "_grow", broken)
+    x, y = _data()
+    p = SgbParams(trees=3, max_depth=2, key_bits=1024, seed=1)
+    mesh = LocalChannel.mesh("sgb-nonces", ["label", "feat"])
+
+    async def main() -> None:
+        feat = asyncio.create_task(train_feature(mesh["feat"]["label"], x[:, 2:], me="feat"))
+        try:
+            await train_label({"feat": mesh["label"]["feat"]}, x[:, :2], y, p, me="label")
+        finally:
+            feat.cancel()
+            await asyncio.gather(feat, return_exceptions=True)
+
+    with pytest.raises(RuntimeError, match="went away") as err:
+        asyncio.run(main())
+    # a caller holding the error (to log or re-raise it) keeps the label party's frame, and
+    # so its reserve, alive through the traceback (here the spy keeps it too): the
+    # filling must have been stopped on the way out, not left to run to its target
+    assert err.value.__traceback__ is not None
+    assert len(spy.made) == 1 and spy.fills[-1] > 0
+    (maker,) = spy.made
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        assert maker.ready == 0, "the reserve kept filling after training failed"
+        time.sleep(0.05)
