@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from rainbridge._core import OuNonceMaker, OuSecretKey
+from rainbridge.net.channel import Channel
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl import secureboost
-from rainbridge.protocols.fl.secureboost import SgbParams, train_feature, train_label
+from rainbridge.protocols.fl.secureboost import SgbParams, train_label
 
 
 def _data(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
@@ -74,13 +75,18 @@ def test_the_reserve_stops_when_training_fails(monkeypatch: pytest.MonkeyPatch) 
     p = SgbParams(trees=3, max_depth=2, key_bits=1024, seed=1)
     mesh = LocalChannel.mesh("sgb-nonces", ["label", "feat"])
 
+    async def feature_party(ch: Channel) -> None:
+        # just enough of a feature party to be sent the first tree's ciphertexts
+        await ch.recv("sgb/pk")
+        await ch.recv_json("sgb/setup")
+        desc = {"features": 2, "n_bins": 8, "n_splits": [7, 7], "missing": [False, False]}
+        await ch.send_json("sgb/features", desc)
+
     async def main() -> None:
-        feat = asyncio.create_task(train_feature(mesh["feat"]["label"], x[:, 2:], me="feat"))
-        try:
-            await train_label({"feat": mesh["label"]["feat"]}, x[:, :2], y, p, me="label")
-        finally:
-            feat.cancel()
-            await asyncio.gather(feat, return_exceptions=True)
+        await asyncio.gather(
+            train_label({"feat": mesh["label"]["feat"]}, x[:, :2], y, p, me="label"),
+            feature_party(mesh["feat"]["label"]),
+        )
 
     with pytest.raises(RuntimeError, match="went away") as err:
         asyncio.run(main())
