@@ -365,7 +365,9 @@ mod imp {
         let mut t = [zero; K];
         for i in 0..K {
             let ai = a[i];
-            // limb 0 first: it fixes u, the multiple of m that clears it
+            // limb 0 first: it fixes u, the multiple of m that clears it (x0 is a full
+            // accumulator, not a 52-bit limb, but u = x0·n0 mod 2^52 needs only its low 52
+            // bits, all that vpmadd52luq reads of it)
             let x0 = _mm512_madd52lo_epu64(t[0], ai, b[0]);
             let u = _mm512_and_si512(_mm512_madd52lo_epu64(zero, x0, n0), m52);
             let x0 = _mm512_madd52lo_epu64(x0, u, mv[0]);
