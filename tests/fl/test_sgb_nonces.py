@@ -15,7 +15,7 @@ from rainbridge._core import OuNonceMaker, OuSecretKey
 from rainbridge.net.channel import Channel
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.fl import secureboost
-from rainbridge.protocols.fl.secureboost import SgbParams, train_label
+from rainbridge.protocols.fl.secureboost import SgbParams, train_feature, train_label
 
 
 def _data(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
@@ -100,3 +100,24 @@ def test_the_reserve_stops_when_training_fails(monkeypatch: pytest.MonkeyPatch) 
     while time.monotonic() < deadline:
         assert maker.ready == 0, "the reserve kept filling after training failed"
         time.sleep(0.05)
+
+
+def test_the_first_reserve_is_the_first_trees_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _Spy()
+    monkeypatch.setattr(secureboost, "OuNonceMaker", spy)
+    x, y = _data()
+    # 120 rows: 24 held out for validation, half of the other 96 drawn for every tree
+    p = SgbParams(
+        trees=2, max_depth=2, key_bits=1024, seed=1, subsample=0.5, validation_fraction=0.2
+    )
+    mesh = LocalChannel.mesh("sgb-nonces-rows", ["label", "feat"])
+
+    async def main() -> None:
+        await asyncio.gather(
+            train_label({"feat": mesh["label"]["feat"]}, x[:, :2], y, p, me="label"),
+            train_feature(mesh["feat"]["label"], x[:, 2:], me="feat", max_bin=p.max_bin),
+        )
+
+    asyncio.run(main())
+    # a nonce made past the rows a tree encrypts is discarded at its take: wasted work
+    assert spy.fills == [48, 48, 48]
