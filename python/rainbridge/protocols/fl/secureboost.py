@@ -173,6 +173,16 @@ class SgbResult:
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
 
 
+def _tree_rows(n: int, params: SgbParams) -> tuple[int, int]:
+    """(validation rows, rows each tree is grown on) of ``n``: the sizes the label party's
+    row draws take, known before the draws (its first nonce reserve is sized by them)."""
+    n_val = round(params.validation_fraction * n)
+    per_tree = n - n_val
+    if params.subsample < 1:
+        per_tree = max(1, round(params.subsample * per_tree))
+    return n_val, per_tree
+
+
 def _gradients(
     objective: str, raw: npt.NDArray[np.float64], y: npt.NDArray[np.float64], cls: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -318,7 +328,8 @@ async def train_label(
     # time and hold every row's nonce in memory
     maker = OuNonceMaker(sk) if shards is None and peers else None
     if maker is not None:
-        maker.fill(n)  # the first tree's rows are at most all of them
+        # the first tree's rows, no more: a nonce made past them is discarded at the take
+        maker.fill(_tree_rows(n, params)[1])
     try:
         setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
         pkb = pk.to_bytes()
@@ -355,7 +366,7 @@ async def train_label(
 
         # validation rows (held out of every tree) and the initial margin
         perm = rng.permutation(n)
-        n_val = round(params.validation_fraction * n)
+        n_val, _ = _tree_rows(n, params)
         val = np.sort(perm[:n_val])
         train = np.sort(perm[n_val:])
         yt = y[train]
@@ -379,7 +390,7 @@ async def train_label(
                     g_all, h_all = _gradients(obj, raw, y, cls)
                     rows = train
                     if params.subsample < 1:
-                        take = max(1, round(params.subsample * len(train)))
+                        take = _tree_rows(n, params)[1]
                         rows = np.sort(rng.choice(train, size=take, replace=False))
                     rows = rows.astype(np.int64)
                     g, h = g_all[rows], h_all[rows]
