@@ -1862,6 +1862,92 @@ mod tests {
         assert!(shift_bound_holds(&U2048::MAX.shr_vartime(1)));
     }
 
+    /// Knuth's division (`rem_vartime`) in the key owner's reductions, at the edges: m mod t
+    /// and r mod t as the bit-serial reduction gives them for m = 0, t - 1, t, t + 1, 2t,
+    /// p - 1 and r = 0, t - 1, t, t + 1, 2^(|t| + 64) - 1; the public key's ciphertexts on
+    /// both paths; and c mod p² in decryption for c = 0, 1, p² - 1, p², p² + 1, n - 1.
+    #[test]
+    fn knuth_reductions_match_the_bit_serial_ones_at_the_edges() {
+        let bytes = SecretKey::generate(1024).unwrap().to_bytes();
+        let portable = SecretKey::from_bytes_with(&bytes, false).unwrap();
+        let fast = SecretKey::from_bytes_with(&bytes, true).unwrap();
+        let pk = portable.public();
+        let crt = &portable.crt;
+        let t = portable.t.resize::<12>();
+        let p = portable.p;
+        let top = U768::MAX.shr_vartime(768 - pk.plaintext_bits());
+        let r_max = U384::MAX.shr_vartime(384 - (pk.t_bits + R_SLACK));
+        let t_r = t.resize::<6>();
+        let rs = [
+            U384::ZERO,
+            t_r.wrapping_sub(&U384::ONE),
+            t_r,
+            t_r.wrapping_add(&U384::ONE),
+            r_max,
+        ];
+        let mags = [
+            U768::ZERO,
+            U768::ONE,
+            t.wrapping_sub(&U768::ONE),
+            t,
+            t.wrapping_add(&U768::ONE),
+            t.shl_vartime(1),
+            top,
+            p.wrapping_sub(&U768::ONE),
+        ];
+        for mag in mags {
+            for negative in [false, true] {
+                for r in rs {
+                    let (mt, rt, _) = crt.p2_parts(&mag, negative, &r);
+                    let m = mag.rem(&crt.t_768).resize::<4>();
+                    let want_mt = if negative && m != U256::ZERO {
+                        portable.t.wrapping_sub(&m)
+                    } else {
+                        m
+                    };
+                    assert_eq!(mt, want_mt, "m mod t, m = {mag}");
+                    assert_eq!(rt, r.rem(&crt.t_384).resize::<4>(), "r mod t, r = {r}");
+                    if mag > top {
+                        continue; // past the plaintexts the public key encrypts
+                    }
+                    let want = pk.h.modulus.leave(
+                        pk.encrypt_mag(&mag.to_le_bytes(), negative, &r)
+                            .as_montgomery(),
+                    );
+                    assert_eq!(crt.encrypt(&mag, negative, &r), want, "m = {mag}, r = {r}");
+                    if let Some(x) = &fast.crt.ifma {
+                        let got = fast.crt.encrypt8(x, &[(mag, negative, r)]);
+                        assert_eq!(got[0], want, "lanes: m = {mag}, r = {r}");
+                    }
+                }
+            }
+        }
+        // decryption's c mod p², against the bit-serial reduction
+        let p2 = portable.p2.get();
+        let n = pk.n;
+        let cs = [
+            U2048::ZERO,
+            U2048::ONE,
+            p2.wrapping_sub(&U2048::ONE),
+            p2,
+            p2.wrapping_add(&U2048::ONE),
+            n.wrapping_sub(&U2048::ONE),
+        ];
+        let m = &portable.p2_mod;
+        let one = MontyForm::one(crt.p2_params);
+        let want: Vec<U768> = cs
+            .iter()
+            .map(|c| {
+                let x = m.enter(&c.rem(&portable.p2).resize::<P2_LIMBS>());
+                let y = m.leave(&pow_ct(m, one.as_montgomery(), &x, &portable.t));
+                portable.signed(&portable.l_of(&y))
+            })
+            .collect();
+        let got: Vec<U768> = cs.iter().map(|c| portable.decrypt_one(c)).collect();
+        assert_eq!(got, want);
+        assert_eq!(fast.decrypt_many(&cs), want);
+    }
+
     /// Both ways into the lanes (shift, or one product per row) give the portable bytes.
     #[test]
     fn histogram_lanes_by_shift_or_product_match_the_portable_path() {

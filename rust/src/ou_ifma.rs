@@ -365,7 +365,9 @@ mod imp {
         let mut t = [zero; K];
         for i in 0..K {
             let ai = a[i];
-            // limb 0 first: it fixes u, the multiple of m that clears it
+            // limb 0 first: it fixes u, the multiple of m that clears it (x0 is a full
+            // accumulator, not a 52-bit limb, but u = x0·n0 mod 2^52 needs only its low 52
+            // bits, all that vpmadd52luq reads of it)
             let x0 = _mm512_madd52lo_epu64(t[0], ai, b[0]);
             let u = _mm512_and_si512(_mm512_madd52lo_epu64(zero, x0, n0), m52);
             let x0 = _mm512_madd52lo_epu64(x0, u, mv[0]);
@@ -610,5 +612,133 @@ mod imp {
                 store(&mul(&mv, n0, &v, &one_plain))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lanes' Montgomery product against plain big-integer arithmetic at the edges of
+    //! its bound argument, for every K the key sizes use (N_K = 40 mod n, P2_K = 27 mod p²,
+    //! Q_K = 14 mod q): moduli at R/4 - 1 (the largest `Field::new` takes) and at the
+    //! smallest of K limbs, operands at 2m - 1 and with every limb all ones.
+    use super::*;
+    use crypto_bigint::NonZero;
+    use proptest::prelude::*;
+
+    /// Checks `mul_const` for eight operands `a` and one `c` (each below `R`): limbs carried
+    /// (each below 2^52), T·R ≡ a·c mod m, and T below `bound` (W = 2L words hold the
+    /// products).
+    fn check<const K: usize, const L: usize, const W: usize>(
+        m: &Uint<L>,
+        a: &[Uint<L>; LANES],
+        c: &Uint<L>,
+        bound: &Uint<L>,
+    ) {
+        let f = Field::<K>::new(m).expect("odd and below R/4");
+        let lanes: [[u64; K]; LANES] = std::array::from_fn(|l| to_limbs(&a[l]));
+        let out = mul_const(&f, &lanes, &to_limbs(c));
+        let mw = NonZero::new(m.resize::<W>()).unwrap();
+        for l in 0..LANES {
+            assert!(
+                out[l].iter().all(|&x| x <= M52),
+                "lane {l}: limbs not carried"
+            );
+            let t: Uint<L> = from_limbs(&out[l]);
+            assert!(t < *bound, "lane {l}: {t} not below the bound");
+            let tr = t.resize::<W>().shl_vartime(52 * K as u32).rem(&mw);
+            let ac = a[l].resize::<W>().wrapping_mul(&c.resize::<W>()).rem(&mw);
+            assert_eq!(tr, ac, "lane {l}: T·R ≢ a·c mod m");
+        }
+    }
+
+    /// R - 1 (every limb all ones), R/4 - 1 and 2^(52(K-1)) + 1 as L-word numbers.
+    fn edges<const K: usize, const L: usize>() -> (Uint<L>, Uint<L>, Uint<L>) {
+        let r_minus_1 = Uint::<L>::MAX.shr_vartime(64 * L as u32 - 52 * K as u32);
+        let top = r_minus_1.shr_vartime(2);
+        let low = Uint::<L>::ONE
+            .shl_vartime(52 * (K as u32 - 1))
+            .wrapping_add(&Uint::ONE);
+        (r_minus_1, top, low)
+    }
+
+    fn edge_cases<const K: usize, const L: usize, const W: usize>() {
+        if !available() {
+            return;
+        }
+        let (all_ones, top, low) = edges::<K, L>();
+        for m in [top, low] {
+            let two_m = m.shl_vartime(1);
+            let below = two_m.wrapping_sub(&Uint::ONE);
+            let a = [
+                Uint::ZERO,
+                Uint::ONE,
+                m.wrapping_sub(&Uint::ONE),
+                m,
+                m.wrapping_add(&Uint::ONE),
+                below,
+                below.wrapping_sub(&Uint::ONE),
+                m.shr_vartime(1),
+            ];
+            // operands below 2m: almost reduced out (below 2m)
+            for c in [Uint::ZERO, Uint::ONE, m, below] {
+                check::<K, L, W>(&m, &a, &c, &two_m);
+            }
+            // one operand with every limb all ones (a histogram row entered by a shift may
+            // be that large): T < a + m < 3m, still carried into valid limbs
+            let three_m = two_m.wrapping_add(&m);
+            check::<K, L, W>(&m, &a, &all_ones, &three_m);
+        }
+    }
+
+    #[test]
+    fn mul_at_the_edges_k40() {
+        edge_cases::<40, 33, 66>();
+    }
+
+    #[test]
+    fn mul_at_the_edges_k27() {
+        edge_cases::<27, 22, 44>();
+    }
+
+    #[test]
+    fn mul_at_the_edges_k14() {
+        edge_cases::<14, 12, 24>();
+    }
+
+    /// An odd modulus of K limbs below R/4 (its top bits all set half the time) and eight
+    /// operands and a constant below 2m, from raw words.
+    fn random_case<const K: usize, const L: usize>(
+        words: &[u64],
+        full: bool,
+    ) -> (Uint<L>, [Uint<L>; LANES], Uint<L>) {
+        let (_, top, _) = edges::<K, L>();
+        let word = |i: usize| Uint::<L>::from_words(std::array::from_fn(|j| words[i * L + j]));
+        let mut m = word(0).bitand(&top).bitor(&Uint::ONE);
+        if full {
+            m = m.bitor(&top.shr_vartime(8).not().bitand(&top));
+        }
+        let two_m = NonZero::new(m.shl_vartime(1)).unwrap();
+        let a = std::array::from_fn(|l| word(l + 1).rem(&two_m));
+        (m, a, word(LANES + 1).rem(&two_m))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        #[test]
+        fn mul_matches_plain_arithmetic(
+            words in proptest::collection::vec(any::<u64>(), 33 * (LANES + 2)),
+            full in any::<bool>(),
+        ) {
+            if !available() {
+                return Ok(());
+            }
+            let (m, a, c) = random_case::<40, 33>(&words, full);
+            check::<40, 33, 66>(&m, &a, &c, &m.shl_vartime(1));
+            let (m, a, c) = random_case::<27, 22>(&words, full);
+            check::<27, 22, 44>(&m, &a, &c, &m.shl_vartime(1));
+            let (m, a, c) = random_case::<14, 12>(&words, full);
+            check::<14, 12, 24>(&m, &a, &c, &m.shl_vartime(1));
+        }
     }
 }

@@ -96,3 +96,40 @@ def test_the_maker_fills_in_the_background_and_hands_out_once() -> None:
     time.sleep(0.5)
     assert maker.ready == 0
     assert sum(len(n) for n in first) <= 100_000
+
+
+def test_the_same_nonces_twice_in_one_call_are_refused() -> None:
+    sk = key()
+    vals = np.arange(8, dtype="<i8")
+    nonces = sk.nonces(4)
+    # the second mutable borrow of the same object fails before anything is taken
+    with pytest.raises(RuntimeError, match="borrowed"):
+        sk.encrypt_packed_ahead(vals, 1, 64, [nonces, nonces])
+    assert len(nonces) == 4
+    ct = sk.encrypt_packed_ahead(vals, 1, 64, [nonces])
+    assert (_plain(sk, ct, 1, 64) == vals).all()
+    with pytest.raises(ValueError, match="used once"):
+        sk.encrypt_packed_ahead(vals, 1, 64, [nonces])
+
+
+def test_nonces_taken_by_a_failed_encryption_are_spent() -> None:
+    sk = key()
+    nonces = sk.nonces(4)
+    with pytest.raises(ValueError, match="does not fit"):
+        sk.encrypt_packed_ahead(np.full(4, 1 << 20, dtype="<i8"), 1, 8, [nonces])
+    # lost, never reusable: a nonce serves at most one ciphertext
+    assert "spent" in repr(nonces)
+    with pytest.raises(ValueError, match="used once"):
+        sk.encrypt_packed_ahead(np.arange(4, dtype="<i8"), 1, 64, [nonces])
+
+
+def test_only_empty_arrays_skip_the_contiguity_check() -> None:
+    sk = key()
+    strided = np.arange(16, dtype="<i8").reshape(4, 4)[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        sk.encrypt_packed_ahead(strided, 2, 64, [])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        sk.encrypt_packed(strided, 2, 64)
+    empty = np.empty((0, 4), dtype="<i8")[:, ::2]
+    assert sk.encrypt_packed_ahead(empty, 2, 64, []) == b""
+    assert sk.encrypt_packed(np.empty((0, 2), dtype="<i8"), 2, 64) == b""

@@ -173,6 +173,16 @@ class SgbResult:
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
 
 
+def _tree_rows(n: int, params: SgbParams) -> tuple[int, int]:
+    """(validation rows, rows each tree is grown on) of ``n``: the sizes the label party's
+    row draws take, known before the draws (its first nonce reserve is sized by them)."""
+    n_val = round(params.validation_fraction * n)
+    per_tree = n - n_val
+    if params.subsample < 1:
+        per_tree = max(1, round(params.subsample * per_tree))
+    return n_val, per_tree
+
+
 def _gradients(
     objective: str, raw: npt.NDArray[np.float64], y: npt.NDArray[np.float64], cls: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -313,144 +323,154 @@ async def train_label(
     he = time.perf_counter() - t0
     # the next encryption's randomness is made while this party waits for the feature
     # parties (a background thread at the lowest CPU priority), so that only G^m is left
-    # to compute when the gradients are known; sharded, the workers encrypt whole
-    maker = OuNonceMaker(sk) if shards is None else None
+    # to compute when the gradients are known; sharded, the workers encrypt whole; with no
+    # feature party nothing is ever encrypted, so a reserve would only burn a core's idle
+    # time and hold every row's nonce in memory
+    maker = OuNonceMaker(sk) if shards is None and peers else None
     if maker is not None:
-        maker.fill(n)  # the first tree's rows are at most all of them
-    setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
-    pkb = pk.to_bytes()
-    for ch in peers.values():
-        await ch.send("sgb/pk", pkb)
-        await ch.send_json("sgb/setup", setup)
-    peer_list: list[_Peer] = []
-    for name, ch in peers.items():
-        with clock.span("wait"):
-            info = await ch.recv_json("sgb/features")
-        try:
-            nf, nb = int(info["features"]), int(info["n_bins"])
-            ns = np.asarray([int(v) for v in info["n_splits"]], dtype=np.int64)
-            missing = info["missing"]
-            if not isinstance(missing, list) or any(not isinstance(v, bool) for v in missing):
-                raise TypeError
-        except (KeyError, TypeError, ValueError):
-            raise ProtocolViolationError(f"{name!r} described its features wrongly") from None
-        if nf != len(ns) or nf != len(missing) or not 2 <= nb <= 256:
-            raise ProtocolViolationError(f"{name!r} described its features inconsistently")
-        if (ns >= nb).any() or (ns < 0).any():
-            raise ProtocolViolationError(f"{name!r} described its features inconsistently")
-        # the label party holds every node's histogram of this party's features for a
-        # level and its parents: sized from the party's own description, so bounded here
-        # before anything is allocated (a forged count of features would exhaust memory)
-        need = (2**params.max_depth) * nf * nb * 16
-        if need > HIST_BUDGET:
-            raise DataError(
-                f"{name!r} has {nf:,} features of {nb} bins: at depth {params.max_depth} their "
-                f"histograms need {need / 2**30:.1f} GiB at the label party, over its "
-                f"{HIST_BUDGET / 2**30:g} GiB per party; use fewer features, bins or depth"
-            )
-        peer_list.append(_Peer(name, ch, nf, nb, ns, kept_cells(ns.tolist(), missing, nb)))
+        # the first tree's rows, no more: a nonce made past them is discarded at the take
+        maker.fill(_tree_rows(n, params)[1])
+    try:
+        setup = {"rows": n, "max_depth": params.max_depth, "max_bin": params.max_bin}
+        pkb = pk.to_bytes()
+        for ch in peers.values():
+            await ch.send("sgb/pk", pkb)
+            await ch.send_json("sgb/setup", setup)
+        peer_list: list[_Peer] = []
+        for name, ch in peers.items():
+            with clock.span("wait"):
+                info = await ch.recv_json("sgb/features")
+            try:
+                nf, nb = int(info["features"]), int(info["n_bins"])
+                ns = np.asarray([int(v) for v in info["n_splits"]], dtype=np.int64)
+                missing = info["missing"]
+                if not isinstance(missing, list) or any(not isinstance(v, bool) for v in missing):
+                    raise TypeError
+            except (KeyError, TypeError, ValueError):
+                raise ProtocolViolationError(f"{name!r} described its features wrongly") from None
+            if nf != len(ns) or nf != len(missing) or not 2 <= nb <= 256:
+                raise ProtocolViolationError(f"{name!r} described its features inconsistently")
+            if (ns >= nb).any() or (ns < 0).any():
+                raise ProtocolViolationError(f"{name!r} described its features inconsistently")
+            # the label party holds every node's histogram of this party's features for a
+            # level and its parents: sized from the party's own description, so bounded here
+            # before anything is allocated (a forged count of features would exhaust memory)
+            need = (2**params.max_depth) * nf * nb * 16
+            if need > HIST_BUDGET:
+                raise DataError(
+                    f"{name!r} has {nf:,} features of {nb} bins: at depth {params.max_depth} their "
+                    f"histograms need {need / 2**30:.1f} GiB at the label party, over its "
+                    f"{HIST_BUDGET / 2**30:g} GiB per party; use fewer features, bins or depth"
+                )
+            peer_list.append(_Peer(name, ch, nf, nb, ns, kept_cells(ns.tolist(), missing, nb)))
 
-    # validation rows (held out of every tree) and the initial margin
-    perm = rng.permutation(n)
-    n_val = round(params.validation_fraction * n)
-    val = np.sort(perm[:n_val])
-    train = np.sort(perm[n_val:])
-    yt = y[train]
-    k_out = params.outputs
-    if obj == "binary":
-        m = float(np.clip(yt.mean() if len(yt) else 0.5, 1e-6, 1 - 1e-6))
-        base = np.array([math.log(m / (1 - m))])
-    elif obj == "regression":
-        base = np.array([float(yt.mean()) if len(yt) else 0.0])
-    else:
-        base = np.zeros(k_out)
-    raw = np.tile(base, (n, 1))
-    own_splits = np.asarray(binned.n_splits, dtype=np.int64)
-    trees: list[TreePart] = []
-    steps: list[npt.NDArray[np.float64]] = []
-    history: list[float] = []
-    best_loss, best_rounds, rounds = math.inf, 0, 0
-    for rnd in range(params.trees):
-        for cls in range(k_out):
-            with clock.span("gradients"):
-                g_all, h_all = _gradients(obj, raw, y, cls)
-                rows = train
-                if params.subsample < 1:
-                    take = max(1, round(params.subsample * len(train)))
-                    rows = np.sort(rng.choice(train, size=take, replace=False))
-                rows = rows.astype(np.int64)
-                g, h = g_all[rows], h_all[rows]
-                frac, slot = _encoding(np.concatenate([g, h]), len(rows))
-                enc = np.empty((len(rows), 2), dtype="<i8")
-                enc[:, 0] = np.rint(np.ldexp(g, frac))
-                enc[:, 1] = np.rint(np.ldexp(h, frac))
-            t0 = time.perf_counter()
-            # alone (no feature party: a baseline on the label party's own features) nothing
-            # leaves, so nothing is encrypted
-            with clock.span("encrypt"):
-                if not peer_list:
-                    cts = b""
-                elif shards is None:
-                    # the key owner encrypts by CRT (about twice as fast); the ciphertexts are
-                    # those of the public key, so the feature party cannot tell
-                    ahead = maker.take(len(rows)) if maker is not None else []
-                    cts = await asyncio.to_thread(sk.encrypt_packed_ahead, enc, 2, slot, ahead)
-                else:
-                    cts = await shards.encrypt_packed(sk, enc, 2, slot)
-            he += time.perf_counter() - t0
-            rows32 = rows.astype("<i4").tobytes()
-            with clock.span("send"):
-                for pr in peer_list:
-                    await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
-                    await pr.ch.send("sgb/rows", rows32)
-                    await pr.ch.send("sgb/gh", cts)
-            if maker is not None and peer_list:
-                maker.fill(len(rows))  # for the next tree, while the feature parties sum
-            tree, pos, spent = await _grow(
-                peer_list, binned, own_splits, rows, g_all, h_all, sk, frac, slot, params,
-                me=me, n=n, cls=cls, clock=clock, shards=shards,
-            )  # fmt: skip
-            he += spent
-            trees.append(tree)
-            # every row now sits at a leaf: its margin moves by the leaf's weight
-            w = np.zeros(2 ** (params.max_depth + 1))
-            for leaf, v in tree.weights.items():
-                w[leaf] = v
-            step = w[pos]
-            steps.append(step)
-            raw[:, cls] += step
-        rounds = rnd + 1
-        if n_val:
-            loss = _loss(obj, raw[val], y[val])
-            history.append(loss)
-            if loss < best_loss - 1e-12:
-                best_loss, best_rounds = loss, rounds
-            elif (
-                params.early_stopping_rounds
-                and rounds - best_rounds >= params.early_stopping_rounds
-            ):
-                break
-        if progress is not None:
-            progress(rounds / params.trees)
-    keep = rounds
-    if params.early_stopping_rounds and best_rounds:
-        keep = best_rounds
-    trees = trees[: keep * k_out]
-    for pr in peer_list:
-        await pr.ch.send_json("sgb/next", {"kind": "end", "keep": keep * k_out})
-    final = np.tile(base, (n, 1))
-    for t, step in zip(trees, steps, strict=False):
-        final[:, t.cls] += step
-    return SgbResult(
-        trees=trees,
-        edges=[e.tolist() for e in binned.edges],
-        base=base.tolist(),
-        rounds=keep,
-        history=history,
-        train_scores=link(final, obj),
-        he_seconds=he,
-        phases=clock.totals(),
-    )
+        # validation rows (held out of every tree) and the initial margin
+        perm = rng.permutation(n)
+        n_val, _ = _tree_rows(n, params)
+        val = np.sort(perm[:n_val])
+        train = np.sort(perm[n_val:])
+        yt = y[train]
+        k_out = params.outputs
+        if obj == "binary":
+            m = float(np.clip(yt.mean() if len(yt) else 0.5, 1e-6, 1 - 1e-6))
+            base = np.array([math.log(m / (1 - m))])
+        elif obj == "regression":
+            base = np.array([float(yt.mean()) if len(yt) else 0.0])
+        else:
+            base = np.zeros(k_out)
+        raw = np.tile(base, (n, 1))
+        own_splits = np.asarray(binned.n_splits, dtype=np.int64)
+        trees: list[TreePart] = []
+        steps: list[npt.NDArray[np.float64]] = []
+        history: list[float] = []
+        best_loss, best_rounds, rounds = math.inf, 0, 0
+        for rnd in range(params.trees):
+            for cls in range(k_out):
+                with clock.span("gradients"):
+                    g_all, h_all = _gradients(obj, raw, y, cls)
+                    rows = train
+                    if params.subsample < 1:
+                        take = _tree_rows(n, params)[1]
+                        rows = np.sort(rng.choice(train, size=take, replace=False))
+                    rows = rows.astype(np.int64)
+                    g, h = g_all[rows], h_all[rows]
+                    frac, slot = _encoding(np.concatenate([g, h]), len(rows))
+                    enc = np.empty((len(rows), 2), dtype="<i8")
+                    enc[:, 0] = np.rint(np.ldexp(g, frac))
+                    enc[:, 1] = np.rint(np.ldexp(h, frac))
+                t0 = time.perf_counter()
+                # alone (no feature party: a baseline on the label party's own features) nothing
+                # leaves, so nothing is encrypted
+                with clock.span("encrypt"):
+                    if not peer_list:
+                        cts = b""
+                    elif shards is None:
+                        # the key owner encrypts by CRT (about twice as fast); the ciphertexts are
+                        # those of the public key, so the feature party cannot tell
+                        ahead = maker.take(len(rows)) if maker is not None else []
+                        cts = await asyncio.to_thread(sk.encrypt_packed_ahead, enc, 2, slot, ahead)
+                    else:
+                        cts = await shards.encrypt_packed(sk, enc, 2, slot)
+                he += time.perf_counter() - t0
+                rows32 = rows.astype("<i4").tobytes()
+                with clock.span("send"):
+                    for pr in peer_list:
+                        await pr.ch.send_json("sgb/next", {"kind": "tree", "rows": len(rows)})
+                        await pr.ch.send("sgb/rows", rows32)
+                        await pr.ch.send("sgb/gh", cts)
+                if maker is not None and peer_list:
+                    maker.fill(len(rows))  # for the next tree, while the feature parties sum
+                tree, pos, spent = await _grow(
+                    peer_list, binned, own_splits, rows, g_all, h_all, sk, frac, slot, params,
+                    me=me, n=n, cls=cls, clock=clock, shards=shards,
+                )  # fmt: skip
+                he += spent
+                trees.append(tree)
+                # every row now sits at a leaf: its margin moves by the leaf's weight
+                w = np.zeros(2 ** (params.max_depth + 1))
+                for leaf, v in tree.weights.items():
+                    w[leaf] = v
+                step = w[pos]
+                steps.append(step)
+                raw[:, cls] += step
+            rounds = rnd + 1
+            if n_val:
+                loss = _loss(obj, raw[val], y[val])
+                history.append(loss)
+                if loss < best_loss - 1e-12:
+                    best_loss, best_rounds = loss, rounds
+                elif (
+                    params.early_stopping_rounds
+                    and rounds - best_rounds >= params.early_stopping_rounds
+                ):
+                    break
+            if progress is not None:
+                progress(rounds / params.trees)
+        keep = rounds
+        if params.early_stopping_rounds and best_rounds:
+            keep = best_rounds
+        trees = trees[: keep * k_out]
+        for pr in peer_list:
+            await pr.ch.send_json("sgb/next", {"kind": "end", "keep": keep * k_out})
+        final = np.tile(base, (n, 1))
+        for t, step in zip(trees, steps, strict=False):
+            final[:, t.cls] += step
+        return SgbResult(
+            trees=trees,
+            edges=[e.tolist() for e in binned.edges],
+            base=base.tolist(),
+            rounds=keep,
+            history=history,
+            train_scores=link(final, obj),
+            he_seconds=he,
+            phases=clock.totals(),
+        )
+    finally:
+        # stop the filling however training ends: a reserve left behind by an error (its
+        # frame kept by the traceback) or after the last tree would fill to its target for
+        # nothing and hold the nonces in memory
+        if maker is not None:
+            maker.take(0)
 
 
 async def _grow(
