@@ -179,7 +179,9 @@ def test_versions_and_retirement_are_refused_by_the_party_that_retired(
     mixed.write_text(json.dumps(spec))
     r = f.cli("job", "submit", str(mixed), "--json", node="hospital", check=False)
     row = json.loads(r.stdout)
-    assert r.returncode == 6 and row["status"] == "failed", (r.returncode, row)
+    # both parties refuse; the initiator records its own refusal ("failed") or, when the
+    # lab's abort overtakes it, the lab's ("aborted") — the same reason either way
+    assert r.returncode == 6 and row["status"] in ("failed", "aborted"), (r.returncode, row)
     assert "parts of different models" in row["error"], row["error"]
     assert f"{v2['id']}.sgb" in row["error"] and f"{v1['id']}.sgb" in row["error"]
     _assert_no_output(f, row["id"])

@@ -47,6 +47,7 @@ import json
 import math
 import os
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,10 @@ PROTOCOL = "bucketed-psi"
 VERSION = 1
 #: the 16-byte digest and the row number, as bucket files hold them
 RECORD = np.dtype([("digest", "V16"), ("row", "<i8")])
+#: numpy reads a .npy header with ast.literal_eval, which CPython 3.11 before 3.11.8 can fail
+#: with "AST constructor recursion depth mismatch" when two threads parse at once (buckets'
+#: sessions load their parts on worker threads side by side): one header at a time
+_NPY_HEADER = threading.Lock()
 MAX_BUCKETS = 1 << 20
 #: the slowest a party is expected to read, hash and split its IDs (IDs a second): how
 #: long the other waits for it after the hello, beyond one message's timeout
@@ -248,7 +253,8 @@ def load_bucket(parts: Path, k: int) -> np.ndarray:
     order."""
     pieces = []
     for idx_path in sorted(parts.glob("c*/s*.idx.npy")):
-        index = np.load(idx_path, mmap_mode="r")
+        with _NPY_HEADER:
+            index = np.load(idx_path, mmap_mode="r")
         i = int(np.searchsorted(index[:, 0], k))
         if i == len(index) or index[i, 0] != k:
             continue
@@ -692,7 +698,8 @@ def _total(checkpoints: Path, buckets: int, i_receive: bool) -> tuple[int, np.nd
         meta = json.loads(base.with_suffix(".json").read_text())
         size += int(meta["size"])
         if i_receive and meta["rows"]:
-            rows.append(np.load(base.with_suffix(".npy")))
+            with _NPY_HEADER:
+                rows.append(np.load(base.with_suffix(".npy")))
     if not i_receive:
         return size, None
     out = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
