@@ -54,6 +54,15 @@ from rainbridge.protocols.mpc.ring import Ring, byte_view, encode
 
 #: |standardised feature| above this is clipped before encoding (keeps products in range)
 MAX_ABS_FEATURE = 1000.0
+
+
+def feature_bits(frac: int) -> int:
+    """Bits of a signed encoded feature: |x| ≤ MAX_ABS_FEATURE at ``frac`` fractional bits
+    (27 at 16), a public bound, so a gradient's products without a dealer choose by that
+    many bits of each entry instead of 64."""
+    return math.ceil(MAX_ABS_FEATURE * 2**frac).bit_length() + 1
+
+
 #: |partial score| above this stops a Taylor training: 1/2 + z/4 means nothing there (the
 #: SGD diverges), and the residual, which nothing clamps, must keep its products in the ring
 MAX_TAYLOR_SCORE = 1024.0
@@ -542,6 +551,7 @@ async def _pair_gradient(
             e_share[:, None] if me != p else None,
             left=p,
             shape=(d_p, b, 1),
+            x_bits=feature_bits(mpc.frac),
         )
         share = cross.share[:, 0]
         if me == p:

@@ -19,7 +19,8 @@ need less: the party holding one operand gets a random ``R``, the other a random
 they share ``R·S`` — each sends its operand masked once, half the traffic of sharing both
 and multiplying the sharings. A comparison's carry levels (``prefix``) get XOR-shared masks
 ``a`` and ``h`` and the shares of ``a & (h << s)`` and ``a & (a << s)``, so one opening of
-``p`` serves both ANDs of a Kogge-Stone level.
+``p`` serves both ANDs of a level of the carry tree (the parties keep the odd positions of
+the shift-1 products, :meth:`Provider.begin_carry`).
 """
 
 from __future__ import annotations
@@ -94,20 +95,28 @@ class Provider(abc.ABC):
         ring product, ``xand`` bitwise AND): (this party's mask, share of ``R ∘ S``)."""
 
     @abc.abstractmethod
-    async def begin_prefix(
-        self, shape: Shape, shift: int, both: bool
+    async def begin_carry(
+        self, shape: Shape, width: int, both: bool
     ) -> tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]:
-        """Masks ``a`` (for p) and ``h`` (for g), XOR-shared, for one carry-prefix level:
-        ``p & (g << shift)`` and, if ``both``, ``p & (p << shift)``; later the shares of
-        ``a & (h << shift)`` and ``a & (a << shift)``. Masking ``p << shift`` by
-        ``a << shift`` lets one opening of ``p`` serve both products."""
+        """Masks ``a`` (for p) and ``h`` (for g), XOR-shared, for one level of a carry tree
+        over words of ``width`` bits; later the shares of ``a & (h << 1)`` and, if
+        ``both``, ``a & (a << 1)``, at the odd positions below ``width`` (the level's AND
+        gates; the other bits are arbitrary). One mask of ``p`` serves both products, so
+        one opening of it serves both ANDs."""
+
+    async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
+        """This party's share of ``x0 ∘ x1`` (as :meth:`pair`'s kinds) for private values
+        whose bits above the low ``bits`` are zero at party 0, computed directly when this
+        provider can do it cheaper than masking; None: use :meth:`pair`."""
+        return None
 
     async def direct_cross(
-        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int]
+        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int], x_bits: int = 64
     ) -> Ring | None:
         """Shares of ``X @ Y`` computed directly, when this provider can do it cheaper than
         the masked protocol (``x``: the left party's matrix or one-hot groups, ``y`` the
-        other's); None: use the masks of :meth:`cross`."""
+        other's; a dense X's entries signed integers of ``x_bits`` bits); None: use the
+        masks of :meth:`cross`."""
         return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
@@ -138,8 +147,8 @@ class SeedProvider(Provider):
     async def pair(self, kind: str, shape: Shape) -> tuple[Ring, Ring]:
         return self.prg.ring(shape), self.prg.ring(shape)
 
-    async def begin_prefix(
-        self, shape: Shape, shift: int, both: bool
+    async def begin_carry(
+        self, shape: Shape, width: int, both: bool
     ) -> tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]:
         a, h = self.prg.ring(shape), self.prg.ring(shape)
         cs = [self.prg.ring(shape) for _ in range(1 + both)]
@@ -189,10 +198,10 @@ class DealerClient(Provider):
         mask = self.prg.ring(shape)
         return mask, await self._correction(shape)
 
-    async def begin_prefix(
-        self, shape: Shape, shift: int, both: bool
+    async def begin_carry(
+        self, shape: Shape, width: int, both: bool
     ) -> tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]:
-        req = {"kind": "prefix", "a": list(shape), "b": [shift, int(both)]}
+        req = {"kind": "prefix", "a": list(shape), "b": [1, int(both)]}
         await self.dealer.send_json("mpc/req", req)
         a, h = self.prg.ring(shape), self.prg.ring(shape)
 

@@ -11,9 +11,10 @@ value masked by fresh randomness unknown to its receiver.
 
 Costs: addition and multiplication by a public value are local; a multiplication or a
 matrix product is one round (both parties open two masked values); a comparison is eight
-rounds of binary AND gates on 64-bit words (a Kogge-Stone carry circuit over the shares,
-then one product to turn the sign bit back into an arithmetic share), 14 words per element
-each way; a product of two private matrices (:meth:`Mpc.cross_product`) is one round.
+rounds of binary AND gates (a carry tree over the shares whose levels narrow from 64 bits
+to 2, then one product to turn the sign bit back into an arithmetic share), 48 bytes per
+element each way; a product of two private matrices (:meth:`Mpc.cross_product`) is one
+round.
 
 Fixed-point products are truncated locally (SecureML, Mohassel and Zhang 2017): each party
 shifts its own share, which is exact up to one unit in the last place with probability
@@ -33,6 +34,7 @@ import numpy.typing as npt
 
 from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Channel
+from rainbridge.protocols.mpc.bits import low_mask, odd_bits, word_dtype
 from rainbridge.protocols.mpc.correlated import Provider
 from rainbridge.protocols.mpc.prg import random_ring
 from rainbridge.protocols.mpc.ring import (
@@ -45,6 +47,7 @@ from rainbridge.protocols.mpc.ring import (
 )
 
 _ONE = np.uint64(1)
+_LOW63 = np.uint64((1 << 63) - 1)
 #: largest message of shares; larger opens are split (the channel's frames stay small anyway)
 _MAX_OPEN_WORDS = 1 << 21
 
@@ -140,13 +143,17 @@ class Mpc:
         self._step += 1
         return f"mpc/{what}/{self._step}"
 
-    async def _exchange(self, what: str, arrays: Sequence[Ring]) -> list[Ring]:
-        """Send this party's arrays, receive the other party's of the same shapes."""
+    async def _exchange(
+        self, what: str, arrays: Sequence[Ring], dtype: Any = np.uint64
+    ) -> list[Any]:
+        """Send this party's arrays, receive the other party's of the same shapes (words of
+        ``dtype``, 64-bit by default)."""
         tag = self._tag(what)
-        flat = [np.ascontiguousarray(a, dtype=np.uint64).reshape(-1) for a in arrays]
+        flat = [np.ascontiguousarray(a, dtype=dtype).reshape(-1) for a in arrays]
         total = sum(len(a) for a in flat)
+        size = np.dtype(dtype).itemsize
         self.rounds += 1
-        out = np.empty(total, dtype=np.uint64)
+        out = np.empty(total, dtype=dtype)
         pos = 0
         # split very large exchanges so neither side ever holds a multi-GiB message
         buf = np.concatenate(flat) if len(flat) > 1 else flat[0]
@@ -158,9 +165,9 @@ class Mpc:
                 self.ch.send(tag, _mv(buf[pos:end])),
                 self.ch.recv_into(tag, _mv(out[pos:end])),
             )
-            if got != (end - pos) * 8:
+            if got != (end - pos) * size:
                 raise ProtocolViolationError(
-                    f"the other party sent {got} bytes for {tag}, expected {(end - pos) * 8}"
+                    f"the other party sent {got} bytes for {tag}, expected {(end - pos) * size}"
                 )
             pos = end
             if total == 0:
@@ -305,8 +312,13 @@ class Mpc:
         *,
         left: int,
         shape: tuple[int, int, int],
+        x_bits: int = 64,
     ) -> Secret:
         """Shares of ``X @ Y``: X (p, n) private to party ``left``, Y (n, q) to the other.
+
+        ``x_bits`` is a bound both parties know (a property of the program, the same at
+        both): X's entries are signed integers of that many bits, checked at the left
+        party. Without a dealer a dense X then costs ``x_bits`` OTs per entry, not 64.
 
         Neither matrix is shared first: the left party sends ``X - R``, the other ``Y - S``
         (masks from the dealer, who also shares ``R @ S``), and each computes its share
@@ -318,11 +330,18 @@ class Mpc:
         p, n, q = shape
         if left not in (0, 1):
             raise ConfigError("the left matrix belongs to party 0 or 1")
+        if not 2 <= x_bits <= 64:
+            raise ConfigError(f"entries of {x_bits} bits: expected 2 to 64")
         if self.party != left and y is not None:
             y = np.asarray(y, dtype=np.int64).view(np.uint64)
             if y.shape != (n, q):
                 raise ConfigError(f"the right matrix has shape {y.shape}, expected {(n, q)}")
-        direct = await self.provider.direct_cross(left, x, y, shape)
+        if self.party == left and x_bits < 64 and x is not None and not isinstance(x, OneHot):
+            xs = np.asarray(x, dtype=np.int64)
+            bound = 1 << (x_bits - 1)
+            if xs.size and (int(xs.min()) < -bound or int(xs.max()) >= bound):
+                raise ConfigError(f"the left matrix has entries beyond {x_bits}-bit integers")
+        direct = await self.provider.direct_cross(left, x, y, shape, x_bits)
         if direct is not None:
             return Secret(direct, 0)
         mask, c = await self.provider.cross(left, (p, n), (n, q))
@@ -376,28 +395,37 @@ class Mpc:
     async def ltz(self, x: Secret) -> Secret:
         """1 where ``x < 0`` else 0, as an integer secret (the sign bit).
 
-        The sign of ``x0 + x1`` is the top bit of a 64-bit addition of the two parties'
-        private shares: generate and propagate bits ``g = x0 & x1``, ``p = x0 ^ x1``, then
-        six Kogge-Stone levels. Each level opens ``p`` and ``g`` once (two words per element
-        each way, see :meth:`Provider.begin_prefix`); the first AND and the final conversion
-        to an arithmetic bit are products of private values (one word each way). Fourteen
-        words per element each way in all, eight rounds.
+        The sign of ``x0 + x1`` is the top bits of the two shares XOR the carry into bit 63
+        of their sum. The carry comes from a tree over the low 63 bits, moved up one place
+        so that the tree has 64 leaves (the empty leaf generates nothing): generate bits
+        ``g = x0 & x1`` (a product of private values), propagate bits ``p = x0 ^ x1`` (each
+        party's own share), then six levels that each combine neighbouring pairs,
+        ``G = g_hi ^ (p_hi & g_lo)``, ``P = p_hi & p_lo``, keeping only the pairs' results
+        (:mod:`.bits`): 125 AND gates in all instead of a Kogge-Stone circuit's 704. Each
+        level opens its masked ``p`` and ``g`` words once, at the level's width (64, 32,
+        …, 2 bits: 32 bytes per element each way in all); the first AND and the final
+        conversion to an arithmetic bit are products of private values. Eight rounds.
+        Without a dealer (:class:`~.ot.OtProvider`) the gates cost one OT each way and the
+        private products 63 OTs and one: 314 random OTs per comparison.
         """
         mine = np.ascontiguousarray(x.share)
-        g = await self.private_product("xand", mine)
-        p = mine.copy()  # XOR shares of x0 ^ x1: each party's own share
-        p_orig = p
-        shift = 1
-        while shift < 64:
-            g_new, p_new = await self._prefix_level(p, g, shift, both=shift < 32)
-            g = g ^ g_new
-            if p_new is not None:
-                p = p_new
-            shift *= 2
-        msb = ((p_orig ^ (g << _ONE)) >> np.uint64(63)) & _ONE
+        low = mine & _LOW63
+        g = (await self._private_product("xand", low, 63)) << _ONE
+        p = low << _ONE
+        width = 64
+        while width > 1:
+            g, p = await self._carry_level(p, g, width)
+            width //= 2
+        msb = ((mine >> np.uint64(63)) ^ g) & _ONE
         # XOR-shared bit to an additive one: b = b0 + b1 - 2·b0·b1
-        prod = await self.private_product("xmul", msb)
+        prod = await self._private_product("xmul", msb, 1)
         return Secret(msb - np.uint64(2) * prod, 0)
+
+    async def _private_product(self, kind: str, mine: Ring, bits: int) -> Ring:
+        """:meth:`private_product` for values of ``bits`` bits, directly where the provider
+        can (:meth:`Provider.direct_private`)."""
+        direct = await self.provider.direct_private(kind, mine, bits)
+        return direct if direct is not None else await self.private_product(kind, mine)
 
     async def private_product(self, kind: str, mine: Ring) -> Ring:
         """Shares of ``x0 · x1`` (``xmul``, additive) or ``x0 & x1`` (``xand``, XOR), where
@@ -411,28 +439,42 @@ class Mpc:
         z = (mine * other) if self.party == 0 else (other * mask)
         return z + c
 
-    async def _prefix_level(
-        self, p: Ring, g: Ring, shift: int, *, both: bool
-    ) -> tuple[Ring, Ring | None]:
-        """XOR shares of ``p & (g << shift)`` and, if ``both``, of ``p & (p << shift)``."""
-        a, h, finish = await self.provider.begin_prefix(p.shape, shift, both)
-        masked = np.stack([p ^ a, g ^ h])
-        (other,) = await self._exchange("prefix", [masked])
-        masked ^= other
-        e, f = masked[0], masked[1]
+    async def _carry_level(self, p: Ring, g: Ring, width: int) -> tuple[Ring, Ring]:
+        """One level of the carry tree over XOR-shared words of ``width`` bits: the shares
+        of ``odd(g) ^ (odd(p) & even(g))`` and ``odd(p) & even(p)``, ``width // 2`` bits
+        each (the second only below the root, zeros at it).
+
+        The gates are the shift-1 prefix products at the odd positions, computed on whole
+        words and compacted once at the end: cheaper than compacting every operand."""
+        both = width > 2
+        keep = low_mask(width)
+        a, h, finish = await self.provider.begin_carry(p.shape, width, both)
+        e, f = await self._open_pair((p ^ a) & keep, (g ^ h) & keep, width)
         cs = await finish()
-        s = np.uint64(shift)
-        fs = f << s
-        z1 = cs[0] ^ (e & (h << s)) ^ (fs & a)
+        f1 = f << _ONE
+        z1 = cs[0] ^ (e & (h << _ONE)) ^ (f1 & a)
         if self.party == 0:
-            z1 ^= e & fs
+            z1 ^= e & f1
+        g_next = odd_bits(g ^ z1, width)
         if not both:
-            return z1, None
-        es = e << s
-        z2 = cs[1] ^ (e & (a << s)) ^ (es & a)
+            return g_next, np.zeros_like(g_next)
+        e1 = e << _ONE
+        z2 = cs[1] ^ (e & (a << _ONE)) ^ (e1 & a)
         if self.party == 0:
-            z2 ^= e & es
-        return z1, z2
+            z2 ^= e & e1
+        return g_next, odd_bits(z2, width)
+
+    async def _open_pair(self, u: Ring, v: Ring, width: int) -> tuple[Ring, Ring]:
+        """XOR-open two arrays of ``width``-bit values, sent in the narrowest words."""
+        if width == 64:
+            e, f = await self._exchange("carry", [u, v])
+            return u ^ e, v ^ f
+        w = np.uint64(width)
+        both = (u << w) | v
+        dt = word_dtype(2 * width)
+        (other,) = await self._exchange("carry", [both.astype(dt)], dtype=dt)
+        opened = both ^ other.astype(np.uint64)
+        return opened >> w, opened & low_mask(width)
 
     async def lt(self, x: Secret, y: Secret) -> Secret:
         return await self.ltz(self.sub(x, y))

@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from rainbridge import _core
 from rainbridge.errors import ProtocolViolationError
 from rainbridge.net.channel import Channel
+from rainbridge.protocols.mpc.bits import deposit_odd, even_bits, low_mask, odd_bits
 from rainbridge.protocols.mpc.correlated import Provider, Shape
 from rainbridge.protocols.mpc.prg import Prg, new_seed
 from rainbridge.protocols.mpc.ring import Ring, byte_view
@@ -729,9 +730,11 @@ class OtProvider(Provider):
     def _rand(self, shape: Shape) -> Ring:
         return self.prg.ring(shape)
 
-    async def _both(self, x: Ring, y: Ring, *, gf2: bool = False) -> tuple[Ring, Ring]:
+    async def _both(
+        self, x: Ring, y: Ring, *, gf2: bool = False, bits: int = 64
+    ) -> tuple[Ring, Ring]:
         """Shares of x_me · y_other and of x_other · y_me: x (N,), y (N, words) at both."""
-        u, v = await self.ot.products(x, y, bits=64, words=y.shape[1], their_n=len(x), gf2=gf2)
+        u, v = await self.ot.products(x, y, bits=bits, words=y.shape[1], their_n=len(x), gf2=gf2)
         assert u is not None and v is not None
         return u, v
 
@@ -771,10 +774,14 @@ class OtProvider(Provider):
         return s, v.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
 
     async def direct_cross(
-        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int]
+        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int], x_bits: int = 64
     ) -> Ring | None:
         """X @ Y straight from products of the private entries: for one-hot groups one OT
-        per (group, row), a bit times the row's words; 64 per entry of a dense X."""
+        per (group, row), a bit times the row's words; ``x_bits`` per entry of a dense X.
+
+        A dense X of signed ``x_bits``-bit entries is moved up by ``c = 2^(x_bits-1)`` into
+        ``[0, 2^x_bits)``, so the chooser needs only its low bits; the other party takes
+        ``c`` times its column sums off its share, which leaves exactly ``X @ Y``."""
         from rainbridge.protocols.mpc.engine import OneHot
 
         p, n, q = shape
@@ -790,7 +797,9 @@ class OtProvider(Provider):
                 dense = np.asarray(x, dtype=np.int64).view(np.uint64)
                 if dense.shape != (p, n):
                     raise ProtocolViolationError(f"the left matrix is not of shape {(p, n)}")
-                bits = 64
+                bits = x_bits
+                if bits < 64:
+                    dense = dense + np.uint64(1 << (bits - 1))
             # the other side must know how many bits each entry has: one-hot or not is a
             # public property of the program (the group-by step), told by the first word
             await self.ot.ch.send("ot/bits", bits.to_bytes(1, "little"))
@@ -800,13 +809,17 @@ class OtProvider(Provider):
         if y is None:
             raise ProtocolViolationError("the right party must give its matrix")
         told = await self.ot.ch.recv("ot/bits")
-        if told not in (b"\x01", b"\x40"):
+        if len(told) != 1 or told[0] not in (1, x_bits):
             raise ProtocolViolationError("the other party announced a bad entry width")
+        bits = told[0]
         _, v = await self.ot.products(
-            None, y[np.tile(np.arange(n), p)], bits=told[0], words=q, their_n=p * n
+            None, y[np.tile(np.arange(n), p)], bits=bits, words=q, their_n=p * n
         )
         assert v is not None
-        return v.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
+        share = v.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
+        if 1 < bits < 64:
+            share -= np.uint64(1 << (bits - 1)) * y.sum(axis=0, dtype=np.uint64)[None, :]
+        return share
 
     async def pair(self, kind: str, shape: Shape) -> tuple[Ring, Ring]:
         mask = self._rand(shape)
@@ -822,18 +835,44 @@ class OtProvider(Provider):
         assert v is not None
         return mask, v.reshape(shape)
 
-    async def begin_prefix(self, shape: Shape, shift: int, both: bool) -> tuple[Ring, Ring, Any]:
-        a, h = self._rand(shape), self._rand(shape)
-        s = np.uint64(shift)
-        xs = [a.reshape(-1)] * (1 + both)
-        ys = [(h << s).reshape(-1)] + ([(a << s).reshape(-1)] if both else [])
-        u, v = await self._both(np.concatenate(xs), np.concatenate(ys)[:, None], gf2=True)
-        cross = (u ^ v).reshape(1 + both, *shape)
-        cs = [(a & (h << s)) ^ cross[0]]
+    async def begin_carry(self, shape: Shape, width: int, both: bool) -> tuple[Ring, Ring, Any]:
+        """The carry level's masks with products of only the bits the level keeps: one
+        OT each way per AND gate (``width // 2`` per word and product)."""
+        keep = low_mask(width)
+        a, h = self._rand(shape) & keep, self._rand(shape) & keep
+        oa = odd_bits(a, width).reshape(-1)
+        ys = [even_bits(h, width).reshape(-1)]
         if both:
-            cs.append((a & (a << s)) ^ cross[1])
+            ys.append(even_bits(a, width).reshape(-1))
+        u, v = await self._both(
+            np.concatenate([oa] * (1 + both)),
+            np.concatenate(ys)[:, None],
+            gf2=True,
+            bits=width // 2,
+        )
+        cross = (u ^ v).reshape(1 + both, -1)
+        cs = [
+            deposit_odd((oa & y) ^ c, width).reshape(shape) for y, c in zip(ys, cross, strict=True)
+        ]
 
         async def finish() -> list[Ring]:
             return cs
 
         return a, h, finish
+
+    async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
+        """Gilboa's product of the private values themselves, party 0 choosing by its low
+        ``bits`` bits: ``bits`` OTs per element and no opening (a bit times a word: one)."""
+        if kind not in ("xmul", "xand"):
+            raise ProtocolViolationError(f"no private {kind!r} products")
+        flat = np.ascontiguousarray(mine, dtype=np.uint64).reshape(-1)
+        gf2 = kind == "xand"
+        if self.party == 0:
+            u, _ = await self.ot.products(flat, None, bits=bits, words=1, their_n=0, gf2=gf2)
+            assert u is not None
+            return u.reshape(mine.shape)
+        _, v = await self.ot.products(
+            None, flat[:, None], bits=bits, words=1, their_n=flat.size, gf2=gf2
+        )
+        assert v is not None
+        return v.reshape(mine.shape)

@@ -1,0 +1,132 @@
+"""The comparison's carry tree: bit compaction against a per-bit reference, and the sign of
+shared 64-bit values against plain arithmetic for chosen splits of each value into shares,
+with a dealer and without one (both OT sources, both kernel sets)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mpc_helpers import run2
+
+from rainbridge.net.local import LocalChannel
+from rainbridge.protocols.mpc import Mpc
+from rainbridge.protocols.mpc.bits import deposit_odd, even_bits, low_mask, odd_bits, word_dtype
+from rainbridge.protocols.mpc.engine import Secret
+from rainbridge.protocols.mpc.ot import OtProvider
+
+U64 = st.integers(0, 2**64 - 1)
+EDGES = [0, 1, 2**62, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1, 0x5555555555555555]
+WORDS = st.one_of(st.sampled_from(EDGES), U64)
+WIDTHS = [2, 4, 8, 16, 32, 64]
+SETUPS = ["dealer", "iknp", "silent", "iknp-numpy"]
+
+
+def _ref_pick(x: int, width: int, first: int) -> int:
+    return sum(((x >> (2 * j + first)) & 1) << j for j in range(width // 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(WORDS, min_size=0, max_size=20), st.sampled_from(WIDTHS))
+def test_even_and_odd_bits_match_a_per_bit_reference(xs: list[int], width: int) -> None:
+    a = np.array(xs, dtype=np.uint64)
+    assert [int(v) for v in even_bits(a, width)] == [_ref_pick(x, width, 0) for x in xs]
+    assert [int(v) for v in odd_bits(a, width)] == [_ref_pick(x, width, 1) for x in xs]
+    # deposit_odd puts them back where they were, and nothing else
+    odd_mask = int("10" * 32, 2) & ((1 << width) - 1)
+    assert [int(v) for v in deposit_odd(odd_bits(a, width), width)] == [x & odd_mask for x in xs]
+    half = (1 << (width // 2)) - 1
+    assert [int(v) for v in odd_bits(deposit_odd(a, width), width)] == [x & half for x in xs]
+
+
+def test_bit_helpers_refuse_what_they_cannot_do() -> None:
+    for f in (even_bits, odd_bits, deposit_odd):
+        with pytest.raises(ValueError, match="odd word width"):
+            f(np.zeros(1, np.uint64), 3)
+    with pytest.raises(ValueError, match="word width"):
+        low_mask(0)
+    with pytest.raises(ValueError, match="do not fit"):
+        word_dtype(65)
+    assert [word_dtype(b) for b in (1, 8, 9, 16, 17, 32, 33, 64)] == [
+        np.uint8, np.uint8, np.uint16, np.uint16, np.uint32, np.uint32, np.uint64, np.uint64,
+    ]  # fmt: skip
+
+
+def _run(program: Any, setup: str) -> tuple[Any, Any, list[int]]:
+    """(party 0's result, party 1's, each party's random OTs received; zeros with a dealer)."""
+    if setup == "dealer":
+        r0, r1, _ = run2(program)
+        return r0, r1, [0, 0]
+    source, _, kernels = setup.partition("-")
+
+    async def main() -> list[Any]:
+        mesh = LocalChannel.mesh("carry", ["p0", "p1"])
+
+        async def party(i: int) -> tuple[Any, int]:
+            ch = mesh[f"p{i}"][f"p{1 - i}"]
+            prov = OtProvider(i, ch, source=source, kernels=kernels or "core")
+            await prov.setup()
+            m = Mpc(i, ch, prov)
+            before = prov.ot.random_ots
+            out = await program(m)
+            used = prov.ot.random_ots - before
+            await m.close()
+            return out, used
+
+        return list(await asyncio.gather(party(0), party(1)))
+
+    (r0, n0), (r1, n1) = asyncio.run(main())
+    return r0, r1, [n0, n1]
+
+
+def _sign_program(values: np.ndarray, shares0: np.ndarray) -> Any:
+    """Shares chosen by the test: party 0 holds ``shares0``, party 1 the rest of each value."""
+    rest = values - shares0  # wraps modulo 2^64
+
+    async def prog(m: Mpc) -> object:
+        mine = shares0 if m.party == 0 else rest
+        return await m.reveal(await m.ltz(Secret(mine.copy(), 0)))
+
+    return prog
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@settings(max_examples=8, deadline=None)
+@given(data=st.lists(st.tuples(WORDS, WORDS), min_size=0, max_size=40))
+def test_the_sign_of_any_split_is_exact(setup: str, data: list[tuple[int, int]]) -> None:
+    values = np.array([v for v, _ in data], dtype=np.uint64)
+    shares0 = np.array([s for _, s in data], dtype=np.uint64)
+    r0, _, _ = _run(_sign_program(values, shares0), setup)
+    assert [int(v) for v in np.asarray(r0).reshape(-1)] == [int(v >= 2**63) for v, _ in data]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_carries_through_every_bit_and_other_shapes(setup: str) -> None:
+    # share splits whose carry runs the whole length (all-ones plus one), stops at each
+    # bit, or never starts; in a 2-D array and a single value
+    ones = 2**63 - 1
+    pairs = [(0, ones), (2**63, ones), (2**63 - 1, 2**63 - 1)]
+    pairs += [((1 << k) - 1 + (1 << 63), (1 << k) - 1) for k in range(64)]
+    pairs += [(v, v) for v in EDGES]
+    values = np.array([v for v, _ in pairs], dtype=np.uint64).reshape(-1, 1)
+    shares0 = np.array([s for _, s in pairs], dtype=np.uint64).reshape(-1, 1)
+    r0, r1, _ = _run(_sign_program(values, shares0), setup)
+    assert r0.shape == values.shape
+    assert np.array_equal(r0, (values >= np.uint64(2**63)).astype(r0.dtype))
+    assert np.array_equal(r0, r1)
+    s0, _, _ = _run(_sign_program(np.array(2**63 + 5, np.uint64), np.array(7, np.uint64)), setup)
+    assert np.asarray(s0).reshape(-1).tolist() == [1]
+
+
+@pytest.mark.parametrize("setup", ["iknp", "silent"])
+def test_a_comparison_costs_the_stated_random_ots(setup: str) -> None:
+    n = 37
+    values = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    _, _, used = _run(_sign_program(values, values[::-1].copy()), setup)
+    # party 0 chooses for the 63 generate bits and the final bit, each party for one end
+    # of each of the tree's 125 AND gates (ltz's docstring: 314 per comparison)
+    assert used == [(63 + 125 + 1) * n, 125 * n]

@@ -1,0 +1,72 @@
+"""Products of private matrices whose left entries have a public bit width: exact against
+numpy modulo 2^64 with a dealer and without one, at the widths' extremes; entries beyond
+the width refused at the left party, a width the two parties disagree on refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_carry import SETUPS, _run
+
+from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.protocols.mpc import Mpc
+
+
+def _program(x: np.ndarray, y: np.ndarray, bits: int, right_bits: int | None = None):  # type: ignore[no-untyped-def]
+    p, n = x.shape
+    q = y.shape[1]
+
+    async def prog(m: Mpc) -> object:
+        z = await m.cross_product(
+            x if m.party == 0 else None,
+            y if m.party == 1 else None,
+            left=0,
+            shape=(p, n, q),
+            x_bits=bits if m.party == 0 or right_bits is None else right_bits,
+        )
+        return z.share
+
+    return prog
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@settings(max_examples=6, deadline=None)
+@given(
+    bits=st.sampled_from([2, 3, 27, 63, 64]),
+    p=st.integers(1, 3),
+    n=st.integers(0, 9),
+    q=st.integers(1, 2),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_bounded_entries_multiply_exactly(
+    setup: str, bits: int, p: int, n: int, q: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = rng.integers(lo, hi, (p, n), dtype=np.int64, endpoint=True)
+    x.flat[:2] = [lo, hi][: x.size]  # both extremes whenever there is room
+    y = rng.integers(-(2**63), 2**63 - 1, (n, q), dtype=np.int64, endpoint=True)
+    s0, s1, used = _run(_program(x, y, bits), setup)
+    want = np.matmul(x.view(np.uint64), y.view(np.uint64))  # wraps modulo 2^64
+    assert np.array_equal(s0 + s1, want)
+    if setup != "dealer":
+        assert used == [p * n * bits, 0]  # the chooser's OTs: one per bit of each entry
+
+
+@pytest.mark.parametrize("setup", ["dealer", "iknp"])
+def test_an_entry_beyond_the_width_is_refused_at_the_left_party(setup: str) -> None:
+    x = np.array([[1, 2**26]], dtype=np.int64)
+    y = np.ones((2, 1), dtype=np.int64)
+    with pytest.raises(ConfigError, match="beyond 27-bit"):
+        _run(_program(x, y, 27), setup)
+
+
+def test_a_width_the_parties_disagree_on_is_refused() -> None:
+    x = np.array([[1, -3]], dtype=np.int64)
+    y = np.ones((2, 1), dtype=np.int64)
+    with pytest.raises(ProtocolViolationError, match="bad entry width"):
+        _run(_program(x, y, 27, right_bits=30), "iknp")
+    with pytest.raises(ConfigError, match="2 to 64"):
+        _run(_program(x, y, 1), "iknp")
