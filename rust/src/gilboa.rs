@@ -377,7 +377,17 @@ fn rows_of<'a>(buf: &'a [u8], m: usize, what: &str) -> Result<&'a [u8]> {
     Ok(buf)
 }
 
-/// Words of each hash: a GF(2) product uses one bit of one word.
+/// A GF(2) OT carries one bit per word of `y`, all taken from one hashed word.
+fn check_gf2_words(words: usize, gf2: bool) -> Result<()> {
+    if gf2 && words > 64 {
+        return Err(shape(format!(
+            "a GF(2) product carries at most 64 bits per OT, not {words}"
+        )));
+    }
+    Ok(())
+}
+
+/// Words of each hash: a GF(2) product uses bits of one word.
 fn hashed_words(words: usize, gf2: bool) -> usize {
     if gf2 {
         1
@@ -407,9 +417,11 @@ where
 /// first with OT index `first`), `y` its vectors (`n × words`). For OT `(i, k)` its messages
 /// are `m0 = H(q)` and `m1 = H(q ⊕ Δ)`; the correction `m0 + y − m1` travels trimmed to its
 /// low `64 − k` bits (both shares of bit `k` are scaled by `2^k`), and its share is
-/// `−Σ_k m0·2^k`. GF(2) (`gf2`, one word): the corrections are the bits
-/// `lsb(m0) ⊕ lsb(m1) ⊕ y_k` packed in a word per value, the share `Σ_k lsb(m0)·2^k`.
-/// Returns (corrections as bytes, shares: `n × words` words, or `n` for GF(2)).
+/// `−Σ_k m0·2^k`. GF(2) (`gf2`): each OT carries `words` bits (at most 64), bit `w` of
+/// the one hashed word for word `w` of `y`; the corrections are the bits
+/// `bit_w(m0) ⊕ bit_w(m1) ⊕ bit_k(y_w)` packed in a word per value and word, the share
+/// `Σ_k bit_w(m0)·2^k`: one OT gives the ANDs of one chosen bit with `words` bits.
+/// Returns (corrections as bytes, shares: `n × words` words).
 #[allow(clippy::too_many_arguments)]
 pub fn send(
     h: &Tccr,
@@ -428,6 +440,7 @@ pub fn send(
             y.len()
         )));
     }
+    check_gf2_words(words, gf2)?;
     let n = y.len() / words;
     let rows = rows_of(q, n * bits, "the sender's rows")?;
     let delta = u128::from_le_bytes(
@@ -437,7 +450,7 @@ pub fn send(
     );
     let hw = hashed_words(words, gf2);
     let (d_per, v_per) = if gf2 {
-        (8, 1)
+        (8 * words, words)
     } else {
         (words * trimmed_bytes(bits), words)
     };
@@ -460,14 +473,17 @@ pub fn send(
         for i in 0..count {
             let yi = &y[(start + i) * words..(start + i + 1) * words];
             if gf2 {
-                let (mut di, mut vi) = (0u64, 0u64);
-                for k in 0..bits {
-                    let (a, b) = (m0[i * bits + k] & 1, m1[i * bits + k] & 1);
-                    di |= (a ^ b ^ (yi[0] >> k & 1)) << k;
-                    vi |= a << k;
+                for (w, &yw) in yi.iter().enumerate() {
+                    let (mut di, mut vi) = (0u64, 0u64);
+                    for k in 0..bits {
+                        let (a, b) = (m0[i * bits + k] >> w & 1, m1[i * bits + k] >> w & 1);
+                        di |= (a ^ b ^ (yw >> k & 1)) << k;
+                        vi |= a << k;
+                    }
+                    let at = 8 * (i * words + w);
+                    dp[at..at + 8].copy_from_slice(&di.to_le_bytes());
+                    vp[i * words + w] = vi;
                 }
-                dp[8 * i..8 * i + 8].copy_from_slice(&di.to_le_bytes());
-                vp[i] = vi;
                 continue;
             }
             let out = &mut dp[i * d_per..(i + 1) * d_per];
@@ -491,8 +507,8 @@ pub fn send(
 
 /// Gilboa's receiver for its `n` values `x`: `t` its rows (`n * bits`, the first with OT index
 /// `first`), `d` the sender's corrections as [`send`] lays them out. Its share is
-/// `Σ_k (H(t) + x_k·d_k)·2^k` per word; GF(2): `Σ_k (lsb(H(t)) ⊕ x_k·d_k)·2^k`. Returns
-/// `n × words` words (`n` for GF(2)).
+/// `Σ_k (H(t) + x_k·d_k)·2^k` per word; GF(2): `Σ_k (bit_w(H(t)) ⊕ x_k·d_k)·2^k` for word
+/// `w`. Returns `n × words` words.
 #[allow(clippy::too_many_arguments)]
 pub fn receive(
     h: &Tccr,
@@ -508,10 +524,11 @@ pub fn receive(
     if words == 0 {
         return Err(shape("a product has at least one word".into()));
     }
+    check_gf2_words(words, gf2)?;
     let n = x.len();
     let rows = rows_of(t, n * bits, "the receiver's rows")?;
     let (d_per, v_per) = if gf2 {
-        (8, 1)
+        (8 * words, words)
     } else {
         (words * trimmed_bytes(bits), words)
     };
@@ -536,12 +553,14 @@ pub fn receive(
             let xi = x[start + i];
             let di = &d[(start + i) * d_per..(start + i + 1) * d_per];
             if gf2 {
-                let dw = u64::from_le_bytes(di.try_into().expect("8 bytes"));
-                let mut ui = 0u64;
-                for k in 0..bits {
-                    ui |= ((mc[i * bits + k] & 1) ^ (xi >> k & dw >> k & 1)) << k;
+                for (w, dw8) in di.chunks_exact(8).enumerate() {
+                    let dw = u64::from_le_bytes(dw8.try_into().expect("8 bytes"));
+                    let mut ui = 0u64;
+                    for k in 0..bits {
+                        ui |= ((mc[i * bits + k] >> w & 1) ^ (xi >> k & dw >> k & 1)) << k;
+                    }
+                    up[i * words + w] = ui;
                 }
-                up[i] = ui;
                 continue;
             }
             let ui = &mut up[i * words..(i + 1) * words];
@@ -636,6 +655,8 @@ mod tests {
             (33, 17, 2, false),
             (40, 64, 1, true),
             (3, 5, 1, true),
+            (9, 32, 2, true),
+            (4, 7, 64, true),
         ] {
             let delta = (u128::from(lcg(&mut s)) << 64) | u128::from(lcg(&mut s));
             let x: Vec<u64> = (0..n).map(|_| lcg(&mut s)).collect();
@@ -674,7 +695,10 @@ mod tests {
             };
             for i in 0..n {
                 if gf2 {
-                    assert_eq!(u[i] ^ v[i], x[i] & y[i * words] & mask);
+                    for w in 0..words {
+                        let want = x[i] & y[i * words + w] & mask;
+                        assert_eq!(u[i * words + w] ^ v[i * words + w], want);
+                    }
                 } else {
                     for w in 0..words {
                         let want = (x[i] & mask).wrapping_mul(y[i * words + w]);
@@ -698,6 +722,9 @@ mod tests {
             );
         }
         assert!(send(&h, &[0u8; 16], &[0u8; 16], 0, &[1], 0, 1, false).is_err());
+        let y65 = [0u64; 65];
+        assert!(send(&h, &[0u8; 16], &[0u8; 16], 0, &y65, 1, 65, true).is_err());
+        assert!(receive(&h, &[0u8; 16], 0, &[1], &[0u8; 520], 1, 65, true).is_err());
         assert!(send(&h, &[0u8; 15], &[0u8; 16], 0, &[1], 1, 1, false).is_err());
         assert!(receive(&h, &[0u8; 16], 0, &[1], &[0u8; 8], 65, 1, false).is_err());
     }

@@ -128,5 +128,6 @@ def test_a_comparison_costs_the_stated_random_ots(setup: str) -> None:
     values = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     _, _, used = _run(_sign_program(values, values[::-1].copy()), setup)
     # party 0 chooses for the 63 generate bits and the final bit, each party for one end
-    # of each of the tree's 125 AND gates (ltz's docstring: 314 per comparison)
-    assert used == [(63 + 125 + 1) * n, 125 * n]
+    # of the tree's gates, one OT serving a level's two gates that share a p bit (63 OTs
+    # for 125 gates; ltz's docstring: 190 per comparison)
+    assert used == [(63 + 63 + 1) * n, 63 * n]

@@ -405,8 +405,9 @@ class Mpc:
         level opens its masked ``p`` and ``g`` words once, at the level's width (64, 32,
         …, 2 bits: 32 bytes per element each way in all); the first AND and the final
         conversion to an arithmetic bit are products of private values. Eight rounds.
-        Without a dealer (:class:`~.ot.OtProvider`) the gates cost one OT each way and the
-        private products 63 OTs and one: 314 random OTs per comparison.
+        Without a dealer (:class:`~.ot.OtProvider`) each party chooses once per level for
+        the two gates that share a ``p_hi`` bit (63 OTs each way for the 125 gates), and
+        the private products cost 63 OTs and one: 190 random OTs per comparison.
         """
         mine = np.ascontiguousarray(x.share)
         low = mine & _LOW63

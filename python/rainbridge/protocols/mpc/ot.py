@@ -204,10 +204,14 @@ def gilboa_send_reference(
     m0 = hash_(q_rows, first, 1 if gf2 else words)
     m1 = hash_(q_rows ^ delta[None, :], first, 1 if gf2 else words)
     if gf2:
-        ybits = (y[:, :1] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
-        lo0 = (m0[:, 0] & np.uint64(1)).reshape(their, bits)
-        lo1 = (m1[:, 0] & np.uint64(1)).reshape(their, bits)
-        return _pack_bits(lo0 ^ lo1 ^ ybits), _pack_bits(lo0)[:, None]
+        # (their, words, bits): bit w of OT k's hash pads bit k of word w
+        ks = np.arange(bits, dtype=np.uint64)[None, None, :]
+        ws = np.arange(words, dtype=np.uint64)[None, :, None]
+        ybits = (y[:, :, None] >> ks) & np.uint64(1)
+        lo0 = (m0[:, 0].reshape(their, 1, bits) >> ws) & np.uint64(1)
+        lo1 = (m1[:, 0].reshape(their, 1, bits) >> ws) & np.uint64(1)
+        d = _pack_bits((lo0 ^ lo1 ^ ybits).reshape(-1, bits))
+        return d, _pack_bits(lo0.reshape(-1, bits)).reshape(their, words)
     # bit k's messages differ by y modulo 2^(64-k); both shares are scaled by 2^k, so only
     # the correction's low 64-k bits travel
     shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
@@ -231,9 +235,11 @@ def gilboa_receive_reference(
     mc = _Hash()(t_rows, first, 1 if gf2 else words)
     xb = (x[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
     if gf2:
-        lo = (mc[:, 0] & np.uint64(1)).reshape(n, bits)
-        dbits = (d[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
-        return _pack_bits(lo ^ (xb & dbits))[:, None]
+        ws = np.arange(words, dtype=np.uint64)[None, :, None]
+        lo = (mc[:, 0].reshape(n, 1, bits) >> ws) & np.uint64(1)
+        dw = np.asarray(d, dtype=np.uint64).reshape(n, words, 1)
+        dbits = (dw >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)
+        return _pack_bits((lo ^ (xb[:, None, :] & dbits)).reshape(-1, bits)).reshape(n, words)
     shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
     mc = mc.reshape(n, bits, words)
     full = _untrim(d, n, bits, words)
@@ -251,14 +257,14 @@ def _gilboa_send_core(
     their = len(y)
     d, v = _core.gilboa_send(byte_view(q_rows), delta.tobytes(), first, _u64(y), bits, words, gf2)
     d_arr = np.frombuffer(d, dtype=np.uint64 if gf2 else np.uint8)
-    return d_arr, np.frombuffer(v, dtype=np.uint64).reshape(their, 1 if gf2 else words)
+    return d_arr, np.frombuffer(v, dtype=np.uint64).reshape(their, words)
 
 
 def _gilboa_receive_core(
     t_rows: Ring, first: int, x: Ring, d: Any, bits: int, words: int, gf2: bool
 ) -> Ring:
     u = _core.gilboa_receive(byte_view(t_rows), first, _u64(x), byte_view(d), bits, words, gf2)
-    return np.frombuffer(u, dtype=np.uint64).reshape(len(x), 1 if gf2 else words)
+    return np.frombuffer(u, dtype=np.uint64).reshape(len(x), words)
 
 
 def _choice_bits_core(x: Ring, bits: int) -> npt.NDArray[np.uint8]:
@@ -343,9 +349,12 @@ class OtExtension:
         y : (their_n, words) uint64 or None
             This party's vectors, one per value of the other party's x.
         Returns (U, V): this party's shares of ``x_i · y_other_i`` (N, words) and of
-        ``x_other_i · y_i`` (their_n, words); additive, or XOR for ``gf2`` (bitwise AND of
-        a word with a word: bits = 64, words = 1).
+        ``x_other_i · y_i`` (their_n, words); additive, or XOR for ``gf2``: bit k of a
+        share word is the AND of x's bit k with bit k of that word of y (one OT per bit of
+        x serves all ``words``, at most 64).
         """
+        if gf2 and words > 64:
+            raise ValueError(f"a GF(2) product carries at most 64 words per OT, not {words}")
         n = 0 if x is None else len(x)
         step = max(1, MAX_BATCH // bits)
         us: list[Ring] = []
@@ -436,7 +445,7 @@ class OtExtension:
             v = np.zeros((0, words), dtype=np.uint64)
         d_shape = None
         if x is not None and m_mine:
-            d_shape = (len(x),) if gf2 else (len(x) * words * _trimmed_bytes(bits),)
+            d_shape = (len(x) * words,) if gf2 else (len(x) * words * _trimmed_bytes(bits),)
         d_theirs = await self._swap(tag + "/d", d_mine, d_shape, np.uint64 if gf2 else np.uint8)
         # 3. the receiving end's shares
         u = None
@@ -837,22 +846,19 @@ class OtProvider(Provider):
 
     async def begin_carry(self, shape: Shape, width: int, both: bool) -> tuple[Ring, Ring, Any]:
         """The carry level's masks with products of only the bits the level keeps: one
-        OT each way per AND gate (``width // 2`` per word and product)."""
+        OT each way per bit of ``odd(a)`` (``width // 2`` per word), which carries both of
+        its gates (with ``even(h)`` and ``even(a)``)."""
         keep = low_mask(width)
         a, h = self._rand(shape) & keep, self._rand(shape) & keep
         oa = odd_bits(a, width).reshape(-1)
         ys = [even_bits(h, width).reshape(-1)]
         if both:
             ys.append(even_bits(a, width).reshape(-1))
-        u, v = await self._both(
-            np.concatenate([oa] * (1 + both)),
-            np.concatenate(ys)[:, None],
-            gf2=True,
-            bits=width // 2,
-        )
-        cross = (u ^ v).reshape(1 + both, -1)
+        y = np.stack(ys, axis=1)
+        u, v = await self._both(oa, y, gf2=True, bits=width // 2)
+        cross = u ^ v
         cs = [
-            deposit_odd((oa & y) ^ c, width).reshape(shape) for y, c in zip(ys, cross, strict=True)
+            deposit_odd((oa & y[:, i]) ^ cross[:, i], width).reshape(shape) for i in range(len(ys))
         ]
 
         async def finish() -> list[Ring]:
