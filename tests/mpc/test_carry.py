@@ -127,7 +127,7 @@ def test_a_comparison_costs_the_stated_random_ots(setup: str) -> None:
     n = 37
     values = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     _, _, used = _run(_sign_program(values, values[::-1].copy()), setup)
-    # party 0 chooses for the 63 generate bits and the final bit, each party for one end
-    # of the tree's gates, one OT serving a level's two gates that share a p bit (63 OTs
-    # for 125 gates; ltz's docstring: 190 per comparison)
-    assert used == [(63 + 63 + 1) * n, 63 * n]
+    # each party chooses for half of the 63 generate bits (32 and 31, padded to 32) and
+    # for one end of the tree's gates, one OT serving a level's two gates that share a p
+    # bit (63 OTs for 125 gates); party 0 for the final bit (ltz's docstring: 191)
+    assert used == [(32 + 63 + 1) * n, (32 + 63) * n]

@@ -407,7 +407,8 @@ class Mpc:
         conversion to an arithmetic bit are products of private values. Eight rounds.
         Without a dealer (:class:`~.ot.OtProvider`) each party chooses once per level for
         the two gates that share a ``p_hi`` bit (63 OTs each way for the 125 gates), and
-        the private products cost 63 OTs and one: 190 random OTs per comparison.
+        the private products cost 64 OTs (32 each way) and one: 191 random OTs per
+        comparison, 96 chosen by party 0 and 95 by party 1.
         """
         mine = np.ascontiguousarray(x.share)
         low = mine & _LOW63

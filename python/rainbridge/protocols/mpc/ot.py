@@ -210,8 +210,8 @@ def gilboa_send_reference(
         ybits = (y[:, :, None] >> ks) & np.uint64(1)
         lo0 = (m0[:, 0].reshape(their, 1, bits) >> ws) & np.uint64(1)
         lo1 = (m1[:, 0].reshape(their, 1, bits) >> ws) & np.uint64(1)
-        d = _pack_bits((lo0 ^ lo1 ^ ybits).reshape(-1, bits))
-        return d, _pack_bits(lo0.reshape(-1, bits)).reshape(their, words)
+        d_gf2 = _pack_bits((lo0 ^ lo1 ^ ybits).reshape(-1, bits))
+        return d_gf2, _pack_bits(lo0.reshape(-1, bits)).reshape(their, words)
     # bit k's messages differ by y modulo 2^(64-k); both shares are scaled by 2^k, so only
     # the correction's low 64-k bits travel
     shifts = np.arange(bits, dtype=np.uint64)[None, :, None]
@@ -867,12 +867,22 @@ class OtProvider(Provider):
         return a, h, finish
 
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
-        """Gilboa's product of the private values themselves, party 0 choosing by its low
-        ``bits`` bits: ``bits`` OTs per element and no opening (a bit times a word: one)."""
+        """Gilboa's product of the private values themselves: ``bits`` OTs per element and
+        no opening (a bit times a word: one). A ring product's chooser is party 0; a
+        bitwise AND's bits are split, each party choosing by half of them, so that both
+        carry the same share of the work."""
         if kind not in ("xmul", "xand"):
             raise ProtocolViolationError(f"no private {kind!r} products")
         flat = np.ascontiguousarray(mine, dtype=np.uint64).reshape(-1)
         gf2 = kind == "xand"
+        if gf2 and bits > 1:
+            half = (bits + 1) // 2
+            lo = flat & low_mask(half)
+            hi = (flat >> np.uint64(half)) & low_mask(bits - half)
+            x, y = (lo, hi) if self.party == 0 else (hi, lo)
+            mine_x, theirs_x = await self._both(x, y[:, None], gf2=True, bits=half)
+            lo_share, hi_share = (mine_x, theirs_x) if self.party == 0 else (theirs_x, mine_x)
+            return (lo_share[:, 0] | (hi_share[:, 0] << np.uint64(half))).reshape(mine.shape)
         if self.party == 0:
             u, _ = await self.ot.products(flat, None, bits=bits, words=1, their_n=0, gf2=gf2)
             assert u is not None
