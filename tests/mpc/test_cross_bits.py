@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from test_carry import SETUPS, _run
 
 from rainbridge.errors import ConfigError, ProtocolViolationError
+from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.mpc import Mpc
+from rainbridge.protocols.mpc.ot import OtProvider
 
 
 def _program(x: np.ndarray, y: np.ndarray, bits: int, right_bits: int | None = None):  # type: ignore[no-untyped-def]
@@ -52,7 +54,30 @@ def test_bounded_entries_multiply_exactly(
     want = np.matmul(x.view(np.uint64), y.view(np.uint64))  # wraps modulo 2^64
     assert np.array_equal(s0 + s1, want)
     if setup != "dealer":
-        assert used == [p * n * bits, 0]  # the chooser's OTs: one per bit of each entry
+        # the chooser's OTs: one per bit of each entry of X, or 64 per entry of Y where
+        # that moves fewer bytes
+        assert used in ([p * n * bits, 0], [0, n * q * 64])
+        assert (used[1] > 0) == _right_chooses(setup, (p, n, q), bits)
+
+
+def _right_chooses(setup: str, shape: tuple[int, int, int], bits: int) -> bool:
+    prov = OtProvider(
+        0, LocalChannel.mesh("rule", ["a", "b"])["a"]["b"], source=setup.split("-")[0]
+    )
+    return prov._right_chooses(shape, bits)
+
+
+@pytest.mark.parametrize("setup", ["iknp", "silent"])
+def test_a_gradients_shape_takes_the_cheaper_orientation_and_stays_exact(setup: str) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.integers(-(2**26), 2**26, (12, 256), dtype=np.int64)  # Xᵀ of a batch
+    y = rng.integers(-(2**63), 2**63 - 1, (256, 1), dtype=np.int64, endpoint=True)
+    s0, s1, used = _run(_program(x, y, 27), setup)
+    assert np.array_equal(s0 + s1, np.matmul(x.view(np.uint64), y.view(np.uint64)))
+    # IKNP: the residual's 64 bits choose (16 B each) rather than 12 · 27 feature bits;
+    # silent OT, whose choices cost a bit each, keeps the features' bits (fewer bytes)
+    want = [0, 256 * 64] if setup == "iknp" else [12 * 256 * 27, 0]
+    assert used == want
 
 
 @pytest.mark.parametrize("setup", ["dealer", "iknp"])

@@ -34,11 +34,16 @@ matrices, and the XOR-shared masks of comparison circuits. What the transcript r
 nothing but the sizes of the batches, which follow from the program.
 
 Cost: 64 random OTs per arithmetic product of 64-bit words, 1 per product of a bit with a
-word, 64 per bitwise AND of words. Per OT the receiver sends 1 bit (silent) or 16 bytes
-(IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per word for bit ``k`` of a
-64-bit product (288 bytes per product word instead of 512), 1 bit for a bitwise AND; the
-silent batches add about 0.18 MB per 2^18 OTs. See docs/BENCHMARKS.md for what that costs
-against the dealer.
+word, 64 per bitwise AND of words. One OT of a GF(2) product ANDs its chosen bit with one
+bit of each of up to 64 words, each padded by another bit of the same hash output (pseudo-
+random as a whole), so a comparison's carry tree, whose gates come in pairs sharing an
+input, costs one OT per pair: 191 per comparison. Products of the private values themselves
+(one party's matrix with the other's, the AND of the two parties' shares that starts a
+comparison) skip the masks: the values choose directly. Per OT the receiver sends 1 bit
+(silent) or 16 bytes (IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per
+word for bit ``k`` of a 64-bit product (288 bytes per product word instead of 512), 1 bit
+per word for a bitwise AND; the silent batches add about 0.18 MB per 2^18 OTs. See
+docs/BENCHMARKS.md for what that costs against the dealer.
 """
 
 from __future__ import annotations
@@ -356,7 +361,9 @@ class OtExtension:
         if gf2 and words > 64:
             raise ValueError(f"a GF(2) product carries at most 64 words per OT, not {words}")
         n = 0 if x is None else len(x)
-        step = max(1, MAX_BATCH // bits)
+        # MAX_BATCH OTs, or fewer where each hashes several words: a batch's pads stay
+        # within 8 · MAX_BATCH bytes
+        step = max(1, MAX_BATCH // (bits * (1 if gf2 else words)))
         us: list[Ring] = []
         vs: list[Ring] = []
         for start in range(0, max(n, their_n), step):
@@ -782,11 +789,24 @@ class OtProvider(Provider):
         assert v is not None
         return s, v.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
 
+    def _right_chooses(self, shape: tuple[int, int, int], bits: int) -> bool:
+        """Whether a product of private matrices is cheaper on the wire with the right
+        party choosing by the 64 bits of each of its entries (the left sending columns of
+        X) than with the left choosing by ``bits`` of each of X's: a public rule, the same
+        at both parties. IKNP's chooser sends 16 bytes per OT, silent OT's about 0.82."""
+        p, n, q = shape
+        per_ot = 16.0 if self.ot.source == "iknp" else 0.82
+        by_x = p * n * (bits * per_ot + q * _trimmed_bytes(bits))
+        by_y = n * q * (64 * per_ot + p * _trimmed_bytes(64))
+        return by_y < by_x
+
     async def direct_cross(
         self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int], x_bits: int = 64
     ) -> Ring | None:
         """X @ Y straight from products of the private entries: for one-hot groups one OT
-        per (group, row), a bit times the row's words; ``x_bits`` per entry of a dense X.
+        per (group, row), a bit times the row's words; ``x_bits`` per entry of a dense X,
+        or, where that moves fewer bytes (:meth:`_right_chooses`: a tall X against a
+        narrow Y, as a gradient's ``Xᵀe``), 64 per entry of Y, each times a column of X.
 
         A dense X of signed ``x_bits``-bit entries is moved up by ``c = 2^(x_bits-1)`` into
         ``[0, 2^x_bits)``, so the chooser needs only its low bits; the other party takes
@@ -807,11 +827,17 @@ class OtProvider(Provider):
                 if dense.shape != (p, n):
                     raise ProtocolViolationError(f"the left matrix is not of shape {(p, n)}")
                 bits = x_bits
-                if bits < 64:
-                    dense = dense + np.uint64(1 << (bits - 1))
             # the other side must know how many bits each entry has: one-hot or not is a
             # public property of the program (the group-by step), told by the first word
             await self.ot.ch.send("ot/bits", bits.to_bytes(1, "little"))
+            if self._right_chooses(shape, bits):
+                # the sender's vector for Y[i, j] is column i of X, for every j
+                cols = np.repeat(np.ascontiguousarray(dense.T), q, axis=0)
+                _, v = await self.ot.products(None, cols, bits=64, words=p, their_n=n * q)
+                assert v is not None
+                return v.reshape(n, q, p).sum(axis=0, dtype=np.uint64).T.copy()
+            if 1 < bits < 64:
+                dense = dense + np.uint64(1 << (bits - 1))
             u, _ = await self.ot.products(dense.reshape(-1), None, bits=bits, words=q, their_n=0)
             assert u is not None
             return u.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
@@ -821,6 +847,12 @@ class OtProvider(Provider):
         if len(told) != 1 or told[0] not in (1, x_bits):
             raise ProtocolViolationError("the other party announced a bad entry width")
         bits = told[0]
+        if self._right_chooses(shape, bits):
+            u, _ = await self.ot.products(
+                np.ascontiguousarray(y).reshape(-1), None, bits=64, words=p, their_n=0
+            )
+            assert u is not None
+            return u.reshape(n, q, p).sum(axis=0, dtype=np.uint64).T.copy()
         _, v = await self.ot.products(
             None, y[np.tile(np.arange(n), p)], bits=bits, words=q, their_n=p * n
         )
