@@ -58,8 +58,8 @@ MAX_ABS_FEATURE = 1000.0
 
 def feature_bits(frac: int) -> int:
     """Bits of a signed encoded feature: |x| ≤ MAX_ABS_FEATURE at ``frac`` fractional bits
-    (27 at 16), a public bound, so a gradient's products without a dealer choose by that
-    many bits of each entry instead of 64."""
+    (27 at 16), a public bound, so where a gradient's products without a dealer let the
+    features choose (silent OT), they choose by that many bits of each entry, not 64."""
     return math.ceil(MAX_ABS_FEATURE * 2**frac).bit_length() + 1
 
 

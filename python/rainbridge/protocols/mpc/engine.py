@@ -318,7 +318,8 @@ class Mpc:
 
         ``x_bits`` is a bound both parties know (a property of the program, the same at
         both): X's entries are signed integers of that many bits, checked at the left
-        party. Without a dealer a dense X then costs ``x_bits`` OTs per entry, not 64.
+        party. Without a dealer a dense X then costs ``x_bits`` OTs per entry, not 64
+        (where the provider lets X's entries choose, :meth:`.ot.OtProvider.direct_cross`).
 
         Neither matrix is shared first: the left party sends ``X - R``, the other ``Y - S``
         (masks from the dealer, who also shares ``R @ S``), and each computes its share
