@@ -38,7 +38,7 @@ word, 64 per bitwise AND of words. One OT of a GF(2) product ANDs its chosen bit
 bit of each of up to 64 words, each padded by another bit of the same hash output (pseudo-
 random as a whole), so a comparison's carry tree, whose gates come in pairs sharing an
 input, costs one OT per pair; its leaves, digits of 4 bits, cost one 1-out-of-16 OT each
-(:meth:`OtExtension.table_ots`: 4 OTs and 8 bytes of table): 95 OTs per comparison.
+(:meth:`OtExtension.table_ots`: 4 OTs and a 4-byte table): 95 OTs per comparison.
 Products of the private values themselves (one party's matrix with the other's) skip the
 masks: the values choose directly. Per OT the receiver sends 1 bit (silent) or 16 bytes
 (IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per word for bit ``k`` of a
