@@ -184,3 +184,23 @@ def test_table_ots_refuse_bad_shapes() -> None:
         asyncio.run(ext.table_ots(None, None, m=2, their_n=0, msg_bits=0))
     with pytest.raises(ValueError, match="shape"):
         asyncio.run(ext.table_ots(None, np.zeros((2, 4), np.uint8), m=3, their_n=2))
+
+
+@pytest.mark.parametrize("setup", ["iknp", "silent"])
+@settings(max_examples=5, deadline=None)
+@given(bits=st.sampled_from([1, 2, 31, 63, 64]), data=st.lists(st.tuples(WORDS, WORDS), max_size=9))
+def test_direct_private_products_are_exact(
+    setup: str, bits: int, data: list[tuple[int, int]]
+) -> None:
+    # x0 ∘ x1 for private values, x0's bits above ``bits`` zero (the method's contract)
+    x0 = np.array([a for a, _ in data], dtype=np.uint64) & low_mask(bits)
+    x1 = np.array([b for _, b in data], dtype=np.uint64)
+
+    async def prog(m: Mpc) -> object:
+        assert isinstance(m.provider, OtProvider)
+        mine = x0 if m.party == 0 else x1
+        return [await m.provider.direct_private(k, mine.copy(), bits) for k in ("xand", "xmul")]
+
+    (and0, mul0), (and1, mul1), _ = _run(prog, setup)
+    assert np.array_equal(and0 ^ and1, x0 & x1 & low_mask(bits))
+    assert np.array_equal(mul0 + mul1, x0 * x1)

@@ -107,7 +107,7 @@ class Provider(abc.ABC):
     async def carry_leaves(self, word: Ring) -> tuple[Ring, Ring, int] | None:
         """XOR shares of a carry tree's leaves for ``x0 + x1`` (``word`` this party's x_i)
         computed directly, digits of several bits at once: (generate bits, propagate bits,
-        the number of digits, each word's width); None: start from single bits."""
+        the number of digits, which is the two words' width); None: start from bits."""
         return None
 
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
