@@ -104,12 +104,6 @@ class Provider(abc.ABC):
         gates; the other bits are arbitrary). One mask of ``p`` serves both products, so
         one opening of it serves both ANDs."""
 
-    async def carry_leaves(self, word: Ring) -> tuple[Ring, Ring, int] | None:
-        """XOR shares of a carry tree's leaves for ``x0 + x1`` (``word`` this party's x_i)
-        computed directly, digits of several bits at once: (generate bits, propagate bits,
-        the number of digits, which is the two words' width); None: start from bits."""
-        return None
-
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
         """This party's share of ``x0 ∘ x1`` (as :meth:`pair`'s kinds) for private values
         whose bits above the low ``bits`` are zero at party 0, computed directly when this

@@ -406,22 +406,16 @@ class Mpc:
         level opens its masked ``p`` and ``g`` words once, at the level's width (64, 32,
         …, 2 bits: 32 bytes per element each way in all); the first AND and the final
         conversion to an arithmetic bit are products of private values. Eight rounds.
-        Without a dealer (:class:`~.ot.OtProvider`) the leaves are 4-bit digits whose
-        generate and propagate bits come from one 1-out-of-16 OT each (4 random OTs,
-        :meth:`~.ot.OtProvider.carry_leaves`), in place of the bitwise generate bits and
-        the first two levels; each party chooses once per remaining level for the two
-        gates that share a ``p_hi`` bit, and party 0 once more for the final bit: 95 random
-        OTs per comparison, 48 chosen by party 0 and 47 by party 1.
+        Without a dealer (:class:`~.ot.OtProvider`) each party chooses once per level for
+        the two gates that share a ``p_hi`` bit (63 OTs each way for the 125 gates), and
+        the private products cost 64 OTs (32 each way) and one: 191 random OTs per
+        comparison, 96 chosen by party 0 and 95 by party 1.
         """
         mine = np.ascontiguousarray(x.share)
         low = mine & _LOW63
-        leaves = await self.provider.carry_leaves(low << _ONE)
-        if leaves is None:
-            g = (await self._private_product("xand", low, 63)) << _ONE
-            p = low << _ONE
-            width = 64
-        else:
-            g, p, width = leaves
+        g = (await self._private_product("xand", low, 63)) << _ONE
+        p = low << _ONE
+        width = 64
         while width > 1:
             g, p = await self._carry_level(p, g, width)
             width //= 2

@@ -37,13 +37,12 @@ Cost: 64 random OTs per arithmetic product of 64-bit words, 1 per product of a b
 word, 64 per bitwise AND of words. One OT of a GF(2) product ANDs its chosen bit with one
 bit of each of up to 64 words, each padded by another bit of the same hash output (pseudo-
 random as a whole), so a comparison's carry tree, whose gates come in pairs sharing an
-input, costs one OT per pair; its leaves, digits of 4 bits, cost one 1-out-of-16 OT each
-(:meth:`OtExtension.table_ots`: 4 OTs and a 4-byte table): 95 OTs per comparison.
-Products of the private values themselves (one party's matrix with the other's) skip the
-masks: the values choose directly. Per OT the receiver sends 1 bit (silent) or 16 bytes
-(IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per word for bit ``k`` of a
-64-bit product (288 bytes per product word instead of 512), 1 bit per word for a bitwise
-AND; the silent batches add about 0.18 MB per 2^18 OTs. See
+input, costs one OT per pair: 191 per comparison. Products of the private values themselves
+(one party's matrix with the other's, the AND of the two parties' shares that starts a
+comparison) skip the masks: the values choose directly. Per OT the receiver sends 1 bit
+(silent) or 16 bytes (IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per
+word for bit ``k`` of a 64-bit product (288 bytes per product word instead of 512), 1 bit
+per word for a bitwise AND; the silent batches add about 0.18 MB per 2^18 OTs. See
 docs/BENCHMARKS.md for what that costs against the dealer.
 """
 
@@ -69,9 +68,6 @@ from rainbridge.protocols.mpc.ring import Ring, byte_view
 KAPPA = 128
 #: random OTs per extension batch (bounds the transposition's memory: 16 · 8 bytes per OT)
 MAX_BATCH = 1 << 20
-#: bits per digit at the leaves of a comparison's carry tree without a dealer
-DIGIT_BITS = 4
-_ONE_U64 = np.uint64(1)
 #: correlated OTs per silent batch: its vectors (32 bytes per OT and side) stay within the
 #: last-level cache, where the code's random reads are cheapest (2^20 ran at half the speed
 #: per OT), and its tree message is 0.7 byte per OT (1.3 at 2^17)
@@ -80,27 +76,6 @@ SILENT_BATCH = 1 << 18
 _MAX_MSG = 1 << 20
 _FIXED_KEY = hashlib.sha256(b"rainbridge/ot/tccr/v1").digest()[:16]
 _ZERO_IV = bytes(16)
-
-
-def _pack_messages(enc: npt.NDArray[np.uint8], msg_bits: int) -> npt.NDArray[np.uint8]:
-    """(N, k) bytes → the low ``msg_bits`` bits of each, packed little-endian per row."""
-    shifts = np.arange(msg_bits, dtype=np.uint8)
-    bits = (enc[:, :, None] >> shifts) & np.uint8(1)
-    return np.packbits(bits.reshape(len(enc), -1), axis=1, bitorder="little")
-
-
-def _unpack_messages(buf: npt.NDArray[np.uint8], k: int, msg_bits: int) -> npt.NDArray[np.uint8]:
-    """The inverse of :func:`_pack_messages` for rows of ``k`` messages."""
-    bits = np.unpackbits(buf, axis=1, count=k * msg_bits, bitorder="little")
-    weights = (np.uint8(1) << np.arange(msg_bits, dtype=np.uint8))[None, None, :]
-    return (bits.reshape(len(buf), k, msg_bits) * weights).sum(axis=2, dtype=np.uint8)
-
-
-def _table_tweak(v: int) -> int:
-    """The tweak offset of index v (below 2^8) of a 1-out-of-2^m OT's pads: a domain of its
-    own per v, above every OT index a Gilboa product hashes under (an index reaches 2^55
-    only after 3.6·10^16 OTs of one session)."""
-    return (v + 1) << 55
 
 
 class _Streams:
@@ -490,111 +465,6 @@ class OtExtension:
             u = np.zeros((0, words), dtype=np.uint64)
         self.random_ots += m_mine
         return u, v
-
-    async def table_ots(
-        self,
-        x: Ring | None,
-        tables: npt.NDArray[np.uint8] | None,
-        *,
-        m: int,
-        their_n: int,
-        msg_bits: int = 8,
-    ) -> npt.NDArray[np.uint8] | None:
-        """1-out-of-2^m OTs of byte messages, both directions in one exchange.
-
-        x : (N,) uint64 or None
-            This party's choices, ``m`` bits each: it receives the other's ``tables[i, x_i]``.
-        tables : (their_n, 2^m) uint8 or None
-            This party's messages of ``msg_bits`` bits (the rest of each byte ignored), one
-            row per choice of the other party.
-
-        Each is made of ``m`` random OTs (Naor and Pinkas's 1-out-of-N from 1-out-of-2):
-        message v's pad is the XOR over the ``m`` OTs of ``H(key_(k, v_k))``, hashed under a
-        tweak of v's own, so a receiver holding one key of each OT learns the pad of its
-        own choice and, the tweaks differing, nothing that links the others' pads. Costs
-        ``m`` OTs and ``2^m · msg_bits`` bits from the sender per choice.
-        """
-        if not 1 <= m <= 8:
-            raise ValueError(f"1-out-of-2^{m} OTs: m is 1 to 8")
-        if not 1 <= msg_bits <= 8:
-            raise ValueError(f"messages of {msg_bits} bits: 1 to 8")
-        if tables is not None and tables.shape != (their_n, 1 << m):
-            raise ValueError(f"the tables have shape {tables.shape}, not {(their_n, 1 << m)}")
-        n = 0 if x is None else len(x)
-        step = max(1, MAX_BATCH // (m << m))  # the pads of every index stay within bounds
-        got: list[npt.NDArray[np.uint8]] = []
-        for start in range(0, max(n, their_n), step):
-            xs = None if x is None or start >= n else x[start : start + step]
-            ts = None if tables is None or start >= their_n else tables[start : start + step]
-            their = max(0, min(step, their_n - start))
-            out = await self._table_batch(xs, ts, m, their, msg_bits)
-            if out is not None:
-                got.append(out)
-        if x is None:
-            return None
-        return np.concatenate(got) if got else np.zeros(0, dtype=np.uint8)
-
-    def _table_pads(self, rows: Any, first: int, m: int, v: int, count: int) -> Any:
-        """The pads of index v for ``count`` choices: XOR over each choice's m rows of the
-        low byte of H under v's tweak."""
-        h = self._hash(rows, first + _table_tweak(v), 1)[:, 0].reshape(count, m)
-        return (np.bitwise_xor.reduce(h, axis=1) & np.uint64(0xFF)).astype(np.uint8)
-
-    async def _table_batch(
-        self,
-        x: Ring | None,
-        tables: npt.NDArray[np.uint8] | None,
-        m: int,
-        their: int,
-        msg_bits: int,
-    ) -> npt.NDArray[np.uint8] | None:
-        self._ready()
-        self._step += 1
-        tag = f"{self.prefix}/{self._step}"
-        n = 0 if x is None else len(x)
-        m_mine, m_theirs = n * m, (their * m if tables is not None else 0)
-        if self._silent is not None:
-            await self._silent.ensure(m_mine, m_theirs)
-        t_rows = None
-        u_mine = None
-        if m_mine:
-            assert x is not None
-            u_mine, t_rows = self._choose(self._choice_bits(x, m), m_mine)
-        u_theirs = await self._swap(
-            tag + "/u", u_mine, self._u_shape(m_theirs) if m_theirs else None, np.uint8
-        )
-        enc = None
-        if m_theirs:
-            assert tables is not None and u_theirs is not None
-            q_rows, first = self._sender_rows(u_theirs, m_theirs)
-            delta = self._delta()
-            enc = np.array(tables, dtype=np.uint8, copy=True)
-            k = np.arange(m_theirs) % m  # which bit of the index each row stands for
-            for v in range(1 << m):
-                flip = ((v >> k) & 1).astype(np.uint64)
-                rows = q_rows ^ (flip[:, None] * delta[None, :])
-                enc[:, v] ^= self._table_pads(rows, first, m, v, their)
-            enc = _pack_messages(enc, msg_bits)
-        row_bytes = ((msg_bits << m) + 7) // 8
-        d_packed = await self._swap(tag + "/d", enc, (n, row_bytes) if m_mine else None, np.uint8)
-        self.random_ots += m_mine
-        if x is None:
-            return None
-        if not m_mine:
-            return np.zeros(0, dtype=np.uint8)
-        assert t_rows is not None and d_packed is not None
-        d_theirs = _unpack_messages(d_packed, 1 << m, msg_bits)
-        first_r = self._recv_count
-        self._recv_count += m_mine
-        out = np.empty(n, dtype=np.uint8)
-        idx = np.arange(n)
-        choice = x & np.uint64((1 << m) - 1)
-        for v in range(1 << m):
-            mine = choice == np.uint64(v)
-            if mine.any():
-                pads = self._table_pads(t_rows, first_r, m, v, n)
-                out[mine] = d_theirs[idx[mine], v] ^ pads[mine]
-        return out & np.uint8((1 << msg_bits) - 1)
 
     async def bit_products_wide(
         self, x: Ring | None, y: Ring | None, *, pairs: int, their_n: int
@@ -1027,42 +897,6 @@ class OtProvider(Provider):
             return cs
 
         return a, h, finish
-
-    async def carry_leaves(self, word: Ring) -> tuple[Ring, Ring, int] | None:
-        """The carry tree's leaves for ``x0 + x1`` (``word`` this party's x_i), one per digit
-        of :data:`DIGIT_BITS` bits: the digit pair's generate bit (its sum carries out)
-        and propagate bit (its sum is all ones), XOR-shared, from one 1-out-of-2^m OT
-        (:meth:`OtExtension.table_ots`) whose sender tabulates both bits, masked by its own
-        random shares, for every digit the receiver may hold. Each party receives for half
-        of the digits. Replaces the bitwise generate and propagate bits and the tree's
-        first ``log2(DIGIT_BITS)`` levels: 64 OTs for what took 64 + 48 at 4 bits."""
-        m = DIGIT_BITS
-        d = 64 // m
-        flat = np.ascontiguousarray(word, dtype=np.uint64).reshape(-1)
-        shifts = np.arange(0, 64, m, dtype=np.uint64)
-        digits = (flat[:, None] >> shifts[None, :]) & np.uint64((1 << m) - 1)  # (N, d)
-        half = d // 2
-        # party 1 receives for the low digits, party 0 for the high ones
-        recv_cols = slice(half, d) if self.party == 0 else slice(0, half)
-        send_cols = slice(0, half) if self.party == 0 else slice(half, d)
-        a = digits[:, send_cols].reshape(-1)
-        shares = self._rand((a.size,)) & np.uint64(3)  # this party's generate/propagate shares
-        v = np.arange(1 << m, dtype=np.uint64)[None, :]
-        total = a[:, None] + v
-        gen = total >> np.uint64(m)
-        prop = (total == np.uint64((1 << m) - 1)).astype(np.uint64)
-        tables = ((gen | (prop << _ONE_U64)) ^ shares[:, None]).astype(np.uint8)
-        got = await self.ot.table_ots(
-            digits[:, recv_cols].reshape(-1), tables, m=m, their_n=a.size, msg_bits=2
-        )
-        assert got is not None
-        bits = np.empty((flat.size, d), dtype=np.uint64)
-        bits[:, send_cols] = shares.reshape(flat.size, half)
-        bits[:, recv_cols] = got.astype(np.uint64).reshape(flat.size, d - half)
-        place = np.arange(d, dtype=np.uint64)[None, :]
-        g = np.bitwise_or.reduce((bits & _ONE_U64) << place, axis=1)
-        p = np.bitwise_or.reduce((bits >> _ONE_U64) << place, axis=1)
-        return g.reshape(word.shape), p.reshape(word.shape), d
 
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
         """Gilboa's product of the private values themselves: ``bits`` OTs per element and
