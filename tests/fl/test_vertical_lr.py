@@ -91,3 +91,23 @@ def test_bad_parameters_are_refused() -> None:
         LrParams(epochs=0)
     with pytest.raises(ConfigError):
         LrParams(sigmoid="exact")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("setup", ["dealer", "ot"])
+def test_the_piecewise_residual_is_the_exact_clamp(setup: str) -> None:
+    from rainbridge.protocols.fl.vertical_lr import _residual
+    from rainbridge.protocols.mpc.ring import decode
+
+    ulp = 2.0**-16
+    s = np.array([-1000.0, -14.0, -ulp, 0.0, ulp, 0.5, 1 - ulp, 1.0, 1 + ulp, 3.25, 1000.0])
+    y = np.array([0.0, 1.0] * 5 + [1.0])
+    z = s - 0.5  # _residual adds the 1/2 of σ(z) ≈ clamp(z + 1/2, 0, 1)
+
+    async def prog(m: Mpc) -> object:
+        extra = np.zeros(len(s), dtype=np.uint64)
+        mine = z if m.party == 0 else np.zeros_like(z)
+        return await _residual(m, mine, extra, y if m.party == 0 else None, LrParams())
+
+    e0, e1, _ = run2(prog, setup=setup)
+    got = decode(np.asarray(e0) + np.asarray(e1), 16)
+    assert np.array_equal(got, np.clip(s, 0.0, 1.0) - y)

@@ -518,9 +518,11 @@ async def _residual(
     z1 = await mpc.input(z if mpc.party == 1 else None, 1, (b,))
     total = mpc.add(z0, z1)
     s = mpc.add_public(Secret(total.share + extra, total.frac), 0.5)
-    zero = mpc.mul_public_int(s, 0)
-    clamped = await mpc.minimum(await mpc.maximum(s, zero), mpc.add_public(zero, 1.0))
-    e_share = clamped.share.copy()
+    # clamp(s, 0, 1) = s·[s > 0] - (s - 1)·[s > 1]: both comparisons in one, both products
+    # in one multiplication, half the rounds of a maximum and then a minimum
+    both = Secret(np.concatenate([s.share, mpc.add_public(s, -1.0).share]), s.frac)
+    above = await mpc.mul(await mpc.ltz(mpc.neg(both)), both)
+    e_share = above.share[:b] - above.share[b:]
     if y is not None:
         e_share -= encode(y, frac)
     return e_share
