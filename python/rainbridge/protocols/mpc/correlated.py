@@ -26,7 +26,7 @@ the shift-1 products, :meth:`Provider.begin_carry`).
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,15 @@ class Provider(abc.ABC):
         ``both``, ``a & (a << 1)``, at the odd positions below ``width`` (the level's AND
         gates; the other bits are arbitrary). One mask of ``p`` serves both products, so
         one opening of it serves both ANDs."""
+
+    async def begin_carries(
+        self, shape: Shape, widths: Sequence[int], boths: Sequence[bool]
+    ) -> list[tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]]:
+        """:meth:`begin_carry` for every level of a tree at once (all asked for before any
+        is used: a dealer computes them while the parties open the first levels)."""
+        return [
+            await self.begin_carry(shape, w, both) for w, both in zip(widths, boths, strict=True)
+        ]
 
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
         """This party's share of ``x0 ∘ x1`` (as :meth:`pair`'s kinds) for private values

@@ -415,10 +415,10 @@ class Mpc:
         low = mine & _LOW63
         g = (await self._private_product("xand", low, 63)) << _ONE
         p = low << _ONE
-        width = 64
-        while width > 1:
-            g, p = await self._carry_level(p, g, width)
-            width //= 2
+        widths = [64 >> k for k in range(6)]
+        levels = await self.provider.begin_carries(p.shape, widths, [w > 2 for w in widths])
+        for width, level in zip(widths, levels, strict=True):
+            g, p = await self._carry_level(p, g, width, level)
         msb = ((mine >> np.uint64(63)) ^ g) & _ONE
         # XOR-shared bit to an additive one: b = b0 + b1 - 2·b0·b1
         prod = await self._private_product("xmul", msb, 1)
@@ -442,7 +442,9 @@ class Mpc:
         z = (mine * other) if self.party == 0 else (other * mask)
         return z + c
 
-    async def _carry_level(self, p: Ring, g: Ring, width: int) -> tuple[Ring, Ring]:
+    async def _carry_level(
+        self, p: Ring, g: Ring, width: int, level: tuple[Ring, Ring, Any]
+    ) -> tuple[Ring, Ring]:
         """One level of the carry tree over XOR-shared words of ``width`` bits: the shares
         of ``odd(g) ^ (odd(p) & even(g))`` and ``odd(p) & even(p)``, ``width // 2`` bits
         each (the second only below the root, zeros at it).
@@ -451,7 +453,7 @@ class Mpc:
         words and compacted once at the end: cheaper than compacting every operand."""
         both = width > 2
         keep = low_mask(width)
-        a, h, finish = await self.provider.begin_carry(p.shape, width, both)
+        a, h, finish = level  # from Provider.begin_carries
         e, f = await self._open_pair((p ^ a) & keep, (g ^ h) & keep, width)
         cs = await finish()
         f1 = f << _ONE

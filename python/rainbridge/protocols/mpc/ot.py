@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import numpy as np
@@ -723,6 +723,15 @@ class _SilentPools:
         return k ^ (f[:, None] * self.delta[None, :])
 
 
+def _ready(value: list[Ring]) -> Callable[[], Awaitable[list[Ring]]]:
+    """A ``finish`` for correlations that are already there."""
+
+    async def finish() -> list[Ring]:
+        return value
+
+    return finish
+
+
 def _pack_bits(b: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """(N, 64) bits → (N,) words."""
     return (b << np.arange(b.shape[1], dtype=np.uint64)[None, :]).sum(axis=1, dtype=np.uint64)
@@ -877,26 +886,47 @@ class OtProvider(Provider):
         return mask, v.reshape(shape)
 
     async def begin_carry(self, shape: Shape, width: int, both: bool) -> tuple[Ring, Ring, Any]:
-        """The carry level's masks with products of only the bits the level keeps: one
-        OT each way per bit of ``odd(a)`` (``width // 2`` per word), which carries both of
-        its gates (with ``even(h)`` and ``even(a)``)."""
-        keep = low_mask(width)
-        a, h = self._rand(shape) & keep, self._rand(shape) & keep
-        oa = odd_bits(a, width).reshape(-1)
-        ys = [even_bits(h, width).reshape(-1)]
-        if both:
-            ys.append(even_bits(a, width).reshape(-1))
-        y = np.stack(ys, axis=1)
-        u, v = await self._both(oa, y, gf2=True, bits=width // 2)
-        cross = u ^ v
-        cs = [
-            deposit_odd((oa & y[:, i]) ^ cross[:, i], width).reshape(shape) for i in range(len(ys))
-        ]
+        (level,) = await self.begin_carries(shape, [width], [both])
+        return level
 
-        async def finish() -> list[Ring]:
-            return cs
-
-        return a, h, finish
+    async def begin_carries(
+        self, shape: Shape, widths: Sequence[int], boths: Sequence[bool]
+    ) -> list[tuple[Ring, Ring, Any]]:
+        """Every carry level's masks, with products of only the bits each level keeps, in
+        one exchange: one OT each way per bit of a level's ``odd(a)`` (``width // 2`` per
+        word), which carries both of its gates (with ``even(h)`` and ``even(a)``). The
+        levels' choice bits sit side by side in one word per element (63 for a 64-bit
+        tree), so the whole tree's correlations cost one exchange, not one per level."""
+        halves = [w // 2 for w in widths]
+        total = sum(halves)
+        if total > 64:
+            raise ValueError(f"carry levels of {total} gate pairs do not fit one word")
+        n = int(np.prod(shape, dtype=np.int64))
+        x = np.zeros(n, dtype=np.uint64)
+        y = np.zeros((n, 2), dtype=np.uint64)
+        masks = []
+        at = 0
+        for width, half, both in zip(widths, halves, boths, strict=True):
+            keep = low_mask(width)
+            a, h = self._rand(shape) & keep, self._rand(shape) & keep
+            oa = odd_bits(a, width).reshape(-1)
+            off = np.uint64(at)
+            x |= oa << off
+            y[:, 0] |= even_bits(h, width).reshape(-1) << off
+            if both:
+                y[:, 1] |= even_bits(a, width).reshape(-1) << off
+            masks.append((a, h))
+            at += half
+        u, v = await self._both(x, y, gf2=True, bits=max(1, total))
+        own = (x[:, None] & y) ^ u ^ v  # shares of every level's products, side by side
+        levels: list[tuple[Ring, Ring, Any]] = []
+        at = 0
+        for (a, h), width, half, both in zip(masks, widths, halves, boths, strict=True):
+            part = (own >> np.uint64(at)) & low_mask(half)
+            cs = [deposit_odd(part[:, i], width).reshape(shape) for i in range(1 + both)]
+            levels.append((a, h, _ready(cs)))
+            at += half
+        return levels
 
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
         """Gilboa's product of the private values themselves: ``bits`` OTs per element and
