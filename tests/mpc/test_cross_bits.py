@@ -50,6 +50,7 @@ def test_bounded_entries_multiply_exactly(
     x = rng.integers(lo, hi, (p, n), dtype=np.int64, endpoint=True)
     x.flat[:2] = [lo, hi][: x.size]  # both extremes whenever there is room
     y = rng.integers(-(2**63), 2**63 - 1, (n, q), dtype=np.int64, endpoint=True)
+    y.flat[:2] = [-(2**63), 2**63 - 1][: y.size]  # the chooser's extremes when Y chooses
     s0, s1, used = _run(_program(x, y, bits), setup)
     want = np.matmul(x.view(np.uint64), y.view(np.uint64))  # wraps modulo 2^64
     assert np.array_equal(s0 + s1, want)
