@@ -151,3 +151,67 @@ def test_direct_private_products_are_exact(
     (and0, mul0), (and1, mul1), _ = _run(prog, setup)
     assert np.array_equal(and0 ^ and1, x0 & x1 & low_mask(bits))
     assert np.array_equal(mul0 + mul1, x0 * x1)
+
+
+def _bit_matrix(words: np.ndarray, width: int) -> np.ndarray:
+    """(N, width) of 0.0/1.0: bit k of each word."""
+    w = np.asarray(words, dtype=np.uint64)
+    return ((w[:, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(float)
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_every_opened_bit_is_masked_afresh(setup: str) -> None:
+    # what a party sends at each level, XOR the p and g shares it opens, is its mask: every
+    # bit of it must be uniform and independent of every other (other levels, the other
+    # operand, other elements), and each level sends its width in the narrowest words
+    n = 2048
+    widths = [64, 32, 16, 8, 4, 2]
+    bytes_per_element = [16, 8, 4, 2, 1, 1]  # ltz's docstring: 32 in all
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 2**64, n, dtype=np.uint64)
+    shares0 = rng.integers(0, 2**64, n, dtype=np.uint64)
+
+    async def prog(m: Mpc) -> object:
+        opened: list[tuple[np.ndarray, np.ndarray]] = []
+        sent: list[list[np.ndarray]] = []
+        exchange, carry_level = m._exchange, m._carry_level
+
+        async def spy_level(p: Any, g: Any, width: int, level: Any) -> Any:
+            opened.append((p.copy(), g.copy()))
+            return await carry_level(p, g, width, level)
+
+        async def spy(what: str, arrays: Any, dtype: Any = np.uint64) -> list[Any]:
+            if what == "carry":
+                sent.append([np.asarray(a, dtype=dtype).copy() for a in arrays])
+            return await exchange(what, arrays, dtype)
+
+        m._carry_level = spy_level  # type: ignore[method-assign]
+        m._exchange = spy  # type: ignore[method-assign]
+        mine = shares0 if m.party == 0 else values - shares0
+        await m.ltz(Secret(mine.copy(), 0))
+        return opened, sent
+
+    r0, r1, _ = _run(prog, setup)
+    for opened, sent in (r0, r1):
+        assert [sum(a.itemsize for a in arrays) for arrays in sent] == bytes_per_element
+        cols = []
+        for (p, g), arrays, w in zip(opened, sent, widths, strict=True):
+            if w == 64:
+                msgs = [a.astype(np.uint64) for a in arrays]
+            else:
+                (both,) = arrays
+                both = both.astype(np.uint64)
+                assert not (both >> np.uint64(2 * w)).any()
+                msgs = [both >> np.uint64(w), both & low_mask(w)]
+            masks = [msg ^ (x & low_mask(w)) for msg, x in zip(msgs, (p, g), strict=True)]
+            if w == 64:  # no mask shared by two elements
+                assert all(len(set(mask.tolist())) == n for mask in masks)
+            cols += [_bit_matrix(mask, w) for mask in masks]
+        bits = np.concatenate(cols, axis=1)  # (n, 252): every mask bit
+        freq = bits.mean(axis=0)
+        assert ((freq > 0.4) & (freq < 0.6)).all(), freq
+        # two distinct bits agree on about half the elements (a reused mask bit agrees on
+        # all of them, a complemented one on none)
+        agree = (bits.T @ bits + (1 - bits).T @ (1 - bits)) / n
+        np.fill_diagonal(agree, 0.5)
+        assert ((agree > 0.4) & (agree < 0.6)).all()

@@ -50,6 +50,7 @@ def test_bounded_entries_multiply_exactly(
     x = rng.integers(lo, hi, (p, n), dtype=np.int64, endpoint=True)
     x.flat[:2] = [lo, hi][: x.size]  # both extremes whenever there is room
     y = rng.integers(-(2**63), 2**63 - 1, (n, q), dtype=np.int64, endpoint=True)
+    y.flat[:2] = [-(2**63), 2**63 - 1][: y.size]  # the chooser's extremes when Y chooses
     s0, s1, used = _run(_program(x, y, bits), setup)
     want = np.matmul(x.view(np.uint64), y.view(np.uint64))  # wraps modulo 2^64
     assert np.array_equal(s0 + s1, want)
@@ -95,3 +96,20 @@ def test_a_width_the_parties_disagree_on_is_refused() -> None:
         _run(_program(x, y, 27, right_bits=30), "iknp")
     with pytest.raises(ConfigError, match="2 to 64"):
         _run(_program(x, y, 1), "iknp")
+
+
+@pytest.mark.parametrize("told", [b"", b"\x00", b"\x02", b"\x1a", b"\x40", b"\x1b\x00"])
+def test_a_malformed_entry_width_is_refused(told: bytes) -> None:
+    # the right party (entries of 27 bits) hears the left's announcement, the first message
+    # of the product: only 27, or 1 for one-hot groups, is an orientation both can agree on
+    y = np.ones((2, 1), dtype=np.int64)
+
+    async def prog(m: Mpc) -> object:
+        if m.party == 0:
+            assert isinstance(m.provider, OtProvider)
+            await m.provider.ot.ch.send("ot/bits", told)
+            return None
+        return await m.cross_product(None, y, left=0, shape=(1, 2, 1), x_bits=27)
+
+    with pytest.raises(ProtocolViolationError, match="bad entry width"):
+        _run(prog, "iknp")
