@@ -514,10 +514,9 @@ async def _residual(
             e = e + 0.5 - y
         return encode(e, frac) + extra
     b = len(z)
-    z0 = await mpc.input(z if mpc.party == 0 else None, 0, (b,))
-    z1 = await mpc.input(z if mpc.party == 1 else None, 1, (b,))
-    total = mpc.add(z0, z1)
-    s = mpc.add_public(Secret(total.share + extra, total.frac), 0.5)
+    # each party's own partial score is already its share of their sum: nothing to send
+    # (every later step opens only values masked afresh, so shares need not look random)
+    s = mpc.add_public(Secret(encode(z, frac) + extra, frac), 0.5)
     # clamp(s, 0, 1) = s·[s > 0] - (s - 1)·[s > 1]: both comparisons in one, both products
     # in one multiplication, half the rounds of a maximum and then a minimum
     both = Secret(np.concatenate([s.share, mpc.add_public(s, -1.0).share]), s.frac)
