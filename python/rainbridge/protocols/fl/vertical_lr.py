@@ -3,26 +3,27 @@ other features at one or more feature parties, rows aligned (after PSI). Each pa
 weights of its own features.
 
 Per mini-batch each party computes its partial score ``z_p = X_p · w_p`` (the label party's
-includes the intercept). The residual ``e = σ(z) - y``, ``z = z_L + Σ z_i``, is secret-shared
-between the label party L and the first feature party F_1 (its *partner*), over their
-two-party engine (:class:`Mpc`): with ``sigmoid="taylor"`` (σ(z) ≈ 1/2 + z/4, the
+includes the intercept). The residual ``e = σ(z) - y``, ``z = z_L + Σ z_i``, is
+secret-shared between the label party L and the first feature party F_1 (its *partner*),
+over their two-party engine (:class:`Mpc`): with ``sigmoid="taylor"`` (σ(z) ≈ 1/2 + z/4, the
 approximation of FATE's hetero-LR) each share is an affine function of the party's own
 partial score and the shares it received — no MPC at all; with ``"piecewise"`` the engine
-computes σ on shares (clamp(z + 1/2, 0, 1), SecureML's three-piece function: two secure
-comparisons per row). Every other feature party F_j splits its encoded partial score into
-two uniformly random ring shares, one to L and one to F_1, so L and F_1 hold a sharing of
-the whole ``z``. F_1 then sends each F_j its share of ``e`` re-masked with a mask L and F_1
-both draw from a seed L gave F_1 (L subtracts the same mask from its own share), so L and
-every feature party hold an additive sharing of ``e``. The gradient of each party's
-weights, ``X_pᵀ e / B``, is its local ``X_pᵀ e_p`` plus a product of two private matrices,
-``X_pᵀ`` and the other share (:meth:`Mpc.cross_product`), revealed to that party only: L's
-and F_1's over their pair, F_j's over the pair (L, F_j). Early stopping: every party sends
-L the largest relative change of its weights in the epoch, L answers each with the largest
-of all, and all stop together when it is under ``tol``. With one feature party there are
-no score shares and no masks: the pair's engine is the whole protocol. Every party's result
-is the same mini-batch SGD as on the joined plaintext, up to fixed-point rounding; a Taylor
-training that diverges (a partial score past :data:`MAX_TAYLOR_SCORE`) is refused before its
-residual could wrap around the ring.
+computes σ on shares (clamp(z + 1/2, 0, 1), SecureML's three-piece function: the signs of z
++ 1/2 and z - 1/2 in one batched comparison, then one multiplication; L's and F_1's own
+partial scores serve as their shares of their sum). Every other feature party F_j splits its
+encoded partial score into two uniformly random ring shares, one to L and one to F_1, so L
+and F_1 hold a sharing of the whole ``z``. F_1 then sends each F_j its share of ``e``
+re-masked with a mask L and F_1 both draw from a seed L gave F_1 (L subtracts the same mask
+from its own share), so L and every feature party hold an additive sharing of ``e``. The
+gradient of each party's weights, ``X_pᵀ e / B``, is its local ``X_pᵀ e_p`` plus a product
+of two private matrices, ``X_pᵀ`` and the other share (:meth:`Mpc.cross_product`), revealed
+to that party only: L's and F_1's over their pair, F_j's over the pair (L, F_j). Early
+stopping: every party sends L the largest relative change of its weights in the epoch, L
+answers each with the largest of all, and all stop together when it is under ``tol``. With
+one feature party there are no score shares and no masks: the pair's engine is the whole
+protocol. Every party's result is the same mini-batch SGD as on the joined plaintext, up to
+fixed-point rounding; a Taylor training that diverges (a partial score past
+:data:`MAX_TAYLOR_SCORE`) is refused before its residual could wrap around the ring.
 
 Security model: semi-honest; the label party colludes with no feature party; each pair's
 engine setup (a dealer or OT extension). What each party learns: the gradients of its own
