@@ -8,8 +8,8 @@ secret-shared between the label party L and the first feature party F_1 (its *pa
 over their two-party engine (:class:`Mpc`): with ``sigmoid="taylor"`` (σ(z) ≈ 1/2 + z/4, the
 approximation of FATE's hetero-LR) each share is an affine function of the party's own
 partial score and the shares it received — no MPC at all; with ``"piecewise"`` the engine
-computes σ on shares (clamp(z + 1/2, 0, 1), SecureML's three-piece function: the signs of z
-+ 1/2 and z - 1/2 in one batched comparison, then one multiplication; L's and F_1's own
+computes σ on shares (clamp(z + 1/2, 0, 1), SecureML's three-piece function: the signs of
+z + 1/2 and z - 1/2 in one batched comparison, then one multiplication; L's and F_1's own
 partial scores serve as their shares of their sum). Every other feature party F_j splits its
 encoded partial score into two uniformly random ring shares, one to L and one to F_1, so L
 and F_1 hold a sharing of the whole ``z``. F_1 then sends each F_j its share of ``e``
