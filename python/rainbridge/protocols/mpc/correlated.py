@@ -106,12 +106,11 @@ class Provider(abc.ABC):
 
     async def begin_carries(
         self, shape: Shape, widths: Sequence[int], boths: Sequence[bool]
-    ) -> list[tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]]:
-        """:meth:`begin_carry` for every level of a tree at once (all asked for before any
-        is used: a dealer computes them while the parties open the first levels)."""
-        return [
-            await self.begin_carry(shape, w, both) for w, both in zip(widths, boths, strict=True)
-        ]
+    ) -> list[tuple[Ring, Ring, Callable[[], Awaitable[list[Ring]]]]] | None:
+        """:meth:`begin_carry` for every level of a tree at once, where this provider makes
+        them cheaper together; None: level by level (a dealer's requests then overlap each
+        level's opening, and its corrections never pile up)."""
+        return None
 
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
         """This party's share of ``x0 ∘ x1`` (as :meth:`pair`'s kinds) for private values

@@ -417,7 +417,11 @@ class Mpc:
         p = low << _ONE
         widths = [64 >> k for k in range(6)]
         levels = await self.provider.begin_carries(p.shape, widths, [w > 2 for w in widths])
-        for width, level in zip(widths, levels, strict=True):
+        for k, width in enumerate(widths):
+            if levels is not None:
+                level = levels[k]
+            else:
+                level = await self.provider.begin_carry(p.shape, width, width > 2)
             g, p = await self._carry_level(p, g, width, level)
         msb = ((mine >> np.uint64(63)) ^ g) & _ONE
         # XOR-shared bit to an additive one: b = b0 + b1 - 2·b0·b1
