@@ -215,3 +215,53 @@ def test_every_opened_bit_is_masked_afresh(setup: str) -> None:
         agree = (bits.T @ bits + (1 - bits).T @ (1 - bits)) / n
         np.fill_diagonal(agree, 0.5)
         assert ((agree > 0.4) & (agree < 0.6)).all()
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@settings(max_examples=5, deadline=None)
+@given(data=st.lists(st.tuples(WORDS, WORDS, st.booleans(), st.booleans()), max_size=12))
+def test_select_by_a_shared_bit_is_exact(
+    setup: str, data: list[tuple[int, int, bool, bool]]
+) -> None:
+    # b = b0 ⊕ b1 times x = x0 + x1, the bit broadcast over two copies of x
+    x0 = np.array([a for a, _, _, _ in data], dtype=np.uint64)
+    x1 = np.array([b for _, b, _, _ in data], dtype=np.uint64)
+    b0 = np.array([int(c) for _, _, c, _ in data], dtype=np.uint64)
+    b1 = np.array([int(d) for _, _, _, d in data], dtype=np.uint64)
+
+    async def prog(m: Mpc) -> object:
+        x, b = (x0, b0) if m.party == 0 else (x1, b1)
+        wide = Secret(np.stack([x, x + np.uint64(m.party)]), 0)  # the second is x + 1
+        ot = m.provider.ot if isinstance(m.provider, OtProvider) else None
+        before = ot.random_ots if ot else 0
+        z = await m.select(b.copy(), wide)
+        return z.share, (ot.random_ots - before if ot else None)
+
+    (z0, used0), (z1, used1), _ = _run(prog, setup)
+    bit = (b0 ^ b1).astype(bool)
+    x = x0 + x1
+    want = np.stack([np.where(bit, x, 0), np.where(bit, x + np.uint64(1), 0)]).astype(np.uint64)
+    assert np.array_equal(z0 + z1, want)
+    if setup != "dealer":  # each party chooses once per element of x
+        assert used0 == used1 == 2 * len(data)
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_max_min_relu_stay_exact_at_the_extremes(setup: str) -> None:
+    big = 2**62 - 1
+    xs = np.array([0, 1, -1, big, -big, 5, -7, big, -big], dtype=np.int64)
+    ys = np.array([0, -1, 1, -big, big, 5, -7, big - 1, -big + 1], dtype=np.int64)
+
+    async def prog(m: Mpc) -> object:
+        a = await m.input(xs if m.party == 0 else None, 0, xs.shape, integer=True)
+        b = await m.input(ys if m.party == 1 else None, 1, ys.shape, integer=True)
+        return [
+            await m.reveal(await m.maximum(a, b)),
+            await m.reveal(await m.minimum(a, b)),
+            await m.reveal(await m.relu(a)),
+        ]
+
+    (mx, mn, relu), _, _ = _run(prog, setup)
+    assert np.array_equal(mx, np.maximum(xs, ys))
+    assert np.array_equal(mn, np.minimum(xs, ys))
+    assert np.array_equal(relu, np.maximum(xs, 0))

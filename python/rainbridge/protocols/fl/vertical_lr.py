@@ -521,7 +521,7 @@ async def _residual(
     # clamp(s, 0, 1) = s·[s > 0] - (s - 1)·[s > 1]: both comparisons in one, both products
     # in one multiplication, half the rounds of a maximum and then a minimum
     both = Secret(np.concatenate([s.share, mpc.add_public(s, -1.0).share]), s.frac)
-    above = await mpc.mul(await mpc.ltz(mpc.neg(both)), both)
+    above = await mpc.select(await mpc.ltz_bit(mpc.neg(both)), both)
     e_share = above.share[:b] - above.share[b:]
     if y is not None:
         e_share -= encode(y, frac)

@@ -112,6 +112,12 @@ class Provider(abc.ABC):
         level's opening, and its corrections never pile up)."""
         return None
 
+    async def direct_select(self, bit: Ring, x: Ring) -> Ring | None:
+        """This party's share of ``b · x`` for a XOR-shared bit (``bit`` its 0/1 share) and
+        an additively shared ``x`` of the same shape, computed directly where this provider
+        can; None: make the bit additive and multiply."""
+        return None
+
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
         """This party's share of ``x0 ∘ x1`` (as :meth:`pair`'s kinds) for private values
         whose bits above the low ``bits`` are zero at party 0, computed directly when this

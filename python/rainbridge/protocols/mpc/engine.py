@@ -394,7 +394,17 @@ class Mpc:
     # -- comparison ------------------------------------------------------------------------
 
     async def ltz(self, x: Secret) -> Secret:
-        """1 where ``x < 0`` else 0, as an integer secret (the sign bit).
+        """1 where ``x < 0`` else 0, as an integer secret (the sign bit): :meth:`ltz_bit`,
+        then the XOR-shared bit made additive (``b = b0 + b1 - 2·b0·b1``: one product of
+        private bits)."""
+        return await self._additive_bit(await self.ltz_bit(x))
+
+    async def _additive_bit(self, bit: Ring) -> Secret:
+        prod = await self._private_product("xmul", bit, 1)
+        return Secret(bit - np.uint64(2) * prod, 0)
+
+    async def ltz_bit(self, x: Secret) -> Ring:
+        """This party's XOR share (0 or 1 per element) of ``[x < 0]``.
 
         The sign of ``x0 + x1`` is the top bits of the two shares XOR the carry into bit 63
         of their sum. The carry comes from a tree over the low 63 bits, moved up one place
@@ -404,12 +414,12 @@ class Mpc:
         ``G = g_hi ^ (p_hi & g_lo)``, ``P = p_hi & p_lo``, keeping only the pairs' results
         (:mod:`.bits`): 125 AND gates in all instead of a Kogge-Stone circuit's 704. Each
         level opens its masked ``p`` and ``g`` words once, at the level's width (64, 32,
-        …, 2 bits: 32 bytes per element each way in all); the first AND and the final
-        conversion to an arithmetic bit are products of private values. Eight rounds.
+        …, 2 bits: 32 bytes per element each way in all); the first AND is a product of
+        private values. Seven rounds.
         Without a dealer (:class:`~.ot.OtProvider`) each party chooses once per level for
         the two gates that share a ``p_hi`` bit (63 OTs each way for the 125 gates), and
-        the private products cost 64 OTs (32 each way) and one: 191 random OTs per
-        comparison, 96 chosen by party 0 and 95 by party 1.
+        the generate bits cost 64 OTs (32 each way): 190 random OTs, 95 chosen by each
+        party (191 with :meth:`ltz`'s conversion, one more chosen by party 0).
         """
         mine = np.ascontiguousarray(x.share)
         low = mine & _LOW63
@@ -423,10 +433,25 @@ class Mpc:
             else:
                 level = await self.provider.begin_carry(p.shape, width, width > 2)
             g, p = await self._carry_level(p, g, width, level)
-        msb = ((mine >> np.uint64(63)) ^ g) & _ONE
-        # XOR-shared bit to an additive one: b = b0 + b1 - 2·b0·b1
-        prod = await self._private_product("xmul", msb, 1)
-        return Secret(msb - np.uint64(2) * prod, 0)
+        return ((mine >> np.uint64(63)) ^ g) & _ONE
+
+    async def select(self, bit: Ring, x: Secret) -> Secret:
+        """``b · x`` for a XOR-shared bit ``b`` (``bit``: this party's 0/1 share, as
+        :meth:`ltz_bit` gives it; broadcast to ``x``'s shape). Without a dealer one OT each
+        way (:meth:`Provider.direct_select`); with one, the bit made additive and a
+        multiplication."""
+        b = np.ascontiguousarray(np.broadcast_to(bit, x.shape), dtype=np.uint64)
+        direct = await self.provider.direct_select(b, np.ascontiguousarray(x.share))
+        if direct is not None:
+            return Secret(direct, x.frac)
+        # made additive before broadcasting: one conversion per bit, not per copy
+        additive = await self._additive_bit(np.ascontiguousarray(bit, dtype=np.uint64))
+        wide = np.ascontiguousarray(np.broadcast_to(additive.share, x.shape))
+        return await self.mul(Secret(wide, 0), x)
+
+    def not_bit(self, bit: Ring) -> Ring:
+        """The XOR share of ``1 - b`` (party 0 flips its share)."""
+        return bit ^ _ONE if self.party == 0 else bit
 
     async def _private_product(self, kind: str, mine: Ring, bits: int) -> Ring:
         """:meth:`private_product` for values of ``bits`` bits, directly where the provider
@@ -514,13 +539,15 @@ class Mpc:
         return self.add(y, await self.mul(b, d))
 
     async def maximum(self, x: Secret, y: Secret) -> Secret:
-        return await self.where(await self.gt(x, y), x, y)
+        x, y = self._align(x, y)
+        return self.add(y, await self.select(await self.ltz_bit(self.sub(y, x)), self.sub(x, y)))
 
     async def minimum(self, x: Secret, y: Secret) -> Secret:
-        return await self.where(await self.lt(x, y), x, y)
+        x, y = self._align(x, y)
+        return self.add(y, await self.select(await self.ltz_bit(self.sub(x, y)), self.sub(x, y)))
 
     async def relu(self, x: Secret) -> Secret:
-        return await self.mul(self.one_minus(await self.ltz(x)), x)
+        return await self.select(self.not_bit(await self.ltz_bit(x)), x)
 
     async def abs(self, x: Secret) -> Secret:
         return await self.mul(await self.sign(x), x)

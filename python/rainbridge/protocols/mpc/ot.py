@@ -928,6 +928,20 @@ class OtProvider(Provider):
             at += half
         return levels
 
+    async def direct_select(self, bit: Ring, x: Ring) -> Ring | None:
+        """``(b0 ⊕ b1)·(x0 + x1)`` from one OT each way: ``b·x_j = b_j·x_j + b_i·(1 -
+        2·b_j)·x_j`` for the other party i, so each party chooses by its bit ``b_i`` between
+        the other's ``0`` and ``(1 - 2·b_j)·x_j`` (a Gilboa product of one bit), and adds
+        its own ``b_i·x_i``. The chooser's bit stays hidden by the OT, the sender's
+        value by the pad of the message not chosen."""
+        b = np.ascontiguousarray(bit, dtype=np.uint64).reshape(-1) & np.uint64(1)
+        xs = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
+        if b.shape != xs.shape:
+            raise ValueError(f"a bit share of {bit.shape} for a value of {x.shape}")
+        y = (np.uint64(1) - np.uint64(2) * b) * xs  # wraps modulo 2^64: ±x_i
+        u, v = await self._both(b, y[:, None], bits=1)
+        return (b * xs + u[:, 0] + v[:, 0]).reshape(x.shape)
+
     async def direct_private(self, kind: str, mine: Ring, bits: int) -> Ring | None:
         """Gilboa's product of the private values themselves: ``bits`` OTs per element and
         no opening (a bit times a word: one). A ring product's chooser is party 0; a

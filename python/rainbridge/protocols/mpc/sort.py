@@ -1,12 +1,13 @@
 """Oblivious sorting and top-k of secret vectors: a bitonic sorting network.
 
 The network's comparisons are fixed by the length alone, so running it reveals nothing but
-the length: each compare-exchange is a secure comparison (:meth:`Mpc.gt`) and one
-multiplication per carried column (the minimum is ``where(a > b, b, a)``, the maximum the
-sum minus the minimum, locally). For n values (padded up to a power of two with a public
-sentinel above every value) it costs n/2 · log2 n · (log2 n + 1)/2 comparisons in as many
-rounds as stages, all the comparisons of a stage in one batch — about 4.5 million for 2^16
-values, a few seconds over loopback TLS here.
+the length: each compare-exchange is a secure comparison's XOR-shared bit
+(:meth:`Mpc.ltz_bit`) and one selection per carried column (:meth:`Mpc.select`: one OT each
+way without a dealer, a multiplication with one; the minimum is ``a + [a > b]·(b - a)``, the
+maximum the sum minus the minimum, locally). For n values (padded up to a power of two with
+a public sentinel above every value) it costs n/2 · log2 n · (log2 n + 1)/2 comparisons in
+as many rounds as stages, all the comparisons of a stage in one batch — about 4.5 million
+for 2^16 values, a few seconds over loopback TLS here.
 
 Same security model as the engine (semi-honest, dealer-assisted); values must stay below
 2^60 in absolute value (at the engine's fixed-point scale for fixed-point secrets).
@@ -60,12 +61,11 @@ async def sort(
             ascending = (lo_i & stage) == 0
             a = Secret(cols[0][lo_i], keys.frac)
             b = Secret(cols[0][hi_i], keys.frac)
-            swap = await mpc.gt(a, b)
+            swap = await mpc.ltz_bit(mpc.sub(b, a))  # XOR shares of [a > b]
             pairs = [(c[lo_i], c[hi_i]) for c in cols]
-            # min and max of every carried column at once: one batched multiplication
+            # min and max of every carried column at once: one batched selection
             diff = np.stack([y - x for x, y in pairs])  # b - a
-            bits = np.broadcast_to(swap.share, diff.shape)
-            moved = await mpc.mul(Secret(np.ascontiguousarray(bits), 0), Secret(diff, 0))
+            moved = await mpc.select(swap, Secret(diff, 0))
             for c, (x, y), m in zip(cols, pairs, moved.share, strict=True):
                 small = x + m  # a + swap·(b - a): the smaller key's row
                 large = x + y - small
