@@ -15,7 +15,8 @@ from rainbridge import _core
 from rainbridge.errors import PeerDisconnectedError, ProtocolViolationError
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.mpc import Mpc, OneHot
-from rainbridge.protocols.mpc.ot import OtExtension, OtProvider, _trim, _trimmed_bytes, _untrim
+from rainbridge.protocols.mpc.ot import OtExtension, OtProvider
+from rainbridge.protocols.mpc.ot_kernels import _trim, _trimmed_bytes, _untrim
 from rainbridge.protocols.mpc.sort import sort
 from rainbridge.protocols.mpc.stats import group_sums, moments
 

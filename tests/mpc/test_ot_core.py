@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from rainbridge import _core
 from rainbridge.errors import ProtocolViolationError
 from rainbridge.net.local import LocalChannel
-from rainbridge.protocols.mpc.ot import (
+from rainbridge.protocols.mpc.ot import OtExtension
+from rainbridge.protocols.mpc.ot_kernels import (
     KAPPA,
-    OtExtension,
     _choice_bits_core,
     _CoreHash,
     _gilboa_receive_core,

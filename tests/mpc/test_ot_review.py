@@ -10,7 +10,8 @@ import pytest
 
 from rainbridge.errors import ProtocolViolationError
 from rainbridge.net.local import LocalChannel
-from rainbridge.protocols.mpc.ot import SILENT_BATCH, OtExtension
+from rainbridge.protocols.mpc.ot import OtExtension
+from rainbridge.protocols.mpc.ot_silent import SILENT_BATCH
 
 
 @pytest.mark.parametrize("m", [1, SILENT_BATCH - 1, SILENT_BATCH + 1])

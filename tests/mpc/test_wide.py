@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rainbridge.net.local import LocalChannel
-from rainbridge.protocols.mpc.ot import add128, neg128, sub128
+from rainbridge.protocols.mpc.ot_kernels import add128, neg128, sub128
 from rainbridge.protocols.mpc.wide import from_wide, group_sums_wide, sum128, to_wide
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

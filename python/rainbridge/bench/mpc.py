@@ -287,7 +287,7 @@ def silent_generator(batch: int = 0, repeat: int = 5) -> dict[str, Any]:
     one direction on this process's threads, in memory (no channel), median of ``repeat``
     batches after the base OTs."""
     from rainbridge import _core
-    from rainbridge.protocols.mpc.ot import SILENT_BATCH
+    from rainbridge.protocols.mpc.ot_silent import SILENT_BATCH
 
     m = batch or SILENT_BATCH
     r, a = _core.SilentCotReceiver.start()

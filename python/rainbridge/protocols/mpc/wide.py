@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from rainbridge.errors import ConfigError, ParameterMismatchError, ProtocolViolationError
 from rainbridge.net.channel import Channel
-from rainbridge.protocols.mpc.ot import MAX_BATCH, OtExtension, add128
+from rainbridge.protocols.mpc.ot import MAX_BATCH, OtExtension
+from rainbridge.protocols.mpc.ot_kernels import add128
 from rainbridge.protocols.mpc.ring import byte_view
 
 _M32 = np.uint64(0xFFFF_FFFF)
