@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mpc_helpers import run2
 
+from rainbridge.errors import ConfigError
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.mpc import Mpc
 from rainbridge.protocols.mpc.bits import deposit_odd, even_bits, low_mask, odd_bits, word_dtype
@@ -265,3 +266,13 @@ def test_max_min_relu_stay_exact_at_the_extremes(setup: str) -> None:
     assert np.array_equal(mx, np.maximum(xs, ys))
     assert np.array_equal(mn, np.minimum(xs, ys))
     assert np.array_equal(relu, np.maximum(xs, 0))
+
+
+def test_select_refuses_a_share_that_is_not_a_bit() -> None:
+    async def prog(m: Mpc) -> object:
+        with pytest.raises(ConfigError, match="0 or 1"):
+            await m.select(np.array([0, 2], dtype=np.uint64), Secret(np.zeros(2, np.uint64), 0))
+        return True
+
+    assert _run(prog, "dealer")[:2] == (True, True)
+    assert _run(prog, "iknp")[:2] == (True, True)

@@ -440,12 +440,15 @@ class Mpc:
         :meth:`ltz_bit` gives it; broadcast to ``x``'s shape). Without a dealer one OT each
         way (:meth:`Provider.direct_select`); with one, the bit made additive and a
         multiplication."""
-        b = np.ascontiguousarray(np.broadcast_to(bit, x.shape), dtype=np.uint64)
+        bit = np.ascontiguousarray(bit, dtype=np.uint64)
+        if bit.size and int(bit.max()) > 1:
+            raise ConfigError("a selection's bit shares are 0 or 1")
+        b = np.ascontiguousarray(np.broadcast_to(bit, x.shape))
         direct = await self.provider.direct_select(b, np.ascontiguousarray(x.share))
         if direct is not None:
             return Secret(direct, x.frac)
         # made additive before broadcasting: one conversion per bit, not per copy
-        additive = await self._additive_bit(np.ascontiguousarray(bit, dtype=np.uint64))
+        additive = await self._additive_bit(bit)
         wide = np.ascontiguousarray(np.broadcast_to(additive.share, x.shape))
         return await self.mul(Secret(wide, 0), x)
 
