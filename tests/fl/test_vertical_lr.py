@@ -95,19 +95,41 @@ def test_bad_parameters_are_refused() -> None:
 
 @pytest.mark.parametrize("setup", ["dealer", "ot"])
 def test_the_piecewise_residual_is_the_exact_clamp(setup: str) -> None:
-    from rainbridge.protocols.fl.vertical_lr import _residual
-    from rainbridge.protocols.mpc.ring import decode
+    from rainbridge.protocols.fl.vertical_lr import MAX_PARTIAL_SCORE, _residual
+    from rainbridge.protocols.mpc.ring import decode, encode
 
     ulp = 2.0**-16
-    s = np.array([-1000.0, -14.0, -ulp, 0.0, ulp, 0.5, 1 - ulp, 1.0, 1 + ulp, 3.25, 1000.0])
-    y = np.array([0.0, 1.0] * 5 + [1.0])
-    z = s - 0.5  # _residual adds the 1/2 of σ(z) ≈ clamp(z + 1/2, 0, 1)
+    m = MAX_PARTIAL_SCORE
+    # party 0's score, party 1's, a third party's (as random shares at both): every sum's
+    # clamp, up to three scores at the bound the narrow comparison must hold
+    z0 = np.array([-1000.0, -14.0, -ulp, 0.0, ulp, 0.5, 1 - ulp, 1.0, 1 + ulp, 3.25, 1000.0,
+                   m, -m, m, -m, m, -m, 0.25])  # fmt: skip
+    z1 = np.zeros(len(z0))
+    z1[11:] = [m, -m, -m, m, m, -m, -m + ulp]
+    z2 = np.zeros(len(z0))
+    z2[15:] = [m, -m, m]
+    s = z0 + z1 + z2 + 0.5  # _residual adds the 1/2 of σ(z) ≈ clamp(z + 1/2, 0, 1)
+    y = np.array([0.0, 1.0] * 9)
+    r = np.random.default_rng(3).integers(0, 2**64, len(z0), dtype=np.uint64)
+    third = [r, encode(z2, 16) - r]
 
-    async def prog(m: Mpc) -> object:
-        extra = np.zeros(len(s), dtype=np.uint64)
-        mine = z if m.party == 0 else np.zeros_like(z)
-        return await _residual(m, mine, extra, y if m.party == 0 else None, LrParams())
+    async def prog(mpc: Mpc) -> object:
+        mine = z0 if mpc.party == 0 else z1
+        lab = y if mpc.party == 0 else None
+        return await _residual(mpc, mine, third[mpc.party], lab, LrParams(), 3)
 
     e0, e1, _ = run2(prog, setup=setup)
     got = decode(np.asarray(e0) + np.asarray(e1), 16)
     assert np.array_equal(got, np.clip(s, 0.0, 1.0) - y)
+
+
+def test_the_comparisons_hold_every_sum_of_bounded_scores() -> None:
+    from rainbridge.protocols.fl.vertical_lr import MAX_PARTIAL_SCORE, score_bits
+
+    for parties, frac in [(2, 16), (31, 16), (32, 16), (2, 0), (2, 20), (5, 24), (2, 40)]:
+        bits = score_bits(parties, frac)
+        worst = (parties * MAX_PARTIAL_SCORE + 1.5) * 2**frac + parties
+        assert worst < 2 ** (bits - 1) or bits == 64
+        assert bits == 2 or worst >= 2 ** (bits // 2 - 1) - 1  # and none narrower would
+    assert score_bits(2, 16) == score_bits(31, 16) == 32
+    assert score_bits(32, 16) == 64

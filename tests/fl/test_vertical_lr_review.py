@@ -296,15 +296,17 @@ def test_the_label_column_as_a_feature_of_the_label_party_is_refused() -> None:
         get_component("train_lr").check(spec)
 
 
-def test_a_taylor_training_that_diverges_is_refused_not_wrapped_around_the_ring() -> None:
-    # unscaled features and a large step: the plaintext SGD's weights grow without bound and
-    # the residual's products wrapped modulo 2^64, a silently different model
+@pytest.mark.parametrize("sigmoid", ["taylor", "piecewise"])
+def test_a_training_that_diverges_is_refused_not_wrapped_around_the_ring(sigmoid: str) -> None:
+    # unscaled features and a large step: the plaintext SGD's weights grow without bound; a
+    # Taylor residual's products wrapped modulo 2^64, and a piecewise sum of scores would
+    # outgrow its comparisons' 32 bits — each a silently different model
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 12)) * 400
     y = (x @ rng.normal(size=12) > 0).astype(float)
     parts = {"bank": x[:, :3], "telecom": x[:, 3:6], "tax": x[:, 6:9], "ins": x[:, 9:]}
     params = LrParams(epochs=3, batch_size=2000, learning_rate=0.01, tol=0.0, seed=5,
-                      sigmoid="taylor")  # fmt: skip
+                      sigmoid=sigmoid)  # type: ignore[arg-type]  # fmt: skip
     res = _train(parts, "bank", y, params)
     assert any(isinstance(r, DataError) and "diverge" in str(r) for r in res.values()), res
     assert all(isinstance(r, DataError | ChannelError) for r in res.values()), res

@@ -276,3 +276,55 @@ def test_select_refuses_a_share_that_is_not_a_bit() -> None:
 
     assert _run(prog, "dealer")[:2] == (True, True)
     assert _run(prog, "iknp")[:2] == (True, True)
+
+
+def _narrow_program(values: np.ndarray, shares0: np.ndarray, bits: int) -> Any:
+    rest = values - shares0  # wraps modulo 2^64
+
+    async def prog(m: Mpc) -> object:
+        mine = shares0 if m.party == 0 else rest
+        bit = await m.ltz_bit(Secret(mine.copy(), 0), bits)
+        return await m.reveal(await m._additive_bit(bit))
+
+    return prog
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@settings(max_examples=6, deadline=None)
+@given(
+    bits=st.sampled_from([2, 4, 8, 16, 32, 64]),
+    data=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), WORDS), max_size=30),
+)
+def test_a_narrow_comparison_is_exact_within_its_bound(
+    setup: str, bits: int, data: list[tuple[float, int]]
+) -> None:
+    # values anywhere in [-2^(bits-1), 2^(bits-1)), the edges included, split by shares
+    # over the whole ring: the bits above the width differ between the shares
+    lo = -(2 ** (bits - 1))
+    vals = [lo + int(f * 2**bits) for f, _ in data] + [lo, -1, 0, 2 ** (bits - 1) - 1]
+    shares = [s for _, s in data] + [2**64 - 1, 2**63, 5, 2**63 - 1]
+    values = np.array([v % 2**64 for v in vals], dtype=np.uint64)
+    r0, r1, _ = _run(_narrow_program(values, np.array(shares, dtype=np.uint64), bits), setup)
+    assert [int(v) for v in np.asarray(r0).reshape(-1)] == [int(v < 0) for v in vals]
+    assert np.array_equal(r0, r1)
+
+
+@pytest.mark.parametrize("setup", ["iknp", "silent"])
+def test_a_narrow_comparison_costs_its_width(setup: str) -> None:
+    n = 29
+    values = (np.arange(n, dtype=np.uint64) - np.uint64(14)) * np.uint64(1 << 20)
+    _, _, used = _run(_narrow_program(values, values[::-1].copy(), 32), setup)
+    # 31 generate bits (16 and 15, padded to 16 each way), 31 OTs each way for the 61
+    # gates, one for the conversion: 94 + 1
+    assert used == [(16 + 31 + 1) * n, (16 + 31) * n]
+
+
+def test_a_comparison_refuses_a_width_it_has_no_tree_for() -> None:
+    async def prog(m: Mpc) -> object:
+        for bits in (0, 1, 24, 65, 128):
+            with pytest.raises(ConfigError, match="power of two"):
+                await m.ltz_bit(Secret(np.zeros(3, np.uint64), 0), bits)
+        return True
+
+    r0, r1, _ = _run(prog, "dealer")
+    assert r0 and r1

@@ -22,8 +22,11 @@ stopping: every party sends L the largest relative change of its weights in the 
 answers each with the largest of all, and all stop together when it is under ``tol``. With
 one feature party there are no score shares and no masks: the pair's engine is the whole
 protocol. Every party's result is the same mini-batch SGD as on the joined plaintext, up to
-fixed-point rounding; a Taylor training that diverges (a partial score past
-:data:`MAX_TAYLOR_SCORE`) is refused before its residual could wrap around the ring.
+fixed-point rounding; a training that diverges (a partial score past
+:data:`MAX_PARTIAL_SCORE`) is refused, before a Taylor residual could wrap around the ring
+and before a sum of scores could outgrow the piecewise sigmoid's comparisons, which run over
+the narrowest carry tree that holds every party's scores (:func:`score_bits`: 32 bits, not
+64, for up to 31 parties at 16 fractional bits).
 
 Security model: semi-honest; the label party colludes with no feature party; each pair's
 engine setup (a dealer or OT extension). What each party learns: the gradients of its own
@@ -64,9 +67,23 @@ def feature_bits(frac: int) -> int:
     return math.ceil(MAX_ABS_FEATURE * 2**frac).bit_length() + 1
 
 
-#: |partial score| above this stops a Taylor training: 1/2 + z/4 means nothing there (the
-#: SGD diverges), and the residual, which nothing clamps, must keep its products in the ring
-MAX_TAYLOR_SCORE = 1024.0
+#: |partial score| above this stops a training: the SGD diverges there (1/2 + z/4 means
+#: nothing, σ is 0 or 1 to the last bit); a Taylor residual, which nothing clamps, must keep
+#: its products in the ring, and the piecewise sigmoid compares sums of scores over the
+#: bits :func:`score_bits` gives
+MAX_PARTIAL_SCORE = 1024.0
+
+
+def score_bits(parties: int, frac: int) -> int:
+    """Width of the piecewise sigmoid's comparisons (:meth:`Mpc.ltz_bit`): the smallest
+    power of two that holds, signed, ``±(z + 1/2)`` and ``±(z - 1/2)`` for a sum z of
+    ``parties`` encoded partial scores each at most :data:`MAX_PARTIAL_SCORE` (each rounded
+    by up to half a unit): 32 bits for up to 31 parties at 16 fractional bits."""
+    bound = (parties * MAX_PARTIAL_SCORE + 1.5) * 2.0**frac + parties
+    bits = 2
+    while bits < 64 and bound > 2.0 ** (bits - 1) - 1:
+        bits *= 2
+    return bits
 
 
 @dataclass
@@ -397,8 +414,7 @@ class _Run:
         """This party's gradient for the batch ``idx`` (its own weights only)."""
         roles, b = self.roles, len(idx)
         z = self.feats[idx] @ w
-        if self.params.sigmoid == "taylor":
-            self._check_taylor(z, idx)
+        self._check_scores(z, idx)
         x_int = self.x_int[idx]
         me = roles.me
         if me not in (roles.label, roles.partner):
@@ -413,7 +429,7 @@ class _Run:
             extra += share  # wraps modulo 2^64, as shares do
         pair = self.sessions[roles.partner if me == roles.label else roles.label]
         y = self.y[idx] if self.y is not None else None
-        e = await _residual(pair, z, extra, y, self.params)
+        e = await _residual(pair, z, extra, y, self.params, len(roles.features))
         masks = [self.masks.ring((b,)) for _ in roles.others] if self.masks else []
         dims = {pair.party: roles.width(me), 1 - pair.party: roles.width(_peer(roles, me))}
         both = _pair_gradient(pair, x_int, e, (0, 1), dims)
@@ -437,17 +453,23 @@ class _Run:
         assert grad is not None
         return grad
 
-    def _check_taylor(self, z: npt.NDArray[np.float64], idx: npt.NDArray[np.int64]) -> None:
-        """Refuse a batch whose gradient could wrap modulo 2^64: with every party's |z_p| at
-        most MAX_TAYLOR_SCORE, |e| is at most P·MAX_TAYLOR_SCORE/4 + 1 for P parties, and
-        this party's sums Σ|x|·|e| must stay under 2^62 at 2·frac fractional bits."""
-        e_max = len(self.roles.features) * MAX_TAYLOR_SCORE / 4 + 1
-        x_sum = float(np.max(np.abs(self.feats[idx]).sum(axis=0), initial=0.0))
-        if np.max(np.abs(z), initial=0.0) > MAX_TAYLOR_SCORE:
+    def _check_scores(self, z: npt.NDArray[np.float64], idx: npt.NDArray[np.int64]) -> None:
+        """Refuse a batch whose sigmoid could come out wrong. Every party's |z_p| must be at
+        most MAX_PARTIAL_SCORE: the piecewise sigmoid's comparisons hold sums of such
+        scores only (:func:`score_bits`). With the Taylor sigmoid |e| is then at most
+        P·MAX_PARTIAL_SCORE/4 + 1 for P parties, and this party's sums Σ|x|·|e| must stay
+        under 2^62 at 2·frac fractional bits."""
+        taylor = self.params.sigmoid == "taylor"
+        if np.max(np.abs(z), initial=0.0) > MAX_PARTIAL_SCORE:
             raise DataError(
-                f"the Taylor training diverges at {self.roles.me!r} (a partial score over "
-                f"{MAX_TAYLOR_SCORE:g}): lower learning_rate or use sigmoid: piecewise"
+                f"the training diverges at {self.roles.me!r} (a partial score over "
+                f"{MAX_PARTIAL_SCORE:g}): lower learning_rate"
+                + (" or use sigmoid: piecewise" if taylor else " or standardise the features")
             )
+        if not taylor:
+            return
+        e_max = len(self.roles.features) * MAX_PARTIAL_SCORE / 4 + 1
+        x_sum = float(np.max(np.abs(self.feats[idx]).sum(axis=0), initial=0.0))
         if x_sum * e_max * 2.0 ** (2 * self.frac) >= 2.0**62:
             raise DataError(
                 f"the Taylor training could diverge at {self.roles.me!r} past the fixed-point "
@@ -505,9 +527,11 @@ async def _residual(
     extra: Ring,
     y: npt.NDArray[np.float64] | None,
     params: LrParams,
+    parties: int,
 ) -> Ring:
     """This party's share of ``σ(z) - y`` over the pair (L, F_1): ``z`` its own partial
-    score, ``extra`` its shares of the other feature parties' (zeros without them)."""
+    score, ``extra`` its shares of the other feature parties' (zeros without them), every
+    one of the ``parties`` scores at most MAX_PARTIAL_SCORE (checked by its owner)."""
     frac = mpc.frac
     if params.sigmoid == "taylor":
         e = 0.25 * z
@@ -519,9 +543,11 @@ async def _residual(
     # (every later step opens only values masked afresh, so shares need not look random)
     s = mpc.add_public(Secret(encode(z, frac) + extra, frac), 0.5)
     # clamp(s, 0, 1) = s·[s > 0] - (s - 1)·[s > 1]: both comparisons in one, both products
-    # in one multiplication, half the rounds of a maximum and then a minimum
+    # in one selection, half the rounds of a maximum and then a minimum; compared over the
+    # bits the scores' public bound needs, not the whole ring
     both = Secret(np.concatenate([s.share, mpc.add_public(s, -1.0).share]), s.frac)
-    above = await mpc.select(await mpc.ltz_bit(mpc.neg(both)), both)
+    sign = await mpc.ltz_bit(mpc.neg(both), score_bits(parties, frac))
+    above = await mpc.select(sign, both)
     e_share = above.share[:b] - above.share[b:]
     if y is not None:
         e_share -= encode(y, frac)
