@@ -133,3 +133,46 @@ def test_the_comparisons_hold_every_sum_of_bounded_scores() -> None:
         assert bits == 2 or worst >= 2 ** (bits // 2 - 1) - 1  # and none narrower would
     assert score_bits(2, 16) == score_bits(31, 16) == 32
     assert score_bits(32, 16) == 64
+
+
+@pytest.mark.parametrize("setup", ["dealer", "ot"])
+@pytest.mark.parametrize("bound", [(1.0, 2), (1.0, 5), (513.0, 2)])
+def test_the_narrow_gradient_is_exact_for_any_split_of_the_residual(
+    setup: str, bound: tuple[float, int]
+) -> None:
+    # the residual's low bits choose, a carry puts back what their sum overflowed: Xᵀe of
+    # every party p, exactly, for residuals at ±E and shares anywhere in the ring (the
+    # carry's edges: a share of 0 or of 2^64 - 1, sums just over and under 2^K)
+    from rainbridge.protocols.fl.vertical_lr import (
+        _narrow_gradient,
+        feature_bits,
+        residual_bits,
+        residual_offset,
+    )
+
+    frac = 16
+    rng = np.random.default_rng(int(bound[0]) + bound[1])
+    big = residual_offset(*bound[:1], frac, bound[1]) - bound[1]  # |e| ≤ e_bound·2^frac
+    k = residual_bits(bound[0], frac, bound[1])
+    b = 300
+    e = rng.integers(-big, big, b, endpoint=True)
+    e[:6] = [big, -big, 0, 1, -1, big - 1]
+    s0 = rng.integers(0, 2**64, b, dtype=np.uint64)
+    s0[:12] = [0, 2**64 - 1, 0, 2**64 - 1, 2**63, 1, 2**k - 1, 2**k, 2**k + 1, 5, 2**k - 5, 7]
+    s1 = e.astype(np.int64).view(np.uint64) - s0
+    lim = 2 ** (feature_bits(frac) - 1)
+    x = {0: rng.integers(-lim, lim, (b, 3)), 1: rng.integers(-lim, lim, (b, 2))}
+    x[0][0, 0], x[1][1, 1] = -lim, lim - 1
+
+    async def prog(mpc: Mpc) -> object:
+        me = mpc.party
+        share = s0 if me == 0 else s1
+        xi = x[me].astype(np.int64).view(np.uint64)
+        return await _narrow_gradient(mpc, xi, share, (0, 1), {0: 3, 1: 2}, bound)
+
+    g0, g1, _ = run2(prog, setup=setup)
+    for p, g in ((0, g0), (1, g1)):
+        exact = x[p].T.astype(object) @ e.astype(object)  # Python integers: no wrap
+        assert all(abs(v) < 2**63 for v in exact)
+        want = np.array(exact, dtype=np.int64).astype(np.float64) / 2.0 ** (2 * frac) / b
+        assert np.array_equal(np.asarray(g), want), p

@@ -1,6 +1,6 @@
-"""Products of private matrices whose left entries have a public bit width: exact against
-numpy modulo 2^64 with a dealer and without one, at the widths' extremes; entries beyond
-the width refused at the left party, a width the two parties disagree on refused."""
+"""Products of private matrices whose entries have a public bit width: exact against numpy
+modulo 2^64 with a dealer and without one, at the widths' extremes; entries beyond the
+width refused at their party, a width the two parties disagree on refused."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ from rainbridge.protocols.mpc import Mpc
 from rainbridge.protocols.mpc.ot import OtProvider
 
 
-def _program(x: np.ndarray, y: np.ndarray, bits: int, right_bits: int | None = None):  # type: ignore[no-untyped-def]
+def _program(  # type: ignore[no-untyped-def]
+    x: np.ndarray,
+    y: np.ndarray,
+    bits: int,
+    right_bits: int | None = None,
+    y_bits: int = 64,
+    left_y_bits: int | None = None,
+):
     p, n = x.shape
     q = y.shape[1]
 
@@ -27,6 +34,7 @@ def _program(x: np.ndarray, y: np.ndarray, bits: int, right_bits: int | None = N
             left=0,
             shape=(p, n, q),
             x_bits=bits if m.party == 0 or right_bits is None else right_bits,
+            y_bits=left_y_bits if m.party == 0 and left_y_bits is not None else y_bits,
         )
         return z.share
 
@@ -98,10 +106,15 @@ def test_a_width_the_parties_disagree_on_is_refused() -> None:
         _run(_program(x, y, 1), "iknp")
 
 
-@pytest.mark.parametrize("told", [b"", b"\x00", b"\x02", b"\x1a", b"\x40", b"\x1b\x00"])
+@pytest.mark.parametrize(
+    "told",
+    [b"", b"\x00", b"\x1b", b"\x02\x40", b"\x1a\x40", b"\x40\x40", b"\x1b\x00",
+     b"\x1b\x3f", b"\x1b\x40\x00"],
+)  # fmt: skip
 def test_a_malformed_entry_width_is_refused(told: bytes) -> None:
-    # the right party (entries of 27 bits) hears the left's announcement, the first message
-    # of the product: only 27, or 1 for one-hot groups, is an orientation both can agree on
+    # the right party (entries of 27 bits, Y's of 64) hears the left's announcement, the
+    # first message of the product: only 27 (or 1 for one-hot groups) and 64 is an
+    # orientation both can agree on
     y = np.ones((2, 1), dtype=np.int64)
 
     async def prog(m: Mpc) -> object:
@@ -113,3 +126,59 @@ def test_a_malformed_entry_width_is_refused(told: bytes) -> None:
 
     with pytest.raises(ProtocolViolationError, match="bad entry width"):
         _run(prog, "iknp")
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@settings(max_examples=6, deadline=None)
+@given(
+    y_bits=st.sampled_from([1, 2, 18, 63, 64]),
+    p=st.integers(1, 13),
+    n=st.integers(0, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_narrow_right_entries_multiply_exactly(
+    setup: str, y_bits: int, p: int, n: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-(2**26), 2**26 - 1, (p, n), dtype=np.int64, endpoint=True)
+    top = 2**y_bits - 1
+    y = rng.integers(0, top, (n, 1), dtype=np.uint64, endpoint=True)
+    y.flat[:2] = [top, 0][: y.size]
+    s0, s1, used = _run(_program(x, y.view(np.int64), 27, y_bits=y_bits), setup)
+    assert np.array_equal(s0 + s1, np.matmul(x.view(np.uint64), y))
+    if setup != "dealer":
+        prov = OtProvider(
+            0, LocalChannel.mesh("rule", ["a", "b"])["a"]["b"], source=setup.split("-")[0]
+        )
+        right = prov._right_chooses((p, n, 1), 27, y_bits)
+        assert used == ([0, n * y_bits] if right else [p * n * 27, 0])
+
+
+@pytest.mark.parametrize("setup", ["iknp", "silent"])
+def test_a_narrow_residual_chooses_by_its_own_bits(setup: str) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.integers(-(2**26), 2**26, (12, 256), dtype=np.int64)
+    y = rng.integers(0, 2**18, (256, 1), dtype=np.int64)
+    s0, s1, used = _run(_program(x, y, 27, y_bits=18), setup)
+    assert np.array_equal(s0 + s1, np.matmul(x.view(np.uint64), y.view(np.uint64)))
+    # 18 OTs per row, with either source, rather than 12 · 27 (or 64 per row with IKNP)
+    assert used == [0, 256 * 18]
+
+
+@pytest.mark.parametrize("setup", ["dealer", "iknp"])
+def test_a_right_entry_beyond_its_width_is_refused(setup: str) -> None:
+    x = np.array([[1, 2]], dtype=np.int64)
+    y = np.array([[3], [2**18]], dtype=np.int64)
+    with pytest.raises(ConfigError, match="more than 18 bits"):
+        _run(_program(x, y, 27, y_bits=18), setup)
+    with pytest.raises(ConfigError, match="more than 18 bits"):
+        _run(_program(x, -np.ones((2, 1), dtype=np.int64), 27, y_bits=18), setup)
+
+
+def test_a_right_width_the_parties_disagree_on_is_refused() -> None:
+    x = np.array([[1, -3]], dtype=np.int64)
+    y = np.ones((2, 1), dtype=np.int64)
+    with pytest.raises(ProtocolViolationError, match="bad entry width"):
+        _run(_program(x, y, 27, y_bits=18, left_y_bits=19), "iknp")
+    with pytest.raises(ConfigError, match="1 to 64"):
+        _run(_program(x, y, 27, y_bits=0), "iknp")

@@ -432,7 +432,7 @@ class _Run:
         e = await _residual(pair, z, extra, y, self.params, len(roles.features))
         masks = [self.masks.ring((b,)) for _ in roles.others] if self.masks else []
         dims = {pair.party: roles.width(me), 1 - pair.party: roles.width(_peer(roles, me))}
-        both = _pair_gradient(pair, x_int, e, (0, 1), dims)
+        both = _pair_gradient(pair, x_int, e, (0, 1), dims, self._e_bound())
         if me == roles.partner:
             sends = zip(roles.others, masks, strict=True)
             await _together(*(self.channels[f].send("lr/e", byte_view(e + r)) for f, r in sends))
@@ -445,13 +445,22 @@ class _Run:
                 *(
                     _pair_gradient(self.sessions[f], x_int, e - r,
                                    (1 - self.sessions[f].party,),
-                                   {1 - self.sessions[f].party: roles.width(f)})
+                                   {1 - self.sessions[f].party: roles.width(f)},
+                                   self._e_bound())
                     for f, r in zip(roles.others, masks, strict=True)
                 ),
             )  # fmt: skip
             grad = grads[0]
         assert grad is not None
         return grad
+
+    def _e_bound(self) -> tuple[float, int]:
+        """A public bound on |σ(z) - y| and the number of parts it is encoded in: 1 for the
+        clamp; with Taylor's σ, as :meth:`_check_scores` bounds it."""
+        parties = len(self.roles.features)
+        if self.params.sigmoid == "taylor":
+            return parties * MAX_PARTIAL_SCORE / 4 + 1, parties
+        return 1.0, parties
 
     def _check_scores(self, z: npt.NDArray[np.float64], idx: npt.NDArray[np.int64]) -> None:
         """Refuse a batch whose sigmoid could come out wrong. Every party's |z_p| must be at
@@ -460,7 +469,7 @@ class _Run:
         P·MAX_PARTIAL_SCORE/4 + 1 for P parties, and this party's sums Σ|x|·|e| must stay
         under 2^62 at 2·frac fractional bits."""
         taylor = self.params.sigmoid == "taylor"
-        if np.max(np.abs(z), initial=0.0) > MAX_PARTIAL_SCORE:
+        if not np.isfinite(z).all() or np.max(np.abs(z), initial=0.0) > MAX_PARTIAL_SCORE:
             raise DataError(
                 f"the training diverges at {self.roles.me!r} (a partial score over "
                 f"{MAX_PARTIAL_SCORE:g}): lower learning_rate"
@@ -468,7 +477,7 @@ class _Run:
             )
         if not taylor:
             return
-        e_max = len(self.roles.features) * MAX_PARTIAL_SCORE / 4 + 1
+        e_max = self._e_bound()[0]
         x_sum = float(np.max(np.abs(self.feats[idx]).sum(axis=0), initial=0.0))
         if x_sum * e_max * 2.0 ** (2 * self.frac) >= 2.0**62:
             raise DataError(
@@ -492,7 +501,7 @@ class _Run:
         )
         e = await _recv_ring(partner, "lr/e", len(z))
         grad = await _pair_gradient(
-            pair, x_int, e, (pair.party,), {pair.party: roles.width(roles.me)}
+            pair, x_int, e, (pair.party,), {pair.party: roles.width(roles.me)}, self._e_bound()
         )
         assert grad is not None
         return grad
@@ -560,9 +569,14 @@ async def _pair_gradient(
     e_share: Ring,
     owners: Sequence[int],
     dims: Mapping[int, int],
+    e_bound: tuple[float, int],
 ) -> npt.NDArray[np.float64] | None:
     """``X_pᵀ e / B`` over one pair for each engine party p in ``owners`` (``dims[p]`` its
-    weights), revealed to p only; this party's gradient, or None if it owns none."""
+    weights), revealed to p only; this party's gradient, or None if it owns none.
+    ``e_bound``: a public bound on |e| (1 for the piecewise sigmoid) and the number of
+    parts e was encoded in (:func:`residual_offset`)."""
+    if mpc.provider.direct_products:
+        return await _narrow_gradient(mpc, x_int, e_share, owners, dims, e_bound)
     me = mpc.party
     b = len(e_share)
     grad = None
@@ -584,6 +598,85 @@ async def _pair_gradient(
         share = cross.share[:, 0]
         if me == p:
             share = share + x_int.T @ e_share  # the local part, wrapping like the shares
+        total = await mpc.reveal(Secret(share, 2 * mpc.frac), to=p)
+        if total is not None:
+            grad = np.asarray(total, dtype=np.float64) / b
+    return grad
+
+
+def residual_offset(e_bound: float, frac: int, parties: int) -> int:
+    """E with |e| ≤ E for a residual |e| ≤ ``e_bound`` encoded at ``frac`` fractional bits
+    as a sum of ``parties`` parts, each rounded by up to half a unit."""
+    return math.ceil(e_bound * 2**frac) + parties
+
+
+def residual_bits(e_bound: float, frac: int, parties: int) -> int:
+    """Bits of ``u = e + E`` (:func:`residual_offset`): 18 for the piecewise sigmoid's
+    |e| ≤ 1 at 16 fractional bits."""
+    return (2 * residual_offset(e_bound, frac, parties)).bit_length()
+
+
+async def _narrow_gradient(
+    mpc: Mpc,
+    x_int: Ring,
+    e_share: Ring,
+    owners: Sequence[int],
+    dims: Mapping[int, int],
+    e_bound: tuple[float, int],
+) -> npt.NDArray[np.float64] | None:
+    """:func:`_pair_gradient` where products come straight from OTs, their cost set by
+    the chooser's bits: the residual chooses by K bits, not 64.
+
+    The encoded residual is small (|e| ≤ E), its shares are not. Each party keeps its
+    share's low K bits, ``u_i = (e_i + [i = 0]·E) mod 2^K`` (K = :func:`residual_bits`),
+    so ``u_0 + u_1 = e + E + c·2^K`` over the integers, c the carry out of bit K - 1:
+    computed as a comparison's top bit over the narrowest power-of-two width above K
+    (:meth:`Mpc.ltz_bit`), XOR-shared. Then ``Xᵀe = Xᵀu_p + Xᵀu_o - 2^K·Xᵀc - E·Xᵀ1``
+    with ``c = c_p + (1 - 2·c_p)·c_o``: p's own parts are local, ``Xᵀu_o`` is a product
+    of private matrices choosing by K bits, ``(X·(1 - 2c_p))ᵀc_o`` one choosing by one
+    bit. The carry serves both directions of the pair."""
+    me = mpc.party
+    b = len(e_share)
+    k = residual_bits(*e_bound[:1], mpc.frac, e_bound[1])
+    width = 2
+    while width <= k:
+        width *= 2
+    if width > 64:
+        raise ConfigError(f"a residual of {k} bits has no narrow form")
+    offset = np.uint64(residual_offset(e_bound[0], mpc.frac, e_bound[1]))
+    u = (e_share + (offset if me == 0 else np.uint64(0))) & np.uint64((1 << k) - 1)
+    c = await mpc.ltz_bit(Secret(u << np.uint64(width - 1 - k), 0), width)
+    x_bits = feature_bits(mpc.frac)
+    grad = None
+    for p in (0, 1):
+        if p not in owners:
+            continue
+        d_p = dims[p]
+        if d_p == 0:
+            if me == p:
+                grad = np.zeros(0)
+            continue
+        mine = me == p
+        xt = x_int.T if mine else None
+        flip = None
+        if mine:
+            assert xt is not None
+            flip = xt.view(np.int64) * (1 - 2 * c.astype(np.int64))[None, :]
+        by_u = await mpc.cross_product(
+            xt, None if mine else u[:, None], left=p, shape=(d_p, b, 1),
+            x_bits=x_bits, y_bits=k,
+        )  # fmt: skip
+        by_c = await mpc.cross_product(
+            flip, None if mine else c[:, None], left=p, shape=(d_p, b, 1),
+            x_bits=x_bits + 1, y_bits=1,
+        )  # fmt: skip  (-x needs one bit more than x at x = -2^(x_bits-1))
+        carried = by_c.share[:, 0]
+        share = by_u.share[:, 0]
+        if mine:
+            assert xt is not None
+            carried = carried + xt @ c  # wraps modulo 2^64, as shares do
+            share = share + xt @ u - offset * xt.sum(axis=1, dtype=np.uint64)
+        share = share - (carried << np.uint64(k))
         total = await mpc.reveal(Secret(share, 2 * mpc.frac), to=p)
         if total is not None:
             grad = np.asarray(total, dtype=np.float64) / b

@@ -66,6 +66,10 @@ def _matmul(a: Ring, b: Ring) -> Ring:
 class Provider(abc.ABC):
     """Where a party's triples come from."""
 
+    #: whether products of private values come straight from OTs, each costing OTs by its
+    #: chooser's bits (:meth:`direct_cross`): then a narrow operand is worth making first
+    direct_products: bool = False
+
     @abc.abstractmethod
     async def begin_triple(
         self, kind: str, a: Shape, b: Shape
@@ -125,12 +129,18 @@ class Provider(abc.ABC):
         return None
 
     async def direct_cross(
-        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int], x_bits: int = 64
+        self,
+        left: int,
+        x: Any,
+        y: Ring | None,
+        shape: tuple[int, int, int],
+        x_bits: int = 64,
+        y_bits: int = 64,
     ) -> Ring | None:
         """Shares of ``X @ Y`` computed directly, when this provider can do it cheaper than
         the masked protocol (``x``: the left party's matrix or one-hot groups, ``y`` the
-        other's; a dense X's entries signed integers of ``x_bits`` bits); None: use the
-        masks of :meth:`cross`."""
+        other's; a dense X's entries signed integers of ``x_bits`` bits, Y's unsigned of
+        ``y_bits``); None: use the masks of :meth:`cross`."""
         return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook

@@ -312,6 +312,7 @@ class Mpc:
         left: int,
         shape: tuple[int, int, int],
         x_bits: int = 64,
+        y_bits: int = 64,
     ) -> Secret:
         """Shares of ``X @ Y``: X (p, n) private to party ``left``, Y (n, q) to the other.
 
@@ -319,6 +320,8 @@ class Mpc:
         both): X's entries are signed integers of that many bits, checked at the left
         party. Without a dealer a dense X then costs ``x_bits`` OTs per entry, not 64
         (where the provider lets X's entries choose, :meth:`.ot.OtProvider.direct_cross`).
+        ``y_bits`` likewise for Y: unsigned integers below ``2^y_bits``, checked at the
+        right party; where Y's entries choose, each costs ``y_bits`` OTs.
 
         Neither matrix is shared first: the left party sends ``X - R``, the other ``Y - S``
         (masks from the dealer, who also shares ``R @ S``), and each computes its share
@@ -332,16 +335,20 @@ class Mpc:
             raise ConfigError("the left matrix belongs to party 0 or 1")
         if not 2 <= x_bits <= 64:
             raise ConfigError(f"entries of {x_bits} bits: expected 2 to 64")
+        if not 1 <= y_bits <= 64:
+            raise ConfigError(f"right entries of {y_bits} bits: expected 1 to 64")
         if self.party != left and y is not None:
             y = np.asarray(y, dtype=np.int64).view(np.uint64)
             if y.shape != (n, q):
                 raise ConfigError(f"the right matrix has shape {y.shape}, expected {(n, q)}")
+            if y_bits < 64 and y.size and int(y.max()) >> y_bits:
+                raise ConfigError(f"the right matrix has entries of more than {y_bits} bits")
         if self.party == left and x_bits < 64 and x is not None and not isinstance(x, OneHot):
             xs = np.asarray(x, dtype=np.int64)
             bound = 1 << (x_bits - 1)
             if xs.size and (int(xs.min()) < -bound or int(xs.max()) >= bound):
                 raise ConfigError(f"the left matrix has entries beyond {x_bits}-bit integers")
-        direct = await self.provider.direct_cross(left, x, y, shape, x_bits)
+        direct = await self.provider.direct_cross(left, x, y, shape, x_bits, y_bits)
         if direct is not None:
             return Secret(direct, 0)
         mask, c = await self.provider.cross(left, (p, n), (n, q))

@@ -390,6 +390,8 @@ class OtProvider(Provider):
     products between masks each party draws itself. Both parties call the same methods in
     the same order (they run the same program); call :meth:`setup` first."""
 
+    direct_products = True
+
     def __init__(
         self, party: int, channel: Channel, source: str = "iknp", kernels: str = "core"
     ) -> None:
@@ -446,24 +448,32 @@ class OtProvider(Provider):
         assert v is not None
         return s, v.reshape(p, n, q).sum(axis=1, dtype=np.uint64)
 
-    def _right_chooses(self, shape: tuple[int, int, int], bits: int) -> bool:
+    def _right_chooses(self, shape: tuple[int, int, int], bits: int, y_bits: int = 64) -> bool:
         """Whether a product of private matrices is cheaper on the wire with the right
-        party choosing by the 64 bits of each of its entries (the left sending columns of
-        X) than with the left choosing by ``bits`` of each of X's: a public rule, the same
-        at both parties. IKNP's chooser sends 16 bytes per OT, silent OT's about 0.82."""
+        party choosing by the ``y_bits`` bits of each of its entries (the left sending
+        columns of X) than with the left choosing by ``bits`` of each of X's: a public rule,
+        the same at both parties. IKNP's chooser sends 16 bytes per OT, silent OT's about
+        0.82."""
         p, n, q = shape
         per_ot = 16.0 if self.ot.source == "iknp" else 0.82
         by_x = p * n * (bits * per_ot + q * _trimmed_bytes(bits))
-        by_y = n * q * (64 * per_ot + p * _trimmed_bytes(64))
+        by_y = n * q * (y_bits * per_ot + p * _trimmed_bytes(y_bits))
         return by_y < by_x
 
     async def direct_cross(
-        self, left: int, x: Any, y: Ring | None, shape: tuple[int, int, int], x_bits: int = 64
+        self,
+        left: int,
+        x: Any,
+        y: Ring | None,
+        shape: tuple[int, int, int],
+        x_bits: int = 64,
+        y_bits: int = 64,
     ) -> Ring | None:
         """X @ Y straight from products of the private entries: for one-hot groups one OT
         per (group, row), a bit times the row's words; ``x_bits`` per entry of a dense X,
         or, where that moves fewer bytes (:meth:`_right_chooses`: a tall X against a
-        narrow Y, as a gradient's ``Xᵀe``), 64 per entry of Y, each times a column of X.
+        narrow Y, as a gradient's ``Xᵀe``), ``y_bits`` per entry of Y (unsigned, below
+        ``2^y_bits``), each times a column of X.
 
         A dense X of signed ``x_bits``-bit entries is moved up by ``c = 2^(x_bits-1)`` into
         ``[0, 2^x_bits)``, so the chooser needs only its low bits; the other party takes
@@ -485,12 +495,13 @@ class OtProvider(Provider):
                     raise ProtocolViolationError(f"the left matrix is not of shape {(p, n)}")
                 bits = x_bits
             # the other side must know how many bits each entry has: one-hot or not is a
-            # public property of the program (the group-by step), told by the first word
-            await self.ot.ch.send("ot/bits", bits.to_bytes(1, "little"))
-            if self._right_chooses(shape, bits):
+            # public property of the program (the group-by step), told by the first byte;
+            # the second says which width of Y this party's program expects
+            await self.ot.ch.send("ot/bits", bytes([bits, y_bits]))
+            if self._right_chooses(shape, bits, y_bits):
                 # the sender's vector for Y[i, j] is column i of X, for every j
                 cols = np.repeat(np.ascontiguousarray(dense.T), q, axis=0)
-                _, v = await self.ot.products(None, cols, bits=64, words=p, their_n=n * q)
+                _, v = await self.ot.products(None, cols, bits=y_bits, words=p, their_n=n * q)
                 assert v is not None
                 return v.reshape(n, q, p).sum(axis=0, dtype=np.uint64).T.copy()
             if 1 < bits < 64:
@@ -501,12 +512,12 @@ class OtProvider(Provider):
         if y is None:
             raise ProtocolViolationError("the right party must give its matrix")
         told = await self.ot.ch.recv("ot/bits")
-        if len(told) != 1 or told[0] not in (1, x_bits):
+        if len(told) != 2 or told[0] not in (1, x_bits) or told[1] != y_bits:
             raise ProtocolViolationError("the other party announced a bad entry width")
         bits = told[0]
-        if self._right_chooses(shape, bits):
+        if self._right_chooses(shape, bits, y_bits):
             u, _ = await self.ot.products(
-                np.ascontiguousarray(y).reshape(-1), None, bits=64, words=p, their_n=0
+                np.ascontiguousarray(y).reshape(-1), None, bits=y_bits, words=p, their_n=0
             )
             assert u is not None
             return u.reshape(n, q, p).sum(axis=0, dtype=np.uint64).T.copy()
