@@ -236,13 +236,14 @@ def run_once(
         }
     phases = {
         f"{phase}_{what}": r0[f"{phase}_{what}"] + r1[f"{phase}_{what}"]
-        for phase in ("mul", "cmp", "sort")
+        for phase in ("mul", "cmp", "cmp32", "sort")
         for what in ("bytes_sent", "random_ots")
         if f"{phase}_{what}" in r0 and f"{phase}_{what}" in r1
     }
     return {
         "mul_seconds": max(r0["mul_seconds"], r1["mul_seconds"]),
         "cmp_seconds": max(r0["cmp_seconds"], r1["cmp_seconds"]),
+        "cmp32_seconds": max(r0["cmp32_seconds"], r1["cmp32_seconds"]),
         **phases,
         **(
             {"sort_seconds": max(r0["sort_seconds"], r1["sort_seconds"])}
@@ -265,6 +266,7 @@ def _summary(runs: list[dict[str, Any]], args: Any) -> dict[str, Any]:
         "ok": len(ok) == len(runs),
         "fixed_point_mul_per_s": round(args.n * args.reps / median([r["mul_seconds"] for r in ok])),
         "comparisons_per_s": round(args.n_cmp / median([r["cmp_seconds"] for r in ok])),
+        "comparisons_32bit_per_s": round(args.n_cmp / median([r["cmp32_seconds"] for r in ok])),
         "sort_seconds": round(median([r["sort_seconds"] for r in ok]), 3) if args.n_sort else None,
         **_per_operation(ok, args),
     }
@@ -273,7 +275,7 @@ def _summary(runs: list[dict[str, Any]], args: Any) -> dict[str, Any]:
 def _per_operation(ok: list[dict[str, Any]], args: Any) -> dict[str, Any]:
     """Bytes (both directions) and random OTs per multiplication and per comparison."""
     out: dict[str, Any] = {}
-    for phase, count in (("mul", args.n * args.reps), ("cmp", args.n_cmp)):
+    for phase, count in (("mul", args.n * args.reps), ("cmp", args.n_cmp), ("cmp32", args.n_cmp)):
         for what in ("bytes_sent", "random_ots"):
             key = f"{phase}_{what}"
             if ok and all(key in r for r in ok):
@@ -378,6 +380,9 @@ def bench(args: Any) -> dict[str, Any]:
         "rainbridge": {
             "fixed_point_mul_per_s": round(args.n * args.reps / mul_s) if ok else None,
             "comparisons_per_s": round(args.n_cmp / cmp_s) if ok else None,
+            "comparisons_32bit_per_s": round(args.n_cmp / median([r["cmp32_seconds"] for r in ok]))
+            if ok
+            else None,
             "sort_n": args.n_sort,
             "sort_seconds": round(median([r["sort_seconds"] for r in ok]), 3)
             if ok and args.n_sort

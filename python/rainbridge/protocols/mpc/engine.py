@@ -13,8 +13,9 @@ Costs: addition and multiplication by a public value are local; a multiplication
 matrix product is one round (both parties open two masked values); a comparison is eight
 rounds of binary AND gates (a carry tree over the shares whose levels narrow from 64 bits
 to 2, then one product to turn the sign bit back into an arithmetic share), 48 bytes per
-element each way; a product of two private matrices (:meth:`Mpc.cross_product`) is one
-round.
+element each way — over values with a public bound of 32 bits (:meth:`Mpc.ltz_bit`'s
+``bits``) one round and about half the bytes and OTs fewer; a product of two private
+matrices (:meth:`Mpc.cross_product`) is one round.
 
 Fixed-point products are truncated locally (SecureML, Mohassel and Zhang 2017): each party
 shifts its own share, which is exact up to one unit in the last place with probability
