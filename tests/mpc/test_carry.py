@@ -16,14 +16,21 @@ from mpc_helpers import run2
 from rainbridge.errors import ConfigError
 from rainbridge.net.local import LocalChannel
 from rainbridge.protocols.mpc import Mpc
-from rainbridge.protocols.mpc.bits import deposit_odd, even_bits, low_mask, odd_bits, word_dtype
+from rainbridge.protocols.mpc.bits import (
+    carry_widths,
+    deposit_odd,
+    even_bits,
+    low_mask,
+    odd_bits,
+    word_dtype,
+)
 from rainbridge.protocols.mpc.engine import Secret
 from rainbridge.protocols.mpc.ot import OtProvider
 
 U64 = st.integers(0, 2**64 - 1)
 EDGES = [0, 1, 2**62, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1, 0x5555555555555555]
 WORDS = st.one_of(st.sampled_from(EDGES), U64)
-WIDTHS = [2, 4, 8, 16, 32, 64]
+WIDTHS = [2, 4, 6, 8, 10, 16, 20, 30, 32, 34, 64]
 SETUPS = ["dealer", "iknp", "silent", "iknp-numpy"]
 
 
@@ -292,7 +299,7 @@ def _narrow_program(values: np.ndarray, shares0: np.ndarray, bits: int) -> Any:
 @pytest.mark.parametrize("setup", SETUPS)
 @settings(max_examples=6, deadline=None)
 @given(
-    bits=st.sampled_from([2, 4, 8, 16, 32, 64]),
+    bits=st.sampled_from([2, 3, 4, 5, 8, 16, 19, 29, 32, 33, 47, 63, 64]),
     data=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), WORDS), max_size=30),
 )
 def test_a_narrow_comparison_is_exact_within_its_bound(
@@ -310,19 +317,30 @@ def test_a_narrow_comparison_is_exact_within_its_bound(
 
 
 @pytest.mark.parametrize("setup", ["iknp", "silent"])
-def test_a_narrow_comparison_costs_its_width(setup: str) -> None:
+@pytest.mark.parametrize(("bits", "gen", "tree"), [(32, 16, 31), (19, 9, 21), (29, 14, 30)])
+def test_a_narrow_comparison_costs_its_width(setup: str, bits: int, gen: int, tree: int) -> None:
     n = 29
-    values = (np.arange(n, dtype=np.uint64) - np.uint64(14)) * np.uint64(1 << 20)
-    _, _, used = _run(_narrow_program(values, values[::-1].copy(), 32), setup)
-    # 31 generate bits (16 and 15, padded to 16 each way), 31 OTs each way for the 61
-    # gates, one for the conversion: 94 + 1
-    assert used == [(16 + 31 + 1) * n, (16 + 31) * n]
+    values = (np.arange(n, dtype=np.uint64) - np.uint64(14)) * np.uint64(1 << (bits - 7))
+    _, _, used = _run(_narrow_program(values, values[::-1].copy(), bits), setup)
+    # bits - 1 generate bits split between the parties (the larger half each way), one OT
+    # each way per gate pair of every level (odd levels padded), one for the conversion
+    assert used == [(gen + tree + 1) * n, (gen + tree) * n]
+    assert sum(w // 2 for w in carry_widths(bits)[0]) == tree
+
+
+def test_carry_levels_pad_odd_widths() -> None:
+    assert carry_widths(64) == ([64, 32, 16, 8, 4, 2], [False] * 6)
+    assert carry_widths(19) == ([20, 10, 6, 4, 2], [True, False, True, True, False])
+    assert carry_widths(3) == ([4, 2], [True, False])
+    assert carry_widths(2) == ([2], [False])
+    with pytest.raises(ValueError, match="over 1 leaves"):
+        carry_widths(1)
 
 
 def test_a_comparison_refuses_a_width_it_has_no_tree_for() -> None:
     async def prog(m: Mpc) -> object:
-        for bits in (0, 1, 24, 65, 128):
-            with pytest.raises(ConfigError, match="power of two"):
+        for bits in (-1, 0, 1, 65, 128):
+            with pytest.raises(ConfigError, match="2 to 64"):
                 await m.ltz_bit(Secret(np.zeros(3, np.uint64), 0), bits)
         return True
 

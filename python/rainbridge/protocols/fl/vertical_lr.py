@@ -25,8 +25,8 @@ protocol. Every party's result is the same mini-batch SGD as on the joined plain
 fixed-point rounding; a training that diverges (a partial score past
 :data:`MAX_PARTIAL_SCORE`) is refused, before a Taylor residual could wrap around the ring
 and before a sum of scores could outgrow the piecewise sigmoid's comparisons, which run over
-the narrowest carry tree that holds every party's scores (:func:`score_bits`: 32 bits, not
-64, for up to 31 parties at 16 fractional bits).
+the narrowest carry tree that holds every party's scores (:func:`score_bits`: 29 bits, not
+64, for two or three parties at 16 fractional bits).
 
 Security model: semi-honest; the label party colludes with no feature party; each pair's
 engine setup (a dealer or OT extension). What each party learns: the gradients of its own
@@ -75,15 +75,12 @@ MAX_PARTIAL_SCORE = 1024.0
 
 
 def score_bits(parties: int, frac: int) -> int:
-    """Width of the piecewise sigmoid's comparisons (:meth:`Mpc.ltz_bit`): the smallest
-    power of two that holds, signed, ``±(z + 1/2)`` and ``±(z - 1/2)`` for a sum z of
-    ``parties`` encoded partial scores each at most :data:`MAX_PARTIAL_SCORE` (each rounded
-    by up to half a unit): 32 bits for up to 31 parties at 16 fractional bits."""
-    bound = (parties * MAX_PARTIAL_SCORE + 1.5) * 2.0**frac + parties
-    bits = 2
-    while bits < 64 and bound > 2.0 ** (bits - 1) - 1:
-        bits *= 2
-    return bits
+    """Width of the piecewise sigmoid's comparisons (:meth:`Mpc.ltz_bit`): the fewest bits
+    that hold, signed, ``±(z + 1/2)`` and ``±(z - 1/2)`` for a sum z of ``parties``
+    encoded partial scores each at most :data:`MAX_PARTIAL_SCORE` (each rounded by up to
+    half a unit): 29 bits for two or three parties at 16 fractional bits."""
+    bound = math.ceil((parties * MAX_PARTIAL_SCORE + 1.5) * 2**frac) + parties
+    return min(64, bound.bit_length() + 1)
 
 
 @dataclass
@@ -630,22 +627,19 @@ async def _narrow_gradient(
     The encoded residual is small (|e| ≤ E), its shares are not. Each party keeps its
     share's low K bits, ``u_i = (e_i + [i = 0]·E) mod 2^K`` (K = :func:`residual_bits`),
     so ``u_0 + u_1 = e + E + c·2^K`` over the integers, c the carry out of bit K - 1:
-    computed as a comparison's top bit over the narrowest power-of-two width above K
-    (:meth:`Mpc.ltz_bit`), XOR-shared. Then ``Xᵀe = Xᵀu_p + Xᵀu_o - 2^K·Xᵀc - E·Xᵀ1``
-    with ``c = c_p + (1 - 2·c_p)·c_o``: p's own parts are local, ``Xᵀu_o`` is a product
-    of private matrices choosing by K bits, ``(X·(1 - 2c_p))ᵀc_o`` one choosing by one
-    bit. The carry serves both directions of the pair."""
+    computed as a comparison's top bit (:meth:`Mpc.ltz_bit` over K + 1 bits), XOR-shared.
+    Then ``Xᵀe = Xᵀu_p + Xᵀu_o - 2^K·Xᵀc - E·Xᵀ1`` with ``c = c_p + (1 - 2·c_p)·c_o``:
+    p's own parts are local, ``Xᵀu_o`` is a product of private matrices choosing by K bits,
+    ``(X·(1 - 2c_p))ᵀc_o`` one choosing by one bit. The carry serves both directions of the
+    pair."""
     me = mpc.party
     b = len(e_share)
     k = residual_bits(*e_bound[:1], mpc.frac, e_bound[1])
-    width = 2
-    while width <= k:
-        width *= 2
-    if width > 64:
+    if k >= 64:
         raise ConfigError(f"a residual of {k} bits has no narrow form")
     offset = np.uint64(residual_offset(e_bound[0], mpc.frac, e_bound[1]))
     u = (e_share + (offset if me == 0 else np.uint64(0))) & np.uint64((1 << k) - 1)
-    c = await mpc.ltz_bit(Secret(u << np.uint64(width - 1 - k), 0), width)
+    c = await mpc.ltz_bit(Secret(u, 0), k + 1)  # bit k of u_0 + u_1: the carry
     x_bits = feature_bits(mpc.frac)
     grad = None
     for p in (0, 1):
@@ -666,10 +660,11 @@ async def _narrow_gradient(
             xt, None if mine else u[:, None], left=p, shape=(d_p, b, 1),
             x_bits=x_bits, y_bits=k,
         )  # fmt: skip
+        # -x needs one bit more than x at x = -2^(x_bits-1)
         by_c = await mpc.cross_product(
             flip, None if mine else c[:, None], left=p, shape=(d_p, b, 1),
             x_bits=x_bits + 1, y_bits=1,
-        )  # fmt: skip  (-x needs one bit more than x at x = -2^(x_bits-1))
+        )  # fmt: skip
         carried = by_c.share[:, 0]
         share = by_u.share[:, 0]
         if mine:

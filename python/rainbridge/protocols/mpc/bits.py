@@ -75,3 +75,18 @@ def word_dtype(bits: int) -> type[np.unsignedinteger]:
         if bits <= 8 * np.dtype(dt).itemsize:
             return dt
     raise ValueError(f"{bits} bits do not fit one word")
+
+
+def carry_widths(leaves: int) -> tuple[list[int], list[bool]]:
+    """The word widths of a carry tree's levels over ``leaves`` leaves (each even: a level of
+    odd width gets one padding leaf on top), and which levels were padded."""
+    if leaves < 2:
+        raise ValueError(f"a carry tree over {leaves} leaves")
+    widths: list[int] = []
+    pads: list[bool] = []
+    w = leaves
+    while w > 1:
+        widths.append(w + w % 2)
+        pads.append(bool(w % 2))
+        w = (w + 1) // 2
+    return widths, pads

@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from rainbridge.errors import ConfigError, ProtocolViolationError
 from rainbridge.net.channel import Channel
-from rainbridge.protocols.mpc.bits import low_mask, odd_bits, word_dtype
+from rainbridge.protocols.mpc.bits import carry_widths, low_mask, odd_bits, word_dtype
 from rainbridge.protocols.mpc.correlated import Provider
 from rainbridge.protocols.mpc.prg import random_ring
 from rainbridge.protocols.mpc.ring import (
@@ -428,23 +428,26 @@ class Mpc:
         the generate bits cost 64 OTs (32 each way): 190 random OTs, 95 chosen by each
         party (191 with :meth:`ltz`'s conversion, one more chosen by party 0).
 
-        ``bits`` (a power of two, 2 to 64) narrows the tree to the shares' low ``bits``
-        bits: the result is bit ``bits - 1`` of ``x0 + x1`` modulo ``2^bits``, which is the
-        sign of x exactly when ``-2^(bits-1) ≤ x < 2^(bits-1)`` — a public bound the
-        caller must guarantee (a wider x gives a meaningless bit, not an error). The cost
-        scales with the width: at 32 bits 61 gates, 94 random OTs, 24 bytes per element
-        each way with a dealer.
+        ``bits`` (2 to 64) narrows the tree to the shares' low ``bits`` bits: the result is
+        bit ``bits - 1`` of ``x0 + x1`` modulo ``2^bits``, which is the sign of x exactly
+        when ``-2^(bits-1) ≤ x < 2^(bits-1)`` — a public bound the caller must guarantee (a
+        wider x gives a meaningless bit, not an error). A level of odd width gets one more
+        leaf on top that propagates and generates nothing (party 0's ``p`` bit set), so
+        the carry passes it unchanged. The cost follows the width: at 32 bits 61 gates, 94
+        random OTs, 24 bytes per element each way with a dealer; at 19 bits 60 random OTs.
         """
-        if bits < 2 or bits > 64 or bits & (bits - 1):
-            raise ConfigError(f"a comparison over {bits} bits: expected a power of two, 2 to 64")
+        if not 2 <= bits <= 64:
+            raise ConfigError(f"a comparison over {bits} bits: expected 2 to 64")
         mine = np.ascontiguousarray(x.share)
         top = np.uint64(bits - 1)
         low = mine & low_mask(bits - 1)
         g = (await self._private_product("xand", low, bits - 1)) << _ONE
         p = low << _ONE
-        widths = [bits >> k for k in range(bits.bit_length() - 1)]
+        widths, pads = carry_widths(bits)
         levels = await self.provider.begin_carries(p.shape, widths, [w > 2 for w in widths])
         for k, width in enumerate(widths):
+            if pads[k] and self.party == 0:
+                p = p | (_ONE << np.uint64(width - 1))  # the padding leaf: propagate
             if levels is not None:
                 level = levels[k]
             else:
@@ -520,9 +523,10 @@ class Mpc:
 
     async def _open_pair(self, u: Ring, v: Ring, width: int) -> tuple[Ring, Ring]:
         """XOR-open two arrays of ``width``-bit values, sent in the narrowest words."""
-        if width == 64:
-            e, f = await self._exchange("carry", [u, v])
-            return u ^ e, v ^ f
+        if 2 * width > 64:  # two words, each as narrow as it can be
+            dt = word_dtype(width)
+            e, f = await self._exchange("carry", [u.astype(dt), v.astype(dt)], dtype=dt)
+            return u ^ e.astype(np.uint64), v ^ f.astype(np.uint64)
         w = np.uint64(width)
         both = (u << w) | v
         dt = word_dtype(2 * width)
