@@ -130,3 +130,14 @@ def test_backup_bench_smoke() -> None:
         assert out[step]["seconds_median"] > 0
     # the succeeded job's output is in the full archive only
     assert out["backup"]["archive_bytes"] > out["backup_no_outputs"]["archive_bytes"] + 900_000
+
+
+def test_mpc_bench_refuses_more_comparisons_than_elements() -> None:
+    # the comparisons take the first --n-cmp of the --n elements: more would report a rate
+    # for elements never compared
+    from rainbridge.bench.__main__ import main
+
+    for extra in (["--n-cmp", "20"], ["--n-sort", "11"]):
+        with pytest.raises(SystemExit) as e:
+            main(["mpc", "--n", "10", *extra])
+        assert e.value.code == 2

@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--timeout", type=float, default=1800, help="per run")
     sc.add_argument("--out")
     args = ap.parse_args(argv)
+    if args.what == "mpc" and (args.n_cmp > args.n or args.n_sort > args.n):
+        # the comparisons and the sort take the first elements of the n multiplied: more
+        # would count elements never compared
+        ap.error("--n-cmp and --n-sort must not exceed --n")
     if args.what == "backup":
         from rainbridge.bench.backup import bench
     elif args.what == "scale":
