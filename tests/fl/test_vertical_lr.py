@@ -144,7 +144,7 @@ def test_the_narrow_gradient_is_exact_for_any_split_of_the_residual(
     # every party p, exactly, for residuals at ±E and shares anywhere in the ring (the
     # carry's edges: a share of 0 or of 2^64 - 1, sums just over and under 2^K)
     from rainbridge.protocols.fl.vertical_lr import (
-        _narrow_gradient,
+        _pair_gradient,
         feature_bits,
         residual_bits,
         residual_offset,
@@ -168,7 +168,7 @@ def test_the_narrow_gradient_is_exact_for_any_split_of_the_residual(
         me = mpc.party
         share = s0 if me == 0 else s1
         xi = x[me].astype(np.int64).view(np.uint64)
-        return await _narrow_gradient(mpc, xi, share, (0, 1), {0: 3, 1: 2}, bound)
+        return await _pair_gradient(mpc, xi, share, (0, 1), {0: 3, 1: 2}, bound, narrow=True)
 
     g0, g1, _ = run2(prog, setup=setup)
     for p, g in ((0, g0), (1, g1)):

@@ -567,15 +567,19 @@ async def _pair_gradient(
     owners: Sequence[int],
     dims: Mapping[int, int],
     e_bound: tuple[float, int],
+    narrow: bool | None = None,
 ) -> npt.NDArray[np.float64] | None:
     """``X_pᵀ e / B`` over one pair for each engine party p in ``owners`` (``dims[p]`` its
     weights), revealed to p only; this party's gradient, or None if it owns none.
     ``e_bound``: a public bound on |e| (1 for the piecewise sigmoid) and the number of
-    parts e was encoded in (:func:`residual_offset`)."""
-    if mpc.provider.direct_products:
-        return await _narrow_gradient(mpc, x_int, e_share, owners, dims, e_bound)
+    parts e was encoded in (:func:`residual_offset`). ``narrow`` (by default where products
+    come straight from OTs, :attr:`Provider.direct_products`): the residual made narrow
+    first (:class:`_Narrow`)."""
     me = mpc.party
     b = len(e_share)
+    if narrow is None:
+        narrow = mpc.provider.direct_products
+    form = await _Narrow.make(mpc, e_share, e_bound) if narrow else None
     grad = None
     for p in (0, 1):
         if p not in owners:
@@ -585,16 +589,17 @@ async def _pair_gradient(
             if me == p:
                 grad = np.zeros(0)
             continue
-        cross = await mpc.cross_product(
-            x_int.T if me == p else None,
-            e_share[:, None] if me != p else None,
-            left=p,
-            shape=(d_p, b, 1),
-            x_bits=feature_bits(mpc.frac),
-        )
-        share = cross.share[:, 0]
-        if me == p:
-            share = share + x_int.T @ e_share  # the local part, wrapping like the shares
+        xt = x_int.T if me == p else None
+        if form is not None:
+            share = await form.product(mpc, xt, p, d_p)
+        else:
+            cross = await mpc.cross_product(
+                xt, e_share[:, None] if me != p else None, left=p, shape=(d_p, b, 1),
+                x_bits=feature_bits(mpc.frac),
+            )  # fmt: skip
+            share = cross.share[:, 0]
+            if xt is not None:
+                share = share + xt @ e_share  # the local part, wrapping like the shares
         total = await mpc.reveal(Secret(share, 2 * mpc.frac), to=p)
         if total is not None:
             grad = np.asarray(total, dtype=np.float64) / b
@@ -613,16 +618,9 @@ def residual_bits(e_bound: float, frac: int, parties: int) -> int:
     return (2 * residual_offset(e_bound, frac, parties)).bit_length()
 
 
-async def _narrow_gradient(
-    mpc: Mpc,
-    x_int: Ring,
-    e_share: Ring,
-    owners: Sequence[int],
-    dims: Mapping[int, int],
-    e_bound: tuple[float, int],
-) -> npt.NDArray[np.float64] | None:
-    """:func:`_pair_gradient` where products come straight from OTs, their cost set by
-    the chooser's bits: the residual chooses by K bits, not 64.
+@dataclass
+class _Narrow:
+    """The residual in a form whose products choose by K bits, not 64.
 
     The encoded residual is small (|e| ≤ E), its shares are not. Each party keeps its
     share's low K bits, ``u_i = (e_i + [i = 0]·E) mod 2^K`` (K = :func:`residual_bits`),
@@ -630,52 +628,46 @@ async def _narrow_gradient(
     computed as a comparison's top bit (:meth:`Mpc.ltz_bit` over K + 1 bits), XOR-shared.
     Then ``Xᵀe = Xᵀu_p + Xᵀu_o - 2^K·Xᵀc - E·Xᵀ1`` with ``c = c_p + (1 - 2·c_p)·c_o``:
     p's own parts are local, ``Xᵀu_o`` is a product of private matrices choosing by K bits,
-    ``(X·(1 - 2c_p))ᵀc_o`` one choosing by one bit. The carry serves both directions of the
+    ``(X·(1 - 2c_p))ᵀc_o`` one choosing by one bit. One carry serves both directions of the
     pair."""
-    me = mpc.party
-    b = len(e_share)
-    k = residual_bits(*e_bound[:1], mpc.frac, e_bound[1])
-    if k >= 64:
-        raise ConfigError(f"a residual of {k} bits has no narrow form")
-    offset = np.uint64(residual_offset(e_bound[0], mpc.frac, e_bound[1]))
-    u = (e_share + (offset if me == 0 else np.uint64(0))) & np.uint64((1 << k) - 1)
-    c = await mpc.ltz_bit(Secret(u, 0), k + 1)  # bit k of u_0 + u_1: the carry
-    x_bits = feature_bits(mpc.frac)
-    grad = None
-    for p in (0, 1):
-        if p not in owners:
-            continue
-        d_p = dims[p]
-        if d_p == 0:
-            if me == p:
-                grad = np.zeros(0)
-            continue
-        mine = me == p
-        xt = x_int.T if mine else None
+
+    u: Ring
+    carry: Ring
+    k: int
+    offset: np.uint64
+
+    @classmethod
+    async def make(cls, mpc: Mpc, e_share: Ring, e_bound: tuple[float, int]) -> _Narrow:
+        k = residual_bits(e_bound[0], mpc.frac, e_bound[1])
+        if k >= 64:
+            raise ConfigError(f"a residual of {k} bits has no narrow form")
+        offset = np.uint64(residual_offset(e_bound[0], mpc.frac, e_bound[1]))
+        u = (e_share + (offset if mpc.party == 0 else np.uint64(0))) & np.uint64((1 << k) - 1)
+        carry = await mpc.ltz_bit(Secret(u, 0), k + 1)  # bit k of u_0 + u_1
+        return cls(u, carry, k, offset)
+
+    async def product(self, mpc: Mpc, xt: Ring | None, p: int, d_p: int) -> Ring:
+        """This party's share of ``X_pᵀe`` (``xt``: ``X_pᵀ`` at p, None at the other)."""
+        u, c, b = self.u, self.carry, len(self.u)
+        x_bits = feature_bits(mpc.frac)
         flip = None
-        if mine:
-            assert xt is not None
+        if xt is not None:
             flip = xt.view(np.int64) * (1 - 2 * c.astype(np.int64))[None, :]
         by_u = await mpc.cross_product(
-            xt, None if mine else u[:, None], left=p, shape=(d_p, b, 1),
-            x_bits=x_bits, y_bits=k,
+            xt, None if xt is not None else u[:, None], left=p, shape=(d_p, b, 1),
+            x_bits=x_bits, y_bits=self.k,
         )  # fmt: skip
         # -x needs one bit more than x at x = -2^(x_bits-1)
         by_c = await mpc.cross_product(
-            flip, None if mine else c[:, None], left=p, shape=(d_p, b, 1),
+            flip, None if xt is not None else c[:, None], left=p, shape=(d_p, b, 1),
             x_bits=x_bits + 1, y_bits=1,
         )  # fmt: skip
         carried = by_c.share[:, 0]
         share = by_u.share[:, 0]
-        if mine:
-            assert xt is not None
+        if xt is not None:
             carried = carried + xt @ c  # wraps modulo 2^64, as shares do
-            share = share + xt @ u - offset * xt.sum(axis=1, dtype=np.uint64)
-        share = share - (carried << np.uint64(k))
-        total = await mpc.reveal(Secret(share, 2 * mpc.frac), to=p)
-        if total is not None:
-            grad = np.asarray(total, dtype=np.float64) / b
-    return grad
+            share = share + xt @ u - self.offset * xt.sum(axis=1, dtype=np.uint64)
+        return share - (carried << np.uint64(self.k))
 
 
 __all__ = ["LrParams", "LrResult", "LrRoles", "split_score", "train", "train_parties"]
