@@ -17,7 +17,9 @@ re-masked with a mask L and F_1 both draw from a seed L gave F_1 (L subtracts th
 from its own share), so L and every feature party hold an additive sharing of ``e``. The
 gradient of each party's weights, ``X_pᵀ e / B``, is its local ``X_pᵀ e_p`` plus a product
 of two private matrices, ``X_pᵀ`` and the other share (:meth:`Mpc.cross_product`), revealed
-to that party only: L's and F_1's over their pair, F_j's over the pair (L, F_j). Early
+to that party only: L's and F_1's over their pair, F_j's over the pair (L, F_j); without a
+dealer the residual is made narrow first (its shares' low 18 bits and their carry,
+:class:`_Narrow`), so that each product chooses by 18 bits of a row, not 64. Early
 stopping: every party sends L the largest relative change of its weights in the epoch, L
 answers each with the largest of all, and all stop together when it is under ``tol``. With
 one feature party there are no score shares and no masks: the pair's engine is the whole
