@@ -95,7 +95,7 @@ def test_bad_parameters_are_refused() -> None:
 
 @pytest.mark.parametrize("setup", ["dealer", "ot"])
 def test_the_piecewise_residual_is_the_exact_clamp(setup: str) -> None:
-    from rainbridge.protocols.fl.vertical_lr import MAX_PARTIAL_SCORE, _residual
+    from rainbridge.protocols.fl.lr_shares import MAX_PARTIAL_SCORE, residual_share
     from rainbridge.protocols.mpc.ring import decode, encode
 
     ulp = 2.0**-16
@@ -108,7 +108,7 @@ def test_the_piecewise_residual_is_the_exact_clamp(setup: str) -> None:
     z1[11:] = [m, -m, -m, m, m, -m, -m + ulp]
     z2 = np.zeros(len(z0))
     z2[15:] = [m, -m, m]
-    s = z0 + z1 + z2 + 0.5  # _residual adds the 1/2 of σ(z) ≈ clamp(z + 1/2, 0, 1)
+    s = z0 + z1 + z2 + 0.5  # residual_share adds the 1/2 of σ(z) ≈ clamp(z + 1/2, 0, 1)
     y = np.array([0.0, 1.0] * 9)
     r = np.random.default_rng(3).integers(0, 2**64, len(z0), dtype=np.uint64)
     third = [r, encode(z2, 16) - r]
@@ -116,7 +116,7 @@ def test_the_piecewise_residual_is_the_exact_clamp(setup: str) -> None:
     async def prog(mpc: Mpc) -> object:
         mine = z0 if mpc.party == 0 else z1
         lab = y if mpc.party == 0 else None
-        return await _residual(mpc, mine, third[mpc.party], lab, LrParams(), 3)
+        return await residual_share(mpc, mine, third[mpc.party], lab, "piecewise", 3)
 
     e0, e1, _ = run2(prog, setup=setup)
     got = decode(np.asarray(e0) + np.asarray(e1), 16)
@@ -124,7 +124,7 @@ def test_the_piecewise_residual_is_the_exact_clamp(setup: str) -> None:
 
 
 def test_the_comparisons_hold_every_sum_of_bounded_scores() -> None:
-    from rainbridge.protocols.fl.vertical_lr import MAX_PARTIAL_SCORE, score_bits
+    from rainbridge.protocols.fl.lr_shares import MAX_PARTIAL_SCORE, score_bits
 
     for parties, frac in [(2, 16), (3, 16), (31, 16), (32, 16), (2, 0), (2, 20), (5, 24)]:
         bits = score_bits(parties, frac)
@@ -143,9 +143,9 @@ def test_the_narrow_gradient_is_exact_for_any_split_of_the_residual(
     # the residual's low bits choose, a carry puts back what their sum overflowed: Xᵀe of
     # every party p, exactly, for residuals at ±E and shares anywhere in the ring (the
     # carry's edges: a share of 0 or of 2^64 - 1, sums just over and under 2^K)
-    from rainbridge.protocols.fl.vertical_lr import (
-        _pair_gradient,
+    from rainbridge.protocols.fl.lr_shares import (
         feature_bits,
+        pair_gradient,
         residual_bits,
         residual_offset,
     )
@@ -168,7 +168,7 @@ def test_the_narrow_gradient_is_exact_for_any_split_of_the_residual(
         me = mpc.party
         share = s0 if me == 0 else s1
         xi = x[me].astype(np.int64).view(np.uint64)
-        return await _pair_gradient(mpc, xi, share, (0, 1), {0: 3, 1: 2}, bound, narrow=True)
+        return await pair_gradient(mpc, xi, share, (0, 1), {0: 3, 1: 2}, bound, narrow=True)
 
     g0, g1, _ = run2(prog, setup=setup)
     for p, g in ((0, g0), (1, g1)):
