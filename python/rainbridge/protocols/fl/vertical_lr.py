@@ -451,7 +451,7 @@ class _Run:
         if not np.isfinite(z).all() or np.max(np.abs(z), initial=0.0) > MAX_PARTIAL_SCORE:
             raise DataError(
                 f"the training diverges at {self.roles.me!r} (a partial score over "
-                f"{MAX_PARTIAL_SCORE:g}): lower learning_rate"
+                f"{MAX_PARTIAL_SCORE:g} or not a number): lower learning_rate"
                 + (" or use sigmoid: piecewise" if taylor else " or standardise the features")
             )
         if not taylor:
