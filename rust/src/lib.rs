@@ -11,6 +11,7 @@ pub mod bits;
 pub mod block;
 pub mod eacode;
 pub mod error;
+pub mod exconv;
 pub mod gilboa;
 pub mod hash;
 pub mod iknp;

@@ -49,8 +49,21 @@ fn expand_level(
 
 /// The sender's side: all leaves (`t·2^d`) and, per tree and level, the two sums.
 pub fn sender(roots: &[Block], depth: usize) -> (Vec<Block>, Vec<[Block; 2]>) {
+    let mut leaves = Vec::new();
+    let sums = sender_into(roots, depth, !0, &mut leaves);
+    (leaves, sums)
+}
+
+/// `sender` into a caller's buffer (resized to `t·2^d`, so that batches reuse it), every
+/// leaf ANDed with `mask` once its tree is expanded (the sums are of the unmasked leaves).
+pub fn sender_into(
+    roots: &[Block],
+    depth: usize,
+    mask: Block,
+    leaves: &mut Vec<Block>,
+) -> Vec<[Block; 2]> {
     let leaves_per = 1usize << depth;
-    let mut leaves = crate::block::zeroed(roots.len() * leaves_per);
+    leaves.resize(roots.len() * leaves_per, 0);
     let mut sums = vec![[0u128; 2]; roots.len() * depth];
     leaves
         .par_chunks_mut(leaves_per)
@@ -64,15 +77,33 @@ pub fn sender(roots: &[Block], depth: usize) -> (Vec<Block>, Vec<[Block; 2]>) {
                 let (a, b) = expand_level(&g, tree, &mut scratch, 1 << level);
                 *sum = [a, b];
             }
+            if mask != !0 {
+                for x in tree.iter_mut() {
+                    *x &= mask;
+                }
+            }
         });
-    (leaves, sums)
+    sums
 }
 
 /// The receiver's side: every leaf but `alphas[i]` of tree `i` (left zero there), from the
 /// sums off its path (`known[i·d + level]`, the sum of the side that `α` does not take).
 pub fn receiver(alphas: &[u32], known: &[Block], depth: usize) -> Vec<Block> {
+    let mut leaves = Vec::new();
+    receiver_into(alphas, known, depth, !0, &mut leaves);
+    leaves
+}
+
+/// `receiver` into a caller's buffer, every leaf ANDed with `mask` (as `sender_into`).
+pub fn receiver_into(
+    alphas: &[u32],
+    known: &[Block],
+    depth: usize,
+    mask: Block,
+    leaves: &mut Vec<Block>,
+) {
     let leaves_per = 1usize << depth;
-    let mut leaves = crate::block::zeroed(alphas.len() * leaves_per);
+    leaves.resize(alphas.len() * leaves_per, 0);
     leaves
         .par_chunks_mut(leaves_per)
         .zip(alphas.par_iter())
@@ -100,8 +131,12 @@ pub fn receiver(alphas: &[u32], known: &[Block], depth: usize) -> Vec<Block> {
                 path = 2 * path + bit;
             }
             tree[path] = 0;
+            if mask != !0 {
+                for x in tree.iter_mut() {
+                    *x &= mask;
+                }
+            }
         });
-    leaves
 }
 
 #[cfg(test)]

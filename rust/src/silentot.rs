@@ -1,24 +1,24 @@
 //! Silent random correlated OT: subfield VOLE over GF(2) from regular-noise LPN, semi-honest.
 //!
 //! A batch gives the sender `Δ` (fixed for the session) and `K_i`, the receiver random choice
-//! bits `b_i` and `M_i = K_i ⊕ b_i·Δ`, for `i < m`. It is the construction of the VOLE of
-//! `rr22` with binary noise: `t` GGM trees of depth `d` (`pprf`) give the sender a vector `v`
-//! of `N = t·2^d` blocks and the receiver `w = v ⊕ e·Δ`, `e` zero but for one 1 per tree (its
-//! place `α_i` the receiver's secret); both compress with the dual expand-accumulate code
-//! (`eacode`), `M = EA(w)`, `K = EA(v)`, `b = EA(e)`, so the receiver's outputs are bits.
-//! Each tree costs `d + 1` correlated OTs: one per level, masking the level's two sums under
-//! the hash of the OT's keys, and one with choice 1 that lets the receiver learn
-//! `v_α ⊕ Δ` at the punctured leaf.
+//! bits `b_i` and `M_i = K_i ⊕ b_i·Δ`, for `i < m`. `t` GGM trees of depth `d` (`pprf`) give
+//! the sender a vector `v` of `N = t·2^d` blocks and the receiver `w = v ⊕ e·Δ`, `e` zero but
+//! for one 1 per tree (its place `α_i` the receiver's secret); both compress with the dual
+//! expand-convolute code (`exconv`), `M = C(w)`, `K = C(v)`, `b = C(e)`, so the receiver's
+//! outputs are bits. Each tree costs `d + 1` correlated OTs: one per level, masking the
+//! level's two sums under the hash of the OT's keys, and one with choice 1 that lets the
+//! receiver learn `v_α ⊕ Δ` at the punctured leaf.
 //!
-//! Parameters: `N >= 2·(m + RESERVE)` and `t >= 400` trees. Against the linear tests of
-//! dual LPN, noise of weight `t` on a code of minimum distance `δ·N` leaves a bias
-//! `(1 - 2δ)^t`; with `δ = 0.1` as estimated for expand-accumulate codes of weight 21 (Boyle,
-//! Couteau, Gilboa, Ishai, Kohl, Resch and Scholl, "Correlated Pseudorandomness from
-//! Expand-Accumulate Codes", CRYPTO 2022), 400 positions give `2^-128` (the figure `eacode`
-//! and the RR22 VOLE rest on). Regular noise (one position per block of `2^d`) is the
-//! structure of Boyle et al. (CCS 2019) and of Ferret (Yang, Weng, Lan, Zhang and Wang, CCS
-//! 2020). Not re-evaluated here: the algebraic attacks on regular syndrome decoding (Briaud
-//! and Øygarden, EUROCRYPT 2023) for these exact sizes.
+//! The choice bits ride in the lowest bit of the blocks: `Δ` has it set and both parties clear
+//! it in every leaf, so the lowest bit of `w` is `e` and that of `M` is `b` (the sender's `K`
+//! always has it clear; the other 127 bits are the correlation's key, and what uses the OTs
+//! hashes `K` and `K ⊕ Δ`, which differ in it). One encoding per side serves both `M` and `b`.
+//!
+//! Parameters: `N >= 2·(m + RESERVE)` and `t >= 256` trees, the noise weight that the code's
+//! estimated minimum distance asks for 128-bit security (see `exconv`). Regular noise (one
+//! position per block of `2^d`) is the structure of Boyle et al. (CCS 2019) and of Ferret
+//! (Yang, Weng, Lan, Zhang and Wang, CCS 2020). Not re-evaluated here: the algebraic attacks on
+//! regular syndrome decoding (Briaud and Øygarden, EUROCRYPT 2023) for these exact sizes.
 //!
 //! The base correlated OTs of a batch are `RESERVE` outputs of the batch before (Ferret's
 //! bootstrapping): the first batch's come from IKNP over 128 Chou–Orlandi base OTs, and no
@@ -37,11 +37,11 @@ use rayon::prelude::*;
 
 use crate::block::{derive, random_block, Block, Tmmo};
 use crate::error::{CoreError, Result};
-use crate::{baseot, eacode, iknp, pprf};
+use crate::{baseot, exconv, iknp, pprf};
 
-/// Correlated OTs each batch keeps for the next: enough for any allowed batch (at most 800
-/// trees of depth at most 14, one OT per level and one per tree), a multiple of 128.
-pub const RESERVE: usize = 12288;
+/// Correlated OTs each batch keeps for the next: enough for any allowed batch (fewer than 512
+/// trees of depth at most 15, one OT per level and one per tree), a multiple of 128.
+pub const RESERVE: usize = 8192;
 /// The most outputs one batch may give (bounds memory: 32·(m + RESERVE) bytes per side).
 pub const MAX_BATCH: usize = 1 << 22;
 
@@ -63,10 +63,10 @@ impl Layout {
         }
         let target = 2 * (m + RESERVE);
         let mut depth = 1usize;
-        while (target >> (depth + 1)) >= eacode::MIN_NOISE {
+        while (target >> (depth + 1)) >= exconv::MIN_NOISE {
             depth += 1;
         }
-        let trees = target.div_ceil(1 << depth).max(eacode::MIN_NOISE);
+        let trees = target.div_ceil(1 << depth).max(exconv::MIN_NOISE);
         let l = Layout { m, trees, depth };
         debug_assert!(l.base_ots() <= RESERVE);
         Ok(l)
@@ -99,9 +99,12 @@ fn shape(msg: &str) -> CoreError {
     CoreError::Shape(msg.into())
 }
 
-fn ea_seed(batch: u64) -> Block {
-    derive(b"rainbridge/silentot/v1", "silentot/ea", batch)
+fn code_seed(batch: u64) -> Block {
+    derive(b"rainbridge/silentot/v2", "silentot/exconv", batch)
 }
+
+/// Every block but its lowest bit, where the choice bits ride.
+const KEY_BITS: Block = !1;
 
 /// The hash tweak of base OT `j` of batch `batch`: unique over the session.
 fn tweak(batch: u64) -> u128 {
@@ -129,6 +132,8 @@ pub struct Receiver {
     pool_m: Vec<Block>,
     batch: u64,
     pending: Option<(Layout, Vec<u32>)>,
+    /// The batch's noisy vector, kept between batches so that its pages stay mapped.
+    work: Vec<Block>,
 }
 
 impl Receiver {
@@ -142,6 +147,7 @@ impl Receiver {
                 pool_m: Vec::new(),
                 batch: 0,
                 pending: None,
+                work: Vec::new(),
             },
             msg.to_vec(),
         ))
@@ -226,30 +232,26 @@ impl Receiver {
             let c = 1 - ((alphas[j / l.depth] as usize >> (l.depth - 1 - j % l.depth)) & 1);
             *k ^= pairs[2 * j + c];
         }
-        let mut w = pprf::receiver(&alphas, &known, l.depth);
+        let mut w = std::mem::take(&mut self.work);
+        pprf::receiver_into(&alphas, &known, l.depth, KEY_BITS, &mut w);
         let per = 1usize << l.depth;
         let pool_m = &self.pool_m;
         w.par_chunks_mut(per).enumerate().for_each(|(i, tree)| {
             let rest = tree.iter().fold(0u128, |a, b| a ^ b); // the punctured leaf holds 0
-                                                              // corr = Σ v ⊕ K'; M = K' ⊕ Δ: the punctured leaf becomes v_α ⊕ Δ.
+                                                              // corr = Σ v ⊕ K'; M' = K' ⊕ Δ: the punctured leaf becomes v_α ⊕ Δ, lowest bit 1
             tree[alphas[i] as usize] = corr[i] ^ rest ^ pool_m[levels + i];
         });
-        let depth = l.depth;
-        let noise_prefix = |pos: usize| {
-            let (tree, off) = (pos >> depth, pos & (per - 1));
-            // the parity of the earlier trees' single 1s, and this tree's if past α
-            // (branch-free: which side of α a position lies on is a coin flip)
-            ((tree as u128) ^ ((off >= alphas[tree] as usize) as u128)) & 1
-        };
-        let (mut c, e) =
-            eacode::dual_encode_with(&mut w, l.total(), ea_seed(self.batch), Some(noise_prefix));
-        drop(w);
-        let out_m = c.split_off(RESERVE);
-        self.pool_m = c;
-        let bits: Vec<u8> = e.iter().map(|b| *b as u8).collect();
-        self.pool_bits = bits[..RESERVE].to_vec();
+        exconv::dual_encode(&mut w, l.total(), code_seed(self.batch));
+        let mut packed = vec![0u8; l.m.div_ceil(8)];
+        for (j, b) in w[..l.m].iter().enumerate() {
+            packed[j / 8] |= ((b & 1) as u8) << (j % 8);
+        }
+        let out_m = w[..l.m].to_vec();
+        self.pool_m = w[l.m..l.total()].to_vec();
+        self.pool_bits = self.pool_m.iter().map(|b| (b & 1) as u8).collect();
+        self.work = w;
         self.batch += 1;
-        Ok((pack(&bits[RESERVE..]), out_m))
+        Ok((packed, out_m))
     }
 }
 
@@ -259,6 +261,8 @@ pub struct Sender {
     keys: Vec<Block>,
     pool_k: Vec<Block>,
     batch: u64,
+    /// The batch's leaves, kept between batches (as the receiver's `work`).
+    work: Vec<Block>,
 }
 
 impl Default for Sender {
@@ -270,10 +274,12 @@ impl Default for Sender {
 impl Sender {
     pub fn new() -> Self {
         Sender {
-            delta: random_block(),
+            // the lowest bit set: the receiver's choice bits ride there (see the module note)
+            delta: random_block() | 1,
             keys: Vec::new(),
             pool_k: Vec::new(),
             batch: 0,
+            work: Vec::new(),
         }
     }
 
@@ -336,7 +342,8 @@ impl Sender {
             .map(|j| self.pool_k[j] ^ (delta & (bit(flips, j) as u128).wrapping_neg()))
             .collect();
         let roots: Vec<Block> = (0..l.trees).map(|_| random_block()).collect();
-        let (mut leaves, sums) = pprf::sender(&roots, l.depth);
+        let mut leaves = std::mem::take(&mut self.work);
+        let sums = pprf::sender_into(&roots, l.depth, KEY_BITS, &mut leaves);
         let levels = l.trees * l.depth;
         let h = Tmmo::new();
         let mut k0: Vec<Block> = k[..levels].to_vec();
@@ -348,18 +355,15 @@ impl Sender {
             out.extend_from_slice(&(s[0] ^ k0[j]).to_le_bytes());
             out.extend_from_slice(&(s[1] ^ k1[j]).to_le_bytes());
         }
-        let per = 1usize << l.depth;
-        let totals: Vec<Block> = leaves
-            .par_chunks(per)
-            .map(|t| t.iter().fold(0u128, |a, b| a ^ b))
-            .collect();
-        for (i, t) in totals.iter().enumerate() {
-            out.extend_from_slice(&(t ^ k[levels + i]).to_le_bytes());
+        // a tree's leaves sum to its last level's two sums; the leaves lost their lowest bit
+        for i in 0..l.trees {
+            let [a, b] = sums[i * l.depth + l.depth - 1];
+            out.extend_from_slice(&(((a ^ b) & KEY_BITS) ^ k[levels + i]).to_le_bytes());
         }
-        let mut keys = eacode::dual_encode(&mut leaves, l.total(), ea_seed(self.batch));
-        drop(leaves);
-        let out_k = keys.split_off(RESERVE);
-        self.pool_k = keys;
+        exconv::dual_encode(&mut leaves, l.total(), code_seed(self.batch));
+        let out_k = leaves[..l.m].to_vec();
+        self.pool_k = leaves[l.m..l.total()].to_vec();
+        self.work = leaves;
         self.batch += 1;
         Ok((out, out_k))
     }
@@ -425,7 +429,7 @@ mod tests {
                 if let Ok(l) = Layout::new(x) {
                     assert!(l.base_ots() <= RESERVE, "m {x}: {l:?}");
                     assert!(l.noise_len() >= 2 * l.total());
-                    assert!(l.trees >= eacode::MIN_NOISE);
+                    assert!(l.trees >= exconv::MIN_NOISE);
                 }
             }
             m *= 2;
