@@ -103,6 +103,21 @@ pub fn zeroed(n: usize) -> Vec<Block> {
     vec![0u128; n]
 }
 
+/// Asks the CPU to bring the block at `p` into the caches ahead of a read (a hint only).
+#[inline(always)]
+pub fn prefetch(p: &Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; the address comes from a live reference.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(
+            p as *const Block as *const i8,
+            std::arch::x86_64::_MM_HINT_T0,
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Random block from the operating system.
 pub fn random_block() -> Block {
     let mut b = [0u8; 16];

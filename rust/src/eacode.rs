@@ -16,19 +16,6 @@ use crate::block::{Block, Cipher};
 
 pub const WEIGHT: usize = 21;
 
-#[inline(always)]
-fn prefetch(p: &Block) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint; the address comes from a live reference.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(
-            p as *const Block as *const i8,
-            std::arch::x86_64::_MM_HINT_T0,
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 /// Noisy positions needed for 128-bit security with this code (see the module note).
 pub const MIN_NOISE: usize = 400;
 
@@ -86,14 +73,14 @@ where
             // one a few rows ahead so that many misses are in flight at once.
             const AHEAD: usize = 4 * WEIGHT;
             for &p in pos.iter().take(AHEAD) {
-                prefetch(&x[p as usize]);
+                crate::block::prefetch(&x[p as usize]);
             }
             for (i, y) in rows.iter_mut().enumerate() {
                 let (mut s, mut s2) = (0u128, 0u128);
                 for j in 0..WEIGHT {
                     let k = i * WEIGHT + j;
                     if let Some(&q) = pos.get(k + AHEAD) {
-                        prefetch(&x[q as usize]);
+                        crate::block::prefetch(&x[q as usize]);
                     }
                     let p = pos[k] as usize;
                     s ^= x[p];

@@ -231,34 +231,20 @@ pub fn dual_encode(x: &mut [Block], k: usize, seed: Block) {
             // one a few rows ahead so that many misses are in flight at once.
             const AHEAD: usize = 4 * WEIGHT;
             for &q in pos.iter().take(AHEAD) {
-                prefetch(&parity[q as usize]);
+                crate::block::prefetch(&parity[q as usize]);
             }
             for (i, y) in rows.iter_mut().enumerate() {
                 let mut s = *y;
                 for j in 0..WEIGHT {
                     let k = i * WEIGHT + j;
                     if let Some(&q) = pos.get(k + AHEAD) {
-                        prefetch(&parity[q as usize]);
+                        crate::block::prefetch(&parity[q as usize]);
                     }
                     s ^= parity[pos[k] as usize];
                 }
                 *y = s;
             }
         });
-}
-
-#[inline(always)]
-fn prefetch(p: &Block) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint; the address comes from a live reference.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(
-            p as *const Block as *const i8,
-            std::arch::x86_64::_MM_HINT_T0,
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(test)]
