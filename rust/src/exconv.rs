@@ -129,10 +129,12 @@ fn pull_portable(coef: &[u32], x: &mut [Block]) {
     }
 }
 
-/// The first step of `convolve` with the last `WIDTH` entries in six AVX-512 registers (four
-/// blocks each, the nearest in the lowest lane of the first): per entry, six masked moves
-/// pick the terms, three XORs and two lane shuffles sum them, and six lane shifts move the
-/// window on. Same result as `pull_portable`.
+/// The first step of `convolve` with AVX-512. The entries from two to `WIDTH + 1` back sit in
+/// six registers (four blocks each, the nearest in the lowest lane of the first), the last
+/// entry in a seventh: per entry, six masked moves pick the terms, XORs and two lane shuffles
+/// sum them, and six lane shifts move the window on. Keeping the last entry apart lets the
+/// sum for the next entry start before this one is done: the next entry waits only on one
+/// masked XOR. Same result as `pull_portable`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pull_avx512(coef: &[u32], x: &mut [Block]) {
@@ -155,10 +157,11 @@ unsafe fn pull_avx512(coef: &[u32], x: &mut [Block]) {
     };
     let zero = _mm512_setzero_si512();
     let (mut w0, mut w1, mut w2, mut w3, mut w4, mut w5) = (zero, zero, zero, zero, zero, zero);
-    let p = x.len();
+    let mut prev = _mm_setzero_si128();
     let ptr = x.as_mut_ptr() as *mut __m128i;
-    for j in 0..p {
-        let m = *coef.get_unchecked(j) as usize;
+    for (j, &c) in coef.iter().enumerate() {
+        // bit i of the window's mask is the term d = i + 2; the last, d = WIDTH + 1, is fixed
+        let m = ((c >> 1) | (1 << (WIDTH - 1))) as usize;
         let t0 = _mm512_maskz_mov_epi64(LANES[m & 15], w0);
         let t1 = _mm512_maskz_mov_epi64(LANES[(m >> 4) & 15], w1);
         let t2 = _mm512_maskz_mov_epi64(LANES[(m >> 8) & 15], w2);
@@ -171,18 +174,18 @@ unsafe fn pull_avx512(coef: &[u32], x: &mut [Block]) {
         );
         let h = _mm512_xor_si512(acc, _mm512_shuffle_i64x2::<0x4E>(acc, acc));
         let h = _mm512_xor_si512(h, _mm512_shuffle_i64x2::<0xB1>(h, h));
-        let mut s = _mm_xor_si128(_mm512_castsi512_si128(h), _mm_loadu_si128(ptr.add(j)));
-        if j > WIDTH {
-            s = _mm_xor_si128(s, _mm_loadu_si128(ptr.add(j - WIDTH - 1)));
-        }
-        _mm_storeu_si128(ptr.add(j), s);
-        let y = _mm512_broadcast_i32x4(s);
+        let part = _mm_xor_si128(_mm512_castsi512_si128(h), _mm_loadu_si128(ptr.add(j)));
+        // the window moves on by the last entry while this one is being finished
+        let y = _mm512_broadcast_i32x4(prev);
         w5 = _mm512_alignr_epi64::<6>(w5, w4);
         w4 = _mm512_alignr_epi64::<6>(w4, w3);
         w3 = _mm512_alignr_epi64::<6>(w3, w2);
         w2 = _mm512_alignr_epi64::<6>(w2, w1);
         w1 = _mm512_alignr_epi64::<6>(w1, w0);
         w0 = _mm512_alignr_epi64::<6>(w0, y);
+        let near = _mm_and_si128(prev, _mm_set1_epi64x(-((c & 1) as i64)));
+        prev = _mm_xor_si128(part, near);
+        _mm_storeu_si128(ptr.add(j), prev);
     }
 }
 
@@ -214,13 +217,9 @@ pub fn dual_encode(x: &mut [Block], k: usize, seed: Block) {
     assert!(n >= 2 * k && n < 1 << 32, "exconv: needs 2·k <= n < 2^32");
     let [expander, c0, c1] = keys(seed);
     let (out, parity) = x.split_at_mut(k);
-    let t0 = std::time::Instant::now();
     let p = parity.len();
     convolve(&coefficients(&c0, p), parity);
     convolve(&coefficients(&c1, p), parity);
-    if std::env::var("EXT").is_ok() {
-        eprintln!("conv {:?}", t0.elapsed());
-    }
     let parity = &*parity;
     out.par_chunks_mut(ROWS_PER_CHUNK)
         .enumerate()
