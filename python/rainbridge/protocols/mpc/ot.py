@@ -7,13 +7,13 @@ one stream of correlated OTs and the sender of the other, from one of two source
   128 Chou-Orlandi base OTs; the receiver sends 16 bytes per OT. Cheapest in computation,
   so fastest on a fast link (loopback, a LAN).
 - ``source="silent"``: silent correlated OT from the core (rust/src/silentot.rs):
-  regular-noise LPN compressed by the dual expand-accumulate code (Boyle et al. 2019 and
-  2022), seeded once by IKNP and later by each batch's own reserve (Ferret's bootstrapping,
-  Yang et al. 2020). Batches of :data:`.ot_silent.SILENT_BATCH` are made ahead of use, and the
-  receiver turns a random OT into the one it needs with one bit (its random choice XOR the
-  wanted one): 1 bit plus 0.7 byte of batch traffic per OT instead of 16 bytes, for more
-  computation (the code's random reads). From the measured trade in docs/BENCHMARKS.md it
-  is the faster source on links slower than about 190 Mbit/s each way.
+  regular-noise LPN compressed by the dual expand-convolute code (Boyle et al. 2019,
+  Raghuraman, Rindal and Tanguy 2023), seeded once by IKNP and later by each batch's own
+  reserve (Ferret's bootstrapping, Yang et al. 2020). Batches of
+  :data:`.ot_silent.SILENT_BATCH` are made ahead of use, and the receiver turns a random OT
+  into the one it needs with one bit (its random choice XOR the wanted one): 1 bit plus
+  0.37 byte of batch traffic per OT instead of 16 bytes, for about three times IKNP's
+  computation per OT. docs/BENCHMARKS.md says where each source is faster.
 
 Either way the random OTs are hashed with a tweakable correlation-robust hash made of
 fixed-key AES (Guo et al. 2020).
@@ -42,7 +42,7 @@ input, costs one OT per pair: 191 per comparison. Products of the private values
 comparison) skip the masks: the values choose directly. Per OT the receiver sends 1 bit
 (silent) or 16 bytes (IKNP), and the sender its correction: ``ceil((64-k)/8)`` bytes per
 word for bit ``k`` of a 64-bit product (288 bytes per product word instead of 512), 1 bit
-per word for a bitwise AND; the silent batches add about 0.18 MB per 2^18 OTs. See
+per word for a bitwise AND; the silent batches add about 0.1 MB per 2^18 OTs. See
 docs/BENCHMARKS.md for what that costs against the dealer.
 """
 

@@ -1,7 +1,7 @@
 """The silent source of dealer-free correlated OTs (:mod:`.ot`, ``source="silent"``):
-regular-noise LPN compressed by the dual expand-accumulate code in the core
-(rust/src/silentot.rs), seeded once by IKNP and later by each batch's own reserve, made in
-whole batches ahead of use. Security model and costs: :mod:`.ot`.
+regular-noise LPN compressed by the dual expand-convolute code in the core
+(rust/src/silentot.rs, rust/src/exconv.rs), seeded once by IKNP and later by each batch's
+own reserve, made in whole batches ahead of use. Security model and costs: :mod:`.ot`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from rainbridge.net.channel import Channel
 from rainbridge.protocols.mpc.ot_kernels import KAPPA
 
 #: correlated OTs per silent batch: its vectors (32 bytes per OT and side) stay within the
-#: last-level cache, where the code's random reads are cheapest (2^20 ran at half the speed
-#: per OT), and its tree message is 0.7 byte per OT (1.3 at 2^17)
+#: last-level cache, where the code's random reads are cheapest (2^20 ran 20% slower per
+#: OT), and its tree message is 0.37 byte per OT (0.70 at 2^17)
 SILENT_BATCH = 1 << 18
 #: the largest silent batch message accepted (a request or the tree sums: 16·(2·t·d + t))
 _MAX_MSG = 1 << 20
