@@ -19,9 +19,10 @@
 //! Security: the authors estimate the minimum distance of this code (weight 7, width 24,
 //! `n = 2·k`) at `0.15·n`. Against the linear tests of dual LPN, regular noise of weight `t`
 //! leaves a bias of `(1 - 2·0.15)^t`, so `t = 128 / -log2(0.7) = 249` noisy positions give
-//! 128-bit security: `MIN_NOISE` rounds it up to 256. Compared with the expand-accumulate code
-//! (`eacode`), it reads 7 random entries per output instead of 21, over half the vector, and
-//! needs 256 noisy positions instead of 400.
+//! 128-bit security: `MIN_NOISE` rounds it up to 256. Compared with the dual expand-accumulate
+//! code of weight 21 (Boyle, Couteau, Gilboa, Ishai, Kohl, Resch and Scholl, CRYPTO 2022),
+//! it reads 7 random entries per output instead of 21, over half the vector, and needs 256
+//! noisy positions instead of 400: about a quarter of the time per output here.
 
 use rayon::prelude::*;
 
@@ -215,8 +216,47 @@ fn wrap(coef: &[u32], x: &mut [Block]) {
 pub fn dual_encode(x: &mut [Block], k: usize, seed: Block) {
     let n = x.len();
     assert!(n >= 2 * k && n < 1 << 32, "exconv: needs 2·k <= n < 2^32");
-    let [expander, c0, c1] = keys(seed);
     let (out, parity) = x.split_at_mut(k);
+    convolve_and_expand(out, parity, seed);
+}
+
+/// The encoding of a sparse vector of length `n`, given by its nonzero entries (position,
+/// value; a position named twice adds up): the `k` outputs. `scratch` (`n - k` blocks,
+/// overwritten) holds the parity part while it is convolved, so that a caller that has
+/// just encoded another vector of the same length can lend that vector's parity part.
+///
+/// # Panics
+/// If `n < 2·k`, `n >= 2^32`, `scratch` is not `n - k` long or a position is `n` or more.
+pub fn dual_encode_sparse(
+    n: usize,
+    k: usize,
+    seed: Block,
+    entries: &[(usize, Block)],
+    scratch: &mut [Block],
+) -> Vec<Block> {
+    assert!(n >= 2 * k && n < 1 << 32, "exconv: needs 2·k <= n < 2^32");
+    assert_eq!(
+        scratch.len(),
+        n - k,
+        "exconv: the scratch holds the parity part"
+    );
+    let mut out = crate::block::zeroed(k);
+    scratch.fill(0);
+    for &(pos, v) in entries {
+        assert!(pos < n, "exconv: a position past the vector");
+        if pos < k {
+            out[pos] ^= v;
+        } else {
+            scratch[pos - k] ^= v;
+        }
+    }
+    convolve_and_expand(&mut out, scratch, seed);
+    out
+}
+
+/// `out += B·(C·parity)`, the parity part convolved in place.
+fn convolve_and_expand(out: &mut [Block], parity: &mut [Block], seed: Block) {
+    let [expander, c0, c1] = keys(seed);
     let p = parity.len();
     convolve(&coefficients(&c0, p), parity);
     convolve(&coefficients(&c1, p), parity);
@@ -358,6 +398,23 @@ mod tests {
             }
             assert!((q as usize) < n - k);
         }
+    }
+
+    #[test]
+    fn a_sparse_vector_encodes_as_its_dense_form() {
+        let (n, k) = (9000, 4000);
+        let entries: Vec<(usize, Block)> = [3usize, 3999, 4000, 4001, 8999, 4001]
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (p, (i as u128 + 1) << 70 | 5))
+            .collect();
+        let mut dense = vec![0u128; n];
+        for &(p, v) in &entries {
+            dense[p] ^= v;
+        }
+        let want = reference(&dense, k, 21);
+        let mut scratch = vector(n - k, 4); // whatever it held before
+        assert_eq!(dual_encode_sparse(n, k, 21, &entries, &mut scratch), want);
     }
 
     #[test]

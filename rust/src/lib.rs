@@ -9,7 +9,6 @@
 pub mod baseot;
 pub mod bits;
 pub mod block;
-pub mod eacode;
 pub mod error;
 pub mod exconv;
 pub mod gilboa;

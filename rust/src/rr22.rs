@@ -11,7 +11,8 @@
 //! a random order; the receiver looks its own values up among them.
 //!
 //! The VOLE is silent: IKNP correlated OTs (from 128 Chou–Orlandi base OTs) seed regular
-//! sparse VOLE from GGM trees, which the dual expand-accumulate code compresses.
+//! sparse VOLE from GGM trees, which the dual expand-convolute code (`exconv`: 256 noisy
+//! positions) compresses.
 //!
 //! Messages, in order: R→S base-OT setup (32 bytes); S→R base-OT choices (128·32); R→S the
 //! IKNP matrix (128·M/8); S→R the tree sums and corrections; R→S the masked OKVS (4-byte
@@ -25,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::block::{derive, from_bytes, gf_mul, random_block, to_bytes, Block, Cipher, Tmmo};
 use crate::error::{CoreError, Result};
 use crate::items::Items;
-use crate::{baseot, eacode, iknp, okvs, pprf};
+use crate::{baseot, exconv, iknp, okvs, pprf};
 
 /// The sizes every message follows from, fixed by the receiver's set size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +46,10 @@ impl Layout {
         // N = trees·2^depth >= 2m, with at least MIN_NOISE trees.
         let target = 2 * m;
         let mut depth = 1usize;
-        while (target >> (depth + 1)) >= eacode::MIN_NOISE {
+        while (target >> (depth + 1)) >= exconv::MIN_NOISE {
             depth += 1;
         }
-        let trees = target.div_ceil(1 << depth).max(eacode::MIN_NOISE);
+        let trees = target.div_ceil(1 << depth).max(exconv::MIN_NOISE);
         let cots = iknp::rounded(trees * 128 + trees * depth);
         Layout {
             m,
@@ -92,6 +93,11 @@ fn values(seed: &[u8], d: &[Block]) -> Vec<Block> {
     let mut v = d.to_vec();
     v.par_chunks_mut(4096).for_each(|p| c.encrypt(p));
     v
+}
+
+/// The public seed of the VOLE's code.
+fn code_seed(seed: &[u8]) -> Block {
+    derive(seed, "rr22/exconv", 0)
 }
 
 fn okvs_rows(seed: &[u8], retry: u32, m: usize, d: &[Block]) -> Vec<okvs::Row> {
@@ -303,23 +309,17 @@ impl Receiver {
             tree[self.alphas[i] as usize] = corr[i] ^ rest ^ gamma;
         }
         self.t = Vec::new();
-        // The noise e is β_i at i·2^d + α_i; its prefix XOR at any position follows from the
-        // XOR of the β of earlier trees, so it is never stored.
-        let mut before = Vec::with_capacity(l.trees + 1);
-        before.push(0u128);
-        for b in &self.betas {
-            before.push(before.last().expect("non-empty") ^ b);
-        }
-        let (depth, alphas, betas) = (l.depth, &self.alphas, &self.betas);
-        let noise_prefix = |pos: usize| {
-            let (tree, off) = (pos >> depth, pos & (per - 1));
-            // branch-free: which side of α a position lies on is a coin flip
-            let past = ((off >= alphas[tree] as usize) as u128).wrapping_neg();
-            before[tree] ^ (betas[tree] & past)
-        };
-        let ea_seed = derive(&self.seed, "rr22/ea", 0);
-        let (cc, aa) = eacode::dual_encode_with(&mut c, l.m, ea_seed, Some(noise_prefix));
-        drop(c);
+        // C = code(c); A = code(e), the noise e being β_i at i·2^d + α_i: encoded from its
+        // entries, its parity part in c's once c is encoded (no second vector of N blocks)
+        let seed = code_seed(&self.seed);
+        exconv::dual_encode(&mut c, l.m, seed);
+        let entries: Vec<(usize, Block)> = (0..l.trees)
+            .map(|i| ((i << l.depth) + self.alphas[i] as usize, self.betas[i]))
+            .collect();
+        let aa = exconv::dual_encode_sparse(l.noise_len(), l.m, seed, &entries, &mut c[l.m..]);
+        c.truncate(l.m);
+        c.shrink_to_fit();
+        let cc = c;
         let encoder = self
             .encoder
             .take()
@@ -459,9 +459,10 @@ impl Sender {
             return Err(shape("RR22: prepare before the VOLE"));
         }
         let l = self.layout;
-        let mut b = std::mem::take(&mut self.b);
-        let bb = eacode::dual_encode(&mut b, l.m, derive(&self.seed, "rr22/ea", 0));
-        drop(b);
+        let mut bb = std::mem::take(&mut self.b);
+        exconv::dual_encode(&mut bb, l.m, code_seed(&self.seed));
+        bb.truncate(l.m);
+        bb.shrink_to_fit();
         self.pre = Some(Prepared {
             bb,
             entries: okvs::bin(

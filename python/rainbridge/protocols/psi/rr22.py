@@ -26,7 +26,7 @@ moves its messages over a :class:`~rainbridge.net.Channel` and keeps memory boun
 Security model
 --------------
 Semi-honest parties; the OPRF is secure under the dual-LPN assumption for the
-expand-accumulate code (400 noisy positions, 128-bit security by its authors' estimate),
+expand-convolute code (256 noisy positions, 128-bit security by its authors' estimate),
 with fixed-key AES as the correlation-robust hash and SHA-256 as a random oracle; base OTs
 under the computational Diffie–Hellman assumption over ristretto255. A malicious party could
 deviate undetected (for instance, the sender could use a different Δ per item to learn
@@ -73,7 +73,7 @@ from rainbridge.protocols.psi.phases import Phases
 from rainbridge.protocols.psi.records import RecordLayout
 
 PROTOCOL = "rr22-psi"
-VERSION = 1
+VERSION = 2
 #: Bytes of protocol state per item in a bucket (VOLE, OKVS, digests, matching), measured
 #: at 2^22 items with some margin; the bound on a bucket's size follows from it.
 BYTES_PER_ITEM = 400
