@@ -417,6 +417,23 @@ mod tests {
         assert_eq!(dual_encode_sparse(n, k, 21, &entries, &mut scratch), want);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_size_and_seed_matches_the_reference(
+            k in 1usize..3000,
+            extra in 0usize..500,
+            seed in proptest::prelude::any::<u128>(),
+            salt in proptest::prelude::any::<u128>(),
+        ) {
+            let n = 2 * k + extra;
+            let x = vector(n, salt);
+            let mut y = x.clone();
+            dual_encode(&mut y, k, seed);
+            proptest::prop_assert_eq!(&y[..k], &reference(&x, k, seed)[..]);
+        }
+    }
+
     #[test]
     #[should_panic]
     fn refuses_a_short_vector() {
