@@ -23,30 +23,26 @@ fn prg() -> (Cipher, Cipher) {
 
 /// Expands one level in place: `nodes[..w]` become `nodes[..2w]`, children of `i` at `2i`,
 /// `2i + 1`. Returns the XOR of the left and of the right children.
-fn expand_level(g: &(Cipher, Cipher), nodes: &mut [Block], w: usize) -> (Block, Block) {
-    // Chunks of parents from the top down, each copied out first: a chunk's children land
-    // at or above twice its start, where only parents already expanded lived.
-    const CHUNK: usize = 32;
-    let (mut par, mut l, mut r) = ([0u128; CHUNK], [0u128; CHUNK], [0u128; CHUNK]);
+fn expand_level(
+    g: &(Cipher, Cipher),
+    nodes: &mut [Block],
+    scratch: &mut Vec<Block>,
+    w: usize,
+) -> (Block, Block) {
+    scratch.clear();
+    scratch.extend_from_slice(&nodes[..w]);
+    scratch.extend_from_slice(&nodes[..w]);
+    let (l, r) = scratch.split_at_mut(w);
+    g.0.encrypt(l);
+    g.1.encrypt(r);
     let (mut sl, mut sr) = (0u128, 0u128);
-    let mut end = w;
-    while end > 0 {
-        let start = end.saturating_sub(CHUNK);
-        let n = end - start;
-        par[..n].copy_from_slice(&nodes[start..end]);
-        l[..n].copy_from_slice(&par[..n]);
-        r[..n].copy_from_slice(&par[..n]);
-        g.0.encrypt(&mut l[..n]);
-        g.1.encrypt(&mut r[..n]);
-        for i in 0..n {
-            let s = par[i];
-            let (a, b) = (l[i] ^ s, r[i] ^ s);
-            nodes[2 * (start + i)] = a;
-            nodes[2 * (start + i) + 1] = b;
-            sl ^= a;
-            sr ^= b;
-        }
-        end = start;
+    for i in (0..w).rev() {
+        let s = nodes[i];
+        let (a, b) = (l[i] ^ s, r[i] ^ s);
+        nodes[2 * i] = a;
+        nodes[2 * i + 1] = b;
+        sl ^= a;
+        sr ^= b;
     }
     (sl, sr)
 }
@@ -75,9 +71,10 @@ pub fn sender_into(
         .zip(roots.par_iter())
         .for_each(|((tree, s), &root)| {
             let g = prg();
+            let mut scratch = Vec::with_capacity(leaves_per);
             tree[0] = root;
             for (level, sum) in s.iter_mut().enumerate().take(depth) {
-                let (a, b) = expand_level(&g, tree, 1 << level);
+                let (a, b) = expand_level(&g, tree, &mut scratch, 1 << level);
                 *sum = [a, b];
             }
             if mask != !0 {
@@ -113,11 +110,12 @@ pub fn receiver_into(
         .enumerate()
         .for_each(|(i, (tree, &alpha))| {
             let g = prg();
+            let mut scratch = Vec::with_capacity(leaves_per);
             let mut path = 0usize; // index of the unknown node at the current level
             for level in 0..depth {
                 let w = 1usize << level;
                 tree[path] = 0;
-                expand_level(&g, tree, w);
+                expand_level(&g, tree, &mut scratch, w);
                 let bit = ((alpha as usize) >> (depth - 1 - level)) & 1;
                 let sib = 2 * path + (1 - bit);
                 // XOR of the known children on the sibling's side, then the missing one.
