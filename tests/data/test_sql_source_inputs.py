@@ -31,6 +31,20 @@ def test_any_query_is_accepted_or_refused_typed(query: str, dialect: str) -> Non
     assert out and ";" not in out[-1:]
 
 
+@pytest.mark.parametrize(
+    ("query", "want"),
+    [
+        ("; SELECT 1", "SELECT 1"),
+        (" ;;SELECT a FROM t; -- done", "SELECT a FROM t"),
+        ("SELECT 1;", "SELECT 1"),
+        (";SELECT", "SELECT"),
+    ],
+)
+def test_leading_semicolons_are_empty_statements(query: str, want: str) -> None:
+    # a query after empty statements is that query, never the empty text before it
+    assert check_query(query, "postgresql") == want
+
+
 URLISH = st.builds(
     lambda scheme, user, host, rest: f"{scheme}://{user}:hunter2-pw@{host}{rest}",
     st.sampled_from(["postgresql", "postgresql+psycopg", "mysql", "mysql+pymysql", "sqlite", ""]),

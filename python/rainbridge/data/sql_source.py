@@ -226,11 +226,12 @@ def check_query(query: str, dialect: str) -> str:
             if s is not None and not isinstance(s, exp.Semicolon)
         ]
         if len(statements) == 1:
-            # the query ends at its first ';': what follows would end the derived table
-            ends = [
-                t for t in sqlglot.tokenize(text, read=read) if t.token_type.name == "SEMICOLON"
-            ]
-            text = text[: ends[0].start].rstrip() if ends else text
+            # the query starts at its first token past any leading ';' (empty statements) and
+            # ends at the first ';' after it: what follows would end the derived table
+            tokens = sqlglot.tokenize(text, read=read)
+            begin = next(t.start for t in tokens if t.token_type.name != "SEMICOLON")
+            ends = [t.start for t in tokens if t.token_type.name == "SEMICOLON" and t.start > begin]
+            text = text[begin : ends[0]].rstrip() if ends else text[begin:]
     except SqlglotError as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else "parse error"
         raise ConfigError(
